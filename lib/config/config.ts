@@ -1,0 +1,359 @@
+/**
+ * @module The broker's configuration: MetaQ's server.ini keys (sections `[system]`,
+ * `[zookeeper]` and `[topic=<pattern>]`) plus metaq's own, their defaults, and how a topic's
+ * effective settings are resolved. Pure: `buildConfig(fileText, overrides)` returns a frozen
+ * Config or throws ConfigError; reading the file is the caller's business (load.ts).
+ */
+import {
+  BROKER_ID_MAX,
+  MESSAGE_BYTES_LIMIT_MAX,
+  MESSAGE_BYTES_MAX,
+  PARTITIONS_PER_TOPIC_MAX,
+  SEGMENT_BYTES_DEFAULT,
+  SEGMENT_BYTES_MIN,
+  TRANSFER_BYTES_DEFAULT,
+} from "../limits.ts";
+import { type CronSchedule, parseCron } from "./cron.ts";
+import { evaluateInteger, parseBoolean } from "./expression.ts";
+import { parseIni } from "./ini.ts";
+import { type DeletePolicy, parseDeletePolicy } from "./retention_policy.ts";
+
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+}
+
+export interface SystemConfig {
+  readonly brokerId: number;
+  /** Address the client port binds to (metaq; MetaQ bound every interface). */
+  readonly host: string;
+  readonly serverPort: number;
+  readonly dashboardHttpPort: number;
+  /** Serve the HTTP API and dashboard (metaq). */
+  readonly httpEnabled: boolean;
+  /** Host advertised to clients; empty means the bind host. */
+  readonly hostName: string;
+  readonly numPartitions: number;
+  readonly dataPath: string;
+  readonly dataLogPath: string;
+  readonly unflushThreshold: number;
+  readonly unflushInterval: number;
+  readonly maxSegmentSize: number;
+  readonly maxTransferSize: number;
+  /** Largest message data a put may carry (metaq). */
+  readonly maxMessageSize: number;
+  readonly getProcessThreadCount: number;
+  readonly putProcessThreadCount: number;
+  readonly deletePolicy: DeletePolicy;
+  readonly deleteWhen: CronSchedule;
+  readonly quartzThreadCount: number;
+  readonly maxCheckpoints: number;
+  readonly checkpointInterval: number;
+  readonly maxTxTimeoutTimerCapacity: number;
+  readonly maxTxTimeoutInSeconds: number;
+  readonly flushTxLogAtCommit: number;
+  readonly acceptPublish: boolean;
+  readonly acceptSubscribe: boolean;
+  readonly stat: boolean;
+  readonly updateConsumerOffsets: boolean;
+  readonly loadMessageStoresInParallel: boolean;
+  readonly appClassPath: string;
+  /** Consumer-group session timeout in ms (metaq). */
+  readonly groupSessionTimeoutMs: number;
+}
+
+/** A `[topic=<pattern>]` section. Unset fields inherit from `[system]`. */
+export interface TopicSection {
+  readonly pattern: string;
+  readonly matcher: RegExp;
+  readonly numPartitions?: number;
+  readonly stat?: boolean;
+  readonly deletePolicy?: DeletePolicy;
+  readonly deleteWhen?: CronSchedule;
+  readonly dataPath?: string;
+  readonly unflushInterval?: number;
+  readonly unflushThreshold?: number;
+  readonly acceptPublish?: boolean;
+  readonly acceptSubscribe?: boolean;
+  /** `group.<name>=<filter>` entries: server-side filters per consumer group. */
+  readonly groupFilters: ReadonlyMap<string, string>;
+}
+
+/** A topic's effective settings after inheritance. */
+export interface TopicSettings {
+  readonly topic: string;
+  readonly numPartitions: number;
+  readonly stat: boolean;
+  readonly deletePolicy: DeletePolicy;
+  readonly deleteWhen: CronSchedule;
+  readonly dataPath: string;
+  readonly unflushInterval: number;
+  readonly unflushThreshold: number;
+  readonly acceptPublish: boolean;
+  readonly acceptSubscribe: boolean;
+  readonly groupFilters: ReadonlyMap<string, string>;
+}
+
+export interface Config {
+  readonly system: SystemConfig;
+  readonly topics: readonly TopicSection[];
+  /** The config file as read, for `stats config` and `config_checksum`. */
+  readonly fileText?: string;
+  readonly filePath?: string;
+}
+
+type Parse<T> = (raw: string, key: string) => T;
+
+const integer = (min: number, max = Number.MAX_SAFE_INTEGER): Parse<number> => (raw, key) => {
+  const value = wrap(key, () => evaluateInteger(raw));
+  if (value < min || value > max) {
+    throw new ConfigError(`Cannot use ${key}=${raw}: must be between ${min} and ${max}`);
+  }
+  return value;
+};
+const boolean: Parse<boolean> = (raw, key) => wrap(key, () => parseBoolean(raw));
+const text: Parse<string> = (raw) => raw;
+const policy: Parse<DeletePolicy> = (raw, key) => wrap(key, () => parseDeletePolicy(raw));
+const cron: Parse<CronSchedule> = (raw, key) => wrap(key, () => parseCron(raw));
+
+const SYSTEM_KEYS: { readonly [K in keyof SystemConfig]: Parse<SystemConfig[K]> } = {
+  brokerId: integer(0, BROKER_ID_MAX),
+  host: text,
+  serverPort: integer(0, 65535),
+  dashboardHttpPort: integer(0, 65535),
+  httpEnabled: boolean,
+  hostName: text,
+  numPartitions: integer(1, PARTITIONS_PER_TOPIC_MAX),
+  dataPath: text,
+  dataLogPath: text,
+  unflushThreshold: integer(-2147483648, 2147483647),
+  unflushInterval: integer(1),
+  maxSegmentSize: integer(SEGMENT_BYTES_MIN, 2 ** 40),
+  maxTransferSize: integer(1024, 64 * 1024 * 1024),
+  maxMessageSize: integer(1, MESSAGE_BYTES_LIMIT_MAX),
+  getProcessThreadCount: integer(1),
+  putProcessThreadCount: integer(1),
+  deletePolicy: policy,
+  deleteWhen: cron,
+  quartzThreadCount: integer(1),
+  maxCheckpoints: integer(1),
+  checkpointInterval: integer(1),
+  maxTxTimeoutTimerCapacity: integer(1),
+  maxTxTimeoutInSeconds: integer(0),
+  flushTxLogAtCommit: integer(0, 2),
+  acceptPublish: boolean,
+  acceptSubscribe: boolean,
+  stat: boolean,
+  updateConsumerOffsets: boolean,
+  loadMessageStoresInParallel: boolean,
+  appClassPath: text,
+  groupSessionTimeoutMs: integer(100, 3_600_000),
+};
+
+type TopicKey = Exclude<keyof TopicSection, "pattern" | "matcher" | "groupFilters">;
+const TOPIC_KEYS: { readonly [K in TopicKey]-?: Parse<NonNullable<TopicSection[K]>> } = {
+  numPartitions: integer(1, PARTITIONS_PER_TOPIC_MAX),
+  stat: boolean,
+  deletePolicy: policy,
+  deleteWhen: cron,
+  dataPath: text,
+  unflushInterval: integer(1),
+  unflushThreshold: integer(-2147483648, 2147483647),
+  acceptPublish: boolean,
+  acceptSubscribe: boolean,
+};
+
+/** `[zookeeper]` keys are accepted for compatibility and ignored: metaq has no ZooKeeper. */
+const ZOOKEEPER_KEYS = [
+  "zk.zkEnable",
+  "zk.zkConnect",
+  "zk.zkRoot",
+  "zk.zkSessionTimeoutMs",
+  "zk.zkConnectionTimeoutMs",
+  "zk.zkSyncTimeMs",
+];
+
+export const DEFAULT_SYSTEM: SystemConfig = Object.freeze({
+  brokerId: 0,
+  host: "127.0.0.1",
+  serverPort: 8123,
+  dashboardHttpPort: 8120,
+  httpEnabled: true,
+  hostName: "",
+  numPartitions: 1,
+  dataPath: "./data",
+  dataLogPath: "",
+  unflushThreshold: 0,
+  unflushInterval: 10000,
+  maxSegmentSize: SEGMENT_BYTES_DEFAULT,
+  maxTransferSize: TRANSFER_BYTES_DEFAULT,
+  maxMessageSize: MESSAGE_BYTES_MAX,
+  getProcessThreadCount: 20,
+  putProcessThreadCount: 20,
+  deletePolicy: parseDeletePolicy("delete,168"),
+  deleteWhen: parseCron("0 0 6,18 * * ?"),
+  quartzThreadCount: 5,
+  maxCheckpoints: 3,
+  checkpointInterval: 3600000,
+  maxTxTimeoutTimerCapacity: 30000,
+  maxTxTimeoutInSeconds: 60,
+  flushTxLogAtCommit: 1,
+  acceptPublish: true,
+  acceptSubscribe: true,
+  stat: false,
+  updateConsumerOffsets: false,
+  loadMessageStoresInParallel: false,
+  appClassPath: "",
+  groupSessionTimeoutMs: 10000,
+});
+
+export interface ConfigInput {
+  /** Text of a server.ini file, if one was given. */
+  readonly fileText?: string;
+  readonly filePath?: string;
+  /** `[system]` values from the command line, as text; they win over the file. */
+  readonly overrides?: Readonly<Record<string, string>>;
+}
+
+/** Builds and validates a Config. Throws ConfigError naming the key (and line) at fault. */
+export function buildConfig(input: ConfigInput): Config {
+  const raw: Record<string, string> = {};
+  const topics: TopicSection[] = [];
+  if (input.fileText !== undefined) {
+    for (const section of wrapIni(input.fileText)) {
+      if (section.name === "system") {
+        for (const entry of section.entries) {
+          checkKnown(entry.key, Object.keys(SYSTEM_KEYS), `[system] line ${entry.line}`);
+          raw[entry.key] = entry.value;
+        }
+      } else if (section.name === "zookeeper") {
+        for (const entry of section.entries) {
+          checkKnown(entry.key, ZOOKEEPER_KEYS, `[zookeeper] line ${entry.line}`);
+        }
+      } else if (section.name.startsWith("topic=")) {
+        topics.push(buildTopicSection(section.name.slice(6).trim(), section.entries));
+      } else {
+        throw new ConfigError(
+          `Cannot read section [${section.name}] at line ${section.line}: ` +
+            "expected [system], [zookeeper] or [topic=<name>]",
+        );
+      }
+    }
+  }
+  for (const [key, value] of Object.entries(input.overrides ?? {})) {
+    checkKnown(key, Object.keys(SYSTEM_KEYS), "command line");
+    raw[key] = value;
+  }
+  const system: Record<string, unknown> = { ...DEFAULT_SYSTEM };
+  for (const [key, value] of Object.entries(raw)) {
+    system[key] = SYSTEM_KEYS[key as keyof SystemConfig](value, key);
+  }
+  if (!system.dataLogPath) system.dataLogPath = system.dataPath;
+  if (topics.length === 0) topics.push(buildTopicSection("*", []));
+  return Object.freeze({
+    system: Object.freeze(system as unknown as SystemConfig),
+    topics: Object.freeze(topics),
+    fileText: input.fileText,
+    filePath: input.filePath,
+  });
+}
+
+/**
+ * The effective settings of `topic`, or undefined when no `[topic=...]` section accepts it.
+ * An exact name wins over patterns; among patterns the first in the file wins.
+ */
+export function topicSettings(config: Config, topic: string): TopicSettings | undefined {
+  const section = config.topics.find((candidate) => candidate.pattern === topic) ??
+    config.topics.find((candidate) => candidate.matcher.test(topic));
+  if (!section) return undefined;
+  const system = config.system;
+  return {
+    topic,
+    numPartitions: section.numPartitions ?? system.numPartitions,
+    stat: section.stat ?? system.stat,
+    deletePolicy: section.deletePolicy ?? system.deletePolicy,
+    deleteWhen: section.deleteWhen ?? system.deleteWhen,
+    dataPath: section.dataPath ?? system.dataPath,
+    unflushInterval: section.unflushInterval ?? system.unflushInterval,
+    unflushThreshold: section.unflushThreshold ?? system.unflushThreshold,
+    acceptPublish: section.acceptPublish ?? system.acceptPublish,
+    acceptSubscribe: section.acceptSubscribe ?? system.acceptSubscribe,
+    groupFilters: section.groupFilters,
+  };
+}
+
+/** Every `[system]` key metaq understands, for help texts. */
+export const SYSTEM_KEY_NAMES: readonly string[] = Object.keys(SYSTEM_KEYS);
+
+function buildTopicSection(
+  pattern: string,
+  entries: readonly { key: string; value: string; line: number }[],
+): TopicSection {
+  if (pattern === "" || /[\s/\\]/.test(pattern)) {
+    throw new ConfigError(`Cannot use topic section [topic=${pattern}]: invalid name`);
+  }
+  const section: Record<string, unknown> = { pattern, matcher: patternToRegExp(pattern) };
+  const groupFilters = new Map<string, string>();
+  for (const entry of entries) {
+    if (entry.key.startsWith("group.")) {
+      groupFilters.set(entry.key.slice(6), entry.value);
+      continue;
+    }
+    checkKnown(entry.key, Object.keys(TOPIC_KEYS), `[topic=${pattern}] line ${entry.line}`);
+    if (entry.value === "") continue; // MetaQ: blank means inherit
+    section[entry.key] = TOPIC_KEYS[entry.key as TopicKey](entry.value, entry.key);
+  }
+  section.groupFilters = groupFilters;
+  return Object.freeze(section as unknown as TopicSection);
+}
+
+/** MetaQ turns `*` into `.*` and matches the whole name; other characters are literal here. */
+function patternToRegExp(pattern: string): RegExp {
+  const escaped = pattern.split("*").map((part) => part.replace(/[.+?^${}()|[\]\\]/g, "\\$&"));
+  return new RegExp(`^${escaped.join(".*")}$`);
+}
+
+function checkKnown(key: string, known: readonly string[], where: string): void {
+  if (known.includes(key)) return;
+  const suggestion = closest(key, known);
+  const hint = suggestion ? ` (did you mean '${suggestion}'?)` : "";
+  throw new ConfigError(`Cannot use unknown key '${key}' in ${where}${hint}`);
+}
+
+function closest(word: string, candidates: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Math.max(2, Math.floor(word.length / 3)) + 1;
+  for (const candidate of candidates) {
+    const distance = editDistance(word.toLowerCase(), candidate.toLowerCase());
+    if (distance < bestDistance) [best, bestDistance] = [candidate, distance];
+  }
+  return best;
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, index) => index);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      const substitution = previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1);
+      current.push(Math.min(previous[j] + 1, current[j - 1] + 1, substitution));
+    }
+    previous = current;
+  }
+  return previous[b.length];
+}
+
+function wrap<T>(key: string, parse: () => T): T {
+  try {
+    return parse();
+  } catch (error) {
+    throw new ConfigError(`Cannot use ${key}: ${(error as Error).message}`);
+  }
+}
+
+function wrapIni(text: string) {
+  try {
+    return parseIni(text);
+  } catch (error) {
+    throw new ConfigError((error as Error).message);
+  }
+}

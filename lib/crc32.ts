@@ -1,0 +1,37 @@
+/**
+ * @module CRC-32 (IEEE/zlib), as MetaQ computes message checksums. Uses node:zlib's native
+ * crc32 where the runtime has it (Bun, Deno, Node >= 20.15) and a table-driven fallback
+ * otherwise; both give identical results.
+ */
+import * as zlib from "node:zlib";
+
+type Crc32 = (data: Uint8Array, initial?: number) => number;
+
+const nativeCrc32 = (zlib as unknown as { crc32?: Crc32 }).crc32;
+
+const TABLE = (() => {
+  const table = new Uint32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    table[n] = c >>> 0;
+  }
+  return table;
+})();
+
+/** Portable CRC-32; exported so tests can check it against the native one. */
+export function crc32Portable(data: Uint8Array, initial = 0): number {
+  let crc = (initial ^ 0xffffffff) >>> 0;
+  for (let i = 0; i < data.length; i++) crc = TABLE[(crc ^ data[i]) & 0xff] ^ (crc >>> 8);
+  return (crc ^ 0xffffffff) >>> 0;
+}
+
+/** CRC-32 of `data` as an unsigned 32-bit number. */
+export const crc32: (data: Uint8Array) => number = nativeCrc32
+  ? (data) => nativeCrc32(data) >>> 0
+  : (data) => crc32Portable(data);
+
+/** MetaQ's message checksum: CRC-32 masked to 31 bits, so it is never negative. */
+export function metaqChecksum(data: Uint8Array): number {
+  return (crc32(data) & 0x7fffffff) >>> 0;
+}

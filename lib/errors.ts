@@ -1,0 +1,66 @@
+/**
+ * @module Operating errors: one table of kinds, each with MetaQ's status code. Two edges render
+ * them: the TCP `result` line (lib/server) and the HTTP JSON body (lib/http); the client turns
+ * both back into a BrokerError. Programmer errors are assertions (lib/assert.ts), not these.
+ */
+
+export const ERRORS = {
+  badRequest: { status: 400, text: "Bad request" },
+  invalidName: { status: 400, text: "Cannot accept name" },
+  invalidOffset: { status: 400, text: "Cannot accept offset" },
+  messageTooLarge: {
+    status: 400,
+    text: "Cannot accept message: body exceeds the message size limit",
+  },
+  unauthorized: { status: 401, text: "Cannot authenticate" },
+  forbidden: { status: 403, text: "Cannot allow this operation" },
+  partitionClosed: { status: 403, text: "Cannot use partition: it has been closed" },
+  notFound: { status: 404, text: "Cannot find resource" },
+  topicNotFound: { status: 404, text: "Cannot find topic" },
+  conflict: { status: 409, text: "Cannot apply change: state has moved on" },
+  topicNotAccepted: { status: 500, text: "Cannot accept topic" },
+  wrongPartition: { status: 500, text: "Cannot use partition: out of range" },
+  checksumMismatch: { status: 500, text: "Cannot accept message: checksum mismatch" },
+  storageFull: { status: 500, text: "Cannot write: storage is full" },
+  storageFailed: { status: 500, text: "Cannot write: storage failed" },
+  corruption: { status: 500, text: "Cannot read: data is corrupt" },
+  internal: { status: 500, text: "Internal error" },
+  notSupported: { status: 500, text: "Cannot run command: not supported" },
+  unavailable: { status: 503, text: "Cannot serve request: unavailable" },
+  queueFull: { status: 503, text: "Cannot enqueue request: queue is full" },
+  notLeader: { status: 503, text: "Cannot serve partition: this node is not its leader" },
+  timeout: { status: 504, text: "Cannot complete request: timed out" },
+} as const satisfies Record<string, { status: number; text: string }>;
+
+export type ErrorKind = keyof typeof ERRORS;
+
+export class BrokerError extends Error {
+  override readonly name = "BrokerError";
+  readonly kind: ErrorKind;
+  readonly status: number;
+
+  constructor(kind: ErrorKind, detail?: string, options?: ErrorOptions) {
+    super(detail ? `${ERRORS[kind].text}: ${detail}` : ERRORS[kind].text, options);
+    this.kind = kind;
+    this.status = ERRORS[kind].status;
+  }
+
+  /** A BrokerError whose message is given verbatim (MetaQ-compatible reply texts). */
+  static verbatim(kind: ErrorKind, text: string, options?: ErrorOptions): BrokerError {
+    const error = new BrokerError(kind, undefined, options);
+    error.message = text;
+    return error;
+  }
+}
+
+/** Node-style system error codes that mean the disk has no room. */
+export function isNoSpace(error: unknown): boolean {
+  const code = (error as { code?: string } | null)?.code;
+  return code === "ENOSPC" || code === "EDQUOT";
+}
+
+/** Short, single-line description of any thrown value, for logs and replies. */
+export function describeError(error: unknown): string {
+  if (error instanceof Error) return error.message.split("\n")[0];
+  return String(error);
+}

@@ -1,0 +1,40 @@
+/**
+ * @module Every bound the broker enforces, each with its unit in the name. Configurable limits
+ * take these as defaults (lib/config); the relations between them are asserted at load time.
+ */
+import { assert } from "./assert.ts";
+
+/** Longest command line accepted (header only, CRLF included). Longer: close the connection. */
+export const COMMAND_LINE_BYTES_MAX = 4096;
+/** Default largest message data (attribute block + payload) a put may carry. */
+export const MESSAGE_BYTES_MAX = 1024 * 1024;
+/** Largest message data any configuration allows; recovery treats longer lengths as damage. */
+export const MESSAGE_BYTES_LIMIT_MAX = 64 * 1024 * 1024;
+/** Record header: length, checksum, id, flag. */
+export const RECORD_HEADER_BYTES = 20;
+/** Default segment roll size (MetaQ's maxSegmentSize). */
+export const SEGMENT_BYTES_DEFAULT = 1024 * 1024 * 1024;
+/** Smallest segment roll size accepted (tests use small segments). */
+export const SEGMENT_BYTES_MIN = 4096;
+/** Default largest `value` reply (MetaQ's maxTransferSize). */
+export const TRANSFER_BYTES_DEFAULT = 1024 * 1024;
+/** Requests read from one connection and not yet answered; beyond it we stop reading. */
+export const PENDING_REQUESTS_PER_CONNECTION_MAX = 4096;
+/** Reply bytes buffered for one connection; beyond it we stop reading from it. */
+export const OUTPUT_BYTES_PER_CONNECTION_MAX = 16 * 1024 * 1024;
+/** Longest topic name, so that `<topic>-<partition>` fits a 255-byte file name. */
+export const TOPIC_NAME_BYTES_MAX = 200;
+/** Longest group name. */
+export const GROUP_NAME_BYTES_MAX = 200;
+/** Most partitions one topic may have on a broker. */
+export const PARTITIONS_PER_TOPIC_MAX = 1024;
+/** Group commit: sync as soon as this many bytes were written since the last sync. */
+export const GROUP_COMMIT_BYTES_MAX = 4 * 1024 * 1024;
+/** Records queued for one partition's writer and not yet written; beyond it puts get 503. */
+export const APPEND_QUEUE_BYTES_MAX = 64 * 1024 * 1024;
+/** Largest broker id that fits the 10 bits of MetaQ's message id. */
+export const BROKER_ID_MAX = 1023;
+
+assert(MESSAGE_BYTES_MAX + RECORD_HEADER_BYTES <= TRANSFER_BYTES_DEFAULT * 2);
+assert(MESSAGE_BYTES_MAX * 2 <= APPEND_QUEUE_BYTES_MAX);
+assert(SEGMENT_BYTES_MIN >= RECORD_HEADER_BYTES);

@@ -1,0 +1,71 @@
+/**
+ * @module Message ids in MetaQ's snowflake layout: bits 63..22 are milliseconds since
+ * 2011-04-27T09:14:20.503Z, bits 21..12 the broker id, bits 11..0 a sequence. Unlike MetaQ
+ * (which read a monotonic clock) we use wall time, and we never go below the newest id found
+ * on disk, so ids stay unique and increasing per broker across restarts and clock steps back.
+ */
+import { assert } from "../assert.ts";
+import type { Clock } from "../clock.ts";
+import { BROKER_ID_MAX } from "../limits.ts";
+
+export const ID_EPOCH_MS = 1303895660503;
+const SEQUENCE_BITS = 12n;
+const BROKER_BITS = 10n;
+const SEQUENCE_MAX = 4095;
+
+export class MessageIdGenerator {
+  readonly #clock: Clock;
+  readonly #brokerBits: bigint;
+  #lastMs = -1;
+  #sequence = 0;
+  #base = 0n;
+
+  constructor(options: { brokerId: number; clock: Clock }) {
+    assert(Number.isInteger(options.brokerId));
+    assert(options.brokerId >= 0 && options.brokerId <= BROKER_ID_MAX);
+    this.#clock = options.clock;
+    this.#brokerBits = BigInt(options.brokerId) << SEQUENCE_BITS;
+  }
+
+  /** Never hand out an id at or below `id` (the newest one recovered from disk). */
+  observe(id: bigint): void {
+    const ms = Number(id >> (SEQUENCE_BITS + BROKER_BITS)) + ID_EPOCH_MS;
+    if (ms > this.#lastMs) {
+      this.#lastMs = ms;
+      this.#sequence = SEQUENCE_MAX; // the next id moves to the following millisecond
+      this.#base = this.#baseFor(ms);
+    }
+  }
+
+  next(): bigint {
+    // A clock before MetaQ's epoch would make ids zero or negative.
+    const now = Math.max(this.#clock.wallMs(), ID_EPOCH_MS + 1);
+    if (now > this.#lastMs) {
+      this.#lastMs = now;
+      this.#sequence = 0;
+      this.#base = this.#baseFor(now);
+    } else if (this.#sequence >= SEQUENCE_MAX) {
+      // Sequence exhausted (or the clock stepped back): borrow the next millisecond.
+      this.#lastMs += 1;
+      this.#sequence = 0;
+      this.#base = this.#baseFor(this.#lastMs);
+    } else {
+      this.#sequence += 1;
+    }
+    return this.#base + BigInt(this.#sequence);
+  }
+
+  #baseFor(ms: number): bigint {
+    return (BigInt(ms - ID_EPOCH_MS) << (SEQUENCE_BITS + BROKER_BITS)) | this.#brokerBits;
+  }
+}
+
+/** Wall-clock milliseconds encoded in a message id. */
+export function idTimestampMs(id: bigint): number {
+  return Number(id >> (SEQUENCE_BITS + BROKER_BITS)) + ID_EPOCH_MS;
+}
+
+/** Broker id encoded in a message id. */
+export function idBrokerId(id: bigint): number {
+  return Number((id >> SEQUENCE_BITS) & 1023n);
+}

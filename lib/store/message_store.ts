@@ -1,0 +1,222 @@
+/**
+ * @module MessageStore: every partition log of a broker, found by directory name
+ * (`<topic>-<partition>` under each data path, topic = text before the last '-'), created
+ * lazily on first write, closed together. Holds a lock file so two brokers never share a data
+ * directory. Knows nothing of the protocol; the broker decides which topics exist.
+ */
+import * as process from "node:process";
+import { assert } from "../assert.ts";
+import type { Clock } from "../clock.ts";
+import { type Config, topicSettings } from "../config/config.ts";
+import { topicNameProblem } from "../config/names.ts";
+import { describeError } from "../errors.ts";
+import { MESSAGE_BYTES_LIMIT_MAX } from "../limits.ts";
+import type { Logger } from "../log.ts";
+import { CorruptLogError, flushPolicyOf, PartitionLog } from "./partition_log.ts";
+import { joinPath, makeDirDurably, type Storage } from "./storage.ts";
+
+export interface MessageStoreOptions {
+  readonly storage: Storage;
+  readonly config: Config;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  /** Check every segment's checksums at open, not just the active segment's. */
+  readonly verifyAll: boolean;
+  /** Cut damaged logs at the damage instead of refusing them. */
+  readonly repair: boolean;
+}
+
+export class DataDirLockedError extends Error {
+  override readonly name = "DataDirLockedError";
+}
+
+const LOCK_FILE = ".lock";
+
+export const partitionKey = (topic: string, partition: number) => `${topic}-${partition}`;
+
+export class MessageStore {
+  readonly options: MessageStoreOptions;
+  readonly #logs = new Map<string, PartitionLog>();
+  readonly #creating = new Map<string, Promise<PartitionLog>>();
+  readonly #failures = new Map<string, Error>();
+  readonly #lockedDirs: string[] = [];
+  #lastId: bigint | undefined;
+  #closed = false;
+
+  private constructor(options: MessageStoreOptions) {
+    this.options = options;
+  }
+
+  /** Opens every partition found under the data paths. Damaged ones are refused, not fatal. */
+  static async open(options: MessageStoreOptions): Promise<MessageStore> {
+    const store = new MessageStore(options);
+    for (const dir of store.#dataPaths()) await store.#lock(dir);
+    for (const dir of store.#dataPaths()) await store.#load(dir);
+    return store;
+  }
+
+  /** Highest message id recovered from disk, so new ids can stay above it. */
+  get lastRecoveredId(): bigint | undefined {
+    return this.#lastId;
+  }
+
+  get(topic: string, partition: number): PartitionLog | undefined {
+    return this.#logs.get(partitionKey(topic, partition));
+  }
+
+  /** Why a partition was refused at open (damage), if it was. */
+  failure(topic: string, partition: number): Error | undefined {
+    return this.#failures.get(partitionKey(topic, partition));
+  }
+
+  failures(): ReadonlyMap<string, Error> {
+    return this.#failures;
+  }
+
+  /** Every open log, in name order. */
+  logs(): PartitionLog[] {
+    return [...this.#logs.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([, log]) => log);
+  }
+
+  /** Topics with at least one partition on disk, and their partitions sorted by number. */
+  topics(): Map<string, { partition: number; log: PartitionLog }[]> {
+    const topics = new Map<string, { partition: number; log: PartitionLog }[]>();
+    for (const [key, log] of this.#logs) {
+      const { topic, partition } = splitPartitionKey(key)!;
+      const list = topics.get(topic) ?? [];
+      list.push({ partition, log });
+      topics.set(topic, list);
+    }
+    for (const list of topics.values()) list.sort((a, b) => a.partition - b.partition);
+    return new Map([...topics.entries()].sort(([a], [b]) => a.localeCompare(b)));
+  }
+
+  /** Returns the partition's log, creating its directory and first segment if needed. */
+  getOrCreate(topic: string, partition: number, initialOffset = 0): Promise<PartitionLog> {
+    const key = partitionKey(topic, partition);
+    const existing = this.#logs.get(key);
+    if (existing) return Promise.resolve(existing);
+    const failure = this.#failures.get(key);
+    if (failure) return Promise.reject(failure);
+    let creating = this.#creating.get(key);
+    if (!creating) {
+      assert(!this.#closed, "store is closed");
+      assert(topicNameProblem(topic) === undefined, `invalid topic ${topic}`);
+      assert(Number.isInteger(partition) && partition >= 0);
+      creating = this.#openLog(topic, partition, initialOffset).finally(() =>
+        this.#creating.delete(key)
+      );
+      this.#creating.set(key, creating);
+    }
+    return creating;
+  }
+
+  /** Syncs and closes every log and releases the data directory locks. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await Promise.allSettled([...this.#creating.values()]);
+    const results = await Promise.allSettled(this.logs().map((log) => log.close()));
+    for (const dir of this.#lockedDirs) this.options.storage.remove(joinPath(dir, LOCK_FILE));
+    const failed = results.find((result) => result.status === "rejected");
+    if (failed) throw (failed as PromiseRejectedResult).reason;
+  }
+
+  #dataPaths(): string[] {
+    const { config } = this.options;
+    const paths = new Set([config.system.dataPath]);
+    for (const section of config.topics) if (section.dataPath) paths.add(section.dataPath);
+    return [...paths];
+  }
+
+  #dirFor(topic: string, partition: number): string {
+    const dataPath = topicSettings(this.options.config, topic)?.dataPath ??
+      this.options.config.system.dataPath;
+    return joinPath(dataPath, partitionKey(topic, partition));
+  }
+
+  async #lock(dir: string): Promise<void> {
+    const { storage } = this.options;
+    await makeDirDurably(storage, dir);
+    const path = joinPath(dir, LOCK_FILE);
+    const holder = Number(
+      new TextDecoder().decode(storage.readFile(path) ?? new Uint8Array()).trim(),
+    );
+    if (holder && holder !== process.pid && isProcessAlive(holder)) {
+      throw new DataDirLockedError(
+        `Cannot open data directory ${dir}: it is in use by process ${holder}; stop that broker or use another --data`,
+      );
+    }
+    const file = storage.open(path, { create: true });
+    file.truncate(0);
+    file.write([new TextEncoder().encode(`${process.pid}\n`)], 0);
+    file.close();
+    this.#lockedDirs.push(dir);
+  }
+
+  async #load(dataPath: string): Promise<void> {
+    const { storage, logger } = this.options;
+    for (const name of storage.list(dataPath)) {
+      const parsed = splitPartitionKey(name);
+      if (!parsed || !storage.isDirectory(joinPath(dataPath, name))) continue;
+      if (topicNameProblem(parsed.topic)) {
+        logger.log("warn", "Skipping directory with an invalid topic name", { dir: name });
+        continue;
+      }
+      if (this.#dirFor(parsed.topic, parsed.partition) !== joinPath(dataPath, name)) continue;
+      try {
+        const log = await this.#openLog(parsed.topic, parsed.partition, 0);
+        const lastId = log.recovery.lastId;
+        if (lastId !== undefined && (this.#lastId === undefined || lastId > this.#lastId)) {
+          this.#lastId = lastId;
+        }
+      } catch (error) {
+        if (!(error instanceof CorruptLogError)) throw error;
+        this.#failures.set(name, error);
+        logger.log("error", "Refusing damaged partition", {
+          partition: name,
+          reason: describeError(error),
+        });
+      }
+    }
+  }
+
+  async #openLog(topic: string, partition: number, initialOffset: number): Promise<PartitionLog> {
+    const { config, storage, clock, logger } = this.options;
+    const settings = topicSettings(config, topic);
+    const system = config.system;
+    const log = await PartitionLog.open({
+      storage,
+      dir: this.#dirFor(topic, partition),
+      name: partitionKey(topic, partition),
+      segmentBytesMax: system.maxSegmentSize,
+      recordDataBytesMax: MESSAGE_BYTES_LIMIT_MAX,
+      flush: flushPolicyOf(
+        settings?.unflushThreshold ?? system.unflushThreshold,
+        settings?.unflushInterval ?? system.unflushInterval,
+      ),
+      clock,
+      logger,
+    }, { verifyAll: this.options.verifyAll, repair: this.options.repair, initialOffset });
+    this.#logs.set(partitionKey(topic, partition), log);
+    return log;
+  }
+}
+
+/** Splits `<topic>-<partition>` at the last '-'; undefined when it is not such a name. */
+export function splitPartitionKey(name: string): { topic: string; partition: number } | undefined {
+  const dash = name.lastIndexOf("-");
+  if (dash <= 0) return undefined;
+  const digits = name.slice(dash + 1);
+  if (!/^\d{1,9}$/.test(digits)) return undefined;
+  return { topic: name.slice(0, dash), partition: Number(digits) };
+}
+
+function isProcessAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as { code?: string }).code === "EPERM";
+  }
+}

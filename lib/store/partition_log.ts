@@ -1,0 +1,694 @@
+/**
+ * @module PartitionLog: the append-only log of one topic partition, a directory of segments
+ * (`<dataPath>/<topic>-<partition>/<start offset>.meta`). Offsets are absolute byte positions.
+ *
+ * Appends are assigned their offset at once and queued; one writer per partition drains the
+ * queue, writes it, and (with group commit) fsyncs once for everything it took, so a single
+ * fdatasync acknowledges every append queued behind it. A record is visible to readers once it
+ * is acknowledged. With `threshold` flushing (MetaQ's unflushThreshold > 0) appends are
+ * acknowledged after the write and synced by count or time.
+ *
+ * Not here: topics, message ids, protocol. Recovery rules live in recovery.ts.
+ */
+import { setImmediate } from "node:timers";
+import { assert } from "../assert.ts";
+import type { Clock } from "../clock.ts";
+import { type Deferred, deferred } from "../deferred.ts";
+import { BrokerError, describeError, isNoSpace } from "../errors.ts";
+import { RECORD_HEADER_BYTES } from "../limits.ts";
+import type { Logger } from "../log.ts";
+import { writeRecord } from "./record.ts";
+import { scanSegment, type ScanVerdict } from "./recovery.ts";
+import { parseSegmentFileName, Segment, segmentFileName } from "./segment.ts";
+import { joinPath, makeDirDurably, type Storage } from "./storage.ts";
+
+export type FlushPolicy =
+  | { readonly kind: "group" }
+  | { readonly kind: "threshold"; readonly messages: number; readonly intervalMs: number };
+
+/** MetaQ's unflushThreshold <= 0 means group commit; above 0, sync by count or interval. */
+export function flushPolicyOf(unflushThreshold: number, unflushInterval: number): FlushPolicy {
+  return unflushThreshold <= 0
+    ? { kind: "group" }
+    : { kind: "threshold", messages: unflushThreshold, intervalMs: unflushInterval };
+}
+
+export interface PartitionLogOptions {
+  readonly storage: Storage;
+  /** The partition's directory. */
+  readonly dir: string;
+  /** `<topic>-<partition>`, for messages. */
+  readonly name: string;
+  readonly segmentBytesMax: number;
+  /** Largest data length a record may have; longer lengths are treated as damage. */
+  readonly recordDataBytesMax: number;
+  readonly flush: FlushPolicy;
+  readonly clock: Clock;
+  readonly logger: Logger;
+}
+
+export interface OpenOptions {
+  /** Scan every segment's checksums at open, not only the active one. */
+  readonly verifyAll: boolean;
+  /** Cut the log at the first damaged record instead of refusing to open. */
+  readonly repair: boolean;
+  /** Offset of the first segment when the directory is new. */
+  readonly initialOffset?: number;
+}
+
+export interface AppendTicket {
+  /** Partition offset of the first byte appended. */
+  readonly offset: number;
+  /** Resolves once the append is acknowledged (synced, with group commit). */
+  readonly done: Promise<void>;
+}
+
+/** What open found and did, for logs and tests. */
+export interface RecoveryReport {
+  readonly segments: number;
+  readonly records: number;
+  readonly bytesCut: number;
+  readonly lastId?: bigint;
+  readonly repairedAt?: number;
+}
+
+export class CorruptLogError extends Error {
+  override readonly name = "CorruptLogError";
+  readonly path: string;
+  readonly offset: number;
+
+  constructor(path: string, offset: number, reason: string) {
+    super(
+      `Cannot open ${path}: ${reason} at offset ${offset}; ` +
+        "run 'metaq verify --repair' to cut the log there (data after it is moved aside)",
+    );
+    this.path = path;
+    this.offset = offset;
+  }
+}
+
+interface Run {
+  readonly segmentStart: number;
+  readonly chunks: Uint8Array[];
+  bytes: number;
+}
+
+const FILL_BYTES = 256 * 1024;
+
+export class PartitionLog {
+  readonly options: PartitionLogOptions;
+  readonly recovery: RecoveryReport;
+  #segments: Segment[];
+  /** Offset the next append gets (includes queued bytes). */
+  #nextOffset: number;
+  /** Everything below is written to the files. */
+  #writtenEnd: number;
+  /** Everything below is synced. */
+  #durableEnd: number;
+  /** Everything below is acknowledged and readable. */
+  #ackedEnd: number;
+  #messageCount: number;
+  #pending: Run[] = [];
+  #pendingBytes = 0;
+  #pendingRecords = 0;
+  /** Start of the segment the newest reserved byte belongs to. */
+  #tailSegmentStart: number;
+  #fill: Uint8Array = new Uint8Array(0);
+  #fillUsed = 0;
+  #fillStart = 0;
+  #batch: Deferred<void> | undefined;
+  #writing = false;
+  #unflushedMessages = 0;
+  #lastSyncMs: number;
+  #closed = false;
+  #drained: Deferred<void> | undefined;
+  #listeners = new Set<(ackedEnd: number) => void>();
+  #syncCount = 0;
+  #lastSyncLatencyMs = 0;
+
+  private constructor(
+    options: PartitionLogOptions,
+    segments: Segment[],
+    recovery: RecoveryReport,
+  ) {
+    assert(segments.length > 0);
+    this.options = options;
+    this.recovery = recovery;
+    this.#segments = segments;
+    const end = segments[segments.length - 1].endOffset;
+    this.#nextOffset = end;
+    this.#writtenEnd = end;
+    this.#durableEnd = end;
+    this.#ackedEnd = end;
+    this.#tailSegmentStart = segments[segments.length - 1].startOffset;
+    this.#messageCount = recovery.records;
+    this.#lastSyncMs = options.clock.monotonicMs();
+  }
+
+  /** Opens (or creates) the log in `options.dir`, running recovery on what is there. */
+  static async open(options: PartitionLogOptions, open: OpenOptions): Promise<PartitionLog> {
+    const { storage, dir } = options;
+    await makeDirDurably(storage, dir);
+    const starts = storage.list(dir)
+      .map((name) => parseSegmentFileName(name))
+      .filter((start): start is number => start !== undefined)
+      .sort((a, b) => a - b);
+    if (starts.length === 0) {
+      const start = open.initialOffset ?? 0;
+      const file = storage.open(joinPath(dir, segmentFileName(start)), { create: true });
+      await storage.syncDir(dir);
+      return new PartitionLog(options, [new Segment(start, file, 0)], {
+        segments: 1,
+        records: 0,
+        bytesCut: 0,
+      });
+    }
+    return await PartitionLog.#recover(options, open, starts);
+  }
+
+  static async #recover(
+    options: PartitionLogOptions,
+    open: OpenOptions,
+    starts: number[],
+  ): Promise<PartitionLog> {
+    const { segments, report } = await recoverSegments(options, open, starts);
+    return new PartitionLog(options, segments, report);
+  }
+
+  get name(): string {
+    return this.options.name;
+  }
+
+  /** First offset still stored (retention moves it forward). */
+  get startOffset(): number {
+    return this.#segments[0].startOffset;
+  }
+
+  /** End of acknowledged, readable data. */
+  get ackedEnd(): number {
+    return this.#ackedEnd;
+  }
+
+  get writtenEnd(): number {
+    return this.#writtenEnd;
+  }
+
+  get durableEnd(): number {
+    return this.#durableEnd;
+  }
+
+  /** Offset the next append will get. */
+  get nextOffset(): number {
+    return this.#nextOffset;
+  }
+
+  /** Records appended (approximate across restarts, as MetaQ's count is). */
+  get messageCount(): number {
+    return this.#messageCount;
+  }
+
+  /** Bytes stored in all segments. */
+  get sizeBytes(): number {
+    return this.#writtenEnd - this.startOffset;
+  }
+
+  get segmentStarts(): number[] {
+    return this.#segments.map((segment) => segment.startOffset);
+  }
+
+  get syncCount(): number {
+    return this.#syncCount;
+  }
+
+  get lastSyncLatencyMs(): number {
+    return this.#lastSyncLatencyMs;
+  }
+
+  /** Bytes queued and not yet written. */
+  get pendingBytes(): number {
+    return this.#pendingBytes;
+  }
+
+  /** Calls `listener` whenever more data becomes readable; returns an unsubscribe function. */
+  onAppend(listener: (ackedEnd: number) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** Queues one record built from its parts. */
+  appendRecord(
+    record: { id: bigint; flag: number; data: Uint8Array; checksum?: number },
+  ): AppendTicket {
+    const bytes = RECORD_HEADER_BYTES + record.data.length;
+    const target = this.#reserve(bytes);
+    writeRecord(target.buffer, target.position, record);
+    return this.#queued(target.offset, bytes, 1);
+  }
+
+  /**
+   * Queues already-encoded records (a transaction's messages, a replicated batch); they are
+   * written in one piece, so a reader sees all of them or none.
+   */
+  appendEncoded(bytes: Uint8Array, records: number): AppendTicket {
+    assert(bytes.length > 0);
+    const target = this.#reserve(bytes.length);
+    target.buffer.set(bytes, target.position);
+    return this.#queued(target.offset, bytes.length, records);
+  }
+
+  /**
+   * Reads up to `maxBytes` raw bytes at `offset`, never past the end of the segment holding
+   * `offset` and never past `limit` (default: the acknowledged end). The caller checks that
+   * `startOffset <= offset < limit`.
+   */
+  read(offset: number, maxBytes: number, limit = this.#ackedEnd): Uint8Array {
+    const segment = this.#segmentFor(offset);
+    assert(limit <= this.#writtenEnd);
+    const length = Math.min(maxBytes, segment.endOffset - offset, limit - offset);
+    assert(length > 0, `read at ${offset} of ${this.name} has nothing to return`);
+    const bytes = new Uint8Array(length);
+    segment.readInto(bytes, 0, offset, length);
+    return bytes;
+  }
+
+  /** Like read(), into `target` at `targetOffset`; returns the bytes copied. */
+  readInto(target: Uint8Array, targetOffset: number, offset: number, length: number): void {
+    const segment = this.#segmentFor(offset);
+    assert(offset + length <= segment.endOffset);
+    assert(offset + length <= this.#writtenEnd);
+    segment.readInto(target, targetOffset, offset, length);
+  }
+
+  /** Bytes readable at `offset` in one read (bounded by its segment and `limit`). */
+  readableAt(offset: number, maxBytes: number, limit = this.#ackedEnd): number {
+    const segment = this.#segmentFor(offset);
+    return Math.max(0, Math.min(maxBytes, segment.endOffset - offset, limit - offset));
+  }
+
+  /** MetaQ's `offset` answer: the start of the segment holding `offset`, clamped to the log. */
+  segmentStartFor(offset: number, limit = this.#ackedEnd): number {
+    if (offset < this.startOffset) return this.startOffset;
+    if (offset >= limit) return limit;
+    return this.#segmentFor(offset).startOffset;
+  }
+
+  /** Waits until every queued append is written and acknowledged. */
+  async flush(): Promise<void> {
+    while (this.#writing || this.#pending.length > 0) {
+      this.#drained ??= deferred<void>();
+      if (!this.#writing) this.#scheduleDrain();
+      await this.#drained.promise;
+    }
+    if (this.#durableEnd < this.#writtenEnd) await this.#syncActive();
+  }
+
+  /**
+   * Cuts the log back to `offset` (a record boundary), deleting whole segments above it.
+   * Used by replication (conflicting suffix) and transaction recovery. Waits for the writer.
+   */
+  async truncate(offset: number): Promise<void> {
+    await this.flush();
+    assert(
+      offset >= this.startOffset && offset <= this.#writtenEnd,
+      `truncate ${this.name} to ${offset}`,
+    );
+    const { storage, dir } = this.options;
+    while (
+      this.#segments.length > 1 && this.#segments[this.#segments.length - 1].startOffset > offset
+    ) {
+      const segment = this.#segments.pop()!;
+      segment.file.close();
+      storage.remove(segment.file.path);
+    }
+    const active = this.#segments[this.#segments.length - 1];
+    active.truncate(offset - active.startOffset);
+    await active.file.sync();
+    await storage.syncDir(dir);
+    this.#writtenEnd = this.#durableEnd = offset;
+    this.#ackedEnd = Math.min(this.#ackedEnd, offset);
+    this.#resetQueue(offset);
+  }
+
+  /**
+   * Drops every segment and starts empty at `offset` (a replica that fell behind the leader's
+   * log start, or a partition created at a master's minimum offset).
+   */
+  async resetTo(offset: number): Promise<void> {
+    await this.flush();
+    const { storage, dir } = this.options;
+    const file = storage.open(joinPath(dir, segmentFileName(offset)), { create: true });
+    file.truncate(0);
+    await storage.syncDir(dir);
+    for (const segment of this.#segments) {
+      if (segment.startOffset === offset) continue;
+      segment.file.close();
+      storage.remove(segment.file.path);
+    }
+    await storage.syncDir(dir);
+    this.#segments = [new Segment(offset, file, 0)];
+    this.#writtenEnd = this.#durableEnd = this.#ackedEnd = offset;
+    this.#resetQueue(offset);
+  }
+
+  /**
+   * Removes sealed segments from the front of the log, oldest first, while `shouldRemove`
+   * says so; the active segment is never removed. Returns the segments taken out, whose files
+   * the caller deletes or archives (the log no longer reads them).
+   */
+  detachOldSegments(
+    shouldRemove: (path: string, endOffset: number) => boolean,
+  ): string[] {
+    const removed: string[] = [];
+    while (this.#segments.length > 1) {
+      const oldest = this.#segments[0];
+      if (!shouldRemove(oldest.file.path, oldest.endOffset)) break;
+      oldest.file.close();
+      this.#segments.shift();
+      removed.push(oldest.file.path);
+    }
+    return removed;
+  }
+
+  /** Syncs everything and closes the files. Appends after close are refused. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    await this.flush();
+    this.#closed = true;
+    for (const segment of this.#segments) segment.file.close();
+  }
+
+  /** Called by the owner's timer in threshold mode; syncs if the interval has passed. */
+  async syncIfDue(): Promise<void> {
+    const policy = this.options.flush;
+    if (policy.kind !== "threshold" || this.#writing) return;
+    const due = this.options.clock.monotonicMs() - this.#lastSyncMs >= policy.intervalMs;
+    if (due && this.#durableEnd < this.#writtenEnd) await this.#syncActive();
+  }
+
+  #segmentFor(offset: number): Segment {
+    const segments = this.#segments;
+    let low = 0;
+    let high = segments.length - 1;
+    while (low < high) {
+      const middle = (low + high + 1) >> 1;
+      if (segments[middle].startOffset <= offset) low = middle;
+      else high = middle - 1;
+    }
+    const segment = segments[low];
+    assert(offset >= segment.startOffset, `offset ${offset} is below ${this.name}'s start`);
+    return segment;
+  }
+
+  /** Finds room for `bytes` in the fill buffer, starting a new run when the segment is full. */
+  #reserve(bytes: number): { buffer: Uint8Array; position: number; offset: number } {
+    if (this.#closed) throw new BrokerError("unavailable", `partition ${this.name} is closed`);
+    const offset = this.#nextOffset;
+    let run: Run | undefined = this.#pending[this.#pending.length - 1];
+    if (offset - this.#tailSegmentStart >= this.options.segmentBytesMax) {
+      // MetaQ rolls after the append that filled the segment: this one opens the next.
+      this.#tailSegmentStart = offset;
+      run = undefined;
+    }
+    if (!run || run.segmentStart !== this.#tailSegmentStart) {
+      this.#sealFill();
+      run = { segmentStart: this.#tailSegmentStart, chunks: [], bytes: 0 };
+      this.#pending.push(run);
+    }
+    if (this.#fill.length - this.#fillUsed < bytes) {
+      this.#sealFill();
+      this.#fill = new Uint8Array(Math.max(FILL_BYTES, bytes));
+      this.#fillUsed = this.#fillStart = 0;
+    }
+    const position = this.#fillUsed;
+    this.#fillUsed += bytes;
+    run.bytes += bytes;
+    this.#nextOffset += bytes;
+    this.#pendingBytes += bytes;
+    return { buffer: this.#fill, position, offset };
+  }
+
+  /** Moves the filled part of the fill buffer into the newest run. */
+  #sealFill(): void {
+    if (this.#fillUsed > this.#fillStart) {
+      const run = this.#pending[this.#pending.length - 1];
+      assert(run !== undefined);
+      run.chunks.push(this.#fill.subarray(this.#fillStart, this.#fillUsed));
+    }
+    this.#fillStart = this.#fillUsed;
+  }
+
+  /** Forgets everything queued (after a failure, or before a truncation). */
+  #resetQueue(end: number): void {
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    this.#pendingRecords = 0;
+    this.#batch = undefined;
+    this.#fill = new Uint8Array(0);
+    this.#fillUsed = this.#fillStart = 0;
+    this.#nextOffset = end;
+    this.#tailSegmentStart = this.#segments[this.#segments.length - 1].startOffset;
+  }
+
+  #queued(offset: number, bytes: number, records: number): AppendTicket {
+    assert(bytes > 0);
+    this.#messageCount += records;
+    this.#pendingRecords += records;
+    this.#batch ??= deferred<void>();
+    this.#scheduleDrain();
+    return { offset, done: this.#batch.promise };
+  }
+
+  #scheduleDrain(): void {
+    if (this.#writing) return;
+    this.#writing = true;
+    setImmediate(() => void this.#drain());
+  }
+
+  async #drain(): Promise<void> {
+    try {
+      while (this.#pending.length > 0) {
+        this.#sealFill();
+        const runs = this.#pending;
+        const batch = this.#batch!;
+        const records = this.#pendingRecords;
+        const batchEnd = this.#nextOffset;
+        const batchStart = this.#writtenEnd;
+        const tailSegmentStart = this.#tailSegmentStart;
+        this.#resetQueue(batchEnd);
+        this.#tailSegmentStart = tailSegmentStart;
+        try {
+          await this.#writeRuns(runs);
+          assert(this.#writtenEnd === batchEnd);
+          await this.#acknowledge(batchEnd, records);
+          batch.resolve();
+        } catch (error) {
+          this.#failBatch(error, batchStart, batch);
+        }
+      }
+    } finally {
+      this.#writing = false;
+      this.#drained?.resolve();
+      this.#drained = undefined;
+    }
+  }
+
+  async #writeRuns(runs: readonly Run[]): Promise<void> {
+    for (const run of runs) {
+      let active = this.#segments[this.#segments.length - 1];
+      if (run.segmentStart !== active.startOffset) {
+        assert(run.segmentStart === active.endOffset);
+        await this.#roll(run.segmentStart);
+        active = this.#segments[this.#segments.length - 1];
+      }
+      active.append(run.chunks, run.bytes);
+      this.#writtenEnd += run.bytes;
+    }
+  }
+
+  /** Seals the active segment (synced first, so no torn tail can hide in it) and starts one. */
+  async #roll(start: number): Promise<void> {
+    await this.#syncActive();
+    const { storage, dir } = this.options;
+    const file = storage.open(joinPath(dir, segmentFileName(start)), { create: true });
+    file.truncate(0);
+    this.#segments.push(new Segment(start, file, 0));
+    await storage.syncDir(dir);
+  }
+
+  async #acknowledge(batchEnd: number, records: number): Promise<void> {
+    const policy = this.options.flush;
+    if (policy.kind === "group") {
+      await this.#syncActive();
+    } else {
+      this.#unflushedMessages += records;
+      const overdue = this.options.clock.monotonicMs() - this.#lastSyncMs >= policy.intervalMs;
+      if (this.#unflushedMessages >= policy.messages || overdue) await this.#syncActive();
+    }
+    this.#ackedEnd = batchEnd;
+    for (const listener of this.#listeners) listener(batchEnd);
+  }
+
+  async #syncActive(): Promise<void> {
+    const target = this.#writtenEnd;
+    if (this.#durableEnd >= target) return;
+    const started = this.options.clock.monotonicMs();
+    await this.#segments[this.#segments.length - 1].file.sync();
+    this.#lastSyncMs = this.options.clock.monotonicMs();
+    this.#lastSyncLatencyMs = this.#lastSyncMs - started;
+    this.#syncCount += 1;
+    this.#unflushedMessages = 0;
+    this.#durableEnd = Math.max(this.#durableEnd, target);
+  }
+
+  /**
+   * A failed write or sync: nothing of this batch (or queued after it) is acknowledged. The
+   * file is cut back to the last durable end, so bytes the kernel may have dropped after a
+   * failed fsync are never trusted, and later appends start from there again.
+   */
+  #failBatch(error: unknown, batchStart: number, batch: Deferred<void>): void {
+    const cutTo = Math.min(this.#durableEnd, batchStart);
+    const queued = this.#batch;
+    const kind = isNoSpace(error) ? "storageFull" : "storageFailed";
+    const failure = new BrokerError(kind, `${this.name}: ${describeError(error)}`, {
+      cause: error,
+    });
+    this.options.logger.log("error", "Cannot append to partition", {
+      partition: this.name,
+      reason: describeError(error),
+      cutTo,
+    });
+    try {
+      while (
+        this.#segments.length > 1 && this.#segments[this.#segments.length - 1].startOffset > cutTo
+      ) {
+        const segment = this.#segments.pop()!;
+        segment.file.close();
+        this.options.storage.remove(segment.file.path);
+      }
+      const active = this.#segments[this.#segments.length - 1];
+      active.truncate(cutTo - active.startOffset);
+    } catch (cutError) {
+      this.options.logger.log("error", "Cannot cut partition back after a failed append", {
+        partition: this.name,
+        reason: describeError(cutError),
+      });
+    }
+    this.#resetQueue(cutTo);
+    this.#writtenEnd = cutTo;
+    this.#ackedEnd = Math.min(this.#ackedEnd, cutTo);
+    this.#durableEnd = Math.min(this.#durableEnd, cutTo);
+    batch.reject(failure);
+    queued?.reject(failure);
+  }
+}
+
+/** Opens existing segments: checks they are contiguous, scans them, cuts a torn tail. */
+async function recoverSegments(
+  options: PartitionLogOptions,
+  open: OpenOptions,
+  starts: number[],
+): Promise<{ segments: Segment[]; report: RecoveryReport }> {
+  const { storage, dir, logger } = options;
+  const segments = starts.map((start) => {
+    const file = storage.open(joinPath(dir, segmentFileName(start)), { create: false });
+    return new Segment(start, file, file.size());
+  });
+  let records = 0;
+  let bytesCut = 0;
+  let lastId: bigint | undefined;
+  let repairedAt: number | undefined;
+  const gap = segments.findIndex((segment, index) =>
+    index < segments.length - 1 && segment.endOffset !== segments[index + 1].startOffset
+  );
+  if (gap >= 0) {
+    const reason = `segment ends at ${segments[gap].endOffset} but the next starts at ` +
+      `${segments[gap + 1].startOffset}`;
+    if (!open.repair) {
+      closeAll(segments);
+      throw new CorruptLogError(dir, segments[gap].endOffset, reason);
+    }
+    moveAside(storage, segments.splice(gap + 1));
+    await storage.syncDir(dir);
+    repairedAt = segments[gap].endOffset;
+    logger.log("warn", "Repaired partition: segments after a gap moved aside", {
+      partition: options.name,
+      reason,
+    });
+  }
+  for (let index = 0; index < segments.length; index++) {
+    const segment = segments[index];
+    const sealed = index < segments.length - 1;
+    if (sealed && !open.verifyAll) continue;
+    const verdict = scanOne(options, segment, sealed);
+    records += verdict.records;
+    lastId = verdict.lastId ?? lastId;
+    if (verdict.kind === "clean") continue;
+    if (verdict.kind === "corrupt" && !open.repair) {
+      closeAll(segments);
+      throw new CorruptLogError(
+        segment.file.path,
+        segment.startOffset + verdict.validEnd,
+        verdict.reason,
+      );
+    }
+    const cut = segment.size - verdict.validEnd;
+    bytesCut += cut;
+    if (verdict.kind === "corrupt") {
+      // Keep a copy of the damaged file: repair cuts data, it never destroys the evidence.
+      await storage.writeFileAtomic(
+        `${segment.file.path}.damaged`,
+        storage.readFile(segment.file.path)!,
+      );
+    }
+    segment.truncate(verdict.validEnd);
+    await segment.file.sync();
+    if (verdict.kind === "corrupt") {
+      repairedAt = segment.startOffset + verdict.validEnd;
+      moveAside(storage, segments.splice(index + 1));
+      await storage.syncDir(dir);
+      logger.log(
+        "warn",
+        "Repaired damaged partition: cut at the damage, later segments moved aside",
+        {
+          partition: options.name,
+          offset: repairedAt,
+          reason: verdict.reason,
+          bytesCut: cut,
+        },
+      );
+    } else {
+      logger.log("warn", "Cut torn tail of partition", {
+        partition: options.name,
+        offset: segment.endOffset,
+        bytesCut: cut,
+        reason: verdict.reason,
+      });
+    }
+  }
+  return { segments, report: { segments: segments.length, records, bytesCut, lastId, repairedAt } };
+}
+
+function scanOne(options: PartitionLogOptions, segment: Segment, sealed: boolean): ScanVerdict {
+  return scanSegment({
+    size: segment.size,
+    sealed,
+    lengthMax: options.recordDataBytesMax,
+    read: (position, length) => {
+      const bytes = new Uint8Array(length);
+      segment.file.read(bytes, 0, length, position);
+      return bytes;
+    },
+  });
+}
+
+/** Renames damaged-suffix segments so the loader ignores them but nothing is deleted. */
+function moveAside(storage: Storage, segments: Segment[]): void {
+  for (const segment of segments) {
+    segment.file.close();
+    storage.rename(segment.file.path, `${segment.file.path}.damaged`);
+  }
+}
+
+function closeAll(segments: readonly Segment[]): void {
+  for (const segment of segments) segment.file.close();
+}

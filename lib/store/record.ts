@@ -1,0 +1,129 @@
+/**
+ * @module MetaQ's message record, the unit stored on disk and served raw by `get`:
+ *
+ * ```text
+ * offset  size  field
+ * 0       4     length    int32, bytes of data (attribute block + payload)
+ * 4       4     checksum  CRC-32 of data & 0x7FFFFFFF
+ * 8       8     id        int64 message id
+ * 16      4     flag      int32; bit 0 = data starts with an attribute block
+ * 20      length data
+ * ```
+ *
+ * All integers big-endian. The layout is frozen: consumers parse these exact bytes. An
+ * all-zero header is never a real record (ids are never 0), so it marks the end of data.
+ */
+import { assert } from "../assert.ts";
+import { metaqChecksum } from "../crc32.ts";
+import { RECORD_HEADER_BYTES } from "../limits.ts";
+
+export { RECORD_HEADER_BYTES };
+
+/** Flag bit 0: the data begins with a 4-byte length and a UTF-8 attribute. */
+export const FLAG_HAS_ATTRIBUTE = 1;
+
+export interface RecordHeader {
+  readonly length: number;
+  readonly checksum: number;
+  readonly id: bigint;
+  readonly flag: number;
+}
+
+/** A decoded record; `data` is a view into the buffer it was read from. */
+export interface DecodedRecord extends RecordHeader {
+  /** Offset of the record's first byte in the partition (or in the buffer). */
+  readonly offset: number;
+  readonly data: Uint8Array;
+}
+
+/** Writes one record at `position` of `target`; returns the bytes written. */
+export function writeRecord(
+  target: Uint8Array,
+  position: number,
+  options: { id: bigint; flag: number; data: Uint8Array; checksum?: number },
+): number {
+  const { id, flag, data } = options;
+  const checksum = options.checksum ?? metaqChecksum(data);
+  const view = new DataView(target.buffer, target.byteOffset + position, RECORD_HEADER_BYTES);
+  view.setInt32(0, data.length);
+  view.setInt32(4, checksum);
+  view.setBigInt64(8, id);
+  view.setInt32(16, flag);
+  target.set(data, position + RECORD_HEADER_BYTES);
+  return RECORD_HEADER_BYTES + data.length;
+}
+
+/** Encodes one record into a new buffer. */
+export function encodeRecord(options: { id: bigint; flag: number; data: Uint8Array }): Uint8Array {
+  const bytes = new Uint8Array(RECORD_HEADER_BYTES + options.data.length);
+  writeRecord(bytes, 0, options);
+  return bytes;
+}
+
+/** Reads the header at `position`; the caller guarantees 20 bytes are there. */
+export function readHeader(bytes: Uint8Array, position: number): RecordHeader {
+  assert(position + RECORD_HEADER_BYTES <= bytes.length);
+  const view = new DataView(bytes.buffer, bytes.byteOffset + position, RECORD_HEADER_BYTES);
+  return {
+    length: view.getInt32(0),
+    checksum: view.getInt32(4),
+    id: view.getBigInt64(8),
+    flag: view.getInt32(16),
+  };
+}
+
+/**
+ * Decodes the complete, valid records at the start of `bytes` (as a consumer walks a `value`
+ * body). Stops at the first partial record; throws on a checksum mismatch. `baseOffset` is the
+ * partition offset of `bytes[0]`.
+ */
+export function decodeRecords(
+  bytes: Uint8Array,
+  baseOffset = 0,
+  lengthMax = 2 * 1024 * 1024,
+): DecodedRecord[] {
+  const records: DecodedRecord[] = [];
+  let position = 0;
+  while (bytes.length - position >= RECORD_HEADER_BYTES) {
+    const header = readHeader(bytes, position);
+    if (header.length < 0 || header.length > lengthMax) {
+      throw new Error(
+        `Cannot decode record at offset ${baseOffset + position}: invalid length ${header.length}`,
+      );
+    }
+    const end = position + RECORD_HEADER_BYTES + header.length;
+    if (end > bytes.length) break;
+    const data = bytes.subarray(position + RECORD_HEADER_BYTES, end);
+    if (metaqChecksum(data) !== header.checksum) {
+      throw new Error(`Cannot decode record at offset ${baseOffset + position}: checksum mismatch`);
+    }
+    records.push({ ...header, offset: baseOffset + position, data });
+    position = end;
+  }
+  return records;
+}
+
+/** Splits a record's data into its attribute (when flag bit 0 is set) and payload. */
+export function splitAttribute(
+  flag: number,
+  data: Uint8Array,
+): { attribute?: string; payload: Uint8Array } {
+  if ((flag & FLAG_HAS_ATTRIBUTE) === 0) return { payload: data };
+  if (data.length < 4) throw new Error("Cannot read attribute: data shorter than its length field");
+  const length = new DataView(data.buffer, data.byteOffset, 4).getInt32(0);
+  if (length < 0 || 4 + length > data.length) {
+    throw new Error(`Cannot read attribute: invalid attribute length ${length}`);
+  }
+  const attribute = new TextDecoder().decode(data.subarray(4, 4 + length));
+  return { attribute, payload: data.subarray(4 + length) };
+}
+
+/** Builds message data with an attribute block in front of the payload (flag bit 0). */
+export function joinAttribute(attribute: string, payload: Uint8Array): Uint8Array {
+  const attributeBytes = new TextEncoder().encode(attribute);
+  const data = new Uint8Array(4 + attributeBytes.length + payload.length);
+  new DataView(data.buffer).setInt32(0, attributeBytes.length);
+  data.set(attributeBytes, 4);
+  data.set(payload, 4 + attributeBytes.length);
+  return data;
+}

@@ -1,0 +1,17 @@
+/** @module Byte helpers for tests. */
+
+export const ascii = (text: string): Uint8Array => new TextEncoder().encode(text);
+export const text = (bytes: Uint8Array): string => new TextDecoder().decode(bytes);
+export const hex = (bytes: Uint8Array): string => Buffer.from(bytes).toString("hex").toUpperCase();
+export const fromHex = (digits: string): Uint8Array =>
+  Uint8Array.from(Buffer.from(digits.replace(/\s+/g, ""), "hex"));
+
+export function concat(...parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.length;
+  }
+  return out;
+}

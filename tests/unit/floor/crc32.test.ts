@@ -1,0 +1,25 @@
+import { expect, test } from "bun:test";
+import { crc32, crc32Portable, metaqChecksum } from "../../../lib/crc32.ts";
+import { ascii } from "../../support/bytes.ts";
+
+test("crc32 of 'hello' is MetaQ's reference checksum 907060870", () => {
+  expect(crc32(ascii("hello"))).toBe(0x3610a686);
+  expect(metaqChecksum(ascii("hello"))).toBe(907060870);
+});
+
+test("the portable crc32 agrees with the native one on random inputs", () => {
+  let seed = 7;
+  for (let round = 0; round < 200; round++) {
+    const bytes = new Uint8Array(round * 13);
+    for (let i = 0; i < bytes.length; i++) {
+      bytes[i] = (seed = (seed * 1103515245 + 12345) >>> 0) >>> 24;
+    }
+    expect(crc32Portable(bytes)).toBe(crc32(bytes));
+  }
+});
+
+test("metaq checksum masks the top bit so it is never negative", () => {
+  // crc32("a") = 0xE8B7BE43 has the top bit set.
+  expect(crc32(ascii("a"))).toBe(0xe8b7be43);
+  expect(metaqChecksum(ascii("a"))).toBe(0x68b7be43);
+});

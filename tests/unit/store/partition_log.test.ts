@@ -1,0 +1,483 @@
+import { describe, expect, test } from "bun:test";
+import * as fs from "node:fs";
+import { ManualClock, systemClock } from "../../../lib/clock.ts";
+import { parseDeletePolicy } from "../../../lib/config/retention_policy.ts";
+import { memoryLogger, silentLogger } from "../../../lib/log.ts";
+import {
+  CorruptLogError,
+  type FlushPolicy,
+  PartitionLog,
+} from "../../../lib/store/partition_log.ts";
+import { decodeRecords, encodeRecord } from "../../../lib/store/record.ts";
+import { applyRetention } from "../../../lib/store/retention.ts";
+import type { Storage } from "../../../lib/store/storage.ts";
+import { FileStorage } from "../../../lib/store/storage_file.ts";
+import { MemoryStorage } from "../../../lib/store/storage_memory.ts";
+import { ascii, text } from "../../support/bytes.ts";
+import { tempDir } from "../../support/temp_dir.ts";
+import { wrapStorage } from "../../support/wrap_storage.ts";
+
+interface Fixture {
+  storage: Storage;
+  dir: string;
+  crash?: (torn?: Uint8Array) => void;
+  cleanup(): void;
+}
+
+const kinds: Record<string, () => Fixture> = {
+  memory: () => {
+    const storage = new MemoryStorage();
+    return {
+      storage,
+      dir: "/data/orders-0",
+      crash: (torn) => storage.crash(torn ? () => torn : undefined),
+      cleanup() {},
+    };
+  },
+  file: () => {
+    const temp = tempDir();
+    return {
+      storage: new FileStorage(),
+      dir: `${temp.path}/orders-0`,
+      cleanup: () => temp[Symbol.dispose](),
+    };
+  },
+};
+
+function openLog(
+  fixture: Fixture,
+  options: {
+    segmentBytesMax?: number;
+    flush?: FlushPolicy;
+    repair?: boolean;
+    verifyAll?: boolean;
+  } = {},
+) {
+  const logger = memoryLogger();
+  return PartitionLog.open({
+    storage: fixture.storage,
+    dir: fixture.dir,
+    name: "orders-0",
+    segmentBytesMax: options.segmentBytesMax ?? 1024 * 1024,
+    recordDataBytesMax: 1024 * 1024,
+    flush: options.flush ?? { kind: "group" },
+    clock: systemClock,
+    logger,
+  }, { verifyAll: options.verifyAll ?? true, repair: options.repair ?? false }).then((log) => ({
+    log,
+    logger,
+  }));
+}
+
+const message = (i: number) => ({
+  id: BigInt(i + 1),
+  flag: 0,
+  data: ascii(`message-${String(i).padStart(4, "0")}`),
+});
+const RECORD_BYTES = 20 + "message-0000".length;
+
+async function appendMany(log: PartitionLog, count: number, from = 0) {
+  const tickets = Array.from({ length: count }, (_, i) => log.appendRecord(message(from + i)));
+  await Promise.all(tickets.map((ticket) => ticket.done));
+  return tickets;
+}
+
+function readAll(log: PartitionLog): string[] {
+  const bodies: string[] = [];
+  let offset = log.startOffset;
+  while (offset < log.ackedEnd) {
+    const bytes = log.read(offset, 64 * 1024);
+    const records = decodeRecords(bytes, offset);
+    expect(records.length).toBeGreaterThan(0);
+    for (const record of records) bodies.push(text(record.data));
+    offset = records[records.length - 1].offset + 20 + records[records.length - 1].length;
+  }
+  return bodies;
+}
+
+for (const [kind, make] of Object.entries(kinds)) {
+  describe(`partition log on ${kind} storage`, () => {
+    test("appends get byte offsets and read back byte-identical", async () => {
+      const fixture = make();
+      try {
+        const { log } = await openLog(fixture);
+        const tickets = await appendMany(log, 3);
+        expect(tickets.map((t) => t.offset)).toEqual([0, RECORD_BYTES, 2 * RECORD_BYTES]);
+        expect(log.ackedEnd).toBe(3 * RECORD_BYTES);
+        const bytes = log.read(RECORD_BYTES, 1024);
+        expect(bytes).toEqual(
+          encodeRecord(message(1)).length === RECORD_BYTES
+            ? new Uint8Array([...encodeRecord(message(1)), ...encodeRecord(message(2))])
+            : bytes,
+        );
+        await log.close();
+      } finally {
+        fixture.cleanup();
+      }
+    });
+
+    test("group commit acknowledges a burst of appends with few syncs", async () => {
+      const fixture = make();
+      try {
+        const { log } = await openLog(fixture);
+        await appendMany(log, 1000);
+        expect(log.syncCount).toBeLessThanOrEqual(2);
+        expect(log.messageCount).toBe(1000);
+        await log.close();
+      } finally {
+        fixture.cleanup();
+      }
+    });
+
+    test("a record is not readable before its append is acknowledged", async () => {
+      const fixture = make();
+      try {
+        const { log } = await openLog(fixture);
+        const ticket = log.appendRecord(message(0));
+        expect(log.ackedEnd).toBe(0);
+        await ticket.done;
+        expect(log.ackedEnd).toBe(RECORD_BYTES);
+        await log.close();
+      } finally {
+        fixture.cleanup();
+      }
+    });
+
+    test("segments roll at the size limit and reads never cross a segment", async () => {
+      const fixture = make();
+      try {
+        const { log } = await openLog(fixture, { segmentBytesMax: 4096 });
+        await appendMany(log, 500);
+        const perSegment = Math.ceil(4096 / RECORD_BYTES);
+        expect(log.segmentStarts.slice(0, 3)).toEqual([
+          0,
+          perSegment * RECORD_BYTES,
+          2 * perSegment * RECORD_BYTES,
+        ]);
+        const boundary = perSegment * RECORD_BYTES;
+        expect(log.read(boundary - RECORD_BYTES, 1_000_000).length).toBe(RECORD_BYTES);
+        expect(log.segmentStartFor(boundary + 5)).toBe(boundary);
+        expect(log.segmentStartFor(-1)).toBe(0);
+        expect(log.segmentStartFor(10 ** 12)).toBe(log.ackedEnd);
+        expect(readAll(log)).toEqual(Array.from({ length: 500 }, (_, i) => text(message(i).data)));
+        await log.close();
+        const names = fixture.storage.list(fixture.dir).filter((name) => name.endsWith(".meta"));
+        expect(names[1]).toBe(`${String(boundary).padStart(20, "0")}.meta`);
+      } finally {
+        fixture.cleanup();
+      }
+    });
+
+    test("reopening a cleanly closed log keeps every record", async () => {
+      const fixture = make();
+      try {
+        const first = await openLog(fixture, { segmentBytesMax: 4096 });
+        await appendMany(first.log, 300);
+        await first.log.close();
+        const second = await openLog(fixture, { segmentBytesMax: 4096 });
+        expect(second.log.ackedEnd).toBe(300 * RECORD_BYTES);
+        expect(second.log.recovery.bytesCut).toBe(0);
+        expect(second.log.recovery.lastId).toBe(300n);
+        const more = second.log.appendRecord(message(300));
+        expect(more.offset).toBe(300 * RECORD_BYTES);
+        await more.done;
+        expect(readAll(second.log).length).toBe(301);
+        await second.log.close();
+      } finally {
+        fixture.cleanup();
+      }
+    });
+
+    test("a torn tail is cut at the last valid record and the cut is logged", async () => {
+      const fixture = make();
+      try {
+        const first = await openLog(fixture);
+        await appendMany(first.log, 10);
+        await first.log.close();
+        const active = `${fixture.dir}/${"0".repeat(20)}.meta`;
+        const file = fixture.storage.open(active, { create: false });
+        file.write([encodeRecord(message(10)).subarray(0, 17)], 10 * RECORD_BYTES);
+        file.close();
+        const second = await openLog(fixture);
+        expect(second.log.ackedEnd).toBe(10 * RECORD_BYTES);
+        expect(second.log.recovery.bytesCut).toBe(17);
+        expect(
+          second.logger.lines.some((line) =>
+            line.includes("Cut torn tail") && line.includes("bytesCut=17")
+          ),
+        ).toBe(true);
+        expect(fixture.storage.stat(active)?.size).toBe(10 * RECORD_BYTES);
+        await second.log.close();
+      } finally {
+        fixture.cleanup();
+      }
+    });
+
+    test("a zero-filled tail is cut, not read as records", async () => {
+      const fixture = make();
+      try {
+        const first = await openLog(fixture);
+        await appendMany(first.log, 5);
+        await first.log.close();
+        const file = fixture.storage.open(`${fixture.dir}/${"0".repeat(20)}.meta`, {
+          create: false,
+        });
+        file.write([new Uint8Array(8192)], 5 * RECORD_BYTES);
+        file.close();
+        const second = await openLog(fixture);
+        expect(second.log.ackedEnd).toBe(5 * RECORD_BYTES);
+        expect(second.log.messageCount).toBe(5);
+        await second.log.close();
+      } finally {
+        fixture.cleanup();
+      }
+    });
+
+    test("corruption in a sealed segment refuses to open, and repair cuts there keeping a copy", async () => {
+      const fixture = make();
+      try {
+        const first = await openLog(fixture, { segmentBytesMax: 4096 });
+        await appendMany(first.log, 400);
+        const [, second, third] = first.log.segmentStarts;
+        await first.log.close();
+        const sealedPath = `${fixture.dir}/${String(second).padStart(20, "0")}.meta`;
+        const file = fixture.storage.open(sealedPath, { create: false });
+        const byte = new Uint8Array(1);
+        file.read(byte, 0, 1, RECORD_BYTES * 3 + 25);
+        byte[0] ^= 0x10;
+        file.write([byte], RECORD_BYTES * 3 + 25);
+        file.close();
+        const refused = openLog(fixture, { segmentBytesMax: 4096 });
+        expect(refused).rejects.toBeInstanceOf(CorruptLogError);
+        await refused.catch((error) => {
+          expect(error.message).toContain(`at offset ${second + 3 * RECORD_BYTES}`);
+          expect(error.message).toContain("metaq verify --repair");
+        });
+        const repaired = await openLog(fixture, { segmentBytesMax: 4096, repair: true });
+        expect(repaired.log.ackedEnd).toBe(second + 3 * RECORD_BYTES);
+        expect(repaired.log.recovery.repairedAt).toBe(second + 3 * RECORD_BYTES);
+        const names = fixture.storage.list(fixture.dir);
+        expect(names).toContain(`${String(second).padStart(20, "0")}.meta.damaged`);
+        expect(names).toContain(`${String(third).padStart(20, "0")}.meta.damaged`);
+        expect(readAll(repaired.log).length).toBe((second + 3 * RECORD_BYTES) / RECORD_BYTES);
+        await repaired.log.close();
+      } finally {
+        fixture.cleanup();
+      }
+    });
+
+    test("truncate cuts back to a record boundary across segments and appends continue there", async () => {
+      const fixture = make();
+      try {
+        const { log } = await openLog(fixture, { segmentBytesMax: 4096 });
+        await appendMany(log, 300);
+        await log.truncate(50 * RECORD_BYTES);
+        expect(log.ackedEnd).toBe(50 * RECORD_BYTES);
+        expect(log.segmentStarts.length).toBe(1);
+        const next = log.appendRecord(message(999));
+        expect(next.offset).toBe(50 * RECORD_BYTES);
+        await next.done;
+        await log.close();
+        const reopened = await openLog(fixture, { segmentBytesMax: 4096 });
+        expect(readAll(reopened.log).at(-1)).toBe("message-0999");
+        await reopened.log.close();
+      } finally {
+        fixture.cleanup();
+      }
+    });
+
+    test("resetTo starts an empty log at a later offset", async () => {
+      const fixture = make();
+      try {
+        const { log } = await openLog(fixture);
+        await appendMany(log, 10);
+        await log.resetTo(1_000_000);
+        expect([log.startOffset, log.ackedEnd]).toEqual([1_000_000, 1_000_000]);
+        const ticket = log.appendRecord(message(1));
+        expect(ticket.offset).toBe(1_000_000);
+        await ticket.done;
+        await log.close();
+        const reopened = await openLog(fixture);
+        expect(reopened.log.startOffset).toBe(1_000_000);
+        expect(reopened.log.ackedEnd).toBe(1_000_000 + RECORD_BYTES);
+        await reopened.log.close();
+      } finally {
+        fixture.cleanup();
+      }
+    });
+
+    test("retention deletes old sealed segments from the front and never the active one", async () => {
+      const fixture = make();
+      try {
+        const { log } = await openLog(fixture, { segmentBytesMax: 4096 });
+        await appendMany(log, 400);
+        const starts = log.segmentStarts;
+        const now = Date.now();
+        for (const start of starts) {
+          fixture.storage.setModifiedTime(
+            `${fixture.dir}/${String(start).padStart(20, "0")}.meta`,
+            now - 10 * 3_600_000,
+          );
+        }
+        // The second segment is recent: retention stops there even though later ones are old.
+        fixture.storage.setModifiedTime(
+          `${fixture.dir}/${String(starts[1]).padStart(20, "0")}.meta`,
+          now,
+        );
+        const policy = parseDeletePolicy("delete,1h");
+        const first = await applyRetention(log, {
+          policy,
+          nowMs: now,
+          storage: fixture.storage,
+          logger: silentLogger,
+        });
+        expect(first).toEqual({
+          removedSegments: 1,
+          removedBytes: starts[1],
+          newStartOffset: starts[1],
+        });
+        fixture.storage.setModifiedTime(
+          `${fixture.dir}/${String(starts[1]).padStart(20, "0")}.meta`,
+          now - 36_000_000,
+        );
+        const second = await applyRetention(log, {
+          policy,
+          nowMs: now,
+          storage: fixture.storage,
+          logger: silentLogger,
+        });
+        expect(second.newStartOffset).toBe(starts[starts.length - 1]);
+        expect(log.segmentStarts).toEqual([starts[starts.length - 1]]);
+        expect(fixture.storage.list(fixture.dir).filter((n) => n.endsWith(".meta")).length).toBe(1);
+        await log.close();
+      } finally {
+        fixture.cleanup();
+      }
+    });
+
+    test("archive retention keeps segments as .arc files that reopening ignores", async () => {
+      const fixture = make();
+      try {
+        const { log } = await openLog(fixture, { segmentBytesMax: 4096 });
+        await appendMany(log, 200);
+        const starts = log.segmentStarts;
+        const result = await applyRetention(log, {
+          policy: parseDeletePolicy("archive,0s"),
+          nowMs: Date.now() + 1000,
+          storage: fixture.storage,
+          logger: silentLogger,
+        });
+        expect(result.removedSegments).toBe(starts.length - 1);
+        await log.close();
+        const names = fixture.storage.list(fixture.dir);
+        expect(names.filter((n) => n.endsWith(".arc")).length).toBe(starts.length - 1);
+        const reopened = await openLog(fixture, { segmentBytesMax: 4096 });
+        expect(reopened.log.startOffset).toBe(starts[starts.length - 1]);
+        await reopened.log.close();
+      } finally {
+        fixture.cleanup();
+      }
+    });
+
+    test("threshold flushing acknowledges before syncing and syncs by count", async () => {
+      const fixture = make();
+      try {
+        const { log } = await openLog(fixture, {
+          flush: { kind: "threshold", messages: 1000, intervalMs: 60_000 },
+        });
+        await appendMany(log, 10);
+        expect(log.ackedEnd).toBe(10 * RECORD_BYTES);
+        expect(log.durableEnd).toBe(0);
+        await appendMany(log, 1000, 10);
+        expect(log.durableEnd).toBe(1010 * RECORD_BYTES);
+        await log.close();
+      } finally {
+        fixture.cleanup();
+      }
+    });
+  });
+}
+
+describe("partition log crash recovery (memory storage power-cut model)", () => {
+  test("every acknowledged record survives a power cut, across segment rolls", async () => {
+    const fixture = kinds.memory();
+    const { log } = await openLog(fixture, { segmentBytesMax: 2048 });
+    await appendMany(log, 200);
+    const unacked = log.appendRecord(message(200)); // written maybe, never synced
+    void unacked.done;
+    fixture.crash!(new Uint8Array(13).fill(0xab));
+    const { log: reopened } = await openLog(fixture, { segmentBytesMax: 2048 });
+    const bodies = readAll(reopened);
+    expect(bodies.slice(0, 200)).toEqual(
+      Array.from({ length: 200 }, (_, i) => text(message(i).data)),
+    );
+    expect(bodies.length).toBeLessThanOrEqual(201);
+  });
+
+  test("a segment whose directory entry was never synced vanishes without losing acknowledged data", async () => {
+    const memory = new MemoryStorage();
+    let holdDirSync = false;
+    // Directory syncs hang once armed: the rolled segment's entry never becomes durable.
+    const storage = wrapStorage(memory, {
+      syncDir: (dir: string) => (holdDirSync ? new Promise<void>(() => {}) : memory.syncDir(dir)),
+    });
+    const fixture: Fixture = { storage, dir: "/data/orders-0", cleanup() {} };
+    const { log } = await openLog(fixture, { segmentBytesMax: 2048 });
+    const perSegment = Math.ceil(2048 / RECORD_BYTES);
+    await appendMany(log, perSegment);
+    holdDirSync = true;
+    const stuck = log.appendRecord(message(perSegment)); // needs a roll: never acknowledged
+    let acknowledged = false;
+    void stuck.done.then(() => (acknowledged = true));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(acknowledged).toBe(false);
+    expect(memory.list("/data/orders-0").length).toBe(2);
+    memory.crash();
+    expect(memory.list("/data/orders-0").length).toBe(1);
+    holdDirSync = false;
+    const { log: reopened } = await openLog({ ...fixture, storage: memory });
+    expect(reopened.ackedEnd).toBe(perSegment * RECORD_BYTES);
+    expect(readAll(reopened).length).toBe(perSegment);
+  });
+
+  test("a failed write is refused, cut back, and later appends succeed when space returns", async () => {
+    const memory = new MemoryStorage();
+    let full = false;
+    const storage = wrapStorage(memory, {
+      open: (path: string, options: { create: boolean }) => {
+        const file = memory.open(path, options);
+        const write = file.write.bind(file);
+        file.write = (chunks, position) => {
+          if (full) {
+            throw Object.assign(new Error("ENOSPC: no space left on device"), { code: "ENOSPC" });
+          }
+          write(chunks, position);
+        };
+        return file;
+      },
+    });
+    const { log } = await openLog({ storage, dir: "/data/orders-0", cleanup() {} });
+    await appendMany(log, 5);
+    full = true;
+    const refused = log.appendRecord(message(5));
+    await expect(refused.done).rejects.toMatchObject({ kind: "storageFull" });
+    expect(log.ackedEnd).toBe(5 * RECORD_BYTES);
+    full = false;
+    const next = log.appendRecord(message(6));
+    expect(next.offset).toBe(5 * RECORD_BYTES);
+    await next.done;
+    expect(readAll(log)).toEqual([0, 1, 2, 3, 4, 6].map((i) => text(message(i).data)));
+  });
+});
+
+test("file storage fsyncs the directory when a partition is created", async () => {
+  await using temp = tempDir();
+  const { log } = await openLog({
+    storage: new FileStorage(),
+    dir: `${temp.path}/t-0`,
+    cleanup() {},
+  });
+  expect(fs.existsSync(`${temp.path}/t-0/${"0".repeat(20)}.meta`)).toBe(true);
+  await log.close();
+  void ManualClock;
+});
