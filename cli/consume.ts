@@ -1,0 +1,226 @@
+/** @module `metaq consume`: prints a topic's messages, from a chosen position, once or following. */
+import * as process from "node:process";
+import { MetaqClient } from "../lib/client/client.ts";
+import { describeError } from "../lib/errors.ts";
+import { type DecodedRecord, decodeRecords, splitAttribute } from "../lib/store/record.ts";
+import {
+  brokerList,
+  CliError,
+  type CommandSpec,
+  integerFlag,
+  parseFlags,
+  writeStdout,
+} from "./common.ts";
+
+const USAGE = `Usage: metaq consume TOPIC [options]
+
+Prints messages to stdout, one per line (text) or as JSON objects (json). Without --follow it
+stops once every partition is read to its end.
+
+Options:
+  --broker HOST:PORT[,...]  broker(s) to read from (default 127.0.0.1:8123, or $METAQ_BROKER)
+  --partition N             read only partition N (default: every partition)
+  --from-beginning          start at the oldest stored message (default)
+  --from-end                start after the newest message
+  --offset N                start at byte offset N (with --partition)
+  --group G                 consumer group name reported to the broker (default metaq-cli)
+  --follow                  keep waiting for new messages
+  --max N                   stop after N messages
+  --format text|json        output format (default text)
+  --max-size BYTES          bytes asked per fetch (default 1048576)
+
+Examples:
+  metaq consume orders --from-beginning
+  metaq consume orders --partition 2 --offset 1024 --max 10 --format json
+  metaq consume orders --follow --format json`;
+
+const FLAGS = {
+  broker: { type: "string" },
+  partition: { type: "string" },
+  "from-beginning": { type: "boolean" },
+  "from-end": { type: "boolean" },
+  offset: { type: "string" },
+  group: { type: "string" },
+  follow: { type: "boolean" },
+  max: { type: "string" },
+  format: { type: "string" },
+  "max-size": { type: "string" },
+} as const;
+
+const JAVA_LONG_MAX = 9223372036854775807n;
+const FETCH_BYTES_MAX = 64 * 1024 * 1024;
+const IDLE_DELAYS_MS = [50, 100, 200, 400, 800, 1000];
+
+export type Format = "text" | "json";
+
+export const consume: CommandSpec = {
+  name: "consume",
+  summary: "print messages of a topic",
+  usage: USAGE,
+  async run(args) {
+    const { values, positionals } = parseFlags("consume", args, FLAGS, 1);
+    if (values.help) {
+      console.log(USAGE);
+      return 0;
+    }
+    const topic = positionals[0];
+    if (!topic) throw new CliError("Cannot consume: give a TOPIC (see 'metaq consume --help')");
+    const format = (values.format ?? "text") as Format;
+    if (format !== "text" && format !== "json") {
+      throw new CliError(`Cannot use --format ${values.format}: expected text or json`);
+    }
+    const starts =
+      [values["from-beginning"], values["from-end"], values.offset !== undefined].filter(Boolean)
+        .length;
+    if (starts > 1) throw new CliError("Cannot combine --from-beginning, --from-end and --offset");
+    const partition = integerFlag("partition", values.partition, { min: 0, max: 1_000_000 });
+    const offset = integerFlag("offset", values.offset, { min: 0, max: Number.MAX_SAFE_INTEGER });
+    if (offset !== undefined && partition === undefined) {
+      throw new CliError("Cannot use --offset without --partition");
+    }
+    const max = integerFlag("max", values.max, { min: 1, max: Number.MAX_SAFE_INTEGER });
+    const maxSize =
+      integerFlag("max-size", values["max-size"], { min: 64, max: FETCH_BYTES_MAX }) ?? 1024 * 1024;
+    const brokers = brokerList(values.broker);
+    stopOnBrokenPipe();
+    const client = new MetaqClient({ brokers, reconnectAttemptsMax: values.follow ? 1000 : 3 });
+    try {
+      await client.connect();
+      const partitions = partition !== undefined
+        ? [partition]
+        : Array.from({ length: (await client.topicMetadata(topic)).partitions }, (_, i) => i);
+      const start: Start = values["from-end"] ? "end" : offset !== undefined ? offset : "beginning";
+      const group = values.group ?? "metaq-cli";
+      const printed = await readPartitions(client, {
+        topic,
+        group,
+        partitions,
+        start,
+        follow: values.follow ?? false,
+        max,
+        format,
+        maxSize,
+      });
+      process.stderr.write(`Consumed ${printed.toLocaleString("en-US")} messages\n`);
+      return 0;
+    } catch (error) {
+      if (error instanceof CliError) throw error;
+      throw new CliError(`Cannot consume ${topic}: ${describeError(error)}`, 1);
+    } finally {
+      client.close();
+    }
+  },
+};
+
+type Start = "beginning" | "end" | number;
+
+interface ReadOptions {
+  readonly topic: string;
+  readonly group: string;
+  readonly partitions: number[];
+  readonly start: Start;
+  readonly follow: boolean;
+  readonly max?: number;
+  readonly format: Format;
+  readonly maxSize: number;
+}
+
+/** Reads partitions in turn until each is at its end (or forever with follow). */
+async function readPartitions(client: MetaqClient, options: ReadOptions): Promise<number> {
+  const cursors = options.partitions.map((partition) => ({
+    partition,
+    offset: options.start === "beginning" ? 0 : options.start === "end" ? -1 : options.start,
+    maxSize: options.maxSize,
+    done: false,
+  }));
+  let printed = 0;
+  let idleRounds = 0;
+  while (true) {
+    let progressed = false;
+    for (const cursor of cursors) {
+      if (cursor.done) continue;
+      const reply = await client.get({
+        topic: options.topic,
+        group: options.group,
+        partition: cursor.partition,
+        offset: cursor.offset < 0 ? JAVA_LONG_MAX : cursor.offset,
+        maxSize: cursor.maxSize,
+      });
+      if (reply.kind === "moved") {
+        cursor.offset = reply.offset;
+        progressed = true;
+        continue;
+      }
+      if (reply.kind === "none") {
+        if (cursor.offset < 0) cursor.offset = 0; // empty partition asked "from the end"
+        if (!options.follow) cursor.done = true;
+        continue;
+      }
+      const records = decodeRecords(reply.bytes, cursor.offset, FETCH_BYTES_MAX);
+      if (records.length === 0) {
+        // A record larger than maxSize: grow the fetch, as MetaQ's consumer does.
+        if (cursor.maxSize >= FETCH_BYTES_MAX) {
+          throw new CliError(
+            `Cannot read ${options.topic}-${cursor.partition} at ${cursor.offset}: record larger than ${FETCH_BYTES_MAX} bytes`,
+            1,
+          );
+        }
+        cursor.maxSize = Math.min(cursor.maxSize * 2, FETCH_BYTES_MAX);
+        continue;
+      }
+      const take = options.max === undefined ? records : records.slice(0, options.max - printed);
+      await writeStdout(
+        take.map((record) => formatRecord(options.topic, cursor.partition, record, options.format))
+          .join(""),
+      );
+      printed += take.length;
+      const last = take[take.length - 1];
+      cursor.offset = last.offset + 20 + last.length;
+      progressed = true;
+      if (options.max !== undefined && printed >= options.max) return printed;
+    }
+    if (cursors.every((cursor) => cursor.done)) return printed;
+    idleRounds = progressed ? 0 : idleRounds + 1;
+    if (!progressed) {
+      await new Promise((resolve) =>
+        setTimeout(resolve, IDLE_DELAYS_MS[Math.min(idleRounds, IDLE_DELAYS_MS.length - 1)])
+      );
+    }
+  }
+}
+
+const decoder = new TextDecoder();
+
+export function formatRecord(
+  topic: string,
+  partition: number,
+  record: DecodedRecord,
+  format: Format,
+): string {
+  let attribute: string | undefined;
+  let payload = record.data;
+  try {
+    ({ attribute, payload } = splitAttribute(record.flag, record.data));
+  } catch {
+    // A flag claiming an attribute that is not there: show the data as it is.
+  }
+  if (format === "text") return `${decoder.decode(payload)}\n`;
+  return `${
+    JSON.stringify({
+      topic,
+      partition,
+      offset: record.offset,
+      id: record.id.toString(),
+      flag: record.flag,
+      attribute: attribute ?? null,
+      payload: decoder.decode(payload),
+    })
+  }\n`;
+}
+
+/** `metaq consume ... | head` closes stdout early: exit quietly instead of with an error. */
+function stopOnBrokenPipe(): void {
+  process.stdout.on("error", (error: { code?: string }) => {
+    if (error.code === "EPIPE") process.exit(0);
+  });
+}

@@ -1,0 +1,67 @@
+/** @module The command table and top-level help; `main.ts` hands argv here. */
+import * as process from "node:process";
+import { describeError } from "../lib/errors.ts";
+import { CLI_VERSION, CliError, type CommandSpec } from "./common.ts";
+import { consume } from "./consume.ts";
+import { produce } from "./produce.ts";
+import { serve } from "./serve.ts";
+import { stats } from "./stats.ts";
+import { topics } from "./topics.ts";
+import { verify } from "./verify.ts";
+import { version } from "./version.ts";
+
+export const COMMANDS: readonly CommandSpec[] = [
+  serve,
+  produce,
+  consume,
+  topics,
+  stats,
+  verify,
+  version,
+];
+
+function help(): string {
+  const width = Math.max(...COMMANDS.map((command) => command.name.length));
+  return [
+    `metaq ${CLI_VERSION}: a single-binary, MetaQ-compatible message broker`,
+    "",
+    "Usage: metaq COMMAND [options]     (metaq COMMAND --help for details)",
+    "",
+    "Commands:",
+    ...COMMANDS.map((command) => `  ${command.name.padEnd(width)}  ${command.summary}`),
+    "",
+    "Examples:",
+    "  metaq serve --data ./data",
+    "  echo hello | metaq produce orders",
+    "  metaq consume orders --from-beginning",
+  ].join("\n");
+}
+
+/** Runs one command; returns the process exit code. Operating errors print one line. */
+export async function runCli(args: string[]): Promise<number> {
+  const [name, ...rest] = args;
+  if (name === undefined || name === "--help" || name === "-h" || name === "help") {
+    console.log(help());
+    return name === undefined ? 2 : 0;
+  }
+  if (name === "--version" || name === "-V") {
+    console.log(`metaq ${CLI_VERSION}`);
+    return 0;
+  }
+  const command = COMMANDS.find((candidate) => candidate.name === name);
+  if (!command) {
+    console.error(`metaq: unknown command '${name}' (see 'metaq --help')`);
+    return 2;
+  }
+  try {
+    return await command.run(rest);
+  } catch (error) {
+    if (error instanceof CliError) {
+      console.error(`metaq ${name}: ${error.message}`);
+      return error.exitCode;
+    }
+    console.error(`metaq ${name}: unexpected error: ${describeError(error)}`);
+    if (process.env.METAQ_DEBUG) console.error(error);
+    return 70;
+  }
+}

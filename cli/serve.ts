@@ -1,0 +1,116 @@
+/** @module `metaq serve`: runs a broker until SIGTERM or SIGINT, then shuts down cleanly. */
+import * as fs from "node:fs";
+import * as process from "node:process";
+import { consoleLogger, type LogLevel } from "../lib/log.ts";
+import { startBroker } from "../lib/server/start_broker.ts";
+import { DataDirLockedError } from "../lib/store/message_store.ts";
+import { CLI_VERSION, CliError, type CommandSpec, parseFlags } from "./common.ts";
+import { loadConfig } from "./load_config.ts";
+import { serverPlugins } from "./plugins.ts";
+
+const USAGE = `Usage: metaq serve [options]
+
+Runs a broker: MetaQ's text protocol on the client port, data in segment files.
+
+Options:
+  --config FILE        MetaQ server.ini (sections [system], [topic=...]); flags override it
+  --host HOST          address to bind (default 127.0.0.1)
+  --port PORT          client port (default 8123; 0 picks a free port)
+  --data DIR           data directory (default ./data)
+  --partitions N       default partitions per topic (default 1)
+  --broker-id N        broker id 0..1023, part of every message id (default 0)
+  --http-port PORT     HTTP API and dashboard port (default 8120; 0 picks a free port)
+  --no-http            do not serve HTTP
+  --fast-boot          check only the active segment at start-up (default: every segment)
+  --repair             cut damaged partition logs at the damage instead of refusing them
+  --ports-file FILE    write {"port":..,"httpPort":..} here once listening (for scripts)
+  --log-level LEVEL    debug, info, warn or error (default info)
+
+Examples:
+  metaq serve
+  metaq serve --port 9000 --data /var/lib/metaq --partitions 4
+  metaq serve --config server.ini --broker-id 3`;
+
+const FLAGS = {
+  config: { type: "string" },
+  host: { type: "string" },
+  port: { type: "string" },
+  data: { type: "string" },
+  partitions: { type: "string" },
+  "broker-id": { type: "string" },
+  "http-port": { type: "string" },
+  "no-http": { type: "boolean" },
+  "fast-boot": { type: "boolean" },
+  repair: { type: "boolean" },
+  "ports-file": { type: "string" },
+  "log-level": { type: "string" },
+} as const;
+
+export const serve: CommandSpec = {
+  name: "serve",
+  summary: "run a broker",
+  usage: USAGE,
+  async run(args) {
+    const { values } = parseFlags("serve", args, FLAGS);
+    if (values.help) {
+      console.log(USAGE);
+      return 0;
+    }
+    const level = (values["log-level"] ?? "info") as LogLevel;
+    if (!["debug", "info", "warn", "error"].includes(level)) {
+      throw new CliError(`Cannot use --log-level ${level}: expected debug, info, warn or error`);
+    }
+    const logger = consoleLogger(level);
+    const config = loadConfig(values);
+    let running;
+    try {
+      running = await startBroker({
+        config,
+        logger,
+        verifyAll: !values["fast-boot"],
+        repair: values.repair,
+        plugins: serverPlugins(config, values),
+      });
+    } catch (error) {
+      if (error instanceof DataDirLockedError) throw new CliError(error.message, 1);
+      if ((error as { code?: string }).code === "EADDRINUSE") {
+        throw new CliError(
+          `Cannot listen on ${config.system.host}:${config.system.serverPort}: the address is in use; pick another --port`,
+          1,
+        );
+      }
+      throw error;
+    }
+    const failures = running.store.failures();
+    for (const [partition, error] of failures) {
+      logger.log("error", "Partition refused at start-up", { partition, reason: error.message });
+    }
+    const httpPort = running.facts.get("httpPort");
+    console.log(
+      `metaq ${CLI_VERSION} listening on ${config.system.host}:${running.port}` +
+        (httpPort ? ` (http ${config.system.host}:${httpPort})` : "") +
+        `, data in ${config.system.dataPath}`,
+    );
+    if (values["ports-file"]) {
+      fs.writeFileSync(
+        values["ports-file"],
+        JSON.stringify({
+          port: running.port,
+          httpPort: httpPort ?? null,
+          ...Object.fromEntries(running.facts),
+        }),
+      );
+    }
+    await new Promise<void>((resolve) => {
+      const stop = (signal: string) => {
+        logger.log("info", "Shutting down", { signal });
+        resolve();
+      };
+      process.once("SIGTERM", () => stop("SIGTERM"));
+      process.once("SIGINT", () => stop("SIGINT"));
+    });
+    await running.close();
+    logger.log("info", "Stopped cleanly");
+    return 0;
+  },
+};

@@ -1,0 +1,32 @@
+/** @module `metaq version`: this program's version, and a broker's with --broker. */
+import { MetaqClient } from "../lib/client/client.ts";
+import { describeError } from "../lib/errors.ts";
+import { brokerList, CLI_VERSION, CliError, type CommandSpec, parseFlags } from "./common.ts";
+
+const USAGE = `Usage: metaq version [--broker HOST:PORT]
+
+Prints metaq's version; with --broker also asks that broker (MetaQ's 'version' command).`;
+
+export const version: CommandSpec = {
+  name: "version",
+  summary: "print the version",
+  usage: USAGE,
+  async run(args) {
+    const { values } = parseFlags("version", args, { broker: { type: "string" } });
+    if (values.help) {
+      console.log(USAGE);
+      return 0;
+    }
+    console.log(`metaq ${CLI_VERSION}`);
+    if (values.broker === undefined) return 0;
+    const client = new MetaqClient({ brokers: brokerList(values.broker), reconnectAttemptsMax: 2 });
+    try {
+      console.log(`broker ${values.broker}: ${await client.version()}`);
+      return 0;
+    } catch (error) {
+      throw new CliError(`Cannot ask ${values.broker} for its version: ${describeError(error)}`, 1);
+    } finally {
+      client.close();
+    }
+  },
+};

@@ -1,0 +1,156 @@
+/**
+ * @module Renders `stats [item]` replies exactly as MetaQ's StatsManager: `STATS\r\n`, one
+ * `key value...` line per fact, `END\r\n`. The `config` item is raw and handled by the broker.
+ */
+import { crc32 } from "../crc32.ts";
+import type { Broker } from "./broker.ts";
+import { METAQ_VERSION } from "./broker.ts";
+import type { RealtimeKey } from "./stats.ts";
+
+const HELP: readonly [string, string][] = [
+  ["*EMPTY*", "Returns broker info."],
+  ["help", "Returns help menu."],
+  ["topics", "Returns topics statistics detail info."],
+  ["offsets", "Returns partitions detail info."],
+  ["realtime", "Returns realtime statistics detail info."],
+  ["config", "Returns broker's config file content."],
+];
+
+const REALTIME: readonly RealtimeKey[] = [
+  "cmd_put",
+  "cmd_get",
+  "cmd_offset",
+  "get_miss",
+  "put_failed",
+  "message_size",
+];
+const REALTIME_NAMES = ["put", "get", "offset", "get_miss", "put_failed", "message_size"];
+
+/** Extra items registered by other parts (cluster, groups); each returns lines. */
+export const extraStatsItems = new Map<string, (broker: Broker) => string[]>();
+
+export function renderStats(broker: Broker, item: string | undefined): string {
+  const lines: string[] = [];
+  const add = (...values: (string | number | boolean | bigint)[]) => lines.push(values.join(" "));
+  if (item === undefined || item.trim() === "") {
+    general(broker, add);
+  } else if (item === "topics") {
+    topics(broker, add);
+  } else if (item === "offsets") {
+    for (const [topic, partitions] of broker.store.topics()) {
+      for (const { partition, log } of partitions) {
+        add(
+          topic,
+          "part",
+          partition,
+          "min_offset",
+          log.startOffset,
+          "max_offset",
+          broker.readLimit(topic, partition, log),
+        );
+      }
+    }
+  } else if (item === "realtime") {
+    REALTIME.forEach((key, index) =>
+      add(`realtime_${REALTIME_NAMES[index]}`, broker.stats.realtime(key))
+    );
+  } else if (item === "help") {
+    for (const [name, description] of HELP) add(name, description);
+  } else if (item === "reset") {
+    broker.stats.reset();
+    add("reset", "ok");
+  } else if (extraStatsItems.has(item)) {
+    lines.push(...extraStatsItems.get(item)!(broker));
+  } else {
+    topic(broker, item, add);
+  }
+  return `STATS\r\n${lines.map((line) => `${line}\r\n`).join("")}END\r\n`;
+}
+
+type Add = (...values: (string | number | boolean | bigint)[]) => void;
+
+function general(broker: Broker, add: Add): void {
+  const counters = broker.stats.counters;
+  const topics = broker.store.topics();
+  let totalMessages = 0;
+  for (const partitions of topics.values()) {
+    for (const { log } of partitions) totalMessages += log.messageCount;
+  }
+  add("pid", broker.processInfo.pid);
+  add("broker_id", broker.config.system.brokerId);
+  add("port", broker.port);
+  add("uptime", broker.stats.uptimeSeconds());
+  add("version", METAQ_VERSION);
+  add("slave", false);
+  add("curr_connections", broker.connectionCount());
+  add("threads", 1);
+  add("cmd_put", counters.cmdPut);
+  add("cmd_get", counters.cmdGet);
+  add("cmd_offset", counters.cmdOffset);
+  add("tx_begin", counters.txBegin);
+  add("tx_xa_begin", counters.txXaBegin);
+  add("tx_commit", counters.txCommit);
+  add("tx_rollback", counters.txRollback);
+  add("get_miss", counters.getMiss);
+  add("put_failed", counters.putFailed);
+  add("total_messages", totalMessages);
+  add("topics", topics.size);
+  add("config_checksum", configChecksum(broker));
+}
+
+function topics(broker: Broker, add: Add): void {
+  const stored = broker.store.topics();
+  for (const [name, partitions] of stored) {
+    const settings = broker.topicSettings(name);
+    let count = 0;
+    let bytes = 0;
+    for (const { log } of partitions) {
+      count += log.messageCount;
+      bytes += log.sizeBytes;
+    }
+    add(
+      name,
+      "partitions",
+      partitions.length,
+      "message_count",
+      count,
+      "message_bytes",
+      bytes,
+      "accept_publish",
+      settings?.acceptPublish ?? broker.config.system.acceptPublish,
+      "accept_subscribe",
+      settings?.acceptSubscribe ?? broker.config.system.acceptSubscribe,
+    );
+  }
+  for (const section of broker.config.topics) {
+    if (!section.pattern.includes("*") && !stored.has(section.pattern)) {
+      add(section.pattern, "*Empty*");
+    }
+  }
+}
+
+function topic(broker: Broker, name: string, add: Add): void {
+  const partitions = broker.store.topics().get(name);
+  const configured = broker.config.topics.some((section) => section.pattern === name);
+  const resultCode = partitions ? 0 : configured ? 2 : 1;
+  let count = 0;
+  let bytes = 0;
+  for (const { log } of partitions ?? []) {
+    count += log.messageCount;
+    bytes += log.sizeBytes;
+  }
+  add(name);
+  add("resultCode", resultCode);
+  add("partitions", partitions?.length ?? 0);
+  add("message_count", count);
+  add("bytes", bytes);
+  REALTIME.forEach((key, index) =>
+    add(`topic_realtime_${REALTIME_NAMES[index]}`, broker.stats.realtime(key, name))
+  );
+}
+
+/** MetaQ reports the CRC-32 of the config file; 0 when running without one. */
+function configChecksum(broker: Broker): number {
+  const text = broker.config.fileText;
+  return text === undefined ? 0 : crc32(new TextEncoder().encode(text));
+}

@@ -1,0 +1,262 @@
+/**
+ * @module MetaqClient: the request/reply operations of the MetaQ protocol on top of one
+ * multiplexed connection, with reconnection (bounded back-off) and the `version` heartbeat MetaQ's
+ * client sends when a connection is idle. Replies come back as values or typed errors. Producer
+ * and consumer logic live in producer.ts and consumer.ts.
+ */
+import { metaqChecksum } from "../crc32.ts";
+import type { TransactionType } from "../protocol/commands.ts";
+import {
+  encodeExtension,
+  encodeGet,
+  encodeOffset,
+  encodePut,
+  encodeStats,
+  encodeTransaction,
+  encodeVersion,
+} from "../protocol/encoder.ts";
+import { FLAG_HAS_ATTRIBUTE, joinAttribute } from "../store/record.ts";
+import { BrokerConnection, type Reply } from "./connection.ts";
+import { ConnectionError, errorFromResult } from "./errors.ts";
+
+export interface ClientOptions {
+  /** Broker addresses `host:port`; the first reachable one is used. */
+  readonly brokers: readonly string[];
+  readonly requestTimeoutMs?: number;
+  readonly connectTimeoutMs?: number;
+  /** Send `version` when the connection has been idle this long (MetaQ: 10 s). */
+  readonly heartbeatIdleMs?: number;
+  /** Reconnection back-off table in ms; the last value repeats. */
+  readonly reconnectDelaysMs?: readonly number[];
+  /** Give up reconnecting after this many attempts in a row. */
+  readonly reconnectAttemptsMax?: number;
+}
+
+export interface PutResult {
+  readonly id: bigint;
+  readonly partition: number;
+  readonly offset: number;
+}
+
+export type GetResult =
+  | { readonly kind: "records"; readonly bytes: Uint8Array }
+  | { readonly kind: "moved"; readonly offset: number }
+  | { readonly kind: "none"; readonly code: number; readonly text: string };
+
+export interface Message {
+  readonly payload: Uint8Array;
+  readonly attribute?: string;
+  /** Extra flag bits (bit 0 is set by the client when an attribute is present). */
+  readonly flag?: number;
+}
+
+const RECONNECT_DELAYS_MS = [0, 100, 250, 500, 1000, 2000];
+const decoder = new TextDecoder();
+
+export function parseAddress(address: string): { host: string; port: number } {
+  const index = address.lastIndexOf(":");
+  const host = index > 0 ? address.slice(0, index) : "127.0.0.1";
+  const port = Number(index >= 0 ? address.slice(index + 1) : address);
+  if (!Number.isInteger(port) || port <= 0 || port > 65535) {
+    throw new ConnectionError(`Cannot use broker address '${address}': expected host:port`);
+  }
+  return { host, port };
+}
+
+export class MetaqClient {
+  readonly options: ClientOptions;
+  #connection: BrokerConnection | undefined;
+  #connecting: Promise<BrokerConnection> | undefined;
+  #closed = false;
+  #heartbeat: ReturnType<typeof setInterval> | undefined;
+  #heartbeatFailures = 0;
+
+  constructor(options: ClientOptions) {
+    if (options.brokers.length === 0) {
+      throw new ConnectionError("Cannot create a client without a broker address");
+    }
+    for (const broker of options.brokers) parseAddress(broker);
+    this.options = options;
+    const idleMs = options.heartbeatIdleMs ?? 10_000;
+    this.#heartbeat = setInterval(
+      () => void this.#beat(idleMs),
+      Math.max(50, Math.min(1000, idleMs / 2)),
+    );
+    (this.#heartbeat as { unref?: () => void }).unref?.();
+  }
+
+  /** Connects now (otherwise the first request connects). */
+  async connect(): Promise<this> {
+    await this.connection();
+    return this;
+  }
+
+  /** The live connection, reconnecting when needed. */
+  connection(): Promise<BrokerConnection> {
+    if (this.#closed) return Promise.reject(new ConnectionError("Cannot use a closed client"));
+    if (this.#connection && !this.#connection.closed) return Promise.resolve(this.#connection);
+    this.#connecting ??= this.#dial().finally(() => (this.#connecting = undefined));
+    return this.#connecting;
+  }
+
+  /** Sends one message; resolves when the broker acknowledged it. */
+  async put(
+    topic: string,
+    partition: number,
+    message: Message,
+    txKey?: string,
+  ): Promise<PutResult> {
+    const connection = await this.connection();
+    const body = message.attribute === undefined
+      ? message.payload
+      : joinAttribute(message.attribute, message.payload);
+    const flag = (message.flag ?? 0) | (message.attribute === undefined ? 0 : FLAG_HAS_ATTRIBUTE);
+    const opaque = connection.nextOpaque();
+    const bytes = encodePut({
+      topic,
+      partition,
+      flag,
+      checksum: metaqChecksum(body),
+      txKey,
+      opaque,
+      body,
+    });
+    return parsePutReply(await connection.request(bytes, opaque));
+  }
+
+  /** One `get`: raw record bytes, a 301 "use this offset", or an empty answer (404/403). */
+  async get(
+    request: {
+      topic: string;
+      group: string;
+      partition: number;
+      offset: number | bigint;
+      maxSize: number;
+    },
+  ): Promise<GetResult> {
+    const connection = await this.connection();
+    const opaque = connection.nextOpaque();
+    const reply = await connection.request(encodeGet({ ...request, opaque }), opaque);
+    if (reply.kind === "value") return { kind: "records", bytes: reply.body };
+    const text = decoder.decode(reply.body);
+    if (reply.code === 301) return { kind: "moved", offset: Number(text) };
+    if (reply.code === 404 || reply.code === 403) return { kind: "none", code: reply.code, text };
+    throw errorFromResult(reply.code, text);
+  }
+
+  /** MetaQ's `offset`: the start of the segment holding `offset`, clamped to the log. */
+  async offset(
+    request: { topic: string; group: string; partition: number; offset: number },
+  ): Promise<number> {
+    const text = await this.#textRequest((opaque) => encodeOffset({ ...request, opaque }));
+    return Number(text);
+  }
+
+  async stats(item?: string): Promise<string> {
+    return await this.#textRequest((opaque) => encodeStats(item, opaque));
+  }
+
+  async version(): Promise<string> {
+    return await this.#textRequest((opaque) => encodeVersion(opaque));
+  }
+
+  /** `transaction` command; END is one-way, so it resolves at once with "". */
+  async transaction(
+    request: {
+      txKey: string;
+      sessionId: string;
+      type: TransactionType;
+      timeout?: number;
+      uniqueQualifier?: string;
+    },
+  ): Promise<string> {
+    if (request.type === "END") {
+      const connection = await this.connection();
+      connection.send(encodeTransaction({ ...request, opaque: connection.nextOpaque() }));
+      return "";
+    }
+    return await this.#textRequest((opaque) => encodeTransaction({ ...request, opaque }));
+  }
+
+  /** A metaq extension command; resolves with the reply text, throws on a non-200 status. */
+  async extension(
+    verb: string,
+    args: readonly (string | number)[],
+    body?: Uint8Array,
+  ): Promise<string> {
+    return await this.#textRequest((opaque) => encodeExtension(verb, args, opaque, body));
+  }
+
+  /** Topic facts from the broker (`meta` command): partition count and leaders. */
+  async topicMetadata(
+    topic: string,
+  ): Promise<{ topic: string; partitions: number; [key: string]: unknown }> {
+    return JSON.parse(await this.extension("meta", [topic]));
+  }
+
+  close(): void {
+    this.#closed = true;
+    if (this.#heartbeat) clearInterval(this.#heartbeat);
+    this.#connection?.close();
+  }
+
+  async #textRequest(encode: (opaque: number) => Uint8Array): Promise<string> {
+    const connection = await this.connection();
+    const opaque = connection.nextOpaque();
+    const reply = await connection.request(encode(opaque), opaque);
+    const text = decoder.decode(reply.body);
+    if (reply.kind === "value" || reply.code !== 200) {
+      throw errorFromResult(reply.kind === "value" ? 500 : reply.code, text);
+    }
+    return text;
+  }
+
+  async #dial(): Promise<BrokerConnection> {
+    const delays = this.options.reconnectDelaysMs ?? RECONNECT_DELAYS_MS;
+    const attemptsMax = this.options.reconnectAttemptsMax ?? 10;
+    let lastError: Error | undefined;
+    for (let attempt = 0; attempt < attemptsMax && !this.#closed; attempt++) {
+      const delay = delays[Math.min(attempt, delays.length - 1)];
+      if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay));
+      const address = this.options.brokers[attempt % this.options.brokers.length];
+      try {
+        const connection = await BrokerConnection.connect({
+          ...parseAddress(address),
+          connectTimeoutMs: this.options.connectTimeoutMs,
+          requestTimeoutMs: this.options.requestTimeoutMs,
+        });
+        this.#connection = connection;
+        this.#heartbeatFailures = 0;
+        return connection;
+      } catch (error) {
+        lastError = error as Error;
+      }
+    }
+    throw lastError ?? new ConnectionError("Cannot connect: client closed");
+  }
+
+  /** MetaQ's heartbeat: `version` after idle time; three failures in a row drop the connection. */
+  async #beat(idleMs: number): Promise<void> {
+    const connection = this.#connection;
+    if (!connection || connection.closed || connection.idleMs < idleMs) return;
+    try {
+      const opaque = connection.nextOpaque();
+      const reply = await connection.request(encodeVersion(opaque), opaque, 5000);
+      this.#heartbeatFailures = reply.kind === "result" && reply.code === 200
+        ? 0
+        : this.#heartbeatFailures + 1;
+    } catch {
+      this.#heartbeatFailures += 1;
+    }
+    if (this.#heartbeatFailures >= 3) connection.close();
+  }
+}
+
+function parsePutReply(reply: Reply): PutResult {
+  const text = decoder.decode(reply.body);
+  if (reply.kind === "value" || reply.code !== 200) {
+    throw errorFromResult(reply.kind === "value" ? 500 : reply.code, text);
+  }
+  const [id, partition, offset] = text.split(" ");
+  return { id: BigInt(id), partition: Number(partition), offset: Number(offset) };
+}

@@ -1,0 +1,147 @@
+/**
+ * @module Connection: one client's byte stream in, reply bytes out. Decodes with the parser,
+ * dispatches through the router, encodes replies with the request's opaque, and tells its
+ * transport when to stop reading (too many unanswered requests) and when to close (decode
+ * error, quit). No socket here: the transport gives `send`, `close` and `pause/resume`.
+ */
+import type { Reply, RequestContext } from "../broker/broker.ts";
+import { encodeResult } from "../protocol/encoder.ts";
+import { Parser } from "../protocol/parser.ts";
+import type { Router } from "./router.ts";
+
+export interface Transport {
+  /** Queues bytes for the peer. */
+  send(bytes: Uint8Array): void;
+  /** Sends what is queued, then closes. */
+  end(): void;
+  /** Closes at once. */
+  destroy(): void;
+  /** Stop and restart reading from the peer (backpressure). */
+  pause(): void;
+  resume(): void;
+}
+
+export interface ConnectionOptions {
+  readonly router: Router;
+  readonly context: RequestContext;
+  readonly transport: Transport;
+  /** Largest request body buffered (puts above it are refused without buffering). */
+  readonly bodyBytesMax: number;
+  /** Unanswered requests at which reading pauses. */
+  readonly pendingMax: number;
+  readonly onDecodeError: (reason: string) => void;
+}
+
+export class Connection {
+  readonly context: RequestContext;
+  readonly #options: ConnectionOptions;
+  readonly #parser: Parser;
+  #pending = 0;
+  #paused = false;
+  #closed = false;
+  #output: Uint8Array[] = [];
+  #outputBytes = 0;
+  #flushScheduled = false;
+
+  constructor(options: ConnectionOptions) {
+    this.#options = options;
+    this.context = options.context;
+    this.#parser = new Parser({
+      bodyBytesMax: options.bodyBytesMax,
+      extensions: options.router.extensionSpecs,
+    });
+  }
+
+  /** Requests read and not yet answered. */
+  get pending(): number {
+    return this.#pending;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Feeds bytes from the peer. */
+  receive(chunk: Uint8Array): void {
+    if (this.#closed) return;
+    const { commands, error } = this.#parser.push(chunk);
+    const router = this.#options.router;
+    for (const command of commands) {
+      if (this.#closed) return;
+      if (command.kind === "quit") {
+        this.#flush();
+        this.close("quit");
+        return;
+      }
+      if (command.kind === "result" || command.kind === "value") continue;
+      if (command.kind === "transaction" && command.type === "END") {
+        router.dispatch(command, this.context, () => {}); // one-way in MetaQ: never answered
+        continue;
+      }
+      this.#pending += 1;
+      const opaque = command.opaque;
+      router.dispatch(command, this.context, (reply) => this.#reply(reply, opaque));
+    }
+    if (error) {
+      this.#options.onDecodeError(error.message);
+      this.#flush();
+      this.close("decode error");
+      return;
+    }
+    this.#applyBackpressure();
+  }
+
+  /** Closes the connection; replies still in flight are dropped. */
+  close(_reason: string): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#options.transport.end();
+  }
+
+  #reply(reply: Reply, opaque: number): void {
+    this.#pending -= 1;
+    if (this.#closed) return;
+    const bytes = reply.kind === "frame"
+      ? reply.bytes
+      : encodeResult(reply.code, reply.text, opaque);
+    this.#output.push(bytes);
+    this.#outputBytes += bytes.length;
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      queueMicrotask(() => this.#flush());
+    }
+    if (this.#paused) this.#applyBackpressure();
+  }
+
+  /** Sends replies gathered in this turn as one write: acks of a group commit go out together. */
+  #flush(): void {
+    this.#flushScheduled = false;
+    if (this.#output.length === 0 || this.#closed) return;
+    const output = this.#output;
+    const bytes = output.length === 1 ? output[0] : join(output, this.#outputBytes);
+    this.#output = [];
+    this.#outputBytes = 0;
+    this.#options.transport.send(bytes);
+  }
+
+  #applyBackpressure(): void {
+    const max = this.#options.pendingMax;
+    if (!this.#paused && this.#pending >= max) {
+      this.#paused = true;
+      this.#options.transport.pause();
+    } else if (this.#paused && this.#pending <= max / 2) {
+      this.#paused = false;
+      this.#options.transport.resume();
+    }
+  }
+}
+
+function join(parts: Uint8Array[], total: number): Uint8Array {
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.length;
+  }
+  return out;
+}
