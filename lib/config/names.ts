@@ -46,8 +46,10 @@ export function checkGroupName(group: string): void {
 /** Escapes control characters so a hostile name cannot forge log lines. */
 export function printable(text: string, maxLength = 64): string {
   const clipped = text.length > maxLength ? `${text.slice(0, maxLength)}...` : text;
-  return clipped.replace(
-    /[\x00-\x1f\x7f]/g,
-    (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`,
-  );
+  let out = "";
+  for (const char of clipped) {
+    const code = char.charCodeAt(0);
+    out += code < 0x20 || code === 0x7f ? `\\x${code.toString(16).padStart(2, "0")}` : char;
+  }
+  return out;
 }
