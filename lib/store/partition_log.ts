@@ -123,6 +123,7 @@ export class PartitionLog {
   #closed = false;
   #drained: Deferred<void> | undefined;
   #listeners = new Set<(ackedEnd: number) => void>();
+  #syncListeners = new Set<(latencyMs: number) => void>();
   #syncCount = 0;
   #lastSyncLatencyMs = 0;
 
@@ -233,6 +234,12 @@ export class PartitionLog {
   onAppend(listener: (ackedEnd: number) => void): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
+  }
+
+  /** Calls `listener` with the latency of every sync (for fsync histograms). */
+  onSync(listener: (latencyMs: number) => void): () => void {
+    this.#syncListeners.add(listener);
+    return () => this.#syncListeners.delete(listener);
   }
 
   /** Queues one record built from its parts. */
@@ -536,6 +543,7 @@ export class PartitionLog {
     this.#lastSyncMs = this.options.clock.monotonicMs();
     this.#lastSyncLatencyMs = this.#lastSyncMs - started;
     this.#syncCount += 1;
+    for (const listener of this.#syncListeners) listener(this.#lastSyncLatencyMs);
     this.#unflushedMessages = 0;
     this.#durableEnd = Math.max(this.#durableEnd, target);
   }
