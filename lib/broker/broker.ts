@@ -136,7 +136,10 @@ export class Broker {
       }
       return this.transactions.put(command, context, command.partition, done);
     }
-    if (this.closedPartitions.has(partitionKey(topic, command.partition))) {
+    if (
+      this.closedPartitions.size > 0 &&
+      this.closedPartitions.has(partitionKey(topic, command.partition))
+    ) {
       return failed(
         403,
         `partition[${this.config.system.brokerId}-${command.partition}] has been closed`,
@@ -198,7 +201,9 @@ export class Broker {
       this.stats.counters.getMiss += 1;
       if (stat) this.stats.record("get_miss", topic, group);
     };
-    if (this.closedPartitions.has(partitionKey(topic, partition))) {
+    if (
+      this.closedPartitions.size > 0 && this.closedPartitions.has(partitionKey(topic, partition))
+    ) {
       return result(403, `Partition[${this.config.system.brokerId}-${partition}] has been closed`);
     }
     const log = this.store.get(topic, partition);
@@ -288,27 +293,23 @@ export class Broker {
     done: (reply: Reply) => void,
   ): void {
     const { command, partition, checksum, settings } = input;
-    const id = this.ids.next();
-    let ticket;
-    try {
-      ticket = log.appendRecord({ id, flag: command.flag, data: command.body, checksum });
-    } catch (error) {
+    const id = this.ids.nextId();
+    let offset: number;
+    const onDone = (error?: Error) => {
+      if (!error) return done(result(200, `${id} ${partition} ${offset}`));
       this.stats.counters.putFailed += 1;
-      return done(result(500, this.#putFailure(command.topic, partition, describeError(error))));
+      done(result(500, this.#putFailure(command.topic, partition, describeError(error))));
+    };
+    try {
+      offset = log.append({ id, flag: command.flag, data: command.body, checksum }, onDone);
+    } catch (error) {
+      return onDone(error as Error);
     }
     this.stats.counters.putBytes += command.body.length;
     if (settings.stat) {
       this.stats.record("cmd_put", command.topic, `${this.config.system.brokerId}-${partition}`);
       this.stats.record("message_size", command.topic, String(partition), command.body.length);
     }
-    const offset = ticket.offset;
-    ticket.done.then(
-      () => done(result(200, `${id} ${partition} ${offset}`)),
-      (error) => {
-        this.stats.counters.putFailed += 1;
-        done(result(500, this.#putFailure(command.topic, partition, describeError(error))));
-      },
-    );
   }
 
   #filteredGet(

@@ -34,6 +34,8 @@ export interface ParserOptions {
   readonly extensions?: ReadonlyMap<string, ExtensionSpec>;
   /** Longest header line, CRLF included. */
   readonly lineBytesMax?: number;
+  /** Decode common puts straight from bytes (default); tests turn it off to compare paths. */
+  readonly fastPaths?: boolean;
 }
 
 export class DecodeError extends Error {
@@ -62,6 +64,7 @@ const utf8 = new TextDecoder("utf-8");
 export class Parser {
   readonly #options: ParserOptions;
   readonly #lineBytesMax: number;
+  readonly #fastPaths: boolean;
   #buffer: Uint8Array = EMPTY;
   #pending: Pending | undefined;
   #failed: DecodeError | undefined;
@@ -69,9 +72,14 @@ export class Parser {
   #scanFrom = 0;
   #parts: Uint8Array[] = [];
   #partsBytes = 0;
+  /** Token boundaries of the fast put path, reused for every line. */
+  readonly #bounds = new Int32Array(12);
+  #lastTopicBytes: Uint8Array = EMPTY;
+  #lastTopic = "";
 
   constructor(options: ParserOptions) {
     this.#options = options;
+    this.#fastPaths = options.fastPaths ?? true;
     this.#lineBytesMax = options.lineBytesMax ?? COMMAND_LINE_BYTES_MAX;
   }
 
@@ -103,10 +111,16 @@ export class Parser {
         if (lineEnd + 2 - position > this.#lineBytesMax) {
           throw new DecodeError(`command line longer than ${this.#lineBytesMax} bytes`);
         }
-        const line = utf8.decode(this.#buffer.subarray(position, lineEnd));
+        const lineStart = position;
         position = lineEnd + 2;
         this.#scanFrom = 0;
-        const command = this.#decodeLine(line);
+        if (
+          this.#buffer[lineStart] === 0x70 && this.#fastPaths &&
+          this.#tryFastPut(lineStart, lineEnd, commands)
+        ) {
+          continue;
+        }
+        const command = this.#decodeLine(utf8.decode(this.#buffer.subarray(lineStart, lineEnd)));
         if (command) commands.push(command);
       }
     } catch (error) {
@@ -209,6 +223,93 @@ export class Parser {
       default:
         throw new DecodeError(`unknown command '${verb.slice(0, 32)}'`);
     }
+  }
+
+  /**
+   * The common put (`put <topic> <partition> <length> <flag> [<checksum>] <opaque>`, ASCII,
+   * single spaces, plain numbers) decoded straight from bytes, without building a string per
+   * token. Returns false for anything else, which the general path then decodes (with the
+   * same results and the same errors).
+   */
+  #tryFastPut(start: number, end: number, commands: Command[]): boolean {
+    const buffer = this.#buffer;
+    if (
+      end - start < 4 || buffer[start + 1] !== 0x75 || buffer[start + 2] !== 0x74 ||
+      buffer[start + 3] !== 0x20
+    ) {
+      return false;
+    }
+    const bounds = this.#bounds;
+    let count = 0;
+    let tokenStart = start + 4;
+    for (let at = tokenStart; at <= end; at++) {
+      if (at < end && buffer[at] !== 0x20) {
+        if (buffer[at] >= 0x80) return false;
+        continue;
+      }
+      if (at === tokenStart || count === 6) return false; // empty token, or more than 6 after put
+      bounds[2 * count] = tokenStart;
+      bounds[2 * count + 1] = at;
+      count += 1;
+      tokenStart = at + 1;
+    }
+    if (count !== 5 && count !== 6) return false;
+    const partition = this.#intAt(bounds[2], bounds[3]);
+    const length = this.#intAt(bounds[4], bounds[5]);
+    const flag = this.#intAt(bounds[6], bounds[7]);
+    const opaque = this.#intAt(bounds[2 * count - 2], bounds[2 * count - 1]);
+    let checksum = -1;
+    if (count === 6) {
+      const first = buffer[bounds[8]];
+      if (!((first >= 0x30 && first <= 0x39) || first === 0x2d)) return false; // a transaction key
+      checksum = this.#intAt(bounds[8], bounds[9]);
+    }
+    if (Number.isNaN(partition + length + flag + opaque + checksum)) return false;
+    if (length < 0 || length > this.#options.bodyBytesMax) return false;
+    const topic = this.#topicAt(bounds[0], bounds[1]);
+    const build = (body: Uint8Array): PutCommand => ({
+      kind: "put",
+      topic,
+      partition,
+      flag,
+      checksum,
+      txKey: undefined,
+      opaque,
+      body,
+    });
+    const command = this.#bodyOrNow(length, build);
+    if (command) commands.push(command);
+    return true;
+  }
+
+  /** A plain decimal int32 in bytes [start, end), or NaN when it is anything else. */
+  #intAt(start: number, end: number): number {
+    const buffer = this.#buffer;
+    let at = start;
+    const negative = buffer[at] === 0x2d;
+    if (negative || buffer[at] === 0x2b) at += 1;
+    if (at === end || end - at > 10) return NaN;
+    let value = 0;
+    for (; at < end; at++) {
+      const digit = buffer[at] - 0x30;
+      if (digit < 0 || digit > 9) return NaN;
+      value = value * 10 + digit;
+    }
+    if (negative) value = -value;
+    return value < -2147483648 || value > 2147483647 ? NaN : value;
+  }
+
+  /** The topic string for bytes [start, end), reusing the previous one when the bytes match. */
+  #topicAt(start: number, end: number): string {
+    const buffer = this.#buffer;
+    const last = this.#lastTopicBytes;
+    let same = last.length === end - start;
+    for (let i = 0; same && i < last.length; i++) same = last[i] === buffer[start + i];
+    if (!same) {
+      this.#lastTopicBytes = buffer.slice(start, end);
+      this.#lastTopic = utf8.decode(this.#lastTopicBytes);
+    }
+    return this.#lastTopic;
   }
 
   #decodePut(tokens: string[]): Command | undefined {

@@ -39,8 +39,8 @@ export class Connection {
   #pending = 0;
   #paused = false;
   #closed = false;
-  #output: Uint8Array[] = [];
-  #outputBytes = 0;
+  /** Replies gathered this turn: result lines as text (encoded together), value frames as bytes. */
+  #output: (string | Uint8Array)[] = [];
   #flushScheduled = false;
 
   constructor(options: ConnectionOptions) {
@@ -101,11 +101,9 @@ export class Connection {
   #reply(reply: Reply, opaque: number): void {
     this.#pending -= 1;
     if (this.#closed) return;
-    const bytes = reply.kind === "frame"
-      ? reply.bytes
-      : encodeResult(reply.code, reply.text, opaque);
-    this.#output.push(bytes);
-    this.#outputBytes += bytes.length;
+    this.#output.push(
+      reply.kind === "frame" ? reply.bytes : resultText(reply.code, reply.text, opaque),
+    );
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
       queueMicrotask(() => this.#flush());
@@ -118,10 +116,18 @@ export class Connection {
     this.#flushScheduled = false;
     if (this.#output.length === 0 || this.#closed) return;
     const output = this.#output;
-    const bytes = output.length === 1 ? output[0] : join(output, this.#outputBytes);
     this.#output = [];
-    this.#outputBytes = 0;
-    this.#options.transport.send(bytes);
+    let text = "";
+    for (const part of output) {
+      if (typeof part === "string") {
+        text += part;
+        continue;
+      }
+      if (text !== "") this.#options.transport.send(encoder.encode(text));
+      text = "";
+      this.#options.transport.send(part);
+    }
+    if (text !== "") this.#options.transport.send(encoder.encode(text));
   }
 
   #applyBackpressure(): void {
@@ -136,12 +142,22 @@ export class Connection {
   }
 }
 
-function join(parts: Uint8Array[], total: number): Uint8Array {
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
+const encoder = new TextEncoder();
+
+/** `result <code> <bytes> <opaque>\r\n<text>` as a string; binary texts are rare and decoded. */
+function resultText(
+  code: number,
+  text: string | Uint8Array | undefined,
+  opaque: number,
+): string | Uint8Array {
+  if (text === undefined || text === "") return `result ${code} 0 ${opaque}\r\n`;
+  if (typeof text !== "string") return encodeResult(code, text, opaque);
+  return `result ${code} ${utf8Length(text)} ${opaque}\r\n${text}`;
+}
+
+const NON_ASCII = /[^\x00-\x7f]/;
+
+/** Bytes of `text` in UTF-8; replies are nearly always ASCII, where it is the length. */
+function utf8Length(text: string): number {
+  return NON_ASCII.test(text) ? encoder.encode(text).length : text.length;
 }

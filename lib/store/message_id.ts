@@ -13,12 +13,48 @@ const SEQUENCE_BITS = 12n;
 const BROKER_BITS = 10n;
 const SEQUENCE_MAX = 4095;
 
+/**
+ * A message id held as two 32-bit halves plus its decimal text, so the put path never does
+ * BigInt arithmetic per message.
+ */
+export class MessageId {
+  readonly high32: number;
+  readonly low32: number;
+  readonly #decimal: string;
+
+  constructor(high32: number, low32: number, decimal: string) {
+    this.high32 = high32;
+    this.low32 = low32;
+    this.#decimal = decimal;
+  }
+
+  static of(id: bigint): MessageId {
+    const unsigned = BigInt.asUintN(64, id);
+    return new MessageId(Number(unsigned >> 32n), Number(unsigned & 0xffffffffn), id.toString());
+  }
+
+  toString(): string {
+    return this.#decimal;
+  }
+
+  toBigInt(): bigint {
+    return BigInt.asIntN(64, (BigInt(this.high32) << 32n) | BigInt(this.low32));
+  }
+}
+
+const DECIMAL_SPLIT = 1_000_000;
+
 export class MessageIdGenerator {
   readonly #clock: Clock;
   readonly #brokerBits: bigint;
   #lastMs = -1;
   #sequence = 0;
   #base = 0n;
+  /** The base id of #lastMs as 32-bit halves and as decimal high/low parts (split at 10^6). */
+  #baseHigh32 = 0;
+  #baseLow32 = 0;
+  #baseDecimalHigh = 0;
+  #baseDecimalLow = 0;
 
   constructor(options: { brokerId: number; clock: Clock }) {
     assert(Number.isInteger(options.brokerId));
@@ -38,6 +74,25 @@ export class MessageIdGenerator {
   }
 
   next(): bigint {
+    this.#advance();
+    return this.#base + BigInt(this.#sequence);
+  }
+
+  /** The next id without BigInt arithmetic (the sequence sits in the low 12 bits, no carry). */
+  nextId(): MessageId {
+    this.#advance();
+    const sequence = this.#sequence;
+    let low = this.#baseDecimalLow + sequence;
+    let high = this.#baseDecimalHigh;
+    if (low >= DECIMAL_SPLIT) {
+      high += 1;
+      low -= DECIMAL_SPLIT;
+    }
+    const lowText = low < 100_000 ? String(low).padStart(6, "0") : String(low);
+    return new MessageId(this.#baseHigh32, (this.#baseLow32 | sequence) >>> 0, `${high}${lowText}`);
+  }
+
+  #advance(): void {
     // A clock before MetaQ's epoch would make ids zero or negative.
     const now = Math.max(this.#clock.wallMs(), ID_EPOCH_MS + 1);
     if (now > this.#lastMs) {
@@ -52,11 +107,15 @@ export class MessageIdGenerator {
     } else {
       this.#sequence += 1;
     }
-    return this.#base + BigInt(this.#sequence);
   }
 
   #baseFor(ms: number): bigint {
-    return (BigInt(ms - ID_EPOCH_MS) << (SEQUENCE_BITS + BROKER_BITS)) | this.#brokerBits;
+    const base = (BigInt(ms - ID_EPOCH_MS) << (SEQUENCE_BITS + BROKER_BITS)) | this.#brokerBits;
+    this.#baseHigh32 = Number(base >> 32n);
+    this.#baseLow32 = Number(base & 0xffffffffn);
+    this.#baseDecimalHigh = Number(base / BigInt(DECIMAL_SPLIT));
+    this.#baseDecimalLow = Number(base % BigInt(DECIMAL_SPLIT));
+    return base;
   }
 }
 

@@ -37,6 +37,8 @@ export const partitionKey = (topic: string, partition: number) => `${topic}-${pa
 export class MessageStore {
   readonly options: MessageStoreOptions;
   readonly #logs = new Map<string, PartitionLog>();
+  /** The same logs by topic and partition number: the put path looks up without a string key. */
+  readonly #byTopic = new Map<string, PartitionLog[]>();
   readonly #creating = new Map<string, Promise<PartitionLog>>();
   readonly #failures = new Map<string, Error>();
   readonly #lockedDirs: string[] = [];
@@ -61,7 +63,7 @@ export class MessageStore {
   }
 
   get(topic: string, partition: number): PartitionLog | undefined {
-    return this.#logs.get(partitionKey(topic, partition));
+    return this.#byTopic.get(topic)?.[partition];
   }
 
   /** Why a partition was refused at open (damage), if it was. */
@@ -199,6 +201,9 @@ export class MessageStore {
       logger,
     }, { verifyAll: this.options.verifyAll, repair: this.options.repair, initialOffset });
     this.#logs.set(partitionKey(topic, partition), log);
+    let partitions = this.#byTopic.get(topic);
+    if (!partitions) this.#byTopic.set(topic, partitions = []);
+    partitions[partition] = log;
     return log;
   }
 }

@@ -17,7 +17,7 @@ import { type Deferred, deferred } from "../deferred.ts";
 import { BrokerError, describeError, isNoSpace } from "../errors.ts";
 import { RECORD_HEADER_BYTES } from "../limits.ts";
 import type { Logger } from "../log.ts";
-import { writeRecord } from "./record.ts";
+import { type RecordInput, writeRecord } from "./record.ts";
 import { scanSegment, type ScanVerdict } from "./recovery.ts";
 import { parseSegmentFileName, Segment, segmentFileName } from "./segment.ts";
 import { joinPath, makeDirDurably, type Storage } from "./storage.ts";
@@ -87,6 +87,24 @@ export class CorruptLogError extends Error {
   }
 }
 
+/** Appends that one write (and, with group commit, one sync) acknowledges together. */
+class Batch {
+  readonly callbacks: ((error?: Error) => void)[] = [];
+  #deferred: Deferred<void> | undefined;
+
+  /** A promise for the batch, made only when a caller asks for one. */
+  get promise(): Promise<void> {
+    this.#deferred ??= deferred<void>();
+    return this.#deferred.promise;
+  }
+
+  settle(error?: Error): void {
+    for (const callback of this.callbacks) callback(error);
+    if (error) this.#deferred?.reject(error);
+    else this.#deferred?.resolve();
+  }
+}
+
 interface Run {
   readonly segmentStart: number;
   readonly chunks: Uint8Array[];
@@ -116,7 +134,7 @@ export class PartitionLog {
   #fill: Uint8Array = new Uint8Array(0);
   #fillUsed = 0;
   #fillStart = 0;
-  #batch: Deferred<void> | undefined;
+  #batch: Batch | undefined;
   #writing = false;
   #unflushedMessages = 0;
   #lastSyncMs: number;
@@ -243,13 +261,21 @@ export class PartitionLog {
   }
 
   /** Queues one record built from its parts. */
-  appendRecord(
-    record: { id: bigint; flag: number; data: Uint8Array; checksum?: number },
-  ): AppendTicket {
+  appendRecord(record: RecordInput): AppendTicket {
+    const offset = this.append(record);
+    return { offset, done: this.#batch!.promise };
+  }
+
+  /**
+   * Queues one record; `onDone` is called once it is acknowledged (or failed). Returns its
+   * offset. The put path uses this form: no promise per message.
+   */
+  append(record: RecordInput, onDone?: (error?: Error) => void): number {
     const bytes = RECORD_HEADER_BYTES + record.data.length;
     const target = this.#reserve(bytes);
     writeRecord(target.buffer, target.position, record);
-    return this.#queued(target.offset, bytes, 1);
+    this.#queued(bytes, 1, onDone);
+    return target.offset;
   }
 
   /**
@@ -260,7 +286,8 @@ export class PartitionLog {
     assert(bytes.length > 0);
     const target = this.#reserve(bytes.length);
     target.buffer.set(bytes, target.position);
-    return this.#queued(target.offset, bytes.length, records);
+    this.#queued(bytes.length, records);
+    return { offset: target.offset, done: this.#batch!.promise };
   }
 
   /**
@@ -456,13 +483,13 @@ export class PartitionLog {
     this.#tailSegmentStart = this.#segments[this.#segments.length - 1].startOffset;
   }
 
-  #queued(offset: number, bytes: number, records: number): AppendTicket {
+  #queued(bytes: number, records: number, onDone?: (error?: Error) => void): void {
     assert(bytes > 0);
     this.#messageCount += records;
     this.#pendingRecords += records;
-    this.#batch ??= deferred<void>();
+    this.#batch ??= new Batch();
+    if (onDone) this.#batch.callbacks.push(onDone);
     this.#scheduleDrain();
-    return { offset, done: this.#batch.promise };
   }
 
   #scheduleDrain(): void {
@@ -487,7 +514,7 @@ export class PartitionLog {
           await this.#writeRuns(runs);
           assert(this.#writtenEnd === batchEnd);
           await this.#acknowledge(batchEnd, records);
-          batch.resolve();
+          batch.settle();
         } catch (error) {
           this.#failBatch(error, batchStart, batch);
         }
@@ -553,7 +580,7 @@ export class PartitionLog {
    * file is cut back to the last durable end, so bytes the kernel may have dropped after a
    * failed fsync are never trusted, and later appends start from there again.
    */
-  #failBatch(error: unknown, batchStart: number, batch: Deferred<void>): void {
+  #failBatch(error: unknown, batchStart: number, batch: Batch): void {
     const cutTo = Math.min(this.#durableEnd, batchStart);
     const queued = this.#batch;
     const kind = isNoSpace(error) ? "storageFull" : "storageFailed";
@@ -585,8 +612,8 @@ export class PartitionLog {
     this.#writtenEnd = cutTo;
     this.#ackedEnd = Math.min(this.#ackedEnd, cutTo);
     this.#durableEnd = Math.min(this.#durableEnd, cutTo);
-    batch.reject(failure);
-    queued?.reject(failure);
+    batch.settle(failure);
+    queued?.settle(failure);
   }
 }
 

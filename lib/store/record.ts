@@ -16,6 +16,7 @@
 import { assert } from "../assert.ts";
 import { metaqChecksum } from "../crc32.ts";
 import { RECORD_HEADER_BYTES } from "../limits.ts";
+import { MessageId } from "./message_id.ts";
 
 export { RECORD_HEADER_BYTES };
 
@@ -36,25 +37,40 @@ export interface DecodedRecord extends RecordHeader {
   readonly data: Uint8Array;
 }
 
+/** The parts of a record to write; the checksum is computed when not given. */
+export interface RecordInput {
+  readonly id: bigint | MessageId;
+  readonly flag: number;
+  readonly data: Uint8Array;
+  readonly checksum?: number;
+}
+
 /** Writes one record at `position` of `target`; returns the bytes written. */
-export function writeRecord(
-  target: Uint8Array,
-  position: number,
-  options: { id: bigint; flag: number; data: Uint8Array; checksum?: number },
-): number {
-  const { id, flag, data } = options;
-  const checksum = options.checksum ?? metaqChecksum(data);
-  const view = new DataView(target.buffer, target.byteOffset + position, RECORD_HEADER_BYTES);
-  view.setInt32(0, data.length);
-  view.setInt32(4, checksum);
-  view.setBigInt64(8, id);
-  view.setInt32(16, flag);
+export function writeRecord(target: Uint8Array, position: number, record: RecordInput): number {
+  const { id, flag, data } = record;
+  const checksum = record.checksum ?? metaqChecksum(data);
+  const { high32, low32 } = id instanceof MessageId ? id : MessageId.of(id);
+  writeInt32(target, position, data.length);
+  writeInt32(target, position + 4, checksum);
+  writeInt32(target, position + 8, high32);
+  writeInt32(target, position + 12, low32);
+  writeInt32(target, position + 16, flag);
   target.set(data, position + RECORD_HEADER_BYTES);
   return RECORD_HEADER_BYTES + data.length;
 }
 
+/** Big-endian 32-bit write without a DataView (this runs once per field per message). */
+function writeInt32(target: Uint8Array, position: number, value: number): void {
+  target[position] = value >>> 24;
+  target[position + 1] = value >>> 16;
+  target[position + 2] = value >>> 8;
+  target[position + 3] = value;
+}
+
 /** Encodes one record into a new buffer. */
-export function encodeRecord(options: { id: bigint; flag: number; data: Uint8Array }): Uint8Array {
+export function encodeRecord(
+  options: { id: bigint | MessageId; flag: number; data: Uint8Array },
+): Uint8Array {
   const bytes = new Uint8Array(RECORD_HEADER_BYTES + options.data.length);
   writeRecord(bytes, 0, options);
   return bytes;

@@ -362,3 +362,46 @@ test("encoders produce what the parser reads back", () => {
   expect(commands[5]).toMatchObject({ timeout: 30, uniqueQualifier: "q" });
   expect(text(encodeResult(404, undefined, 11))).toBe("result 404 0 11\r\n");
 });
+
+test("the fast put path and the general path decode every put line identically", () => {
+  let seed = 99;
+  const next = () => (seed = (seed * 1664525 + 1013904223) >>> 0);
+  const pick = <T>(items: T[]) => items[next() % items.length];
+  const numbers = [
+    "0",
+    "7",
+    "-1",
+    "+5",
+    "007",
+    "2147483647",
+    "2147483648",
+    "-2147483648",
+    "-2147483649",
+    "12345678901",
+    "1x",
+    "",
+    "-",
+  ];
+  for (let round = 0; round < 5000; round++) {
+    const tokens = [
+      "put",
+      pick(["t", "orders", "t.x-1", "tøpic", ""]),
+      pick(numbers),
+      pick(["0", "3", "1", "-2", "x"]),
+      pick(numbers),
+    ];
+    const extra = next() % 4;
+    if (extra >= 1) tokens.push(pick([...numbers, "TX:s:1", "XID:1:ab:cd:q", "abc"]));
+    if (extra >= 2) tokens.push(pick(numbers));
+    if (extra >= 3) tokens.push(pick(numbers));
+    const separator = next() % 20 === 0 ? "  " : " ";
+    const wire = concat(
+      ascii(tokens.join(separator) + (next() % 15 === 0 ? " " : "") + "\r\n"),
+      ascii("abc"),
+    );
+    const fast = new Parser({ bodyBytesMax: 2, extensions }).push(wire);
+    const slow = new Parser({ bodyBytesMax: 2, extensions, fastPaths: false }).push(wire);
+    expect(plain(fast.commands), new TextDecoder().decode(wire)).toEqual(plain(slow.commands));
+    expect(fast.error === undefined, new TextDecoder().decode(wire)).toBe(slow.error === undefined);
+  }
+});

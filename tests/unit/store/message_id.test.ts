@@ -50,3 +50,16 @@ test("ids are never zero, even with broker 0 and a clock at or before MetaQ's ep
   }).next();
   expect(later > 0n).toBe(true);
 });
+
+test("the allocation-light ids equal the BigInt ids, across millisecond and decimal carries", () => {
+  const clock = new ManualClock(Date.UTC(2026, 10, 25, 12));
+  const reference = new MessageIdGenerator({ brokerId: 1023, clock });
+  const fast = new MessageIdGenerator({ brokerId: 1023, clock });
+  for (let i = 0; i < 20_000; i++) {
+    if (i % 997 === 0) clock.advance(1);
+    const expected = reference.next();
+    const id = fast.nextId();
+    expect(id.toBigInt()).toBe(expected);
+    expect(id.toString()).toBe(expected.toString());
+  }
+});
