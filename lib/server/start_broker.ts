@@ -3,6 +3,7 @@
  * router, TCP listener and background upkeep. `metaq serve` and the integration tests use it;
  * it owns start-up order and the reverse order at shutdown.
  */
+import * as process from "node:process";
 import { Broker } from "../broker/broker.ts";
 import { Maintenance } from "../broker/maintenance.ts";
 import { registerMetadataCommand } from "../broker/metadata.ts";
@@ -13,6 +14,7 @@ import { MessageIdGenerator } from "../store/message_id.ts";
 import { MessageStore } from "../store/message_store.ts";
 import type { Storage } from "../store/storage.ts";
 import { FileStorage } from "../store/storage_file.ts";
+import { instrumentationFromEnv, instrumentStorage } from "../store/storage_journal.ts";
 import { Router } from "./router.ts";
 import { TcpServer } from "./tcp_server.ts";
 
@@ -55,7 +57,7 @@ export async function startBroker(options: StartOptions): Promise<RunningBroker>
   const { config, logger } = options;
   const clock = options.clock ?? systemClock;
   const store = await MessageStore.open({
-    storage: options.storage ?? new FileStorage(),
+    storage: options.storage ?? instrumentStorage(new FileStorage(), instrumentationFromEnv(process.env)),
     config,
     clock,
     logger,
