@@ -59,6 +59,22 @@ export interface SystemConfig {
   readonly appClassPath: string;
   /** Consumer-group session timeout in ms (metaq). */
   readonly groupSessionTimeoutMs: number;
+  /** Cluster (metaq): this node's id; 0 with no peers means a cluster of one. */
+  readonly nodeId: number;
+  /** Cluster: port for traffic between nodes. */
+  readonly peerPort: number;
+  /** Cluster: every voter as `id=host:port` (peer ports), comma-separated; empty = no cluster. */
+  readonly peers: string;
+  /** Cluster: copies of each partition (1, 3 or 5). */
+  readonly replicas: number;
+  /** Cluster: `quorum` (ack when a majority stored it) or `leader` (ack when the leader did). */
+  readonly ack: string;
+  /** Cluster: `always` (fsync before counting an ack) or `interval:<ms>`. */
+  readonly fsync: string;
+  readonly raftHeartbeatMs: number;
+  /** Election timeout range `<min>-<max>` in ms, randomized per attempt. */
+  readonly raftElectionMs: string;
+  readonly raftCheckQuorumMs: number;
 }
 
 /** A `[topic=<pattern>]` section. Unset fields inherit from `[system]`. */
@@ -147,6 +163,15 @@ const SYSTEM_KEYS: { readonly [K in keyof SystemConfig]: Parse<SystemConfig[K]> 
   loadMessageStoresInParallel: boolean,
   appClassPath: text,
   groupSessionTimeoutMs: integer(100, 3_600_000),
+  nodeId: integer(0, 1023),
+  peerPort: integer(0, 65535),
+  peers: text,
+  replicas: integer(1, 7),
+  ack: text,
+  fsync: text,
+  raftHeartbeatMs: integer(10, 10_000),
+  raftElectionMs: text,
+  raftCheckQuorumMs: integer(10, 60_000),
 };
 
 type TopicKey = Exclude<keyof TopicSection, "pattern" | "matcher" | "groupFilters">;
@@ -204,6 +229,15 @@ export const DEFAULT_SYSTEM: SystemConfig = Object.freeze({
   loadMessageStoresInParallel: false,
   appClassPath: "",
   groupSessionTimeoutMs: 10000,
+  nodeId: 0,
+  peerPort: 8124,
+  peers: "",
+  replicas: 3,
+  ack: "quorum",
+  fsync: "always",
+  raftHeartbeatMs: 150,
+  raftElectionMs: "1000-2000",
+  raftCheckQuorumMs: 900,
 });
 
 export interface ConfigInput {

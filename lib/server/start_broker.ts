@@ -57,7 +57,8 @@ export async function startBroker(options: StartOptions): Promise<RunningBroker>
   const { config, logger } = options;
   const clock = options.clock ?? systemClock;
   const store = await MessageStore.open({
-    storage: options.storage ?? instrumentStorage(new FileStorage(), instrumentationFromEnv(process.env)),
+    storage: options.storage ??
+      instrumentStorage(new FileStorage(), instrumentationFromEnv(process.env)),
     config,
     clock,
     logger,

@@ -22,7 +22,9 @@ export interface StorageInstrumentation {
   readonly fsyncControl?: string;
 }
 
-export function instrumentationFromEnv(env: Record<string, string | undefined>): StorageInstrumentation {
+export function instrumentationFromEnv(
+  env: Record<string, string | undefined>,
+): StorageInstrumentation {
   return { syncJournal: env.METAQ_TEST_SYNC_JOURNAL, fsyncControl: env.METAQ_TEST_FSYNC_CONTROL };
 }
 
@@ -52,7 +54,8 @@ export function instrumentStorage(inner: Storage, options: StorageInstrumentatio
   const wrapFile = (file: FileHandle): FileHandle => ({
     path: file.path,
     write: (chunks, position) => file.write(chunks, position),
-    read: (target, targetOffset, length, position) => file.read(target, targetOffset, length, position),
+    read: (target, targetOffset, length, position) =>
+      file.read(target, targetOffset, length, position),
     truncate: (size) => file.truncate(size),
     size: () => file.size(),
     close: () => file.close(),

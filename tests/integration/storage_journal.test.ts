@@ -25,15 +25,26 @@ test("the sync journal records every sync before the append it covers is acknowl
   const storage = instrumentStorage(new FileStorage(), { syncJournal: journal });
   const log = await open(storage, `${temp.path}/data/j-0`);
   for (let i = 0; i < 300; i++) {
-    const ticket = log.appendRecord({ id: BigInt(i + 1), flag: 0, data: new Uint8Array(30).fill(i) });
+    const ticket = log.appendRecord({
+      id: BigInt(i + 1),
+      flag: 0,
+      data: new Uint8Array(30).fill(i),
+    });
     await ticket.done;
     // At acknowledgement time the journal already holds a sync covering this record.
-    const entries = fs.readFileSync(journal, "utf8").trim().split("\n").map((line) => JSON.parse(line));
-    const synced = entries.filter((entry) => entry.op === "sync").reduce((max, entry) => Math.max(max, entry.length), 0);
+    const entries = fs.readFileSync(journal, "utf8").trim().split("\n").map((line) =>
+      JSON.parse(line)
+    );
+    const synced = entries.filter((entry) => entry.op === "sync").reduce(
+      (max, entry) => Math.max(max, entry.length),
+      0,
+    );
     expect(synced).toBeGreaterThan(0);
   }
   await log.close();
-  const ops = fs.readFileSync(journal, "utf8").trim().split("\n").map((line) => JSON.parse(line).op);
+  const ops = fs.readFileSync(journal, "utf8").trim().split("\n").map((line) =>
+    JSON.parse(line).op
+  );
   expect(ops).toContain("create");
   expect(ops).toContain("syncdir");
   expect(ops.filter((op) => op === "sync").length).toBeGreaterThan(10);
@@ -46,7 +57,8 @@ test("the fsync control file injects an EIO that fails the append and cuts the l
   const log = await open(storage, `${temp.path}/data/j-0`);
   await log.appendRecord({ id: 1n, flag: 0, data: new Uint8Array(10) }).done;
   fs.writeFileSync(control, "eio");
-  await expect(log.appendRecord({ id: 2n, flag: 0, data: new Uint8Array(10) }).done).rejects.toMatchObject({ kind: "storageFailed" });
+  await expect(log.appendRecord({ id: 2n, flag: 0, data: new Uint8Array(10) }).done).rejects
+    .toMatchObject({ kind: "storageFailed" });
   expect(log.ackedEnd).toBe(30);
   await log.appendRecord({ id: 3n, flag: 0, data: new Uint8Array(10) }).done;
   expect(log.ackedEnd).toBe(60);

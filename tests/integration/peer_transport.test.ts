@@ -1,0 +1,110 @@
+import { expect, test } from "bun:test";
+import * as net from "node:net";
+import type { PeerAddress } from "../../lib/cluster/cluster_config.ts";
+import { frame, FrameReader, PeerTransport } from "../../lib/cluster/peer_transport.ts";
+import { silentLogger } from "../../lib/log.ts";
+import { freePorts } from "../support/free_port.ts";
+
+async function until(condition: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error("condition not met in time");
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+test("three transports exchange verified frames in both directions and reconnect after a restart", async () => {
+  const ports = await freePorts(3);
+  const peers: PeerAddress[] = ports.map((port, index) => ({
+    id: index + 1,
+    host: "127.0.0.1",
+    port,
+  }));
+  const received: string[] = [];
+  const make = (id: number) =>
+    new PeerTransport({
+      nodeId: id,
+      host: "127.0.0.1",
+      port: ports[id - 1],
+      peers,
+      logger: silentLogger,
+      onFrame: (from, payload) =>
+        received.push(`${from}->${id}:${new TextDecoder().decode(payload)}`),
+    });
+  const transports = [make(1), make(2), make(3)];
+  await Promise.all(transports.map((transport) => transport.listen()));
+  await until(() =>
+    transports.every((t, i) => peers.every((p) => p.id === i + 1 || t.isConnected(p.id)))
+  );
+  for (const [index, transport] of transports.entries()) {
+    for (const peer of peers) {
+      if (peer.id !== index + 1) {
+        transport.send(peer.id, new TextEncoder().encode(`hello-${peer.id}`));
+      }
+    }
+  }
+  await until(() => received.length === 6);
+  expect(received.sort()).toEqual([
+    "1->2:hello-2",
+    "1->3:hello-3",
+    "2->1:hello-1",
+    "2->3:hello-3",
+    "3->1:hello-1",
+    "3->2:hello-2",
+  ]);
+
+  await transports[1].close();
+  await until(() => !transports[0].isConnected(2));
+  transports[0].send(2, new TextEncoder().encode("lost"));
+  expect(transports[0].droppedCount(2)).toBe(1);
+  transports[1] = make(2);
+  await transports[1].listen();
+  await until(() => transports[0].isConnected(2));
+  transports[0].send(2, new TextEncoder().encode("again"));
+  await until(() => received.includes("1->2:again"));
+  await Promise.all(transports.map((transport) => transport.close()));
+});
+
+test("a stranger or a corrupted frame gets the link closed", async () => {
+  const [port] = await freePorts(1);
+  const frames: string[] = [];
+  const transport = new PeerTransport({
+    nodeId: 1,
+    host: "127.0.0.1",
+    port,
+    peers: [{ id: 1, host: "127.0.0.1", port }, { id: 2, host: "127.0.0.1", port: 1 }],
+    logger: silentLogger,
+    onFrame: (from, payload) => frames.push(`${from}:${new TextDecoder().decode(payload)}`),
+  });
+  await transport.listen();
+  const connectAndSend = (bytes: Uint8Array) =>
+    new Promise<boolean>((resolve) => {
+      const socket = net.createConnection({ port, host: "127.0.0.1" }, () => socket.write(bytes));
+      socket.on("close", () => resolve(true));
+      socket.on("error", () => {});
+      setTimeout(() => {
+        socket.destroy();
+        resolve(false);
+      }, 1000);
+    });
+  expect(await connectAndSend(frame(new TextEncoder().encode("metaq-peer/1 9")))).toBe(true); // not a member
+  const good = frame(new TextEncoder().encode("metaq-peer/1 2"));
+  const bad = frame(new TextEncoder().encode("payload"));
+  bad[10] ^= 1;
+  expect(await connectAndSend(new Uint8Array([...good, ...bad]))).toBe(true);
+  expect(frames).toEqual([]);
+  await transport.close();
+});
+
+test("the frame reader reassembles frames split at every byte", () => {
+  const wire = new Uint8Array([
+    ...frame(new Uint8Array([1, 2, 3])),
+    ...frame(new Uint8Array(0)),
+    ...frame(new Uint8Array([9])),
+  ]);
+  for (let cut = 0; cut <= wire.length; cut++) {
+    const reader = new FrameReader();
+    const frames = [...reader.push(wire.slice(0, cut)), ...reader.push(wire.slice(cut))];
+    expect(frames.map((f) => [...f])).toEqual([[1, 2, 3], [], [9]]);
+  }
+});
