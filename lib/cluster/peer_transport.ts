@@ -147,7 +147,10 @@ export class PeerTransport {
   }
 
   #accept(socket: net.Socket): void {
-    if (this.#closed) return socket.destroy();
+    if (this.#closed) {
+      socket.destroy();
+      return;
+    }
     this.#incoming.add(socket);
     socket.setNoDelay(true);
     let from: number | undefined;
@@ -161,7 +164,8 @@ export class PeerTransport {
           peer: from,
           reason: describeError(error),
         });
-        return socket.destroy();
+        socket.destroy();
+        return;
       }
       for (const payload of frames) {
         if (from === undefined) {
