@@ -9,6 +9,7 @@ import {
   MESSAGE_BYTES_LIMIT_MAX,
   MESSAGE_BYTES_MAX,
   PARTITIONS_PER_TOPIC_MAX,
+  RECORD_HEADER_BYTES,
   SEGMENT_BYTES_DEFAULT,
   SEGMENT_BYTES_MIN,
   TRANSFER_BYTES_DEFAULT,
@@ -282,6 +283,16 @@ export function buildConfig(input: ConfigInput): Config {
     system[key] = SYSTEM_KEYS[key as keyof SystemConfig](value, key);
   }
   if (!system.dataLogPath) system.dataLogPath = system.dataPath;
+  // A message must fit in one `value` reply with its header, or no consumer could ever read it.
+  const transferable = (system.maxTransferSize as number) - RECORD_HEADER_BYTES;
+  if (raw.maxMessageSize === undefined) {
+    system.maxMessageSize = Math.min(MESSAGE_BYTES_MAX, transferable);
+  } else if ((system.maxMessageSize as number) > transferable) {
+    throw new ConfigError(
+      `Cannot use maxMessageSize=${system.maxMessageSize}: a record must fit in maxTransferSize ` +
+        `(${system.maxTransferSize}) with its ${RECORD_HEADER_BYTES}-byte header`,
+    );
+  }
   if (topics.length === 0) topics.push(buildTopicSection("*", []));
   return Object.freeze({
     system: Object.freeze(system as unknown as SystemConfig),

@@ -180,3 +180,14 @@ test("topic and group names that could touch the file system badly are refused",
     expect(groupNameProblem(bad)).toBeDefined();
   }
 });
+
+test("messages must fit in one transfer with their header", () => {
+  expect(buildConfig({}).system.maxMessageSize).toBe(1024 * 1024 - 20);
+  expect(buildConfig({ overrides: { maxTransferSize: "65536" } }).system.maxMessageSize).toBe(
+    65516,
+  );
+  expect(() => buildConfig({ overrides: { maxTransferSize: "65536", maxMessageSize: "65520" } }))
+    .toThrow(
+      "a record must fit in maxTransferSize",
+    );
+});
