@@ -1,0 +1,120 @@
+/**
+ * @module The small files a replica keeps beside its segments: the Raft hard state (term and
+ * vote) and the leader-epoch list. Both are replaced atomically (temp file, fsync, rename,
+ * directory fsync) and carry a CRC, so a torn or damaged file is detected, never half-read.
+ *
+ * ```text
+ * raft-state          leader-epochs
+ * metaq-raft-state 1  metaq-leader-epochs 1
+ * term 7              count 3
+ * vote 2              0 0          <- epoch, start offset (the base)
+ * crc 1234567890      4 1048576
+ *                     7 2097152
+ *                     crc 987654321
+ * ```
+ *
+ * The CRC covers every line before it. Files names have no `.meta` suffix, so MetaQ tools and
+ * the segment loader ignore them.
+ */
+import { crc32 } from "../crc32.ts";
+import { joinPath, type Storage } from "../store/storage.ts";
+
+export const HARD_STATE_FILE = "raft-state";
+export const EPOCHS_FILE = "leader-epochs";
+
+export interface HardState {
+  readonly term: number;
+  /** Node voted for in `term`, or 0 for none. */
+  readonly vote: number;
+}
+
+export interface EpochStartRecord {
+  readonly epoch: number;
+  readonly startOffset: number;
+}
+
+/** A state file that exists but cannot be trusted (torn, damaged, or another format). */
+export class StateFileError extends Error {
+  override readonly name = "StateFileError";
+}
+
+export async function writeHardState(
+  storage: Storage,
+  dir: string,
+  state: HardState,
+): Promise<void> {
+  await storage.writeFileAtomic(
+    joinPath(dir, HARD_STATE_FILE),
+    sealed(["metaq-raft-state 1", `term ${state.term}`, `vote ${state.vote}`]),
+  );
+}
+
+/** The saved hard state, undefined when there is none, or StateFileError when it is damaged. */
+export function readHardState(storage: Storage, dir: string): HardState | undefined {
+  const lines = unsealed(storage, joinPath(dir, HARD_STATE_FILE), "metaq-raft-state 1");
+  if (!lines) return undefined;
+  const term = field(lines[0], "term");
+  const vote = field(lines[1], "vote");
+  return { term, vote };
+}
+
+export async function writeEpochs(
+  storage: Storage,
+  dir: string,
+  epochs: readonly EpochStartRecord[],
+): Promise<void> {
+  const lines = [
+    "metaq-leader-epochs 1",
+    `count ${epochs.length}`,
+    ...epochs.map((e) => `${e.epoch} ${e.startOffset}`),
+  ];
+  await storage.writeFileAtomic(joinPath(dir, EPOCHS_FILE), sealed(lines));
+}
+
+export function readEpochs(storage: Storage, dir: string): EpochStartRecord[] | undefined {
+  const lines = unsealed(storage, joinPath(dir, EPOCHS_FILE), "metaq-leader-epochs 1");
+  if (!lines) return undefined;
+  const count = field(lines[0], "count");
+  if (lines.length !== count + 1) {
+    throw new StateFileError(`${EPOCHS_FILE}: expected ${count} epochs, found ${lines.length - 1}`);
+  }
+  return lines.slice(1).map((line) => {
+    const [epoch, startOffset] = line.split(" ").map(Number);
+    if (!Number.isSafeInteger(epoch) || !Number.isSafeInteger(startOffset)) {
+      throw new StateFileError(`${EPOCHS_FILE}: bad line '${line}'`);
+    }
+    return { epoch, startOffset };
+  });
+}
+
+function sealed(lines: string[]): Uint8Array {
+  const body = lines.map((line) => `${line}\n`).join("");
+  return new TextEncoder().encode(`${body}crc ${crc32(new TextEncoder().encode(body))}\n`);
+}
+
+/** Lines after the header, checked against the CRC; undefined when the file does not exist. */
+function unsealed(storage: Storage, path: string, header: string): string[] | undefined {
+  const bytes = storage.readFile(path);
+  if (bytes === undefined) return undefined;
+  const text = new TextDecoder().decode(bytes);
+  const crcAt = text.lastIndexOf("crc ");
+  if (crcAt < 0 || !text.endsWith("\n")) {
+    throw new StateFileError(`${path}: no checksum line (torn write?)`);
+  }
+  const body = text.slice(0, crcAt);
+  if (Number(text.slice(crcAt + 4).trim()) !== crc32(new TextEncoder().encode(body))) {
+    throw new StateFileError(`${path}: checksum mismatch`);
+  }
+  const lines = body.split("\n").filter((line) => line !== "");
+  if (lines[0] !== header) throw new StateFileError(`${path}: unknown format '${lines[0]}'`);
+  return lines.slice(1);
+}
+
+function field(line: string | undefined, name: string): number {
+  const [key, value] = (line ?? "").split(" ");
+  const number = Number(value);
+  if (key !== name || !Number.isSafeInteger(number) || number < 0) {
+    throw new StateFileError(`expected '${name} <n>', got '${line}'`);
+  }
+  return number;
+}
