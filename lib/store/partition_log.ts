@@ -118,6 +118,8 @@ export class PartitionLog {
   #fillStart = 0;
   #batch: Deferred<void> | undefined;
   #writing = false;
+  /** Holds taken by hold() and not yet released; the writer waits while any is held. */
+  #holds = 0;
   #unflushedMessages = 0;
   #lastSyncMs: number;
   #closed = false;
@@ -261,6 +263,24 @@ export class PartitionLog {
     const target = this.#reserve(bytes.length);
     target.buffer.set(bytes, target.position);
     return this.#queued(target.offset, bytes.length, records);
+  }
+
+  /**
+   * Holds the writer: appends are still accepted and get their offsets, but nothing more is
+   * written until every hold is released (the returned function; calling it twice is a no-op).
+   * A transaction commit holds its partitions while its journal record is fsynced, so a batch
+   * never reaches the disk before the record that says where it goes.
+   */
+  hold(): () => void {
+    this.#holds += 1;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      assert(this.#holds > 0);
+      this.#holds -= 1;
+      if (this.#holds === 0 && this.#pending.length > 0) this.#scheduleDrain();
+    };
   }
 
   /**
@@ -466,14 +486,14 @@ export class PartitionLog {
   }
 
   #scheduleDrain(): void {
-    if (this.#writing) return;
+    if (this.#writing || this.#holds > 0) return;
     this.#writing = true;
     setImmediate(() => void this.#drain());
   }
 
   async #drain(): Promise<void> {
     try {
-      while (this.#pending.length > 0) {
+      while (this.#pending.length > 0 && this.#holds === 0) {
         this.#sealFill();
         const runs = this.#pending;
         const batch = this.#batch!;
