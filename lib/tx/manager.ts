@@ -84,12 +84,15 @@ export class TransactionManager implements TransactionalPutHandler {
   readonly #local = new Map<number, Map<string, OpenTransaction>>();
   readonly #heuristics = new Map<string, HeuristicOutcome>();
   readonly #pending = new Set<PendingCommit>();
+  /** Committed transactions whose commit record is not written yet. */
+  readonly #committing = new Set<OpenTransaction>();
   readonly #commitParts: CommitParts;
   #nextTxNumber: number;
   #openCount = 0;
   #timedCount = 0;
   #heldBytes = 0;
   #checkpointing: Promise<void> | undefined;
+  #checkpointQueued = false;
 
   constructor(options: ManagerOptions, recovered: RecoveredState) {
     this.#options = options;
@@ -232,12 +235,9 @@ export class TransactionManager implements TransactionalPutHandler {
       const why = tx ? "it is not prepared" : "no such prepared transaction";
       return plainFailure(`Cannot ${outcome} ${keyText} heuristically: ${why}`);
     }
-    const record: TxRecord = { type: "heuristic", key: keyText, outcome };
-    const failure = outcome === "commit"
-      ? await this.#commitTransaction(tx, true, [record])
-      : await this.#rollbackTransaction(tx, [record]);
-    if (!failure) this.#heuristics.set(keyText, outcome);
-    return failure;
+    return outcome === "commit"
+      ? await this.#commitTransaction(tx, true, outcome)
+      : await this.#rollbackTransaction(tx, outcome);
   }
 
   /** Syncs the journal (flushTxLogAtCommit=2 calls this every second). */
@@ -251,7 +251,7 @@ export class TransactionManager implements TransactionalPutHandler {
    */
   snapshot(): TxRecord[] {
     const records: TxRecord[] = [];
-    for (const tx of this.#allOpen()) {
+    for (const tx of this.#allLive()) {
       if (tx.messages.length === 0 && tx.phase !== "prepared") continue;
       const key = tx.key.text;
       for (const message of tx.messages) records.push({ type: "put", tx: tx.number, key, message });
@@ -356,25 +356,43 @@ export class TransactionManager implements TransactionalPutHandler {
       this.#forgetOpen(found);
       return respond(result(200));
     }
-    this.#commitTransaction(found, decision.wasPrepared, []).then(
+    this.#commitTransaction(found, decision.wasPrepared).then(
       (failure) => failure ? fail(failure) : respond(result(200)),
       (error) => this.#options.onFatal(error as Error),
     );
   }
 
-  /** Removes `tx` from the open tables, then commits it; resolves with a failure or nothing. */
+  /**
+   * Removes `tx` from the open tables, then commits it; resolves with a failure or nothing.
+   * Until its commit record is written it stays in #committing, so a checkpoint taken
+   * meanwhile still carries its puts.
+   */
   async #commitTransaction(
     tx: OpenTransaction,
     wasPrepared: boolean,
-    alsoRecord: readonly TxRecord[],
+    heuristic?: HeuristicOutcome,
   ): Promise<TxFailure | undefined> {
     this.#forgetOpen(tx);
-    const outcome = await commitBatches(
-      this.#commitParts,
-      { number: tx.number, key: tx.key, messages: tx.messages, wasPrepared, alsoRecord },
-      (pending) => this.#pending.add(pending),
-    );
-    this.maybeCheckpoint();
+    this.#committing.add(tx);
+    const alsoRecord: TxRecord[] = heuristic
+      ? [{ type: "heuristic", key: tx.key.text, outcome: heuristic }]
+      : [];
+    let outcome;
+    try {
+      outcome = await commitBatches(
+        this.#commitParts,
+        { number: tx.number, key: tx.key, messages: tx.messages, wasPrepared, alsoRecord },
+        (pending) => {
+          // Same turn as the commit record: no checkpoint can fall in between.
+          this.#committing.delete(tx);
+          this.#pending.add(pending);
+          if (heuristic) this.#heuristics.set(tx.key.text, heuristic);
+        },
+      );
+    } finally {
+      this.#committing.delete(tx);
+    }
+    this.#checkpointSoon();
     if (outcome.kind === "committed" && isDurable(outcome.pending)) {
       this.#pending.delete(outcome.pending);
     }
@@ -400,7 +418,7 @@ export class TransactionManager implements TransactionalPutHandler {
     this.#broker.stats.counters.txRollback += 1;
     const found = this.#find(command.txKey, context.connectionId);
     if ("message" in found) return fail(found);
-    this.#rollbackTransaction(found, []).then(
+    this.#rollbackTransaction(found).then(
       (failure) => failure ? fail(failure) : respond(result(200)),
       (error) => this.#options.onFatal(error as Error),
     );
@@ -409,15 +427,16 @@ export class TransactionManager implements TransactionalPutHandler {
   /** Journals the rollback (when anything was journalled) and drops the transaction. */
   async #rollbackTransaction(
     tx: OpenTransaction,
-    alsoRecord: readonly TxRecord[],
+    heuristic?: HeuristicOutcome,
   ): Promise<TxFailure | undefined> {
+    const records: TxRecord[] = [];
     if (tx.messages.length > 0 || tx.phase === "prepared") {
-      const failure = this.#write([
-        { type: "rollback", tx: tx.number, key: tx.key.text },
-        ...alsoRecord,
-      ]);
-      if (failure) return failure;
+      records.push({ type: "rollback", tx: tx.number, key: tx.key.text });
     }
+    if (heuristic) records.push({ type: "heuristic", key: tx.key.text, outcome: heuristic });
+    const failure = this.#write(records);
+    if (failure) return failure;
+    if (heuristic) this.#heuristics.set(tx.key.text, heuristic);
     this.#forgetOpen(tx);
     this.#heldBytes -= tx.bytes;
     if (this.#commitParts.syncAtCommit) await this.#syncOrThrow();
@@ -489,7 +508,7 @@ export class TransactionManager implements TransactionalPutHandler {
   /** Rolls back without a client waiting (timeout, closed connection). */
   #abandon(tx: OpenTransaction, why: string): void {
     this.#logger("info", `Rolling back transaction: ${why}`, tx);
-    this.#rollbackTransaction(tx, []).then(
+    this.#rollbackTransaction(tx).then(
       (failure) => {
         if (failure) this.#logger("error", "Cannot roll back transaction", tx, failure.message);
       },
@@ -500,6 +519,12 @@ export class TransactionManager implements TransactionalPutHandler {
   *#allOpen(): Generator<OpenTransaction> {
     yield* this.#xa.values();
     for (const table of this.#local.values()) yield* table.values();
+  }
+
+  /** Open transactions plus those on their way to a commit record: what a snapshot keeps. */
+  *#allLive(): Generator<OpenTransaction> {
+    yield* this.#allOpen();
+    yield* this.#committing;
   }
 
   #refuseHeld(bytes: number): TxFailure | undefined {
@@ -517,8 +542,21 @@ export class TransactionManager implements TransactionalPutHandler {
     } catch (error) {
       return plainFailure(describeError(error));
     }
-    this.maybeCheckpoint();
+    this.#checkpointSoon();
     return undefined;
+  }
+
+  /**
+   * Checks for a checkpoint once the current turn is over: the caller of #write changes the
+   * state after the record is written, and a snapshot must see that change.
+   */
+  #checkpointSoon(): void {
+    if (this.#checkpointQueued) return;
+    this.#checkpointQueued = true;
+    queueMicrotask(() => {
+      this.#checkpointQueued = false;
+      this.maybeCheckpoint();
+    });
   }
 
   /** Runs `then` once the journal is durable (flushTxLogAtCommit=1), or at once otherwise. */

@@ -61,7 +61,10 @@ describe("local transactions on the wire", () => {
   test("a rolled-back transaction's messages never appear and its key is gone", async () => {
     using socket = await connect(broker.running);
     await ask(socket, "transaction TX:s2:1 s2 BEGIN 1\r\n");
-    await ask(socket, putLine({ topic: "multi", partition: 3, body: "never", txKey: "TX:s2:1", opaque: 2 }));
+    await ask(
+      socket,
+      putLine({ topic: "multi", partition: 3, body: "never", txKey: "TX:s2:1", opaque: 2 }),
+    );
     const rollback = await ask(socket, "transaction TX:s2:1 s2 ROLLBACK 3\r\n");
     expect([rollback.header, rollback.text]).toEqual(["result 200 0 3", ""]);
     const commit = await ask(socket, "transaction TX:s2:1 s2 COMMIT_ONE_PHASE 4\r\n");
@@ -77,10 +80,19 @@ describe("local transactions on the wire", () => {
     for (let i = 0; i < 6; i++) {
       const reply = await ask(
         socket,
-        putLine({ topic: "multi", partition: i % 2, body: `tx-${i}`, txKey: "TX:s3:1", opaque: 10 + i }),
+        putLine({
+          topic: "multi",
+          partition: i % 2,
+          body: `tx-${i}`,
+          txKey: "TX:s3:1",
+          opaque: 10 + i,
+        }),
       );
       expect(reply.header).toStartWith("result 200");
-      await ask(other, putLine({ topic: "multi", partition: i % 2, body: `plain-${i}`, opaque: 20 + i }));
+      await ask(
+        other,
+        putLine({ topic: "multi", partition: i % 2, body: `plain-${i}`, opaque: 20 + i }),
+      );
     }
     await ask(socket, "transaction TX:s3:1 s3 COMMIT_ONE_PHASE 30\r\n");
     expect(payloads(recordsOf(broker.running, "multi", 0))).toEqual([
@@ -139,7 +151,10 @@ describe("XA transactions on the wire", () => {
     const xid = XID("0a0b0c");
     const begin = await ask(socket, `transaction ${xid} sx BEGIN 30 q1 1\r\n`);
     expect(begin.header).toBe("result 200 0 1");
-    const put = await ask(socket, putLine({ topic: "multi", partition: 2, body: "xa", txKey: xid, opaque: 2 }));
+    const put = await ask(
+      socket,
+      putLine({ topic: "multi", partition: 2, body: "xa", txKey: xid, opaque: 2 }),
+    );
     expect(put.text).toMatch(/^\d+ 2 -1$/);
     socket.write(`transaction ${xid} sx END q1 3\r\n`);
     const version = await ask(socket, "version 4\r\n");
@@ -165,7 +180,9 @@ describe("XA transactions on the wire", () => {
     const prepare = await ask(socket, `transaction ${xid} sx PREPARE q1 2\r\n`);
     expect(prepare.text).toBe("3");
     const commit = await ask(socket, `transaction ${xid} sx COMMIT_TWO_PHASE q1 3\r\n`);
-    expect(commit.text).toBe(`XAException:code=-4,msg=XA transaction '${xid}' has not been started.`);
+    expect(commit.text).toBe(
+      `XAException:code=-4,msg=XA transaction '${xid}' has not been started.`,
+    );
   });
 
   test("RECOVER lists only the branches of the asking qualifier (all of them without one)", async () => {
@@ -183,7 +200,9 @@ describe("XA transactions on the wire", () => {
     const all = (await ask(socket, "transaction null sx RECOVER 5\r\n")).text.split("\r\n");
     expect(all).toEqual(expect.arrayContaining([mine, theirs]));
     for (const xid of [mine, theirs]) {
-      expect((await ask(socket, `transaction ${xid} sx ROLLBACK 6\r\n`)).header).toBe("result 200 0 6");
+      expect((await ask(socket, `transaction ${xid} sx ROLLBACK 6\r\n`)).header).toBe(
+        "result 200 0 6",
+      );
     }
     expect(payloads(recordsOf(broker.running, "test", 0))).not.toContain(mine);
   });
@@ -192,7 +211,10 @@ describe("XA transactions on the wire", () => {
     using socket = await connect(broker.running);
     const xid = XID("0e", "heur");
     await ask(socket, `transaction ${xid} sx BEGIN heur 1\r\n`);
-    await ask(socket, putLine({ topic: "multi", partition: 1, body: "by-hand", txKey: xid, opaque: 2 }));
+    await ask(
+      socket,
+      putLine({ topic: "multi", partition: 1, body: "by-hand", txKey: xid, opaque: 2 }),
+    );
     await ask(socket, `transaction ${xid} sx PREPARE heur 3\r\n`);
     const listed = JSON.parse((await ask(socket, "heuristic list - 4\r\n")).text);
     expect(listed).toContainEqual({ xid, state: "prepared", messages: 1, bytes: 7 });
@@ -204,7 +226,9 @@ describe("XA transactions on the wire", () => {
       `XAException:code=7,msg=XA transaction '${xid}' has been heuristically committed.`,
     );
     expect((await ask(socket, "transaction null sx RECOVER heur 7\r\n")).text).toBe(xid);
-    expect((await ask(socket, `transaction ${xid} sx FORGET heur 8\r\n`)).header).toBe("result 200 0 8");
+    expect((await ask(socket, `transaction ${xid} sx FORGET heur 8\r\n`)).header).toBe(
+      "result 200 0 8",
+    );
     const gone = await ask(socket, `transaction ${xid} sx ROLLBACK heur 9\r\n`);
     expect(gone.text).toBe(`XAException:code=-4,msg=XA transaction '${xid}' has not been started.`);
   });
@@ -237,7 +261,10 @@ describe("bad input gets MetaQ's error and changes nothing", () => {
     using socket = await connect(broker.running);
     const xid = XID("10");
     const cases: [string, string][] = [
-      ["transaction TX:e:1 e COMMIT_ONE_PHASE 1\r\n", "Local transaction 'TX:e:1' has not been started."],
+      [
+        "transaction TX:e:1 e COMMIT_ONE_PHASE 1\r\n",
+        "Local transaction 'TX:e:1' has not been started.",
+      ],
       ["transaction TX:e:1 e ROLLBACK 2\r\n", "Local transaction 'TX:e:1' has not been started."],
       [
         `transaction ${xid} e COMMIT_TWO_PHASE 3\r\n`,
@@ -268,7 +295,9 @@ describe("bad input gets MetaQ's error and changes nothing", () => {
     expect(late.text).toBe(`Cannot add message to transaction '${xid}': it is prepared`);
     await ask(socket, "transaction TX:e:2 e BEGIN 7\r\n");
     const local = await ask(socket, "transaction TX:e:2 e PREPARE 8\r\n");
-    expect(local.text).toBe("XAException:code=-3,msg=Prepare not implemented on Local Transactions.");
+    expect(local.text).toBe(
+      "XAException:code=-3,msg=Prepare not implemented on Local Transactions.",
+    );
     await ask(socket, `transaction ${xid} e ROLLBACK 9\r\n`);
     expect(payloads(recordsOf(broker.running, "test", 0))).not.toContain("held");
   });
@@ -280,14 +309,23 @@ describe("bad input gets MetaQ's error and changes nothing", () => {
     const xa = await ask(socket, putLine({ body: "x", txKey: XID("12"), opaque: 2 }));
     expect(xa.text).toBe(`XA transaction '${XID("12")}' has not been started.`);
     await ask(socket, "transaction TX:p:1 p BEGIN 3\r\n");
-    const random = await ask(socket, putLine({ partition: -1, body: "x", txKey: "TX:p:1", opaque: 4 }));
+    const random = await ask(
+      socket,
+      putLine({ partition: -1, body: "x", txKey: "TX:p:1", opaque: 4 }),
+    );
     expect([random.header.split(" ")[1], random.text]).toEqual([
       "500",
       "Invalid partition for transaction command:-1",
     ]);
-    const wrong = await ask(socket, putLine({ partition: 9, body: "x", txKey: "TX:p:1", opaque: 5 }));
+    const wrong = await ask(
+      socket,
+      putLine({ partition: 9, body: "x", txKey: "TX:p:1", opaque: 5 }),
+    );
     expect(wrong.text).toEndWith("[partition 'test-9'] failed.Detail:wrong partition 9");
-    const topic = await ask(socket, putLine({ topic: "nope", body: "x", txKey: "TX:p:1", opaque: 6 }));
+    const topic = await ask(
+      socket,
+      putLine({ topic: "nope", body: "x", txKey: "TX:p:1", opaque: 6 }),
+    );
     expect(topic.text).toEndWith("failed.Detail:The server do not accept topic nope");
     const checksum = await ask(socket, "put test 0 5 0 12345 TX:p:1 7\r\nhello");
     expect(checksum.text).toEndWith(

@@ -7,7 +7,7 @@ import type { Clock } from "../../lib/clock.ts";
 import { buildConfig } from "../../lib/config/config.ts";
 import { silentLogger } from "../../lib/log.ts";
 import { type RunningBroker, startBroker } from "../../lib/server/start_broker.ts";
-import { decodeRecords, type DecodedRecord } from "../../lib/store/record.ts";
+import { type DecodedRecord, decodeRecords } from "../../lib/store/record.ts";
 import type { Storage } from "../../lib/store/storage.ts";
 import { type TransactionsPlugin, transactionsPlugin } from "../../lib/tx/plugin.ts";
 import type { TransactionsPluginOptions } from "../../lib/tx/plugin.ts";
@@ -73,7 +73,11 @@ export function putLine(
 }
 
 /** Every record in a partition's log, read through the broker's store (acknowledged data). */
-export function recordsOf(running: RunningBroker, topic: string, partition: number): DecodedRecord[] {
+export function recordsOf(
+  running: RunningBroker,
+  topic: string,
+  partition: number,
+): DecodedRecord[] {
   const log = running.store.get(topic, partition);
   if (!log || log.ackedEnd === log.startOffset) return [];
   const bytes = new Uint8Array(log.ackedEnd - log.startOffset);
