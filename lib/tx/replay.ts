@@ -68,15 +68,16 @@ export function replay(records: readonly TxRecord[]): ReplayResult {
         break;
       }
       case "prepare": {
-        const tx = transactions.get(record.tx);
-        if (!tx) throw new ReplayError(`prepare of transaction ${record.tx} that has no puts`);
+        // A branch whose only puts failed is prepared with no puts (MetaQ marks it in use).
+        const tx = transactions.get(record.tx) ?? recovered(record.tx, record.key);
+        transactions.set(record.tx, tx);
         if (tx.key.kind !== "xa") throw new ReplayError(`prepare of local ${record.key}`);
         tx.prepared = true;
         break;
       }
       case "commit": {
-        const tx = transactions.get(record.tx);
-        if (!tx) throw new ReplayError(`commit of transaction ${record.tx} that has no puts`);
+        const tx = transactions.get(record.tx) ?? recovered(record.tx, record.key);
+        transactions.set(record.tx, tx);
         tx.commit = { wasPrepared: record.wasPrepared, locations: record.locations };
         break;
       }

@@ -7,6 +7,7 @@ import { describe, expect, test } from "bun:test";
 import { MemoryStorage } from "../../lib/store/storage_memory.ts";
 import { type KillableStorage, killableStorage } from "../support/killable_storage.ts";
 import { RawSocket } from "../support/raw_socket.ts";
+import { wrapStorage } from "../support/wrap_storage.ts";
 import {
   ask,
   payloads,
@@ -209,6 +210,66 @@ describe("transaction recovery after a power cut", () => {
     });
     expect(payloads(recordsOf(third.broker.running, "multi", 0))).toEqual(["before-0"]);
     await third.broker.close();
+  });
+});
+
+describe("checkpoints at awkward moments", () => {
+  test("a checkpoint taken while commits create their partitions loses no transaction", async () => {
+    const memory = new MemoryStorage();
+    let storm: (() => void) | undefined;
+    const stormy = wrapStorage(memory, {
+      syncDir: (dir) => {
+        storm?.(); // a checkpoint in the middle of whatever is creating a directory
+        return memory.syncDir(dir);
+      },
+    });
+    const storage = killableStorage(stormy);
+    const broker = await startTxBroker("/data", { storage });
+    storm = () => void broker.plugin.manager!.checkpoint().catch(() => {});
+    await withSocket(broker, async (socket) => {
+      for (let n = 0; n < 15; n++) {
+        const key = n < 10 ? `TX:c:${n}` : `XID:1:0${n.toString(16)}:01:rq`;
+        await ask(socket, `transaction ${key} c BEGIN rq 1\r\n`);
+        for (const partition of [0, 1]) {
+          const body = `c${n}-${partition}`;
+          const reply = await ask(
+            socket,
+            putLine({ topic: `stat-${n}`, partition, body, txKey: key, opaque: 2 }),
+          );
+          expect(reply.text).toEndWith(" -1");
+        }
+        const finish = n < 10 ? "COMMIT_ONE_PHASE" : "PREPARE";
+        expect((await ask(socket, `transaction ${key} c ${finish} rq 3\r\n`)).header).toStartWith(
+          "result 200",
+        );
+      }
+    });
+    storm = undefined;
+    powerCut(memory, { broker, storage });
+
+    const second = await boot(memory);
+    for (let n = 0; n < 10; n++) {
+      for (const partition of [0, 1]) {
+        expect(payloads(recordsOf(second.broker.running, `stat-${n}`, partition))).toEqual([
+          `c${n}-${partition}`,
+        ]);
+      }
+    }
+    await withSocket(second.broker, async (socket) => {
+      const prepared = (await ask(socket, "transaction null c RECOVER rq 1\r\n")).text.split(
+        "\r\n",
+      );
+      expect(prepared.sort()).toEqual(
+        [10, 11, 12, 13, 14].map((n) => `XID:1:0${n.toString(16)}:01:rq`),
+      );
+      for (const key of prepared) {
+        expect((await ask(socket, `transaction ${key} c COMMIT_TWO_PHASE rq 2\r\n`)).header).toBe(
+          "result 200 0 2",
+        );
+      }
+    });
+    expect(payloads(recordsOf(second.broker.running, "stat-14", 1))).toEqual(["c14-1"]);
+    await second.broker.close();
   });
 });
 
