@@ -101,16 +101,16 @@ describe("transaction recovery after a power cut", () => {
     for (let cut = 0; cut <= 2 * batchBytes; cut++) {
       const memory = new MemoryStorage();
       const crashed = { value: false };
-      let first: { broker: TxBroker; storage: KillableStorage } | undefined;
-      first = await boot(memory, {
-        crashAfterCommitBytes: cut,
+      const holder: { node?: { broker: TxBroker; storage: KillableStorage } } = {};
+      const first = await boot(memory, {
+        crashAfterCommitBytes: cut, // the commit below appends `cut` bytes, then this "dies"
         crash: () => {
           crashed.value = true;
-          powerCut(memory, first!);
+          powerCut(memory, holder.node!);
         },
       });
+      holder.node = first;
       await prepareBranch(first.broker);
-      first.broker.running.broker.transactions; // the commit below triggers the crash hook
       await withSocket(first.broker, async (socket) => {
         socket.write(`transaction ${XID} s COMMIT_TWO_PHASE rq 9\r\n`);
         for (let i = 0; i < 200 && !crashed.value; i++) await Bun.sleep(5);
