@@ -6,7 +6,7 @@
 import * as process from "node:process";
 import { MetaqClient } from "../lib/client/client.ts";
 import { describeError } from "../lib/errors.ts";
-import type { TxListing } from "../lib/tx/manager.ts";
+import type { TxListing } from "../lib/tx/registry.ts";
 import { HEURISTIC_VERB } from "../lib/tx/admin.ts";
 import { brokerList, CliError, type CommandSpec, parseFlags } from "./common.ts";
 

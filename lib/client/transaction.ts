@@ -34,7 +34,8 @@ export interface TxSendOptions {
   readonly flag?: number;
 }
 
-export type TransactionState = "open" | "committed" | "rolledBack";
+/** `failed`: a commit or rollback got an error; its error says what is known of the outcome. */
+export type TransactionState = "open" | "committed" | "rolledBack" | "failed";
 
 const decoder = new TextDecoder();
 const encoder = new TextEncoder();
@@ -138,16 +139,19 @@ export class LocalTransaction {
 
   /** COMMIT_ONE_PHASE: every message becomes visible, each partition's all at once. */
   async commit(): Promise<void> {
-    this.#checkOpen("commit");
-    this.#state = "committed";
-    await this.#command("COMMIT_ONE_PHASE", 0);
+    await this.#finish("commit", "COMMIT_ONE_PHASE", "committed");
   }
 
   /** ROLLBACK: no message of the transaction will ever be visible. */
   async rollback(): Promise<void> {
-    this.#checkOpen("roll back");
-    this.#state = "rolledBack";
-    await this.#command("ROLLBACK", 0);
+    await this.#finish("roll back", "ROLLBACK", "rolledBack");
+  }
+
+  async #finish(action: string, type: TransactionType, state: TransactionState): Promise<void> {
+    this.#checkOpen(action);
+    this.#state = "failed"; // until the broker says otherwise; no second attempt either way
+    await this.#command(type, 0);
+    this.#state = state;
   }
 
   async #command(type: TransactionType, timeout: number): Promise<string> {

@@ -252,12 +252,13 @@ export class FileTxJournal implements TxJournal {
       ...snapshot,
       { type: "checkpoint", sequence, nextTxNumber },
     ]);
-    const file = storage.open(path, { create: true });
+    let file: FileHandle | undefined;
     try {
+      file = storage.open(path, { create: true });
       file.truncate(0);
       file.write([bytes], 0);
     } catch (error) {
-      file.close();
+      file?.close();
       storage.remove(path);
       throw new JournalWriteError(
         `Cannot write transaction checkpoint ${path}: ${describeError(error)}`,

@@ -23,9 +23,7 @@ import type { PutCommand, TransactionCommand } from "../protocol/commands.ts";
 import { commitBatches, type CommitParts, isDurable, type PendingCommit } from "./commit.ts";
 import {
   commandFailureText,
-  heuristicFailure,
   type HeuristicOutcome,
-  notStarted,
   plainFailure,
   putFailureText,
   type TxFailure,
@@ -34,13 +32,13 @@ import {
 } from "./failure.ts";
 import type { TxJournal } from "./journal.ts";
 import type { TxRecord } from "./journal_record.ts";
+import { type TxListing, TxRegistry } from "./registry.ts";
 import {
   deadlineFor,
   decideCommit,
   decidePrepare,
   isExpired,
   type OpenTransaction,
-  type OpenTxKey,
   refusePut,
 } from "./state.ts";
 
@@ -66,30 +64,18 @@ export interface RecoveredState {
   readonly nextTxNumber: number;
 }
 
-/** One line of `metaq tx list`. */
-export interface TxListing {
-  readonly xid: string;
-  readonly state: "prepared" | "heuristically committed" | "heuristically rolled back";
-  readonly messages: number;
-  readonly bytes: number;
-}
-
 type Respond = (reply: Reply) => void;
 
 export class TransactionManager implements TransactionalPutHandler {
   readonly #options: ManagerOptions;
   readonly #broker: Broker;
   readonly #journal: TxJournal;
-  readonly #xa = new Map<string, OpenTransaction>();
-  readonly #local = new Map<number, Map<string, OpenTransaction>>();
-  readonly #heuristics = new Map<string, HeuristicOutcome>();
+  readonly #registry = new TxRegistry();
   readonly #pending = new Set<PendingCommit>();
   /** Committed transactions whose commit record is not written yet. */
   readonly #committing = new Set<OpenTransaction>();
   readonly #commitParts: CommitParts;
   #nextTxNumber: number;
-  #openCount = 0;
-  #timedCount = 0;
   #heldBytes = 0;
   #checkpointing: Promise<void> | undefined;
   #checkpointQueued = false;
@@ -100,7 +86,7 @@ export class TransactionManager implements TransactionalPutHandler {
     this.#journal = options.journal;
     this.#nextTxNumber = recovered.nextTxNumber;
     for (const tx of recovered.prepared) this.#adopt(tx);
-    for (const [key, outcome] of recovered.heuristics) this.#heuristics.set(key, outcome);
+    for (const [key, outcome] of recovered.heuristics) this.#registry.heuristics.set(key, outcome);
     for (const pending of recovered.pendingCommits) this.#pending.add(pending);
     this.#commitParts = {
       store: options.broker.store,
@@ -113,7 +99,7 @@ export class TransactionManager implements TransactionalPutHandler {
 
   /** Open (begun, not finished) transactions, local and XA. */
   get openCount(): number {
-    return this.#openCount;
+    return this.#registry.openCount;
   }
 
   /** Message bytes held by open and prepared transactions. */
@@ -137,7 +123,7 @@ export class TransactionManager implements TransactionalPutHandler {
       case "ROLLBACK":
         return this.#rollback(command, context, respond, fail);
       case "RECOVER":
-        return respond(result(200, this.#recover(command.uniqueQualifier).join("\r\n")));
+        return respond(result(200, this.#registry.recover(command.uniqueQualifier).join("\r\n")));
       case "FORGET":
         return this.#forget(command, respond, fail);
     }
@@ -146,7 +132,7 @@ export class TransactionManager implements TransactionalPutHandler {
   /** A put carrying a transaction key: journalled, held until commit, answered with offset -1. */
   put(command: PutCommand, context: RequestContext, _partition: number, done: Respond): void {
     const fail = (failure: TxFailure) => done(result(500, putFailureText(failure)));
-    const found = this.#find(command.txKey as OpenTxKey, context.connectionId);
+    const found = this.#registry.find(command.txKey!, context.connectionId);
     if ("message" in found) return fail(found);
     const tx = found;
     if (tx.phase === "start") tx.phase = "inUse"; // MetaQ marks it before any other check
@@ -179,10 +165,9 @@ export class TransactionManager implements TransactionalPutHandler {
 
   /** Rolls back the local transactions of a connection that closed. */
   connectionClosed(context: RequestContext): void {
-    const table = this.#local.get(context.connectionId);
-    if (!table) return;
-    for (const tx of [...table.values()]) this.#abandon(tx, "its connection closed");
-    this.#local.delete(context.connectionId);
+    for (const tx of this.#registry.takeConnection(context.connectionId)) {
+      this.#abandon(tx, "its connection closed");
+    }
   }
 
   /**
@@ -191,7 +176,7 @@ export class TransactionManager implements TransactionalPutHandler {
    */
   expire(): void {
     const now = this.#options.clock.monotonicMs();
-    for (const tx of this.#allOpen()) {
+    for (const tx of [...this.#registry.open()]) {
       if (isExpired(tx, now)) this.#abandon(tx, "it timed out");
     }
     for (const pending of [...this.#pending]) if (isDurable(pending)) this.#pending.delete(pending);
@@ -204,21 +189,7 @@ export class TransactionManager implements TransactionalPutHandler {
 
   /** Prepared XA transactions and heuristic outcomes, for operators. */
   list(): TxListing[] {
-    const listing: TxListing[] = [];
-    for (const tx of this.#xa.values()) {
-      if (tx.phase !== "prepared") continue;
-      listing.push({
-        xid: tx.key.text,
-        state: "prepared",
-        messages: tx.messages.length,
-        bytes: tx.bytes,
-      });
-    }
-    for (const [xid, outcome] of this.#heuristics) {
-      const state = outcome === "commit" ? "heuristically committed" : "heuristically rolled back";
-      listing.push({ xid, state, messages: 0, bytes: 0 });
-    }
-    return listing;
+    return this.#registry.list();
   }
 
   /**
@@ -230,10 +201,11 @@ export class TransactionManager implements TransactionalPutHandler {
     keyText: string,
     outcome: HeuristicOutcome,
   ): Promise<TxFailure | undefined> {
-    const tx = this.#xa.get(keyText);
-    if (!tx || tx.phase !== "prepared") {
-      const why = tx ? "it is not prepared" : "no such prepared transaction";
-      return plainFailure(`Cannot ${outcome} ${keyText} heuristically: ${why}`);
+    const tx = this.#registry.prepared(keyText);
+    if (!tx) {
+      return plainFailure(
+        `Cannot ${outcome} ${keyText} heuristically: no such prepared transaction`,
+      );
     }
     return outcome === "commit"
       ? await this.#commitTransaction(tx, true, outcome)
@@ -269,7 +241,7 @@ export class TransactionManager implements TransactionalPutHandler {
       const locations = pending.locations;
       records.push({ type: "commit", tx: number, key: key.text, wasPrepared, locations });
     }
-    for (const [key, outcome] of this.#heuristics) {
+    for (const [key, outcome] of this.#registry.heuristics) {
       records.push({ type: "heuristic", key, outcome });
     }
     return records;
@@ -310,17 +282,18 @@ export class TransactionManager implements TransactionalPutHandler {
     if (key.kind === "null") {
       return fail(plainFailure("Cannot begin transaction: the key 'null' names no transaction"));
     }
-    if (this.#lookup(key, context.connectionId)) return respond(result(200));
+    if (this.#registry.lookup(key, context.connectionId)) return respond(result(200));
     const system = this.#broker.config.system;
     const now = this.#options.clock.monotonicMs();
     const deadlineMs = deadlineFor(now, command.timeout, system.maxTxTimeoutInSeconds);
-    if (this.#openCount >= TX_OPEN_MAX) {
+    const { openCount, timedCount } = this.#registry;
+    if (openCount >= TX_OPEN_MAX) {
       return fail(plainFailure(`Cannot begin ${key.text}: ${TX_OPEN_MAX} transactions are open`));
     }
-    if (deadlineMs !== undefined && this.#timedCount >= system.maxTxTimeoutTimerCapacity) {
+    if (deadlineMs !== undefined && timedCount >= system.maxTxTimeoutTimerCapacity) {
       return fail(
         plainFailure(
-          `Cannot begin ${key.text}: ${this.#timedCount} transactions with timeouts are open (maxTxTimeoutTimerCapacity)`,
+          `Cannot begin ${key.text}: ${timedCount} transactions with timeouts are open (maxTxTimeoutTimerCapacity)`,
         ),
       );
     }
@@ -331,13 +304,13 @@ export class TransactionManager implements TransactionalPutHandler {
   }
 
   #prepare(command: TransactionCommand, context: RequestContext, respond: Respond, fail: Fail) {
-    const found = this.#find(command.txKey, context.connectionId);
+    const found = this.#registry.find(command.txKey, context.connectionId);
     if ("message" in found) return fail(found);
     const tx = found;
     const decision = decidePrepare(tx);
     if (decision.kind === "failed") return fail(decision.failure);
     if (decision.kind === "readOnly") {
-      this.#forgetOpen(tx);
+      this.#registry.remove(tx);
       return respond(result(200, String(XA.RDONLY)));
     }
     const failure = this.#write([{ type: "prepare", tx: tx.number, key: tx.key.text }]);
@@ -348,12 +321,12 @@ export class TransactionManager implements TransactionalPutHandler {
 
   #commit(command: TransactionCommand, context: RequestContext, respond: Respond, fail: Fail) {
     this.#broker.stats.counters.txCommit += 1;
-    const found = this.#find(command.txKey, context.connectionId);
+    const found = this.#registry.find(command.txKey, context.connectionId);
     if ("message" in found) return fail(found);
     const decision = decideCommit(found, command.type === "COMMIT_ONE_PHASE");
     if (decision.kind === "failed") return fail(decision.failure);
     if (decision.kind === "empty") {
-      this.#forgetOpen(found);
+      this.#registry.remove(found);
       return respond(result(200));
     }
     this.#commitTransaction(found, decision.wasPrepared).then(
@@ -372,7 +345,7 @@ export class TransactionManager implements TransactionalPutHandler {
     wasPrepared: boolean,
     heuristic?: HeuristicOutcome,
   ): Promise<TxFailure | undefined> {
-    this.#forgetOpen(tx);
+    this.#registry.remove(tx);
     this.#committing.add(tx);
     const alsoRecord: TxRecord[] = heuristic
       ? [{ type: "heuristic", key: tx.key.text, outcome: heuristic }]
@@ -386,7 +359,7 @@ export class TransactionManager implements TransactionalPutHandler {
           // Same turn as the commit record: no checkpoint can fall in between.
           this.#committing.delete(tx);
           this.#pending.add(pending);
-          if (heuristic) this.#heuristics.set(tx.key.text, heuristic);
+          if (heuristic) this.#registry.heuristics.set(tx.key.text, heuristic);
         },
       );
     } finally {
@@ -416,7 +389,7 @@ export class TransactionManager implements TransactionalPutHandler {
 
   #rollback(command: TransactionCommand, context: RequestContext, respond: Respond, fail: Fail) {
     this.#broker.stats.counters.txRollback += 1;
-    const found = this.#find(command.txKey, context.connectionId);
+    const found = this.#registry.find(command.txKey, context.connectionId);
     if ("message" in found) return fail(found);
     this.#rollbackTransaction(found).then(
       (failure) => failure ? fail(failure) : respond(result(200)),
@@ -436,73 +409,28 @@ export class TransactionManager implements TransactionalPutHandler {
     if (heuristic) records.push({ type: "heuristic", key: tx.key.text, outcome: heuristic });
     const failure = this.#write(records);
     if (failure) return failure;
-    if (heuristic) this.#heuristics.set(tx.key.text, heuristic);
-    this.#forgetOpen(tx);
+    if (heuristic) this.#registry.heuristics.set(tx.key.text, heuristic);
+    this.#registry.remove(tx);
     this.#heldBytes -= tx.bytes;
     if (this.#commitParts.syncAtCommit) await this.#syncOrThrow();
     return undefined;
   }
 
-  #recover(uniqueQualifier: string | undefined): string[] {
-    const matches = (keyText: string) =>
-      uniqueQualifier === undefined ||
-      keyText.slice(keyText.lastIndexOf(":") + 1) === uniqueQualifier;
-    const keys: string[] = [];
-    for (const tx of this.#xa.values()) {
-      if (tx.phase === "prepared" && matches(tx.key.text)) keys.push(tx.key.text);
-    }
-    for (const key of this.#heuristics.keys()) if (matches(key)) keys.push(key);
-    return keys;
-  }
-
   #forget(command: TransactionCommand, respond: Respond, fail: Fail) {
     const key = command.txKey;
     if (key.kind !== "xa") return fail(xaFailure(XA.NOTA, `${key.text} is not a valid xid`));
-    if (this.#heuristics.has(key.text)) {
+    const heuristics = this.#registry.heuristics;
+    if (heuristics.has(key.text)) {
       const failure = this.#write([{ type: "forget", key: key.text }]);
       if (failure) return fail(failure);
-      this.#heuristics.delete(key.text);
+      heuristics.delete(key.text);
     }
     this.#durably(() => respond(result(200)));
   }
 
-  /** MetaQ's getTransaction: the open transaction, or the failure a client gets for the key. */
-  #find(key: TransactionCommand["txKey"], connectionId: number): OpenTransaction | TxFailure {
-    if (key.kind === "null") return notStarted("null", key.text);
-    const tx = this.#lookup(key, connectionId);
-    if (tx) return tx;
-    const outcome = key.kind === "xa" ? this.#heuristics.get(key.text) : undefined;
-    if (outcome) return heuristicFailure(outcome, key.text);
-    return notStarted(key.kind, key.text);
-  }
-
-  #lookup(key: OpenTxKey, connectionId: number): OpenTransaction | undefined {
-    if (key.kind === "xa") return this.#xa.get(key.text);
-    return this.#local.get(connectionId)?.get(key.text);
-  }
-
   #adopt(tx: OpenTransaction): void {
-    if (tx.key.kind === "xa") {
-      this.#xa.set(tx.key.text, tx);
-    } else {
-      const connectionId = tx.connectionId!;
-      let table = this.#local.get(connectionId);
-      if (!table) this.#local.set(connectionId, table = new Map());
-      table.set(tx.key.text, tx);
-    }
-    this.#openCount += 1;
-    if (tx.deadlineMs !== undefined) this.#timedCount += 1;
+    this.#registry.add(tx);
     this.#heldBytes += tx.bytes;
-  }
-
-  /** Takes `tx` out of the open tables (its held bytes are released by the caller). */
-  #forgetOpen(tx: OpenTransaction): void {
-    const removed = tx.key.kind === "xa"
-      ? this.#xa.delete(tx.key.text)
-      : this.#local.get(tx.connectionId!)?.delete(tx.key.text) ?? false;
-    if (!removed) return;
-    this.#openCount -= 1;
-    if (tx.deadlineMs !== undefined) this.#timedCount -= 1;
   }
 
   /** Rolls back without a client waiting (timeout, closed connection). */
@@ -516,14 +444,9 @@ export class TransactionManager implements TransactionalPutHandler {
     );
   }
 
-  *#allOpen(): Generator<OpenTransaction> {
-    yield* this.#xa.values();
-    for (const table of this.#local.values()) yield* table.values();
-  }
-
   /** Open transactions plus those on their way to a commit record: what a snapshot keeps. */
   *#allLive(): Generator<OpenTransaction> {
-    yield* this.#allOpen();
+    yield* this.#registry.open();
     yield* this.#committing;
   }
 

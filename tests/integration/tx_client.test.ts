@@ -84,6 +84,7 @@ describe("local transactions through the client", () => {
     expect(manager.openCount).toBe(openBefore + 1);
     (await metaq.connection()).close();
     await expect(tx.commit()).rejects.toBeInstanceOf(ConnectionError);
+    expect(tx.state).toBe("failed");
     for (let i = 0; i < 100 && manager.openCount > openBefore; i++) await Bun.sleep(10);
     expect(manager.openCount).toBe(openBefore);
     expect(payloads(recordsOf(broker.running, "test", 0))).not.toContain("lost");
