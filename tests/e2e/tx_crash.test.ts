@@ -136,3 +136,38 @@ test("metaq tx lists prepared branches and commits or rolls them back by hand", 
     { xid: drop, state: "heuristically rolled back", messages: 0, bytes: 0 },
   ]);
 });
+
+test("bad transaction input gets MetaQ's replies or a closed connection, and changes nothing", async () => {
+  await using temp = tempDir();
+  await using broker = await BrokerProcess.start({ dataDir: temp.path });
+  const xid = "XID:1:0a:01:q";
+  using socket = await RawSocket.connect(broker.port);
+  const replies = [
+    await ask(socket, "transaction TX:b:1 b COMMIT_ONE_PHASE 1\r\n"),
+    await ask(socket, `transaction ${xid} b COMMIT_TWO_PHASE q 2\r\n`),
+    await ask(socket, put("orders", 0, "x", 3, "TX:b:1")),
+  ];
+  expect(replies.map((reply) => reply.text)).toEqual([
+    "Local transaction 'TX:b:1' has not been started.",
+    `XAException:code=-4,msg=XA transaction '${xid}' has not been started.`,
+    "Local transaction 'TX:b:1' has not been started.",
+  ]);
+  await ask(socket, `transaction ${xid} b BEGIN q 4\r\n`);
+  await ask(socket, put("orders", 0, "held", 5, xid));
+  const unprepared = await ask(socket, `transaction ${xid} b COMMIT_TWO_PHASE q 6\r\n`);
+  expect(unprepared.text).toStartWith("XAException:code=-6,msg=Cannot do 2 phase commit");
+  for (
+    const malformed of ["transaction XID:1:0g:01:q b BEGIN 1\r\n", "transaction TX:b b BEGIN 1\r\n"]
+  ) {
+    using bad = await RawSocket.connect(broker.port);
+    bad.write(malformed);
+    expect(await bad.waitClosed(), malformed).toBe(true);
+  }
+  await ask(socket, `transaction ${xid} b ROLLBACK q 7\r\n`);
+  expect(await messages(socket, "orders", 0)).toEqual([]);
+  const stats = (await ask(socket, "stats  8\r\n")).text;
+  expect(stats).toContain("tx_begin 1\r\n");
+  expect(stats).toContain("tx_commit 3\r\n"); // MetaQ counts every COMMIT, failed or not
+  expect(stats).toContain("tx_rollback 1\r\n");
+  expect((await ask(socket, "transaction null b RECOVER 9\r\n")).text).toBe("");
+});

@@ -307,3 +307,27 @@ describe("journal size", () => {
     await second.broker.close();
   });
 });
+
+describe("flushTxLogAtCommit", () => {
+  for (const mode of [0, 2]) {
+    test(`with flushTxLogAtCommit=${mode} commits and prepared branches survive a clean restart`, async () => {
+      const memory = new MemoryStorage();
+      const extra = `flushTxLogAtCommit=${mode}`;
+      const first = await startTxBroker("/data", { storage: memory, extra });
+      await prepareBranch(first);
+      await withSocket(first, async (socket) => {
+        await ask(socket, "transaction TX:f:1 f BEGIN 1\r\n");
+        await ask(socket, putLine({ body: "flushed", txKey: "TX:f:1", opaque: 2 }));
+        expect((await ask(socket, "transaction TX:f:1 f COMMIT_ONE_PHASE 3\r\n")).header)
+          .toBe("result 200 0 3");
+      });
+      await first.close();
+      const second = await startTxBroker("/data", { storage: memory, extra });
+      expect(payloads(recordsOf(second.running, "test", 0))).toEqual(["flushed"]);
+      await withSocket(second, async (socket) => {
+        expect((await ask(socket, "transaction null s RECOVER rq 1\r\n")).text).toBe(XID);
+      });
+      await second.close();
+    });
+  }
+});
