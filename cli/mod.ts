@@ -7,6 +7,7 @@ import { produce } from "./produce.ts";
 import { serve } from "./serve.ts";
 import { stats } from "./stats.ts";
 import { topics } from "./topics.ts";
+import { tx } from "./tx.ts";
 import { verify } from "./verify.ts";
 import { version } from "./version.ts";
 
@@ -16,6 +17,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   consume,
   topics,
   stats,
+  tx,
   verify,
   version,
 ];

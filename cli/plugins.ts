@@ -2,9 +2,32 @@
  * @module The optional parts `metaq serve` adds to a broker (transactions, groups, HTTP,
  * cluster), chosen from the configuration. One place, so serve.ts stays about flags.
  */
+import * as process from "node:process";
 import type { Config } from "../lib/config/config.ts";
 import type { BrokerPlugin } from "../lib/server/start_broker.ts";
+import { transactionsPlugin } from "../lib/tx/plugin.ts";
+import { CliError } from "./common.ts";
+
+/**
+ * TEST ONLY: when set to a byte count N, the broker appends only the first N bytes of the
+ * next transaction commit's batches and then kills itself with SIGKILL, so tests can crash it
+ * in the middle of a commit's append. Never set it in production.
+ */
+export const CRASH_AFTER_COMMIT_BYTES_ENV = "METAQ_TEST_CRASH_AFTER_COMMIT_BYTES";
 
 export function serverPlugins(_config: Config, _flags: Record<string, unknown>): BrokerPlugin[] {
-  return [];
+  return [transactionsPlugin(transactionOptions())];
+}
+
+function transactionOptions() {
+  const text = process.env[CRASH_AFTER_COMMIT_BYTES_ENV];
+  if (text === undefined || text === "") return {};
+  const bytes = Number(text);
+  if (!Number.isSafeInteger(bytes) || bytes < 0) {
+    throw new CliError(`Cannot use ${CRASH_AFTER_COMMIT_BYTES_ENV}=${text}: expected a byte count`);
+  }
+  return {
+    crashAfterCommitBytes: bytes,
+    crash: () => process.kill(process.pid, "SIGKILL"),
+  };
 }

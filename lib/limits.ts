@@ -34,7 +34,21 @@ export const GROUP_COMMIT_BYTES_MAX = 4 * 1024 * 1024;
 export const APPEND_QUEUE_BYTES_MAX = 64 * 1024 * 1024;
 /** Largest broker id that fits the 10 bits of MetaQ's message id. */
 export const BROKER_ID_MAX = 1023;
+/** Messages one transaction may hold before its commit; more puts are refused. */
+export const TX_MESSAGES_MAX = 10_000;
+/** Message data one transaction may hold (its commit appends it to the partitions at once). */
+export const TX_BYTES_MAX = 32 * 1024 * 1024;
+/** Message data all open and prepared transactions together may hold in memory. */
+export const TX_HELD_BYTES_MAX = 256 * 1024 * 1024;
+/** Open transactions (local and XA) a broker keeps at once; more BEGINs are refused. */
+export const TX_OPEN_MAX = 100_000;
+/** A transaction journal file is checkpointed into a new one once it grows past this. */
+export const TX_JOURNAL_FILE_BYTES_MAX = 64 * 1024 * 1024;
+/** How often open transactions are checked against their timeouts (MetaQ's wheel tick). */
+export const TX_TIMEOUT_TICK_MS = 500;
 
 assert(MESSAGE_BYTES_MAX + RECORD_HEADER_BYTES <= TRANSFER_BYTES_DEFAULT * 2);
 assert(MESSAGE_BYTES_MAX * 2 <= APPEND_QUEUE_BYTES_MAX);
 assert(SEGMENT_BYTES_MIN >= RECORD_HEADER_BYTES);
+assert(TX_BYTES_MAX * 2 <= APPEND_QUEUE_BYTES_MAX);
+assert(TX_BYTES_MAX <= TX_HELD_BYTES_MAX);

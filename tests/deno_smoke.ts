@@ -10,10 +10,12 @@ import * as path from "node:path";
 import * as process from "node:process";
 import { MetaqClient } from "../lib/client/client.ts";
 import { Producer } from "../lib/client/producer.ts";
+import { TransactionalProducer } from "../lib/client/transaction.ts";
 import { buildConfig } from "../lib/config/config.ts";
 import { silentLogger } from "../lib/log.ts";
 import { startBroker } from "../lib/server/start_broker.ts";
 import { decodeRecords } from "../lib/store/record.ts";
+import { transactionsPlugin } from "../lib/tx/plugin.ts";
 
 function check(condition: unknown, message: string): void {
   if (!condition) {
@@ -27,7 +29,11 @@ try {
   const config = buildConfig({
     overrides: { serverPort: "0", dataPath: dataDir, numPartitions: "2", httpEnabled: "false" },
   });
-  const broker = await startBroker({ config, logger: silentLogger });
+  const broker = await startBroker({
+    config,
+    logger: silentLogger,
+    plugins: [transactionsPlugin()],
+  });
   const client = new MetaqClient({ brokers: [`127.0.0.1:${broker.port}`] });
   const producer = new Producer(client, { windowMax: 64 });
   const sent = Array.from({ length: 500 }, (_, i) => `deno-${i}`);
@@ -48,6 +54,23 @@ try {
     "records read back differ from those sent",
   );
   check((await client.stats()).includes("cmd_put 500"), "stats do not count the puts");
+  const transactional = new TransactionalProducer(client);
+  await transactional.transaction(async (tx) => {
+    for (const text of ["tx-a", "tx-b"]) await tx.send("smoke", text, { partition: 1 });
+  });
+  const committed = await client.get({
+    topic: "smoke",
+    group: "g",
+    partition: 1,
+    offset: 0,
+    maxSize: 1 << 20,
+  });
+  check(
+    committed.kind === "records" &&
+      decodeRecords(committed.bytes).map((record) => new TextDecoder().decode(record.data))
+          .join(",") === "tx-a,tx-b",
+    "a committed transaction's messages are not in the partition",
+  );
   client.close();
   await broker.close();
 
@@ -57,7 +80,7 @@ try {
     help.status === 0 && help.stdout.includes("produce"),
     `deno run main.ts --help failed: ${help.stderr}`,
   );
-  console.log("deno smoke test passed: broker, client and CLI run on Deno");
+  console.log("deno smoke test passed: broker, transactions, client and CLI run on Deno");
 } finally {
   fs.rmSync(dataDir, { recursive: true, force: true });
 }

@@ -120,76 +120,101 @@ export class Broker {
   put(command: PutCommand, context: RequestContext, done: (reply: Reply) => void): void {
     this.stats.counters.cmdPut += 1;
     const { topic } = command;
-    const failed = (code: number, detail: string | undefined, partition: number) => {
-      this.stats.counters.putFailed += 1;
-      if (this.topicSettings(topic)?.stat) {
-        this.stats.record("put_failed", topic, String(partition));
-      }
-      done(result(code, this.#putFailure(topic, partition, detail)));
-    };
     if (command.txKey && command.txKey.kind !== "null") {
+      // The handler runs MetaQ's transactional checks, which come before the plain ones.
+      if (this.transactions) {
+        return this.transactions.put(command, context, command.partition, done);
+      }
       if (command.partition < 0) {
         return done(result(500, `Invalid partition for transaction command:${command.partition}`));
       }
-      if (!this.transactions) {
-        return done(result(500, notStarted(command.txKey.kind, command.txKey.text)));
-      }
-      return this.transactions.put(command, context, command.partition, done);
+      return done(result(500, notStarted(command.txKey.kind, command.txKey.text)));
     }
     if (
       this.closedPartitions.size > 0 &&
       this.closedPartitions.has(partitionKey(topic, command.partition))
     ) {
-      return failed(
-        403,
-        `partition[${this.config.system.brokerId}-${command.partition}] has been closed`,
-        command.partition,
+      return done(
+        this.#failedPut(
+          command,
+          403,
+          `partition[${this.config.system.brokerId}-${command.partition}] has been closed`,
+          command.partition,
+        ),
       );
     }
+    const checked = this.checkPut(command);
+    if (!checked.ok) return done(checked.reply);
+    const { partition, checksum, settings } = checked;
+    const log = this.store.get(topic, partition);
+    if (log) return this.#append(log, { command, partition, checksum, settings }, done);
+    this.store.getOrCreate(topic, partition).then(
+      (created) => this.#append(created, { command, partition, checksum, settings }, done),
+      (error) => done(this.#failedPut(command, 500, describeError(error), partition)),
+    );
+  }
+
+  /**
+   * MetaQ's put checks after the closed-partition one, in its order: topic accepted, partition
+   * in range (-1 picks one at random), size, checksum, and (metaq) a partition refused as
+   * damaged at start-up. A failure is counted and comes back as the reply to send. Plain and
+   * transactional puts both pass here.
+   */
+  checkPut(
+    command: PutCommand,
+  ):
+    | { ok: true; partition: number; checksum: number; settings: TopicSettings }
+    | { ok: false; reply: Reply } {
+    const { topic } = command;
+    const refuse = (code: number, detail: string, partition: number) => ({
+      ok: false as const,
+      reply: this.#failedPut(command, code, detail, partition),
+    });
     const settings = this.topicSettings(topic);
     if (!settings) {
       const problem = topicNameProblem(topic);
-      return failed(
-        500,
-        problem
-          ? `The server do not accept topic ${topic}: ${problem}`
-          : `The server do not accept topic ${topic}`,
-        command.partition,
-      );
+      const detail = problem
+        ? `The server do not accept topic ${topic}: ${problem}`
+        : `The server do not accept topic ${topic}`;
+      return refuse(500, detail, command.partition);
     }
     const partition = command.partition === -1
       ? Math.floor(this.#random() * settings.numPartitions)
       : command.partition;
     if (partition < 0 || partition >= settings.numPartitions) {
-      return failed(500, `wrong partition ${partition}`, partition);
+      return refuse(500, `wrong partition ${partition}`, partition);
     }
-    if (
-      command.oversizedBytes !== undefined ||
-      command.body.length > this.config.system.maxMessageSize
-    ) {
+    const maxBytes = this.config.system.maxMessageSize;
+    if (command.oversizedBytes !== undefined || command.body.length > maxBytes) {
       const bytes = command.oversizedBytes ?? command.body.length;
-      return failed(
+      return refuse(
         400,
-        `Cannot accept message: body of ${bytes} bytes exceeds maxMessageSize ${this.config.system.maxMessageSize}`,
+        `Cannot accept message: body of ${bytes} bytes exceeds maxMessageSize ${maxBytes}`,
         partition,
       );
     }
     const checksum = metaqChecksum(command.body);
     if (command.checksum !== -1 && command.checksum !== checksum) {
-      return failed(
+      return refuse(
         500,
         "Checksum failure,message may be corrupted when transfering on networking.",
         partition,
       );
     }
-    const log = this.store.get(topic, partition);
-    if (log) return this.#append(log, { command, partition, checksum, settings }, done);
-    const damaged = this.store.failure(topic, partition);
-    if (damaged) return failed(500, describeError(damaged), partition);
-    this.store.getOrCreate(topic, partition).then(
-      (created) => this.#append(created, { command, partition, checksum, settings }, done),
-      (error) => failed(500, describeError(error), partition),
-    );
+    const damaged = this.store.get(topic, partition)
+      ? undefined
+      : this.store.failure(topic, partition);
+    if (damaged) return refuse(500, describeError(damaged), partition);
+    return { ok: true, partition, checksum, settings };
+  }
+
+  /** Counts an accepted put's bytes (and realtime stats for `stat` topics). */
+  countPut(topic: string, partition: number, bytes: number, settings: TopicSettings): void {
+    this.stats.counters.putBytes += bytes;
+    if (settings.stat) {
+      this.stats.record("cmd_put", topic, `${this.config.system.brokerId}-${partition}`);
+      this.stats.record("message_size", topic, String(partition), bytes);
+    }
   }
 
   get(command: GetCommand): Reply {
@@ -305,11 +330,7 @@ export class Broker {
     } catch (error) {
       return onDone(error as Error);
     }
-    this.stats.counters.putBytes += command.body.length;
-    if (settings.stat) {
-      this.stats.record("cmd_put", command.topic, `${this.config.system.brokerId}-${partition}`);
-      this.stats.record("message_size", command.topic, String(partition), command.body.length);
-    }
+    this.countPut(command.topic, partition, command.body.length, settings);
   }
 
   #filteredGet(
@@ -326,6 +347,15 @@ export class Broker {
     frame.set(bytes, header.length);
     this.stats.counters.getBytes += bytes.length;
     return { kind: "frame", bytes: frame };
+  }
+
+  /** Counts a failed put and builds MetaQ's reply for it. */
+  #failedPut(command: PutCommand, code: number, detail: string, partition: number): Reply {
+    this.stats.counters.putFailed += 1;
+    if (this.topicSettings(command.topic)?.stat) {
+      this.stats.record("put_failed", command.topic, String(partition));
+    }
+    return result(code, this.#putFailure(command.topic, partition, detail));
   }
 
   #putFailure(topic: string, partition: number, detail?: string): string {

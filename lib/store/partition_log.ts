@@ -136,6 +136,8 @@ export class PartitionLog {
   #fillStart = 0;
   #batch: Batch | undefined;
   #writing = false;
+  /** Holds taken by hold() and not yet released; the writer waits while any is held. */
+  #holds = 0;
   #unflushedMessages = 0;
   #lastSyncMs: number;
   #closed = false;
@@ -288,6 +290,24 @@ export class PartitionLog {
     target.buffer.set(bytes, target.position);
     this.#queued(bytes.length, records);
     return { offset: target.offset, done: this.#batch!.promise };
+  }
+
+  /**
+   * Holds the writer: appends are still accepted and get their offsets, but nothing more is
+   * written until every hold is released (the returned function; calling it twice is a no-op).
+   * A transaction commit holds its partitions while its journal record is fsynced, so a batch
+   * never reaches the disk before the record that says where it goes.
+   */
+  hold(): () => void {
+    this.#holds += 1;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      assert(this.#holds > 0);
+      this.#holds -= 1;
+      if (this.#holds === 0 && this.#pending.length > 0) this.#scheduleDrain();
+    };
   }
 
   /**
@@ -493,14 +513,14 @@ export class PartitionLog {
   }
 
   #scheduleDrain(): void {
-    if (this.#writing) return;
+    if (this.#writing || this.#holds > 0) return;
     this.#writing = true;
     setImmediate(() => void this.#drain());
   }
 
   async #drain(): Promise<void> {
     try {
-      while (this.#pending.length > 0) {
+      while (this.#pending.length > 0 && this.#holds === 0) {
         this.#sealFill();
         const runs = this.#pending;
         const batch = this.#batch!;

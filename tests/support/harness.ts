@@ -61,6 +61,8 @@ export interface BrokerProcessOptions {
   readonly dataDir: string;
   /** Extra `metaq serve` flags. */
   readonly args?: readonly string[];
+  /** Extra environment variables for the first start. */
+  readonly env?: Readonly<Record<string, string>>;
   readonly startTimeoutMs?: number;
 }
 
@@ -80,7 +82,7 @@ export class BrokerProcess implements AsyncDisposable {
 
   static async start(options: BrokerProcessOptions): Promise<BrokerProcess> {
     const broker = new BrokerProcess(options);
-    await broker.restart();
+    await broker.restart([], options.env);
     return broker;
   }
 
@@ -89,7 +91,10 @@ export class BrokerProcess implements AsyncDisposable {
   }
 
   /** Starts (again) on the same data directory; waits until the ports file appears. */
-  async restart(extraArgs: readonly string[] = []): Promise<void> {
+  async restart(
+    extraArgs: readonly string[] = [],
+    env: Readonly<Record<string, string>> = {},
+  ): Promise<void> {
     const portsFile = path.join(
       this.options.dataDir,
       `.ports-${Date.now()}-${Math.random().toString(36).slice(2)}`,
@@ -107,7 +112,10 @@ export class BrokerProcess implements AsyncDisposable {
       ...(this.options.args ?? []),
       ...extraArgs,
     ];
-    const child = spawn(METAQ_BINARY, args, { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(METAQ_BINARY, args, {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, ...env },
+    });
     this.child = child;
     child.stdout!.on("data", (chunk) => (this.stdout += chunk));
     child.stderr!.on("data", (chunk) => (this.stderr += chunk));

@@ -116,6 +116,32 @@ for (const [kind, make] of Object.entries(kinds)) {
       }
     });
 
+    test("a held writer gives appends their offsets but writes nothing until every hold is released", async () => {
+      const fixture = make();
+      try {
+        const { log } = await openLog(fixture);
+        await appendMany(log, 1);
+        const releaseFirst = log.hold();
+        const releaseSecond = log.hold();
+        const held = log.appendRecord(message(1));
+        expect(held.offset).toBe(RECORD_BYTES);
+        let acknowledged = false;
+        void held.done.then(() => (acknowledged = true));
+        for (let turn = 0; turn < 10; turn++) await new Promise((resolve) => setImmediate(resolve));
+        expect([acknowledged, log.writtenEnd]).toEqual([false, RECORD_BYTES]);
+        releaseFirst();
+        releaseFirst(); // releasing twice is harmless
+        for (let turn = 0; turn < 10; turn++) await new Promise((resolve) => setImmediate(resolve));
+        expect([acknowledged, log.writtenEnd]).toEqual([false, RECORD_BYTES]);
+        releaseSecond();
+        await held.done;
+        expect(log.ackedEnd).toBe(2 * RECORD_BYTES);
+        await log.close();
+      } finally {
+        fixture.cleanup();
+      }
+    });
+
     test("group commit acknowledges a burst of appends with few syncs", async () => {
       const fixture = make();
       try {

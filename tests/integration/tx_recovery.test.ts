@@ -1,0 +1,333 @@
+/**
+ * Crash recovery of transactions, in process, on memory storage with the power-cut model
+ * (files fall back to what was synced). The end-to-end SIGKILL tests of the compiled binary
+ * are in tests/e2e/tx_crash.test.ts; these can afford to crash at every byte.
+ */
+import { describe, expect, test } from "bun:test";
+import { MemoryStorage } from "../../lib/store/storage_memory.ts";
+import { type KillableStorage, killableStorage } from "../support/killable_storage.ts";
+import { RawSocket } from "../support/raw_socket.ts";
+import { wrapStorage } from "../support/wrap_storage.ts";
+import {
+  ask,
+  payloads,
+  putLine,
+  recordsOf,
+  startTxBroker,
+  type TxBroker,
+} from "../support/tx_broker.ts";
+import type { TransactionsPluginOptions } from "../../lib/tx/plugin.ts";
+
+const XID = "XID:1:0a0b:01:rq";
+
+/** A broker on `memory` through a fresh killable view. */
+async function boot(
+  memory: MemoryStorage,
+  plugin: TransactionsPluginOptions = {},
+): Promise<{ broker: TxBroker; storage: KillableStorage }> {
+  const storage = killableStorage(memory);
+  const broker = await startTxBroker("/data", { storage, plugin });
+  return { broker, storage };
+}
+
+/** A power cut: the old broker can no longer touch storage, which falls back to synced data. */
+function powerCut(memory: MemoryStorage, old: { broker: TxBroker; storage: KillableStorage }) {
+  old.storage.kill();
+  memory.crash();
+  void old.broker.close().catch(() => {}); // frees its port; its storage calls now fail
+}
+
+async function withSocket<T>(broker: TxBroker, work: (socket: RawSocket) => Promise<T>) {
+  using socket = await RawSocket.connect(broker.running.port);
+  return await work(socket);
+}
+
+/** Plain records on multi-0 and multi-1, then a prepared XA branch with 3 messages in each. */
+async function prepareBranch(broker: TxBroker): Promise<void> {
+  await withSocket(broker, async (socket) => {
+    for (const partition of [0, 1]) {
+      await ask(
+        socket,
+        putLine({ topic: "multi", partition, body: `before-${partition}`, opaque: 1 }),
+      );
+    }
+    expect((await ask(socket, `transaction ${XID} s BEGIN rq 2\r\n`)).header).toBe(
+      "result 200 0 2",
+    );
+    for (let i = 0; i < 6; i++) {
+      const body = `m${i}-p${i % 2}`;
+      const reply = await ask(
+        socket,
+        putLine({ topic: "multi", partition: i % 2, body, txKey: XID, opaque: 3 }),
+      );
+      expect(reply.text).toEndWith(` ${i % 2} -1`);
+    }
+    expect((await ask(socket, `transaction ${XID} s PREPARE rq 4\r\n`)).text).toBe("0");
+  });
+}
+
+const EXPECTED = {
+  0: ["before-0", "m0-p0", "m2-p0", "m4-p0"],
+  1: ["before-1", "m1-p1", "m3-p1", "m5-p1"],
+};
+
+describe("transaction recovery after a power cut", () => {
+  test("a prepared branch comes back PREPARED, RECOVER lists it, and COMMIT_TWO_PHASE publishes it once", async () => {
+    const memory = new MemoryStorage();
+    const first = await boot(memory);
+    await prepareBranch(first.broker);
+    powerCut(memory, first);
+
+    const second = await boot(memory);
+    await withSocket(second.broker, async (socket) => {
+      expect((await ask(socket, "transaction null s RECOVER rq 1\r\n")).text).toBe(XID);
+      expect(recordsOf(second.broker.running, "multi", 0).length).toBe(1);
+      const commit = await ask(socket, `transaction ${XID} s COMMIT_TWO_PHASE rq 2\r\n`);
+      expect(commit.header).toBe("result 200 0 2");
+      expect((await ask(socket, "transaction null s RECOVER rq 3\r\n")).text).toBe("");
+    });
+    expect(payloads(recordsOf(second.broker.running, "multi", 0))).toEqual(EXPECTED[0]);
+    expect(payloads(recordsOf(second.broker.running, "multi", 1))).toEqual(EXPECTED[1]);
+    await second.broker.close();
+
+    const third = await boot(memory); // a clean restart changes nothing more
+    expect(payloads(recordsOf(third.broker.running, "multi", 0))).toEqual(EXPECTED[0]);
+    expect(payloads(recordsOf(third.broker.running, "multi", 1))).toEqual(EXPECTED[1]);
+    await third.broker.close();
+  });
+
+  test("a commit cut off after any number of its appended bytes is completed exactly once", async () => {
+    const batchBytes = 3 * (20 + 5); // three records of 5 bytes per partition
+    for (let cut = 0; cut <= 2 * batchBytes; cut++) {
+      const memory = new MemoryStorage();
+      const crashed = { value: false };
+      const holder: { node?: { broker: TxBroker; storage: KillableStorage } } = {};
+      const first = await boot(memory, {
+        crashAfterCommitBytes: cut, // the commit below appends `cut` bytes, then this "dies"
+        crash: () => {
+          crashed.value = true;
+          powerCut(memory, holder.node!);
+        },
+      });
+      holder.node = first;
+      await prepareBranch(first.broker);
+      await withSocket(first.broker, async (socket) => {
+        socket.write(`transaction ${XID} s COMMIT_TWO_PHASE rq 9\r\n`);
+        for (let i = 0; i < 200 && !crashed.value; i++) await Bun.sleep(5);
+      });
+      expect(crashed.value, `cut=${cut}`).toBe(true);
+
+      const second = await boot(memory);
+      expect(payloads(recordsOf(second.broker.running, "multi", 0)), `cut=${cut}`).toEqual(
+        EXPECTED[0],
+      );
+      expect(payloads(recordsOf(second.broker.running, "multi", 1)), `cut=${cut}`).toEqual(
+        EXPECTED[1],
+      );
+      await withSocket(second.broker, async (socket) => {
+        expect((await ask(socket, "transaction null s RECOVER rq 1\r\n")).text, `cut=${cut}`).toBe(
+          "",
+        );
+      });
+      await second.broker.close();
+    }
+  });
+
+  test("unprepared transactions are rolled back by a crash and leave nothing behind", async () => {
+    const memory = new MemoryStorage();
+    const first = await boot(memory);
+    await withSocket(first.broker, async (socket) => {
+      await ask(socket, "transaction TX:u:1 u BEGIN 1\r\n");
+      await ask(socket, putLine({ body: "local", txKey: "TX:u:1", opaque: 2 }));
+      await ask(socket, `transaction ${XID} u BEGIN rq 3\r\n`);
+      await ask(socket, putLine({ body: "xa", txKey: XID, opaque: 4 }));
+      await ask(socket, putLine({ body: "plain", opaque: 5 }));
+    });
+    powerCut(memory, first);
+    const second = await boot(memory);
+    expect(second.broker.plugin.manager!.openCount).toBe(0);
+    expect(payloads(recordsOf(second.broker.running, "test", 0))).toEqual(["plain"]);
+    await withSocket(second.broker, async (socket) => {
+      const commit = await ask(socket, `transaction ${XID} u COMMIT_ONE_PHASE rq 1\r\n`);
+      expect(commit.text).toBe(
+        `XAException:code=-4,msg=XA transaction '${XID}' has not been started.`,
+      );
+    });
+    await second.broker.close();
+  });
+
+  test("a commit whose append failed is completed at restart after the records that took its place", async () => {
+    const memory = new MemoryStorage();
+    const first = await boot(memory);
+    await prepareBranch(first.broker);
+    await withSocket(first.broker, async (socket) => {
+      first.storage.failNextWrite("multi-1/");
+      const commit = await ask(socket, `transaction ${XID} s COMMIT_TWO_PHASE rq 1\r\n`);
+      expect(commit.text).toStartWith(
+        "XAException:code=-3,msg=Cannot append committed transaction",
+      );
+      expect(commit.text).toEndWith("will be completed when the broker restarts");
+      // Plain puts now occupy the offset the commit record names for multi-1.
+      await ask(socket, putLine({ topic: "multi", partition: 1, body: "after-1", opaque: 2 }));
+    });
+    expect(payloads(recordsOf(first.broker.running, "multi", 1))).toEqual(["before-1", "after-1"]);
+    await first.broker.close();
+
+    const second = await boot(memory);
+    expect(payloads(recordsOf(second.broker.running, "multi", 0))).toEqual(EXPECTED[0]);
+    expect(payloads(recordsOf(second.broker.running, "multi", 1))).toEqual([
+      "before-1",
+      "after-1",
+      "m1-p1",
+      "m3-p1",
+      "m5-p1",
+    ]);
+    await second.broker.close();
+    const third = await boot(memory);
+    expect(payloads(recordsOf(third.broker.running, "multi", 1)).length).toBe(5);
+    await third.broker.close();
+  });
+
+  test("a heuristic outcome survives restarts until FORGET", async () => {
+    const memory = new MemoryStorage();
+    const first = await boot(memory);
+    await prepareBranch(first.broker);
+    await withSocket(first.broker, async (socket) => {
+      expect((await ask(socket, `heuristic rollback ${XID} 1\r\n`)).header).toBe("result 200 0 1");
+    });
+    powerCut(memory, first);
+    const second = await boot(memory);
+    await withSocket(second.broker, async (socket) => {
+      expect((await ask(socket, "transaction null s RECOVER rq 1\r\n")).text).toBe(XID);
+      const commit = await ask(socket, `transaction ${XID} s COMMIT_TWO_PHASE rq 2\r\n`);
+      expect(commit.text).toStartWith("XAException:code=6,");
+      await ask(socket, `transaction ${XID} s FORGET rq 3\r\n`);
+    });
+    await second.broker.close();
+    const third = await boot(memory);
+    await withSocket(third.broker, async (socket) => {
+      expect((await ask(socket, "transaction null s RECOVER rq 1\r\n")).text).toBe("");
+    });
+    expect(payloads(recordsOf(third.broker.running, "multi", 0))).toEqual(["before-0"]);
+    await third.broker.close();
+  });
+});
+
+describe("checkpoints at awkward moments", () => {
+  test("a checkpoint taken while commits create their partitions loses no transaction", async () => {
+    const memory = new MemoryStorage();
+    let storm: (() => void) | undefined;
+    const stormy = wrapStorage(memory, {
+      syncDir: (dir) => {
+        storm?.(); // a checkpoint in the middle of whatever is creating a directory
+        return memory.syncDir(dir);
+      },
+    });
+    const storage = killableStorage(stormy);
+    const broker = await startTxBroker("/data", { storage });
+    storm = () => void broker.plugin.manager!.checkpoint().catch(() => {});
+    await withSocket(broker, async (socket) => {
+      for (let n = 0; n < 15; n++) {
+        const key = n < 10 ? `TX:c:${n}` : `XID:1:0${n.toString(16)}:01:rq`;
+        await ask(socket, `transaction ${key} c BEGIN rq 1\r\n`);
+        for (const partition of [0, 1]) {
+          const body = `c${n}-${partition}`;
+          const reply = await ask(
+            socket,
+            putLine({ topic: `stat-${n}`, partition, body, txKey: key, opaque: 2 }),
+          );
+          expect(reply.text).toEndWith(" -1");
+        }
+        const finish = n < 10 ? "COMMIT_ONE_PHASE" : "PREPARE";
+        expect((await ask(socket, `transaction ${key} c ${finish} rq 3\r\n`)).header).toStartWith(
+          "result 200",
+        );
+      }
+    });
+    storm = undefined;
+    powerCut(memory, { broker, storage });
+
+    const second = await boot(memory);
+    for (let n = 0; n < 10; n++) {
+      for (const partition of [0, 1]) {
+        expect(payloads(recordsOf(second.broker.running, `stat-${n}`, partition))).toEqual([
+          `c${n}-${partition}`,
+        ]);
+      }
+    }
+    await withSocket(second.broker, async (socket) => {
+      const prepared = (await ask(socket, "transaction null c RECOVER rq 1\r\n")).text.split(
+        "\r\n",
+      );
+      expect(prepared.sort()).toEqual(
+        [10, 11, 12, 13, 14].map((n) => `XID:1:0${n.toString(16)}:01:rq`),
+      );
+      for (const key of prepared) {
+        expect((await ask(socket, `transaction ${key} c COMMIT_TWO_PHASE rq 2\r\n`)).header).toBe(
+          "result 200 0 2",
+        );
+      }
+    });
+    expect(payloads(recordsOf(second.broker.running, "stat-14", 1))).toEqual(["c14-1"]);
+    await second.broker.close();
+  });
+});
+
+describe("journal size", () => {
+  test("checkpoints keep the journal bounded while prepared branches survive them", async () => {
+    const memory = new MemoryStorage();
+    const plugin = { journalFileBytesMax: 4096 };
+    const first = await boot(memory, plugin);
+    await prepareBranch(first.broker);
+    const journalBytes = () =>
+      memory.list("/data/transactions").reduce(
+        (sum, name) => sum + (memory.stat(`/data/transactions/${name}`)?.size ?? 0),
+        0,
+      );
+    let largest = 0;
+    await withSocket(first.broker, async (socket) => {
+      for (let n = 1; n <= 300; n++) {
+        await ask(socket, `transaction TX:j:${n} j BEGIN 1\r\n`);
+        await ask(
+          socket,
+          putLine({ body: `j${n}`.padEnd(40, "."), txKey: `TX:j:${n}`, opaque: 2 }),
+        );
+        await ask(socket, `transaction TX:j:${n} j COMMIT_ONE_PHASE 3\r\n`);
+        largest = Math.max(largest, journalBytes());
+      }
+    });
+    expect(payloads(recordsOf(first.broker.running, "test", 0)).length).toBe(300);
+    expect(largest).toBeLessThan(3 * 4096);
+    powerCut(memory, first);
+    const second = await boot(memory, plugin);
+    await withSocket(second.broker, async (socket) => {
+      expect((await ask(socket, "transaction null s RECOVER rq 1\r\n")).text).toBe(XID);
+    });
+    expect(payloads(recordsOf(second.broker.running, "test", 0)).length).toBe(300);
+    await second.broker.close();
+  });
+});
+
+describe("flushTxLogAtCommit", () => {
+  for (const mode of [0, 2]) {
+    test(`with flushTxLogAtCommit=${mode} commits and prepared branches survive a clean restart`, async () => {
+      const memory = new MemoryStorage();
+      const extra = `flushTxLogAtCommit=${mode}`;
+      const first = await startTxBroker("/data", { storage: memory, extra });
+      await prepareBranch(first);
+      await withSocket(first, async (socket) => {
+        await ask(socket, "transaction TX:f:1 f BEGIN 1\r\n");
+        await ask(socket, putLine({ body: "flushed", txKey: "TX:f:1", opaque: 2 }));
+        expect((await ask(socket, "transaction TX:f:1 f COMMIT_ONE_PHASE 3\r\n")).header)
+          .toBe("result 200 0 3");
+      });
+      await first.close();
+      const second = await startTxBroker("/data", { storage: memory, extra });
+      expect(payloads(recordsOf(second.running, "test", 0))).toEqual(["flushed"]);
+      await withSocket(second, async (socket) => {
+        expect((await ask(socket, "transaction null s RECOVER rq 1\r\n")).text).toBe(XID);
+      });
+      await second.close();
+    });
+  }
+});
