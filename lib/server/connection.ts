@@ -155,7 +155,7 @@ function resultText(
   return `result ${code} ${utf8Length(text)} ${opaque}\r\n${text}`;
 }
 
-const NON_ASCII = /[^\x00-\x7f]/;
+const NON_ASCII = /[\u0080-\uffff]/;
 
 /** Bytes of `text` in UTF-8; replies are nearly always ASCII, where it is the length. */
 function utf8Length(text: string): number {
