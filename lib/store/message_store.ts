@@ -40,6 +40,7 @@ export class MessageStore {
   readonly #creating = new Map<string, Promise<PartitionLog>>();
   readonly #failures = new Map<string, Error>();
   readonly #lockedDirs: string[] = [];
+  readonly #openListeners = new Set<(log: PartitionLog) => void>();
   #lastId: bigint | undefined;
   #closed = false;
 
@@ -109,6 +110,15 @@ export class MessageStore {
       this.#creating.set(key, creating);
     }
     return creating;
+  }
+
+  /**
+   * Calls `listener` with every log opened from now on (a partition created by a first write or
+   * a replica); returns an unsubscribe function. Metrics and live streams attach through it.
+   */
+  onOpen(listener: (log: PartitionLog) => void): () => void {
+    this.#openListeners.add(listener);
+    return () => this.#openListeners.delete(listener);
   }
 
   /** Syncs and closes every log and releases the data directory locks. */
@@ -199,6 +209,7 @@ export class MessageStore {
       logger,
     }, { verifyAll: this.options.verifyAll, repair: this.options.repair, initialOffset });
     this.#logs.set(partitionKey(topic, partition), log);
+    for (const listener of this.#openListeners) listener(log);
     return log;
   }
 }
