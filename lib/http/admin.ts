@@ -72,7 +72,11 @@ export function createAdminApp(broker: Broker, options: AdminOptions = {}): Hono
     if (error instanceof BrokerError) return errorResponse(error);
     broker.logger.log("error", "HTTP request failed", { reason: describeError(error) });
     // A broken invariant is a bug: let it crash the process (recovery runs on restart).
-    if (error instanceof AssertionError) queueMicrotask(() => { throw error; });
+    if (error instanceof AssertionError) {
+      queueMicrotask(() => {
+        throw error;
+      });
+    }
     return errorResponse(new BrokerError("internal", describeError(error)));
   });
 

@@ -9,7 +9,14 @@ import { BrokerError } from "../errors.ts";
 import type { AdminContext } from "./context.ts";
 import { allGroups, groupInfo } from "./group_info.ts";
 import { readRecords } from "./records.ts";
-import { describe, jsonResponse, offsetParam, partitionParam, readJson, topicParam } from "./respond.ts";
+import {
+  describe,
+  jsonResponse,
+  offsetParam,
+  partitionParam,
+  readJson,
+  topicParam,
+} from "./respond.ts";
 import type { ClusterView, GroupsView } from "./views.ts";
 
 const RESET_BODY_BYTES_MAX = 64 * 1024;
@@ -42,7 +49,9 @@ export function registerGroupRoutes(app: Hono, context: AdminContext): void {
     const unknown = Object.keys(input).find((key) => !RESET_FIELDS.includes(key));
     if (unknown) throw new BrokerError("badRequest", `unknown field ${describe(unknown)}`);
     const targets = resetTargets(context, group, input);
-    if (!await groups.describe(group)) throw new BrokerError("notFound", `no consumer group ${group}`);
+    if (!await groups.describe(group)) {
+      throw new BrokerError("notFound", `no consumer group ${group}`);
+    }
     for (const target of targets) await groups.reset(target);
     return jsonResponse(200, { group, reset: targets });
   });
@@ -62,7 +71,10 @@ function resetTargets(context: AdminContext, group: string, input: Record<string
     ? Array.from({ length: settings.numPartitions }, (_, index) => index)
     : [partitionParam(input.partition)];
   if (partitions.some((partition) => partition >= settings.numPartitions)) {
-    throw new BrokerError("wrongPartition", `${input.partition} (${topic} has ${settings.numPartitions})`);
+    throw new BrokerError(
+      "wrongPartition",
+      `${input.partition} (${topic} has ${settings.numPartitions})`,
+    );
   }
   const to = input.to;
   if (to !== "beginning" && to !== "end" && typeof to !== "number") {

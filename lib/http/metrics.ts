@@ -77,19 +77,69 @@ export function renderMetrics(input: MetricsInput): string {
   const counters = broker.stats.counters;
   out.family("metaq_build_info", "gauge", "Version of the running broker.");
   out.sample("metaq_build_info", { version: METAQ_VERSION }, 1);
-  out.single("metaq_uptime_seconds", "gauge", "Seconds since the broker started.", broker.stats.uptimeSeconds());
-  out.single("metaq_connections", "gauge", "Open client connections on the MetaQ port.", broker.connectionCount());
+  out.single(
+    "metaq_uptime_seconds",
+    "gauge",
+    "Seconds since the broker started.",
+    broker.stats.uptimeSeconds(),
+  );
+  out.single(
+    "metaq_connections",
+    "gauge",
+    "Open client connections on the MetaQ port.",
+    broker.connectionCount(),
+  );
   out.single("metaq_http_streams", "gauge", "Open HTTP event streams.", input.openStreams);
-  out.single("metaq_put_requests_total", "counter", "put commands received (TCP and HTTP).", counters.cmdPut);
+  out.single(
+    "metaq_put_requests_total",
+    "counter",
+    "put commands received (TCP and HTTP).",
+    counters.cmdPut,
+  );
   out.single("metaq_put_failed_total", "counter", "put commands that failed.", counters.putFailed);
-  out.single("metaq_put_bytes_total", "counter", "Message data bytes accepted by put.", counters.putBytes);
-  out.single("metaq_get_requests_total", "counter", "get commands and HTTP fetches.", counters.cmdGet);
-  out.single("metaq_get_miss_total", "counter", "get commands that found no data.", counters.getMiss);
+  out.single(
+    "metaq_put_bytes_total",
+    "counter",
+    "Message data bytes accepted by put.",
+    counters.putBytes,
+  );
+  out.single(
+    "metaq_get_requests_total",
+    "counter",
+    "get commands and HTTP fetches.",
+    counters.cmdGet,
+  );
+  out.single(
+    "metaq_get_miss_total",
+    "counter",
+    "get commands that found no data.",
+    counters.getMiss,
+  );
   out.single("metaq_get_bytes_total", "counter", "Bytes served to consumers.", counters.getBytes);
-  out.single("metaq_offset_requests_total", "counter", "offset commands (and 301 replies).", counters.cmdOffset);
-  out.single("metaq_produce_messages_per_second", "gauge", "Messages appended per second, last sample.", input.rates.produceMessagesPerSecond);
-  out.single("metaq_produce_bytes_per_second", "gauge", "Log bytes appended per second, last sample.", input.rates.produceBytesPerSecond);
-  out.single("metaq_consume_bytes_per_second", "gauge", "Bytes served per second, last sample.", input.rates.consumeBytesPerSecond);
+  out.single(
+    "metaq_offset_requests_total",
+    "counter",
+    "offset commands (and 301 replies).",
+    counters.cmdOffset,
+  );
+  out.single(
+    "metaq_produce_messages_per_second",
+    "gauge",
+    "Messages appended per second, last sample.",
+    input.rates.produceMessagesPerSecond,
+  );
+  out.single(
+    "metaq_produce_bytes_per_second",
+    "gauge",
+    "Log bytes appended per second, last sample.",
+    input.rates.produceBytesPerSecond,
+  );
+  out.single(
+    "metaq_consume_bytes_per_second",
+    "gauge",
+    "Bytes served per second, last sample.",
+    input.rates.consumeBytesPerSecond,
+  );
   out.family("metaq_transactions_total", "counter", "Transaction events by kind.");
   out.sample("metaq_transactions_total", { event: "begin" }, counters.txBegin);
   out.sample("metaq_transactions_total", { event: "xa_begin" }, counters.txXaBegin);
@@ -163,7 +213,12 @@ function raft(out: MetricsWriter, status: ClusterStatus): void {
   out.family("metaq_raft_role", "gauge", "1 for this node's current raft role.");
   out.sample("metaq_raft_role", { node: status.nodeId, role: status.role }, 1);
   out.single("metaq_raft_term", "gauge", "Current raft term.", status.term);
-  out.single("metaq_raft_commit_index", "gauge", "Highest raft index known committed.", status.commitIndex);
+  out.single(
+    "metaq_raft_commit_index",
+    "gauge",
+    "Highest raft index known committed.",
+    status.commitIndex,
+  );
   out.family("metaq_raft_node_healthy", "gauge", "1 when a cluster node is reachable.");
   for (const node of status.nodes) {
     out.sample("metaq_raft_node_healthy", { node: node.id, role: node.role }, node.healthy ? 1 : 0);

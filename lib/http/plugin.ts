@@ -39,7 +39,12 @@ export function httpPlugin(options: HttpPluginOptions = {}): BrokerPlugin {
         clock: running.clock,
         signal: shutdown.signal,
       });
-      server = await listen(running.broker, { fetch: app.fetch, host, port: dashboardHttpPort, engine: options.engine });
+      server = await listen(running.broker, {
+        fetch: app.fetch,
+        host,
+        port: dashboardHttpPort,
+        engine: options.engine,
+      });
       running.facts.set("httpPort", server.port);
     },
     async stop() {
@@ -51,7 +56,12 @@ export function httpPlugin(options: HttpPluginOptions = {}): BrokerPlugin {
 
 async function listen(
   broker: Broker,
-  options: { fetch: (request: Request) => Response | Promise<Response>; host: string; port: number; engine?: "auto" | "node" },
+  options: {
+    fetch: (request: Request) => Response | Promise<Response>;
+    host: string;
+    port: number;
+    engine?: "auto" | "node";
+  },
 ): Promise<HttpServer> {
   try {
     return await serveHttp({ ...options, bodyBytesMax: HTTP_BODY_BYTES_MAX * 2 });

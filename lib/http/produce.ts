@@ -98,7 +98,12 @@ export async function putAll(
   }));
 }
 
-function outgoing(broker: Broker, settings: TopicSettings, input: unknown, index: number): Outgoing {
+function outgoing(
+  broker: Broker,
+  settings: TopicSettings,
+  input: unknown,
+  index: number,
+): Outgoing {
   const where = `message ${index}`;
   if (!isRecord(input)) throw new BrokerError("badRequest", `${where} must be an object`);
   for (const key of Object.keys(input)) {

@@ -33,7 +33,11 @@ interface Sample {
   readonly total: Counts;
 }
 
-const ZERO: Rates = { produceMessagesPerSecond: 0, produceBytesPerSecond: 0, consumeBytesPerSecond: 0 };
+const ZERO: Rates = {
+  produceMessagesPerSecond: 0,
+  produceBytesPerSecond: 0,
+  consumeBytesPerSecond: 0,
+};
 
 export class RateTracker {
   readonly #broker: Broker;

@@ -146,7 +146,9 @@ export function integerParam(
   if (!(number >= range.min && number <= range.max)) {
     throw new BrokerError(
       "badRequest",
-      `Cannot read ${name} ${describe(value)}: expected an integer from ${range.min} to ${range.max}`,
+      `Cannot read ${name} ${
+        describe(value)
+      }: expected an integer from ${range.min} to ${range.max}`,
     );
   }
   return number;

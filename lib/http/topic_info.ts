@@ -50,7 +50,11 @@ export function partitionInfo(
 }
 
 /** The topic as stored and configured, or undefined when it is neither. */
-export function topicInfo(broker: Broker, rates: RateTracker, topic: string): TopicInfo | undefined {
+export function topicInfo(
+  broker: Broker,
+  rates: RateTracker,
+  topic: string,
+): TopicInfo | undefined {
   const stored = broker.store.topics().get(topic) ?? [];
   const configured = broker.config.topics.some((section) => section.pattern === topic);
   if (stored.length === 0 && !configured) return undefined;

@@ -97,7 +97,10 @@ export function registerTopicRoutes(app: Hono, context: AdminContext): void {
       ? Array.from({ length: settings.numPartitions }, (_, index) => index)
       : [partitionParam(partitionText)];
     if (partitions.some((partition) => partition >= settings.numPartitions)) {
-      throw new BrokerError("wrongPartition", `${partitionText} (${topic} has ${settings.numPartitions})`);
+      throw new BrokerError(
+        "wrongPartition",
+        `${partitionText} (${topic} has ${settings.numPartitions})`,
+      );
     }
     const group = c.req.query("group");
     if (group !== undefined && groupNameProblem(group)) {
@@ -237,7 +240,9 @@ async function startOffsets(
     } else {
       throw new BrokerError(
         "invalidOffset",
-        `from ${describe(from)}: an offset needs a partition; otherwise use beginning, end or committed`,
+        `from ${
+          describe(from)
+        }: an offset needs a partition; otherwise use beginning, end or committed`,
       );
     }
   }

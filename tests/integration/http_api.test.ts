@@ -183,7 +183,9 @@ describe("MetaQ's HTTP plugin: /put, /get, /offset", () => {
     });
     expect(unknown.status).toBe(500);
     expect(await unknown.text()).toContain("The server do not accept topic nope");
-    for (const query of ["partition=x&flag=0&length=1", "partition=0&length=1", "partition=0&flag=0"]) {
+    for (
+      const query of ["partition=x&flag=0&length=1", "partition=0&length=1", "partition=0&flag=0"]
+    ) {
       const answer = await app.request(`/put?topic=orders&${query}`, { method: "POST", body: "x" });
       expect(answer.status).toBe(400);
       expect(await answer.text()).toMatch(/^Bad request,(invalid|missing parameter)/);
@@ -218,7 +220,11 @@ describe("topics: list, create, describe", () => {
     const created = await json(post("/v1/topics", { name: "events" }));
     expect(created.status).toBe(201);
     expect(created.body).toMatchObject({ name: "events", numPartitions: 3, messages: 0 });
-    expect(created.body.partitions.map((p: { partition: number }) => p.partition)).toEqual([0, 1, 2]);
+    expect(created.body.partitions.map((p: { partition: number }) => p.partition)).toEqual([
+      0,
+      1,
+      2,
+    ]);
     expect(dirsOf("events").sort()).toEqual(["events-0", "events-1", "events-2"]);
     const again = await json(post("/v1/topics", { name: "events", partitions: 3 }));
     expect(again.status).toBe(200);
@@ -297,7 +303,11 @@ describe("produce and fetch", () => {
     const fetched = await json(app.request("/v1/topics/logs-app/partitions/0/messages"));
     expect(fetched.status).toBe(200);
     const messages = fetched.body.messages;
-    expect(messages.slice(0, 3).map((m: Record<string, unknown>) => [m.payload, m.encoding, m.attribute]))
+    expect(
+      messages.slice(0, 3).map((
+        m: Record<string, unknown>,
+      ) => [m.payload, m.encoding, m.attribute]),
+    )
       .toEqual([
         ["plain text", "utf8", null],
         ["AAEC/w==", "base64", null],
@@ -346,11 +356,19 @@ describe("produce and fetch", () => {
   test("invalid messages are refused before anything is written", async () => {
     const before = running.store.get("orders", 0)!.ackedEnd;
     const cases: [unknown, number, string][] = [
-      [{ messages: [{ payload: "ok", partition: 0 }, { payload: "%%", encoding: "base64" }] }, 400, "badRequest"],
+      [
+        { messages: [{ payload: "ok", partition: 0 }, { payload: "%%", encoding: "base64" }] },
+        400,
+        "badRequest",
+      ],
       [{ messages: [{ payload: "ok", partition: 0 }, { body: "typo" }] }, 400, "badRequest"],
       [{ messages: [{ payload: "x", flag: 1 }] }, 400, "badRequest"],
       [{ messages: [{ payload: "x", partition: 0, key: "k" }] }, 400, "badRequest"],
-      [{ messages: [{ payload: "ok", partition: 0 }, { payload: "x", partition: 2 }] }, 500, "wrongPartition"],
+      [
+        { messages: [{ payload: "ok", partition: 0 }, { payload: "x", partition: 2 }] },
+        500,
+        "wrongPartition",
+      ],
       [{ messages: [{ payload: "x".repeat(1001), partition: 0 }] }, 400, "messageTooLarge"],
       [{ messages: [] }, 400, "badRequest"],
       [{ messages: Array.from({ length: 1001 }, () => ({ payload: "x" })) }, 400, "badRequest"],
@@ -407,7 +425,10 @@ describe("produce and fetch", () => {
   });
 
   test("fetch pages with max and nextOffset, and answers the end with an empty page", async () => {
-    await produce("logs-page", Array.from({ length: 5 }, (_, i) => ({ payload: `m${i}`, partition: 1 })));
+    await produce(
+      "logs-page",
+      Array.from({ length: 5 }, (_, i) => ({ payload: `m${i}`, partition: 1 })),
+    );
     const pages: string[][] = [];
     let offset = 0;
     for (let page = 0; page < 10; page++) {
@@ -420,7 +441,9 @@ describe("produce and fetch", () => {
       offset = answer.body.nextOffset;
     }
     expect(pages).toEqual([["m0", "m1"], ["m2", "m3"], ["m4"]]);
-    const end = await json(app.request(`/v1/topics/logs-page/partitions/1/messages?offset=${offset}`));
+    const end = await json(
+      app.request(`/v1/topics/logs-page/partitions/1/messages?offset=${offset}`),
+    );
     expect(end.body).toMatchObject({ messages: [], nextOffset: offset, endOffset: offset });
   });
 
@@ -481,7 +504,9 @@ describe("live stream over Server-Sent Events", () => {
             return [line.slice(0, colon), line.slice(colon + 2)];
           }),
         );
-        if (fields.event === "message") events.push({ id: fields.id, data: JSON.parse(fields.data) });
+        if (fields.event === "message") {
+          events.push({ id: fields.id, data: JSON.parse(fields.data) });
+        }
         if (fields.event === "error") events.push({ id: "error", data: JSON.parse(fields.data) });
       }
     }
@@ -489,7 +514,10 @@ describe("live stream over Server-Sent Events", () => {
   }
 
   test("a stream from the beginning sends stored records, then new ones as they are appended", async () => {
-    await produce("logs-live", [{ payload: "one", partition: 0 }, { payload: "two", partition: 1 }]);
+    await produce("logs-live", [{ payload: "one", partition: 0 }, {
+      payload: "two",
+      partition: 1,
+    }]);
     const response = await app.request("/v1/topics/logs-live/stream?from=beginning");
     expect(response.headers.get("content-type")).toStartWith("text/event-stream");
     const first = await readEvents(response, 2);
@@ -591,7 +619,9 @@ describe("stats, metrics and health", () => {
     expect(status).toBe(200);
     expect(stats.general).toMatchObject({ broker_id: 3, slave: false });
     expect(stats.general.cmd_put).toBe(running.broker.stats.counters.cmdPut);
-    expect(stats.topics).toContainEqual(expect.objectContaining({ topic: "orders", partitions: 2 }));
+    expect(stats.topics).toContainEqual(
+      expect.objectContaining({ topic: "orders", partitions: 2 }),
+    );
     expect(stats.offsets).toContainEqual(
       expect.objectContaining({ topic: "orders", partition: 0, min_offset: 0 }),
     );
@@ -604,7 +634,8 @@ describe("stats, metrics and health", () => {
     const response = await app.request("/metrics");
     expect(response.headers.get("content-type")).toStartWith("text/plain; version=0.0.4");
     const body = await response.text();
-    const value = (line: string) => Number(body.split("\n").find((l) => l.startsWith(`${line} `))?.split(" ")[1]);
+    const value = (line: string) =>
+      Number(body.split("\n").find((l) => l.startsWith(`${line} `))?.split(" ")[1]);
     expect(value("metaq_put_requests_total")).toBe(running.broker.stats.counters.cmdPut);
     const end = running.store.get("orders", 0)!.ackedEnd;
     expect(value('metaq_partition_end_offset{topic="orders",partition="0"}')).toBe(end);
@@ -683,7 +714,12 @@ describe("consumer groups and cluster (through the provider interfaces)", () => 
     const end = running.store.get("events", 0)!.ackedEnd;
     const toEnd = await json(post("/v1/groups/shipping/reset", { topic: "events", to: "end" }));
     expect(toEnd.status).toBe(200);
-    expect(toEnd.body.reset).toContainEqual({ group: "shipping", topic: "events", partition: 0, offset: end });
+    expect(toEnd.body.reset).toContainEqual({
+      group: "shipping",
+      topic: "events",
+      partition: 0,
+      offset: end,
+    });
     expect(toEnd.body.reset.length).toBe(3);
     const lag = await json(app.request("/v1/groups/shipping"));
     expect(lag.body.lagBytes).toBe(0);
@@ -692,8 +728,15 @@ describe("consumer groups and cluster (through the provider interfaces)", () => 
     const toOffset = await json(
       post("/v1/groups/shipping/reset", { topic: "events", partition: 0, to: second }),
     );
-    expect(toOffset.body.reset).toEqual([{ group: "shipping", topic: "events", partition: 0, offset: second }]);
-    expect((await json(app.request("/v1/groups/shipping"))).body.partitions[0].lagBytes).toBe(end - second);
+    expect(toOffset.body.reset).toEqual([{
+      group: "shipping",
+      topic: "events",
+      partition: 0,
+      offset: second,
+    }]);
+    expect((await json(app.request("/v1/groups/shipping"))).body.partitions[0].lagBytes).toBe(
+      end - second,
+    );
   });
 
   test("invalid resets are refused and change nothing", async () => {
@@ -728,7 +771,11 @@ describe("consumer groups and cluster (through the provider interfaces)", () => 
     const { status, body } = await json(app.request("/v1/cluster"));
     expect(status).toBe(200);
     expect(body).toMatchObject({ role: "leader", term: 7, commitIndex: 42 });
-    expect(body.nodes.map((node: { healthy: boolean }) => node.healthy)).toEqual([true, true, false]);
+    expect(body.nodes.map((node: { healthy: boolean }) => node.healthy)).toEqual([
+      true,
+      true,
+      false,
+    ]);
   });
 });
 
@@ -742,7 +789,9 @@ describe("dashboard data", () => {
     const overview = await json(app.request("/v1/overview"));
     expect(overview.body.broker).toMatchObject({ brokerId: 3 });
     expect(overview.body.topics.map((topic: { name: string }) => topic.name)).toContain("orders");
-    expect(overview.body.groups.map((group: { group: string }) => group.group)).toContain("shipping");
+    expect(overview.body.groups.map((group: { group: string }) => group.group)).toContain(
+      "shipping",
+    );
     expect(overview.body.cluster.nodes.length).toBe(3);
     running.broker.logger.log("warn", "Disk is getting full", { free: "2%" });
     const events = await app.request("/v1/events");
@@ -765,7 +814,9 @@ describe("dashboard data", () => {
   test("unknown /v1 routes are a JSON 404", async () => {
     expect(await json(app.request("/v1/nothing"))).toEqual({
       status: 404,
-      body: { error: { kind: "notFound", message: "Cannot find resource: no route GET /v1/nothing" } },
+      body: {
+        error: { kind: "notFound", message: "Cannot find resource: no route GET /v1/nothing" },
+      },
     });
   });
 });
