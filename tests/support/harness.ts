@@ -61,6 +61,8 @@ export interface BrokerProcessOptions {
   readonly dataDir: string;
   /** Extra `metaq serve` flags. */
   readonly args?: readonly string[];
+  /** Serve HTTP on a free port (default: `--no-http`). */
+  readonly http?: boolean;
   readonly startTimeoutMs?: number;
 }
 
@@ -88,6 +90,12 @@ export class BrokerProcess implements AsyncDisposable {
     return `127.0.0.1:${this.port}`;
   }
 
+  /** `http://127.0.0.1:<httpPort>`; only when started with `http: true`. */
+  get httpBase(): string {
+    if (this.httpPort === null) throw new Error("this broker was started without HTTP");
+    return `http://127.0.0.1:${this.httpPort}`;
+  }
+
   /** Starts (again) on the same data directory; waits until the ports file appears. */
   async restart(extraArgs: readonly string[] = []): Promise<void> {
     const portsFile = path.join(
@@ -103,7 +111,7 @@ export class BrokerProcess implements AsyncDisposable {
       this.options.dataDir,
       "--ports-file",
       portsFile,
-      "--no-http",
+      ...(this.options.http ? ["--http-port", "0"] : ["--no-http"]),
       ...(this.options.args ?? []),
       ...extraArgs,
     ];
