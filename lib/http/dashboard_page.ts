@@ -267,22 +267,24 @@ button:disabled { opacity: .45; cursor: default; }
   }
 
   function renderChart(s) {
-    var points = s.history.slice(-60);
+    // Points are placed by time over the last minute, so gaps between samples stay visible.
+    var now = s.timeMs, w = 600, h = 170;
+    var points = s.history.filter(function (p) { return now - p.timeMs <= 60000; });
     var max = 1;
     points.forEach(function (p) {
       max = Math.max(max, p.produceBytesPerSecond, p.consumeBytesPerSecond);
     });
     max = max * 1.15;
-    var w = 600, h = 170, step = w / 59;
+    function x(p) { return Math.max(0, w - (now - p.timeMs) / 60000 * w); }
     function path(key, close) {
       if (points.length === 0) return '';
-      var offset = 60 - points.length;
       var d = points.map(function (p, i) {
-        var x = (offset + i) * step, y = h - 4 - (p[key] / max) * (h - 14);
-        return (i ? 'L' : 'M') + x.toFixed(1) + ' ' + y.toFixed(1);
+        var y = h - 4 - (p[key] / max) * (h - 14);
+        return (i ? 'L' : 'M') + x(p).toFixed(1) + ' ' + y.toFixed(1);
       }).join(' ');
       if (!close) return d;
-      return d + ' L' + w + ' ' + h + ' L' + (offset * step).toFixed(1) + ' ' + h + ' Z';
+      return d + ' L' + x(points[points.length - 1]).toFixed(1) + ' ' + h + ' L' +
+        x(points[0]).toFixed(1) + ' ' + h + ' Z';
     }
     var grid = '';
     for (var i = 1; i < 4; i++) {

@@ -4,13 +4,15 @@
  * through lib/runtime. Publishes the bound port as the `httpPort` fact. At shutdown it ends every
  * event stream first, then closes the listener and its connections.
  */
-import type { Broker } from "../broker/broker.ts";
 import { HTTP_BODY_BYTES_MAX } from "../limits.ts";
 import type { LogRing } from "../log_ring.ts";
 import { type HttpServer, serveHttp } from "../runtime/http_server.ts";
 import type { BrokerPlugin, RunningBroker } from "../server/start_broker.ts";
 import { createAdminApp } from "./admin.ts";
 import type { ClusterView, GroupsView } from "./views.ts";
+
+/** Time open event streams get to end cleanly at shutdown before connections are dropped. */
+const STREAM_END_GRACE_MS = 50;
 
 export interface HttpPluginOptions {
   readonly recentLog?: LogRing;
@@ -39,7 +41,7 @@ export function httpPlugin(options: HttpPluginOptions = {}): BrokerPlugin {
         clock: running.clock,
         signal: shutdown.signal,
       });
-      server = await listen(running.broker, {
+      server = await listen({
         fetch: app.fetch,
         host,
         port: dashboardHttpPort,
@@ -49,25 +51,24 @@ export function httpPlugin(options: HttpPluginOptions = {}): BrokerPlugin {
     },
     async stop() {
       shutdown.abort();
+      // Let the event streams just ended write their last bytes, so clients see a clean end
+      // rather than a reset; the close then drops whatever is still open.
+      await new Promise((resolve) => setTimeout(resolve, STREAM_END_GRACE_MS));
       await server?.close();
     },
   };
 }
 
-async function listen(
-  broker: Broker,
-  options: {
-    fetch: (request: Request) => Response | Promise<Response>;
-    host: string;
-    port: number;
-    engine?: "auto" | "node";
-  },
-): Promise<HttpServer> {
+async function listen(options: {
+  fetch: (request: Request) => Response | Promise<Response>;
+  host: string;
+  port: number;
+  engine?: "auto" | "node";
+}): Promise<HttpServer> {
   try {
     return await serveHttp({ ...options, bodyBytesMax: HTTP_BODY_BYTES_MAX * 2 });
   } catch (error) {
     if ((error as { code?: string }).code !== "EADDRINUSE") throw error;
-    broker.logger.log("error", "Cannot serve HTTP: the port is in use", { port: options.port });
     throw new HttpPortInUseError(
       `Cannot listen on ${options.host}:${options.port} for HTTP: the address is in use; ` +
         "pick another --http-port, or use --no-http",

@@ -47,7 +47,7 @@ export function registerTopicRoutes(app: Hono, context: AdminContext): void {
     const input = body as Record<string, unknown>;
     const unknown = Object.keys(input).find((key) => key !== "name" && key !== "partitions");
     if (unknown) throw new BrokerError("badRequest", `unknown field ${describe(unknown)}`);
-    const created = await createTopic(broker, topicParam(input.name), input.partitions);
+    const created = await createTopic(context, topicParam(input.name), input.partitions);
     rates.sample();
     return jsonResponse(created.count > 0 ? 201 : 200, topicInfo(broker, rates, created.topic));
   });
@@ -65,6 +65,7 @@ export function registerTopicRoutes(app: Hono, context: AdminContext): void {
     const settings = broker.topicSettings(topic);
     if (!settings) throw notAccepted(topic);
     const messages = await readMessages(broker, settings, c.req.raw);
+    checkRunning(context);
     const results = await putAll(broker, topic, messages);
     const failed = results.find((result) => "error" in result);
     if (failed && "error" in failed) {
@@ -126,10 +127,11 @@ export function registerTopicRoutes(app: Hono, context: AdminContext): void {
 }
 
 async function createTopic(
-  broker: Broker,
+  context: AdminContext,
   topic: string,
   partitions: unknown,
 ): Promise<{ topic: string; count: number }> {
+  const { broker } = context;
   const settings = broker.topicSettings(topic);
   if (!settings) throw notAccepted(topic);
   if (partitions !== undefined && partitions !== settings.numPartitions) {
@@ -144,6 +146,7 @@ async function createTopic(
     if (broker.store.get(topic, partition)) continue;
     const damaged = broker.store.failure(topic, partition);
     if (damaged) throw new BrokerError("corruption", `${topic}-${partition}: ${damaged.message}`);
+    checkRunning(context);
     await broker.store.getOrCreate(topic, partition);
     count += 1;
   }
@@ -258,4 +261,11 @@ function encodingParam(value: string | undefined): PayloadEncoding | "auto" {
 
 function notAccepted(topic: string): BrokerError {
   return BrokerError.verbatim("topicNotAccepted", `The server do not accept topic ${topic}`);
+}
+
+/** Writes must not reach the store once shutdown began: it may be closing under them. */
+function checkRunning(context: AdminContext): void {
+  if (context.shutdown.aborted) {
+    throw new BrokerError("unavailable", "the broker is shutting down");
+  }
 }
