@@ -71,81 +71,95 @@ export interface MetricsInput {
   readonly cluster?: ClusterStatus;
 }
 
-export function renderMetrics(input: MetricsInput): string {
-  const out = new MetricsWriter();
-  const { broker } = input;
-  const counters = broker.stats.counters;
-  out.family("metaq_build_info", "gauge", "Version of the running broker.");
-  out.sample("metaq_build_info", { version: METAQ_VERSION }, 1);
-  out.single(
+/** Broker-wide values: name, type, help, and how to read it. */
+const BROKER_METRICS: readonly [string, string, string, (input: MetricsInput) => number][] = [
+  [
     "metaq_uptime_seconds",
     "gauge",
     "Seconds since the broker started.",
-    broker.stats.uptimeSeconds(),
-  );
-  out.single(
+    (input) => input.broker.stats.uptimeSeconds(),
+  ],
+  [
     "metaq_connections",
     "gauge",
     "Open client connections on the MetaQ port.",
-    broker.connectionCount(),
-  );
-  out.single("metaq_http_streams", "gauge", "Open HTTP event streams.", input.openStreams);
-  out.single(
+    (input) => input.broker.connectionCount(),
+  ],
+  ["metaq_http_streams", "gauge", "Open HTTP event streams.", (input) => input.openStreams],
+  [
     "metaq_put_requests_total",
     "counter",
     "put commands received (TCP and HTTP).",
-    counters.cmdPut,
-  );
-  out.single("metaq_put_failed_total", "counter", "put commands that failed.", counters.putFailed);
-  out.single(
+    (input) => input.broker.stats.counters.cmdPut,
+  ],
+  [
+    "metaq_put_failed_total",
+    "counter",
+    "put commands that failed.",
+    (input) => input.broker.stats.counters.putFailed,
+  ],
+  [
     "metaq_put_bytes_total",
     "counter",
     "Message data bytes accepted by put.",
-    counters.putBytes,
-  );
-  out.single(
+    (input) => input.broker.stats.counters.putBytes,
+  ],
+  [
     "metaq_get_requests_total",
     "counter",
     "get commands and HTTP fetches.",
-    counters.cmdGet,
-  );
-  out.single(
+    (input) => input.broker.stats.counters.cmdGet,
+  ],
+  [
     "metaq_get_miss_total",
     "counter",
     "get commands that found no data.",
-    counters.getMiss,
-  );
-  out.single("metaq_get_bytes_total", "counter", "Bytes served to consumers.", counters.getBytes);
-  out.single(
+    (input) => input.broker.stats.counters.getMiss,
+  ],
+  [
+    "metaq_get_bytes_total",
+    "counter",
+    "Bytes served to consumers.",
+    (input) => input.broker.stats.counters.getBytes,
+  ],
+  [
     "metaq_offset_requests_total",
     "counter",
     "offset commands (and 301 replies).",
-    counters.cmdOffset,
-  );
-  out.single(
+    (input) => input.broker.stats.counters.cmdOffset,
+  ],
+  [
     "metaq_produce_messages_per_second",
     "gauge",
-    "Messages appended per second, last sample.",
-    input.rates.produceMessagesPerSecond,
-  );
-  out.single(
+    "Messages appended per second.",
+    (input) => input.rates.produceMessagesPerSecond,
+  ],
+  [
     "metaq_produce_bytes_per_second",
     "gauge",
-    "Log bytes appended per second, last sample.",
-    input.rates.produceBytesPerSecond,
-  );
-  out.single(
+    "Log bytes appended per second.",
+    (input) => input.rates.produceBytesPerSecond,
+  ],
+  [
     "metaq_consume_bytes_per_second",
     "gauge",
-    "Bytes served per second, last sample.",
-    input.rates.consumeBytesPerSecond,
-  );
+    "Bytes served per second.",
+    (input) => input.rates.consumeBytesPerSecond,
+  ],
+];
+
+export function renderMetrics(input: MetricsInput): string {
+  const out = new MetricsWriter();
+  const counters = input.broker.stats.counters;
+  out.family("metaq_build_info", "gauge", "Version of the running broker.");
+  out.sample("metaq_build_info", { version: METAQ_VERSION }, 1);
+  for (const [name, type, help, read] of BROKER_METRICS) out.single(name, type, help, read(input));
   out.family("metaq_transactions_total", "counter", "Transaction events by kind.");
   out.sample("metaq_transactions_total", { event: "begin" }, counters.txBegin);
   out.sample("metaq_transactions_total", { event: "xa_begin" }, counters.txXaBegin);
   out.sample("metaq_transactions_total", { event: "commit" }, counters.txCommit);
   out.sample("metaq_transactions_total", { event: "rollback" }, counters.txRollback);
-  partitions(out, broker);
+  partitions(out, input.broker);
   fsync(out, input.fsync);
   if (input.lags) lags(out, input.lags);
   if (input.cluster) raft(out, input.cluster);

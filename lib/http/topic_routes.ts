@@ -89,40 +89,53 @@ export function registerTopicRoutes(app: Hono, context: AdminContext): void {
     return fetchMessages(broker, { topic, partition, offset, max, encoding, url: c.req.url });
   });
 
-  app.get("/v1/topics/:topic/stream", async (c) => {
-    const topic = topicParam(c.req.param("topic"));
-    const settings = broker.topicSettings(topic);
-    if (!settings) throw new BrokerError("topicNotFound", topic);
-    const partitionText = c.req.query("partition");
-    const partitions = partitionText === undefined
-      ? Array.from({ length: settings.numPartitions }, (_, index) => index)
-      : [partitionParam(partitionText)];
-    if (partitions.some((partition) => partition >= settings.numPartitions)) {
-      throw new BrokerError(
-        "wrongPartition",
-        `${partitionText} (${topic} has ${settings.numPartitions})`,
-      );
-    }
-    const group = c.req.query("group");
-    if (group !== undefined && groupNameProblem(group)) {
-      throw new BrokerError("invalidName", groupNameProblem(group));
-    }
-    const encoding = encodingParam(c.req.query("encoding"));
-    const resumeFrom = c.req.header("last-event-id");
-    const resumed = resumeFrom ? parseCursor(resumeFrom, partitions) : new Map<number, number>();
-    const starts = await startOffsets(context, {
-      topic,
-      partitions,
+  app.get("/v1/topics/:topic/stream", (c) =>
+    openStream(context, {
+      topic: topicParam(c.req.param("topic")),
+      partition: c.req.query("partition"),
       from: c.req.query("from"),
-      group,
-    });
-    const cursor = new Map(partitions.map((p) => [p, resumed.get(p) ?? starts.get(p)!]));
-    const release = context.streams.acquire();
-    return sseResponse(new TopicStream({ broker, topic, cursor, encoding }), {
-      shutdown: context.shutdown,
-      heartbeatMs: context.heartbeatMs,
-      onClose: release,
-    });
+      group: c.req.query("group"),
+      encoding: encodingParam(c.req.query("encoding")),
+      lastEventId: c.req.header("last-event-id"),
+    }));
+}
+
+interface StreamRequest {
+  readonly topic: string;
+  readonly partition?: string;
+  readonly from?: string;
+  readonly group?: string;
+  readonly encoding: PayloadEncoding | "auto";
+  readonly lastEventId?: string;
+}
+
+/** Checks a stream request whole, then opens the stream (counted against the stream limit). */
+async function openStream(context: AdminContext, request: StreamRequest): Promise<Response> {
+  const { broker } = context;
+  const { topic, group } = request;
+  const settings = broker.topicSettings(topic);
+  if (!settings) throw new BrokerError("topicNotFound", topic);
+  const partitions = request.partition === undefined
+    ? Array.from({ length: settings.numPartitions }, (_, index) => index)
+    : [partitionParam(request.partition)];
+  if (partitions.some((partition) => partition >= settings.numPartitions)) {
+    throw new BrokerError(
+      "wrongPartition",
+      `${request.partition} (${topic} has ${settings.numPartitions})`,
+    );
+  }
+  const groupProblem = group === undefined ? undefined : groupNameProblem(group);
+  if (groupProblem) throw new BrokerError("invalidName", groupProblem);
+  const resumed = request.lastEventId
+    ? parseCursor(request.lastEventId, partitions)
+    : new Map<number, number>();
+  const starts = await startOffsets(context, { topic, partitions, from: request.from, group });
+  const cursor = new Map(partitions.map((p) => [p, resumed.get(p) ?? starts.get(p)!]));
+  const release = context.streams.acquire();
+  return sseResponse(new TopicStream({ broker, topic, cursor, encoding: request.encoding }), {
+    shutdown: context.shutdown,
+    heartbeatMs: context.heartbeatMs,
+    onClose: release,
   });
 }
 
