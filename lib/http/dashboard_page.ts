@@ -13,6 +13,7 @@ export const DASHBOARD_HTML = String.raw`<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>metaq dashboard</title>
+<link rel="icon" href="data:,">
 <style>
 :root {
   --bg: #f4f6fa; --panel: #ffffff; --text: #172033; --muted: #66728a; --line: #e2e7f0;
