@@ -104,17 +104,19 @@ export class MessageStore {
       assert(!this.#closed, "store is closed");
       assert(topicNameProblem(topic) === undefined, `invalid topic ${topic}`);
       assert(Number.isInteger(partition) && partition >= 0);
-      creating = this.#openLog(topic, partition, initialOffset).finally(() =>
-        this.#creating.delete(key)
-      );
+      creating = this.#openLog(topic, partition, initialOffset).then((log) => {
+        for (const listener of this.#openListeners) listener(log);
+        return log;
+      }).finally(() => this.#creating.delete(key));
       this.#creating.set(key, creating);
     }
     return creating;
   }
 
   /**
-   * Calls `listener` with every log opened from now on (a partition created by a first write or
-   * a replica); returns an unsubscribe function. Metrics and live streams attach through it.
+   * Calls `listener` with every log created from now on (by a first write, a topic created over
+   * HTTP, or a replica); returns an unsubscribe function. Metrics and live streams attach
+   * through it.
    */
   onOpen(listener: (log: PartitionLog) => void): () => void {
     this.#openListeners.add(listener);
@@ -209,7 +211,6 @@ export class MessageStore {
       logger,
     }, { verifyAll: this.options.verifyAll, repair: this.options.repair, initialOffset });
     this.#logs.set(partitionKey(topic, partition), log);
-    for (const listener of this.#openListeners) listener(log);
     return log;
   }
 }
