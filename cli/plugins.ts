@@ -4,6 +4,8 @@
  */
 import * as process from "node:process";
 import type { Config } from "../lib/config/config.ts";
+import { httpPlugin } from "../lib/http/plugin.ts";
+import type { LogRing } from "../lib/log_ring.ts";
 import type { BrokerPlugin } from "../lib/server/start_broker.ts";
 import { transactionsPlugin } from "../lib/tx/plugin.ts";
 import { CliError } from "./common.ts";
@@ -15,8 +17,20 @@ import { CliError } from "./common.ts";
  */
 export const CRASH_AFTER_COMMIT_BYTES_ENV = "METAQ_TEST_CRASH_AFTER_COMMIT_BYTES";
 
-export function serverPlugins(_config: Config, _flags: Record<string, unknown>): BrokerPlugin[] {
-  return [transactionsPlugin(transactionOptions())];
+/** What serve.ts hands over besides the config and flags. */
+export interface PluginInputs {
+  /** Recent warnings and errors, shown by the dashboard. */
+  readonly recentLog?: LogRing;
+}
+
+export function serverPlugins(
+  config: Config,
+  _flags: Record<string, unknown>,
+  inputs: PluginInputs = {},
+): BrokerPlugin[] {
+  const plugins: BrokerPlugin[] = [transactionsPlugin(transactionOptions())];
+  if (config.system.httpEnabled) plugins.push(httpPlugin({ recentLog: inputs.recentLog }));
+  return plugins;
 }
 
 function transactionOptions() {

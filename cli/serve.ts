@@ -1,7 +1,10 @@
 /** @module `metaq serve`: runs a broker until SIGTERM or SIGINT, then shuts down cleanly. */
 import * as fs from "node:fs";
 import * as process from "node:process";
+import { HttpPortInUseError } from "../lib/http/plugin.ts";
+import { LOG_RING_ENTRIES_MAX } from "../lib/limits.ts";
 import { consoleLogger, type LogLevel } from "../lib/log.ts";
+import { LogRing, ringLogger } from "../lib/log_ring.ts";
 import { startBroker } from "../lib/server/start_broker.ts";
 import { DataDirLockedError } from "../lib/store/message_store.ts";
 import { CLI_VERSION, CliError, type CommandSpec, parseFlags } from "./common.ts";
@@ -60,7 +63,8 @@ export const serve: CommandSpec = {
     if (!["debug", "info", "warn", "error"].includes(level)) {
       throw new CliError(`Cannot use --log-level ${level}: expected debug, info, warn or error`);
     }
-    const logger = consoleLogger(level);
+    const recentLog = new LogRing(LOG_RING_ENTRIES_MAX);
+    const logger = ringLogger(consoleLogger(level), recentLog);
     const config = loadConfig(values);
     let running;
     try {
@@ -69,10 +73,11 @@ export const serve: CommandSpec = {
         logger,
         verifyAll: !values["fast-boot"],
         repair: values.repair,
-        plugins: serverPlugins(config, values),
+        plugins: serverPlugins(config, values, { recentLog }),
       });
     } catch (error) {
       if (error instanceof DataDirLockedError) throw new CliError(error.message, 1);
+      if (error instanceof HttpPortInUseError) throw new CliError(error.message, 1);
       if ((error as { code?: string }).code === "EADDRINUSE") {
         throw new CliError(
           `Cannot listen on ${config.system.host}:${config.system.serverPort}: the address is in use; pick another --port`,

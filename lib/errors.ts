@@ -18,6 +18,7 @@ export const ERRORS = {
   notFound: { status: 404, text: "Cannot find resource" },
   topicNotFound: { status: 404, text: "Cannot find topic" },
   conflict: { status: 409, text: "Cannot apply change: state has moved on" },
+  requestTooLarge: { status: 413, text: "Cannot read request: body exceeds the size limit" },
   topicNotAccepted: { status: 500, text: "Cannot accept topic" },
   wrongPartition: { status: 500, text: "Cannot use partition: out of range" },
   checksumMismatch: { status: 500, text: "Cannot accept message: checksum mismatch" },

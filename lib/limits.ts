@@ -46,9 +46,20 @@ export const TX_OPEN_MAX = 100_000;
 export const TX_JOURNAL_FILE_BYTES_MAX = 64 * 1024 * 1024;
 /** How often open transactions are checked against their timeouts (MetaQ's wheel tick). */
 export const TX_TIMEOUT_TICK_MS = 500;
+/** Largest HTTP request body (a JSON batch of messages); larger: 413 before it is read whole. */
+export const HTTP_BODY_BYTES_MAX = 16 * 1024 * 1024;
+/** Messages one HTTP produce request may carry. */
+export const HTTP_BATCH_MESSAGES_MAX = 1000;
+/** Messages one HTTP fetch returns at most (`max`). */
+export const HTTP_FETCH_MESSAGES_MAX = 1000;
+/** Server-Sent Event streams open at once (topic streams and dashboard feeds); beyond: 503. */
+export const SSE_STREAMS_MAX = 256;
+/** Recent warnings and errors the dashboard shows; older ones are dropped. */
+export const LOG_RING_ENTRIES_MAX = 100;
 
 assert(MESSAGE_BYTES_MAX + RECORD_HEADER_BYTES <= TRANSFER_BYTES_DEFAULT * 2);
 assert(MESSAGE_BYTES_MAX * 2 <= APPEND_QUEUE_BYTES_MAX);
 assert(SEGMENT_BYTES_MIN >= RECORD_HEADER_BYTES);
 assert(TX_BYTES_MAX * 2 <= APPEND_QUEUE_BYTES_MAX);
 assert(TX_BYTES_MAX <= TX_HELD_BYTES_MAX);
+assert(MESSAGE_BYTES_MAX * 2 <= HTTP_BODY_BYTES_MAX);

@@ -1,7 +1,9 @@
 /**
  * @module Deno smoke test (`npm run test:deno`): the same sources run on Deno. Starts a broker
  * in-process on real files and a real port, produces and consumes through the TypeScript client,
- * and runs the CLI entry point. Exits non-zero on any mismatch.
+ * uses the HTTP API (served by the portable node:http listener) including a live event stream
+ * that is still open at shutdown, and runs the CLI entry point. Exits non-zero on any mismatch,
+ * or when something keeps the process alive after shutdown.
  */
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
@@ -12,6 +14,7 @@ import { MetaqClient } from "../lib/client/client.ts";
 import { Producer } from "../lib/client/producer.ts";
 import { TransactionalProducer } from "../lib/client/transaction.ts";
 import { buildConfig } from "../lib/config/config.ts";
+import { httpPlugin } from "../lib/http/plugin.ts";
 import { silentLogger } from "../lib/log.ts";
 import { startBroker } from "../lib/server/start_broker.ts";
 import { decodeRecords } from "../lib/store/record.ts";
@@ -24,15 +27,21 @@ function check(condition: unknown, message: string): void {
   }
 }
 
+// Anything left running after shutdown (a socket, a stream, a timer) would keep Deno alive.
+const watchdog = setTimeout(() => {
+  console.error("deno smoke test failed: the process did not finish in 60 s");
+  process.exit(1);
+}, 60_000);
+
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "metaq-deno-"));
 try {
   const config = buildConfig({
-    overrides: { serverPort: "0", dataPath: dataDir, numPartitions: "2", httpEnabled: "false" },
+    overrides: { serverPort: "0", dataPath: dataDir, numPartitions: "2", dashboardHttpPort: "0" },
   });
   const broker = await startBroker({
     config,
     logger: silentLogger,
-    plugins: [transactionsPlugin()],
+    plugins: [transactionsPlugin(), httpPlugin()],
   });
   const client = new MetaqClient({ brokers: [`127.0.0.1:${broker.port}`] });
   const producer = new Producer(client, { windowMax: 64 });
@@ -72,7 +81,7 @@ try {
     "a committed transaction's messages are not in the partition",
   );
   client.close();
-  await broker.close();
+  await checkHttp(`http://127.0.0.1:${broker.facts.get("httpPort")}`, broker.close);
 
   const deno = process.execPath;
   const help = spawnSync(deno, ["run", "-A", "main.ts", "--help"], { encoding: "utf8" });
@@ -80,7 +89,38 @@ try {
     help.status === 0 && help.stdout.includes("produce"),
     `deno run main.ts --help failed: ${help.stderr}`,
   );
-  console.log("deno smoke test passed: broker, transactions, client and CLI run on Deno");
+  console.log("deno smoke test passed: broker, transactions, client, HTTP API and CLI run on Deno");
 } finally {
   fs.rmSync(dataDir, { recursive: true, force: true });
+  clearTimeout(watchdog);
+}
+
+/** The HTTP API on Deno: produce, fetch, a live stream, metrics; then shutdown with it open. */
+async function checkHttp(base: string, close: () => Promise<void>): Promise<void> {
+  const produced = await fetch(`${base}/v1/topics/smoke/messages`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ messages: [{ payload: "over http", partition: 1 }] }),
+  });
+  check(produced.status === 200, `HTTP produce answered ${produced.status}`);
+  await produced.body?.cancel();
+  const fetched = await (await fetch(`${base}/v1/topics/smoke/partitions/1/messages`)).json();
+  check(fetched.messages[0]?.payload === "over http", "HTTP fetch did not return the message");
+  const stream = await fetch(`${base}/v1/topics/smoke/stream?partition=1&from=beginning`);
+  const reader = stream.body!.getReader();
+  let text = "";
+  for (let reads = 0; reads < 20 && !text.includes("over http"); reads++) {
+    text += new TextDecoder().decode((await reader.read()).value);
+  }
+  check(text.includes('"payload":"over http"'), "the HTTP stream did not deliver the message");
+  const metrics = await (await fetch(`${base}/metrics`)).text();
+  check(metrics.includes("metaq_put_requests_total 501"), "metrics do not count the puts");
+  await close();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const ended = await Promise.race([
+    reader.read().then(() => true, () => true),
+    new Promise<boolean>((resolve) => timer = setTimeout(() => resolve(false), 5000)),
+  ]);
+  clearTimeout(timer);
+  check(ended, "the open event stream did not end at shutdown");
 }

@@ -264,7 +264,7 @@ export class Broker {
     const frame = new Uint8Array(header.length + length);
     frame.set(header, 0);
     log.readInto(frame, header.length, command.offset, length);
-    this.stats.counters.getBytes += length;
+    this.stats.served(topic, partition, length);
     return { kind: "frame", bytes: frame };
   }
 
@@ -345,7 +345,7 @@ export class Broker {
     const frame = new Uint8Array(header.length + bytes.length);
     frame.set(header, 0);
     frame.set(bytes, header.length);
-    this.stats.counters.getBytes += bytes.length;
+    this.stats.served(command.topic, command.partition, bytes.length);
     return { kind: "frame", bytes: frame };
   }
 

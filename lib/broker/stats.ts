@@ -50,6 +50,8 @@ export class BrokerStats {
     putBytes: 0,
     getBytes: 0,
   };
+  /** metaq: bytes served per partition (`topic-partition`), for consume rates and metrics. */
+  readonly servedBytes = new Map<string, number>();
   readonly startedMs: number;
   readonly #clock: Clock;
   #realtime = new Map<RealtimeKey, Map<string, Map<string, Cell>>>();
@@ -75,6 +77,13 @@ export class BrokerStats {
     } else {
       byDetail.set(detail, { count: 1, value });
     }
+  }
+
+  /** Counts `bytes` of message data served from one partition (by get, HTTP or a stream). */
+  served(topic: string, partition: number, bytes: number): void {
+    this.counters.getBytes += bytes;
+    const key = `${topic}-${partition}`;
+    this.servedBytes.set(key, (this.servedBytes.get(key) ?? 0) + bytes);
   }
 
   reset(): void {

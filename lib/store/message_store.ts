@@ -42,6 +42,7 @@ export class MessageStore {
   readonly #creating = new Map<string, Promise<PartitionLog>>();
   readonly #failures = new Map<string, Error>();
   readonly #lockedDirs: string[] = [];
+  readonly #openListeners = new Set<(log: PartitionLog) => void>();
   #lastId: bigint | undefined;
   #closed = false;
 
@@ -105,12 +106,23 @@ export class MessageStore {
       assert(!this.#closed, "store is closed");
       assert(topicNameProblem(topic) === undefined, `invalid topic ${topic}`);
       assert(Number.isInteger(partition) && partition >= 0);
-      creating = this.#openLog(topic, partition, initialOffset).finally(() =>
-        this.#creating.delete(key)
-      );
+      creating = this.#openLog(topic, partition, initialOffset).then((log) => {
+        for (const listener of this.#openListeners) listener(log);
+        return log;
+      }).finally(() => this.#creating.delete(key));
       this.#creating.set(key, creating);
     }
     return creating;
+  }
+
+  /**
+   * Calls `listener` with every log created from now on (by a first write, a topic created over
+   * HTTP, or a replica); returns an unsubscribe function. Metrics and live streams attach
+   * through it.
+   */
+  onOpen(listener: (log: PartitionLog) => void): () => void {
+    this.#openListeners.add(listener);
+    return () => this.#openListeners.delete(listener);
   }
 
   /** Syncs and closes every log and releases the data directory locks. */

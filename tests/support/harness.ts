@@ -63,6 +63,8 @@ export interface BrokerProcessOptions {
   readonly args?: readonly string[];
   /** Extra environment variables for the first start. */
   readonly env?: Readonly<Record<string, string>>;
+  /** Serve HTTP on a free port (default: `--no-http`). */
+  readonly http?: boolean;
   readonly startTimeoutMs?: number;
 }
 
@@ -90,6 +92,12 @@ export class BrokerProcess implements AsyncDisposable {
     return `127.0.0.1:${this.port}`;
   }
 
+  /** `http://127.0.0.1:<httpPort>`; only when started with `http: true`. */
+  get httpBase(): string {
+    if (this.httpPort === null) throw new Error("this broker was started without HTTP");
+    return `http://127.0.0.1:${this.httpPort}`;
+  }
+
   /** Starts (again) on the same data directory; waits until the ports file appears. */
   async restart(
     extraArgs: readonly string[] = [],
@@ -108,7 +116,7 @@ export class BrokerProcess implements AsyncDisposable {
       this.options.dataDir,
       "--ports-file",
       portsFile,
-      "--no-http",
+      ...(this.options.http ? ["--http-port", "0"] : ["--no-http"]),
       ...(this.options.args ?? []),
       ...extraArgs,
     ];

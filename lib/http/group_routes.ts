@@ -1,0 +1,121 @@
+/**
+ * @module The `/v1/groups` and `/v1/cluster` routes, answered from the GroupsView and
+ * ClusterView providers (views.ts). Without a provider they answer 503 `unavailable`, so a
+ * client can tell "not enabled here" from "no such group" (404).
+ */
+import type { Hono } from "hono";
+import { groupNameProblem } from "../config/names.ts";
+import { BrokerError } from "../errors.ts";
+import type { AdminContext } from "./context.ts";
+import { allGroups, groupInfo } from "./group_info.ts";
+import { readRecords } from "./records.ts";
+import {
+  describe,
+  jsonResponse,
+  offsetParam,
+  partitionParam,
+  readJson,
+  topicParam,
+} from "./respond.ts";
+import type { ClusterView, GroupsView } from "./views.ts";
+
+const RESET_BODY_BYTES_MAX = 64 * 1024;
+const RESET_FIELDS = ["topic", "partition", "to"];
+
+export function registerGroupRoutes(app: Hono, context: AdminContext): void {
+  const { broker } = context;
+
+  app.get("/v1/groups", async () => {
+    const groups = requireGroups(context.groups);
+    return jsonResponse(200, { groups: await allGroups(broker, groups) });
+  });
+
+  app.get("/v1/groups/:group", async (c) => {
+    const groups = requireGroups(context.groups);
+    const group = groupParam(c.req.param("group"));
+    const description = await groups.describe(group);
+    if (!description) throw new BrokerError("notFound", `no consumer group ${group}`);
+    return jsonResponse(200, groupInfo(broker, description));
+  });
+
+  app.post("/v1/groups/:group/reset", async (c) => {
+    const groups = requireGroups(context.groups);
+    const group = groupParam(c.req.param("group"));
+    const body = await readJson(c.req.raw, RESET_BODY_BYTES_MAX);
+    if (typeof body !== "object" || body === null || Array.isArray(body)) {
+      throw new BrokerError("badRequest", 'Cannot reset: send {"topic", "partition"?, "to"}');
+    }
+    const input = body as Record<string, unknown>;
+    const unknown = Object.keys(input).find((key) => !RESET_FIELDS.includes(key));
+    if (unknown) throw new BrokerError("badRequest", `unknown field ${describe(unknown)}`);
+    const targets = resetTargets(context, group, input);
+    if (!await groups.describe(group)) {
+      throw new BrokerError("notFound", `no consumer group ${group}`);
+    }
+    for (const target of targets) await groups.reset(target);
+    return jsonResponse(200, { group, reset: targets });
+  });
+
+  app.get("/v1/cluster", async () => {
+    return jsonResponse(200, await requireCluster(context.cluster).status());
+  });
+}
+
+/** Every (partition, offset) a reset request names, checked before any is applied. */
+function resetTargets(context: AdminContext, group: string, input: Record<string, unknown>) {
+  const { broker } = context;
+  const topic = topicParam(input.topic);
+  const settings = broker.topicSettings(topic);
+  if (!settings) throw new BrokerError("topicNotFound", topic);
+  const partitions = input.partition === undefined
+    ? Array.from({ length: settings.numPartitions }, (_, index) => index)
+    : [partitionParam(input.partition)];
+  if (partitions.some((partition) => partition >= settings.numPartitions)) {
+    throw new BrokerError(
+      "wrongPartition",
+      `${input.partition} (${topic} has ${settings.numPartitions})`,
+    );
+  }
+  const to = input.to;
+  if (to !== "beginning" && to !== "end" && typeof to !== "number") {
+    throw new BrokerError(
+      "invalidOffset",
+      `to ${describe(to)}: expected "beginning", "end" or an offset`,
+    );
+  }
+  return partitions.map((partition) => {
+    const log = broker.store.get(topic, partition);
+    const start = log?.startOffset ?? 0;
+    const end = log ? broker.readLimit(topic, partition, log) : 0;
+    const offset = to === "beginning" ? start : to === "end" ? end : offsetParam(to);
+    if (offset < start || offset > end) {
+      throw new BrokerError(
+        "invalidOffset",
+        `offset ${offset} is outside partition ${topic}-${partition} (${start}..${end})`,
+      );
+    }
+    // A committed offset must be a record boundary: check that a valid record starts there.
+    if (log && offset < end) readRecords(log, { offset, end, countMax: 1, bytesMax: 1 });
+    return { group, topic, partition, offset };
+  });
+}
+
+function groupParam(value: string): string {
+  const problem = groupNameProblem(value);
+  if (problem) throw new BrokerError("invalidName", problem);
+  return value;
+}
+
+function requireGroups(groups: GroupsView | undefined): GroupsView {
+  if (!groups) {
+    throw new BrokerError("unavailable", "consumer groups are not enabled on this broker");
+  }
+  return groups;
+}
+
+function requireCluster(cluster: ClusterView | undefined): ClusterView {
+  if (!cluster) {
+    throw new BrokerError("unavailable", "this broker runs alone: no cluster is configured");
+  }
+  return cluster;
+}

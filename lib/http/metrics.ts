@@ -1,0 +1,273 @@
+/**
+ * @module `/metrics` in the Prometheus text exposition format (version 0.0.4): counters from the
+ * broker's stats, one gauge per partition, consumer-group lag and raft state from the providers,
+ * and an fsync latency histogram fed by every partition log's onSync hook. Rendering is a pure
+ * function of what it is given; FsyncHistogram is the only state.
+ */
+import type { Broker } from "../broker/broker.ts";
+import { METAQ_VERSION } from "../broker/broker.ts";
+import type { MessageStore } from "../store/message_store.ts";
+import type { Rates } from "./rates.ts";
+import type { ClusterStatus } from "./views.ts";
+
+/** Upper bounds of the fsync histogram buckets, in seconds. */
+export const FSYNC_BUCKETS_SECONDS = [
+  0.0005,
+  0.001,
+  0.0025,
+  0.005,
+  0.01,
+  0.025,
+  0.05,
+  0.1,
+  0.25,
+  0.5,
+  1,
+  2.5,
+] as const;
+
+/** Cumulative fsync latencies of every partition log, attached as logs open. */
+export class FsyncHistogram {
+  readonly counts: number[] = FSYNC_BUCKETS_SECONDS.map(() => 0);
+  count = 0;
+  sumSeconds = 0;
+  readonly #detach: (() => void)[] = [];
+
+  /** Observes every log open now and every log opened later; `detach()` stops it. */
+  attach(store: MessageStore): void {
+    const observe = (latencyMs: number) => this.observe(latencyMs / 1000);
+    for (const log of store.logs()) this.#detach.push(log.onSync(observe));
+    this.#detach.push(store.onOpen((log) => this.#detach.push(log.onSync(observe))));
+  }
+
+  detach(): void {
+    for (const detach of this.#detach.splice(0)) detach();
+  }
+
+  observe(seconds: number): void {
+    this.count += 1;
+    this.sumSeconds += seconds;
+    const index = FSYNC_BUCKETS_SECONDS.findIndex((bound) => seconds <= bound);
+    if (index >= 0) this.counts[index] += 1;
+  }
+}
+
+/** A group's lag on one partition, computed by the API from the provider's offsets. */
+export interface LagSample {
+  readonly group: string;
+  readonly topic: string;
+  readonly partition: number;
+  readonly committedOffset: number;
+  readonly lagBytes: number;
+}
+
+export interface MetricsInput {
+  readonly broker: Broker;
+  readonly fsync: FsyncHistogram;
+  readonly rates: Rates;
+  readonly openStreams: number;
+  /** Undefined when no groups provider is configured. */
+  readonly lags?: readonly LagSample[];
+  readonly cluster?: ClusterStatus;
+}
+
+/** Broker-wide values: name, type, help, and how to read it. */
+const BROKER_METRICS: readonly [string, string, string, (input: MetricsInput) => number][] = [
+  [
+    "metaq_uptime_seconds",
+    "gauge",
+    "Seconds since the broker started.",
+    (input) => input.broker.stats.uptimeSeconds(),
+  ],
+  [
+    "metaq_connections",
+    "gauge",
+    "Open client connections on the MetaQ port.",
+    (input) => input.broker.connectionCount(),
+  ],
+  ["metaq_http_streams", "gauge", "Open HTTP event streams.", (input) => input.openStreams],
+  [
+    "metaq_put_requests_total",
+    "counter",
+    "put commands received (TCP and HTTP).",
+    (input) => input.broker.stats.counters.cmdPut,
+  ],
+  [
+    "metaq_put_failed_total",
+    "counter",
+    "put commands that failed.",
+    (input) => input.broker.stats.counters.putFailed,
+  ],
+  [
+    "metaq_put_bytes_total",
+    "counter",
+    "Message data bytes accepted by put.",
+    (input) => input.broker.stats.counters.putBytes,
+  ],
+  [
+    "metaq_get_requests_total",
+    "counter",
+    "get commands and HTTP fetches.",
+    (input) => input.broker.stats.counters.cmdGet,
+  ],
+  [
+    "metaq_get_miss_total",
+    "counter",
+    "get commands that found no data.",
+    (input) => input.broker.stats.counters.getMiss,
+  ],
+  [
+    "metaq_get_bytes_total",
+    "counter",
+    "Bytes served to consumers.",
+    (input) => input.broker.stats.counters.getBytes,
+  ],
+  [
+    "metaq_offset_requests_total",
+    "counter",
+    "offset commands (and 301 replies).",
+    (input) => input.broker.stats.counters.cmdOffset,
+  ],
+  [
+    "metaq_produce_messages_per_second",
+    "gauge",
+    "Messages appended per second.",
+    (input) => input.rates.produceMessagesPerSecond,
+  ],
+  [
+    "metaq_produce_bytes_per_second",
+    "gauge",
+    "Log bytes appended per second.",
+    (input) => input.rates.produceBytesPerSecond,
+  ],
+  [
+    "metaq_consume_bytes_per_second",
+    "gauge",
+    "Bytes served per second.",
+    (input) => input.rates.consumeBytesPerSecond,
+  ],
+];
+
+export function renderMetrics(input: MetricsInput): string {
+  const out = new MetricsWriter();
+  const counters = input.broker.stats.counters;
+  out.family("metaq_build_info", "gauge", "Version of the running broker.");
+  out.sample("metaq_build_info", { version: METAQ_VERSION }, 1);
+  for (const [name, type, help, read] of BROKER_METRICS) out.single(name, type, help, read(input));
+  out.family("metaq_transactions_total", "counter", "Transaction events by kind.");
+  out.sample("metaq_transactions_total", { event: "begin" }, counters.txBegin);
+  out.sample("metaq_transactions_total", { event: "xa_begin" }, counters.txXaBegin);
+  out.sample("metaq_transactions_total", { event: "commit" }, counters.txCommit);
+  out.sample("metaq_transactions_total", { event: "rollback" }, counters.txRollback);
+  partitions(out, input.broker);
+  fsync(out, input.fsync);
+  if (input.lags) lags(out, input.lags);
+  if (input.cluster) raft(out, input.cluster);
+  return out.text();
+}
+
+function partitions(out: MetricsWriter, broker: Broker): void {
+  const families: [string, string, string][] = [
+    ["metaq_partition_start_offset", "gauge", "First offset still stored."],
+    ["metaq_partition_end_offset", "gauge", "Offset after the last readable record."],
+    ["metaq_partition_size_bytes", "gauge", "Bytes stored in the partition's segments."],
+    ["metaq_partition_messages", "gauge", "Records appended (approximate across restarts)."],
+    ["metaq_partition_segments", "gauge", "Segment files of the partition."],
+    ["metaq_partition_served_bytes_total", "counter", "Bytes served from the partition."],
+  ];
+  const topics = broker.store.topics();
+  for (const [name, type, help] of families) {
+    out.family(name, type, help);
+    for (const [topic, list] of topics) {
+      for (const { partition, log } of list) {
+        const labels = { topic, partition: String(partition) };
+        const values: Record<string, number> = {
+          metaq_partition_start_offset: log.startOffset,
+          metaq_partition_end_offset: broker.readLimit(topic, partition, log),
+          metaq_partition_size_bytes: log.sizeBytes,
+          metaq_partition_messages: log.messageCount,
+          metaq_partition_segments: log.segmentStarts.length,
+          metaq_partition_served_bytes_total: broker.stats.servedBytes.get(log.name) ?? 0,
+        };
+        out.sample(name, labels, values[name]);
+      }
+    }
+  }
+}
+
+function fsync(out: MetricsWriter, histogram: FsyncHistogram): void {
+  const name = "metaq_fsync_duration_seconds";
+  out.family(name, "histogram", "Latency of partition log fsyncs.");
+  let cumulative = 0;
+  FSYNC_BUCKETS_SECONDS.forEach((bound, index) => {
+    cumulative += histogram.counts[index];
+    out.sample(`${name}_bucket`, { le: String(bound) }, cumulative);
+  });
+  out.sample(`${name}_bucket`, { le: "+Inf" }, histogram.count);
+  out.sample(`${name}_sum`, {}, histogram.sumSeconds);
+  out.sample(`${name}_count`, {}, histogram.count);
+}
+
+function lags(out: MetricsWriter, samples: readonly LagSample[]): void {
+  out.family("metaq_group_committed_offset", "gauge", "Offset a consumer group reads next.");
+  for (const sample of samples) {
+    out.sample("metaq_group_committed_offset", groupLabels(sample), sample.committedOffset);
+  }
+  out.family("metaq_group_lag_bytes", "gauge", "Bytes between a group's offset and the end.");
+  for (const sample of samples) {
+    out.sample("metaq_group_lag_bytes", groupLabels(sample), sample.lagBytes);
+  }
+}
+
+function groupLabels(sample: LagSample): Record<string, string> {
+  return { group: sample.group, topic: sample.topic, partition: String(sample.partition) };
+}
+
+function raft(out: MetricsWriter, status: ClusterStatus): void {
+  out.family("metaq_raft_role", "gauge", "1 for this node's current raft role.");
+  out.sample("metaq_raft_role", { node: status.nodeId, role: status.role }, 1);
+  out.single("metaq_raft_term", "gauge", "Current raft term.", status.term);
+  out.single(
+    "metaq_raft_commit_index",
+    "gauge",
+    "Highest raft index known committed.",
+    status.commitIndex,
+  );
+  out.family("metaq_raft_node_healthy", "gauge", "1 when a cluster node is reachable.");
+  for (const node of status.nodes) {
+    out.sample("metaq_raft_node_healthy", { node: node.id, role: node.role }, node.healthy ? 1 : 0);
+  }
+}
+
+class MetricsWriter {
+  readonly #lines: string[] = [];
+
+  family(name: string, type: string, help: string): void {
+    this.#lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+  }
+
+  sample(name: string, labels: Record<string, string>, value: number): void {
+    const pairs = Object.entries(labels).map(([key, text]) => `${key}="${escapeLabel(text)}"`);
+    const rendered = Number.isFinite(value)
+      ? String(value)
+      : Number.isNaN(value)
+      ? "NaN"
+      : value > 0
+      ? "+Inf"
+      : "-Inf";
+    this.#lines.push(`${name}${pairs.length ? `{${pairs.join(",")}}` : ""} ${rendered}`);
+  }
+
+  single(name: string, type: string, help: string, value: number): void {
+    this.family(name, type, help);
+    this.sample(name, {}, value);
+  }
+
+  text(): string {
+    return `${this.#lines.join("\n")}\n`;
+  }
+}
+
+function escapeLabel(text: string): string {
+  return text.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
+}

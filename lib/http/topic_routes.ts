@@ -1,0 +1,284 @@
+/**
+ * @module The `/v1/topics` routes: list, create and describe topics, produce messages, fetch
+ * decoded records from a partition, and stream a topic live. Fetch follows `get` (reference 2.3):
+ * an offset below the first stored one is a 301 to that offset, one past the end is a 404 (or a
+ * 301 to the end with updateConsumerOffsets); unlike `get`, the end itself answers 200 with no
+ * messages, which suits polling.
+ */
+import type { Hono } from "hono";
+import type { Broker } from "../broker/broker.ts";
+import { groupNameProblem } from "../config/names.ts";
+import { BrokerError } from "../errors.ts";
+import { HTTP_FETCH_MESSAGES_MAX } from "../limits.ts";
+import type { AdminContext } from "./context.ts";
+import { putAll, readMessages } from "./produce.ts";
+import { type PayloadEncoding, readRecords, recordToJson } from "./records.ts";
+import {
+  describe,
+  integerParam,
+  jsonResponse,
+  offsetParam,
+  partitionParam,
+  readJson,
+  topicParam,
+} from "./respond.ts";
+import { sseResponse } from "./sse.ts";
+import { topicInfo, topicNames } from "./topic_info.ts";
+import { checkStartOffset, parseCursor, TopicStream } from "./topic_stream.ts";
+
+/** Bytes a create-topic request body may have. */
+const CREATE_BODY_BYTES_MAX = 64 * 1024;
+
+export function registerTopicRoutes(app: Hono, context: AdminContext): void {
+  const { broker, rates } = context;
+
+  app.get("/v1/topics", () => {
+    rates.sample();
+    return jsonResponse(200, {
+      topics: topicNames(broker).map((name) => topicInfo(broker, rates, name)),
+    });
+  });
+
+  app.post("/v1/topics", async (c) => {
+    const body = await readJson(c.req.raw, CREATE_BODY_BYTES_MAX);
+    if (typeof body !== "object" || body === null || Array.isArray(body)) {
+      throw new BrokerError("badRequest", 'Cannot create topic: send {"name": "<topic>"}');
+    }
+    const input = body as Record<string, unknown>;
+    const unknown = Object.keys(input).find((key) => key !== "name" && key !== "partitions");
+    if (unknown) throw new BrokerError("badRequest", `unknown field ${describe(unknown)}`);
+    const created = await createTopic(context, topicParam(input.name), input.partitions);
+    rates.sample();
+    return jsonResponse(created.count > 0 ? 201 : 200, topicInfo(broker, rates, created.topic));
+  });
+
+  app.get("/v1/topics/:topic", (c) => {
+    const topic = topicParam(c.req.param("topic"));
+    rates.sample();
+    const info = topicInfo(broker, rates, topic);
+    if (!info) throw new BrokerError("topicNotFound", topic);
+    return jsonResponse(200, info);
+  });
+
+  app.post("/v1/topics/:topic/messages", async (c) => {
+    const topic = topicParam(c.req.param("topic"));
+    const settings = broker.topicSettings(topic);
+    if (!settings) throw notAccepted(topic);
+    const messages = await readMessages(broker, settings, c.req.raw);
+    checkRunning(context);
+    const results = await putAll(broker, topic, messages);
+    const failed = results.find((result) => "error" in result);
+    if (failed && "error" in failed) {
+      const status = new BrokerError(failed.error.kind).status;
+      return jsonResponse(status, { error: failed.error, topic, results });
+    }
+    return jsonResponse(200, { topic, results });
+  });
+
+  app.get("/v1/topics/:topic/partitions/:partition/messages", (c) => {
+    const topic = topicParam(c.req.param("topic"));
+    const partition = partitionParam(c.req.param("partition"));
+    const max = integerParam("max", c.req.query("max"), {
+      min: 1,
+      max: HTTP_FETCH_MESSAGES_MAX,
+      default: 100,
+    });
+    const encoding = encodingParam(c.req.query("encoding"));
+    const offsetText = c.req.query("offset");
+    const offset = offsetText === undefined ? undefined : offsetParam(offsetText);
+    return fetchMessages(broker, { topic, partition, offset, max, encoding, url: c.req.url });
+  });
+
+  app.get("/v1/topics/:topic/stream", (c) =>
+    openStream(context, {
+      topic: topicParam(c.req.param("topic")),
+      partition: c.req.query("partition"),
+      from: c.req.query("from"),
+      group: c.req.query("group"),
+      encoding: encodingParam(c.req.query("encoding")),
+      lastEventId: c.req.header("last-event-id"),
+    }));
+}
+
+interface StreamRequest {
+  readonly topic: string;
+  readonly partition?: string;
+  readonly from?: string;
+  readonly group?: string;
+  readonly encoding: PayloadEncoding | "auto";
+  readonly lastEventId?: string;
+}
+
+/** Checks a stream request whole, then opens the stream (counted against the stream limit). */
+async function openStream(context: AdminContext, request: StreamRequest): Promise<Response> {
+  const { broker } = context;
+  const { topic, group } = request;
+  const settings = broker.topicSettings(topic);
+  if (!settings) throw new BrokerError("topicNotFound", topic);
+  const partitions = request.partition === undefined
+    ? Array.from({ length: settings.numPartitions }, (_, index) => index)
+    : [partitionParam(request.partition)];
+  if (partitions.some((partition) => partition >= settings.numPartitions)) {
+    throw new BrokerError(
+      "wrongPartition",
+      `${request.partition} (${topic} has ${settings.numPartitions})`,
+    );
+  }
+  const groupProblem = group === undefined ? undefined : groupNameProblem(group);
+  if (groupProblem) throw new BrokerError("invalidName", groupProblem);
+  const resumed = request.lastEventId
+    ? parseCursor(request.lastEventId, partitions)
+    : new Map<number, number>();
+  const starts = await startOffsets(context, { topic, partitions, from: request.from, group });
+  const cursor = new Map(partitions.map((p) => [p, resumed.get(p) ?? starts.get(p)!]));
+  const release = context.streams.acquire();
+  return sseResponse(new TopicStream({ broker, topic, cursor, encoding: request.encoding }), {
+    shutdown: context.shutdown,
+    heartbeatMs: context.heartbeatMs,
+    onClose: release,
+  });
+}
+
+async function createTopic(
+  context: AdminContext,
+  topic: string,
+  partitions: unknown,
+): Promise<{ topic: string; count: number }> {
+  const { broker } = context;
+  const settings = broker.topicSettings(topic);
+  if (!settings) throw notAccepted(topic);
+  if (partitions !== undefined && partitions !== settings.numPartitions) {
+    throw new BrokerError(
+      "badRequest",
+      `Cannot create topic ${topic} with ${describe(partitions)} partitions: ` +
+        `the configuration gives it ${settings.numPartitions}`,
+    );
+  }
+  let count = 0;
+  for (let partition = 0; partition < settings.numPartitions; partition++) {
+    if (broker.store.get(topic, partition)) continue;
+    const damaged = broker.store.failure(topic, partition);
+    if (damaged) throw new BrokerError("corruption", `${topic}-${partition}: ${damaged.message}`);
+    checkRunning(context);
+    await broker.store.getOrCreate(topic, partition);
+    count += 1;
+  }
+  return { topic, count };
+}
+
+interface FetchRequest {
+  readonly topic: string;
+  readonly partition: number;
+  readonly offset: number | undefined;
+  readonly max: number;
+  readonly encoding: PayloadEncoding | "auto";
+  readonly url: string;
+}
+
+function fetchMessages(broker: Broker, request: FetchRequest): Response {
+  const { topic, partition } = request;
+  broker.stats.counters.cmdGet += 1;
+  if (broker.closedPartitions.has(`${topic}-${partition}`)) {
+    throw new BrokerError("partitionClosed", `${topic}-${partition}`);
+  }
+  const log = broker.store.get(topic, partition);
+  if (!log) {
+    const damaged = broker.store.failure(topic, partition);
+    if (damaged) throw new BrokerError("corruption", damaged.message);
+    broker.stats.counters.getMiss += 1;
+    throw new BrokerError("topicNotFound", `no partition ${topic}-${partition} on this broker`);
+  }
+  const end = broker.readLimit(topic, partition, log);
+  const offset = request.offset ?? log.startOffset;
+  if (offset < log.startOffset) {
+    broker.stats.counters.getMiss += 1;
+    return moved(request, log.startOffset, `offset ${offset} is before the first stored record`);
+  }
+  if (offset > end) {
+    broker.stats.counters.getMiss += 1;
+    if (broker.config.system.updateConsumerOffsets) {
+      return moved(request, end, `offset ${offset} is past the end`);
+    }
+    throw BrokerError.verbatim("notFound", `Could not find message at position ${offset}`);
+  }
+  const batch = offset === end ? { records: [], nextOffset: end, bytes: 0 } : readRecords(log, {
+    offset,
+    end,
+    countMax: request.max,
+    bytesMax: broker.config.system.maxTransferSize,
+  });
+  broker.stats.served(topic, partition, batch.bytes);
+  return jsonResponse(200, {
+    topic,
+    partition,
+    offset,
+    nextOffset: batch.nextOffset,
+    startOffset: log.startOffset,
+    endOffset: end,
+    messages: batch.records.map((record) => recordToJson(record, request.encoding)),
+  });
+}
+
+/** MetaQ's 301 "Moved": the offset to use instead, as a Location the client may follow. */
+function moved(request: FetchRequest, offset: number, reason: string): Response {
+  const url = new URL(request.url);
+  url.searchParams.set("offset", String(offset));
+  return jsonResponse(301, { offset, message: `Moved: ${reason}; use offset ${offset}` }, {
+    location: `${url.pathname}${url.search}`,
+  });
+}
+
+async function startOffsets(
+  context: AdminContext,
+  request: { topic: string; partitions: number[]; from?: string; group?: string },
+): Promise<Map<number, number>> {
+  const { broker } = context;
+  const { topic, partitions } = request;
+  const from = request.from ?? (request.group && context.groups ? "committed" : "end");
+  const starts = new Map<number, number>();
+  const committed = new Map<number, number>();
+  if (from === "committed" && request.group && context.groups) {
+    const description = await context.groups.describe(request.group);
+    for (const entry of description?.offsets ?? []) {
+      if (entry.topic === topic) committed.set(entry.partition, entry.offset);
+    }
+  }
+  for (const partition of partitions) {
+    const log = broker.store.get(topic, partition);
+    const end = log ? broker.readLimit(topic, partition, log) : 0;
+    if (from === "beginning") starts.set(partition, log?.startOffset ?? 0);
+    else if (from === "end") starts.set(partition, end);
+    else if (from === "committed") starts.set(partition, committed.get(partition) ?? end);
+    else if (partitions.length === 1) {
+      const offset = offsetParam(from);
+      checkStartOffset(broker, topic, partition, offset);
+      starts.set(partition, offset);
+    } else {
+      throw new BrokerError(
+        "invalidOffset",
+        `from ${
+          describe(from)
+        }: an offset needs a partition; otherwise use beginning, end or committed`,
+      );
+    }
+  }
+  return starts;
+}
+
+function encodingParam(value: string | undefined): PayloadEncoding | "auto" {
+  if (value === undefined || value === "auto" || value === "utf8" || value === "base64") {
+    return value ?? "auto";
+  }
+  throw new BrokerError("badRequest", `encoding ${describe(value)}: expected utf8, base64 or auto`);
+}
+
+function notAccepted(topic: string): BrokerError {
+  return BrokerError.verbatim("topicNotAccepted", `The server do not accept topic ${topic}`);
+}
+
+/** Writes must not reach the store once shutdown began: it may be closing under them. */
+function checkRunning(context: AdminContext): void {
+  if (context.shutdown.aborted) {
+    throw new BrokerError("unavailable", "the broker is shutting down");
+  }
+}

@@ -1,0 +1,73 @@
+/**
+ * @module What the HTTP API needs from consumer groups and from the cluster, as two small
+ * interfaces. lib/groups and lib/cluster implement them; the admin app takes them as optional
+ * options and answers 503 when one is absent. Lag is computed here from committed offsets and
+ * the partition ends, so providers only report what they own.
+ */
+
+/** One committed offset of a group. */
+export interface GroupOffset {
+  readonly topic: string;
+  readonly partition: number;
+  /** Byte offset the group will read next. */
+  readonly offset: number;
+  /** Member that owns the partition now, when one does. */
+  readonly owner?: string;
+}
+
+export interface GroupMember {
+  readonly id: string;
+  /** Where the member connects from (`host:port`), when known. */
+  readonly address?: string;
+  readonly topics: readonly string[];
+}
+
+export interface GroupDescription {
+  readonly group: string;
+  readonly members: readonly GroupMember[];
+  readonly offsets: readonly GroupOffset[];
+}
+
+export interface GroupOffsetReset {
+  readonly group: string;
+  readonly topic: string;
+  readonly partition: number;
+  /** Validated by the API: a real position of the partition, between its start and its end. */
+  readonly offset: number;
+}
+
+export interface GroupsView {
+  /** Names of the groups the broker knows. */
+  list(): readonly string[] | Promise<readonly string[]>;
+  /** The group's members and offsets, or undefined when there is no such group. */
+  describe(group: string): GroupDescription | undefined | Promise<GroupDescription | undefined>;
+  /** Moves the group's committed offset; throws a BrokerError (e.g. `conflict`) to refuse. */
+  reset(request: GroupOffsetReset): void | Promise<void>;
+}
+
+export interface ClusterNode {
+  readonly id: string;
+  readonly address: string;
+  /** `leader`, `follower`, `candidate`, or another role the cluster names. */
+  readonly role: string;
+  readonly healthy: boolean;
+  /** Milliseconds since the leader last heard from this node, when known. */
+  readonly lastContactMs?: number;
+  /** Highest raft log index known to be replicated on this node, when known. */
+  readonly matchIndex?: number;
+}
+
+export interface ClusterStatus {
+  readonly nodeId: string;
+  readonly role: string;
+  readonly term: number;
+  readonly commitIndex: number;
+  readonly leaderId?: string;
+  /** False while this node cannot serve (no leader known, catching up); default true. */
+  readonly ready?: boolean;
+  readonly nodes: readonly ClusterNode[];
+}
+
+export interface ClusterView {
+  status(): ClusterStatus | Promise<ClusterStatus>;
+}

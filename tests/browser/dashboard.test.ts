@@ -1,0 +1,181 @@
+/**
+ * Drives the dashboard in headless Chromium (Debian's `chromium`, driven by playwright-core)
+ * against a broker on a real port: messages produced through the HTTP API and a consumer group's
+ * lag show up on the page without a reload. Screenshots go to tests/output/ for review.
+ */
+import { expect, test } from "bun:test";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { chromium } from "playwright-core";
+import { buildConfig } from "../../lib/config/config.ts";
+import { httpPlugin } from "../../lib/http/plugin.ts";
+import { silentLogger } from "../../lib/log.ts";
+import { LogRing, ringLogger } from "../../lib/log_ring.ts";
+import { startBroker } from "../../lib/server/start_broker.ts";
+import { REPO_ROOT } from "../support/harness.ts";
+import { MemoryGroups, threeNodeCluster } from "../support/memory_views.ts";
+import { tempDir } from "../support/temp_dir.ts";
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+const OUTPUT = path.join(REPO_ROOT, "tests/output");
+const WAIT_MS = 10_000;
+
+test("the dashboard shows produced messages and group lag live, without a reload", async () => {
+  if (!fs.existsSync(CHROMIUM)) {
+    throw new Error(
+      `Cannot run the dashboard browser test: ${CHROMIUM} is missing. ` +
+        "Install it with 'apt-get install -y chromium' (.ci/run does), or set CHROMIUM_PATH.",
+    );
+  }
+  await using temp = tempDir();
+  const recentLog = new LogRing(50);
+  const groups = new MemoryGroups();
+  const cluster = threeNodeCluster();
+  const running = await startBroker({
+    config: buildConfig({
+      fileText: `[system]\nnumPartitions=2\ndataPath=${temp.path}\n` +
+        "[topic=orders]\nnumPartitions=3\n[topic=payments]\n[topic=audit]\n",
+      overrides: { serverPort: "0", dashboardHttpPort: "0" },
+    }),
+    logger: ringLogger(silentLogger, recentLog),
+    plugins: [httpPlugin({ recentLog, views: () => ({ groups, cluster }) })],
+  });
+  const base = `http://127.0.0.1:${running.facts.get("httpPort")}`;
+  const produce = async (topic: string, messages: unknown[]) => {
+    const response = await fetch(`${base}/v1/topics/${topic}/messages`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ messages }),
+    });
+    expect(response.status).toBe(200);
+  };
+  await fetch(`${base}/v1/topics`, { method: "POST", body: '{"name":"orders"}' });
+  await produce("payments", [{ payload: '{"amount":12.5}', partition: 0 }]);
+  groups.commit("billing", "orders", 0, 0);
+  groups.commit("billing", "orders", 1, 0);
+  groups.commit("ledger", "payments", 0, 0);
+
+  const profile = fs.mkdtempSync(path.join(os.tmpdir(), "metaq-chromium-"));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+    viewport: { width: 1280, height: 1000 },
+  });
+  try {
+    const page = context.pages()[0] ?? await context.newPage();
+    const pageErrors: string[] = [];
+    page.on("pageerror", (error) => pageErrors.push(error.message));
+    await page.goto(`${base}/`);
+    const messages = 'tr[data-topic="orders"] td[data-cell="messages"]';
+    await page.waitForSelector(messages, { timeout: WAIT_MS });
+    expect(await page.getAttribute(messages, "data-value")).toBe("0");
+    await page.evaluate(() => ((globalThis as { marker?: number }).marker = 42));
+
+    // Background traffic (bounded), so the rates and the chart have something to show.
+    let traffic = true;
+    const background = (async () => {
+      for (let round = 0; traffic && round < 300; round++) {
+        await produce("audit", [{ payload: `audit event ${round}`, partition: round % 2 }]);
+        const fetched = await fetch(`${base}/v1/topics/orders/partitions/${round % 3}/messages`);
+        await fetched.arrayBuffer();
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    })();
+    for (let round = 0; round < 6; round++) {
+      await produce(
+        "orders",
+        Array.from({ length: 20 }, (_, i) => ({
+          payload: JSON.stringify({ order: round * 20 + i, item: "book", quantity: 1 + (i % 3) }),
+          partition: i % 3,
+          attribute: i % 5 === 0 ? "priority=high" : undefined,
+        })),
+      );
+      await new Promise((resolve) => setTimeout(resolve, 300));
+    }
+    await page.waitForFunction(
+      (selector) => document.querySelector(selector)?.getAttribute("data-value") === "120",
+      messages,
+      { timeout: WAIT_MS },
+    );
+    const end = running.store.get("orders", 0)!.ackedEnd;
+    const lag = 'td[data-lag="billing/orders/0"]';
+    await page.waitForFunction(
+      ([selector, bytes]) => document.querySelector(selector)?.getAttribute("data-value") === bytes,
+      [lag, String(end)] as const,
+      { timeout: WAIT_MS },
+    );
+
+    // The group catches up (offsets reset to the end through the API): its lag drops to zero.
+    const reset = await fetch(`${base}/v1/groups/billing/reset`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ topic: "orders", partition: 0, to: "end" }),
+    });
+    expect(reset.status).toBe(200);
+    await page.waitForFunction(
+      (selector) => document.querySelector(selector)?.getAttribute("data-value") === "0",
+      lag,
+      { timeout: WAIT_MS },
+    );
+    running.logger.log("warn", "Slow fsync", { partition: "orders-1", latencyMs: 812 });
+    await page.waitForSelector("#errors >> text=Slow fsync", { timeout: WAIT_MS });
+    await page.click('tr[data-topic="orders"]');
+    await page.waitForSelector('tr[data-partition="orders/2"]', { timeout: WAIT_MS });
+    expect(await page.locator('.node[data-node="3"]').textContent()).toContain("unreachable");
+    expect(await page.evaluate(() => (globalThis as { marker?: number }).marker)).toBe(42);
+    fs.mkdirSync(OUTPUT, { recursive: true });
+    await page.screenshot({ path: path.join(OUTPUT, "dashboard.png"), fullPage: true });
+    traffic = false;
+    await background;
+
+    // Browse: pick the topic and partition, page forward and back.
+    await page.click("#nav-browse");
+    await page.selectOption("#b-topic", "orders");
+    await page.selectOption("#b-partition", "0");
+    await page.waitForSelector('#messages tr[data-offset="0"]', { timeout: WAIT_MS });
+    await page.selectOption("#b-max", "10");
+    await page.waitForFunction(
+      () => document.querySelectorAll("#messages tbody tr").length === 10,
+      null,
+      { timeout: WAIT_MS },
+    );
+    expect(await page.locator('#messages tr[data-offset="0"] .payload').textContent())
+      .toBe('{"order":0,"item":"book","quantity":1}');
+    const firstPage = await page.locator("#messages tbody tr").first().getAttribute("data-offset");
+    await page.click("#b-next");
+    await page.waitForFunction(
+      (first) =>
+        document.querySelector("#messages tbody tr")?.getAttribute("data-offset") !== first,
+      firstPage,
+      { timeout: WAIT_MS },
+    );
+    await page.click("#b-prev");
+    await page.waitForSelector('#messages tr[data-offset="0"]', { timeout: WAIT_MS });
+    await page.screenshot({ path: path.join(OUTPUT, "dashboard-browse.png"), fullPage: true });
+
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.click("#nav-overview");
+    await page.waitForSelector("#overview:not([hidden])", { timeout: WAIT_MS });
+    await page.screenshot({ path: path.join(OUTPUT, "dashboard-phone.png"), fullPage: true });
+    const overflow = await page.evaluate(() =>
+      document.documentElement.scrollWidth - document.documentElement.clientWidth
+    );
+    expect(overflow).toBeLessThanOrEqual(0);
+    expect(await page.evaluate(() => performance.getEntriesByType("navigation").length)).toBe(1);
+    expect(pageErrors).toEqual([]);
+  } finally {
+    await context.close();
+    fs.rmSync(profile, { recursive: true, force: true });
+    await running.close();
+  }
+}, 60_000);
