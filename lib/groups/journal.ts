@@ -13,16 +13,14 @@
  * ```
  *
  * Recovery reads the file from the start and keeps entries until the first one that is not
- * valid. What follows decides the verdict:
+ * valid (short, bad header checksum, length above the limit, body past the end of the file, bad
+ * body checksum). Appends are whole batches, so a crash can only damage the last one:
  *
- * | found at the first invalid entry                         | verdict                       |
- * | -------------------------------------------------------- | ----------------------------- |
- * | fewer than 12 bytes left                                 | torn tail: truncate           |
- * | bad header, only zero bytes from there to the end        | torn tail: truncate           |
- * | good header, body runs past the end of the file          | torn tail: truncate           |
- * | good header, bad body that ends exactly at end of file   | torn tail: truncate           |
- * | anything else (bad header or body with bytes after it)   | corruption: refuse, or with   |
- * |                                                          | `repair` truncate and log it  |
+ * | after the first invalid entry                     | verdict                                    |
+ * | ------------------------------------------------- | ------------------------------------------ |
+ * | no valid entry starts anywhere in the rest        | torn tail: truncate there, log bytes lost  |
+ * | a valid entry starts somewhere in the rest        | corruption: refuse to open; with `repair`, |
+ * |                                                   | truncate there and log the bytes lost      |
  */
 import * as process from "node:process";
 import { assert } from "../assert.ts";
@@ -218,31 +216,43 @@ export interface JournalScan {
 /** Reads entries from `bytes` and classifies what stops the scan (the table at the top). */
 export function scanJournal(bytes: Uint8Array, bodyBytesMax: number): JournalScan {
   const bodies: Uint8Array[] = [];
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   let at = 0;
   while (at < bytes.length) {
-    const left = bytes.length - at;
-    if (left < JOURNAL_HEADER_BYTES) return stop("torn", "partial header");
-    const length = view.getUint32(at);
-    const headerOk = crc32(bytes.subarray(at, at + 8)) === view.getUint32(at + 8) &&
-      length <= bodyBytesMax;
-    if (!headerOk) {
-      return allZero(bytes, at) ? stop("torn", "zeroed tail") : stop("corrupt", "bad entry header");
+    const entry = entryAt(bytes, at, bodyBytesMax);
+    if (typeof entry === "string") {
+      const verdict = validEntryAfter(bytes, at, bodyBytesMax) ? "corrupt" : "torn";
+      return { bodies, validBytes: at, verdict, reason: entry };
     }
-    const end = at + JOURNAL_HEADER_BYTES + length;
-    if (end > bytes.length) return stop("torn", "partial body");
-    const body = bytes.subarray(at + JOURNAL_HEADER_BYTES, end);
-    if (crc32(body) !== view.getUint32(at + 4)) {
-      return end === bytes.length ? stop("torn", "bad last body") : stop("corrupt", "bad body");
-    }
-    bodies.push(body);
-    at = end;
+    bodies.push(entry.body);
+    at = entry.end;
   }
   return { bodies, validBytes: at, verdict: "clean" };
+}
 
-  function stop(verdict: "torn" | "corrupt", reason: string): JournalScan {
-    return { bodies, validBytes: at, verdict, reason };
+/** The entry starting at `at`, or why there is none. */
+function entryAt(
+  bytes: Uint8Array,
+  at: number,
+  bodyBytesMax: number,
+): { body: Uint8Array; end: number } | string {
+  if (bytes.length - at < JOURNAL_HEADER_BYTES) return "partial header";
+  const view = new DataView(bytes.buffer, bytes.byteOffset + at, JOURNAL_HEADER_BYTES);
+  if (crc32(bytes.subarray(at, at + 8)) !== view.getUint32(8)) return "bad entry header";
+  const length = view.getUint32(0);
+  if (length > bodyBytesMax) return `entry length ${length} above the limit`;
+  const end = at + JOURNAL_HEADER_BYTES + length;
+  if (end > bytes.length) return "partial body";
+  const body = bytes.subarray(at + JOURNAL_HEADER_BYTES, end);
+  if (crc32(body) !== view.getUint32(4)) return "bad body checksum";
+  return { body, end };
+}
+
+/** Whether a valid entry starts anywhere after `at`: what tells damage from a torn tail. */
+function validEntryAfter(bytes: Uint8Array, at: number, bodyBytesMax: number): boolean {
+  for (let start = at + 1; start + JOURNAL_HEADER_BYTES <= bytes.length; start++) {
+    if (typeof entryAt(bytes, start, bodyBytesMax) !== "string") return true;
   }
+  return false;
 }
 
 /** Encodes entries back to back. */
@@ -263,11 +273,6 @@ export function encodeEntries(bodies: readonly Uint8Array[], bodyBytesMax: numbe
     at += JOURNAL_HEADER_BYTES + body.length;
   }
   return out;
-}
-
-function allZero(bytes: Uint8Array, from: number): boolean {
-  for (let i = from; i < bytes.length; i++) if (bytes[i] !== 0) return false;
-  return true;
 }
 
 /** A pid file next to the journal; a lock held by a live process other than us refuses. */
