@@ -228,7 +228,7 @@ export class Producer {
         item.reject(error as Error);
         for (const behind of failed.slice(1)) {
           behind.reject(
-            new BrokerError(
+            BrokerError.verbatim(
               "conflict",
               `Cannot send: an earlier message with key ${behind.options.key} failed (${
                 describeError(error)
