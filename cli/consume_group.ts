@@ -11,7 +11,7 @@ import { groupNameProblem } from "../lib/config/names.ts";
 import { describeError } from "../lib/errors.ts";
 import type { Strategy } from "../lib/groups/balance.ts";
 import { consoleLogger } from "../lib/log.ts";
-import { CliError, integerFlag, writeStdout } from "./common.ts";
+import { CliError, integerFlag } from "./common.ts";
 
 export interface GroupConsumeFlags {
   readonly brokers: string[];
@@ -36,22 +36,28 @@ export async function consumeAsGroup(flags: GroupConsumeFlags): Promise<number> 
   let printed = 0;
   let stopping: (() => void) | undefined;
   const stopped = new Promise<void>((resolve) => (stopping = resolve));
+  const output = new BatchedStdout();
   const consumer = new Consumer(client, {
     ...options,
     maxSize: flags.maxSize,
     logger: consoleLogger("warn"),
     onEvent: report,
+    beforeCommit: () => output.flushed(),
   });
   // Manual ack, so messages after --max are rolled back for the next member, not skipped.
-  // Partitions are read in parallel: a slot is taken before the write, so --max is exact.
+  // Partitions are read in parallel: a slot is taken before the write, so --max is exact. A
+  // message is acked (so committed) only once its line reached stdout: a SIGKILL then loses
+  // nothing it claimed to have printed.
   let taken = 0;
-  consumer.subscribe(flags.topic, async (message) => {
-    if (flags.max !== undefined && taken >= flags.max) return message.rollback();
-    taken += 1;
-    await writeStdout(flags.format(message));
+  const done = (message: ConsumedMessage) => {
     message.ack();
     printed += 1;
     if (printed === flags.max) stopping!();
+  };
+  consumer.subscribe(flags.topic, (message) => {
+    if (flags.max !== undefined && taken >= flags.max) return message.rollback();
+    taken += 1;
+    return output.write(flags.format(message), () => done(message));
   }, { autoAck: false });
   const onSignal = () => stopping!();
   process.once("SIGINT", onSignal);
@@ -114,5 +120,57 @@ function report(event: ConsumerEvent): void {
     process.stderr.write(
       `${at} stopped ${event.topic}-${event.partition} at ${event.offset ?? "unknown"}\n`,
     );
+  }
+}
+
+/**
+ * Lines written in one turn leave as one stdout write (a write per message costs more than the
+ * rest of consuming it); each line's callback runs once its write is done. `write` returns a
+ * promise only while the pipe is full: then the caller waits, which is how backpressure reaches
+ * the consumer.
+ */
+class BatchedStdout {
+  #parts: string[] = [];
+  #callbacks: (() => void)[] = [];
+  #scheduled = false;
+  #draining: Promise<void> | undefined;
+  #lastWrite: Promise<void> = Promise.resolve();
+
+  write(text: string, written: () => void): Promise<void> | undefined {
+    this.#parts.push(text);
+    this.#callbacks.push(written);
+    if (!this.#scheduled) {
+      this.#scheduled = true;
+      queueMicrotask(() => this.#flush());
+    }
+    return this.#draining;
+  }
+
+  /** Resolves once every line written so far is written and its callback has run. */
+  flushed(): Promise<void> {
+    this.#flush();
+    return this.#lastWrite;
+  }
+
+  #flush(): void {
+    this.#scheduled = false;
+    if (this.#parts.length === 0) return;
+    const text = this.#parts.join("");
+    const callbacks = this.#callbacks;
+    this.#parts = [];
+    this.#callbacks = [];
+    this.#lastWrite = new Promise((resolve) => {
+      const ok = process.stdout.write(text, () => {
+        for (const callback of callbacks) callback();
+        resolve();
+      });
+      if (ok || this.#draining) return;
+      this.#draining = new Promise((drained) =>
+        process.stdout.once("drain", () => {
+          this.#draining = undefined;
+          drained();
+        })
+      );
+    });
   }
 }

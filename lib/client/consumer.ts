@@ -72,6 +72,11 @@ export interface ConsumerOptions {
   /** File system for local offsets and the recovery store (default: real files). */
   readonly storage?: Storage;
   readonly logger?: Logger;
+  /**
+   * Called once readers are stopped and before their final offsets are committed (rebalance,
+   * close): a handler that acks later (manual ack after an asynchronous write) finishes here.
+   */
+  readonly beforeCommit?: () => Promise<void>;
   /** Partition starts and stops, for tools that show them (`metaq consume --group`). */
   readonly onEvent?: (event: ConsumerEvent) => void;
 }
@@ -118,13 +123,11 @@ interface Running {
   readonly grantedAt: number;
 }
 
-/** A stopped partition whose last position is not committed yet. */
-interface Released {
-  readonly topic: string;
-  readonly partition: number;
-  readonly offset: number;
-  readonly grantedAt: number;
-}
+/**
+ * A stopped partition whose position is not committed yet. The reader is kept, not its offset,
+ * so acks that arrive after it stopped (manual ack of work finished later) still count.
+ */
+type Released = Running;
 
 const MEMBER_ID_UNSAFE = /[^A-Za-z0-9_.:@\-]/g;
 
@@ -248,6 +251,7 @@ export class Consumer {
 
   async #closeSteps(): Promise<void> {
     for (const [key, running] of [...this.#readers]) await this.#stopReader(key, running, true);
+    await this.options.beforeCommit?.();
     const membership = this.#membership;
     if (membership) {
       if (membership.joined) {
@@ -354,13 +358,16 @@ export class Consumer {
       if (committed !== undefined) this.#committed.set(key, committed);
       else this.#committed.delete(key);
       // Still ours since before (never acknowledged away): our own position is the newest.
-      const local = released?.grantedAt === assigned.grantedAt ? released.offset : undefined;
+      const local = released?.grantedAt === assigned.grantedAt
+        ? released.reader.ackedOffset
+        : undefined;
       this.#startReader({ ...assigned, offset: local ?? committed });
     }
   }
 
   /** Commits released partitions (these must succeed before the ack) and changed running ones. */
   async #settle(generation: number): Promise<void> {
+    if (this.#released.size > 0) await this.options.beforeCommit?.();
     await this.#commitAll(generation);
   }
 
@@ -414,12 +421,14 @@ export class Consumer {
   async #stopReader(key: string, running: Running, keepPosition: boolean): Promise<void> {
     await running.reader.stop();
     this.#readers.delete(key);
-    const offset = running.reader.ackedOffset;
-    const { topic, partition, grantedAt } = running;
-    if (keepPosition && offset !== undefined) {
-      this.#released.set(key, { topic, partition, offset, grantedAt });
-    }
-    this.options.onEvent?.({ kind: "stopped", topic, partition, offset });
+    if (keepPosition) this.#released.set(key, running);
+    const { topic, partition } = running;
+    this.options.onEvent?.({
+      kind: "stopped",
+      topic,
+      partition,
+      offset: running.reader.ackedOffset,
+    });
   }
 
   #startPosition(): number | "latest" {
@@ -432,8 +441,9 @@ export class Consumer {
   /** Entries whose position moved since the last commit: released first, then running. */
   #changed(): OffsetEntry[] {
     const entries: OffsetEntry[] = [];
-    for (const released of this.#released.values()) {
-      entries.push({ group: this.group, ...released });
+    for (const { topic, partition, reader } of this.#released.values()) {
+      const offset = reader.ackedOffset;
+      if (offset !== undefined) entries.push({ group: this.group, topic, partition, offset });
     }
     for (const running of this.#readers.values()) {
       const offset = running.reader.ackedOffset;

@@ -191,7 +191,8 @@ export class PartitionReader {
     this.#emptyDelayMs = 0;
     for (const record of records) {
       if (this.#stopping) return 0;
-      const step = await this.#deliverOne(record);
+      const outcome = this.#deliverOne(record);
+      const step = typeof outcome === "string" ? outcome : await outcome;
       if (step === "retry") return this.#retryDelay();
       if (step === "stop") return this.#nextEmptyDelay(); // fenced: wait to be stopped
       if (step === "rollback") return 0;
@@ -199,7 +200,8 @@ export class PartitionReader {
     return 0;
   }
 
-  async #deliverOne(record: DecodedRecord): Promise<Step> {
+  /** Delivers one record; synchronous unless the handler returns a promise (the hot path). */
+  #deliverOne(record: DecodedRecord): Step | Promise<Step> {
     const { options } = this;
     const next = record.offset + RECORD_HEADER_BYTES + record.length;
     if (options.idCache?.has(options.group, record.id)) {
@@ -215,25 +217,28 @@ export class PartitionReader {
     }
     if (!options.mayDeliver()) return "stop";
     this.#rolledBack = false;
-    let failure: unknown;
+    let pending: void | Promise<void>;
     try {
-      const pending = options.handler(message);
-      if (pending) await pending;
+      pending = options.handler(message);
     } catch (error) {
-      failure = error;
+      return this.#failed(message, error);
     }
-    if (failure === undefined && this.#rolledBack && options.autoAck) {
-      failure = new Error("the handler rolled the message back");
-    }
-    if (failure !== undefined) return await this.#failed(message, failure);
+    if (!pending) return this.#handled(message);
+    return pending.then(() => this.#handled(message), (error) => this.#failed(message, error));
+  }
+
+  /** The handler returned: a success, unless it rolled the message back. */
+  #handled(message: ConsumedMessage): Step | Promise<Step> {
+    const { options } = this;
     if (this.#rolledBack) {
+      if (options.autoAck) return this.#failed(message, new Error("the handler rolled it back"));
       this.#position = this.#acked ?? this.#position; // manual ack: back to the last ack
       return "rollback";
     }
-    if (this.#failedAt === record.offset) this.#failures = 0;
-    options.idCache?.add(options.group, record.id);
+    if (this.#failedAt === message.offset) this.#failures = 0;
+    options.idCache?.add(options.group, message.id);
     options.counters.delivered += 1;
-    this.#advance(next, options.autoAck);
+    this.#advance(message.nextOffset, options.autoAck);
     return "next";
   }
 
