@@ -6,7 +6,7 @@
  */
 import { assert } from "../assert.ts";
 import type { Clock } from "../clock.ts";
-import { checkGroupName } from "../config/names.ts";
+import { checkGroupName, topicNameProblem } from "../config/names.ts";
 import { BrokerError, describeError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { STRATEGIES, type Strategy } from "./balance.ts";
@@ -240,6 +240,8 @@ export class GroupService {
   }
 
   #partitions(topic: string): number {
+    const problem = topicNameProblem(topic);
+    if (problem) throw new BrokerError("invalidName", problem);
     const count = this.options.partitionCount(topic);
     if (count === undefined) {
       throw new BrokerError("topicNotAccepted", `the server does not accept topic ${topic}`);

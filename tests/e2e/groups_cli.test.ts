@@ -140,7 +140,8 @@ test("a SIGKILLed member's partitions move to the others, which resume from its 
     });
     const [before] = await groups.describe("crash");
     const victimPartitions = before.members.find((m) => m.id === "victim")!.partitions;
-    const first = await produce(producer, 0, 15_000);
+    // Production goes on while the victim dies and its partitions move: truly mid-stream.
+    const producing = produce(producer, 0, 30_000);
     await waitFor("the victim to be mid-stream", () => victim.lines.length >= 1000, {
       timeoutMs: 60_000,
     });
@@ -149,8 +150,7 @@ test("a SIGKILLed member's partitions move to the others, which resume from its 
       const [report] = await groups.describe("crash");
       return report.members.length === 2 && report.partitions.every((p) => p.owner !== null);
     }, { timeoutMs: SESSION_TIMEOUT_MS + 15_000 });
-    const second = await produce(producer, 15_000, 15_000);
-    const sent = [...first, ...second];
+    const sent = await producing;
     const distinct = () => new Set([victim, s1, s2].flatMap(printed).map((r) => r.payload)).size;
     await waitFor("every message", () => distinct() >= sent.length, { timeoutMs: 90_000 });
     for (const survivor of [s1, s2]) expect((await survivor.stop("SIGTERM")).code).toBe(0);

@@ -14,7 +14,12 @@ describeOffsetStore("file, on real files", {
   async open() {
     const file = path.join(temp.path, `store-${stores++}`, "_groups", "offsets.log");
     const open = () =>
-      FileOffsetStore.open({ storage: new FileStorage(), path: file, logger: silentLogger, lock: true });
+      FileOffsetStore.open({
+        storage: new FileStorage(),
+        path: file,
+        logger: silentLogger,
+        lock: true,
+      });
     return Object.assign(await open(), { reopen: open });
   },
 });
