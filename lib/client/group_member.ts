@@ -16,7 +16,7 @@ import type { AssignmentReply, GroupClient } from "./group_client.ts";
 
 /** Fence after this fraction of the session timeout without an answered heartbeat. */
 const FENCE_FRACTION = 0.8;
-const HEARTBEAT_INTERVAL_MAX_MS = 1000;
+const HEARTBEAT_INTERVAL_MAX_MS = 500;
 const HEARTBEAT_INTERVAL_MIN_MS = 20;
 
 export interface MembershipHooks {
@@ -106,7 +106,14 @@ export class GroupMembership {
       try {
         waitMs = await this.options.serial(() => this.#beat());
       } catch (error) {
-        waitMs = await this.options.serial(() => this.#onError(error));
+        waitMs = await this.options.serial(() => this.#onError(error)).catch((failure) => {
+          // Handling the error failed too (stopping readers threw): log it, keep the loop alive.
+          this.options.logger.log("error", "Group membership step failed", {
+            group: this.options.group,
+            reason: describeError(failure),
+          });
+          return this.#intervalMs;
+        });
       }
       if (!this.#closing && waitMs > 0) await this.#sleep(waitMs);
     }
