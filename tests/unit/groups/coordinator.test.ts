@@ -1,6 +1,11 @@
 import { describe, expect, test } from "bun:test";
 import { BrokerError } from "../../../lib/errors.ts";
-import { type Assignment, GroupCoordinator } from "../../../lib/groups/coordinator.ts";
+import {
+  type Assignment,
+  GroupCoordinator,
+  MEMBERS_PER_GROUP_MAX,
+  TOPICS_PER_MEMBER_MAX,
+} from "../../../lib/groups/coordinator.ts";
 
 const SESSION_MS = 1000;
 
@@ -416,4 +421,24 @@ test("no two members ever fetch one partition, over random joins, leaves, expiri
       }
     }
   }
+});
+
+describe("limits", () => {
+  test("a member may subscribe to TOPICS_PER_MEMBER_MAX topics, not one more", () => {
+    const c = coordinator();
+    const topics = (count: number) =>
+      Array.from({ length: count }, (_, i) => ({ topic: `t${i}`, partitions: 1 }));
+    const request = { group: "g", memberId: "a", strategy: "DEFAULT" as const, nowMs: 0 };
+    expect(errorKind(() => c.join({ ...request, topics: topics(TOPICS_PER_MEMBER_MAX + 1) })))
+      .toBe("badRequest");
+    expect(c.join({ ...request, topics: topics(TOPICS_PER_MEMBER_MAX) }).generation).toBe(1);
+  });
+
+  test("a group takes MEMBERS_PER_GROUP_MAX members, not one more", () => {
+    const c = coordinator();
+    for (let i = 0; i < MEMBERS_PER_GROUP_MAX; i++) join(c, `m${i}`, 0, 2);
+    expect(c.describe("g", 0).members.length).toBe(MEMBERS_PER_GROUP_MAX);
+    expect(errorKind(() => join(c, "one-more", 0, 2))).toBe("unavailable");
+    expect(join(c, "m0", 0, 2).generation).toBe(MEMBERS_PER_GROUP_MAX); // a member may rejoin
+  });
 });

@@ -1,7 +1,7 @@
 import { expect, test } from "bun:test";
 import { silentLogger } from "../../../lib/log.ts";
 import { encodeEntries } from "../../../lib/groups/journal.ts";
-import { FileOffsetStore } from "../../../lib/groups/offset_store_file.ts";
+import { ENTRIES_PER_BODY_MAX, FileOffsetStore } from "../../../lib/groups/offset_store_file.ts";
 import { MemoryOffsetStore } from "../../../lib/groups/offset_store_memory.ts";
 import { MemoryStorage } from "../../../lib/store/storage_memory.ts";
 import { describeOffsetStore } from "../../support/offset_store_suite.ts";
@@ -53,4 +53,22 @@ test("the journal is compacted when it grows, so its size follows the live state
   expect(reopened.entries().map((e) => e.offset)).toEqual([4000, 3997, 3998, 3999]);
   expect(reopened.sizeBytes).toBeLessThan(1024);
   await reopened.close();
+});
+
+test("one commit carries at most ENTRIES_PER_BODY_MAX offsets, all or nothing", async () => {
+  const store = await FileOffsetStore.open({
+    storage: new MemoryStorage(),
+    path: "/data/_groups/offsets.log",
+    logger: silentLogger,
+  });
+  const batch = (count: number) =>
+    Array.from(
+      { length: count },
+      (_, partition) => ({ group: "g", topic: "t", partition, offset: 1 }),
+    );
+  await expect(store.commit(batch(ENTRIES_PER_BODY_MAX + 1))).rejects.toThrow(/more than 4096/);
+  expect(store.entries()).toEqual([]);
+  await store.commit(batch(ENTRIES_PER_BODY_MAX));
+  expect(store.entries().length).toBe(ENTRIES_PER_BODY_MAX);
+  await store.close();
 });
