@@ -1,6 +1,7 @@
 /** @module `metaq consume`: prints a topic's messages, from a chosen position, once or following. */
 import * as process from "node:process";
 import { MetaqClient } from "../lib/client/client.ts";
+import type { ConsumedMessage } from "../lib/client/consumer.ts";
 import { describeError } from "../lib/errors.ts";
 import { type DecodedRecord, decodeRecords, splitAttribute } from "../lib/store/record.ts";
 import {
@@ -11,11 +12,18 @@ import {
   parseFlags,
   writeStdout,
 } from "./common.ts";
+import { consumeAsGroup } from "./consume_group.ts";
 
 const USAGE = `Usage: metaq consume TOPIC [options]
 
-Prints messages to stdout, one per line (text) or as JSON objects (json). Without --follow it
-stops once every partition is read to its end.
+Prints messages to stdout, one per line (text) or as JSON objects (json). Without --group it
+reads partitions directly and, without --follow, stops once every partition is read to its end.
+
+With --group G it joins consumer group G: the broker shares the topic's partitions among the
+group's members (start several processes to split them), offsets are committed to the broker,
+and it runs until Ctrl-C (or --max), then commits and leaves. With --broadcast every consumer
+of the group reads every message and keeps its offsets locally. Partition starts and stops are
+reported on stderr.
 
 Options:
   --broker HOST:PORT[,...]  broker(s) to read from (default 127.0.0.1:8123, or $METAQ_BROKER)
@@ -23,16 +31,26 @@ Options:
   --from-beginning          start at the oldest stored message (default)
   --from-end                start after the newest message
   --offset N                start at byte offset N (with --partition)
-  --group G                 consumer group name reported to the broker (default metaq-cli)
   --follow                  keep waiting for new messages
   --max N                   stop after N messages
   --format text|json        output format (default text)
   --max-size BYTES          bytes asked per fetch (default 1048576)
 
+Group options:
+  --group G                 consume as a member of group G (partitions shared, offsets committed)
+  --broadcast               with --group: read every partition, offsets kept locally
+  --strategy NAME           DEFAULT (contiguous slices) or CONSIST (consistent hashing)
+  --offsets WHERE           broker (group default), file (broadcast default) or memory
+  --instance NAME           broadcast: names this consumer's local offsets (default: host name)
+  --consumer-id ID          member id (default <host>-<pid>-<random>)
+  --commit-period MS        commit offsets this often (default 5000)
+
 Examples:
   metaq consume orders --from-beginning
   metaq consume orders --partition 2 --offset 1024 --max 10 --format json
-  metaq consume orders --follow --format json`;
+  metaq consume orders --follow --format json
+  metaq consume orders --group billing            # run it two or three times
+  metaq consume orders --group audit --broadcast --instance audit-1`;
 
 const FLAGS = {
   broker: { type: "string" },
@@ -45,7 +63,16 @@ const FLAGS = {
   max: { type: "string" },
   format: { type: "string" },
   "max-size": { type: "string" },
+  broadcast: { type: "boolean" },
+  strategy: { type: "string" },
+  offsets: { type: "string" },
+  instance: { type: "string" },
+  "consumer-id": { type: "string" },
+  "commit-period": { type: "string" },
 } as const;
+
+/** Flags that only make sense for a group member. */
+const GROUP_ONLY = ["broadcast", "strategy", "offsets", "instance", "consumer-id", "commit-period"];
 
 const JAVA_LONG_MAX = 9223372036854775807n;
 const FETCH_BYTES_MAX = 64 * 1024 * 1024;
@@ -83,6 +110,32 @@ export const consume: CommandSpec = {
       integerFlag("max-size", values["max-size"], { min: 64, max: FETCH_BYTES_MAX }) ?? 1024 * 1024;
     const brokers = brokerList(values.broker);
     stopOnBrokenPipe();
+    if (values.group !== undefined || values.broadcast) {
+      if (partition !== undefined) {
+        throw new CliError("Cannot combine --group with --partition: the group assigns partitions");
+      }
+      const printed = await consumeAsGroup({
+        brokers,
+        topic,
+        group: values.group,
+        broadcast: values.broadcast ?? false,
+        strategy: values.strategy,
+        instance: values.instance,
+        offsets: values.offsets,
+        commitPeriod: values["commit-period"],
+        consumerId: values["consumer-id"],
+        start: values["from-end"] ? "latest" : "earliest",
+        max,
+        maxSize,
+        format: (message) => formatMessage(message, format),
+      });
+      process.stderr.write(`Consumed ${printed.toLocaleString("en-US")} messages\n`);
+      return 0;
+    }
+    const usedGroupOnly = GROUP_ONLY.find((flag) =>
+      (values as Record<string, unknown>)[flag] !== undefined
+    );
+    if (usedGroupOnly) throw new CliError(`Cannot use --${usedGroupOnly} without --group`);
     const client = new MetaqClient({ brokers, reconnectAttemptsMax: values.follow ? 1000 : 3 });
     try {
       await client.connect();
@@ -90,7 +143,7 @@ export const consume: CommandSpec = {
         ? [partition]
         : Array.from({ length: (await client.topicMetadata(topic)).partitions }, (_, i) => i);
       const start: Start = values["from-end"] ? "end" : offset !== undefined ? offset : "beginning";
-      const group = values.group ?? "metaq-cli";
+      const group = "metaq-cli";
       const printed = await readPartitions(client, {
         topic,
         group,
@@ -214,6 +267,22 @@ export function formatRecord(
       flag: record.flag,
       attribute: attribute ?? null,
       payload: decoder.decode(payload),
+    })
+  }\n`;
+}
+
+/** A consumed message in the same formats as a record read directly. */
+function formatMessage(message: ConsumedMessage, format: Format): string {
+  if (format === "text") return `${decoder.decode(message.payload)}\n`;
+  return `${
+    JSON.stringify({
+      topic: message.topic,
+      partition: message.partition,
+      offset: message.offset,
+      id: message.id.toString(),
+      flag: message.flag,
+      attribute: message.attribute ?? null,
+      payload: decoder.decode(message.payload),
     })
   }\n`;
 }

@@ -3,6 +3,7 @@ import * as process from "node:process";
 import { describeError } from "../lib/errors.ts";
 import { CLI_VERSION, CliError, type CommandSpec } from "./common.ts";
 import { consume } from "./consume.ts";
+import { groups } from "./groups.ts";
 import { produce } from "./produce.ts";
 import { serve } from "./serve.ts";
 import { stats } from "./stats.ts";
@@ -15,6 +16,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   serve,
   produce,
   consume,
+  groups,
   topics,
   stats,
   tx,
@@ -36,6 +38,7 @@ function help(): string {
     "  metaq serve --data ./data",
     "  echo hello | metaq produce orders",
     "  metaq consume orders --from-beginning",
+    "  metaq consume orders --group billing",
   ].join("\n");
 }
 

@@ -4,8 +4,10 @@
  */
 import * as process from "node:process";
 import type { Config } from "../lib/config/config.ts";
+import { groupsView } from "../lib/groups/groups_view.ts";
 import { httpPlugin } from "../lib/http/plugin.ts";
 import type { LogRing } from "../lib/log_ring.ts";
+import { filterProblems, groupsPlugin } from "../lib/server/group_commands.ts";
 import type { BrokerPlugin } from "../lib/server/start_broker.ts";
 import { transactionsPlugin } from "../lib/tx/plugin.ts";
 import { CliError } from "./common.ts";
@@ -25,11 +27,22 @@ export interface PluginInputs {
 
 export function serverPlugins(
   config: Config,
-  _flags: Record<string, unknown>,
+  flags: Record<string, unknown>,
   inputs: PluginInputs = {},
 ): BrokerPlugin[] {
-  const plugins: BrokerPlugin[] = [transactionsPlugin(transactionOptions())];
-  if (config.system.httpEnabled) plugins.push(httpPlugin({ recentLog: inputs.recentLog }));
+  // A group filter that does not parse would let a group see messages meant to be hidden.
+  const problems = filterProblems(config);
+  if (problems.length > 0) throw new CliError(problems[0]);
+  const groups = groupsPlugin({ repair: flags.repair === true });
+  const plugins: BrokerPlugin[] = [groups, transactionsPlugin(transactionOptions())];
+  if (config.system.httpEnabled) {
+    plugins.push(
+      httpPlugin({
+        recentLog: inputs.recentLog,
+        views: () => ({ groups: groupsView(() => groups.service) }),
+      }),
+    );
+  }
   return plugins;
 }
 

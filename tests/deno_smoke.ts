@@ -17,6 +17,9 @@ import { buildConfig } from "../lib/config/config.ts";
 import { httpPlugin } from "../lib/http/plugin.ts";
 import { silentLogger } from "../lib/log.ts";
 import { startBroker } from "../lib/server/start_broker.ts";
+import { Consumer } from "../lib/client/consumer.ts";
+import { GroupClient } from "../lib/client/group_client.ts";
+import { groupsPlugin } from "../lib/server/group_commands.ts";
 import { decodeRecords } from "../lib/store/record.ts";
 import { transactionsPlugin } from "../lib/tx/plugin.ts";
 
@@ -82,6 +85,7 @@ try {
   );
   client.close();
   await checkHttp(`http://127.0.0.1:${broker.facts.get("httpPort")}`, broker.close);
+  await smokeGroups();
 
   const deno = process.execPath;
   const help = spawnSync(deno, ["run", "-A", "main.ts", "--help"], { encoding: "utf8" });
@@ -89,7 +93,9 @@ try {
     help.status === 0 && help.stdout.includes("produce"),
     `deno run main.ts --help failed: ${help.stderr}`,
   );
-  console.log("deno smoke test passed: broker, transactions, client, HTTP API and CLI run on Deno");
+  console.log(
+    "deno smoke test passed: broker, transactions, consumer groups, client, HTTP API and CLI run on Deno",
+  );
 } finally {
   fs.rmSync(dataDir, { recursive: true, force: true });
   clearTimeout(watchdog);
@@ -124,4 +130,34 @@ async function checkHttp(base: string, close: () => Promise<void>): Promise<void
   ]);
   clearTimeout(timer);
   check(ended, "the open event stream did not end at shutdown");
+}
+
+/** A consumer group on Deno: join, consume every message, commit, leave. */
+async function smokeGroups(): Promise<void> {
+  const groupsDir = fs.mkdtempSync(path.join(os.tmpdir(), "metaq-deno-groups-"));
+  try {
+    const config = buildConfig({
+      overrides: { serverPort: "0", dataPath: groupsDir, numPartitions: "3", httpEnabled: "false" },
+    });
+    const broker = await startBroker({ config, logger: silentLogger, plugins: [groupsPlugin()] });
+    const client = new MetaqClient({ brokers: [`127.0.0.1:${broker.port}`] });
+    const producer = new Producer(client);
+    await Promise.all(Array.from({ length: 90 }, (_, i) => producer.send("grouped", `g-${i}`)));
+    const seen = new Set<string>();
+    const consumer = new Consumer(client, {
+      group: "deno",
+      maxDelayFetchMs: 100,
+      recoverDir: path.join(groupsDir, "recover"),
+    }).subscribe("grouped", (message) => void seen.add(new TextDecoder().decode(message.payload)));
+    await consumer.start();
+    for (let i = 0; i < 200 && seen.size < 90; i++) await new Promise((r) => setTimeout(r, 25));
+    await consumer.close();
+    check(seen.size === 90, `the group consumer saw ${seen.size} of 90 messages`);
+    const [report] = await new GroupClient(client).describe("deno");
+    check(report.partitions.every((p) => p.lag === 0), "the group did not commit its offsets");
+    client.close();
+    await broker.close();
+  } finally {
+    fs.rmSync(groupsDir, { recursive: true, force: true });
+  }
 }

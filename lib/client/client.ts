@@ -26,6 +26,8 @@ export interface ClientOptions {
   readonly connectTimeoutMs?: number;
   /** Send `version` when the connection has been idle this long (MetaQ: 10 s). */
   readonly heartbeatIdleMs?: number;
+  /** Time a heartbeat may take; a heartbeat timeout closes the connection (MetaQ: 5 s). */
+  readonly heartbeatTimeoutMs?: number;
   /** Reconnection back-off table in ms; the last value repeats. */
   readonly reconnectDelaysMs?: readonly number[];
   /** Give up reconnecting after this many attempts in a row. */
@@ -70,6 +72,7 @@ export class MetaqClient {
   #closed = false;
   #heartbeat: ReturnType<typeof setInterval> | undefined;
   #heartbeatFailures = 0;
+  #beating = false;
 
   constructor(options: ClientOptions) {
     if (options.brokers.length === 0) {
@@ -225,6 +228,10 @@ export class MetaqClient {
           connectTimeoutMs: this.options.connectTimeoutMs,
           requestTimeoutMs: this.options.requestTimeoutMs,
         });
+        if (this.#closed) { // closed while dialing: do not leak the socket
+          connection.close();
+          break;
+        }
         this.#connection = connection;
         this.#heartbeatFailures = 0;
         return connection;
@@ -235,20 +242,28 @@ export class MetaqClient {
     throw lastError ?? new ConnectionError("Cannot connect: client closed");
   }
 
-  /** MetaQ's heartbeat: `version` after idle time; three failures in a row drop the connection. */
+  /**
+   * MetaQ's heartbeat: `version` after idle time. No reply in time means the broker or the path
+   * to it is gone, so the connection is closed at once (the next request reconnects); three
+   * non-200 replies in a row close it too.
+   */
   async #beat(idleMs: number): Promise<void> {
     const connection = this.#connection;
-    if (!connection || connection.closed || connection.idleMs < idleMs) return;
+    if (!connection || connection.closed || connection.idleMs < idleMs || this.#beating) return;
+    this.#beating = true;
     try {
       const opaque = connection.nextOpaque();
-      const reply = await connection.request(encodeVersion(opaque), opaque, 5000);
+      const timeoutMs = this.options.heartbeatTimeoutMs ?? 5000;
+      const reply = await connection.request(encodeVersion(opaque), opaque, timeoutMs);
       this.#heartbeatFailures = reply.kind === "result" && reply.code === 200
         ? 0
         : this.#heartbeatFailures + 1;
+      if (this.#heartbeatFailures >= 3) connection.close();
     } catch {
-      this.#heartbeatFailures += 1;
+      connection.close(); // timed out or broke: either way this connection is not to be trusted
+    } finally {
+      this.#beating = false;
     }
-    if (this.#heartbeatFailures >= 3) connection.close();
   }
 }
 

@@ -18,10 +18,17 @@ export class ConnectionError extends Error {
   override readonly name = "ConnectionError";
 }
 
-/** Turns a `result` reply into a BrokerError, choosing the kind from the status. */
+const KINDS = Object.keys(ERRORS) as ErrorKind[];
+
+/**
+ * Turns a `result` reply into a BrokerError. The kind whose text starts the reply wins (several
+ * kinds share a status); otherwise the first kind with the status, otherwise `internal`.
+ */
 export function errorFromResult(code: number, text: string): BrokerError {
-  const kind = (Object.keys(ERRORS) as ErrorKind[]).find((name) => ERRORS[name].status === code) ??
-    "internal";
+  const kind =
+    KINDS.find((name) => ERRORS[name].status === code && text.startsWith(ERRORS[name].text)) ??
+      KINDS.find((name) => ERRORS[name].status === code) ??
+      "internal";
   const error = BrokerError.verbatim(kind, text || `status ${code}`);
   (error as { status: number }).status = code;
   return error;

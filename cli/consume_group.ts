@@ -1,0 +1,176 @@
+/**
+ * @module `metaq consume TOPIC --group G` (and `--broadcast`): consumes as a member of a consumer
+ * group, so several such processes split the topic's partitions, or as a broadcast consumer that
+ * reads everything. Runs until SIGINT/SIGTERM or `--max`, then commits and leaves. Partition
+ * starts and stops are reported on stderr, one line each. consume.ts hands over to it.
+ */
+import * as process from "node:process";
+import { MetaqClient } from "../lib/client/client.ts";
+import { type ConsumedMessage, Consumer, type ConsumerEvent } from "../lib/client/consumer.ts";
+import { groupNameProblem } from "../lib/config/names.ts";
+import { describeError } from "../lib/errors.ts";
+import type { Strategy } from "../lib/groups/balance.ts";
+import { consoleLogger } from "../lib/log.ts";
+import { CliError, integerFlag } from "./common.ts";
+
+export interface GroupConsumeFlags {
+  readonly brokers: string[];
+  readonly topic: string;
+  readonly group?: string;
+  readonly broadcast: boolean;
+  readonly strategy?: string;
+  readonly instance?: string;
+  readonly offsets?: string;
+  readonly commitPeriod?: string;
+  readonly consumerId?: string;
+  readonly start: "earliest" | "latest";
+  readonly max?: number;
+  readonly maxSize: number;
+  readonly format: (message: ConsumedMessage) => string;
+}
+
+/** Consumes until a signal or `max`; resolves with the number of messages printed. */
+export async function consumeAsGroup(flags: GroupConsumeFlags): Promise<number> {
+  const options = checkFlags(flags);
+  const client = new MetaqClient({ brokers: flags.brokers, reconnectAttemptsMax: 1000 });
+  let printed = 0;
+  let stopping: (() => void) | undefined;
+  const stopped = new Promise<void>((resolve) => (stopping = resolve));
+  const output = new BatchedStdout();
+  const consumer = new Consumer(client, {
+    ...options,
+    maxSize: flags.maxSize,
+    logger: consoleLogger("warn"),
+    onEvent: report,
+    beforeCommit: () => output.flushed(),
+  });
+  // Manual ack, so messages after --max are rolled back for the next member, not skipped.
+  // Partitions are read in parallel: a slot is taken before the write, so --max is exact. A
+  // message is acked (so committed) only once its line reached stdout: a SIGKILL then loses
+  // nothing it claimed to have printed.
+  let taken = 0;
+  const done = (message: ConsumedMessage) => {
+    message.ack();
+    printed += 1;
+    if (printed === flags.max) stopping!();
+  };
+  consumer.subscribe(flags.topic, (message) => {
+    if (flags.max !== undefined && taken >= flags.max) return message.rollback();
+    taken += 1;
+    return output.write(flags.format(message), () => done(message));
+  }, { autoAck: false });
+  const onSignal = () => stopping!();
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  try {
+    await consumer.start();
+    await stopped;
+    return printed;
+  } catch (error) {
+    throw new CliError(`Cannot consume ${flags.topic}: ${describeError(error)}`, 1);
+  } finally {
+    await consumer.close().catch((error) =>
+      process.stderr.write(`metaq consume: Cannot close cleanly: ${describeError(error)}\n`)
+    );
+    client.close();
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  }
+}
+
+function checkFlags(flags: GroupConsumeFlags) {
+  if (flags.group === undefined) {
+    throw new CliError("Cannot use --broadcast without --group (it names the consumers)");
+  }
+  const problem = groupNameProblem(flags.group);
+  if (problem) throw new CliError(`Cannot accept name: ${problem}`);
+  const strategy = (flags.strategy ?? "DEFAULT").toUpperCase();
+  if (strategy !== "DEFAULT" && strategy !== "CONSIST") {
+    throw new CliError(`Cannot use --strategy ${flags.strategy}: expected DEFAULT or CONSIST`);
+  }
+  const offsets = flags.offsets ?? (flags.broadcast ? "file" : "broker");
+  if (!["broker", "file", "memory"].includes(offsets)) {
+    throw new CliError(`Cannot use --offsets ${offsets}: expected broker, file or memory`);
+  }
+  if (flags.broadcast && offsets === "broker") {
+    throw new CliError("Cannot use --offsets broker with --broadcast: broadcast offsets are local");
+  }
+  const commitOffsetPeriodMs =
+    integerFlag("commit-period", flags.commitPeriod, { min: 10, max: 3_600_000 }) ?? 5000;
+  return {
+    group: flags.group,
+    mode: flags.broadcast ? "broadcast" as const : "group" as const,
+    strategy: strategy as Strategy,
+    offsets: offsets as "broker" | "file" | "memory",
+    instance: flags.instance,
+    consumerId: flags.consumerId,
+    commitOffsetPeriodMs,
+    start: flags.start,
+  };
+}
+
+/** One stderr line per partition start and stop, with the time, so runs can be audited. */
+function report(event: ConsumerEvent): void {
+  const at = new Date().toISOString();
+  if (event.kind === "fenced") {
+    process.stderr.write(`${at} fenced: ${event.reason}\n`);
+  } else if (event.kind === "started") {
+    process.stderr.write(`${at} started ${event.topic}-${event.partition} at ${event.offset}\n`);
+  } else {
+    process.stderr.write(
+      `${at} stopped ${event.topic}-${event.partition} at ${event.offset ?? "unknown"}\n`,
+    );
+  }
+}
+
+/**
+ * Lines written in one turn leave as one stdout write (a write per message costs more than the
+ * rest of consuming it); each line's callback runs once its write is done. `write` returns a
+ * promise only while the pipe is full: then the caller waits, which is how backpressure reaches
+ * the consumer.
+ */
+class BatchedStdout {
+  #parts: string[] = [];
+  #callbacks: (() => void)[] = [];
+  #scheduled = false;
+  #draining: Promise<void> | undefined;
+  #lastWrite: Promise<void> = Promise.resolve();
+
+  write(text: string, written: () => void): Promise<void> | undefined {
+    this.#parts.push(text);
+    this.#callbacks.push(written);
+    if (!this.#scheduled) {
+      this.#scheduled = true;
+      queueMicrotask(() => this.#flush());
+    }
+    return this.#draining;
+  }
+
+  /** Resolves once every line written so far is written and its callback has run. */
+  flushed(): Promise<void> {
+    this.#flush();
+    return this.#lastWrite;
+  }
+
+  #flush(): void {
+    this.#scheduled = false;
+    if (this.#parts.length === 0) return;
+    const text = this.#parts.join("");
+    const callbacks = this.#callbacks;
+    this.#parts = [];
+    this.#callbacks = [];
+    this.#lastWrite = new Promise((resolve) => {
+      const ok = process.stdout.write(text, () => {
+        for (const callback of callbacks) callback();
+        resolve();
+      });
+      if (ok || this.#draining) return;
+      this.#draining = new Promise((drained) =>
+        process.stdout.once("drain", () => {
+          this.#draining = undefined;
+          drained();
+        })
+      );
+    });
+  }
+}

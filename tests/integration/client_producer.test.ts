@@ -1,0 +1,164 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import * as net from "node:net";
+import { MetaqClient } from "../../lib/client/client.ts";
+import { BrokerError, ConnectionError, TimeoutError } from "../../lib/client/errors.ts";
+import { failureOutcome, Producer } from "../../lib/client/producer.ts";
+import type { PutResult } from "../../lib/client/client.ts";
+import { buildConfig } from "../../lib/config/config.ts";
+import { silentLogger } from "../../lib/log.ts";
+import { type RunningBroker, startBroker } from "../../lib/server/start_broker.ts";
+import { decodeRecords } from "../../lib/store/record.ts";
+import { type TempDir, tempDir } from "../support/temp_dir.ts";
+import { waitFor } from "../support/wait.ts";
+
+let temp: TempDir;
+let running: RunningBroker;
+let client: MetaqClient;
+
+beforeAll(async () => {
+  temp = tempDir();
+  running = await startBroker({
+    config: buildConfig({
+      fileText: `[system]\nnumPartitions=3\ndataPath=${temp.path}\n[topic=orders]\n[topic=other]\n`,
+      overrides: { serverPort: "0", httpEnabled: "false" },
+    }),
+    logger: silentLogger,
+  });
+  client = new MetaqClient({ brokers: [`127.0.0.1:${running.port}`] });
+});
+
+afterAll(async () => {
+  client.close();
+  await running.close();
+  temp[Symbol.dispose]();
+});
+
+async function partitionTexts(topic: string, partition: number): Promise<string[]> {
+  const reply = await client.get({ topic, group: "t", partition, offset: 0, maxSize: 1 << 20 });
+  if (reply.kind !== "records") return [];
+  return decodeRecords(reply.bytes).map((record) => new TextDecoder().decode(record.data));
+}
+
+describe("Producer", () => {
+  test("the window bounds the puts in flight, and every send settles", async () => {
+    const producer = new Producer(client, { windowMax: 8 });
+    let peak = 0;
+    const sends: Promise<PutResult>[] = [];
+    for (let i = 0; i < 200; i++) {
+      sends.push(producer.send("orders", `w-${i}`));
+      peak = Math.max(peak, producer.inFlight);
+    }
+    const results = await Promise.all(sends);
+    expect(peak).toBeLessThanOrEqual(8);
+    expect(producer.inFlight).toBe(0);
+    expect(new Set(results.map((r) => r.partition))).toEqual(new Set([0, 1, 2]));
+    expect(producer.counters).toMatchObject({ sent: 200, acknowledged: 200, failed: 0 });
+  });
+
+  test("sendAsync calls back once per message, errors included", async () => {
+    const producer = new Producer(client);
+    const outcomes: string[] = [];
+    await new Promise<void>((resolve) => {
+      producer.sendAsync("orders", "fine", {}, (error, result) => {
+        outcomes.push(error ? "error" : `ok ${result!.partition}`);
+        producer.sendAsync("nope", "refused", {}, (error2) => {
+          outcomes.push(error2 ? `error ${(error2 as BrokerError).status}` : "ok");
+          resolve();
+        });
+      });
+    });
+    expect(outcomes[0]).toMatch(/^ok \d$/);
+    expect(outcomes[1]).toBe("error 500");
+  });
+
+  test("ordered sends keep one key's order while puts are retried", async () => {
+    const producer = new Producer(client, { orderedRetryDelaysMs: [20] });
+    const key = "customer-42";
+    const partition = (await producer.sendOrdered("orders", key, "probe")).partition;
+    running.broker.closedPartitions.add(`orders-${partition}`); // puts get 403: not written
+    const sends = Array.from(
+      { length: 30 },
+      (_, i) => producer.sendOrdered("orders", key, `o-${i}`),
+    );
+    await waitFor("a retry", () => producer.counters.retried > 0);
+    running.broker.closedPartitions.delete(`orders-${partition}`);
+    const results = await Promise.all(sends);
+    expect(results.every((r) => r.partition === partition)).toBe(true);
+    const offsets = results.map((r) => r.offset);
+    expect(offsets).toEqual([...offsets].sort((a, b) => a - b));
+    const stored = (await partitionTexts("orders", partition)).filter((t) => t.startsWith("o-"));
+    expect(stored).toEqual(Array.from({ length: 30 }, (_, i) => `o-${i}`));
+  });
+
+  test("a refused ordered message fails the key's messages queued behind it, not later ones", async () => {
+    const producer = new Producer(client);
+    const first = producer.sendOrdered("no-such-topic", "k", "a");
+    const behind = producer.sendOrdered("no-such-topic", "k", "b");
+    expect((await first.catch((e) => e)).status).toBe(500);
+    expect((await behind.catch((e) => e)).message).toMatch(
+      /^Cannot send: an earlier message with key k failed/,
+    );
+    expect(producer.inFlight).toBe(0);
+    expect((await producer.sendOrdered("orders", "k", "after")).offset).toBeGreaterThanOrEqual(0);
+  });
+});
+
+test("failed puts are classified: not written, unknown, or refused", () => {
+  const result = (code: number, text: string) =>
+    Object.assign(BrokerError.verbatim("internal", text), { status: code });
+  expect(failureOutcome(new TimeoutError("no reply"))).toBe("unknown");
+  expect(failureOutcome(new ConnectionError("closed"))).toBe("unknown");
+  expect(failureOutcome(result(503, "Cannot enqueue request: queue is full"))).toBe("notWritten");
+  expect(failureOutcome(result(403, "partition closed"))).toBe("notWritten");
+  expect(
+    failureOutcome(
+      result(500, "Put message ... failed.Detail:Checksum failure,message may be corrupted"),
+    ),
+  )
+    .toBe("notWritten");
+  expect(
+    failureOutcome(result(500, "Put message ... failed.Detail:The server do not accept topic x")),
+  )
+    .toBe("refused");
+  expect(failureOutcome(result(500, "Put message ... failed.Detail:wrong partition 9"))).toBe(
+    "refused",
+  );
+  expect(failureOutcome(result(500, "Put message ... failed.Detail:Cannot write: storage failed")))
+    .toBe("unknown");
+  expect(failureOutcome(result(400, "Cannot accept message: too large"))).toBe("refused");
+});
+
+test("a heartbeat that gets no answer closes the connection; the next request reconnects", async () => {
+  const sockets: net.Socket[] = [];
+  const received: string[] = [];
+  let closedByClient = 0;
+  const silent = net.createServer((socket) => {
+    const index = sockets.push(socket) - 1;
+    received[index] = "";
+    socket.on("data", (chunk) => (received[index] += chunk)); // read, never answer
+    socket.on("end", () => closedByClient++);
+    socket.on("error", () => {});
+  });
+  await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
+  const port = (silent.address() as net.AddressInfo).port;
+  const quiet = new MetaqClient({
+    brokers: [`127.0.0.1:${port}`],
+    heartbeatIdleMs: 100,
+    heartbeatTimeoutMs: 150,
+    requestTimeoutMs: 200,
+  });
+  try {
+    await quiet.connect();
+    await waitFor("the client to give up on the silent connection", () => closedByClient === 1, {
+      timeoutMs: 5000,
+    });
+    // One unanswered heartbeat was enough (MetaQ), not three.
+    expect(received[0].match(/^version -?\d+\r\n$/gm)?.length).toBe(1);
+    await expect(quiet.version()).rejects.toBeInstanceOf(TimeoutError);
+    expect(sockets.length).toBe(2);
+  } finally {
+    quiet.close();
+    for (const socket of sockets) socket.destroy();
+    await new Promise((resolve) => silent.close(resolve));
+  }
+});
