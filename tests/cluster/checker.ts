@@ -398,6 +398,15 @@ function checkPhantoms(world: World, input: CheckInput): Violation[] {
       ops: read.op ? [read.op.fields] : undefined,
     });
   }
+  for (const entry of input.history) {
+    if (entry.op !== "fetch" || !entry.error?.startsWith("damaged:")) continue;
+    out.push({
+      invariant: "I2",
+      kind: "damaged-read",
+      message: `Node ${entry.node ?? "?"} served damaged bytes to ${entry.client}: ${entry.error}`,
+      ops: [entry],
+    });
+  }
   for (const view of input.drains) {
     if (view.damage === undefined) continue;
     out.push({
