@@ -3,6 +3,7 @@
  * window, injects, waits, heals, and closes the window, so failover times and fault-window
  * latencies line up with what was done. Every wait is bounded.
  */
+import type { FaultEvent } from "./history.ts";
 import { blackhole, type LinkMode } from "./link_proxy.ts";
 import type { NemesisContext } from "./scenario.ts";
 
@@ -24,18 +25,23 @@ export async function killAndRestart(
   ctx.end(fault);
 }
 
-/** SIGSTOP `nodes` for `ms`, then SIGCONT. */
+/** SIGSTOP `nodes` for `ms`, then SIGCONT; returns the fault window. */
 export async function pauseFor(
   ctx: NemesisContext,
   nodes: readonly number[],
   ms: number,
-  groups?: string[],
-): Promise<void> {
-  const fault = ctx.begin("pause", { nodes: [...nodes], groups, detail: `${ms} ms` });
+  parts: { groups?: string[]; kind?: string } = {},
+): Promise<FaultEvent> {
+  const fault = ctx.begin(parts.kind ?? "pause", {
+    nodes: [...nodes],
+    groups: parts.groups,
+    detail: `${ms} ms`,
+  });
   for (const node of nodes) ctx.cluster.pause(node);
   await ctx.sleep(ms);
   for (const node of nodes) ctx.cluster.resume(node);
   ctx.end(fault);
+  return fault;
 }
 
 /** Splits the nodes into `sides` (links between sides get `mode`) for `ms`, then heals. */
@@ -78,9 +84,9 @@ export async function crashAll(
     await Promise.all(ids.map((id) => ctx.cluster.kill(id)));
   }
   await ctx.sleep(parts.downMs);
-  for (const id of ctx.random.shuffle(ids)) {
+  for (const [index, id] of ctx.random.shuffle(ids).entries()) {
+    if (index > 0) await ctx.sleep(ctx.random.int(0, parts.spacingMs));
     await ctx.cluster.start(id);
-    await ctx.sleep(ctx.random.int(0, parts.spacingMs));
   }
   ctx.end(fault);
 }
@@ -104,4 +110,38 @@ export async function findLeader(
 export async function groupsLedBy(ctx: NemesisContext, node: number): Promise<string[]> {
   const leaders = await ctx.leaders.partitionLeaders();
   return [...leaders].filter(([, leader]) => leader === node).map(([p]) => `${ctx.topic}-${p}`);
+}
+
+/**
+ * Whole-cluster restart cycles (T04 kill, T05 power cut): 3 cycles (5 when CHAOS_SCALE > 1),
+ * each waiting for service on every partition; reports time to service per cycle.
+ */
+export async function restartCycles(ctx: NemesisContext, power: boolean): Promise<void> {
+  const cycles = ctx.scale > 1 ? 5 : 3;
+  const serviceMs: (number | null)[] = [];
+  for (let cycle = 0; cycle < cycles && ctx.remainingMs() > 8_000; cycle++) {
+    await ctx.sleep(2_000);
+    await crashAll(ctx, { power, downMs: 2_000, spacingMs: 3_000 });
+    const ms = await ctx.waitForService(30_000);
+    serviceMs.push(ms);
+    ctx.log(`cycle ${cycle + 1}: service after ${ms ?? "never (30 s)"} ms`);
+    if (ms === null) ctx.finding(`cycle ${cycle + 1}: no service within 30 s of the last start`);
+    if (ms !== null && ms > 10_000) ctx.log(`cycle ${cycle + 1}: above the plan's 10 s target`);
+  }
+  ctx.figures.cycles = serviceMs.length;
+  ctx.figures.timeToServiceMs = serviceMs;
+}
+
+/** Every other node than `node`. */
+export function othersThan(ctx: NemesisContext, node: number): number[] {
+  return ctx.cluster.nodes.map((other) => other.id).filter((id) => id !== node);
+}
+
+/** The node that leads the fewest partition groups now (ties: random). */
+export async function leastLeadingNode(ctx: NemesisContext): Promise<number> {
+  const leaders = await ctx.leaders.partitionLeaders();
+  const counts = ctx.random.shuffle(ctx.cluster.nodes.map((node) => node.id))
+    .map((id) => ({ id, led: [...leaders.values()].filter((leader) => leader === id).length }));
+  counts.sort((a, b) => a.led - b.led);
+  return counts[0].id;
 }

@@ -104,6 +104,13 @@ export interface NemesisContext {
   finding(message: string): void;
   /** The consumer group workload, when the scenario runs one. */
   readonly consumers: ConsumerGroupWorkload | undefined;
+  /** Figures the scenario reports (merged into the JSON result). */
+  readonly figures: Record<string, unknown>;
+  /**
+   * Sends a value to every partition until each is acknowledged (bounded); returns the ms the
+   * slowest took, or null when one never was. The values go into the history like any produce.
+   */
+  waitForService(boundMs: number): Promise<number | null>;
 }
 
 export interface ScenarioSpec {
@@ -123,13 +130,18 @@ export interface ScenarioSpec {
     readonly ratePerSecond?: number;
     readonly resend?: boolean;
   };
-  /** Run W2 (consumer group) and W3 (offset probe); needs GROUP_OPS (or `groupOps`). */
-  readonly groups?: boolean;
+  /**
+   * Run W2 (consumer group) and W3 (offset probe). `true` needs GROUP_OPS (or `groupOps`) and
+   * skips the scenario without it; `"optional"` runs them only when available.
+   */
+  readonly groups?: boolean | "optional";
   readonly groupOps?: GroupOps;
   readonly nemesis?: (ctx: NemesisContext) => Promise<void>;
   readonly check?: CheckOptions;
-  /** Scenario-specific checks after the run. */
+  /** Scenario-specific checks after the run: each returned string is a failing finding. */
   readonly extraChecks?: (run: FinishedRun) => string[];
+  /** Scenario-specific figures for the JSON result (report only). */
+  readonly extraFigures?: (run: FinishedRun) => Record<string, unknown>;
   readonly recoveryBoundMs?: number;
 }
 
@@ -149,6 +161,8 @@ export interface ScenarioOutcome {
   readonly result: CheckResult;
   readonly findings: readonly string[];
   readonly thresholds: readonly Threshold[];
+  /** Scenario-specific figures (stale-leader window, time to service...). */
+  readonly figures: Record<string, unknown>;
   readonly summary: string;
   readonly resultFile: string;
   readonly keptRunDir?: string;
@@ -171,7 +185,7 @@ export function skipReason(spec: ScenarioSpec, env: ChaosEnv): string | undefine
   if (spec.tier === "nightly" && env.tier !== "nightly") {
     return "nightly tier only (CHAOS_TIER=nightly)";
   }
-  if (spec.groups && !(spec.groupOps ?? GROUP_OPS)) {
+  if (spec.groups === true && !(spec.groupOps ?? GROUP_OPS)) {
     return "consumer groups not wired: tests/cluster/group_ops.ts GROUP_OPS is undefined";
   }
   const support = binarySupport(env.binary);
@@ -238,6 +252,7 @@ export async function runScenario(spec: ScenarioSpec, env: ChaosEnv): Promise<Sc
     crash,
     watchdogFired,
     findings: run.findings,
+    figures: run.figures,
     log,
   });
 }
@@ -250,12 +265,14 @@ class Run {
   readonly random: Random;
   readonly log: (line: string) => void;
   readonly findings: string[] = [];
+  readonly figures: Record<string, unknown> = {};
   readonly faults: FaultEvent[] = [];
   cluster: Cluster | undefined;
   /** Producers stop first (before convergence); consumers and the probe after the drain. */
   #stoppers: (() => Promise<void>)[] = [];
   #consumerStoppers: (() => Promise<void>)[] = [];
   #rssTimer: ReturnType<typeof setInterval> | undefined;
+  readonly #serviceCalls = new Map<string, number>();
   #recorder: HistoryRecorder;
 
   constructor(
@@ -295,7 +312,7 @@ class Run {
     }
     this.log(`service on every partition; workload starts`);
     const consumers = this.#startWorkloads(cluster, router);
-    await this.#runNemesis(cluster, traces, leaders, consumers);
+    await this.#runNemesis({ cluster, traces, leaders, router, consumers });
     const healAt = await this.#healAll(cluster);
     const recovery = await this.#serveAll(
       router,
@@ -325,6 +342,7 @@ class Run {
     const result = checkHistory(input, this.spec.check);
     const finished = { input, result, readyAt, healAt };
     this.findings.push(...(this.spec.extraChecks?.(finished) ?? []));
+    Object.assign(this.figures, this.spec.extraFigures?.(finished) ?? {});
     return finished;
   }
 
@@ -355,7 +373,7 @@ class Run {
   }
 
   /**
-   * Sends one value per partition (client `<label><p>`) until each is acknowledged or
+   * Sends one value per partition (client `<label><call>p<p>`) until each is acknowledged or
    * `boundMs` passes; returns how long each partition took from `fromT`.
    */
   async #serveAll(
@@ -365,9 +383,12 @@ class Run {
     boundMs: number,
   ): Promise<Measurements["recovery"]> {
     const deadline = fromT + boundMs;
+    const call = (this.#serviceCalls.get(label) ?? 0) + 1;
+    this.#serviceCalls.set(label, call);
     return await Promise.all(Array.from({ length: this.partitions }, async (_, partition) => {
       const pool = new ClientPool(this.cluster!);
-      const client = `${label}${partition}`;
+      // A fresh client name per call, so no value is ever sent twice.
+      const client = `${label}${call}p${partition}`;
       try {
         for (let seq = 0; Date.now() < deadline; seq++) {
           const node = router.nodeFor(partition);
@@ -405,7 +426,7 @@ class Run {
     queue.start();
     this.#stoppers.push(() => queue.stop());
     const groupOps = this.spec.groupOps ?? GROUP_OPS;
-    if (!this.spec.groups || !groupOps) return undefined;
+    if (this.spec.groups === undefined || this.spec.groups === false || !groupOps) return undefined;
     const consumers = new ConsumerGroupWorkload({
       cluster,
       router,
@@ -432,11 +453,15 @@ class Run {
   }
 
   async #runNemesis(
-    cluster: Cluster,
-    traces: TraceReader,
-    leaders: Leaders,
-    consumers: ConsumerGroupWorkload | undefined,
+    parts: {
+      cluster: Cluster;
+      traces: TraceReader;
+      leaders: Leaders;
+      router: PartitionRouter;
+      consumers: ConsumerGroupWorkload | undefined;
+    },
   ): Promise<void> {
+    const { cluster, traces, leaders, router, consumers } = parts;
     const deadline = Date.now() + this.spec.runMs * this.env.scale;
     let nextFault = 1;
     const ctx: NemesisContext = {
@@ -466,6 +491,12 @@ class Run {
       finding: (message) => {
         this.findings.push(message);
         this.log(`finding: ${message}`);
+      },
+      figures: this.figures,
+      waitForService: async (boundMs) => {
+        const service = await this.#serveAll(router, "svc", Date.now(), boundMs);
+        const times = service.map((entry) => entry.okAfterMs);
+        return times.some((ms) => ms === null) ? null : Math.max(...(times as number[]));
       },
     };
     await this.spec.nemesis?.(ctx);
@@ -662,6 +693,7 @@ interface ReportParts {
   readonly crash: unknown;
   readonly watchdogFired: boolean;
   readonly findings: readonly string[];
+  readonly figures: Record<string, unknown>;
   readonly log: (line: string) => void;
 }
 
@@ -705,6 +737,7 @@ function report(parts: ReportParts): ScenarioOutcome {
     thresholds,
     violations: result.violations,
     figures: result.figures,
+    scenarioFigures: parts.figures,
     replay:
       `CHAOS_SEED=${env.seed} CHAOS_SCALE=${env.scale} CHAOS_TIER=${env.tier} bun test tests/chaos/ -t '${spec.id} '`,
   };
@@ -737,6 +770,7 @@ function report(parts: ReportParts): ScenarioOutcome {
     result,
     findings,
     thresholds,
+    figures: parts.figures,
     summary,
     resultFile,
     keptRunDir,

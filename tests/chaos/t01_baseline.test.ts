@@ -1,0 +1,28 @@
+/**
+ * T01 baseline: a healthy 3-node cluster under W1 (+ W2 and W3 when consumer groups are wired).
+ * Must hold: I1-I13, no leader change after the initial elections, no indeterminate produce.
+ */
+import { chaosTest } from "../cluster/chaos_test.ts";
+import { electionsBetween } from "../cluster/trace_figures.ts";
+
+chaosTest({
+  id: "T01",
+  title: "baseline, no faults",
+  runMs: 20_000,
+  groups: "optional",
+  extraChecks: ({ input, result, readyAt }) => {
+    const findings: string[] = [];
+    const late = electionsBetween(input.traces, readyAt, Infinity);
+    if (late.length > 0) {
+      findings.push(`leader changes after the initial elections: ${late.join(", ")}`);
+    }
+    if (result.figures.indeterminate > 0) {
+      findings.push(`${result.figures.indeterminate} indeterminate produce(s) without any fault`);
+    }
+    return findings;
+  },
+  extraFigures: ({ result }) => ({
+    throughputPerSecond: result.figures.throughputPerSecond,
+    produceLatencyMs: result.figures.latencyMs.quiet,
+  }),
+});
