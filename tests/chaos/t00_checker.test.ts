@@ -282,6 +282,7 @@ test("lost values are split into prefix, middle and postfix per producer", () =>
   const result = checkHistory(run.input());
   expect(result.failed).toEqual(["I1"]);
   expect(result.figures.lost).toEqual({ total: 3, prefix: 1, middle: 1, postfix: 1 });
+  expect(result.figures.ackConflicts).toBe(3); // each lost ack's offset now holds a p4 value
 });
 
 test("report-only invariants are listed but do not fail the run", () => {

@@ -7,7 +7,7 @@
 import { chaosTest } from "../cluster/chaos_test.ts";
 import type { NemesisContext } from "../cluster/scenario.ts";
 
-export async function pauseKill(ctx: NemesisContext): Promise<void> {
+async function pauseKill(ctx: NemesisContext): Promise<void> {
   const stepMs = ctx.scale > 1 ? 30_000 : 10_000;
   for (let round = 0; round < 2 && ctx.remainingMs() > 2 * stepMs; round++) {
     const fault = ctx.begin("pause-kill", {

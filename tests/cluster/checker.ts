@@ -102,6 +102,8 @@ export interface Figures {
   readonly duplicates: number;
   readonly inconsistentOffsets: number;
   readonly wrongAckOffsets: number;
+  /** Acks whose offset holds another value in the final log (Jepsen's "inconsistent offsets" on sends). */
+  readonly ackConflicts: number;
   readonly reorderings: number;
   readonly readsThenLost: number;
   readonly failedValuesRead: number;
@@ -883,6 +885,13 @@ function computeFigures(
     duplicates,
     inconsistentOffsets: kinds("inconsistent-offset"),
     wrongAckOffsets: kinds("wrong-ack-offset"),
+    ackConflicts: okProduces.filter((op) => {
+      const final = world.finals.get(partitionKey(op.fields.topic, op.fields.partition));
+      const there = op.fields.offset === undefined
+        ? undefined
+        : final?.byOffset.get(op.fields.offset);
+      return there !== undefined && there.value !== op.fields.value;
+    }).length,
     reorderings: kinds("reordered"),
     readsThenLost: kinds("read-then-lost"),
     failedValuesRead: kinds("failed-value-read"),

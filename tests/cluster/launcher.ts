@@ -153,6 +153,7 @@ export class Cluster implements AsyncDisposable {
   readonly #reservation: PortReservation;
   readonly #proxies: LinkProxy[];
   #tornDown = false;
+  #halted = false;
 
   private constructor(
     options: ClusterOptions,
@@ -275,6 +276,9 @@ export class Cluster implements AsyncDisposable {
   /** Starts a stopped node and waits until it listens (its ports file appears). */
   async start(id: number): Promise<void> {
     const node = this.node(id);
+    if (this.#halted) {
+      throw new Error(`Cannot start node ${id}: the cluster was halted by the watchdog`);
+    }
     if (node.state !== "stopped") throw new Error(`Cannot start node ${id}: it is ${node.state}`);
     const portsFile = path.join(node.dir, `ports-${node.incarnation + 1}.json`);
     fs.rmSync(portsFile, { force: true });
@@ -464,8 +468,9 @@ export class Cluster implements AsyncDisposable {
     this.#reservation.release();
   }
 
-  /** Kills every node at once without waiting: the watchdog's last resort. */
+  /** Kills every node at once without waiting and refuses later starts: the watchdog's resort. */
   killAllNow(): void {
+    this.#halted = true;
     for (const node of this.nodes) {
       if (node.state === "stopped" || !node.child) continue;
       node.expectExit = true;

@@ -325,7 +325,7 @@ class Run {
     const drains = await this.#drainAll(cluster, leaders);
     if (consumers) await this.#catchUpConsumers(consumers, drains);
     await this.#stopAll();
-    for (const node of cluster.nodes) await cluster.stop(node.id);
+    await Promise.all(cluster.nodes.map((node) => cluster.stop(node.id)));
     traces.poll();
     for (const problem of traces.problems.slice(0, 20)) {
       this.findings.push(`trace contract: ${problem}`);
