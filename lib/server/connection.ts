@@ -155,8 +155,6 @@ function resultText(
   return `result ${code} ${utf8Length(text)} ${opaque}\r\n${text}`;
 }
 
-// The range starts at NUL on purpose: every code unit outside 0..127 is non-ASCII.
-// deno-lint-ignore no-control-regex
 const NON_ASCII = /[^\x00-\x7f]/;
 
 /** Bytes of `text` in UTF-8; replies are nearly always ASCII, where it is the length. */
