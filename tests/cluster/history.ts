@@ -67,7 +67,10 @@ export type TraceBody =
   | { readonly event: "commit"; readonly offset: number }
   | { readonly event: "repair"; readonly enter: boolean };
 
-/** Node trace events, as the broker writes them (see tests/chaos/README.md). */
+/**
+ * Node trace events, as the broker writes them (see tests/chaos/README.md). An append's `term` is
+ * the term of the entry's bytes; a `truncate` also marks each start-up's recovered log end.
+ */
 export type TraceEvent =
   & { readonly t: number; readonly node: number; readonly group: string }
   & TraceBody;
