@@ -56,25 +56,30 @@ test(
     const second = await client.put(TOPIC, 1, { payload: new TextEncoder().encode("a-1 x") });
     expect(second.offset).toBeGreaterThan(first.offset);
     await cluster.stop(1);
-    client.close();
     expect(cluster.exits.map((exit) => [exit.signal ?? exit.code, exit.expected])).toEqual([
       ["SIGKILL", true],
       [0, true],
     ]);
     expect(fs.readFileSync(node.bootIdPath, "utf8")).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-/);
     expect(lines.some((line) => line.includes("SIGKILL"))).toBe(true);
+    await cluster.start(1);
+    await client.put(TOPIC, 0, { payload: new TextEncoder().encode("a-2 x") });
+    client.close();
+    // The plain broker writes no sync journal: a power cut must refuse to guess what was durable.
+    await expect(cluster.powerCut(1, new Random(3))).rejects.toThrow(/no sync journal/);
   },
   60_000,
 );
 
-test("a healthy plain broker under kills and pauses passes every invariant", async () => {
+test("a healthy plain broker under kills and pauses passes every invariant (W1r)", async () => {
   const outcome = await runScenario({
     id: "H01",
     title: "harness pipeline on a plain broker",
     runMs: 5000,
     replicated: false,
     cluster: { partitions: 3, segmentBytes: 16 * 1024 },
-    workload: { producers: 6, ratePerSecond: 150 },
+    workload: { producers: 6, ratePerSecond: 150, resend: true },
+    check: { resend: true },
     nemesis: async (ctx) => {
       await ctx.sleep(1000);
       await killAndRestart(ctx, 1, { downMs: 400, groups: [...ctx.partitionGroups] });
