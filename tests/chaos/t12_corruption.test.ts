@@ -1,0 +1,143 @@
+/**
+ * T12 disk corruption on a stopped minority node, with W1 running on the rest (64 KiB segments so
+ * sealed segments exist early). CI subcases, in random order:
+ * a. after SIGKILL, cut 1-4096 bytes off the end of an active segment (interrupted append);
+ * b. flip 1-8 bits inside a sealed segment of a follower, then ask for a scrub;
+ * e. truncate or bit-flip a hard-state file (term/vote);
+ * i. after a clean SIGTERM stop, cut the tail of an active segment (corruption, not a torn write).
+ * Nightly adds g (zero-fill the last 64 KiB of an active segment).
+ * Must hold: I1-I13, zero acknowledged loss. Reports injected vs detected (a repair or
+ * truncate traced by the damaged node for the damaged group after the mutation).
+ */
+import { spawnSync } from "node:child_process";
+import * as path from "node:path";
+import { chaosTest } from "../cluster/chaos_test.ts";
+import {
+  cutTail,
+  flipBits,
+  hardStateFiles,
+  segmentFiles,
+  zeroFill,
+} from "../cluster/corruption.ts";
+import { METAQ_BINARY } from "../cluster/launcher.ts";
+import { findLeader, othersThan } from "../cluster/nemesis.ts";
+import type { FinishedRun, NemesisContext } from "../cluster/scenario.ts";
+
+async function corrupt(ctx: NemesisContext): Promise<void> {
+  const subcases = ctx.random.shuffle(
+    ctx.scale > 1 ? ["a", "b", "e", "i", "g"] : ["a", "b", "e", "i"],
+  );
+  const skipped: string[] = [];
+  await ctx.sleep(6_000); // let segments seal
+  for (const subcase of subcases) {
+    if (ctx.remainingMs() < 4_000) {
+      skipped.push(`${subcase}: out of time`);
+      continue;
+    }
+    const done = await mutate(ctx, subcase);
+    if (done !== undefined) skipped.push(`${subcase}: ${done}`);
+    await ctx.sleep(6_000);
+  }
+  ctx.figures.skippedSubcases = skipped;
+}
+
+/** Stops a node, damages one file as `subcase` says, restarts it. Returns why it was skipped. */
+async function mutate(ctx: NemesisContext, subcase: string): Promise<string | undefined> {
+  const group = ctx.random.pick(ctx.partitionGroups);
+  const partition = Number(group.slice(group.lastIndexOf("-") + 1));
+  const leader = await findLeader(ctx, group);
+  const node = subcase === "b" && leader !== undefined
+    ? ctx.random.pick(othersThan(ctx, leader))
+    : ctx.random.pick(ctx.cluster.nodes).id;
+  if (subcase === "i") await ctx.cluster.stop(node);
+  else await ctx.cluster.kill(node);
+  const dataDir = ctx.cluster.node(node).dataDir;
+  const segments = segmentFiles(dataDir, ctx.topic, partition);
+  const active = segments[segments.length - 1];
+  let what: string | undefined;
+  let target = group;
+  if ((subcase === "a" || subcase === "i") && active && active.size > 0) {
+    what = cutTail(active.path, ctx.random.int(1, 4096));
+  } else if (subcase === "g" && active && active.size > 0) {
+    what = zeroFill(active.path, Math.max(0, active.size - 65_536), 65_536);
+  } else if (subcase === "b" && segments.length >= 2) {
+    const sealed = ctx.random.pick(segments.slice(0, -1));
+    what = flipBits(sealed.path, {
+      from: 0,
+      to: sealed.size,
+      count: ctx.random.int(1, 8),
+      random: ctx.random,
+    });
+  } else if (subcase === "e") {
+    const files = hardStateFiles(dataDir);
+    if (files.length > 0) {
+      const file = ctx.random.pick(files);
+      target = path.basename(path.dirname(file)) === "data"
+        ? "meta"
+        : path.basename(path.dirname(file));
+      what = ctx.random.chance(0.5) ? cutTail(file, ctx.random.int(1, 64)) : flipBits(file, {
+        from: 0,
+        to: 1 << 20,
+        count: ctx.random.int(1, 8),
+        random: ctx.random,
+      });
+    }
+  }
+  if (what !== undefined) {
+    const fault = ctx.begin(`corrupt-${subcase}`, {
+      nodes: [node],
+      groups: [target],
+      detail: what,
+    });
+    ctx.cluster.resetDurability(node);
+    await ctx.cluster.start(node);
+    if (subcase === "b") scrub(ctx, node);
+    ctx.end(fault);
+    return undefined;
+  }
+  await ctx.cluster.start(node);
+  return subcase === "e"
+    ? `no file under node ${node}'s data dir matches the hard-state name pattern`
+    : `no suitable segment of ${group} on node ${node}`;
+}
+
+/** Asks the node to scrub its sealed segments (`metaq cluster scrub`); best effort. */
+function scrub(ctx: NemesisContext, node: number): void {
+  const result = spawnSync(
+    ctx.cluster.options.binary ?? METAQ_BINARY,
+    ["cluster", "scrub", "--broker", ctx.cluster.address(node)],
+    { encoding: "utf8", timeout: 10_000 },
+  );
+  ctx.log(
+    `scrub on node ${node}: exit ${result.status} ${(result.stderr ?? "").trim().slice(0, 200)}`,
+  );
+}
+
+/** Corruptions injected and whether the damaged node traced a repair or truncation after them. */
+function detection(run: FinishedRun): { fault: string; detected: boolean }[] {
+  return run.input.faults
+    .filter((fault) => fault.kind.startsWith("corrupt-"))
+    .map((fault) => ({
+      fault: `${fault.kind} node ${fault.nodes![0]} ${fault.groups![0]}`,
+      detected: run.input.traces.some((event) =>
+        event.node === fault.nodes![0] && event.group === fault.groups![0] && event.t >= fault.t &&
+        ((event.event === "repair" && event.enter) || event.event === "truncate")
+      ),
+    }));
+}
+
+chaosTest({
+  id: "T12",
+  title: "disk corruption on a stopped minority",
+  runMs: 35_000,
+  cluster: { segmentBytes: 64 * 1024 },
+  nemesis: corrupt,
+  extraFigures: (run) => {
+    const found = detection(run);
+    return {
+      injected: found.length,
+      detected: found.filter((entry) => entry.detected).length,
+      corruptions: found,
+    };
+  },
+});
