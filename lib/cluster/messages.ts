@@ -11,7 +11,8 @@
  * |  4 |    4 | body checksum: CRC-32 of the body                               |
  * |  8 |    4 | body length in bytes (at most FRAME_BODY_BYTES_MAX)             |
  * | 12 |    1 | format version (1)                                              |
- * | 13 |    1 | kind: 1 append, 2 appendReply, 3 vote, 4 voteReply, 5 timeoutNow |
+ * | 13 |    1 | kind: 1 append, 2 appendReply, 3 vote, 4 voteReply, 5 timeoutNow, |
+ * |    |      |       6 termQuery, 7 termReply                                  |
  * | 14 |    2 | flags (per kind, below)                                         |
  * | 16 |    4 | group id: which Raft group (metadata or one partition)          |
  * | 20 |    4 | from node id                                                    |
@@ -28,7 +29,7 @@
  *   epoch count, hint epochs. Flags: 1 ok, 2 counted, 4 has hint, 8 hint is partial.
  * - vote: last position (end offset, last epoch). Flags: 1 pre-vote, 2 leadership transfer.
  * - voteReply: empty. Flags: 1 pre-vote, 2 granted.
- * - timeoutNow: empty.
+ * - timeoutNow, termQuery, termReply: empty.
  *
  * A position is (offset u64, epoch u64).
  */
@@ -122,12 +123,26 @@ export interface TimeoutNowMessage extends MessageBase {
   readonly kind: "timeoutNow";
 }
 
+/**
+ * From a node that forgot its votes (unreadable hard state) to a peer: "what is your term?".
+ * Neither it nor its reply changes anyone's term; the reply's header carries the answer.
+ */
+export interface TermQueryMessage extends MessageBase {
+  readonly kind: "termQuery";
+}
+
+export interface TermReplyMessage extends MessageBase {
+  readonly kind: "termReply";
+}
+
 export type Message =
   | AppendMessage
   | AppendReplyMessage
   | VoteMessage
   | VoteReplyMessage
-  | TimeoutNowMessage;
+  | TimeoutNowMessage
+  | TermQueryMessage
+  | TermReplyMessage;
 
 /** Repair mode (replication.md 5.7): set while a damaged replica catches up. */
 export interface RepairState {
@@ -154,8 +169,25 @@ export type DecodeResult =
   | { readonly ok: true; readonly groupId: number; readonly message: Message }
   | { readonly ok: false; readonly reason: string };
 
-const KIND_CODES = { append: 1, appendReply: 2, vote: 3, voteReply: 4, timeoutNow: 5 } as const;
-const KINDS = ["", "append", "appendReply", "vote", "voteReply", "timeoutNow"] as const;
+const KIND_CODES = {
+  append: 1,
+  appendReply: 2,
+  vote: 3,
+  voteReply: 4,
+  timeoutNow: 5,
+  termQuery: 6,
+  termReply: 7,
+} as const;
+const KINDS = [
+  "",
+  "append",
+  "appendReply",
+  "vote",
+  "voteReply",
+  "timeoutNow",
+  "termQuery",
+  "termReply",
+] as const;
 
 const FLAG_RESET = 1;
 const FLAG_OK = 1;
@@ -316,6 +348,8 @@ function bodyBytesOf(message: Message): number {
       return 16;
     case "voteReply":
     case "timeoutNow":
+    case "termQuery":
+    case "termReply":
       return 0;
   }
 }
@@ -346,6 +380,8 @@ function writeBody(writer: Writer, message: Message): number {
     case "voteReply":
       return (message.pre ? FLAG_PRE : 0) | (message.granted ? FLAG_GRANTED : 0);
     case "timeoutNow":
+    case "termQuery":
+    case "termReply":
       return 0;
   }
 }
@@ -390,6 +426,8 @@ function readBody(
         granted: (flags & FLAG_GRANTED) !== 0,
       };
     case "timeoutNow":
+    case "termQuery":
+    case "termReply":
       return { kind, ...base };
   }
 }

@@ -132,11 +132,20 @@ export interface ProposalOutcome {
   readonly term: number;
 }
 
-/** Trace events: for logs, status and the simulator's checker; the driver need not act. */
+/**
+ * Trace events, in the order things happened: for logs, status and the simulator's checker.
+ * The driver need not act on them (everything it must do is in the other Ready fields).
+ */
 export type RaftEvent =
   | { readonly kind: "role"; readonly role: Role; readonly term: number; readonly leaderId: NodeId }
   | { readonly kind: "campaign"; readonly term: number; readonly pre: boolean }
-  | { readonly kind: "voted"; readonly term: number; readonly candidate: NodeId }
+  | {
+    readonly kind: "voted";
+    readonly term: number;
+    readonly candidate: NodeId;
+    readonly pre: boolean;
+  }
+  | { readonly kind: "committed"; readonly position: Position; readonly leader: boolean }
   | { readonly kind: "truncated"; readonly to: Position }
   | { readonly kind: "reset"; readonly to: Position }
   | { readonly kind: "checkQuorumLost"; readonly term: number }
@@ -340,6 +349,9 @@ export class Raft {
     assert(message.to === this.id, `message for ${message.to} stepped on ${this.id}`);
     if (!this.#peers.includes(message.from)) return;
     if (this.#amnesia) observeTerm(this.#amnesia, message);
+    // Term queries change no one's term, whatever terms they carry.
+    if (message.kind === "termQuery") return this.#send({ kind: "termReply", to: message.from });
+    if (message.kind === "termReply") return;
     if (message.term > this.#term && !this.#acceptHigherTerm(message)) return;
     if (message.term < this.#term) return this.#answerStale(message);
     switch (message.kind) {
@@ -405,9 +417,9 @@ export class Raft {
       return;
     }
     const ack = this.#ackPosition();
-    if (this.#ackDue && ack && (!this.#ackSent || comparePositions(ack, this.#ackSent) > 0)) {
-      this.#sendAck();
-    }
+    const following = this.#role === "follower" && this.#leaderId !== 0;
+    const advanced = ack && (!this.#ackSent || comparePositions(ack, this.#ackSent) > 0);
+    if (this.#ackDue && following && advanced) this.#sendAck();
     this.#checkRepairExit();
   }
 
@@ -558,12 +570,26 @@ export class Raft {
     this.#events.push({ kind: "votesForgotten", floor: this.#amnesia.floor });
   }
 
-  /** Ends the forgotten-vote window once it lasted an election timeout and every peer spoke. */
+  /**
+   * While our votes are forgotten, ask the peers we have not heard from for their terms. The
+   * window ends once it lasted an election timeout and every peer answered: any candidate we
+   * voted for keeps a term at least that high, so the highest term seen bounds our old votes.
+   */
   #tickAmnesia(amnesia: Amnesia): void {
     amnesia.ticksLeft = Math.max(0, amnesia.ticksLeft - 1);
-    if (amnesia.ticksLeft > 0 || amnesia.heard.size < this.#peers.length) return;
+    if (amnesia.heard.size < this.#peers.length) {
+      if (this.#tickCount % this.#timing.heartbeatTicks === 0) {
+        for (const peer of this.#peers) {
+          if (!amnesia.heard.has(peer)) this.#send({ kind: "termQuery", to: peer });
+        }
+      }
+      return;
+    }
+    if (amnesia.ticksLeft > 0) return;
     this.#amnesia = undefined;
     this.#voteFloor = Math.max(this.#voteFloor, amnesia.floor);
+    // Catch up to the floor as if we had voted there: we reject leaders of older terms again.
+    if (this.#term < this.#voteFloor) this.#becomeFollower(this.#voteFloor, 0);
     this.#hardStateDirty = true;
     this.#events.push({ kind: "votesRecovered", voteFloor: this.#voteFloor });
   }
@@ -745,6 +771,9 @@ export class Raft {
     if (message.pre) {
       const granted = eligible && upToDate && message.term > this.#term;
       const term = granted ? message.term : this.#term;
+      if (granted) {
+        this.#events.push({ kind: "voted", term, candidate: message.from, pre: true });
+      }
       this.#send({ kind: "voteReply", to: message.from, term, pre: true, granted });
       return;
     }
@@ -755,7 +784,7 @@ export class Raft {
       this.#votedFor = message.from;
       this.#hardStateDirty = true;
       this.#electionElapsed = 0;
-      this.#events.push({ kind: "voted", term: this.#term, candidate: message.from });
+      this.#events.push({ kind: "voted", term: this.#term, candidate: message.from, pre: false });
     }
     this.#send({ kind: "voteReply", to: message.from, pre: false, granted });
   }
@@ -926,8 +955,9 @@ export class Raft {
     this.#ackDue = comparePositions(match, appended) < 0;
   }
 
+  /** Our acks may count toward commit: not in repair mode, not while our votes are forgotten. */
   #counted(): boolean {
-    return !this.#repair && !this.#nonVoting;
+    return !this.#repair && !this.#nonVoting && !this.#amnesia;
   }
 
   /**
@@ -963,7 +993,9 @@ export class Raft {
   #onAck(peer: NodeId, progress: Progress, message: AppendReplyMessage): void {
     const { match, appended } = message;
     assert(match !== undefined && appended !== undefined, "ok reply without positions");
-    assert(this.#holds(appended), `peer ${peer} acked a position we do not hold`);
+    // Retention may have dropped what a lagging follower acks; that is still our log's prefix.
+    const belowBase = comparePositions(appended, basePosition(this.#shape())) < 0;
+    assert(belowBase || this.#holds(appended), `peer ${peer} acked a position we do not hold`);
     assert(comparePositions(match, appended) <= 0);
     if (!progress.appended || comparePositions(appended, progress.appended) > 0) {
       progress.appended = appended;
@@ -986,13 +1018,16 @@ export class Raft {
   #onReject(peer: NodeId, progress: Progress, hint: RejectHint): void {
     let next = commonPosition(this.#shape(), hint);
     if (!next && hint.partial && hint.epochs.length > 0) next = this.#probeBelow(hint.epochs[0]);
-    const reset = !next || next.offset < this.#startOffset || !this.#holds(next);
-    progress.next = reset || !next ? basePosition(this.#shape()) : next;
-    progress.reset = reset;
+    if (!next || next.offset < this.#startOffset || !this.#holds(next)) {
+      this.#startReset(progress);
+      this.#replicate(peer, true);
+      return;
+    }
+    progress.next = next;
+    progress.reset = false;
     progress.probing = true;
     progress.probeSentTick = -Infinity;
     // What the follower reported before may be gone (a restart cut an unsynced tail).
-    if (reset) progress.match = progress.appended = undefined;
     if (progress.match && comparePositions(progress.match, progress.next) > 0) {
       progress.match = progress.next;
     }
@@ -1000,6 +1035,16 @@ export class Raft {
       progress.appended = progress.next;
     }
     this.#replicate(peer, true);
+  }
+
+  /** The follower shares nothing we still store: its next append resets it to our base. */
+  #startReset(progress: Progress): void {
+    progress.next = basePosition(this.#shape());
+    progress.reset = true;
+    progress.probing = true;
+    progress.probeSentTick = -Infinity;
+    progress.match = undefined;
+    progress.appended = undefined;
   }
 
   /** The end of our last run older than `oldest`: where to probe when a hint was cut short. */
@@ -1030,6 +1075,11 @@ export class Raft {
    */
   #replicate(peer: NodeId, force: boolean): void {
     const progress = this.#progress.get(peer)!;
+    if (comparePositions(progress.next, basePosition(this.#shape())) < 0) {
+      // Retention dropped what this follower needs next (or the base a reset was aiming at):
+      // it must start over at our current base.
+      this.#startReset(progress);
+    }
     if (progress.probing) {
       const recent = this.#tickCount - progress.probeSentTick < this.#timing.heartbeatTicks;
       if (!force && recent) return;
@@ -1239,6 +1289,7 @@ export class Raft {
     assert(this.#holds(position), "commit beyond the log");
     this.#commit = position;
     this.#commitChanged = true;
+    this.#events.push({ kind: "committed", position, leader: this.#role === "leader" });
   }
 
   #send(message: Outgoing): void {
