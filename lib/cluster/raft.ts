@@ -17,7 +17,6 @@ import type { Random } from "../prng.ts";
 import {
   type AppendMessage,
   type AppendReplyMessage,
-  appendShapeError,
   ENTRIES_PER_APPEND_MAX,
   ENTRY_BYTES_MAX,
   type HardState,
@@ -842,14 +841,15 @@ export class Raft {
 
   #handleAppend(message: AppendMessage): void {
     assert(this.#role !== "leader", `two leaders in term ${this.#term}`);
-    assert(appendShapeError(message) === undefined, "malformed append");
     if (this.#role !== "follower" || this.#leaderId !== message.from) {
       this.#becomeFollower(message.term, message.from);
     }
     this.#electionElapsed = 0;
     this.#leaderContactTicks = 0;
     this.#leaderStartOffset = message.leaderStartOffset;
-    if (message.reset && !this.#holds(message.prev)) this.#resetLog(message.prev);
+    // A reset aimed at or below our commit is stale (we were reset past it): nothing to drop.
+    const behind = comparePositions(message.prev, this.#commit) <= 0;
+    if (message.reset && !behind && !this.#holds(message.prev)) this.#resetLog(message.prev);
     if (!this.#prevMatches(message.prev)) {
       const hint = this.#rejectHint(message.prev);
       this.#send({
@@ -861,9 +861,9 @@ export class Raft {
       });
       return;
     }
-    const end = this.#canary === "noPrevCheck" && !this.#holds(message.prev)
-      ? this.#acceptBlindly(message)
-      : this.#acceptItems(message);
+    const blind = this.#canary === "noPrevCheck" && !this.#holds(message.prev) &&
+      comparePositions(message.prev, this.#commit) > 0;
+    const end = blind ? this.#acceptBlindly(message) : this.#acceptItems(message);
     this.#matched = this.#matched ? maxPosition(this.#matched, end) : end;
     const commit = minPosition(message.commit, end);
     if (comparePositions(commit, this.#commit) > 0) this.#setCommit(commit);
@@ -876,7 +876,8 @@ export class Raft {
   /** We hold `prev`, or it is below our commit (a prefix every log of this term shares). */
   #prevMatches(prev: Position): boolean {
     if (this.#holds(prev) || comparePositions(prev, this.#commit) <= 0) return true;
-    return this.#canary === "noPrevCheck" && prev.offset === this.#endOffset;
+    const inside = prev.offset >= this.#startOffset && prev.offset <= this.#endOffset;
+    return this.#canary === "noPrevCheck" && inside;
   }
 
   /**
@@ -909,11 +910,17 @@ export class Raft {
   }
 
   /**
-   * The noPrevCheck canary: a follower that matched on offset alone writes the leader's bytes
-   * after its own, labelled with its own last epoch, as an offset-only check would.
+   * The noPrevCheck canary: a follower that matched on offset alone cuts its log there and
+   * writes the leader's items after it, relabelling entries with its own epoch where needed.
    */
   #acceptBlindly(message: AppendMessage): Position {
     const items = appendItems(message);
+    const offset = message.prev.offset;
+    const cut = {
+      offset,
+      epoch: epochsThrough(this.#epochs, { offset, epoch: Infinity }).at(-1)!.epoch,
+    };
+    if (comparePositions(cut, this.#lastPosition()) < 0) this.#truncate(cut);
     for (const item of items) {
       const lastEpoch = this.#lastPosition().epoch;
       if (item.kind === "marker" && item.epoch <= lastEpoch) continue;
@@ -1270,7 +1277,10 @@ export class Raft {
   /** Drops the whole log and starts at the leader's base (we end below its log start). */
   #resetLog(base: Position): void {
     if (this.#canary !== "truncateBelowCommit") {
-      assert(comparePositions(this.#commit, base) <= 0, "reset below commit");
+      const detail = `commit ${show(this.#commit)}, base ${show(base)}, end ${
+        show(this.#lastPosition())
+      }`;
+      assert(comparePositions(this.#commit, base) <= 0, `reset below commit: ${detail}`);
     }
     this.#unstable = [];
     this.#handedCount = 0;
@@ -1321,6 +1331,10 @@ export function appendItems(message: AppendMessage): LogItem[] {
   takeMarkers();
   assert(marker === message.markers.length, "append markers outside its entries");
   return items;
+}
+
+function show(position: Position): string {
+  return `${position.offset}@${position.epoch}`;
 }
 
 function checkTiming(timing: RaftTiming): void {

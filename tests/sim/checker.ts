@@ -266,7 +266,7 @@ export class Checker {
       if (disk.hashAt(tip.position) !== tip.hash) {
         fail("S5", `node ${id} committed ${show(position)} on a log that forks below the tip`);
       }
-      while (comparePositions(disk.items[index].end, tip.position) <= 0) index++;
+      index = comparePositions(tip.position, disk.base) === 0 ? 0 : disk.indexOf(tip.position)! + 1;
     } else if (this.#committed.get(positionKey(disk.base)) === undefined) {
       fail("S5", `node ${id} committed from base ${show(disk.base)} off the chain`);
     }

@@ -68,6 +68,11 @@ export class SimDisk {
     return this.items.length > 0 ? this.items[this.items.length - 1].end : this.base;
   }
 
+  /** Index of the item ending at `position`, or undefined. */
+  indexOf(position: Position): number | undefined {
+    return this.#index.get(positionKey(position));
+  }
+
   /** Hash of the prefix ending at `position`, if this log holds it (base included). */
   hashAt(position: Position): number | undefined {
     if (comparePositions(position, this.base) === 0) return this.baseHash;

@@ -18,6 +18,11 @@ export class EventQueue<T> {
     return this.#heap.length;
   }
 
+  /** Time of the earliest event, or Infinity when empty. */
+  peekTime(): number {
+    return this.#heap.length > 0 ? this.#heap[0].time : Infinity;
+  }
+
   push(time: number, event: T): void {
     const heap = this.#heap;
     heap.push({ time, sequence: this.#sequence++, event });

@@ -67,6 +67,8 @@ export interface Fault {
   readonly durationTicks: number;
   readonly corrupt: boolean;
   readonly loseHardState: boolean;
+  /** Hit whichever node leads when the fault fires (Jepsen's leader kills), if any does. */
+  readonly targetLeader: boolean;
   readonly partition: "split" | "oneWay" | "bridge" | "isolate";
   readonly salt: number;
 }
@@ -95,7 +97,6 @@ export interface SimResult {
 }
 
 type SimEvent =
-  | { readonly kind: "tick"; readonly node: NodeId }
   | { readonly kind: "deliver"; readonly message: Message }
   | { readonly kind: "hardStateDone"; readonly node: NodeId; readonly incarnation: number }
   | {
@@ -126,6 +127,8 @@ interface SimNode {
   held: Ready | undefined;
   inbox: SimEvent[];
   lastSyncUnits: number;
+  /** Ticks are periodic, so they live here rather than in the event queue (most events). */
+  nextTickUnits: number;
 }
 
 interface Pending {
@@ -212,9 +215,10 @@ class World {
         held: undefined,
         inbox: [],
         lastSyncUnits: 0,
+        nextTickUnits: 0,
       };
       this.#nodes.set(id, node);
-      this.#push(schedule.int(1, node.unitsPerTick), { kind: "tick", node: id });
+      node.nextTickUnits = schedule.int(1, node.unitsPerTick);
     }
     const clientCount = schedule.int(2, 5);
     for (let id = 0; id < clientCount; id++) {
@@ -264,10 +268,15 @@ class World {
   }
 
   #loop(): void {
+    const nodes = [...this.#nodes.values()];
     while (!this.#done) {
-      const next = this.#queue.pop();
-      if (!next) throw new LivenessFailure("the event queue ran dry");
-      this.#now = next.time;
+      // The next tick of any node runs before queued events at the same or a later time.
+      let ticking = nodes[0];
+      for (const node of nodes) if (node.nextTickUnits < ticking.nextTickUnits) ticking = node;
+      const tickFirst = ticking.nextTickUnits <= this.#queue.peekTime();
+      const next = tickFirst ? undefined : this.#queue.pop();
+      if (!tickFirst && !next) throw new LivenessFailure("the event queue ran dry");
+      this.#now = tickFirst ? ticking.nextTickUnits : next!.time;
       if (this.#now > this.#livenessDeadlineUnits) {
         throw new LivenessFailure(
           `not settled ${LIVENESS_ELECTIONS} election timeouts after heal: ${this.#unsettled()}`,
@@ -275,15 +284,14 @@ class World {
       }
       this.#events++;
       if (this.#queue.size > QUEUE_EVENTS_MAX) throw new Error("the event queue keeps growing");
-      this.#handle(next.event);
+      if (tickFirst) this.#onTick(ticking);
+      else this.#handle(next!.event);
     }
     this.#finalCheck();
   }
 
   #handle(event: SimEvent): void {
     switch (event.kind) {
-      case "tick":
-        return this.#onTick(this.#node(event.node));
       case "deliver":
         return this.#onDeliver(event);
       case "hardStateDone":
@@ -328,7 +336,7 @@ class World {
   }
 
   #onTick(node: SimNode): void {
-    this.#push(this.#now + node.unitsPerTick, { kind: "tick", node: node.id });
+    node.nextTickUnits = this.#now + node.unitsPerTick;
     if (!node.up || node.paused) return;
     node.raft.tick();
     this.#drive(node);
@@ -449,8 +457,10 @@ class World {
   // -------------------------------------------------------------------------------------------
   // Faults.
 
-  #onFault(fault: Fault): void {
+  #onFault(planned: Fault): void {
     if (this.#healed) return;
+    const leader = planned.targetLeader ? this.#currentLeader() : undefined;
+    const fault = leader ? { ...planned, node: leader.id } : planned;
     this.#trace(
       `fault #${fault.index} ${fault.kind} node=${fault.node} for ${fault.durationTicks}`,
     );
@@ -561,11 +571,20 @@ class World {
     this.#push(this.#now + fault.durationTicks * UNITS_PER_TICK, { kind: "unpartition", id });
   }
 
+  #currentLeader(): SimNode | undefined {
+    let best: SimNode | undefined;
+    for (const node of this.#nodes.values()) {
+      if (!node.up || node.paused) continue;
+      const status = node.raft.status();
+      if (status.role !== "leader") continue;
+      if (!best || status.term > best.raft.status().term) best = node;
+    }
+    return best;
+  }
+
   /** The leader drops a committed, durable prefix of its log (retention, replication.md 5.6). */
   #retention(): void {
-    const leader = [...this.#nodes.values()].find((node) =>
-      node.up && !node.paused && node.raft.status().role === "leader"
-    );
+    const leader = this.#currentLeader();
     if (!leader) return;
     const { commit } = leader.raft.status();
     const { disk } = leader;
@@ -615,7 +634,7 @@ class World {
     const value = new Uint8Array(prefix.length + this.#random.int(4, 49));
     value.set(prefix);
     for (let index = prefix.length; index < value.length; index++) {
-      value[index] = this.#random.int(0, 256);
+      value[index] = this.#random.nextU32() & 0xff;
     }
     return value;
   }
@@ -804,6 +823,7 @@ function makeFaults(random: Prng, nodeCount: number, ticks: number): Fault[] {
       durationTicks,
       corrupt: random.chance(0.25),
       loseHardState: random.chance(0.15),
+      targetLeader: random.chance(0.5),
       partition: random.pick(shapes),
       salt: random.nextU32(),
     });
