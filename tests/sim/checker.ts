@@ -39,6 +39,12 @@ interface NodeView {
 
 export interface CheckerWorld {
   readonly voters: readonly NodeId[];
+  /**
+   * Check only end-to-end consequences (two leaders, forks, lost or changed commits), not the
+   * rules that prevent them (vote persisted before sent, own-term and durable-quorum commits,
+   * no votes in repair mode). Shows that a canary does real damage, not just a rule breach.
+   */
+  readonly endToEndOnly?: boolean;
   disk(id: NodeId): SimDisk;
   now(): number;
 }
@@ -134,7 +140,8 @@ export class Checker {
     // A durable later term also forecloses this vote: the node can never vote in it again.
     const durable = this.#world.disk(id).hardState;
     const recorded = durable?.term === message.term && durable.votedFor === message.to;
-    if (!durable || !(recorded || durable.term > message.term)) {
+    const rules = !this.#world.endToEndOnly;
+    if (rules && (!durable || !(recorded || durable.term > message.term))) {
       fail(
         "S7",
         `node ${id} sent a vote for ${message.to} in term ${message.term} before persisting it`,
@@ -158,6 +165,7 @@ export class Checker {
 
   #onEvent(id: NodeId, event: RaftEvent): void {
     const view = this.#view(id);
+    const rules = !this.#world.endToEndOnly;
     switch (event.kind) {
       case "role":
         if (event.role === "leader") this.#onElected(id, event.term);
@@ -168,17 +176,19 @@ export class Checker {
         if (view.leaderTerm > 0) fail("S2", `leader ${id} of term ${view.leaderTerm} cut its log`);
         return;
       case "campaign":
-        if (view.repairing) fail("S8", `node ${id} campaigned in repair mode`);
+        if (view.repairing && rules) fail("S8", `node ${id} campaigned in repair mode`);
         return;
       case "voted":
-        if (view.repairing) fail("S8", `node ${id} granted a vote in repair mode`);
+        if (view.repairing && rules) fail("S8", `node ${id} granted a vote in repair mode`);
         return;
       case "repairEntered":
         view.repairing = true;
         view.formerEnd = event.formerEndOffset;
         return;
       case "repairExited":
-        return this.#onRepairExit(id, event.target);
+        if (!rules) view.repairing = false;
+        else this.#onRepairExit(id, event.target);
+        return;
       case "committed":
         return this.#onCommit(id, event.position, event.leader);
       default:
@@ -217,8 +227,14 @@ export class Checker {
       fail("S6", `node ${id} moved its commit from ${show(view.commit)} to ${show(position)}`);
     }
     view.commit = position;
-    const hash = disk.hashAt(position);
-    if (hash === undefined) fail("S6", `node ${id} committed ${show(position)} beyond its log`);
+    // A reset later in the same Ready can leave an earlier commit below the new base: such a
+    // position can only be checked against the chain.
+    const below = comparePositions(position, disk.base) < 0;
+    const hash = below ? this.#committed.get(positionKey(position)) : disk.hashAt(position);
+    if (hash === undefined) {
+      const where = below ? "below its base, off the chain" : "beyond its log";
+      fail(below ? "S5" : "S6", `node ${id} committed ${show(position)} ${where}`);
+    }
     this.commitCount++;
     if (byLeader) this.#checkLeaderCommit(id, view, position, hash);
     if (comparePositions(position, this.#tip.position) <= 0) {
@@ -238,6 +254,14 @@ export class Checker {
   #checkLeaderCommit(id: NodeId, view: NodeView, position: Position, hash: number): void {
     const term = view.leaderTerm;
     if (term === 0) fail("S6", `node ${id} committed as leader without leading`);
+    if (!this.#world.endToEndOnly) this.#checkCommitRule(id, term, position, hash);
+    const best = this.#leaderCommits.get(term);
+    if (!best || comparePositions(position, best.position) > 0) {
+      this.#leaderCommits.set(term, { position, hash });
+    }
+  }
+
+  #checkCommitRule(id: NodeId, term: number, position: Position, hash: number): void {
     if (position.epoch !== term) {
       fail("S6", `leader ${id} of term ${term} committed ${show(position)} of an older term`);
     }
@@ -250,10 +274,6 @@ export class Checker {
     }
     if (holders < quorumSize(this.#world.voters.length)) {
       fail("S6", `leader ${id} committed ${show(position)} held durably by ${holders} voters`);
-    }
-    const best = this.#leaderCommits.get(term);
-    if (!best || comparePositions(position, best.position) > 0) {
-      this.#leaderCommits.set(term, { position, hash });
     }
   }
 

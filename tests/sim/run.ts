@@ -21,11 +21,13 @@ const { values } = parseArgs({
     disable: { type: "string" },
     trace: { type: "boolean", default: false },
     shrink: { type: "boolean", default: false },
+    "end-to-end": { type: "boolean", default: false },
   },
 });
 
 const ticks = values.ticks ? Number(values.ticks) : undefined;
 const canary = values.canary as Canary | undefined;
+const endToEndOnly = values["end-to-end"];
 const disabledFaults = new Set(
   (values.disable ?? "").split(",").filter((part) => part !== "").map(Number),
 );
@@ -47,7 +49,7 @@ if (values.seeds) {
   const [first, last] = values.seeds.split("-").map(Number);
   let failed = 0;
   for (let seed = first; seed <= last; seed++) {
-    const result = runSimulation({ seed, ticks, canary });
+    const result = runSimulation({ seed, ticks, canary, endToEndOnly });
     if (result.failure) {
       failed++;
       report(result);
@@ -57,7 +59,7 @@ if (values.seeds) {
 } else {
   const seed = Number(values.seed ?? process.env.SIM_SEED ?? 1);
   const trace = values.trace ? (line: string) => console.log(line) : undefined;
-  const result = runSimulation({ seed, ticks, canary, disabledFaults, trace });
+  const result = runSimulation({ seed, ticks, canary, disabledFaults, trace, endToEndOnly });
   report(result);
   if (result.failure && !values.trace) {
     console.log("  last events:");

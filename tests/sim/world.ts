@@ -55,6 +55,8 @@ export interface SimOptions {
   readonly disabledFaults?: ReadonlySet<number>;
   /** Receives every trace line as it happens. */
   readonly trace?: (line: string) => void;
+  /** Check consequences only, not the rules that prevent them (see CheckerWorld). */
+  readonly endToEndOnly?: boolean;
 }
 
 export type FaultKind = "crash" | "pause" | "partition" | "retention";
@@ -179,6 +181,8 @@ class World {
   #dropRate: number;
   #dupRate: number;
   #tailRate = 0.01;
+  /** Chance that a node crashes right after winning an election or sending a vote. */
+  readonly #buggifyRate: number;
   readonly #chaosTicks: number;
   readonly #livenessDeadlineUnits: number;
   #lastLeaderCommit = 0;
@@ -193,11 +197,13 @@ class World {
     this.#voters = Array.from({ length: nodeCount }, (_, index) => index + 1);
     this.#dropRate = schedule.float() * 0.2;
     this.#dupRate = schedule.float() * 0.05;
+    this.#buggifyRate = schedule.chance(0.3) ? 0 : 0.05 + schedule.float() * 0.15;
     this.#faults = makeFaults(schedule, nodeCount, this.#chaosTicks);
     this.#livenessDeadlineUnits = (this.#chaosTicks +
       LIVENESS_ELECTIONS * SIM_TIMING.electionTicksMax) * UNITS_PER_TICK;
     this.#checker = new Checker({
       voters: this.#voters,
+      endToEndOnly: options.endToEndOnly === true,
       disk: (id) => this.#node(id).disk,
       now: () => this.#now,
     });
@@ -376,9 +382,15 @@ class World {
     }
     if (ready.appendsEnd) this.#scheduleSync(node, ready.appendsEnd);
     this.#checker.onEvents(node.id, ready.events);
+    if (ready.events.some((event) => event.kind === "role" && event.role === "leader")) {
+      this.#buggify(node, this.#random.int(1, 41), this.#random.int(20, 301));
+    }
     for (const message of ready.messages) {
       this.#checker.onSend(node.id, message);
       this.#send(message);
+      if (message.kind === "voteReply" && message.granted && !message.pre) {
+        this.#buggify(node, this.#random.int(0, 6), this.#random.int(1, 31));
+      }
     }
     for (const outcome of ready.outcomes) this.#onOutcome(outcome);
     node.raft.advance(ready);
@@ -474,6 +486,27 @@ class World {
       case "retention":
         return this.#retention();
     }
+  }
+
+  /**
+   * FoundationDB's "buggify": crash a node at a moment uniform faults rarely hit, just after it
+   * won an election (Raft's figure 8 needs that) or answered a vote (a lost vote needs that).
+   */
+  #buggify(node: SimNode, afterTicks: number, downTicks: number): void {
+    if (this.#healed || this.#buggifyRate === 0 || !this.#random.chance(this.#buggifyRate)) return;
+    const fault: Fault = {
+      index: -1,
+      atTick: 0,
+      kind: "crash",
+      node: node.id,
+      durationTicks: downTicks,
+      corrupt: false,
+      loseHardState: false,
+      targetLeader: false,
+      partition: "isolate",
+      salt: 0,
+    };
+    this.#push(this.#now + afterTicks * UNITS_PER_TICK, { kind: "fault", fault });
   }
 
   #crash(node: SimNode, fault: Fault): void {
