@@ -17,11 +17,9 @@ import type { Random } from "../prng.ts";
 import {
   type AppendMessage,
   type AppendReplyMessage,
-  ENTRIES_PER_APPEND_MAX,
   ENTRY_BYTES_MAX,
   type HardState,
   HINT_EPOCHS_MAX,
-  MARKERS_PER_APPEND_MAX,
   type Message,
   type NodeId,
   type RejectHint,
@@ -31,21 +29,15 @@ import {
   type VoteReplyMessage,
 } from "./messages.ts";
 import { hasQuorum, quorumValue, VOTERS_MAX } from "./quorum.ts";
+import { UnstableLog } from "./unstable_log.ts";
 import {
-  assertShape,
-  basePosition,
   commonPosition,
   comparePositions,
   compareRecency,
-  epochIndex,
-  epochsFrom,
   type EpochStart,
   epochsThrough,
-  holdsPosition,
   itemEnd,
-  lastPosition,
   type LogItem,
-  type LogShape,
   maxPosition,
   minPosition,
   type Position,
@@ -256,7 +248,7 @@ export class Raft {
   readonly #appendBytesMax: number;
   readonly #inflightBytesMax: number;
   readonly #proposalsMax: number;
-  #log!: RaftLogView;
+  #log!: UnstableLog;
 
   // Hard state.
   #term = 0;
@@ -265,18 +257,8 @@ export class Raft {
   #voteFloor = 0;
   #hardStateDirty = false;
 
-  // The log: the driver's durable log up to #durable, then #unstable items. The core keeps its
-  // own copy of the epoch list because the driver applies a Ready some time after it is taken.
-  #startOffset = 0;
-  #endOffset = 0;
-  #epochs: EpochStart[] = [];
-  #unstable: LogItem[] = [];
-  /** The first #handedCount unstable items were given to the driver in a Ready. */
-  #handedCount = 0;
-  #durable: Position = { offset: 0, epoch: 0 };
   #commit: Position = { offset: 0, epoch: 0 };
   #commitChanged = false;
-  #cut: { kind: "truncate" | "reset"; position: Position } | undefined;
 
   // Role and timers.
   #role: Role = "follower";
@@ -376,9 +358,9 @@ export class Raft {
     if (this.#transfer) return { kind: "notLeader", leaderId: this.#transfer.target };
     if (this.#proposals.length >= this.#proposalsMax) return { kind: "busy" };
     assert(bytes.length > 0 && bytes.length <= ENTRY_BYTES_MAX, `entry of ${bytes.length} bytes`);
-    const offset = this.#endOffset;
+    const offset = this.#log.endOffset;
     this.#appendItem({ kind: "entry", offset, epoch: this.#term, bytes });
-    const endOffset = this.#endOffset;
+    const endOffset = this.#log.endOffset;
     this.#proposals.push({ clientTag, offset, endOffset });
     for (const peer of this.#peers) this.#replicate(peer, false);
     this.#maybeCommit();
@@ -403,14 +385,7 @@ export class Raft {
    * Reports about items since cut off by a truncation are recognised and ignored.
    */
   persisted(upTo: Position): void {
-    if (!this.#holds(upTo) || comparePositions(upTo, this.#durable) <= 0) return;
-    assert(comparePositions(upTo, this.#handedEnd()) <= 0, "persisted beyond what was handed");
-    let count = 0;
-    while (comparePositions(itemEnd(this.#unstable[count]), upTo) < 0) count++;
-    assert(samePosition(itemEnd(this.#unstable[count]), upTo), "persisted inside an item");
-    this.#unstable.splice(0, count + 1);
-    this.#handedCount -= count + 1;
-    this.#durable = upTo;
+    if (!this.#log.persisted(upTo)) return;
     if (this.#role === "leader") {
       this.#maybeCommit();
       return;
@@ -428,39 +403,34 @@ export class Raft {
    * and rewrites its epoch checkpoint from `base`.
    */
   compact(base: Position): boolean {
-    if (!this.#holds(base) || this.#cut) return false;
+    if (!this.#log.holds(base) || this.#log.cutPending) return false;
     if (comparePositions(base, this.#commit) > 0) return false;
-    if (comparePositions(base, this.#durable) > 0) return false;
-    this.#epochs = epochsFrom(this.#epochs, base);
-    this.#startOffset = base.offset;
+    if (comparePositions(base, this.#log.durable) > 0) return false;
+    this.#log.compact(base);
     return true;
   }
 
   hasReady(): boolean {
-    return this.#hardStateDirty || this.#cut !== undefined ||
-      this.#handedCount < this.#unstable.length || this.#messages.length > 0 ||
+    return this.#hardStateDirty || this.#log.hasOutput || this.#messages.length > 0 ||
       this.#commitChanged || this.#outcomes.length > 0 || this.#events.length > 0;
   }
 
   /** Takes everything the driver must do now; see `Ready` for the order. */
   ready(): Ready {
     assert(!this.#readyOutstanding, "ready() called again before advance()");
-    const appends = this.#unstable.slice(this.#handedCount);
-    this.#handedCount = this.#unstable.length;
-    const cut = this.#cut;
+    const { cut, appends, appendsEnd } = this.#log.take();
     const ready: Ready = {
       ...(this.#hardStateDirty ? { hardState: this.#hardState() } : {}),
       ...(cut?.kind === "reset" ? { resetTo: cut.position } : {}),
       ...(cut?.kind === "truncate" ? { truncateTo: cut.position } : {}),
       appends,
-      ...(appends.length > 0 ? { appendsEnd: itemEnd(appends[appends.length - 1]) } : {}),
+      ...(appendsEnd ? { appendsEnd } : {}),
       messages: this.#messages,
       ...(this.#commitChanged ? { commit: this.#commit } : {}),
       outcomes: this.#outcomes,
       events: this.#events,
     };
     this.#hardStateDirty = false;
-    this.#cut = undefined;
     this.#commitChanged = false;
     this.#messages = [];
     this.#outcomes = [];
@@ -483,9 +453,9 @@ export class Raft {
       leaderId: this.#leaderId,
       votedFor: this.#votedFor,
       commit: this.#commit,
-      durable: this.#durable,
-      last: this.#lastPosition(),
-      startOffset: this.#startOffset,
+      durable: this.#log.durable,
+      last: this.#log.last,
+      startOffset: this.#log.startOffset,
       ...(this.#repair ? { repair: this.#repair } : {}),
       votesForgotten: this.#amnesia !== undefined,
       voteFloor: this.#voteFloor,
@@ -499,17 +469,9 @@ export class Raft {
   // Start and hard state.
 
   #start(durable: DurableState, log: RaftLogView): void {
-    assertShape(log);
-    this.#log = log;
-    this.#startOffset = log.startOffset;
-    this.#endOffset = log.endOffset;
-    this.#epochs = [...log.epochs];
-    this.#unstable = [];
-    this.#handedCount = 0;
-    this.#cut = undefined;
-    this.#durable = this.#lastPosition();
+    this.#log = new UnstableLog(log);
     // Only the base is known to be committed after a restart; leaders tell us the rest.
-    this.#commit = basePosition(this.#shape());
+    this.#commit = this.#log.base;
     this.#commitChanged = false;
     this.#role = "follower";
     this.#leaderId = 0;
@@ -818,7 +780,7 @@ export class Raft {
     this.#proposals = [];
     const before = this.#lastPosition();
     // The epoch marker is our no-op: once a quorum holds it, our commit covers our own term.
-    this.#appendItem({ kind: "marker", offset: this.#endOffset, epoch: this.#term });
+    this.#appendItem({ kind: "marker", offset: this.#log.endOffset, epoch: this.#term });
     this.#progress.clear();
     for (const peer of this.#peers) {
       this.#progress.set(peer, {
@@ -876,7 +838,7 @@ export class Raft {
   /** We hold `prev`, or it is below our commit (a prefix every log of this term shares). */
   #prevMatches(prev: Position): boolean {
     if (this.#holds(prev) || comparePositions(prev, this.#commit) <= 0) return true;
-    const inside = prev.offset >= this.#startOffset && prev.offset <= this.#endOffset;
+    const inside = prev.offset >= this.#log.startOffset && prev.offset <= this.#log.endOffset;
     return this.#canary === "noPrevCheck" && inside;
   }
 
@@ -918,7 +880,7 @@ export class Raft {
     const offset = message.prev.offset;
     const cut = {
       offset,
-      epoch: epochsThrough(this.#epochs, { offset, epoch: Infinity }).at(-1)!.epoch,
+      epoch: epochsThrough(this.#log.epochs, { offset, epoch: Infinity }).at(-1)!.epoch,
     };
     if (comparePositions(cut, this.#lastPosition()) < 0) this.#truncate(cut);
     for (const item of items) {
@@ -931,18 +893,19 @@ export class Raft {
 
   /** Our epochs up to the rejected one, so the leader can find where our logs part. */
   #rejectHint(prev: Position): RejectHint {
+    const { epochs, endOffset } = this.#log;
     let count = 0;
-    while (count < this.#epochs.length && this.#epochs[count].epoch <= prev.epoch) count++;
+    while (count < epochs.length && epochs[count].epoch <= prev.epoch) count++;
     const from = Math.max(0, count - HINT_EPOCHS_MAX);
     return {
-      epochs: this.#epochs.slice(from, count),
-      endOffset: runEnd(this.#epochs, count - 1, this.#endOffset),
+      epochs: epochs.slice(from, count),
+      endOffset: runEnd(epochs, count - 1, endOffset),
       partial: from > 0,
     };
   }
 
   #ackPosition(): Position | undefined {
-    return this.#matched && minPosition(this.#matched, this.#durable);
+    return this.#matched && minPosition(this.#matched, this.#log.durable);
   }
 
   /** Tells the leader what we hold and what of it is durable; again once more is durable. */
@@ -1001,7 +964,7 @@ export class Raft {
     const { match, appended } = message;
     assert(match !== undefined && appended !== undefined, "ok reply without positions");
     // Retention may have dropped what a lagging follower acks; that is still our log's prefix.
-    const belowBase = comparePositions(appended, basePosition(this.#shape())) < 0;
+    const belowBase = comparePositions(appended, this.#log.base) < 0;
     assert(belowBase || this.#holds(appended), `peer ${peer} acked a position we do not hold`);
     assert(comparePositions(match, appended) <= 0);
     if (!progress.appended || comparePositions(appended, progress.appended) > 0) {
@@ -1023,9 +986,9 @@ export class Raft {
 
   /** The follower lacked our prev: probe from where our logs part, or reset it to our base. */
   #onReject(peer: NodeId, progress: Progress, hint: RejectHint): void {
-    let next = commonPosition(this.#shape(), hint);
+    let next = commonPosition(this.#log, hint);
     if (!next && hint.partial && hint.epochs.length > 0) next = this.#probeBelow(hint.epochs[0]);
-    if (!next || next.offset < this.#startOffset || !this.#holds(next)) {
+    if (!next || next.offset < this.#log.startOffset || !this.#holds(next)) {
       this.#startReset(progress);
       this.#replicate(peer, true);
       return;
@@ -1046,7 +1009,7 @@ export class Raft {
 
   /** The follower shares nothing we still store: its next append resets it to our base. */
   #startReset(progress: Progress): void {
-    progress.next = basePosition(this.#shape());
+    progress.next = this.#log.base;
     progress.reset = true;
     progress.probing = true;
     progress.probeSentTick = -Infinity;
@@ -1056,10 +1019,10 @@ export class Raft {
 
   /** The end of our last run older than `oldest`: where to probe when a hint was cut short. */
   #probeBelow(oldest: EpochStart): Position | undefined {
-    for (let index = this.#epochs.length - 1; index >= 0; index--) {
-      if (this.#epochs[index].epoch < oldest.epoch) {
-        const offset = runEnd(this.#epochs, index, this.#endOffset);
-        return { offset, epoch: this.#epochs[index].epoch };
+    const { epochs, endOffset } = this.#log;
+    for (let index = epochs.length - 1; index >= 0; index--) {
+      if (epochs[index].epoch < oldest.epoch) {
+        return { offset: runEnd(epochs, index, endOffset), epoch: epochs[index].epoch };
       }
     }
     return undefined;
@@ -1082,7 +1045,7 @@ export class Raft {
    */
   #replicate(peer: NodeId, force: boolean): void {
     const progress = this.#progress.get(peer)!;
-    if (comparePositions(progress.next, basePosition(this.#shape())) < 0) {
+    if (comparePositions(progress.next, this.#log.base) < 0) {
       // Retention dropped what this follower needs next (or the base a reset was aiming at):
       // it must start over at our current base.
       this.#startReset(progress);
@@ -1110,7 +1073,7 @@ export class Raft {
   /** Sends one append with the items after `prev` (none for a heartbeat); returns its end. */
   #sendAppend(peer: NodeId, prev: Position, reset: boolean, withItems = true): Position {
     const { entries, markers, end } = withItems
-      ? this.#itemsAfter(prev)
+      ? this.#log.itemsAfter(prev, this.#appendBytesMax)
       : { entries: [], markers: [], end: prev };
     this.#send({
       kind: "append",
@@ -1119,58 +1082,10 @@ export class Raft {
       entries,
       markers,
       commit: this.#commit,
-      leaderStartOffset: this.#startOffset,
+      leaderStartOffset: this.#log.startOffset,
       reset,
     });
     return end;
-  }
-
-  /** Whole entries after `prev` up to appendBytesMax, and the markers among them. */
-  #itemsAfter(prev: Position): { entries: Uint8Array[]; markers: EpochStart[]; end: Position } {
-    assert(this.#holds(prev), `append from a position we do not hold`);
-    let entries = this.#readEntries(prev.offset, this.#appendBytesMax);
-    let endOffset = prev.offset + byteLength(entries);
-    const markers: EpochStart[] = [];
-    const first = epochIndex(this.#epochs, prev.epoch) + 1;
-    for (let index = first; index < this.#epochs.length; index++) {
-      if (this.#epochs[index].startOffset > endOffset) break;
-      markers.push(this.#epochs[index]);
-    }
-    if (markers.length > MARKERS_PER_APPEND_MAX) {
-      // Many elections with no data between them: stop after the last marker that fits.
-      markers.length = MARKERS_PER_APPEND_MAX;
-      endOffset = markers[markers.length - 1].startOffset;
-      entries = takeBytes(entries, endOffset - prev.offset);
-    }
-    const epoch = markers.length > 0 ? markers[markers.length - 1].epoch : prev.epoch;
-    return { entries, markers, end: { offset: endOffset, epoch } };
-  }
-
-  /** Entries from `fromOffset`: durable ones from the driver's log, newer ones from memory. */
-  #readEntries(fromOffset: number, bytesMax: number): Uint8Array[] {
-    const out: Uint8Array[] = [];
-    let offset = fromOffset;
-    let bytes = 0;
-    const fits = (length: number) =>
-      out.length === 0 || (bytes + length <= bytesMax && out.length < ENTRIES_PER_APPEND_MAX);
-    if (offset < this.#durable.offset) {
-      for (const entry of this.#log.read(offset, bytesMax)) {
-        if (offset >= this.#durable.offset || !fits(entry.length)) break;
-        out.push(entry);
-        offset += entry.length;
-        bytes += entry.length;
-      }
-      if (offset < this.#durable.offset) return out;
-    }
-    for (const item of this.#unstable) {
-      if (item.kind !== "entry" || item.offset < offset) continue;
-      assert(item.offset === offset, "unstable entries are not contiguous");
-      if (!fits(item.bytes.length)) break;
-      out.push(item.bytes);
-      offset += item.bytes.length;
-      bytes += item.bytes.length;
-    }
-    return out;
   }
 
   /**
@@ -1179,7 +1094,7 @@ export class Raft {
    */
   #maybeCommit(): void {
     if (this.#role !== "leader") return;
-    const own = this.#canary === "ackBeforeLeaderPersist" ? this.#lastPosition() : this.#durable;
+    const own = this.#canary === "ackBeforeLeaderPersist" ? this.#log.last : this.#log.durable;
     const positions = [own];
     for (const progress of this.#progress.values()) {
       if (progress.counted && progress.match) positions.push(progress.match);
@@ -1210,67 +1125,28 @@ export class Raft {
   // ---------------------------------------------------------------------------------------
   // The log.
 
-  #shape(): LogShape {
-    return { startOffset: this.#startOffset, endOffset: this.#endOffset, epochs: this.#epochs };
-  }
-
   #holds(position: Position): boolean {
-    return holdsPosition(this.#shape(), position);
+    return this.#log.holds(position);
   }
 
   #lastPosition(): Position {
-    return lastPosition(this.#shape());
-  }
-
-  /** Where the driver's log ends once it has applied every Ready taken so far. */
-  #handedEnd(): Position {
-    return this.#handedCount > 0 ? itemEnd(this.#unstable[this.#handedCount - 1]) : this.#durable;
+    return this.#log.last;
   }
 
   #appendItem(item: LogItem): void {
-    assert(item.offset === this.#endOffset, `append at ${item.offset}, end ${this.#endOffset}`);
-    const lastEpoch = this.#epochs[this.#epochs.length - 1].epoch;
-    if (item.kind === "marker") {
-      assert(item.epoch > lastEpoch, `marker ${item.epoch} after epoch ${lastEpoch}`);
-      assert(item.epoch <= this.#term, `marker ${item.epoch} from a future term`);
-      this.#epochs.push({ epoch: item.epoch, startOffset: item.offset });
-    } else {
-      assert(item.epoch === lastEpoch, `entry of epoch ${item.epoch} in run ${lastEpoch}`);
-      assert(item.bytes.length > 0, "empty entry");
-      this.#endOffset += item.bytes.length;
-    }
-    this.#unstable.push(item);
+    assert(item.kind === "entry" || item.epoch <= this.#term, "marker from a future term");
+    this.#log.append(item);
   }
 
   /** Removes everything after `position`; never a committed or leader-confirmed item. */
   #truncate(position: Position): void {
     assert(this.#role !== "leader", "a leader never truncates its own log");
-    assert(this.#holds(position), "truncate to a position we do not hold");
     if (this.#canary !== "truncateBelowCommit") {
       assert(comparePositions(position, this.#commit) >= 0, "truncate below commit");
       const matched = this.#matched;
       assert(!matched || comparePositions(matched, position) <= 0, "truncate leader's items");
     }
-    const handedEnd = this.#handedEnd();
-    let keep = 0;
-    while (
-      keep < this.#unstable.length && comparePositions(itemEnd(this.#unstable[keep]), position) <= 0
-    ) keep++;
-    this.#unstable.length = keep;
-    this.#handedCount = Math.min(this.#handedCount, keep);
-    this.#epochs = epochsThrough(this.#epochs, position);
-    this.#endOffset = position.offset;
-    this.#durable = minPosition(this.#durable, position);
-    if (comparePositions(position, handedEnd) < 0) {
-      // The driver has (or will have) items past `position`: it must cut them too.
-      const pending = this.#cut;
-      if (pending?.kind === "reset") {
-        assert(comparePositions(position, pending.position) >= 0);
-      } else {
-        const to = pending ? minPosition(pending.position, position) : position;
-        this.#cut = { kind: "truncate", position: to };
-      }
-    }
+    this.#log.truncate(position);
     this.#events.push({ kind: "truncated", to: position });
   }
 
@@ -1282,14 +1158,8 @@ export class Raft {
       }`;
       assert(comparePositions(this.#commit, base) <= 0, `reset below commit: ${detail}`);
     }
-    this.#unstable = [];
-    this.#handedCount = 0;
-    this.#epochs = [{ epoch: base.epoch, startOffset: base.offset }];
-    this.#startOffset = base.offset;
-    this.#endOffset = base.offset;
-    this.#durable = base;
+    this.#log.reset(base);
     this.#matched = undefined;
-    this.#cut = { kind: "reset", position: base };
     this.#events.push({ kind: "reset", to: base });
     if (comparePositions(base, this.#commit) > 0) this.#setCommit(base);
   }
@@ -1358,22 +1228,4 @@ function observeTerm(amnesia: Amnesia, message: Message): void {
 function mergeRepair(known: RepairState | undefined, found: RepairState): RepairState {
   const ends = [known?.formerEndOffset, found.formerEndOffset].filter((end) => end !== undefined);
   return ends.length > 0 ? { formerEndOffset: Math.max(...ends) } : {};
-}
-
-function byteLength(entries: readonly Uint8Array[]): number {
-  let bytes = 0;
-  for (const entry of entries) bytes += entry.length;
-  return bytes;
-}
-
-/** The leading entries that end within `bytes`. */
-function takeBytes(entries: Uint8Array[], bytes: number): Uint8Array[] {
-  let total = 0;
-  let count = 0;
-  while (count < entries.length && total + entries[count].length <= bytes) {
-    total += entries[count].length;
-    count++;
-  }
-  assert(total === bytes, "marker inside an entry");
-  return entries.slice(0, count);
 }
