@@ -4,7 +4,7 @@
  *
  * - SIM_SEEDS: fixed seeds 1..N (default 300)
  * - SIM_FRESH: extra random seeds, printed so a failure can be replayed (default 50)
- * - SIM_TICKS: ticks of fault phase per seed (default 15000; the liveness phase follows)
+ * - SIM_TICKS: ticks of fault phase per seed (default 12000; the liveness phase follows)
  * - SIM_CANARY_SEEDS: seeds a canary may need before it counts as missed (default 200)
  */
 import process from "node:process";
@@ -19,7 +19,7 @@ function count(name: string, fallback: number): number {
 
 export const SIM_SEEDS = count("SIM_SEEDS", 300);
 export const SIM_FRESH = count("SIM_FRESH", 50);
-export const SIM_TICKS = count("SIM_TICKS", 15_000);
+export const SIM_TICKS = count("SIM_TICKS", 12_000);
 export const SIM_CANARY_SEEDS = count("SIM_CANARY_SEEDS", 200);
 
 /** A generous wall-clock budget for `seeds` runs (bun:test needs one per test). */
