@@ -1,0 +1,1231 @@
+/**
+ * @module Raft: the pure consensus core of one replicated byte log ("Raft-lite"; the rules and
+ * their reasons are in docs/replication.md, section "Raft core"). The same core runs the
+ * metadata group and every partition group.
+ *
+ * Synchronous and deterministic: `tick()`, `step()`, `propose()` and `persisted()` change state;
+ * `ready()` hands the driver what to persist, send and report. No timers, sockets, disk or
+ * Math.random: time is a count of ticks, randomness an injected Random, the log a read-only view
+ * plus the items the core has not yet seen persisted.
+ *
+ * Not here: membership changes (the voter set is static), snapshots (a follower whose log ends
+ * below the leader's log start is told to reset to it), read index or leases, parsing of record
+ * bytes, and any I/O. The driver contract is on `Ready`.
+ */
+import { assert } from "../assert.ts";
+import type { Random } from "../prng.ts";
+import {
+  type AppendMessage,
+  type AppendReplyMessage,
+  ENTRY_BYTES_MAX,
+  type HardState,
+  HINT_EPOCHS_MAX,
+  type Message,
+  type NodeId,
+  type RejectHint,
+  type RepairState,
+  type TimeoutNowMessage,
+  type VoteMessage,
+  type VoteReplyMessage,
+} from "./messages.ts";
+import { hasQuorum, quorumValue, VOTERS_MAX } from "./quorum.ts";
+import { UnstableLog } from "./unstable_log.ts";
+import {
+  commonPosition,
+  comparePositions,
+  compareRecency,
+  type EpochStart,
+  epochsThrough,
+  itemEnd,
+  type LogItem,
+  maxPosition,
+  minPosition,
+  type Position,
+  type RaftLogView,
+  runEnd,
+  samePosition,
+} from "./raft_log.ts";
+
+export type Role = "follower" | "preCandidate" | "candidate" | "leader";
+
+/**
+ * Deliberate bugs for the simulator's mutation tests (reliability-plan 3.4). Each one breaks
+ * one rule; the simulator must catch every one. Never set outside tests.
+ */
+export type Canary =
+  | "skipVotePersist"
+  | "commitOldTerms"
+  | "noPrevCheck"
+  | "truncateBelowCommit"
+  | "noUpToDateCheck"
+  | "ackBeforeLeaderPersist"
+  | "repairVotes";
+
+/** Timeouts in ticks; the driver turns milliseconds into ticks (replication.md 5.5). */
+export interface RaftTiming {
+  readonly heartbeatTicks: number;
+  /** A follower campaigns after a random timeout in [min, max] without hearing a leader. */
+  readonly electionTicksMin: number;
+  readonly electionTicksMax: number;
+  /** A leader steps down after this long without hearing a quorum; below electionTicksMin. */
+  readonly checkQuorumTicks: number;
+}
+
+/** What the driver read from disk at start. */
+export interface DurableState {
+  /** The stored hard state (`{ term: 0, votedFor: 0 }` on first start), or "unreadable". */
+  readonly hardState: HardState | "unreadable";
+  /** Set when the driver found the log damaged and cut it at this start (repair mode). */
+  readonly repair?: RepairState;
+}
+
+export interface RaftOptions {
+  readonly id: NodeId;
+  /** Every voter of the group, this node included. */
+  readonly voters: readonly NodeId[];
+  readonly log: RaftLogView;
+  readonly random: Random;
+  readonly timing: RaftTiming;
+  readonly durable: DurableState;
+  /**
+   * Start without voting rights: never vote, never campaign, acks not counted. The driver sets
+   * it for a node that came back with an empty disk (it may not vote as its old self).
+   */
+  readonly nonVoting?: boolean;
+  /** Bytes of entries per append message (at least one entry is always sent). */
+  readonly appendBytesMax?: number;
+  /** Bytes sent to one follower and not yet durable there. */
+  readonly inflightBytesMax?: number;
+  /** Proposals appended and not yet answered; beyond it propose() answers "busy". */
+  readonly proposalsMax?: number;
+  readonly canary?: Canary;
+}
+
+export type ProposeResult =
+  | {
+    readonly kind: "appended";
+    readonly offset: number;
+    readonly endOffset: number;
+    readonly term: number;
+  }
+  | { readonly kind: "notLeader"; readonly leaderId: NodeId }
+  | { readonly kind: "busy" };
+
+/**
+ * The fate of an appended proposal. "ok": committed in the term it was appended in.
+ * "indeterminate": this node stopped leading first; the bytes may or may not survive.
+ */
+export interface ProposalOutcome {
+  readonly clientTag: number;
+  readonly kind: "ok" | "indeterminate";
+  readonly offset: number;
+  readonly endOffset: number;
+  readonly term: number;
+}
+
+/**
+ * Trace events, in the order things happened: for logs, status and the simulator's checker.
+ * The driver need not act on them (everything it must do is in the other Ready fields).
+ */
+export type RaftEvent =
+  | { readonly kind: "role"; readonly role: Role; readonly term: number; readonly leaderId: NodeId }
+  | { readonly kind: "campaign"; readonly term: number; readonly pre: boolean }
+  | {
+    readonly kind: "voted";
+    readonly term: number;
+    readonly candidate: NodeId;
+    readonly pre: boolean;
+  }
+  | { readonly kind: "committed"; readonly position: Position; readonly leader: boolean }
+  | { readonly kind: "truncated"; readonly to: Position }
+  | { readonly kind: "reset"; readonly to: Position }
+  | { readonly kind: "checkQuorumLost"; readonly term: number }
+  | { readonly kind: "repairEntered"; readonly formerEndOffset?: number }
+  | { readonly kind: "repairExited"; readonly target: Position; readonly term: number }
+  | { readonly kind: "votesForgotten"; readonly floor: number }
+  | { readonly kind: "votesRecovered"; readonly voteFloor: number }
+  | {
+    readonly kind: "transfer";
+    readonly target: NodeId;
+    readonly step: "started" | "timeoutNowSent" | "aborted";
+  };
+
+/**
+ * What the driver must do, in this order:
+ *
+ * 1. `hardState`: persist it (fsync, atomic replace) before anything below is sent.
+ * 2. `resetTo` (drop the whole log, start empty at the position, epoch list = [that position])
+ *    or `truncateTo` (cut bytes at the offset, drop the markers after the position): apply and
+ *    make durable before sending. Never both.
+ * 3. `appends`: write them in order (markers into the epoch checkpoint before the bytes that
+ *    follow them); start the fsync, but do not wait for it: when everything up to
+ *    `appendsEnd` is durable, call `persisted(appendsEnd)`.
+ * 4. `messages`: send (they depend on 1 and 2 only; acks are produced after `persisted()`).
+ * 5. `commit`, `outcomes`: serve bytes below `commit.offset` to readers; answer clients.
+ * 6. `advance(ready)`, then call `ready()` again when `hasReady()`.
+ */
+export interface Ready {
+  readonly hardState?: HardState;
+  readonly resetTo?: Position;
+  readonly truncateTo?: Position;
+  readonly appends: readonly LogItem[];
+  readonly appendsEnd?: Position;
+  readonly messages: readonly Message[];
+  readonly commit?: Position;
+  readonly outcomes: readonly ProposalOutcome[];
+  readonly events: readonly RaftEvent[];
+}
+
+export interface RaftStatus {
+  readonly id: NodeId;
+  readonly role: Role;
+  readonly term: number;
+  readonly leaderId: NodeId;
+  readonly votedFor: NodeId;
+  readonly commit: Position;
+  readonly durable: Position;
+  readonly last: Position;
+  readonly startOffset: number;
+  readonly repair?: RepairState;
+  readonly votesForgotten: boolean;
+  readonly voteFloor: number;
+  readonly nonVoting: boolean;
+  /** The log start the leader last announced (followers delete below min(it, commit)). */
+  readonly leaderStartOffset: number;
+  readonly transferTarget?: NodeId;
+}
+
+const APPEND_BYTES_DEFAULT = 1024 * 1024;
+const INFLIGHT_BYTES_DEFAULT = 4 * 1024 * 1024;
+const PROPOSALS_DEFAULT = 64 * 1024;
+/** Append messages one replicate() call may send to one follower. */
+const APPENDS_PER_CALL_MAX = 64;
+
+/** The leader's view of one follower. */
+interface Progress {
+  /** Durable on the follower: what counts toward commit (when `counted`). */
+  match?: Position;
+  /** Held by the follower, durable or not: where a heartbeat may start. */
+  appended?: Position;
+  /** Where the next append starts. */
+  next: Position;
+  /** `next` is a guess: one append per heartbeat until the follower answers ok. */
+  probing: boolean;
+  probeSentTick: number;
+  /** The next append tells the follower to drop its log and start at our base. */
+  reset: boolean;
+  /** False while the follower reports repair mode or no voting rights. */
+  counted: boolean;
+  lastHeardTick: number;
+  lastProgressTick: number;
+}
+
+interface Proposal {
+  readonly clientTag: number;
+  readonly offset: number;
+  readonly endOffset: number;
+}
+
+/** State of a node whose hard state was unreadable (replication.md 5.7 rule 3). */
+interface Amnesia {
+  ticksLeft: number;
+  /** Highest term seen from any peer since start. */
+  floor: number;
+  heard: Set<NodeId>;
+}
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+type Outgoing = DistributiveOmit<Message, "from" | "term"> & { readonly term?: number };
+
+export class Raft {
+  readonly id: NodeId;
+  readonly voters: readonly NodeId[];
+  readonly #peers: readonly NodeId[];
+  readonly #timing: RaftTiming;
+  readonly #random: Random;
+  readonly #canary?: Canary;
+  readonly #nonVoting: boolean;
+  readonly #appendBytesMax: number;
+  readonly #inflightBytesMax: number;
+  readonly #proposalsMax: number;
+  #log!: UnstableLog;
+
+  // Hard state.
+  #term = 0;
+  #votedFor: NodeId = 0;
+  #repair: RepairState | undefined;
+  #voteFloor = 0;
+  #hardStateDirty = false;
+
+  #commit: Position = { offset: 0, epoch: 0 };
+  #commitChanged = false;
+
+  // Role and timers.
+  #role: Role = "follower";
+  #leaderId: NodeId = 0;
+  #tickCount = 0;
+  #electionElapsed = 0;
+  #electionTimeoutTicks = 0;
+  #leaderContactTicks = 0;
+  #votes = new Map<NodeId, boolean>();
+
+  // Follower, for the current term's leader.
+  #matched: Position | undefined;
+  #ackSent: Position | undefined;
+  #ackDue = false;
+  #repairTarget: Position | undefined;
+  #leaderStartOffset = 0;
+  #amnesia: Amnesia | undefined;
+
+  // Leader.
+  #progress = new Map<NodeId, Progress>();
+  #proposals: Proposal[] = [];
+  #heartbeatElapsed = 0;
+  #transfer: { target: NodeId; elapsedTicks: number; sent: boolean } | undefined;
+
+  // Output for the next Ready.
+  #messages: Message[] = [];
+  #outcomes: ProposalOutcome[] = [];
+  #events: RaftEvent[] = [];
+  #readyOutstanding = false;
+
+  constructor(options: RaftOptions) {
+    checkTiming(options.timing);
+    const voters = [...new Set(options.voters)].sort((a, b) => a - b);
+    assert(voters.length === options.voters.length, "voters repeat");
+    assert(voters.length >= 1 && voters.length <= VOTERS_MAX, `${voters.length} voters`);
+    assert(voters.every((voter) => Number.isInteger(voter) && voter >= 1), "voter ids");
+    assert(voters.includes(options.id), `node ${options.id} is not a voter`);
+    this.id = options.id;
+    this.voters = voters;
+    this.#peers = voters.filter((voter) => voter !== options.id);
+    this.#timing = options.timing;
+    this.#random = options.random;
+    this.#canary = options.canary;
+    this.#nonVoting = options.nonVoting === true;
+    this.#appendBytesMax = options.appendBytesMax ?? APPEND_BYTES_DEFAULT;
+    this.#inflightBytesMax = options.inflightBytesMax ?? INFLIGHT_BYTES_DEFAULT;
+    this.#proposalsMax = options.proposalsMax ?? PROPOSALS_DEFAULT;
+    assert(this.#appendBytesMax >= 1 && this.#appendBytesMax <= ENTRY_BYTES_MAX);
+    assert(this.#inflightBytesMax >= this.#appendBytesMax);
+    assert(this.#proposalsMax >= 1);
+    this.#start(options.durable, options.log);
+  }
+
+  /** Forgets all volatile state and starts again from what the driver read from disk. */
+  restart(durable: DurableState, log: RaftLogView): void {
+    this.#start(durable, log);
+  }
+
+  /** Advances time by one tick. */
+  tick(): void {
+    this.#tickCount++;
+    if (this.#amnesia) this.#tickAmnesia(this.#amnesia);
+    if (this.#role === "leader") this.#tickLeader();
+    else this.#tickElection();
+  }
+
+  /** Handles one message from a peer. Messages from non-members are ignored. */
+  step(message: Message): void {
+    assert(message.to === this.id, `message for ${message.to} stepped on ${this.id}`);
+    if (!this.#peers.includes(message.from)) return;
+    if (this.#amnesia) observeTerm(this.#amnesia, message);
+    // Term queries change no one's term, whatever terms they carry.
+    if (message.kind === "termQuery") return this.#send({ kind: "termReply", to: message.from });
+    if (message.kind === "termReply") return;
+    if (message.term > this.#term && !this.#acceptHigherTerm(message)) return;
+    if (message.term < this.#term) return this.#answerStale(message);
+    switch (message.kind) {
+      case "append":
+        return this.#handleAppend(message);
+      case "appendReply":
+        return this.#handleAppendReply(message);
+      case "vote":
+        return this.#handleVote(message);
+      case "voteReply":
+        return this.#handleVoteReply(message);
+      case "timeoutNow":
+        return this.#handleTimeoutNow(message);
+    }
+  }
+
+  /**
+   * Appends `bytes` (one whole entry) if this node leads and is not handing leadership over.
+   * The outcome arrives later in a Ready, keyed by `clientTag`.
+   */
+  propose(bytes: Uint8Array, clientTag: number): ProposeResult {
+    if (this.#role !== "leader") return { kind: "notLeader", leaderId: this.#leaderId };
+    if (this.#transfer) return { kind: "notLeader", leaderId: this.#transfer.target };
+    if (this.#proposals.length >= this.#proposalsMax) return { kind: "busy" };
+    assert(bytes.length > 0 && bytes.length <= ENTRY_BYTES_MAX, `entry of ${bytes.length} bytes`);
+    const offset = this.#log.endOffset;
+    this.#appendItem({ kind: "entry", offset, epoch: this.#term, bytes });
+    const endOffset = this.#log.endOffset;
+    this.#proposals.push({ clientTag, offset, endOffset });
+    for (const peer of this.#peers) this.#replicate(peer, false);
+    this.#maybeCommit();
+    return { kind: "appended", offset, endOffset, term: this.#term };
+  }
+
+  /**
+   * Starts handing leadership to `target` (graceful shutdown): proposals are refused, the
+   * target is caught up, then told to campaign at once. Gives up after electionTicksMin.
+   */
+  transferLeadership(target: NodeId): boolean {
+    if (this.#role !== "leader" || !this.#peers.includes(target)) return false;
+    this.#transfer = { target, elapsedTicks: 0, sent: false };
+    this.#events.push({ kind: "transfer", target, step: "started" });
+    this.#maybeSendTimeoutNow(target);
+    if (!this.#transfer.sent) this.#replicate(target, true);
+    return true;
+  }
+
+  /**
+   * The driver made every appended item up to `upTo` durable (an `appendsEnd` it was given).
+   * Reports about items since cut off by a truncation are recognised and ignored.
+   */
+  persisted(upTo: Position): void {
+    if (!this.#log.persisted(upTo)) return;
+    if (this.#role === "leader") {
+      this.#maybeCommit();
+      return;
+    }
+    const ack = this.#ackPosition();
+    const following = this.#role === "follower" && this.#leaderId !== 0;
+    const advanced = ack && (!this.#ackSent || comparePositions(ack, this.#ackSent) > 0);
+    if (this.#ackDue && following && advanced) this.#sendAck();
+    this.#checkRepairExit();
+  }
+
+  /**
+   * Asks whether the driver may drop the log prefix before `base` (retention): only committed,
+   * durable data may go. On true the core forgets the prefix too; the driver then deletes it
+   * and rewrites its epoch checkpoint from `base`.
+   */
+  compact(base: Position): boolean {
+    if (!this.#log.holds(base) || this.#log.cutPending) return false;
+    if (comparePositions(base, this.#commit) > 0) return false;
+    if (comparePositions(base, this.#log.durable) > 0) return false;
+    this.#log.compact(base);
+    return true;
+  }
+
+  hasReady(): boolean {
+    return this.#hardStateDirty || this.#log.hasOutput || this.#messages.length > 0 ||
+      this.#commitChanged || this.#outcomes.length > 0 || this.#events.length > 0;
+  }
+
+  /** Takes everything the driver must do now; see `Ready` for the order. */
+  ready(): Ready {
+    assert(!this.#readyOutstanding, "ready() called again before advance()");
+    const { cut, appends, appendsEnd } = this.#log.take();
+    const ready: Ready = {
+      ...(this.#hardStateDirty ? { hardState: this.#hardState() } : {}),
+      ...(cut?.kind === "reset" ? { resetTo: cut.position } : {}),
+      ...(cut?.kind === "truncate" ? { truncateTo: cut.position } : {}),
+      appends,
+      ...(appendsEnd ? { appendsEnd } : {}),
+      messages: this.#messages,
+      ...(this.#commitChanged ? { commit: this.#commit } : {}),
+      outcomes: this.#outcomes,
+      events: this.#events,
+    };
+    this.#hardStateDirty = false;
+    this.#commitChanged = false;
+    this.#messages = [];
+    this.#outcomes = [];
+    this.#events = [];
+    this.#readyOutstanding = true;
+    return ready;
+  }
+
+  /** The driver finished steps 1-5 of the last Ready. */
+  advance(_ready: Ready): void {
+    assert(this.#readyOutstanding, "advance() without ready()");
+    this.#readyOutstanding = false;
+  }
+
+  status(): RaftStatus {
+    return {
+      id: this.id,
+      role: this.#role,
+      term: this.#term,
+      leaderId: this.#leaderId,
+      votedFor: this.#votedFor,
+      commit: this.#commit,
+      durable: this.#log.durable,
+      last: this.#log.last,
+      startOffset: this.#log.startOffset,
+      ...(this.#repair ? { repair: this.#repair } : {}),
+      votesForgotten: this.#amnesia !== undefined,
+      voteFloor: this.#voteFloor,
+      nonVoting: this.#nonVoting,
+      leaderStartOffset: this.#leaderStartOffset,
+      ...(this.#transfer ? { transferTarget: this.#transfer.target } : {}),
+    };
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Start and hard state.
+
+  #start(durable: DurableState, log: RaftLogView): void {
+    this.#log = new UnstableLog(log);
+    // Only the base is known to be committed after a restart; leaders tell us the rest.
+    this.#commit = this.#log.base;
+    this.#commitChanged = false;
+    this.#role = "follower";
+    this.#leaderId = 0;
+    this.#tickCount = 0;
+    this.#leaderContactTicks = this.#timing.electionTicksMin;
+    this.#votes.clear();
+    this.#clearFollowerState();
+    this.#leaderStartOffset = 0;
+    this.#progress.clear();
+    this.#proposals = [];
+    this.#transfer = undefined;
+    this.#messages = [];
+    this.#outcomes = [];
+    this.#events = [];
+    this.#readyOutstanding = false;
+    this.#loadHardState(durable);
+    this.#resetElectionTimer();
+  }
+
+  #loadHardState(durable: DurableState): void {
+    const lastEpoch = this.#lastPosition().epoch;
+    const stored = durable.hardState;
+    this.#amnesia = undefined;
+    if (stored === "unreadable") {
+      // Rule 3: we may have voted in any term up to one we have not seen yet.
+      this.#term = lastEpoch;
+      this.#votedFor = this.id;
+      this.#repair = undefined;
+      this.#voteFloor = 0;
+      this.#beginAmnesia();
+    } else {
+      assert(stored.term >= lastEpoch, `term ${stored.term} is below log epoch ${lastEpoch}`);
+      this.#term = stored.term;
+      this.#votedFor = stored.votedFor;
+      this.#repair = stored.repair;
+      this.#voteFloor = stored.voteFloor ?? 0;
+      this.#hardStateDirty = false;
+      if (stored.votesForgotten) this.#beginAmnesia();
+    }
+    if (durable.repair) {
+      this.#repair = mergeRepair(this.#repair, durable.repair);
+      this.#hardStateDirty = true;
+    }
+    if (this.#repair) {
+      this.#events.push({ kind: "repairEntered", formerEndOffset: this.#repair.formerEndOffset });
+    }
+  }
+
+  #beginAmnesia(): void {
+    this.#amnesia = {
+      ticksLeft: this.#timing.electionTicksMax,
+      floor: Math.max(this.#term, this.#voteFloor),
+      heard: new Set(),
+    };
+    this.#votedFor = this.id;
+    this.#hardStateDirty = true;
+    this.#events.push({ kind: "votesForgotten", floor: this.#amnesia.floor });
+  }
+
+  /**
+   * While our votes are forgotten, ask the peers we have not heard from for their terms. The
+   * window ends once it lasted an election timeout and every peer answered: any candidate we
+   * voted for keeps a term at least that high, so the highest term seen bounds our old votes.
+   */
+  #tickAmnesia(amnesia: Amnesia): void {
+    amnesia.ticksLeft = Math.max(0, amnesia.ticksLeft - 1);
+    if (amnesia.heard.size < this.#peers.length) {
+      if (this.#tickCount % this.#timing.heartbeatTicks === 0) {
+        for (const peer of this.#peers) {
+          if (!amnesia.heard.has(peer)) this.#send({ kind: "termQuery", to: peer });
+        }
+      }
+      return;
+    }
+    if (amnesia.ticksLeft > 0) return;
+    this.#amnesia = undefined;
+    this.#voteFloor = Math.max(this.#voteFloor, amnesia.floor);
+    // Catch up to the floor as if we had voted there: we reject leaders of older terms again.
+    if (this.#term < this.#voteFloor) this.#becomeFollower(this.#voteFloor, 0);
+    this.#hardStateDirty = true;
+    this.#events.push({ kind: "votesRecovered", voteFloor: this.#voteFloor });
+  }
+
+  #hardState(): HardState {
+    // The canary forgets to persist votes for others, as a driver that skipped the fsync would.
+    const skipVote = this.#canary === "skipVotePersist" && this.#votedFor !== this.id;
+    return {
+      term: this.#term,
+      votedFor: skipVote ? 0 : this.#votedFor,
+      ...(this.#repair ? { repair: this.#repair } : {}),
+      ...(this.#amnesia ? { votesForgotten: true } : {}),
+      ...(this.#voteFloor > 0 ? { voteFloor: this.#voteFloor } : {}),
+    };
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Terms and roles.
+
+  /** A message from a later term. Returns whether to go on and handle it. */
+  #acceptHigherTerm(message: Message): boolean {
+    if (message.kind === "vote") {
+      // A follower that hears a live leader ignores candidates: pre-vote and check-quorum keep
+      // a rejoining node from deposing a healthy leader. A transfer overrides this.
+      if (!message.transfer && this.#inLease()) return false;
+      if (!message.pre) this.#becomeFollower(message.term, 0);
+      return true;
+    }
+    // A granted pre-vote echoes the term we would campaign in; it is not a newer term.
+    if (message.kind === "voteReply" && message.pre && message.granted) return true;
+    const fromLeader = message.kind === "append" || message.kind === "timeoutNow";
+    this.#becomeFollower(message.term, fromLeader ? message.from : 0);
+    return fromLeader;
+  }
+
+  /** A message from an earlier term: tell the sender our term so it steps down or catches up. */
+  #answerStale(message: Message): void {
+    if (message.kind === "append") {
+      this.#send({ kind: "appendReply", to: message.from, ok: false, counted: this.#counted() });
+    } else if (message.kind === "vote") {
+      this.#send({ kind: "voteReply", to: message.from, pre: message.pre, granted: false });
+    }
+  }
+
+  #inLease(): boolean {
+    if (this.#leaderId === 0) return false;
+    return this.#role === "leader" || this.#leaderContactTicks < this.#timing.electionTicksMin;
+  }
+
+  #becomeFollower(term: number, leaderId: NodeId): void {
+    assert(term >= this.#term);
+    if (this.#role === "leader") this.#stepDown();
+    const changed = term > this.#term || this.#role !== "follower" || this.#leaderId !== leaderId;
+    if (term > this.#term) this.#enterTerm(term, this.#amnesia ? this.id : 0);
+    this.#role = "follower";
+    this.#leaderId = leaderId;
+    this.#votes.clear();
+    this.#resetElectionTimer();
+    if (leaderId !== 0) this.#leaderContactTicks = 0;
+    if (changed) this.#events.push({ kind: "role", role: "follower", term, leaderId });
+  }
+
+  #enterTerm(term: number, votedFor: NodeId): void {
+    assert(term > this.#term);
+    this.#term = term;
+    this.#votedFor = votedFor;
+    this.#hardStateDirty = true;
+    this.#clearFollowerState();
+  }
+
+  #clearFollowerState(): void {
+    this.#matched = undefined;
+    this.#ackSent = undefined;
+    this.#ackDue = false;
+    this.#repairTarget = undefined;
+  }
+
+  /** Leaving leadership: every proposal not yet committed may or may not survive. */
+  #stepDown(): void {
+    for (const proposal of this.#proposals) {
+      this.#outcomes.push({ ...proposal, kind: "indeterminate", term: this.#term });
+    }
+    this.#proposals = [];
+    if (this.#transfer) {
+      this.#events.push({ kind: "transfer", target: this.#transfer.target, step: "aborted" });
+    }
+    this.#transfer = undefined;
+    this.#progress.clear();
+  }
+
+  #resetElectionTimer(): void {
+    const { electionTicksMin, electionTicksMax } = this.#timing;
+    this.#electionElapsed = 0;
+    this.#electionTimeoutTicks = this.#random.int(electionTicksMin, electionTicksMax + 1);
+  }
+
+  #tickElection(): void {
+    this.#electionElapsed++;
+    this.#leaderContactTicks++;
+    if (this.#electionElapsed < this.#electionTimeoutTicks) return;
+    if (this.#mayCampaign()) this.#campaign(true, false);
+    else this.#resetElectionTimer();
+  }
+
+  #tickLeader(): void {
+    this.#heartbeatElapsed++;
+    const transfer = this.#transfer;
+    if (transfer && ++transfer.elapsedTicks >= this.#timing.electionTicksMin) {
+      this.#events.push({ kind: "transfer", target: transfer.target, step: "aborted" });
+      this.#transfer = undefined;
+    }
+    if (!this.#quorumActive()) {
+      // Check-quorum: a leader cut off from a majority stops acting as one before any other
+      // node can be elected (checkQuorumTicks < electionTicksMin).
+      this.#events.push({ kind: "checkQuorumLost", term: this.#term });
+      this.#becomeFollower(this.#term, 0);
+      return;
+    }
+    if (this.#heartbeatElapsed < this.#timing.heartbeatTicks) return;
+    this.#heartbeatElapsed = 0;
+    for (const peer of this.#peers) this.#heartbeat(peer);
+  }
+
+  #quorumActive(): boolean {
+    let active = 1;
+    for (const progress of this.#progress.values()) {
+      const recent = this.#tickCount - progress.lastHeardTick < this.#timing.checkQuorumTicks;
+      if (progress.counted && recent) active++;
+    }
+    return hasQuorum(active, this.voters.length);
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Elections.
+
+  #mayCampaign(): boolean {
+    return !this.#nonVoting && !this.#repair && !this.#amnesia;
+  }
+
+  #mayVote(term: number): boolean {
+    if (this.#nonVoting || this.#amnesia) return false;
+    if (this.#repair && this.#canary !== "repairVotes") return false;
+    return term > this.#voteFloor;
+  }
+
+  /** The term of our next campaign: never one we may already have voted in (rule 3's floor). */
+  #campaignTerm(): number {
+    return Math.max(this.#term, this.#voteFloor) + 1;
+  }
+
+  #campaign(pre: boolean, transfer: boolean): void {
+    assert(this.#mayCampaign() && this.#role !== "leader");
+    const term = this.#campaignTerm();
+    if (pre) {
+      this.#role = "preCandidate";
+    } else {
+      this.#enterTerm(term, this.id);
+      this.#role = "candidate";
+    }
+    this.#leaderId = 0;
+    this.#votes.clear();
+    this.#votes.set(this.id, true);
+    this.#resetElectionTimer();
+    this.#events.push({ kind: "campaign", term, pre });
+    if (!pre) this.#events.push({ kind: "role", role: "candidate", term, leaderId: 0 });
+    const last = this.#lastPosition();
+    for (const peer of this.#peers) {
+      this.#send({ kind: "vote", to: peer, term, pre, transfer, last });
+    }
+    if (!hasQuorum(1, this.voters.length)) return;
+    if (pre) this.#campaign(false, transfer);
+    else this.#becomeLeader();
+  }
+
+  #handleVote(message: VoteMessage): void {
+    const upToDate = this.#canary === "noUpToDateCheck" ||
+      compareRecency(message.last, this.#lastPosition()) >= 0;
+    const eligible = this.#mayVote(message.term);
+    if (message.pre) {
+      const granted = eligible && upToDate && message.term > this.#term;
+      const term = granted ? message.term : this.#term;
+      if (granted) {
+        this.#events.push({ kind: "voted", term, candidate: message.from, pre: true });
+      }
+      this.#send({ kind: "voteReply", to: message.from, term, pre: true, granted });
+      return;
+    }
+    assert(message.term === this.#term);
+    const free = this.#votedFor === 0 || this.#votedFor === message.from;
+    const granted = free && eligible && upToDate;
+    if (granted && this.#votedFor !== message.from) {
+      this.#votedFor = message.from;
+      this.#hardStateDirty = true;
+      this.#electionElapsed = 0;
+      this.#events.push({ kind: "voted", term: this.#term, candidate: message.from, pre: false });
+    }
+    this.#send({ kind: "voteReply", to: message.from, pre: false, granted });
+  }
+
+  #handleVoteReply(message: VoteReplyMessage): void {
+    const expectedTerm = message.pre && message.granted ? this.#campaignTerm() : this.#term;
+    const expectedRole = message.pre ? "preCandidate" : "candidate";
+    if (this.#role !== expectedRole || message.term !== expectedTerm) return;
+    this.#votes.set(message.from, message.granted);
+    let granted = 0;
+    for (const vote of this.#votes.values()) if (vote) granted++;
+    const rejected = this.#votes.size - granted;
+    if (hasQuorum(granted, this.voters.length)) {
+      if (message.pre) this.#campaign(false, false);
+      else this.#becomeLeader();
+    } else if (hasQuorum(rejected, this.voters.length)) {
+      this.#becomeFollower(this.#term, 0);
+    }
+  }
+
+  #handleTimeoutNow(message: TimeoutNowMessage): void {
+    if (this.#role !== "follower" || this.#leaderId !== message.from) return;
+    if (this.#mayCampaign()) this.#campaign(false, true);
+  }
+
+  #becomeLeader(): void {
+    assert(this.#role === "candidate");
+    this.#role = "leader";
+    this.#leaderId = this.id;
+    this.#heartbeatElapsed = 0;
+    this.#transfer = undefined;
+    this.#proposals = [];
+    const before = this.#lastPosition();
+    // The epoch marker is our no-op: once a quorum holds it, our commit covers our own term.
+    this.#appendItem({ kind: "marker", offset: this.#log.endOffset, epoch: this.#term });
+    this.#progress.clear();
+    for (const peer of this.#peers) {
+      this.#progress.set(peer, {
+        next: before,
+        probing: true,
+        probeSentTick: -Infinity,
+        reset: false,
+        counted: true,
+        lastHeardTick: this.#tickCount,
+        lastProgressTick: this.#tickCount,
+      });
+    }
+    this.#events.push({ kind: "role", role: "leader", term: this.#term, leaderId: this.id });
+    for (const peer of this.#peers) this.#replicate(peer, true);
+    this.#maybeCommit();
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Follower: appends.
+
+  #handleAppend(message: AppendMessage): void {
+    assert(this.#role !== "leader", `two leaders in term ${this.#term}`);
+    if (this.#role !== "follower" || this.#leaderId !== message.from) {
+      this.#becomeFollower(message.term, message.from);
+    }
+    this.#electionElapsed = 0;
+    this.#leaderContactTicks = 0;
+    this.#leaderStartOffset = message.leaderStartOffset;
+    // A reset aimed at or below our commit is stale (we were reset past it): nothing to drop.
+    const behind = comparePositions(message.prev, this.#commit) <= 0;
+    if (message.reset && !behind && !this.#holds(message.prev)) this.#resetLog(message.prev);
+    if (!this.#prevMatches(message.prev)) {
+      const hint = this.#rejectHint(message.prev);
+      this.#send({
+        kind: "appendReply",
+        to: message.from,
+        ok: false,
+        counted: this.#counted(),
+        hint,
+      });
+      return;
+    }
+    const blind = this.#canary === "noPrevCheck" && !this.#holds(message.prev) &&
+      comparePositions(message.prev, this.#commit) > 0;
+    const end = blind ? this.#acceptBlindly(message) : this.#acceptItems(message);
+    this.#matched = this.#matched ? maxPosition(this.#matched, end) : end;
+    const commit = minPosition(message.commit, end);
+    if (comparePositions(commit, this.#commit) > 0) this.#setCommit(commit);
+    // Only a commit that covers the leader's own term covers everything committed before it.
+    if (message.commit.epoch === message.term) this.#repairTarget = message.commit;
+    this.#sendAck();
+    this.#checkRepairExit();
+  }
+
+  /** We hold `prev`, or it is below our commit (a prefix every log of this term shares). */
+  #prevMatches(prev: Position): boolean {
+    if (this.#holds(prev) || comparePositions(prev, this.#commit) <= 0) return true;
+    const inside = prev.offset >= this.#log.startOffset && prev.offset <= this.#log.endOffset;
+    return this.#canary === "noPrevCheck" && inside;
+  }
+
+  /**
+   * Takes the items after `prev` that we lack. Items we hold are skipped (log matching makes
+   * them equal); at the first item we do not hold, whatever we have after it is cut (it can
+   * never be committed: the leader's log differs there) and the rest is appended.
+   */
+  #acceptItems(message: AppendMessage): Position {
+    const items = appendItems(message);
+    const end = items.length > 0 ? itemEnd(items[items.length - 1]) : message.prev;
+    let index = 0;
+    let position = message.prev;
+    if (this.#canary === "truncateBelowCommit") {
+      // The canary cuts eagerly at every append, even one that is stale and below our commit.
+      const behind = comparePositions(position, this.#lastPosition()) < 0;
+      if (items.length > 0 && behind && this.#holds(position)) this.#truncate(position);
+    } else {
+      // Items at or below our commit match by definition, even if retention removed them here.
+      while (index < items.length && comparePositions(itemEnd(items[index]), this.#commit) <= 0) {
+        position = itemEnd(items[index++]);
+      }
+    }
+    while (index < items.length && this.#holds(itemEnd(items[index]))) {
+      position = itemEnd(items[index++]);
+    }
+    if (index === items.length) return end;
+    if (comparePositions(position, this.#lastPosition()) < 0) this.#truncate(position);
+    for (; index < items.length; index++) this.#appendItem(items[index]);
+    return end;
+  }
+
+  /**
+   * The noPrevCheck canary: a follower that matched on offset alone cuts its log there and
+   * writes the leader's items after it, relabelling entries with its own epoch where needed.
+   */
+  #acceptBlindly(message: AppendMessage): Position {
+    const items = appendItems(message);
+    const offset = message.prev.offset;
+    const cut = {
+      offset,
+      epoch: epochsThrough(this.#log.epochs, { offset, epoch: Infinity }).at(-1)!.epoch,
+    };
+    if (comparePositions(cut, this.#lastPosition()) < 0) this.#truncate(cut);
+    for (const item of items) {
+      const lastEpoch = this.#lastPosition().epoch;
+      if (item.kind === "marker" && item.epoch <= lastEpoch) continue;
+      this.#appendItem(item.kind === "entry" ? { ...item, epoch: lastEpoch } : item);
+    }
+    return this.#lastPosition();
+  }
+
+  /** Our epochs up to the rejected one, so the leader can find where our logs part. */
+  #rejectHint(prev: Position): RejectHint {
+    const { epochs, endOffset } = this.#log;
+    let count = 0;
+    while (count < epochs.length && epochs[count].epoch <= prev.epoch) count++;
+    const from = Math.max(0, count - HINT_EPOCHS_MAX);
+    return {
+      epochs: epochs.slice(from, count),
+      endOffset: runEnd(epochs, count - 1, endOffset),
+      partial: from > 0,
+    };
+  }
+
+  #ackPosition(): Position | undefined {
+    return this.#matched && minPosition(this.#matched, this.#log.durable);
+  }
+
+  /** Tells the leader what we hold and what of it is durable; again once more is durable. */
+  #sendAck(): void {
+    const match = this.#ackPosition();
+    const appended = this.#matched;
+    assert(match !== undefined && appended !== undefined && this.#leaderId !== 0);
+    this.#send({
+      kind: "appendReply",
+      to: this.#leaderId,
+      ok: true,
+      counted: this.#counted(),
+      match,
+      appended,
+    });
+    this.#ackSent = match;
+    this.#ackDue = comparePositions(match, appended) < 0;
+  }
+
+  /** Our acks may count toward commit: not in repair mode, not while our votes are forgotten. */
+  #counted(): boolean {
+    return !this.#repair && !this.#nonVoting && !this.#amnesia;
+  }
+
+  /**
+   * Repair mode ends when our durable log, matched against this term's leader, reaches a commit
+   * of that leader covering its own term, and our former end (replication.md 5.7 rule 2).
+   */
+  #checkRepairExit(): void {
+    const target = this.#repairTarget;
+    if (!this.#repair || !target) return;
+    const ack = this.#ackPosition();
+    if (!ack || comparePositions(ack, target) < 0) return;
+    const former = this.#repair.formerEndOffset;
+    if (former !== undefined && ack.offset < former) return;
+    this.#events.push({ kind: "repairExited", target, term: this.#term });
+    this.#repair = undefined;
+    this.#hardStateDirty = true;
+    if (this.#leaderId !== 0 && this.#role === "follower") this.#sendAck();
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Leader: replication and commit.
+
+  #handleAppendReply(message: AppendReplyMessage): void {
+    if (this.#role !== "leader") return;
+    const progress = this.#progress.get(message.from);
+    assert(progress !== undefined);
+    progress.lastHeardTick = this.#tickCount;
+    progress.counted = message.counted;
+    if (message.ok) this.#onAck(message.from, progress, message);
+    else if (message.hint) this.#onReject(message.from, progress, message.hint);
+  }
+
+  #onAck(peer: NodeId, progress: Progress, message: AppendReplyMessage): void {
+    const { match, appended } = message;
+    assert(match !== undefined && appended !== undefined, "ok reply without positions");
+    // Retention may have dropped what a lagging follower acks; that is still our log's prefix.
+    const belowBase = comparePositions(appended, this.#log.base) < 0;
+    assert(belowBase || this.#holds(appended), `peer ${peer} acked a position we do not hold`);
+    assert(comparePositions(match, appended) <= 0);
+    if (!progress.appended || comparePositions(appended, progress.appended) > 0) {
+      progress.appended = appended;
+      progress.lastProgressTick = this.#tickCount;
+    }
+    if (!progress.match || comparePositions(match, progress.match) > 0) progress.match = match;
+    if (progress.probing) {
+      progress.probing = false;
+      progress.reset = false;
+      progress.next = progress.appended;
+    } else if (comparePositions(progress.next, progress.appended) < 0) {
+      progress.next = progress.appended;
+    }
+    this.#maybeCommit();
+    this.#maybeSendTimeoutNow(peer);
+    this.#replicate(peer, false);
+  }
+
+  /** The follower lacked our prev: probe from where our logs part, or reset it to our base. */
+  #onReject(peer: NodeId, progress: Progress, hint: RejectHint): void {
+    let next = commonPosition(this.#log, hint);
+    if (!next && hint.partial && hint.epochs.length > 0) next = this.#probeBelow(hint.epochs[0]);
+    if (!next || next.offset < this.#log.startOffset || !this.#holds(next)) {
+      this.#startReset(progress);
+      this.#replicate(peer, true);
+      return;
+    }
+    progress.next = next;
+    progress.reset = false;
+    progress.probing = true;
+    progress.probeSentTick = -Infinity;
+    // What the follower reported before may be gone (a restart cut an unsynced tail).
+    if (progress.match && comparePositions(progress.match, progress.next) > 0) {
+      progress.match = progress.next;
+    }
+    if (progress.appended && comparePositions(progress.appended, progress.next) > 0) {
+      progress.appended = progress.next;
+    }
+    this.#replicate(peer, true);
+  }
+
+  /** The follower shares nothing we still store: its next append resets it to our base. */
+  #startReset(progress: Progress): void {
+    progress.next = this.#log.base;
+    progress.reset = true;
+    progress.probing = true;
+    progress.probeSentTick = -Infinity;
+    progress.match = undefined;
+    progress.appended = undefined;
+  }
+
+  /** The end of our last run older than `oldest`: where to probe when a hint was cut short. */
+  #probeBelow(oldest: EpochStart): Position | undefined {
+    const { epochs, endOffset } = this.#log;
+    for (let index = epochs.length - 1; index >= 0; index--) {
+      if (epochs[index].epoch < oldest.epoch) {
+        return { offset: runEnd(epochs, index, endOffset), epoch: epochs[index].epoch };
+      }
+    }
+    return undefined;
+  }
+
+  #heartbeat(peer: NodeId): void {
+    const progress = this.#progress.get(peer)!;
+    const appended = progress.appended;
+    const stalled = this.#tickCount - progress.lastProgressTick >= 2 * this.#timing.heartbeatTicks;
+    if (!progress.probing && appended && comparePositions(progress.next, appended) > 0 && stalled) {
+      // Nothing we sent beyond `appended` arrived for two heartbeats: send it again.
+      progress.next = appended;
+    }
+    this.#replicate(peer, true);
+  }
+
+  /**
+   * Sends what the follower lacks: while probing one append per heartbeat, otherwise as many as
+   * the in-flight window allows. `force` sends at least a heartbeat.
+   */
+  #replicate(peer: NodeId, force: boolean): void {
+    const progress = this.#progress.get(peer)!;
+    if (comparePositions(progress.next, this.#log.base) < 0) {
+      // Retention dropped what this follower needs next (or the base a reset was aiming at):
+      // it must start over at our current base.
+      this.#startReset(progress);
+    }
+    if (progress.probing) {
+      const recent = this.#tickCount - progress.probeSentTick < this.#timing.heartbeatTicks;
+      if (!force && recent) return;
+      progress.probeSentTick = this.#tickCount;
+      this.#sendAppend(peer, progress.next, progress.reset);
+      return;
+    }
+    const acked = progress.match ?? progress.appended!;
+    const last = this.#lastPosition();
+    let sent = 0;
+    while (
+      sent < APPENDS_PER_CALL_MAX && comparePositions(progress.next, last) < 0 &&
+      progress.next.offset - acked.offset < this.#inflightBytesMax
+    ) {
+      progress.next = this.#sendAppend(peer, progress.next, false);
+      sent++;
+    }
+    if (sent === 0 && force) this.#sendAppend(peer, progress.appended!, false, false);
+  }
+
+  /** Sends one append with the items after `prev` (none for a heartbeat); returns its end. */
+  #sendAppend(peer: NodeId, prev: Position, reset: boolean, withItems = true): Position {
+    const { entries, markers, end } = withItems
+      ? this.#log.itemsAfter(prev, this.#appendBytesMax)
+      : { entries: [], markers: [], end: prev };
+    this.#send({
+      kind: "append",
+      to: peer,
+      prev,
+      entries,
+      markers,
+      commit: this.#commit,
+      leaderStartOffset: this.#log.startOffset,
+      reset,
+    });
+    return end;
+  }
+
+  /**
+   * Commit what a quorum holds durably, counting ourselves only once our own write is durable,
+   * and only once that quorum position lies in our own term (Raft's figure 8).
+   */
+  #maybeCommit(): void {
+    if (this.#role !== "leader") return;
+    const own = this.#canary === "ackBeforeLeaderPersist" ? this.#log.last : this.#log.durable;
+    const positions = [own];
+    for (const progress of this.#progress.values()) {
+      if (progress.counted && progress.match) positions.push(progress.match);
+    }
+    const quorum = quorumValue(positions, this.voters.length, comparePositions);
+    if (!quorum || comparePositions(quorum, this.#commit) <= 0) return;
+    if (quorum.epoch !== this.#term && this.#canary !== "commitOldTerms") return;
+    this.#setCommit(quorum);
+    let count = 0;
+    while (count < this.#proposals.length && this.#proposals[count].endOffset <= quorum.offset) {
+      this.#outcomes.push({ ...this.#proposals[count], kind: "ok", term: this.#term });
+      count++;
+    }
+    this.#proposals.splice(0, count);
+  }
+
+  #maybeSendTimeoutNow(peer: NodeId): void {
+    const transfer = this.#transfer;
+    if (!transfer || transfer.target !== peer || transfer.sent) return;
+    const progress = this.#progress.get(peer)!;
+    if (!progress.counted || !progress.match) return;
+    if (!samePosition(progress.match, this.#lastPosition())) return;
+    transfer.sent = true;
+    this.#send({ kind: "timeoutNow", to: peer });
+    this.#events.push({ kind: "transfer", target: peer, step: "timeoutNowSent" });
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // The log.
+
+  #holds(position: Position): boolean {
+    return this.#log.holds(position);
+  }
+
+  #lastPosition(): Position {
+    return this.#log.last;
+  }
+
+  #appendItem(item: LogItem): void {
+    assert(item.kind === "entry" || item.epoch <= this.#term, "marker from a future term");
+    this.#log.append(item);
+  }
+
+  /** Removes everything after `position`; never a committed or leader-confirmed item. */
+  #truncate(position: Position): void {
+    assert(this.#role !== "leader", "a leader never truncates its own log");
+    if (this.#canary !== "truncateBelowCommit") {
+      assert(comparePositions(position, this.#commit) >= 0, "truncate below commit");
+      const matched = this.#matched;
+      assert(!matched || comparePositions(matched, position) <= 0, "truncate leader's items");
+    }
+    this.#log.truncate(position);
+    this.#events.push({ kind: "truncated", to: position });
+  }
+
+  /** Drops the whole log and starts at the leader's base (we end below its log start). */
+  #resetLog(base: Position): void {
+    if (this.#canary !== "truncateBelowCommit") {
+      const detail = `commit ${show(this.#commit)}, base ${show(base)}, end ${
+        show(this.#lastPosition())
+      }`;
+      assert(comparePositions(this.#commit, base) <= 0, `reset below commit: ${detail}`);
+    }
+    this.#log.reset(base);
+    this.#matched = undefined;
+    this.#events.push({ kind: "reset", to: base });
+    if (comparePositions(base, this.#commit) > 0) this.#setCommit(base);
+  }
+
+  #setCommit(position: Position): void {
+    assert(comparePositions(position, this.#commit) > 0, "commit moves backwards");
+    assert(this.#holds(position), "commit beyond the log");
+    this.#commit = position;
+    this.#commitChanged = true;
+    this.#events.push({ kind: "committed", position, leader: this.#role === "leader" });
+  }
+
+  #send(message: Outgoing): void {
+    // The spread keeps the message's own fields; the cast restores the union lost by Omit.
+    this.#messages.push({ ...message, from: this.id, term: message.term ?? this.#term } as Message);
+  }
+}
+
+/** The items of an append in log order: markers before the entries that start at them. */
+export function appendItems(message: AppendMessage): LogItem[] {
+  const items: LogItem[] = [];
+  let offset = message.prev.offset;
+  let epoch = message.prev.epoch;
+  let marker = 0;
+  const takeMarkers = () => {
+    while (
+      marker < message.markers.length && message.markers[marker].startOffset === offset
+    ) {
+      epoch = message.markers[marker].epoch;
+      items.push({ kind: "marker", offset, epoch });
+      marker++;
+    }
+  };
+  for (const bytes of message.entries) {
+    takeMarkers();
+    items.push({ kind: "entry", offset, epoch, bytes });
+    offset += bytes.length;
+  }
+  takeMarkers();
+  assert(marker === message.markers.length, "append markers outside its entries");
+  return items;
+}
+
+function show(position: Position): string {
+  return `${position.offset}@${position.epoch}`;
+}
+
+function checkTiming(timing: RaftTiming): void {
+  const { heartbeatTicks, electionTicksMin, electionTicksMax, checkQuorumTicks } = timing;
+  assert(Number.isInteger(heartbeatTicks) && heartbeatTicks >= 1, "heartbeatTicks");
+  assert(Number.isInteger(electionTicksMin) && electionTicksMin > heartbeatTicks, "election min");
+  assert(Number.isInteger(electionTicksMax) && electionTicksMax >= electionTicksMin, "max");
+  assert(Number.isInteger(checkQuorumTicks) && checkQuorumTicks > heartbeatTicks, "checkQuorum");
+  assert(checkQuorumTicks < electionTicksMin, "check-quorum must be below the election timeout");
+}
+
+/** Records the highest real term a peer showed us while our vote history is unknown. */
+function observeTerm(amnesia: Amnesia, message: Message): void {
+  // Pre-vote requests carry the sender's term plus one, which nobody has voted in yet.
+  const term = message.kind === "vote" && message.pre ? message.term - 1 : message.term;
+  const echo = message.kind === "voteReply" && message.pre && message.granted;
+  if (!echo) amnesia.floor = Math.max(amnesia.floor, term);
+  amnesia.heard.add(message.from);
+}
+
+function mergeRepair(known: RepairState | undefined, found: RepairState): RepairState {
+  const ends = [known?.formerEndOffset, found.formerEndOffset].filter((end) => end !== undefined);
+  return ends.length > 0 ? { formerEndOffset: Math.max(...ends) } : {};
+}

@@ -1,0 +1,153 @@
+import { describe, expect, test } from "bun:test";
+import {
+  decodeHardState,
+  decodeMessage,
+  encodeHardState,
+  encodeMessage,
+  FRAME_HEADER_BYTES,
+  frameBytes,
+  type HardState,
+  type Message,
+} from "../../../lib/cluster/messages.ts";
+import { bytesOf } from "./harness.ts";
+
+const SAMPLES: readonly Message[] = [
+  {
+    kind: "append",
+    from: 1,
+    to: 2,
+    term: 7,
+    prev: { offset: 100, epoch: 5 },
+    entries: [bytesOf("first entry"), bytesOf("2nd")],
+    markers: [{ epoch: 6, startOffset: 111 }, { epoch: 7, startOffset: 114 }],
+    commit: { offset: 90, epoch: 5 },
+    leaderStartOffset: 40,
+    reset: false,
+  },
+  {
+    kind: "append",
+    from: 3,
+    to: 1,
+    term: 2 ** 40,
+    prev: { offset: 2 ** 50, epoch: 2 ** 40 },
+    entries: [],
+    markers: [],
+    commit: { offset: 2 ** 50, epoch: 2 ** 40 },
+    leaderStartOffset: 2 ** 50,
+    reset: true,
+  },
+  {
+    kind: "appendReply",
+    from: 2,
+    to: 1,
+    term: 7,
+    ok: true,
+    counted: true,
+    match: { offset: 100, epoch: 5 },
+    appended: { offset: 114, epoch: 7 },
+  },
+  {
+    kind: "appendReply",
+    from: 2,
+    to: 1,
+    term: 7,
+    ok: false,
+    counted: false,
+    hint: {
+      epochs: [{ epoch: 3, startOffset: 0 }, { epoch: 5, startOffset: 80 }],
+      endOffset: 95,
+      partial: true,
+    },
+  },
+  { kind: "appendReply", from: 2, to: 1, term: 9, ok: false, counted: true },
+  {
+    kind: "vote",
+    from: 4,
+    to: 5,
+    term: 8,
+    pre: true,
+    transfer: false,
+    last: { offset: 77, epoch: 6 },
+  },
+  {
+    kind: "vote",
+    from: 4,
+    to: 5,
+    term: 8,
+    pre: false,
+    transfer: true,
+    last: { offset: 0, epoch: 0 },
+  },
+  { kind: "voteReply", from: 5, to: 4, term: 8, pre: true, granted: true },
+  { kind: "voteReply", from: 5, to: 4, term: 8, pre: false, granted: false },
+  { kind: "timeoutNow", from: 1, to: 3, term: 4 },
+  { kind: "termQuery", from: 1, to: 3, term: 4 },
+  { kind: "termReply", from: 3, to: 1, term: 6 },
+];
+
+describe("message codec", () => {
+  test("every message kind survives a round trip", () => {
+    for (const message of SAMPLES) {
+      const decoded = decodeMessage(encodeMessage(12, message));
+      expect(decoded, message.kind).toEqual({ ok: true, groupId: 12, message });
+    }
+  });
+
+  test("any single flipped bit is detected, in the header or the body", () => {
+    for (const message of [SAMPLES[0], SAMPLES[3], SAMPLES[5]]) {
+      const frame = encodeMessage(3, message);
+      for (let bit = 0; bit < frame.length * 8; bit++) {
+        const damaged = frame.slice();
+        damaged[bit >> 3] ^= 1 << (bit & 7);
+        const decoded = decodeMessage(damaged);
+        expect(decoded.ok, `${message.kind} bit ${bit}`).toBe(false);
+      }
+    }
+  });
+
+  test("a stream reader sizes a frame from its header alone", () => {
+    const frame = encodeMessage(1, SAMPLES[0]);
+    expect(frameBytes(frame.subarray(0, FRAME_HEADER_BYTES))).toBe(frame.length);
+    expect(frameBytes(frame.subarray(0, FRAME_HEADER_BYTES - 1))).toBe("header is short");
+    const damaged = frame.slice();
+    damaged[9] ^= 0x40; // the length field
+    expect(frameBytes(damaged)).toBe("header checksum mismatch");
+  });
+
+  test("short, long and malformed frames are rejected with a reason", () => {
+    const frame = encodeMessage(1, SAMPLES[0]);
+    expect(decodeMessage(frame.subarray(0, frame.length - 1))).toEqual({
+      ok: false,
+      reason: `frame is ${frame.length - 1} of ${frame.length}`,
+    });
+    const bad: Message = { ...SAMPLES[0], markers: [{ epoch: 6, startOffset: 105 }] } as Message;
+    expect(decodeMessage(encodeMessage(1, bad))).toEqual({
+      ok: false,
+      reason: "marker is not at an entry boundary",
+    });
+  });
+});
+
+describe("hard state codec", () => {
+  const states: HardState[] = [
+    { term: 0, votedFor: 0 },
+    { term: 12, votedFor: 3 },
+    { term: 2 ** 45, votedFor: 2, repair: { formerEndOffset: 2 ** 50 } },
+    { term: 9, votedFor: 9, repair: {}, votesForgotten: true, voteFloor: 14 },
+  ];
+
+  test("hard state survives a round trip", () => {
+    for (const state of states) expect(decodeHardState(encodeHardState(state))).toEqual(state);
+  });
+
+  test("damaged or short hard state is unreadable, never misread", () => {
+    const bytes = encodeHardState(states[3]);
+    for (let bit = 0; bit < bytes.length * 8; bit++) {
+      const damaged = bytes.slice();
+      damaged[bit >> 3] ^= 1 << (bit & 7);
+      expect(decodeHardState(damaged), `bit ${bit}`).toBeUndefined();
+    }
+    expect(decodeHardState(bytes.subarray(1))).toBeUndefined();
+    expect(decodeHardState(new Uint8Array(bytes.length))).toBeUndefined();
+  });
+});
