@@ -3,30 +3,27 @@
  * vote) and the leader-epoch list. Both are replaced atomically (temp file, fsync, rename,
  * directory fsync) and carry a CRC, so a torn or damaged file is detected, never half-read.
  *
+ * `raft-state` holds the core's binary hard-state record (messages.ts, with its own CRC).
+ * `leader-epochs` is text:
+ *
  * ```text
- * raft-state          leader-epochs
- * metaq-raft-state 1  metaq-leader-epochs 1
- * term 7              count 3
- * vote 2              0 0          <- epoch, start offset (the base)
- * crc 1234567890      4 1048576
- *                     7 2097152
- *                     crc 987654321
+ * metaq-leader-epochs 1
+ * count 3
+ * 0 0          <- epoch, start offset (the base)
+ * 4 1048576
+ * 7 2097152
+ * crc 987654321
  * ```
  *
  * The CRC covers every line before it. Files names have no `.meta` suffix, so MetaQ tools and
  * the segment loader ignore them.
  */
 import { crc32 } from "../crc32.ts";
+import { decodeHardState, encodeHardState, type HardState } from "./messages.ts";
 import { joinPath, type Storage } from "../store/storage.ts";
 
 export const HARD_STATE_FILE = "raft-state";
 export const EPOCHS_FILE = "leader-epochs";
-
-export interface HardState {
-  readonly term: number;
-  /** Node voted for in `term`, or 0 for none. */
-  readonly vote: number;
-}
 
 export interface EpochStartRecord {
   readonly epoch: number;
@@ -38,24 +35,23 @@ export class StateFileError extends Error {
   override readonly name = "StateFileError";
 }
 
+/** Persists the Raft hard state in the core's checksummed encoding, atomically. */
 export async function writeHardState(
   storage: Storage,
   dir: string,
   state: HardState,
 ): Promise<void> {
-  await storage.writeFileAtomic(
-    joinPath(dir, HARD_STATE_FILE),
-    sealed(["metaq-raft-state 1", `term ${state.term}`, `vote ${state.vote}`]),
-  );
+  await storage.writeFileAtomic(joinPath(dir, HARD_STATE_FILE), encodeHardState(state));
 }
 
-/** The saved hard state, undefined when there is none, or StateFileError when it is damaged. */
-export function readHardState(storage: Storage, dir: string): HardState | undefined {
-  const lines = unsealed(storage, joinPath(dir, HARD_STATE_FILE), "metaq-raft-state 1");
-  if (!lines) return undefined;
-  const term = field(lines[0], "term");
-  const vote = field(lines[1], "vote");
-  return { term, vote };
+/**
+ * The saved hard state: undefined when there is none (a first start), "unreadable" when the
+ * file exists but fails its checksum (replication.md 5.7 rule 3 then applies).
+ */
+export function readHardState(storage: Storage, dir: string): HardState | "unreadable" | undefined {
+  const bytes = storage.readFile(joinPath(dir, HARD_STATE_FILE));
+  if (bytes === undefined) return undefined;
+  return decodeHardState(bytes) ?? "unreadable";
 }
 
 export async function writeEpochs(

@@ -13,13 +13,13 @@ test("hard state and epochs round-trip and survive a power cut once written", as
   storage.makeDir("/d");
   await storage.syncDir("/");
   expect(readHardState(storage, "/d")).toBeUndefined();
-  await writeHardState(storage, "/d", { term: 7, vote: 2 });
+  await writeHardState(storage, "/d", { term: 7, votedFor: 2 });
   await writeEpochs(storage, "/d", [{ epoch: 0, startOffset: 0 }, { epoch: 4, startOffset: 100 }, {
     epoch: 7,
     startOffset: 100,
   }]);
   storage.crash();
-  expect(readHardState(storage, "/d")).toEqual({ term: 7, vote: 2 });
+  expect(readHardState(storage, "/d")).toMatchObject({ term: 7, votedFor: 2 });
   expect(readEpochs(storage, "/d")).toEqual([{ epoch: 0, startOffset: 0 }, {
     epoch: 4,
     startOffset: 100,
@@ -29,20 +29,29 @@ test("hard state and epochs round-trip and survive a power cut once written", as
 test("a damaged or truncated state file is reported, never half-read", async () => {
   const storage = new MemoryStorage();
   storage.makeDir("/d");
-  await writeHardState(storage, "/d", { term: 12, vote: 3 });
+  await writeHardState(storage, "/d", { term: 12, votedFor: 3 });
   const bytes = storage.readFile("/d/raft-state")!;
-  for (let cut = 1; cut < bytes.length; cut++) {
+  const rewrite = (content: Uint8Array) => {
     const file = storage.open("/d/raft-state", { create: false });
     file.truncate(0);
-    file.write([bytes.subarray(0, cut)], 0);
+    file.write([content], 0);
     file.close();
-    expect(() => readHardState(storage, "/d")).toThrow(StateFileError);
+  };
+  for (let cut = 0; cut < bytes.length; cut++) {
+    rewrite(bytes.subarray(0, cut));
+    expect(readHardState(storage, "/d")).toBe("unreadable");
   }
-  const flipped = bytes.slice();
-  flipped[flipped.indexOf(0x32)] = 0x39; // term 12 -> 19
-  const file = storage.open("/d/raft-state", { create: false });
+  for (let bit = 0; bit < bytes.length * 8; bit += 7) {
+    const flipped = bytes.slice();
+    flipped[bit >> 3] ^= 1 << (bit & 7);
+    rewrite(flipped);
+    expect(readHardState(storage, "/d")).toBe("unreadable");
+  }
+  await writeEpochs(storage, "/d", [{ epoch: 0, startOffset: 0 }]);
+  const epochs = storage.readFile("/d/leader-epochs")!;
+  const file = storage.open("/d/leader-epochs", { create: false });
   file.truncate(0);
-  file.write([flipped], 0);
+  file.write([epochs.subarray(0, epochs.length - 3)], 0);
   file.close();
-  expect(() => readHardState(storage, "/d")).toThrow("checksum mismatch");
+  expect(() => readEpochs(storage, "/d")).toThrow(StateFileError);
 });
