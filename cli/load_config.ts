@@ -13,6 +13,15 @@ export interface ConfigFlags {
   readonly "broker-id"?: string;
   readonly "http-port"?: string;
   readonly "no-http"?: boolean;
+  readonly "node-id"?: string;
+  readonly "peer-port"?: string;
+  readonly peers?: string;
+  readonly replicas?: string;
+  readonly ack?: string;
+  readonly fsync?: string;
+  readonly "raft-heartbeat-ms"?: string;
+  readonly "raft-election-ms"?: string;
+  readonly "raft-check-quorum-ms"?: string;
 }
 
 /** Reads --config (if given) and applies the flags over it. */
@@ -25,12 +34,22 @@ export function loadConfig(values: ConfigFlags): Config {
     ["partitions", "numPartitions"],
     ["broker-id", "brokerId"],
     ["http-port", "dashboardHttpPort"],
+    ["node-id", "nodeId"],
+    ["peer-port", "peerPort"],
+    ["peers", "peers"],
+    ["replicas", "replicas"],
+    ["ack", "ack"],
+    ["fsync", "fsync"],
+    ["raft-heartbeat-ms", "raftHeartbeatMs"],
+    ["raft-election-ms", "raftElectionMs"],
+    ["raft-check-quorum-ms", "raftCheckQuorumMs"],
   ];
   for (const [flag, key] of map) {
     const value = values[flag];
     if (typeof value === "string") overrides[key] = value;
   }
   if (values["no-http"]) overrides.httpEnabled = "false";
+  clusterOverrides(values, overrides);
   let fileText: string | undefined;
   if (values.config) {
     try {
@@ -48,5 +67,31 @@ export function loadConfig(values: ConfigFlags): Config {
       );
     }
     throw error;
+  }
+}
+
+/**
+ * Cluster flags imply some `[system]` values: message ids use the node id unless a broker id is
+ * given; `--peer-port` is where this node listens, so it replaces this node's entry in `--peers`;
+ * `--fsync interval:MS` is MetaQ's threshold flushing with that interval.
+ */
+function clusterOverrides(values: ConfigFlags, overrides: Record<string, string>): void {
+  if (values["node-id"] !== undefined && values["broker-id"] === undefined) {
+    overrides.brokerId = values["node-id"];
+  }
+  if (
+    values.peers !== undefined && values["peer-port"] !== undefined &&
+    values["node-id"] !== undefined
+  ) {
+    overrides.peers = values.peers.split(",").map((entry) => {
+      const [id, address] = entry.trim().split("=");
+      if (id !== values["node-id"] || address === undefined) return entry.trim();
+      return `${id}=${address.slice(0, address.lastIndexOf(":"))}:${values["peer-port"]}`;
+    }).join(",");
+  }
+  const interval = /^interval:(\d+)$/.exec(values.fsync ?? "");
+  if (interval) {
+    overrides.unflushThreshold = String(2 ** 31 - 1);
+    overrides.unflushInterval = interval[1];
   }
 }

@@ -3,7 +3,9 @@
  * cluster), chosen from the configuration. One place, so serve.ts stays about flags.
  */
 import * as process from "node:process";
-import type { Config } from "../lib/config/config.ts";
+import { clusterSettings } from "../lib/cluster/cluster_config.ts";
+import { clusterPlugin } from "../lib/cluster/plugin.ts";
+import { type Config, ConfigError } from "../lib/config/config.ts";
 import { groupsView } from "../lib/groups/groups_view.ts";
 import { httpPlugin } from "../lib/http/plugin.ts";
 import type { LogRing } from "../lib/log_ring.ts";
@@ -34,7 +36,9 @@ export function serverPlugins(
   const problems = filterProblems(config);
   if (problems.length > 0) throw new CliError(problems[0]);
   const groups = groupsPlugin({ repair: flags.repair === true });
+  const cluster = clusterSettingsOrError(config);
   const plugins: BrokerPlugin[] = [groups, transactionsPlugin(transactionOptions())];
+  if (cluster) plugins.push(clusterPlugin(cluster));
   if (config.system.httpEnabled) {
     plugins.push(
       httpPlugin({
@@ -44,6 +48,15 @@ export function serverPlugins(
     );
   }
   return plugins;
+}
+
+function clusterSettingsOrError(config: Config) {
+  try {
+    return clusterSettings(config);
+  } catch (error) {
+    if (error instanceof ConfigError) throw new CliError(error.message);
+    throw error;
+  }
 }
 
 function transactionOptions() {

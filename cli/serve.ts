@@ -29,10 +29,21 @@ Options:
   --ports-file FILE    write {"port":..,"httpPort":..} here once listening (for scripts)
   --log-level LEVEL    debug, info, warn or error (default info)
 
+Cluster (Raft-lite replication; see docs/replication.md):
+  --node-id N          this node's id (also its broker id unless --broker-id is given)
+  --peer-port PORT     port for traffic between nodes
+  --peers LIST         every voter as id=host:peerPort, comma-separated (this node included)
+  --replicas R         copies of each partition: 1, 3 or 5 (default 3, at most the node count)
+  --ack MODE           quorum (default: ack once a majority stored it) or leader
+  --fsync MODE         always (default: fsync before counting an ack) or interval:MS
+  --raft-heartbeat-ms, --raft-election-ms MIN-MAX, --raft-check-quorum-ms   Raft timing
+
 Examples:
   metaq serve
   metaq serve --port 9000 --data /var/lib/metaq --partitions 4
-  metaq serve --config server.ini --broker-id 3`;
+  metaq serve --config server.ini --broker-id 3
+  metaq serve --node-id 1 --port 8123 --peer-port 9123 --data ./n1 \
+    --peers 1=127.0.0.1:9123,2=127.0.0.1:9124,3=127.0.0.1:9125`;
 
 const FLAGS = {
   config: { type: "string" },
@@ -47,6 +58,15 @@ const FLAGS = {
   repair: { type: "boolean" },
   "ports-file": { type: "string" },
   "log-level": { type: "string" },
+  "node-id": { type: "string" },
+  "peer-port": { type: "string" },
+  peers: { type: "string" },
+  replicas: { type: "string" },
+  ack: { type: "string" },
+  fsync: { type: "string" },
+  "raft-heartbeat-ms": { type: "string" },
+  "raft-election-ms": { type: "string" },
+  "raft-check-quorum-ms": { type: "string" },
 } as const;
 
 export const serve: CommandSpec = {

@@ -17,6 +17,7 @@ import { encodeValueHeader } from "../protocol/encoder.ts";
 import type { MessageIdGenerator } from "../store/message_id.ts";
 import { type MessageStore, partitionKey } from "../store/message_store.ts";
 import type { PartitionLog } from "../store/partition_log.ts";
+import type { TopicMetadata } from "./metadata.ts";
 import { BrokerStats } from "./stats.ts";
 import { renderStats } from "./stats_report.ts";
 
@@ -37,6 +38,8 @@ export const result = (code: number, text?: string | Uint8Array): Reply => ({
 export interface RequestContext {
   readonly connectionId: number;
   readonly peer: string;
+  /** Set when another cluster node forwarded the request: it is never forwarded again. */
+  readonly forwarded?: boolean;
 }
 
 /** Handles transactional puts (a put carrying a txkey); absent until transactions exist. */
@@ -48,6 +51,17 @@ export interface TransactionalPutHandler {
     done: (reply: Reply) => void,
   ): void;
 }
+
+/** A put that passed every check, ready to be stored; see `Broker.appendHook`. */
+export interface CheckedPut {
+  readonly topic: string;
+  readonly partition: number;
+  readonly flag: number;
+  readonly body: Uint8Array;
+  readonly checksum: number;
+}
+
+export type AppendHook = (put: CheckedPut, done: (reply: Reply) => void) => boolean;
 
 /** Filters records served to a group (MetaQ's server-side group filters). */
 export type RecordFilter = (
@@ -74,6 +88,13 @@ export class Broker {
   /** Partitions closed by an operator (`T-N` keys); in memory only, as in MetaQ. */
   readonly closedPartitions = new Set<string>();
   transactions: TransactionalPutHandler | undefined;
+  /**
+   * Takes over the append of a checked put (replication: the record goes through Raft and is
+   * answered on commit). Returns false to let the broker append locally.
+   */
+  appendHook: AppendHook | undefined;
+  /** Adds facts to `meta` replies (the cluster adds partition leaders). */
+  metadataDecorator: ((metadata: TopicMetadata) => TopicMetadata) | undefined;
   /** Server-side filters by `topic/group` (see groups). */
   filterFor: (topic: string, group: string) => RecordFilter | undefined = () => undefined;
   /** Highest offset consumers may read (replication caps it at the commit offset). */
@@ -147,6 +168,12 @@ export class Broker {
     if (!checked.ok) return done(checked.reply);
     const { partition, checksum, settings } = checked;
     const log = this.store.get(topic, partition);
+    if (this.appendHook) {
+      const put = { topic, partition, flag: command.flag, body: command.body, checksum };
+      if (this.appendHook(put, done)) {
+        return this.countPut(topic, partition, command.body.length, settings);
+      }
+    }
     if (log) return this.#append(log, { command, partition, checksum, settings }, done);
     this.store.getOrCreate(topic, partition).then(
       (created) => this.#append(created, { command, partition, checksum, settings }, done),

@@ -37,7 +37,8 @@ export function registerMetadataCommand(
         broker: broker.brokerUrl.replace("meta://", ""),
       };
       const decorator = decorate?.();
-      respond(result(200, JSON.stringify(decorator ? decorator(metadata, context) : metadata)));
+      const decorated = decorator ? decorator(metadata, context) : metadata;
+      respond(result(200, JSON.stringify(broker.metadataDecorator?.(decorated) ?? decorated)));
     },
   });
 }

@@ -193,6 +193,8 @@ export interface RaftStatus {
   /** The log start the leader last announced (followers delete below min(it, commit)). */
   readonly leaderStartOffset: number;
   readonly transferTarget?: NodeId;
+  /** Leader only: each follower's durable position as last reported (undefined: unknown). */
+  readonly matches?: Readonly<Record<string, Position | undefined>>;
 }
 
 const APPEND_BYTES_DEFAULT = 1024 * 1024;
@@ -462,6 +464,13 @@ export class Raft {
       nonVoting: this.#nonVoting,
       leaderStartOffset: this.#leaderStartOffset,
       ...(this.#transfer ? { transferTarget: this.#transfer.target } : {}),
+      ...(this.#role === "leader"
+        ? {
+          matches: Object.fromEntries(
+            [...this.#progress].map(([peer, progress]) => [String(peer), progress.match]),
+          ),
+        }
+        : {}),
     };
   }
 

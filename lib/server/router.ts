@@ -57,7 +57,19 @@ export class Router {
   }
 
   /** Dispatches one request; `respond` may be called now, later, or (END) never. */
+  /**
+   * Called first with every request; returns true when it took the request (the cluster
+   * forwards requests for partitions this node does not lead or host).
+   */
+  intercept: ((command: Command, context: RequestContext, respond: Respond) => boolean) | undefined;
+
   dispatch(command: Command, context: RequestContext, respond: Respond): void {
+    if (this.intercept?.(command, context, respond)) return;
+    this.dispatchHere(command, context, respond);
+  }
+
+  /** Serves `command` on this node, past the interceptor (it decided this node is right). */
+  dispatchHere(command: Command, context: RequestContext, respond: Respond): void {
     const broker = this.broker;
     switch (command.kind) {
       case "put":

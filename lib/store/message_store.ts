@@ -4,6 +4,7 @@
  * lazily on first write, closed together. Holds a lock file so two brokers never share a data
  * directory. Knows nothing of the protocol; the broker decides which topics exist.
  */
+import * as fs from "node:fs";
 import * as process from "node:process";
 import { assert } from "../assert.ts";
 import type { Clock } from "../clock.ts";
@@ -153,17 +154,21 @@ export class MessageStore {
     const { storage } = this.options;
     await makeDirDurably(storage, dir);
     const path = joinPath(dir, LOCK_FILE);
-    const holder = Number(
-      new TextDecoder().decode(storage.readFile(path) ?? new Uint8Array()).trim(),
-    );
-    if (holder && holder !== process.pid && isProcessAlive(holder)) {
+    const [holderText, startText] = new TextDecoder().decode(
+      storage.readFile(path) ?? new Uint8Array(),
+    )
+      .trim().split(" ");
+    const holder = Number(holderText);
+    if (holder && holder !== process.pid && isProcessAlive(holder, startText)) {
       throw new DataDirLockedError(
         `Cannot open data directory ${dir}: it is in use by process ${holder}; stop that broker or use another --data`,
       );
     }
     const file = storage.open(path, { create: true });
     file.truncate(0);
-    file.write([new TextEncoder().encode(`${process.pid}\n`)], 0);
+    file.write([
+      new TextEncoder().encode(`${process.pid} ${processStartTime(process.pid) ?? ""}\n`),
+    ], 0);
     file.close();
     this.#lockedDirs.push(dir);
   }
@@ -229,11 +234,36 @@ export function splitPartitionKey(name: string): { topic: string; partition: num
   return { topic: name.slice(0, dash), partition: Number(digits) };
 }
 
-function isProcessAlive(pid: number): boolean {
+/**
+ * Whether the process that wrote a lock still runs. On Linux a zombie (killed, not yet reaped)
+ * counts as gone, and a reused pid is told apart by its start time; elsewhere, kill(pid, 0).
+ */
+function isProcessAlive(pid: number, recordedStart: string | undefined): boolean {
+  const stat = procStat(pid);
+  if (stat !== undefined) {
+    if (stat.state === "Z" || stat.state === "X") return false;
+    return !recordedStart || recordedStart === stat.startTime;
+  }
   try {
     process.kill(pid, 0);
-    return true;
+    return !fs.existsSync("/proc/self/stat"); // /proc exists but had no entry: the pid is gone
   } catch (error) {
     return (error as { code?: string }).code === "EPERM";
+  }
+}
+
+function processStartTime(pid: number): string | undefined {
+  return procStat(pid)?.startTime;
+}
+
+/** State and start time (clock ticks after boot) from /proc/<pid>/stat, when there is one. */
+function procStat(pid: number): { state: string; startTime: string } | undefined {
+  try {
+    const text = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+    // The command name is in parentheses and may contain spaces: fields start after the last ')'.
+    const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
+    return { state: fields[0], startTime: fields[19] };
+  } catch {
+    return undefined;
   }
 }

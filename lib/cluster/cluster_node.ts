@@ -1,0 +1,353 @@
+/**
+ * @module ClusterNode: one metaq node of a Raft-lite cluster. Owns the peer transport, the
+ * replicas of the partitions this node holds (placement.ts), the clock that ticks them, and
+ * what nodes tell each other about themselves (client address, identity, groups they lead).
+ * Request routing (which node serves a request) is in routing.ts; forwarding in forwarding.ts.
+ */
+import * as process from "node:process";
+import { type Clock } from "../clock.ts";
+import { describeError } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import { Prng } from "../prng.ts";
+import type { RunningBroker } from "../server/start_broker.ts";
+import type { ClusterSettings } from "./cluster_config.ts";
+import { decodeEnvelope, encodeEnvelope, type Envelope, type NodeInfo } from "./envelope.ts";
+import type { Membership } from "./membership.ts";
+import type { Message, NodeId } from "./messages.ts";
+import { PeerTransport } from "./peer_transport.ts";
+import { isInternalTopic, META_GROUP, META_TOPIC, replicasOf } from "./placement.ts";
+import type { RaftTiming } from "./raft.ts";
+import { Replica } from "./replica.ts";
+import type { Tracer } from "./trace.ts";
+
+/** How often the node tells its peers about itself even when nothing changed. */
+const INFO_INTERVAL_MS = 1000;
+
+export interface ClusterNodeOptions {
+  readonly settings: ClusterSettings;
+  readonly running: RunningBroker;
+  readonly membership: Membership;
+  readonly tracer: Tracer;
+  readonly logger: Logger;
+  readonly clock: Clock;
+  /** Set after an unclean stop in `fsync=interval` mode on a rebooted machine (5.7 rule 4). */
+  readonly repairAll?: boolean;
+}
+
+/** Who leads a group, as far as this node knows. */
+export interface LeaderInfo {
+  readonly nodeId: NodeId;
+  readonly clientAddress?: string;
+}
+
+export class ClusterNode {
+  readonly settings: ClusterSettings;
+  readonly running: RunningBroker;
+  readonly membership: Membership;
+  readonly logger: Logger;
+  readonly voters: readonly NodeId[];
+  readonly timing: RaftTiming;
+  readonly tickMs: number;
+  readonly #options: ClusterNodeOptions;
+  readonly #replicas = new Map<string, Replica>();
+  readonly #opening = new Map<string, Promise<Replica | undefined>>();
+  readonly #peers = new Map<NodeId, NodeInfo>();
+  readonly #random: Prng;
+  #transport: PeerTransport | undefined;
+  #ticker: ReturnType<typeof setInterval> | undefined;
+  #infoTimer: ReturnType<typeof setInterval> | undefined;
+  #infoDue = false;
+  #closed = false;
+  #roleListeners = new Set<() => void>();
+  /** Handlers for forwarded requests and replies (forwarding.ts). */
+  onForward: ((from: NodeId, requestId: number, request: Uint8Array) => void) | undefined;
+  onForwardReply: ((requestId: number, reply: Uint8Array) => void) | undefined;
+  peerPort = 0;
+
+  constructor(options: ClusterNodeOptions) {
+    this.#options = options;
+    this.settings = options.settings;
+    this.running = options.running;
+    this.membership = options.membership;
+    this.logger = options.logger;
+    this.voters = options.settings.peers.map((peer) => peer.id);
+    this.#random = new Prng(Number(process.pid) * 7919 + options.settings.nodeId);
+    this.tickMs = Math.max(5, Math.round(options.settings.heartbeatMs / 3));
+    this.timing = {
+      heartbeatTicks: Math.max(1, Math.round(options.settings.heartbeatMs / this.tickMs)),
+      electionTicksMin: Math.round(options.settings.electionMinMs / this.tickMs),
+      electionTicksMax: Math.round(options.settings.electionMaxMs / this.tickMs),
+      checkQuorumTicks: Math.round(options.settings.checkQuorumMs / this.tickMs),
+    };
+  }
+
+  get nodeId(): NodeId {
+    return this.settings.nodeId;
+  }
+
+  /** Starts the peer port and the clock, and opens the replicas found on disk. */
+  async start(): Promise<void> {
+    const self = this.settings.peers.find((peer) => peer.id === this.nodeId)!;
+    this.#transport = new PeerTransport({
+      nodeId: this.nodeId,
+      host: this.running.config.system.host === "0.0.0.0" ? "0.0.0.0" : self.host,
+      port: self.port,
+      peers: this.settings.peers,
+      logger: this.logger,
+      onFrame: (from, payload) => this.#receive(from, payload),
+      onConnected: () => (this.#infoDue = true),
+    });
+    this.peerPort = await this.#transport.listen();
+    this.#ticker = setInterval(() => this.#tick(), this.tickMs);
+    this.#infoTimer = setInterval(() => this.#sendInfo(), INFO_INTERVAL_MS);
+    if (this.membership.mayParticipate(this.voters)) await this.#openHostedReplicas();
+  }
+
+  /** Whether this node holds `topic`-`partition`. */
+  hosts(topic: string, partition: number): boolean {
+    return this.replicasOf(topic, partition).includes(this.nodeId);
+  }
+
+  replicasOf(topic: string, partition: number): NodeId[] {
+    return replicasOf(topic, partition, this.voters, this.settings.replicas);
+  }
+
+  replica(topic: string, partition: number): Replica | undefined {
+    return this.#replicas.get(`${topic}-${partition}`);
+  }
+
+  replicas(): Replica[] {
+    return [...this.#replicas.values()];
+  }
+
+  /** The replica of a hosted partition, opening it (and its log) on first use. */
+  ensureReplica(topic: string, partition: number): Promise<Replica | undefined> {
+    const name = `${topic}-${partition}`;
+    const existing = this.#replicas.get(name);
+    if (existing) return Promise.resolve(existing);
+    if (this.#closed || !this.hosts(topic, partition) || !this.membership.identity.admitted) {
+      return Promise.resolve(undefined);
+    }
+    let opening = this.#opening.get(name);
+    if (!opening) {
+      opening = this.#openReplica(topic, partition).finally(() => this.#opening.delete(name));
+      this.#opening.set(name, opening);
+    }
+    return opening;
+  }
+
+  /**
+   * Who leads `group`: this node's replica knows best (it hears the current term's leader);
+   * otherwise what connected peers last said they lead.
+   */
+  leaderOf(group: string): LeaderInfo | undefined {
+    const local = this.#replicas.get(group);
+    if (local?.isLeader) return { nodeId: this.nodeId, clientAddress: this.clientAddress };
+    if (local) {
+      const known = local.leaderId;
+      return known ? { nodeId: known, clientAddress: this.clientAddressOf(known) } : undefined;
+    }
+    for (const info of this.#peers.values()) {
+      if (info.leads?.includes(group) && this.isConnected(info.nodeId)) {
+        return { nodeId: info.nodeId, clientAddress: info.clientAddress };
+      }
+    }
+    return undefined;
+  }
+
+  /** Client address of node `id`, when known. */
+  clientAddressOf(id: NodeId): string | undefined {
+    return id === this.nodeId ? this.clientAddress : this.#peers.get(id)?.clientAddress;
+  }
+
+  get clientAddress(): string {
+    const host = this.running.config.system.hostName || this.running.config.system.host;
+    return `${host}:${this.running.port}`;
+  }
+
+  /** Nodes heard from, with what they said last. */
+  peerInfos(): NodeInfo[] {
+    return [...this.#peers.values()];
+  }
+
+  isConnected(id: NodeId): boolean {
+    return id === this.nodeId || (this.#transport?.isConnected(id) ?? false);
+  }
+
+  /** Resolves when a role changes anywhere on this node, or after `timeoutMs`. */
+  roleChanged(timeoutMs: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.#roleListeners.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, timeoutMs);
+      this.#roleListeners.add(done);
+    });
+  }
+
+  send(to: NodeId, envelope: Envelope): void {
+    this.#transport?.send(to, encodeEnvelope(envelope));
+  }
+
+  /** Hands leadership away (graceful stop), waits briefly, then stops everything. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    await this.#handOverLeadership();
+    this.#closed = true;
+    if (this.#ticker) clearInterval(this.#ticker);
+    if (this.#infoTimer) clearInterval(this.#infoTimer);
+    await Promise.allSettled([...this.#opening.values()]);
+    for (const replica of this.#replicas.values()) await replica.close();
+    await this.#transport?.close();
+    await this.membership.flush();
+  }
+
+  #tick(): void {
+    for (const replica of this.#replicas.values()) replica.tick();
+    if (this.#infoDue) this.#sendInfo();
+    if (!this.membership.identity.admitted && this.membership.mayParticipate(this.voters)) {
+      this.logger.log("info", "Node admitted to the cluster", {
+        node: this.nodeId,
+        replaced: this.membership.identity.replaced,
+      });
+      void this.#openHostedReplicas();
+    }
+  }
+
+  #receive(from: NodeId, payload: Uint8Array): void {
+    const envelope = decodeEnvelope(payload);
+    if (!envelope) {
+      this.logger.log("warn", "Dropping malformed peer message", { peer: from });
+      return;
+    }
+    if (envelope.kind === "info") return this.#onInfo(from, envelope.info);
+    const info = this.#peers.get(from);
+    // A node that came back with another identity is a stranger until an operator admits it.
+    if (!info || !this.membership.accepts(from, info.uuid)) return;
+    if (envelope.kind === "raft") return this.#onRaft(envelope.group, envelope.message);
+    if (envelope.kind === "forward") {
+      return this.onForward?.(from, envelope.requestId, envelope.request);
+    }
+    this.onForwardReply?.(envelope.requestId, envelope.reply);
+  }
+
+  #onInfo(from: NodeId, info: NodeInfo): void {
+    if (info.nodeId !== from) return;
+    const previous = this.#peers.get(from);
+    this.#peers.set(from, info);
+    if (String(previous?.leads) !== String(info.leads)) {
+      for (const listener of [...this.#roleListeners]) {
+        listener();
+      }
+    }
+    this.membership.observe(from, info.members);
+    if (!this.membership.accepts(from, info.uuid) && previous?.uuid !== info.uuid) {
+      this.logger.log(
+        "warn",
+        "Ignoring a node with an unknown identity; run 'metaq cluster replace' if it replaced a node",
+        {
+          node: from,
+          uuid: info.uuid,
+        },
+      );
+    }
+  }
+
+  #onRaft(group: string, message: Message): void {
+    if (message.to !== this.nodeId) return;
+    const replica = this.#replicas.get(group);
+    if (replica) return replica.step(message);
+    const dash = group.lastIndexOf("-");
+    const topic = group.slice(0, dash);
+    const partition = Number(group.slice(dash + 1));
+    if (!Number.isInteger(partition) || !this.running.broker.topicSettings(topic)) return;
+    // A group this node holds but has not opened yet (a new partition): open it; Raft resends.
+    void this.ensureReplica(topic, partition);
+  }
+
+  #sendInfo(): void {
+    this.#infoDue = false;
+    const info: NodeInfo = {
+      nodeId: this.nodeId,
+      clientAddress: this.clientAddress,
+      uuid: this.membership.identity.uuid,
+      members: this.membership.members,
+      httpPort: Number(this.running.facts.get("httpPort") ?? 0) || undefined,
+      leads: this.replicas().filter((replica) => replica.isLeader).map((replica) => replica.name),
+    };
+    for (const peer of this.settings.peers) {
+      if (peer.id !== this.nodeId) this.send(peer.id, { kind: "info", info });
+    }
+  }
+
+  async #openHostedReplicas(): Promise<void> {
+    await this.ensureReplica(META_TOPIC, 0);
+    for (const [topic, partitions] of this.running.store.topics()) {
+      for (const { partition } of partitions) {
+        if (topic !== META_TOPIC && this.hosts(topic, partition)) {
+          await this.ensureReplica(topic, partition);
+        }
+      }
+    }
+  }
+
+  async #openReplica(topic: string, partition: number): Promise<Replica | undefined> {
+    const name = `${topic}-${partition}`;
+    try {
+      const log = await this.running.store.getOrCreate(topic, partition);
+      const fresh = log.writtenEnd === log.startOffset;
+      const replaced = this.membership.identity.replaced && fresh;
+      const replica = Replica.open({
+        name,
+        nodeId: this.nodeId,
+        voters: this.replicasOf(topic, partition),
+        log,
+        storage: this.running.store.options.storage,
+        timing: this.timing,
+        random: this.#random,
+        ack: isInternalTopic(topic) ? "quorum" : this.settings.ack,
+        logger: this.logger,
+        tracer: this.#options.tracer,
+        send: (to, message) => this.send(to, { kind: "raft", group: name, message }),
+        repair: replaced || this.#options.repairAll ? {} : undefined,
+        onRole: () => {
+          this.#infoDue = true;
+          for (const listener of [...this.#roleListeners]) listener();
+        },
+      });
+      this.#replicas.set(name, replica);
+      if (log.recovery.repairedAt !== undefined) {
+        this.logger.log("warn", "Partition log was repaired at start-up", {
+          group: name,
+          offset: log.recovery.repairedAt,
+        });
+      }
+      return replica;
+    } catch (error) {
+      this.logger.log("error", "Cannot open replica", {
+        group: name,
+        reason: describeError(error),
+      });
+      return undefined;
+    }
+  }
+
+  async #handOverLeadership(): Promise<void> {
+    const led = this.replicas().filter((replica) => replica.isLeader);
+    if (led.length === 0) return;
+    for (const replica of led) {
+      const target = replica.options.voters.find((id) =>
+        id !== this.nodeId && this.isConnected(id)
+      );
+      if (target) replica.transferLeadership(target);
+    }
+    const deadline = Date.now() + Math.min(2000, this.settings.electionMinMs);
+    while (Date.now() < deadline && led.some((replica) => replica.isLeader)) {
+      await new Promise((resolve) => setTimeout(resolve, this.tickMs));
+    }
+  }
+}
+
+export { META_GROUP };

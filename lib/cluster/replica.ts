@@ -1,0 +1,554 @@
+/**
+ * @module Replica: the driver of one Raft group whose log is a partition's MetaQ segment log.
+ * The only place the pure core (raft.ts) meets disk, network and time for that group: it turns
+ * each Ready into durable writes (hard state, epoch list, segment appends), sends messages,
+ * advances the readable end to the commit offset, and answers proposals. The same class runs
+ * the `__meta` group and every partition group.
+ *
+ * Ready handling follows the core's contract, in order: hard state (awaited), cut (awaited),
+ * appends (markers into the epoch file before the bytes after them; the fsync is started, and
+ * `persisted()` is called when it completes), messages, commit and outcomes, `advance()`.
+ */
+import { assert } from "../assert.ts";
+import { crc32 } from "../crc32.ts";
+import { BrokerError, describeError } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import type { Random } from "../prng.ts";
+import type { PartitionLog } from "../store/partition_log.ts";
+import { RECORD_HEADER_BYTES } from "../limits.ts";
+import type { Storage } from "../store/storage.ts";
+import type { HardState, Message, NodeId } from "./messages.ts";
+import {
+  type ProposalOutcome,
+  Raft,
+  type RaftStatus,
+  type RaftTiming,
+  type Ready,
+} from "./raft.ts";
+import {
+  epochsFrom,
+  type EpochStart,
+  epochThrough,
+  type Position,
+  type RaftLogView,
+} from "./raft_log.ts";
+import { readEpochs, readHardState, writeEpochs, writeHardState } from "./state_files.ts";
+import type { Tracer } from "./trace.ts";
+
+/** When a put is answered: after a quorum stored it, or after the leader alone did. */
+export type AckMode = "quorum" | "leader";
+
+export interface ReplicaOptions {
+  /** `<topic>-<partition>`, or `__meta-0`. */
+  readonly name: string;
+  readonly nodeId: NodeId;
+  readonly voters: readonly NodeId[];
+  readonly log: PartitionLog;
+  readonly storage: Storage;
+  readonly timing: RaftTiming;
+  readonly random: Random;
+  readonly ack: AckMode;
+  readonly logger: Logger;
+  readonly tracer: Tracer;
+  readonly send: (to: NodeId, message: Message) => void;
+  /** Start without voting rights (a node that came back with an empty disk). */
+  readonly nonVoting?: boolean;
+  /** Set when the log was found damaged and cut at this start: repair mode. */
+  readonly repair?: { formerEndOffset?: number };
+  /** Called after the readable (committed) end moved forward. */
+  readonly onCommit?: (commitOffset: number) => void;
+  /** Called on every role change. */
+  readonly onRole?: (role: string, term: number, leaderId: NodeId) => void;
+}
+
+/** What a proposer hears back for each record it handed to `propose`. */
+export type ProposeCallback = (
+  result: { ok: true; offset: number } | { ok: false; error: BrokerError },
+) => void;
+
+interface PendingBatch {
+  readonly offset: number;
+  readonly endOffset: number;
+  /** Byte position of each record inside the batch, and its callback. */
+  readonly records: { readonly position: number; readonly callback: ProposeCallback }[];
+  answered: boolean;
+}
+
+/** Largest batch of records proposed as one entry. */
+const BATCH_BYTES_MAX = 1024 * 1024;
+
+export class Replica {
+  readonly name: string;
+  readonly options: ReplicaOptions;
+  readonly raft: Raft;
+  readonly log: PartitionLog;
+  #epochs: EpochStart[];
+  /** End of what has been reported durable to the core: reads never go past it. */
+  #reportedDurable: number;
+  #commitOffset: number;
+  #processing = false;
+  #again = false;
+  #closed = false;
+  #nextTag = 1;
+  #pending = new Map<number, PendingBatch>();
+  /** Batches appended by this leader, oldest first, for `ack=leader` answers. */
+  #unacked: number[] = [];
+  #batch: { bytes: Uint8Array; used: number; records: PendingBatch["records"] } | undefined;
+  #flushScheduled = false;
+  #role = "follower";
+  /** When this replica started real (not pre-vote) campaigns, for "elections in the last minute". */
+  #campaigns: number[] = [];
+  #term = 0;
+  #leaderId: NodeId = 0;
+
+  private constructor(options: ReplicaOptions, raft: Raft, epochs: EpochStart[]) {
+    this.name = options.name;
+    this.options = options;
+    this.log = options.log;
+    this.raft = raft;
+    this.#epochs = epochs;
+    this.#reportedDurable = options.log.writtenEnd;
+    this.#commitOffset = options.log.startOffset;
+  }
+
+  /** Reads the replica's state from disk and starts the core as a follower. */
+  static open(options: ReplicaOptions): Replica {
+    const { log, storage } = options;
+    const dir = log.options.dir;
+    const epochs = loadEpochs(storage, dir, log, options.logger);
+    const stored = readHardState(storage, dir);
+    const hardState: HardState | "unreadable" = stored ?? { term: 0, votedFor: 0 };
+    const repair = options.repair ?? (stored !== "unreadable" ? stored?.repair : undefined);
+    const holder: { replica?: Replica } = {};
+    const view: RaftLogView = {
+      startOffset: log.startOffset,
+      endOffset: log.writtenEnd,
+      epochs,
+      read: (offset, bytesMax) => holder.replica!.#readEntries(offset, bytesMax),
+    };
+    const raft = new Raft({
+      id: options.nodeId,
+      voters: options.voters,
+      log: view,
+      random: options.random,
+      timing: options.timing,
+      durable: { hardState, repair },
+      nonVoting: options.nonVoting,
+    });
+    const replica = new Replica(options, raft, epochs);
+    holder.replica = replica;
+    if (options.tracer.enabled) {
+      options.tracer.record(options.name, { event: "truncate", to: log.writtenEnd });
+    }
+    replica.#schedule();
+    return replica;
+  }
+
+  get role(): string {
+    return this.#role;
+  }
+
+  get term(): number {
+    return this.#term;
+  }
+
+  get leaderId(): NodeId {
+    return this.#leaderId;
+  }
+
+  get isLeader(): boolean {
+    return this.#role === "leader";
+  }
+
+  /** End of committed data: readers never see past it. */
+  get commitOffset(): number {
+    return Math.min(this.#commitOffset, this.log.ackedEnd);
+  }
+
+  status(): RaftStatus {
+    return this.raft.status();
+  }
+
+  /** Elections this replica started in the last minute. */
+  get electionsLastMinute(): number {
+    const now = Date.now();
+    return this.#campaigns.filter((at) => now - at < 60_000).length;
+  }
+
+  /** True once a storage error stopped this replica. */
+  get stopped(): boolean {
+    return this.#closed;
+  }
+
+  tick(): void {
+    if (this.#closed) return;
+    this.raft.tick();
+    this.#schedule();
+  }
+
+  step(message: Message): void {
+    if (this.#closed) return;
+    this.raft.step(message);
+    this.#schedule();
+  }
+
+  /**
+   * Queues one encoded record for replication; records queued in one turn become one entry.
+   * The callback hears the record's offset once it is committed (or stored by the leader with
+   * `ack=leader`), or an error: `notLeader`/`queueFull` (nothing was appended) or `internal`
+   * with an "indeterminate" text (leadership was lost first: it may or may not survive).
+   */
+  propose(record: Uint8Array, callback: ProposeCallback): void {
+    if (!this.isLeader) {
+      callback({ ok: false, error: notLeaderError(this.name, this.#leaderId) });
+      return;
+    }
+    if (this.#batch && this.#batch.used + record.length > BATCH_BYTES_MAX) this.#flushBatch();
+    let batch = this.#batch;
+    if (!batch) {
+      batch = { bytes: new Uint8Array(Math.max(64 * 1024, record.length)), used: 0, records: [] };
+      this.#batch = batch;
+    }
+    if (batch.bytes.length - batch.used < record.length) {
+      const grown = new Uint8Array(Math.max(batch.bytes.length * 2, batch.used + record.length));
+      grown.set(batch.bytes.subarray(0, batch.used));
+      batch.bytes = grown;
+    }
+    batch.bytes.set(record, batch.used);
+    batch.records.push({ position: batch.used, callback });
+    batch.used += record.length;
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      queueMicrotask(() => this.#flushBatch());
+    }
+  }
+
+  /** Hands leadership to `target` (graceful shutdown); false when it cannot start. */
+  transferLeadership(target: NodeId): boolean {
+    const started = this.raft.transferLeadership(target);
+    this.#schedule();
+    return started;
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.#flushBatch();
+    for (const batch of this.#pending.values()) {
+      this.#answer(batch, { ok: false, error: indeterminate(this.name) });
+    }
+    this.#pending.clear();
+  }
+
+  #flushBatch(): void {
+    this.#flushScheduled = false;
+    const batch = this.#batch;
+    this.#batch = undefined;
+    if (!batch || batch.records.length === 0) return;
+    const tag = this.#nextTag++;
+    const result = this.#closed
+      ? { kind: "notLeader" as const, leaderId: 0 }
+      : this.raft.propose(batch.bytes.subarray(0, batch.used), tag);
+    if (result.kind !== "appended") {
+      const error = result.kind === "busy"
+        ? new BrokerError(
+          "queueFull",
+          `partition ${this.name} has too many puts waiting for replication`,
+        )
+        : notLeaderError(this.name, result.leaderId);
+      for (const record of batch.records) record.callback({ ok: false, error });
+      return;
+    }
+    assert(result.endOffset - result.offset === batch.used);
+    const pending: PendingBatch = {
+      offset: result.offset,
+      endOffset: result.endOffset,
+      records: batch.records,
+      answered: false,
+    };
+    this.#pending.set(tag, pending);
+    if (this.options.ack === "leader") this.#unacked.push(tag);
+    this.#schedule();
+  }
+
+  #schedule(): void {
+    if (this.#processing) {
+      this.#again = true;
+      return;
+    }
+    if (!this.raft.hasReady()) return;
+    this.#processing = true;
+    void this.#process().catch((error) => {
+      // A failed write leaves the log in an unknown state: stop this replica, as design 5.2 says.
+      this.options.logger.log("error", "Replica stopped after a storage error", {
+        group: this.name,
+        reason: describeError(error),
+      });
+      this.#closed = true;
+    });
+  }
+
+  async #process(): Promise<void> {
+    try {
+      do {
+        this.#again = false;
+        while (!this.#closed && this.raft.hasReady()) {
+          const ready = this.raft.ready();
+          await this.#handle(ready);
+          this.raft.advance(ready);
+        }
+      } while (this.#again && !this.#closed);
+    } finally {
+      this.#processing = false;
+    }
+  }
+
+  async #handle(ready: Ready): Promise<void> {
+    const { storage } = this.options;
+    const dir = this.log.options.dir;
+    if (ready.hardState) await writeHardState(storage, dir, ready.hardState);
+    if (ready.resetTo) await this.#resetTo(ready.resetTo);
+    if (ready.truncateTo) await this.#truncateTo(ready.truncateTo);
+    await this.#append(ready);
+    for (const message of ready.messages) this.options.send(message.to, message);
+    if (ready.commit) this.#advanceCommit(ready.commit.offset);
+    for (const outcome of ready.outcomes) this.#onOutcome(outcome);
+    this.#onEvents(ready);
+  }
+
+  async #append(ready: Ready): Promise<void> {
+    let epochsDirty = false;
+    let lastDone: Promise<void> | undefined;
+    for (const item of ready.appends) {
+      if (item.kind === "marker") {
+        this.#epochs.push({ epoch: item.epoch, startOffset: item.offset });
+        epochsDirty = true;
+        continue;
+      }
+      if (epochsDirty) {
+        await writeEpochs(this.options.storage, this.log.options.dir, this.#epochs);
+        epochsDirty = false;
+      }
+      assert(
+        this.log.nextOffset === item.offset,
+        `${this.name}: entry at ${item.offset}, log at ${this.log.nextOffset}`,
+      );
+      lastDone = this.log.appendEncoded(item.bytes, countRecords(item.bytes)).done;
+      if (this.options.tracer.enabled) {
+        this.options.tracer.record(this.name, {
+          event: "append",
+          term: item.epoch,
+          from: item.offset,
+          to: item.offset + item.bytes.length,
+          crc: crc32(item.bytes),
+        });
+      }
+    }
+    if (epochsDirty) await writeEpochs(this.options.storage, this.log.options.dir, this.#epochs);
+    const end = ready.appendsEnd;
+    if (!end) return;
+    const report = () => {
+      if (this.#closed) return;
+      this.#reportedDurable = Math.max(this.#reportedDurable, end.offset);
+      this.raft.persisted(end);
+      this.#answerLeaderAcks();
+      this.#schedule();
+    };
+    if (lastDone) {
+      lastDone.then(report, (error) => {
+        // The log was cut back to its last durable end: the core's view no longer matches it.
+        // Stop this replica; the node's restart runs recovery (replication.md 5.2).
+        this.options.logger.log("error", "Replica stopped: cannot store replicated entries", {
+          group: this.name,
+          reason: describeError(error),
+        });
+        this.#closed = true;
+      });
+    } else {
+      report();
+    }
+  }
+
+  async #resetTo(position: Position): Promise<void> {
+    await this.log.resetTo(position.offset);
+    this.#epochs = [{ epoch: position.epoch, startOffset: position.offset }];
+    await writeEpochs(this.options.storage, this.log.options.dir, this.#epochs);
+    this.#reportedDurable = position.offset;
+    this.#commitOffset = Math.max(this.#commitOffset, position.offset);
+    if (this.options.tracer.enabled) {
+      this.options.tracer.record(this.name, { event: "truncate", to: position.offset });
+    }
+  }
+
+  async #truncateTo(position: Position): Promise<void> {
+    assert(
+      position.offset >= this.#commitOffset || this.#commitOffset === this.log.startOffset,
+      `${this.name}: truncation to ${position.offset} below commit ${this.#commitOffset}`,
+    );
+    await this.log.truncate(position.offset);
+    this.#epochs = this.#epochs.filter((epoch) =>
+      epoch.startOffset < position.offset ||
+      (epoch.startOffset === position.offset && epoch.epoch <= position.epoch)
+    );
+    await writeEpochs(this.options.storage, this.log.options.dir, this.#epochs);
+    this.#reportedDurable = Math.min(this.#reportedDurable, position.offset);
+    if (this.options.tracer.enabled) {
+      this.options.tracer.record(this.name, { event: "truncate", to: position.offset });
+    }
+  }
+
+  #advanceCommit(offset: number): void {
+    if (offset <= this.#commitOffset) return;
+    this.#commitOffset = offset;
+    if (this.options.tracer.enabled) {
+      this.options.tracer.record(this.name, { event: "commit", offset });
+    }
+    this.options.onCommit?.(this.commitOffset);
+  }
+
+  #onOutcome(outcome: ProposalOutcome): void {
+    const batch = this.#pending.get(outcome.clientTag);
+    if (!batch) return;
+    this.#pending.delete(outcome.clientTag);
+    if (outcome.kind === "ok") this.#answer(batch, { ok: true, offset: 0 });
+    else this.#answer(batch, { ok: false, error: indeterminate(this.name) });
+  }
+
+  /** With ack=leader, answers every batch the leader's own log has made durable. */
+  #answerLeaderAcks(): void {
+    while (this.#unacked.length > 0) {
+      const batch = this.#pending.get(this.#unacked[0]);
+      if (batch && batch.endOffset > this.#reportedDurable) break;
+      this.#unacked.shift();
+      if (batch) this.#answer(batch, { ok: true, offset: 0 });
+    }
+  }
+
+  #answer(
+    batch: PendingBatch,
+    result: { ok: true; offset: number } | { ok: false; error: BrokerError },
+  ): void {
+    if (batch.answered) return;
+    batch.answered = true;
+    for (const record of batch.records) {
+      record.callback(result.ok ? { ok: true, offset: batch.offset + record.position } : result);
+    }
+  }
+
+  #onEvents(ready: Ready): void {
+    for (const event of ready.events) {
+      if (event.kind === "campaign" && !event.pre) {
+        const now = Date.now();
+        this.#campaigns = this.#campaigns.filter((at) => now - at < 60_000);
+        this.#campaigns.push(now);
+      }
+      if (event.kind === "role") {
+        this.#role = event.role;
+        this.#term = event.term;
+        this.#leaderId = event.leaderId;
+        if (this.options.tracer.enabled) {
+          this.options.tracer.record(this.name, {
+            event: "role",
+            role: event.role,
+            term: event.term,
+          });
+        }
+        this.options.onRole?.(event.role, event.term, event.leaderId);
+        if (event.role !== "leader") this.#unacked = [];
+      } else if (event.kind === "repairEntered" || event.kind === "repairExited") {
+        if (this.options.tracer.enabled) {
+          this.options.tracer.record(this.name, {
+            event: "repair",
+            enter: event.kind === "repairEntered",
+          });
+        }
+        this.options.logger.log(
+          "warn",
+          event.kind === "repairEntered" ? "Replica in repair mode" : "Replica left repair mode",
+          { group: this.name },
+        );
+      }
+    }
+    const status = this.raft.status();
+    this.#leaderId = status.leaderId;
+    this.#term = status.term;
+  }
+
+  /** Whole records from `offset`, at most `bytesMax` (one record at least), never past what was reported durable. */
+  #readEntries(offset: number, bytesMax: number): Uint8Array[] {
+    const limit = this.#reportedDurable;
+    if (offset >= limit) return [];
+    const slice = this.log.read(offset, Math.max(bytesMax, RECORD_HEADER_BYTES), limit);
+    let end = wholeRecordsEnd(slice);
+    if (end === 0) {
+      // The first record is larger than bytesMax: send it alone.
+      const length = RECORD_HEADER_BYTES +
+        new DataView(slice.buffer, slice.byteOffset, 4).getInt32(0);
+      return [this.log.read(offset, length, limit)];
+    }
+    if (end > slice.length) end = slice.length;
+    return [slice.subarray(0, end)];
+  }
+}
+
+/** Offset within `bytes` after the last complete record. */
+function wholeRecordsEnd(bytes: Uint8Array): number {
+  let position = 0;
+  while (bytes.length - position >= RECORD_HEADER_BYTES) {
+    const length = new DataView(bytes.buffer, bytes.byteOffset + position, 4).getInt32(0);
+    const next = position + RECORD_HEADER_BYTES + length;
+    if (length < 0 || next > bytes.length) break;
+    position = next;
+  }
+  return position;
+}
+
+function countRecords(bytes: Uint8Array): number {
+  let count = 0;
+  let position = 0;
+  while (bytes.length - position >= RECORD_HEADER_BYTES) {
+    position += RECORD_HEADER_BYTES +
+      new DataView(bytes.buffer, bytes.byteOffset + position, 4).getInt32(0);
+    count += 1;
+  }
+  return count;
+}
+
+/** The epoch list on disk, fitted to the log that recovery left (never ahead of its end). */
+function loadEpochs(
+  storage: Storage,
+  dir: string,
+  log: PartitionLog,
+  logger: Logger,
+): EpochStart[] {
+  let epochs = readEpochs(storage, dir);
+  if (!epochs || epochs.length === 0) {
+    if (log.writtenEnd > log.startOffset) {
+      logger.log("warn", "Replica has data but no leader-epoch file: treating it as epoch 0", {
+        dir,
+      });
+    }
+    return [{ epoch: 0, startOffset: log.startOffset }];
+  }
+  epochs = epochs.filter((epoch, index) => index === 0 || epoch.startOffset <= log.writtenEnd);
+  if (epochs[0].startOffset !== log.startOffset) {
+    const base = { offset: log.startOffset, epoch: epochThrough(epochs, log.startOffset) };
+    epochs = epochsFrom(epochs, base);
+  }
+  return epochs;
+}
+
+function notLeaderError(name: string, leaderId: NodeId): BrokerError {
+  return new BrokerError(
+    "notLeader",
+    leaderId
+      ? `partition ${name} is led by node ${leaderId}`
+      : `partition ${name} has no leader yet`,
+  );
+}
+
+function indeterminate(name: string): BrokerError {
+  return new BrokerError(
+    "internal",
+    `partition ${name} lost its leader before the put committed; it may or may not be stored`,
+  );
+}

@@ -1,0 +1,100 @@
+/**
+ * @module What `metaq cluster status` and `stats cluster` show: per node and per group the
+ * role, term, leader, commit offset, log end, followers' match offsets (on the leader), repair
+ * mode, last fsync latency, elections in the last minute, and a plain reason when a group has
+ * no leader (replication.md 5.9).
+ */
+import type { ClusterNode } from "./cluster_node.ts";
+
+export interface GroupStatus {
+  readonly group: string;
+  readonly role: string;
+  readonly term: number;
+  readonly leader: number;
+  readonly leaderAddress?: string;
+  readonly commit: number;
+  readonly logStart: number;
+  readonly logEnd: number;
+  readonly matches?: Readonly<Record<string, number | null>>;
+  readonly repair: boolean;
+  readonly lastFsyncMs: number;
+  readonly electionsLastMinute: number;
+  readonly reason?: string;
+}
+
+export interface NodeStatus {
+  readonly nodeId: number;
+  readonly address?: string;
+  readonly connected: boolean;
+  readonly self: boolean;
+}
+
+export interface ClusterStatusReport {
+  readonly nodeId: number;
+  readonly admitted: boolean;
+  readonly nodes: readonly NodeStatus[];
+  readonly groups: readonly GroupStatus[];
+}
+
+export function clusterStatus(node: ClusterNode): ClusterStatusReport {
+  const nodes = node.settings.peers.map((peer) => ({
+    nodeId: peer.id,
+    address: node.clientAddressOf(peer.id),
+    connected: node.isConnected(peer.id),
+    self: peer.id === node.nodeId,
+  }));
+  const groups = node.replicas().map((replica): GroupStatus => {
+    const status = replica.status();
+    const unreachable = replica.options.voters.filter((id) => !node.isConnected(id));
+    const quorum = Math.floor(replica.options.voters.length / 2) + 1;
+    let reason: string | undefined;
+    if (replica.stopped) reason = "replica stopped after a storage error; restart the node";
+    else if (status.repair) reason = "replica in repair mode: catching up from the leader";
+    else if (status.leaderId === 0) {
+      reason = replica.options.voters.length - unreachable.length < quorum
+        ? `no leader: ${unreachable.length} of ${replica.options.voters.length} voters unreachable`
+        : "no leader yet: election in progress";
+    }
+    return {
+      group: replica.name,
+      role: status.role,
+      term: status.term,
+      leader: status.leaderId,
+      leaderAddress: status.leaderId ? node.clientAddressOf(status.leaderId) : undefined,
+      commit: replica.commitOffset,
+      logStart: replica.log.startOffset,
+      logEnd: replica.log.writtenEnd,
+      matches: status.matches
+        ? Object.fromEntries(
+          Object.entries(status.matches).map(([id, position]) => [id, position?.offset ?? null]),
+        )
+        : undefined,
+      repair: status.repair !== undefined,
+      lastFsyncMs: Math.round(replica.log.lastSyncLatencyMs * 100) / 100,
+      electionsLastMinute: replica.electionsLastMinute,
+      reason,
+    };
+  });
+  return { nodeId: node.nodeId, admitted: node.membership.identity.admitted, nodes, groups };
+}
+
+/** The report as `stats cluster` lines: `<key> <value...>`. */
+export function statusLines(report: ClusterStatusReport): string[] {
+  const lines = [`node ${report.nodeId} admitted ${report.admitted}`];
+  for (const peer of report.nodes) {
+    lines.push(
+      `peer ${peer.nodeId} address ${peer.address ?? "unknown"} connected ${peer.connected}`,
+    );
+  }
+  for (const group of report.groups) {
+    const matches = group.matches
+      ? Object.entries(group.matches).map(([id, offset]) => `${id}:${offset ?? "-"}`).join(",")
+      : "-";
+    lines.push(
+      `group ${group.group} role ${group.role} term ${group.term} leader ${group.leader} commit ${group.commit} ` +
+        `log_end ${group.logEnd} matches ${matches} repair ${group.repair} fsync_ms ${group.lastFsyncMs} ` +
+        `elections_1m ${group.electionsLastMinute}${group.reason ? ` reason ${group.reason}` : ""}`,
+    );
+  }
+  return lines;
+}
