@@ -218,8 +218,8 @@ export class ClusterNode {
 
   #receive(from: NodeId, payload: Uint8Array): void {
     const envelope = decodeEnvelope(payload);
-    if (!envelope) {
-      this.logger.log("warn", "Dropping malformed peer message", { peer: from });
+    if (typeof envelope === "string") {
+      this.logger.log("warn", "Dropping malformed peer message", { peer: from, reason: envelope });
       return;
     }
     if (envelope.kind === "info") return this.#onInfo(from, envelope.info);

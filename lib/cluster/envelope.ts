@@ -65,17 +65,17 @@ export function encodeEnvelope(envelope: Envelope): Uint8Array {
   }
 }
 
-/** Decodes a peer frame; undefined for anything malformed (the caller drops it). */
-export function decodeEnvelope(bytes: Uint8Array): Envelope | undefined {
-  if (bytes.length < 1) return undefined;
+/** Decodes a peer frame; a string says why it is malformed (the caller drops it). */
+export function decodeEnvelope(bytes: Uint8Array): Envelope | string {
+  if (bytes.length < 1) return "empty frame";
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
   switch (bytes[0]) {
     case 1: {
-      if (bytes.length < 3) return undefined;
+      if (bytes.length < 3) return "short raft frame";
       const nameLength = view.getUint16(1);
-      if (bytes.length < 3 + nameLength) return undefined;
+      if (bytes.length < 3 + nameLength) return "short group name";
       const decoded = decodeMessage(bytes.subarray(3 + nameLength));
-      if (!decoded.ok) return undefined;
+      if (!decoded.ok) return decoded.reason;
       return {
         kind: "raft",
         group: decoder.decode(bytes.subarray(3, 3 + nameLength)),
@@ -84,7 +84,7 @@ export function decodeEnvelope(bytes: Uint8Array): Envelope | undefined {
     }
     case 2:
     case 3: {
-      if (bytes.length < 5) return undefined;
+      if (bytes.length < 5) return "short forward frame";
       const requestId = view.getUint32(1);
       const payload = bytes.subarray(5);
       return bytes[0] === 2
@@ -95,13 +95,13 @@ export function decodeEnvelope(bytes: Uint8Array): Envelope | undefined {
       try {
         const info = JSON.parse(decoder.decode(bytes.subarray(1)));
         if (typeof info?.nodeId !== "number" || typeof info.clientAddress !== "string") {
-          return undefined;
+          return "bad node info";
         }
         return { kind: "info", info };
       } catch {
-        return undefined;
+        return "node info is not JSON";
       }
     default:
-      return undefined;
+      return `unknown frame kind ${bytes[0]}`;
   }
 }

@@ -333,15 +333,7 @@ export class Replica {
         `${this.name}: entry at ${item.offset}, log at ${this.log.nextOffset}`,
       );
       lastDone = this.log.appendEncoded(item.bytes, countRecords(item.bytes)).done;
-      if (this.options.tracer.enabled) {
-        this.options.tracer.record(this.name, {
-          event: "append",
-          term: item.epoch,
-          from: item.offset,
-          to: item.offset + item.bytes.length,
-          crc: crc32(item.bytes),
-        });
-      }
+      if (this.options.tracer.enabled) this.#traceRecords(item.offset, item.epoch, item.bytes);
     }
     if (epochsDirty) await writeEpochs(this.options.storage, this.log.options.dir, this.#epochs);
     const end = ready.appendsEnd;
@@ -365,6 +357,26 @@ export class Replica {
       });
     } else {
       report();
+    }
+  }
+
+  /**
+   * One trace event per record: records are the unit every replica agrees on (entries may be
+   * chunked differently when a follower catches up), so the checker can compare them.
+   */
+  #traceRecords(offset: number, term: number, bytes: Uint8Array): void {
+    let position = 0;
+    while (bytes.length - position >= RECORD_HEADER_BYTES) {
+      const end = position + RECORD_HEADER_BYTES +
+        new DataView(bytes.buffer, bytes.byteOffset + position, 4).getInt32(0);
+      this.options.tracer.record(this.name, {
+        event: "append",
+        term,
+        from: offset + position,
+        to: offset + end,
+        crc: crc32(bytes.subarray(position, end)),
+      });
+      position = end;
     }
   }
 
@@ -475,7 +487,11 @@ export class Replica {
 
   /** Whole records from `offset`, at most `bytesMax` (one record at least), never past what was reported durable. */
   #readEntries(offset: number, bytesMax: number): Uint8Array[] {
-    const limit = this.#reportedDurable;
+    // An entry never spans an epoch start: markers must fall between entries.
+    let limit = this.#reportedDurable;
+    for (const epoch of this.#epochs) {
+      if (epoch.startOffset > offset && epoch.startOffset < limit) limit = epoch.startOffset;
+    }
     if (offset >= limit) return [];
     const slice = this.log.read(offset, Math.max(bytesMax, RECORD_HEADER_BYTES), limit);
     let end = wholeRecordsEnd(slice);
