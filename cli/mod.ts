@@ -2,6 +2,7 @@
 import * as process from "node:process";
 import { describeError } from "../lib/errors.ts";
 import { CLI_VERSION, CliError, type CommandSpec } from "./common.ts";
+import { cluster } from "./cluster.ts";
 import { consume } from "./consume.ts";
 import { groups } from "./groups.ts";
 import { produce } from "./produce.ts";
@@ -20,6 +21,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   topics,
   stats,
   tx,
+  cluster,
   verify,
   version,
 ];
@@ -42,8 +44,26 @@ function help(): string {
   ].join("\n");
 }
 
+/**
+ * A throw that escapes every handler (a broken invariant, an assertion) ends the process: a
+ * broker never keeps serving after one (STYLE: recovery runs on the next start). Runtimes differ
+ * on whether an error thrown in an event handler is fatal, so metaq decides for itself.
+ */
+function exitOnUncaughtErrors(): void {
+  const die = (kind: string) => (error: unknown) => {
+    const detail = error instanceof Error
+      ? (error.stack ?? `${error.name}: ${error.message}`)
+      : String(error);
+    console.error(`metaq: fatal ${kind}: ${detail}`);
+    process.exit(70);
+  };
+  process.on("uncaughtException", die("uncaught exception"));
+  process.on("unhandledRejection", die("unhandled rejection"));
+}
+
 /** Runs one command; returns the process exit code. Operating errors print one line. */
 export async function runCli(args: string[]): Promise<number> {
+  exitOnUncaughtErrors();
   const [name, ...rest] = args;
   if (name === undefined || name === "--help" || name === "-h" || name === "help") {
     console.log(help());

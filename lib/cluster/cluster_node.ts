@@ -18,6 +18,11 @@ import { PeerTransport } from "./peer_transport.ts";
 import { isInternalTopic, META_GROUP, META_TOPIC, replicasOf } from "./placement.ts";
 import type { RaftTiming } from "./raft.ts";
 import { Replica } from "./replica.ts";
+import type { PartitionLog } from "../store/partition_log.ts";
+import type { Storage } from "../store/storage.ts";
+import type { RepairState } from "./messages.ts";
+import { readHardState, writeHardState } from "./state_files.ts";
+import { clearCleanStop, markCleanStop, type StartupState } from "./startup_state.ts";
 import type { Tracer } from "./trace.ts";
 
 /** How often the node tells its peers about itself even when nothing changed. */
@@ -30,8 +35,8 @@ export interface ClusterNodeOptions {
   readonly tracer: Tracer;
   readonly logger: Logger;
   readonly clock: Clock;
-  /** Set after an unclean stop in `fsync=interval` mode on a rebooted machine (5.7 rule 4). */
-  readonly repairAll?: boolean;
+  /** How the previous run ended (clean stop marker, boot id). */
+  readonly startup: StartupState;
 }
 
 /** Who leads a group, as far as this node knows. */
@@ -101,6 +106,8 @@ export class ClusterNode {
     this.#ticker = setInterval(() => this.#tick(), this.tickMs);
     this.#infoTimer = setInterval(() => this.#sendInfo(), INFO_INTERVAL_MS);
     if (this.membership.mayParticipate(this.voters)) await this.#openHostedReplicas();
+    // Acted on: a crash from now on must not look like a clean stop.
+    await clearCleanStop(this.running.store.options.storage, this.running.config.system.dataPath);
   }
 
   /** Whether this node holds `topic`-`partition`. */
@@ -202,6 +209,9 @@ export class ClusterNode {
     for (const replica of this.#replicas.values()) await replica.close();
     await this.#transport?.close();
     await this.membership.flush();
+    const store = this.running.store;
+    await Promise.all(store.logs().map((log) => log.flush()));
+    await markCleanStop(store.options.storage, this.running.config.system.dataPath);
   }
 
   #tick(): void {
@@ -295,33 +305,27 @@ export class ClusterNode {
 
   async #openReplica(topic: string, partition: number): Promise<Replica | undefined> {
     const name = `${topic}-${partition}`;
+    const store = this.running.store;
+    const storage = store.options.storage;
     try {
-      const log = await this.running.store.getOrCreate(topic, partition);
-      const fresh = log.writtenEnd === log.startOffset;
-      const replaced = this.membership.identity.replaced && fresh;
-      const replica = Replica.open({
-        name,
-        nodeId: this.nodeId,
-        voters: this.replicasOf(topic, partition),
-        log,
-        storage: this.running.store.options.storage,
-        timing: this.timing,
-        random: this.#random,
-        ack: isInternalTopic(topic) ? "quorum" : this.settings.ack,
-        logger: this.logger,
-        tracer: this.#options.tracer,
-        send: (to, message) => this.send(to, { kind: "raft", group: name, message }),
-        repair: replaced || this.#options.repairAll ? {} : undefined,
-        onRole: () => {
-          this.#infoDue = true;
-          for (const listener of [...this.#roleListeners]) listener();
-        },
-      });
+      let log;
+      let repair: RepairState | undefined;
+      if (store.failure(topic, partition)) {
+        // Damage found at start (5.7 rule 2): record "repairing" and the former end, then cut.
+        repair = { formerEndOffset: store.filesEndOffset(topic, partition) };
+        await persistRepair(storage, store.dirOf(topic, partition), repair);
+        log = await store.repair(topic, partition);
+      } else {
+        log = await store.getOrCreate(topic, partition);
+        repair = this.#repairAfterStart(log);
+        if (repair) await persistRepair(storage, log.options.dir, repair);
+      }
+      const replica = this.#createReplica(topic, partition, log, repair);
       this.#replicas.set(name, replica);
-      if (log.recovery.repairedAt !== undefined) {
-        this.logger.log("warn", "Partition log was repaired at start-up", {
+      if (repair) {
+        this.logger.log("warn", "Replica starts in repair mode", {
           group: name,
-          offset: log.recovery.repairedAt,
+          formerEndOffset: repair.formerEndOffset,
         });
       }
       return replica;
@@ -332,6 +336,84 @@ export class ClusterNode {
       });
       return undefined;
     }
+  }
+
+  #createReplica(
+    topic: string,
+    partition: number,
+    log: PartitionLog,
+    repair: RepairState | undefined,
+  ): Replica {
+    const name = `${topic}-${partition}`;
+    return Replica.open({
+      name,
+      nodeId: this.nodeId,
+      voters: this.replicasOf(topic, partition),
+      log,
+      storage: this.running.store.options.storage,
+      timing: this.timing,
+      random: this.#random,
+      ack: isInternalTopic(topic) ? "quorum" : this.settings.ack,
+      logger: this.logger,
+      tracer: this.#options.tracer,
+      send: (to, message) => this.send(to, { kind: "raft", group: name, message }),
+      repair,
+      onRole: () => {
+        this.#infoDue = true;
+        for (const listener of [...this.#roleListeners]) listener();
+      },
+    });
+  }
+
+  /**
+   * Re-reads every replica's durable records (a scrub). A damaged replica is cut at the damage
+   * (copies kept as `.damaged`) and restarted in repair mode: it stops voting and is filled
+   * again from the leader. Returns what was found.
+   */
+  async scrub(): Promise<{ group: string; offset: number; reason: string }[]> {
+    const found: { group: string; offset: number; reason: string }[] = [];
+    for (const replica of this.replicas()) {
+      const damage = replica.log.verifyDurable();
+      if (!damage) continue;
+      found.push({ group: replica.name, ...damage });
+      this.logger.log("warn", "Scrub found damage: repairing the replica from its peers", {
+        group: replica.name,
+        offset: damage.offset,
+        reason: damage.reason,
+      });
+      await this.#repairOnline(replica, damage.offset);
+    }
+    return found;
+  }
+
+  async #repairOnline(replica: Replica, offset: number): Promise<void> {
+    const log = replica.log;
+    const dash = replica.name.lastIndexOf("-");
+    const [topic, partition] = [replica.name.slice(0, dash), Number(replica.name.slice(dash + 1))];
+    this.#replicas.delete(replica.name);
+    await replica.close();
+    const repair = { formerEndOffset: log.writtenEnd };
+    await persistRepair(this.running.store.options.storage, log.options.dir, repair);
+    await log.keepDamagedCopies(offset);
+    await log.truncate(Math.max(offset, log.startOffset));
+    this.#replicas.set(replica.name, this.#createReplica(topic, partition, log, repair));
+  }
+
+  /**
+   * Whether a log that opened cleanly must still be repaired: its tail was cut although the
+   * last stop was clean (damage, not a torn write); the machine rebooted while fsync ran on a
+   * timer (acknowledged data may be gone); or this node replaced a wiped one.
+   */
+  #repairAfterStart(log: PartitionLog): RepairState | undefined {
+    const { startup } = this.#options;
+    if (this.membership.identity.replaced && log.writtenEnd === log.startOffset) return {};
+    if (startup.cleanStop && log.recovery.bytesCut > 0) {
+      return { formerEndOffset: log.writtenEnd + log.recovery.bytesCut };
+    }
+    if (this.settings.fsync.kind === "interval" && startup.rebooted && !startup.cleanStop) {
+      return {};
+    }
+    return undefined;
   }
 
   async #handOverLeadership(): Promise<void> {
@@ -351,3 +433,10 @@ export class ClusterNode {
 }
 
 export { META_GROUP };
+
+/** Records "repairing" in the hard state before the log is cut (unless the state is unreadable). */
+async function persistRepair(storage: Storage, dir: string, repair: RepairState): Promise<void> {
+  const current = readHardState(storage, dir);
+  if (current === "unreadable") return; // rule 3 applies: the core forgets its votes anyway
+  await writeHardState(storage, dir, { ...(current ?? { term: 0, votedFor: 0 }), repair });
+}

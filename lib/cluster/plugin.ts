@@ -6,12 +6,14 @@
  */
 import * as process from "node:process";
 import { result } from "../broker/broker.ts";
+import { BrokerError, describeError } from "../errors.ts";
 import { extraStatsItems } from "../broker/stats_report.ts";
 import type { BrokerPlugin, RunningBroker } from "../server/start_broker.ts";
 import type { ClusterSettings } from "./cluster_config.ts";
 import { ClusterNode } from "./cluster_node.ts";
 import { Forwarder } from "./forwarding.ts";
 import { loadMembership } from "./membership.ts";
+import { readStartupState } from "./startup_state.ts";
 import { ClusterRouting } from "./routing.ts";
 import { clusterStatus, statusLines } from "./status.ts";
 import { fileTracer, NO_TRACE } from "./trace.ts";
@@ -32,6 +34,7 @@ export function clusterPlugin(settings: ClusterSettings): ClusterPlugin {
         running.config.system.dataPath,
         settings.nodeId,
       );
+      const startup = await readStartupState(storage, running.config.system.dataPath);
       const traceFile = process.env.METAQ_TEST_TRACE;
       const node = new ClusterNode({
         settings,
@@ -40,6 +43,7 @@ export function clusterPlugin(settings: ClusterSettings): ClusterPlugin {
         tracer: traceFile ? fileTracer(traceFile, settings.nodeId) : NO_TRACE,
         logger,
         clock,
+        startup,
       });
       forwarder = new Forwarder(node, running.router, logger);
       const routing = new ClusterRouting(node, forwarder);
@@ -57,12 +61,15 @@ export function clusterPlugin(settings: ClusterSettings): ClusterPlugin {
       });
       extraStatsItems.set("cluster", () => statusLines(clusterStatus(node)));
       running.router.addExtension("cluster", {
-        spec: { args: 1 },
+        spec: { args: 2 },
         handle(command, _context, respond) {
-          if (command.args[0] !== "status") {
-            return respond(result(400, `Cannot run cluster ${command.args[0]}: expected status`));
-          }
-          respond(result(200, JSON.stringify(clusterStatus(node))));
+          void clusterCommand(node, command.args[0], command.args[1]).then(
+            (text) => respond(result(200, text)),
+            (error) =>
+              respond(
+                result(error instanceof BrokerError ? error.status : 500, describeError(error)),
+              ),
+          );
         },
       });
       await node.start();
@@ -88,4 +95,34 @@ function leadersOf(node: ClusterNode, topic: string, partitions: number): Record
     if (address) leaders[String(partition)] = address;
   }
   return leaders;
+}
+
+/** `cluster status|scrub|replace <arg>`: the admin side of `metaq cluster`. */
+async function clusterCommand(node: ClusterNode, action: string, arg: string): Promise<string> {
+  switch (action) {
+    case "status":
+      return JSON.stringify(clusterStatus(node));
+    case "scrub":
+      return JSON.stringify({ damaged: await node.scrub() });
+    case "replace": {
+      const id = Number(arg);
+      const peer = node.peerInfos().find((info) => info.nodeId === id);
+      if (!Number.isInteger(id) || !node.voters.includes(id)) {
+        throw new BrokerError("badRequest", `node ${arg} is not a voter`);
+      }
+      if (!peer) {
+        throw new BrokerError(
+          "unavailable",
+          `node ${id} has not introduced itself to node ${node.nodeId}; start it first`,
+        );
+      }
+      node.membership.replace(id, peer.uuid);
+      return JSON.stringify({ replaced: id, uuid: peer.uuid });
+    }
+    default:
+      throw new BrokerError(
+        "badRequest",
+        `unknown cluster action '${action}' (expected status, scrub or replace)`,
+      );
+  }
 }

@@ -188,7 +188,24 @@ export class Replica {
 
   step(message: Message): void {
     if (this.#closed) return;
-    this.raft.step(message);
+    try {
+      this.raft.step(message);
+    } catch (error) {
+      // A broken invariant: say where, then let it end the process.
+      const status = this.raft.status();
+      this.options.logger.log("error", "Raft invariant broken", {
+        group: this.name,
+        message: message.kind,
+        from: message.from,
+        term: message.term,
+        prev: message.kind === "append"
+          ? `${message.prev.offset}/${message.prev.epoch}`
+          : undefined,
+        commit: `${status.commit.offset}/${status.commit.epoch}`,
+        last: `${status.last.offset}/${status.last.epoch}`,
+      });
+      throw error;
+    }
     this.#schedule();
   }
 
@@ -221,6 +238,17 @@ export class Replica {
       this.#flushScheduled = true;
       queueMicrotask(() => this.#flushBatch());
     }
+  }
+
+  /**
+   * A brand-new group (term 0, no leader heard) that a client is waiting for campaigns at once
+   * instead of after a full election timeout: the same as letting that much time pass.
+   */
+  campaignIfNew(): void {
+    const status = this.raft.status();
+    if (status.term !== 0 || status.leaderId !== 0 || this.#closed) return;
+    for (let tick = 0; tick <= this.options.timing.electionTicksMax; tick++) this.raft.tick();
+    this.#schedule();
   }
 
   /** Hands leadership to `target` (graceful shutdown); false when it cannot start. */
@@ -485,25 +513,41 @@ export class Replica {
     this.#term = status.term;
   }
 
-  /** Whole records from `offset`, at most `bytesMax` (one record at least), never past what was reported durable. */
+  /**
+   * Records from `offset`, one entry each, at most `bytesMax` (one record at least), never past
+   * what was reported durable nor across an epoch start. The segment log does not keep the
+   * boundaries of the original proposals, so the durable log is served as single records: then
+   * a commit position (always a record boundary) never falls inside an entry a follower gets.
+   */
   #readEntries(offset: number, bytesMax: number): Uint8Array[] {
-    // An entry never spans an epoch start: markers must fall between entries.
     let limit = this.#reportedDurable;
     for (const epoch of this.#epochs) {
       if (epoch.startOffset > offset && epoch.startOffset < limit) limit = epoch.startOffset;
     }
     if (offset >= limit) return [];
-    const slice = this.log.read(offset, Math.max(bytesMax, RECORD_HEADER_BYTES), limit);
-    let end = wholeRecordsEnd(slice);
-    if (end === 0) {
+    let slice = this.log.read(offset, Math.max(bytesMax, RECORD_HEADER_BYTES), limit);
+    if (wholeRecordsEnd(slice) === 0) {
       // The first record is larger than bytesMax: send it alone.
       const length = RECORD_HEADER_BYTES +
         new DataView(slice.buffer, slice.byteOffset, 4).getInt32(0);
-      return [this.log.read(offset, length, limit)];
+      slice = this.log.read(offset, length, limit);
     }
-    if (end > slice.length) end = slice.length;
-    return [slice.subarray(0, end)];
+    return splitRecords(slice);
   }
+}
+
+/** Each complete record of `bytes` as its own view. */
+function splitRecords(bytes: Uint8Array): Uint8Array[] {
+  const records: Uint8Array[] = [];
+  let position = 0;
+  while (bytes.length - position >= RECORD_HEADER_BYTES) {
+    const length = new DataView(bytes.buffer, bytes.byteOffset + position, 4).getInt32(0);
+    const next = position + RECORD_HEADER_BYTES + length;
+    if (length < 0 || next > bytes.length) break;
+    records.push(bytes.subarray(position, next));
+    position = next;
+  }
+  return records;
 }
 
 /** Offset within `bytes` after the last complete record. */

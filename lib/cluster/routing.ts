@@ -160,6 +160,7 @@ export class ClusterRouting {
     const attempt = async (): Promise<void> => {
       if (this.#node.hosts(topic, partition)) await this.#node.ensureReplica(topic, partition);
       const leader = this.#node.leaderOf(group);
+      if (!leader) this.#node.replica(topic, partition)?.campaignIfNew();
       if (leader?.nodeId === this.#node.nodeId) {
         return this.#dispatchLocally(command, context, respond);
       }

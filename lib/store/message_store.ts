@@ -14,6 +14,7 @@ import { describeError } from "../errors.ts";
 import { MESSAGE_BYTES_LIMIT_MAX } from "../limits.ts";
 import type { Logger } from "../log.ts";
 import { CorruptLogError, flushPolicyOf, PartitionLog } from "./partition_log.ts";
+import { parseSegmentFileName } from "./segment.ts";
 import { joinPath, makeDirDurably, type Storage } from "./storage.ts";
 
 export interface MessageStoreOptions {
@@ -117,6 +118,37 @@ export class MessageStore {
   }
 
   /**
+   * Reopens a partition refused at start-up as damaged, cutting it at the damage (copies of the
+   * damaged files are kept). A replica persists that it is repairing, and its former end
+   * (`filesEndOffset`), before calling this.
+   */
+  async repair(topic: string, partition: number): Promise<PartitionLog> {
+    const key = partitionKey(topic, partition);
+    assert(this.#failures.has(key), `${key} is not damaged`);
+    this.#failures.delete(key);
+    return await this.#openLog(topic, partition, 0, true);
+  }
+
+  /** Where a partition's files end (its log end before any cut); 0 when it has none. */
+  filesEndOffset(topic: string, partition: number): number {
+    const dir = this.#dirFor(topic, partition);
+    const { storage } = this.options;
+    let end = 0;
+    for (const name of storage.list(dir)) {
+      const start = parseSegmentFileName(name);
+      if (start !== undefined) {
+        end = Math.max(end, start + (storage.stat(joinPath(dir, name))?.size ?? 0));
+      }
+    }
+    return end;
+  }
+
+  /** The directory a partition's files live in. */
+  dirOf(topic: string, partition: number): string {
+    return this.#dirFor(topic, partition);
+  }
+
+  /**
    * Calls `listener` with every log created from now on (by a first write, a topic created over
    * HTTP, or a replica); returns an unsubscribe function. Metrics and live streams attach
    * through it.
@@ -200,7 +232,12 @@ export class MessageStore {
     }
   }
 
-  async #openLog(topic: string, partition: number, initialOffset: number): Promise<PartitionLog> {
+  async #openLog(
+    topic: string,
+    partition: number,
+    initialOffset: number,
+    repair = this.options.repair,
+  ): Promise<PartitionLog> {
     const { config, storage, clock, logger } = this.options;
     const settings = topicSettings(config, topic);
     const system = config.system;
@@ -216,7 +253,7 @@ export class MessageStore {
       ),
       clock,
       logger,
-    }, { verifyAll: this.options.verifyAll, repair: this.options.repair, initialOffset });
+    }, { verifyAll: this.options.verifyAll, repair, initialOffset });
     this.#logs.set(partitionKey(topic, partition), log);
     let partitions = this.#byTopic.get(topic);
     if (!partitions) this.#byTopic.set(topic, partitions = []);

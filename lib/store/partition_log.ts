@@ -256,6 +256,41 @@ export class PartitionLog {
     return () => this.#listeners.delete(listener);
   }
 
+  /**
+   * Re-reads every durable record and checks its checksum (a scrub): the first damage found, or
+   * undefined. Reads run between writes (this is one thread), so the log stays in service.
+   */
+  verifyDurable(): { offset: number; reason: string } | undefined {
+    for (const segment of this.#segments) {
+      const size = Math.min(segment.size, this.#durableEnd - segment.startOffset);
+      if (size <= 0) continue;
+      const verdict = scanSegment({
+        size,
+        sealed: true,
+        lengthMax: this.options.recordDataBytesMax,
+        read: (position, length) => {
+          const bytes = new Uint8Array(length);
+          segment.file.read(bytes, 0, length, position);
+          return bytes;
+        },
+      });
+      if (verdict.kind !== "clean") {
+        return { offset: segment.startOffset + verdict.validEnd, reason: verdict.reason };
+      }
+    }
+    return undefined;
+  }
+
+  /** Copies the segment files holding `offset` and after to `<name>.damaged` (evidence for operators). */
+  async keepDamagedCopies(offset: number): Promise<void> {
+    const { storage } = this.options;
+    for (const segment of this.#segments) {
+      if (segment.endOffset <= offset) continue;
+      const bytes = storage.readFile(segment.file.path);
+      if (bytes) await storage.writeFileAtomic(`${segment.file.path}.damaged`, bytes);
+    }
+  }
+
   /** Calls `listener` with the latency of every sync (for fsync histograms). */
   onSync(listener: (latencyMs: number) => void): () => void {
     this.#syncListeners.add(listener);

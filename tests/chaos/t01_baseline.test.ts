@@ -12,12 +12,12 @@ chaosTest({
   title: "baseline, no faults",
   runMs: 20_000,
   groups: "optional",
-  extraChecks: ({ input, result, readyAt }) => {
+  extraChecks: ({ input, result, readyAt, stoppingAt }) => {
     const findings: string[] = [];
     // Leader changes: elections after the start in groups that already had a leader by then
     // (groups created later, such as offsets partitions, elect their first leader late).
     const led = new Set(electionsBetween(input.traces, -Infinity, readyAt).map(groupOf));
-    const late = electionsBetween(input.traces, readyAt, Infinity).filter((key) =>
+    const late = electionsBetween(input.traces, readyAt, stoppingAt).filter((key) =>
       led.has(groupOf(key))
     );
     if (late.length > 0) {

@@ -150,6 +150,8 @@ export interface FinishedRun {
   readonly result: CheckResult;
   /** Wall-clock ms when every partition first served. */
   readonly readyAt: number;
+  /** When the final graceful stops began (leadership hand-overs follow). */
+  readonly stoppingAt: number;
   /** Wall-clock ms of the final heal. */
   readonly healAt: number;
 }
@@ -325,6 +327,8 @@ class Run {
     const drains = await this.#drainAll(cluster, leaders);
     if (consumers) await this.#catchUpConsumers(consumers, drains);
     await this.#stopAll();
+    // Graceful stops hand leadership over: elections after this are expected.
+    const stoppingAt = Date.now();
     await Promise.all(cluster.nodes.map((node) => cluster.stop(node.id)));
     traces.poll();
     for (const problem of traces.problems.slice(0, 20)) {
@@ -340,7 +344,7 @@ class Run {
     };
     fs.writeFileSync(path.join(this.dir, "faults.json"), JSON.stringify(this.faults, null, 1));
     const result = checkHistory(input, this.spec.check);
-    const finished = { input, result, readyAt, healAt };
+    const finished = { input, result, readyAt, healAt, stoppingAt };
     this.findings.push(...(this.spec.extraChecks?.(finished) ?? []));
     Object.assign(this.figures, this.spec.extraFigures?.(finished) ?? {});
     return finished;

@@ -1,0 +1,111 @@
+/** @module `metaq cluster status|scrub|replace`: look at and operate a Raft-lite cluster. */
+import { MetaqClient } from "../lib/client/client.ts";
+import type { ClusterStatusReport } from "../lib/cluster/status.ts";
+import { describeError } from "../lib/errors.ts";
+import { brokerList, CliError, type CommandSpec, integerFlag, parseFlags } from "./common.ts";
+
+const USAGE = `Usage: metaq cluster status|scrub|replace [options]
+
+  status                 every group on the node: role, term, leader, commit offset, log end,
+                         followers' match offsets, repair mode, fsync latency, elections in the
+                         last minute, and why a group has no leader
+  scrub                  re-read every stored record on the node and check its checksum; a
+                         damaged replica is cut at the damage and refilled from its peers
+  replace --node-id N    accept the node now running as N (started on an empty disk, so it has a
+                         new identity) as a member: it catches up, then votes. Replace one node
+                         at a time, and only one that is really gone.
+
+Options:
+  --broker HOST:PORT     node to ask (default 127.0.0.1:8123, or $METAQ_BROKER)
+  --format text|json     status output (default text)
+
+Examples:
+  metaq cluster status --broker 10.0.0.1:8123
+  metaq cluster replace --node-id 2 --broker 10.0.0.1:8123`;
+
+export const cluster: CommandSpec = {
+  name: "cluster",
+  summary: "cluster status, scrub and node replacement",
+  usage: USAGE,
+  async run(args) {
+    const { values, positionals } = parseFlags("cluster", args, {
+      broker: { type: "string" },
+      format: { type: "string" },
+      "node-id": { type: "string" },
+    }, 1);
+    if (values.help) {
+      console.log(USAGE);
+      return 0;
+    }
+    const action = positionals[0];
+    if (!["status", "scrub", "replace"].includes(action ?? "")) {
+      throw new CliError(
+        "Cannot run cluster: give status, scrub or replace (see 'metaq cluster --help')",
+      );
+    }
+    const nodeId = integerFlag("node-id", values["node-id"], { min: 1, max: 1023 });
+    if (action === "replace" && nodeId === undefined) {
+      throw new CliError("Cannot replace a node: give --node-id N");
+    }
+    const client = new MetaqClient({ brokers: brokerList(values.broker), reconnectAttemptsMax: 2 });
+    try {
+      const text = await client.extension("cluster", [action, nodeId ?? "-"]);
+      if (action === "status" && values.format !== "json") {
+        printStatus(JSON.parse(text));
+      } else {
+        console.log(text);
+      }
+      return 0;
+    } catch (error) {
+      throw new CliError(`Cannot run cluster ${action}: ${describeError(error)}`, 1);
+    } finally {
+      client.close();
+    }
+  },
+};
+
+function printStatus(report: ClusterStatusReport): void {
+  console.log(
+    `node ${report.nodeId}${
+      report.admitted ? "" : " (not admitted: waiting for 'metaq cluster replace')"
+    }`,
+  );
+  for (const peer of report.nodes) {
+    console.log(
+      `  node ${peer.nodeId}${peer.self ? " (this node)" : ""}  ${
+        peer.address ?? "address unknown"
+      }  ${peer.connected ? "connected" : "UNREACHABLE"}`,
+    );
+  }
+  const header = [
+    "GROUP",
+    "ROLE",
+    "TERM",
+    "LEADER",
+    "COMMIT",
+    "LOG END",
+    "MATCHES",
+    "FSYNC MS",
+    "ELECTIONS/1M",
+    "NOTE",
+  ];
+  const rows = report.groups.map((group) => [
+    group.group,
+    group.role,
+    String(group.term),
+    String(group.leader || "-"),
+    String(group.commit),
+    String(group.logEnd),
+    group.matches
+      ? Object.entries(group.matches).map(([id, offset]) => `${id}:${offset ?? "-"}`).join(",")
+      : "-",
+    String(group.lastFsyncMs),
+    String(group.electionsLastMinute),
+    group.reason ?? "",
+  ]);
+  const table = [header, ...rows];
+  const widths = header.map((_, column) => Math.max(...table.map((row) => row[column].length)));
+  for (const row of table) {
+    console.log(row.map((cell, column) => cell.padEnd(widths[column])).join("  ").trimEnd());
+  }
+}
