@@ -190,7 +190,7 @@ export class MessageStore {
       storage.readFile(path) ?? new Uint8Array(),
     )
       .trim().split(" ");
-    const holder = Number(holderText);
+    const holder = /^\d+$/.test(holderText ?? "") ? Number(holderText) : 0;
     if (holder && holder !== process.pid && isProcessAlive(holder, startText)) {
       throw new DataDirLockedError(
         `Cannot open data directory ${dir}: it is in use by process ${holder}; stop that broker or use another --data`,
@@ -279,7 +279,9 @@ function isProcessAlive(pid: number, recordedStart: string | undefined): boolean
   const stat = procStat(pid);
   if (stat !== undefined) {
     if (stat.state === "Z" || stat.state === "X") return false;
-    return !recordedStart || recordedStart === stat.startTime;
+    // On Linux every lock we write carries the start time; one without (torn by a power cut,
+    // or left by something else) cannot prove its process still runs.
+    return recordedStart === stat.startTime;
   }
   try {
     process.kill(pid, 0);
