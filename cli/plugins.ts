@@ -6,6 +6,7 @@ import * as process from "node:process";
 import { clusterSettings } from "../lib/cluster/cluster_config.ts";
 import { clusterPlugin } from "../lib/cluster/plugin.ts";
 import { type Config, ConfigError } from "../lib/config/config.ts";
+import type { GroupService } from "../lib/groups/group_service.ts";
 import { groupsView } from "../lib/groups/groups_view.ts";
 import { httpPlugin } from "../lib/http/plugin.ts";
 import type { LogRing } from "../lib/log_ring.ts";
@@ -35,15 +36,24 @@ export function serverPlugins(
   // A group filter that does not parse would let a group see messages meant to be hidden.
   const problems = filterProblems(config);
   if (problems.length > 0) throw new CliError(problems[0]);
-  const groups = groupsPlugin({ repair: flags.repair === true });
-  const cluster = clusterSettingsOrError(config);
-  const plugins: BrokerPlugin[] = [groups, transactionsPlugin(transactionOptions())];
-  if (cluster) plugins.push(clusterPlugin(cluster));
+  const settings = clusterSettingsOrError(config);
+  const plugins: BrokerPlugin[] = [transactionsPlugin(transactionOptions())];
+  let groupService: () => GroupService | undefined;
+  if (settings) {
+    // In a cluster the `__meta` leader coordinates groups and keeps offsets in Raft.
+    const cluster = clusterPlugin(settings);
+    plugins.push(cluster);
+    groupService = () => cluster.groups?.service;
+  } else {
+    const groups = groupsPlugin({ repair: flags.repair === true });
+    plugins.unshift(groups);
+    groupService = () => groups.service;
+  }
   if (config.system.httpEnabled) {
     plugins.push(
       httpPlugin({
         recentLog: inputs.recentLog,
-        views: () => ({ groups: groupsView(() => groups.service) }),
+        views: () => ({ groups: groupsView(groupService) }),
       }),
     );
   }

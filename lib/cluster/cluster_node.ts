@@ -64,6 +64,7 @@ export class ClusterNode {
   #infoDue = false;
   #closed = false;
   #roleListeners = new Set<() => void>();
+  readonly #groupListeners = new Map<string, (() => void)[]>();
   /** Handlers for forwarded requests and replies (forwarding.ts). */
   onForward: ((from: NodeId, requestId: number, request: Uint8Array) => void) | undefined;
   onForwardReply: ((requestId: number, reply: Uint8Array) => void) | undefined;
@@ -179,6 +180,13 @@ export class ClusterNode {
 
   isConnected(id: NodeId): boolean {
     return id === this.nodeId || (this.#transport?.isConnected(id) ?? false);
+  }
+
+  /** Calls `listener` after every commit advance and role change of `group` on this node. */
+  onGroupEvent(group: string, listener: () => void): void {
+    const listeners = this.#groupListeners.get(group) ?? [];
+    listeners.push(listener);
+    this.#groupListeners.set(group, listeners);
   }
 
   /** Resolves when a role changes anywhere on this node, or after `timeoutMs`. */
@@ -361,6 +369,10 @@ export class ClusterNode {
       onRole: () => {
         this.#infoDue = true;
         for (const listener of [...this.#roleListeners]) listener();
+        for (const listener of this.#groupListeners.get(name) ?? []) listener();
+      },
+      onCommit: () => {
+        for (const listener of this.#groupListeners.get(name) ?? []) listener();
       },
     });
   }

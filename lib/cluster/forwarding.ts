@@ -64,6 +64,10 @@ export class Forwarder {
     const isPut = command.kind === "put";
     const timer = setTimeout(() => {
       this.#pending.delete(requestId);
+      this.#logger.log("warn", "Forwarded request got no answer in time", {
+        node: to,
+        command: command.kind === "extension" ? command.verb : command.kind,
+      });
       respond(
         isPut
           ? result(

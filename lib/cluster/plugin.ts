@@ -10,6 +10,7 @@ import { BrokerError, describeError } from "../errors.ts";
 import { extraStatsItems } from "../broker/stats_report.ts";
 import type { BrokerPlugin, RunningBroker } from "../server/start_broker.ts";
 import type { ClusterSettings } from "./cluster_config.ts";
+import { ClusterGroups } from "./cluster_groups.ts";
 import { ClusterNode } from "./cluster_node.ts";
 import { Forwarder } from "./forwarding.ts";
 import { loadMembership } from "./membership.ts";
@@ -20,6 +21,8 @@ import { fileTracer, NO_TRACE } from "./trace.ts";
 
 export interface ClusterPlugin extends BrokerPlugin {
   node?: ClusterNode;
+  /** Consumer groups, coordinated by the `__meta-0` leader. */
+  groups?: ClusterGroups;
 }
 
 export function clusterPlugin(settings: ClusterSettings): ClusterPlugin {
@@ -72,12 +75,16 @@ export function clusterPlugin(settings: ClusterSettings): ClusterPlugin {
           );
         },
       });
+      const groups = new ClusterGroups(node);
+      groups.install();
+      plugin.groups = groups;
       await node.start();
       running.facts.set("peerPort", node.peerPort);
       running.facts.set("nodeId", settings.nodeId);
       plugin.node = node;
     },
     async stop() {
+      await plugin.groups?.stop();
       forwarder?.close();
       await plugin.node?.close();
       extraStatsItems.delete("cluster");

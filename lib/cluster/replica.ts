@@ -436,11 +436,13 @@ export class Replica {
     }
   }
 
+  /** A new commit position; listeners hear every one (an epoch change matters too, not only the offset). */
   #advanceCommit(offset: number): void {
-    if (offset <= this.#commitOffset) return;
-    this.#commitOffset = offset;
-    if (this.options.tracer.enabled) {
-      this.options.tracer.record(this.name, { event: "commit", offset });
+    if (offset > this.#commitOffset) {
+      this.#commitOffset = offset;
+      if (this.options.tracer.enabled) {
+        this.options.tracer.record(this.name, { event: "commit", offset });
+      }
     }
     this.options.onCommit?.(this.commitOffset);
   }

@@ -41,6 +41,11 @@ export interface CoordinatorOptions {
   /** Names partitions `<brokerId>-<n>` for balancing, as MetaQ. */
   readonly brokerId: number;
   readonly sessionTimeoutMs: number;
+  /**
+   * Generation a new group starts from (default 0). In a cluster each coordinator starts above
+   * every generation an earlier one could have issued, so generations never repeat.
+   */
+  readonly generationBase?: number;
 }
 
 export interface TopicSubscription {
@@ -171,7 +176,7 @@ export class GroupCoordinator {
     if (!existing?.members.size && this.#activeGroups() >= GROUPS_MAX) {
       throw new BrokerError("unavailable", `this broker already tracks ${GROUPS_MAX} groups`);
     }
-    const group = existing ?? newGroup(request.group);
+    const group = existing ?? newGroup(request.group, this.options.generationBase ?? 0);
     const member = group.members.get(request.memberId);
     if (group.members.size > 0 && group.strategy !== request.strategy) {
       throw new BrokerError(
@@ -469,8 +474,8 @@ export class GroupCoordinator {
   }
 }
 
-function newGroup(name: string): Group {
-  return { name, generation: 0, strategy: undefined, members: new Map(), topics: new Map() };
+function newGroup(name: string, generation: number): Group {
+  return { name, generation, strategy: undefined, members: new Map(), topics: new Map() };
 }
 
 /** Adds a topic's state, or resizes it when the broker's partition count changed. */

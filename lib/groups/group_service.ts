@@ -32,6 +32,8 @@ export interface GroupServiceOptions {
     topic: string,
     partition: number,
   ) => { start: number; end: number } | undefined;
+  /** See CoordinatorOptions.generationBase. */
+  readonly generationBase?: number;
 }
 
 export type ResetTarget = "earliest" | "latest" | number;
@@ -69,6 +71,7 @@ export class GroupService {
     this.coordinator = new GroupCoordinator({
       brokerId: options.brokerId,
       sessionTimeoutMs: options.sessionTimeoutMs,
+      generationBase: options.generationBase,
     });
     this.coordinator.restore(options.store.entries());
   }

@@ -79,8 +79,31 @@ export function groupsPlugin(options: GroupsPluginOptions = {}): BrokerPlugin & 
   return plugin;
 }
 
-/** Registers the verbs of the table at the top. */
-export function registerGroupCommands(router: Router, service: GroupService, logger: Logger): void {
+/**
+ * Registers the verbs of the table at the top. `current` gives the service that coordinates
+ * groups now: one fixed service on a single broker; in a cluster, the one on the `__meta`
+ * leader (undefined elsewhere: requests are routed to the leader before they get here).
+ */
+export function registerGroupCommands(
+  router: Router,
+  current: GroupService | (() => GroupService | undefined),
+  logger: Logger,
+): void {
+  const live = typeof current === "function" ? current : () => current;
+  // A proxy so the handlers below read `service.x` of whichever service coordinates now.
+  const service = new Proxy({} as GroupService, {
+    get(_target, property) {
+      const now = live();
+      if (!now) {
+        throw new BrokerError(
+          "unavailable",
+          "this node does not coordinate consumer groups now; retry",
+        );
+      }
+      const value = (now as unknown as Record<PropertyKey, unknown>)[property];
+      return typeof value === "function" ? value.bind(now) : value;
+    },
+  });
   const handlers: Record<string, [number, Handler]> = {
     join: [
       4,
@@ -189,7 +212,7 @@ function resetTarget(text: string): ResetTarget {
  * Installs MetaQ's `group.<name>=` entries as server-side filters. Java class names are logged
  * and ignored; a filter that does not parse was already refused at start-up (filterProblems).
  */
-function installGroupFilters(running: RunningBroker, logger: Logger): void {
+export function installGroupFilters(running: RunningBroker, logger: Logger): void {
   const { broker, config } = running;
   for (const section of config.topics) {
     for (const [group, source] of section.groupFilters) {

@@ -25,7 +25,11 @@ export interface GroupOps {
   /** Commits `offset`; resolves once the broker acknowledged it (throws otherwise). */
   commit(
     client: MetaqClient,
-    at: GroupPartition & { readonly offset: number; readonly generation: number },
+    at: GroupPartition & {
+      readonly offset: number;
+      readonly generation: number;
+      readonly member?: string;
+    },
   ): Promise<void>;
   /** Joins or heartbeats `member` in `group`; returns the current generation and its partitions. */
   join(
@@ -40,10 +44,69 @@ export interface GroupOps {
 }
 
 /**
- * The real implementation, once lib/groups lands (for example the `metaq` group commands through
- * `client.extension(...)`). Left undefined on purpose: see tests/chaos/README.md.
+ * The real implementation: metaq's group commands (docs/protocol.md, "Consumer groups") through
+ * `client.extension(...)`. `join` joins once per member, then heartbeats with the generation it
+ * last handed out (which tells the coordinator the member applied it, so released partitions can
+ * move) and fetches the assignment; a member the coordinator forgot (after a coordinator
+ * failover) joins again.
  */
-export const GROUP_OPS: GroupOps | undefined = undefined;
+export const GROUP_OPS: GroupOps = realGroupOps();
+
+function realGroupOps(): GroupOps {
+  const applied = new Map<string, number>();
+  const memberKey = (group: string, member: string) => `${group}\u0000${member}`;
+  return {
+    async readCommitted(client, at) {
+      try {
+        return Number(await client.extension("committed", [at.group, at.topic, at.partition]));
+      } catch (error) {
+        if ((error as { status?: number }).status === 404) return undefined;
+        throw error;
+      }
+    },
+    async commit(client, at) {
+      const member = at.member ?? "-";
+      await client.extension(
+        "commit",
+        [at.group, member, at.generation, at.topic, at.partition, at.offset].map(String),
+      );
+    },
+    async join(client, at) {
+      const key = memberKey(at.group, at.member);
+      if (!applied.has(key)) {
+        try {
+          await client.extension("join", [at.group, at.member, at.topic, "DEFAULT"]);
+        } catch (error) {
+          if (process.env.CHAOS_DEBUG_GROUPS) {
+            console.error(`join(first) ${at.member}: ${(error as Error).message}`);
+          }
+          throw error;
+        }
+        applied.set(key, 0);
+      }
+      try {
+        await client.extension("heartbeat", [at.group, at.member, String(applied.get(key))]);
+        const [head, ...lines] = (await client.extension("assignment", [at.group, at.member]))
+          .split("\r\n");
+        const generation = Number(head.split(" ")[0]);
+        applied.set(key, generation);
+        const partitions = lines.filter(Boolean).map((line) => Number(line.split(" ")[1]));
+        return { generation, partitions };
+      } catch (error) {
+        if (process.env.CHAOS_DEBUG_GROUPS) {
+          console.error(`join ${at.member}: ${(error as Error).message}`);
+        }
+        // Forgotten by a new coordinator (404 unknown member) or too old: join again next time.
+        if ((error as { status?: number }).status === 404) applied.delete(key);
+        throw error;
+      }
+    },
+    async leave(client, at) {
+      applied.delete(memberKey(at.group, at.member));
+      await client.extension("leave", [at.group, at.member]);
+    },
+  };
+}
 
 /**
  * Offsets and membership kept in this process (no broker involved): every partition goes to

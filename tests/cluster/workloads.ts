@@ -594,7 +594,14 @@ class Consumer {
     try {
       await this.#pool.ready(node);
       await withDeadline(
-        groupOps.commit(this.#pool.client(node), { group, topic, partition, offset, generation }),
+        groupOps.commit(this.#pool.client(node), {
+          group,
+          topic,
+          partition,
+          offset,
+          generation,
+          member: this.member,
+        }),
         REQUEST_TIMEOUT_MS,
       );
       recorder.record({ ...base, kind: "ok" });
