@@ -474,6 +474,9 @@ class Consumer {
         assigned = assignment.partitions;
         this.positions.clear();
         this.#committed.clear();
+      } else if (String(assignment.partitions) !== String(assigned)) {
+        // Same generation, more partitions: their previous owner has just released them.
+        assigned = assignment.partitions;
       }
       await this.#consume(generation, assigned);
     }
