@@ -1,6 +1,7 @@
 /** @module The command table and top-level help; `main.ts` hands argv here. */
 import * as process from "node:process";
 import { describeError } from "../lib/errors.ts";
+import { bench } from "./bench.ts";
 import { CLI_VERSION, CliError, type CommandSpec } from "./common.ts";
 import { consume } from "./consume.ts";
 import { produce } from "./produce.ts";
@@ -18,6 +19,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   stats,
   verify,
   version,
+  bench,
 ];
 
 function help(): string {
