@@ -23,7 +23,7 @@ import { metaqChecksum } from "../lib/crc32.ts";
 import { describeError } from "../lib/errors.ts";
 import { encodePut } from "../lib/protocol/encoder.ts";
 import type { System, Workload, WorkloadResult } from "./client.ts";
-import { loadAverage, machineFacts, memoryOf } from "./machine.ts";
+import { busyPercent, cpuTicks, loadAverage, machineFacts, memoryOf } from "./machine.ts";
 import {
   freePort,
   killAllNow,
@@ -229,8 +229,12 @@ interface SystemRun {
 async function runSystem(plan: Plan, run: SystemRun): Promise<void> {
   const { system, size, cells } = run;
   const dir = path.join(plan.work, `${system}-${size}`);
-  log(`${system} ${size} B: fastest mode (load average ${loadAverage()})`);
-  run.conditions.push(`${system} ${size} B: load average ${loadAverage()} at start`);
+  const idle = await othersBusyPercent();
+  log(`${system} ${size} B: fastest mode (load average ${loadAverage()}, others ${idle}% busy)`);
+  run.conditions.push(
+    `${system} ${size} B: load average ${loadAverage()}; other processes kept ${idle}% of the ` +
+      "CPUs busy in the second before",
+  );
   const fast = await startFastest(plan, system, path.join(dir, "fast"));
   try {
     const target = `backlog${size}`;
@@ -253,6 +257,13 @@ async function runSystem(plan: Plan, run: SystemRun): Promise<void> {
     await fast.stop();
   }
   await runDurable(plan, run, path.join(dir, "durable"));
+}
+
+/** Share of the CPUs busy during one second in which this run does nothing: the others' load. */
+async function othersBusyPercent(): Promise<number> {
+  const from = cpuTicks();
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  return busyPercent(from);
 }
 
 function startFastest(plan: Plan, system: System, dir: string): Promise<ServerHandle> {
