@@ -151,9 +151,7 @@ async function main(): Promise<number> {
   const started = new Date();
   const loadBefore = loadAverage();
   try {
-    for (const system of plan.systems) {
-      for (const size of plan.sizes) await runSystem(plan, { system, size, cells, conditions });
-    }
+    for (const size of plan.sizes) await runSize(plan, size, cells, conditions);
     for (const system of plan.systems) await runStartup(plan, system, cells);
     await runReplicated(plan, cells, conditions);
   } finally {
@@ -216,47 +214,77 @@ function readPlan(): Plan {
   };
 }
 
-// ---------------------------------------------------------------- one system, one size
+// ---------------------------------------------------------------- one size, every system
 
-interface SystemRun {
-  readonly system: System;
-  readonly size: number;
-  readonly cells: Cells;
-  readonly conditions: string[];
-}
-
-/** Fastest mode: produce, top up the backlog, consume it (sampling RSS), latency. Then fsync mode. */
-async function runSystem(plan: Plan, run: SystemRun): Promise<void> {
-  const { system, size, cells } = run;
-  const dir = path.join(plan.work, `${system}-${size}`);
-  const idle = await othersBusyPercent();
-  log(`${system} ${size} B: fastest mode (load average ${loadAverage()}, others ${idle}% busy)`);
-  run.conditions.push(
-    `${system} ${size} B: load average ${loadAverage()}; other processes kept ${idle}% of the ` +
+/**
+ * One size: every system's server runs at once (idle ones cost nothing), and each workload runs
+ * on the systems in turn, repeat after repeat with the order rotated, so a burst of load from
+ * other processes lands on all of them rather than on one. The median run is kept.
+ */
+async function runSize(
+  plan: Plan,
+  size: number,
+  cells: Cells,
+  conditions: string[],
+): Promise<void> {
+  const others = await othersBusyPercent();
+  log(`${size} B: fastest modes (load average ${loadAverage()}, others ${others}% busy)`);
+  conditions.push(
+    `${size} B: load average ${loadAverage()} at start; other processes kept ${others}% of the ` +
       "CPUs busy in the second before",
   );
-  const fast = await startFastest(plan, system, path.join(dir, "fast"));
+  const fast = await startServers(
+    plan,
+    plan.systems,
+    (system, dir) => startFastest(plan, system, dir),
+    `fast-${size}`,
+  );
   try {
-    const target = `backlog${size}`;
-    const produced = await measured(plan, fast, system, "produce", {
-      target,
+    const produced = await interleaved(plan, fast, "produce", (_system, attempt) => ({
+      target: attempt === 0 ? `backlog${size}` : `produce${size}r${attempt}`,
       size,
       messages: plan.messages,
       capMs: plan.produceMs,
-    });
-    cells.set(key("produce", size, system), throughputCell(produced));
-    await topUp(plan, fast, system, { target, size, have: produced?.messages ?? 0 });
-    await consumeWithMemory(plan, fast, run, target);
-    const latency = await measured(plan, fast, system, "latency", {
+    }));
+    for (const [system, result] of produced) {
+      cells.set(key("produce", size, system), throughputCell(result));
+      await topUp(plan, fast.get(system)!, system, {
+        target: `backlog${size}`,
+        size,
+        have: result?.messages ?? 0,
+      });
+    }
+    await consumeWithMemory(plan, fast, size, cells);
+    const latency = await interleaved(plan, fast, "latency", () => ({
       target: `latency${size}`,
       size,
       capMs: plan.latencyMs,
-    });
-    cells.set(key("latency", size, system), latencyCell(latency));
+    }), 1);
+    for (const [system, result] of latency) {
+      cells.set(key("latency", size, system), latencyCell(result));
+    }
   } finally {
-    await fast.stop();
+    await Promise.all([...fast.values()].map((server) => server.stop()));
   }
-  await runDurable(plan, run, path.join(dir, "durable"));
+  await runDurable(plan, size, cells);
+}
+
+async function startServers(
+  plan: Plan,
+  systems: readonly System[],
+  start: (system: System, dir: string) => Promise<ServerHandle>,
+  label: string,
+): Promise<Map<System, ServerHandle>> {
+  const servers = new Map<System, ServerHandle>();
+  try {
+    for (const system of systems) {
+      servers.set(system, await start(system, path.join(plan.work, `${label}-${system}`)));
+    }
+  } catch (error) {
+    await Promise.all([...servers.values()].map((server) => server.stop()));
+    throw error;
+  }
+  return servers;
 }
 
 /** Share of the CPUs busy during one second in which this run does nothing: the others' load. */
@@ -273,35 +301,44 @@ function startFastest(plan: Plan, system: System, dir: string): Promise<ServerHa
 }
 
 /** Row 2 and 4b: metaq group commit and Redis `appendfsync always`; JetStream 2.9 has neither. */
-async function runDurable(plan: Plan, run: SystemRun, dir: string): Promise<void> {
-  const { system, size, cells } = run;
-  if (system === "nats") {
+async function runDurable(plan: Plan, size: number, cells: Cells): Promise<void> {
+  if (plan.systems.includes("nats")) {
     const version = versionOf("nats-server").replace(/^nats-server: /, "");
-    const text = `n/a (${version}: no sync_interval)`;
-    cells.set(key("durable", size, system), { text });
-    cells.set(key("latencyDurable", size, system), { text: "n/a" });
-    return;
+    cells.set(key("durable", size, "nats"), { text: `n/a (${version}: no sync_interval)` });
+    cells.set(key("latencyDurable", size, "nats"), { text: "n/a" });
   }
-  log(`${system} ${size} B: fsync before ack`);
-  const server = system === "metaq"
-    ? await startMetaq({ binary: plan.binary, dir, flush: "group" })
-    : await startRedis({ dir, fsync: "always" });
+  const systems = plan.systems.filter((system) => system !== "nats");
+  if (systems.length === 0) return;
+  log(`${size} B: fsync before ack`);
+  const servers = await startServers(
+    plan,
+    systems,
+    (system, dir) =>
+      system === "metaq"
+        ? startMetaq({ binary: plan.binary, dir, flush: "group" })
+        : startRedis({ dir, fsync: "always" }),
+    `durable-${size}`,
+  );
   try {
-    const produced = await measured(plan, server, system, "produce", {
-      target: `durable${size}`,
+    const produced = await interleaved(plan, servers, "produce", (_system, attempt) => ({
+      target: `durable${size}r${attempt}`,
       size,
       messages: plan.messages,
       capMs: plan.produceMs,
-    });
-    cells.set(key("durable", size, system), throughputCell(produced));
-    const latency = await measured(plan, server, system, "latency", {
+    }));
+    for (const [system, result] of produced) {
+      cells.set(key("durable", size, system), throughputCell(result));
+    }
+    const latency = await interleaved(plan, servers, "latency", () => ({
       target: `latency${size}`,
       size,
       capMs: plan.latencyMs,
-    });
-    cells.set(key("latencyDurable", size, system), latencyCell(latency));
+    }), 1);
+    for (const [system, result] of latency) {
+      cells.set(key("latencyDurable", size, system), latencyCell(result));
+    }
   } finally {
-    await server.stop();
+    await Promise.all([...servers.values()].map((server) => server.stop()));
   }
 }
 
@@ -326,67 +363,99 @@ async function topUp(
   }
 }
 
+/** Row 3 and 5: read the backlog (median of the repeats) while sampling the server's RSS. */
 async function consumeWithMemory(
   plan: Plan,
-  server: ServerHandle,
-  run: SystemRun,
-  target: string,
+  servers: Map<System, ServerHandle>,
+  size: number,
+  cells: Cells,
 ): Promise<void> {
-  const { system, size, cells } = run;
-  const sampler = sampleMemory(server.pid);
-  const consumed = await measured(plan, server, system, "consume", {
-    target,
-    size,
-    messages: plan.backlog,
-    capMs: plan.consumeMs,
-  });
-  const memory = sampler.stop();
-  const cell = throughputCell(consumed);
-  cells.set(key("consume", size, system), {
-    ...cell,
-    text: `${cell.text}${consumed ? ` (${Math.round(consumed.megabytesPerSecond)} MB/s)` : ""}`,
-  });
-  cells.set(key("rss", size, system), {
-    value: memory.peakRssKiB,
-    text: `${mebibytes(memory.peakRssKiB)} (VmHWM ${mebibytes(memory.hwmKiB)})`,
-  });
+  const memory = new Map<System, { peakRssKiB: number; hwmKiB: number }>();
+  const consumed = await interleaved(
+    plan,
+    servers,
+    "consume",
+    () => ({
+      target: `backlog${size}`,
+      size,
+      messages: plan.backlog,
+      capMs: plan.consumeMs,
+    }),
+    plan.repeat,
+    (system, run) => {
+      const sampler = sampleMemory(servers.get(system)!.pid);
+      return run().finally(() => {
+        const sample = sampler.stop();
+        const before = memory.get(system);
+        memory.set(system, {
+          peakRssKiB: Math.max(before?.peakRssKiB ?? 0, sample.peakRssKiB),
+          hwmKiB: sample.hwmKiB,
+        });
+      });
+    },
+  );
+  for (const [system, result] of consumed) {
+    const cell = throughputCell(result);
+    cells.set(key("consume", size, system), {
+      ...cell,
+      text: `${cell.text}${result ? ` (${Math.round(result.megabytesPerSecond)} MB/s)` : ""}`,
+    });
+    const sample = memory.get(system)!;
+    cells.set(key("rss", size, system), {
+      value: sample.peakRssKiB,
+      text: `${mebibytes(sample.peakRssKiB)} (VmHWM ${mebibytes(sample.hwmKiB)})`,
+    });
+  }
 }
 
-/** Runs a workload `plan.repeat` times and keeps the run with the median rate. */
-async function measured(
+/**
+ * Runs `workload` `runs` times on every system, rotating the order each round; returns each
+ * system's median run by rate (undefined when every run failed).
+ */
+async function interleaved(
   plan: Plan,
-  server: ServerHandle,
-  system: System,
+  servers: Map<System, ServerHandle>,
   workload: Workload,
-  flags: ClientFlags,
-): Promise<WorkloadResult | undefined> {
-  const results: WorkloadResult[] = [];
-  const runs = workload === "latency" ? 1 : plan.repeat;
+  flagsFor: (system: System, attempt: number) => ClientFlags,
+  runs = plan.repeat,
+  wrap: (system: System, run: () => Promise<WorkloadResult>) => Promise<WorkloadResult> = (
+    _system,
+    run,
+  ) => run(),
+): Promise<Map<System, WorkloadResult | undefined>> {
+  const systems = [...servers.keys()];
+  const results = new Map<System, WorkloadResult[]>(systems.map((system) => [system, []]));
   for (let attempt = 0; attempt < runs; attempt++) {
-    const target = attempt === 0 || workload === "consume"
-      ? flags.target
-      : `${flags.target}r${attempt}`;
-    try {
-      const result = await runClient(system, workload, server.ports, {
-        ...flags,
-        target,
-        consumer: `bench${attempt}`,
-      });
-      log(`  ${system} ${workload} ${flags.size} B: ${summary(workload, result)}`);
-      results.push(result);
-    } catch (error) {
-      log(`  ${system} ${workload} ${flags.size} B failed: ${describeError(error)}`);
+    const order = systems.map((_, index) => systems[(index + attempt) % systems.length]);
+    for (const system of order) {
+      const flags = { ...flagsFor(system, attempt), consumer: `bench${attempt}` };
+      try {
+        const result = await wrap(
+          system,
+          () => runClient(system, workload, servers.get(system)!.ports, flags),
+        );
+        log(`  ${system} ${workload} ${flags.size} B: ${summary(workload, result)}`);
+        results.get(system)!.push(result);
+      } catch (error) {
+        log(`  ${system} ${workload} ${flags.size} B failed: ${describeError(error)}`);
+      }
     }
   }
-  results.sort((a, b) => a.messagesPerSecond - b.messagesPerSecond);
-  return results[Math.floor(results.length / 2)];
+  return new Map(systems.map((system) => [system, median(results.get(system)!)]));
+}
+
+function median(results: WorkloadResult[]): WorkloadResult | undefined {
+  const sorted = [...results].sort((a, b) => a.messagesPerSecond - b.messagesPerSecond);
+  return sorted[Math.floor(sorted.length / 2)];
 }
 
 function summary(workload: Workload, result: WorkloadResult): string {
   const rate = `${Math.round(result.messagesPerSecond).toLocaleString("en-US")} msgs/s`;
   const latency = `p50 ${micros(result.latency.p50Us)} p99 ${micros(result.latency.p99Us)}`;
   const failures = result.failures > 0 ? `, ${result.failures} failed (${result.firstError})` : "";
-  return `${result.messages} msgs, ${rate}, ${workload === "consume" ? "" : latency}${failures}`;
+  return `${result.messages} msgs, ${rate}${
+    workload === "consume" ? "" : `, ${latency}`
+  }${failures}`;
 }
 
 // ---------------------------------------------------------------- client processes
@@ -578,14 +647,19 @@ async function runReplicated(plan: Plan, cells: Cells, conditions: string[]): Pr
     try {
       await natsReplicatedStream(cluster.ports, "replicated", 30_000);
       for (const size of plan.sizes) {
-        const result = await measured(plan, cluster, "nats", "produce", {
-          target: "replicated",
-          size,
-          messages: plan.messages,
-          capMs: plan.produceMs,
-          replicas: 3,
-        });
-        cells.set(key("replicated", size, "nats"), throughputCell(result));
+        const results = await interleaved(
+          plan,
+          new Map([["nats" as System, cluster]]),
+          "produce",
+          () => ({
+            target: "replicated",
+            size,
+            messages: plan.messages,
+            capMs: plan.produceMs,
+            replicas: 3,
+          }),
+        );
+        cells.set(key("replicated", size, "nats"), throughputCell(results.get("nats")));
       }
     } catch (error) {
       log(`nats R=3 failed: ${describeError(error)}`);
@@ -607,13 +681,14 @@ async function runReplicated(plan: Plan, cells: Cells, conditions: string[]): Pr
   try {
     const leader = await metaqLeaderPort(cluster.ports, 30_000);
     for (const size of plan.sizes) {
-      const result = await measured(plan, { ...cluster, ports: [leader] }, "metaq", "produce", {
-        target: `replicated${size}`,
+      const leaderOnly = new Map([["metaq" as System, { ...cluster, ports: [leader] }]]);
+      const results = await interleaved(plan, leaderOnly, "produce", (_system, attempt) => ({
+        target: `replicated${size}r${attempt}`,
         size,
         messages: plan.messages,
         capMs: plan.produceMs,
-      });
-      cells.set(key("replicated", size, "metaq"), throughputCell(result));
+      }));
+      cells.set(key("replicated", size, "metaq"), throughputCell(results.get("metaq")));
     }
   } catch (error) {
     log(`metaq R=3 failed: ${describeError(error)}`);
