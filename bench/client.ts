@@ -24,7 +24,7 @@ import { describeError } from "../lib/errors.ts";
 
 export const SYSTEMS = ["metaq", "nats", "redis"] as const;
 export type System = typeof SYSTEMS[number];
-export const WORKLOADS = ["produce", "consume", "latency"] as const;
+export const WORKLOADS = ["produce", "consume", "latency", "drop"] as const;
 export type Workload = typeof WORKLOADS[number];
 
 export interface WorkloadOptions {
@@ -98,7 +98,9 @@ async function main(): Promise<number> {
   });
   const [system, workload] = positionals as [System, Workload];
   if (!SYSTEMS.includes(system) || !WORKLOADS.includes(workload)) {
-    console.error("usage: bench/client.ts metaq|nats|redis produce|consume|latency --port P ...");
+    console.error(
+      "usage: bench/client.ts metaq|nats|redis produce|consume|latency|drop --port P ...",
+    );
     return 2;
   }
   const options: WorkloadOptions = {
@@ -135,6 +137,7 @@ export function runWorkload(options: WorkloadOptions): Promise<WorkloadResult> {
 // ---------------------------------------------------------------- metaq (lib/client)
 
 async function metaqWorkload(options: WorkloadOptions): Promise<WorkloadResult> {
+  if (options.workload === "drop") return resultOf(newTally(), 0); // on disk only: nothing held
   const common = {
     broker: options.servers[0],
     topic: options.target,
@@ -184,6 +187,10 @@ async function natsWorkload(options: WorkloadOptions): Promise<WorkloadResult> {
   try {
     const subject = `${options.target}.data`;
     const manager = await connection.jetstreamManager();
+    if (options.workload === "drop") {
+      await manager.streams.delete(options.target);
+      return resultOf(newTally(), 0);
+    }
     try {
       await manager.streams.info(options.target);
     } catch {
@@ -322,6 +329,10 @@ async function redisWorkload(options: WorkloadOptions): Promise<WorkloadResult> 
   await redis.connect();
   try {
     const key = options.target;
+    if (options.workload === "drop") {
+      await redis.del(key);
+      return resultOf(newTally(), 0);
+    }
     if (options.workload === "produce") {
       return await windowedProduce(options, (body) => redis.xadd(key, "*", "d", body as Buffer));
     }
@@ -398,8 +409,8 @@ function resultOf(
     messages: tally.messages,
     bytes: tally.bytes,
     seconds,
-    messagesPerSecond: tally.messages / seconds,
-    megabytesPerSecond: tally.bytes / 1e6 / seconds,
+    messagesPerSecond: seconds > 0 ? tally.messages / seconds : 0,
+    megabytesPerSecond: seconds > 0 ? tally.bytes / 1e6 / seconds : 0,
     failures: tally.failures,
     firstError: tally.firstError,
     latency: tally.latency.summary(),

@@ -128,7 +128,8 @@ export async function runProduce(options: ProduceOptions): Promise<LoadResult> {
       : produceOnConnection(options, { quota, deadline, state })
   );
   await Promise.all(runs);
-  return finish(state, started, state.live.messages < options.messages);
+  const stopped = performance.now() >= deadline && state.live.messages < options.messages;
+  return finish(state, started, stopped);
 }
 
 /** Reads a backlog with raw `get`s; stops at `messages`, at the end of every partition, or at the deadline. */
