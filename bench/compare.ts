@@ -246,12 +246,12 @@ async function runSize(
       messages: plan.messages,
       capMs: plan.produceMs,
     }));
-    for (const [system, result] of produced) {
-      cells.set(key("produce", size, system), throughputCell(result));
+    for (const [system, runs] of produced) {
+      cells.set(key("produce", size, system), throughputCell(median(runs)));
       await topUp(plan, fast.get(system)!, system, {
         target: `backlog${size}`,
         size,
-        have: result?.messages ?? 0,
+        have: runs.find((run) => run.attempt === 0)?.messages ?? 0, // attempt 0 wrote the backlog
       });
     }
     await consumeWithMemory(plan, fast, size, cells);
@@ -260,8 +260,8 @@ async function runSize(
       size,
       capMs: plan.latencyMs,
     }), 1);
-    for (const [system, result] of latency) {
-      cells.set(key("latency", size, system), latencyCell(result));
+    for (const [system, runs] of latency) {
+      cells.set(key("latency", size, system), latencyCell(median(runs)));
     }
   } finally {
     await Promise.all([...fast.values()].map((server) => server.stop()));
@@ -326,16 +326,16 @@ async function runDurable(plan: Plan, size: number, cells: Cells): Promise<void>
       messages: plan.messages,
       capMs: plan.produceMs,
     }));
-    for (const [system, result] of produced) {
-      cells.set(key("durable", size, system), throughputCell(result));
+    for (const [system, runs] of produced) {
+      cells.set(key("durable", size, system), throughputCell(median(runs)));
     }
     const latency = await interleaved(plan, servers, "latency", () => ({
       target: `latency${size}`,
       size,
       capMs: plan.latencyMs,
     }), 1);
-    for (const [system, result] of latency) {
-      cells.set(key("latencyDurable", size, system), latencyCell(result));
+    for (const [system, runs] of latency) {
+      cells.set(key("latencyDurable", size, system), latencyCell(median(runs)));
     }
   } finally {
     await Promise.all([...servers.values()].map((server) => server.stop()));
@@ -394,7 +394,8 @@ async function consumeWithMemory(
       });
     },
   );
-  for (const [system, result] of consumed) {
+  for (const [system, runs] of consumed) {
+    const result = median(runs);
     const cell = throughputCell(result);
     cells.set(key("consume", size, system), {
       ...cell,
@@ -410,7 +411,7 @@ async function consumeWithMemory(
 
 /**
  * Runs `workload` `runs` times on every system, rotating the order each round; returns each
- * system's median run by rate (undefined when every run failed).
+ * system's successful runs in the order they ran (take `median` of them for the table).
  */
 async function interleaved(
   plan: Plan,
@@ -422,9 +423,9 @@ async function interleaved(
     _system,
     run,
   ) => run(),
-): Promise<Map<System, WorkloadResult | undefined>> {
+): Promise<Map<System, Run[]>> {
   const systems = [...servers.keys()];
-  const results = new Map<System, WorkloadResult[]>(systems.map((system) => [system, []]));
+  const results = new Map<System, Run[]>(systems.map((system) => [system, []]));
   for (let attempt = 0; attempt < runs; attempt++) {
     const order = systems.map((_, index) => systems[(index + attempt) % systems.length]);
     for (const system of order) {
@@ -435,7 +436,7 @@ async function interleaved(
           () => runClient(system, workload, servers.get(system)!.ports, flags),
         );
         log(`  ${system} ${workload} ${flags.size} B: ${summary(workload, result)}`);
-        results.get(system)!.push(result);
+        results.get(system)!.push({ ...result, attempt });
         if (workload === "produce" && attempt > 0) {
           // Repeats write to their own stream; drop it so the memory row sees one backlog.
           await runClient(system, "drop", servers.get(system)!.ports, { ...flags, capMs: 10_000 });
@@ -445,10 +446,15 @@ async function interleaved(
       }
     }
   }
-  return new Map(systems.map((system) => [system, median(results.get(system)!)]));
+  return results;
 }
 
-function median(results: WorkloadResult[]): WorkloadResult | undefined {
+/** One workload run, numbered in the order of the repeats. */
+type Run = WorkloadResult & { readonly attempt: number };
+
+/** The run with the median rate (undefined when every run failed). */
+function median(results: readonly Run[] | undefined): Run | undefined {
+  if (!results) return undefined;
   const sorted = [...results].sort((a, b) => a.messagesPerSecond - b.messagesPerSecond);
   return sorted[Math.floor(sorted.length / 2)];
 }
@@ -663,7 +669,7 @@ async function runReplicated(plan: Plan, cells: Cells, conditions: string[]): Pr
             replicas: 3,
           }),
         );
-        cells.set(key("replicated", size, "nats"), throughputCell(results.get("nats")));
+        cells.set(key("replicated", size, "nats"), throughputCell(median(results.get("nats"))));
       }
     } catch (error) {
       log(`nats R=3 failed: ${describeError(error)}`);
@@ -694,7 +700,7 @@ async function runReplicated(plan: Plan, cells: Cells, conditions: string[]): Pr
         messages: plan.messages,
         capMs: plan.produceMs,
       }));
-      cells.set(key("replicated", size, "metaq"), throughputCell(results.get("metaq")));
+      cells.set(key("replicated", size, "metaq"), throughputCell(median(results.get("metaq"))));
     }
   } catch (error) {
     log(`metaq R=3 failed: ${describeError(error)}`);
