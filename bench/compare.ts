@@ -18,6 +18,7 @@ import { parseArgs } from "node:util";
 import { Redis } from "ioredis";
 import { connect as natsConnect, StorageType } from "nats";
 import { makePayload } from "../lib/bench/load.ts";
+import { MetaqClient } from "../lib/client/client.ts";
 import { BrokerConnection } from "../lib/client/connection.ts";
 import { metaqChecksum } from "../lib/crc32.ts";
 import { describeError } from "../lib/errors.ts";
@@ -63,6 +64,8 @@ interface Plan {
   readonly timeoutS: number;
   readonly binary: string;
   readonly work: string;
+  /** Only rows 7 and 7b (the 3-node runs). */
+  readonly replicatedOnly: boolean;
 }
 
 /** One measured cell: the number the ratio uses, and the text shown. */
@@ -117,7 +120,13 @@ const ROWS: readonly Row[] = [
   },
   {
     id: "replicated",
-    label: "7. acked produce, 3 nodes R=3, msgs/s",
+    label: "7. acked produce, 3 nodes R=3, fastest mode, msgs/s",
+    better: "higher",
+    perSize: true,
+  },
+  {
+    id: "replicatedDurable",
+    label: "7b. acked produce, 3 nodes R=3, quorum fsynced before ack, msgs/s",
     better: "higher",
     perSize: true,
   },
@@ -151,8 +160,10 @@ async function main(): Promise<number> {
   const started = new Date();
   const loadBefore = loadAverage();
   try {
-    for (const size of plan.sizes) await runSize(plan, size, cells, conditions);
-    for (const system of plan.systems) await runStartup(plan, system, cells);
+    if (!plan.replicatedOnly) {
+      for (const size of plan.sizes) await runSize(plan, size, cells, conditions);
+      for (const system of plan.systems) await runStartup(plan, system, cells);
+    }
     await runReplicated(plan, cells, conditions);
   } finally {
     clearTimeout(stopTimer);
@@ -185,6 +196,7 @@ const OPTIONS = {
   json: { type: "string" },
   binary: { type: "string" },
   messages: { type: "string" },
+  "replicated-only": { type: "boolean" },
 } as const;
 
 function readPlan(): Plan {
@@ -210,6 +222,7 @@ function readPlan(): Plan {
     startupRuns: 3,
     timeoutS: Number(values.timeout ?? (quick ? 900 : 3600)),
     binary: values.binary ?? path.join(ROOT, "dist", "metaq"),
+    replicatedOnly: values["replicated-only"] === true,
     work: fs.mkdtempSync(path.join(os.tmpdir(), "metaq-compare-")),
   };
 }
@@ -419,10 +432,7 @@ async function interleaved(
   workload: Workload,
   flagsFor: (system: System, attempt: number) => ClientFlags,
   runs = plan.repeat,
-  wrap: (system: System, run: () => Promise<WorkloadResult>) => Promise<WorkloadResult> = (
-    _system,
-    run,
-  ) => run(),
+  wrap: Wrap = (_system, run) => run(),
 ): Promise<Map<System, Run[]>> {
   const systems = [...servers.keys()];
   const results = new Map<System, Run[]>(systems.map((system) => [system, []]));
@@ -433,7 +443,8 @@ async function interleaved(
       try {
         const result = await wrap(
           system,
-          () => runClient(system, workload, servers.get(system)!.ports, flags),
+          (ports) => runClient(system, workload, ports ?? servers.get(system)!.ports, flags),
+          flags,
         );
         log(`  ${system} ${workload} ${flags.size} B: ${summary(workload, result)}`);
         results.get(system)!.push({ ...result, attempt });
@@ -448,6 +459,13 @@ async function interleaved(
   }
   return results;
 }
+
+/** Runs around one client run (sampling memory, choosing the ports it talks to). */
+type Wrap = (
+  system: System,
+  run: (ports?: number[]) => Promise<WorkloadResult>,
+  flags: ClientFlags,
+) => Promise<WorkloadResult>;
 
 /** One workload run, numbered in the order of the repeats. */
 type Run = WorkloadResult & { readonly attempt: number };
@@ -599,14 +617,19 @@ async function startOnce(plan: Plan, system: System, dir: string): Promise<numbe
   }
 }
 
-async function firstMessage(system: System, port: number, body: Uint8Array): Promise<void> {
+async function firstMessage(
+  system: System,
+  port: number,
+  body: Uint8Array,
+  topic = "startup",
+): Promise<void> {
   if (system === "metaq") {
     const connection = await BrokerConnection.connect({ host: "127.0.0.1", port });
     try {
       const opaque = connection.nextOpaque();
       const reply = await connection.request(
         encodePut({
-          topic: "startup",
+          topic,
           partition: 0,
           flag: 0,
           checksum: metaqChecksum(body),
@@ -670,6 +693,7 @@ async function runReplicated(plan: Plan, cells: Cells, conditions: string[]): Pr
           }),
         );
         cells.set(key("replicated", size, "nats"), throughputCell(median(results.get("nats"))));
+        cells.set(key("replicatedDurable", size, "nats"), { text: "n/a (no fsync in 2.9)" });
       }
     } catch (error) {
       log(`nats R=3 failed: ${describeError(error)}`);
@@ -680,32 +704,50 @@ async function runReplicated(plan: Plan, cells: Cells, conditions: string[]): Pr
   if (!plan.systems.includes("metaq")) return;
   if (!metaqHasReplication(plan.binary)) {
     const text = "not yet available";
-    for (const size of plan.sizes) cells.set(key("replicated", size, "metaq"), { text });
+    for (const size of plan.sizes) {
+      cells.set(key("replicated", size, "metaq"), { text });
+      cells.set(key("replicatedDurable", size, "metaq"), { text });
+    }
     conditions.push(
       "metaq R=3: this build has no `serve --node-id N --peers ...` yet; row 7 is NATS only",
     );
     return;
   }
-  const cluster = await startMetaqCluster({
-    binary: plan.binary,
-    dir: path.join(plan.work, "mq-r3"),
-  });
-  try {
-    const leader = await metaqLeaderPort(cluster.ports, 30_000);
-    for (const size of plan.sizes) {
-      const leaderOnly = new Map([["metaq" as System, { ...cluster, ports: [leader] }]]);
-      const results = await interleaved(plan, leaderOnly, "produce", (_system, attempt) => ({
-        target: `replicated${size}r${attempt}`,
-        size,
-        messages: plan.messages,
-        capMs: plan.produceMs,
-      }));
-      cells.set(key("replicated", size, "metaq"), throughputCell(median(results.get("metaq"))));
+  // Row 7 in the fastest mode (fsync once a second, as JetStream acks without fsync); row 7b
+  // with the defaults (a quorum has fsynced before the ack).
+  const modes = [
+    { row: "replicated", args: ["--fsync", "interval:1000"] },
+    { row: "replicatedDurable", args: [] },
+  ];
+  for (const mode of modes) {
+    const cluster = await startMetaqCluster({
+      binary: plan.binary,
+      dir: path.join(plan.work, `mq-r3-${mode.row}`),
+      args: mode.args,
+    });
+    try {
+      for (const size of plan.sizes) {
+        const results = await interleaved(
+          plan,
+          new Map([["metaq" as System, cluster]]),
+          "produce",
+          (_system, attempt) => ({
+            target: `replicated${size}r${attempt}`,
+            size,
+            messages: plan.messages,
+            capMs: plan.produceMs,
+          }),
+          plan.repeat,
+          // Puts to a follower are forwarded: send straight to the partition's leader instead.
+          async (_system, run, flags) => run([await metaqLeaderPort(cluster.ports, flags.target)]),
+        );
+        cells.set(key(mode.row, size, "metaq"), throughputCell(median(results.get("metaq"))));
+      }
+    } catch (error) {
+      log(`metaq R=3 (${mode.row}) failed: ${describeError(error)}`);
+    } finally {
+      await cluster.stop();
     }
-  } catch (error) {
-    log(`metaq R=3 failed: ${describeError(error)}`);
-  } finally {
-    await cluster.stop();
   }
 }
 
@@ -734,22 +776,30 @@ async function natsReplicatedStream(ports: number[], name: string, timeoutMs: nu
   }
 }
 
-/** The node that accepts a put (followers refuse writes); retried while a leader is elected. */
-async function metaqLeaderPort(ports: number[], timeoutMs: number): Promise<number> {
-  const deadline = performance.now() + timeoutMs;
+/**
+ * The client port of the leader of `topic`'s partition 0: one put (any node takes it and
+ * forwards it; retried while the group elects a leader), then the leaders in `meta`'s answer.
+ */
+async function metaqLeaderPort(ports: number[], topic: string): Promise<number> {
+  const deadline = performance.now() + 30_000;
   const body = makePayload(100);
-  while (performance.now() < deadline) {
-    for (const port of ports) {
+  while (true) {
+    try {
+      await firstMessage("metaq", ports[0], body, topic);
+      const client = new MetaqClient({ brokers: [`127.0.0.1:${ports[0]}`] });
       try {
-        await firstMessage("metaq", port, body);
-        return port;
-      } catch {
-        // not the leader (or not ready yet)
+        const meta = await client.topicMetadata(topic);
+        const leader = (meta.leaders as Record<string, string> | undefined)?.["0"];
+        const port = Number(leader?.split(":").pop());
+        return ports.includes(port) ? port : ports[0];
+      } finally {
+        client.close();
       }
+    } catch (error) {
+      if (performance.now() > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 250));
     }
-    await new Promise((resolve) => setTimeout(resolve, 250));
   }
-  throw new Error("Cannot find a metaq node that accepts puts");
 }
 
 // ---------------------------------------------------------------- cells and the report

@@ -142,9 +142,12 @@ export function metaqHasReplication(binary: string): boolean {
   return (help.stdout ?? "").includes("--node-id") && (help.stdout ?? "").includes("--peers");
 }
 
-/** Three `metaq serve --node-id N --peers ...` nodes on loopback (issue: replication). */
+/**
+ * Three `metaq serve --node-id N --port P --peer-port Q --data DIR --peers ...` nodes on loopback
+ * (every partition on all three: `--replicas 3`), plus `args` (e.g. `--fsync interval:1000`).
+ */
 export async function startMetaqCluster(
-  options: { binary: string; dir: string },
+  options: { binary: string; dir: string; args?: readonly string[] },
 ): Promise<ServerHandle> {
   const ports = [await freePort(), await freePort(), await freePort()];
   const peerPorts = [await freePort(), await freePort(), await freePort()];
@@ -164,9 +167,12 @@ export async function startMetaqCluster(
       dir,
       "--peers",
       peers,
+      "--replicas",
+      "3",
       "--no-http",
       "--log-level",
       "warn",
+      ...(options.args ?? []),
     ], path.join(dir, "metaq.log"));
   });
   await Promise.all(ports.map((port) => waitForPort(port, 30_000)));
