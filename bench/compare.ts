@@ -850,6 +850,7 @@ function renderTable(plan: Plan, cells: Cells): string {
     const sizes: (number | string)[] = row.perSize ? [...plan.sizes] : ["-"];
     for (const size of sizes) {
       const metaq = cells.get(key(row.id, size, "metaq"));
+      if (plan.systems.every((system) => !cells.has(key(row.id, size, system)))) continue;
       const values = plan.systems.map((system) =>
         cells.get(key(row.id, size, system))?.text ?? "-"
       );
