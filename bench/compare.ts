@@ -147,11 +147,13 @@ async function main(): Promise<number> {
   const stopTimer = setTimeout(() => {
     log(`global timeout of ${plan.timeoutS} s reached: stopping everything this run started`);
     killAllNow();
+    removeWork(plan);
     process.exit(124);
   }, plan.timeoutS * 1000);
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     process.once(signal, () => {
       killAllNow();
+      removeWork(plan);
       process.exit(130);
     });
   }
@@ -168,7 +170,7 @@ async function main(): Promise<number> {
   } finally {
     clearTimeout(stopTimer);
     await stopAll();
-    if (!process.env.METAQ_BENCH_KEEP) fs.rmSync(plan.work, { recursive: true, force: true });
+    removeWork(plan);
   }
   const report = renderReport(plan, {
     cells,
@@ -184,6 +186,11 @@ async function main(): Promise<number> {
     fs.writeFileSync(values.json, JSON.stringify(Object.fromEntries(cells), null, 2));
   }
   return 0;
+}
+
+/** Deletes the run's temp dir (servers' data), unless METAQ_BENCH_KEEP is set. */
+function removeWork(plan: Plan): void {
+  if (!process.env.METAQ_BENCH_KEEP) fs.rmSync(plan.work, { recursive: true, force: true });
 }
 
 const OPTIONS = {
