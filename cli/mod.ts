@@ -1,6 +1,7 @@
 /** @module The command table and top-level help; `main.ts` hands argv here. */
 import * as process from "node:process";
 import { describeError } from "../lib/errors.ts";
+import { bench } from "./bench.ts";
 import { CLI_VERSION, CliError, type CommandSpec } from "./common.ts";
 import { cluster } from "./cluster.ts";
 import { consume } from "./consume.ts";
@@ -24,6 +25,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   cluster,
   verify,
   version,
+  bench,
 ];
 
 function help(): string {

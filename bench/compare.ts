@@ -1,0 +1,939 @@
+/**
+ * @module Side by side (issue #8): the same workloads against `dist/metaq`, NATS JetStream and
+ * Redis Streams on this machine, one table with absolute figures and the ratio metaq/peer per
+ * row. Each workload runs in its own client process (bench/client.ts) against a fresh server
+ * in a temp dir; every run has a message cap and a time cap, and the whole comparison has a
+ * global timeout. Only processes started here are stopped, by PID. `bench/run.sh` installs the
+ * peers and builds metaq first; this file expects them.
+ *
+ *   bun bench/compare.ts [--quick] [--only metaq,nats,redis] [--sizes 100,1024] [--repeat N]
+ *                        [--timeout SECONDS] [--out FILE.md] [--json FILE.json]
+ */
+import { spawn } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import * as process from "node:process";
+import { parseArgs } from "node:util";
+import { Redis } from "ioredis";
+import { connect as natsConnect, StorageType } from "nats";
+import { makePayload } from "../lib/bench/load.ts";
+import { MetaqClient } from "../lib/client/client.ts";
+import { BrokerConnection } from "../lib/client/connection.ts";
+import { metaqChecksum } from "../lib/crc32.ts";
+import { describeError } from "../lib/errors.ts";
+import { encodePut } from "../lib/protocol/encoder.ts";
+import type { System, Workload, WorkloadResult } from "./client.ts";
+import { busyPercent, cpuTicks, loadAverage, machineFacts, memoryOf } from "./machine.ts";
+import {
+  freePort,
+  killAllNow,
+  metaqHasReplication,
+  type ServerHandle,
+  spawnTracked,
+  startMetaq,
+  startMetaqCluster,
+  startNats,
+  startNatsCluster,
+  startRedis,
+  stopAll,
+  stopChild,
+  track,
+  versionOf,
+  waitForPort,
+} from "./servers.ts";
+
+const ROOT = path.resolve(import.meta.dirname ?? ".", "..");
+const CLIENT = path.join(ROOT, "bench", "client.ts");
+
+interface Plan {
+  readonly quick: boolean;
+  readonly systems: readonly System[];
+  readonly sizes: readonly number[];
+  /** Messages per produce run (and its time cap). */
+  readonly messages: number;
+  readonly produceMs: number;
+  /** Backlog consumed, and the consume time cap. */
+  readonly backlog: number;
+  readonly consumeMs: number;
+  readonly latencyMs: number;
+  readonly rate: number;
+  readonly window: number;
+  readonly repeat: number;
+  readonly startupRuns: number;
+  readonly timeoutS: number;
+  readonly binary: string;
+  readonly work: string;
+  /** Only rows 7 and 7b (the 3-node runs). */
+  readonly replicatedOnly: boolean;
+}
+
+/** One measured cell: the number the ratio uses, and the text shown. */
+interface Cell {
+  readonly value?: number;
+  readonly text: string;
+}
+
+type Cells = Map<string, Cell>;
+const key = (row: string, size: number | string, system: System) => `${row}|${size}|${system}`;
+
+interface Row {
+  readonly id: string;
+  readonly label: string;
+  /** "higher" when more is better (throughput); "lower" for latency, memory and time. */
+  readonly better: "higher" | "lower";
+  readonly perSize: boolean;
+}
+
+const ROWS: readonly Row[] = [
+  {
+    id: "produce",
+    label: "1. acked produce, fastest mode, msgs/s",
+    better: "higher",
+    perSize: true,
+  },
+  {
+    id: "durable",
+    label: "2. produce, fsync before every ack, msgs/s",
+    better: "higher",
+    perSize: true,
+  },
+  { id: "consume", label: "3. consume backlog, msgs/s", better: "higher", perSize: true },
+  {
+    id: "latency",
+    label: "4. end-to-end latency p50 / p99 / max (ratio on p99), fastest mode",
+    better: "lower",
+    perSize: true,
+  },
+  {
+    id: "latencyDurable",
+    label: "4b. end-to-end latency, fsync before ack",
+    better: "lower",
+    perSize: true,
+  },
+  { id: "rss", label: "5. peak server RSS during consume", better: "lower", perSize: true },
+  {
+    id: "startup",
+    label: "6. start to first acked message (median)",
+    better: "lower",
+    perSize: false,
+  },
+  {
+    id: "replicated",
+    label: "7. acked produce, 3 nodes R=3, fastest mode, msgs/s",
+    better: "higher",
+    perSize: true,
+  },
+  {
+    id: "replicatedDurable",
+    label: "7b. acked produce, 3 nodes R=3, quorum fsynced before ack, msgs/s",
+    better: "higher",
+    perSize: true,
+  },
+];
+
+const SYSTEM_NAMES: Record<System, string> = {
+  metaq: "metaq",
+  nats: "NATS JetStream",
+  redis: "Redis Streams",
+};
+
+const log = (line: string) => process.stderr.write(`[bench ${clock()}] ${line}\n`);
+const clock = () => new Date().toISOString().slice(11, 19);
+
+async function main(): Promise<number> {
+  const plan = readPlan();
+  fs.mkdirSync(plan.work, { recursive: true });
+  const stopTimer = setTimeout(() => {
+    log(`global timeout of ${plan.timeoutS} s reached: stopping everything this run started`);
+    killAllNow();
+    removeWork(plan);
+    process.exit(124);
+  }, plan.timeoutS * 1000);
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    process.once(signal, () => {
+      killAllNow();
+      removeWork(plan);
+      process.exit(130);
+    });
+  }
+  const cells: Cells = new Map();
+  const conditions: string[] = [];
+  const started = new Date();
+  const loadBefore = loadAverage();
+  try {
+    if (!plan.replicatedOnly) {
+      for (const size of plan.sizes) await runSize(plan, size, cells, conditions);
+      for (const system of plan.systems) await runStartup(plan, system, cells);
+    }
+    await runReplicated(plan, cells, conditions);
+  } finally {
+    clearTimeout(stopTimer);
+    await stopAll();
+    removeWork(plan);
+  }
+  const report = renderReport(plan, {
+    cells,
+    conditions,
+    started,
+    loadBefore,
+    loadAfter: loadAverage(),
+  });
+  console.log(report);
+  const { values } = parseArgs({ args: process.argv.slice(2), options: OPTIONS });
+  if (values.out) fs.writeFileSync(values.out, `${report}\n`);
+  if (values.json) {
+    fs.writeFileSync(values.json, JSON.stringify(Object.fromEntries(cells), null, 2));
+  }
+  return 0;
+}
+
+/** Deletes the run's temp dir (servers' data), unless METAQ_BENCH_KEEP is set. */
+function removeWork(plan: Plan): void {
+  if (!process.env.METAQ_BENCH_KEEP) fs.rmSync(plan.work, { recursive: true, force: true });
+}
+
+const OPTIONS = {
+  quick: { type: "boolean" },
+  only: { type: "string" },
+  sizes: { type: "string" },
+  repeat: { type: "string" },
+  timeout: { type: "string" },
+  out: { type: "string" },
+  json: { type: "string" },
+  binary: { type: "string" },
+  messages: { type: "string" },
+  "replicated-only": { type: "boolean" },
+} as const;
+
+function readPlan(): Plan {
+  const { values } = parseArgs({ args: process.argv.slice(2), options: OPTIONS });
+  const quick = values.quick === true;
+  const messages = values.messages ? Number(values.messages) : quick ? 200_000 : 1_000_000;
+  const systems = (values.only ?? "metaq,nats,redis").split(",") as System[];
+  for (const system of systems) {
+    if (!(system in SYSTEM_NAMES)) throw new Error(`Cannot bench unknown system '${system}'`);
+  }
+  return {
+    quick,
+    systems,
+    sizes: (values.sizes ?? "100,1024").split(",").map(Number),
+    messages,
+    produceMs: quick ? 10_000 : 30_000,
+    backlog: messages,
+    consumeMs: quick ? 20_000 : 60_000,
+    latencyMs: quick ? 3_000 : 10_000,
+    rate: 5000,
+    window: 1024,
+    repeat: Number(values.repeat ?? 1),
+    startupRuns: 3,
+    timeoutS: Number(values.timeout ?? (quick ? 900 : 3600)),
+    binary: values.binary ?? path.join(ROOT, "dist", "metaq"),
+    replicatedOnly: values["replicated-only"] === true,
+    work: fs.mkdtempSync(path.join(os.tmpdir(), "metaq-compare-")),
+  };
+}
+
+// ---------------------------------------------------------------- one size, every system
+
+/**
+ * One size: every system's server runs at once (idle ones cost nothing), and each workload runs
+ * on the systems in turn, repeat after repeat with the order rotated, so a burst of load from
+ * other processes lands on all of them rather than on one. The median run is kept.
+ */
+async function runSize(
+  plan: Plan,
+  size: number,
+  cells: Cells,
+  conditions: string[],
+): Promise<void> {
+  const others = await othersBusyPercent();
+  log(`${size} B: fastest modes (load average ${loadAverage()}, others ${others}% busy)`);
+  conditions.push(
+    `${size} B: load average ${loadAverage()} at start; other processes kept ${others}% of the ` +
+      "CPUs busy in the second before",
+  );
+  const fast = await startServers(
+    plan,
+    plan.systems,
+    (system, dir) => startFastest(plan, system, dir),
+    `fast-${size}`,
+  );
+  try {
+    const produced = await interleaved(plan, fast, "produce", (_system, attempt) => ({
+      target: attempt === 0 ? `backlog${size}` : `produce${size}r${attempt}`,
+      size,
+      messages: plan.messages,
+      capMs: plan.produceMs,
+    }));
+    for (const [system, runs] of produced) {
+      cells.set(key("produce", size, system), throughputCell(median(runs)));
+      await topUp(plan, fast.get(system)!, system, {
+        target: `backlog${size}`,
+        size,
+        have: runs.find((run) => run.attempt === 0)?.messages ?? 0, // attempt 0 wrote the backlog
+      });
+    }
+    await consumeWithMemory(plan, fast, size, cells);
+    const latency = await interleaved(plan, fast, "latency", () => ({
+      target: `latency${size}`,
+      size,
+      capMs: plan.latencyMs,
+    }), 1);
+    for (const [system, runs] of latency) {
+      cells.set(key("latency", size, system), latencyCell(median(runs)));
+    }
+  } finally {
+    await Promise.all([...fast.values()].map((server) => server.stop()));
+  }
+  await runDurable(plan, size, cells);
+}
+
+async function startServers(
+  plan: Plan,
+  systems: readonly System[],
+  start: (system: System, dir: string) => Promise<ServerHandle>,
+  label: string,
+): Promise<Map<System, ServerHandle>> {
+  const servers = new Map<System, ServerHandle>();
+  try {
+    for (const system of systems) {
+      servers.set(system, await start(system, path.join(plan.work, `${label}-${system}`)));
+    }
+  } catch (error) {
+    await Promise.all([...servers.values()].map((server) => server.stop()));
+    throw error;
+  }
+  return servers;
+}
+
+/** Share of the CPUs busy during one second in which this run does nothing: the others' load. */
+async function othersBusyPercent(): Promise<number> {
+  const from = cpuTicks();
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  return busyPercent(from);
+}
+
+function startFastest(plan: Plan, system: System, dir: string): Promise<ServerHandle> {
+  if (system === "metaq") return startMetaq({ binary: plan.binary, dir, flush: "threshold" });
+  if (system === "nats") return startNats({ dir });
+  return startRedis({ dir, fsync: "everysec" });
+}
+
+/** Row 2 and 4b: metaq group commit and Redis `appendfsync always`; JetStream 2.9 has neither. */
+async function runDurable(plan: Plan, size: number, cells: Cells): Promise<void> {
+  if (plan.systems.includes("nats")) {
+    const version = versionOf("nats-server").replace(/^nats-server: /, "");
+    cells.set(key("durable", size, "nats"), { text: `n/a (${version}: no sync_interval)` });
+    cells.set(key("latencyDurable", size, "nats"), { text: "n/a" });
+  }
+  const systems = plan.systems.filter((system) => system !== "nats");
+  if (systems.length === 0) return;
+  log(`${size} B: fsync before ack`);
+  const servers = await startServers(
+    plan,
+    systems,
+    (system, dir) =>
+      system === "metaq"
+        ? startMetaq({ binary: plan.binary, dir, flush: "group" })
+        : startRedis({ dir, fsync: "always" }),
+    `durable-${size}`,
+  );
+  try {
+    const produced = await interleaved(plan, servers, "produce", (_system, attempt) => ({
+      target: `durable${size}r${attempt}`,
+      size,
+      messages: plan.messages,
+      capMs: plan.produceMs,
+    }));
+    for (const [system, runs] of produced) {
+      cells.set(key("durable", size, system), throughputCell(median(runs)));
+    }
+    const latency = await interleaved(plan, servers, "latency", () => ({
+      target: `latency${size}`,
+      size,
+      capMs: plan.latencyMs,
+    }), 1);
+    for (const [system, runs] of latency) {
+      cells.set(key("latencyDurable", size, system), latencyCell(median(runs)));
+    }
+  } finally {
+    await Promise.all([...servers.values()].map((server) => server.stop()));
+  }
+}
+
+/** Fills the backlog to `plan.backlog` messages (not measured: the produce row already was). */
+async function topUp(
+  plan: Plan,
+  server: ServerHandle,
+  system: System,
+  backlog: { target: string; size: number; have: number },
+): Promise<void> {
+  const missing = plan.backlog - backlog.have;
+  if (missing <= 0) return;
+  log(`${system}: filling the backlog with ${missing} more messages`);
+  const filled = await runClient(system, "produce", server.ports, {
+    target: backlog.target,
+    size: backlog.size,
+    messages: missing,
+    capMs: plan.consumeMs * 2,
+  });
+  if (filled.messages < missing) {
+    throw new Error(`Cannot fill ${system}'s backlog: ${filled.messages} of ${missing} sent`);
+  }
+}
+
+/** Row 3 and 5: read the backlog (median of the repeats) while sampling the server's RSS. */
+async function consumeWithMemory(
+  plan: Plan,
+  servers: Map<System, ServerHandle>,
+  size: number,
+  cells: Cells,
+): Promise<void> {
+  const memory = new Map<System, { peakRssKiB: number; hwmKiB: number }>();
+  const consumed = await interleaved(
+    plan,
+    servers,
+    "consume",
+    () => ({
+      target: `backlog${size}`,
+      size,
+      messages: plan.backlog,
+      capMs: plan.consumeMs,
+    }),
+    plan.repeat,
+    (system, run) => {
+      const sampler = sampleMemory(servers.get(system)!.pid);
+      return run().finally(() => {
+        const sample = sampler.stop();
+        const before = memory.get(system);
+        memory.set(system, {
+          peakRssKiB: Math.max(before?.peakRssKiB ?? 0, sample.peakRssKiB),
+          hwmKiB: sample.hwmKiB,
+        });
+      });
+    },
+  );
+  for (const [system, runs] of consumed) {
+    const result = median(runs);
+    const cell = throughputCell(result);
+    cells.set(key("consume", size, system), {
+      ...cell,
+      text: `${cell.text}${result ? ` (${Math.round(result.megabytesPerSecond)} MB/s)` : ""}`,
+    });
+    const sample = memory.get(system)!;
+    cells.set(key("rss", size, system), {
+      value: sample.peakRssKiB,
+      text: `${mebibytes(sample.peakRssKiB)} (VmHWM ${mebibytes(sample.hwmKiB)})`,
+    });
+  }
+}
+
+/**
+ * Runs `workload` `runs` times on every system, rotating the order each round; returns each
+ * system's successful runs in the order they ran (take `median` of them for the table).
+ */
+async function interleaved(
+  plan: Plan,
+  servers: Map<System, ServerHandle>,
+  workload: Workload,
+  flagsFor: (system: System, attempt: number) => ClientFlags,
+  runs = plan.repeat,
+  wrap: Wrap = (_system, run) => run(),
+): Promise<Map<System, Run[]>> {
+  const systems = [...servers.keys()];
+  const results = new Map<System, Run[]>(systems.map((system) => [system, []]));
+  for (let attempt = 0; attempt < runs; attempt++) {
+    const order = systems.map((_, index) => systems[(index + attempt) % systems.length]);
+    for (const system of order) {
+      const flags = { ...flagsFor(system, attempt), consumer: `bench${attempt}` };
+      try {
+        const result = await wrap(
+          system,
+          (ports) => runClient(system, workload, ports ?? servers.get(system)!.ports, flags),
+          flags,
+        );
+        log(`  ${system} ${workload} ${flags.size} B: ${summary(workload, result)}`);
+        results.get(system)!.push({ ...result, attempt });
+        if (workload === "produce" && attempt > 0) {
+          // Repeats write to their own stream; drop it so the memory row sees one backlog.
+          await runClient(system, "drop", servers.get(system)!.ports, { ...flags, capMs: 10_000 });
+        }
+      } catch (error) {
+        log(`  ${system} ${workload} ${flags.size} B failed: ${describeError(error)}`);
+      }
+    }
+  }
+  return results;
+}
+
+/** Runs around one client run (sampling memory, choosing the ports it talks to). */
+type Wrap = (
+  system: System,
+  run: (ports?: number[]) => Promise<WorkloadResult>,
+  flags: ClientFlags,
+) => Promise<WorkloadResult>;
+
+/** One workload run, numbered in the order of the repeats. */
+type Run = WorkloadResult & { readonly attempt: number };
+
+/** The run with the median rate (undefined when every run failed). */
+function median(results: readonly Run[] | undefined): Run | undefined {
+  if (!results) return undefined;
+  const sorted = [...results].sort((a, b) => a.messagesPerSecond - b.messagesPerSecond);
+  return sorted[Math.floor(sorted.length / 2)];
+}
+
+function summary(workload: Workload, result: WorkloadResult): string {
+  const rate = `${Math.round(result.messagesPerSecond).toLocaleString("en-US")} msgs/s`;
+  const latency = `p50 ${micros(result.latency.p50Us)} p99 ${micros(result.latency.p99Us)}`;
+  const failures = result.failures > 0 ? `, ${result.failures} failed (${result.firstError})` : "";
+  return `${result.messages} msgs, ${rate}${
+    workload === "consume" ? "" : `, ${latency}`
+  }${failures}`;
+}
+
+// ---------------------------------------------------------------- client processes
+
+interface ClientFlags {
+  readonly target: string;
+  readonly size: number;
+  readonly messages?: number;
+  readonly capMs: number;
+  readonly replicas?: number;
+  readonly consumer?: string;
+}
+
+/** Runs bench/client.ts in its own process (Bun), killed if it outlives its cap by 60 s. */
+function runClient(
+  system: System,
+  workload: Workload,
+  ports: number[],
+  flags: ClientFlags,
+): Promise<WorkloadResult> {
+  const args = [
+    CLIENT,
+    system,
+    workload,
+    ...ports.flatMap((port) => ["--port", String(port)]),
+    "--target",
+    flags.target,
+    "--size",
+    String(flags.size),
+    "--messages",
+    String(flags.messages ?? 0),
+    "--duration-ms",
+    String(flags.capMs),
+    "--replicas",
+    String(flags.replicas ?? 1),
+    "--consumer",
+    flags.consumer ?? "bench",
+  ];
+  return new Promise((resolve, reject) => {
+    const child = track(spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] }));
+    let stdout = "";
+    let stderr = "";
+    child.stdout!.on("data", (chunk) => (stdout += chunk));
+    child.stderr!.on("data", (chunk) => (stderr += chunk));
+    const timer = setTimeout(() => child.kill("SIGKILL"), flags.capMs + 60_000);
+    child.on("exit", (code, signal) => {
+      clearTimeout(timer);
+      const line = stdout.trim().split("\n").pop() ?? "";
+      if (code === 0 && line.startsWith("{")) return resolve(JSON.parse(line));
+      reject(new Error(`client exited ${code ?? signal}: ${stderr.trim().slice(-500)}`));
+    });
+  });
+}
+
+function sampleMemory(pid: number): { stop(): { peakRssKiB: number; hwmKiB: number } } {
+  let peakRssKiB = memoryOf(pid).rssKiB;
+  const timer = setInterval(() => {
+    peakRssKiB = Math.max(peakRssKiB, memoryOf(pid).rssKiB);
+  }, 50);
+  return {
+    stop() {
+      clearInterval(timer);
+      const last = memoryOf(pid);
+      return { peakRssKiB: Math.max(peakRssKiB, last.rssKiB), hwmKiB: last.peakKiB };
+    },
+  };
+}
+
+// ---------------------------------------------------------------- startup
+
+/** Time from spawning a server on an empty data dir to the ack of its first message. */
+async function runStartup(plan: Plan, system: System, cells: Cells): Promise<void> {
+  const times: number[] = [];
+  for (let attempt = 0; attempt < plan.startupRuns; attempt++) {
+    const dir = path.join(plan.work, `startup-${system}-${attempt}`);
+    try {
+      times.push(await startOnce(plan, system, dir));
+    } catch (error) {
+      log(`startup of ${system} failed: ${describeError(error)}`);
+    }
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+  times.sort((a, b) => a - b);
+  const median = times[Math.floor(times.length / 2)];
+  log(`startup ${system}: ${times.map((ms) => `${ms.toFixed(1)} ms`).join(", ")}`);
+  cells.set(
+    key("startup", "-", system),
+    median === undefined ? { text: "failed" } : { value: median, text: `${median.toFixed(0)} ms` },
+  );
+}
+
+async function startOnce(plan: Plan, system: System, dir: string): Promise<number> {
+  fs.mkdirSync(dir, { recursive: true });
+  const port = await freePort();
+  const logPath = path.join(dir, "server.log");
+  const body = makePayload(100);
+  const t0 = performance.now();
+  const child = system === "metaq"
+    ? spawnTracked(plan.binary, [
+      "serve",
+      "--port",
+      String(port),
+      "--data",
+      path.join(dir, "data"),
+      "--no-http",
+    ], logPath)
+    : system === "nats"
+    ? spawnTracked(
+      "nats-server",
+      ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", dir],
+      logPath,
+    )
+    : spawnTracked("redis-server", [
+      "--bind",
+      "127.0.0.1",
+      "--port",
+      String(port),
+      "--dir",
+      dir,
+      "--appendonly",
+      "yes",
+      "--save",
+      "",
+    ], logPath);
+  try {
+    await waitForPort(port, 20_000);
+    await firstMessage(system, port, body);
+    return performance.now() - t0;
+  } finally {
+    await stopChild(child);
+  }
+}
+
+async function firstMessage(
+  system: System,
+  port: number,
+  body: Uint8Array,
+  topic = "startup",
+): Promise<void> {
+  if (system === "metaq") {
+    const connection = await BrokerConnection.connect({ host: "127.0.0.1", port });
+    try {
+      const opaque = connection.nextOpaque();
+      const reply = await connection.request(
+        encodePut({
+          topic,
+          partition: 0,
+          flag: 0,
+          checksum: metaqChecksum(body),
+          opaque,
+          body,
+        }),
+        opaque,
+      );
+      if (reply.kind !== "result" || reply.code !== 200) throw new Error("put refused");
+    } finally {
+      connection.close();
+    }
+  } else if (system === "nats") {
+    const connection = await natsConnect({ servers: `127.0.0.1:${port}` });
+    try {
+      const manager = await connection.jetstreamManager();
+      await manager.streams.add({
+        name: "startup",
+        subjects: ["startup"],
+        storage: StorageType.File,
+      });
+      await connection.jetstream().publish("startup", body);
+    } finally {
+      await connection.close();
+    }
+  } else {
+    const redis = new Redis({
+      host: "127.0.0.1",
+      port,
+      lazyConnect: true,
+      maxRetriesPerRequest: 1,
+    });
+    try {
+      await redis.connect();
+      await redis.xadd("startup", "*", "d", Buffer.from(body));
+    } finally {
+      redis.disconnect();
+    }
+  }
+}
+
+// ---------------------------------------------------------------- replication
+
+/** Row 7: JetStream R=3 on a 3-node loopback cluster; metaq R=3 once `serve --peers` exists. */
+async function runReplicated(plan: Plan, cells: Cells, conditions: string[]): Promise<void> {
+  if (plan.systems.includes("nats")) {
+    const cluster = await startNatsCluster({ dir: path.join(plan.work, "nats-r3") });
+    try {
+      await natsReplicatedStream(cluster.ports, "replicated", 30_000);
+      for (const size of plan.sizes) {
+        const results = await interleaved(
+          plan,
+          new Map([["nats" as System, cluster]]),
+          "produce",
+          (_system, attempt) => ({
+            target: attempt === 0 ? "replicated" : `replicated${size}r${attempt}`,
+            size,
+            messages: plan.messages,
+            capMs: plan.produceMs,
+            replicas: 3,
+          }),
+        );
+        cells.set(key("replicated", size, "nats"), throughputCell(median(results.get("nats"))));
+        cells.set(key("replicatedDurable", size, "nats"), { text: "n/a (no fsync in 2.9)" });
+      }
+    } catch (error) {
+      log(`nats R=3 failed: ${describeError(error)}`);
+    } finally {
+      await cluster.stop();
+    }
+  }
+  if (!plan.systems.includes("metaq")) return;
+  if (!metaqHasReplication(plan.binary)) {
+    const text = "not yet available";
+    for (const size of plan.sizes) {
+      cells.set(key("replicated", size, "metaq"), { text });
+      cells.set(key("replicatedDurable", size, "metaq"), { text });
+    }
+    conditions.push(
+      "metaq R=3: this build has no `serve --node-id N --peers ...` yet; row 7 is NATS only",
+    );
+    return;
+  }
+  // Row 7 in the fastest mode (fsync once a second, as JetStream acks without fsync); row 7b
+  // with the defaults (a quorum has fsynced before the ack).
+  const modes = [
+    { row: "replicated", args: ["--fsync", "interval:1000"] },
+    { row: "replicatedDurable", args: [] },
+  ];
+  for (const mode of modes) {
+    const cluster = await startMetaqCluster({
+      binary: plan.binary,
+      dir: path.join(plan.work, `mq-r3-${mode.row}`),
+      args: mode.args,
+    });
+    try {
+      for (const size of plan.sizes) {
+        const results = await interleaved(
+          plan,
+          new Map([["metaq" as System, cluster]]),
+          "produce",
+          (_system, attempt) => ({
+            target: `replicated${size}r${attempt}`,
+            size,
+            messages: plan.messages,
+            capMs: plan.produceMs,
+          }),
+          plan.repeat,
+          // Puts to a follower are forwarded: send straight to the partition's leader instead.
+          async (_system, run, flags) => run([await metaqLeaderPort(cluster.ports, flags.target)]),
+        );
+        cells.set(key(mode.row, size, "metaq"), throughputCell(median(results.get("metaq"))));
+      }
+    } catch (error) {
+      log(`metaq R=3 (${mode.row}) failed: ${describeError(error)}`);
+    } finally {
+      await cluster.stop();
+    }
+  }
+}
+
+/** Creates the R=3 stream, retrying while the cluster elects its JetStream meta leader. */
+async function natsReplicatedStream(ports: number[], name: string, timeoutMs: number) {
+  const deadline = performance.now() + timeoutMs;
+  const connection = await natsConnect({ servers: ports.map((port) => `127.0.0.1:${port}`) });
+  try {
+    while (true) {
+      try {
+        const manager = await connection.jetstreamManager();
+        await manager.streams.add({
+          name,
+          subjects: [`${name}.data`],
+          storage: StorageType.File,
+          num_replicas: 3,
+        });
+        return;
+      } catch (error) {
+        if (performance.now() > deadline) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 250));
+      }
+    }
+  } finally {
+    await connection.close();
+  }
+}
+
+/**
+ * The client port of the leader of `topic`'s partition 0: one put (any node takes it and
+ * forwards it; retried while the group elects a leader), then the leaders in `meta`'s answer.
+ */
+async function metaqLeaderPort(ports: number[], topic: string): Promise<number> {
+  const deadline = performance.now() + 30_000;
+  const body = makePayload(100);
+  while (true) {
+    try {
+      await firstMessage("metaq", ports[0], body, topic);
+      const client = new MetaqClient({ brokers: [`127.0.0.1:${ports[0]}`] });
+      try {
+        const meta = await client.topicMetadata(topic);
+        const leader = (meta.leaders as Record<string, string> | undefined)?.["0"];
+        const port = Number(leader?.split(":").pop());
+        return ports.includes(port) ? port : ports[0];
+      } finally {
+        client.close();
+      }
+    } catch (error) {
+      if (performance.now() > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+  }
+}
+
+// ---------------------------------------------------------------- cells and the report
+
+function throughputCell(result: WorkloadResult | undefined): Cell {
+  if (!result) return { text: "failed" };
+  const rate = result.messagesPerSecond;
+  const text = rate >= 10_000 ? `${(rate / 1000).toFixed(0)}k` : Math.round(rate).toString();
+  const partial = result.failures > 0 ? ` (${result.failures} failed)` : "";
+  return { value: rate, text: `${text}${partial}` };
+}
+
+function latencyCell(result: WorkloadResult | undefined): Cell {
+  if (!result) return { text: "failed" };
+  const { p50Us, p99Us, maxUs } = result.latency;
+  const lost = result.sent !== undefined && result.messages < result.sent
+    ? ` (${result.sent - result.messages} lost)`
+    : "";
+  return { value: p99Us, text: `${micros(p50Us)} / ${micros(p99Us)} / ${micros(maxUs)}${lost}` };
+}
+
+function micros(us: number): string {
+  if (us < 1000) return `${Math.round(us)} us`;
+  return `${(us / 1000).toFixed(us < 10_000 ? 2 : 1)} ms`;
+}
+
+function mebibytes(kib: number): string {
+  return `${(kib / 1024).toFixed(0)} MiB`;
+}
+
+function ratio(row: Row, metaq: Cell | undefined, peer: Cell | undefined): string {
+  if (metaq?.value === undefined || peer?.value === undefined || peer.value === 0) return "-";
+  const value = metaq.value / peer.value;
+  const good = row.better === "higher" ? value >= 1 : value <= 1;
+  return `${value.toFixed(2)}x${good ? "" : " *"}`;
+}
+
+function renderTable(plan: Plan, cells: Cells): string {
+  const peers = plan.systems.filter((system) => system !== "metaq");
+  const header = [
+    "workload",
+    "size",
+    ...plan.systems.map((system) => SYSTEM_NAMES[system]),
+    ...(plan.systems.includes("metaq") ? peers.map((peer) => `metaq/${SYSTEM_NAMES[peer]}`) : []),
+  ];
+  const lines = [`| ${header.join(" | ")} |`, `|${header.map(() => " --- ").join("|")}|`];
+  for (const row of ROWS) {
+    const sizes: (number | string)[] = row.perSize ? [...plan.sizes] : ["-"];
+    for (const size of sizes) {
+      const metaq = cells.get(key(row.id, size, "metaq"));
+      if (plan.systems.every((system) => !cells.has(key(row.id, size, system)))) continue;
+      const values = plan.systems.map((system) =>
+        cells.get(key(row.id, size, system))?.text ?? "-"
+      );
+      const ratios = plan.systems.includes("metaq")
+        ? peers.map((peer) => ratio(row, metaq, cells.get(key(row.id, size, peer))))
+        : [];
+      const label = `${row.label} (${row.better} is better)`;
+      const sizeText = typeof size === "number"
+        ? (size >= 1024 ? `${size / 1024} KiB` : `${size} B`)
+        : size;
+      lines.push(`| ${[label, sizeText, ...values, ...ratios].join(" | ")} |`);
+    }
+  }
+  return lines.join("\n");
+}
+
+function renderReport(
+  plan: Plan,
+  facts: {
+    cells: Cells;
+    conditions: string[];
+    started: Date;
+    loadBefore: string;
+    loadAfter: string;
+  },
+): string {
+  const machine = machineFacts(os.tmpdir());
+  const versions = [
+    `metaq: ${versionOf(plan.binary, ["--version"])} (${plan.binary}), client lib/client on bun ${
+      process.versions.bun ?? "?"
+    }`,
+    `NATS: ${versionOf("nats-server")}, client nats (npm) ${packageVersion("nats")}`,
+    `Redis: ${versionOf("redis-server")}, client ioredis (npm) ${packageVersion("ioredis")}`,
+  ];
+  return [
+    `## Comparison run ${facts.started.toISOString()}${plan.quick ? " (--quick)" : ""}`,
+    "",
+    `Command: \`bun bench/compare.ts ${process.argv.slice(2).join(" ")}\``,
+    "",
+    `Machine: ${machine.cores} x ${machine.cpu}, ${machine.memoryGiB} GiB, ${machine.kernel}; data on ${machine.filesystem}.`,
+    ...versions.map((line) => `- ${line}`),
+    "",
+    `Load average (1, 5, 15 min): ${facts.loadBefore} before, ${facts.loadAfter} after.`,
+    ...facts.conditions.map((line) => `- ${line}`),
+    "",
+    `Per run: produce ${plan.messages.toLocaleString("en-US")} msgs (cap ${
+      plan.produceMs / 1000
+    } s), window ${plan.window}, 1 connection, 1 partition/stream; backlog ${
+      plan.backlog.toLocaleString("en-US")
+    } msgs (cap ${plan.consumeMs / 1000} s); latency ${plan.rate} msgs/s for ${
+      plan.latencyMs / 1000
+    } s; repeat ${plan.repeat} (median kept).`,
+    "",
+    renderTable(plan, facts.cells),
+    "",
+    "`*` = metaq behind that peer on this row. Durability per row: (1) metaq unflushThreshold=1000000",
+    "/ unflushInterval=1000 ms (ack after write, fsync once a second), JetStream 2.9 file",
+    "store (acks without fsync), Redis AOF `appendfsync everysec`; (2) metaq group commit (default),",
+    "Redis `appendfsync always`; (4b) the same as (2). RSS is sampled every 50 ms during the consume;",
+    "VmHWM is the lifetime peak (including the produce and fill before it).",
+  ].join("\n");
+}
+
+function packageVersion(name: string): string {
+  try {
+    const text = fs.readFileSync(path.join(ROOT, "node_modules", name, "package.json"), "utf8");
+    return JSON.parse(text).version;
+  } catch {
+    return "?";
+  }
+}
+
+if (import.meta.main) {
+  main().then((code) => process.exit(code), async (error) => {
+    console.error(`bench: ${describeError(error)}`);
+    await stopAll();
+    process.exit(1);
+  });
+}

@@ -1,0 +1,264 @@
+/**
+ * @module Starts and stops the servers the comparison runs against, each on 127.0.0.1 with its
+ * data in a temp dir: `dist/metaq serve`, `nats-server` with JetStream on file storage (one node
+ * or a 3-node cluster), `redis-server` with `appendonly yes`. Every process started is tracked
+ * by PID, and only those PIDs are ever signalled (stopAll on exit, timeout or Ctrl-C).
+ */
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as net from "node:net";
+import * as path from "node:path";
+
+export interface ServerHandle {
+  readonly name: string;
+  readonly pid: number;
+  /** Client ports, one per node. */
+  readonly ports: number[];
+  /** Every node's PID (one for single servers). */
+  readonly pids: number[];
+  stop(): Promise<void>;
+}
+
+const started = new Map<number, ChildProcess>();
+
+/** Stops every process this module started that is still running (SIGTERM, then SIGKILL). */
+export async function stopAll(): Promise<void> {
+  await Promise.all([...started.values()].map((child) => stopChild(child)));
+}
+
+/** Sends SIGKILL to every tracked process at once; for exit handlers that cannot wait. */
+export function killAllNow(): void {
+  for (const child of started.values()) {
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+  }
+}
+
+/** Tracks a process started elsewhere, so stopAll and killAllNow reach it too. */
+export function track(child: ChildProcess): ChildProcess {
+  if (child.pid === undefined) throw new Error("Cannot track a process that did not start");
+  started.set(child.pid, child);
+  child.once("exit", () => started.delete(child.pid!));
+  return child;
+}
+
+/** Spawns a tracked process; its output goes to `logPath`. */
+export function spawnTracked(command: string, args: string[], logPath: string): ChildProcess {
+  const log = fs.openSync(logPath, "a");
+  const child = spawn(command, args, { stdio: ["ignore", log, log] });
+  fs.closeSync(log);
+  return track(child);
+}
+
+export async function stopChild(child: ChildProcess, graceMs = 5000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  child.kill("SIGTERM");
+  const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
+  await exited;
+  clearTimeout(timer);
+}
+
+/** A port that was free a moment ago (bind to 0, read it, close). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const port = (server.address() as net.AddressInfo).port;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Resolves once something accepts TCP connections on `port`; rejects after `timeoutMs`. */
+export async function waitForPort(port: number, timeoutMs: number): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (performance.now() < deadline) {
+    const open = await new Promise<boolean>((resolve) => {
+      const socket = net.createConnection({ host: "127.0.0.1", port });
+      socket.once("connect", () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once("error", () => resolve(false));
+    });
+    if (open) return;
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+  throw new Error(`Nothing listens on 127.0.0.1:${port} after ${timeoutMs} ms`);
+}
+
+function handle(name: string, children: ChildProcess[], ports: number[]): ServerHandle {
+  return {
+    name,
+    pid: children[0].pid!,
+    pids: children.map((child) => child.pid!),
+    ports,
+    stop: async () => {
+      await Promise.all(children.map((child) => stopChild(child)));
+    },
+  };
+}
+
+export type MetaqFlush = "threshold" | "group";
+
+/**
+ * `metaq serve` on a free port. `threshold`: unflushThreshold=1000000, unflushInterval=1000
+ * (ack after the write, fsync once a second, like Redis's everysec; MetaQ's default threshold of
+ * 1000 would fsync before nearly every ack of a 1024-message window); `group`: group commit, fsync before
+ * every ack (metaq's default).
+ */
+export async function startMetaq(
+  options: { binary: string; dir: string; flush: MetaqFlush; waitMs?: number },
+): Promise<ServerHandle> {
+  fs.mkdirSync(options.dir, { recursive: true });
+  const config = path.join(options.dir, "server.ini");
+  fs.writeFileSync(
+    config,
+    options.flush === "threshold"
+      ? "[system]\nunflushThreshold=1000000\nunflushInterval=1000\n"
+      : "[system]\nunflushThreshold=0\n",
+  );
+  const port = await freePort();
+  const child = spawnTracked(options.binary, [
+    "serve",
+    "--config",
+    config,
+    "--port",
+    String(port),
+    "--data",
+    path.join(options.dir, "data"),
+    "--no-http",
+    "--log-level",
+    "warn",
+  ], path.join(options.dir, "metaq.log"));
+  await waitForPort(port, options.waitMs ?? 20_000);
+  return handle(`metaq (${options.flush})`, [child], [port]);
+}
+
+/** Whether this metaq binary has the replicated `serve --node-id N --peers ...` command line. */
+export function metaqHasReplication(binary: string): boolean {
+  const help = spawnSync(binary, ["serve", "--help"], { encoding: "utf8", timeout: 10_000 });
+  return (help.stdout ?? "").includes("--node-id") && (help.stdout ?? "").includes("--peers");
+}
+
+/**
+ * Three `metaq serve --node-id N --port P --peer-port Q --data DIR --peers ...` nodes on loopback
+ * (every partition on all three: `--replicas 3`), plus `args` (e.g. `--fsync interval:1000`).
+ */
+export async function startMetaqCluster(
+  options: { binary: string; dir: string; args?: readonly string[] },
+): Promise<ServerHandle> {
+  const ports = [await freePort(), await freePort(), await freePort()];
+  const peerPorts = [await freePort(), await freePort(), await freePort()];
+  const peers = peerPorts.map((port, index) => `${index + 1}=127.0.0.1:${port}`).join(",");
+  const children = ports.map((port, index) => {
+    const dir = path.join(options.dir, `node${index + 1}`);
+    fs.mkdirSync(dir, { recursive: true });
+    return spawnTracked(options.binary, [
+      "serve",
+      "--node-id",
+      String(index + 1),
+      "--port",
+      String(port),
+      "--peer-port",
+      String(peerPorts[index]),
+      "--data",
+      dir,
+      "--peers",
+      peers,
+      "--replicas",
+      "3",
+      "--no-http",
+      "--log-level",
+      "warn",
+      ...(options.args ?? []),
+    ], path.join(dir, "metaq.log"));
+  });
+  await Promise.all(ports.map((port) => waitForPort(port, 30_000)));
+  return handle("metaq R=3", children, ports);
+}
+
+/** `nats-server` with JetStream on file storage, bound to 127.0.0.1. */
+export async function startNats(options: { dir: string; waitMs?: number }): Promise<ServerHandle> {
+  fs.mkdirSync(options.dir, { recursive: true });
+  const port = await freePort();
+  const config = path.join(options.dir, "nats.conf");
+  fs.writeFileSync(
+    config,
+    [
+      "host: 127.0.0.1",
+      `port: ${port}`,
+      `jetstream { store_dir: ${JSON.stringify(path.join(options.dir, "js"))} }`,
+      "",
+    ].join("\n"),
+  );
+  const child = spawnTracked("nats-server", ["-c", config], path.join(options.dir, "nats.log"));
+  await waitForPort(port, options.waitMs ?? 20_000);
+  return handle("nats", [child], [port]);
+}
+
+/** Three `nats-server` nodes in one JetStream cluster on loopback. */
+export async function startNatsCluster(options: { dir: string }): Promise<ServerHandle> {
+  const ports = [await freePort(), await freePort(), await freePort()];
+  const routes = [await freePort(), await freePort(), await freePort()];
+  const children = ports.map((port, index) => {
+    const dir = path.join(options.dir, `n${index + 1}`);
+    fs.mkdirSync(dir, { recursive: true });
+    const config = path.join(dir, "nats.conf");
+    fs.writeFileSync(
+      config,
+      [
+        `server_name: n${index + 1}`,
+        "host: 127.0.0.1",
+        `port: ${port}`,
+        `jetstream { store_dir: ${JSON.stringify(path.join(dir, "js"))} }`,
+        "cluster {",
+        "  name: bench",
+        `  listen: 127.0.0.1:${routes[index]}`,
+        `  routes: [${routes.map((route) => `nats-route://127.0.0.1:${route}`).join(", ")}]`,
+        "}",
+        "",
+      ].join("\n"),
+    );
+    return spawnTracked("nats-server", ["-c", config], path.join(dir, "nats.log"));
+  });
+  await Promise.all(ports.map((port) => waitForPort(port, 30_000)));
+  return handle("nats R=3", children, ports);
+}
+
+export type RedisFsync = "everysec" | "always";
+
+/** `redis-server` with the append-only file on, RDB snapshots off, bound to 127.0.0.1. */
+export async function startRedis(
+  options: { dir: string; fsync: RedisFsync; waitMs?: number },
+): Promise<ServerHandle> {
+  fs.mkdirSync(options.dir, { recursive: true });
+  const port = await freePort();
+  const child = spawnTracked("redis-server", [
+    "--bind",
+    "127.0.0.1",
+    "--port",
+    String(port),
+    "--dir",
+    options.dir,
+    "--appendonly",
+    "yes",
+    "--appendfsync",
+    options.fsync,
+    "--save",
+    "",
+    "--daemonize",
+    "no",
+    "--protected-mode",
+    "no",
+  ], path.join(options.dir, "redis.log"));
+  await waitForPort(port, options.waitMs ?? 20_000);
+  return handle(`redis (${options.fsync})`, [child], [port]);
+}
+
+/** First line of `command --version` (or "?"). */
+export function versionOf(command: string, args = ["--version"]): string {
+  const result = spawnSync(command, args, { encoding: "utf8", timeout: 10_000 });
+  return (result.stdout || result.stderr || "?").trim().split("\n")[0];
+}
