@@ -87,6 +87,7 @@ export class Replica {
   #reportedDurable: number;
   #commitOffset: number;
   #processing = false;
+  #inFlight: Promise<void> = Promise.resolve();
   #again = false;
   #closed = false;
   #nextTag = 1;
@@ -258,8 +259,10 @@ export class Replica {
     return started;
   }
 
+  /** Stops the replica: answers pending proposals as indeterminate, waits for the Ready in hand. */
   async close(): Promise<void> {
     this.#closed = true;
+    await this.#inFlight;
     this.#flushBatch();
     for (const batch of this.#pending.values()) {
       this.#answer(batch, { ok: false, error: indeterminate(this.name) });
@@ -305,7 +308,7 @@ export class Replica {
     }
     if (!this.raft.hasReady()) return;
     this.#processing = true;
-    void this.#process().catch((error) => {
+    this.#inFlight = this.#process().catch((error) => {
       // A failed write leaves the log in an unknown state: stop this replica, as design 5.2 says.
       this.options.logger.log("error", "Replica stopped after a storage error", {
         group: this.name,
