@@ -3,7 +3,7 @@
  * @std/cli is JSR-only, which this build cannot reach), one-line operating errors, progress lines
  * on a TTY, and the broker address list.
  */
-import * as process from "node:process";
+import process from "node:process";
 import { parseArgs } from "node:util";
 
 export const CLI_VERSION = "0.1.0";

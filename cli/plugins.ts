@@ -2,7 +2,7 @@
  * @module The optional parts `metaq serve` adds to a broker (transactions, groups, HTTP,
  * cluster), chosen from the configuration. One place, so serve.ts stays about flags.
  */
-import * as process from "node:process";
+import process from "node:process";
 import { clusterSettings } from "../lib/cluster/cluster_config.ts";
 import { clusterPlugin } from "../lib/cluster/plugin.ts";
 import { type Config, ConfigError } from "../lib/config/config.ts";

@@ -4,7 +4,7 @@
  * (`appendHook`), the commit offset into reads (`readLimit`), leaders into `meta` replies, and
  * adds `stats cluster` and the `cluster` admin command.
  */
-import * as process from "node:process";
+import process from "node:process";
 import { result } from "../broker/broker.ts";
 import { BrokerError, describeError } from "../errors.ts";
 import { extraStatsItems } from "../broker/stats_report.ts";

@@ -102,7 +102,11 @@ export class Connection {
     this.#pending -= 1;
     if (this.#closed) return;
     this.#output.push(
-      reply.kind === "frame" ? reply.bytes : resultText(reply.code, reply.text, opaque),
+      reply.kind === "frame"
+        ? reply.bytes
+        : reply.ascii && typeof reply.text === "string"
+        ? `result ${reply.code} ${reply.text.length} ${opaque}\r\n${reply.text}`
+        : resultText(reply.code, reply.text, opaque),
     );
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
