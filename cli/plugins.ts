@@ -5,6 +5,7 @@
 import process from "node:process";
 import { clusterSettings } from "../lib/cluster/cluster_config.ts";
 import { clusterPlugin } from "../lib/cluster/plugin.ts";
+import { clusterView } from "../lib/cluster/cluster_view.ts";
 import { type Config, ConfigError } from "../lib/config/config.ts";
 import type { GroupService } from "../lib/groups/group_service.ts";
 import { groupsView } from "../lib/groups/groups_view.ts";
@@ -39,11 +40,12 @@ export function serverPlugins(
   const settings = clusterSettingsOrError(config);
   const plugins: BrokerPlugin[] = [transactionsPlugin(transactionOptions())];
   let groupService: () => GroupService | undefined;
+  let cluster: ReturnType<typeof clusterPlugin> | undefined;
   if (settings) {
     // In a cluster the `__meta` leader coordinates groups and keeps offsets in Raft.
-    const cluster = clusterPlugin(settings);
+    cluster = clusterPlugin(settings);
     plugins.push(cluster);
-    groupService = () => cluster.groups?.service;
+    groupService = () => cluster?.groups?.service;
   } else {
     const groups = groupsPlugin({ repair: flags.repair === true });
     plugins.unshift(groups);
@@ -53,7 +55,10 @@ export function serverPlugins(
     plugins.push(
       httpPlugin({
         recentLog: inputs.recentLog,
-        views: () => ({ groups: groupsView(groupService) }),
+        views: () => ({
+          groups: groupsView(groupService),
+          cluster: cluster ? clusterView(() => cluster?.node) : undefined,
+        }),
       }),
     );
   }

@@ -21,12 +21,17 @@ const TIMING = [
   "700",
 ];
 
-async function startCluster(dataDir: string, nodes = 3): Promise<BrokerProcess[]> {
+async function startCluster(
+  dataDir: string,
+  nodes = 3,
+  http = false,
+): Promise<BrokerProcess[]> {
   const peerPorts = await freePorts(nodes);
   const peers = peerPorts.map((port, index) => `${index + 1}=127.0.0.1:${port}`).join(",");
   return await Promise.all(peerPorts.map((port, index) =>
     BrokerProcess.start({
       dataDir: `${dataDir}/n${index + 1}`,
+      http,
       args: [
         "--node-id",
         String(index + 1),
@@ -221,7 +226,7 @@ test(
   "cluster status and stats cluster explain roles, commits and replicas; transactions are refused",
   async () => {
     await using temp = tempDir();
-    const nodes = await startCluster(temp.path);
+    const nodes = await startCluster(temp.path, 3, true);
     try {
       expect(
         (await runMetaq([
@@ -263,6 +268,17 @@ test(
       const meta = await asker.topicMetadata("st");
       asker.close();
       expect((meta.leaders as Record<string, string>)["1"]).toBe(nodes[leader.leader - 1].address);
+      // The HTTP API agrees with `cluster status` on who leads `__meta-0` (the group coordinator).
+      const clusterViaHttp = async () =>
+        await (await fetch(`${nodes[2].httpBase}/v1/cluster`)).json();
+      await eventually(async () => (await clusterViaHttp()).ready === true);
+      const viaHttp = await clusterViaHttp();
+      const metaLeader = (await status(nodes[2])).groups.find((group) =>
+        group.group === "__meta-0"
+      )!.leader;
+      expect(viaHttp).toMatchObject({ nodeId: "3", leaderId: String(metaLeader), ready: true });
+      expect(viaHttp.nodes.map((node: { id: string }) => node.id).sort()).toEqual(["1", "2", "3"]);
+      expect(viaHttp.nodes.every((node: { healthy: boolean }) => node.healthy)).toBe(true);
     } finally {
       await stopAll(nodes);
     }
