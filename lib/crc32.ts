@@ -31,6 +31,11 @@ export const crc32: (data: Uint8Array) => number = nativeCrc32
   ? (data) => nativeCrc32(data) >>> 0
   : (data) => crc32Portable(data);
 
+/** CRC-32 of bytes that follow those whose CRC-32 is `previous` (chained over chunks). */
+export const crc32Continue: (data: Uint8Array, previous: number) => number = nativeCrc32
+  ? (data, previous) => nativeCrc32(data, previous) >>> 0
+  : (data, previous) => crc32Portable(data, previous);
+
 /** MetaQ's message checksum: CRC-32 masked to 31 bits, so it is never negative. */
 export function metaqChecksum(data: Uint8Array): number {
   return (crc32(data) & 0x7fffffff) >>> 0;

@@ -18,7 +18,10 @@ import { PeerTransport } from "./peer_transport.ts";
 import { isInternalTopic, META_GROUP, META_TOPIC, replicasOf } from "./placement.ts";
 import type { RaftTiming } from "./raft.ts";
 import { Replica } from "./replica.ts";
+import { crossCheck, type RangeDigest } from "./cross_check.ts";
+import { localCopyOf } from "./log_digest.ts";
 import type { PartitionLog } from "../store/partition_log.ts";
+import { splitPartitionKey } from "../store/message_store.ts";
 import type { Storage } from "../store/storage.ts";
 import type { RepairState } from "./messages.ts";
 import { readHardState, writeHardState } from "./state_files.ts";
@@ -37,6 +40,13 @@ export interface ClusterNodeOptions {
   readonly clock: Clock;
   /** How the previous run ended (clean stop marker, boot id). */
   readonly startup: StartupState;
+}
+
+/** What a scrub found, per group: damage (and the repair started), ranges compared, or why not. */
+export interface ScrubReport {
+  readonly damaged: { group: string; offset: number; reason: string }[];
+  readonly checked: { group: string; from: number; to: number }[];
+  readonly skipped: { group: string; reason: string }[];
 }
 
 /** Who leads a group, as far as this node knows. */
@@ -68,6 +78,10 @@ export class ClusterNode {
   /** Handlers for forwarded requests and replies (forwarding.ts). */
   onForward: ((from: NodeId, requestId: number, request: Uint8Array) => void) | undefined;
   onForwardReply: ((requestId: number, reply: Uint8Array) => void) | undefined;
+  /** Asks a peer for a digest of its copy of a group (`cluster digest`, set by plugin.ts). */
+  askDigest:
+    | ((peer: NodeId, group: string, from: number, to: number) => Promise<RangeDigest | undefined>)
+    | undefined;
   peerPort = 0;
 
   constructor(options: ClusterNodeOptions) {
@@ -302,11 +316,18 @@ export class ClusterNode {
 
   async #openHostedReplicas(): Promise<void> {
     await this.ensureReplica(META_TOPIC, 0);
-    for (const [topic, partitions] of this.running.store.topics()) {
-      for (const { partition } of partitions) {
-        if (topic !== META_TOPIC && this.hosts(topic, partition)) {
-          await this.ensureReplica(topic, partition);
-        }
+    const store = this.running.store;
+    const found = [...store.topics()].flatMap(([topic, partitions]) =>
+      partitions.map(({ partition }) => ({ topic, partition }))
+    );
+    // Partitions refused as damaged at start are opened too: that cuts them and starts repair.
+    for (const key of store.failures().keys()) {
+      const parts = splitPartitionKey(key);
+      if (parts) found.push(parts);
+    }
+    for (const { topic, partition } of found) {
+      if (topic !== META_TOPIC && this.hosts(topic, partition)) {
+        await this.ensureReplica(topic, partition);
       }
     }
   }
@@ -378,16 +399,20 @@ export class ClusterNode {
   }
 
   /**
-   * Re-reads every replica's durable records (a scrub). A damaged replica is cut at the damage
-   * (copies kept as `.damaged`) and restarted in repair mode: it stops voting and is filled
-   * again from the leader. Returns what was found.
+   * A scrub: re-reads every replica's durable records and checks their checksums, then compares
+   * the committed bytes with the group's other copies (cross_check.ts), which finds damage the
+   * checksums do not cover (a header's message id or flag). A damaged replica is cut at the
+   * damage (copies kept as `.damaged`) and restarted in repair mode: it stops voting and is
+   * filled again from the leader. Waits up to `waitMs` per group for its peers and leader.
    */
-  async scrub(): Promise<{ group: string; offset: number; reason: string }[]> {
-    const found: { group: string; offset: number; reason: string }[] = [];
+  async scrub(waitMs = 5000): Promise<ScrubReport> {
+    const report: ScrubReport = { damaged: [], checked: [], skipped: [] };
+    // Right after a start, damaged partitions may still be opening (cut and in repair).
+    if (this.membership.mayParticipate(this.voters)) await this.#openHostedReplicas();
     for (const replica of this.replicas()) {
-      const damage = replica.log.verifyDurable();
+      const damage = replica.log.verifyDurable() ?? await this.#crossCheck(replica, waitMs, report);
       if (!damage) continue;
-      found.push({ group: replica.name, ...damage });
+      report.damaged.push({ group: replica.name, ...damage });
       this.logger.log("warn", "Scrub found damage: repairing the replica from its peers", {
         group: replica.name,
         offset: damage.offset,
@@ -395,20 +420,78 @@ export class ClusterNode {
       });
       await this.#repairOnline(replica, damage.offset);
     }
-    return found;
+    this.logger.log("info", "Scrub finished", {
+      damaged: report.damaged.map((damage) => damage.group).join(","),
+      agreeing: report.checked.map((range) => range.group).join(","),
+      notCompared: report.skipped.map((skip) => skip.group).join(","),
+    });
+    return report;
+  }
+
+  /** The replica named `group` (`<topic>-<partition>`), if this node holds it. */
+  replicaNamed(group: string): Replica | undefined {
+    return this.#replicas.get(group);
+  }
+
+  async #crossCheck(
+    replica: Replica,
+    waitMs: number,
+    report: ScrubReport,
+  ): Promise<{ offset: number; reason: string } | undefined> {
+    const ask = this.askDigest;
+    const peers = replica.options.voters.filter((id) => id !== this.nodeId);
+    if (!ask || peers.length === 0) return undefined;
+    const deadline = Date.now() + waitMs;
+    const ready = () =>
+      replica.leaderId !== 0 && replica.status().repair === undefined &&
+      peers.every((id) => this.isConnected(id));
+    while (!ready() && Date.now() < deadline && !replica.stopped) {
+      await new Promise((resolve) => setTimeout(resolve, this.tickMs));
+    }
+    if (replica.status().repair !== undefined) {
+      report.skipped.push({ group: replica.name, reason: "replica in repair mode" });
+      return undefined;
+    }
+    const outcome = await crossCheck({
+      local: localCopyOf(replica.log, replica.commitOffset),
+      peers: peers.filter((id) => this.isConnected(id)),
+      needed: Math.floor(replica.options.voters.length / 2) + 1,
+      ask: (peer, from, to) => ask(peer, replica.name, from, to),
+    });
+    if (outcome.kind === "skipped") {
+      report.skipped.push({ group: replica.name, reason: outcome.reason });
+      return undefined;
+    }
+    if (outcome.kind === "agrees") {
+      report.checked.push({ group: replica.name, from: outcome.from, to: outcome.to });
+      return undefined;
+    }
+    return {
+      offset: outcome.offset,
+      reason: `the record differs from the copies on nodes ${outcome.nodes.join(", ")}`,
+    };
   }
 
   async #repairOnline(replica: Replica, offset: number): Promise<void> {
     const log = replica.log;
-    const dash = replica.name.lastIndexOf("-");
-    const [topic, partition] = [replica.name.slice(0, dash), Number(replica.name.slice(dash + 1))];
-    this.#replicas.delete(replica.name);
-    await replica.close();
-    const repair = { formerEndOffset: log.writtenEnd };
-    await persistRepair(this.running.store.options.storage, log.options.dir, repair);
-    await log.keepDamagedCopies(offset);
-    await log.truncate(Math.max(offset, log.startOffset));
-    this.#replicas.set(replica.name, this.#createReplica(topic, partition, log, repair));
+    const name = replica.name;
+    const dash = name.lastIndexOf("-");
+    const [topic, partition] = [name.slice(0, dash), Number(name.slice(dash + 1))];
+    // Listed as opening before it leaves #replicas, so a Raft message arriving meanwhile waits
+    // for this replica instead of opening a second one on the same log.
+    const reopened = (async () => {
+      await replica.close();
+      const repair = { formerEndOffset: log.writtenEnd };
+      await persistRepair(this.running.store.options.storage, log.options.dir, repair);
+      await log.keepDamagedCopies(offset);
+      await log.truncate(Math.max(offset, log.startOffset));
+      const next = this.#createReplica(topic, partition, log, repair);
+      this.#replicas.set(name, next);
+      return next;
+    })().finally(() => this.#opening.delete(name));
+    this.#opening.set(name, reopened);
+    this.#replicas.delete(name);
+    await reopened;
   }
 
   /**

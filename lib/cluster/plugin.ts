@@ -5,7 +5,11 @@
  * adds `stats cluster` and the `cluster` admin command.
  */
 import process from "node:process";
-import { result } from "../broker/broker.ts";
+import { type Reply, result } from "../broker/broker.ts";
+import type { Command } from "../protocol/commands.ts";
+import { Parser } from "../protocol/parser.ts";
+import type { RangeDigest } from "./cross_check.ts";
+import { digestOf } from "./log_digest.ts";
 import { BrokerError, describeError } from "../errors.ts";
 import { extraStatsItems } from "../broker/stats_report.ts";
 import type { BrokerPlugin, RunningBroker } from "../server/start_broker.ts";
@@ -50,6 +54,7 @@ export function clusterPlugin(settings: ClusterSettings): ClusterPlugin {
         startup,
       });
       forwarder = new Forwarder(node, running.router, logger);
+      node.askDigest = askDigestThrough(forwarder);
       const routing = new ClusterRouting(node, forwarder);
       running.router.intercept = (command, context, respond) =>
         routing.intercept(command, context, respond);
@@ -110,13 +115,52 @@ function leadersOf(node: ClusterNode, topic: string, partitions: number): Record
   return leaders;
 }
 
-/** `cluster status|scrub|replace <arg>`: the admin side of `metaq cluster`. */
+/** Asks a peer for a digest through forwarding; undefined when it fails or does not answer. */
+function askDigestThrough(forwarder: Forwarder): NonNullable<ClusterNode["askDigest"]> {
+  return (peer, group, from, to) =>
+    new Promise((resolve) => {
+      const command: Command = {
+        kind: "extension",
+        verb: "cluster",
+        args: ["digest", `${group},${from},${to}`],
+        opaque: 0,
+        body: new Uint8Array(0),
+      };
+      forwarder.forward(peer, command, (reply) => resolve(digestFromReply(reply)));
+    });
+}
+
+function digestFromReply(reply: Reply): RangeDigest | undefined {
+  if (reply.kind !== "frame") return undefined;
+  const parser = new Parser({ bodyBytesMax: 1 << 20 });
+  const answer = parser.push(reply.bytes).commands[0];
+  if (answer?.kind !== "result" || answer.code !== 200) return undefined;
+  try {
+    const digest = JSON.parse(new TextDecoder().decode(answer.body));
+    return typeof digest.start === "number" && typeof digest.end === "number" ? digest : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** `cluster status|scrub|replace|digest <arg>`: the admin side of `metaq cluster`. */
 async function clusterCommand(node: ClusterNode, action: string, arg: string): Promise<string> {
   switch (action) {
     case "status":
       return JSON.stringify(clusterStatus(node));
     case "scrub":
-      return JSON.stringify({ damaged: await node.scrub() });
+      return JSON.stringify(await node.scrub());
+    case "digest": {
+      // `<group>,<from>,<to>`: a peer's scrub comparing its copy with this one.
+      const [group, from, to] = arg.split(",");
+      const replica = node.replicaNamed(group);
+      const [start, end] = [Number(from), Number(to)];
+      if (!replica) throw new BrokerError("notFound", `node ${node.nodeId} holds no ${group}`);
+      if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end)) {
+        throw new BrokerError("badRequest", `bad digest range '${arg}'`);
+      }
+      return JSON.stringify(digestOf(replica.log, replica.commitOffset, start, end));
+    }
     case "replace": {
       const id = Number(arg);
       const peer = node.peerInfos().find((info) => info.nodeId === id);
@@ -135,7 +179,7 @@ async function clusterCommand(node: ClusterNode, action: string, arg: string): P
     default:
       throw new BrokerError(
         "badRequest",
-        `unknown cluster action '${action}' (expected status, scrub or replace)`,
+        `unknown cluster action '${action}' (expected status, scrub, replace or digest)`,
       );
   }
 }

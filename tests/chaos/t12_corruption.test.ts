@@ -9,7 +9,7 @@
  * Must hold: I1-I13, zero acknowledged loss. Reports injected vs detected (a repair or
  * truncate traced by the damaged node for the damaged group after the mutation).
  */
-import { spawnSync } from "node:child_process";
+import { execFile } from "node:child_process";
 import * as path from "node:path";
 import { chaosTest } from "../cluster/chaos_test.ts";
 import {
@@ -91,7 +91,7 @@ async function mutate(ctx: NemesisContext, subcase: string): Promise<string | un
     });
     ctx.cluster.resetDurability(node);
     await ctx.cluster.start(node);
-    if (subcase === "b") scrub(ctx, node);
+    if (subcase === "b") await scrub(ctx, node);
     ctx.end(fault);
     return undefined;
   }
@@ -101,16 +101,25 @@ async function mutate(ctx: NemesisContext, subcase: string): Promise<string | un
     : `no suitable segment of ${group} on node ${node}`;
 }
 
-/** Asks the node to scrub its sealed segments (`metaq cluster scrub`); best effort. */
-function scrub(ctx: NemesisContext, node: number): void {
-  const result = spawnSync(
-    ctx.cluster.options.binary ?? METAQ_BINARY,
-    ["cluster", "scrub", "--broker", ctx.cluster.address(node)],
-    { encoding: "utf8", timeout: 10_000 },
-  );
-  ctx.log(
-    `scrub on node ${node}: exit ${result.status} ${(result.stderr ?? "").trim().slice(0, 200)}`,
-  );
+/**
+ * Asks the node to scrub (`metaq cluster scrub`): checksums, then its bytes against its peers'
+ * copies (a flipped id or flag bit passes checksums). Best effort; run without blocking this
+ * process, whose proxies carry the nodes' peer links.
+ */
+async function scrub(ctx: NemesisContext, node: number): Promise<void> {
+  const binary = ctx.cluster.options.binary ?? METAQ_BINARY;
+  const outcome = await new Promise<string>((resolve) => {
+    execFile(
+      binary,
+      ["cluster", "scrub", "--broker", ctx.cluster.address(node), "--format", "json"],
+      { encoding: "utf8", timeout: 30_000 },
+      (error, stdout, stderr) => {
+        const code = error ? (error as { code?: number | string }).code ?? "killed" : 0;
+        resolve(`exit ${code}: ${`${stdout}${stderr}`.trim().slice(0, 2000)}`);
+      },
+    );
+  });
+  ctx.log(`scrub on node ${node}: ${outcome}`);
 }
 
 /** Corruptions injected and whether the damaged node traced a repair or truncation after them. */
