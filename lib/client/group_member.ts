@@ -77,7 +77,15 @@ export class GroupMembership {
 
   /** Joins and applies the first assignment, then keeps heartbeating in the background. */
   async start(): Promise<void> {
-    await this.options.serial(() => this.#beat());
+    try {
+      await this.options.serial(() => this.#beat());
+    } catch (error) {
+      // Another member joining between our join and our first acknowledgement moves the
+      // generation: that is a rebalance, handled like any later one. Other errors (an unknown
+      // topic, a bad group name, no broker) are the caller's to report.
+      if (!this.#joined || !isMembershipRace(error)) throw error;
+      await this.options.serial(() => this.#onError(error));
+    }
     this.#loop = this.#run();
   }
 
@@ -205,4 +213,10 @@ export class GroupMembership {
       this.#wake = undefined;
     });
   }
+}
+
+/** Errors that only mean the group moved on while this member was catching up. */
+function isMembershipRace(error: unknown): boolean {
+  return error instanceof BrokerError &&
+    (error.kind === "staleGeneration" || error.kind === "unknownMember");
 }

@@ -114,6 +114,36 @@ describe("consumer groups", () => {
     expect(report.partitions.every((p) => p.committed === p.end && p.lag === 0)).toBe(true);
   });
 
+  test("a member joining while another takes its first assignment is a rebalance, not an error", async () => {
+    const sent = await produce("race", 200);
+    const seen: string[] = [];
+    const groups = new GroupClient(client);
+    let joined: Promise<unknown> | undefined;
+    // "x" joins while A applies its first assignment, before A commits its start positions and
+    // acknowledges: A's first commit meets a newer generation (the consume CLI died of this).
+    const a = consumer({
+      group: "g-race",
+      consumerId: "a",
+      onEvent: (event) => {
+        if (event.kind !== "started") return;
+        joined ??= groups.join({
+          group: "g-race",
+          memberId: "x",
+          topics: ["race"],
+          strategy: "DEFAULT",
+        });
+      },
+    }).subscribe("race", (m) => void seen.push(text(m)));
+    await a.start();
+    await joined;
+    await waitFor("A to hold the two partitions x leaves it", () => a.partitions.length === 2);
+    await groups.leave({ group: "g-race", memberId: "x" });
+    await waitFor("A to hold every partition", () => a.partitions.length === 4);
+    await waitFor("every message", () => seen.length >= sent.length);
+    await a.close();
+    expect(seen.sort()).toEqual([...sent].sort());
+  });
+
   test("a consumer that comes back resumes after what was committed", async () => {
     const first = await produce("resume", 50);
     const seen: string[] = [];
