@@ -2,7 +2,15 @@
 import { MetaqClient } from "../lib/client/client.ts";
 import type { ClusterStatusReport } from "../lib/cluster/status.ts";
 import { describeError } from "../lib/errors.ts";
-import { brokerList, CliError, type CommandSpec, integerFlag, parseFlags } from "./common.ts";
+import {
+  brokerList,
+  clientSecurity,
+  CliError,
+  type CommandSpec,
+  integerFlag,
+  parseFlags,
+  SECURITY_FLAGS,
+} from "./common.ts";
 
 const USAGE = `Usage: metaq cluster status|scrub|replace [options]
 
@@ -32,6 +40,7 @@ export const cluster: CommandSpec = {
       broker: { type: "string" },
       format: { type: "string" },
       "node-id": { type: "string" },
+      ...SECURITY_FLAGS,
     }, 1);
     if (values.help) {
       console.log(USAGE);
@@ -47,7 +56,11 @@ export const cluster: CommandSpec = {
     if (action === "replace" && nodeId === undefined) {
       throw new CliError("Cannot replace a node: give --node-id N");
     }
-    const client = new MetaqClient({ brokers: brokerList(values.broker), reconnectAttemptsMax: 2 });
+    const client = new MetaqClient({
+      brokers: brokerList(values.broker),
+      reconnectAttemptsMax: 2,
+      ...clientSecurity(values),
+    });
     try {
       const text = await client.extension("cluster", [action, nodeId ?? "-"]);
       if (action === "status" && values.format !== "json") {

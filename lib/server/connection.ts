@@ -5,8 +5,10 @@
  * error, quit). No socket here: the transport gives `send`, `close` and `pause/resume`.
  */
 import type { Reply, RequestContext } from "../broker/broker.ts";
+import type { Command } from "../protocol/commands.ts";
 import { encodeResult } from "../protocol/encoder.ts";
 import { Parser } from "../protocol/parser.ts";
+import { AUTH_SPEC, AUTH_VERB, type Gate } from "../security/gate.ts";
 import type { Router } from "./router.ts";
 
 export interface Transport {
@@ -29,6 +31,10 @@ export interface ConnectionOptions {
   readonly bodyBytesMax: number;
   /** Unanswered requests at which reading pauses. */
   readonly pendingMax: number;
+  /** Longest command line, CRLF included (default COMMAND_LINE_BYTES_MAX). */
+  readonly lineBytesMax?: number;
+  /** Authentication and permissions; every request passes it before the router. */
+  readonly gate?: Gate;
   readonly onDecodeError: (reason: string) => void;
 }
 
@@ -48,8 +54,19 @@ export class Connection {
     this.context = options.context;
     this.#parser = new Parser({
       bodyBytesMax: options.bodyBytesMax,
-      extensions: options.router.extensionSpecs,
+      extensions: new Map([...options.router.extensionSpecs, [AUTH_VERB, AUTH_SPEC]]),
+      lineBytesMax: options.lineBytesMax,
     });
+  }
+
+  /** Whether a request has begun arriving and not ended (for the half-sent-frame timeout). */
+  get inFrame(): boolean {
+    return this.#parser.inFrame;
+  }
+
+  /** Whether reading is paused because too many requests wait for replies. */
+  get paused(): boolean {
+    return this.#paused;
   }
 
   /** Requests read and not yet answered. */
@@ -74,6 +91,10 @@ export class Connection {
         return;
       }
       if (command.kind === "result" || command.kind === "value") continue;
+      if (this.#options.gate && !this.#admit(command)) {
+        if (this.#closed) return;
+        continue;
+      }
       if (command.kind === "transaction" && command.type === "END") {
         router.dispatch(command, this.context, () => {}); // one-way in MetaQ: never answered
         continue;
@@ -89,6 +110,26 @@ export class Connection {
       return;
     }
     this.#applyBackpressure();
+  }
+
+  /**
+   * Asks the gate about `command`: true lets it through; otherwise the gate's answer is sent
+   * (and the connection closed when the gate says so).
+   */
+  #admit(command: Command): boolean {
+    const verdict = this.#options.gate!.check(command);
+    if (verdict.kind === "pass") return true;
+    const oneWay = command.kind === "quit" ||
+      (command.kind === "transaction" && command.type === "END");
+    if (verdict.reply && !oneWay) {
+      this.#pending += 1;
+      this.#reply(verdict.reply, command.opaque);
+    }
+    if (verdict.close) {
+      this.#flush();
+      this.close("authentication failed");
+    }
+    return false;
   }
 
   /** Closes the connection; replies still in flight are dropped. */
