@@ -178,12 +178,6 @@ export class TcpServer {
     const context: RequestContext = { connectionId: this.#nextId++, peer };
     const outputMax = this.#options.outputBytesMax ?? OUTPUT_BYTES_PER_CONNECTION_MAX;
     const counters = router.broker.stats.counters;
-    let pausedForRequests = false;
-    let pausedForOutput = false;
-    const updateReading = () => {
-      if (pausedForRequests || pausedForOutput) socket.pause();
-      else socket.resume();
-    };
     const gate = new Gate(this.#access, {
       onUnauthorized: ({ user, reason, closing }) => {
         counters.authFailures += 1;
@@ -204,6 +198,7 @@ export class TcpServer {
       context,
       bodyBytesMax: this.#options.bodyBytesMax,
       pendingMax: this.#options.pendingMax ?? PENDING_REQUESTS_PER_CONNECTION_MAX,
+      outputBytesMax: outputMax,
       lineBytesMax: this.#options.lineBytesMax,
       gate,
       transport: {
@@ -211,21 +206,12 @@ export class TcpServer {
           if (socket.destroyed) return;
           socket.write(bytes);
           tracked.lastActivityMs = performance.now();
-          if (!pausedForOutput && socket.writableLength > outputMax) {
-            pausedForOutput = true;
-            updateReading();
-          }
         },
         end: () => socket.end(),
         destroy: () => socket.destroy(),
-        pause: () => {
-          pausedForRequests = true;
-          updateReading();
-        },
-        resume: () => {
-          pausedForRequests = false;
-          updateReading();
-        },
+        pause: () => socket.pause(),
+        resume: () => socket.resume(),
+        bufferedBytes: () => socket.writableLength,
       },
       onDecodeError: (reason) =>
         logger.log("warn", "Closing connection: malformed request", {
@@ -241,12 +227,7 @@ export class TcpServer {
       if (!connection.inFrame) tracked.frameStartedMs = undefined;
       else tracked.frameStartedMs ??= now;
     });
-    socket.on("drain", () => {
-      if (pausedForOutput) {
-        pausedForOutput = false;
-        updateReading();
-      }
-    });
+    socket.on("drain", () => connection.unblock());
     if (socket !== key) socket.on("error", () => {});
     socket.on("close", () => {
       if (socket !== key) key.destroy();
@@ -273,7 +254,7 @@ export class TcpServer {
     for (const tracked of this.#tracked.values()) {
       const connection = tracked.connection;
       // While reading is paused, a half-read frame is the broker's doing, not the client's.
-      const reading = !connection?.paused;
+      const reading = connection === undefined || !connection.paused;
       const frameExpired = frameMs > 0 && reading && tracked.frameStartedMs !== undefined &&
         now - tracked.frameStartedMs > frameMs;
       const idleExpired = idleMs > 0 && (connection?.pending ?? 0) === 0 &&
