@@ -130,11 +130,12 @@ export class Journal {
         noSpace = new BrokerError("storageFull", `journal ${path}: ${describeError(error)}`, {
           cause: error,
         });
-        return;
       }
-      this.#file.close();
-      this.#file = storage.open(path, { create: false });
-      this.#sizeBytes = bytes.length;
+      if (!noSpace) {
+        this.#file.close();
+        this.#file = storage.open(path, { create: false });
+        this.#sizeBytes = bytes.length;
+      }
     } catch (error) {
       this.#fail(error);
     } finally {
