@@ -1,5 +1,5 @@
 /** @module The command table and top-level help; `main.ts` hands argv here. */
-import * as process from "node:process";
+import process from "node:process";
 import { describeError } from "../lib/errors.ts";
 import { bench } from "./bench.ts";
 import { cert } from "./cert.ts";
