@@ -518,8 +518,17 @@ function checkSecurity(system: SystemConfig): void {
 
 /** Whether `topic` matches a MetaQ topic pattern (`*` matches any run of characters). */
 export function topicMatches(pattern: string, topic: string): boolean {
-  return pattern === topic || patternToRegExp(pattern).test(topic);
+  if (pattern === topic || pattern === "*") return true;
+  if (!pattern.includes("*")) return false;
+  let matcher = PATTERN_CACHE.get(pattern);
+  if (!matcher) {
+    if (PATTERN_CACHE.size >= 1024) PATTERN_CACHE.clear();
+    PATTERN_CACHE.set(pattern, matcher = patternToRegExp(pattern));
+  }
+  return matcher.test(topic);
 }
+
+const PATTERN_CACHE = new Map<string, RegExp>();
 
 /** MetaQ turns `*` into `.*` and matches the whole name; other characters are literal here. */
 function patternToRegExp(pattern: string): RegExp {

@@ -35,6 +35,8 @@ export interface GateEvents {
 }
 
 const PASS: GateVerdict = { kind: "pass" };
+/** Topics whose permission one connection remembers; beyond it the memory starts over. */
+const TOPICS_REMEMBERED_MAX = 1024;
 
 export class Gate {
   readonly #access: AccessControl;
@@ -42,6 +44,8 @@ export class Gate {
   readonly #maxFailures: number;
   #principal: Principal | undefined;
   #failures = 0;
+  /** `p<topic>` / `c<topic>` -> whether the user may produce / consume it. */
+  readonly #allowed = new Map<string, boolean>();
 
   constructor(access: AccessControl, events: GateEvents, maxFailures: number) {
     this.#access = access;
@@ -59,6 +63,7 @@ export class Gate {
       return this.#authenticate(command.args[0], command.args[1]);
     }
     if (!this.#access.enabled) return PASS;
+    if (this.#principal && this.#allowedFast(command)) return PASS;
     const requirement = requirementOf(command);
     if (requirement.kind === "none") return PASS;
     if (!this.#principal) {
@@ -74,6 +79,23 @@ export class Gate {
     };
   }
 
+  /**
+   * Puts, gets and offsets are most of the traffic: whether the user may use their topic is
+   * remembered per connection, so the patterns are matched once per topic, not per message.
+   */
+  #allowedFast(command: Command): boolean {
+    let key: string;
+    if (command.kind === "put") key = `p${command.topic}`;
+    else if (command.kind === "get" || command.kind === "offset") key = `c${command.topic}`;
+    else return false;
+    const known = this.#allowed.get(key);
+    if (known !== undefined) return known;
+    const allowed = refusal(this.#principal!, requirementOf(command)) === undefined;
+    if (this.#allowed.size >= TOPICS_REMEMBERED_MAX) this.#allowed.clear();
+    this.#allowed.set(key, allowed);
+    return allowed;
+  }
+
   #authenticate(user: string, token: string): GateVerdict {
     if (!this.#access.enabled) {
       return { kind: "answer", reply: result(200, "authentication is off"), close: false };
@@ -81,6 +103,7 @@ export class Gate {
     const principal = this.#access.authenticate(user, token);
     if (!principal) return this.#unauthorized(user, "unknown user or wrong token");
     this.#principal = principal;
+    this.#allowed.clear();
     this.#failures = 0;
     this.#events.onAuthenticated?.(principal.name);
     return { kind: "answer", reply: result(200, principal.name), close: false };
