@@ -5,6 +5,7 @@
  */
 import { expect, test } from "bun:test";
 import * as fs from "node:fs";
+import * as net from "node:net";
 import * as path from "node:path";
 import { BrokerProcess, runMetaq } from "../support/harness.ts";
 import { RawSocket } from "../support/raw_socket.ts";
@@ -163,3 +164,49 @@ test("frameTimeoutMs closes a connection that sends a frame too slowly, not a pr
 function rawFrom(port: number, localAddress: string): Promise<RawSocket> {
   return RawSocket.connectFrom(port, localAddress);
 }
+
+/** Resident memory of a process in bytes (Linux /proc). */
+function residentBytes(pid: number): number {
+  const status = fs.readFileSync(`/proc/${pid}/status`, "utf8");
+  return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) * 1024;
+}
+
+test("a client that sends many big gets and never reads cannot make the broker buffer them", async () => {
+  await using temp = tempDir("metaq-limits-buffer-");
+  await using broker = await startWith(
+    temp.path,
+    `maxConnectionBufferBytes=${1024 * 1024}\nmaxPendingRequests=64`,
+  );
+  {
+    using writer = await RawSocket.connect(broker.port);
+    const body = "b".repeat(1000);
+    for (let i = 0; i < 300; i++) writer.write(`put big 0 1000 0 ${i}\r\n${body}`);
+    for (let i = 0; i < 300; i++) expect((await writer.readFrame()).header).toMatch(/^result 200/);
+  }
+  const pid = broker.child!.pid!;
+  const before = residentBytes(pid);
+  // 2000 gets of ~300 KB each: 600 MB of replies if the broker buffered them all.
+  const socket = net.createConnection({ port: broker.port, host: "127.0.0.1" });
+  await new Promise((resolve) => socket.once("connect", resolve));
+  socket.pause();
+  const requests = 2000;
+  let lines = "";
+  for (let i = 0; i < requests; i++) lines += `get big g 0 0 1048576 ${i}\r\n`;
+  socket.write(lines);
+  let peak = before;
+  for (let sample = 0; sample < 20; sample++) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    peak = Math.max(peak, residentBytes(pid));
+  }
+  expect(peak - before).toBeLessThan(150 * 1024 * 1024);
+  // Every reply still arrives once the client reads.
+  let received = 0;
+  socket.on("data", (chunk: Uint8Array) => (received += chunk.length));
+  socket.resume();
+  const deadline = Date.now() + 60_000;
+  while (received < requests * 300_000 && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  expect(received).toBeGreaterThanOrEqual(requests * 300_000);
+  socket.destroy();
+});
