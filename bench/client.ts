@@ -6,7 +6,7 @@
  *
  *   bun bench/client.ts SYSTEM WORKLOAD --port P --target NAME [--size B --messages N ...]
  */
-import * as process from "node:process";
+import process from "node:process";
 import { parseArgs } from "node:util";
 import { Redis } from "ioredis";
 import {

@@ -13,7 +13,7 @@ import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import * as process from "node:process";
+import process from "node:process";
 import { parseArgs } from "node:util";
 import { Redis } from "ioredis";
 import { connect as natsConnect, StorageType } from "nats";

@@ -10,7 +10,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import * as process from "node:process";
+import process from "node:process";
 import { parseArgs } from "node:util";
 import { MetaqClient } from "../lib/client/client.ts";
 import { Consumer } from "../lib/client/consumer.ts";

@@ -6,7 +6,7 @@
  *   bun bench/profile_top.ts PROFILE.cpuprofile [--top N] [--callers NAME]
  */
 import * as fs from "node:fs";
-import * as process from "node:process";
+import process from "node:process";
 import { parseArgs } from "node:util";
 
 interface ProfileNode {

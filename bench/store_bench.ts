@@ -10,7 +10,7 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import * as process from "node:process";
+import process from "node:process";
 import { setImmediate } from "node:timers";
 import { parseArgs } from "node:util";
 import { Histogram } from "../lib/bench/histogram.ts";

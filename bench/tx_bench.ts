@@ -9,7 +9,7 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import * as process from "node:process";
+import process from "node:process";
 import { parseArgs } from "node:util";
 import { MetaqClient } from "../lib/client/client.ts";
 import { TransactionalProducer } from "../lib/client/transaction.ts";

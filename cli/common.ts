@@ -4,7 +4,7 @@
  * on a TTY, and the broker address list.
  */
 import * as fs from "node:fs";
-import * as process from "node:process";
+import process from "node:process";
 import { parseArgs } from "node:util";
 import type { ClientAuth, ClientTls } from "../lib/client/connection.ts";
 

@@ -1,5 +1,5 @@
 /** @module `metaq consume`: prints a topic's messages, from a chosen position, once or following. */
-import * as process from "node:process";
+import process from "node:process";
 import { MetaqClient } from "../lib/client/client.ts";
 import type { ConsumedMessage } from "../lib/client/consumer.ts";
 import { describeError } from "../lib/errors.ts";

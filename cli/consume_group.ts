@@ -4,7 +4,7 @@
  * reads everything. Runs until SIGINT/SIGTERM or `--max`, then commits and leaves. Partition
  * starts and stops are reported on stderr, one line each. consume.ts hands over to it.
  */
-import * as process from "node:process";
+import process from "node:process";
 import { MetaqClient } from "../lib/client/client.ts";
 import type { ClientAuth, ClientTls } from "../lib/client/connection.ts";
 import { type ConsumedMessage, Consumer, type ConsumerEvent } from "../lib/client/consumer.ts";

@@ -2,9 +2,10 @@
  * @module The optional parts `metaq serve` adds to a broker (transactions, groups, HTTP,
  * cluster), chosen from the configuration. One place, so serve.ts stays about flags.
  */
-import * as process from "node:process";
+import process from "node:process";
 import { clusterSettings } from "../lib/cluster/cluster_config.ts";
 import { clusterPlugin } from "../lib/cluster/plugin.ts";
+import { clusterView } from "../lib/cluster/cluster_view.ts";
 import { type Config, ConfigError } from "../lib/config/config.ts";
 import type { GroupService } from "../lib/groups/group_service.ts";
 import { groupsView } from "../lib/groups/groups_view.ts";
@@ -40,11 +41,12 @@ export function serverPlugins(
   if (settings) checkPeerSecurity(config);
   const plugins: BrokerPlugin[] = [transactionsPlugin(transactionOptions())];
   let groupService: () => GroupService | undefined;
+  let cluster: ReturnType<typeof clusterPlugin> | undefined;
   if (settings) {
     // In a cluster the `__meta` leader coordinates groups and keeps offsets in Raft.
-    const cluster = clusterPlugin(settings);
+    cluster = clusterPlugin(settings);
     plugins.push(cluster);
-    groupService = () => cluster.groups?.service;
+    groupService = () => cluster?.groups?.service;
   } else {
     const groups = groupsPlugin({ repair: flags.repair === true });
     plugins.unshift(groups);
@@ -54,7 +56,10 @@ export function serverPlugins(
     plugins.push(
       httpPlugin({
         recentLog: inputs.recentLog,
-        views: () => ({ groups: groupsView(groupService) }),
+        views: () => ({
+          groups: groupsView(groupService),
+          cluster: cluster ? clusterView(() => cluster?.node) : undefined,
+        }),
       }),
     );
   }

@@ -1,6 +1,6 @@
 /** @module `metaq produce`: one message per input line, pipelined, every ack awaited. */
 import * as fs from "node:fs";
-import * as process from "node:process";
+import process from "node:process";
 import { MetaqClient } from "../lib/client/client.ts";
 import { Producer } from "../lib/client/producer.ts";
 import { describeError } from "../lib/errors.ts";

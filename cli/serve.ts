@@ -1,6 +1,6 @@
 /** @module `metaq serve`: runs a broker until SIGTERM or SIGINT, then shuts down cleanly. */
 import * as fs from "node:fs";
-import * as process from "node:process";
+import process from "node:process";
 import { HttpPortInUseError } from "../lib/http/plugin.ts";
 import { LOG_RING_ENTRIES_MAX } from "../lib/limits.ts";
 import type { Config } from "../lib/config/config.ts";

@@ -3,7 +3,7 @@
  * a running broker (the `heuristic` extension command), for when their transaction manager is
  * gone for good. The client then gets XA_HEURCOM / XA_HEURRB for that XID until it FORGETs it.
  */
-import * as process from "node:process";
+import process from "node:process";
 import { MetaqClient } from "../lib/client/client.ts";
 import { describeError } from "../lib/errors.ts";
 import type { TxListing } from "../lib/tx/registry.ts";

@@ -5,7 +5,8 @@
  * BrokerCommandProcessor in order. Knows nothing about sockets: replies are values that the
  * server encodes. Transactions, groups and replication plug in through hooks.
  */
-import * as process from "node:process";
+import { Buffer } from "node:buffer";
+import process from "node:process";
 import type { Clock } from "../clock.ts";
 import { type Config, type TopicSettings, topicSettings } from "../config/config.ts";
 import { topicNameProblem } from "../config/names.ts";
@@ -25,7 +26,13 @@ export const METAQ_VERSION = "metaq-0.1.0";
 
 /** What the server sends back: a `result` line, or a prebuilt frame (a `value` reply). */
 export type Reply =
-  | { readonly kind: "result"; readonly code: number; readonly text?: string | Uint8Array }
+  | {
+    readonly kind: "result";
+    readonly code: number;
+    readonly text?: string | Uint8Array;
+    /** The text is known to be ASCII (put acknowledgements): its length is its byte count. */
+    readonly ascii?: boolean;
+  }
   | { readonly kind: "frame"; readonly bytes: Uint8Array };
 
 export const result = (code: number, text?: string | Uint8Array): Reply => ({
@@ -288,7 +295,8 @@ export class Broker {
     if (filter) return this.#filteredGet(command, log, { end, maxBytes, filter });
     const length = log.readableAt(command.offset, maxBytes, end);
     const header = encodeValueHeader(length, command.opaque);
-    const frame = new Uint8Array(header.length + length);
+    // Not zero-filled: every byte is overwritten by the header and the read below.
+    const frame: Uint8Array = Buffer.allocUnsafe(header.length + length);
     frame.set(header, 0);
     log.readInto(frame, header.length, command.offset, length);
     this.stats.served(topic, partition, length);
@@ -348,7 +356,14 @@ export class Broker {
     const id = this.ids.nextId();
     let offset: number;
     const onDone = (error?: Error) => {
-      if (!error) return done(result(200, `${id} ${partition} ${offset}`));
+      if (!error) {
+        return done({
+          kind: "result",
+          code: 200,
+          text: `${id} ${partition} ${offset}`,
+          ascii: true,
+        });
+      }
       this.stats.counters.putFailed += 1;
       done(result(500, this.#putFailure(command.topic, partition, describeError(error))));
     };

@@ -19,6 +19,14 @@ export class Maintenance {
   readonly #nextFire = new Map<string, number | undefined>();
   #timer: ReturnType<typeof setInterval> | undefined;
   #running = false;
+  /**
+   * Set by the cluster: for a replicated partition, says whether its log may start at an offset
+   * (undefined: never compact it, e.g. `__meta`); for other partitions returns `() => true`.
+   */
+  retentionGuard: (
+    topic: string,
+    partition: number,
+  ) => ((newStartOffset: number) => boolean) | undefined = () => () => true;
 
   constructor(broker: Broker, clock: Clock, logger: Logger) {
     this.#broker = broker;
@@ -72,13 +80,16 @@ export class Maintenance {
     for (const [topic, partitions] of broker.store.topics()) {
       const settings = broker.topicSettings(topic);
       if (!settings || !isDue(settings.deleteWhen.source)) continue;
-      for (const { log } of partitions) {
+      for (const { partition, log } of partitions) {
+        const mayStartAt = this.retentionGuard(topic, partition);
+        if (!mayStartAt) continue;
         try {
           await applyRetention(log, {
             policy: settings.deletePolicy,
             nowMs: this.#clock.wallMs(),
             storage: broker.store.options.storage,
             logger: this.#logger,
+            mayStartAt,
           });
         } catch (error) {
           this.#logger.log("error", "Cannot apply retention", {

@@ -28,6 +28,11 @@ export interface ClientOptions {
   readonly heartbeatIdleMs?: number;
   /** Time a heartbeat may take; a heartbeat timeout closes the connection (MetaQ: 5 s). */
   readonly heartbeatTimeoutMs?: number;
+  /**
+   * Send puts straight to each partition's leader when the broker is part of a cluster (it
+   * says who leads in `meta` replies). Default true; any node forwards puts anyway.
+   */
+  readonly routeToLeaders?: boolean;
   /** Reconnection back-off table in ms; the last value repeats. */
   readonly reconnectDelaysMs?: readonly number[];
   /** Give up reconnecting after this many attempts in a row. */
@@ -56,6 +61,8 @@ export interface Message {
   readonly flag?: number;
 }
 
+/** How long a partition's leader, as the cluster reported it, is trusted before asking again. */
+const LEADERS_TTL_MS = 10_000;
 const RECONNECT_DELAYS_MS = [0, 100, 250, 500, 1000, 2000];
 const decoder = new TextDecoder();
 
@@ -77,6 +84,9 @@ export class MetaqClient {
   #heartbeat: ReturnType<typeof setInterval> | undefined;
   #heartbeatFailures = 0;
   #beating = false;
+  /** Leaders of partitions by topic, from `meta` replies (a cluster); refreshed on 503. */
+  readonly #leaders = new Map<string, { leaders: Record<string, string>; atMs: number }>();
+  readonly #leaderConnections = new Map<string, Promise<BrokerConnection>>();
 
   constructor(options: ClientOptions) {
     if (options.brokers.length === 0) {
@@ -113,7 +123,7 @@ export class MetaqClient {
     message: Message,
     txKey?: string,
   ): Promise<PutResult> {
-    const connection = await this.connection();
+    const connection = await this.#connectionFor(topic, partition);
     const body = message.attribute === undefined
       ? message.payload
       : joinAttribute(message.attribute, message.payload);
@@ -128,7 +138,54 @@ export class MetaqClient {
       opaque,
       body,
     });
-    return parsePutReply(await connection.request(bytes, opaque));
+    const reply = await connection.request(bytes, opaque);
+    if (reply.kind === "result" && reply.code === 503) this.#leaders.delete(topic); // leadership moved
+    return parsePutReply(reply);
+  }
+
+  /**
+   * The connection for puts to `topic`-`partition`: straight to its leader when a cluster told
+   * us who leads it (any node would forward, this saves the hop), else the bootstrap connection.
+   */
+  async #connectionFor(topic: string, partition: number): Promise<BrokerConnection> {
+    if (this.options.routeToLeaders === false) return await this.connection();
+    let known = this.#leaders.get(topic);
+    if (!known || performance.now() - known.atMs > LEADERS_TTL_MS) {
+      known = { leaders: await this.#fetchLeaders(topic), atMs: performance.now() };
+      this.#leaders.set(topic, known);
+    }
+    const address = known.leaders[String(partition)];
+    if (!address) return await this.connection();
+    let pending = this.#leaderConnections.get(address);
+    if (!pending) {
+      pending = BrokerConnection.connect({
+        ...parseAddress(address),
+        connectTimeoutMs: this.options.connectTimeoutMs,
+        requestTimeoutMs: this.options.requestTimeoutMs,
+        auth: this.options.auth,
+        tls: this.options.tls,
+      });
+      this.#leaderConnections.set(address, pending);
+      pending.catch(() => this.#leaderConnections.delete(address));
+    }
+    try {
+      const connection = await pending;
+      if (!connection.closed) return connection;
+    } catch {
+      // The leader we were told about is unreachable: use the bootstrap node, which forwards.
+    }
+    this.#leaderConnections.delete(address);
+    this.#leaders.delete(topic);
+    return await this.connection();
+  }
+
+  async #fetchLeaders(topic: string): Promise<Record<string, string>> {
+    try {
+      const meta = await this.topicMetadata(topic);
+      return (meta.leaders as Record<string, string> | undefined) ?? {};
+    } catch {
+      return {}; // no metadata (an old broker, an unknown topic): the bootstrap node decides
+    }
   }
 
   /** One `get`: raw record bytes, a 301 "use this offset", or an empty answer (404/403). */
@@ -205,6 +262,9 @@ export class MetaqClient {
     this.#closed = true;
     if (this.#heartbeat) clearInterval(this.#heartbeat);
     this.#connection?.close();
+    for (const pending of this.#leaderConnections.values()) {
+      pending.then((connection) => connection.close(), () => {});
+    }
   }
 
   async #textRequest(encode: (opaque: number) => Uint8Array): Promise<string> {

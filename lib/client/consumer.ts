@@ -13,7 +13,7 @@
  * to the rejection policy (rejection.ts). Counters make every path visible.
  */
 import * as os from "node:os";
-import * as process from "node:process";
+import process from "node:process";
 import { assert } from "../assert.ts";
 import { checkGroupName } from "../config/names.ts";
 import { describeError } from "../errors.ts";

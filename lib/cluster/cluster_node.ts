@@ -4,7 +4,7 @@
  * what nodes tell each other about themselves (client address, identity, groups they lead).
  * Request routing (which node serves a request) is in routing.ts; forwarding in forwarding.ts.
  */
-import * as process from "node:process";
+import process from "node:process";
 import { type Clock } from "../clock.ts";
 import { describeError } from "../errors.ts";
 import type { Logger } from "../log.ts";

@@ -4,7 +4,7 @@
  * (`appendHook`), the commit offset into reads (`readLimit`), leaders into `meta` replies, and
  * adds `stats cluster` and the `cluster` admin command.
  */
-import * as process from "node:process";
+import process from "node:process";
 import { result } from "../broker/broker.ts";
 import { BrokerError, describeError } from "../errors.ts";
 import { extraStatsItems } from "../broker/stats_report.ts";
@@ -15,6 +15,7 @@ import { ClusterNode } from "./cluster_node.ts";
 import { Forwarder } from "./forwarding.ts";
 import { loadMembership } from "./membership.ts";
 import { readStartupState } from "./startup_state.ts";
+import { isInternalTopic } from "./placement.ts";
 import { ClusterRouting } from "./routing.ts";
 import { clusterStatus, statusLines } from "./status.ts";
 import { fileTracer, NO_TRACE } from "./trace.ts";
@@ -57,6 +58,11 @@ export function clusterPlugin(settings: ClusterSettings): ClusterPlugin {
         const replica = node.replica(topic, partition);
         if (replica) return replica.commitOffset;
         return node.hosts(topic, partition) ? log.startOffset : log.ackedEnd;
+      };
+      running.maintenance.retentionGuard = (topic, partition) => {
+        if (isInternalTopic(topic)) return undefined; // __meta is replayed from its start
+        const replica = node.replica(topic, partition);
+        return replica ? (offset) => replica.compactTo(offset) : undefined;
       };
       running.broker.metadataDecorator = (metadata) => ({
         ...metadata,

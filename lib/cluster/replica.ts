@@ -88,6 +88,7 @@ export class Replica {
   #commitOffset: number;
   #processing = false;
   #inFlight: Promise<void> = Promise.resolve();
+  #epochWrites: Promise<void> = Promise.resolve();
   #again = false;
   #closed = false;
   #nextTag = 1;
@@ -252,6 +253,29 @@ export class Replica {
     this.#schedule();
   }
 
+  /**
+   * Retention's question: may this replica's log start at `offset` (a segment end)? Only below
+   * the commit offset, and on a follower only below what its leader already dropped (design
+   * 5.6: the leader decides, a follower's clock cannot delete data on its own). When yes, the
+   * core and the epoch file move their base there, before the caller deletes the segments.
+   */
+  compactTo(offset: number): boolean {
+    const status = this.raft.status();
+    if (offset > this.commitOffset) return false;
+    if (!this.isLeader && offset > status.leaderStartOffset) return false;
+    const base = { offset, epoch: epochThrough(this.#epochs, offset) };
+    if (!this.raft.compact(base)) return false;
+    this.#epochs = epochsFrom(this.#epochs, base);
+    void this.#saveEpochs().catch((error) =>
+      this.options.logger.log("error", "Cannot write the epoch file after retention", {
+        group: this.name,
+        reason: describeError(error),
+      })
+    );
+    this.#schedule();
+    return true;
+  }
+
   /** Hands leadership to `target` (graceful shutdown); false when it cannot start. */
   transferLeadership(target: NodeId): boolean {
     const started = this.raft.transferLeadership(target);
@@ -356,7 +380,7 @@ export class Replica {
         continue;
       }
       if (epochsDirty) {
-        await writeEpochs(this.options.storage, this.log.options.dir, this.#epochs);
+        await this.#saveEpochs();
         epochsDirty = false;
       }
       assert(
@@ -366,7 +390,7 @@ export class Replica {
       lastDone = this.log.appendEncoded(item.bytes, countRecords(item.bytes)).done;
       if (this.options.tracer.enabled) this.#traceRecords(item.offset, item.epoch, item.bytes);
     }
-    if (epochsDirty) await writeEpochs(this.options.storage, this.log.options.dir, this.#epochs);
+    if (epochsDirty) await this.#saveEpochs();
     const end = ready.appendsEnd;
     if (!end) return;
     const report = () => {
@@ -392,6 +416,19 @@ export class Replica {
   }
 
   /**
+   * Writes the epoch list as it is now. Writes are chained: two at once would race on the
+   * same temporary file.
+   */
+  #saveEpochs(): Promise<void> {
+    const epochs = [...this.#epochs];
+    const write = this.#epochWrites.then(() =>
+      writeEpochs(this.options.storage, this.log.options.dir, epochs)
+    );
+    this.#epochWrites = write.catch(() => {});
+    return write;
+  }
+
+  /**
    * One trace event per record: records are the unit every replica agrees on (entries may be
    * chunked differently when a follower catches up), so the checker can compare them.
    */
@@ -414,7 +451,7 @@ export class Replica {
   async #resetTo(position: Position): Promise<void> {
     await this.log.resetTo(position.offset);
     this.#epochs = [{ epoch: position.epoch, startOffset: position.offset }];
-    await writeEpochs(this.options.storage, this.log.options.dir, this.#epochs);
+    await this.#saveEpochs();
     this.#reportedDurable = position.offset;
     this.#commitOffset = Math.max(this.#commitOffset, position.offset);
     if (this.options.tracer.enabled) {
@@ -432,7 +469,7 @@ export class Replica {
       epoch.startOffset < position.offset ||
       (epoch.startOffset === position.offset && epoch.epoch <= position.epoch)
     );
-    await writeEpochs(this.options.storage, this.log.options.dir, this.#epochs);
+    await this.#saveEpochs();
     this.#reportedDurable = Math.min(this.#reportedDurable, position.offset);
     if (this.options.tracer.enabled) {
       this.options.tracer.record(this.name, { event: "truncate", to: position.offset });

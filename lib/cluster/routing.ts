@@ -73,8 +73,14 @@ export class ClusterRouting {
     const id = this.#node.running.broker.ids.nextId();
     const record = encodeRecord({ id, flag: put.flag, data: put.body });
     replica.propose(record, (outcome) => {
-      if (outcome.ok) done(result(200, `${id} ${put.partition} ${outcome.offset}`));
-      else done(result(outcome.error.status, outcome.error.message));
+      if (outcome.ok) {
+        done({
+          kind: "result",
+          code: 200,
+          text: `${id} ${put.partition} ${outcome.offset}`,
+          ascii: true,
+        });
+      } else done(result(outcome.error.status, outcome.error.message));
     });
     return true;
   }

@@ -8,7 +8,7 @@
  * reboot.
  */
 import * as fs from "node:fs";
-import * as process from "node:process";
+import process from "node:process";
 import { joinPath, type Storage } from "../store/storage.ts";
 import { CLUSTER_DIR } from "./membership.ts";
 

@@ -22,7 +22,7 @@
  * | a valid entry starts somewhere in the rest        | corruption: refuse to open; with `repair`, |
  * |                                                   | truncate there and log the bytes lost      |
  */
-import * as process from "node:process";
+import process from "node:process";
 import { assert } from "../assert.ts";
 import { crc32 } from "../crc32.ts";
 import { BrokerError, describeError, isNoSpace } from "../errors.ts";

@@ -131,10 +131,18 @@ export function encodeExtension(
   return frame(`${line}\r\n`, body ?? EMPTY);
 }
 
+/** Header then body in one buffer of exactly the right size (no over-allocation, no subarray). */
 function frame(header: string, body: Uint8Array): Uint8Array {
   if (body.length === 0) return encoder.encode(header);
-  const out = new Uint8Array(header.length * 3 + body.length);
-  const { written } = encoder.encodeInto(header, out);
-  out.set(body, written);
-  return out.subarray(0, written + body.length);
+  const out = new Uint8Array(header.length + body.length);
+  const { read, written } = encoder.encodeInto(header, out);
+  if (read === header.length && written === header.length) {
+    out.set(body, header.length); // an ASCII header: one byte per character
+    return out;
+  }
+  const head = encoder.encode(header);
+  const joined = new Uint8Array(head.length + body.length);
+  joined.set(head, 0);
+  joined.set(body, head.length);
+  return joined;
 }

@@ -60,6 +60,7 @@ const CR = 13;
 const LF = 10;
 const EMPTY = new Uint8Array(0);
 const utf8 = new TextDecoder("utf-8");
+const RESULT_BYTES = [0x72, 0x65, 0x73, 0x75, 0x6c, 0x74]; // "result"
 
 export class Parser {
   readonly #options: ParserOptions;
@@ -283,6 +284,37 @@ export class Parser {
       body,
     });
     const command = this.#bodyOrNow(length, build);
+    if (command) commands.push(command);
+    return true;
+  }
+
+  /**
+   * `result <code> <length> <opaque>` (the reply a client reads most) straight from bytes;
+   * false for anything else, which the general path then decodes.
+   */
+  #tryFastResult(start: number, end: number, commands: Command[]): boolean {
+    const buffer = this.#buffer;
+    if (end - start < 7 || buffer[start + 6] !== 0x20) return false;
+    for (let i = 0; i < 6; i++) if (buffer[start + i] !== RESULT_BYTES[i]) return false;
+    const bounds = this.#bounds;
+    let count = 0;
+    let tokenStart = start + 7;
+    for (let at = tokenStart; at <= end; at++) {
+      if (at < end && buffer[at] !== 0x20) continue;
+      if (at === tokenStart || count === 3) return false;
+      bounds[2 * count] = tokenStart;
+      bounds[2 * count + 1] = at;
+      count += 1;
+      tokenStart = at + 1;
+    }
+    if (count !== 3) return false;
+    const code = this.#intAt(bounds[0], bounds[1]);
+    const length = this.#intAt(bounds[2], bounds[3]);
+    const opaque = this.#intAt(bounds[4], bounds[5]);
+    if (Number.isNaN(code + length + opaque) || length < 0 || length > this.#options.bodyBytesMax) {
+      return false;
+    }
+    const command = this.#bodyOrNow(length, (body) => ({ kind: "result", code, opaque, body }));
     if (command) commands.push(command);
     return true;
   }

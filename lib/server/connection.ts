@@ -180,7 +180,11 @@ export class Connection {
   #reply(reply: Reply, opaque: number): void {
     this.#pending -= 1;
     if (this.#closed) return;
-    const bytes = reply.kind === "frame" ? reply.bytes : resultText(reply.code, reply.text, opaque);
+    const bytes = reply.kind === "frame"
+      ? reply.bytes
+      : reply.ascii && typeof reply.text === "string"
+      ? `result ${reply.code} ${reply.text.length} ${opaque}\r\n${reply.text}`
+      : resultText(reply.code, reply.text, opaque);
     this.#output.push(bytes);
     this.#outputBytes += bytes.length;
     if (!this.#flushScheduled) {

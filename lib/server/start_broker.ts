@@ -3,7 +3,7 @@
  * router, TCP listener and background upkeep. `metaq serve` and the integration tests use it;
  * it owns start-up order and the reverse order at shutdown.
  */
-import * as process from "node:process";
+import process from "node:process";
 import { Broker } from "../broker/broker.ts";
 import { Maintenance } from "../broker/maintenance.ts";
 import { registerMetadataCommand } from "../broker/metadata.ts";

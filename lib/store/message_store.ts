@@ -5,7 +5,7 @@
  * directory. Knows nothing of the protocol; the broker decides which topics exist.
  */
 import * as fs from "node:fs";
-import * as process from "node:process";
+import process from "node:process";
 import { assert } from "../assert.ts";
 import type { Clock } from "../clock.ts";
 import { type Config, topicSettings } from "../config/config.ts";

@@ -132,6 +132,10 @@ export class PartitionLog {
   /** Start of the segment the newest reserved byte belongs to. */
   #tailSegmentStart: number;
   #fill: Uint8Array = new Uint8Array(0);
+  /** Fill buffers holding the queued bytes (handed to the writer with them). */
+  #fillBuffers: Uint8Array[] = [];
+  /** Fill buffers the writer is done with, reused instead of allocating (and zeroing) new ones. */
+  #spareFills: Uint8Array[] = [];
   #fillUsed = 0;
   #fillStart = 0;
   #batch: Batch | undefined;
@@ -505,7 +509,11 @@ export class PartitionLog {
     }
     if (this.#fill.length - this.#fillUsed < bytes) {
       this.#sealFill();
-      this.#fill = new Uint8Array(Math.max(FILL_BYTES, bytes));
+      const spare = this.#spareFills.pop();
+      this.#fill = spare && spare.length >= bytes
+        ? spare
+        : new Uint8Array(Math.max(FILL_BYTES, bytes));
+      this.#fillBuffers.push(this.#fill);
       this.#fillUsed = this.#fillStart = 0;
     }
     const position = this.#fillUsed;
@@ -533,6 +541,7 @@ export class PartitionLog {
     this.#pendingRecords = 0;
     this.#batch = undefined;
     this.#fill = new Uint8Array(0);
+    this.#fillBuffers = [];
     this.#fillUsed = this.#fillStart = 0;
     this.#nextOffset = end;
     this.#tailSegmentStart = this.#segments[this.#segments.length - 1].startOffset;
@@ -563,10 +572,17 @@ export class PartitionLog {
         const batchEnd = this.#nextOffset;
         const batchStart = this.#writtenEnd;
         const tailSegmentStart = this.#tailSegmentStart;
+        const fills = this.#fillBuffers;
         this.#resetQueue(batchEnd);
         this.#tailSegmentStart = tailSegmentStart;
         try {
           await this.#writeRuns(runs);
+          // The bytes are in the file now: their buffers can take the next appends.
+          for (const fill of fills) {
+            if (this.#spareFills.length < 2 && fill.length === FILL_BYTES) {
+              this.#spareFills.push(fill);
+            }
+          }
           assert(this.#writtenEnd === batchEnd);
           await this.#acknowledge(batchEnd, records);
           batch.settle();

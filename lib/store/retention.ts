@@ -18,13 +18,24 @@ export interface RetentionResult {
 
 export async function applyRetention(
   log: PartitionLog,
-  options: { policy: DeletePolicy; nowMs: number; storage: Storage; logger: Logger },
+  options: {
+    policy: DeletePolicy;
+    nowMs: number;
+    storage: Storage;
+    logger: Logger;
+    /**
+     * Whether the log may start at `newStartOffset` (replication: only below the commit offset
+     * and, on a follower, below its leader's log start). Asked before each segment goes.
+     */
+    mayStartAt?: (newStartOffset: number) => boolean;
+  },
 ): Promise<RetentionResult> {
   const { policy, nowMs, storage, logger } = options;
   const startBefore = log.startOffset;
-  const expired = (path: string) => {
+  const expired = (path: string, endOffset: number) => {
     const stat = storage.stat(path);
-    return stat !== undefined && nowMs - stat.mtimeMs > policy.maxAgeMs;
+    if (stat === undefined || nowMs - stat.mtimeMs <= policy.maxAgeMs) return false;
+    return options.mayStartAt?.(endOffset) ?? true;
   };
   const detached = log.detachOldSegments(expired);
   for (const path of detached) {

@@ -5,7 +5,7 @@
  * `heuristic`) with its timers: timeouts every TX_TIMEOUT_TICK_MS, the journal sync every
  * second under flushTxLogAtCommit=2, and a checkpoint every checkpointInterval.
  */
-import * as process from "node:process";
+import process from "node:process";
 import { describeError } from "../errors.ts";
 import { TX_TIMEOUT_TICK_MS } from "../limits.ts";
 import type { BrokerPlugin, RunningBroker } from "../server/start_broker.ts";

@@ -24,7 +24,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import * as process from "node:process";
+import process from "node:process";
 import { LinkProxy } from "./link_proxy.ts";
 import { Network } from "./network.ts";
 import { type PortPlan, type PortReservation, reservePorts } from "./ports.ts";

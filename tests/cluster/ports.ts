@@ -14,7 +14,7 @@ import * as fs from "node:fs";
 import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
-import * as process from "node:process";
+import process from "node:process";
 import type { Random } from "./random.ts";
 
 export const NODE_ID_MAX = 9;

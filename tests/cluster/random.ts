@@ -3,7 +3,7 @@
  * run is replayed from one 32-bit seed. Never the language's global random. Streams are forked by
  * label, so adding draws to the workload does not shift the fault schedule and the other way round.
  */
-import * as process from "node:process";
+import process from "node:process";
 import { crc32 } from "../../lib/crc32.ts";
 
 export class Random {

@@ -20,7 +20,7 @@ import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import * as process from "node:process";
+import process from "node:process";
 import { MetaqClient } from "../../lib/client/client.ts";
 import { checkHistory, type CheckOptions, type CheckResult } from "./checker.ts";
 import { drainPartition, dumpReplica } from "./drain.ts";

@@ -3,7 +3,7 @@
  * LinkProxy and writes the ports file once listening. Runs until killed.
  */
 import * as fs from "node:fs";
-import * as process from "node:process";
+import process from "node:process";
 import { LinkProxy } from "../link_proxy.ts";
 import { Random } from "../random.ts";
 

@@ -405,3 +405,25 @@ test("the fast put path and the general path decode every put line identically",
     expect(fast.error === undefined, new TextDecoder().decode(wire)).toBe(slow.error === undefined);
   }
 });
+
+test("the fast result path and the general path decode every result line identically", () => {
+  let seed = 7;
+  const next = () => (seed = (seed * 1664525 + 1013904223) >>> 0);
+  const pick = <T>(items: T[]) => items[next() % items.length];
+  const numbers = ["0", "200", "-1", "+5", "3", "2147483648", "x", "", "14", "007"];
+  for (let round = 0; round < 3000; round++) {
+    const tokens = [
+      pick(["result", "results", "resul"]),
+      pick(numbers),
+      pick(numbers),
+      pick(numbers),
+    ];
+    if (next() % 5 === 0) tokens.push(pick(numbers));
+    const separator = next() % 20 === 0 ? "  " : " ";
+    const wire = concat(ascii(tokens.join(separator) + "\r\n"), ascii("abcdefghijklmn"));
+    const fast = new Parser({ bodyBytesMax: 10, extensions }).push(wire);
+    const slow = new Parser({ bodyBytesMax: 10, extensions, fastPaths: false }).push(wire);
+    expect(plain(fast.commands), new TextDecoder().decode(wire)).toEqual(plain(slow.commands));
+    expect(fast.error === undefined, new TextDecoder().decode(wire)).toBe(slow.error === undefined);
+  }
+});
