@@ -8,6 +8,7 @@
 import { MetaqClient } from "../lib/client/client.ts";
 import type { LatencySummary } from "../lib/bench/histogram.ts";
 import {
+  type ClientSecurity,
   type LatencyResult,
   type LiveCounters,
   type LoadResult,
@@ -21,12 +22,15 @@ import { describeError } from "../lib/errors.ts";
 import { MESSAGE_BYTES_MAX } from "../lib/limits.ts";
 import {
   brokerList,
+  clientSecurity,
   CliError,
   type CommandSpec,
   formatRate,
   integerFlag,
   parseFlags,
   Progress,
+  SECURITY_FLAGS,
+  SECURITY_USAGE,
 } from "./common.ts";
 
 const USAGE = `Usage: metaq bench produce|consume|latency [options]
@@ -63,7 +67,9 @@ Examples:
   metaq bench produce --messages 1000000 --size 100 --pipeline 1024
   metaq bench produce --size 1024 --connections 4 --partitions 4
   metaq bench consume --messages 1000000
-  metaq bench latency --rate 5000 --duration 10`;
+  metaq bench latency --rate 5000 --duration 10
+
+${SECURITY_USAGE}`;
 
 const FLAGS = {
   broker: { type: "string" },
@@ -81,6 +87,7 @@ const FLAGS = {
   api: { type: "string" },
   timeout: { type: "string" },
   json: { type: "boolean" },
+  ...SECURITY_FLAGS,
 } as const;
 
 const MODES = ["produce", "consume", "latency"] as const;
@@ -103,6 +110,7 @@ interface Settings {
   readonly api: ProduceApi;
   readonly timeoutMs: number;
   readonly json: boolean;
+  readonly security: ClientSecurity;
 }
 
 export const bench: CommandSpec = {
@@ -177,6 +185,7 @@ function readSettings(
     api,
     timeoutMs: integerFlag("timeout", string("timeout"), { min: 1, max: 3_600_000 }) ?? 30_000,
     json: values.json === true,
+    security: clientSecurity(values),
   };
 }
 
@@ -184,7 +193,11 @@ function readSettings(
 async function partitionsOf(settings: Settings): Promise<number[]> {
   let count = settings.partitionCount;
   if (count === undefined) {
-    const client = new MetaqClient({ brokers: [settings.broker], reconnectAttemptsMax: 1 });
+    const client = new MetaqClient({
+      brokers: [settings.broker],
+      reconnectAttemptsMax: 1,
+      ...settings.security,
+    });
     try {
       count = (await client.topicMetadata(settings.topic)).partitions;
     } catch (error) {
@@ -210,6 +223,7 @@ function runMode(
     durationMs: settings.durationMs,
     requestTimeoutMs: settings.timeoutMs,
     live,
+    security: settings.security,
   };
   if (settings.mode === "produce") {
     return runProduce({

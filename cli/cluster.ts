@@ -3,7 +3,15 @@ import { MetaqClient } from "../lib/client/client.ts";
 import type { ScrubReport } from "../lib/cluster/cluster_node.ts";
 import type { ClusterStatusReport } from "../lib/cluster/status.ts";
 import { describeError } from "../lib/errors.ts";
-import { brokerList, CliError, type CommandSpec, integerFlag, parseFlags } from "./common.ts";
+import {
+  brokerList,
+  clientSecurity,
+  CliError,
+  type CommandSpec,
+  integerFlag,
+  parseFlags,
+  SECURITY_FLAGS,
+} from "./common.ts";
 
 const USAGE = `Usage: metaq cluster status|scrub|replace [options]
 
@@ -39,6 +47,7 @@ export const cluster: CommandSpec = {
       broker: { type: "string" },
       format: { type: "string" },
       "node-id": { type: "string" },
+      ...SECURITY_FLAGS,
     }, 1);
     if (values.help) {
       console.log(USAGE);
@@ -59,6 +68,7 @@ export const cluster: CommandSpec = {
       reconnectAttemptsMax: 2,
       // A scrub reads every stored byte of the node; give it time.
       requestTimeoutMs: action === "scrub" ? SCRUB_TIMEOUT_MS : undefined,
+      ...clientSecurity(values),
     });
     try {
       const text = await client.extension("cluster", [action, nodeId ?? "-"]);

@@ -3,8 +3,10 @@
  * @std/cli is JSR-only, which this build cannot reach), one-line operating errors, progress lines
  * on a TTY, and the broker address list.
  */
+import * as fs from "node:fs";
 import process from "node:process";
 import { parseArgs } from "node:util";
+import type { ClientAuth, ClientTls } from "../lib/client/connection.ts";
 
 export const CLI_VERSION = "0.1.0";
 
@@ -96,6 +98,69 @@ export function brokerList(value: string | undefined): string[] {
     }
   }
   return list;
+}
+
+/** Flags every command that talks to a broker accepts (see docs/security.md). */
+export const SECURITY_FLAGS = {
+  user: { type: "string" },
+  token: { type: "string" },
+  "token-file": { type: "string" },
+  tls: { type: "boolean" },
+  ca: { type: "string" },
+  "tls-insecure": { type: "boolean" },
+} as const;
+
+export const SECURITY_USAGE = `Security (or METAQ_USER, METAQ_TOKEN, METAQ_TLS=1, METAQ_CA):
+  --user NAME          authenticate as this [user=NAME] of the broker's config
+  --token TOKEN        its token (visible in 'ps': prefer METAQ_TOKEN or --token-file)
+  --token-file FILE    read the token from the first line of FILE
+  --tls                speak TLS to the broker
+  --ca FILE            PEM CA to trust (implies --tls); default: the system's roots
+  --tls-insecure       accept any certificate (testing only)`;
+
+export interface SecurityValues {
+  readonly user?: string;
+  readonly token?: string;
+  readonly "token-file"?: string;
+  readonly tls?: boolean;
+  readonly ca?: string;
+  readonly "tls-insecure"?: boolean;
+}
+
+/** Client `auth` and `tls` options from the flags, falling back to the environment. */
+export function clientSecurity(values: SecurityValues): { auth?: ClientAuth; tls?: ClientTls } {
+  const env = process.env;
+  const user = values.user ?? env.METAQ_USER;
+  let token = values.token ?? env.METAQ_TOKEN;
+  if (values["token-file"] !== undefined) {
+    try {
+      token = fs.readFileSync(values["token-file"], "utf8").split(/\r?\n/)[0].trim();
+    } catch (error) {
+      throw new CliError(
+        `Cannot read --token-file ${values["token-file"]}: ${(error as Error).message}`,
+      );
+    }
+  }
+  if ((user === undefined) !== (token === undefined)) {
+    throw new CliError(
+      "Cannot authenticate: give both --user and --token (or METAQ_USER and METAQ_TOKEN)",
+    );
+  }
+  const caFile = values.ca ?? env.METAQ_CA;
+  const wantTls = values.tls || values["tls-insecure"] || caFile !== undefined ||
+    env.METAQ_TLS === "1" || env.METAQ_TLS === "true";
+  let ca: string | undefined;
+  if (caFile !== undefined) {
+    try {
+      ca = fs.readFileSync(caFile, "utf8");
+    } catch (error) {
+      throw new CliError(`Cannot read --ca ${caFile}: ${(error as Error).message}`);
+    }
+  }
+  return {
+    auth: user !== undefined ? { user, token: token! } : undefined,
+    tls: wantTls ? { ca, insecure: values["tls-insecure"] === true } : undefined,
+  };
 }
 
 /** A live progress line on stderr when it is a terminal; nothing otherwise. */

@@ -6,10 +6,12 @@ import { describeError } from "../lib/errors.ts";
 import { type DecodedRecord, decodeRecords, splitAttribute } from "../lib/store/record.ts";
 import {
   brokerList,
+  clientSecurity,
   CliError,
   type CommandSpec,
   integerFlag,
   parseFlags,
+  SECURITY_FLAGS,
   writeStdout,
 } from "./common.ts";
 import { consumeAsGroup } from "./consume_group.ts";
@@ -69,6 +71,7 @@ const FLAGS = {
   instance: { type: "string" },
   "consumer-id": { type: "string" },
   "commit-period": { type: "string" },
+  ...SECURITY_FLAGS,
 } as const;
 
 /** Flags that only make sense for a group member. */
@@ -109,6 +112,7 @@ export const consume: CommandSpec = {
     const maxSize =
       integerFlag("max-size", values["max-size"], { min: 64, max: FETCH_BYTES_MAX }) ?? 1024 * 1024;
     const brokers = brokerList(values.broker);
+    const security = clientSecurity(values);
     stopOnBrokenPipe();
     if (values.group !== undefined || values.broadcast) {
       if (partition !== undefined) {
@@ -116,6 +120,7 @@ export const consume: CommandSpec = {
       }
       const printed = await consumeAsGroup({
         brokers,
+        security,
         topic,
         group: values.group,
         broadcast: values.broadcast ?? false,
@@ -136,7 +141,11 @@ export const consume: CommandSpec = {
       (values as Record<string, unknown>)[flag] !== undefined
     );
     if (usedGroupOnly) throw new CliError(`Cannot use --${usedGroupOnly} without --group`);
-    const client = new MetaqClient({ brokers, reconnectAttemptsMax: values.follow ? 1000 : 3 });
+    const client = new MetaqClient({
+      brokers,
+      reconnectAttemptsMax: values.follow ? 1000 : 3,
+      ...security,
+    });
     try {
       await client.connect();
       const partitions = partition !== undefined

@@ -6,6 +6,7 @@
  */
 import process from "node:process";
 import { MetaqClient } from "../lib/client/client.ts";
+import type { ClientAuth, ClientTls } from "../lib/client/connection.ts";
 import { type ConsumedMessage, Consumer, type ConsumerEvent } from "../lib/client/consumer.ts";
 import { groupNameProblem } from "../lib/config/names.ts";
 import { describeError } from "../lib/errors.ts";
@@ -15,6 +16,7 @@ import { CliError, integerFlag } from "./common.ts";
 
 export interface GroupConsumeFlags {
   readonly brokers: string[];
+  readonly security: { auth?: ClientAuth; tls?: ClientTls };
   readonly topic: string;
   readonly group?: string;
   readonly broadcast: boolean;
@@ -32,7 +34,11 @@ export interface GroupConsumeFlags {
 /** Consumes until a signal or `max`; resolves with the number of messages printed. */
 export async function consumeAsGroup(flags: GroupConsumeFlags): Promise<number> {
   const options = checkFlags(flags);
-  const client = new MetaqClient({ brokers: flags.brokers, reconnectAttemptsMax: 1000 });
+  const client = new MetaqClient({
+    brokers: flags.brokers,
+    reconnectAttemptsMax: 1000,
+    ...flags.security,
+  });
   let printed = 0;
   let stopping: (() => void) | undefined;
   const stopped = new Promise<void>((resolve) => (stopping = resolve));

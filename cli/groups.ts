@@ -6,7 +6,15 @@ import { MetaqClient } from "../lib/client/client.ts";
 import { GroupClient } from "../lib/client/group_client.ts";
 import { BrokerError, describeError } from "../lib/errors.ts";
 import type { GroupReport, ResetTarget } from "../lib/groups/group_service.ts";
-import { brokerList, CliError, type CommandSpec, integerFlag, parseFlags } from "./common.ts";
+import {
+  brokerList,
+  clientSecurity,
+  CliError,
+  type CommandSpec,
+  integerFlag,
+  parseFlags,
+  SECURITY_FLAGS,
+} from "./common.ts";
 
 const USAGE = `Usage: metaq groups [GROUP] [--broker HOST:PORT] [--format text|json]
        metaq groups reset GROUP TOPIC --to earliest|latest|OFFSET [--partition N] [--force]
@@ -30,6 +38,7 @@ const FLAGS = {
   to: { type: "string" },
   partition: { type: "string" },
   force: { type: "boolean" },
+  ...SECURITY_FLAGS,
 } as const;
 
 export const groups: CommandSpec = {
@@ -42,7 +51,11 @@ export const groups: CommandSpec = {
       console.log(USAGE);
       return 0;
     }
-    const client = new MetaqClient({ brokers: brokerList(values.broker), reconnectAttemptsMax: 2 });
+    const client = new MetaqClient({
+      brokers: brokerList(values.broker),
+      reconnectAttemptsMax: 2,
+      ...clientSecurity(values),
+    });
     try {
       if (positionals[0] === "reset") {
         return await reset(new GroupClient(client), positionals, values);

@@ -22,6 +22,10 @@ export interface ConfigFlags {
   readonly "raft-heartbeat-ms"?: string;
   readonly "raft-election-ms"?: string;
   readonly "raft-check-quorum-ms"?: string;
+  readonly "tls-cert"?: string;
+  readonly "tls-key"?: string;
+  readonly "tls-ca"?: string;
+  readonly "cluster-secret-file"?: string;
 }
 
 /** Reads --config (if given) and applies the flags over it. */
@@ -43,6 +47,10 @@ export function loadConfig(values: ConfigFlags): Config {
     ["raft-heartbeat-ms", "raftHeartbeatMs"],
     ["raft-election-ms", "raftElectionMs"],
     ["raft-check-quorum-ms", "raftCheckQuorumMs"],
+    ["tls-cert", "tlsCertFile"],
+    ["tls-key", "tlsKeyFile"],
+    ["tls-ca", "tlsCaFile"],
+    ["cluster-secret-file", "clusterSecretFile"],
   ];
   for (const [flag, key] of map) {
     const value = values[flag];

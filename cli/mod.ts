@@ -2,6 +2,7 @@
 import process from "node:process";
 import { describeError } from "../lib/errors.ts";
 import { bench } from "./bench.ts";
+import { cert } from "./cert.ts";
 import { CLI_VERSION, CliError, type CommandSpec } from "./common.ts";
 import { cluster } from "./cluster.ts";
 import { consume } from "./consume.ts";
@@ -26,6 +27,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   verify,
   version,
   bench,
+  cert,
 ];
 
 function help(): string {

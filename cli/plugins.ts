@@ -38,6 +38,7 @@ export function serverPlugins(
   const problems = filterProblems(config);
   if (problems.length > 0) throw new CliError(problems[0]);
   const settings = clusterSettingsOrError(config);
+  if (settings) checkPeerSecurity(config);
   const plugins: BrokerPlugin[] = [transactionsPlugin(transactionOptions())];
   let groupService: () => GroupService | undefined;
   let cluster: ReturnType<typeof clusterPlugin> | undefined;
@@ -63,6 +64,21 @@ export function serverPlugins(
     );
   }
   return plugins;
+}
+
+/**
+ * A cluster whose clients must authenticate (or that encrypts its ports) must also keep strangers
+ * off its peer port, so it needs a secret every node proves (docs/security.md).
+ */
+function checkPeerSecurity(config: Config): void {
+  const system = config.system;
+  const secured = config.users.length > 0 || system.tlsCertFile !== "";
+  if (secured && system.clusterSecret === "" && system.clusterSecretFile === "") {
+    throw new CliError(
+      "Cannot run a cluster with users or TLS but no clusterSecret: set clusterSecret or " +
+        "clusterSecretFile (the same on every node) so strangers cannot join the peer port",
+    );
+  }
 }
 
 function clusterSettingsOrError(config: Config) {

@@ -6,6 +6,7 @@ import { Producer } from "../lib/client/producer.ts";
 import { describeError } from "../lib/errors.ts";
 import {
   brokerList,
+  clientSecurity,
   CliError,
   type CommandSpec,
   formatBytes,
@@ -13,6 +14,7 @@ import {
   integerFlag,
   parseFlags,
   Progress,
+  SECURITY_FLAGS,
 } from "./common.ts";
 
 const USAGE = `Usage: metaq produce TOPIC [options]
@@ -44,6 +46,7 @@ const FLAGS = {
   message: { type: "string" },
   window: { type: "string" },
   timeout: { type: "string" },
+  ...SECURITY_FLAGS,
 } as const;
 
 const FAILURES_SHOWN_MAX = 5;
@@ -70,6 +73,7 @@ export const produce: CommandSpec = {
       brokers: brokerList(values.broker),
       requestTimeoutMs: timeout,
       reconnectAttemptsMax: 3,
+      ...clientSecurity(values),
     });
     try {
       await client.connect();

@@ -3,8 +3,10 @@ import * as fs from "node:fs";
 import process from "node:process";
 import { HttpPortInUseError } from "../lib/http/plugin.ts";
 import { LOG_RING_ENTRIES_MAX } from "../lib/limits.ts";
-import { consoleLogger, type LogLevel } from "../lib/log.ts";
+import type { Config } from "../lib/config/config.ts";
+import { consoleLogger, type Logger, type LogLevel } from "../lib/log.ts";
 import { LogRing, ringLogger } from "../lib/log_ring.ts";
+import { TlsConfigError } from "../lib/security/tls.ts";
 import { startBroker } from "../lib/server/start_broker.ts";
 import { DataDirLockedError } from "../lib/store/message_store.ts";
 import { CLI_VERSION, CliError, type CommandSpec, parseFlags } from "./common.ts";
@@ -37,6 +39,12 @@ Cluster (Raft-lite replication; see docs/replication.md):
   --ack MODE           quorum (default: ack once a majority stored it) or leader
   --fsync MODE         always (default: fsync before counting an ack) or interval:MS
   --raft-heartbeat-ms, --raft-election-ms MIN-MAX, --raft-check-quorum-ms   Raft timing
+  --cluster-secret-file FILE   secret every node proves on peer links (clusterSecretFile)
+
+Security (see docs/security.md; users are [user=NAME] sections of --config):
+  --tls-cert FILE      PEM certificate: TLS on the client, HTTP and peer ports (tlsPorts)
+  --tls-key FILE       its PEM private key
+  --tls-ca FILE        PEM CA peer certificates must chain to (default: the certificate)
 
 Examples:
   metaq serve
@@ -67,6 +75,10 @@ const FLAGS = {
   "raft-heartbeat-ms": { type: "string" },
   "raft-election-ms": { type: "string" },
   "raft-check-quorum-ms": { type: "string" },
+  "tls-cert": { type: "string" },
+  "tls-key": { type: "string" },
+  "tls-ca": { type: "string" },
+  "cluster-secret-file": { type: "string" },
 } as const;
 
 export const serve: CommandSpec = {
@@ -98,6 +110,7 @@ export const serve: CommandSpec = {
     } catch (error) {
       if (error instanceof DataDirLockedError) throw new CliError(error.message, 1);
       if (error instanceof HttpPortInUseError) throw new CliError(error.message, 1);
+      if (error instanceof TlsConfigError) throw new CliError(error.message, 1);
       if ((error as { code?: string }).code === "EADDRINUSE") {
         throw new CliError(
           `Cannot listen on ${config.system.host}:${config.system.serverPort}: the address is in use; pick another --port`,
@@ -106,6 +119,7 @@ export const serve: CommandSpec = {
       }
       throw error;
     }
+    warnAboutSecurity(config, logger);
     const failures = running.store.failures();
     for (const [partition, error] of failures) {
       logger.log("error", "Partition refused at start-up", { partition, reason: error.message });
@@ -139,3 +153,25 @@ export const serve: CommandSpec = {
     return 0;
   },
 };
+
+/** Says at start-up what is not protected, so an operator cannot miss it. */
+function warnAboutSecurity(config: Config, logger: Logger): void {
+  const system = config.system;
+  const tlsPorts = system.tlsCertFile === "" ? [] : system.tlsPorts.split(",").map((p) => p.trim());
+  if (config.users.length === 0 && system.host !== "127.0.0.1" && system.host !== "localhost") {
+    logger.log("warn", "Authentication is off: anyone who reaches the ports may use them", {
+      host: system.host,
+      hint: "add [user=NAME] sections (docs/security.md)",
+    });
+  }
+  if (config.users.length > 0 && !tlsPorts.includes("client")) {
+    logger.log("warn", "Tokens travel in clear on the client port: it has no TLS", {
+      hint: "set tlsCertFile and tlsKeyFile",
+    });
+  }
+  if (
+    system.peers.trim() !== "" && system.clusterSecret === "" && system.clusterSecretFile === ""
+  ) {
+    logger.log("warn", "Peer links are not authenticated: set clusterSecret", {});
+  }
+}

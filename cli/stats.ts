@@ -1,7 +1,14 @@
 /** @module `metaq stats [ITEM]`: prints a broker's MetaQ stats item. */
 import { MetaqClient } from "../lib/client/client.ts";
 import { describeError } from "../lib/errors.ts";
-import { brokerList, CliError, type CommandSpec, parseFlags } from "./common.ts";
+import {
+  brokerList,
+  clientSecurity,
+  CliError,
+  type CommandSpec,
+  parseFlags,
+  SECURITY_FLAGS,
+} from "./common.ts";
 
 const USAGE = `Usage: metaq stats [ITEM] [--broker HOST:PORT]
 
@@ -18,12 +25,19 @@ export const stats: CommandSpec = {
   summary: "print broker statistics",
   usage: USAGE,
   async run(args) {
-    const { values, positionals } = parseFlags("stats", args, { broker: { type: "string" } }, 1);
+    const { values, positionals } = parseFlags("stats", args, {
+      broker: { type: "string" },
+      ...SECURITY_FLAGS,
+    }, 1);
     if (values.help) {
       console.log(USAGE);
       return 0;
     }
-    const client = new MetaqClient({ brokers: brokerList(values.broker), reconnectAttemptsMax: 2 });
+    const client = new MetaqClient({
+      brokers: brokerList(values.broker),
+      reconnectAttemptsMax: 2,
+      ...clientSecurity(values),
+    });
     try {
       const text = await client.stats(positionals[0]);
       process.stdout.write(stripFraming(text));

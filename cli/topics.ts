@@ -1,7 +1,15 @@
 /** @module `metaq topics`: a table of the broker's topics, partitions, messages and bytes. */
 import { MetaqClient } from "../lib/client/client.ts";
 import { describeError } from "../lib/errors.ts";
-import { brokerList, CliError, type CommandSpec, formatBytes, parseFlags } from "./common.ts";
+import {
+  brokerList,
+  clientSecurity,
+  CliError,
+  type CommandSpec,
+  formatBytes,
+  parseFlags,
+  SECURITY_FLAGS,
+} from "./common.ts";
 import { stripFraming } from "./stats.ts";
 
 const USAGE = `Usage: metaq topics [--broker HOST:PORT]
@@ -13,12 +21,19 @@ export const topics: CommandSpec = {
   summary: "list topics",
   usage: USAGE,
   async run(args) {
-    const { values } = parseFlags("topics", args, { broker: { type: "string" } });
+    const { values } = parseFlags("topics", args, {
+      broker: { type: "string" },
+      ...SECURITY_FLAGS,
+    });
     if (values.help) {
       console.log(USAGE);
       return 0;
     }
-    const client = new MetaqClient({ brokers: brokerList(values.broker), reconnectAttemptsMax: 2 });
+    const client = new MetaqClient({
+      brokers: brokerList(values.broker),
+      reconnectAttemptsMax: 2,
+      ...clientSecurity(values),
+    });
     try {
       const rows = stripFraming(await client.stats("topics")).split("\n").filter(Boolean).map(
         parseTopicLine,

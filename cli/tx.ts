@@ -8,7 +8,14 @@ import { MetaqClient } from "../lib/client/client.ts";
 import { describeError } from "../lib/errors.ts";
 import type { TxListing } from "../lib/tx/registry.ts";
 import { HEURISTIC_VERB } from "../lib/tx/admin.ts";
-import { brokerList, CliError, type CommandSpec, parseFlags } from "./common.ts";
+import {
+  brokerList,
+  clientSecurity,
+  CliError,
+  type CommandSpec,
+  parseFlags,
+  SECURITY_FLAGS,
+} from "./common.ts";
 
 const USAGE = `Usage: metaq tx list [--broker HOST:PORT] [--format text|json]
        metaq tx commit XID [--broker HOST:PORT]
@@ -24,7 +31,11 @@ Examples:
   metaq tx commit XID:1:0a0b:01:XAMessageProducer-host1
   metaq tx rollback XID:1:0a0b:01:XAMessageProducer-host1 --broker 10.0.0.5:8123`;
 
-const FLAGS = { broker: { type: "string" }, format: { type: "string" } } as const;
+const FLAGS = {
+  broker: { type: "string" },
+  format: { type: "string" },
+  ...SECURITY_FLAGS,
+} as const;
 
 export const tx: CommandSpec = {
   name: "tx",
@@ -52,7 +63,11 @@ export const tx: CommandSpec = {
         "Cannot run 'tx': expected list, commit or rollback (see 'metaq tx --help')",
       );
     }
-    const client = new MetaqClient({ brokers: brokerList(values.broker), reconnectAttemptsMax: 2 });
+    const client = new MetaqClient({
+      brokers: brokerList(values.broker),
+      reconnectAttemptsMax: 2,
+      ...clientSecurity(values),
+    });
     try {
       const reply = await client.extension(HEURISTIC_VERB, [action, xid ?? "-"]);
       if (action === "list") process.stdout.write(renderList(JSON.parse(reply), format));

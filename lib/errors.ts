@@ -30,6 +30,7 @@ export const ERRORS = {
   topicNotAccepted: { status: 500, text: "Cannot accept topic" },
   wrongPartition: { status: 500, text: "Cannot use partition: out of range" },
   checksumMismatch: { status: 500, text: "Cannot accept message: checksum mismatch" },
+  limitReached: { status: 500, text: "Cannot create partition: a broker limit is reached" },
   storageFull: { status: 500, text: "Cannot write: storage is full" },
   storageFailed: { status: 500, text: "Cannot write: storage failed" },
   corruption: { status: 500, text: "Cannot read: data is corrupt" },

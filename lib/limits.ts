@@ -6,6 +6,22 @@ import { assert } from "./assert.ts";
 
 /** Longest command line accepted (header only, CRLF included). Longer: close the connection. */
 export const COMMAND_LINE_BYTES_MAX = 4096;
+/** Smallest configurable line limit: a put with a 200-byte topic and a transaction key fits. */
+export const COMMAND_LINE_BYTES_MIN = 512;
+/** Client connections open at once (maxConnections); beyond: accepted and closed at once. */
+export const CONNECTIONS_MAX = 10_000;
+/** Client connections from one IP address (maxConnectionsPerIp). */
+export const CONNECTIONS_PER_IP_MAX = 1_000;
+/** A connection silent this long with nothing pending is closed (MetaQ clients beat every 10 s). */
+export const IDLE_TIMEOUT_MS = 10 * 60 * 1000;
+/** A frame (or TLS handshake) left unfinished this long closes the connection (slowloris). */
+export const FRAME_TIMEOUT_MS = 30_000;
+/** Topics one broker holds (maxTopics); a put that would create one more is refused. */
+export const TOPICS_MAX = 10_000;
+/** Partitions one broker holds over all topics (maxPartitions). */
+export const PARTITIONS_MAX = 100_000;
+/** Failed `auth` attempts or unauthenticated commands before a connection is closed. */
+export const AUTH_FAILURES_MAX = 3;
 /** Default largest message data (attribute block + payload) a put may carry. */
 export const MESSAGE_BYTES_MAX = 1024 * 1024;
 /** Largest message data any configuration allows; recovery treats longer lengths as damage. */

@@ -21,6 +21,10 @@ import { Consumer } from "../lib/client/consumer.ts";
 import { GroupClient } from "../lib/client/group_client.ts";
 import { groupsPlugin } from "../lib/server/group_commands.ts";
 import { decodeRecords } from "../lib/store/record.ts";
+import * as https from "node:https";
+import * as net from "node:net";
+import { PeerTransport } from "../lib/cluster/peer_transport.ts";
+import { selfSignedCertificate } from "../lib/security/cert.ts";
 import { transactionsPlugin } from "../lib/tx/plugin.ts";
 
 function check(condition: unknown, message: string): void {
@@ -86,6 +90,7 @@ try {
   client.close();
   await checkHttp(`http://127.0.0.1:${broker.facts.get("httpPort")}`, broker.close);
   await smokeGroups();
+  await smokeSecurity();
 
   const deno = process.execPath;
   const help = spawnSync(deno, ["run", "-A", "main.ts", "--help"], { encoding: "utf8" });
@@ -94,7 +99,8 @@ try {
     `deno run main.ts --help failed: ${help.stderr}`,
   );
   console.log(
-    "deno smoke test passed: broker, transactions, consumer groups, client, HTTP API and CLI run on Deno",
+    "deno smoke test passed: broker, transactions, consumer groups, client, HTTP API, " +
+      "authentication, TLS, peer links and CLI run on Deno",
   );
 } finally {
   fs.rmSync(dataDir, { recursive: true, force: true });
@@ -160,4 +166,104 @@ async function smokeGroups(): Promise<void> {
   } finally {
     fs.rmSync(groupsDir, { recursive: true, force: true });
   }
+}
+
+/**
+ * Security on Deno: users and permissions, TLS on the client and HTTP ports (node:tls and the
+ * node:https fallback), a certificate made without openssl, and two peer transports that prove
+ * a cluster secret over mutual TLS.
+ */
+async function smokeSecurity(): Promise<void> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "metaq-deno-security-"));
+  try {
+    const pair = selfSignedCertificate({ hosts: ["localhost", "127.0.0.1"] });
+    fs.writeFileSync(path.join(dir, "cert.pem"), pair.cert);
+    fs.writeFileSync(path.join(dir, "key.pem"), pair.key);
+    const token = "deno-token-0123456789";
+    const config = buildConfig({
+      fileText:
+        `[system]\n[topic=*]\n[user=deno]\ntoken=${token}\nproduce=secure\nconsume=secure\n`,
+      overrides: {
+        serverPort: "0",
+        dashboardHttpPort: "0",
+        dataPath: path.join(dir, "data"),
+        tlsCertFile: path.join(dir, "cert.pem"),
+        tlsKeyFile: path.join(dir, "key.pem"),
+      },
+    });
+    const broker = await startBroker({ config, logger: silentLogger, plugins: [httpPlugin()] });
+    const address = `127.0.0.1:${broker.port}`;
+    const client = new MetaqClient({
+      brokers: [address],
+      auth: { user: "deno", token },
+      tls: { ca: pair.cert },
+    });
+    const put = await client.put("secure", 0, { payload: new TextEncoder().encode("sealed") });
+    check(put.offset === 0, "a put over TLS with auth was not stored");
+    const denied = await client.put("other", 0, { payload: new Uint8Array(1) }).catch((e) => e);
+    check(denied?.status === 403, "a put outside the user's permissions was not refused");
+    client.close();
+    const stranger = new MetaqClient({
+      brokers: [address],
+      auth: { user: "deno", token: "wrong-token-000000000" },
+      tls: { ca: pair.cert },
+      reconnectAttemptsMax: 1,
+    });
+    const refused = await stranger.version().catch((e) => e);
+    check(refused?.status === 401, "a wrong token was not refused with 401");
+    stranger.close();
+    const status = await new Promise<number>((resolve, reject) => {
+      https.get(
+        `https://127.0.0.1:${broker.facts.get("httpPort")}/v1/overview`,
+        { ca: pair.cert, headers: { authorization: `Bearer ${token}` } },
+        (response) => {
+          response.resume();
+          resolve(response.statusCode ?? 0);
+        },
+      ).once("error", reject);
+    });
+    check(status === 200, `HTTPS with a bearer token answered ${status}`);
+    await broker.close();
+    await smokePeers(pair);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function smokePeers(pair: { cert: string; key: string }): Promise<void> {
+  const ports = await Promise.all([0, 1].map(() => freePort()));
+  const peers = ports.map((port, i) => ({ id: i + 1, host: "127.0.0.1", port }));
+  const received: string[] = [];
+  const transports = peers.map((peer) =>
+    new PeerTransport({
+      nodeId: peer.id,
+      host: "127.0.0.1",
+      port: peer.port,
+      peers,
+      logger: silentLogger,
+      secret: "deno-cluster-secret-0123",
+      tls: { ...pair, ca: pair.cert },
+      onFrame: (from, payload) => received.push(`${from}:${new TextDecoder().decode(payload)}`),
+    })
+  );
+  await Promise.all(transports.map((t) => t.listen()));
+  for (let i = 0; i < 200 && !(transports[0].isConnected(2) && transports[1].isConnected(1)); i++) {
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  transports[0].send(2, new TextEncoder().encode("hello"));
+  for (let i = 0; i < 200 && received.length === 0; i++) {
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  check(received.join() === "1:hello", `peer frames over mutual TLS: ${received.join()}`);
+  await Promise.all(transports.map((t) => t.close()));
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const server = net.createServer();
+    server.listen(0, "127.0.0.1", () => {
+      const port = (server.address() as net.AddressInfo).port;
+      server.close(() => resolve(port));
+    });
+  });
 }

@@ -10,7 +10,12 @@
  */
 import { setImmediate } from "node:timers";
 import { MetaqClient, parseAddress } from "../client/client.ts";
-import { BrokerConnection, type Reply } from "../client/connection.ts";
+import {
+  BrokerConnection,
+  type ClientAuth,
+  type ClientTls,
+  type Reply,
+} from "../client/connection.ts";
 import { Producer } from "../client/producer.ts";
 import { metaqChecksum } from "../crc32.ts";
 import { describeError } from "../errors.ts";
@@ -56,6 +61,8 @@ export interface ProduceOptions {
   readonly api: ProduceApi;
   readonly requestTimeoutMs?: number;
   readonly live?: LiveCounters;
+  /** Authentication and TLS for every connection of the run. */
+  readonly security?: ClientSecurity;
 }
 
 export interface ConsumeOptions {
@@ -72,6 +79,8 @@ export interface ConsumeOptions {
   readonly durationMs: number;
   readonly requestTimeoutMs?: number;
   readonly live?: LiveCounters;
+  /** Authentication and TLS for every connection of the run. */
+  readonly security?: ClientSecurity;
 }
 
 export interface LatencyOptions {
@@ -86,6 +95,8 @@ export interface LatencyOptions {
   readonly pollDelayMs: number;
   readonly requestTimeoutMs?: number;
   readonly live?: LiveCounters;
+  /** Authentication and TLS for every connection of the run. */
+  readonly security?: ClientSecurity;
 }
 
 export interface LatencyResult extends LoadResult {
@@ -112,8 +123,17 @@ export function makePayload(sizeBytes: number): Uint8Array {
   return payload;
 }
 
-export function connect(broker: string, requestTimeoutMs = 30_000): Promise<BrokerConnection> {
-  return BrokerConnection.connect({ ...parseAddress(broker), requestTimeoutMs });
+export interface ClientSecurity {
+  readonly auth?: ClientAuth;
+  readonly tls?: ClientTls;
+}
+
+export function connect(
+  broker: string,
+  requestTimeoutMs = 30_000,
+  security: ClientSecurity = {},
+): Promise<BrokerConnection> {
+  return BrokerConnection.connect({ ...parseAddress(broker), requestTimeoutMs, ...security });
 }
 
 /** Pipelined, acknowledged produce over `connections` connections. */
@@ -138,7 +158,7 @@ export async function runConsume(options: ConsumeOptions): Promise<LoadResult> {
   const connections = await Promise.all(
     Array.from(
       { length: Math.min(options.connections, options.partitions.length) },
-      () => connect(options.broker, options.requestTimeoutMs),
+      () => connect(options.broker, options.requestTimeoutMs, options.security),
     ),
   );
   const started = performance.now();
@@ -165,8 +185,8 @@ export async function runConsume(options: ConsumeOptions): Promise<LoadResult> {
  * second connection follows the partition with `get`s and measures when each message arrives.
  */
 export async function runLatency(options: LatencyOptions): Promise<LatencyResult> {
-  const producer = await connect(options.broker, options.requestTimeoutMs);
-  const consumer = await connect(options.broker, options.requestTimeoutMs);
+  const producer = await connect(options.broker, options.requestTimeoutMs, options.security);
+  const consumer = await connect(options.broker, options.requestTimeoutMs, options.security);
   const state = newState(options.live);
   const ackLatency = new Histogram();
   try {
@@ -230,7 +250,7 @@ async function produceOnConnection(
   options: ProduceOptions,
   run: { quota: number; deadline: number; state: RunState },
 ): Promise<void> {
-  const connection = await connect(options.broker, options.requestTimeoutMs);
+  const connection = await connect(options.broker, options.requestTimeoutMs, options.security);
   const { topic, partitions, pipeline } = options;
   const { quota, deadline, state } = run;
   const body = makePayload(options.sizeBytes);
@@ -281,6 +301,7 @@ async function produceWithProducer(
 ): Promise<void> {
   const client = new MetaqClient({
     brokers: [options.broker],
+    ...options.security,
     requestTimeoutMs: options.requestTimeoutMs ?? 30_000,
     reconnectAttemptsMax: 1,
   });

@@ -29,6 +29,14 @@ export interface Counters {
   /** metaq: bytes of message data accepted and served. */
   putBytes: number;
   getBytes: number;
+  /** metaq: refused `auth` attempts and requests made before authenticating (TCP and HTTP). */
+  authFailures: number;
+  /** metaq: requests refused because the user lacks the permission (403). */
+  authDenied: number;
+  /** metaq: connections refused by maxConnections or maxConnectionsPerIp. */
+  connectionsRefused: number;
+  /** metaq: connections closed by idleTimeoutMs or frameTimeoutMs. */
+  connectionsTimedOut: number;
 }
 
 interface Cell {
@@ -49,6 +57,10 @@ export class BrokerStats {
     putFailed: 0,
     putBytes: 0,
     getBytes: 0,
+    authFailures: 0,
+    authDenied: 0,
+    connectionsRefused: 0,
+    connectionsTimedOut: 0,
   };
   /** metaq: bytes served per partition (`topic-partition`), for consume rates and metrics. */
   readonly servedBytes = new Map<string, number>();

@@ -56,6 +56,12 @@ export function renderStats(broker: Broker, item: string | undefined): string {
     );
   } else if (item === "help") {
     for (const [name, description] of HELP) add(name, description);
+  } else if (item === "security") {
+    const counters = broker.stats.counters;
+    add("auth_failures", counters.authFailures);
+    add("auth_denied", counters.authDenied);
+    add("connections_refused", counters.connectionsRefused);
+    add("connections_timed_out", counters.connectionsTimedOut);
   } else if (item === "reset") {
     broker.stats.reset();
     add("reset", "ok");

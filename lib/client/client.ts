@@ -16,7 +16,7 @@ import {
   encodeVersion,
 } from "../protocol/encoder.ts";
 import { FLAG_HAS_ATTRIBUTE, joinAttribute } from "../store/record.ts";
-import { BrokerConnection, type Reply } from "./connection.ts";
+import { BrokerConnection, type ClientAuth, type ClientTls, type Reply } from "./connection.ts";
 import { ConnectionError, errorFromResult } from "./errors.ts";
 
 export interface ClientOptions {
@@ -37,6 +37,10 @@ export interface ClientOptions {
   readonly reconnectDelaysMs?: readonly number[];
   /** Give up reconnecting after this many attempts in a row. */
   readonly reconnectAttemptsMax?: number;
+  /** Authenticate as this user on every (re)connect. */
+  readonly auth?: ClientAuth;
+  /** Speak TLS (with these trust settings). */
+  readonly tls?: ClientTls;
 }
 
 export interface PutResult {
@@ -158,6 +162,8 @@ export class MetaqClient {
         ...parseAddress(address),
         connectTimeoutMs: this.options.connectTimeoutMs,
         requestTimeoutMs: this.options.requestTimeoutMs,
+        auth: this.options.auth,
+        tls: this.options.tls,
       });
       this.#leaderConnections.set(address, pending);
       pending.catch(() => this.#leaderConnections.delete(address));
@@ -285,6 +291,8 @@ export class MetaqClient {
           ...parseAddress(address),
           connectTimeoutMs: this.options.connectTimeoutMs,
           requestTimeoutMs: this.options.requestTimeoutMs,
+          auth: this.options.auth,
+          tls: this.options.tls,
         });
         if (this.#closed) { // closed while dialing: do not leak the socket
           connection.close();
@@ -295,6 +303,8 @@ export class MetaqClient {
         return connection;
       } catch (error) {
         lastError = error as Error;
+        // Wrong credentials stay wrong: retrying would only add to the broker's failure count.
+        if ((error as { status?: number }).status === 401) break;
       }
     }
     throw lastError ?? new ConnectionError("Cannot connect: client closed");

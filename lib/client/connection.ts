@@ -5,9 +5,11 @@
  * reconnect by itself: the Client above it does.
  */
 import * as net from "node:net";
+import * as tls from "node:tls";
 import type { Command } from "../protocol/commands.ts";
+import { encodeExtension } from "../protocol/encoder.ts";
 import { Parser } from "../protocol/parser.ts";
-import { ConnectionError, TimeoutError } from "./errors.ts";
+import { ConnectionError, errorFromResult, TimeoutError } from "./errors.ts";
 
 export type Reply = Extract<Command, { kind: "result" } | { kind: "value" }>;
 
@@ -26,6 +28,24 @@ export interface ConnectionOptions {
   readonly requestTimeoutMs?: number;
   /** Largest reply body accepted. */
   readonly replyBytesMax?: number;
+  /** Speak TLS to the broker. */
+  readonly tls?: ClientTls;
+  /** Authenticate (`auth <user> <token>`) before the connection is handed out. */
+  readonly auth?: ClientAuth;
+}
+
+export interface ClientTls {
+  /** PEM CA certificates to trust (default: the runtime's trusted roots). */
+  readonly ca?: string;
+  /** Name the certificate must be valid for (default: the host dialed). */
+  readonly servername?: string;
+  /** Accept any certificate (tests and trying things out only: no protection against MITM). */
+  readonly insecure?: boolean;
+}
+
+export interface ClientAuth {
+  readonly user: string;
+  readonly token: string;
 }
 
 const TIMER_MS = 50;
@@ -65,33 +85,36 @@ export class BrokerConnection {
     (this.#timer as { unref?: () => void }).unref?.();
   }
 
-  /** Opens a connection; rejects with ConnectionError when the broker cannot be reached. */
-  static connect(options: ConnectionOptions): Promise<BrokerConnection> {
-    return new Promise((resolve, reject) => {
-      const socket = net.createConnection({
-        host: options.host,
-        port: options.port,
-        noDelay: true,
-      });
-      const timeout = setTimeout(() => {
-        socket.destroy();
-        reject(new ConnectionError(`Cannot connect to ${options.host}:${options.port}: timed out`));
-      }, options.connectTimeoutMs ?? 5000);
-      socket.once("connect", () => {
-        clearTimeout(timeout);
-        socket.off("error", onError);
-        resolve(new BrokerConnection(socket, options));
-      });
-      const onError = (error: Error) => {
-        clearTimeout(timeout);
-        reject(
-          new ConnectionError(
-            `Cannot connect to ${options.host}:${options.port}: ${error.message}`,
-          ),
-        );
-      };
-      socket.once("error", onError);
-    });
+  /**
+   * Opens a connection (TLS when asked), authenticates when asked, and resolves once it is ready
+   * for requests; rejects with ConnectionError when the broker cannot be reached, or with the
+   * broker's error (401) when it refuses the credentials.
+   */
+  static async connect(options: ConnectionOptions): Promise<BrokerConnection> {
+    const connection = new BrokerConnection(await dial(options), options);
+    if (options.auth) {
+      try {
+        await connection.authenticate(options.auth);
+      } catch (error) {
+        connection.close();
+        throw error;
+      }
+    }
+    return connection;
+  }
+
+  /** Sends `auth <user> <token>`; resolves on 200, throws the broker's error otherwise. */
+  async authenticate(auth: ClientAuth): Promise<void> {
+    const opaque = this.nextOpaque();
+    const reply = await this.request(
+      encodeExtension("auth", [auth.user, auth.token], opaque),
+      opaque,
+    );
+    if (reply.kind === "result" && reply.code === 200) return;
+    throw errorFromResult(
+      reply.kind === "result" ? reply.code : 500,
+      new TextDecoder().decode(reply.body),
+    );
   }
 
   get closed(): boolean {
@@ -201,6 +224,39 @@ export class BrokerConnection {
     this.#pending.clear();
     for (const listener of this.#closeListeners) listener(error);
   }
+}
+
+/** A connected socket: plain, or TLS once the handshake is done and the certificate checked. */
+function dial(options: ConnectionOptions): Promise<net.Socket> {
+  const where = `${options.host}:${options.port}`;
+  return new Promise((resolve, reject) => {
+    const secure = options.tls;
+    const socket = secure
+      ? tls.connect({
+        host: options.host,
+        port: options.port,
+        ca: secure.ca,
+        servername: secure.servername ?? (net.isIP(options.host) ? undefined : options.host),
+        rejectUnauthorized: !secure.insecure,
+      })
+      : net.createConnection({ host: options.host, port: options.port, noDelay: true });
+    const timeout = setTimeout(() => {
+      socket.destroy();
+      reject(new ConnectionError(`Cannot connect to ${where}: timed out`));
+    }, options.connectTimeoutMs ?? 5000);
+    const onError = (error: Error) => {
+      clearTimeout(timeout);
+      socket.destroy();
+      reject(new ConnectionError(`Cannot connect to ${where}: ${error.message}`));
+    };
+    socket.once("error", onError);
+    socket.once(secure ? "secureConnect" : "connect", () => {
+      clearTimeout(timeout);
+      socket.off("error", onError);
+      socket.setNoDelay(true);
+      resolve(socket);
+    });
+  });
 }
 
 function join(parts: Uint8Array[], total: number): Uint8Array {

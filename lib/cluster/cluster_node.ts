@@ -15,6 +15,7 @@ import { decodeEnvelope, encodeEnvelope, type Envelope, type NodeInfo } from "./
 import type { Membership } from "./membership.ts";
 import type { Message, NodeId } from "./messages.ts";
 import { PeerTransport } from "./peer_transport.ts";
+import { clusterSecretOf, tlsFor } from "../security/tls.ts";
 import { isInternalTopic, META_GROUP, META_TOPIC, replicasOf } from "./placement.ts";
 import type { RaftTiming } from "./raft.ts";
 import { Replica } from "./replica.ts";
@@ -116,6 +117,8 @@ export class ClusterNode {
       logger: this.logger,
       onFrame: (from, payload) => this.#receive(from, payload),
       onConnected: () => (this.#infoDue = true),
+      secret: clusterSecretOf(this.running.config.system),
+      tls: tlsFor(this.running.config.system, "peer"),
     });
     this.peerPort = await this.#transport.listen();
     this.#ticker = setInterval(() => this.#tick(), this.tickMs);

@@ -6,18 +6,38 @@
  * frame closes the connection. Delivery is best effort, as Raft expects: a message to a peer
  * that is down, or whose link is backed up past a bound, is dropped, never buffered without end.
  * Knows nothing of Raft: payloads are opaque.
+ *
+ * Before any frame is delivered, both ends prove they hold the cluster secret
+ * (lib/security/peer_auth.ts); with TLS material the links are also mutual TLS.
  */
 import * as net from "node:net";
+import * as tls from "node:tls";
 import { crc32 } from "../crc32.ts";
 import { describeError } from "../errors.ts";
 import type { Logger } from "../log.ts";
+import {
+  decodeChallenge,
+  decodeHello,
+  encodeChallenge,
+  encodeHello,
+  type Hello,
+  newNonce,
+  peerProof,
+  proofsEqual,
+} from "../security/peer_auth.ts";
+import type { TlsFiles } from "../security/tls.ts";
 import type { PeerAddress } from "./cluster_config.ts";
 
 export const PEER_FRAME_BYTES_MAX = 64 * 1024 * 1024;
 /** Outgoing bytes buffered for one peer; beyond it, messages to that peer are dropped. */
 export const PEER_BUFFER_BYTES_MAX = 32 * 1024 * 1024;
 const RECONNECT_DELAYS_MS = [50, 100, 200, 400, 800, 1000];
-const HANDSHAKE_MAGIC = "metaq-peer/1";
+/** A link that has not finished the handshake in this time is closed. */
+const HANDSHAKE_TIMEOUT_MS = 5000;
+/** Handshake frames are short lines; anything longer is not a handshake. */
+const HANDSHAKE_FRAME_BYTES_MAX = 256;
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
 
 export interface PeerTransportOptions {
   readonly nodeId: number;
@@ -29,6 +49,10 @@ export interface PeerTransportOptions {
   readonly onFrame: (from: number, payload: Uint8Array) => void;
   /** Called when a peer's outgoing link comes up (for example to resend state). */
   readonly onConnected?: (peer: number) => void;
+  /** The cluster secret both ends of every link prove; undefined: an empty key (no identity). */
+  readonly secret?: string;
+  /** Mutual TLS on every link with this certificate, key and CA. */
+  readonly tls?: TlsFiles;
 }
 
 interface Outgoing {
@@ -51,7 +75,18 @@ export class PeerTransport {
 
   constructor(options: PeerTransportOptions) {
     this.#options = options;
-    this.#server = net.createServer({ noDelay: true }, (socket) => this.#accept(socket));
+    const secure = options.tls;
+    this.#server = secure
+      ? tls.createServer({
+        cert: secure.cert,
+        key: secure.key,
+        ca: secure.ca,
+        requestCert: true,
+        rejectUnauthorized: true,
+        handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
+      }, (socket) => this.#accept(socket))
+      : net.createServer({ noDelay: true }, (socket) => this.#accept(socket));
+    if (secure) this.#server.on("tlsClientError", () => {});
     for (const peer of options.peers) {
       if (peer.id === options.nodeId) continue;
       this.#outgoing.set(peer.id, {
@@ -126,17 +161,62 @@ export class PeerTransport {
   #dial(outgoing: Outgoing): void {
     if (this.#closed) return;
     const { peer } = outgoing;
-    const socket = net.createConnection({ host: peer.host, port: peer.port, noDelay: true });
+    const secure = this.#options.tls;
+    const socket = secure
+      ? tls.connect({
+        host: peer.host,
+        port: peer.port,
+        cert: secure.cert,
+        key: secure.key,
+        ca: secure.ca,
+        // Nodes are named by address in `peers`, not by certificate name: the CA and the
+        // cluster secret prove who they are.
+        checkServerIdentity: () => undefined,
+      })
+      : net.createConnection({ host: peer.host, port: peer.port, noDelay: true });
     outgoing.socket = socket;
-    socket.on("connect", () => {
+    const hello: Hello = { from: this.#options.nodeId, to: peer.id, nonce: newNonce() };
+    const reader = new FrameReader(HANDSHAKE_FRAME_BYTES_MAX);
+    let proven = false;
+    const timer = setTimeout(() => socket.destroy(), HANDSHAKE_TIMEOUT_MS);
+    socket.on(secure ? "secureConnect" : "connect", () => {
+      socket.setNoDelay(true);
+      socket.write(frame(encoder.encode(encodeHello(hello))));
+    });
+    socket.on("data", (chunk: Uint8Array) => {
+      if (proven) return; // peers never answer on our outgoing link after the handshake
+      let frames: Uint8Array[];
+      try {
+        frames = reader.push(chunk);
+      } catch {
+        return void socket.destroy();
+      }
+      if (frames.length === 0) return;
+      const challenge = decodeChallenge(decoder.decode(frames[0]));
+      const secret = this.#options.secret ?? "";
+      if (
+        !challenge ||
+        !proofsEqual(peerProof(secret, "accept", hello, challenge.nonce), challenge.proof)
+      ) {
+        this.#options.logger.log(
+          "warn",
+          "Closing peer link: the peer did not prove the cluster secret",
+          {
+            peer: peer.id,
+          },
+        );
+        return void socket.destroy();
+      }
+      proven = true;
+      clearTimeout(timer);
+      socket.write(frame(encoder.encode(peerProof(secret, "dial", hello, challenge.nonce))));
       outgoing.connected = true;
       outgoing.attempts = 0;
-      socket.write(frame(new TextEncoder().encode(`${HANDSHAKE_MAGIC} ${this.#options.nodeId}`)));
       this.#options.onConnected?.(peer.id);
     });
-    socket.on("data", () => {}); // peers never answer on our outgoing link
     socket.on("error", () => {});
     socket.on("close", () => {
+      clearTimeout(timer);
       outgoing.connected = false;
       outgoing.socket = undefined;
       if (this.#closed) return;
@@ -154,63 +234,109 @@ export class PeerTransport {
     this.#incoming.add(socket);
     socket.setNoDelay(true);
     let from: number | undefined;
+    let hello: Hello | undefined;
+    let listenerNonce = "";
     const reader = new FrameReader();
+    const timer = setTimeout(() => {
+      if (from === undefined) socket.destroy();
+    }, HANDSHAKE_TIMEOUT_MS);
+    const refuse = (reason: string) => {
+      this.#options.logger.log("warn", "Closing peer link: handshake refused", {
+        remote: socket.remoteAddress,
+        reason,
+      });
+      socket.destroy();
+    };
     socket.on("data", (chunk: Uint8Array) => {
-      let frames: Uint8Array[];
-      try {
-        frames = reader.push(chunk);
-      } catch (error) {
-        this.#options.logger.log("warn", "Closing peer link: bad frame", {
-          peer: from,
-          reason: describeError(error),
-        });
-        socket.destroy();
-        return;
-      }
-      for (const payload of frames) {
-        if (from === undefined) {
-          from = parseHandshake(payload, this.#options.peers);
-          if (from === undefined) {
-            this.#options.logger.log("warn", "Closing peer link: unknown node", {
-              remote: socket.remoteAddress,
-            });
-            return socket.destroy();
-          }
+      reader.append(chunk);
+      while (!socket.destroyed) {
+        let payload: Uint8Array | undefined;
+        try {
+          // Until the handshake is done only short frames are read, so a stranger cannot make
+          // this node buffer a large one.
+          payload = reader.next(from === undefined ? HANDSHAKE_FRAME_BYTES_MAX : undefined);
+        } catch (error) {
+          this.#options.logger.log("warn", "Closing peer link: bad frame", {
+            peer: from,
+            reason: describeError(error),
+          });
+          socket.destroy();
+          return;
+        }
+        if (!payload) return;
+        if (from !== undefined) {
+          this.#options.onFrame(from, payload);
           continue;
         }
-        this.#options.onFrame(from, payload);
+        const secret = this.#options.secret ?? "";
+        if (!hello) {
+          hello = decodeHello(decoder.decode(payload));
+          if (!hello || hello.to !== this.#options.nodeId) return refuse("not a metaq peer hello");
+          const claimed = hello.from;
+          if (
+            claimed === this.#options.nodeId || !this.#options.peers.some((p) => p.id === claimed)
+          ) {
+            return refuse(`node ${claimed} is not a peer`);
+          }
+          listenerNonce = newNonce();
+          const proof = peerProof(secret, "accept", hello, listenerNonce);
+          socket.write(frame(encoder.encode(encodeChallenge(listenerNonce, proof))));
+          continue;
+        }
+        const expected = peerProof(secret, "dial", hello, listenerNonce);
+        if (!proofsEqual(expected, decoder.decode(payload))) {
+          return refuse(`node ${hello.from} did not prove the cluster secret`);
+        }
+        from = hello.from;
+        clearTimeout(timer);
       }
     });
     socket.on("error", () => {});
-    socket.on("close", () => this.#incoming.delete(socket));
+    socket.on("close", () => {
+      clearTimeout(timer);
+      this.#incoming.delete(socket);
+    });
   }
 }
 
 /** Splits a byte stream into verified frames. */
 export class FrameReader {
   #buffer: Uint8Array = new Uint8Array(0);
+  #position = 0;
+  readonly #frameBytesMax: number;
 
+  constructor(frameBytesMax = PEER_FRAME_BYTES_MAX) {
+    this.#frameBytesMax = frameBytesMax;
+  }
+
+  /** Every verified frame completed by `chunk`. Throws on a bad checksum or length. */
   push(chunk: Uint8Array): Uint8Array[] {
-    this.#buffer = this.#buffer.length === 0 ? chunk : concat(this.#buffer, chunk);
+    this.append(chunk);
     const frames: Uint8Array[] = [];
-    let position = 0;
-    while (this.#buffer.length - position >= 8) {
-      const view = new DataView(this.#buffer.buffer, this.#buffer.byteOffset + position, 8);
-      const length = view.getUint32(0);
-      const checksum = view.getUint32(4);
-      if (length > PEER_FRAME_BYTES_MAX) {
-        throw new Error(`frame of ${length} bytes exceeds the limit`);
-      }
-      if (this.#buffer.length - position - 8 < length) break;
-      const payload = this.#buffer.subarray(position + 8, position + 8 + length);
-      if (crc32(payload) !== checksum) throw new Error("frame checksum mismatch");
-      frames.push(payload);
-      position += 8 + length;
-    }
-    this.#buffer = position === this.#buffer.length
-      ? new Uint8Array(0)
-      : this.#buffer.subarray(position);
+    for (let payload = this.next(); payload; payload = this.next()) frames.push(payload);
     return frames;
+  }
+
+  append(chunk: Uint8Array): void {
+    const rest = this.#buffer.subarray(this.#position);
+    this.#buffer = rest.length === 0 ? chunk : concat(rest, chunk);
+    this.#position = 0;
+  }
+
+  /** The next complete frame, or undefined; `frameBytesMax` may tighten the limit for it. */
+  next(frameBytesMax = this.#frameBytesMax): Uint8Array | undefined {
+    const available = this.#buffer.length - this.#position;
+    if (available < 8) return undefined;
+    const view = new DataView(this.#buffer.buffer, this.#buffer.byteOffset + this.#position, 8);
+    const length = view.getUint32(0);
+    const checksum = view.getUint32(4);
+    if (length > frameBytesMax) throw new Error(`frame of ${length} bytes exceeds the limit`);
+    if (available - 8 < length) return undefined;
+    const start = this.#position + 8;
+    const payload = this.#buffer.subarray(start, start + length);
+    if (crc32(payload) !== checksum) throw new Error("frame checksum mismatch");
+    this.#position = start + length;
+    return payload;
   }
 }
 
@@ -221,13 +347,6 @@ export function frame(payload: Uint8Array): Uint8Array {
   view.setUint32(4, crc32(payload));
   out.set(payload, 8);
   return out;
-}
-
-function parseHandshake(payload: Uint8Array, peers: readonly PeerAddress[]): number | undefined {
-  const [magic, id] = new TextDecoder().decode(payload).split(" ");
-  if (magic !== HANDSHAKE_MAGIC) return undefined;
-  const nodeId = Number(id);
-  return peers.some((peer) => peer.id === nodeId) ? nodeId : undefined;
 }
 
 function join(parts: Uint8Array[]): Uint8Array {

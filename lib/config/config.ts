@@ -4,14 +4,26 @@
  * effective settings are resolved. Pure: `buildConfig(fileText, overrides)` returns a frozen
  * Config or throws ConfigError; reading the file is the caller's business (load.ts).
  */
+import { createHash } from "node:crypto";
 import {
+  AUTH_FAILURES_MAX,
   BROKER_ID_MAX,
+  COMMAND_LINE_BYTES_MAX,
+  COMMAND_LINE_BYTES_MIN,
+  CONNECTIONS_MAX,
+  CONNECTIONS_PER_IP_MAX,
+  FRAME_TIMEOUT_MS,
+  IDLE_TIMEOUT_MS,
   MESSAGE_BYTES_LIMIT_MAX,
   MESSAGE_BYTES_MAX,
+  OUTPUT_BYTES_PER_CONNECTION_MAX,
+  PARTITIONS_MAX,
   PARTITIONS_PER_TOPIC_MAX,
+  PENDING_REQUESTS_PER_CONNECTION_MAX,
   RECORD_HEADER_BYTES,
   SEGMENT_BYTES_DEFAULT,
   SEGMENT_BYTES_MIN,
+  TOPICS_MAX,
   TRANSFER_BYTES_DEFAULT,
 } from "../limits.ts";
 import { type CronSchedule, parseCron } from "./cron.ts";
@@ -76,6 +88,48 @@ export interface SystemConfig {
   /** Election timeout range `<min>-<max>` in ms, randomized per attempt. */
   readonly raftElectionMs: string;
   readonly raftCheckQuorumMs: number;
+  /** Limits (metaq): client connections at once, in total and from one IP address. */
+  readonly maxConnections: number;
+  readonly maxConnectionsPerIp: number;
+  /** Requests read from one connection and not yet answered; beyond it reading pauses. */
+  readonly maxPendingRequests: number;
+  /** Reply bytes buffered for one connection; beyond it reading pauses. */
+  readonly maxConnectionBufferBytes: number;
+  /** Longest command line accepted (CRLF included); longer closes the connection. */
+  readonly maxCommandLineBytes: number;
+  /** Close a client connection silent this long with nothing pending; 0 = never. */
+  readonly idleTimeoutMs: number;
+  /** Close a connection that leaves a frame (or a TLS handshake) unfinished this long; 0 = never. */
+  readonly frameTimeoutMs: number;
+  /** Topics and partitions (all topics together) this broker holds at most. */
+  readonly maxTopics: number;
+  readonly maxPartitions: number;
+  /** Failed `auth` attempts or unauthenticated commands before the connection is closed. */
+  readonly maxAuthFailures: number;
+  /** TLS (metaq): PEM certificate chain and private key; both empty = no TLS. */
+  readonly tlsCertFile: string;
+  readonly tlsKeyFile: string;
+  /** PEM CA that peer certificates must chain to; empty = the certificate itself. */
+  readonly tlsCaFile: string;
+  /** Which ports speak TLS when a certificate is set: any of client, http, peer. */
+  readonly tlsPorts: string;
+  /** Cluster: shared secret every node proves (HMAC over a challenge) on every peer link. */
+  readonly clusterSecret: string;
+  /** Cluster: file holding the secret instead (first line). */
+  readonly clusterSecretFile: string;
+}
+
+/** A `[user=<name>]` section: who may authenticate and what they may do. */
+export interface UserSection {
+  readonly name: string;
+  /** SHA-256 of the token (from `token=` or `tokenSha256=`); never the token itself. */
+  readonly tokenSha256: Uint8Array;
+  /** Topic patterns (MetaQ's `*` wildcard) this user may put to. */
+  readonly produce: readonly string[];
+  /** Topic patterns this user may get, offset and consume in groups from. */
+  readonly consume: readonly string[];
+  /** Stats reset, group resets, transaction heuristics, cluster commands, topic creation. */
+  readonly admin: boolean;
 }
 
 /** A `[topic=<pattern>]` section. Unset fields inherit from `[system]`. */
@@ -113,6 +167,8 @@ export interface TopicSettings {
 export interface Config {
   readonly system: SystemConfig;
   readonly topics: readonly TopicSection[];
+  /** `[user=<name>]` sections; empty means authentication is off. */
+  readonly users: readonly UserSection[];
   /** The config file as read, for `stats config` and `config_checksum`. */
   readonly fileText?: string;
   readonly filePath?: string;
@@ -173,6 +229,22 @@ const SYSTEM_KEYS: { readonly [K in keyof SystemConfig]: Parse<SystemConfig[K]> 
   raftHeartbeatMs: integer(10, 10_000),
   raftElectionMs: text,
   raftCheckQuorumMs: integer(10, 60_000),
+  maxConnections: integer(1, 1_000_000),
+  maxConnectionsPerIp: integer(1, 1_000_000),
+  maxPendingRequests: integer(1, 1_000_000),
+  maxConnectionBufferBytes: integer(64 * 1024, 2 ** 31),
+  maxCommandLineBytes: integer(COMMAND_LINE_BYTES_MIN, 1024 * 1024),
+  idleTimeoutMs: integer(0, 2 ** 31),
+  frameTimeoutMs: integer(0, 2 ** 31),
+  maxTopics: integer(1, 10_000_000),
+  maxPartitions: integer(1, 10_000_000),
+  maxAuthFailures: integer(1, 1000),
+  tlsCertFile: text,
+  tlsKeyFile: text,
+  tlsCaFile: text,
+  tlsPorts: text,
+  clusterSecret: text,
+  clusterSecretFile: text,
 };
 
 type TopicKey = Exclude<keyof TopicSection, "pattern" | "matcher" | "groupFilters">;
@@ -239,6 +311,22 @@ export const DEFAULT_SYSTEM: SystemConfig = Object.freeze({
   raftHeartbeatMs: 150,
   raftElectionMs: "1000-2000",
   raftCheckQuorumMs: 900,
+  maxConnections: CONNECTIONS_MAX,
+  maxConnectionsPerIp: CONNECTIONS_PER_IP_MAX,
+  maxPendingRequests: PENDING_REQUESTS_PER_CONNECTION_MAX,
+  maxConnectionBufferBytes: OUTPUT_BYTES_PER_CONNECTION_MAX,
+  maxCommandLineBytes: COMMAND_LINE_BYTES_MAX,
+  idleTimeoutMs: IDLE_TIMEOUT_MS,
+  frameTimeoutMs: FRAME_TIMEOUT_MS,
+  maxTopics: TOPICS_MAX,
+  maxPartitions: PARTITIONS_MAX,
+  maxAuthFailures: AUTH_FAILURES_MAX,
+  tlsCertFile: "",
+  tlsKeyFile: "",
+  tlsCaFile: "",
+  tlsPorts: "client,http,peer",
+  clusterSecret: "",
+  clusterSecretFile: "",
 });
 
 export interface ConfigInput {
@@ -253,6 +341,7 @@ export interface ConfigInput {
 export function buildConfig(input: ConfigInput): Config {
   const raw: Record<string, string> = {};
   const topics: TopicSection[] = [];
+  const users: UserSection[] = [];
   if (input.fileText !== undefined) {
     for (const section of wrapIni(input.fileText)) {
       if (section.name === "system") {
@@ -266,10 +355,16 @@ export function buildConfig(input: ConfigInput): Config {
         }
       } else if (section.name.startsWith("topic=")) {
         topics.push(buildTopicSection(section.name.slice(6).trim(), section.entries));
+      } else if (section.name.startsWith("user=")) {
+        const user = buildUserSection(section.name.slice(5).trim(), section.entries);
+        if (users.some((other) => other.name === user.name)) {
+          throw new ConfigError(`Cannot use [user=${user.name}] twice (line ${section.line})`);
+        }
+        users.push(user);
       } else {
         throw new ConfigError(
           `Cannot read section [${section.name}] at line ${section.line}: ` +
-            "expected [system], [zookeeper] or [topic=<name>]",
+            "expected [system], [zookeeper], [topic=<name>] or [user=<name>]",
         );
       }
     }
@@ -294,9 +389,11 @@ export function buildConfig(input: ConfigInput): Config {
     );
   }
   if (topics.length === 0) topics.push(buildTopicSection("*", []));
+  checkSecurity(system as unknown as SystemConfig);
   return Object.freeze({
     system: Object.freeze(system as unknown as SystemConfig),
     topics: Object.freeze(topics),
+    users: Object.freeze(users),
     fileText: input.fileText,
     filePath: input.filePath,
   });
@@ -350,6 +447,88 @@ function buildTopicSection(
   section.groupFilters = groupFilters;
   return Object.freeze(section as unknown as TopicSection);
 }
+
+const USER_KEYS = ["token", "tokenSha256", "produce", "consume", "admin"];
+
+/**
+ * A `[user=<name>]` section. The token is kept only as its SHA-256 digest, so a config loaded in
+ * memory (or a file holding `tokenSha256=`) never gives the secret away.
+ */
+function buildUserSection(
+  name: string,
+  entries: readonly { key: string; value: string; line: number }[],
+): UserSection {
+  if (!/^[A-Za-z0-9_.@-]{1,64}$/.test(name)) {
+    throw new ConfigError(
+      `Cannot use user section [user=${name}]: a name is 1-64 letters, digits, '_', '.', '@', '-'`,
+    );
+  }
+  const values = new Map<string, string>();
+  for (const entry of entries) {
+    checkKnown(entry.key, USER_KEYS, `[user=${name}] line ${entry.line}`);
+    values.set(entry.key, entry.value);
+  }
+  const token = values.get("token");
+  const digestHex = values.get("tokenSha256")?.toLowerCase();
+  if ((token === undefined) === (digestHex === undefined)) {
+    throw new ConfigError(`Cannot use [user=${name}]: give exactly one of token= or tokenSha256=`);
+  }
+  if (token !== undefined && !/^[\x21-\x7e]{16,256}$/.test(token)) {
+    throw new ConfigError(
+      `Cannot use the token of [user=${name}]: use 16-256 printable characters without spaces`,
+    );
+  }
+  if (digestHex !== undefined && !/^[0-9a-f]{64}$/.test(digestHex)) {
+    throw new ConfigError(`Cannot use tokenSha256 of [user=${name}]: expected 64 hex digits`);
+  }
+  const tokenSha256 = token !== undefined
+    ? new Uint8Array(createHash("sha256").update(token).digest())
+    : Uint8Array.from(digestHex!.match(/../g)!.map((pair) => parseInt(pair, 16)));
+  const patterns = (key: string) =>
+    (values.get(key) ?? "").split(",").map((part) => part.trim()).filter(Boolean);
+  const admin = values.has("admin") ? boolean(values.get("admin")!, "admin") : false;
+  return Object.freeze({
+    name,
+    tokenSha256,
+    produce: Object.freeze(patterns("produce")),
+    consume: Object.freeze(patterns("consume")),
+    admin,
+  });
+}
+
+/** TLS needs both files; a cluster secret comes from one place only. */
+function checkSecurity(system: SystemConfig): void {
+  if ((system.tlsCertFile === "") !== (system.tlsKeyFile === "")) {
+    throw new ConfigError("Cannot use TLS: give both tlsCertFile and tlsKeyFile");
+  }
+  for (const port of system.tlsPorts.split(",").map((part) => part.trim()).filter(Boolean)) {
+    if (!["client", "http", "peer"].includes(port)) {
+      throw new ConfigError(
+        `Cannot use tlsPorts=${system.tlsPorts}: '${port}' is not client, http or peer`,
+      );
+    }
+  }
+  if (system.clusterSecret !== "" && system.clusterSecretFile !== "") {
+    throw new ConfigError("Cannot use both clusterSecret and clusterSecretFile");
+  }
+  if (system.clusterSecret !== "" && system.clusterSecret.length < 16) {
+    throw new ConfigError("Cannot use clusterSecret: it must be at least 16 characters");
+  }
+}
+
+/** Whether `topic` matches a MetaQ topic pattern (`*` matches any run of characters). */
+export function topicMatches(pattern: string, topic: string): boolean {
+  if (pattern === topic || pattern === "*") return true;
+  if (!pattern.includes("*")) return false;
+  let matcher = PATTERN_CACHE.get(pattern);
+  if (!matcher) {
+    if (PATTERN_CACHE.size >= 1024) PATTERN_CACHE.clear();
+    PATTERN_CACHE.set(pattern, matcher = patternToRegExp(pattern));
+  }
+  return matcher.test(topic);
+}
+
+const PATTERN_CACHE = new Map<string, RegExp>();
 
 /** MetaQ turns `*` into `.*` and matches the whole name; other characters are literal here. */
 function patternToRegExp(pattern: string): RegExp {

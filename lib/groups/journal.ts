@@ -25,7 +25,7 @@
 import process from "node:process";
 import { assert } from "../assert.ts";
 import { crc32 } from "../crc32.ts";
-import { BrokerError, describeError } from "../errors.ts";
+import { BrokerError, describeError, isNoSpace } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { type Deferred, deferred } from "../deferred.ts";
 import { type FileHandle, makeDirDurably, parentDir, type Storage } from "../store/storage.ts";
@@ -117,14 +117,25 @@ export class Journal {
     assert(!this.#compacting, "compaction already running");
     if (this.#failed) throw this.#failed;
     this.#compacting = true;
+    let noSpace: BrokerError | undefined;
     try {
       await this.#syncing;
       const bytes = encodeEntries(bodies, this.options.bodyBytesMax);
       const { storage, path } = this.options;
-      await storage.writeFileAtomic(path, bytes);
-      this.#file.close();
-      this.#file = storage.open(path, { create: false });
-      this.#sizeBytes = bytes.length;
+      try {
+        await storage.writeFileAtomic(path, bytes);
+      } catch (error) {
+        // The old file is untouched: a full disk only postpones the compaction.
+        if (!isNoSpace(error)) throw error;
+        noSpace = new BrokerError("storageFull", `journal ${path}: ${describeError(error)}`, {
+          cause: error,
+        });
+      }
+      if (!noSpace) {
+        this.#file.close();
+        this.#file = storage.open(path, { create: false });
+        this.#sizeBytes = bytes.length;
+      }
     } catch (error) {
       this.#fail(error);
     } finally {
@@ -132,6 +143,7 @@ export class Journal {
       this.#releaseHeld();
     }
     if (this.#failed) throw this.#failed;
+    if (noSpace) throw noSpace;
   }
 
   async close(): Promise<void> {
@@ -147,6 +159,15 @@ export class Journal {
       this.#file.write([bytes], this.#sizeBytes);
       this.#sizeBytes += bytes.length;
     } catch (error) {
+      if (isNoSpace(error) && this.#cutBack()) {
+        // A full disk is refused, not fatal: nothing was synced past #sizeBytes, the partial
+        // write is cut, and appends work again once there is room (replication.md 5.2).
+        return Promise.reject(
+          new BrokerError("storageFull", `journal ${this.options.path}: ${describeError(error)}`, {
+            cause: error,
+          }),
+        );
+      }
       this.#fail(error);
       return Promise.reject(this.#failed);
     }
@@ -187,6 +208,16 @@ export class Journal {
     for (const { bytes, done } of held) {
       if (this.#failed) done.reject(this.#failed);
       else this.#writeAndSync(bytes).then(done.resolve, done.reject);
+    }
+  }
+
+  /** Cuts a partial write off the end of the file; false when even that fails. */
+  #cutBack(): boolean {
+    try {
+      this.#file.truncate(this.#sizeBytes);
+      return true;
+    } catch {
+      return false;
     }
   }
 

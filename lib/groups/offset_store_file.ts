@@ -108,8 +108,14 @@ export class FileOffsetStore implements OffsetStore {
     if (entries.length > ENTRIES_PER_BODY_MAX) {
       throw new BrokerError("badRequest", `more than ${ENTRIES_PER_BODY_MAX} offsets in one batch`);
     }
+    const previous = entries.map((entry) => this.#offsets.get(offsetKeyText(entry)));
     this.#apply(entries);
-    await this.#journal.append([encodeBody(kind, entries)]);
+    try {
+      await this.#journal.append([encodeBody(kind, entries)]);
+    } catch (error) {
+      this.#undo(entries, previous);
+      throw error;
+    }
     this.#compactIfGrown();
   }
 
@@ -118,6 +124,21 @@ export class FileOffsetStore implements OffsetStore {
       const entry = { group, topic, partition, offset };
       this.#offsets.set(offsetKeyText(entry), entry);
     }
+  }
+
+  /**
+   * A write that failed (a full disk) did not happen: memory goes back to what the journal
+   * holds, except where a later write already moved an entry on.
+   */
+  #undo(entries: readonly OffsetEntry[], previous: readonly (OffsetEntry | undefined)[]): void {
+    entries.forEach((entry, index) => {
+      const key = offsetKeyText(entry);
+      const now = this.#offsets.get(key);
+      if (now?.offset !== entry.offset) return;
+      const before = previous[index];
+      if (before) this.#offsets.set(key, before);
+      else this.#offsets.delete(key);
+    });
   }
 
   #replay(body: Uint8Array, path: string): void {

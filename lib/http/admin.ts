@@ -22,6 +22,8 @@ import type { LogRing } from "../log_ring.ts";
 import type { AdminContext } from "./context.ts";
 import { DASHBOARD_HTML } from "./dashboard_page.ts";
 import { registerGroupRoutes } from "./group_routes.ts";
+import type { AccessControl } from "../security/access.ts";
+import { bearerAuth } from "./auth.ts";
 import { handleMetaqPlugin } from "./metaq_plugin.ts";
 import { FsyncHistogram } from "./metrics.ts";
 import { registerOpsRoutes } from "./ops_routes.ts";
@@ -45,6 +47,8 @@ export interface AdminOptions {
   readonly heartbeatMs?: number;
   readonly snapshotIntervalMs?: number;
   readonly streamsMax?: number;
+  /** Users and permissions; with users, every route but `/` and the probes needs a token. */
+  readonly access?: AccessControl;
 }
 
 export function createAdminApp(broker: Broker, options: AdminOptions = {}): Hono {
@@ -79,6 +83,7 @@ export function createAdminApp(broker: Broker, options: AdminOptions = {}): Hono
     return errorResponse(new BrokerError("internal", describeError(error)));
   });
 
+  if (options.access?.enabled) app.use("*", bearerAuth(options.access, broker));
   app.get("/", () =>
     new Response(DASHBOARD_HTML, {
       headers: { "content-type": "text/html; charset=utf-8", "cache-control": "no-cache" },

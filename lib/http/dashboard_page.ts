@@ -137,6 +137,7 @@ button:disabled { opacity: .45; cursor: default; }
   tr.part td:first-child { padding-left: 18px; }
   .hide-sm { display: none; }
 }
+  .login { margin: 14px; }
 </style>
 </head>
 <body>
@@ -152,6 +153,15 @@ button:disabled { opacity: .45; cursor: default; }
       <span id="live-text" class="meta">offline</span></span>
   </div>
 </header>
+
+<form id="login" class="panel login" hidden>
+  <h2>Sign in <small>this broker asks for a token (kept in this browser)</small></h2>
+  <div class="controls">
+    <label>Token <input id="login-token" type="password" autocomplete="current-password"></label>
+    <button class="primary" type="submit" id="login-go">Use token</button>
+    <span id="login-status" class="meta"></span>
+  </div>
+</form>
 
 <main id="overview">
   <section class="cards" id="cards"></section>
@@ -210,6 +220,21 @@ button:disabled { opacity: .45; cursor: default; }
   'use strict';
   var state = { snapshot: null, open: {}, browse: { offsets: [], page: null } };
   function $(id) { return document.getElementById(id); }
+  // A broker with users wants 'Authorization: Bearer <token>' on every request but the page.
+  var token = '';
+  try { token = localStorage.getItem('metaq.token') || ''; } catch (e) { token = ''; }
+  function authHeaders() { return token ? { authorization: 'Bearer ' + token } : {}; }
+  function askToken() {
+    $('login').hidden = false;
+    $('login-status').textContent = token ? 'That token was refused.' : '';
+    setLive(false);
+  }
+  function api(url) {
+    return fetch(url, { headers: authHeaders() }).then(function (response) {
+      if (response.status === 401) askToken();
+      return response;
+    });
+  }
   function esc(value) {
     return String(value).replace(/[&<>"']/g, function (c) {
       return { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c];
@@ -433,15 +458,46 @@ button:disabled { opacity: .45; cursor: default; }
     $('live-text').textContent = on ? 'live' : 'reconnecting';
   }
 
+  // The event stream is read with fetch (EventSource cannot send a token).
+  var stream = null;
   function connect() {
-    var source = new EventSource('/v1/events');
-    source.addEventListener('snapshot', function (event) {
-      state.snapshot = JSON.parse(event.data);
-      setLive(true);
-      render();
+    if (stream) stream.abort();
+    var controller = new AbortController();
+    stream = controller;
+    fetch('/v1/events', { headers: authHeaders(), signal: controller.signal })
+      .then(function (response) {
+        if (response.status === 401) { askToken(); return; }
+        if (!response.ok || !response.body) throw new Error('HTTP ' + response.status);
+        setLive(true);
+        var reader = response.body.getReader(), decoder = new TextDecoder(), buffer = '';
+        function pump() {
+          return reader.read().then(function (chunk) {
+            if (chunk.done) throw new Error('the stream ended');
+            buffer += decoder.decode(chunk.value, { stream: true });
+            var events = buffer.split('\n\n');
+            buffer = events.pop();
+            events.forEach(handleEvent);
+            return pump();
+          });
+        }
+        return pump();
+      }).catch(function () {
+        if (controller.signal.aborted) return;
+        setLive(false);
+        setTimeout(function () { if (stream === controller) connect(); }, 2000);
+      });
+  }
+
+  function handleEvent(text) {
+    var name = 'message', data = [];
+    text.split('\n').forEach(function (line) {
+      if (line.indexOf('event:') === 0) name = line.slice(6).trim();
+      else if (line.indexOf('data:') === 0) data.push(line.slice(5).replace(/^ /, ''));
     });
-    source.addEventListener('open', function () { setLive(true); });
-    source.addEventListener('error', function () { setLive(false); });
+    if (name !== 'snapshot' || data.length === 0) return;
+    state.snapshot = JSON.parse(data.join('\n'));
+    setLive(true);
+    render();
   }
 
   $('topics').addEventListener('click', function (event) {
@@ -488,7 +544,7 @@ button:disabled { opacity: .45; cursor: default; }
       '/messages?max=' + $('b-max').value + (offset === '' || offset === null ? '' :
       '&offset=' + encodeURIComponent(offset));
     $('b-status').textContent = 'Loading...';
-    fetch(url).then(function (response) {
+    api(url).then(function (response) {
       return response.json().then(function (body) { return { ok: response.ok, body: body }; });
     }).then(function (result) {
       if (!result.ok) throw new Error(result.body.error ? result.body.error.message : 'failed');
@@ -575,13 +631,26 @@ button:disabled { opacity: .45; cursor: default; }
   }
   window.addEventListener('hashchange', route);
 
-  fetch('/v1/overview').then(function (r) { return r.json(); }).then(function (s) {
-    if (!state.snapshot) state.snapshot = s;
-    render();
+  function start() {
+    api('/v1/overview').then(function (r) {
+      if (!r.ok) throw new Error('HTTP ' + r.status);
+      return r.json();
+    }).then(function (s) {
+      if (!state.snapshot) state.snapshot = s;
+      render();
+      route();
+    }).catch(function () {});
     route();
-  }).catch(function () {});
-  route();
-  connect();
+    connect();
+  }
+  $('login').addEventListener('submit', function (event) {
+    event.preventDefault();
+    token = $('login-token').value.trim();
+    try { localStorage.setItem('metaq.token', token); } catch (e) { /* private mode */ }
+    $('login').hidden = true;
+    start();
+  });
+  start();
 })();
 </script>
 </body>

@@ -99,6 +99,30 @@ const BROKER_METRICS: readonly [string, string, string, (input: MetricsInput) =>
     (input) => input.broker.stats.counters.putFailed,
   ],
   [
+    "metaq_auth_failures_total",
+    "counter",
+    "Refused authentications and requests made without one (TCP and HTTP).",
+    (input) => input.broker.stats.counters.authFailures,
+  ],
+  [
+    "metaq_auth_denied_total",
+    "counter",
+    "Requests refused because the user lacks the permission.",
+    (input) => input.broker.stats.counters.authDenied,
+  ],
+  [
+    "metaq_connections_refused_total",
+    "counter",
+    "Client connections refused by maxConnections or maxConnectionsPerIp.",
+    (input) => input.broker.stats.counters.connectionsRefused,
+  ],
+  [
+    "metaq_connections_timed_out_total",
+    "counter",
+    "Client connections closed by idleTimeoutMs or frameTimeoutMs.",
+    (input) => input.broker.stats.counters.connectionsTimedOut,
+  ],
+  [
     "metaq_put_bytes_total",
     "counter",
     "Message data bytes accepted by put.",

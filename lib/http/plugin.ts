@@ -8,6 +8,8 @@ import { HTTP_BODY_BYTES_MAX } from "../limits.ts";
 import type { LogRing } from "../log_ring.ts";
 import { type HttpServer, serveHttp } from "../runtime/http_server.ts";
 import type { BrokerPlugin, RunningBroker } from "../server/start_broker.ts";
+import { AccessControl } from "../security/access.ts";
+import { tlsFor } from "../security/tls.ts";
 import { createAdminApp } from "./admin.ts";
 import type { ClusterView, GroupsView } from "./views.ts";
 
@@ -40,12 +42,14 @@ export function httpPlugin(options: HttpPluginOptions = {}): BrokerPlugin {
         recentLog: options.recentLog,
         clock: running.clock,
         signal: shutdown.signal,
+        access: new AccessControl(running.config.users),
       });
       server = await listen({
         fetch: app.fetch,
         host,
         port: dashboardHttpPort,
         engine: options.engine,
+        tls: tlsFor(running.config.system, "http"),
       });
       running.facts.set("httpPort", server.port);
     },
@@ -64,6 +68,7 @@ async function listen(options: {
   host: string;
   port: number;
   engine?: "auto" | "node";
+  tls?: { cert: string; key: string };
 }): Promise<HttpServer> {
   try {
     return await serveHttp({ ...options, bodyBytesMax: HTTP_BODY_BYTES_MAX * 2 });

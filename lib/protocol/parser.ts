@@ -89,6 +89,11 @@ export class Parser {
     return this.#buffer.length + this.#partsBytes;
   }
 
+  /** Whether a frame has begun and not ended (a partial line, body or skipped body). */
+  get inFrame(): boolean {
+    return this.#pending !== undefined || this.#buffer.length > 0 || this.#partsBytes > 0;
+  }
+
   /** Feeds bytes; returns every command completed by them. After an error, returns it again. */
   push(chunk: Uint8Array): ParseResult {
     if (this.#failed) return { commands: [], error: this.#failed };

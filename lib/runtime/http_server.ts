@@ -20,13 +20,15 @@ export interface HttpServerOptions {
   readonly bodyBytesMax: number;
   /** `auto` uses Bun.serve when running on Bun; `node` forces the portable node:http bridge. */
   readonly engine?: "auto" | "node";
+  /** Serve HTTPS with this PEM certificate chain and key. */
+  readonly tls?: { readonly cert: string; readonly key: string };
 }
 
 export interface HttpServer {
   /** Port actually bound. */
   readonly port: number;
-  /** Which implementation serves: `bun` or `node:http`. */
-  readonly engine: "bun" | "node:http";
+  /** Which implementation serves: `bun`, `node:http` or (with TLS) `node:https`. */
+  readonly engine: "bun" | "node:http" | "node:https";
   /** Stops accepting and closes every open connection, streams included. */
   close(): Promise<void>;
 }

@@ -15,6 +15,7 @@ interface BunGlobal {
     port: number;
     idleTimeout: number;
     maxRequestBodySize: number;
+    tls?: { cert: string; key: string };
     fetch(request: Request): Response | Promise<Response>;
   }): BunServer;
 }
@@ -35,6 +36,7 @@ export function serveWithBun(options: HttpServerOptions): Promise<HttpServer> {
       port: options.port,
       idleTimeout: IDLE_TIMEOUT_SECONDS,
       maxRequestBodySize: options.bodyBytesMax,
+      ...(options.tls ? { tls: { cert: options.tls.cert, key: options.tls.key } } : {}),
       fetch: (request) => options.fetch(request),
     });
   } catch (error) {

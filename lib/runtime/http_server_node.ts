@@ -6,6 +6,7 @@
  * how an event stream learns to stop).
  */
 import * as http from "node:http";
+import * as https from "node:https";
 import type * as net from "node:net";
 import type { HttpServer, HttpServerOptions } from "./http_server.ts";
 
@@ -14,9 +15,12 @@ const BODY_BUFFER_BYTES = 64 * 1024;
 
 export function serveWithNodeHttp(options: HttpServerOptions): Promise<HttpServer> {
   const sockets = new Set<net.Socket>();
-  const server = http.createServer((request, response) => {
+  const handler = (request: http.IncomingMessage, response: http.ServerResponse) => {
     void bridge(options, request, response);
-  });
+  };
+  const server = options.tls
+    ? https.createServer({ cert: options.tls.cert, key: options.tls.key }, handler)
+    : http.createServer(handler);
   server.on("connection", (socket: net.Socket) => {
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
@@ -29,7 +33,7 @@ export function serveWithNodeHttp(options: HttpServerOptions): Promise<HttpServe
       let closing: Promise<void> | undefined;
       resolve({
         port: (server.address() as net.AddressInfo).port,
-        engine: "node:http",
+        engine: options.tls ? "node:https" : "node:http",
         close: () =>
           closing ??= new Promise((done) => {
             server.close(() => done());

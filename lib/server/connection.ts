@@ -5,8 +5,10 @@
  * error, quit). No socket here: the transport gives `send`, `close` and `pause/resume`.
  */
 import type { Reply, RequestContext } from "../broker/broker.ts";
+import type { Command } from "../protocol/commands.ts";
 import { encodeResult } from "../protocol/encoder.ts";
 import { Parser } from "../protocol/parser.ts";
+import { AUTH_SPEC, AUTH_VERB, type Gate } from "../security/gate.ts";
 import type { Router } from "./router.ts";
 
 export interface Transport {
@@ -19,6 +21,8 @@ export interface Transport {
   /** Stop and restart reading from the peer (backpressure). */
   pause(): void;
   resume(): void;
+  /** Reply bytes sent and not yet taken by the peer. */
+  bufferedBytes?(): number;
 }
 
 export interface ConnectionOptions {
@@ -29,6 +33,12 @@ export interface ConnectionOptions {
   readonly bodyBytesMax: number;
   /** Unanswered requests at which reading pauses. */
   readonly pendingMax: number;
+  /** Reply bytes waiting for the peer at which reading pauses (default: no bound). */
+  readonly outputBytesMax?: number;
+  /** Longest command line, CRLF included (default COMMAND_LINE_BYTES_MAX). */
+  readonly lineBytesMax?: number;
+  /** Authentication and permissions; every request passes it before the router. */
+  readonly gate?: Gate;
   readonly onDecodeError: (reason: string) => void;
 }
 
@@ -41,15 +51,40 @@ export class Connection {
   #closed = false;
   /** Replies gathered this turn: result lines as text (encoded together), value frames as bytes. */
   #output: (string | Uint8Array)[] = [];
+  #outputBytes = 0;
   #flushScheduled = false;
+  /**
+   * Requests decoded and not yet dispatched because the connection is backed up. One chunk read
+   * from the socket may hold thousands of small requests; they wait here instead of each
+   * producing a reply at once, so replies never pile up past the bounds.
+   */
+  #backlog: Command[] = [];
+  #dispatching = false;
 
   constructor(options: ConnectionOptions) {
     this.#options = options;
     this.context = options.context;
     this.#parser = new Parser({
       bodyBytesMax: options.bodyBytesMax,
-      extensions: options.router.extensionSpecs,
+      extensions: new Map([...options.router.extensionSpecs, [AUTH_VERB, AUTH_SPEC]]),
+      lineBytesMax: options.lineBytesMax,
     });
+  }
+
+  /** Whether a request has begun arriving and not ended (for the half-sent-frame timeout). */
+  get inFrame(): boolean {
+    return this.#parser.inFrame;
+  }
+
+  /** Whether reading is paused (too many requests unanswered, or replies not taken). */
+  get paused(): boolean {
+    return this.#paused;
+  }
+
+  /** The peer took buffered replies (the socket drained): carry on with waiting requests. */
+  unblock(): void {
+    this.#dispatchBacklog();
+    this.#applyBackpressure();
   }
 
   /** Requests read and not yet answered. */
@@ -65,30 +100,74 @@ export class Connection {
   receive(chunk: Uint8Array): void {
     if (this.#closed) return;
     const { commands, error } = this.#parser.push(chunk);
-    const router = this.#options.router;
-    for (const command of commands) {
-      if (this.#closed) return;
-      if (command.kind === "quit") {
-        this.#flush();
-        this.close("quit");
-        return;
-      }
-      if (command.kind === "result" || command.kind === "value") continue;
-      if (command.kind === "transaction" && command.type === "END") {
-        router.dispatch(command, this.context, () => {}); // one-way in MetaQ: never answered
-        continue;
-      }
-      this.#pending += 1;
-      const opaque = command.opaque;
-      router.dispatch(command, this.context, (reply) => this.#reply(reply, opaque));
-    }
-    if (error) {
+    for (const command of commands) this.#backlog.push(command);
+    this.#dispatchBacklog();
+    if (error && !this.#closed) {
       this.#options.onDecodeError(error.message);
       this.#flush();
       this.close("decode error");
       return;
     }
     this.#applyBackpressure();
+  }
+
+  /** Dispatches waiting requests in order until the connection is backed up. */
+  #dispatchBacklog(): void {
+    if (this.#dispatching) return; // a reply given during dispatch: the loop below carries on
+    this.#dispatching = true;
+    try {
+      let next = 0;
+      while (next < this.#backlog.length && !this.#closed && !this.#backedUp()) {
+        this.#dispatch(this.#backlog[next++]);
+      }
+      this.#backlog = next === this.#backlog.length ? [] : this.#backlog.slice(next);
+    } finally {
+      this.#dispatching = false;
+    }
+  }
+
+  #backedUp(): boolean {
+    const outputMax = this.#options.outputBytesMax ?? Infinity;
+    const buffered = this.#outputBytes + (this.#options.transport.bufferedBytes?.() ?? 0);
+    return this.#pending >= this.#options.pendingMax || buffered > outputMax;
+  }
+
+  #dispatch(command: Command): void {
+    const router = this.#options.router;
+    if (command.kind === "quit") {
+      this.#flush();
+      this.close("quit");
+      return;
+    }
+    if (command.kind === "result" || command.kind === "value") return;
+    if (this.#options.gate && !this.#admit(command)) return;
+    if (command.kind === "transaction" && command.type === "END") {
+      router.dispatch(command, this.context, () => {}); // one-way in MetaQ: never answered
+      return;
+    }
+    this.#pending += 1;
+    const opaque = command.opaque;
+    router.dispatch(command, this.context, (reply) => this.#reply(reply, opaque));
+  }
+
+  /**
+   * Asks the gate about `command`: true lets it through; otherwise the gate's answer is sent
+   * (and the connection closed when the gate says so).
+   */
+  #admit(command: Command): boolean {
+    const verdict = this.#options.gate!.check(command);
+    if (verdict.kind === "pass") return true;
+    const oneWay = command.kind === "quit" ||
+      (command.kind === "transaction" && command.type === "END");
+    if (verdict.reply && !oneWay) {
+      this.#pending += 1;
+      this.#reply(verdict.reply, command.opaque);
+    }
+    if (verdict.close) {
+      this.#flush();
+      this.close("authentication failed");
+    }
+    return false;
   }
 
   /** Closes the connection; replies still in flight are dropped. */
@@ -101,18 +180,19 @@ export class Connection {
   #reply(reply: Reply, opaque: number): void {
     this.#pending -= 1;
     if (this.#closed) return;
-    this.#output.push(
-      reply.kind === "frame"
-        ? reply.bytes
-        : reply.ascii && typeof reply.text === "string"
-        ? `result ${reply.code} ${reply.text.length} ${opaque}\r\n${reply.text}`
-        : resultText(reply.code, reply.text, opaque),
-    );
+    const bytes = reply.kind === "frame"
+      ? reply.bytes
+      : reply.ascii && typeof reply.text === "string"
+      ? `result ${reply.code} ${reply.text.length} ${opaque}\r\n${reply.text}`
+      : resultText(reply.code, reply.text, opaque);
+    this.#output.push(bytes);
+    this.#outputBytes += bytes.length;
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
       queueMicrotask(() => this.#flush());
     }
-    if (this.#paused) this.#applyBackpressure();
+    if (this.#backlog.length > 0 && !this.#dispatching) queueMicrotask(() => this.unblock());
+    else if (this.#paused) this.#applyBackpressure();
   }
 
   /** Sends replies gathered in this turn as one write: acks of a group commit go out together. */
@@ -121,6 +201,7 @@ export class Connection {
     if (this.#output.length === 0 || this.#closed) return;
     const output = this.#output;
     this.#output = [];
+    this.#outputBytes = 0;
     let text = "";
     for (const part of output) {
       if (typeof part === "string") {
@@ -132,14 +213,20 @@ export class Connection {
       this.#options.transport.send(part);
     }
     if (text !== "") this.#options.transport.send(encoder.encode(text));
+    // Replies held here counted against the bound; now the socket holds them (and says
+    // `drain` if it is full), so waiting requests may go on.
+    if (this.#backlog.length > 0) this.unblock();
   }
 
+  /** Reading stops while requests wait in the backlog or too many are unanswered. */
   #applyBackpressure(): void {
+    if (this.#closed) return;
     const max = this.#options.pendingMax;
-    if (!this.#paused && this.#pending >= max) {
+    const stop = this.#backlog.length > 0 || this.#pending >= max;
+    if (!this.#paused && stop) {
       this.#paused = true;
       this.#options.transport.pause();
-    } else if (this.#paused && this.#pending <= max / 2) {
+    } else if (this.#paused && this.#backlog.length === 0 && this.#pending <= max / 2) {
       this.#paused = false;
       this.#options.transport.resume();
     }

@@ -15,6 +15,8 @@ import { MessageStore } from "../store/message_store.ts";
 import type { Storage } from "../store/storage.ts";
 import { FileStorage } from "../store/storage_file.ts";
 import { instrumentationFromEnv, instrumentStorage } from "../store/storage_journal.ts";
+import { AccessControl } from "../security/access.ts";
+import { tlsFor } from "../security/tls.ts";
 import { Router } from "./router.ts";
 import { TcpServer } from "./tcp_server.ts";
 
@@ -101,12 +103,23 @@ export async function startBroker(options: StartOptions): Promise<RunningBroker>
       await plugin.start(running);
       started.push(plugin);
     }
+    const system = config.system;
     server = new TcpServer({
       router,
-      host: config.system.host,
-      port: config.system.serverPort,
+      host: system.host,
+      port: system.serverPort,
       logger,
-      bodyBytesMax: config.system.maxMessageSize,
+      bodyBytesMax: system.maxMessageSize,
+      pendingMax: system.maxPendingRequests,
+      outputBytesMax: system.maxConnectionBufferBytes,
+      connectionsMax: system.maxConnections,
+      connectionsPerIpMax: system.maxConnectionsPerIp,
+      lineBytesMax: system.maxCommandLineBytes,
+      idleTimeoutMs: system.idleTimeoutMs,
+      frameTimeoutMs: system.frameTimeoutMs,
+      access: new AccessControl(config.users),
+      maxAuthFailures: system.maxAuthFailures,
+      tls: tlsFor(system, "client"),
     });
     broker.connectionCount = () => server?.connectionCount ?? 0;
     running.port = await server.listen();

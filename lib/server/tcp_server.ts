@@ -1,14 +1,32 @@
 /**
- * @module TCP server for the client port (node:net, so it runs on Bun, Deno and Node). Accepts
- * connections, wraps each socket as a Connection's transport, and applies the per-connection
- * bounds: reading stops while too many requests are unanswered or too many reply bytes wait
- * for a slow reader, so a client can never make the broker buffer without limit.
+ * @module TCP server for the client port (node:net, or node:tls when a certificate is given; both
+ * run on Bun, Deno and Node). Accepts connections, wraps each socket as a Connection's transport,
+ * and applies the bounds that keep a client from holding resources without end:
+ *
+ * | bound                              | when exceeded                                        |
+ * | ---------------------------------- | ---------------------------------------------------- |
+ * | connectionsMax, connectionsPerIpMax| the new connection is closed at once, logged, counted |
+ * | pendingMax (unanswered requests)   | reading pauses until half of them are answered        |
+ * | outputBytesMax (replies buffered)  | reading pauses until the peer reads                   |
+ * | lineBytesMax, bodyBytesMax         | the parser refuses (see lib/protocol/parser.ts)       |
+ * | idleTimeoutMs                      | silent with nothing pending: closed                   |
+ * | frameTimeoutMs                     | a frame or TLS handshake left unfinished: closed      |
+ *
+ * Every request passes the connection's Gate (authentication, permissions) first.
  */
 import * as net from "node:net";
+import * as tls from "node:tls";
 import type { RequestContext } from "../broker/broker.ts";
 import { printable } from "../config/names.ts";
-import { OUTPUT_BYTES_PER_CONNECTION_MAX, PENDING_REQUESTS_PER_CONNECTION_MAX } from "../limits.ts";
+import {
+  AUTH_FAILURES_MAX,
+  OUTPUT_BYTES_PER_CONNECTION_MAX,
+  PENDING_REQUESTS_PER_CONNECTION_MAX,
+} from "../limits.ts";
 import type { Logger } from "../log.ts";
+import { AccessControl } from "../security/access.ts";
+import { Gate } from "../security/gate.ts";
+import type { TlsFiles } from "../security/tls.ts";
 import { Connection } from "./connection.ts";
 import type { Router } from "./router.ts";
 
@@ -21,21 +39,61 @@ export interface TcpServerOptions {
   readonly pendingMax?: number;
   readonly outputBytesMax?: number;
   readonly connectionsMax?: number;
+  readonly connectionsPerIpMax?: number;
+  readonly lineBytesMax?: number;
+  /** 0 or absent: never. */
+  readonly idleTimeoutMs?: number;
+  readonly frameTimeoutMs?: number;
+  /** Users and permissions; absent or empty: no authentication. */
+  readonly access?: AccessControl;
+  readonly maxAuthFailures?: number;
+  /** Serve TLS with this certificate and key. */
+  readonly tls?: TlsFiles;
 }
+
+interface Tracked {
+  readonly socket: net.Socket;
+  readonly ip: string;
+  connection: Connection | undefined;
+  lastActivityMs: number;
+  /** When the current unfinished frame (or the TLS handshake) began. */
+  frameStartedMs: number | undefined;
+}
+
+/** How often the timeouts are checked, at most. */
+const TIMER_MS_MAX = 1000;
 
 export class TcpServer {
   readonly #options: TcpServerOptions;
   readonly #server: net.Server;
-  readonly #sockets = new Set<net.Socket>();
+  readonly #tracked = new Map<net.Socket, Tracked>();
+  readonly #perIp = new Map<string, number>();
+  readonly #access: AccessControl;
+  #timer: ReturnType<typeof setInterval> | undefined;
   #nextId = 1;
 
   constructor(options: TcpServerOptions) {
     this.#options = options;
-    this.#server = net.createServer({ noDelay: true }, (socket) => this.#accept(socket));
+    this.#access = options.access ?? new AccessControl([]);
+    if (options.tls) {
+      const server = tls.createServer({
+        cert: options.tls.cert,
+        key: options.tls.key,
+        // The frame timer closes slow handshakes; this is the runtime's own backstop.
+        handshakeTimeout: options.frameTimeoutMs || 120_000,
+      }, (socket) => this.#secured(socket));
+      server.on("connection", (socket: net.Socket) => this.#admit(socket, true));
+      server.on("tlsClientError", () => {}); // a failed handshake closes that socket only
+      this.#server = server;
+    } else {
+      this.#server = net.createServer({ noDelay: true }, (socket) => {
+        if (this.#admit(socket, false)) this.#serve(socket, socket);
+      });
+    }
   }
 
   get connectionCount(): number {
-    return this.#sockets.size;
+    return this.#tracked.size;
   }
 
   /** Starts listening; resolves with the bound port (useful with port 0). */
@@ -44,6 +102,7 @@ export class TcpServer {
       this.#server.once("error", reject);
       this.#server.listen(this.#options.port, this.#options.host, () => {
         this.#server.off("error", reject);
+        this.#startTimer();
         resolve((this.#server.address() as net.AddressInfo).port);
       });
     });
@@ -51,56 +110,108 @@ export class TcpServer {
 
   /** Stops accepting, closes every connection, and resolves when the listener is closed. */
   close(): Promise<void> {
-    for (const socket of this.#sockets) socket.destroy();
+    if (this.#timer) clearInterval(this.#timer);
+    for (const socket of this.#tracked.keys()) socket.destroy();
     return new Promise((resolve) => this.#server.close(() => resolve()));
   }
 
-  #accept(socket: net.Socket): void {
-    const { logger, router } = this.#options;
-    const peer = `${socket.remoteAddress}:${socket.remotePort}`;
+  /** Counts a new raw connection against the limits; false when it was refused and closed. */
+  #admit(socket: net.Socket, handshaking: boolean): boolean {
+    const { logger } = this.#options;
+    const ip = socket.remoteAddress ?? "unknown";
     const connectionsMax = this.#options.connectionsMax ?? Infinity;
-    if (this.#sockets.size >= connectionsMax) {
+    const perIpMax = this.#options.connectionsPerIpMax ?? Infinity;
+    const fromIp = this.#perIp.get(ip) ?? 0;
+    if (this.#tracked.size >= connectionsMax || fromIp >= perIpMax) {
+      const perIp = this.#tracked.size < connectionsMax;
       logger.log("warn", "Refusing connection: too many connections", {
-        peer,
-        limit: connectionsMax,
+        peer: `${ip}:${socket.remotePort}`,
+        limit: perIp ? `maxConnectionsPerIp=${perIpMax}` : `maxConnections=${connectionsMax}`,
       });
+      this.#options.router.broker.stats.counters.connectionsRefused += 1;
+      socket.on("error", () => {});
       socket.destroy();
-      return;
+      return false;
     }
-    this.#sockets.add(socket);
+    const now = performance.now();
+    this.#tracked.set(socket, {
+      socket,
+      ip,
+      connection: undefined,
+      lastActivityMs: now,
+      frameStartedMs: handshaking ? now : undefined,
+    });
+    this.#perIp.set(ip, fromIp + 1);
+    socket.on("error", (error) =>
+      logger.log("debug", "Connection error", {
+        peer: `${ip}:${socket.remotePort}`,
+        reason: error.message,
+      }));
+    socket.once("close", () => {
+      this.#tracked.delete(socket);
+      const left = (this.#perIp.get(ip) ?? 1) - 1;
+      if (left === 0) this.#perIp.delete(ip);
+      else this.#perIp.set(ip, left);
+    });
+    return true;
+  }
+
+  /**
+   * A TLS connection finished its handshake. Node and Deno announced the raw socket it wraps
+   * (`_parent`); Bun announced the TLS socket itself.
+   */
+  #secured(socket: tls.TLSSocket): void {
+    const raw = (socket as unknown as { _parent?: net.Socket })._parent;
+    if (raw && this.#tracked.has(raw)) return this.#serve(socket, raw);
+    if (this.#tracked.has(socket)) return this.#serve(socket, socket);
+    if (this.#admit(socket, false)) this.#serve(socket, socket);
+  }
+
+  /** Wires `socket` (plain or TLS) to a Connection; `key` is what #tracked knows it by. */
+  #serve(socket: net.Socket, key: net.Socket): void {
+    const tracked = this.#tracked.get(key);
+    if (!tracked) return void socket.destroy();
+    const { logger, router } = this.#options;
+    const peer = `${tracked.ip}:${socket.remotePort}`;
     socket.setNoDelay(true);
+    tracked.frameStartedMs = undefined;
     const context: RequestContext = { connectionId: this.#nextId++, peer };
     const outputMax = this.#options.outputBytesMax ?? OUTPUT_BYTES_PER_CONNECTION_MAX;
-    let pausedForRequests = false;
-    let pausedForOutput = false;
-    const updateReading = () => {
-      if (pausedForRequests || pausedForOutput) socket.pause();
-      else socket.resume();
-    };
+    const counters = router.broker.stats.counters;
+    const gate = new Gate(this.#access, {
+      onUnauthorized: ({ user, reason, closing }) => {
+        counters.authFailures += 1;
+        logger.log("warn", "Refusing request: not authenticated", {
+          peer,
+          user: user === undefined ? undefined : printable(user, 64),
+          reason,
+          closing,
+        });
+      },
+      onForbidden: ({ user, reason }) => {
+        counters.authDenied += 1;
+        logger.log("warn", "Refusing request: not permitted", { peer, user, reason });
+      },
+    }, this.#options.maxAuthFailures ?? AUTH_FAILURES_MAX);
     const connection = new Connection({
       router,
       context,
       bodyBytesMax: this.#options.bodyBytesMax,
       pendingMax: this.#options.pendingMax ?? PENDING_REQUESTS_PER_CONNECTION_MAX,
+      outputBytesMax: outputMax,
+      lineBytesMax: this.#options.lineBytesMax,
+      gate,
       transport: {
         send: (bytes) => {
           if (socket.destroyed) return;
           socket.write(bytes);
-          if (!pausedForOutput && socket.writableLength > outputMax) {
-            pausedForOutput = true;
-            updateReading();
-          }
+          tracked.lastActivityMs = performance.now();
         },
         end: () => socket.end(),
         destroy: () => socket.destroy(),
-        pause: () => {
-          pausedForRequests = true;
-          updateReading();
-        },
-        resume: () => {
-          pausedForRequests = false;
-          updateReading();
-        },
+        pause: () => socket.pause(),
+        resume: () => socket.resume(),
+        bufferedBytes: () => socket.writableLength,
       },
       onDecodeError: (reason) =>
         logger.log("warn", "Closing connection: malformed request", {
@@ -108,21 +219,55 @@ export class TcpServer {
           reason: printable(reason, 120),
         }),
     });
-    socket.on("data", (chunk: Uint8Array) => connection.receive(chunk));
-    socket.on("drain", () => {
-      if (pausedForOutput) {
-        pausedForOutput = false;
-        updateReading();
-      }
+    tracked.connection = connection;
+    socket.on("data", (chunk: Uint8Array) => {
+      const now = performance.now();
+      tracked.lastActivityMs = now;
+      connection.receive(chunk);
+      if (!connection.inFrame) tracked.frameStartedMs = undefined;
+      else tracked.frameStartedMs ??= now;
     });
-    socket.on(
-      "error",
-      (error) => logger.log("debug", "Connection error", { peer, reason: error.message }),
-    );
+    socket.on("drain", () => connection.unblock());
+    if (socket !== key) socket.on("error", () => {});
     socket.on("close", () => {
-      this.#sockets.delete(socket);
+      if (socket !== key) key.destroy();
       connection.close("peer closed");
       router.connectionClosed(context);
     });
+  }
+
+  #startTimer(): void {
+    const idleMs = this.#options.idleTimeoutMs ?? 0;
+    const frameMs = this.#options.frameTimeoutMs ?? 0;
+    const shortest = Math.min(idleMs || Infinity, frameMs || Infinity);
+    if (shortest === Infinity) return;
+    this.#timer = setInterval(
+      () => this.#expire(idleMs, frameMs),
+      Math.max(10, Math.min(TIMER_MS_MAX, shortest / 4)),
+    );
+    (this.#timer as { unref?: () => void }).unref?.();
+  }
+
+  /** Closes connections that stayed idle, or left a frame unfinished, for too long. */
+  #expire(idleMs: number, frameMs: number): void {
+    const now = performance.now();
+    for (const tracked of this.#tracked.values()) {
+      const connection = tracked.connection;
+      // While reading is paused, a half-read frame is the broker's doing, not the client's.
+      const reading = connection === undefined || !connection.paused;
+      const frameExpired = frameMs > 0 && reading && tracked.frameStartedMs !== undefined &&
+        now - tracked.frameStartedMs > frameMs;
+      const idleExpired = idleMs > 0 && (connection?.pending ?? 0) === 0 &&
+        now - tracked.lastActivityMs > idleMs;
+      if (!frameExpired && !idleExpired) continue;
+      this.#options.router.broker.stats.counters.connectionsTimedOut += 1;
+      this.#options.logger.log("info", "Closing connection: timed out", {
+        peer: `${tracked.ip}:${tracked.socket.remotePort}`,
+        reason: frameExpired
+          ? `frame unfinished for more than frameTimeoutMs=${frameMs}`
+          : `idle for more than idleTimeoutMs=${idleMs}`,
+      });
+      tracked.socket.destroy();
+    }
   }
 }

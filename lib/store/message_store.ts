@@ -10,7 +10,7 @@ import { assert } from "../assert.ts";
 import type { Clock } from "../clock.ts";
 import { type Config, topicSettings } from "../config/config.ts";
 import { topicNameProblem } from "../config/names.ts";
-import { describeError } from "../errors.ts";
+import { BrokerError, describeError } from "../errors.ts";
 import { MESSAGE_BYTES_LIMIT_MAX } from "../limits.ts";
 import type { Logger } from "../log.ts";
 import { CorruptLogError, flushPolicyOf, PartitionLog } from "./partition_log.ts";
@@ -105,6 +105,8 @@ export class MessageStore {
     if (failure) return Promise.reject(failure);
     let creating = this.#creating.get(key);
     if (!creating) {
+      const refusal = this.#beyondLimits(topic);
+      if (refusal) return Promise.reject(refusal);
       assert(!this.#closed, "store is closed");
       assert(topicNameProblem(topic) === undefined, `invalid topic ${topic}`);
       assert(Number.isInteger(partition) && partition >= 0);
@@ -230,6 +232,27 @@ export class MessageStore {
         });
       }
     }
+  }
+
+  /** Why one more partition of `topic` would exceed maxTopics or maxPartitions, if it would. */
+  #beyondLimits(topic: string): BrokerError | undefined {
+    const { maxTopics, maxPartitions } = this.options.config.system;
+    const opening = this.#logs.size + this.#creating.size;
+    if (opening >= maxPartitions) {
+      return new BrokerError(
+        "limitReached",
+        `this broker holds ${opening} partitions, maxPartitions is ${maxPartitions}`,
+      );
+    }
+    const known = this.#byTopic.has(topic) ||
+      [...this.#creating.keys()].some((key) => splitPartitionKey(key)?.topic === topic);
+    if (!known && this.#byTopic.size >= maxTopics) {
+      return new BrokerError(
+        "limitReached",
+        `this broker holds ${this.#byTopic.size} topics, maxTopics is ${maxTopics}`,
+      );
+    }
+    return undefined;
   }
 
   async #openLog(

@@ -147,9 +147,13 @@ export class FileStorage implements Storage {
       file.truncate(0);
       file.write([bytes], 0);
       await file.sync();
-    } finally {
+    } catch (error) {
+      // A half-written copy helps nobody and, on a full disk, holds the space that is missing.
       file.close();
+      fs.rmSync(temp, { force: true });
+      throw error;
     }
+    file.close();
     this.rename(temp, path);
     await this.syncDir(parentDir(path));
   }

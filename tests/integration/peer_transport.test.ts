@@ -108,3 +108,57 @@ test("the frame reader reassembles frames split at every byte", () => {
     expect(frames.map((f) => [...f])).toEqual([[1, 2, 3], [], [9]]);
   }
 });
+
+test("with a cluster secret only nodes that prove it connect; a stranger's frames are never delivered", async () => {
+  const ports = await freePorts(3);
+  const peers: PeerAddress[] = ports.slice(0, 2).map((port, index) => ({
+    id: index + 1,
+    host: "127.0.0.1",
+    port,
+  }));
+  const received: string[] = [];
+  const make = (id: number, secret: string, port = ports[id - 1], list = peers) =>
+    new PeerTransport({
+      nodeId: id,
+      host: "127.0.0.1",
+      port,
+      peers: list,
+      logger: silentLogger,
+      secret,
+      onFrame: (from, payload) =>
+        received.push(`${from}->${id}:${new TextDecoder().decode(payload)}`),
+    });
+  const one = make(1, "right-secret-0123456789");
+  await one.listen();
+  // A stranger claiming to be node 2 with the wrong secret, on its own port.
+  const stranger = make(2, "wrong-secret-0123456789", ports[2], [
+    peers[0],
+    { id: 2, host: "127.0.0.1", port: ports[2] },
+  ]);
+  await stranger.listen();
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  expect(stranger.isConnected(1)).toBe(false);
+  stranger.send(1, new TextEncoder().encode("forged"));
+  // The real node 2 with the right secret connects both ways.
+  const two = make(2, "right-secret-0123456789");
+  await two.listen();
+  await until(() => one.isConnected(2) && two.isConnected(1));
+  two.send(1, new TextEncoder().encode("genuine"));
+  one.send(2, new TextEncoder().encode("reply"));
+  await until(() => received.length === 2);
+  expect(received.sort()).toEqual(["1->2:reply", "2->1:genuine"]);
+  expect(stranger.isConnected(1)).toBe(false);
+  // A raw client that skips the proof cannot get a frame through either.
+  const raw = net.createConnection({ port: ports[0], host: "127.0.0.1" });
+  await new Promise((resolve) => raw.once("connect", resolve));
+  let rawClosed = false;
+  raw.on("error", () => {});
+  raw.on("close", () => (rawClosed = true));
+  raw.on("data", () => {});
+  raw.write(frame(new TextEncoder().encode(`metaq-peer/2 2 1 ${"ab".repeat(16)}`)));
+  raw.write(frame(new TextEncoder().encode("0".repeat(64))));
+  raw.write(frame(new TextEncoder().encode("forged-after-bad-proof")));
+  await until(() => rawClosed);
+  expect(received.length).toBe(2);
+  await Promise.all([one.close(), two.close(), stranger.close()]);
+});

@@ -30,6 +30,17 @@ export class RawSocket implements Disposable {
     });
   }
 
+  /** Connects from a chosen local address (another 127.x address, for per-IP limits). */
+  static connectFrom(port: number, localAddress: string, host = "127.0.0.1"): Promise<RawSocket> {
+    return new Promise((resolve, reject) => {
+      const socket = net.createConnection(
+        { port, host, localAddress },
+        () => resolve(new RawSocket(socket)),
+      );
+      socket.once("error", reject);
+    });
+  }
+
   write(bytes: string | Uint8Array): void {
     this.socket.write(bytes);
   }

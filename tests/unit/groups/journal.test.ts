@@ -125,6 +125,53 @@ describe("Journal", () => {
     await expect(journal.append(bodies.slice(2))).rejects.toBeInstanceOf(BrokerError);
   });
 
+  test("a full disk refuses an append, cuts what landed, and appends again once there is room", async () => {
+    let full = false;
+    const inner = new MemoryStorage();
+    const storage = wrapStorage(inner, {
+      open(filePath, options): FileHandle {
+        const file = inner.open(filePath, options);
+        return {
+          ...file,
+          path: file.path,
+          write: (chunks, position) => {
+            if (!full) return file.write(chunks, position);
+            file.write([chunks[0].subarray(0, 5)], position); // part of it lands, then ENOSPC
+            throw Object.assign(new Error("ENOSPC: no space left on device"), { code: "ENOSPC" });
+          },
+          read: (target, offset, length, position) => file.read(target, offset, length, position),
+          sync: () => file.sync(),
+          truncate: (size) => file.truncate(size),
+          size: () => file.size(),
+          close: () => file.close(),
+        };
+      },
+      writeFileAtomic: (filePath, bytes) => {
+        if (full) {
+          return Promise.reject(Object.assign(new Error("ENOSPC"), { code: "ENOSPC" }));
+        }
+        return inner.writeFileAtomic(filePath, bytes);
+      },
+    });
+    const { journal } = await Journal.open({
+      storage,
+      path,
+      bodyBytesMax: MAX,
+      logger: silentLogger,
+    });
+    await journal.append(bodies.slice(0, 1));
+    full = true;
+    const error = await journal.append(bodies.slice(1, 2)).catch((e) => e);
+    expect((error as BrokerError).kind).toBe("storageFull");
+    expect((await journal.compact(bodies.slice(0, 1)).catch((e) => e)).kind).toBe("storageFull");
+    full = false;
+    await journal.append(bodies.slice(2));
+    await journal.close();
+    const reopened = await Journal.open({ storage, path, bodyBytesMax: MAX, logger: silentLogger });
+    expect(texts(reopened.bodies)).toEqual(["first", "third"]);
+    await reopened.journal.close();
+  });
+
   test("appends made during a compaction land in the new file", async () => {
     const storage = new MemoryStorage();
     const { journal } = await Journal.open({

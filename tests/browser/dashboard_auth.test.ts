@@ -1,0 +1,80 @@
+/**
+ * The dashboard of a broker with users, in headless Chromium: the page asks for a token, a wrong
+ * one is refused, the right one (kept in the browser) brings the live view, and a reload goes
+ * straight in with the kept token.
+ */
+import { expect, test } from "bun:test";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { chromium } from "playwright-core";
+import { buildConfig } from "../../lib/config/config.ts";
+import { httpPlugin } from "../../lib/http/plugin.ts";
+import { silentLogger } from "../../lib/log.ts";
+import { startBroker } from "../../lib/server/start_broker.ts";
+import { tempDir } from "../support/temp_dir.ts";
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+const WAIT_MS = 10_000;
+const TOKEN = "viewer-token-0123456789";
+
+test("the dashboard asks for a token, refuses a wrong one, and goes live with the right one", async () => {
+  if (!fs.existsSync(CHROMIUM)) {
+    throw new Error(`Cannot run the dashboard browser test: ${CHROMIUM} is missing`);
+  }
+  await using temp = tempDir();
+  const running = await startBroker({
+    config: buildConfig({
+      fileText: `[system]\ndataPath=${temp.path}\n[topic=*]\n` +
+        `[user=viewer]\ntoken=${TOKEN}\nconsume=*\nproduce=*\n`,
+      overrides: { serverPort: "0", dashboardHttpPort: "0" },
+    }),
+    logger: silentLogger,
+    plugins: [httpPlugin()],
+  });
+  const base = `http://127.0.0.1:${running.facts.get("httpPort")}`;
+  const produced = await fetch(`${base}/v1/topics/orders/messages`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${TOKEN}` },
+    body: JSON.stringify({ messages: [{ payload: "one" }, { payload: "two" }] }),
+  });
+  expect(produced.status).toBe(200);
+  const profile = fs.mkdtempSync(path.join(os.tmpdir(), "metaq-chromium-"));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"],
+  });
+  try {
+    const page = context.pages()[0] ?? await context.newPage();
+    const pageErrors: string[] = [];
+    page.on("pageerror", (error) => pageErrors.push(error.message));
+    await page.goto(`${base}/`);
+    await page.waitForSelector("#login:not([hidden])", { timeout: WAIT_MS });
+    await page.fill("#login-token", "not-the-token-000000");
+    await page.click("#login-go");
+    await page.waitForFunction(
+      () => document.querySelector("#login-status")?.textContent === "That token was refused.",
+      undefined,
+      { timeout: WAIT_MS },
+    );
+    await page.fill("#login-token", TOKEN);
+    await page.click("#login-go");
+    const messages = 'tr[data-topic="orders"] td[data-cell="messages"]';
+    await page.waitForFunction(
+      (selector) => Number(document.querySelector(selector)?.getAttribute("data-value")) > 0,
+      messages,
+      { timeout: WAIT_MS },
+    );
+    expect(await page.isHidden("#login")).toBe(true);
+    await page.waitForFunction(() => document.querySelector("#live-text")?.textContent === "live");
+    expect(await page.evaluate(() => localStorage.getItem("metaq.token"))).toBe(TOKEN);
+    await page.reload();
+    await page.waitForSelector(messages, { timeout: WAIT_MS });
+    expect(await page.isHidden("#login")).toBe(true);
+    expect(pageErrors).toEqual([]);
+  } finally {
+    await context.close();
+    fs.rmSync(profile, { recursive: true, force: true });
+    await running.close();
+  }
+});
