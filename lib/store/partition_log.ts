@@ -648,11 +648,15 @@ export class PartitionLog {
 
   /**
    * A failed write or sync: nothing of this batch (or queued after it) is acknowledged. The
-   * file is cut back to the last durable end, so bytes the kernel may have dropped after a
-   * failed fsync are never trusted, and later appends start from there again.
+   * file is cut back to the last durable end (but never below the acknowledged end), so this
+   * batch's bytes, which the kernel may have dropped after a failed fsync, are never trusted,
+   * and later appends start from there again.
    */
   #failBatch(error: unknown, batchStart: number, batch: Batch): void {
-    const cutTo = Math.min(this.#durableEnd, batchStart);
+    // Never below what was acknowledged: with threshold flushing, acknowledged records may not be
+    // synced yet, and readers may have seen them; cutting them would hand their offsets to
+    // other data. (Group commit acknowledges only synced bytes, so there ackedEnd <= durableEnd.)
+    const cutTo = Math.max(this.#ackedEnd, Math.min(this.#durableEnd, batchStart));
     const queued = this.#batch;
     const kind = isNoSpace(error) ? "storageFull" : "storageFailed";
     const failure = new BrokerError(kind, `${this.name}: ${describeError(error)}`, {

@@ -496,6 +496,38 @@ describe("partition log crash recovery (memory storage power-cut model)", () => 
   });
 });
 
+test("with threshold flushing a failed write never takes back acknowledged records", async () => {
+  const memory = new MemoryStorage();
+  let full = false;
+  const storage = wrapStorage(memory, {
+    open: (path: string, options: { create: boolean }) => {
+      const file = memory.open(path, options);
+      const write = file.write.bind(file);
+      file.write = (chunks, position) => {
+        if (full) {
+          throw Object.assign(new Error("ENOSPC: no space left on device"), { code: "ENOSPC" });
+        }
+        write(chunks, position);
+      };
+      return file;
+    },
+  });
+  const { log } = await openLog({ storage, dir: "/data/orders-0", cleanup() {} }, {
+    flush: { kind: "threshold", messages: 1000, intervalMs: 60_000 },
+  });
+  await appendMany(log, 5); // acknowledged, not yet synced
+  expect(log.durableEnd).toBe(0);
+  full = true;
+  await expect(log.appendRecord(message(5)).done).rejects.toMatchObject({ kind: "storageFull" });
+  // Readers may have seen records 0-4: their offsets must never be reused for other data.
+  expect(log.ackedEnd).toBe(5 * RECORD_BYTES);
+  full = false;
+  const next = log.appendRecord(message(6));
+  expect(next.offset).toBe(5 * RECORD_BYTES);
+  await next.done;
+  expect(readAll(log)).toEqual([0, 1, 2, 3, 4, 6].map((i) => text(message(i).data)));
+});
+
 test("file storage fsyncs the directory when a partition is created", async () => {
   await using temp = tempDir();
   const { log } = await openLog({
