@@ -150,4 +150,11 @@ function printStatus(report: ClusterStatusReport): void {
   for (const row of table) {
     console.log(row.map((cell, column) => cell.padEnd(widths[column])).join("  ").trimEnd());
   }
+  const offsets = report.offsets;
+  if (offsets) {
+    console.log(
+      `group offsets: ${offsets.entries} entries, applied to ${offsets.applied}, ` +
+        `snapshot at ${offsets.snapshotBase}, digest ${offsets.digest}`,
+    );
+  }
 }

@@ -30,6 +30,8 @@ export const MESSAGE_BYTES_LIMIT_MAX = 64 * 1024 * 1024;
 export const RECORD_HEADER_BYTES = 20;
 /** Default segment roll size (MetaQ's maxSegmentSize). */
 export const SEGMENT_BYTES_DEFAULT = 1024 * 1024 * 1024;
+/** Default segment size of the cluster's `__meta-0` log, compacted behind snapshots. */
+export const META_SEGMENT_BYTES_DEFAULT = 4 * 1024 * 1024;
 /** Smallest segment roll size accepted (tests use small segments). */
 export const SEGMENT_BYTES_MIN = 4096;
 /** Default largest `value` reply (MetaQ's maxTransferSize). */

@@ -4,22 +4,40 @@
  * so a new leader starts coordinating from them after a failover. Members of the old
  * coordinator are unknown to the new one and join again; its generations start above any the
  * old one issued (they are based on the Raft term), so a stale member's commit is refused.
+ *
+ * The log does not grow for ever: each time a quarter of `metaSegmentSize` of records was
+ * applied, the coordinator writes a snapshot of the table (meta_state.ts), and every node then
+ * drops its `__meta-0` segments below the snapshot's base, the leader first (its followers only
+ * follow the start it announces, as for any replicated partition).
  */
 import { GroupService } from "../groups/group_service.ts";
 import { describeError } from "../errors.ts";
+import { applyRetention } from "../store/retention.ts";
 import { installGroupFilters, registerGroupCommands } from "../server/group_commands.ts";
 import type { ClusterNode } from "./cluster_node.ts";
-import { MetaState, ReplicatedOffsetStore } from "./meta_state.ts";
+import { MetaState, type OffsetsSummary, ReplicatedOffsetStore } from "./meta_state.ts";
+import type { Replica } from "./replica.ts";
 import { META_GROUP, META_TOPIC } from "./placement.ts";
 
 /** Generations of one coordinator live in [term * 2^20, (term + 1) * 2^20). */
 const GENERATIONS_PER_TERM = 2 ** 20;
 
+/** A follower refused compaction (its leader has not dropped those segments yet) retries after. */
+const COMPACT_RETRY_MS = 1000;
+
 export class ClusterGroups {
   readonly #node: ClusterNode;
   #state: MetaState | undefined;
   #service: GroupService | undefined;
+  #store: ReplicatedOffsetStore | undefined;
   #serviceTerm = 0;
+  #snapshotting = false;
+  /** After a failed snapshot, the next waits until the log is applied this far. */
+  #snapshotNotBefore = 0;
+  #compacting = false;
+  #compactedBase = 0;
+  #compactTimer: ReturnType<typeof setTimeout> | undefined;
+  #stopped = false;
 
   constructor(node: ClusterNode) {
     this.#node = node;
@@ -38,7 +56,14 @@ export class ClusterGroups {
     this.#node.onGroupEvent(META_GROUP, () => this.#update());
   }
 
+  /** This node's table of committed offsets, for `cluster status`. */
+  offsetsSummary(): OffsetsSummary | undefined {
+    return this.#state?.summary();
+  }
+
   async stop(): Promise<void> {
+    this.#stopped = true;
+    clearTimeout(this.#compactTimer);
     await this.#service?.stop();
     this.#service = undefined;
   }
@@ -62,16 +87,88 @@ export class ClusterGroups {
       );
     }
     if (ready && !this.#service) this.#startService(status.term);
+    if (this.#service) this.#snapshotIfDue();
+    this.#compactIfDue(replica);
+  }
+
+  #snapshotIfDue(): void {
+    const state = this.#state!;
+    const every = Math.max(1, Math.floor(this.#node.running.config.system.metaSegmentSize / 4));
+    if (this.#snapshotting || state.bytesSinceSnapshot < every) return;
+    if (state.appliedOffset < this.#snapshotNotBefore) return;
+    this.#snapshotting = true;
+    const logger = this.#node.running.logger;
+    this.#store!.snapshot().then(
+      (bytes) => {
+        if (bytes === undefined) return; // records in flight: tried again on the next commit
+        logger.log("info", "Wrote a snapshot of committed offsets", {
+          entries: state.entries().length,
+          bytes,
+        });
+      },
+      (error) => {
+        this.#snapshotNotBefore = state.appliedOffset + every;
+        logger.log("warn", "Cannot write a snapshot of committed offsets", {
+          reason: describeError(error),
+        });
+      },
+    ).finally(() => this.#snapshotting = false);
+  }
+
+  /**
+   * Drops `__meta-0` segments wholly below the latest applied snapshot's base, once per
+   * snapshot. A follower may be refused until its leader has dropped them too: it tries again
+   * a second later.
+   */
+  #compactIfDue(replica: Replica): void {
+    const base = this.#state!.snapshotBase;
+    if (this.#compacting || this.#compactTimer || base === this.#compactedBase) return;
+    if (base <= replica.log.startOffset) return;
+    const { clock, logger, store } = this.#node.running;
+    this.#compacting = true;
+    let refused = false;
+    applyRetention(replica.log, {
+      policy: { kind: "delete", maxAgeMs: -Infinity, source: "snapshot" },
+      nowMs: clock.wallMs(),
+      storage: store.options.storage,
+      logger,
+      mayStartAt: (offset) => {
+        if (offset > base) return false;
+        if (replica.compactTo(offset)) return true;
+        refused = true;
+        return false;
+      },
+    }).then(
+      () => {
+        if (!refused) this.#compactedBase = base;
+        else {
+          this.#compactTimer = setTimeout(() => this.#retryCompaction(), COMPACT_RETRY_MS);
+          (this.#compactTimer as { unref?: () => void }).unref?.();
+        }
+      },
+      (error) => {
+        this.#compactedBase = base; // tried again after the next snapshot
+        logger.log("error", "Cannot drop old segments of __meta-0", {
+          reason: describeError(error),
+        });
+      },
+    ).finally(() => this.#compacting = false);
+  }
+
+  #retryCompaction(): void {
+    this.#compactTimer = undefined;
+    if (!this.#stopped) this.#update();
   }
 
   #startService(term: number): void {
     const node = this.#node;
     const { config, broker, logger, clock } = node.running;
     const state = this.#state!;
+    this.#store = new ReplicatedOffsetStore(() => node.replica(META_TOPIC, 0), state);
     this.#service = new GroupService({
       brokerId: config.system.brokerId,
       sessionTimeoutMs: config.system.groupSessionTimeoutMs,
-      store: new ReplicatedOffsetStore(() => node.replica(META_TOPIC, 0), state),
+      store: this.#store,
       clock,
       logger,
       partitionCount: (topic) => broker.topicSettings(topic)?.numPartitions,

@@ -13,6 +13,7 @@ import type { RunningBroker } from "../server/start_broker.ts";
 import type { ClusterSettings } from "./cluster_config.ts";
 import { decodeEnvelope, encodeEnvelope, type Envelope, type NodeInfo } from "./envelope.ts";
 import type { Membership } from "./membership.ts";
+import type { OffsetsSummary } from "./meta_state.ts";
 import type { Message, NodeId } from "./messages.ts";
 import { PeerTransport } from "./peer_transport.ts";
 import { clusterSecretOf, tlsFor } from "../security/tls.ts";
@@ -83,6 +84,8 @@ export class ClusterNode {
   askDigest:
     | ((peer: NodeId, group: string, from: number, to: number) => Promise<RangeDigest | undefined>)
     | undefined;
+  /** This node's table of group offsets (`cluster status`; set by plugin.ts). */
+  describeOffsets: (() => OffsetsSummary | undefined) | undefined;
   peerPort = 0;
 
   constructor(options: ClusterNodeOptions) {

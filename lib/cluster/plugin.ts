@@ -88,6 +88,7 @@ export function clusterPlugin(settings: ClusterSettings): ClusterPlugin {
       });
       const groups = new ClusterGroups(node);
       groups.install();
+      node.describeOffsets = () => groups.offsetsSummary();
       plugin.groups = groups;
       await node.start();
       running.facts.set("peerPort", node.peerPort);

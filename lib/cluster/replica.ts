@@ -93,6 +93,8 @@ export class Replica {
   #closed = false;
   #nextTag = 1;
   #pending = new Map<number, PendingBatch>();
+  /** The readable end listeners last heard. */
+  #notifiedCommit = 0;
   /** Batches appended by this leader, oldest first, for `ack=leader` answers. */
   #unacked: number[] = [];
   #batch: { bytes: Uint8Array; used: number; records: PendingBatch["records"] } | undefined;
@@ -169,6 +171,11 @@ export class Replica {
 
   status(): RaftStatus {
     return this.raft.status();
+  }
+
+  /** True while proposals wait to be handed to Raft (they are, on the next microtask). */
+  get hasQueuedProposals(): boolean {
+    return (this.#batch?.records.length ?? 0) > 0;
   }
 
   /** Elections this replica started in the last minute. */
@@ -397,6 +404,8 @@ export class Replica {
       if (this.#closed) return;
       this.#reportedDurable = Math.max(this.#reportedDurable, end.offset);
       this.raft.persisted(end);
+      // A follower may learn a commit before its own copy is durable: readers see it only now.
+      if (this.commitOffset > this.#notifiedCommit) this.#notifyCommit();
       this.#answerLeaderAcks();
       this.#schedule();
     };
@@ -484,7 +493,12 @@ export class Replica {
         this.options.tracer.record(this.name, { event: "commit", offset });
       }
     }
-    this.options.onCommit?.(this.commitOffset);
+    this.#notifyCommit();
+  }
+
+  #notifyCommit(): void {
+    this.#notifiedCommit = this.commitOffset;
+    this.options.onCommit?.(this.#notifiedCommit);
   }
 
   #onOutcome(outcome: ProposalOutcome): void {

@@ -5,6 +5,7 @@
  * no leader (replication.md 5.9).
  */
 import type { ClusterNode } from "./cluster_node.ts";
+import type { OffsetsSummary } from "./meta_state.ts";
 
 export interface GroupStatus {
   readonly group: string;
@@ -34,6 +35,8 @@ export interface ClusterStatusReport {
   readonly admitted: boolean;
   readonly nodes: readonly NodeStatus[];
   readonly groups: readonly GroupStatus[];
+  /** This node's copy of the committed group offsets (`__meta-0` applied); equal digests agree. */
+  readonly offsets?: OffsetsSummary;
 }
 
 export function clusterStatus(node: ClusterNode): ClusterStatusReport {
@@ -75,7 +78,13 @@ export function clusterStatus(node: ClusterNode): ClusterStatusReport {
       reason,
     };
   });
-  return { nodeId: node.nodeId, admitted: node.membership.identity.admitted, nodes, groups };
+  return {
+    nodeId: node.nodeId,
+    admitted: node.membership.identity.admitted,
+    nodes,
+    groups,
+    offsets: node.describeOffsets?.(),
+  };
 }
 
 /** The report as `stats cluster` lines: `<key> <value...>`. */
@@ -94,6 +103,12 @@ export function statusLines(report: ClusterStatusReport): string[] {
       `group ${group.group} role ${group.role} term ${group.term} leader ${group.leader} commit ${group.commit} ` +
         `log_end ${group.logEnd} matches ${matches} repair ${group.repair} fsync_ms ${group.lastFsyncMs} ` +
         `elections_1m ${group.electionsLastMinute}${group.reason ? ` reason ${group.reason}` : ""}`,
+    );
+  }
+  const offsets = report.offsets;
+  if (offsets) {
+    lines.push(
+      `offsets entries ${offsets.entries} applied ${offsets.applied} snapshot_base ${offsets.snapshotBase} digest ${offsets.digest}`,
     );
   }
   return lines;

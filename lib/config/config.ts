@@ -16,6 +16,7 @@ import {
   IDLE_TIMEOUT_MS,
   MESSAGE_BYTES_LIMIT_MAX,
   MESSAGE_BYTES_MAX,
+  META_SEGMENT_BYTES_DEFAULT,
   OUTPUT_BYTES_PER_CONNECTION_MAX,
   PARTITIONS_MAX,
   PARTITIONS_PER_TOPIC_MAX,
@@ -88,6 +89,8 @@ export interface SystemConfig {
   /** Election timeout range `<min>-<max>` in ms, randomized per attempt. */
   readonly raftElectionMs: string;
   readonly raftCheckQuorumMs: number;
+  /** Cluster: segment size of `__meta-0`; a snapshot of group offsets every quarter of it. */
+  readonly metaSegmentSize: number;
   /** Limits (metaq): client connections at once, in total and from one IP address. */
   readonly maxConnections: number;
   readonly maxConnectionsPerIp: number;
@@ -229,6 +232,7 @@ const SYSTEM_KEYS: { readonly [K in keyof SystemConfig]: Parse<SystemConfig[K]> 
   raftHeartbeatMs: integer(10, 10_000),
   raftElectionMs: text,
   raftCheckQuorumMs: integer(10, 60_000),
+  metaSegmentSize: integer(SEGMENT_BYTES_MIN, 1024 * 1024 * 1024),
   maxConnections: integer(1, 1_000_000),
   maxConnectionsPerIp: integer(1, 1_000_000),
   maxPendingRequests: integer(1, 1_000_000),
@@ -311,6 +315,7 @@ export const DEFAULT_SYSTEM: SystemConfig = Object.freeze({
   raftHeartbeatMs: 150,
   raftElectionMs: "1000-2000",
   raftCheckQuorumMs: 900,
+  metaSegmentSize: META_SEGMENT_BYTES_DEFAULT,
   maxConnections: CONNECTIONS_MAX,
   maxConnectionsPerIp: CONNECTIONS_PER_IP_MAX,
   maxPendingRequests: PENDING_REQUESTS_PER_CONNECTION_MAX,

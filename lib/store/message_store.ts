@@ -268,7 +268,8 @@ export class MessageStore {
       storage,
       dir: this.#dirFor(topic, partition),
       name: partitionKey(topic, partition),
-      segmentBytesMax: system.maxSegmentSize,
+      // Internal logs (`__meta`) roll small so that compaction behind snapshots can drop them.
+      segmentBytesMax: topic.startsWith("__") ? system.metaSegmentSize : system.maxSegmentSize,
       recordDataBytesMax: MESSAGE_BYTES_LIMIT_MAX,
       flush: flushPolicyOf(
         settings?.unflushThreshold ?? system.unflushThreshold,

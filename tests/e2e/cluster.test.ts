@@ -25,6 +25,7 @@ async function startCluster(
   dataDir: string,
   nodes = 3,
   http = false,
+  extraArgs: readonly string[] = [],
 ): Promise<BrokerProcess[]> {
   const peerPorts = await freePorts(nodes);
   const peers = peerPorts.map((port, index) => `${index + 1}=127.0.0.1:${port}`).join(",");
@@ -42,6 +43,7 @@ async function startCluster(
         "--partitions",
         "2",
         ...TIMING,
+        ...extraArgs,
       ],
     })
   ));
@@ -270,6 +272,113 @@ test(
 );
 
 test(
+  "__meta-0 is compacted behind snapshots; offsets survive a lagging node, then a whole-cluster kill",
+  async () => {
+    await using temp = tempDir();
+    fs.writeFileSync(`${temp.path}/server.ini`, "[system]\nmetaSegmentSize=4096\n[topic=*]\n");
+    const nodes = await startCluster(temp.path, 3, false, ["--config", `${temp.path}/server.ini`]);
+    const newClient = () =>
+      new MetaqClient({
+        brokers: nodes.map((node) => node.address),
+        requestTimeoutMs: 5000,
+        reconnectAttemptsMax: 20,
+      });
+    let client = newClient();
+    try {
+      const brokers = nodes.map((node) => node.address).join(",");
+      const lines = Array.from({ length: 50 }, (_, i) => `compacted ${i}`);
+      for (const partition of ["0", "1"]) {
+        const produced = await runMetaq(
+          ["produce", "snap", "--broker", brokers, "--partition", partition],
+          { input: lines.join("\n") },
+        );
+        expect(produced.code).toBe(0);
+      }
+      await eventually(async () =>
+        (await converged(nodes, "snap-0")) && (await converged(nodes, "snap-1")) &&
+        (await converged(nodes, "__meta-0"))
+      );
+      const logEnd = (await status(nodes[0])).groups.find((g) => g.group === "snap-0")!.logEnd;
+      const metaLeaderOf = async () =>
+        (await status(nodes[0])).groups.find((g) => g.group === "__meta-0")!.leader;
+      await eventually(async () => (await metaLeaderOf()) > 0);
+      const metaLeader = await metaLeaderOf();
+      /** Group commands answer 503 while a coordinator starts: retried, a bounded number of times. */
+      const groupCommand = async (verb: string, args: (string | number)[]) => {
+        for (let attempt = 1;; attempt++) {
+          try {
+            return await client.extension(verb, args);
+          } catch (error) {
+            if (attempt >= 100 || (error as { status?: number }).status !== 503) throw error;
+            await new Promise((resolve) => setTimeout(resolve, 200));
+          }
+        }
+      };
+      // A node that misses the whole churn: it comes back behind its leader's compacted start.
+      const lagging = nodes.findIndex((_, index) => index + 1 !== metaLeader);
+      await nodes[lagging].kill("SIGKILL");
+
+      // 20 groups x 2 partitions, moved 10 times each: about 400 records of ~110 bytes.
+      const expected = new Map<string, number>();
+      for (let round = 0; round < 10; round++) {
+        for (let group = 0; group < 20; group++) {
+          for (const partition of [0, 1]) {
+            const latest = (round + group + partition) % 2 === 0;
+            await groupCommand("adjust", [
+              `g${group}`,
+              "snap",
+              partition,
+              latest ? "latest" : "earliest",
+              "force",
+            ]);
+            expected.set(`g${group} ${partition}`, latest ? logEnd : 0);
+          }
+        }
+      }
+      const running = nodes.filter((_, index) => index !== lagging);
+      const leaderView = (await status(nodes[metaLeader - 1])).groups.find((g) =>
+        g.group === "__meta-0"
+      )!;
+      expect(leaderView.logEnd).toBeGreaterThan(40_000);
+      expect(leaderView.logStart).toBeGreaterThan(leaderView.logEnd - 16_384);
+      const segments = (node: number) =>
+        fs.readdirSync(`${temp.path}/n${node}/__meta-0`).filter((name) => name.endsWith(".meta"));
+      expect(segments(metaLeader).length).toBeLessThanOrEqual(5);
+
+      await nodes[lagging].restart();
+      await eventually(() => converged(nodes, "__meta-0"), 30_000);
+      await eventually(async () => {
+        const digests = await Promise.all(nodes.map(async (node) => (await status(node)).offsets));
+        return digests.every((offsets) =>
+          offsets?.entries === 40 && offsets.digest === digests[0]!.digest
+        );
+      }, 30_000);
+      expect((await status(nodes[lagging])).groups.find((g) => g.group === "__meta-0")!.logStart)
+        .toBeGreaterThan(0);
+      const digest = (await status(running[0])).offsets!.digest;
+
+      await stopAll(nodes);
+      client.close();
+      for (const node of nodes) await node.restart();
+      client = newClient();
+      for (const [key, offset] of expected) {
+        const [group, partition] = key.split(" ");
+        const committed = Number(await groupCommand("committed", [group, "snap", partition]));
+        expect({ key, offset: committed }).toEqual({ key, offset });
+      }
+      await eventually(async () => {
+        const views = await Promise.all(nodes.map(async (node) => (await status(node)).offsets));
+        return views.every((offsets) => offsets?.digest === digest);
+      }, 30_000);
+    } finally {
+      client.close();
+      await stopAll(nodes);
+    }
+  },
+  180_000,
+);
+
+test(
   "cluster status and stats cluster explain roles, commits and replicas; transactions are refused",
   async () => {
     await using temp = tempDir();
@@ -326,6 +435,16 @@ test(
       expect(viaHttp).toMatchObject({ nodeId: "3", leaderId: String(metaLeader), ready: true });
       expect(viaHttp.nodes.map((node: { id: string }) => node.id).sort()).toEqual(["1", "2", "3"]);
       expect(viaHttp.nodes.every((node: { healthy: boolean }) => node.healthy)).toBe(true);
+      // Each node's copy of the group offsets (none committed yet), once `__meta-0` has a leader.
+      await eventually(async () => (await status(nodes[0])).offsets !== undefined);
+      const statsText = (await runMetaq(["stats", "cluster", "--broker", nodes[0].address])).stdout;
+      expect(statsText).toMatch(
+        /^offsets entries 0 applied \d+ snapshot_base 0 digest [0-9a-f]{8}$/m,
+      );
+      const human = await runMetaq(["cluster", "status", "--broker", nodes[0].address]);
+      expect(human.stdout).toMatch(
+        /^group offsets: 0 entries, applied to \d+, snapshot at 0, digest /m,
+      );
     } finally {
       await stopAll(nodes);
     }
