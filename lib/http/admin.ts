@@ -19,12 +19,12 @@ import { AssertionError } from "../assert.ts";
 import { BrokerError, describeError } from "../errors.ts";
 import { SSE_STREAMS_MAX } from "../limits.ts";
 import type { LogRing } from "../log_ring.ts";
-import type { AdminContext } from "./context.ts";
+import type { AdminContext, PutPath } from "./context.ts";
 import { DASHBOARD_HTML } from "./dashboard_page.ts";
 import { registerGroupRoutes } from "./group_routes.ts";
 import type { AccessControl } from "../security/access.ts";
 import { bearerAuth } from "./auth.ts";
-import { handleMetaqPlugin } from "./metaq_plugin.ts";
+import { handleMetaqPlugin, HTTP_REQUEST_CONTEXT } from "./metaq_plugin.ts";
 import { FsyncHistogram } from "./metrics.ts";
 import { registerOpsRoutes } from "./ops_routes.ts";
 import { RateTracker } from "./rates.ts";
@@ -49,13 +49,18 @@ export interface AdminOptions {
   readonly streamsMax?: number;
   /** Users and permissions; with users, every route but `/` and the probes needs a token. */
   readonly access?: AccessControl;
+  /** How puts are served; by default the broker alone (`metaq serve` passes its router). */
+  readonly put?: PutPath;
 }
 
 export function createAdminApp(broker: Broker, options: AdminOptions = {}): Hono {
   const clock = options.clock ?? systemClock;
   const shutdown = options.signal ?? new AbortController().signal;
+  const put: PutPath = options.put ??
+    ((command, done) => broker.put(command, HTTP_REQUEST_CONTEXT, done));
   const context: AdminContext = {
     broker,
+    put,
     clock,
     rates: new RateTracker(broker, clock),
     fsync: new FsyncHistogram(),
@@ -104,6 +109,6 @@ export function createAdminApp(broker: Broker, options: AdminOptions = {}): Hono
     throw new BrokerError("notFound", `no route ${c.req.method} ${new URL(c.req.url).pathname}`);
   });
   // Everything else is MetaQ's plugin: the first character after '/' picks put, get or offset.
-  app.all("*", (c) => handleMetaqPlugin(broker, c.req.raw));
+  app.all("*", (c) => handleMetaqPlugin(broker, put, c.req.raw));
   return app;
 }

@@ -12,6 +12,7 @@
  * The status is MetaQ's reply code (so a get below the first offset is a 301 whose body is the
  * offset to use) and the body is its text. Parameters MetaQ would fail to parse are a 400 here.
  */
+import type { PutPath } from "./context.ts";
 import type { Broker, Reply, RequestContext } from "../broker/broker.ts";
 import { BrokerError } from "../errors.ts";
 import { int32, int64 } from "../protocol/parser.ts";
@@ -21,7 +22,11 @@ import { readBody, replyBody, TEXT_HEADERS } from "./respond.ts";
 export const HTTP_REQUEST_CONTEXT: RequestContext = { connectionId: 0, peer: "http" };
 
 /** Answers one MetaQ HTTP plugin request. */
-export async function handleMetaqPlugin(broker: Broker, request: Request): Promise<Response> {
+export async function handleMetaqPlugin(
+  broker: Broker,
+  put: PutPath,
+  request: Request,
+): Promise<Response> {
   const url = new URL(request.url);
   const params = new Params(url.searchParams);
   try {
@@ -29,7 +34,7 @@ export async function handleMetaqPlugin(broker: Broker, request: Request): Promi
       case "g":
         return getMessages(broker, params);
       case "p":
-        return await putMessage(broker, params, request);
+        return await putMessage(broker, put, params, request);
       case "o":
         return replyResponse(broker.offset({
           kind: "offset",
@@ -69,7 +74,12 @@ function getMessages(broker: Broker, params: Params): Response {
   });
 }
 
-async function putMessage(broker: Broker, params: Params, request: Request): Promise<Response> {
+async function putMessage(
+  broker: Broker,
+  put: PutPath,
+  params: Params,
+  request: Request,
+): Promise<Response> {
   const topic = params.text("topic");
   const partition = params.int32("partition");
   const flag = params.int32("flag");
@@ -85,19 +95,15 @@ async function putMessage(broker: Broker, params: Params, request: Request): Pro
     );
   }
   const reply = await new Promise<Reply>((resolve) =>
-    broker.put(
-      {
-        kind: "put",
-        topic,
-        partition,
-        flag,
-        checksum,
-        opaque: 0,
-        body: body.subarray(0, length),
-      },
-      HTTP_REQUEST_CONTEXT,
-      resolve,
-    )
+    put({
+      kind: "put",
+      topic,
+      partition,
+      flag,
+      checksum,
+      opaque: 0,
+      body: body.subarray(0, length),
+    }, resolve)
   );
   return replyResponse(reply);
 }

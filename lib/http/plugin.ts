@@ -11,6 +11,8 @@ import type { BrokerPlugin, RunningBroker } from "../server/start_broker.ts";
 import { AccessControl } from "../security/access.ts";
 import { tlsFor } from "../security/tls.ts";
 import { createAdminApp } from "./admin.ts";
+import { plainReply } from "./forwarded_reply.ts";
+import { HTTP_REQUEST_CONTEXT } from "./metaq_plugin.ts";
 import type { ClusterView, GroupsView } from "./views.ts";
 
 /** Time open event streams get to end cleanly at shutdown before connections are dropped. */
@@ -43,6 +45,13 @@ export function httpPlugin(options: HttpPluginOptions = {}): BrokerPlugin {
         clock: running.clock,
         signal: shutdown.signal,
         access: new AccessControl(running.config.users),
+        // Through the router: in a cluster it forwards a put to its partition's leader.
+        put: (command, done) =>
+          running.router.dispatch(
+            command,
+            HTTP_REQUEST_CONTEXT,
+            (reply) => done(plainReply(reply)),
+          ),
       });
       server = await listen({
         fetch: app.fetch,

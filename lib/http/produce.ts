@@ -16,7 +16,7 @@ import { BrokerError } from "../errors.ts";
 import { HTTP_BATCH_MESSAGES_MAX, HTTP_BODY_BYTES_MAX } from "../limits.ts";
 import { partitionKey } from "../store/message_store.ts";
 import { FLAG_HAS_ATTRIBUTE, joinAttribute } from "../store/record.ts";
-import { HTTP_REQUEST_CONTEXT } from "./metaq_plugin.ts";
+import type { PutPath } from "./context.ts";
 import { decodeBase64 } from "./records.ts";
 import {
   describe,
@@ -68,25 +68,21 @@ export async function readMessages(
 
 /** Puts every message (all in flight at once) and reports each outcome in order. */
 export async function putAll(
-  broker: Broker,
+  put: PutPath,
   topic: string,
   messages: readonly Outgoing[],
 ): Promise<PutResult[]> {
   return await Promise.all(messages.map(async (message): Promise<PutResult> => {
     const reply = await new Promise<Reply>((resolve) =>
-      broker.put(
-        {
-          kind: "put",
-          topic,
-          partition: message.partition,
-          flag: message.flag,
-          checksum: -1,
-          opaque: 0,
-          body: message.data,
-        },
-        HTTP_REQUEST_CONTEXT,
-        resolve,
-      )
+      put({
+        kind: "put",
+        topic,
+        partition: message.partition,
+        flag: message.flag,
+        checksum: -1,
+        opaque: 0,
+        body: message.data,
+      }, resolve)
     );
     const text = reply.kind === "result" && typeof reply.text === "string" ? reply.text : "";
     if (reply.kind === "result" && reply.code === 200) {

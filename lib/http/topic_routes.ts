@@ -66,7 +66,7 @@ export function registerTopicRoutes(app: Hono, context: AdminContext): void {
     if (!settings) throw notAccepted(topic);
     const messages = await readMessages(broker, settings, c.req.raw);
     checkRunning(context);
-    const results = await putAll(broker, topic, messages);
+    const results = await putAll(context.put, topic, messages);
     const failed = results.find((result) => "error" in result);
     if (failed && "error" in failed) {
       const status = new BrokerError(failed.error.kind).status;

@@ -435,6 +435,28 @@ test(
       expect(viaHttp).toMatchObject({ nodeId: "3", leaderId: String(metaLeader), ready: true });
       expect(viaHttp.nodes.map((node: { id: string }) => node.id).sort()).toEqual(["1", "2", "3"]);
       expect(viaHttp.nodes.every((node: { healthy: boolean }) => node.healthy)).toBe(true);
+      // HTTP produce on a node that does not lead the partition is forwarded to its leader,
+      // for the JSON API and for MetaQ's /put alike.
+      const follower = nodes.find((_, index) => index + 1 !== leader.leader)!;
+      const viaJson = await fetch(`${follower.httpBase}/v1/topics/st/messages`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ messages: [{ payload: "forwarded json", partition: 1 }] }),
+      });
+      expect({ status: viaJson.status, body: await viaJson.clone().text() }).toMatchObject({
+        status: 200,
+      });
+      const [jsonResult] = (await viaJson.json()).results;
+      expect(jsonResult).toMatchObject({ partition: 1 });
+      const viaPut = await fetch(
+        `${follower.httpBase}/put?topic=st&partition=1&flag=0&length=13`,
+        { method: "POST", body: "forwarded put" },
+      );
+      expect({ status: viaPut.status, text: await viaPut.text() }).toMatchObject({ status: 200 });
+      await eventually(() => converged(nodes, "st-1"));
+      const stored = decodeRecords(readPartitionBytes(`${temp.path}/n${leader.leader}`, "st", 1))
+        .map((record) => new TextDecoder().decode(record.data));
+      expect(stored.slice(-2)).toEqual(["forwarded json", "forwarded put"]);
       // Each node's copy of the group offsets (none committed yet), once `__meta-0` has a leader.
       await eventually(async () => (await status(nodes[0])).offsets !== undefined);
       const statsText = (await runMetaq(["stats", "cluster", "--broker", nodes[0].address])).stdout;

@@ -1,0 +1,18 @@
+/**
+ * @module Replies that come back from another node (a put forwarded to its partition's leader)
+ * arrive as the wire bytes of a `result` line, ready for a TCP client. The HTTP routes read
+ * replies as code and text, so they decode those bytes first.
+ */
+import { type Reply, result } from "../broker/broker.ts";
+import { Parser } from "../protocol/parser.ts";
+
+/** `reply` as a `result` with a code and text; wire bytes are decoded. */
+export function plainReply(reply: Reply): Reply {
+  if (reply.kind !== "frame") return reply;
+  const { commands } = new Parser({ bodyBytesMax: reply.bytes.length }).push(reply.bytes);
+  const first = commands[0];
+  if (first?.kind !== "result") {
+    return result(500, "Cannot read the reply of the node that served the request");
+  }
+  return result(first.code, new TextDecoder().decode(first.body));
+}
