@@ -144,6 +144,12 @@ export class PartitionLog {
   #holds = 0;
   #unflushedMessages = 0;
   #lastSyncMs: number;
+  /** The timed sync of threshold flushing, run beside the writer (see #acknowledge). */
+  #timedSync: Promise<void> | undefined;
+  /** The last timed sync failed: the next batch syncs before its puts are answered. */
+  #timedSyncFailed = false;
+  /** Counts cuts of the file: a sync that a cut overtook proves nothing about what follows. */
+  #cuts = 0;
   #closed = false;
   #drained: Deferred<void> | undefined;
   #listeners = new Set<(ackedEnd: number) => void>();
@@ -392,6 +398,7 @@ export class PartitionLog {
       if (!this.#writing) this.#scheduleDrain();
       await this.#drained.promise;
     }
+    await this.#timedSync;
     if (this.#durableEnd < this.#writtenEnd) await this.#syncActive();
   }
 
@@ -418,6 +425,7 @@ export class PartitionLog {
     await active.file.sync();
     await storage.syncDir(dir);
     this.#writtenEnd = this.#durableEnd = offset;
+    this.#cuts += 1;
     this.#ackedEnd = Math.min(this.#ackedEnd, offset);
     this.#resetQueue(offset);
   }
@@ -440,6 +448,7 @@ export class PartitionLog {
     await storage.syncDir(dir);
     this.#segments = [new Segment(offset, file, 0)];
     this.#writtenEnd = this.#durableEnd = this.#ackedEnd = offset;
+    this.#cuts += 1;
     this.#resetQueue(offset);
   }
 
@@ -473,7 +482,7 @@ export class PartitionLog {
   /** Called by the owner's timer in threshold mode; syncs if the interval has passed. */
   async syncIfDue(): Promise<void> {
     const policy = this.options.flush;
-    if (policy.kind !== "threshold" || this.#writing) return;
+    if (policy.kind !== "threshold" || this.#writing || this.#timedSync) return;
     const due = this.options.clock.monotonicMs() - this.#lastSyncMs >= policy.intervalMs;
     if (due && this.#durableEnd < this.#writtenEnd) await this.#syncActive();
   }
@@ -627,23 +636,44 @@ export class PartitionLog {
     } else {
       this.#unflushedMessages += records;
       const overdue = this.options.clock.monotonicMs() - this.#lastSyncMs >= policy.intervalMs;
-      if (this.#unflushedMessages >= policy.messages || overdue) await this.#syncActive();
+      // The message bound is MetaQ's promise (never more unsynced records), so puts wait for it.
+      // The interval is "synced about this often": that sync runs beside the writer, so a long
+      // fsync of a second's worth of data does not hold every put behind it.
+      if (this.#unflushedMessages >= policy.messages || this.#timedSyncFailed) {
+        await this.#syncActive();
+      } else if (overdue) this.#startTimedSync();
     }
     this.#ackedEnd = batchEnd;
     for (const listener of this.#listeners) listener(batchEnd);
   }
 
+  #startTimedSync(): void {
+    if (this.#timedSync) return;
+    this.#timedSync = this.#syncActive().catch((error) => {
+      // Nothing waited on this sync: the next batch syncs in line, so its puts see the error.
+      this.#timedSyncFailed = true;
+      this.options.logger.log("error", "Cannot sync partition", {
+        partition: this.name,
+        reason: describeError(error),
+      });
+    }).finally(() => this.#timedSync = undefined);
+  }
+
   async #syncActive(): Promise<void> {
     const target = this.#writtenEnd;
     if (this.#durableEnd >= target) return;
+    const messages = this.#unflushedMessages;
+    const cuts = this.#cuts;
     const started = this.options.clock.monotonicMs();
     await this.#segments[this.#segments.length - 1].file.sync();
     this.#lastSyncMs = this.options.clock.monotonicMs();
     this.#lastSyncLatencyMs = this.#lastSyncMs - started;
     this.#syncCount += 1;
     for (const listener of this.#syncListeners) listener(this.#lastSyncLatencyMs);
-    this.#unflushedMessages = 0;
-    this.#durableEnd = Math.max(this.#durableEnd, target);
+    // Appends made while the sync ran are not covered by it.
+    this.#unflushedMessages = Math.max(0, this.#unflushedMessages - messages);
+    if (this.#cuts === cuts) this.#durableEnd = Math.max(this.#durableEnd, target);
+    this.#timedSyncFailed = false;
   }
 
   /**
@@ -687,6 +717,7 @@ export class PartitionLog {
     this.#writtenEnd = cutTo;
     this.#ackedEnd = Math.min(this.#ackedEnd, cutTo);
     this.#durableEnd = Math.min(this.#durableEnd, cutTo);
+    this.#cuts += 1;
     batch.settle(failure);
     queued?.settle(failure);
   }

@@ -528,6 +528,51 @@ test("with threshold flushing a failed write never takes back acknowledged recor
   expect(readAll(log)).toEqual([0, 1, 2, 3, 4, 6].map((i) => text(message(i).data)));
 });
 
+test("with threshold flushing a slow timed sync holds no put; a failed one fails the next batch", async () => {
+  const memory = new MemoryStorage();
+  let mode: "hang" | "fail" | "pass" = "hang";
+  let release: (() => void) | undefined;
+  let syncs = 0;
+  const storage = wrapStorage(memory, {
+    open: (path: string, options: { create: boolean }) => {
+      const file = memory.open(path, options);
+      const sync = file.sync.bind(file);
+      file.sync = async () => {
+        syncs += 1;
+        if (mode === "fail") throw Object.assign(new Error("EIO: i/o error"), { code: "EIO" });
+        if (mode === "hang") await new Promise<void>((resolve) => (release = resolve));
+        await sync();
+      };
+      return file;
+    },
+  });
+  const { log, logger } = await openLog({ storage, dir: "/data/orders-0", cleanup() {} }, {
+    flush: { kind: "threshold", messages: 1_000_000, intervalMs: 0 },
+  });
+  await appendMany(log, 5); // the interval is over at once: a timed sync starts, and hangs
+  expect([log.ackedEnd, log.durableEnd, syncs]).toEqual([5 * RECORD_BYTES, 0, 1]);
+  await appendMany(log, 5, 5); // answered while that sync still runs; no second one starts
+  expect([log.ackedEnd, log.durableEnd, syncs]).toEqual([10 * RECORD_BYTES, 0, 1]);
+  mode = "pass";
+  release!();
+  for (let i = 0; i < 10 && log.durableEnd === 0; i++) await new Promise((r) => setTimeout(r, 0));
+  expect(log.durableEnd).toBe(5 * RECORD_BYTES); // what was written when it started
+
+  mode = "fail";
+  await appendMany(log, 1, 10); // its timed sync fails beside it: logged
+  for (let i = 0; i < 10 && !logger.lines.some((line) => line.includes("Cannot sync")); i++) {
+    await new Promise((r) => setTimeout(r, 0));
+  }
+  expect(logger.lines.some((line) => line.startsWith("error Cannot sync partition"))).toBe(true);
+  // The next batch syncs before answering, so its puts see the storage failing.
+  await expect(log.appendRecord(message(11)).done).rejects.toMatchObject({ kind: "storageFailed" });
+  expect(log.ackedEnd).toBe(11 * RECORD_BYTES);
+  mode = "pass";
+  await appendMany(log, 1, 12);
+  expect(log.durableEnd).toBe(12 * RECORD_BYTES);
+  expect(readAll(log)).toEqual([...Array(11).keys(), 12].map((i) => text(message(i).data)));
+});
+
 test("file storage fsyncs the directory when a partition is created", async () => {
   await using temp = tempDir();
   const { log } = await openLog({
