@@ -81,3 +81,6 @@ assert(SEGMENT_BYTES_MIN >= RECORD_HEADER_BYTES);
 assert(TX_BYTES_MAX * 2 <= APPEND_QUEUE_BYTES_MAX);
 assert(TX_BYTES_MAX <= TX_HELD_BYTES_MAX);
 assert(MESSAGE_BYTES_MAX * 2 <= HTTP_BODY_BYTES_MAX);
+
+/** At shutdown, how long the client port waits for requests in flight to be answered. */
+export const SHUTDOWN_DRAIN_MS = 5000;

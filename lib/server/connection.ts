@@ -4,7 +4,7 @@
  * transport when to stop reading (too many unanswered requests) and when to close (decode
  * error, quit). No socket here: the transport gives `send`, `close` and `pause/resume`.
  */
-import type { Reply, RequestContext } from "../broker/broker.ts";
+import { type Reply, type RequestContext, result } from "../broker/broker.ts";
 import type { Command } from "../protocol/commands.ts";
 import { encodeResult } from "../protocol/encoder.ts";
 import { Parser } from "../protocol/parser.ts";
@@ -47,6 +47,7 @@ export class Connection {
   readonly #options: ConnectionOptions;
   readonly #parser: Parser;
   #pending = 0;
+  #draining: string | undefined;
   #paused = false;
   #closed = false;
   /** Replies gathered this turn: result lines as text (encoded together), value frames as bytes. */
@@ -96,6 +97,20 @@ export class Connection {
     return this.#closed;
   }
 
+  /** Nothing in flight: every request answered and every reply handed to the socket. */
+  get settled(): boolean {
+    return this.#pending === 0 && this.#outputBytes === 0 &&
+      (this.#options.transport.bufferedBytes?.() ?? 0) === 0;
+  }
+
+  /**
+   * The broker is shutting down: requests read from now on are answered `503 <reason>`, which
+   * tells the client they were not served (it may retry elsewhere); those in flight finish.
+   */
+  drain(reason: string): void {
+    this.#draining = reason;
+  }
+
   /** Feeds bytes from the peer. */
   receive(chunk: Uint8Array): void {
     if (this.#closed) return;
@@ -140,6 +155,12 @@ export class Connection {
       return;
     }
     if (command.kind === "result" || command.kind === "value") return;
+    if (this.#draining !== undefined) {
+      if (command.kind === "transaction" && command.type === "END") return; // never answered
+      this.#pending += 1;
+      this.#reply(result(503, this.#draining), command.opaque);
+      return;
+    }
     if (this.#options.gate && !this.#admit(command)) return;
     if (command.kind === "transaction" && command.type === "END") {
       router.dispatch(command, this.context, () => {}); // one-way in MetaQ: never answered

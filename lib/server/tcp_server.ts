@@ -22,6 +22,7 @@ import {
   AUTH_FAILURES_MAX,
   OUTPUT_BYTES_PER_CONNECTION_MAX,
   PENDING_REQUESTS_PER_CONNECTION_MAX,
+  SHUTDOWN_DRAIN_MS,
 } from "../limits.ts";
 import type { Logger } from "../log.ts";
 import { AccessControl } from "../security/access.ts";
@@ -60,6 +61,11 @@ interface Tracked {
   frameStartedMs: number | undefined;
 }
 
+const SHUTTING_DOWN = "Cannot serve request: this broker is shutting down; retry on another broker";
+
+/** At shutdown, the quiet (nothing read or written) that ends the drain. */
+const DRAIN_QUIET_MS = 50;
+
 /** How often the timeouts are checked, at most. */
 const TIMER_MS_MAX = 1000;
 
@@ -71,6 +77,7 @@ export class TcpServer {
   readonly #access: AccessControl;
   #timer: ReturnType<typeof setInterval> | undefined;
   #nextId = 1;
+  #draining = false;
 
   constructor(options: TcpServerOptions) {
     this.#options = options;
@@ -108,11 +115,36 @@ export class TcpServer {
     });
   }
 
-  /** Stops accepting, closes every connection, and resolves when the listener is closed. */
-  close(): Promise<void> {
+  /**
+   * Stops accepting; requests read from now on are refused with 503 while those in flight are
+   * answered (at most `drainMs`), so a client never loses the answer to a request the broker
+   * took; then closes every connection. Resolves when the listener is closed.
+   */
+  async close(drainMs = SHUTDOWN_DRAIN_MS): Promise<void> {
     if (this.#timer) clearInterval(this.#timer);
+    const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    this.#draining = true;
+    for (const tracked of this.#tracked.values()) tracked.connection?.drain(SHUTTING_DOWN);
+    const deadline = performance.now() + drainMs;
+    const busy = () =>
+      [...this.#tracked.values()].some(({ connection }) =>
+        connection !== undefined && !connection.closed && !connection.settled
+      );
+    // Requests still on their way in (a client mid-pipeline, a proxy's buffer) are read and
+    // refused: wait until nothing came or went for a moment, not only until all is answered.
+    const lastActivity = () => {
+      let last = 0;
+      for (const tracked of this.#tracked.values()) last = Math.max(last, tracked.lastActivityMs);
+      return last;
+    };
+    while (
+      performance.now() < deadline &&
+      (busy() || performance.now() - lastActivity() < DRAIN_QUIET_MS)
+    ) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
     for (const socket of this.#tracked.keys()) socket.destroy();
-    return new Promise((resolve) => this.#server.close(() => resolve()));
+    await closed;
   }
 
   /** Counts a new raw connection against the limits; false when it was refused and closed. */
@@ -220,6 +252,7 @@ export class TcpServer {
         }),
     });
     tracked.connection = connection;
+    if (this.#draining) connection.drain(SHUTTING_DOWN);
     socket.on("data", (chunk: Uint8Array) => {
       const now = performance.now();
       tracked.lastActivityMs = now;

@@ -3,6 +3,7 @@ import * as fs from "node:fs";
 import { MetaqClient } from "../../lib/client/client.ts";
 import { Producer } from "../../lib/client/producer.ts";
 import { BrokerProcess, readPartitionBytes, runMetaq } from "../support/harness.ts";
+import { RawSocket } from "../support/raw_socket.ts";
 import { tempDir } from "../support/temp_dir.ts";
 import { decodeRecords } from "../../lib/store/record.ts";
 
@@ -224,3 +225,44 @@ function writeConfig(dir: string): string {
   fs.writeFileSync(file, "[system]\nmaxSegmentSize=8192\n[topic=*]\n");
   return file;
 }
+
+test("SIGTERM answers every put already taken, refuses later ones with 503, and keeps them all", async () => {
+  await using temp = tempDir();
+  const control = `${temp.path}/fsync-control`;
+  const dataDir = `${temp.path}/data`;
+  await using broker = await BrokerProcess.start({
+    dataDir,
+    env: { METAQ_TEST_FSYNC_CONTROL: control },
+  });
+  using socket = await RawSocket.connect(broker.port);
+  socket.write("put drain 0 5 0 1\r\nwarm!");
+  expect((await socket.readFrame()).header).toMatch(/^result 200 /);
+  // Every fsync now takes 1.5 s: the puts below are still waiting for theirs at SIGTERM.
+  fs.writeFileSync(control, "delay 1500\n");
+  const count = 50;
+  for (let i = 0; i < count; i++) {
+    socket.write(`put drain 0 5 0 ${i + 2}\r\nm-${String(i).padStart(3, "0")}`);
+  }
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  const exited = broker.kill("SIGTERM");
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  socket.write("put drain 0 5 0 999\r\nlate!"); // read during the drain: refused, not lost
+  const replies = new Map<number, string>();
+  for (let i = 0; i < count + 1; i++) {
+    const { header, body } = await socket.readFrame(10_000);
+    const [, code, , opaque] = header.split(" ");
+    replies.set(Number(opaque), `${code} ${body.toString()}`);
+  }
+  for (let i = 0; i < count; i++) expect(replies.get(i + 2)).toMatch(/^200 \d+ 0 \d+$/);
+  expect(replies.get(999)).toMatch(/^503 .*shutting down/);
+  expect(await socket.waitClosed(10_000)).toBe(true);
+  expect((await exited).code).toBe(0);
+  fs.rmSync(control);
+  const stored = decodeRecords(readPartitionBytes(dataDir, "drain", 0)).map((record) =>
+    new TextDecoder().decode(record.data)
+  );
+  expect(stored).toEqual([
+    "warm!",
+    ...Array.from({ length: count }, (_, i) => `m-${String(i).padStart(3, "0")}`),
+  ]);
+});
