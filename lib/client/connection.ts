@@ -10,6 +10,7 @@ import type { Command } from "../protocol/commands.ts";
 import { encodeExtension } from "../protocol/encoder.ts";
 import { Parser } from "../protocol/parser.ts";
 import { ConnectionError, errorFromResult, TimeoutError } from "./errors.ts";
+import { concatBytes } from "../bytes.ts";
 
 export type Reply = Extract<Command, { kind: "result" } | { kind: "value" }>;
 
@@ -184,7 +185,7 @@ export class BrokerConnection {
     if (this.#output.length === 0 || this.#closed) return;
     const bytes = this.#output.length === 1
       ? this.#output[0]
-      : join(this.#output, this.#outputBytes);
+      : concatBytes(this.#output, this.#outputBytes);
     this.#output = [];
     this.#outputBytes = 0;
     this.#lastActivityMs = performance.now();
@@ -257,14 +258,4 @@ function dial(options: ConnectionOptions): Promise<net.Socket> {
       resolve(socket);
     });
   });
-}
-
-function join(parts: Uint8Array[], total: number): Uint8Array {
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
 }

@@ -27,6 +27,7 @@ import {
 } from "../security/peer_auth.ts";
 import type { TlsFiles } from "../security/tls.ts";
 import type { PeerAddress } from "./cluster_config.ts";
+import { concatBytes } from "../bytes.ts";
 
 export const PEER_FRAME_BYTES_MAX = 64 * 1024 * 1024;
 /** Outgoing bytes buffered for one peer; beyond it, messages to that peer are dropped. */
@@ -155,7 +156,7 @@ export class PeerTransport {
     const queue = outgoing.queue;
     outgoing.queue = [];
     if (!outgoing.connected || !outgoing.socket || queue.length === 0) return;
-    outgoing.socket.write(queue.length === 1 ? queue[0] : join(queue));
+    outgoing.socket.write(queue.length === 1 ? queue[0] : concatBytes(queue));
   }
 
   #dial(outgoing: Outgoing): void {
@@ -319,7 +320,7 @@ export class FrameReader {
 
   append(chunk: Uint8Array): void {
     const rest = this.#buffer.subarray(this.#position);
-    this.#buffer = rest.length === 0 ? chunk : concat(rest, chunk);
+    this.#buffer = rest.length === 0 ? chunk : concatBytes([rest, chunk]);
     this.#position = 0;
   }
 
@@ -346,24 +347,5 @@ export function frame(payload: Uint8Array): Uint8Array {
   view.setUint32(0, payload.length);
   view.setUint32(4, crc32(payload));
   out.set(payload, 8);
-  return out;
-}
-
-function join(parts: Uint8Array[]): Uint8Array {
-  let total = 0;
-  for (const part of parts) total += part.length;
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
-}
-
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a, 0);
-  out.set(b, a.length);
   return out;
 }

@@ -18,6 +18,7 @@ import {
   type TransactionType,
   type TxKey,
 } from "./commands.ts";
+import { concatBytes } from "../bytes.ts";
 
 /** How an extension verb is framed: its argument count and where its body length is. */
 export interface ExtensionSpec {
@@ -149,12 +150,12 @@ export class Parser {
       this.#parts.push(chunk);
       this.#partsBytes += chunk.length;
       if (this.#buffer.length + this.#partsBytes < pending.length) return true;
-      this.#buffer = concat(this.#buffer, ...this.#parts);
+      this.#buffer = concatBytes([this.#buffer, ...this.#parts]);
       this.#parts = [];
       this.#partsBytes = 0;
       return false;
     }
-    this.#buffer = this.#buffer.length === 0 ? chunk : concat(this.#buffer, chunk);
+    this.#buffer = this.#buffer.length === 0 ? chunk : concatBytes([this.#buffer, chunk]);
     return false;
   }
 
@@ -601,16 +602,4 @@ function hexBytes(text: string): string {
     throw new DecodeError(`'${text.slice(0, 32)}' is not hexadecimal bytes`);
   }
   return text.toLowerCase();
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  let length = 0;
-  for (const part of parts) length += part.length;
-  const out = new Uint8Array(length);
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
 }

@@ -14,6 +14,7 @@
  */
 import { generateKeyPairSync, randomBytes, sign } from "node:crypto";
 import { isIP } from "node:net";
+import { concatBytes } from "../bytes.ts";
 
 export interface SelfSignedOptions {
   /** DNS names and IP addresses the certificate is valid for; the first is the common name. */
@@ -104,13 +105,13 @@ function extension(oid: string, critical: boolean, value: Uint8Array): Uint8Arra
 /** The few DER encodings a certificate needs. */
 const der = {
   tagged(tag: number, content: Uint8Array): Uint8Array {
-    return concat(new Uint8Array([tag]), length(content.length), content);
+    return concatBytes([new Uint8Array([tag]), length(content.length), content]);
   },
   sequence(...items: Uint8Array[]): Uint8Array {
-    return der.tagged(0x30, concat(...items));
+    return der.tagged(0x30, concatBytes(items));
   },
   set(...items: Uint8Array[]): Uint8Array {
-    return der.tagged(0x31, concat(...items));
+    return der.tagged(0x31, concatBytes(items));
   },
   explicit(number: number, content: Uint8Array): Uint8Array {
     return der.tagged(0xa0 + number, content);
@@ -125,7 +126,7 @@ const der = {
     return der.tagged(0x0c, new TextEncoder().encode(text));
   },
   bitString(bytes: Uint8Array): Uint8Array {
-    return der.tagged(0x03, concat(new Uint8Array([0]), bytes));
+    return der.tagged(0x03, concatBytes([new Uint8Array([0]), bytes]));
   },
   /** UTCTime (years 1950-2049) as RFC 5280 requires, else GeneralizedTime. */
   time(ms: number): Uint8Array {
@@ -177,16 +178,4 @@ function pem(label: string, bytes: Uint8Array): string {
   for (const byte of bytes) binary += String.fromCharCode(byte);
   const lines = btoa(binary).match(/.{1,64}/g) ?? [];
   return `-----BEGIN ${label}-----\n${lines.join("\n")}\n-----END ${label}-----\n`;
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  let total = 0;
-  for (const part of parts) total += part.length;
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
 }

@@ -39,6 +39,7 @@ import { crc32 } from "../crc32.ts";
 import { MESSAGE_BYTES_LIMIT_MAX } from "../limits.ts";
 import type { HeuristicOutcome } from "./failure.ts";
 import type { TxMessage } from "./state.ts";
+import { concatBytes } from "../bytes.ts";
 
 export const JOURNAL_HEADER_BYTES = 16;
 export const JOURNAL_VERSION = 1;
@@ -105,14 +106,7 @@ export function encodeRecord(record: TxRecord): Uint8Array {
 
 /** Encodes records back to back (one write). */
 export function encodeRecords(records: readonly TxRecord[]): Uint8Array {
-  const parts = records.map(encodeRecord);
-  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
+  return concatBytes(records.map(encodeRecord));
 }
 
 export interface ScannedRecord {

@@ -1,3 +1,4 @@
+import { concatBytes } from "../../lib/bytes.ts";
 /** @module Byte helpers for tests. */
 
 export const ascii = (text: string): Uint8Array => new TextEncoder().encode(text);
@@ -6,12 +7,4 @@ export const hex = (bytes: Uint8Array): string => Buffer.from(bytes).toString("h
 export const fromHex = (digits: string): Uint8Array =>
   Uint8Array.from(Buffer.from(digits.replace(/\s+/g, ""), "hex"));
 
-export function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
-}
+export const concat = (...parts: Uint8Array[]): Uint8Array => concatBytes(parts);

@@ -1,24 +1,15 @@
 import { expect, test } from "bun:test";
 import { walkRecords } from "../../../lib/bench/records.ts";
 import { encodeRecord } from "../../../lib/store/record.ts";
+import { concatBytes } from "../../../lib/bytes.ts";
 
 const ascii = (text: string) => new TextEncoder().encode(text);
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
-}
 
 test("walkRecords counts complete records and stops at a partial one, at every cut", () => {
   const records = ["hello", "", "a longer payload"].map((text, index) =>
     encodeRecord({ id: BigInt(index + 1), flag: 0, data: ascii(text) })
   );
-  const body = concat(records);
+  const body = concatBytes(records);
   const ends = [0, 25, 45, 81];
   for (let cut = 0; cut <= body.length; cut++) {
     const walk = walkRecords(body.subarray(0, cut), 1024);
@@ -28,7 +19,7 @@ test("walkRecords counts complete records and stops at a partial one, at every c
 });
 
 test("walkRecords hands each record's data position to the visitor, without copying", () => {
-  const body = concat([
+  const body = concatBytes([
     encodeRecord({ id: 7n, flag: 0, data: ascii("abc") }),
     encodeRecord({ id: 8n, flag: 0, data: ascii("de") }),
   ]);

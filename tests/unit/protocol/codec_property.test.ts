@@ -22,6 +22,7 @@ import {
 } from "../../../lib/protocol/encoder.ts";
 import { type ExtensionSpec, Parser } from "../../../lib/protocol/parser.ts";
 import { decodeRecords, encodeRecord, RECORD_HEADER_BYTES } from "../../../lib/store/record.ts";
+import { concatBytes } from "../../../lib/bytes.ts";
 
 const BODY_BYTES_MAX = 4096;
 const LINE_BYTES_MAX = 512;
@@ -120,16 +121,6 @@ const request: fc.Arbitrary<{ wire: Uint8Array; command: Command }> = fc.oneof(
   })),
 );
 
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
-}
-
 /** Feeds `wire` to a fresh parser in pieces cut at `cuts`. */
 function parseInPieces(wire: Uint8Array, cuts: number[]) {
   const parser = newParser();
@@ -160,7 +151,7 @@ test("every encoded request sequence decodes back to the same commands, at any s
       fc.array(request, { minLength: 1, maxLength: 12 }),
       fc.array(fc.nat(), { maxLength: 6 }),
       (requests, cuts) => {
-        const wire = concat(requests.map((r) => r.wire));
+        const wire = concatBytes(requests.map((r) => r.wire));
         const { commands, error } = parseInPieces(wire, cuts);
         expect(error).toBeUndefined();
         expect(plain(commands)).toEqual(plain(requests.map((r) => r.command)));
@@ -200,7 +191,7 @@ test("a mutated valid stream decodes a prefix of the original commands or stops 
         maxLength: 4,
       }),
       (requests, mutations) => {
-        const wire = concat(requests.map((r) => r.wire));
+        const wire = concatBytes(requests.map((r) => r.wire));
         const firstMutation = Math.min(...mutations.map((m) => m.at % wire.length));
         for (const { at, byte } of mutations) wire[at % wire.length] = byte;
         const { commands } = parseInPieces(wire, []);
@@ -238,7 +229,7 @@ test("records survive encoding, and any single changed data byte fails the check
   });
   fc.assert(
     fc.property(fc.array(record, { minLength: 1, maxLength: 10 }), fc.nat(), (records, at) => {
-      const bytes = concat(records.map((r) => encodeRecord(r)));
+      const bytes = concatBytes(records.map((r) => encodeRecord(r)));
       const decoded = decodeRecords(bytes, 0);
       expect(decoded.map((r) => ({ id: r.id, flag: r.flag, data: [...r.data] }))).toEqual(
         records.map((r) => ({ id: r.id, flag: r.flag, data: [...r.data] })),
@@ -260,7 +251,7 @@ test("any prefix of encoded records decodes to the complete records it holds", (
       fc.array(fc.uint8Array({ maxLength: 64 }), { minLength: 1, maxLength: 8 }),
       fc.nat(),
       (datas, cutSeed) => {
-        const bytes = concat(
+        const bytes = concatBytes(
           datas.map((data, i) => encodeRecord({ id: BigInt(i), flag: 0, data })),
         );
         const cut = cutSeed % (bytes.length + 1);

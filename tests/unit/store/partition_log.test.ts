@@ -10,7 +10,7 @@ import {
 } from "../../../lib/store/partition_log.ts";
 import { decodeRecords, encodeRecord } from "../../../lib/store/record.ts";
 import { applyRetention } from "../../../lib/store/retention.ts";
-import type { Storage } from "../../../lib/store/storage.ts";
+import type { FileHandle, Storage } from "../../../lib/store/storage.ts";
 import { FileStorage } from "../../../lib/store/storage_file.ts";
 import { MemoryStorage } from "../../../lib/store/storage_memory.ts";
 import { ascii, text } from "../../support/bytes.ts";
@@ -93,6 +93,31 @@ function readAll(log: PartitionLog): string[] {
     offset = records[records.length - 1].offset + 20 + records[records.length - 1].length;
   }
   return bodies;
+}
+
+/** Memory storage whose files pass through `patch` when opened (fault injection). */
+function memoryWithFiles(patch: (file: FileHandle) => void): Storage {
+  const memory = new MemoryStorage();
+  return wrapStorage(memory, {
+    open: (path: string, options: { create: boolean }) => {
+      const file = memory.open(path, options);
+      patch(file);
+      return file;
+    },
+  });
+}
+
+/** Memory storage whose writes fail with ENOSPC while `full()` says so. */
+function writesFailWhen(full: () => boolean): Storage {
+  return memoryWithFiles((file) => {
+    const write = file.write.bind(file);
+    file.write = (chunks, position) => {
+      if (full()) {
+        throw Object.assign(new Error("ENOSPC: no space left on device"), { code: "ENOSPC" });
+      }
+      write(chunks, position);
+    };
+  });
 }
 
 for (const [kind, make] of Object.entries(kinds)) {
@@ -467,21 +492,8 @@ describe("partition log crash recovery (memory storage power-cut model)", () => 
   });
 
   test("a failed write is refused, cut back, and later appends succeed when space returns", async () => {
-    const memory = new MemoryStorage();
     let full = false;
-    const storage = wrapStorage(memory, {
-      open: (path: string, options: { create: boolean }) => {
-        const file = memory.open(path, options);
-        const write = file.write.bind(file);
-        file.write = (chunks, position) => {
-          if (full) {
-            throw Object.assign(new Error("ENOSPC: no space left on device"), { code: "ENOSPC" });
-          }
-          write(chunks, position);
-        };
-        return file;
-      },
-    });
+    const storage = writesFailWhen(() => full);
     const { log } = await openLog({ storage, dir: "/data/orders-0", cleanup() {} });
     await appendMany(log, 5);
     full = true;
@@ -497,21 +509,8 @@ describe("partition log crash recovery (memory storage power-cut model)", () => 
 });
 
 test("with threshold flushing a failed write never takes back acknowledged records", async () => {
-  const memory = new MemoryStorage();
   let full = false;
-  const storage = wrapStorage(memory, {
-    open: (path: string, options: { create: boolean }) => {
-      const file = memory.open(path, options);
-      const write = file.write.bind(file);
-      file.write = (chunks, position) => {
-        if (full) {
-          throw Object.assign(new Error("ENOSPC: no space left on device"), { code: "ENOSPC" });
-        }
-        write(chunks, position);
-      };
-      return file;
-    },
-  });
+  const storage = writesFailWhen(() => full);
   const { log } = await openLog({ storage, dir: "/data/orders-0", cleanup() {} }, {
     flush: { kind: "threshold", messages: 1000, intervalMs: 60_000 },
   });
@@ -529,22 +528,17 @@ test("with threshold flushing a failed write never takes back acknowledged recor
 });
 
 test("with threshold flushing a slow timed sync holds no put; a failed one fails the next batch", async () => {
-  const memory = new MemoryStorage();
   let mode: "hang" | "fail" | "pass" = "hang";
   let release: (() => void) | undefined;
   let syncs = 0;
-  const storage = wrapStorage(memory, {
-    open: (path: string, options: { create: boolean }) => {
-      const file = memory.open(path, options);
-      const sync = file.sync.bind(file);
-      file.sync = async () => {
-        syncs += 1;
-        if (mode === "fail") throw Object.assign(new Error("EIO: i/o error"), { code: "EIO" });
-        if (mode === "hang") await new Promise<void>((resolve) => (release = resolve));
-        await sync();
-      };
-      return file;
-    },
+  const storage = memoryWithFiles((file) => {
+    const sync = file.sync.bind(file);
+    file.sync = async () => {
+      syncs += 1;
+      if (mode === "fail") throw Object.assign(new Error("EIO: i/o error"), { code: "EIO" });
+      if (mode === "hang") await new Promise<void>((resolve) => (release = resolve));
+      await sync();
+    };
   });
   const { log, logger } = await openLog({ storage, dir: "/data/orders-0", cleanup() {} }, {
     flush: { kind: "threshold", messages: 1_000_000, intervalMs: 0 },
