@@ -24,6 +24,8 @@ const GENERATIONS_PER_TERM = 2 ** 20;
 
 /** A follower refused compaction (its leader has not dropped those segments yet) retries after. */
 const COMPACT_RETRY_MS = 1000;
+/** Retries per snapshot; the next snapshot starts over (its base is further on). */
+const COMPACT_RETRIES_MAX = 30;
 
 export class ClusterGroups {
   readonly #node: ClusterNode;
@@ -36,6 +38,7 @@ export class ClusterGroups {
   #snapshotNotBefore = 0;
   #compacting = false;
   #compactedBase = 0;
+  #compactRetries = 0;
   #compactTimer: ReturnType<typeof setTimeout> | undefined;
   #stopped = false;
 
@@ -140,11 +143,13 @@ export class ClusterGroups {
       },
     }).then(
       () => {
-        if (!refused) this.#compactedBase = base;
-        else {
+        if (refused && ++this.#compactRetries <= COMPACT_RETRIES_MAX) {
           this.#compactTimer = setTimeout(() => this.#retryCompaction(), COMPACT_RETRY_MS);
           (this.#compactTimer as { unref?: () => void }).unref?.();
+          return;
         }
+        this.#compactedBase = base; // done, or given up until the next snapshot
+        this.#compactRetries = 0;
       },
       (error) => {
         this.#compactedBase = base; // tried again after the next snapshot

@@ -57,6 +57,7 @@ export class MetaState {
   #applied = 0;
   #snapshotBase = 0;
   #snapshotEnd = 0;
+  #summary: OffsetsSummary | undefined;
   readonly #listeners = new Set<(appliedOffset: number) => void>();
 
   constructor(startOffset: number) {
@@ -87,14 +88,17 @@ export class MetaState {
     return [...this.#offsets.values()].sort(compareEntries);
   }
 
+  /** Computed once per applied position: status pages and the dashboard ask every second. */
   summary(): OffsetsSummary {
+    if (this.#summary?.applied === this.#applied) return this.#summary;
     const table = JSON.stringify(this.entries());
-    return {
+    this.#summary = {
       entries: this.#offsets.size,
       applied: this.#applied,
       snapshotBase: this.#snapshotBase,
       digest: crc32(new TextEncoder().encode(table)).toString(16).padStart(8, "0"),
     };
+    return this.#summary;
   }
 
   /** The snapshot command of the table as applied now, to be written at the applied offset. */
@@ -112,7 +116,7 @@ export class MetaState {
     let readBytes = READ_BYTES;
     while (this.#applied < commit) {
       const bytes = log.read(this.#applied, readBytes, commit);
-      const records = decodeRecords(bytes, this.#applied);
+      const records = decodeRecords(bytes, this.#applied, SNAPSHOT_BYTES_MAX);
       if (records.length === 0) {
         // The next record is larger than the read (a big snapshot): read it whole.
         const length = bytes.length >= 4
