@@ -10,10 +10,14 @@
  * drops its `__meta-0` segments below the snapshot's base, the leader first (its followers only
  * follow the start it announces, as for any replicated partition).
  */
-import { GroupService } from "../groups/group_service.ts";
+import type { GroupService } from "../groups/group_service.ts";
 import { describeError } from "../errors.ts";
 import { applyRetention } from "../store/retention.ts";
-import { installGroupFilters, registerGroupCommands } from "../server/group_commands.ts";
+import {
+  groupServiceOf,
+  installGroupFilters,
+  registerGroupCommands,
+} from "../server/group_commands.ts";
 import type { ClusterNode } from "./cluster_node.ts";
 import { MetaState, type OffsetsSummary, ReplicatedOffsetStore } from "./meta_state.ts";
 import type { Replica } from "./replica.ts";
@@ -167,26 +171,12 @@ export class ClusterGroups {
 
   #startService(term: number): void {
     const node = this.#node;
-    const { config, broker, logger, clock } = node.running;
     const state = this.#state!;
     this.#store = new ReplicatedOffsetStore(() => node.replica(META_TOPIC, 0), state);
-    this.#service = new GroupService({
-      brokerId: config.system.brokerId,
-      sessionTimeoutMs: config.system.groupSessionTimeoutMs,
-      store: this.#store,
-      clock,
-      logger,
-      partitionCount: (topic) => broker.topicSettings(topic)?.numPartitions,
-      logBounds: (topic, partition) => {
-        const log = broker.store.get(topic, partition);
-        if (!log) return undefined;
-        return { start: log.startOffset, end: broker.readLimit(topic, partition, log) };
-      },
-      generationBase: term * GENERATIONS_PER_TERM,
-    });
+    this.#service = groupServiceOf(node.running, this.#store, term * GENERATIONS_PER_TERM);
     this.#service.start();
     this.#serviceTerm = term;
-    logger.log("info", "Coordinating consumer groups", {
+    node.running.logger.log("info", "Coordinating consumer groups", {
       node: node.nodeId,
       term,
       offsets: state.entries().length,

@@ -21,6 +21,7 @@ import { result } from "../broker/broker.ts";
 import { BrokerError, describeError } from "../errors.ts";
 import { parseFilter, recordFilter } from "../groups/filter.ts";
 import { GroupService, type ResetTarget } from "../groups/group_service.ts";
+import type { OffsetStore } from "../groups/offset_store.ts";
 import { FileOffsetStore } from "../groups/offset_store_file.ts";
 import type { Config } from "../config/config.ts";
 import type { Logger } from "../log.ts";
@@ -47,26 +48,14 @@ export function groupsPlugin(options: GroupsPluginOptions = {}): BrokerPlugin & 
   const plugin: BrokerPlugin & { service?: GroupService } = {
     name: "groups",
     async start(running: RunningBroker) {
-      const { config, broker, logger, clock } = running;
+      const { config, logger } = running;
       const store = await FileOffsetStore.open({
         storage: running.store.options.storage,
         path: joinPath(config.system.dataPath, GROUPS_DIR, OFFSETS_FILE),
         logger,
         repair: options.repair,
       });
-      const service = new GroupService({
-        brokerId: config.system.brokerId,
-        sessionTimeoutMs: config.system.groupSessionTimeoutMs,
-        store,
-        clock,
-        logger,
-        partitionCount: (topic) => broker.topicSettings(topic)?.numPartitions,
-        logBounds: (topic, partition) => {
-          const log = broker.store.get(topic, partition);
-          if (!log) return undefined;
-          return { start: log.startOffset, end: broker.readLimit(topic, partition, log) };
-        },
-      });
+      const service = groupServiceOf(running, store);
       registerGroupCommands(running.router, service, logger);
       installGroupFilters(running, logger);
       service.start();
@@ -84,6 +73,32 @@ export function groupsPlugin(options: GroupsPluginOptions = {}): BrokerPlugin & 
  * groups now: one fixed service on a single broker; in a cluster, the one on the `__meta`
  * leader (undefined elsewhere: requests are routed to the leader before they get here).
  */
+/**
+ * The group coordinator of `running` over `store`: partitions and log bounds come from the
+ * broker (bounds up to what readers may see). A cluster passes a `generationBase` per term.
+ */
+export function groupServiceOf(
+  running: RunningBroker,
+  store: OffsetStore,
+  generationBase?: number,
+): GroupService {
+  const { config, broker, logger, clock } = running;
+  return new GroupService({
+    brokerId: config.system.brokerId,
+    sessionTimeoutMs: config.system.groupSessionTimeoutMs,
+    store,
+    clock,
+    logger,
+    partitionCount: (topic) => broker.topicSettings(topic)?.numPartitions,
+    logBounds: (topic, partition) => {
+      const log = broker.store.get(topic, partition);
+      if (!log) return undefined;
+      return { start: log.startOffset, end: broker.readLimit(topic, partition, log) };
+    },
+    generationBase,
+  });
+}
+
 export function registerGroupCommands(
   router: Router,
   current: GroupService | (() => GroupService | undefined),
