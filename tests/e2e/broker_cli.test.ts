@@ -245,7 +245,11 @@ test("SIGTERM answers every put already taken, refuses later ones with 503, and 
   }
   await new Promise((resolve) => setTimeout(resolve, 300));
   const exited = broker.kill("SIGTERM");
-  await new Promise((resolve) => setTimeout(resolve, 300));
+  // Once the broker says it is shutting down, a new put is read during the drain.
+  for (let i = 0; i < 500 && !broker.stderr.includes("Shutting down"); i++) {
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  expect(broker.stderr).toContain("Shutting down");
   socket.write("put drain 0 5 0 999\r\nlate!"); // read during the drain: refused, not lost
   const replies = new Map<number, string>();
   for (let i = 0; i < count + 1; i++) {
