@@ -5,6 +5,7 @@
  */
 import { printable, topicNameProblem } from "../config/names.ts";
 import { BrokerError, type ErrorKind, ERRORS } from "../errors.ts";
+import { concatBytes } from "../bytes.ts";
 
 export const JSON_HEADERS = { "content-type": "application/json; charset=utf-8" } as const;
 export const TEXT_HEADERS = { "content-type": "text/plain; charset=utf-8" } as const;
@@ -76,14 +77,7 @@ export async function readBody(request: Request, bytesMax: number): Promise<Uint
     }
     chunks.push(value);
   }
-  if (chunks.length === 1) return chunks[0];
-  const body = new Uint8Array(total);
-  let at = 0;
-  for (const chunk of chunks) {
-    body.set(chunk, at);
-    at += chunk.length;
-  }
-  return body;
+  return chunks.length === 1 ? chunks[0] : concatBytes(chunks, total);
 }
 
 /** Reads a JSON body (at most `bytesMax` bytes); malformed JSON is a 400. */
