@@ -15,7 +15,7 @@ import { setImmediate } from "node:timers";
 import { parseArgs } from "node:util";
 import { Histogram } from "../lib/bench/histogram.ts";
 import { makePayload } from "../lib/bench/load.ts";
-import { walkRecords } from "../lib/bench/records.ts";
+import { walkRecords } from "../lib/protocol/record.ts";
 import { systemClock } from "../lib/clock.ts";
 import { MESSAGE_BYTES_LIMIT_MAX, RECORD_HEADER_BYTES } from "../lib/limits.ts";
 import { silentLogger } from "../lib/log.ts";

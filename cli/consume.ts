@@ -3,7 +3,7 @@ import process from "node:process";
 import { MetaqClient } from "../lib/client/client.ts";
 import type { ConsumedMessage } from "../lib/client/consumer.ts";
 import { describeError } from "../lib/errors.ts";
-import { type DecodedRecord, decodeRecords, splitAttribute } from "../lib/store/record.ts";
+import { type DecodedRecord, decodeRecords, splitAttribute } from "../lib/protocol/record.ts";
 import {
   brokerList,
   clientSecurity,

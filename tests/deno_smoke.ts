@@ -20,7 +20,7 @@ import { startBroker } from "../lib/server/start_broker.ts";
 import { Consumer } from "../lib/client/consumer.ts";
 import { GroupClient } from "../lib/client/group_client.ts";
 import { groupsPlugin } from "../lib/server/group_commands.ts";
-import { decodeRecords } from "../lib/store/record.ts";
+import { decodeRecords } from "../lib/protocol/record.ts";
 import * as https from "node:https";
 import * as net from "node:net";
 import { PeerTransport } from "../lib/cluster/peer_transport.ts";

@@ -19,10 +19,10 @@ import {
 import { Producer } from "../client/producer.ts";
 import { metaqChecksum } from "../crc32.ts";
 import { describeError } from "../errors.ts";
-import { MESSAGE_BYTES_LIMIT_MAX } from "../limits.ts";
+import { MESSAGE_BYTES_LIMIT_MAX, RECORD_HEADER_BYTES } from "../limits.ts";
 import { encodeGet, encodePut } from "../protocol/encoder.ts";
 import { Histogram } from "./histogram.ts";
-import { walkRecords } from "./records.ts";
+import { walkRecords } from "../protocol/record.ts";
 
 export type ProduceApi = "connection" | "producer";
 
@@ -479,7 +479,9 @@ async function followPartition(
       const body = reply.body;
       const view = new DataView(body.buffer, body.byteOffset, body.byteLength);
       const walk = walkRecords(body, MESSAGE_BYTES_LIMIT_MAX, (position, length) => {
-        if (length >= STAMP_BYTES) state.latency.recordMs(arrived - view.getFloat64(position));
+        if (length >= STAMP_BYTES) {
+          state.latency.recordMs(arrived - view.getFloat64(position + RECORD_HEADER_BYTES));
+        }
       });
       offset += walk.bytes;
       state.live.messages += walk.records;

@@ -15,7 +15,8 @@ import { describeError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { GetCommand, OffsetCommand, PutCommand, SyncCommand } from "../protocol/commands.ts";
 import { encodeValueHeader } from "../protocol/encoder.ts";
-import type { MessageIdGenerator } from "../store/message_id.ts";
+import { type Reply, type RequestContext, result } from "../protocol/reply.ts";
+import type { MessageIdGenerator } from "../protocol/message_id.ts";
 import { type MessageStore, partitionKey } from "../store/message_store.ts";
 import type { PartitionLog } from "../store/partition_log.ts";
 import type { TopicMetadata } from "./metadata.ts";
@@ -23,31 +24,6 @@ import { BrokerStats } from "./stats.ts";
 import { renderStats } from "./stats_report.ts";
 
 export const METAQ_VERSION = "metaq-0.1.0";
-
-/** What the server sends back: a `result` line, or a prebuilt frame (a `value` reply). */
-export type Reply =
-  | {
-    readonly kind: "result";
-    readonly code: number;
-    readonly text?: string | Uint8Array;
-    /** The text is known to be ASCII (put acknowledgements): its length is its byte count. */
-    readonly ascii?: boolean;
-  }
-  | { readonly kind: "frame"; readonly bytes: Uint8Array };
-
-export const result = (code: number, text?: string | Uint8Array): Reply => ({
-  kind: "result",
-  code,
-  text,
-});
-
-/** Who sent a request: for logs, per-connection state (transactions) and stats. */
-export interface RequestContext {
-  readonly connectionId: number;
-  readonly peer: string;
-  /** Set when another cluster node forwarded the request: it is never forwarded again. */
-  readonly forwarded?: boolean;
-}
 
 /** Handles transactional puts (a put carrying a txkey); absent until transactions exist. */
 export interface TransactionalPutHandler {

@@ -3,8 +3,8 @@
  * (partition count, where this broker is). MetaQ clients learned this from ZooKeeper; metaq
  * clients ask the broker. The cluster adds partition leaders to the same reply.
  */
-import type { RequestContext } from "./broker.ts";
-import { result } from "./broker.ts";
+import type { RequestContext } from "../protocol/reply.ts";
+import { result } from "../protocol/reply.ts";
 import type { Router } from "../server/router.ts";
 
 export interface TopicMetadata {

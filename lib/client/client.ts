@@ -15,7 +15,7 @@ import {
   encodeTransaction,
   encodeVersion,
 } from "../protocol/encoder.ts";
-import { FLAG_HAS_ATTRIBUTE, joinAttribute } from "../store/record.ts";
+import { FLAG_HAS_ATTRIBUTE, joinAttribute } from "../protocol/record.ts";
 import { BrokerConnection, type ClientAuth, type ClientTls, type Reply } from "./connection.ts";
 import { ConnectionError, errorFromResult } from "./errors.ts";
 

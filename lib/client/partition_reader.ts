@@ -24,7 +24,7 @@ import {
   decodeRecords,
   RECORD_HEADER_BYTES,
   splitAttribute,
-} from "../store/record.ts";
+} from "../protocol/record.ts";
 import type { MetaqClient } from "./client.ts";
 import type { MessageIdCache } from "./message_id_cache.ts";
 

@@ -16,7 +16,7 @@ import { describeError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { Storage } from "../store/storage.ts";
 import { joinPath } from "../store/storage.ts";
-import { joinAttribute, RECORD_HEADER_BYTES, splitAttribute } from "../store/record.ts";
+import { joinAttribute, RECORD_HEADER_BYTES, splitAttribute } from "../protocol/record.ts";
 import type { MetaqClient } from "./client.ts";
 import type { ConsumedMessage, MessageHandler } from "./partition_reader.ts";
 import { Producer } from "./producer.ts";

@@ -12,7 +12,7 @@ import * as os from "node:os";
 import { metaqChecksum } from "../crc32.ts";
 import type { TransactionType } from "../protocol/commands.ts";
 import { encodePut, encodeTransaction } from "../protocol/encoder.ts";
-import { FLAG_HAS_ATTRIBUTE, joinAttribute } from "../store/record.ts";
+import { FLAG_HAS_ATTRIBUTE, joinAttribute } from "../protocol/record.ts";
 import type { MetaqClient, PutResult } from "./client.ts";
 import type { BrokerConnection, Reply } from "./connection.ts";
 import { errorFromResult } from "./errors.ts";

@@ -6,7 +6,7 @@
  * forwarded again. A request whose reply does not come back in time is answered as
  * indeterminate (a put may or may not have been stored).
  */
-import { type Reply, result } from "../broker/broker.ts";
+import { type Reply, result } from "../protocol/reply.ts";
 import type { Logger } from "../log.ts";
 import type { Command } from "../protocol/commands.ts";
 import {

@@ -3,7 +3,7 @@
  * byte ranges, and record boundaries read from the 20-byte headers.
  */
 import { crc32Continue } from "../crc32.ts";
-import { RECORD_HEADER_BYTES } from "../store/record.ts";
+import { RECORD_HEADER_BYTES } from "../protocol/record.ts";
 import type { PartitionLog } from "../store/partition_log.ts";
 import type { LocalCopy, RangeDigest } from "./cross_check.ts";
 

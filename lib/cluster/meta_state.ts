@@ -30,7 +30,7 @@ import {
   type OffsetStore,
 } from "../groups/offset_store.ts";
 import { crc32 } from "../crc32.ts";
-import { decodeRecords, encodeRecord, RECORD_HEADER_BYTES } from "../store/record.ts";
+import { decodeRecords, encodeRecord, RECORD_HEADER_BYTES } from "../protocol/record.ts";
 import type { Replica } from "./replica.ts";
 
 export type MetaCommand =

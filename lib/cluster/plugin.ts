@@ -5,7 +5,7 @@
  * adds `stats cluster` and the `cluster` admin command.
  */
 import process from "node:process";
-import { type Reply, result } from "../broker/broker.ts";
+import { type Reply, result } from "../protocol/reply.ts";
 import type { Command } from "../protocol/commands.ts";
 import { Parser } from "../protocol/parser.ts";
 import type { RangeDigest } from "./cross_check.ts";

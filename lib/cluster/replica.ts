@@ -15,7 +15,8 @@ import { BrokerError, describeError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { Random } from "../prng.ts";
 import type { PartitionLog } from "../store/partition_log.ts";
-import { RECORD_HEADER_BYTES } from "../limits.ts";
+import { MESSAGE_BYTES_LIMIT_MAX, RECORD_HEADER_BYTES } from "../limits.ts";
+import { recordBytesAt, walkRecords } from "../protocol/record.ts";
 import type { Storage } from "../store/storage.ts";
 import type { HardState, Message, NodeId } from "./messages.ts";
 import {
@@ -394,7 +395,10 @@ export class Replica {
         this.log.nextOffset === item.offset,
         `${this.name}: entry at ${item.offset}, log at ${this.log.nextOffset}`,
       );
-      lastDone = this.log.appendEncoded(item.bytes, countRecords(item.bytes)).done;
+      lastDone = this.log.appendEncoded(
+        item.bytes,
+        walkRecords(item.bytes, MESSAGE_BYTES_LIMIT_MAX).records,
+      ).done;
       if (this.options.tracer.enabled) this.#traceRecords(item.offset, item.epoch, item.bytes);
     }
     if (epochsDirty) await this.#saveEpochs();
@@ -442,10 +446,8 @@ export class Replica {
    * chunked differently when a follower catches up), so the checker can compare them.
    */
   #traceRecords(offset: number, term: number, bytes: Uint8Array): void {
-    let position = 0;
-    while (bytes.length - position >= RECORD_HEADER_BYTES) {
-      const end = position + RECORD_HEADER_BYTES +
-        new DataView(bytes.buffer, bytes.byteOffset + position, 4).getInt32(0);
+    walkRecords(bytes, MESSAGE_BYTES_LIMIT_MAX, (position, length) => {
+      const end = position + RECORD_HEADER_BYTES + length;
       this.options.tracer.record(this.name, {
         event: "append",
         term,
@@ -453,8 +455,7 @@ export class Replica {
         to: offset + end,
         crc: crc32(bytes.subarray(position, end)),
       });
-      position = end;
-    }
+    });
   }
 
   async #resetTo(position: Position): Promise<void> {
@@ -582,11 +583,9 @@ export class Replica {
     }
     if (offset >= limit) return [];
     let slice = this.log.read(offset, Math.max(bytesMax, RECORD_HEADER_BYTES), limit);
-    if (wholeRecordsEnd(slice) === 0) {
+    if (walkRecords(slice, MESSAGE_BYTES_LIMIT_MAX).records === 0) {
       // The first record is larger than bytesMax: send it alone.
-      const length = RECORD_HEADER_BYTES +
-        new DataView(slice.buffer, slice.byteOffset, 4).getInt32(0);
-      slice = this.log.read(offset, length, limit);
+      slice = this.log.read(offset, recordBytesAt(slice) ?? RECORD_HEADER_BYTES, limit);
     }
     return splitRecords(slice);
   }
@@ -595,38 +594,10 @@ export class Replica {
 /** Each complete record of `bytes` as its own view. */
 function splitRecords(bytes: Uint8Array): Uint8Array[] {
   const records: Uint8Array[] = [];
-  let position = 0;
-  while (bytes.length - position >= RECORD_HEADER_BYTES) {
-    const length = new DataView(bytes.buffer, bytes.byteOffset + position, 4).getInt32(0);
-    const next = position + RECORD_HEADER_BYTES + length;
-    if (length < 0 || next > bytes.length) break;
-    records.push(bytes.subarray(position, next));
-    position = next;
-  }
+  walkRecords(bytes, MESSAGE_BYTES_LIMIT_MAX, (position, length) => {
+    records.push(bytes.subarray(position, position + RECORD_HEADER_BYTES + length));
+  });
   return records;
-}
-
-/** Offset within `bytes` after the last complete record. */
-function wholeRecordsEnd(bytes: Uint8Array): number {
-  let position = 0;
-  while (bytes.length - position >= RECORD_HEADER_BYTES) {
-    const length = new DataView(bytes.buffer, bytes.byteOffset + position, 4).getInt32(0);
-    const next = position + RECORD_HEADER_BYTES + length;
-    if (length < 0 || next > bytes.length) break;
-    position = next;
-  }
-  return position;
-}
-
-function countRecords(bytes: Uint8Array): number {
-  let count = 0;
-  let position = 0;
-  while (bytes.length - position >= RECORD_HEADER_BYTES) {
-    position += RECORD_HEADER_BYTES +
-      new DataView(bytes.buffer, bytes.byteOffset + position, 4).getInt32(0);
-    count += 1;
-  }
-  return count;
 }
 
 /** The epoch list on disk, fitted to the log that recovery left (never ahead of its end). */

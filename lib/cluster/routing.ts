@@ -6,8 +6,9 @@
  * serving node the broker appends through Raft (`appendHook`) and caps reads at the commit
  * offset (`readLimit`). Transactions on replicated topics are refused with a clear error.
  */
-import { type CheckedPut, type Reply, type RequestContext, result } from "../broker/broker.ts";
-import { encodeRecord } from "../store/record.ts";
+import { type CheckedPut } from "../broker/broker.ts";
+import { type Reply, type RequestContext, result } from "../protocol/reply.ts";
+import { encodeRecord } from "../protocol/record.ts";
 import type { Command, PutCommand } from "../protocol/commands.ts";
 import type { Respond } from "../server/router.ts";
 import type { ClusterNode } from "./cluster_node.ts";

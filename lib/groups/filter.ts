@@ -18,7 +18,13 @@
  * Values are compared as UTF-8 bytes for payloads and as strings for attributes; they cannot
  * contain `||` or `&&`.
  */
-import { readHeader, RECORD_HEADER_BYTES, splitAttribute } from "../store/record.ts";
+import {
+  readHeader,
+  RECORD_HEADER_BYTES,
+  splitAttribute,
+  walkRecords,
+} from "../protocol/record.ts";
+import { MESSAGE_BYTES_LIMIT_MAX } from "../limits.ts";
 
 export type FilterOp = "=" | "!=" | "^=" | "$=" | "*=";
 
@@ -96,17 +102,15 @@ export function recordFilter(
   return (bytes) => {
     const kept: [number, number][] = [];
     let keptBytes = 0;
-    let position = 0;
-    while (bytes.length - position >= RECORD_HEADER_BYTES) {
-      const header = readHeader(bytes, position);
-      const end = position + RECORD_HEADER_BYTES + header.length;
-      if (header.length < 0 || end > bytes.length) break;
-      if (accepts(filter, header.flag, bytes.subarray(position + RECORD_HEADER_BYTES, end))) {
+    const walk = walkRecords(bytes, MESSAGE_BYTES_LIMIT_MAX, (position, length) => {
+      const end = position + RECORD_HEADER_BYTES + length;
+      const flag = readHeader(bytes, position).flag;
+      if (accepts(filter, flag, bytes.subarray(position + RECORD_HEADER_BYTES, end))) {
         kept.push([position, end]);
         keptBytes += end - position;
       }
-      position = end;
-    }
+    });
+    const position = walk.bytes;
     const out = new Uint8Array(keptBytes);
     let at = 0;
     for (const [start, end] of kept) {

@@ -27,7 +27,6 @@ import { assert } from "../assert.ts";
 import { crc32 } from "../crc32.ts";
 import { BrokerError, describeError, isNoSpace } from "../errors.ts";
 import type { Logger } from "../log.ts";
-import { type Deferred, deferred } from "../deferred.ts";
 import { type FileHandle, makeDirDurably, parentDir, type Storage } from "../store/storage.ts";
 
 export const JOURNAL_HEADER_BYTES = 12;
@@ -53,11 +52,11 @@ export class Journal {
   #file: FileHandle;
   #sizeBytes: number;
   #failed: BrokerError | undefined;
-  #waiting: Deferred<void> | undefined;
+  #waiting: PromiseWithResolvers<void> | undefined;
   #syncing: Promise<void> = Promise.resolve();
   #syncRunning = false;
   #compacting = false;
-  #held: { bytes: Uint8Array; done: Deferred<void> }[] = [];
+  #held: { bytes: Uint8Array; done: PromiseWithResolvers<void> }[] = [];
   #closed = false;
 
   private constructor(options: JournalOptions, file: FileHandle, sizeBytes: number) {
@@ -105,7 +104,7 @@ export class Journal {
     assert(!this.#closed, "journal is closed");
     const bytes = encodeEntries(bodies, this.options.bodyBytesMax);
     if (this.#compacting) {
-      const done = deferred<void>();
+      const done = settledQuietly(Promise.withResolvers<void>());
       this.#held.push({ bytes, done });
       return done.promise;
     }
@@ -171,7 +170,7 @@ export class Journal {
       this.#fail(error);
       return Promise.reject(this.#failed);
     }
-    this.#waiting ??= deferred<void>();
+    this.#waiting ??= settledQuietly(Promise.withResolvers<void>());
     const waiting = this.#waiting.promise;
     if (!this.#syncRunning) this.#syncing = this.#runSyncs();
     return waiting;
@@ -191,7 +190,7 @@ export class Journal {
     }
   }
 
-  async #syncRound(round: Deferred<void>): Promise<void> {
+  async #syncRound(round: PromiseWithResolvers<void>): Promise<void> {
     if (this.#failed) return round.reject(this.#failed);
     try {
       await this.#file.sync();
@@ -330,4 +329,13 @@ function isProcessAlive(pid: number): boolean {
   } catch (error) {
     return (error as { code?: string }).code === "EPERM";
   }
+}
+
+/**
+ * A rejection nobody awaits must not end the process (callers that await still see it), so
+ * every completion made here carries a no-op handler.
+ */
+function settledQuietly<T>(resolvers: PromiseWithResolvers<T>): PromiseWithResolvers<T> {
+  resolvers.promise.catch(() => {});
+  return resolvers;
 }

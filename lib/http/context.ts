@@ -2,7 +2,8 @@
  * @module The parts every admin route may use, assembled once by createAdminApp. Routes read
  * through them and never keep state of their own.
  */
-import type { Broker, Reply } from "../broker/broker.ts";
+import type { Broker } from "../broker/broker.ts";
+import type { Reply } from "../protocol/reply.ts";
 import type { PutCommand } from "../protocol/commands.ts";
 import type { Clock } from "../clock.ts";
 import type { LogRing } from "../log_ring.ts";

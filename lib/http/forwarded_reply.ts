@@ -3,7 +3,7 @@
  * arrive as the wire bytes of a `result` line, ready for a TCP client. The HTTP routes read
  * replies as code and text, so they decode those bytes first.
  */
-import { type Reply, result } from "../broker/broker.ts";
+import { type Reply, result } from "../protocol/reply.ts";
 import { Parser } from "../protocol/parser.ts";
 
 /** `reply` as a `result` with a code and text; wire bytes are decoded. */

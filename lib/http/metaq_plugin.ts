@@ -13,7 +13,8 @@
  * offset to use) and the body is its text. Parameters MetaQ would fail to parse are a 400 here.
  */
 import type { PutPath } from "./context.ts";
-import type { Broker, Reply, RequestContext } from "../broker/broker.ts";
+import type { Broker } from "../broker/broker.ts";
+import type { Reply, RequestContext } from "../protocol/reply.ts";
 import { BrokerError } from "../errors.ts";
 import { int32, int64 } from "../protocol/parser.ts";
 import { readBody, replyBody, TEXT_HEADERS } from "./respond.ts";

@@ -9,13 +9,14 @@
  * partition count (as the metaq client does); else the broker picks one at random (partition -1,
  * as in MetaQ).
  */
-import type { Broker, Reply } from "../broker/broker.ts";
+import type { Broker } from "../broker/broker.ts";
+import type { Reply } from "../protocol/reply.ts";
 import type { TopicSettings } from "../config/config.ts";
 import { crc32 } from "../crc32.ts";
 import { BrokerError } from "../errors.ts";
 import { HTTP_BATCH_MESSAGES_MAX, HTTP_BODY_BYTES_MAX } from "../limits.ts";
 import { partitionKey } from "../store/message_store.ts";
-import { FLAG_HAS_ATTRIBUTE, joinAttribute } from "../store/record.ts";
+import { FLAG_HAS_ATTRIBUTE, joinAttribute } from "../protocol/record.ts";
 import type { PutPath } from "./context.ts";
 import { decodeBase64 } from "./records.ts";
 import {

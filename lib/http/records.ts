@@ -8,7 +8,7 @@ import { metaqChecksum } from "../crc32.ts";
 import { BrokerError } from "../errors.ts";
 import { MESSAGE_BYTES_LIMIT_MAX, RECORD_HEADER_BYTES } from "../limits.ts";
 import type { PartitionLog } from "../store/partition_log.ts";
-import { type DecodedRecord, readHeader, splitAttribute } from "../store/record.ts";
+import { type DecodedRecord, readHeader, splitAttribute } from "../protocol/record.ts";
 
 export interface RecordRange {
   /** A record boundary with `log.startOffset <= offset <= end`. */

@@ -12,7 +12,7 @@
  * After `maxFailures` refused attempts or unauthenticated requests, the 401 closes the
  * connection. With authentication off, `auth` is answered 200 and nothing else is checked.
  */
-import { type Reply, result } from "../broker/broker.ts";
+import { type Reply, result } from "../protocol/reply.ts";
 import { ERRORS } from "../errors.ts";
 import type { Command } from "../protocol/commands.ts";
 import type { ExtensionSpec } from "../protocol/parser.ts";

@@ -4,7 +4,7 @@
  * transport when to stop reading (too many unanswered requests) and when to close (decode
  * error, quit). No socket here: the transport gives `send`, `close` and `pause/resume`.
  */
-import { type Reply, type RequestContext, result } from "../broker/broker.ts";
+import { type Reply, type RequestContext, result } from "../protocol/reply.ts";
 import type { Command } from "../protocol/commands.ts";
 import { encodeResult } from "../protocol/encoder.ts";
 import { Parser } from "../protocol/parser.ts";

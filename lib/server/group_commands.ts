@@ -16,8 +16,8 @@
  * adjust <group> <topic> <partition|*> <earliest|latest|offset> <safe|force> <opaque> -> JSON
  * ```
  */
-import type { Reply, RequestContext } from "../broker/broker.ts";
-import { result } from "../broker/broker.ts";
+import type { Reply, RequestContext } from "../protocol/reply.ts";
+import { result } from "../protocol/reply.ts";
 import { BrokerError, describeError } from "../errors.ts";
 import { parseFilter, recordFilter } from "../groups/filter.ts";
 import { GroupService, type ResetTarget } from "../groups/group_service.ts";

@@ -3,7 +3,8 @@
  * transactions, groups, cluster) and hands back a Reply. The parts register extension verbs
  * here, so adding a command never touches the connection code.
  */
-import { type Broker, type Reply, type RequestContext, result } from "../broker/broker.ts";
+import { type Broker } from "../broker/broker.ts";
+import { type Reply, type RequestContext, result } from "../protocol/reply.ts";
 import type { Command, ExtensionCommand, TransactionCommand } from "../protocol/commands.ts";
 import type { ExtensionSpec } from "../protocol/parser.ts";
 

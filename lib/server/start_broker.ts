@@ -10,7 +10,7 @@ import { registerMetadataCommand } from "../broker/metadata.ts";
 import { type Clock, systemClock } from "../clock.ts";
 import type { Config } from "../config/config.ts";
 import type { Logger } from "../log.ts";
-import { MessageIdGenerator } from "../store/message_id.ts";
+import { MessageIdGenerator } from "../protocol/message_id.ts";
 import { MessageStore } from "../store/message_store.ts";
 import type { Storage } from "../store/storage.ts";
 import { FileStorage } from "../store/storage_file.ts";

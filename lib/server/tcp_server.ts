@@ -16,7 +16,7 @@
  */
 import * as net from "node:net";
 import * as tls from "node:tls";
-import type { RequestContext } from "../broker/broker.ts";
+import type { RequestContext } from "../protocol/reply.ts";
 import { printable } from "../config/names.ts";
 import {
   AUTH_FAILURES_MAX,

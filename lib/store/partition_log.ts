@@ -13,11 +13,10 @@
 import { setImmediate } from "node:timers";
 import { assert } from "../assert.ts";
 import type { Clock } from "../clock.ts";
-import { type Deferred, deferred } from "../deferred.ts";
 import { BrokerError, describeError, isNoSpace } from "../errors.ts";
 import { RECORD_HEADER_BYTES } from "../limits.ts";
 import type { Logger } from "../log.ts";
-import { type RecordInput, writeRecord } from "./record.ts";
+import { type RecordInput, writeRecord } from "../protocol/record.ts";
 import { scanSegment, type ScanVerdict } from "./recovery.ts";
 import { parseSegmentFileName, Segment, segmentFileName } from "./segment.ts";
 import { joinPath, makeDirDurably, type Storage } from "./storage.ts";
@@ -90,11 +89,11 @@ export class CorruptLogError extends Error {
 /** Appends that one write (and, with group commit, one sync) acknowledges together. */
 class Batch {
   readonly callbacks: ((error?: Error) => void)[] = [];
-  #deferred: Deferred<void> | undefined;
+  #deferred: PromiseWithResolvers<void> | undefined;
 
   /** A promise for the batch, made only when a caller asks for one. */
   get promise(): Promise<void> {
-    this.#deferred ??= deferred<void>();
+    this.#deferred ??= settledQuietly(Promise.withResolvers<void>());
     return this.#deferred.promise;
   }
 
@@ -151,7 +150,7 @@ export class PartitionLog {
   /** Counts cuts of the file: a sync that a cut overtook proves nothing about what follows. */
   #cuts = 0;
   #closed = false;
-  #drained: Deferred<void> | undefined;
+  #drained: PromiseWithResolvers<void> | undefined;
   #listeners = new Set<(ackedEnd: number) => void>();
   #syncListeners = new Set<(latencyMs: number) => void>();
   #syncCount = 0;
@@ -394,7 +393,7 @@ export class PartitionLog {
   /** Waits until every queued append is written and acknowledged. */
   async flush(): Promise<void> {
     while (this.#writing || this.#pending.length > 0) {
-      this.#drained ??= deferred<void>();
+      this.#drained ??= settledQuietly(Promise.withResolvers<void>());
       if (!this.#writing) this.#scheduleDrain();
       await this.#drained.promise;
     }
@@ -832,4 +831,13 @@ function moveAside(storage: Storage, segments: Segment[]): void {
 
 function closeAll(segments: readonly Segment[]): void {
   for (const segment of segments) segment.file.close();
+}
+
+/**
+ * A rejection nobody awaits must not end the process (callers that await still see it), so
+ * every completion made here carries a no-op handler.
+ */
+function settledQuietly<T>(resolvers: PromiseWithResolvers<T>): PromiseWithResolvers<T> {
+  resolvers.promise.catch(() => {});
+  return resolvers;
 }

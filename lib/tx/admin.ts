@@ -5,7 +5,7 @@
  * a JSON array of TxListing), `commit`, `rollback`. Like every command on the client port it is
  * unauthenticated, as MetaQ's protocol is.
  */
-import { result } from "../broker/broker.ts";
+import { result } from "../protocol/reply.ts";
 import { describeError } from "../errors.ts";
 import { DecodeError, parseTxKey } from "../protocol/parser.ts";
 import type { Router } from "../server/router.ts";

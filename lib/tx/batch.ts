@@ -6,7 +6,7 @@
  */
 import { assert } from "../assert.ts";
 import { crc32 } from "../crc32.ts";
-import { RECORD_HEADER_BYTES, writeRecord } from "../store/record.ts";
+import { RECORD_HEADER_BYTES, writeRecord } from "../protocol/record.ts";
 import { messagesByPartition, type TxMessage } from "./state.ts";
 
 export interface Batch {

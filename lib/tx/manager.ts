@@ -7,8 +7,9 @@
  * outcome is journalled; prepare, commit and rollback are made durable before the reply when
  * flushTxLogAtCommit=1. Decisions come from state.ts, the commit path from commit.ts.
  */
-import type { Broker, Reply, RequestContext, TransactionalPutHandler } from "../broker/broker.ts";
-import { result } from "../broker/broker.ts";
+import type { Broker, TransactionalPutHandler } from "../broker/broker.ts";
+import type { Reply, RequestContext } from "../protocol/reply.ts";
+import { result } from "../protocol/reply.ts";
 import type { Clock } from "../clock.ts";
 import { describeError } from "../errors.ts";
 import {

@@ -11,7 +11,7 @@ import type { MetaqClient } from "../../lib/client/client.ts";
 import { metaqChecksum } from "../../lib/crc32.ts";
 import { MESSAGE_BYTES_LIMIT_MAX, RECORD_HEADER_BYTES } from "../../lib/limits.ts";
 import { parseSegmentFileName } from "../../lib/store/segment.ts";
-import { decodeRecords, readHeader, splitAttribute } from "../../lib/store/record.ts";
+import { decodeRecords, readHeader, splitAttribute } from "../../lib/protocol/record.ts";
 import type { LogRecord, LogView } from "./history.ts";
 
 const FETCH_BYTES_START = 256 * 1024;

@@ -21,7 +21,7 @@ import { MetaqClient } from "../../lib/client/client.ts";
 import type { BrokerConnection } from "../../lib/client/connection.ts";
 import { BrokerError } from "../../lib/client/errors.ts";
 import { crc32 } from "../../lib/crc32.ts";
-import { decodeRecords } from "../../lib/store/record.ts";
+import { decodeRecords } from "../../lib/protocol/record.ts";
 import { MESSAGE_BYTES_LIMIT_MAX, RECORD_HEADER_BYTES } from "../../lib/limits.ts";
 import { valueOf } from "./drain.ts";
 import type { GroupOps } from "./group_ops.ts";

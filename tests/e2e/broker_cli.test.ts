@@ -5,7 +5,7 @@ import { Producer } from "../../lib/client/producer.ts";
 import { BrokerProcess, readPartitionBytes, runMetaq } from "../support/harness.ts";
 import { RawSocket } from "../support/raw_socket.ts";
 import { tempDir } from "../support/temp_dir.ts";
-import { decodeRecords } from "../../lib/store/record.ts";
+import { decodeRecords } from "../../lib/protocol/record.ts";
 
 test("help and usage errors are one clear line, never a stack trace", async () => {
   const help = await runMetaq(["--help"]);

@@ -7,7 +7,7 @@ import { expect, test } from "bun:test";
 import * as fs from "node:fs";
 import { MetaqClient } from "../../lib/client/client.ts";
 import type { ClusterStatusReport } from "../../lib/cluster/status.ts";
-import { decodeRecords } from "../../lib/store/record.ts";
+import { decodeRecords } from "../../lib/protocol/record.ts";
 import { freePorts } from "../support/free_port.ts";
 import { BrokerProcess, readPartitionBytes, runMetaq } from "../support/harness.ts";
 import { tempDir } from "../support/temp_dir.ts";

@@ -12,7 +12,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { MetaqClient } from "../../lib/client/client.ts";
 import { GroupClient } from "../../lib/client/group_client.ts";
-import { type DecodedRecord, decodeRecords } from "../../lib/store/record.ts";
+import { type DecodedRecord, decodeRecords } from "../../lib/protocol/record.ts";
 import { BrokerProcess, readPartitionBytes } from "../support/harness.ts";
 import { tempDir } from "../support/temp_dir.ts";
 

@@ -12,7 +12,7 @@ import * as path from "node:path";
 import { MetaqClient } from "../../lib/client/client.ts";
 import { metaqChecksum } from "../../lib/crc32.ts";
 import { Prng } from "../../lib/prng.ts";
-import { decodeRecords, RECORD_HEADER_BYTES } from "../../lib/store/record.ts";
+import { decodeRecords, RECORD_HEADER_BYTES } from "../../lib/protocol/record.ts";
 import { BrokerProcess } from "../support/harness.ts";
 import { RawSocket } from "../support/raw_socket.ts";
 import { tempDir } from "../support/temp_dir.ts";

@@ -2,7 +2,7 @@ import { expect, test } from "bun:test";
 import * as net from "node:net";
 import { MetaqClient } from "../../lib/client/client.ts";
 import { Producer } from "../../lib/client/producer.ts";
-import { decodeRecords } from "../../lib/store/record.ts";
+import { decodeRecords } from "../../lib/protocol/record.ts";
 import { BrokerProcess, runMetaq } from "../support/harness.ts";
 import { tempDir } from "../support/temp_dir.ts";
 

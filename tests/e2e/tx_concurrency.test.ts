@@ -8,7 +8,7 @@ import { expect, test } from "bun:test";
 import { MetaqClient } from "../../lib/client/client.ts";
 import { Producer } from "../../lib/client/producer.ts";
 import { TransactionalProducer } from "../../lib/client/transaction.ts";
-import { decodeRecords } from "../../lib/store/record.ts";
+import { decodeRecords } from "../../lib/protocol/record.ts";
 import { BrokerProcess, readPartitionBytes } from "../support/harness.ts";
 import { tempDir } from "../support/temp_dir.ts";
 

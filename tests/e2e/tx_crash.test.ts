@@ -4,7 +4,7 @@
  * heuristic completion with `metaq tx`.
  */
 import { expect, test } from "bun:test";
-import { decodeRecords } from "../../lib/store/record.ts";
+import { decodeRecords } from "../../lib/protocol/record.ts";
 import { BrokerProcess, runMetaq } from "../support/harness.ts";
 import { RawSocket } from "../support/raw_socket.ts";
 import { tempDir } from "../support/temp_dir.ts";

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import * as fs from "node:fs";
 import { buildConfig } from "../../lib/config/config.ts";
 import { silentLogger } from "../../lib/log.ts";
-import { encodeRecord } from "../../lib/store/record.ts";
+import { encodeRecord } from "../../lib/protocol/record.ts";
 import { type RunningBroker, startBroker } from "../../lib/server/start_broker.ts";
 import { RawSocket } from "../support/raw_socket.ts";
 import { type TempDir, tempDir } from "../support/temp_dir.ts";

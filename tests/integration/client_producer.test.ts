@@ -7,7 +7,7 @@ import type { PutResult } from "../../lib/client/client.ts";
 import { buildConfig } from "../../lib/config/config.ts";
 import { silentLogger } from "../../lib/log.ts";
 import { type RunningBroker, startBroker } from "../../lib/server/start_broker.ts";
-import { decodeRecords } from "../../lib/store/record.ts";
+import { decodeRecords } from "../../lib/protocol/record.ts";
 import { type TempDir, tempDir } from "../support/temp_dir.ts";
 import { waitFor } from "../support/wait.ts";
 

@@ -7,7 +7,7 @@ import { BrokerError } from "../../lib/errors.ts";
 import { memoryLogger } from "../../lib/log.ts";
 import { groupsPlugin } from "../../lib/server/group_commands.ts";
 import { type RunningBroker, startBroker } from "../../lib/server/start_broker.ts";
-import { decodeRecords, splitAttribute } from "../../lib/store/record.ts";
+import { decodeRecords, splitAttribute } from "../../lib/protocol/record.ts";
 import { RawSocket } from "../support/raw_socket.ts";
 import { type TempDir, tempDir } from "../support/temp_dir.ts";
 

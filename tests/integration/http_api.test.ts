@@ -7,7 +7,7 @@ import { createAdminApp } from "../../lib/http/admin.ts";
 import { silentLogger } from "../../lib/log.ts";
 import { LogRing, ringLogger } from "../../lib/log_ring.ts";
 import { type RunningBroker, startBroker } from "../../lib/server/start_broker.ts";
-import { encodeRecord, joinAttribute } from "../../lib/store/record.ts";
+import { encodeRecord, joinAttribute } from "../../lib/protocol/record.ts";
 import { MemoryGroups, threeNodeCluster } from "../support/memory_views.ts";
 import { type TempDir, tempDir } from "../support/temp_dir.ts";
 

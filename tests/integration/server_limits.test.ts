@@ -5,7 +5,7 @@
  */
 import { expect, test } from "bun:test";
 import * as net from "node:net";
-import { result } from "../../lib/broker/broker.ts";
+import { result } from "../../lib/protocol/reply.ts";
 import { buildConfig } from "../../lib/config/config.ts";
 import { silentLogger } from "../../lib/log.ts";
 import type { Respond } from "../../lib/server/router.ts";

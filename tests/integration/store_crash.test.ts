@@ -5,7 +5,7 @@ import * as path from "node:path";
 import { systemClock } from "../../lib/clock.ts";
 import { silentLogger } from "../../lib/log.ts";
 import { PartitionLog } from "../../lib/store/partition_log.ts";
-import { decodeRecords } from "../../lib/store/record.ts";
+import { decodeRecords } from "../../lib/protocol/record.ts";
 import { FileStorage } from "../../lib/store/storage_file.ts";
 import { payloadOf } from "../support/crash_payload.ts";
 import { tempDir } from "../support/temp_dir.ts";

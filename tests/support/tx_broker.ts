@@ -7,7 +7,7 @@ import type { Clock } from "../../lib/clock.ts";
 import { buildConfig } from "../../lib/config/config.ts";
 import { silentLogger } from "../../lib/log.ts";
 import { type RunningBroker, startBroker } from "../../lib/server/start_broker.ts";
-import { type DecodedRecord, decodeRecords } from "../../lib/store/record.ts";
+import { type DecodedRecord, decodeRecords } from "../../lib/protocol/record.ts";
 import type { Storage } from "../../lib/store/storage.ts";
 import { type TransactionsPlugin, transactionsPlugin } from "../../lib/tx/plugin.ts";
 import type { TransactionsPluginOptions } from "../../lib/tx/plugin.ts";

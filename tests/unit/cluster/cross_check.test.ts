@@ -7,7 +7,7 @@ import {
   type LocalCopy,
   type RangeDigest,
 } from "../../../lib/cluster/cross_check.ts";
-import { encodeRecord, readHeader, RECORD_HEADER_BYTES } from "../../../lib/store/record.ts";
+import { encodeRecord, readHeader, RECORD_HEADER_BYTES } from "../../../lib/protocol/record.ts";
 
 /** `count` records of 30..79 data bytes with ids 1..count; returns the bytes and record starts. */
 function log(count: number): { bytes: Uint8Array; starts: number[] } {

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { acceptsMessage, parseFilter, recordFilter } from "../../../lib/groups/filter.ts";
-import { decodeRecords, encodeRecord, joinAttribute } from "../../../lib/store/record.ts";
+import { decodeRecords, encodeRecord, joinAttribute } from "../../../lib/protocol/record.ts";
 
 const bytes = (text: string) => new TextEncoder().encode(text);
 

@@ -1,10 +1,11 @@
 import { expect, test } from "bun:test";
-import { Broker, type Reply } from "../../../lib/broker/broker.ts";
+import { Broker } from "../../../lib/broker/broker.ts";
+import { type Reply } from "../../../lib/protocol/reply.ts";
 import { ManualClock } from "../../../lib/clock.ts";
 import { buildConfig } from "../../../lib/config/config.ts";
 import { HISTORY_POINTS_MAX, RateTracker } from "../../../lib/http/rates.ts";
 import { silentLogger } from "../../../lib/log.ts";
-import { MessageIdGenerator } from "../../../lib/store/message_id.ts";
+import { MessageIdGenerator } from "../../../lib/protocol/message_id.ts";
 import { MessageStore } from "../../../lib/store/message_store.ts";
 import { MemoryStorage } from "../../../lib/store/storage_memory.ts";
 

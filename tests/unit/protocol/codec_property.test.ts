@@ -21,7 +21,7 @@ import {
   encodeVersion,
 } from "../../../lib/protocol/encoder.ts";
 import { type ExtensionSpec, Parser } from "../../../lib/protocol/parser.ts";
-import { decodeRecords, encodeRecord, RECORD_HEADER_BYTES } from "../../../lib/store/record.ts";
+import { decodeRecords, encodeRecord, RECORD_HEADER_BYTES } from "../../../lib/protocol/record.ts";
 import { concatBytes } from "../../../lib/bytes.ts";
 
 const BODY_BYTES_MAX = 4096;

@@ -8,7 +8,7 @@ import {
   type FlushPolicy,
   PartitionLog,
 } from "../../../lib/store/partition_log.ts";
-import { decodeRecords, encodeRecord } from "../../../lib/store/record.ts";
+import { decodeRecords, encodeRecord } from "../../../lib/protocol/record.ts";
 import { applyRetention } from "../../../lib/store/retention.ts";
 import type { FileHandle, Storage } from "../../../lib/store/storage.ts";
 import { FileStorage } from "../../../lib/store/storage_file.ts";

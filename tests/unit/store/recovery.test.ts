@@ -1,5 +1,5 @@
 import { expect, test } from "bun:test";
-import { encodeRecord } from "../../../lib/store/record.ts";
+import { encodeRecord } from "../../../lib/protocol/record.ts";
 import { scanSegment } from "../../../lib/store/recovery.ts";
 import { ascii, concat } from "../../support/bytes.ts";
 

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { crc32 } from "../../../lib/crc32.ts";
-import { decodeRecords } from "../../../lib/store/record.ts";
+import { decodeRecords } from "../../../lib/protocol/record.ts";
 import { encodeBatches } from "../../../lib/tx/batch.ts";
 import { judgeBatch, type LogView } from "../../../lib/tx/reconcile.ts";
 import type { TxMessage } from "../../../lib/tx/state.ts";

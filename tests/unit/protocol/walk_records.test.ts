@@ -1,6 +1,6 @@
 import { expect, test } from "bun:test";
-import { walkRecords } from "../../../lib/bench/records.ts";
-import { encodeRecord } from "../../../lib/store/record.ts";
+import { walkRecords } from "../../../lib/protocol/record.ts";
+import { encodeRecord } from "../../../lib/protocol/record.ts";
 import { concatBytes } from "../../../lib/bytes.ts";
 
 const ascii = (text: string) => new TextEncoder().encode(text);
@@ -18,14 +18,14 @@ test("walkRecords counts complete records and stops at a partial one, at every c
   }
 });
 
-test("walkRecords hands each record's data position to the visitor, without copying", () => {
+test("walkRecords hands each record's position and data length to the visitor, without copying", () => {
   const body = concatBytes([
     encodeRecord({ id: 7n, flag: 0, data: ascii("abc") }),
     encodeRecord({ id: 8n, flag: 0, data: ascii("de") }),
   ]);
   const seen: [number, number][] = [];
   walkRecords(body, 1024, (position, length) => seen.push([position, length]));
-  expect(seen).toEqual([[20, 3], [43, 2]]);
+  expect(seen).toEqual([[0, 3], [23, 2]]);
 });
 
 test("walkRecords refuses a length above the limit, as MetaQ's iterator does", () => {

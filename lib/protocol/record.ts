@@ -88,10 +88,67 @@ export function readHeader(bytes: Uint8Array, position: number): RecordHeader {
   };
 }
 
+/** A record header whose length cannot be real: damage, or bytes that are not records. */
+export class RecordLengthError extends RangeError {
+  override readonly name = "RecordLengthError";
+  readonly position: number;
+  readonly length: number;
+
+  constructor(position: number, length: number) {
+    super(`Cannot walk records at byte ${position}: invalid length ${length}`);
+    this.position = position;
+    this.length = length;
+  }
+}
+
+/** What a walk over a buffer of records found. */
+export interface RecordWalk {
+  /** Complete records visited. */
+  readonly records: number;
+  /** Bytes of those records: where the next (partial, or unvisited) record starts. */
+  readonly bytes: number;
+}
+
+/**
+ * The one walk over records laid end to end (a `get` body, a segment slice, a replicated
+ * entry), as MetaQ's MessageIterator walks them: read the 20-byte header, skip `length` bytes,
+ * stop at the first partial record. `visit` gets each record's start and data length and may
+ * return false to stop before that record. A length below 0 or above `lengthMax` is damage:
+ * throws. Never copies and never checks a checksum; callers that must, do it in `visit`.
+ */
+export function walkRecords(
+  bytes: Uint8Array,
+  lengthMax: number,
+  visit?: (position: number, length: number) => boolean | void,
+): RecordWalk {
+  const size = bytes.byteLength;
+  let position = 0;
+  let records = 0;
+  while (size - position >= RECORD_HEADER_BYTES) {
+    const length = (bytes[position] << 24) | (bytes[position + 1] << 16) |
+      (bytes[position + 2] << 8) | bytes[position + 3];
+    if (length < 0 || length > lengthMax) throw new RecordLengthError(position, length);
+    const end = position + RECORD_HEADER_BYTES + length;
+    if (end > size) break;
+    if (visit?.(position, length) === false) break;
+    records += 1;
+    position = end;
+  }
+  return { records, bytes: position };
+}
+
+/** Bytes of the whole record starting at `position`, or undefined when its header is not all there. */
+export function recordBytesAt(bytes: Uint8Array, position = 0): number | undefined {
+  if (bytes.byteLength - position < RECORD_HEADER_BYTES) return undefined;
+  const length = (bytes[position] << 24) | (bytes[position + 1] << 16) |
+    (bytes[position + 2] << 8) | bytes[position + 3];
+  return RECORD_HEADER_BYTES + length;
+}
+
 /**
  * Decodes the complete, valid records at the start of `bytes` (as a consumer walks a `value`
- * body). Stops at the first partial record; throws on a checksum mismatch. `baseOffset` is the
- * partition offset of `bytes[0]`.
+ * body). Stops at the first partial record; throws on a checksum mismatch or a bad length.
+ * `baseOffset` is the partition offset of `bytes[0]`.
  */
 export function decodeRecords(
   bytes: Uint8Array,
@@ -99,22 +156,27 @@ export function decodeRecords(
   lengthMax = 2 * 1024 * 1024,
 ): DecodedRecord[] {
   const records: DecodedRecord[] = [];
-  let position = 0;
-  while (bytes.length - position >= RECORD_HEADER_BYTES) {
-    const header = readHeader(bytes, position);
-    if (header.length < 0 || header.length > lengthMax) {
-      throw new Error(
-        `Cannot decode record at offset ${baseOffset + position}: invalid length ${header.length}`,
+  try {
+    walkRecords(bytes, lengthMax, (position, length) => {
+      const header = readHeader(bytes, position);
+      const data = bytes.subarray(
+        position + RECORD_HEADER_BYTES,
+        position + RECORD_HEADER_BYTES + length,
       );
-    }
-    const end = position + RECORD_HEADER_BYTES + header.length;
-    if (end > bytes.length) break;
-    const data = bytes.subarray(position + RECORD_HEADER_BYTES, end);
-    if (metaqChecksum(data) !== header.checksum) {
-      throw new Error(`Cannot decode record at offset ${baseOffset + position}: checksum mismatch`);
-    }
-    records.push({ ...header, offset: baseOffset + position, data });
-    position = end;
+      if (metaqChecksum(data) !== header.checksum) {
+        throw new Error(
+          `Cannot decode record at offset ${baseOffset + position}: checksum mismatch`,
+        );
+      }
+      records.push({ ...header, offset: baseOffset + position, data });
+    });
+  } catch (error) {
+    if (!(error instanceof RecordLengthError)) throw error;
+    throw new Error(
+      `Cannot decode record at offset ${
+        baseOffset + error.position
+      }: invalid length ${error.length}`,
+    );
   }
   return records;
 }

@@ -6,7 +6,7 @@ import {
   joinAttribute,
   readHeader,
   splitAttribute,
-} from "../../../lib/store/record.ts";
+} from "../../../lib/protocol/record.ts";
 import { crc32Portable } from "../../../lib/crc32.ts";
 import { ascii, concat, fromHex, hex, text } from "../../support/bytes.ts";
 

@@ -5,7 +5,7 @@ import {
   idBrokerId,
   idTimestampMs,
   MessageIdGenerator,
-} from "../../../lib/store/message_id.ts";
+} from "../../../lib/protocol/message_id.ts";
 
 test("ids carry wall time, broker id and a sequence in MetaQ's layout", () => {
   const clock = new ManualClock(ID_EPOCH_MS + 1000);

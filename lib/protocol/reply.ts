@@ -1,0 +1,48 @@
+/**
+ * @module What a request gets back, and who sent it: the vocabulary every part that answers
+ * requests shares (broker, transactions, groups, cluster, both edges). A reply is a value; the
+ * TCP edge encodes it with the request's opaque, the HTTP edge renders it as JSON or text.
+ * Error replies are built from an error kind (lib/errors.ts) by `errorReply`, so a status and
+ * its text always come from one table.
+ */
+import { BrokerError, describeError } from "../errors.ts";
+
+/** What the server sends back: a `result` line, or a prebuilt frame (a `value` reply). */
+export type Reply =
+  | {
+    readonly kind: "result";
+    readonly code: number;
+    readonly text?: string | Uint8Array;
+    /** The text is known to be ASCII (put acknowledgements): its length is its byte count. */
+    readonly ascii?: boolean;
+  }
+  | { readonly kind: "frame"; readonly bytes: Uint8Array };
+
+/** Called with the reply to a request, once (or never: MetaQ answers no END and no quit). */
+export type Respond = (reply: Reply) => void;
+
+/** A `result` reply with MetaQ's code and text. Successes only: failures use `errorReply`. */
+export const result = (code: number, text?: string | Uint8Array): Reply => ({
+  kind: "result",
+  code,
+  text,
+});
+
+/** The reply for an operating error: the kind's status and the error's text. */
+export function errorReply(error: BrokerError): Reply {
+  return { kind: "result", code: error.status, text: error.message };
+}
+
+/** The reply for anything thrown: a BrokerError as itself, anything else as `internal`. */
+export function replyForThrown(error: unknown): Reply {
+  if (error instanceof BrokerError) return errorReply(error);
+  return errorReply(new BrokerError("internal", describeError(error)));
+}
+
+/** Who sent a request: for logs, per-connection state (transactions) and stats. */
+export interface RequestContext {
+  readonly connectionId: number;
+  readonly peer: string;
+  /** Set when another cluster node forwarded the request: it is never forwarded again. */
+  readonly forwarded?: boolean;
+}
