@@ -16,7 +16,7 @@ import { TransactionalProducer } from "../lib/client/transaction.ts";
 import { buildConfig } from "../lib/config/config.ts";
 import { silentLogger } from "../lib/log.ts";
 import { type RunningBroker, startBroker } from "../lib/server/start_broker.ts";
-import { transactionsPlugin } from "../lib/tx/plugin.ts";
+import { transactionsPlugin } from "../lib/broker/tx/plugin.ts";
 
 const { values } = parseArgs({
   options: {

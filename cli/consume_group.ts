@@ -10,7 +10,7 @@ import type { ClientAuth, ClientTls } from "../lib/client/connection.ts";
 import { type ConsumedMessage, Consumer, type ConsumerEvent } from "../lib/client/consumer.ts";
 import { groupNameProblem } from "../lib/config/names.ts";
 import { describeError } from "../lib/errors.ts";
-import type { Strategy } from "../lib/groups/balance.ts";
+import type { Strategy } from "../lib/broker/groups/balance.ts";
 import { consoleLogger } from "../lib/log.ts";
 import { CliError, integerFlag } from "./common.ts";
 

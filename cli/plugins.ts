@@ -7,13 +7,13 @@ import { clusterSettings } from "../lib/cluster/cluster_config.ts";
 import { clusterPlugin } from "../lib/cluster/plugin.ts";
 import { clusterView } from "../lib/cluster/cluster_view.ts";
 import { type Config, ConfigError } from "../lib/config/config.ts";
-import type { GroupService } from "../lib/groups/group_service.ts";
-import { groupsView } from "../lib/groups/groups_view.ts";
+import type { GroupService } from "../lib/broker/groups/group_service.ts";
+import { groupsView } from "../lib/broker/groups/groups_view.ts";
 import { httpPlugin } from "../lib/http/plugin.ts";
 import type { LogRing } from "../lib/log_ring.ts";
 import { filterProblems, groupsPlugin } from "../lib/server/group_commands.ts";
 import type { BrokerPlugin } from "../lib/server/start_broker.ts";
-import { transactionsPlugin } from "../lib/tx/plugin.ts";
+import { transactionsPlugin } from "../lib/broker/tx/plugin.ts";
 import { CliError } from "./common.ts";
 
 /**

@@ -6,8 +6,8 @@
 import process from "node:process";
 import { MetaqClient } from "../lib/client/client.ts";
 import { describeError } from "../lib/errors.ts";
-import type { TxListing } from "../lib/tx/registry.ts";
-import { HEURISTIC_VERB } from "../lib/tx/admin.ts";
+import type { TxListing } from "../lib/broker/tx/registry.ts";
+import { HEURISTIC_VERB } from "../lib/broker/tx/admin.ts";
 import {
   brokerList,
   clientSecurity,

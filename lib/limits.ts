@@ -28,6 +28,26 @@ export const MESSAGE_BYTES_MAX = 1024 * 1024;
 export const MESSAGE_BYTES_LIMIT_MAX = 64 * 1024 * 1024;
 /** Record header: length, checksum, id, flag. */
 export const RECORD_HEADER_BYTES = 20;
+/**
+ * Largest data a stored record may carry: a message of MESSAGE_BYTES_LIMIT_MAX, with room for
+ * the framing the broker's own logs (`__tx`, `__meta`) wrap around a message. Recovery treats
+ * longer lengths as damage.
+ */
+export const RECORD_DATA_BYTES_MAX = MESSAGE_BYTES_LIMIT_MAX + 64 * 1024;
+/** Largest record, header included. */
+export const RECORD_BYTES_MAX = RECORD_HEADER_BYTES + RECORD_DATA_BYTES_MAX;
+/** Largest Raft entry: the records of one proposal (a transaction's batch, or one record). */
+export const RAFT_ENTRY_BYTES_MAX = RECORD_BYTES_MAX;
+/** Largest Raft message body: one append's worth of entries plus one largest entry, and hints. */
+export const RAFT_MESSAGE_BODY_BYTES_MAX = 2 * RAFT_ENTRY_BYTES_MAX + 64 * 1024;
+/** Largest frame between nodes: an envelope around the largest Raft message. */
+export const PEER_FRAME_BYTES_MAX = RAFT_MESSAGE_BODY_BYTES_MAX + 64 * 1024;
+/** Largest request one node forwards to another: a command line and the largest message. */
+export const FORWARDED_REQUEST_BYTES_MAX = COMMAND_LINE_BYTES_MAX + MESSAGE_BYTES_LIMIT_MAX;
+/** Requests forwarded to other nodes and not yet answered; beyond it new ones get 503. */
+export const FORWARDS_PENDING_MAX = 65_536;
+/** A forwarded request not answered in this time is answered as indeterminate. */
+export const FORWARD_TIMEOUT_MS = 10_000;
 /** Default segment roll size (MetaQ's maxSegmentSize). */
 export const SEGMENT_BYTES_DEFAULT = 1024 * 1024 * 1024;
 /** Default segment size of the cluster's `__meta-0` log, compacted behind snapshots. */
@@ -81,6 +101,16 @@ assert(SEGMENT_BYTES_MIN >= RECORD_HEADER_BYTES);
 assert(TX_BYTES_MAX * 2 <= APPEND_QUEUE_BYTES_MAX);
 assert(TX_BYTES_MAX <= TX_HELD_BYTES_MAX);
 assert(MESSAGE_BYTES_MAX * 2 <= HTTP_BODY_BYTES_MAX);
+// A message of any configurable size can be stored, replicated and forwarded whole.
+assert(MESSAGE_BYTES_LIMIT_MAX + 1024 <= RECORD_DATA_BYTES_MAX);
+assert(RECORD_BYTES_MAX <= RAFT_ENTRY_BYTES_MAX);
+// A transaction's batch for one partition is one entry: its messages and their headers.
+assert(TX_BYTES_MAX + TX_MESSAGES_MAX * RECORD_HEADER_BYTES <= RAFT_ENTRY_BYTES_MAX);
+// A Raft frame (40-byte header) in an envelope (a kind byte, a name of up to 64 KiB) fits.
+assert(40 + RAFT_MESSAGE_BODY_BYTES_MAX + 3 + 0xffff <= PEER_FRAME_BYTES_MAX);
+// A forwarded request in its envelope (9 bytes), and a reply frame with the largest record.
+assert(9 + FORWARDED_REQUEST_BYTES_MAX <= PEER_FRAME_BYTES_MAX);
+assert(5 + 64 + RECORD_BYTES_MAX <= PEER_FRAME_BYTES_MAX);
 
 /** At shutdown, how long the client port waits for requests in flight to be answered. */
 export const SHUTDOWN_DRAIN_MS = 5000;

@@ -25,7 +25,7 @@ import * as https from "node:https";
 import * as net from "node:net";
 import { PeerTransport } from "../lib/cluster/peer_transport.ts";
 import { selfSignedCertificate } from "../lib/security/cert.ts";
-import { transactionsPlugin } from "../lib/tx/plugin.ts";
+import { transactionsPlugin } from "../lib/broker/tx/plugin.ts";
 
 function check(condition: unknown, message: string): void {
   if (!condition) {

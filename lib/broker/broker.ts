@@ -1,9 +1,13 @@
 /**
- * @module Broker: MetaQ's command semantics over the message store. `put` validates and appends
- * (reply after the append is acknowledged), `get` serves raw slices, `offset` answers segment
- * starts, `stats` renders MetaQ's items. Checks and reply texts follow MetaQ's
- * BrokerCommandProcessor in order. Knows nothing about sockets: replies are values that the
- * server encodes. Transactions, groups and replication plug in through hooks.
+ * @module Broker: MetaQ's command semantics over the Log port. `put` validates and appends
+ * (reply once the log acknowledges), `read` is the one read path (TCP `get`, HTTP fetch, the
+ * live stream and the dashboard all use it), `offset` answers segment starts, `stats` renders
+ * MetaQ's items. Checks and reply texts follow MetaQ's BrokerCommandProcessor in order.
+ *
+ * The broker knows no sockets and no cluster: the same code runs over local segment logs and
+ * over replicated ones (`Logs` decides which). It never asks whether it leads a partition: a
+ * log that cannot take an append refuses it with a typed error, and the edge (lib/server) has
+ * already sent the request to the node that should serve it.
  */
 import { Buffer } from "node:buffer";
 import process from "node:process";
@@ -11,40 +15,24 @@ import type { Clock } from "../clock.ts";
 import { type Config, type TopicSettings, topicSettings } from "../config/config.ts";
 import { topicNameProblem } from "../config/names.ts";
 import { metaqChecksum } from "../crc32.ts";
-import { describeError } from "../errors.ts";
+import { BrokerError, describeError } from "../errors.ts";
 import type { Logger } from "../log.ts";
+import type { Random } from "../prng.ts";
 import type { GetCommand, OffsetCommand, PutCommand, SyncCommand } from "../protocol/commands.ts";
 import { encodeValueHeader } from "../protocol/encoder.ts";
-import { type Reply, type RequestContext, result } from "../protocol/reply.ts";
 import type { MessageIdGenerator } from "../protocol/message_id.ts";
-import { type MessageStore, partitionKey } from "../store/message_store.ts";
-import type { PartitionLog } from "../store/partition_log.ts";
-import type { TopicMetadata } from "./metadata.ts";
+import { errorReply, type Reply, type RequestContext, result } from "../protocol/reply.ts";
+import { isInternalTopic, type Log, type Logs } from "../store/log.ts";
 import { BrokerStats } from "./stats.ts";
-import { renderStats } from "./stats_report.ts";
+import { renderStats, type StatsItems } from "./stats_report.ts";
 
 export const METAQ_VERSION = "metaq-0.1.0";
 
-/** Handles transactional puts (a put carrying a txkey); absent until transactions exist. */
-export interface TransactionalPutHandler {
-  put(
-    command: PutCommand,
-    context: RequestContext,
-    partition: number,
-    done: (reply: Reply) => void,
-  ): void;
-}
-
-/** A put that passed every check, ready to be stored; see `Broker.appendHook`. */
-export interface CheckedPut {
-  readonly topic: string;
-  readonly partition: number;
-  readonly flag: number;
-  readonly body: Uint8Array;
-  readonly checksum: number;
-}
-
-export type AppendHook = (put: CheckedPut, done: (reply: Reply) => void) => boolean;
+/**
+ * How long a read at or past the readable end may wait for records on their way to this node
+ * (a follower that has not heard of a commit yet), so a client reads its own acknowledged write.
+ */
+export const READ_WAIT_MS = 1000;
 
 /** Filters records served to a group (MetaQ's server-side group filters). */
 export type RecordFilter = (
@@ -52,55 +40,63 @@ export type RecordFilter = (
   baseOffset: number,
 ) => { bytes: Uint8Array; examined: number };
 
+/** What a read finds at an offset. */
+export type ReadOutcome =
+  /** Readable bytes, `length` of them from `offset` (up to the end of one segment). */
+  | { readonly kind: "slice"; readonly log: Log; readonly offset: number; readonly length: number }
+  /** The offset is outside the log: read from `offset` instead (MetaQ's 301). */
+  | { readonly kind: "moved"; readonly offset: number }
+  /** Nothing at or after the offset yet (MetaQ's 404 at the end). */
+  | { readonly kind: "empty" }
+  | { readonly kind: "refused"; readonly error: BrokerError };
+
+export interface ReadRequest {
+  readonly topic: string;
+  readonly partition: number;
+  readonly offset: number;
+  readonly maxBytes: number;
+  /** The consumer asked for Long.MAX_VALUE: it wants the end (301 with the end offset). */
+  readonly wantsEnd?: boolean;
+}
+
 export interface BrokerOptions {
   readonly config: Config;
-  readonly store: MessageStore;
+  readonly logs: Logs;
   readonly ids: MessageIdGenerator;
   readonly clock: Clock;
   readonly logger: Logger;
-  /** Uniform random number in [0, 1), for partition -1. */
-  readonly random?: () => number;
+  /** Picks the partition of a put to partition -1. */
+  readonly random: Random;
+  /** Server-side filters by topic and group (consumer groups provide them). */
+  readonly filterFor?: (topic: string, group: string) => RecordFilter | undefined;
+  /** Client connections open now (the TCP edge knows). */
+  readonly connectionCount?: () => number;
 }
 
 export class Broker {
   readonly config: Config;
-  readonly store: MessageStore;
+  readonly logs: Logs;
   readonly stats: BrokerStats;
   readonly ids: MessageIdGenerator;
   readonly logger: Logger;
   /** Partitions closed by an operator (`T-N` keys); in memory only, as in MetaQ. */
   readonly closedPartitions = new Set<string>();
-  transactions: TransactionalPutHandler | undefined;
-  /**
-   * Takes over the append of a checked put (replication: the record goes through Raft and is
-   * answered on commit). Returns false to let the broker append locally.
-   */
-  appendHook: AppendHook | undefined;
-  /** Adds facts to `meta` replies (the cluster adds partition leaders). */
-  metadataDecorator: ((metadata: TopicMetadata) => TopicMetadata) | undefined;
-  /** Server-side filters by `topic/group` (see groups). */
-  filterFor: (topic: string, group: string) => RecordFilter | undefined = () => undefined;
-  /** Highest offset consumers may read (replication caps it at the commit offset). */
-  readLimit: (topic: string, partition: number, log: PartitionLog) => number = (_t, _p, log) =>
-    log.ackedEnd;
-  /** Current connection count, supplied by the server. */
-  connectionCount: () => number = () => 0;
+  readonly #options: BrokerOptions;
   #brokerUrl = "meta://127.0.0.1:8123";
   #port = 8123;
-  readonly #random: () => number;
   readonly #settings = new Map<string, TopicSettings | undefined>();
 
   constructor(options: BrokerOptions) {
+    this.#options = options;
     this.config = options.config;
-    this.store = options.store;
+    this.logs = options.logs;
     this.ids = options.ids;
     this.logger = options.logger;
     this.stats = new BrokerStats(options.clock);
-    this.#random = options.random ?? Math.random;
   }
 
-  /** Records where the server listens, for MetaQ's `meta://host:port` texts and `stats`. */
-  setListenAddress(host: string, port: number): void {
+  /** Records where the client port listens, for MetaQ's `meta://host:port` texts and `stats`. */
+  listening(host: string, port: number): void {
     this.#port = port;
     this.#brokerUrl = `meta://${this.config.system.hostName || host}:${port}`;
   }
@@ -113,6 +109,10 @@ export class Broker {
     return this.#brokerUrl;
   }
 
+  get connectionCount(): number {
+    return this.#options.connectionCount?.() ?? 0;
+  }
+
   /** Settings of `topic`, or undefined when the name is invalid or no section accepts it. */
   topicSettings(topic: string): TopicSettings | undefined {
     if (this.#settings.has(topic)) return this.#settings.get(topic);
@@ -121,47 +121,56 @@ export class Broker {
     return settings;
   }
 
-  put(command: PutCommand, context: RequestContext, done: (reply: Reply) => void): void {
+  /**
+   * The partition a plain put will go to (partition -1 picked here, once), or undefined when
+   * the put will be refused by its checks: the edge then lets this node answer it.
+   */
+  putPartition(command: PutCommand): number | undefined {
+    const settings = this.topicSettings(command.topic);
+    if (!settings || isInternalTopic(command.topic) || command.oversizedBytes !== undefined) {
+      return undefined;
+    }
+    const partition = command.partition === -1
+      ? this.#options.random.int(0, settings.numPartitions)
+      : command.partition;
+    return partition >= 0 && partition < settings.numPartitions ? partition : undefined;
+  }
+
+  /** A plain put (no transaction key: those go to the transactions part). */
+  put(command: PutCommand, _context: RequestContext, done: (reply: Reply) => void): void {
     this.stats.counters.cmdPut += 1;
     const { topic } = command;
-    if (command.txKey && command.txKey.kind !== "null") {
-      // The handler runs MetaQ's transactional checks, which come before the plain ones.
-      if (this.transactions) {
-        return this.transactions.put(command, context, command.partition, done);
-      }
-      if (command.partition < 0) {
-        return done(result(500, `Invalid partition for transaction command:${command.partition}`));
-      }
-      return done(result(500, notStarted(command.txKey.kind, command.txKey.text)));
-    }
-    if (
-      this.closedPartitions.size > 0 &&
-      this.closedPartitions.has(partitionKey(topic, command.partition))
-    ) {
-      return done(
-        this.#failedPut(
-          command,
-          403,
-          `partition[${this.config.system.brokerId}-${command.partition}] has been closed`,
-          command.partition,
-        ),
-      );
+    if (this.closedPartitions.size > 0 && this.closedPartitions.has(`${topic}-${command.partition}`)) {
+      const detail = `partition[${this.config.system.brokerId}-${command.partition}] has been closed`;
+      return done(this.#failedPut(command, "partitionClosed", detail, command.partition));
     }
     const checked = this.checkPut(command);
     if (!checked.ok) return done(checked.reply);
     const { partition, checksum, settings } = checked;
-    const log = this.store.get(topic, partition);
-    if (this.appendHook) {
-      const put = { topic, partition, flag: command.flag, body: command.body, checksum };
-      if (this.appendHook(put, done)) {
-        return this.countPut(topic, partition, command.body.length, settings);
-      }
-    }
-    if (log) return this.#append(log, { command, partition, checksum, settings }, done);
-    this.store.getOrCreate(topic, partition).then(
-      (created) => this.#append(created, { command, partition, checksum, settings }, done),
-      (error) => done(this.#failedPut(command, 500, describeError(error), partition)),
-    );
+    const append = (log: Log) => {
+      const id = this.ids.nextId();
+      log.appendRecord({ id, flag: command.flag, data: command.body, checksum }, (outcome) => {
+        if (outcome.ok) {
+          return done({
+            kind: "result",
+            code: 200,
+            text: `${id} ${partition} ${outcome.offset}`,
+            ascii: true,
+          });
+        }
+        this.stats.counters.putFailed += 1;
+        done(errorReply(this.#putError(outcome.error, topic, partition)));
+      });
+      this.countPut(topic, partition, command.body.length, settings);
+    };
+    const log = this.logs.get(topic, partition);
+    if (log) return append(log);
+    this.logs.open(topic, partition).then(append, (error) => {
+      const failure = error instanceof BrokerError
+        ? error
+        : new BrokerError("storageFailed", describeError(error));
+      done(this.#failedPut(command, failure.kind, describeError(failure), partition));
+    });
   }
 
   /**
@@ -176,9 +185,9 @@ export class Broker {
     | { ok: true; partition: number; checksum: number; settings: TopicSettings }
     | { ok: false; reply: Reply } {
     const { topic } = command;
-    const refuse = (code: number, detail: string, partition: number) => ({
+    const refuse = (kind: BrokerError["kind"], detail: string, partition: number) => ({
       ok: false as const,
-      reply: this.#failedPut(command, code, detail, partition),
+      reply: this.#failedPut(command, kind, detail, partition),
     });
     const settings = this.topicSettings(topic);
     if (!settings) {
@@ -186,19 +195,24 @@ export class Broker {
       const detail = problem
         ? `The server do not accept topic ${topic}: ${problem}`
         : `The server do not accept topic ${topic}`;
-      return refuse(500, detail, command.partition);
+      return refuse("topicNotAccepted", detail, command.partition);
+    }
+    if (isInternalTopic(topic)) {
+      const detail = `The server do not accept topic ${topic}: topics starting with '__' hold ` +
+        "the broker's own state";
+      return refuse("topicNotAccepted", detail, command.partition);
     }
     const partition = command.partition === -1
-      ? Math.floor(this.#random() * settings.numPartitions)
+      ? this.#options.random.int(0, settings.numPartitions)
       : command.partition;
     if (partition < 0 || partition >= settings.numPartitions) {
-      return refuse(500, `wrong partition ${partition}`, partition);
+      return refuse("wrongPartition", `wrong partition ${partition}`, partition);
     }
     const maxBytes = this.config.system.maxMessageSize;
     if (command.oversizedBytes !== undefined || command.body.length > maxBytes) {
       const bytes = command.oversizedBytes ?? command.body.length;
       return refuse(
-        400,
+        "messageTooLarge",
         `Cannot accept message: body of ${bytes} bytes exceeds maxMessageSize ${maxBytes}`,
         partition,
       );
@@ -206,15 +220,13 @@ export class Broker {
     const checksum = metaqChecksum(command.body);
     if (command.checksum !== -1 && command.checksum !== checksum) {
       return refuse(
-        500,
+        "checksumMismatch",
         "Checksum failure,message may be corrupted when transfering on networking.",
         partition,
       );
     }
-    const damaged = this.store.get(topic, partition)
-      ? undefined
-      : this.store.failure(topic, partition);
-    if (damaged) return refuse(500, describeError(damaged), partition);
+    const damaged = this.logs.get(topic, partition) ? undefined : this.logs.failure(topic, partition);
+    if (damaged) return refuse("corruption", describeError(damaged), partition);
     return { ok: true, partition, checksum, settings };
   }
 
@@ -227,77 +239,79 @@ export class Broker {
     }
   }
 
-  get(command: GetCommand): Reply {
+  /**
+   * The one read path: where `offset` stands in the partition's log and, when records are
+   * there, which bytes to serve. A read at or past the end waits (up to READ_WAIT_MS) only when
+   * the log says records are on their way here, so the answer may come later.
+   */
+  read(request: ReadRequest): ReadOutcome | Promise<ReadOutcome> {
+    const { topic, partition, offset } = request;
+    if (this.closedPartitions.size > 0 && this.closedPartitions.has(`${topic}-${partition}`)) {
+      const text = `Partition[${this.config.system.brokerId}-${partition}] has been closed`;
+      return { kind: "refused", error: BrokerError.verbatim("partitionClosed", text) };
+    }
+    const log = this.logs.get(topic, partition);
+    if (!log) {
+      const damaged = this.logs.failure(topic, partition);
+      if (damaged) {
+        return { kind: "refused", error: BrokerError.verbatim("corruption", describeError(damaged)) };
+      }
+      const text = `The topic \`${topic}\` in partition \`${partition}\` is not exists`;
+      return { kind: "refused", error: BrokerError.verbatim("notFound", text) };
+    }
+    if (offset >= log.endOffset && offset >= log.startOffset) {
+      const arriving = log.whenReadable(offset, READ_WAIT_MS);
+      if (arriving) return arriving.then(() => this.#readAt(log, request));
+    }
+    return this.#readAt(log, request);
+  }
+
+  /** TCP `get`: the read as MetaQ answers it (a `value` frame of raw records, 301, 404...). */
+  get(command: GetCommand, respond: (reply: Reply) => void): void {
     this.stats.counters.cmdGet += 1;
-    const { topic, partition, group } = command;
+    const { topic, group } = command;
     const stat = this.topicSettings(topic)?.stat === true;
     if (stat) this.stats.record("cmd_get", topic, group);
-    const miss = () => {
-      this.stats.counters.getMiss += 1;
-      if (stat) this.stats.record("get_miss", topic, group);
-    };
-    if (
-      this.closedPartitions.size > 0 && this.closedPartitions.has(partitionKey(topic, partition))
-    ) {
-      return result(403, `Partition[${this.config.system.brokerId}-${partition}] has been closed`);
+    const closed = this.closedPartitions.size > 0 &&
+      this.closedPartitions.has(`${topic}-${command.partition}`);
+    if (!closed && command.maxSize <= 0 && this.logs.get(topic, command.partition)) {
+      return respond(errorReply(
+        BrokerError.verbatim("badRequest", `Bad request,invalid max size:${command.maxSize}`),
+      ));
     }
-    const log = this.store.get(topic, partition);
-    if (!log) {
-      const damaged = this.store.failure(topic, partition);
-      if (damaged) return result(500, describeError(damaged));
-      miss();
-      return result(404, `The topic \`${topic}\` in partition \`${partition}\` is not exists`);
+    const outcome = this.read({
+      topic,
+      partition: command.partition,
+      offset: command.offset,
+      maxBytes: Math.min(command.maxSize, this.config.system.maxTransferSize),
+      wantsEnd: command.offsetIsLongMax,
+    });
+    if (outcome instanceof Promise) {
+      outcome.then((settled) => respond(this.#getReply(command, settled, stat)));
+    } else {
+      respond(this.#getReply(command, outcome, stat));
     }
-    if (command.maxSize <= 0) return result(400, `Bad request,invalid max size:${command.maxSize}`);
-    const end = this.readLimit(topic, partition, log);
-    if (command.offset < log.startOffset) {
-      miss();
-      this.stats.counters.cmdOffset += 1;
-      return result(301, String(log.startOffset));
-    }
-    if (command.offset >= end) {
-      miss();
-      if (
-        command.offset > end &&
-        (this.config.system.updateConsumerOffsets || command.offsetIsLongMax)
-      ) {
-        this.stats.counters.cmdOffset += 1;
-        return result(301, String(end));
-      }
-      return result(404, `Could not find message at position ${command.offset}`);
-    }
-    const maxBytes = Math.min(command.maxSize, this.config.system.maxTransferSize);
-    const filter = this.filterFor(topic, group);
-    if (filter) return this.#filteredGet(command, log, { end, maxBytes, filter });
-    const length = log.readableAt(command.offset, maxBytes, end);
-    const header = encodeValueHeader(length, command.opaque);
-    // Not zero-filled: every byte is overwritten by the header and the read below.
-    const frame: Uint8Array = Buffer.allocUnsafe(header.length + length);
-    frame.set(header, 0);
-    log.readInto(frame, header.length, command.offset, length);
-    this.stats.served(topic, partition, length);
-    return { kind: "frame", bytes: frame };
   }
 
   offset(command: OffsetCommand): Reply {
     this.stats.counters.cmdOffset += 1;
     const { topic, partition } = command;
     if (this.topicSettings(topic)?.stat) this.stats.record("cmd_offset", topic, command.group);
-    const log = this.store.get(topic, partition);
+    const log = this.logs.get(topic, partition);
     if (!log) {
-      return result(404, `The topic \`${topic}\` in partition \`${partition}\` is not exists`);
+      const text = `The topic \`${topic}\` in partition \`${partition}\` is not exists`;
+      return errorReply(BrokerError.verbatim("notFound", text));
     }
-    return result(
-      200,
-      String(log.segmentStartFor(command.offset, this.readLimit(topic, partition, log))),
-    );
+    return result(200, String(log.segmentStartFor(command.offset)));
   }
 
   /** `sync` has a handler only on a replica of MetaQ's sync replication, which metaq replaces. */
   sync(_command: SyncCommand): Reply {
-    return result(
-      503,
-      "Cannot run sync: metaq replicates with Raft-lite, not MetaQ's sync slave protocol",
+    return errorReply(
+      new BrokerError(
+        "unavailable",
+        "metaq replicates with Raft-lite, not MetaQ's sync slave protocol",
+      ),
     );
   }
 
@@ -305,17 +319,16 @@ export class Broker {
     return result(200, METAQ_VERSION);
   }
 
-  statsReply(item: string | undefined): Reply {
+  /** `stats [item]`; `items` are the extra items other parts contribute (`cluster`...). */
+  statsReply(item: string | undefined, items: StatsItems = new Map()): Reply {
     if (item === "config") {
       if (this.config.fileText === undefined) {
-        return result(
-          500,
-          `Config file not found:${this.config.filePath ?? "(none: running on defaults)"}`,
-        );
+        const path = this.config.filePath ?? "(none: running on defaults)";
+        return errorReply(BrokerError.verbatim("internal", `Config file not found:${path}`));
       }
       return result(200, this.config.fileText);
     }
-    return result(200, renderStats(this, item));
+    return result(200, renderStats(this, item, items));
   }
 
   /** pid, broker id and similar facts for the general stats item. */
@@ -323,41 +336,61 @@ export class Broker {
     return { pid: process.pid };
   }
 
-  #append(
-    log: PartitionLog,
-    input: { command: PutCommand; partition: number; checksum: number; settings: TopicSettings },
-    done: (reply: Reply) => void,
-  ): void {
-    const { command, partition, checksum, settings } = input;
-    const id = this.ids.nextId();
-    let offset: number;
-    const onDone = (error?: Error) => {
-      if (!error) {
-        return done({
-          kind: "result",
-          code: 200,
-          text: `${id} ${partition} ${offset}`,
-          ascii: true,
-        });
+  #readAt(log: Log, request: ReadRequest): ReadOutcome {
+    const { offset } = request;
+    const end = log.endOffset;
+    if (offset < log.startOffset) return { kind: "moved", offset: log.startOffset };
+    if (offset >= end) {
+      if (offset > end && (this.config.system.updateConsumerOffsets || request.wantsEnd)) {
+        return { kind: "moved", offset: end };
       }
-      this.stats.counters.putFailed += 1;
-      done(result(500, this.#putFailure(command.topic, partition, describeError(error))));
-    };
-    try {
-      offset = log.append({ id, flag: command.flag, data: command.body, checksum }, onDone);
-    } catch (error) {
-      return onDone(error as Error);
+      return { kind: "empty" };
     }
-    this.countPut(command.topic, partition, command.body.length, settings);
+    return { kind: "slice", log, offset, length: log.readableAt(offset, request.maxBytes) };
   }
 
-  #filteredGet(
+  #getReply(command: GetCommand, outcome: ReadOutcome, stat: boolean): Reply {
+    const { topic, partition, group } = command;
+    const miss = () => {
+      this.stats.counters.getMiss += 1;
+      if (stat) this.stats.record("get_miss", topic, group);
+    };
+    switch (outcome.kind) {
+      case "refused":
+        if (outcome.error.kind === "notFound") miss();
+        return errorReply(outcome.error);
+      case "moved":
+        miss();
+        this.stats.counters.cmdOffset += 1;
+        return result(301, String(outcome.offset));
+      case "empty":
+        miss();
+        return errorReply(
+          BrokerError.verbatim("notFound", `Could not find message at position ${command.offset}`),
+        );
+      case "slice":
+        break;
+    }
+    const filter = this.#options.filterFor?.(topic, group);
+    if (filter) return this.#filtered(command, outcome, filter);
+    const { log, offset, length } = outcome;
+    const header = encodeValueHeader(length, command.opaque);
+    // Not zero-filled: every byte is overwritten by the header and the read below.
+    const frame: Uint8Array = Buffer.allocUnsafe(header.length + length);
+    frame.set(header, 0);
+    log.readInto(frame, header.length, offset, length);
+    this.stats.served(topic, partition, length);
+    return { kind: "frame", bytes: frame };
+  }
+
+  #filtered(
     command: GetCommand,
-    log: PartitionLog,
-    options: { end: number; maxBytes: number; filter: RecordFilter },
+    slice: Extract<ReadOutcome, { kind: "slice" }>,
+    filter: RecordFilter,
   ): Reply {
-    const slice = log.read(command.offset, options.maxBytes, options.end);
-    const { bytes, examined } = options.filter(slice, command.offset);
+    const raw = new Uint8Array(slice.length);
+    slice.log.readInto(raw, 0, slice.offset, slice.length);
+    const { bytes, examined } = filter(raw, command.offset);
     if (bytes.length === 0) return result(301, String(command.offset + examined));
     const header = encodeValueHeader(bytes.length, command.opaque);
     const frame = new Uint8Array(header.length + bytes.length);
@@ -368,12 +401,22 @@ export class Broker {
   }
 
   /** Counts a failed put and builds MetaQ's reply for it. */
-  #failedPut(command: PutCommand, code: number, detail: string, partition: number): Reply {
+  #failedPut(
+    command: PutCommand,
+    kind: BrokerError["kind"],
+    detail: string,
+    partition: number,
+  ): Reply {
     this.stats.counters.putFailed += 1;
     if (this.topicSettings(command.topic)?.stat) {
       this.stats.record("put_failed", command.topic, String(partition));
     }
-    return result(code, this.#putFailure(command.topic, partition, detail));
+    return errorReply(BrokerError.verbatim(kind, this.#putFailure(command.topic, partition, detail)));
+  }
+
+  /** A log's refusal in MetaQ's put-failure text, keeping the refusal's kind (and status). */
+  #putError(error: BrokerError, topic: string, partition: number): BrokerError {
+    return BrokerError.verbatim(error.kind, this.#putFailure(topic, partition, error.message));
   }
 
   #putFailure(topic: string, partition: number, detail?: string): string {
@@ -381,10 +424,4 @@ export class Broker {
       `Put message to [broker '${this.#brokerUrl}'] [partition '${topic}-${partition}'] failed.`;
     return detail ? `${base}Detail:${detail}` : base;
   }
-}
-
-function notStarted(kind: "local" | "xa", key: string): string {
-  return kind === "local"
-    ? `Local transaction '${key}' has not been started.`
-    : `XA transaction '${key}' has not been started.`;
 }

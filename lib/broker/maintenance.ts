@@ -7,31 +7,38 @@ import type { Clock } from "../clock.ts";
 import { type CronSchedule, nextFireMs } from "../config/cron.ts";
 import { describeError } from "../errors.ts";
 import type { Logger } from "../log.ts";
-import { applyRetention } from "../store/retention.ts";
+import { isInternalTopic, type Logs } from "../store/log.ts";
 import type { Broker } from "./broker.ts";
+
+/** The segment files' own upkeep: timed syncs of logs that flush by threshold. */
+export interface TimedSyncs {
+  syncIfDue(): Promise<void>;
+}
+
+export interface MaintenanceOptions {
+  readonly broker: Broker;
+  readonly logs: Logs;
+  readonly syncs: TimedSyncs;
+  readonly clock: Clock;
+  readonly logger: Logger;
+}
 
 const CHECK_INTERVAL_MS = 1000;
 
 export class Maintenance {
+  readonly #options: MaintenanceOptions;
   readonly #broker: Broker;
   readonly #clock: Clock;
   readonly #logger: Logger;
   readonly #nextFire = new Map<string, number | undefined>();
   #timer: ReturnType<typeof setInterval> | undefined;
   #running = false;
-  /**
-   * Set by the cluster: for a replicated partition, says whether its log may start at an offset
-   * (undefined: never compact it, e.g. `__meta`); for other partitions returns `() => true`.
-   */
-  retentionGuard: (
-    topic: string,
-    partition: number,
-  ) => ((newStartOffset: number) => boolean) | undefined = () => () => true;
 
-  constructor(broker: Broker, clock: Clock, logger: Logger) {
-    this.#broker = broker;
-    this.#clock = clock;
-    this.#logger = logger;
+  constructor(options: MaintenanceOptions) {
+    this.#options = options;
+    this.#broker = options.broker;
+    this.#clock = options.clock;
+    this.#logger = options.logger;
   }
 
   start(): void {
@@ -50,14 +57,7 @@ export class Maintenance {
     this.#running = true;
     try {
       const now = this.#clock.wallMs();
-      for (const log of this.#broker.store.logs()) {
-        await log.syncIfDue().catch((error) =>
-          this.#logger.log("error", "Cannot sync partition", {
-            partition: log.name,
-            reason: describeError(error),
-          })
-        );
-      }
+      await this.#options.syncs.syncIfDue();
       const due = new Set<string>();
       for (const schedule of this.#schedules()) {
         const next = this.#nextFire.get(schedule.source);
@@ -74,36 +74,29 @@ export class Maintenance {
     }
   }
 
-  /** Applies retention to every partition whose topic's schedule `isDue` accepts. */
+  /**
+   * Applies retention to every user partition whose topic's schedule `isDue` accepts. The
+   * broker's own `__` logs are compacted behind their snapshots instead (state_log.ts).
+   */
   async runRetention(isDue: (scheduleSource: string) => boolean = () => true): Promise<void> {
-    const broker = this.#broker;
-    for (const [topic, partitions] of broker.store.topics()) {
-      const settings = broker.topicSettings(topic);
+    for (const { topic, log } of this.#options.logs.list()) {
+      if (isInternalTopic(topic)) continue;
+      const settings = this.#broker.topicSettings(topic);
       if (!settings || !isDue(settings.deleteWhen.source)) continue;
-      for (const { partition, log } of partitions) {
-        const mayStartAt = this.retentionGuard(topic, partition);
-        if (!mayStartAt) continue;
-        try {
-          await applyRetention(log, {
-            policy: settings.deletePolicy,
-            nowMs: this.#clock.wallMs(),
-            storage: broker.store.options.storage,
-            logger: this.#logger,
-            mayStartAt,
-          });
-        } catch (error) {
-          this.#logger.log("error", "Cannot apply retention", {
-            partition: log.name,
-            reason: describeError(error),
-          });
-        }
+      try {
+        await log.applyRetention(settings.deletePolicy, this.#clock.wallMs());
+      } catch (error) {
+        this.#logger.log("error", "Cannot apply retention", {
+          partition: log.name,
+          reason: describeError(error),
+        });
       }
     }
   }
 
   #schedules(): CronSchedule[] {
     const schedules = new Map<string, CronSchedule>();
-    for (const topic of this.#broker.store.topics().keys()) {
+    for (const { topic } of this.#options.logs.list()) {
       const schedule = this.#broker.topicSettings(topic)?.deleteWhen;
       if (schedule) schedules.set(schedule.source, schedule);
     }

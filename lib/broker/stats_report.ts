@@ -6,6 +6,7 @@ import { crc32 } from "../crc32.ts";
 import type { Broker } from "./broker.ts";
 import { METAQ_VERSION } from "./broker.ts";
 import type { RealtimeKey } from "./stats.ts";
+import { isInternalTopic, type LogEntry } from "../store/log.ts";
 
 const HELP: readonly [string, string][] = [
   ["*EMPTY*", "Returns broker info."],
@@ -26,10 +27,10 @@ const REALTIME: readonly RealtimeKey[] = [
 ];
 const REALTIME_NAMES = ["put", "get", "offset", "get_miss", "put_failed", "message_size"];
 
-/** Extra items registered by other parts (cluster, groups); each returns lines. */
-export const extraStatsItems = new Map<string, (broker: Broker) => string[]>();
+/** Extra items other parts contribute (`cluster`...): each renders its lines. */
+export type StatsItems = ReadonlyMap<string, () => string[]>;
 
-export function renderStats(broker: Broker, item: string | undefined): string {
+export function renderStats(broker: Broker, item: string | undefined, items: StatsItems): string {
   const lines: string[] = [];
   const add = (...values: (string | number | boolean | bigint)[]) => lines.push(values.join(" "));
   if (item === undefined || item.trim() === "") {
@@ -37,18 +38,8 @@ export function renderStats(broker: Broker, item: string | undefined): string {
   } else if (item === "topics") {
     topics(broker, add);
   } else if (item === "offsets") {
-    for (const [topic, partitions] of broker.store.topics()) {
-      for (const { partition, log } of partitions) {
-        add(
-          topic,
-          "part",
-          partition,
-          "min_offset",
-          log.startOffset,
-          "max_offset",
-          broker.readLimit(topic, partition, log),
-        );
-      }
+    for (const { topic, partition, log } of userLogs(broker)) {
+      add(topic, "part", partition, "min_offset", log.startOffset, "max_offset", log.endOffset);
     }
   } else if (item === "realtime") {
     REALTIME.forEach((key, index) =>
@@ -65,8 +56,8 @@ export function renderStats(broker: Broker, item: string | undefined): string {
   } else if (item === "reset") {
     broker.stats.reset();
     add("reset", "ok");
-  } else if (extraStatsItems.has(item)) {
-    lines.push(...extraStatsItems.get(item)!(broker));
+  } else if (items.has(item)) {
+    lines.push(...items.get(item)!());
   } else {
     topic(broker, item, add);
   }
@@ -77,10 +68,10 @@ type Add = (...values: (string | number | boolean | bigint)[]) => void;
 
 function general(broker: Broker, add: Add): void {
   const counters = broker.stats.counters;
-  const topics = broker.store.topics();
+  const topics = topicsOf(broker);
   let totalMessages = 0;
   for (const partitions of topics.values()) {
-    for (const { log } of partitions) totalMessages += log.messageCount;
+    for (const { log } of partitions) totalMessages += log.facts().messages;
   }
   add("pid", broker.processInfo.pid);
   add("broker_id", broker.config.system.brokerId);
@@ -88,7 +79,7 @@ function general(broker: Broker, add: Add): void {
   add("uptime", broker.stats.uptimeSeconds());
   add("version", METAQ_VERSION);
   add("slave", false);
-  add("curr_connections", broker.connectionCount());
+  add("curr_connections", broker.connectionCount);
   add("threads", 1);
   add("cmd_put", counters.cmdPut);
   add("cmd_get", counters.cmdGet);
@@ -105,14 +96,15 @@ function general(broker: Broker, add: Add): void {
 }
 
 function topics(broker: Broker, add: Add): void {
-  const stored = broker.store.topics();
+  const stored = topicsOf(broker);
   for (const [name, partitions] of stored) {
     const settings = broker.topicSettings(name);
     let count = 0;
     let bytes = 0;
     for (const { log } of partitions) {
-      count += log.messageCount;
-      bytes += log.sizeBytes;
+      const facts = log.facts();
+      count += facts.messages;
+      bytes += facts.bytes;
     }
     add(
       name,
@@ -136,14 +128,15 @@ function topics(broker: Broker, add: Add): void {
 }
 
 function topic(broker: Broker, name: string, add: Add): void {
-  const partitions = broker.store.topics().get(name);
+  const partitions = topicsOf(broker).get(name);
   const configured = broker.config.topics.some((section) => section.pattern === name);
   const resultCode = partitions ? 0 : configured ? 2 : 1;
   let count = 0;
   let bytes = 0;
   for (const { log } of partitions ?? []) {
-    count += log.messageCount;
-    bytes += log.sizeBytes;
+    const facts = log.facts();
+    count += facts.messages;
+    bytes += facts.bytes;
   }
   add(name);
   add("resultCode", resultCode);
@@ -159,4 +152,20 @@ function topic(broker: Broker, name: string, add: Add): void {
 function configChecksum(broker: Broker): number {
   const text = broker.config.fileText;
   return text === undefined ? 0 : crc32(new TextEncoder().encode(text));
+}
+
+/** The logs of user topics (the broker's own `__` topics are not shown to clients). */
+function userLogs(broker: Broker): LogEntry[] {
+  return broker.logs.list().filter((entry) => !isInternalTopic(entry.topic));
+}
+
+/** User topics with at least one partition here, each with its partitions in order. */
+function topicsOf(broker: Broker): Map<string, LogEntry[]> {
+  const topics = new Map<string, LogEntry[]>();
+  for (const entry of userLogs(broker)) {
+    const list = topics.get(entry.topic) ?? [];
+    list.push(entry);
+    topics.set(entry.topic, list);
+  }
+  return topics;
 }

@@ -3,9 +3,9 @@
  * groups") as typed calls over a MetaqClient. Requests and replies only; the membership loop
  * that uses them is group_member.ts, and the CLI's `metaq groups` uses the admin calls.
  */
-import type { Strategy } from "../groups/balance.ts";
-import type { GroupReport, ResetTarget } from "../groups/group_service.ts";
-import type { OffsetEntry } from "../groups/offset_store.ts";
+import type { Strategy } from "../broker/groups/balance.ts";
+import type { GroupReport, ResetTarget } from "../broker/groups/group_service.ts";
+import type { OffsetEntry } from "../broker/groups/offset_store.ts";
 import type { MetaqClient } from "./client.ts";
 import { BrokerError } from "./errors.ts";
 

@@ -9,7 +9,7 @@
  * Partitions and offsets are the consumer's business (consumer.ts); this file is the loop.
  */
 import { describeError } from "../errors.ts";
-import type { Strategy } from "../groups/balance.ts";
+import type { Strategy } from "../broker/groups/balance.ts";
 import type { Logger } from "../log.ts";
 import { BrokerError } from "./errors.ts";
 import type { AssignmentReply, GroupClient } from "./group_client.ts";

@@ -10,7 +10,7 @@
  */
 import { Buffer } from "node:buffer";
 import { BrokerError } from "../errors.ts";
-import { Journal } from "../groups/journal.ts";
+import { Journal } from "../broker/groups/journal.ts";
 import type { Logger } from "../log.ts";
 import { joinPath, type Storage } from "../store/storage.ts";
 

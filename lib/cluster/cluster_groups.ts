@@ -10,7 +10,7 @@
  * drops its `__meta-0` segments below the snapshot's base, the leader first (its followers only
  * follow the start it announces, as for any replicated partition).
  */
-import type { GroupService } from "../groups/group_service.ts";
+import type { GroupService } from "../broker/groups/group_service.ts";
 import { describeError } from "../errors.ts";
 import { applyRetention } from "../store/retention.ts";
 import {

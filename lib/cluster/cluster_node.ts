@@ -1,27 +1,38 @@
 /**
  * @module ClusterNode: one metaq node of a Raft-lite cluster. Owns the peer transport, the
- * replicas of the partitions this node holds (placement.ts), the clock that ticks them, and
- * what nodes tell each other about themselves (client address, identity, groups they lead).
- * Request routing (which node serves a request) is in routing.ts; forwarding in forwarding.ts.
+ * replicas of the partitions this node holds (placement.ts) with their ReplicatedLogs (it is
+ * the cluster's `Logs`), the clock that ticks them, and what nodes tell each other about
+ * themselves (client address, identity, groups they lead). It knows no topics' meaning and no
+ * requests: forwarding client requests is the edge's job (lib/server), which hands this node
+ * its frames through `PeerLink` and hears them back through `onForwarded`.
  */
 import process from "node:process";
 import { type Clock } from "../clock.ts";
 import { describeError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { Prng } from "../prng.ts";
-import type { RunningBroker } from "../server/start_broker.ts";
 import type { ClusterSettings } from "./cluster_config.ts";
-import { decodeEnvelope, encodeEnvelope, type Envelope, type NodeInfo } from "./envelope.ts";
+import {
+  decodeEnvelope,
+  encodeEnvelope,
+  type Envelope,
+  type NodeInfo,
+  type Question,
+} from "./envelope.ts";
+import type { Config } from "../config/config.ts";
+import { BrokerError } from "../errors.ts";
+import type { Log, LogEntry, Logs } from "../store/log.ts";
+import type { MessageStore } from "../store/message_store.ts";
+import { ReplicatedLog } from "./replicated_log.ts";
 import type { Membership } from "./membership.ts";
-import type { OffsetsSummary } from "./meta_state.ts";
 import type { Message, NodeId } from "./messages.ts";
 import { PeerTransport } from "./peer_transport.ts";
 import { clusterSecretOf, tlsFor } from "../security/tls.ts";
-import { isInternalTopic, META_GROUP, META_TOPIC, replicasOf } from "./placement.ts";
+import { isInternalTopic, META_TOPIC, replicasOf } from "./placement.ts";
 import type { RaftTiming } from "./raft.ts";
 import { Replica } from "./replica.ts";
 import { crossCheck, type RangeDigest } from "./cross_check.ts";
-import { localCopyOf } from "./log_digest.ts";
+import { digestOf, localCopyOf } from "./log_digest.ts";
 import type { PartitionLog } from "../store/partition_log.ts";
 import { splitPartitionKey } from "../store/message_store.ts";
 import type { Storage } from "../store/storage.ts";
@@ -32,16 +43,40 @@ import type { Tracer } from "./trace.ts";
 
 /** How often the node tells its peers about itself even when nothing changed. */
 const INFO_INTERVAL_MS = 1000;
+/** How long a question to another node waits for its answer. */
+const QUESTION_TIMEOUT_MS = 2000;
+/** Questions asked and not answered yet; beyond it new ones are answered "cannot tell". */
+const QUESTIONS_PENDING_MAX = 4096;
+
+/** Forwarded requests and replies arriving from other nodes, for the edge's forwarder. */
+export type ForwardedFrame =
+  | { readonly kind: "request"; readonly requestId: number; readonly connectionId: number; readonly bytes: Uint8Array }
+  | { readonly kind: "reply"; readonly requestId: number; readonly bytes: Uint8Array }
+  | { readonly kind: "closed"; readonly connectionId: number };
 
 export interface ClusterNodeOptions {
   readonly settings: ClusterSettings;
-  readonly running: RunningBroker;
+  readonly config: Config;
+  /** The segment logs under every replica (and the data directory's files). */
+  readonly store: MessageStore;
   readonly membership: Membership;
   readonly tracer: Tracer;
   readonly logger: Logger;
   readonly clock: Clock;
   /** How the previous run ended (clean stop marker, boot id). */
   readonly startup: StartupState;
+  /** Whether a topic exists for this broker (a Raft group of another topic is never opened). */
+  readonly accepts: (topic: string) => boolean;
+  /** `host:port` of this node's client port, once it listens. */
+  readonly clientAddress: () => string;
+  /** This node's HTTP port, when it serves HTTP. */
+  readonly httpPort: () => number | undefined;
+  /** Frames of forwarded client requests, for the edge (lib/server/forwarder.ts). */
+  readonly onForwarded: (from: NodeId, frame: ForwardedFrame) => void;
+  /** A node restarted or stayed unreachable: the requests it forwarded have no client any more. */
+  readonly onPeerGone: (node: NodeId) => void;
+  /** Figures of a group this node leads, shared with every node (cluster-wide views). */
+  readonly figuresOf?: (group: string) => readonly number[] | undefined;
 }
 
 /** What a scrub found, per group: damage (and the repair started), ranges compared, or why not. */
@@ -57,9 +92,8 @@ export interface LeaderInfo {
   readonly clientAddress?: string;
 }
 
-export class ClusterNode {
+export class ClusterNode implements Logs {
   readonly settings: ClusterSettings;
-  readonly running: RunningBroker;
   readonly membership: Membership;
   readonly logger: Logger;
   readonly voters: readonly NodeId[];
@@ -67,7 +101,14 @@ export class ClusterNode {
   readonly tickMs: number;
   readonly #options: ClusterNodeOptions;
   readonly #replicas = new Map<string, Replica>();
+  readonly #logs = new Map<string, ReplicatedLog>();
   readonly #opening = new Map<string, Promise<Replica | undefined>>();
+  readonly #openListeners = new Set<(entry: LogEntry) => void>();
+  readonly #questions = new Map<number, (answer: unknown) => void>();
+  #nextQuestionId = 1;
+  /** When each peer's link went down (for `onPeerGone` after a grace period). */
+  readonly #downSince = new Map<NodeId, number>();
+  readonly #incarnation = crypto.randomUUID();
   readonly #peers = new Map<NodeId, NodeInfo>();
   readonly #random: Prng;
   #transport: PeerTransport | undefined;
@@ -77,21 +118,11 @@ export class ClusterNode {
   #closed = false;
   #roleListeners = new Set<() => void>();
   readonly #groupListeners = new Map<string, (() => void)[]>();
-  /** Handlers for forwarded requests and replies (forwarding.ts). */
-  onForward: ((from: NodeId, requestId: number, request: Uint8Array) => void) | undefined;
-  onForwardReply: ((requestId: number, reply: Uint8Array) => void) | undefined;
-  /** Asks a peer for a digest of its copy of a group (`cluster digest`, set by plugin.ts). */
-  askDigest:
-    | ((peer: NodeId, group: string, from: number, to: number) => Promise<RangeDigest | undefined>)
-    | undefined;
-  /** This node's table of group offsets (`cluster status`; set by plugin.ts). */
-  describeOffsets: (() => OffsetsSummary | undefined) | undefined;
   peerPort = 0;
 
   constructor(options: ClusterNodeOptions) {
     this.#options = options;
     this.settings = options.settings;
-    this.running = options.running;
     this.membership = options.membership;
     this.logger = options.logger;
     this.voters = options.settings.peers.map((peer) => peer.id);
@@ -114,21 +145,94 @@ export class ClusterNode {
     const self = this.settings.peers.find((peer) => peer.id === this.nodeId)!;
     this.#transport = new PeerTransport({
       nodeId: this.nodeId,
-      host: this.running.config.system.host === "0.0.0.0" ? "0.0.0.0" : self.host,
+      host: this.#options.config.system.host === "0.0.0.0" ? "0.0.0.0" : self.host,
       port: self.port,
       peers: this.settings.peers,
       logger: this.logger,
       onFrame: (from, payload) => this.#receive(from, payload),
       onConnected: () => (this.#infoDue = true),
-      secret: clusterSecretOf(this.running.config.system),
-      tls: tlsFor(this.running.config.system, "peer"),
+      secret: clusterSecretOf(this.#options.config.system),
+      tls: tlsFor(this.#options.config.system, "peer"),
     });
     this.peerPort = await this.#transport.listen();
     this.#ticker = setInterval(() => this.#tick(), this.tickMs);
     this.#infoTimer = setInterval(() => this.#sendInfo(), INFO_INTERVAL_MS);
     if (this.membership.mayParticipate(this.voters)) await this.#openHostedReplicas();
     // Acted on: a crash from now on must not look like a clean stop.
-    await clearCleanStop(this.running.store.options.storage, this.running.config.system.dataPath);
+    await clearCleanStop(this.#options.store.options.storage, this.#options.config.system.dataPath);
+  }
+
+  // The Logs port: the partitions this node holds, each a ReplicatedLog.
+
+  get(topic: string, partition: number): Log | undefined {
+    return this.#logs.get(`${topic}-${partition}`);
+  }
+
+  async open(topic: string, partition: number): Promise<Log> {
+    const name = `${topic}-${partition}`;
+    if (!this.hosts(topic, partition)) {
+      throw new BrokerError("unavailable", `node ${this.nodeId} does not hold ${name}`);
+    }
+    await this.ensureReplica(topic, partition);
+    const log = this.#logs.get(name);
+    if (!log) throw new BrokerError("unavailable", `node ${this.nodeId} cannot open ${name} now`);
+    return log;
+  }
+
+  failure(topic: string, partition: number): Error | undefined {
+    return this.#options.store.failure(topic, partition);
+  }
+
+  failures(): ReadonlyMap<string, Error> {
+    return this.#options.store.failures();
+  }
+
+  list(): readonly LogEntry[] {
+    return [...this.#logs.values()]
+      .map((log) => ({ ...splitGroup(log.name), log }))
+      .sort((a, b) => a.topic < b.topic ? -1 : a.topic > b.topic ? 1 : a.partition - b.partition);
+  }
+
+  onOpen(listener: (entry: LogEntry) => void): () => void {
+    this.#openListeners.add(listener);
+    return () => this.#openListeners.delete(listener);
+  }
+
+  // Links to the other nodes, for the edge's forwarder.
+
+  /** Sends a client request to node `to` (`connectionId` is the client's connection here). */
+  sendRequest(to: NodeId, requestId: number, connectionId: number, bytes: Uint8Array): void {
+    this.send(to, { kind: "forward", requestId, connectionId, request: bytes });
+  }
+
+  sendReply(to: NodeId, requestId: number, bytes: Uint8Array): void {
+    this.send(to, { kind: "reply", requestId, reply: bytes });
+  }
+
+  /** Tells node `to` that a client connection whose requests went there has closed. */
+  sendClosed(to: NodeId, connectionId: number): void {
+    this.send(to, { kind: "closed", connectionId });
+  }
+
+  /** Asks node `to` a question; resolves with its answer, or undefined (no answer in time). */
+  ask(to: NodeId, question: Question): Promise<unknown> {
+    if (!this.isConnected(to) || this.#questions.size >= QUESTIONS_PENDING_MAX) {
+      return Promise.resolve(undefined);
+    }
+    const questionId = this.#nextQuestionId;
+    this.#nextQuestionId = questionId >= 0xffff_fffe ? 1 : questionId + 1;
+    const { promise, resolve } = Promise.withResolvers<unknown>();
+    const timer = setTimeout(() => {
+      this.#questions.delete(questionId);
+      resolve(undefined);
+    }, QUESTION_TIMEOUT_MS);
+    this.#questions.set(questionId, (answer) => {
+      clearTimeout(timer);
+      this.#questions.delete(questionId);
+      resolve(answer);
+    });
+    this.send(to, { kind: "ask", questionId, question });
+    return promise;
   }
 
   /** Whether this node holds `topic`-`partition`. */
@@ -189,8 +293,30 @@ export class ClusterNode {
   }
 
   get clientAddress(): string {
-    const host = this.running.config.system.hostName || this.running.config.system.host;
-    return `${host}:${this.running.port}`;
+    return this.#options.clientAddress();
+  }
+
+  /** The node that leads `topic`-`partition` as far as this node knows (Placement, for the edge). */
+  leaderNodeOf(topic: string, partition: number): NodeId | undefined {
+    return this.leaderOf(`${topic}-${partition}`)?.nodeId;
+  }
+
+  /** Nodes holding `topic`-`partition` (Placement). */
+  holdersOf(topic: string, partition: number): NodeId[] {
+    return this.replicasOf(topic, partition);
+  }
+
+  /**
+   * Opens the partition's replica if this node holds it, and lets a brand-new group elect at
+   * once instead of after a full election timeout (a client is waiting). Placement, for the edge.
+   */
+  prepare(topic: string, partition: number): Promise<void> | undefined {
+    if (!this.hosts(topic, partition)) return undefined;
+    const name = `${topic}-${partition}`;
+    if (this.#replicas.has(name) && this.leaderOf(name)) return undefined;
+    return this.ensureReplica(topic, partition).then((replica) => {
+      if (replica && !this.leaderOf(replica.name)) replica.campaignIfNew();
+    });
   }
 
   /** Nodes heard from, with what they said last. */
@@ -236,15 +362,17 @@ export class ClusterNode {
     await Promise.allSettled([...this.#opening.values()]);
     for (const replica of this.#replicas.values()) await replica.close();
     await this.#transport?.close();
+    for (const answer of [...this.#questions.values()]) answer(undefined);
     await this.membership.flush();
-    const store = this.running.store;
+    const store = this.#options.store;
     await Promise.all(store.logs().map((log) => log.flush()));
-    await markCleanStop(store.options.storage, this.running.config.system.dataPath);
+    await markCleanStop(store.options.storage, this.#options.config.system.dataPath);
   }
 
   #tick(): void {
     for (const replica of this.#replicas.values()) replica.tick();
     if (this.#infoDue) this.#sendInfo();
+    this.#watchPeers();
     if (!this.membership.identity.admitted && this.membership.mayParticipate(this.voters)) {
       this.logger.log("info", "Node admitted to the cluster", {
         node: this.nodeId,
@@ -264,17 +392,87 @@ export class ClusterNode {
     const info = this.#peers.get(from);
     // A node that came back with another identity is a stranger until an operator admits it.
     if (!info || !this.membership.accepts(from, info.uuid)) return;
-    if (envelope.kind === "raft") return this.#onRaft(envelope.group, envelope.message);
-    if (envelope.kind === "forward") {
-      return this.onForward?.(from, envelope.requestId, envelope.request);
+    switch (envelope.kind) {
+      case "raft":
+        return this.#onRaft(envelope.group, envelope.message);
+      case "forward":
+        return this.#options.onForwarded(from, {
+          kind: "request",
+          requestId: envelope.requestId,
+          connectionId: envelope.connectionId,
+          bytes: envelope.request,
+        });
+      case "reply":
+        return this.#options.onForwarded(from, {
+          kind: "reply",
+          requestId: envelope.requestId,
+          bytes: envelope.reply,
+        });
+      case "closed":
+        return this.#options.onForwarded(from, {
+          kind: "closed",
+          connectionId: envelope.connectionId,
+        });
+      case "ask":
+        return this.send(from, {
+          kind: "answer",
+          questionId: envelope.questionId,
+          answer: this.#answer(envelope.question),
+        });
+      case "answer":
+        return this.#questions.get(envelope.questionId)?.(envelope.answer);
     }
-    this.onForwardReply?.(envelope.requestId, envelope.reply);
+  }
+
+  /** This node's answer to another's question; null when it cannot tell. */
+  #answer(question: Question): unknown {
+    const replica = this.#replicas.get(question.group);
+    if (!replica) return null;
+    if (question.kind === "commit") {
+      // Only a leader that committed in its own term knows how far the commit has gone.
+      const status = replica.status();
+      return replica.isLeader && status.commit.epoch === status.term ? replica.commitOffset : null;
+    }
+    const { from, to } = question;
+    if (!Number.isSafeInteger(from) || !Number.isSafeInteger(to)) return null;
+    return digestOf(replica.log, replica.commitOffset, from, to);
+  }
+
+  /** The commit offset of `group` as its leader knows it; undefined when no leader answers. */
+  async #askLeaderCommit(group: string): Promise<number | undefined> {
+    const leader = this.leaderOf(group)?.nodeId;
+    if (leader === undefined) return undefined;
+    if (leader === this.nodeId) return this.#replicas.get(group)?.commitOffset;
+    const answer = await this.ask(leader, { kind: "commit", group });
+    return typeof answer === "number" ? answer : undefined;
+  }
+
+  /** Tells the edge about nodes that restarted or stayed unreachable past the session timeout. */
+  #watchPeers(): void {
+    const now = this.#options.clock.monotonicMs();
+    const graceMs = this.#options.config.system.groupSessionTimeoutMs;
+    for (const peer of this.settings.peers) {
+      if (peer.id === this.nodeId) continue;
+      if (this.isConnected(peer.id)) {
+        this.#downSince.delete(peer.id);
+        continue;
+      }
+      const since = this.#downSince.get(peer.id);
+      if (since === undefined) this.#downSince.set(peer.id, now);
+      else if (since !== -1 && now - since >= graceMs) {
+        this.#downSince.set(peer.id, -1); // told once per outage
+        this.#options.onPeerGone(peer.id);
+      }
+    }
   }
 
   #onInfo(from: NodeId, info: NodeInfo): void {
     if (info.nodeId !== from) return;
     const previous = this.#peers.get(from);
     this.#peers.set(from, info);
+    if (previous?.incarnation && info.incarnation && previous.incarnation !== info.incarnation) {
+      this.#options.onPeerGone(from);
+    }
     if (String(previous?.leads) !== String(info.leads)) {
       for (const listener of [...this.#roleListeners]) {
         listener();
@@ -300,20 +498,28 @@ export class ClusterNode {
     const dash = group.lastIndexOf("-");
     const topic = group.slice(0, dash);
     const partition = Number(group.slice(dash + 1));
-    if (!Number.isInteger(partition) || !this.running.broker.topicSettings(topic)) return;
+    if (!Number.isInteger(partition) || !this.#options.accepts(topic)) return;
     // A group this node holds but has not opened yet (a new partition): open it; Raft resends.
     void this.ensureReplica(topic, partition);
   }
 
   #sendInfo(): void {
     this.#infoDue = false;
+    const leads = this.replicas().filter((replica) => replica.isLeader).map((r) => r.name);
+    const figures: Record<string, readonly number[]> = {};
+    for (const group of leads) {
+      const values = this.#options.figuresOf?.(group);
+      if (values) figures[group] = values;
+    }
     const info: NodeInfo = {
       nodeId: this.nodeId,
       clientAddress: this.clientAddress,
       uuid: this.membership.identity.uuid,
+      incarnation: this.#incarnation,
       members: this.membership.members,
-      httpPort: Number(this.running.facts.get("httpPort") ?? 0) || undefined,
-      leads: this.replicas().filter((replica) => replica.isLeader).map((replica) => replica.name),
+      httpPort: this.#options.httpPort(),
+      leads,
+      figures,
     };
     for (const peer of this.settings.peers) {
       if (peer.id !== this.nodeId) this.send(peer.id, { kind: "info", info });
@@ -321,8 +527,8 @@ export class ClusterNode {
   }
 
   async #openHostedReplicas(): Promise<void> {
-    await this.ensureReplica(META_TOPIC, 0);
-    const store = this.running.store;
+    for (const topic of INTERNAL_TOPICS) await this.ensureReplica(topic, 0);
+    const store = this.#options.store;
     const found = [...store.topics()].flatMap(([topic, partitions]) =>
       partitions.map(({ partition }) => ({ topic, partition }))
     );
@@ -332,7 +538,7 @@ export class ClusterNode {
       if (parts) found.push(parts);
     }
     for (const { topic, partition } of found) {
-      if (topic !== META_TOPIC && this.hosts(topic, partition)) {
+      if (!INTERNAL_TOPICS.includes(topic) && this.hosts(topic, partition)) {
         await this.ensureReplica(topic, partition);
       }
     }
@@ -340,7 +546,7 @@ export class ClusterNode {
 
   async #openReplica(topic: string, partition: number): Promise<Replica | undefined> {
     const name = `${topic}-${partition}`;
-    const store = this.running.store;
+    const store = this.#options.store;
     const storage = store.options.storage;
     try {
       let log;
@@ -357,6 +563,14 @@ export class ClusterNode {
       }
       const replica = this.#createReplica(topic, partition, log, repair);
       this.#replicas.set(name, replica);
+      const replicated = new ReplicatedLog(replica, {
+        storage,
+        logger: this.logger,
+        askLeaderCommit: () => this.#askLeaderCommit(name),
+        retained: !isInternalTopic(topic),
+      });
+      this.#logs.set(name, replicated);
+      for (const listener of this.#openListeners) listener({ topic, partition, log: replicated });
       if (repair) {
         this.logger.log("warn", "Replica starts in repair mode", {
           group: name,
@@ -385,7 +599,7 @@ export class ClusterNode {
       nodeId: this.nodeId,
       voters: this.replicasOf(topic, partition),
       log,
-      storage: this.running.store.options.storage,
+      storage: this.#options.store.options.storage,
       timing: this.timing,
       random: this.#random,
       ack: isInternalTopic(topic) ? "quorum" : this.settings.ack,
@@ -396,9 +610,11 @@ export class ClusterNode {
       onRole: () => {
         this.#infoDue = true;
         for (const listener of [...this.#roleListeners]) listener();
+        this.#logs.get(name)?.changed();
         for (const listener of this.#groupListeners.get(name) ?? []) listener();
       },
       onCommit: () => {
+        this.#logs.get(name)?.changed();
         for (const listener of this.#groupListeners.get(name) ?? []) listener();
       },
     });
@@ -444,9 +660,10 @@ export class ClusterNode {
     waitMs: number,
     report: ScrubReport,
   ): Promise<{ offset: number; reason: string } | undefined> {
-    const ask = this.askDigest;
     const peers = replica.options.voters.filter((id) => id !== this.nodeId);
-    if (!ask || peers.length === 0) return undefined;
+    if (peers.length === 0) return undefined;
+    const ask = (peer: NodeId, group: string, from: number, to: number) =>
+      this.ask(peer, { kind: "digest", group, from, to }).then((answer) => digestOf_(answer));
     const deadline = Date.now() + waitMs;
     const ready = () =>
       replica.leaderId !== 0 && replica.status().repair === undefined &&
@@ -488,11 +705,12 @@ export class ClusterNode {
     const reopened = (async () => {
       await replica.close();
       const repair = { formerEndOffset: log.writtenEnd };
-      await persistRepair(this.running.store.options.storage, log.options.dir, repair);
+      await persistRepair(this.#options.store.options.storage, log.options.dir, repair);
       await log.keepDamagedCopies(offset);
       await log.truncate(Math.max(offset, log.startOffset));
       const next = this.#createReplica(topic, partition, log, repair);
       this.#replicas.set(name, next);
+      this.#logs.get(name)?.replaceReplica(next);
       return next;
     })().finally(() => this.#opening.delete(name));
     this.#opening.set(name, reopened);
@@ -533,7 +751,19 @@ export class ClusterNode {
   }
 }
 
-export { META_GROUP };
+/** The broker's own logs every node holds: group offsets and the transaction journal. */
+export const INTERNAL_TOPICS: readonly string[] = [META_TOPIC, "__tx"];
+
+function splitGroup(name: string): { topic: string; partition: number } {
+  const dash = name.lastIndexOf("-");
+  return { topic: name.slice(0, dash), partition: Number(name.slice(dash + 1)) };
+}
+
+/** A peer's answer to a digest question, when it is one. */
+function digestOf_(answer: unknown): RangeDigest | undefined {
+  const digest = answer as RangeDigest | null | undefined;
+  return typeof digest?.start === "number" && typeof digest.end === "number" ? digest : undefined;
+}
 
 /** Records "repairing" in the hard state before the log is cut (unless the state is unreadable). */
 async function persistRepair(storage: Storage, dir: string, repair: RepairState): Promise<void> {

@@ -1,13 +1,18 @@
 /**
  * @module What travels in a peer frame: a Raft message for a named group, a client request
- * forwarded to the node that can serve it (and its reply), or a node's self-description.
- * Pure encode/decode; the transport adds framing and a CRC.
+ * forwarded to the node that can serve it (and its reply), the end of a client connection whose
+ * requests were forwarded, a node's self-description, and small questions one node asks
+ * another (a group's commit offset, a digest of a copy). Pure encode/decode; the transport adds
+ * framing and a CRC.
  *
  * ```text
- * raft     0x01 | u16 nameLength | name | Raft message (messages.ts encoding)
- * forward  0x02 | u32 requestId | the client's request, as wire bytes
- * reply    0x03 | u32 requestId | the reply, as wire bytes
- * info     0x04 | JSON NodeInfo
+ * raft      0x01 | u16 nameLength | name | Raft message (messages.ts encoding)
+ * forward   0x02 | u32 requestId | u32 connectionId | the client's request, as wire bytes
+ * reply     0x03 | u32 requestId | the reply, as wire bytes
+ * info      0x04 | JSON NodeInfo
+ * closed    0x05 | u32 connectionId
+ * ask       0x06 | u32 questionId | JSON Question
+ * answer    0x07 | u32 questionId | JSON answer (null: cannot answer)
  * ```
  */
 import { decodeMessage, encodeMessage, type Message } from "./messages.ts";
@@ -18,18 +23,35 @@ export interface NodeInfo {
   readonly clientAddress: string;
   /** This node's identity (a random UUID made when its data directory was created). */
   readonly uuid: string;
+  /** Random per process start: a new value means the node restarted (its clients are gone). */
+  readonly incarnation?: string;
   /** The identities this node has recorded for every node id it has seen. */
   readonly members: Readonly<Record<string, { readonly uuid: string; readonly version: number }>>;
   readonly httpPort?: number;
   /** Groups this node leads now (so every node can route to any leader). */
   readonly leads?: readonly string[];
+  /** Figures of the groups this node leads, for cluster-wide views (see cluster_figures.ts). */
+  readonly figures?: Readonly<Record<string, readonly number[]>>;
 }
+
+/** Questions a node answers from its own state. */
+export type Question =
+  | { readonly kind: "commit"; readonly group: string }
+  | { readonly kind: "digest"; readonly group: string; readonly from: number; readonly to: number };
 
 export type Envelope =
   | { readonly kind: "raft"; readonly group: string; readonly message: Message }
-  | { readonly kind: "forward"; readonly requestId: number; readonly request: Uint8Array }
+  | {
+    readonly kind: "forward";
+    readonly requestId: number;
+    readonly connectionId: number;
+    readonly request: Uint8Array;
+  }
   | { readonly kind: "reply"; readonly requestId: number; readonly reply: Uint8Array }
-  | { readonly kind: "info"; readonly info: NodeInfo };
+  | { readonly kind: "info"; readonly info: NodeInfo }
+  | { readonly kind: "closed"; readonly connectionId: number }
+  | { readonly kind: "ask"; readonly questionId: number; readonly question: Question }
+  | { readonly kind: "answer"; readonly questionId: number; readonly answer: unknown };
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -46,22 +68,25 @@ export function encodeEnvelope(envelope: Envelope): Uint8Array {
       out.set(body, 3 + name.length);
       return out;
     }
-    case "forward":
-    case "reply": {
-      const bytes = envelope.kind === "forward" ? envelope.request : envelope.reply;
-      const out = new Uint8Array(5 + bytes.length);
-      out[0] = envelope.kind === "forward" ? 2 : 3;
-      new DataView(out.buffer).setUint32(1, envelope.requestId);
-      out.set(bytes, 5);
+    case "forward": {
+      const out = new Uint8Array(9 + envelope.request.length);
+      out[0] = 2;
+      const view = new DataView(out.buffer);
+      view.setUint32(1, envelope.requestId);
+      view.setUint32(5, envelope.connectionId >>> 0);
+      out.set(envelope.request, 9);
       return out;
     }
-    case "info": {
-      const json = encoder.encode(JSON.stringify(envelope.info));
-      const out = new Uint8Array(1 + json.length);
-      out[0] = 4;
-      out.set(json, 1);
-      return out;
-    }
+    case "reply":
+      return withId(3, envelope.requestId, envelope.reply);
+    case "info":
+      return withId(4, undefined, encoder.encode(JSON.stringify(envelope.info)));
+    case "closed":
+      return withId(5, envelope.connectionId >>> 0, new Uint8Array(0));
+    case "ask":
+      return withId(6, envelope.questionId, encoder.encode(JSON.stringify(envelope.question)));
+    case "answer":
+      return withId(7, envelope.questionId, encoder.encode(JSON.stringify(envelope.answer ?? null)));
   }
 }
 
@@ -83,25 +108,57 @@ export function decodeEnvelope(bytes: Uint8Array): Envelope | string {
       };
     }
     case 2:
-    case 3: {
-      if (bytes.length < 5) return "short forward frame";
-      const requestId = view.getUint32(1);
-      const payload = bytes.subarray(5);
-      return bytes[0] === 2
-        ? { kind: "forward", requestId, request: payload }
-        : { kind: "reply", requestId, reply: payload };
-    }
-    case 4:
-      try {
-        const info = JSON.parse(decoder.decode(bytes.subarray(1)));
-        if (typeof info?.nodeId !== "number" || typeof info.clientAddress !== "string") {
-          return "bad node info";
-        }
-        return { kind: "info", info };
-      } catch {
-        return "node info is not JSON";
+      if (bytes.length < 9) return "short forward frame";
+      return {
+        kind: "forward",
+        requestId: view.getUint32(1),
+        connectionId: view.getUint32(5),
+        request: bytes.subarray(9),
+      };
+    case 3:
+      if (bytes.length < 5) return "short reply frame";
+      return { kind: "reply", requestId: view.getUint32(1), reply: bytes.subarray(5) };
+    case 4: {
+      const info = parseJson(bytes.subarray(1));
+      if (typeof info?.nodeId !== "number" || typeof info.clientAddress !== "string") {
+        return "bad node info";
       }
+      return { kind: "info", info };
+    }
+    case 5:
+      if (bytes.length < 5) return "short closed frame";
+      return { kind: "closed", connectionId: view.getUint32(1) };
+    case 6: {
+      if (bytes.length < 5) return "short ask frame";
+      const question = parseJson(bytes.subarray(5));
+      if (typeof question?.kind !== "string" || typeof question.group !== "string") {
+        return "bad question";
+      }
+      return { kind: "ask", questionId: view.getUint32(1), question };
+    }
+    case 7:
+      if (bytes.length < 5) return "short answer frame";
+      return { kind: "answer", questionId: view.getUint32(1), answer: parseJson(bytes.subarray(5)) };
     default:
       return `unknown frame kind ${bytes[0]}`;
+  }
+}
+
+/** A frame of `kind`, then (when given) a u32 id, then `body`. */
+function withId(kind: number, id: number | undefined, body: Uint8Array): Uint8Array {
+  const head = id === undefined ? 1 : 5;
+  const out = new Uint8Array(head + body.length);
+  out[0] = kind;
+  if (id !== undefined) new DataView(out.buffer).setUint32(1, id);
+  out.set(body, head);
+  return out;
+}
+
+// deno-lint-ignore no-explicit-any
+function parseJson(bytes: Uint8Array): any {
+  try {
+    return JSON.parse(decoder.decode(bytes));
+  } catch {
+    return undefined;
   }
 }

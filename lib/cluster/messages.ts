@@ -35,15 +35,16 @@
  */
 import { assert } from "../assert.ts";
 import { crc32 } from "../crc32.ts";
+import { RAFT_ENTRY_BYTES_MAX, RAFT_MESSAGE_BODY_BYTES_MAX } from "../limits.ts";
 import type { EpochStart, Position } from "./raft_log.ts";
 
 /** A node's number within the cluster; 0 means "nobody". */
 export type NodeId = number;
 
 /** Largest entry (the bytes of one append) the core replicates. */
-export const ENTRY_BYTES_MAX = 64 * 1024 * 1024;
+export const ENTRY_BYTES_MAX = RAFT_ENTRY_BYTES_MAX;
 /** Largest frame body; an append carries at least one entry even when it is this large. */
-export const FRAME_BODY_BYTES_MAX = 2 * ENTRY_BYTES_MAX;
+export const FRAME_BODY_BYTES_MAX = RAFT_MESSAGE_BODY_BYTES_MAX;
 export const FRAME_HEADER_BYTES = 40;
 /** Markers one append may carry; longer runs of empty epochs take several messages. */
 export const MARKERS_PER_APPEND_MAX = 256;

@@ -28,7 +28,7 @@ import {
   type OffsetKey,
   offsetKeyText,
   type OffsetStore,
-} from "../groups/offset_store.ts";
+} from "../broker/groups/offset_store.ts";
 import { crc32 } from "../crc32.ts";
 import { decodeRecords, encodeRecord, RECORD_HEADER_BYTES } from "../protocol/record.ts";
 import type { Replica } from "./replica.ts";

@@ -14,6 +14,7 @@ import * as net from "node:net";
 import * as tls from "node:tls";
 import { crc32 } from "../crc32.ts";
 import { describeError } from "../errors.ts";
+import { PEER_FRAME_BYTES_MAX } from "../limits.ts";
 import type { Logger } from "../log.ts";
 import {
   decodeChallenge,
@@ -29,7 +30,7 @@ import type { TlsFiles } from "../security/tls.ts";
 import type { PeerAddress } from "./cluster_config.ts";
 import { concatBytes } from "../bytes.ts";
 
-export const PEER_FRAME_BYTES_MAX = 64 * 1024 * 1024;
+export { PEER_FRAME_BYTES_MAX };
 /** Outgoing bytes buffered for one peer; beyond it, messages to that peer are dropped. */
 export const PEER_BUFFER_BYTES_MAX = 32 * 1024 * 1024;
 const RECONNECT_DELAYS_MS = [50, 100, 200, 400, 800, 1000];

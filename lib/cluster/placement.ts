@@ -5,18 +5,24 @@
  */
 import { crc32 } from "../crc32.ts";
 
+import { isInternalTopic } from "../store/log.ts";
+
 /** Name of the internal group holding cluster-wide state (consumer groups, node identities). */
 export const META_TOPIC = "__meta";
 export const META_GROUP = `${META_TOPIC}-0`;
 
-/** The `replicas` nodes holding `topic`-`partition`, sorted by id; all nodes for `__meta`. */
+export { isInternalTopic };
+
+/** The `replicas` nodes holding `topic`-`partition`, sorted by id; all nodes for the `__` logs. */
 export function replicasOf(
   topic: string,
   partition: number,
   nodeIds: readonly number[],
   replicas: number,
 ): number[] {
-  if (topic === META_TOPIC || replicas >= nodeIds.length) return [...nodeIds].sort((a, b) => a - b);
+  if (isInternalTopic(topic) || replicas >= nodeIds.length) {
+    return [...nodeIds].sort((a, b) => a - b);
+  }
   const encoder = new TextEncoder();
   const scored = nodeIds.map((id) => ({
     id,
@@ -24,9 +30,4 @@ export function replicasOf(
   }));
   scored.sort((a, b) => b.score - a.score || a.id - b.id);
   return scored.slice(0, replicas).map((entry) => entry.id).sort((a, b) => a - b);
-}
-
-/** Topic names starting with `__` belong to the cluster; clients may not write to them. */
-export function isInternalTopic(topic: string): boolean {
-  return topic.startsWith("__");
 }

@@ -15,7 +15,7 @@ import { BrokerError, describeError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { Random } from "../prng.ts";
 import type { PartitionLog } from "../store/partition_log.ts";
-import { MESSAGE_BYTES_LIMIT_MAX, RECORD_HEADER_BYTES } from "../limits.ts";
+import { RECORD_DATA_BYTES_MAX, RECORD_HEADER_BYTES } from "../limits.ts";
 import { recordBytesAt, walkRecords } from "../protocol/record.ts";
 import type { Storage } from "../store/storage.ts";
 import type { HardState, Message, NodeId } from "./messages.ts";
@@ -397,7 +397,7 @@ export class Replica {
       );
       lastDone = this.log.appendEncoded(
         item.bytes,
-        walkRecords(item.bytes, MESSAGE_BYTES_LIMIT_MAX).records,
+        walkRecords(item.bytes, RECORD_DATA_BYTES_MAX).records,
       ).done;
       if (this.options.tracer.enabled) this.#traceRecords(item.offset, item.epoch, item.bytes);
     }
@@ -446,7 +446,7 @@ export class Replica {
    * chunked differently when a follower catches up), so the checker can compare them.
    */
   #traceRecords(offset: number, term: number, bytes: Uint8Array): void {
-    walkRecords(bytes, MESSAGE_BYTES_LIMIT_MAX, (position, length) => {
+    walkRecords(bytes, RECORD_DATA_BYTES_MAX, (position, length) => {
       const end = position + RECORD_HEADER_BYTES + length;
       this.options.tracer.record(this.name, {
         event: "append",
@@ -583,7 +583,7 @@ export class Replica {
     }
     if (offset >= limit) return [];
     let slice = this.log.read(offset, Math.max(bytesMax, RECORD_HEADER_BYTES), limit);
-    if (walkRecords(slice, MESSAGE_BYTES_LIMIT_MAX).records === 0) {
+    if (walkRecords(slice, RECORD_DATA_BYTES_MAX).records === 0) {
       // The first record is larger than bytesMax: send it alone.
       slice = this.log.read(offset, recordBytesAt(slice) ?? RECORD_HEADER_BYTES, limit);
     }
@@ -594,7 +594,7 @@ export class Replica {
 /** Each complete record of `bytes` as its own view. */
 function splitRecords(bytes: Uint8Array): Uint8Array[] {
   const records: Uint8Array[] = [];
-  walkRecords(bytes, MESSAGE_BYTES_LIMIT_MAX, (position, length) => {
+  walkRecords(bytes, RECORD_DATA_BYTES_MAX, (position, length) => {
     records.push(bytes.subarray(position, position + RECORD_HEADER_BYTES + length));
   });
   return records;

@@ -43,6 +43,14 @@ export function replyForThrown(error: unknown): Reply {
 export interface RequestContext {
   readonly connectionId: number;
   readonly peer: string;
-  /** Set when another cluster node forwarded the request: it is never forwarded again. */
-  readonly forwarded?: boolean;
+  /**
+   * Set when another cluster node forwarded the request: the node it came from. A forwarded
+   * request is never forwarded again; `connectionId` is then the client's connection there.
+   */
+  readonly originNode?: number;
+}
+
+/** Names the client connection of a request across the cluster: `<node>:<connection>`. */
+export function connectionKey(context: RequestContext, localNode = 0): string {
+  return `${context.originNode ?? localNode}:${context.connectionId}`;
 }

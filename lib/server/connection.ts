@@ -9,7 +9,7 @@ import type { Command } from "../protocol/commands.ts";
 import { encodeResult } from "../protocol/encoder.ts";
 import { Parser } from "../protocol/parser.ts";
 import { AUTH_SPEC, AUTH_VERB, type Gate } from "../security/gate.ts";
-import type { Router } from "./router.ts";
+import type { Requests } from "./edge.ts";
 
 export interface Transport {
   /** Queues bytes for the peer. */
@@ -26,7 +26,8 @@ export interface Transport {
 }
 
 export interface ConnectionOptions {
-  readonly router: Router;
+  /** Where decoded requests go (the edge). */
+  readonly requests: Requests;
   readonly context: RequestContext;
   readonly transport: Transport;
   /** Largest request body buffered (puts above it are refused without buffering). */
@@ -67,7 +68,7 @@ export class Connection {
     this.context = options.context;
     this.#parser = new Parser({
       bodyBytesMax: options.bodyBytesMax,
-      extensions: new Map([...options.router.extensionSpecs, [AUTH_VERB, AUTH_SPEC]]),
+      extensions: new Map([...options.requests.extensionSpecs, [AUTH_VERB, AUTH_SPEC]]),
       lineBytesMax: options.lineBytesMax,
     });
   }
@@ -148,7 +149,7 @@ export class Connection {
   }
 
   #dispatch(command: Command): void {
-    const router = this.#options.router;
+    const requests = this.#options.requests;
     if (command.kind === "quit") {
       this.#flush();
       this.close("quit");
@@ -163,12 +164,12 @@ export class Connection {
     }
     if (this.#options.gate && !this.#admit(command)) return;
     if (command.kind === "transaction" && command.type === "END") {
-      router.dispatch(command, this.context, () => {}); // one-way in MetaQ: never answered
+      requests.dispatch(command, this.context, () => {}); // one-way in MetaQ: never answered
       return;
     }
     this.#pending += 1;
     const opaque = command.opaque;
-    router.dispatch(command, this.context, (reply) => this.#reply(reply, opaque));
+    requests.dispatch(command, this.context, (reply) => this.#reply(reply, opaque));
   }
 
   /**

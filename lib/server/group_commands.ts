@@ -19,10 +19,10 @@
 import type { Reply, RequestContext } from "../protocol/reply.ts";
 import { result } from "../protocol/reply.ts";
 import { BrokerError, describeError } from "../errors.ts";
-import { parseFilter, recordFilter } from "../groups/filter.ts";
-import { GroupService, type ResetTarget } from "../groups/group_service.ts";
-import type { OffsetStore } from "../groups/offset_store.ts";
-import { FileOffsetStore } from "../groups/offset_store_file.ts";
+import { parseFilter, recordFilter } from "../broker/groups/filter.ts";
+import { GroupService, type ResetTarget } from "../broker/groups/group_service.ts";
+import type { OffsetStore } from "../broker/groups/offset_store.ts";
+import { FileOffsetStore } from "../broker/groups/offset_store_file.ts";
 import type { Config } from "../config/config.ts";
 import type { Logger } from "../log.ts";
 import type { ExtensionCommand } from "../protocol/commands.ts";

@@ -1,105 +1,80 @@
 /**
- * @module Router: sends each decoded command to the part of the broker that owns it (broker,
- * transactions, groups, cluster) and hands back a Reply. The parts register extension verbs
- * here, so adding a command never touches the connection code.
+ * @module Router: the command table. Each part of the broker (the broker itself, transactions,
+ * consumer groups, the cluster) contributes the commands it serves; the table is built once by
+ * the assembly (lib/app/assemble.ts), and adding a command never touches the connection code.
+ * Each entry says where its command is served (`home`: here, or on the node that leads or
+ * holds a partition) and serves it here. Which node that is, and forwarding, are the edge's
+ * job (edge.ts); the router only serves.
  */
-import { type Broker } from "../broker/broker.ts";
-import { type Reply, type RequestContext, result } from "../protocol/reply.ts";
-import type { Command, ExtensionCommand, TransactionCommand } from "../protocol/commands.ts";
+import type { Command } from "../protocol/commands.ts";
 import type { ExtensionSpec } from "../protocol/parser.ts";
+import { BrokerError } from "../errors.ts";
+import { errorReply, type RequestContext, type Respond } from "../protocol/reply.ts";
+import {
+  type CommandEntry,
+  type CommandKey,
+  type CommandTable,
+  HERE,
+  type Home,
+  keyOf,
+} from "../protocol/command_table.ts";
 
-/** Called with the reply, or never (MetaQ sends none for END and quit). */
-export type Respond = (reply: Reply) => void;
-
-export interface ExtensionHandler {
-  readonly spec: ExtensionSpec;
-  handle(command: ExtensionCommand, context: RequestContext, respond: Respond): void;
-}
-
-export type TransactionHandler = (
-  command: TransactionCommand,
-  context: RequestContext,
-  respond: Respond,
-) => void;
+export type { CommandEntry, CommandTable, Home };
 
 export class Router {
-  readonly broker: Broker;
-  readonly #extensions = new Map<string, ExtensionHandler>();
-  readonly #closeListeners: ((context: RequestContext) => void)[] = [];
-  #transactions: TransactionHandler | undefined;
+  readonly #entries = new Map<CommandKey, CommandEntry>();
+  readonly #closeListeners: readonly ((context: RequestContext) => void)[];
 
-  constructor(broker: Broker) {
-    this.broker = broker;
+  /** Builds the table; a key served by two parts, or a verb MetaQ owns, is a wiring bug. */
+  constructor(
+    tables: readonly CommandTable[],
+    closeListeners: readonly ((context: RequestContext) => void)[] = [],
+  ) {
+    for (const table of tables) {
+      for (const [key, entry] of Object.entries(table) as [CommandKey, CommandEntry][]) {
+        if (this.#entries.has(key)) throw new Error(`Cannot register '${key}' twice`);
+        if (key.startsWith("ext:") && /^[pgtrvsoq]/.test(key.slice(4))) {
+          throw new Error(`Cannot register '${key}': MetaQ's decoder owns its first letter`);
+        }
+        this.#entries.set(key, entry);
+      }
+    }
+    this.#closeListeners = closeListeners;
   }
 
   /** Verbs and framing the parser must accept besides MetaQ's own. */
   get extensionSpecs(): ReadonlyMap<string, ExtensionSpec> {
-    return new Map([...this.#extensions].map(([verb, handler]) => [verb, handler.spec]));
-  }
-
-  addExtension(verb: string, handler: ExtensionHandler): void {
-    if (/^[pgtrvsoq]/.test(verb)) {
-      throw new Error(`Cannot register '${verb}': MetaQ's decoder owns its first letter`);
+    const specs = new Map<string, ExtensionSpec>();
+    for (const [key, entry] of this.#entries) {
+      if (key.startsWith("ext:")) specs.set(key.slice(4), entry.spec ?? { args: 0 });
     }
-    if (this.#extensions.has(verb)) throw new Error(`Cannot register '${verb}' twice`);
-    this.#extensions.set(verb, handler);
+    return specs;
   }
 
-  setTransactionHandler(handler: TransactionHandler): void {
-    this.#transactions = handler;
+  /** Where `command` must be served. */
+  home(command: Command): Home {
+    const entry = this.#entryOf(command);
+    return entry?.home?.(command) ?? HERE;
   }
 
-  onConnectionClosed(listener: (context: RequestContext) => void): void {
-    this.#closeListeners.push(listener);
+  /** Serves `command` on this node; `respond` may be called now, later, or (END) never. */
+  handle(command: Command, context: RequestContext, respond: Respond): void {
+    if (command.kind === "quit" || command.kind === "result" || command.kind === "value") {
+      return; // replies arriving at the broker match no request of ours: dropped, as in MetaQ
+    }
+    const entry = this.#entryOf(command);
+    if (entry) return entry.handle(command, context, respond);
+    if (command.kind === "transaction" && command.type === "END") return;
+    const what = command.kind === "extension" ? command.verb : command.kind;
+    respond(errorReply(new BrokerError("notSupported", `no part of this broker serves ${what}`)));
   }
 
+  /** A client connection ended: parts drop what they kept for it (local transactions). */
   connectionClosed(context: RequestContext): void {
     for (const listener of this.#closeListeners) listener(context);
   }
 
-  /** Dispatches one request; `respond` may be called now, later, or (END) never. */
-  /**
-   * Called first with every request; returns true when it took the request (the cluster
-   * forwards requests for partitions this node does not lead or host).
-   */
-  intercept: ((command: Command, context: RequestContext, respond: Respond) => boolean) | undefined;
-
-  dispatch(command: Command, context: RequestContext, respond: Respond): void {
-    if (this.intercept?.(command, context, respond)) return;
-    this.dispatchHere(command, context, respond);
-  }
-
-  /** Serves `command` on this node, past the interceptor (it decided this node is right). */
-  dispatchHere(command: Command, context: RequestContext, respond: Respond): void {
-    const broker = this.broker;
-    switch (command.kind) {
-      case "put":
-        return broker.put(command, context, respond);
-      case "get":
-        return respond(broker.get(command));
-      case "offset":
-        return respond(broker.offset(command));
-      case "stats":
-        return respond(broker.statsReply(command.item));
-      case "version":
-        return respond(broker.version());
-      case "sync":
-        return respond(broker.sync(command));
-      case "transaction":
-        if (this.#transactions) return this.#transactions(command, context, respond);
-        if (command.type === "END") return;
-        return respond(
-          result(500, "Cannot run transaction command: transactions are not supported yet"),
-        );
-      case "extension": {
-        const handler = this.#extensions.get(command.verb);
-        if (!handler) return respond(result(503, `Cannot run ${command.verb}: no handler`));
-        return handler.handle(command, context, respond);
-      }
-      case "quit":
-      case "result":
-      case "value":
-        return; // replies arriving at the broker match no request of ours: dropped, as in MetaQ
-    }
+  #entryOf(command: Command): CommandEntry | undefined {
+    return this.#entries.get(keyOf(command));
   }
 }

@@ -29,10 +29,14 @@ import { AccessControl } from "../security/access.ts";
 import { Gate } from "../security/gate.ts";
 import type { TlsFiles } from "../security/tls.ts";
 import { Connection } from "./connection.ts";
-import type { Router } from "./router.ts";
+import type { Counters } from "../broker/stats.ts";
+import type { Requests } from "./edge.ts";
 
 export interface TcpServerOptions {
-  readonly router: Router;
+  /** Where decoded requests go (the edge). */
+  readonly requests: Requests;
+  /** The broker's counters this port adds to (refused and timed-out connections, auth). */
+  readonly counters: Counters;
   readonly host: string;
   readonly port: number;
   readonly logger: Logger;
@@ -160,7 +164,7 @@ export class TcpServer {
         peer: `${ip}:${socket.remotePort}`,
         limit: perIp ? `maxConnectionsPerIp=${perIpMax}` : `maxConnections=${connectionsMax}`,
       });
-      this.#options.router.broker.stats.counters.connectionsRefused += 1;
+      this.#options.counters.connectionsRefused += 1;
       socket.on("error", () => {});
       socket.destroy();
       return false;
@@ -203,13 +207,13 @@ export class TcpServer {
   #serve(socket: net.Socket, key: net.Socket): void {
     const tracked = this.#tracked.get(key);
     if (!tracked) return void socket.destroy();
-    const { logger, router } = this.#options;
+    const { logger, requests } = this.#options;
     const peer = `${tracked.ip}:${socket.remotePort}`;
     socket.setNoDelay(true);
     tracked.frameStartedMs = undefined;
     const context: RequestContext = { connectionId: this.#nextId++, peer };
     const outputMax = this.#options.outputBytesMax ?? OUTPUT_BYTES_PER_CONNECTION_MAX;
-    const counters = router.broker.stats.counters;
+    const counters = this.#options.counters;
     const gate = new Gate(this.#access, {
       onUnauthorized: ({ user, reason, closing }) => {
         counters.authFailures += 1;
@@ -226,7 +230,7 @@ export class TcpServer {
       },
     }, this.#options.maxAuthFailures ?? AUTH_FAILURES_MAX);
     const connection = new Connection({
-      router,
+      requests,
       context,
       bodyBytesMax: this.#options.bodyBytesMax,
       pendingMax: this.#options.pendingMax ?? PENDING_REQUESTS_PER_CONNECTION_MAX,
@@ -265,7 +269,7 @@ export class TcpServer {
     socket.on("close", () => {
       if (socket !== key) key.destroy();
       connection.close("peer closed");
-      router.connectionClosed(context);
+      requests.connectionClosed(context);
     });
   }
 
@@ -293,7 +297,7 @@ export class TcpServer {
       const idleExpired = idleMs > 0 && (connection?.pending ?? 0) === 0 &&
         now - tracked.lastActivityMs > idleMs;
       if (!frameExpired && !idleExpired) continue;
-      this.#options.router.broker.stats.counters.connectionsTimedOut += 1;
+      this.#options.counters.connectionsTimedOut += 1;
       this.#options.logger.log("info", "Closing connection: timed out", {
         peer: `${tracked.ip}:${tracked.socket.remotePort}`,
         reason: frameExpired

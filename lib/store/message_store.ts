@@ -11,7 +11,7 @@ import type { Clock } from "../clock.ts";
 import { type Config, topicSettings } from "../config/config.ts";
 import { topicNameProblem } from "../config/names.ts";
 import { BrokerError, describeError } from "../errors.ts";
-import { MESSAGE_BYTES_LIMIT_MAX } from "../limits.ts";
+import { RECORD_DATA_BYTES_MAX } from "../limits.ts";
 import type { Logger } from "../log.ts";
 import { CorruptLogError, flushPolicyOf, PartitionLog } from "./partition_log.ts";
 import { parseSegmentFileName } from "./segment.ts";
@@ -160,6 +160,18 @@ export class MessageStore {
     return () => this.#openListeners.delete(listener);
   }
 
+  /** Syncs the logs that flush by threshold and whose interval has passed (a timer's job). */
+  async syncIfDue(): Promise<void> {
+    for (const log of this.logs()) {
+      await log.syncIfDue().catch((error) =>
+        this.options.logger.log("error", "Cannot sync partition", {
+          partition: log.name,
+          reason: describeError(error),
+        })
+      );
+    }
+  }
+
   /** Syncs and closes every log and releases the data directory locks. */
   async close(): Promise<void> {
     if (this.#closed) return;
@@ -270,7 +282,7 @@ export class MessageStore {
       name: partitionKey(topic, partition),
       // Internal logs (`__meta`) roll small so that compaction behind snapshots can drop them.
       segmentBytesMax: topic.startsWith("__") ? system.metaSegmentSize : system.maxSegmentSize,
-      recordDataBytesMax: MESSAGE_BYTES_LIMIT_MAX,
+      recordDataBytesMax: RECORD_DATA_BYTES_MAX,
       flush: flushPolicyOf(
         settings?.unflushThreshold ?? system.unflushThreshold,
         settings?.unflushInterval ?? system.unflushInterval,

@@ -1,6 +1,6 @@
 import { afterAll } from "bun:test";
 import * as path from "node:path";
-import { FileOffsetStore } from "../../lib/groups/offset_store_file.ts";
+import { FileOffsetStore } from "../../lib/broker/groups/offset_store_file.ts";
 import { silentLogger } from "../../lib/log.ts";
 import { FileStorage } from "../../lib/store/storage_file.ts";
 import { describeOffsetStore } from "../support/offset_store_suite.ts";

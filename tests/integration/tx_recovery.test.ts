@@ -16,7 +16,7 @@ import {
   startTxBroker,
   type TxBroker,
 } from "../support/tx_broker.ts";
-import type { TransactionsPluginOptions } from "../../lib/tx/plugin.ts";
+import type { TransactionsPluginOptions } from "../../lib/broker/tx/plugin.ts";
 
 const XID = "XID:1:0a0b:01:rq";
 

@@ -4,7 +4,7 @@
  */
 import { describe, expect, test } from "bun:test";
 import { BrokerError } from "../../lib/errors.ts";
-import type { OffsetEntry, OffsetStore } from "../../lib/groups/offset_store.ts";
+import type { OffsetEntry, OffsetStore } from "../../lib/broker/groups/offset_store.ts";
 
 export interface StoreFactory {
   /** A fresh, empty store. */

@@ -9,8 +9,8 @@ import { silentLogger } from "../../lib/log.ts";
 import { type RunningBroker, startBroker } from "../../lib/server/start_broker.ts";
 import { type DecodedRecord, decodeRecords } from "../../lib/protocol/record.ts";
 import type { Storage } from "../../lib/store/storage.ts";
-import { type TransactionsPlugin, transactionsPlugin } from "../../lib/tx/plugin.ts";
-import type { TransactionsPluginOptions } from "../../lib/tx/plugin.ts";
+import { type TransactionsPlugin, transactionsPlugin } from "../../lib/broker/tx/plugin.ts";
+import type { TransactionsPluginOptions } from "../../lib/broker/tx/plugin.ts";
 import { RawSocket } from "./raw_socket.ts";
 
 export interface TxBroker {

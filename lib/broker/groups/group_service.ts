@@ -1,0 +1,298 @@
+/**
+ * @module GroupService: the thin shell around the GroupCoordinator. It checks topics against the
+ * broker, stamps commands with the monotonic clock, persists the coordinator's offset effects in
+ * the OffsetStore before answering, logs rebalances, and ticks the coordinator so silent members
+ * expire. It knows no sockets: lib/server/group_commands.ts turns wire commands into these calls.
+ */
+import { assert } from "../../assert.ts";
+import type { Clock } from "../../clock.ts";
+import { checkGroupName, topicNameProblem } from "../../config/names.ts";
+import { BrokerError, describeError } from "../../errors.ts";
+import type { Logger } from "../../log.ts";
+import { STRATEGIES, type Strategy } from "./balance.ts";
+import {
+  type Assignment,
+  type Effect,
+  GroupCoordinator,
+  type HeartbeatReply,
+  TOPICS_PER_MEMBER_MAX,
+} from "./coordinator.ts";
+import type { OffsetEntry, OffsetStore } from "./offset_store.ts";
+
+export interface GroupServiceOptions {
+  readonly brokerId: number;
+  readonly sessionTimeoutMs: number;
+  readonly store: OffsetStore;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  /** Partition count of a topic this broker accepts, or undefined when it does not. */
+  readonly partitionCount: (topic: string) => number | undefined;
+  /** First offset and readable end of a partition, or undefined before its first write. */
+  readonly logBounds: (
+    topic: string,
+    partition: number,
+  ) => { start: number; end: number } | undefined;
+  /** See CoordinatorOptions.generationBase. */
+  readonly generationBase?: number;
+}
+
+export type ResetTarget = "earliest" | "latest" | number;
+
+export interface PartitionReport {
+  readonly topic: string;
+  readonly partition: number;
+  readonly owner: string | null;
+  readonly committed: number | null;
+  readonly end: number;
+  /** Bytes between the committed offset (or the log start) and the end. */
+  readonly lag: number;
+}
+
+export interface GroupReport {
+  readonly group: string;
+  readonly generation: number;
+  readonly strategy: Strategy | null;
+  readonly members: readonly {
+    id: string;
+    topics: readonly string[];
+    idleMs: number;
+    partitions: readonly string[];
+  }[];
+  readonly partitions: readonly PartitionReport[];
+}
+
+export class GroupService {
+  readonly options: GroupServiceOptions;
+  readonly coordinator: GroupCoordinator;
+  #timer: ReturnType<typeof setInterval> | undefined;
+
+  constructor(options: GroupServiceOptions) {
+    this.options = options;
+    this.coordinator = new GroupCoordinator({
+      brokerId: options.brokerId,
+      sessionTimeoutMs: options.sessionTimeoutMs,
+      generationBase: options.generationBase,
+    });
+    this.coordinator.restore(options.store.entries());
+  }
+
+  /** Expires silent members; checked several times per session timeout. */
+  start(): void {
+    const everyMs = Math.max(20, Math.min(250, Math.floor(this.options.sessionTimeoutMs / 5)));
+    this.#timer = setInterval(() => this.tick(), everyMs);
+    (this.#timer as { unref?: () => void }).unref?.();
+  }
+
+  async stop(): Promise<void> {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = undefined;
+    await this.options.store.close();
+  }
+
+  tick(): void {
+    this.coordinator.tick(this.#now());
+    this.#apply().catch(() => {}); // logged in #run; a tick has no one to answer
+  }
+
+  async join(
+    request: { group: string; memberId: string; topics: readonly string[]; strategy: string },
+  ): Promise<{ generation: number; sessionTimeoutMs: number }> {
+    if (!(STRATEGIES as readonly string[]).includes(request.strategy)) {
+      throw new BrokerError("badRequest", `strategy ${request.strategy} is not DEFAULT or CONSIST`);
+    }
+    if (request.topics.length > TOPICS_PER_MEMBER_MAX) {
+      throw new BrokerError("badRequest", `subscribe to at most ${TOPICS_PER_MEMBER_MAX} topics`);
+    }
+    const topics = request.topics.map((topic) => ({ topic, partitions: this.#partitions(topic) }));
+    const reply = this.coordinator.join({
+      group: request.group,
+      memberId: request.memberId,
+      topics,
+      strategy: request.strategy as Strategy,
+      nowMs: this.#now(),
+    });
+    await this.#apply();
+    return reply;
+  }
+
+  heartbeat(request: { group: string; memberId: string; generation: number }): HeartbeatReply {
+    const reply = this.coordinator.heartbeat({ ...request, nowMs: this.#now() });
+    this.#apply().catch(() => {}); // heartbeats move ownership only: nothing to persist
+    return reply;
+  }
+
+  assignment(request: { group: string; memberId: string }): Assignment {
+    return this.coordinator.assignment({ ...request, nowMs: this.#now() });
+  }
+
+  async leave(request: { group: string; memberId: string }): Promise<void> {
+    this.coordinator.leave(request);
+    await this.#apply();
+  }
+
+  /** Resolves with the committed offset once it is durable. */
+  async commit(
+    request: {
+      group: string;
+      memberId: string;
+      generation: number;
+      topic: string;
+      partition: number;
+      offset: number;
+    },
+  ): Promise<number> {
+    const { offset } = this.coordinator.commit({ ...request, nowMs: this.#now() });
+    await this.#apply();
+    return offset;
+  }
+
+  committed(group: string, topic: string, partition: number): number {
+    checkGroupName(group);
+    this.#checkPartition(topic, partition);
+    const offset = this.coordinator.committed(group, topic, partition);
+    if (offset === undefined) {
+      throw new BrokerError(
+        "notFound",
+        `group ${group} has no committed offset for ${topic}-${partition}`,
+      );
+    }
+    return offset;
+  }
+
+  /** An operator's reset of one partition (or all) of a topic; returns the offsets written. */
+  async reset(
+    request: { group: string; topic: string; partition?: number; to: ResetTarget; force: boolean },
+  ): Promise<OffsetEntry[]> {
+    const count = this.#partitions(request.topic);
+    if (request.partition !== undefined) this.#checkPartition(request.topic, request.partition);
+    const partitions = request.partition !== undefined
+      ? [request.partition]
+      : Array.from({ length: count }, (_, partition) => partition);
+    const offsets = partitions.map((partition) => ({
+      group: request.group,
+      topic: request.topic,
+      partition,
+      offset: this.#resolve(request.topic, partition, request.to),
+    }));
+    this.coordinator.reset({ ...request, offsets });
+    await this.#apply();
+    return offsets;
+  }
+
+  /** Groups (one, or all when `group` is undefined) with members, offsets, log ends and lag. */
+  describe(group?: string): GroupReport[] {
+    if (group !== undefined) checkGroupName(group);
+    const names = group === undefined ? this.coordinator.groupNames() : [group];
+    const now = this.#now();
+    return names.map((name) => this.#report(name, now));
+  }
+
+  #report(name: string, now: number): GroupReport {
+    const view = this.coordinator.describe(name, now);
+    const keys = new Map<string, { topic: string; partition: number }>();
+    const add = (topic: string, partition: number) =>
+      keys.set(`${topic}-${partition}`, { topic, partition });
+    for (const entry of view.offsets) add(entry.topic, entry.partition);
+    for (const member of view.members) {
+      for (const topic of member.topics) {
+        const count = this.options.partitionCount(topic) ?? 0;
+        for (let partition = 0; partition < count; partition++) add(topic, partition);
+      }
+    }
+    const partitions = [...keys.values()].sort((a, b) =>
+      a.topic === b.topic ? a.partition - b.partition : a.topic < b.topic ? -1 : 1
+    ).map(({ topic, partition }) => {
+      const bounds = this.options.logBounds(topic, partition);
+      const committed = this.coordinator.committed(name, topic, partition) ?? null;
+      const end = bounds?.end ?? 0;
+      const from = committed ?? bounds?.start ?? 0;
+      return {
+        topic,
+        partition,
+        owner: view.owners.get(`${topic}-${partition}`) ?? null,
+        committed,
+        end,
+        lag: Math.max(0, end - from),
+      };
+    });
+    return {
+      group: name,
+      generation: view.generation,
+      strategy: view.strategy ?? null,
+      members: view.members.map((member) => ({
+        id: member.id,
+        topics: member.topics,
+        idleMs: Math.round(member.idleMs),
+        partitions: member.owned.map(({ topic, partition }) => `${topic}-${partition}`),
+      })),
+      partitions,
+    };
+  }
+
+  #resolve(topic: string, partition: number, to: ResetTarget): number {
+    const bounds = this.options.logBounds(topic, partition) ?? { start: 0, end: 0 };
+    if (to === "earliest") return bounds.start;
+    if (to === "latest") return bounds.end;
+    if (!Number.isSafeInteger(to) || to < 0 || to > bounds.end) {
+      throw new BrokerError(
+        "invalidOffset",
+        `${to} is outside ${topic}-${partition} (0 to ${bounds.end})`,
+      );
+    }
+    return to;
+  }
+
+  #partitions(topic: string): number {
+    const problem = topicNameProblem(topic);
+    if (problem) throw new BrokerError("invalidName", problem);
+    const count = this.options.partitionCount(topic);
+    if (count === undefined) {
+      throw new BrokerError("topicNotAccepted", `the server does not accept topic ${topic}`);
+    }
+    return count;
+  }
+
+  #checkPartition(topic: string, partition: number): void {
+    const count = this.#partitions(topic);
+    if (!Number.isInteger(partition) || partition < 0 || partition >= count) {
+      throw new BrokerError(
+        "wrongPartition",
+        `${topic} has partitions 0 to ${count - 1}, not ${partition}`,
+      );
+    }
+  }
+
+  /** Persists offsets (commit or reset) and logs rebalances, in the order they happened. */
+  async #apply(): Promise<void> {
+    for (const effect of this.coordinator.takeEffects()) await this.#run(effect);
+  }
+
+  async #run(effect: Effect): Promise<void> {
+    const { store, logger } = this.options;
+    switch (effect.kind) {
+      case "persist":
+        try {
+          if (effect.reset) await store.reset(effect.entries);
+          else await store.commit(effect.entries);
+        } catch (error) {
+          logger.log("error", "Cannot persist committed offsets", { reason: describeError(error) });
+          throw error;
+        }
+        return;
+      case "rebalanced":
+        logger.log("info", "Group rebalanced", {
+          group: effect.group,
+          generation: effect.generation,
+          members: effect.members,
+          reason: effect.reason,
+        });
+        return;
+      default:
+        assert(false, "unknown effect");
+    }
+  }
+
+  #now(): number {
+    return this.options.clock.monotonicMs();
+  }
+}

@@ -1,0 +1,241 @@
+/**
+ * @module ReplicatedLog: the Log port over one Raft group whose log is a partition's segment
+ * log (replica.ts drives it). Appends are proposed to Raft and answered once committed (or,
+ * with ack=leader, once the leader stored them); readers see committed records only. Only the
+ * leader takes appends: elsewhere they are refused with `notLeader`, and the edge has already
+ * sent the request to the leader. A follower asked to read past what it knows is committed
+ * first asks the leader how far the commit has gone, so a client reads its own writes.
+ */
+import type { DeletePolicy } from "../config/retention_policy.ts";
+import { BrokerError } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import { type RecordInput, writeRecord } from "../protocol/record.ts";
+import { RECORD_HEADER_BYTES } from "../limits.ts";
+import type { AppendDone, AppendOutcome, Log, LogFacts, LogWriter } from "../store/log.ts";
+import { findIds, idsOf, withoutIds } from "../store/missing_records.ts";
+import { applyRetention } from "../store/retention.ts";
+import type { Storage } from "../store/storage.ts";
+import type { Replica } from "./replica.ts";
+
+/** What the log needs from its node besides the replica. */
+export interface ReplicatedLogParts {
+  readonly storage: Storage;
+  readonly logger: Logger;
+  /** Asks the group's leader for its commit offset; undefined when it cannot be asked. */
+  readonly askLeaderCommit: () => Promise<number | undefined>;
+  /** Whether time-based retention applies (the broker's own `__` logs are compacted instead). */
+  readonly retained: boolean;
+}
+
+export class ReplicatedLog implements Log {
+  readonly name: string;
+  readonly #parts: ReplicatedLogParts;
+  #replica: Replica;
+  readonly #listeners = new Set<() => void>();
+  /** Ids of records appendMissing proposed and has not seen answered. */
+  readonly #arriving = new Set<bigint>();
+
+  constructor(replica: Replica, parts: ReplicatedLogParts) {
+    this.name = replica.name;
+    this.#replica = replica;
+    this.#parts = parts;
+  }
+
+  /** The replica now driving this group (a repair replaces it; the log object stays). */
+  get replica(): Replica {
+    return this.#replica;
+  }
+
+  /** Called by the node when a repair restarts the group on a new replica. */
+  replaceReplica(replica: Replica): void {
+    this.#replica = replica;
+    this.changed();
+  }
+
+  /** Called by the node after every commit advance and role change of the group. */
+  changed(): void {
+    for (const listener of [...this.#listeners]) listener();
+  }
+
+  get startOffset(): number {
+    return this.#replica.log.startOffset;
+  }
+
+  get endOffset(): number {
+    return this.#replica.commitOffset;
+  }
+
+  get writer(): LogWriter {
+    const replica = this.#replica;
+    if (!replica.isLeader) return { writable: false, ready: false, epoch: replica.term };
+    const status = replica.status();
+    // A new leader knows every earlier commit only once it committed in its own term.
+    return { writable: true, ready: status.commit.epoch === status.term, epoch: status.term };
+  }
+
+  appendRecord(record: RecordInput, done: AppendDone): void {
+    const bytes = new Uint8Array(RECORD_HEADER_BYTES + record.data.length);
+    writeRecord(bytes, 0, record);
+    this.#replica.propose(bytes, done);
+  }
+
+  appendBatch(batch: Uint8Array, _records: number, done: AppendDone): void {
+    this.#replica.propose(batch, done);
+  }
+
+  appendMissing(batch: Uint8Array, since: number, done: AppendDone): void {
+    const writer = this.writer;
+    if (!writer.ready) {
+      // Records of an earlier leader may still be on their way into this log: not now.
+      const error = writer.writable
+        ? new BrokerError("unavailable", `partition ${this.name} has a new leader that is not ready yet`)
+        : new BrokerError("notLeader", `partition ${this.name} is led by node ${this.#replica.leaderId}`);
+      return done({ ok: false, error });
+    }
+    const ids = idsOf(batch);
+    if (ids.some((id) => this.#arriving.has(id))) {
+      const error = new BrokerError("unavailable", `the same records are being appended to ${this.name}`);
+      return done({ ok: false, error });
+    }
+    const found = findIds(this.#replica.log, since, new Set(ids));
+    const missing = withoutIds(batch, new Set(found.keys()));
+    const foundEnd = Math.max(0, ...found.values());
+    const firstOffset = (appendedAt: number) => {
+      const firstEnd = found.get(ids[0]);
+      if (firstEnd === undefined) return appendedAt;
+      return firstEnd - RECORD_HEADER_BYTES - new DataView(batch.buffer, batch.byteOffset).getInt32(0);
+    };
+    const term = writer.epoch;
+    const afterFound = (appendedAt: number) =>
+      this.#whenCommitted(foundEnd, term, (outcome) =>
+        done(outcome.ok ? { ok: true, offset: firstOffset(appendedAt) } : outcome)
+      );
+    if (missing.records === 0) return afterFound(-1);
+    for (const id of ids) if (!found.has(id)) this.#arriving.add(id);
+    this.#replica.propose(missing.bytes, (outcome) => {
+      for (const id of ids) this.#arriving.delete(id);
+      if (!outcome.ok) return done(outcome);
+      afterFound(outcome.offset);
+    });
+  }
+
+  readableAt(offset: number, maxBytes: number): number {
+    return this.#replica.log.readableAt(offset, maxBytes, this.endOffset);
+  }
+
+  readInto(target: Uint8Array, targetOffset: number, offset: number, length: number): void {
+    this.#replica.log.readInto(target, targetOffset, offset, length);
+  }
+
+  segmentStartFor(offset: number): number {
+    return this.#replica.log.segmentStartFor(offset, this.endOffset);
+  }
+
+  whenReadable(offset: number, timeoutMs: number): Promise<void> | undefined {
+    const replica = this.#replica;
+    if (replica.isLeader) return undefined; // a leader's commit is where acknowledgements stop
+    if (offset < replica.log.writtenEnd) return this.#waitEnd(offset + 1, timeoutMs);
+    // Nothing here yet: ask the leader whether anything was committed there at all.
+    return this.#parts.askLeaderCommit().then((leaderCommit) => {
+      if (leaderCommit === undefined || leaderCommit <= offset) return;
+      return this.#waitEnd(offset + 1, timeoutMs);
+    });
+  }
+
+  onChange(listener: () => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  onSync(listener: (latencyMs: number) => void): () => void {
+    return this.#replica.log.onSync(listener);
+  }
+
+  facts(): LogFacts {
+    const segments = this.#replica.log;
+    return {
+      bytes: segments.sizeBytes,
+      messages: segments.messageCount,
+      segments: segments.segmentStarts.length,
+      writtenEnd: segments.writtenEnd,
+      durableEnd: segments.durableEnd,
+    };
+  }
+
+  async applyRetention(policy: DeletePolicy, nowMs: number): Promise<void> {
+    if (!this.#parts.retained) return;
+    const replica = this.#replica;
+    await applyRetention(replica.log, {
+      policy,
+      nowMs,
+      storage: this.#parts.storage,
+      logger: this.#parts.logger,
+      mayStartAt: (start) => replica.compactTo(start),
+    });
+  }
+
+  async compactBefore(offset: number): Promise<boolean> {
+    const replica = this.#replica;
+    let refused = false;
+    await applyRetention(replica.log, {
+      policy: { kind: "delete", maxAgeMs: -Infinity, source: "snapshot" },
+      nowMs: 0,
+      storage: this.#parts.storage,
+      logger: this.#parts.logger,
+      mayStartAt: (start) => {
+        if (start > offset) return false;
+        if (replica.compactTo(start)) return true;
+        refused = true;
+        return false;
+      },
+    });
+    return !refused;
+  }
+
+  flush(): Promise<void> {
+    return this.#replica.log.flush();
+  }
+
+  /** Resolves once the readable end passes `end`, or after `timeoutMs` (whichever is first). */
+  #waitEnd(end: number, timeoutMs: number): Promise<void> {
+    if (this.endOffset >= end) return Promise.resolve();
+    const { promise, resolve } = Promise.withResolvers<void>();
+    const finish = () => {
+      clearTimeout(timer);
+      stop();
+      resolve();
+    };
+    const timer = setTimeout(finish, timeoutMs);
+    const stop = this.onChange(() => {
+      if (this.endOffset >= end) finish();
+    });
+    return promise;
+  }
+
+  /**
+   * Answers once everything below `end` is committed, or with an indeterminate error when this
+   * node stops leading term `term` first (a later writer checks the log again).
+   */
+  #whenCommitted(end: number, term: number, then: (outcome: AppendOutcome) => void): void {
+    const check = (): boolean => {
+      if (this.endOffset >= end) {
+        then({ ok: true, offset: 0 });
+        return true;
+      }
+      const writer = this.writer;
+      if (!writer.writable || writer.epoch !== term) {
+        const error = new BrokerError(
+          "unavailable",
+          `partition ${this.name} changed leader before its records committed; try again`,
+        );
+        then({ ok: false, error });
+        return true;
+      }
+      return false;
+    };
+    if (check()) return;
+    const stop = this.onChange(() => {
+      if (check()) stop();
+    });
+  }
+}
