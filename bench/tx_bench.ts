@@ -15,8 +15,7 @@ import { MetaqClient } from "../lib/client/client.ts";
 import { TransactionalProducer } from "../lib/client/transaction.ts";
 import { buildConfig } from "../lib/config/config.ts";
 import { silentLogger } from "../lib/log.ts";
-import { type RunningBroker, startBroker } from "../lib/server/start_broker.ts";
-import { transactionsPlugin } from "../lib/broker/tx/plugin.ts";
+import { type App, assemble } from "../lib/app/assemble.ts";
 
 const { values } = parseArgs({
   options: {
@@ -34,11 +33,11 @@ const PARTITIONS = 4;
 
 async function main(): Promise<void> {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "metaq-txbench-"));
-  let running: RunningBroker | undefined;
+  let running: App | undefined;
   try {
     let address = values.broker;
     if (!address) {
-      running = await startBroker({
+      running = await assemble({
         config: buildConfig({
           overrides: {
             serverPort: "0",
@@ -48,7 +47,6 @@ async function main(): Promise<void> {
           },
         }),
         logger: silentLogger,
-        plugins: [transactionsPlugin()],
       });
       address = `127.0.0.1:${running.port}`;
     }

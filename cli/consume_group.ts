@@ -8,10 +8,10 @@ import process from "node:process";
 import { MetaqClient } from "../lib/client/client.ts";
 import type { ClientAuth, ClientTls } from "../lib/client/connection.ts";
 import { type ConsumedMessage, Consumer, type ConsumerEvent } from "../lib/client/consumer.ts";
-import { groupNameProblem } from "../lib/config/names.ts";
 import { describeError } from "../lib/errors.ts";
-import type { Strategy } from "../lib/broker/groups/balance.ts";
 import { consoleLogger } from "../lib/log.ts";
+import type { Strategy } from "../lib/protocol/group_wire.ts";
+import { groupNameProblem } from "../lib/protocol/names.ts";
 import { CliError, integerFlag } from "./common.ts";
 
 export interface GroupConsumeFlags {

@@ -5,7 +5,7 @@
 import { MetaqClient } from "../lib/client/client.ts";
 import { GroupClient } from "../lib/client/group_client.ts";
 import { BrokerError, describeError } from "../lib/errors.ts";
-import type { GroupReport, ResetTarget } from "../lib/broker/groups/group_service.ts";
+import type { GroupReport, ResetTarget } from "../lib/protocol/group_wire.ts";
 import {
   brokerList,
   clientSecurity,

@@ -1,17 +1,17 @@
 /** @module `metaq serve`: runs a broker until SIGTERM or SIGINT, then shuts down cleanly. */
 import * as fs from "node:fs";
 import process from "node:process";
-import { HttpPortInUseError } from "../lib/http/plugin.ts";
+import { assemble } from "../lib/app/assemble.ts";
+import { ConfigError } from "../lib/config/config.ts";
+import { HttpPortInUseError } from "../lib/http/http_part.ts";
 import { LOG_RING_ENTRIES_MAX } from "../lib/limits.ts";
 import type { Config } from "../lib/config/config.ts";
 import { consoleLogger, type Logger, type LogLevel } from "../lib/log.ts";
 import { LogRing, ringLogger } from "../lib/log_ring.ts";
 import { TlsConfigError } from "../lib/security/tls.ts";
-import { startBroker } from "../lib/server/start_broker.ts";
 import { DataDirLockedError } from "../lib/store/message_store.ts";
 import { CLI_VERSION, CliError, type CommandSpec, parseFlags } from "./common.ts";
 import { loadConfig } from "./load_config.ts";
-import { serverPlugins } from "./plugins.ts";
 
 const USAGE = `Usage: metaq serve [options]
 
@@ -98,16 +98,19 @@ export const serve: CommandSpec = {
     const recentLog = new LogRing(LOG_RING_ENTRIES_MAX);
     const logger = ringLogger(consoleLogger(level), recentLog);
     const config = loadConfig(values);
+    checkPeerSecurity(config);
     let running;
     try {
-      running = await startBroker({
+      running = await assemble({
         config,
         logger,
+        recentLog,
         verifyAll: !values["fast-boot"],
         repair: values.repair,
-        plugins: serverPlugins(config, values, { recentLog }),
+        ...crashHookForTests(),
       });
     } catch (error) {
+      if (error instanceof ConfigError) throw new CliError(error.message);
       if (error instanceof DataDirLockedError) throw new CliError(error.message, 1);
       if (error instanceof HttpPortInUseError) throw new CliError(error.message, 1);
       if (error instanceof TlsConfigError) throw new CliError(error.message, 1);
@@ -124,7 +127,7 @@ export const serve: CommandSpec = {
     for (const [partition, error] of failures) {
       logger.log("error", "Partition refused at start-up", { partition, reason: error.message });
     }
-    const httpPort = running.facts.get("httpPort");
+    const httpPort = running.httpPort;
     console.log(
       `metaq ${CLI_VERSION} listening on ${config.system.host}:${running.port}` +
         (httpPort ? ` (http ${config.system.host}:${httpPort})` : "") +
@@ -136,7 +139,9 @@ export const serve: CommandSpec = {
         JSON.stringify({
           port: running.port,
           httpPort: httpPort ?? null,
-          ...Object.fromEntries(running.facts),
+          ...(running.cluster
+            ? { peerPort: running.peerPort, nodeId: running.cluster.nodeId }
+            : {}),
         }),
       );
     }
@@ -174,4 +179,37 @@ function warnAboutSecurity(config: Config, logger: Logger): void {
   ) {
     logger.log("warn", "Peer links are not authenticated: set clusterSecret", {});
   }
+}
+
+/**
+ * A cluster whose clients must authenticate (or that encrypts its ports) must also keep strangers
+ * off its peer port, so it needs a secret every node proves (docs/security.md).
+ */
+function checkPeerSecurity(config: Config): void {
+  const system = config.system;
+  if (system.peers.trim() === "") return;
+  const secured = config.users.length > 0 || system.tlsCertFile !== "";
+  if (secured && system.clusterSecret === "" && system.clusterSecretFile === "") {
+    throw new CliError(
+      "Cannot run a cluster with users or TLS but no clusterSecret: set clusterSecret or " +
+        "clusterSecretFile (the same on every node) so strangers cannot join the peer port",
+    );
+  }
+}
+
+/**
+ * TEST ONLY: when set to a byte count N, the broker appends only the first N bytes of the
+ * next transaction commit's batches and then kills itself with SIGKILL, so tests can crash it
+ * in the middle of a commit's append. Never set it in production.
+ */
+export const CRASH_AFTER_COMMIT_BYTES_ENV = "METAQ_TEST_CRASH_AFTER_COMMIT_BYTES";
+
+function crashHookForTests(): { crashAfterCommitBytes?: number; crash?: () => void } {
+  const text = process.env[CRASH_AFTER_COMMIT_BYTES_ENV];
+  if (text === undefined || text === "") return {};
+  const bytes = Number(text);
+  if (!Number.isSafeInteger(bytes) || bytes < 0) {
+    throw new CliError(`Cannot use ${CRASH_AFTER_COMMIT_BYTES_ENV}=${text}: expected a byte count`);
+  }
+  return { crashAfterCommitBytes: bytes, crash: () => process.kill(process.pid, "SIGKILL") };
 }

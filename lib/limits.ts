@@ -41,7 +41,7 @@ export const RAFT_ENTRY_BYTES_MAX = RECORD_BYTES_MAX;
 /** Largest Raft message body: one append's worth of entries plus one largest entry, and hints. */
 export const RAFT_MESSAGE_BODY_BYTES_MAX = 2 * RAFT_ENTRY_BYTES_MAX + 64 * 1024;
 /** Largest frame between nodes: an envelope around the largest Raft message. */
-export const PEER_FRAME_BYTES_MAX = RAFT_MESSAGE_BODY_BYTES_MAX + 64 * 1024;
+export const PEER_FRAME_BYTES_MAX = RAFT_MESSAGE_BODY_BYTES_MAX + 128 * 1024;
 /** Largest request one node forwards to another: a command line and the largest message. */
 export const FORWARDED_REQUEST_BYTES_MAX = COMMAND_LINE_BYTES_MAX + MESSAGE_BYTES_LIMIT_MAX;
 /** Requests forwarded to other nodes and not yet answered; beyond it new ones get 503. */

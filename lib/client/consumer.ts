@@ -13,24 +13,22 @@
  * to the rejection policy (rejection.ts). Counters make every path visible.
  */
 import * as os from "node:os";
+import * as path from "node:path";
 import process from "node:process";
 import { assert } from "../assert.ts";
-import { checkGroupName } from "../config/names.ts";
 import { describeError } from "../errors.ts";
-import type { Strategy } from "../broker/groups/balance.ts";
-import { acceptsMessage, parseFilter } from "../broker/groups/filter.ts";
-import type { OffsetEntry, OffsetStore } from "../broker/groups/offset_store.ts";
-import { FileOffsetStore } from "../broker/groups/offset_store_file.ts";
-import { MemoryOffsetStore } from "../broker/groups/offset_store_memory.ts";
 import { type Logger, silentLogger } from "../log.ts";
-import type { Storage } from "../store/storage.ts";
-import { joinPath } from "../store/storage.ts";
-import { FileStorage } from "../store/storage_file.ts";
+import { acceptsMessage, parseFilter } from "../protocol/filter.ts";
+import type { Assignment, OffsetEntry, OffsetStore, Strategy } from "../protocol/group_wire.ts";
+import { checkGroupName } from "../protocol/names.ts";
 import type { MetaqClient } from "./client.ts";
 import { BrokerError } from "./errors.ts";
-import { type AssignmentReply, GroupClient } from "./group_client.ts";
+import { GroupClient } from "./group_client.ts";
 import { GroupMembership } from "./group_member.ts";
 import { LruMessageIdCache, type MessageIdCache } from "./message_id_cache.ts";
+import { OffsetFileStore } from "./offset_file_store.ts";
+import { OffsetMemoryStore } from "./offset_memory_store.ts";
+import { warnOfEarlierFile } from "./record_file.ts";
 import {
   type ConsumedMessage,
   type MessageHandler,
@@ -69,8 +67,11 @@ export interface ConsumerOptions {
   /** Duplicate suppression by message id (default an LRU of 4096); false turns it off. */
   readonly idCache?: MessageIdCache | false;
   readonly heartbeatIntervalMs?: number;
-  /** File system for local offsets and the recovery store (default: real files). */
-  readonly storage?: Storage;
+  /**
+   * Cut a damaged local offsets file or recovery store at the damage instead of refusing to
+   * start (what follows the damage is lost, and logged). A torn tail is always cut.
+   */
+  readonly repair?: boolean;
   readonly logger?: Logger;
   /**
    * Called once readers are stopped and before their final offsets are committed (rebalance,
@@ -187,8 +188,8 @@ export class Consumer {
       policy: options.rejection ?? "recover",
       client,
       group: options.group,
-      storage: options.storage ?? new FileStorage(),
-      recoverDir: options.recoverDir ?? joinPath(os.homedir(), ".metaq", "recover"),
+      recoverDir: options.recoverDir ?? path.join(os.homedir(), ".metaq", "recover"),
+      repair: options.repair,
       counters: this.counters,
       logger: this.#logger,
     });
@@ -322,19 +323,21 @@ export class Consumer {
   async #openLocalStore(): Promise<OffsetStore> {
     const choice = this.options.offsets ?? "file";
     if (typeof choice === "object") return choice;
-    if (choice === "memory") return new MemoryOffsetStore();
+    if (choice === "memory") return new OffsetMemoryStore();
     const instance = (this.options.instance ?? os.hostname()).replace(MEMBER_ID_UNSAFE, "-");
-    const dir = this.options.offsetDir ?? joinPath(os.homedir(), ".metaq", "offsets");
-    return await FileOffsetStore.open({
-      storage: this.options.storage ?? new FileStorage(),
-      path: joinPath(dir, `${this.group}@${instance}`, "offsets.log"),
+    const root = this.options.offsetDir ?? path.join(os.homedir(), ".metaq", "offsets");
+    const dir = path.join(root, `${this.group}@${instance}`);
+    warnOfEarlierFile(path.join(dir, "offsets.log"), this.#logger);
+    return await OffsetFileStore.open({
+      path: path.join(dir, "offsets.records"),
       logger: this.#logger,
+      repair: this.options.repair,
       lock: true,
     });
   }
 
   /** Applies a group assignment: stop what is no longer ours, start what is new. */
-  async #apply(assignment: AssignmentReply): Promise<void> {
+  async #apply(assignment: Assignment): Promise<void> {
     this.counters.rebalances += 1;
     const wanted = new Map(assignment.partitions.map((p) => [`${p.topic}-${p.partition}`, p]));
     for (const [key, running] of [...this.#readers]) {

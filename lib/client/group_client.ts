@@ -3,35 +3,17 @@
  * groups") as typed calls over a MetaqClient. Requests and replies only; the membership loop
  * that uses them is group_member.ts, and the CLI's `metaq groups` uses the admin calls.
  */
-import type { Strategy } from "../broker/groups/balance.ts";
-import type { GroupReport, ResetTarget } from "../broker/groups/group_service.ts";
-import type { OffsetEntry } from "../broker/groups/offset_store.ts";
+import type {
+  Assignment,
+  GroupReport,
+  HeartbeatReply,
+  JoinReply,
+  OffsetEntry,
+  ResetTarget,
+  Strategy,
+} from "../protocol/group_wire.ts";
 import type { MetaqClient } from "./client.ts";
 import { BrokerError } from "./errors.ts";
-
-export interface JoinReply {
-  readonly generation: number;
-  readonly sessionTimeoutMs: number;
-}
-
-export interface HeartbeatReply {
-  readonly generation: number;
-  readonly pending: number;
-}
-
-export interface AssignedPartition {
-  readonly topic: string;
-  readonly partition: number;
-  readonly grantedAt: number;
-  /** Committed offset; undefined when the group has none. */
-  readonly offset?: number;
-}
-
-export interface AssignmentReply {
-  readonly generation: number;
-  readonly pending: number;
-  readonly partitions: readonly AssignedPartition[];
-}
 
 export class GroupClient {
   readonly client: MetaqClient;
@@ -65,7 +47,7 @@ export class GroupClient {
     return { generation, pending };
   }
 
-  async assignment(request: { group: string; memberId: string }): Promise<AssignmentReply> {
+  async assignment(request: { group: string; memberId: string }): Promise<Assignment> {
     const text = await this.client.extension("assignment", [request.group, request.memberId]);
     const [head, ...lines] = text.split("\r\n");
     const [generation, pending] = numbers(head, 2);

@@ -9,10 +9,10 @@
  * Partitions and offsets are the consumer's business (consumer.ts); this file is the loop.
  */
 import { describeError } from "../errors.ts";
-import type { Strategy } from "../broker/groups/balance.ts";
 import type { Logger } from "../log.ts";
+import type { Assignment, Strategy } from "../protocol/group_wire.ts";
 import { BrokerError } from "./errors.ts";
-import type { AssignmentReply, GroupClient } from "./group_client.ts";
+import type { GroupClient } from "./group_client.ts";
 
 /** Fence after this fraction of the session timeout without an answered heartbeat. */
 const FENCE_FRACTION = 0.8;
@@ -21,7 +21,7 @@ const HEARTBEAT_INTERVAL_MIN_MS = 20;
 
 export interface MembershipHooks {
   /** Stops partitions the assignment no longer lists and starts the new ones. */
-  apply(assignment: AssignmentReply): Promise<void>;
+  apply(assignment: Assignment): Promise<void>;
   /** Commits the offsets of released partitions in `generation`; throws if it could not. */
   settle(generation: number): Promise<void>;
   /** The session is lost: stop every partition and forget positions not committed. */

@@ -12,15 +12,14 @@
  * Nothing is lost silently: every path is counted, and when a message cannot be kept (the store
  * is full or failing) `reject` throws, so the reader does not move past it.
  */
+import * as fs from "node:fs";
 import { describeError } from "../errors.ts";
 import type { Logger } from "../log.ts";
-import type { Storage } from "../store/storage.ts";
-import { joinPath } from "../store/storage.ts";
 import { joinAttribute, RECORD_HEADER_BYTES, splitAttribute } from "../protocol/record.ts";
 import type { MetaqClient } from "./client.ts";
 import type { ConsumedMessage, MessageHandler } from "./partition_reader.ts";
 import { Producer } from "./producer.ts";
-import { RecoverStore, type StoredMessage } from "./recover_store.ts";
+import { RecoverStore, recoverStoreDir, type StoredMessage } from "./recover_store.ts";
 
 export type RejectionPolicy = "recover" | "drop" | "dlq";
 
@@ -42,9 +41,10 @@ export interface RejectionOptions {
   readonly policy: RejectionPolicy;
   readonly client: MetaqClient;
   readonly group: string;
-  readonly storage: Storage;
   /** Recovery stores live in `<recoverDir>/<topic>@<group>/`. */
   readonly recoverDir: string;
+  /** Cut a damaged recovery store at the damage instead of refusing to open it. */
+  readonly repair?: boolean;
   readonly counters: RejectionCounters;
   readonly logger: Logger;
 }
@@ -91,9 +91,9 @@ export class Rejection {
 
   /** Opens stores left by earlier runs for these topics, so their messages are re-delivered. */
   async openExisting(topics: readonly string[]): Promise<void> {
-    const { storage, recoverDir, group } = this.options;
+    const { recoverDir, group } = this.options;
     for (const topic of topics) {
-      if (!storage.isDirectory(joinPath(recoverDir, `${topic}@${group}`))) continue;
+      if (!isDirectory(recoverStoreDir(recoverDir, topic, group))) continue;
       await this.store(topic).catch((error) =>
         this.options.logger.log("warn", "Cannot open the recovery store; its messages wait", {
           topic,
@@ -108,8 +108,8 @@ export class Rejection {
   store(topic: string): Promise<RecoverStore> {
     let store = this.#stores.get(topic);
     if (!store) {
-      const { storage, recoverDir, group, logger } = this.options;
-      store = RecoverStore.open({ storage, dir: recoverDir, topic, group, logger });
+      const { recoverDir, group, repair, logger } = this.options;
+      store = RecoverStore.open({ dir: recoverDir, topic, group, repair, logger });
       store.catch(() => this.#stores.delete(topic)); // a later rejection tries again
       this.#stores.set(topic, store);
     }
@@ -205,4 +205,12 @@ function recoveredMessage(stored: StoredMessage): ConsumedMessage {
       throw new Error("Cannot roll back a message re-delivered from the recovery store");
     },
   };
+}
+
+function isDirectory(dir: string): boolean {
+  try {
+    return fs.statSync(dir).isDirectory();
+  } catch {
+    return false;
+  }
 }

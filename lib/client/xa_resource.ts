@@ -11,7 +11,7 @@
  * wire they are `XID:<formatId>:<gtrid hex>:<bqual hex>:<uniqueQualifier>`.
  */
 import * as os from "node:os";
-import { XA } from "../broker/tx/failure.ts";
+import { XA } from "../protocol/xa.ts";
 import type { MetaqClient, PutResult } from "./client.ts";
 import { BrokerError, ConnectionError, TimeoutError } from "./errors.ts";
 import type { TransactionType } from "../protocol/commands.ts";

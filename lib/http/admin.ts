@@ -1,14 +1,14 @@
 /**
  * @module The broker's HTTP face as a Hono app: MetaQ's HTTP plugin (`/put`, `/get`, `/offset`),
  * the JSON API under `/v1`, `/metrics`, the health probes and the dashboard at `/`. The app never
- * listens: tests call `app.request()`, and lib/http/plugin.ts serves it through lib/runtime.
+ * listens: tests call `app.request()`, and http_part.ts serves it through lib/runtime.
  *
  * Errors have one shape, `{ "error": { "kind", "message" } }`, with the status of the kind in
  * lib/errors.ts (MetaQ's codes); MetaQ's plugin routes answer MetaQ's code and plain text instead.
  *
  * @example
  * ```ts
- * const app = createAdminApp(running.broker);
+ * const app = createAdminApp(running.broker, { requests: running.edge });
  * const response = await app.request("/v1/topics");
  * ```
  */
@@ -19,20 +19,26 @@ import { AssertionError } from "../assert.ts";
 import { BrokerError, describeError } from "../errors.ts";
 import { SSE_STREAMS_MAX } from "../limits.ts";
 import type { LogRing } from "../log_ring.ts";
-import type { AdminContext, PutPath } from "./context.ts";
+import type { StatsItems } from "../broker/stats_report.ts";
+import type { Command } from "../protocol/commands.ts";
+import { errorReply, type Respond } from "../protocol/reply.ts";
+import type { Requests } from "../server/edge.ts";
+import type { AdminContext } from "./context.ts";
 import { DASHBOARD_HTML } from "./dashboard_page.ts";
 import { registerGroupRoutes } from "./group_routes.ts";
 import type { AccessControl } from "../security/access.ts";
 import { bearerAuth } from "./auth.ts";
-import { handleMetaqPlugin, HTTP_REQUEST_CONTEXT } from "./metaq_plugin.ts";
+import { handleMetaqPlugin } from "./metaq_plugin.ts";
 import { FsyncHistogram } from "./metrics.ts";
 import { registerOpsRoutes } from "./ops_routes.ts";
 import { RateTracker } from "./rates.ts";
+import { PartitionReads } from "./reads.ts";
 import { errorResponse, jsonResponse } from "./respond.ts";
 import { buildSnapshot, SnapshotFeed } from "./snapshot.ts";
 import { HEARTBEAT_MS, sseResponse, StreamLimit } from "./sse.ts";
 import { registerTopicRoutes } from "./topic_routes.ts";
 import type { ClusterView, GroupsView } from "./views.ts";
+import { type Dispatch, HTTP_REQUEST_CONTEXT } from "./wire_reply.ts";
 
 export interface AdminOptions {
   /** Consumer groups; without it the group routes answer 503. */
@@ -49,30 +55,40 @@ export interface AdminOptions {
   readonly streamsMax?: number;
   /** Users and permissions; with users, every route but `/` and the probes needs a token. */
   readonly access?: AccessControl;
-  /** How puts are served; by default the broker alone (`metaq serve` passes its router). */
-  readonly put?: PutPath;
+  /**
+   * The edge (lib/server/edge.ts): puts and MetaQ's `/get` and `/offset` go through it, and in
+   * a cluster so do reads of partitions this node does not hold, so each reaches a node that
+   * must serve it. Without it the broker serves everything itself.
+   */
+  readonly requests?: Requests;
+  /** `stats` items other parts contribute (`cluster`...). */
+  readonly statsItems?: StatsItems;
 }
 
 export function createAdminApp(broker: Broker, options: AdminOptions = {}): Hono {
   const clock = options.clock ?? systemClock;
   const shutdown = options.signal ?? new AbortController().signal;
-  const put: PutPath = options.put ??
-    ((command, done) => broker.put(command, HTTP_REQUEST_CONTEXT, done));
+  const requests = options.requests;
+  const dispatch: Dispatch = requests
+    ? (command, respond) => requests.dispatch(command, HTTP_REQUEST_CONTEXT, respond)
+    : (command, respond) => serveHere(broker, command, respond);
   const context: AdminContext = {
     broker,
-    put,
+    dispatch,
+    reads: new PartitionReads({ broker, remote: options.cluster && requests ? dispatch : undefined }),
     clock,
-    rates: new RateTracker(broker, clock),
+    rates: new RateTracker(clock),
     fsync: new FsyncHistogram(),
     streams: new StreamLimit(options.streamsMax ?? SSE_STREAMS_MAX),
     shutdown,
     heartbeatMs: options.heartbeatMs ?? HEARTBEAT_MS,
     snapshotIntervalMs: options.snapshotIntervalMs ?? 1000,
+    statsItems: options.statsItems ?? new Map(),
     groups: options.groups,
     cluster: options.cluster,
     recentLog: options.recentLog,
   };
-  context.fsync.attach(broker.store);
+  context.fsync.attach(broker.logs);
   shutdown.addEventListener("abort", () => context.fsync.detach(), { once: true });
 
   const app = new Hono();
@@ -109,6 +125,20 @@ export function createAdminApp(broker: Broker, options: AdminOptions = {}): Hono
     throw new BrokerError("notFound", `no route ${c.req.method} ${new URL(c.req.url).pathname}`);
   });
   // Everything else is MetaQ's plugin: the first character after '/' picks put, get or offset.
-  app.all("*", (c) => handleMetaqPlugin(broker, put, c.req.raw));
+  app.all("*", (c) => handleMetaqPlugin(broker, dispatch, c.req.raw));
   return app;
+}
+
+/** The commands the app sends, served by the broker itself (an app without an edge). */
+function serveHere(broker: Broker, command: Command, respond: Respond): void {
+  switch (command.kind) {
+    case "put":
+      return broker.put(command, HTTP_REQUEST_CONTEXT, respond);
+    case "get":
+      return broker.get(command, respond);
+    case "offset":
+      return respond(broker.offset(command));
+    default:
+      respond(errorReply(new BrokerError("notSupported", `${command.kind} without an edge`)));
+  }
 }

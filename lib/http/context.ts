@@ -3,21 +3,25 @@
  * through them and never keep state of their own.
  */
 import type { Broker } from "../broker/broker.ts";
-import type { Reply } from "../protocol/reply.ts";
-import type { PutCommand } from "../protocol/commands.ts";
+import type { StatsItems } from "../broker/stats_report.ts";
 import type { Clock } from "../clock.ts";
 import type { LogRing } from "../log_ring.ts";
 import type { FsyncHistogram } from "./metrics.ts";
 import type { RateTracker } from "./rates.ts";
+import type { PartitionReads } from "./reads.ts";
 import type { StreamLimit } from "./sse.ts";
 import type { ClusterView, GroupsView } from "./views.ts";
-
-/** Serves one put: through the router, which forwards it to the partition's leader in a cluster. */
-export type PutPath = (command: PutCommand, done: (reply: Reply) => void) => void;
+import type { Dispatch } from "./wire_reply.ts";
 
 export interface AdminContext {
   readonly broker: Broker;
-  readonly put: PutPath;
+  /**
+   * Serves a wire command (puts, MetaQ's `/get` and `/offset`): through the edge, which sends
+   * it to the node that must serve it in a cluster, or to the broker when the app has no edge.
+   */
+  readonly dispatch: Dispatch;
+  /** Whole records of a partition, here or through the edge. */
+  readonly reads: PartitionReads;
   readonly clock: Clock;
   readonly rates: RateTracker;
   readonly fsync: FsyncHistogram;
@@ -27,6 +31,8 @@ export interface AdminContext {
   readonly heartbeatMs: number;
   /** Milliseconds between two dashboard snapshots. */
   readonly snapshotIntervalMs: number;
+  /** `stats` items other parts contribute (`cluster`...). */
+  readonly statsItems: StatsItems;
   readonly groups?: GroupsView;
   readonly cluster?: ClusterView;
   readonly recentLog?: LogRing;

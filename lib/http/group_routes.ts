@@ -4,11 +4,11 @@
  * client can tell "not enabled here" from "no such group" (404).
  */
 import type { Hono } from "hono";
-import { groupNameProblem } from "../config/names.ts";
+import { groupNameProblem } from "../protocol/names.ts";
+import { isInternalTopic } from "../store/log.ts";
 import { BrokerError } from "../errors.ts";
 import type { AdminContext } from "./context.ts";
-import { allGroups, groupInfo } from "./group_info.ts";
-import { readRecords } from "./records.ts";
+import { allGroups, groupInfo, partitionEnds } from "./group_info.ts";
 import {
   describe,
   jsonResponse,
@@ -17,17 +17,15 @@ import {
   readJson,
   topicParam,
 } from "./respond.ts";
-import type { ClusterView, GroupsView } from "./views.ts";
+import type { ClusterView, GroupOffsetReset, GroupsView } from "./views.ts";
 
 const RESET_BODY_BYTES_MAX = 64 * 1024;
 const RESET_FIELDS = ["topic", "partition", "to"];
 
 export function registerGroupRoutes(app: Hono, context: AdminContext): void {
-  const { broker } = context;
-
   app.get("/v1/groups", async () => {
     const groups = requireGroups(context.groups);
-    return jsonResponse(200, { groups: await allGroups(broker, groups) });
+    return jsonResponse(200, { groups: await allGroups(partitionEnds(context), groups) });
   });
 
   app.get("/v1/groups/:group", async (c) => {
@@ -35,7 +33,7 @@ export function registerGroupRoutes(app: Hono, context: AdminContext): void {
     const group = groupParam(c.req.param("group"));
     const description = await groups.describe(group);
     if (!description) throw new BrokerError("notFound", `no consumer group ${group}`);
-    return jsonResponse(200, groupInfo(broker, description));
+    return jsonResponse(200, groupInfo(partitionEnds(context), description));
   });
 
   app.post("/v1/groups/:group/reset", async (c) => {
@@ -48,7 +46,7 @@ export function registerGroupRoutes(app: Hono, context: AdminContext): void {
     const input = body as Record<string, unknown>;
     const unknown = Object.keys(input).find((key) => !RESET_FIELDS.includes(key));
     if (unknown) throw new BrokerError("badRequest", `unknown field ${describe(unknown)}`);
-    const targets = resetTargets(context, group, input);
+    const targets = await resetTargets(context, group, input);
     if (!await groups.describe(group)) {
       throw new BrokerError("notFound", `no consumer group ${group}`);
     }
@@ -62,10 +60,14 @@ export function registerGroupRoutes(app: Hono, context: AdminContext): void {
 }
 
 /** Every (partition, offset) a reset request names, checked before any is applied. */
-function resetTargets(context: AdminContext, group: string, input: Record<string, unknown>) {
+async function resetTargets(
+  context: AdminContext,
+  group: string,
+  input: Record<string, unknown>,
+): Promise<GroupOffsetReset[]> {
   const { broker } = context;
   const topic = topicParam(input.topic);
-  const settings = broker.topicSettings(topic);
+  const settings = isInternalTopic(topic) ? undefined : broker.topicSettings(topic);
   if (!settings) throw new BrokerError("topicNotFound", topic);
   const partitions = input.partition === undefined
     ? Array.from({ length: settings.numPartitions }, (_, index) => index)
@@ -83,10 +85,9 @@ function resetTargets(context: AdminContext, group: string, input: Record<string
       `to ${describe(to)}: expected "beginning", "end" or an offset`,
     );
   }
-  return partitions.map((partition) => {
-    const log = broker.store.get(topic, partition);
-    const start = log?.startOffset ?? 0;
-    const end = log ? broker.readLimit(topic, partition, log) : 0;
+  const targets: GroupOffsetReset[] = [];
+  for (const partition of partitions) {
+    const { start, end } = await context.reads.bounds(topic, partition) ?? { start: 0, end: 0 };
     const offset = to === "beginning" ? start : to === "end" ? end : offsetParam(to);
     if (offset < start || offset > end) {
       throw new BrokerError(
@@ -95,9 +96,13 @@ function resetTargets(context: AdminContext, group: string, input: Record<string
       );
     }
     // A committed offset must be a record boundary: check that a valid record starts there.
-    if (log && offset < end) readRecords(log, { offset, end, countMax: 1, bytesMax: 1 });
-    return { group, topic, partition, offset };
-  });
+    if (offset < end) {
+      const page = await context.reads.page({ topic, partition, offset, countMax: 1, bytesMax: 1 });
+      if (page.kind === "refused") throw page.error;
+    }
+    targets.push({ group, topic, partition, offset });
+  }
+  return targets;
 }
 
 function groupParam(value: string): string {

@@ -11,21 +11,20 @@
  *
  * The status is MetaQ's reply code (so a get below the first offset is a 301 whose body is the
  * offset to use) and the body is its text. Parameters MetaQ would fail to parse are a 400 here.
+ * Every operation is the wire command sent through the edge, so in a cluster it is served by
+ * the node that must serve it (a put by its partition's leader, a read by a node holding it).
  */
-import type { PutPath } from "./context.ts";
 import type { Broker } from "../broker/broker.ts";
-import type { Reply, RequestContext } from "../protocol/reply.ts";
 import { BrokerError } from "../errors.ts";
+import type { Command } from "../protocol/commands.ts";
 import { int32, int64 } from "../protocol/parser.ts";
 import { readBody, replyBody, TEXT_HEADERS } from "./respond.ts";
-
-/** Requests over HTTP have no connection of their own (no per-connection transactions). */
-export const HTTP_REQUEST_CONTEXT: RequestContext = { connectionId: 0, peer: "http" };
+import { ask, type Dispatch, type WireAnswer } from "./wire_reply.ts";
 
 /** Answers one MetaQ HTTP plugin request. */
 export async function handleMetaqPlugin(
   broker: Broker,
-  put: PutPath,
+  dispatch: Dispatch,
   request: Request,
 ): Promise<Response> {
   const url = new URL(request.url);
@@ -33,18 +32,20 @@ export async function handleMetaqPlugin(
   try {
     switch (url.pathname.charAt(1)) {
       case "g":
-        return getMessages(broker, params);
+        return answerResponse(await ask(dispatch, getCommand(params)));
       case "p":
-        return await putMessage(broker, put, params, request);
+        return answerResponse(await ask(dispatch, await putCommand(broker, params, request)));
       case "o":
-        return replyResponse(broker.offset({
-          kind: "offset",
-          topic: params.text("topic"),
-          group: params.optional("group") ?? "",
-          partition: params.int32("partition"),
-          offset: params.int64("offset").value,
-          opaque: 0,
-        }));
+        return answerResponse(
+          await ask(dispatch, {
+            kind: "offset",
+            topic: params.text("topic"),
+            group: params.optional("group") ?? "",
+            partition: params.int32("partition"),
+            offset: params.int64("offset").value,
+            opaque: 0,
+          }),
+        );
       default:
         return textResponse(400, "Invalid request");
     }
@@ -54,9 +55,9 @@ export async function handleMetaqPlugin(
   }
 }
 
-function getMessages(broker: Broker, params: Params): Response {
+function getCommand(params: Params): Command {
   const offset = params.int64("offset");
-  const reply = broker.get({
+  return {
     kind: "get",
     topic: params.text("topic"),
     group: params.optional("group") ?? "",
@@ -65,22 +66,10 @@ function getMessages(broker: Broker, params: Params): Response {
     offsetIsLongMax: offset.isLongMax,
     maxSize: params.int32("maxsize"),
     opaque: 0,
-  });
-  if (reply.kind === "result") return replyResponse(reply);
-  // A `value <length> <opaque>\r\n` header precedes the record bytes; HTTP sends the bytes alone.
-  const headerEnd = reply.bytes.indexOf(0x0a);
-  return new Response(replyBody(reply.bytes.subarray(headerEnd + 1)), {
-    status: 200,
-    headers: { "content-type": "application/octet-stream" },
-  });
+  };
 }
 
-async function putMessage(
-  broker: Broker,
-  put: PutPath,
-  params: Params,
-  request: Request,
-): Promise<Response> {
+async function putCommand(broker: Broker, params: Params, request: Request): Promise<Command> {
   const topic = params.text("topic");
   const partition = params.int32("partition");
   const flag = params.int32("flag");
@@ -95,23 +84,18 @@ async function putMessage(
       `Bad request,body has ${body.length} bytes but length is ${length}`,
     );
   }
-  const reply = await new Promise<Reply>((resolve) =>
-    put({
-      kind: "put",
-      topic,
-      partition,
-      flag,
-      checksum,
-      opaque: 0,
-      body: body.subarray(0, length),
-    }, resolve)
-  );
-  return replyResponse(reply);
+  return { kind: "put", topic, partition, flag, checksum, opaque: 0, body: body.subarray(0, length) };
 }
 
-function replyResponse(reply: Reply): Response {
-  if (reply.kind === "frame") return textResponse(500, "Unexpected reply");
-  return new Response(replyBody(reply.text), { status: reply.code, headers: TEXT_HEADERS });
+/** MetaQ's code and text; a `value` reply's record bytes as they are. */
+function answerResponse(answer: WireAnswer): Response {
+  if (answer.kind === "value") {
+    return new Response(replyBody(answer.body), {
+      status: 200,
+      headers: { "content-type": "application/octet-stream" },
+    });
+  }
+  return new Response(answer.text, { status: answer.code, headers: TEXT_HEADERS });
 }
 
 function textResponse(status: number, text: string): Response {

@@ -1,12 +1,14 @@
 /**
  * @module `/metrics` in the Prometheus text exposition format (version 0.0.4): counters from the
- * broker's stats, one gauge per partition, consumer-group lag and raft state from the providers,
- * and an fsync latency histogram fed by every partition log's onSync hook. Rendering is a pure
- * function of what it is given; FsyncHistogram is the only state.
+ * broker's stats, one gauge per partition (its leader's figures in a cluster, so every node
+ * exports the same partition values), consumer-group lag and raft state from the providers,
+ * and an fsync latency histogram fed by every log's onSync hook on this node. Rendering is a
+ * pure function of what it is given; FsyncHistogram is the only state.
  */
 import type { Broker } from "../broker/broker.ts";
 import { METAQ_VERSION } from "../broker/broker.ts";
-import type { MessageStore } from "../store/message_store.ts";
+import type { Logs } from "../store/log.ts";
+import type { PartitionFact } from "./partition_facts.ts";
 import type { Rates } from "./rates.ts";
 import type { ClusterStatus } from "./views.ts";
 
@@ -26,7 +28,7 @@ export const FSYNC_BUCKETS_SECONDS = [
   2.5,
 ] as const;
 
-/** Cumulative fsync latencies of every partition log, attached as logs open. */
+/** Cumulative fsync latencies of every log on this node, attached as logs open. */
 export class FsyncHistogram {
   readonly counts: number[] = FSYNC_BUCKETS_SECONDS.map(() => 0);
   count = 0;
@@ -34,10 +36,10 @@ export class FsyncHistogram {
   readonly #detach: (() => void)[] = [];
 
   /** Observes every log open now and every log opened later; `detach()` stops it. */
-  attach(store: MessageStore): void {
+  attach(logs: Logs): void {
     const observe = (latencyMs: number) => this.observe(latencyMs / 1000);
-    for (const log of store.logs()) this.#detach.push(log.onSync(observe));
-    this.#detach.push(store.onOpen((log) => this.#detach.push(log.onSync(observe))));
+    for (const { log } of logs.list()) this.#detach.push(log.onSync(observe));
+    this.#detach.push(logs.onOpen(({ log }) => this.#detach.push(log.onSync(observe))));
   }
 
   detach(): void {
@@ -65,6 +67,8 @@ export interface MetricsInput {
   readonly broker: Broker;
   readonly fsync: FsyncHistogram;
   readonly rates: Rates;
+  /** User partitions and their figures (partition_facts.ts). */
+  readonly facts: readonly PartitionFact[];
   readonly openStreams: number;
   /** Undefined when no groups provider is configured. */
   readonly lags?: readonly LagSample[];
@@ -83,7 +87,7 @@ const BROKER_METRICS: readonly [string, string, string, (input: MetricsInput) =>
     "metaq_connections",
     "gauge",
     "Open client connections on the MetaQ port.",
-    (input) => input.broker.connectionCount(),
+    (input) => input.broker.connectionCount,
   ],
   ["metaq_http_streams", "gauge", "Open HTTP event streams.", (input) => input.openStreams],
   [
@@ -183,39 +187,50 @@ export function renderMetrics(input: MetricsInput): string {
   out.sample("metaq_transactions_total", { event: "xa_begin" }, counters.txXaBegin);
   out.sample("metaq_transactions_total", { event: "commit" }, counters.txCommit);
   out.sample("metaq_transactions_total", { event: "rollback" }, counters.txRollback);
-  partitions(out, input.broker);
+  partitions(out, input.facts);
   fsync(out, input.fsync);
   if (input.lags) lags(out, input.lags);
   if (input.cluster) raft(out, input.cluster);
   return out.text();
 }
 
-function partitions(out: MetricsWriter, broker: Broker): void {
-  const families: [string, string, string][] = [
-    ["metaq_partition_start_offset", "gauge", "First offset still stored."],
-    ["metaq_partition_end_offset", "gauge", "Offset after the last readable record."],
-    ["metaq_partition_size_bytes", "gauge", "Bytes stored in the partition's segments."],
-    ["metaq_partition_messages", "gauge", "Records appended (approximate across restarts)."],
-    ["metaq_partition_segments", "gauge", "Segment files of the partition."],
-    ["metaq_partition_served_bytes_total", "counter", "Bytes served from the partition."],
+function partitions(out: MetricsWriter, facts: readonly PartitionFact[]): void {
+  const families: [string, string, string, (fact: PartitionFact) => number][] = [
+    ["metaq_partition_start_offset", "gauge", "First offset still stored.", (f) => f.startOffset],
+    [
+      "metaq_partition_end_offset",
+      "gauge",
+      "Offset after the last readable record.",
+      (f) => f.endOffset,
+    ],
+    ["metaq_partition_size_bytes", "gauge", "Bytes stored in the partition's segments.", (f) =>
+      f.bytes],
+    [
+      "metaq_partition_messages",
+      "gauge",
+      "Records appended (approximate across restarts).",
+      (f) => f.messages,
+    ],
+    ["metaq_partition_segments", "gauge", "Segment files of the partition.", (f) => f.segments],
+    [
+      "metaq_partition_served_bytes_total",
+      "counter",
+      "Bytes served from the partition (by its leader, in a cluster).",
+      (f) => f.servedBytes,
+    ],
   ];
-  const topics = broker.store.topics();
-  for (const [name, type, help] of families) {
+  for (const [name, type, help, read] of families) {
     out.family(name, type, help);
-    for (const [topic, list] of topics) {
-      for (const { partition, log } of list) {
-        const labels = { topic, partition: String(partition) };
-        const values: Record<string, number> = {
-          metaq_partition_start_offset: log.startOffset,
-          metaq_partition_end_offset: broker.readLimit(topic, partition, log),
-          metaq_partition_size_bytes: log.sizeBytes,
-          metaq_partition_messages: log.messageCount,
-          metaq_partition_segments: log.segmentStarts.length,
-          metaq_partition_served_bytes_total: broker.stats.servedBytes.get(log.name) ?? 0,
-        };
-        out.sample(name, labels, values[name]);
-      }
+    for (const fact of facts) {
+      out.sample(name, { topic: fact.topic, partition: String(fact.partition) }, read(fact));
     }
+  }
+  const led = facts.filter((fact) => fact.leader !== undefined);
+  if (led.length === 0) return;
+  out.family("metaq_partition_leader", "gauge", "Node id of the partition's leader.");
+  for (const fact of led) {
+    const labels = { topic: fact.topic, partition: String(fact.partition) };
+    out.sample("metaq_partition_leader", labels, Number(fact.leader));
   }
 }
 

@@ -6,9 +6,11 @@ import type { Hono } from "hono";
 import { renderStats } from "../broker/stats_report.ts";
 import { describeError } from "../errors.ts";
 import type { AdminContext } from "./context.ts";
-import { allGroups } from "./group_info.ts";
+import { allGroups, partitionEnds } from "./group_info.ts";
 import { type LagSample, renderMetrics } from "./metrics.ts";
+import { endsOf } from "./partition_facts.ts";
 import { jsonResponse, replyBody } from "./respond.ts";
+import { sampleTopics } from "./topic_info.ts";
 import type { ClusterStatus } from "./views.ts";
 
 export function registerOpsRoutes(app: Hono, context: AdminContext): void {
@@ -17,7 +19,7 @@ export function registerOpsRoutes(app: Hono, context: AdminContext): void {
   app.get("/v1/stats", () => jsonResponse(200, statsJson(context)));
 
   const statsText = (item: string | undefined) => {
-    const reply = broker.statsReply(item);
+    const reply = broker.statsReply(item, context.statsItems);
     if (reply.kind !== "result") throw new Error("stats replies are results");
     return new Response(replyBody(reply.text), {
       status: reply.code,
@@ -28,13 +30,14 @@ export function registerOpsRoutes(app: Hono, context: AdminContext): void {
   app.get("/v1/stats/text/:item", (c) => statsText(c.req.param("item")));
 
   app.get("/metrics", async () => {
-    context.rates.sample();
+    const { facts } = sampleTopics(context);
     const text = renderMetrics({
       broker,
       fsync: context.fsync,
       rates: context.rates.total(),
+      facts,
       openStreams: context.streams.open,
-      lags: await lagSamples(context),
+      lags: await lagSamples(context, endsOf(facts)),
       cluster: await clusterStatus(context),
     });
     return new Response(text, {
@@ -49,7 +52,7 @@ export function registerOpsRoutes(app: Hono, context: AdminContext): void {
     if (context.shutdown.aborted) reasons.push("shutting down");
     const cluster = await clusterStatus(context);
     if (cluster && cluster.ready === false) reasons.push(`cluster node is ${cluster.role}`);
-    const damaged = broker.store.failures().size;
+    const damaged = broker.logs.failures().size;
     return jsonResponse(reasons.length ? 503 : 200, {
       status: reasons.length ? "unavailable" : "ready",
       reasons,
@@ -59,10 +62,13 @@ export function registerOpsRoutes(app: Hono, context: AdminContext): void {
 }
 
 /** Group lags for metrics; a failing provider is logged and left out, not fatal to a scrape. */
-export async function lagSamples(context: AdminContext): Promise<LagSample[] | undefined> {
+export async function lagSamples(
+  context: AdminContext,
+  ends = partitionEnds(context),
+): Promise<LagSample[] | undefined> {
   if (!context.groups) return undefined;
   try {
-    return (await allGroups(context.broker, context.groups)).flatMap((group) => group.partitions);
+    return (await allGroups(ends, context.groups)).flatMap((group) => group.partitions);
   } catch (error) {
     context.broker.logger.log("warn", "Cannot read consumer groups", {
       reason: describeError(error),
@@ -88,7 +94,7 @@ type Value = string | number | boolean;
 /** The general, topics, offsets and realtime items, parsed from the same text TCP serves. */
 function statsJson(context: AdminContext) {
   const lines = (item: string | undefined) =>
-    renderStats(context.broker, item).split("\r\n").slice(1, -2).map((line) => line.split(" "));
+    renderStats(context.broker, item, context.statsItems).split("\r\n").slice(1, -2).map((line) => line.split(" "));
   const values = (item: string | undefined) =>
     Object.fromEntries(lines(item).map(([key, ...rest]) => [key, value(rest.join(" "))]));
   return {

@@ -2,22 +2,20 @@
  * @module `POST /v1/topics/:topic/messages`: one message or a batch, as JSON (UTF-8 or base64
  * payloads) or as a raw body (one message, options in the query string). Every message is
  * checked first (name, partition, size, attribute, closed partition), so an invalid request
- * changes nothing; then all are put through Broker.put, which replies after the append is
- * acknowledged, exactly as for a TCP put.
+ * changes nothing; then all are put through the edge (to each partition's leader, in a cluster),
+ * which replies after the append is acknowledged, exactly as for a TCP put.
  *
  * Partition choice: `partition` if given; else `key` routes by CRC-32 of the key modulo the
  * partition count (as the metaq client does); else the broker picks one at random (partition -1,
  * as in MetaQ).
  */
 import type { Broker } from "../broker/broker.ts";
-import type { Reply } from "../protocol/reply.ts";
 import type { TopicSettings } from "../config/config.ts";
 import { crc32 } from "../crc32.ts";
 import { BrokerError } from "../errors.ts";
 import { HTTP_BATCH_MESSAGES_MAX, HTTP_BODY_BYTES_MAX } from "../limits.ts";
-import { partitionKey } from "../store/message_store.ts";
 import { FLAG_HAS_ATTRIBUTE, joinAttribute } from "../protocol/record.ts";
-import type { PutPath } from "./context.ts";
+import { ask, type Dispatch } from "./wire_reply.ts";
 import { decodeBase64 } from "./records.ts";
 import {
   describe,
@@ -69,28 +67,26 @@ export async function readMessages(
 
 /** Puts every message (all in flight at once) and reports each outcome in order. */
 export async function putAll(
-  put: PutPath,
+  dispatch: Dispatch,
   topic: string,
   messages: readonly Outgoing[],
 ): Promise<PutResult[]> {
   return await Promise.all(messages.map(async (message): Promise<PutResult> => {
-    const reply = await new Promise<Reply>((resolve) =>
-      put({
-        kind: "put",
-        topic,
-        partition: message.partition,
-        flag: message.flag,
-        checksum: -1,
-        opaque: 0,
-        body: message.data,
-      }, resolve)
-    );
-    const text = reply.kind === "result" && typeof reply.text === "string" ? reply.text : "";
+    const reply = await ask(dispatch, {
+      kind: "put",
+      topic,
+      partition: message.partition,
+      flag: message.flag,
+      checksum: -1,
+      opaque: 0,
+      body: message.data,
+    });
     if (reply.kind === "result" && reply.code === 200) {
-      const [id, partition, offset] = text.split(" ");
+      const [id, partition, offset] = reply.text.split(" ");
       return { partition: Number(partition), offset: Number(offset), id };
     }
     const code = reply.kind === "result" ? reply.code : 500;
+    const text = reply.kind === "result" ? reply.text : "";
     return errorBody(BrokerError.verbatim(kindForStatus(code), text || `status ${code}`));
   }));
 }
@@ -151,7 +147,7 @@ function choosePartition(
       `${where}: partition ${partition} of topic ${settings.topic} (it has ${settings.numPartitions})`,
     );
   }
-  if (broker.closedPartitions.has(partitionKey(settings.topic, partition))) {
+  if (broker.closedPartitions.has(`${settings.topic}-${partition}`)) {
     throw new BrokerError("partitionClosed", `${settings.topic}-${partition}`);
   }
   return partition;

@@ -1,14 +1,21 @@
 /**
- * @module RateTracker: produce and consume rates per partition and in total, from counters the
- * broker already keeps (a log's message count and acknowledged end, bytes served per partition).
- * It samples when asked, at most once a second, so nothing runs while nobody looks; a rate is the
- * change between the last two samples. Keeps the last minute of totals for the dashboard chart.
+ * @module RateTracker: produce and consume rates per partition and in total, derived from
+ * cumulative figures (records appended, readable end, bytes served) and the clock of the node
+ * that took them (partition_facts.ts): this node's, or a partition leader's in a cluster. A
+ * partition's rate is the change between the last two distinct figures it was seen with,
+ * divided by the time between them on that node's clock, so every node that hears the same
+ * figures shows the same rates. Figures from another node (a new leader) start the partition
+ * over; figures that stop changing for STALE_MS (a leader gone silent) read as zero.
+ *
+ * It samples when asked, at most once a second, so nothing runs while nobody looks, and keeps
+ * the last minute of totals for the dashboard chart.
  */
-import type { Broker } from "../broker/broker.ts";
 import type { Clock } from "../clock.ts";
 
 export const SAMPLE_INTERVAL_MS = 1000;
 export const HISTORY_POINTS_MAX = 60;
+/** Figures unchanged this long (three of a leader's info intervals) are no longer a rate. */
+export const STALE_MS = 3500;
 
 export interface Rates {
   readonly produceMessagesPerSecond: number;
@@ -21,16 +28,23 @@ export interface HistoryPoint extends Rates {
   readonly timeMs: number;
 }
 
-interface Counts {
-  messages: number;
-  bytes: number;
-  served: number;
+/** The cumulative figures of one partition, as one node took them. */
+export interface RateFigures {
+  /** `<topic>-<partition>`. */
+  readonly name: string;
+  /** The node whose clock `timeMs` is. */
+  readonly source: string;
+  readonly timeMs: number;
+  readonly messages: number;
+  readonly endOffset: number;
+  readonly servedBytes: number;
 }
 
-interface Sample {
-  readonly monotonicMs: number;
-  readonly partitions: Map<string, Counts>;
-  readonly total: Counts;
+interface Track {
+  latest: RateFigures;
+  rates: Rates;
+  /** This node's monotonic time when `latest` last changed. */
+  changedMs: number;
 }
 
 const ZERO: Rates = {
@@ -40,69 +54,79 @@ const ZERO: Rates = {
 };
 
 export class RateTracker {
-  readonly #broker: Broker;
   readonly #clock: Clock;
-  #previous: Sample | undefined;
-  #latest: Sample | undefined;
+  readonly #tracks = new Map<string, Track>();
+  #lastSampleMs: number | undefined;
   readonly #history: HistoryPoint[] = [];
 
-  constructor(broker: Broker, clock: Clock) {
-    this.#broker = broker;
+  constructor(clock: Clock) {
     this.#clock = clock;
   }
 
-  /** Takes a sample unless the last one is younger than SAMPLE_INTERVAL_MS. */
-  sample(): void {
+  /** Takes a sample of `figures()` unless the last one is younger than SAMPLE_INTERVAL_MS. */
+  sample(figures: () => Iterable<RateFigures>): void {
     const now = this.#clock.monotonicMs();
-    if (this.#latest && now - this.#latest.monotonicMs < SAMPLE_INTERVAL_MS) return;
-    const partitions = new Map<string, Counts>();
-    const total: Counts = { messages: 0, bytes: 0, served: 0 };
-    const served = this.#broker.stats.servedBytes;
-    for (const log of this.#broker.store.logs()) {
-      const counts = {
-        messages: log.messageCount,
-        bytes: log.ackedEnd,
-        served: served.get(log.name) ?? 0,
-      };
-      partitions.set(log.name, counts);
-      total.messages += counts.messages;
-      total.bytes += counts.bytes;
+    const last = this.#lastSampleMs;
+    if (last !== undefined && now - last < SAMPLE_INTERVAL_MS) return;
+    this.#lastSampleMs = now;
+    const seen = new Set<string>();
+    for (const latest of figures()) {
+      seen.add(latest.name);
+      const track = this.#tracks.get(latest.name);
+      if (!track || track.latest.source !== latest.source) {
+        this.#tracks.set(latest.name, { latest, rates: ZERO, changedMs: now });
+      } else if (latest.timeMs > track.latest.timeMs) {
+        track.rates = ratesBetween(track.latest, latest);
+        track.latest = latest;
+        track.changedMs = now;
+      } else if (now - track.changedMs >= STALE_MS) {
+        track.rates = ZERO;
+      }
     }
-    total.served = this.#broker.stats.counters.getBytes;
-    this.#previous = this.#latest;
-    this.#latest = { monotonicMs: now, partitions, total };
-    if (this.#previous) {
-      this.#history.push({ timeMs: this.#clock.wallMs(), ...this.total() });
-      if (this.#history.length > HISTORY_POINTS_MAX) this.#history.shift();
-    }
+    for (const name of [...this.#tracks.keys()]) if (!seen.has(name)) this.#tracks.delete(name);
+    if (last === undefined) return;
+    this.#history.push({ timeMs: this.#clock.wallMs(), ...this.total() });
+    if (this.#history.length > HISTORY_POINTS_MAX) this.#history.shift();
   }
 
-  /** Rates of one partition (`topic-partition`); zero until two samples exist. */
+  /** Rates of one partition (`topic-partition`); zero until it was seen with two figures. */
   partition(name: string): Rates {
-    const latest = this.#latest?.partitions.get(name);
-    if (!latest || !this.#previous) return ZERO;
-    const previous = this.#previous.partitions.get(name) ?? { messages: 0, bytes: 0, served: 0 };
-    return this.#rates(previous, latest);
+    return this.#tracks.get(name)?.rates ?? ZERO;
   }
 
-  /** Rates of the whole broker. */
+  /** Rates of every partition together. */
   total(): Rates {
-    if (!this.#latest || !this.#previous) return ZERO;
-    return this.#rates(this.#previous.total, this.#latest.total);
+    let produceMessages = 0;
+    let produceBytes = 0;
+    let consumeBytes = 0;
+    for (const { rates } of this.#tracks.values()) {
+      produceMessages += rates.produceMessagesPerSecond;
+      produceBytes += rates.produceBytesPerSecond;
+      consumeBytes += rates.consumeBytesPerSecond;
+    }
+    return {
+      produceMessagesPerSecond: round(produceMessages),
+      produceBytesPerSecond: round(produceBytes),
+      consumeBytesPerSecond: round(consumeBytes),
+    };
   }
 
   /** Totals of the last minute, oldest first. */
   history(): readonly HistoryPoint[] {
     return this.#history;
   }
+}
 
-  #rates(previous: Counts, latest: Counts): Rates {
-    const seconds = (this.#latest!.monotonicMs - this.#previous!.monotonicMs) / 1000;
-    const per = (delta: number) => Math.max(0, Math.round((delta / seconds) * 100) / 100);
-    return {
-      produceMessagesPerSecond: per(latest.messages - previous.messages),
-      produceBytesPerSecond: per(latest.bytes - previous.bytes),
-      consumeBytesPerSecond: per(latest.served - previous.served),
-    };
-  }
+function ratesBetween(previous: RateFigures, latest: RateFigures): Rates {
+  const seconds = (latest.timeMs - previous.timeMs) / 1000;
+  const per = (delta: number) => Math.max(0, round(delta / seconds));
+  return {
+    produceMessagesPerSecond: per(latest.messages - previous.messages),
+    produceBytesPerSecond: per(latest.endOffset - previous.endOffset),
+    consumeBytesPerSecond: per(latest.servedBytes - previous.servedBytes),
+  };
+}
+
+function round(value: number): number {
+  return Math.round(value * 100) / 100;
 }

@@ -3,7 +3,8 @@
  * the status from lib/errors.ts), bounded body reading, and strict parameter parsing. Parsing
  * failures are BrokerErrors, so a bad request is answered before anything changes.
  */
-import { printable, topicNameProblem } from "../config/names.ts";
+import { topicNameProblem } from "../config/names.ts";
+import { printable } from "../protocol/names.ts";
 import { BrokerError, type ErrorKind, ERRORS } from "../errors.ts";
 import { concatBytes } from "../bytes.ts";
 

@@ -1,27 +1,32 @@
 /**
- * @module The dashboard's view of the broker: one JSON snapshot (topics with rates, groups with
- * lag, cluster nodes, recent errors, the last minute of throughput), served once at
- * `/v1/overview` and every second over SSE at `/v1/events`.
+ * @module The dashboard's view of the broker: one JSON snapshot (topics with rates and, in a
+ * cluster, each partition's leader; groups with lag; every cluster node with its role and
+ * health; recent errors; the last minute of throughput), served once at `/v1/overview` and
+ * every second over SSE at `/v1/events`. Topics, rates and lag are cluster-wide (a partition's
+ * figures are its leader's), so every node shows the same; the request counters, connections
+ * and recent errors are this node's own.
  */
 import { METAQ_VERSION } from "../broker/broker.ts";
+import { isInternalTopic } from "../store/log.ts";
 import type { AdminContext } from "./context.ts";
 import { allGroups } from "./group_info.ts";
 import { clusterStatus } from "./ops_routes.ts";
+import { endsOf } from "./partition_facts.ts";
 import { sleep, type SseEvent, type SseSource } from "./sse.ts";
-import { topicInfo, topicNames } from "./topic_info.ts";
+import { allTopics, sampleTopics } from "./topic_info.ts";
 
 /** Recent log entries a snapshot carries. */
 const SNAPSHOT_ERRORS_MAX = 20;
 
 export async function buildSnapshot(context: AdminContext) {
   const { broker, rates } = context;
-  rates.sample();
-  const topics = topicNames(broker).map((name) => topicInfo(broker, rates, name)!);
+  const input = sampleTopics(context);
+  const topics = allTopics(input);
   let groups = null;
   let groupsError: string | null = null;
   if (context.groups) {
     try {
-      groups = await allGroups(broker, context.groups);
+      groups = await allGroups(endsOf(input.facts), context.groups);
     } catch (error) {
       groupsError = (error as Error).message;
     }
@@ -34,9 +39,11 @@ export async function buildSnapshot(context: AdminContext) {
       version: METAQ_VERSION,
       url: broker.brokerUrl,
       uptimeSeconds: broker.stats.uptimeSeconds(),
-      connections: broker.connectionCount(),
+      connections: broker.connectionCount,
       streams: context.streams.open,
-      damagedPartitions: [...broker.store.failures().keys()],
+      damagedPartitions: [...broker.logs.failures().keys()].filter((name) =>
+        !isInternalTopic(name)
+      ),
     },
     totals: {
       ...broker.stats.counters,

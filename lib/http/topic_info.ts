@@ -1,10 +1,14 @@
 /**
  * @module Descriptions of topics and partitions as the JSON API and the dashboard show them:
- * the configured partition count, each stored partition's start and visible end, size, message
- * count, segment files and live rates. Read-only views over the store.
+ * the configured partition count, each partition's start and readable end, size, message
+ * count, segment files, live rates and (in a cluster) leader. Read-only views over the
+ * partition facts (partition_facts.ts), the same on every node of a cluster. Internal `__`
+ * topics are never described.
  */
 import type { Broker } from "../broker/broker.ts";
-import type { PartitionLog } from "../store/partition_log.ts";
+import { isInternalTopic } from "../store/log.ts";
+import type { AdminContext } from "./context.ts";
+import { type PartitionFact, partitionFacts } from "./partition_facts.ts";
 import type { Rates, RateTracker } from "./rates.ts";
 
 export interface PartitionInfo extends Rates {
@@ -16,7 +20,10 @@ export interface PartitionInfo extends Rates {
   /** Records appended (approximate across restarts, as MetaQ's count). */
   readonly messages: number;
   readonly segments: number;
+  /** Closed by an operator on the answering node. */
   readonly closed: boolean;
+  /** The node leading the partition, in a cluster (null: alone, or no leader known now). */
+  readonly leader: string | null;
 }
 
 export interface TopicInfo extends Rates {
@@ -27,39 +34,47 @@ export interface TopicInfo extends Rates {
   readonly bytes: number;
   readonly acceptPublish: boolean;
   readonly acceptSubscribe: boolean;
-  /** Partitions with a log on disk; others are created by their first message. */
+  /** Partitions with a log; others are created by their first message. */
   readonly partitions: readonly PartitionInfo[];
 }
 
-export function partitionInfo(
-  broker: Broker,
-  rates: RateTracker,
-  entry: { topic: string; partition: number; log: PartitionLog },
-): PartitionInfo {
-  const { topic, partition, log } = entry;
+/** What describing topics needs: the broker, the rates, and the facts sampled once. */
+export interface TopicsInput {
+  readonly broker: Broker;
+  readonly rates: RateTracker;
+  readonly facts: readonly PartitionFact[];
+}
+
+/** The partition facts now, with the rates sampled from them. */
+export function sampleTopics(context: AdminContext): TopicsInput {
+  const facts = partitionFacts(context);
+  context.rates.sample(() => facts);
+  return { broker: context.broker, rates: context.rates, facts };
+}
+
+export function partitionInfo(input: TopicsInput, fact: PartitionFact): PartitionInfo {
   return {
-    partition,
-    startOffset: log.startOffset,
-    endOffset: broker.readLimit(topic, partition, log),
-    bytes: log.sizeBytes,
-    messages: log.messageCount,
-    segments: log.segmentStarts.length,
-    closed: broker.closedPartitions.has(log.name),
-    ...rates.partition(log.name),
+    partition: fact.partition,
+    startOffset: fact.startOffset,
+    endOffset: fact.endOffset,
+    bytes: fact.bytes,
+    messages: fact.messages,
+    segments: fact.segments,
+    closed: input.broker.closedPartitions.has(fact.name),
+    leader: fact.leader ?? null,
+    ...input.rates.partition(fact.name),
   };
 }
 
-/** The topic as stored and configured, or undefined when it is neither. */
-export function topicInfo(
-  broker: Broker,
-  rates: RateTracker,
-  topic: string,
-): TopicInfo | undefined {
-  const stored = broker.store.topics().get(topic) ?? [];
+/** The topic as stored and configured, or undefined when it is neither (or internal). */
+export function topicInfo(input: TopicsInput, topic: string): TopicInfo | undefined {
+  const { broker } = input;
+  if (isInternalTopic(topic)) return undefined;
+  const stored = input.facts.filter((fact) => fact.topic === topic);
   const configured = broker.config.topics.some((section) => section.pattern === topic);
   if (stored.length === 0 && !configured) return undefined;
   const settings = broker.topicSettings(topic);
-  const partitions = stored.map((entry) => partitionInfo(broker, rates, { topic, ...entry }));
+  const partitions = stored.map((fact) => partitionInfo(input, fact));
   const sum = (pick: (info: PartitionInfo) => number) =>
     partitions.reduce((total, info) => total + pick(info), 0);
   const round = (value: number) => Math.round(value * 100) / 100;
@@ -77,13 +92,17 @@ export function topicInfo(
   };
 }
 
-/** Every stored topic, then every exactly-named configured topic that has no data yet. */
-export function topicNames(broker: Broker): string[] {
-  const names = [...broker.store.topics().keys()];
-  for (const section of broker.config.topics) {
-    if (!section.pattern.includes("*") && !names.includes(section.pattern)) {
-      names.push(section.pattern);
-    }
+/** Every topic with a partition, then every exactly-named configured topic without one yet. */
+export function topicNames(input: TopicsInput): string[] {
+  const names = [...new Set(input.facts.map((fact) => fact.topic))];
+  for (const section of input.broker.config.topics) {
+    const name = section.pattern;
+    if (!name.includes("*") && !isInternalTopic(name) && !names.includes(name)) names.push(name);
   }
   return names;
+}
+
+/** Every topic described. */
+export function allTopics(input: TopicsInput): TopicInfo[] {
+  return topicNames(input).map((name) => topicInfo(input, name)!);
 }

@@ -3,11 +3,13 @@
  * decoded records from a partition, and stream a topic live. Fetch follows `get` (reference 2.3):
  * an offset below the first stored one is a 301 to that offset, one past the end is a 404 (or a
  * 301 to the end with updateConsumerOffsets); unlike `get`, the end itself answers 200 with no
- * messages, which suits polling.
+ * messages, which suits polling. Fetch and the stream read through PartitionReads (reads.ts):
+ * on this node when it holds the partition, through the edge when it does not, so every node of
+ * a cluster answers alike. The broker's own `__` topics are not topics here.
  */
 import type { Hono } from "hono";
 import type { Broker } from "../broker/broker.ts";
-import { groupNameProblem } from "../config/names.ts";
+import { groupNameProblem } from "../protocol/names.ts";
 import { BrokerError } from "../errors.ts";
 import { HTTP_FETCH_MESSAGES_MAX } from "../limits.ts";
 import type { AdminContext } from "./context.ts";
@@ -23,21 +25,16 @@ import {
   topicParam,
 } from "./respond.ts";
 import { sseResponse } from "./sse.ts";
-import { topicInfo, topicNames } from "./topic_info.ts";
+import { allTopics, sampleTopics, topicInfo } from "./topic_info.ts";
 import { checkStartOffset, parseCursor, TopicStream } from "./topic_stream.ts";
 
 /** Bytes a create-topic request body may have. */
 const CREATE_BODY_BYTES_MAX = 64 * 1024;
 
 export function registerTopicRoutes(app: Hono, context: AdminContext): void {
-  const { broker, rates } = context;
+  const { broker } = context;
 
-  app.get("/v1/topics", () => {
-    rates.sample();
-    return jsonResponse(200, {
-      topics: topicNames(broker).map((name) => topicInfo(broker, rates, name)),
-    });
-  });
+  app.get("/v1/topics", () => jsonResponse(200, { topics: allTopics(sampleTopics(context)) }));
 
   app.post("/v1/topics", async (c) => {
     const body = await readJson(c.req.raw, CREATE_BODY_BYTES_MAX);
@@ -48,25 +45,26 @@ export function registerTopicRoutes(app: Hono, context: AdminContext): void {
     const unknown = Object.keys(input).find((key) => key !== "name" && key !== "partitions");
     if (unknown) throw new BrokerError("badRequest", `unknown field ${describe(unknown)}`);
     const created = await createTopic(context, topicParam(input.name), input.partitions);
-    rates.sample();
-    return jsonResponse(created.count > 0 ? 201 : 200, topicInfo(broker, rates, created.topic));
+    return jsonResponse(
+      created.count > 0 ? 201 : 200,
+      topicInfo(sampleTopics(context), created.topic),
+    );
   });
 
   app.get("/v1/topics/:topic", (c) => {
     const topic = topicParam(c.req.param("topic"));
-    rates.sample();
-    const info = topicInfo(broker, rates, topic);
+    const info = topicInfo(sampleTopics(context), topic);
     if (!info) throw new BrokerError("topicNotFound", topic);
     return jsonResponse(200, info);
   });
 
   app.post("/v1/topics/:topic/messages", async (c) => {
     const topic = topicParam(c.req.param("topic"));
-    const settings = broker.topicSettings(topic);
+    const settings = isInternalTopic(topic) ? undefined : broker.topicSettings(topic);
     if (!settings) throw notAccepted(topic);
     const messages = await readMessages(broker, settings, c.req.raw);
     checkRunning(context);
-    const results = await putAll(context.put, topic, messages);
+    const results = await putAll(context.dispatch, topic, messages);
     const failed = results.find((result) => "error" in result);
     if (failed && "error" in failed) {
       const status = new BrokerError(failed.error.kind).status;
@@ -76,7 +74,7 @@ export function registerTopicRoutes(app: Hono, context: AdminContext): void {
   });
 
   app.get("/v1/topics/:topic/partitions/:partition/messages", (c) => {
-    const topic = topicParam(c.req.param("topic"));
+    const topic = userTopicParam(c.req.param("topic"));
     const partition = partitionParam(c.req.param("partition"));
     const max = integerParam("max", c.req.query("max"), {
       min: 1,
@@ -86,12 +84,12 @@ export function registerTopicRoutes(app: Hono, context: AdminContext): void {
     const encoding = encodingParam(c.req.query("encoding"));
     const offsetText = c.req.query("offset");
     const offset = offsetText === undefined ? undefined : offsetParam(offsetText);
-    return fetchMessages(broker, { topic, partition, offset, max, encoding, url: c.req.url });
+    return fetchMessages(context, { topic, partition, offset, max, encoding, url: c.req.url });
   });
 
   app.get("/v1/topics/:topic/stream", (c) =>
     openStream(context, {
-      topic: topicParam(c.req.param("topic")),
+      topic: userTopicParam(c.req.param("topic")),
       partition: c.req.query("partition"),
       from: c.req.query("from"),
       group: c.req.query("group"),
@@ -132,7 +130,14 @@ async function openStream(context: AdminContext, request: StreamRequest): Promis
   const starts = await startOffsets(context, { topic, partitions, from: request.from, group });
   const cursor = new Map(partitions.map((p) => [p, resumed.get(p) ?? starts.get(p)!]));
   const release = context.streams.acquire();
-  return sseResponse(new TopicStream({ broker, topic, cursor, encoding: request.encoding }), {
+  const stream = new TopicStream({
+    broker,
+    reads: context.reads,
+    topic,
+    cursor,
+    encoding: request.encoding,
+  });
+  return sseResponse(stream, {
     shutdown: context.shutdown,
     heartbeatMs: context.heartbeatMs,
     onClose: release,
@@ -145,7 +150,7 @@ async function createTopic(
   partitions: unknown,
 ): Promise<{ topic: string; count: number }> {
   const { broker } = context;
-  const settings = broker.topicSettings(topic);
+  const settings = isInternalTopic(topic) ? undefined : broker.topicSettings(topic);
   if (!settings) throw notAccepted(topic);
   if (partitions !== undefined && partitions !== settings.numPartitions) {
     throw new BrokerError(
@@ -156,12 +161,19 @@ async function createTopic(
   }
   let count = 0;
   for (let partition = 0; partition < settings.numPartitions; partition++) {
-    if (broker.store.get(topic, partition)) continue;
-    const damaged = broker.store.failure(topic, partition);
+    if (broker.logs.get(topic, partition)) continue;
+    const damaged = broker.logs.failure(topic, partition);
     if (damaged) throw new BrokerError("corruption", `${topic}-${partition}: ${damaged.message}`);
     checkRunning(context);
-    await broker.store.getOrCreate(topic, partition);
-    count += 1;
+    try {
+      await broker.logs.open(topic, partition);
+      count += 1;
+    } catch (error) {
+      // In a cluster a node opens only the partitions it holds; the others open on theirs.
+      if (!context.cluster || !(error instanceof BrokerError) || error.kind !== "unavailable") {
+        throw error;
+      }
+    }
   }
   return { topic, count };
 }
@@ -175,48 +187,70 @@ interface FetchRequest {
   readonly url: string;
 }
 
-function fetchMessages(broker: Broker, request: FetchRequest): Response {
+async function fetchMessages(context: AdminContext, request: FetchRequest): Promise<Response> {
+  const { broker, reads } = context;
   const { topic, partition } = request;
-  broker.stats.counters.cmdGet += 1;
-  if (broker.closedPartitions.has(`${topic}-${partition}`)) {
-    throw new BrokerError("partitionClosed", `${topic}-${partition}`);
-  }
-  const log = broker.store.get(topic, partition);
-  if (!log) {
-    const damaged = broker.store.failure(topic, partition);
-    if (damaged) throw new BrokerError("corruption", damaged.message);
-    broker.stats.counters.getMiss += 1;
-    throw new BrokerError("topicNotFound", `no partition ${topic}-${partition} on this broker`);
-  }
-  const end = broker.readLimit(topic, partition, log);
-  const offset = request.offset ?? log.startOffset;
-  if (offset < log.startOffset) {
-    broker.stats.counters.getMiss += 1;
-    return moved(request, log.startOffset, `offset ${offset} is before the first stored record`);
-  }
-  if (offset > end) {
-    broker.stats.counters.getMiss += 1;
-    if (broker.config.system.updateConsumerOffsets) {
-      return moved(request, end, `offset ${offset} is past the end`);
-    }
-    throw BrokerError.verbatim("notFound", `Could not find message at position ${offset}`);
-  }
-  const batch = offset === end ? { records: [], nextOffset: end, bytes: 0 } : readRecords(log, {
+  const local = reads.isLocal(topic, partition);
+  if (local) broker.stats.counters.cmdGet += 1;
+  const miss = () => {
+    if (local) broker.stats.counters.getMiss += 1;
+  };
+  checkPartition(context, topic, partition);
+  const offset = request.offset ?? (await reads.bounds(topic, partition))?.start ?? 0;
+  const page = await reads.page({
+    topic,
+    partition,
     offset,
-    end,
     countMax: request.max,
     bytesMax: broker.config.system.maxTransferSize,
   });
-  broker.stats.served(topic, partition, batch.bytes);
+  if (page.kind === "refused") {
+    if (page.error.status === 404) miss();
+    throw readRefusal(topic, partition, page.error);
+  }
+  if (page.kind === "moved") {
+    miss();
+    const why = page.offset > offset ? "is before the first stored record" : "is past the end";
+    return moved(request, page.offset, `offset ${offset} ${why}`);
+  }
+  const bounds = await reads.bounds(topic, partition);
+  if (!bounds) throw readRefusal(topic, partition);
+  const nextOffset = page.kind === "records" ? page.nextOffset : offset;
+  if (page.kind === "end" && offset > bounds.end) {
+    miss();
+    throw BrokerError.verbatim("notFound", `Could not find message at position ${offset}`);
+  }
   return jsonResponse(200, {
     topic,
     partition,
     offset,
-    nextOffset: batch.nextOffset,
-    startOffset: log.startOffset,
-    endOffset: end,
-    messages: batch.records.map((record) => recordToJson(record, request.encoding)),
+    nextOffset,
+    startOffset: bounds.start,
+    endOffset: Math.max(bounds.end, nextOffset),
+    messages: page.kind === "records"
+      ? page.records.map((record) => recordToJson(record, request.encoding))
+      : [],
   });
+}
+
+/**
+ * A partition that is neither open here nor configured does not exist: answered here, so a
+ * read never makes a node in a cluster open a partition the topic does not have.
+ */
+function checkPartition(context: AdminContext, topic: string, partition: number): void {
+  if (context.broker.logs.get(topic, partition)) return;
+  const settings = context.broker.topicSettings(topic);
+  if (!settings || partition >= settings.numPartitions) throw readRefusal(topic, partition);
+}
+
+/** A refused read as the API reports it: a missing partition is `topicNotFound`. */
+function readRefusal(topic: string, partition: number, error?: BrokerError): BrokerError {
+  if (error && error.status !== 404) {
+    return error.kind === "partitionClosed"
+      ? new BrokerError("partitionClosed", `${topic}-${partition}`)
+      : error;
+  }
+  return new BrokerError("topicNotFound", `no partition ${topic}-${partition} on this broker`);
 }
 
 /** MetaQ's 301 "Moved": the offset to use instead, as a Location the client may follow. */
@@ -244,14 +278,13 @@ async function startOffsets(
     }
   }
   for (const partition of partitions) {
-    const log = broker.store.get(topic, partition);
-    const end = log ? broker.readLimit(topic, partition, log) : 0;
-    if (from === "beginning") starts.set(partition, log?.startOffset ?? 0);
-    else if (from === "end") starts.set(partition, end);
-    else if (from === "committed") starts.set(partition, committed.get(partition) ?? end);
+    const bounds = await context.reads.bounds(topic, partition) ?? { start: 0, end: 0 };
+    if (from === "beginning") starts.set(partition, bounds.start);
+    else if (from === "end") starts.set(partition, bounds.end);
+    else if (from === "committed") starts.set(partition, committed.get(partition) ?? bounds.end);
     else if (partitions.length === 1) {
       const offset = offsetParam(from);
-      checkStartOffset(broker, topic, partition, offset);
+      checkStartOffset(topic, partition, offset, bounds);
       starts.set(partition, offset);
     } else {
       throw new BrokerError(
@@ -263,6 +296,13 @@ async function startOffsets(
     }
   }
   return starts;
+}
+
+/** A topic name whose records the API serves: a valid name, and not one of the broker's own. */
+function userTopicParam(value: string): string {
+  const topic = topicParam(value);
+  if (isInternalTopic(topic)) throw new BrokerError("topicNotFound", topic);
+  return topic;
 }
 
 function encodingParam(value: string | undefined): PayloadEncoding | "auto" {

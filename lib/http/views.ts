@@ -1,8 +1,8 @@
 /**
  * @module What the HTTP API needs from consumer groups and from the cluster, as two small
- * interfaces. lib/groups and lib/cluster implement them; the admin app takes them as optional
- * options and answers 503 when one is absent. Lag is computed here from committed offsets and
- * the partition ends, so providers only report what they own.
+ * interfaces: groups_over_wire.ts and cluster_view.ts implement them; the admin app takes them
+ * as optional options and answers 503 when one is absent. Lag is computed here from committed
+ * offsets and the partition ends, so providers only report what they own.
  */
 
 /** One committed offset of a group. */
@@ -13,6 +13,8 @@ export interface GroupOffset {
   readonly offset: number;
   /** Member that owns the partition now, when one does. */
   readonly owner?: string;
+  /** The partition's readable end as the provider saw it, when it knows. */
+  readonly end?: number;
 }
 
 export interface GroupMember {
@@ -41,6 +43,8 @@ export interface GroupsView {
   list(): readonly string[] | Promise<readonly string[]>;
   /** The group's members and offsets, or undefined when there is no such group. */
   describe(group: string): GroupDescription | undefined | Promise<GroupDescription | undefined>;
+  /** Every group described at once, when the provider can (one request instead of many). */
+  describeAll?(): readonly GroupDescription[] | Promise<readonly GroupDescription[]>;
   /** Moves the group's committed offset; throws a BrokerError (e.g. `conflict`) to refuse. */
   reset(request: GroupOffsetReset): void | Promise<void>;
 }
@@ -55,6 +59,10 @@ export interface ClusterNode {
   readonly lastContactMs?: number;
   /** Highest raft log index known to be replicated on this node, when known. */
   readonly matchIndex?: number;
+  /** User partitions this node leads, as far as the answering node knows. */
+  readonly leads?: number;
+  /** The node answering. */
+  readonly self?: boolean;
 }
 
 export interface ClusterStatus {
@@ -68,6 +76,20 @@ export interface ClusterStatus {
   readonly nodes: readonly ClusterNode[];
 }
 
+/** A user partition's leader as the answering node knows it, with what the leader shares. */
+export interface PartitionLead {
+  readonly topic: string;
+  readonly partition: number;
+  /** Node id of the leader. */
+  readonly leader: string;
+  /** The leader is the answering node: its own log has the figures. */
+  readonly here: boolean;
+  /** The figures the leader last shared (cluster_figures.ts); absent when `here` or not yet. */
+  readonly figures?: readonly number[];
+}
+
 export interface ClusterView {
   status(): ClusterStatus | Promise<ClusterStatus>;
+  /** Every user partition with a known leader (the broker's own `__` logs are left out). */
+  partitions?(): readonly PartitionLead[];
 }

@@ -5,7 +5,7 @@
  * Error replies are built from an error kind (lib/errors.ts) by `errorReply`, so a status and
  * its text always come from one table.
  */
-import { BrokerError, describeError } from "../errors.ts";
+import { BrokerError, describeError, type ErrorKind, ERRORS } from "../errors.ts";
 
 /** What the server sends back: a `result` line, or a prebuilt frame (a `value` reply). */
 export type Reply =
@@ -53,4 +53,22 @@ export interface RequestContext {
 /** Names the client connection of a request across the cluster: `<node>:<connection>`. */
 export function connectionKey(context: RequestContext, localNode = 0): string {
   return `${context.originNode ?? localNode}:${context.connectionId}`;
+}
+
+const KINDS = Object.keys(ERRORS) as ErrorKind[];
+
+/**
+ * The one decoding of an error reply back into a BrokerError (clients, and the HTTP edge
+ * reading a reply another node sent). The kind whose text starts the reply wins (several kinds
+ * share a status); otherwise the first kind with the status, otherwise `internal`. The status
+ * is the reply's, also for MetaQ texts that no kind's text starts.
+ */
+export function errorFromResult(code: number, text: string): BrokerError {
+  const kind =
+    KINDS.find((name) => ERRORS[name].status === code && text.startsWith(ERRORS[name].text)) ??
+      KINDS.find((name) => ERRORS[name].status === code) ??
+      "internal";
+  const error = BrokerError.verbatim(kind, text || `status ${code}`);
+  (error as { status: number }).status = code;
+  return error;
 }

@@ -17,7 +17,7 @@
 import * as net from "node:net";
 import * as tls from "node:tls";
 import type { RequestContext } from "../protocol/reply.ts";
-import { printable } from "../config/names.ts";
+import { printable } from "../protocol/names.ts";
 import {
   AUTH_FAILURES_MAX,
   OUTPUT_BYTES_PER_CONNECTION_MAX,

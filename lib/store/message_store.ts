@@ -13,7 +13,7 @@ import { topicNameProblem } from "../config/names.ts";
 import { BrokerError, describeError } from "../errors.ts";
 import { RECORD_DATA_BYTES_MAX } from "../limits.ts";
 import type { Logger } from "../log.ts";
-import { CorruptLogError, flushPolicyOf, PartitionLog } from "./partition_log.ts";
+import { CorruptLogError, type FlushPolicy, flushPolicyOf, PartitionLog } from "./partition_log.ts";
 import { parseSegmentFileName } from "./segment.ts";
 import { joinPath, makeDirDurably, type Storage } from "./storage.ts";
 
@@ -24,6 +24,8 @@ export interface MessageStoreOptions {
   readonly logger: Logger;
   /** Check every segment's checksums at open, not just the active segment's. */
   readonly verifyAll: boolean;
+  /** A flush policy for a topic other than its configured one (the broker's own logs). */
+  readonly flushFor?: (topic: string) => FlushPolicy | undefined;
   /** Cut damaged logs at the damage instead of refusing them. */
   readonly repair: boolean;
 }
@@ -283,7 +285,7 @@ export class MessageStore {
       // Internal logs (`__meta`) roll small so that compaction behind snapshots can drop them.
       segmentBytesMax: topic.startsWith("__") ? system.metaSegmentSize : system.maxSegmentSize,
       recordDataBytesMax: RECORD_DATA_BYTES_MAX,
-      flush: flushPolicyOf(
+      flush: this.options.flushFor?.(topic) ?? flushPolicyOf(
         settings?.unflushThreshold ?? system.unflushThreshold,
         settings?.unflushInterval ?? system.unflushInterval,
       ),

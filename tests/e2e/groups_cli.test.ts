@@ -257,9 +257,8 @@ test("broadcast: each of three consumers receives every message", async () => {
     expect(run.code).toBe(0);
     expect(run.stdout.trim().split("\n").sort()).toEqual([...sent].sort());
   }
-  expect(fs.existsSync(path.join(temp.path, ".metaq", "offsets", "news@i1", "offsets.log"))).toBe(
-    true,
-  );
+  expect(fs.existsSync(path.join(temp.path, ".metaq", "offsets", "news@i1", "offsets.records")))
+    .toBe(true);
 });
 
 test("group CLI errors are one line: bad names, unknown topics, a reset while members are active", async () => {

@@ -6,18 +6,18 @@ import { failureOutcome, Producer } from "../../lib/client/producer.ts";
 import type { PutResult } from "../../lib/client/client.ts";
 import { buildConfig } from "../../lib/config/config.ts";
 import { silentLogger } from "../../lib/log.ts";
-import { type RunningBroker, startBroker } from "../../lib/server/start_broker.ts";
+import { type App, assemble } from "../../lib/app/assemble.ts";
 import { decodeRecords } from "../../lib/protocol/record.ts";
 import { type TempDir, tempDir } from "../support/temp_dir.ts";
 import { waitFor } from "../support/wait.ts";
 
 let temp: TempDir;
-let running: RunningBroker;
+let running: App;
 let client: MetaqClient;
 
 beforeAll(async () => {
   temp = tempDir();
-  running = await startBroker({
+  running = await assemble({
     config: buildConfig({
       fileText: `[system]\nnumPartitions=3\ndataPath=${temp.path}\n[topic=orders]\n[topic=other]\n`,
       overrides: { serverPort: "0", httpEnabled: "false" },

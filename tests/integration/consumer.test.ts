@@ -12,27 +12,25 @@ import { GroupClient } from "../../lib/client/group_client.ts";
 import { Producer } from "../../lib/client/producer.ts";
 import { buildConfig } from "../../lib/config/config.ts";
 import { silentLogger } from "../../lib/log.ts";
-import { groupsPlugin } from "../../lib/server/group_commands.ts";
-import { type RunningBroker, startBroker } from "../../lib/server/start_broker.ts";
+import { type App, assemble } from "../../lib/app/assemble.ts";
 import { type TempDir, tempDir } from "../support/temp_dir.ts";
 import { waitFor } from "../support/wait.ts";
 
 let temp: TempDir;
-let running: RunningBroker;
+let running: App;
 let client: MetaqClient;
 let producer: Producer;
 const text = (message: ConsumedMessage) => new TextDecoder().decode(message.payload);
 
 beforeAll(async () => {
   temp = tempDir();
-  running = await startBroker({
+  running = await assemble({
     config: buildConfig({
       fileText:
         `[system]\nnumPartitions=4\ndataPath=${temp.path}/data\ngroupSessionTimeoutMs=1500\n[topic=*]\n`,
       overrides: { serverPort: "0", httpEnabled: "false" },
     }),
     logger: silentLogger,
-    plugins: [groupsPlugin()],
   });
   client = new MetaqClient({ brokers: [`127.0.0.1:${running.port}`] });
   producer = new Producer(client);
@@ -255,7 +253,7 @@ describe("broadcast", () => {
     await two.close();
     expect(seen.one.sort()).toEqual([...sent].sort());
     expect(seen.two.sort()).toEqual([...sent].sort());
-    const offsetsFile = path.join(temp.path, "offsets", "readers@one", "offsets.log");
+    const offsetsFile = path.join(temp.path, "offsets", "readers@one", "offsets.records");
     expect(fs.statSync(offsetsFile).size).toBeGreaterThan(0);
     // Restarted, it goes on from its own offsets: nothing is delivered twice.
     const more = await produce("news", 5, "more");
@@ -272,7 +270,7 @@ describe("broadcast", () => {
       .subscribe("news", () => {});
     await fileStore.start();
     // A lock held by another live process is refused; our own pid may reopen, so fake another.
-    const lock = path.join(temp.path, "offsets", "readers@shared", "offsets.log.lock");
+    const lock = path.join(temp.path, "offsets", "readers@shared", "offsets.records.lock");
     await fileStore.close();
     fs.mkdirSync(path.dirname(lock), { recursive: true });
     fs.writeFileSync(lock, `${process.ppid}\n`);

@@ -5,8 +5,7 @@ import { Producer } from "../../lib/client/producer.ts";
 import { buildConfig } from "../../lib/config/config.ts";
 import { BrokerError } from "../../lib/errors.ts";
 import { memoryLogger } from "../../lib/log.ts";
-import { groupsPlugin } from "../../lib/server/group_commands.ts";
-import { type RunningBroker, startBroker } from "../../lib/server/start_broker.ts";
+import { type App, assemble } from "../../lib/app/assemble.ts";
 import { decodeRecords, splitAttribute } from "../../lib/protocol/record.ts";
 import { RawSocket } from "../support/raw_socket.ts";
 import { type TempDir, tempDir } from "../support/temp_dir.ts";
@@ -24,19 +23,18 @@ numPartitions=2
 `;
 
 let temp: TempDir;
-let running: RunningBroker;
+let running: App;
 let client: MetaqClient;
 let groups: GroupClient;
 const logger = memoryLogger();
 
-async function start(): Promise<RunningBroker> {
-  return await startBroker({
+async function start(): Promise<App> {
+  return await assemble({
     config: buildConfig({
       fileText: CONFIG(temp.path),
       overrides: { serverPort: "0", httpEnabled: "false" },
     }),
     logger,
-    plugins: [groupsPlugin()],
   });
 }
 

@@ -8,32 +8,38 @@ import * as net from "node:net";
 import { result } from "../../lib/protocol/reply.ts";
 import { buildConfig } from "../../lib/config/config.ts";
 import { silentLogger } from "../../lib/log.ts";
-import type { Respond } from "../../lib/server/router.ts";
-import { startBroker } from "../../lib/server/start_broker.ts";
+import type { CommandTable } from "../../lib/protocol/command_table.ts";
+import type { ExtensionCommand } from "../../lib/protocol/commands.ts";
+import type { RequestContext, Respond } from "../../lib/protocol/reply.ts";
+import { assemble } from "../../lib/app/assemble.ts";
 import { RawSocket } from "../support/raw_socket.ts";
 import { tempDir } from "../support/temp_dir.ts";
 import { waitFor } from "../support/wait.ts";
 
 async function brokerWith(dir: string, overrides: Record<string, string>) {
-  const running = await startBroker({
-    config: buildConfig({ overrides: { serverPort: "0", dataPath: dir, ...overrides } }),
-    logger: silentLogger,
-  });
   const held: Respond[] = [];
   let served = 0;
-  running.router.addExtension("hold", {
-    spec: { args: 0 },
-    handle: (_command, _context, respond) => {
-      served += 1;
-      held.push(respond);
+  // Two commands of a test part: one never answers until released, one answers N bytes.
+  const commands: CommandTable = {
+    "ext:hold": {
+      spec: { args: 0 },
+      handle: (_command: ExtensionCommand, _context: RequestContext, respond: Respond) => {
+        served += 1;
+        held.push(respond);
+      },
     },
-  });
-  running.router.addExtension("big", {
-    spec: { args: 1 },
-    handle: (command, _context, respond) => {
-      served += 1;
-      respond(result(200, "x".repeat(Number(command.args[0]))));
+    "ext:big": {
+      spec: { args: 1 },
+      handle: (command: ExtensionCommand, _context: RequestContext, respond: Respond) => {
+        served += 1;
+        respond(result(200, "x".repeat(Number(command.args[0]))));
+      },
     },
+  };
+  const running = await assemble({
+    config: buildConfig({ overrides: { serverPort: "0", dataPath: dir, ...overrides } }),
+    logger: silentLogger,
+    extraCommands: [commands],
   });
   return { running, held, served: () => served };
 }

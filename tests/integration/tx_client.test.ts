@@ -76,7 +76,7 @@ describe("local transactions through the client", () => {
   });
 
   test("a transaction whose connection dropped fails with ConnectionError and was rolled back", async () => {
-    const manager = broker.plugin.manager!;
+    const manager = broker.running.transactions.manager!;
     const metaq = client();
     const openBefore = manager.openCount;
     const tx = await beginTransaction(metaq);

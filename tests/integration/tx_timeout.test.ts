@@ -9,7 +9,7 @@ test("unprepared transactions past their timeout (capped by maxTxTimeoutInSecond
   const clock = new ManualClock();
   const broker = await startTxBroker(temp.path, { clock, extra: "maxTxTimeoutInSeconds=60" });
   try {
-    const manager = broker.plugin.manager!;
+    const manager = broker.running.transactions.manager!;
     using socket = await RawSocket.connect(broker.running.port);
     const xid = "XID:1:0a:01:q";
     await ask(socket, "transaction TX:t:1 t BEGIN 5 1\r\n");

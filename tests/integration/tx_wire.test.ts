@@ -114,7 +114,7 @@ describe("local transactions on the wire", () => {
   });
 
   test("a local transaction belongs to its connection and is rolled back when it closes", async () => {
-    const manager = broker.plugin.manager!;
+    const manager = broker.running.transactions.manager!;
     const openBefore = manager.openCount;
     const owner = await connect(broker.running);
     await ask(owner, "transaction TX:s4:1 s4 BEGIN 1\r\n");
@@ -340,7 +340,7 @@ describe("bad input gets MetaQ's error and changes nothing", () => {
   });
 
   test("malformed keys and types close the connection without a reply, as MetaQ's decoder does", async () => {
-    const manager = broker.plugin.manager!;
+    const manager = broker.running.transactions.manager!;
     const requests = [
       "transaction XID:1:zz:01:q s BEGIN 1\r\n",
       "transaction XID:1:0a:01 s BEGIN 1\r\n",

@@ -1,10 +1,11 @@
 /**
- * @module The OffsetStore contract as one suite, run against every implementation: memory, the
- * file store on in-memory storage (unit) and the file store on real files (integration).
+ * @module The OffsetStore contract as one suite, run against every implementation: the client's
+ * memory store (unit) and file store (integration), and the broker's file store on in-memory
+ * storage (unit) and on real files (integration).
  */
 import { describe, expect, test } from "bun:test";
 import { BrokerError } from "../../lib/errors.ts";
-import type { OffsetEntry, OffsetStore } from "../../lib/broker/groups/offset_store.ts";
+import type { OffsetEntry, OffsetStore } from "../../lib/protocol/group_wire.ts";
 
 export interface StoreFactory {
   /** A fresh, empty store. */

@@ -6,18 +6,18 @@
 import type { Clock } from "../../lib/clock.ts";
 import { buildConfig } from "../../lib/config/config.ts";
 import { silentLogger } from "../../lib/log.ts";
-import { type RunningBroker, startBroker } from "../../lib/server/start_broker.ts";
+import { type App, assemble, type AssembleOptions } from "../../lib/app/assemble.ts";
 import { type DecodedRecord, decodeRecords } from "../../lib/protocol/record.ts";
 import type { Storage } from "../../lib/store/storage.ts";
-import { type TransactionsPlugin, transactionsPlugin } from "../../lib/broker/tx/plugin.ts";
-import type { TransactionsPluginOptions } from "../../lib/broker/tx/plugin.ts";
 import { RawSocket } from "./raw_socket.ts";
 
 export interface TxBroker {
-  readonly running: RunningBroker;
-  readonly plugin: TransactionsPlugin;
+  readonly running: App;
   close(): Promise<void>;
 }
+
+/** Test-only hooks of the transactions part (a crash in the middle of a commit's append). */
+export type TxHooks = Pick<AssembleOptions, "crashAfterCommitBytes" | "crash">;
 
 export const TX_CONFIG = (dataPath: string, extra = "") => `
 [system]
@@ -39,11 +39,10 @@ export async function startTxBroker(
     extra?: string;
     clock?: Clock;
     storage?: Storage;
-    plugin?: TransactionsPluginOptions;
+    hooks?: TxHooks;
   } = {},
 ): Promise<TxBroker> {
-  const plugin = transactionsPlugin(options.plugin);
-  const running = await startBroker({
+  const running = await assemble({
     config: buildConfig({
       fileText: TX_CONFIG(dataPath, options.extra),
       overrides: { serverPort: "0", httpEnabled: "false" },
@@ -51,9 +50,9 @@ export async function startTxBroker(
     logger: silentLogger,
     clock: options.clock,
     storage: options.storage,
-    plugins: [plugin],
+    ...options.hooks,
   });
-  return { running, plugin, close: () => running.close() };
+  return { running, close: () => running.close() };
 }
 
 /** Sends one request and returns the reply frame as `header` + body text. */
@@ -74,7 +73,7 @@ export function putLine(
 
 /** Every record in a partition's log, read through the broker's store (acknowledged data). */
 export function recordsOf(
-  running: RunningBroker,
+  running: App,
   topic: string,
   partition: number,
 ): DecodedRecord[] {
@@ -94,6 +93,6 @@ export function payloads(records: readonly DecodedRecord[]): string[] {
   return records.map((record) => new TextDecoder().decode(record.data));
 }
 
-export async function connect(running: RunningBroker): Promise<RawSocket> {
+export async function connect(running: App): Promise<RawSocket> {
   return await RawSocket.connect(running.port);
 }

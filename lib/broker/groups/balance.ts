@@ -16,9 +16,7 @@
  */
 import { createHash } from "node:crypto";
 import { assert } from "../../assert.ts";
-
-export const STRATEGIES = ["DEFAULT", "CONSIST"] as const;
-export type Strategy = typeof STRATEGIES[number];
+import type { Strategy } from "../../protocol/group_wire.ts";
 
 /** Ring points per consumer in CONSIST (MetaQ's NUM_REPS). */
 const RING_POINTS_PER_CONSUMER = 160;

@@ -21,10 +21,18 @@
  * a forced offset reset uses.
  */
 import { assert } from "../../assert.ts";
-import { groupNameProblem, topicNameProblem } from "../../config/names.ts";
+import { topicNameProblem } from "../../config/names.ts";
 import { BrokerError } from "../../errors.ts";
-import { balance, partitionName, type Strategy } from "./balance.ts";
-import { compareEntries, type OffsetEntry } from "./offset_store.ts";
+import {
+  type AssignedPartition,
+  type Assignment,
+  compareEntries,
+  type HeartbeatReply,
+  type OffsetEntry,
+  type Strategy,
+} from "../../protocol/group_wire.ts";
+import { groupNameProblem } from "../../protocol/names.ts";
+import { balance, partitionName } from "./balance.ts";
 
 /** Longest member id; ids are one protocol token. */
 export const MEMBER_ID_BYTES_MAX = 200;
@@ -60,27 +68,6 @@ export interface JoinRequest {
   readonly topics: readonly TopicSubscription[];
   readonly strategy: Strategy;
   readonly nowMs: number;
-}
-
-export interface HeartbeatReply {
-  readonly generation: number;
-  /** Partitions targeted at this member that their previous owner has not released yet. */
-  readonly pending: number;
-}
-
-export interface AssignedPartition {
-  readonly topic: string;
-  readonly partition: number;
-  /** Generation in which this member was handed the partition. */
-  readonly grantedAt: number;
-  /** Committed offset, or undefined when the group has none for the partition. */
-  readonly offset?: number;
-}
-
-export interface Assignment {
-  readonly generation: number;
-  readonly partitions: readonly AssignedPartition[];
-  readonly pending: number;
 }
 
 export interface CommitRequest {

@@ -6,18 +6,22 @@
  */
 import { assert } from "../../assert.ts";
 import type { Clock } from "../../clock.ts";
-import { checkGroupName, topicNameProblem } from "../../config/names.ts";
+import { topicNameProblem } from "../../config/names.ts";
 import { BrokerError, describeError } from "../../errors.ts";
 import type { Logger } from "../../log.ts";
-import { STRATEGIES, type Strategy } from "./balance.ts";
 import {
   type Assignment,
-  type Effect,
-  GroupCoordinator,
+  type GroupReport,
   type HeartbeatReply,
-  TOPICS_PER_MEMBER_MAX,
-} from "./coordinator.ts";
-import type { OffsetEntry, OffsetStore } from "./offset_store.ts";
+  type JoinReply,
+  type OffsetEntry,
+  type OffsetStore,
+  type ResetTarget,
+  STRATEGIES,
+  type Strategy,
+} from "../../protocol/group_wire.ts";
+import { checkGroupName } from "../../protocol/names.ts";
+import { type Effect, GroupCoordinator, TOPICS_PER_MEMBER_MAX } from "./coordinator.ts";
 
 export interface GroupServiceOptions {
   readonly brokerId: number;
@@ -34,31 +38,6 @@ export interface GroupServiceOptions {
   ) => { start: number; end: number } | undefined;
   /** See CoordinatorOptions.generationBase. */
   readonly generationBase?: number;
-}
-
-export type ResetTarget = "earliest" | "latest" | number;
-
-export interface PartitionReport {
-  readonly topic: string;
-  readonly partition: number;
-  readonly owner: string | null;
-  readonly committed: number | null;
-  readonly end: number;
-  /** Bytes between the committed offset (or the log start) and the end. */
-  readonly lag: number;
-}
-
-export interface GroupReport {
-  readonly group: string;
-  readonly generation: number;
-  readonly strategy: Strategy | null;
-  readonly members: readonly {
-    id: string;
-    topics: readonly string[];
-    idleMs: number;
-    partitions: readonly string[];
-  }[];
-  readonly partitions: readonly PartitionReport[];
 }
 
 export class GroupService {
@@ -96,7 +75,7 @@ export class GroupService {
 
   async join(
     request: { group: string; memberId: string; topics: readonly string[]; strategy: string },
-  ): Promise<{ generation: number; sessionTimeoutMs: number }> {
+  ): Promise<JoinReply> {
     if (!(STRATEGIES as readonly string[]).includes(request.strategy)) {
       throw new BrokerError("badRequest", `strategy ${request.strategy} is not DEFAULT or CONSIST`);
     }

@@ -12,8 +12,6 @@
 import { assert } from "../../assert.ts";
 import { BrokerError, describeError } from "../../errors.ts";
 import type { Logger } from "../../log.ts";
-import type { Storage } from "../../store/storage.ts";
-import { Journal } from "./journal.ts";
 import {
   checkEntries,
   checkForward,
@@ -22,7 +20,9 @@ import {
   type OffsetKey,
   offsetKeyText,
   type OffsetStore,
-} from "./offset_store.ts";
+} from "../../protocol/group_wire.ts";
+import type { Storage } from "../../store/storage.ts";
+import { Journal } from "./journal.ts";
 
 export interface FileOffsetStoreOptions {
   readonly storage: Storage;

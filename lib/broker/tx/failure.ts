@@ -3,30 +3,10 @@
  * `transaction` command with `500` and either `XAException:code=<n>,msg=<text>` (an XA error; the
  * Java client parses the code back out) or a plain exception text. A transactional `put` always
  * gets the plain text, XA or not, because MetaQ's put path prints only the exception message.
- * The codes are javax.transaction.xa's. Not here: deciding when each failure happens (state.ts).
+ * The codes are javax.transaction.xa's, in lib/protocol/xa.ts. Not here: deciding when each
+ * failure happens (state.ts).
  */
-
-/** javax.transaction.xa.XAException and XAResource codes that MetaQ's broker uses. */
-export const XA = {
-  /** Prepare's answer: the branch has work and is now prepared. */
-  OK: 0,
-  /** Prepare's answer: the branch did no work and is already finished. */
-  RDONLY: 3,
-  /** Heuristically rolled back. */
-  HEURRB: 6,
-  /** Heuristically committed. */
-  HEURCOM: 7,
-  /** Heuristically completed (part committed, part rolled back, or forgotten). */
-  HEURHAZ: 8,
-  /** Rolled back for an unspecified reason (MetaQ: a commit the store could not write). */
-  RBOTHER: 104,
-  /** The resource manager failed. */
-  RMERR: -3,
-  /** The XID names no transaction. */
-  NOTA: -4,
-  /** The call is not allowed in the transaction's state. */
-  PROTO: -6,
-} as const;
+import { XA } from "../../protocol/xa.ts";
 
 export type TxFailure =
   | { readonly kind: "xa"; readonly code: number; readonly message: string }

@@ -1,38 +1,41 @@
 /**
  * @module TransactionManager: MetaQ's `transaction` command and transactional puts, as its
- * TransactionalCommandProcessor answers them. XA transactions live in one broker-wide table
- * (a transaction manager may finish them from any connection); local ones in a table per
- * connection, and (unlike MetaQ, whose listener for this was never registered) they are rolled
- * back as soon as their connection closes. Every put, prepare, commit, rollback and heuristic
- * outcome is journalled; prepare, commit and rollback are made durable before the reply when
- * flushTxLogAtCommit=1. Decisions come from state.ts, the commit path from commit.ts.
+ * TransactionalCommandProcessor answers them, on the node that writes the transaction journal
+ * (`__tx-0`; the only node on a broker that runs alone). XA transactions live in one table (a
+ * transaction manager may finish them from any connection, through any node); local ones in a
+ * table per client connection, and (unlike MetaQ, whose listener for this was never
+ * registered) they are rolled back as soon as their connection closes.
+ *
+ * What must outlive this coordinator is journalled before the reply: a PREPARE (with the
+ * branch's messages), a commit (with where its batches go), a prepared branch's rollback, and
+ * heuristic outcomes. A commit then appends each partition's batch through the PartitionWriter
+ * (on the partition's leader, wherever it is), exactly once, and journals `applied`. Decisions
+ * come from state.ts; the journal's meaning from tx_state.ts.
  */
-import type { Broker, TransactionalPutHandler } from "../broker.ts";
-import type { Reply, RequestContext } from "../../protocol/reply.ts";
-import { result } from "../../protocol/reply.ts";
+import { BrokerError, describeError } from "../../errors.ts";
 import type { Clock } from "../../clock.ts";
-import { describeError } from "../../errors.ts";
 import {
   TX_BYTES_MAX,
   TX_HELD_BYTES_MAX,
-  TX_JOURNAL_FILE_BYTES_MAX,
   TX_MESSAGES_MAX,
   TX_OPEN_MAX,
 } from "../../limits.ts";
 import type { Logger } from "../../log.ts";
 import type { PutCommand, TransactionCommand } from "../../protocol/commands.ts";
-import { commitBatches, type CommitParts, isDurable, type PendingCommit } from "./commit.ts";
+import { parseTxKey } from "../../protocol/parser.ts";
+import { connectionKey, type RequestContext, type Respond, result } from "../../protocol/reply.ts";
+import { XA } from "../../protocol/xa.ts";
+import type { Broker } from "../broker.ts";
+import type { StateLog } from "../state_log.ts";
+import { encodeBatches } from "./batch.ts";
 import {
   commandFailureText,
   type HeuristicOutcome,
   plainFailure,
   putFailureText,
   type TxFailure,
-  XA,
   xaFailure,
 } from "./failure.ts";
-import type { TxJournal } from "./journal.ts";
-import type { TxRecord } from "./journal_record.ts";
 import { type TxListing, TxRegistry } from "./registry.ts";
 import {
   deadlineFor,
@@ -40,62 +43,62 @@ import {
   decidePrepare,
   isExpired,
   type OpenTransaction,
+  type OpenTxKey,
   refusePut,
+  type TxMessage,
 } from "./state.ts";
+import type { CommitTx } from "./tx_record.ts";
+import { encodeTxRecord, type TxRecord } from "./tx_record.ts";
+import type { TxState } from "./tx_state.ts";
+
+/** Appends a commit's batches to their partitions, wherever their leaders are. */
+export interface PartitionWriter {
+  /**
+   * Appends the records of `batch` that `topic`-`partition` does not hold at or after `since`;
+   * resolves once every record of the batch is readable there. Rejects with a BrokerError.
+   */
+  appendMissing(topic: string, partition: number, batch: Uint8Array, since: number): Promise<void>;
+  /** Where a batch for the partition can first land: its readable end as this node knows it. */
+  sinceOf(topic: string, partition: number): number;
+  /**
+   * TEST ONLY (METAQ_TEST_CRASH_AFTER_COMMIT_BYTES): writes `bytes` (a prefix of a batch, so
+   * possibly a torn record) straight to the local partition, then resolves once written.
+   */
+  appendRawForTest?(topic: string, partition: number, bytes: Uint8Array): Promise<void>;
+}
 
 export interface ManagerOptions {
   readonly broker: Broker;
-  readonly journal: TxJournal;
+  readonly journal: StateLog;
+  readonly state: TxState;
+  readonly writer: PartitionWriter;
   readonly clock: Clock;
   readonly logger: Logger;
-  /** Called when the journal cannot be synced: the process must stop (recovery runs next). */
-  readonly onFatal: (error: Error) => void;
-  /** Journal files are checkpointed once they grow past this (tests use small values). */
-  readonly journalFileBytesMax?: number;
-  /** TEST ONLY: see CommitParts.crashAfterBytes. */
+  /** This node's id, for connection keys (0 on a broker that runs alone). */
+  readonly nodeId: number;
+  /** TEST ONLY: append this many bytes of the next commit's batches, then call `crash`. */
   readonly crashAfterCommitBytes?: number;
   readonly crash?: () => void;
 }
 
-/** What recovery hands over: prepared transactions, heuristic outcomes, blocked commits. */
-export interface RecoveredState {
-  readonly prepared: readonly OpenTransaction[];
-  readonly heuristics: ReadonlyMap<string, HeuristicOutcome>;
-  readonly pendingCommits: readonly PendingCommit[];
-  readonly nextTxNumber: number;
-}
-
-type Respond = (reply: Reply) => void;
-
-export class TransactionManager implements TransactionalPutHandler {
+export class TransactionManager {
   readonly #options: ManagerOptions;
   readonly #broker: Broker;
-  readonly #journal: TxJournal;
-  readonly #registry = new TxRegistry();
-  readonly #pending = new Set<PendingCommit>();
-  /** Committed transactions whose commit record is not written yet. */
-  readonly #committing = new Set<OpenTransaction>();
-  readonly #commitParts: CommitParts;
-  #nextTxNumber: number;
+  readonly #registry: TxRegistry;
+  /** Commits being completed now (a retry never runs beside the first attempt). */
+  readonly #completing = new Set<number>();
+  #nextTx: number;
   #heldBytes = 0;
-  #checkpointing: Promise<void> | undefined;
-  #checkpointQueued = false;
+  #closed = false;
 
-  constructor(options: ManagerOptions, recovered: RecoveredState) {
+  constructor(options: ManagerOptions) {
     this.#options = options;
     this.#broker = options.broker;
-    this.#journal = options.journal;
-    this.#nextTxNumber = recovered.nextTxNumber;
-    for (const tx of recovered.prepared) this.#adopt(tx);
-    for (const [key, outcome] of recovered.heuristics) this.#registry.heuristics.set(key, outcome);
-    for (const pending of recovered.pendingCommits) this.#pending.add(pending);
-    this.#commitParts = {
-      store: options.broker.store,
-      journal: options.journal,
-      syncAtCommit: options.broker.config.system.flushTxLogAtCommit === 1,
-      crashAfterBytes: options.crashAfterCommitBytes,
-      crash: options.crash ?? (() => {}),
-    };
+    this.#registry = new TxRegistry(options.state.heuristics);
+    this.#nextTx = options.state.nextTx;
+    for (const prepared of options.state.prepared.values()) this.#adoptPrepared(prepared);
+    const highest = options.state.highestMessageId;
+    if (highest !== undefined) options.broker.ids.observe(highest);
   }
 
   /** Open (begun, not finished) transactions, local and XA. */
@@ -108,7 +111,17 @@ export class TransactionManager implements TransactionalPutHandler {
     return this.#heldBytes;
   }
 
-  /** The router's transaction handler: every `transaction` command arrives here. */
+  /** Commits journalled whose batches are not known to be in their partitions yet. */
+  get pendingCommitCount(): number {
+    return this.#options.state.pending.size;
+  }
+
+  /** This node stopped coordinating: nothing more is journalled or answered from here. */
+  close(): void {
+    this.#closed = true;
+  }
+
+  /** Every `transaction` command arrives here. */
   handle(command: TransactionCommand, context: RequestContext, respond: Respond): void {
     const fail = (failure: TxFailure) => respond(result(500, commandFailureText(failure)));
     switch (command.type) {
@@ -130,10 +143,10 @@ export class TransactionManager implements TransactionalPutHandler {
     }
   }
 
-  /** A put carrying a transaction key: journalled, held until commit, answered with offset -1. */
-  put(command: PutCommand, context: RequestContext, _partition: number, done: Respond): void {
+  /** A put carrying a transaction key: held until commit, answered with offset -1. */
+  put(command: PutCommand, context: RequestContext, done: Respond): void {
     const fail = (failure: TxFailure) => done(result(500, putFailureText(failure)));
-    const found = this.#registry.find(command.txKey!, context.connectionId);
+    const found = this.#registry.find(command.txKey!, this.#connection(context));
     if ("message" in found) return fail(found);
     const tx = found;
     if (tx.phase === "start") tx.phase = "inUse"; // MetaQ marks it before any other check
@@ -148,15 +161,13 @@ export class TransactionManager implements TransactionalPutHandler {
     }) ?? this.#refuseHeld(command.body.length);
     if (refused) return fail(refused);
     const { partition, settings } = checked;
-    const message = {
+    const message: TxMessage = {
       topic: command.topic,
       partition,
       id: this.#broker.ids.next(),
       flag: command.flag,
       data: command.body,
     };
-    const failure = this.#write([{ type: "put", tx: tx.number, key: tx.key.text, message }]);
-    if (failure) return fail(failure);
     tx.messages.push(message);
     tx.bytes += message.data.length;
     this.#heldBytes += message.data.length;
@@ -164,31 +175,44 @@ export class TransactionManager implements TransactionalPutHandler {
     done(result(200, `${message.id} ${partition} -1`));
   }
 
-  /** Rolls back the local transactions of a connection that closed. */
+  /** Rolls back the local transactions of a client connection that closed. */
   connectionClosed(context: RequestContext): void {
-    for (const tx of this.#registry.takeConnection(context.connectionId)) {
-      this.#abandon(tx, "its connection closed");
+    for (const tx of this.#registry.takeConnection(this.#connection(context))) {
+      this.#logger("info", "Rolling back transaction: its connection closed", tx);
+      this.#drop(tx);
+    }
+  }
+
+  /** Rolls back every unprepared transaction past its timeout (called by a timer). */
+  expire(): void {
+    const now = this.#options.clock.monotonicMs();
+    for (const tx of [...this.#registry.open()]) {
+      if (!isExpired(tx, now)) continue;
+      this.#logger("info", "Rolling back transaction: it timed out", tx);
+      this.#registry.remove(tx);
+      this.#drop(tx);
     }
   }
 
   /**
-   * Rolls back every unprepared transaction past its timeout, and forgets commits whose
-   * batches became durable (called by a timer).
+   * Completes every journalled commit not yet applied (at start, then by a timer); resolves
+   * when each has been tried once. A failure is logged: the next call tries again.
    */
-  expire(): void {
-    const now = this.#options.clock.monotonicMs();
-    for (const tx of [...this.#registry.open()]) {
-      if (isExpired(tx, now)) this.#abandon(tx, "it timed out");
-    }
-    for (const pending of [...this.#pending]) if (isDurable(pending)) this.#pending.delete(pending);
+  async completePending(): Promise<void> {
+    const attempts = [...this.#options.state.pending.values()]
+      .filter((commit) => !this.#completing.has(commit.tx))
+      .map((commit) =>
+        this.#complete(commit).catch((error) =>
+          this.#options.logger.log("warn", "Cannot complete a committed transaction yet", {
+            transaction: commit.key,
+            reason: describeError(error),
+          })
+        )
+      );
+    await Promise.all(attempts);
   }
 
-  /** Commits journalled and not yet known durable in their partitions. */
-  get pendingCommitCount(): number {
-    return this.#pending.size;
-  }
-
-  /** Prepared XA transactions and heuristic outcomes, for operators. */
+  /** Prepared XA branches and heuristic outcomes, for operators. */
   list(): TxListing[] {
     return this.#registry.list();
   }
@@ -210,69 +234,7 @@ export class TransactionManager implements TransactionalPutHandler {
     }
     return outcome === "commit"
       ? await this.#commitTransaction(tx, true, outcome)
-      : await this.#rollbackTransaction(tx, outcome);
-  }
-
-  /** Syncs the journal (flushTxLogAtCommit=2 calls this every second). */
-  async syncJournal(): Promise<void> {
-    await this.#journal.sync();
-  }
-
-  /**
-   * The live state as journal records: open transactions' puts (and prepares), commits whose
-   * batches may not be durable yet, heuristic outcomes. A new journal file starts with these.
-   */
-  snapshot(): TxRecord[] {
-    const records: TxRecord[] = [];
-    for (const tx of this.#allLive()) {
-      if (tx.messages.length === 0 && tx.phase !== "prepared") continue;
-      const key = tx.key.text;
-      for (const message of tx.messages) records.push({ type: "put", tx: tx.number, key, message });
-      if (tx.phase === "prepared") records.push({ type: "prepare", tx: tx.number, key });
-    }
-    for (const pending of [...this.#pending]) {
-      if (isDurable(pending)) {
-        this.#pending.delete(pending);
-        continue;
-      }
-      const { number, key, messages, wasPrepared } = pending.request;
-      for (const message of messages) {
-        records.push({ type: "put", tx: number, key: key.text, message });
-      }
-      const locations = pending.locations;
-      records.push({ type: "commit", tx: number, key: key.text, wasPrepared, locations });
-    }
-    for (const [key, outcome] of this.#registry.heuristics) {
-      records.push({ type: "heuristic", key, outcome });
-    }
-    return records;
-  }
-
-  /** Starts a new journal file from a snapshot; one checkpoint runs at a time. */
-  checkpoint(): Promise<void> {
-    this.#checkpointing ??= (async () => {
-      try {
-        await this.#journal.checkpoint(this.snapshot(), this.#nextTxNumber);
-      } finally {
-        this.#checkpointing = undefined;
-      }
-    })();
-    return this.#checkpointing;
-  }
-
-  /** Checkpoints when anything was journalled since the last checkpoint (a timer's job). */
-  checkpointIfChanged(): Promise<void> {
-    return this.#journal.bytesSinceCheckpoint > 0 ? this.checkpoint() : Promise.resolve();
-  }
-
-  /** Checkpoints when the active file has grown enough since the last checkpoint. */
-  maybeCheckpoint(): void {
-    const limit = Math.max(
-      this.#options.journalFileBytesMax ?? TX_JOURNAL_FILE_BYTES_MAX,
-      this.#journal.checkpointBytes,
-    );
-    if (this.#journal.bytesSinceCheckpoint < limit || this.#checkpointing) return;
-    this.checkpoint().catch((error) => this.#fatalOrLog(error, "Cannot checkpoint"));
+      : await this.#rollbackPrepared(tx, outcome);
   }
 
   #begin(command: TransactionCommand, context: RequestContext, respond: Respond, fail: Fail) {
@@ -283,7 +245,8 @@ export class TransactionManager implements TransactionalPutHandler {
     if (key.kind === "null") {
       return fail(plainFailure("Cannot begin transaction: the key 'null' names no transaction"));
     }
-    if (this.#registry.lookup(key, context.connectionId)) return respond(result(200));
+    const connection = this.#connection(context);
+    if (this.#registry.lookup(key, connection)) return respond(result(200));
     const system = this.#broker.config.system;
     const now = this.#options.clock.monotonicMs();
     const deadlineMs = deadlineFor(now, command.timeout, system.maxTxTimeoutInSeconds);
@@ -298,14 +261,21 @@ export class TransactionManager implements TransactionalPutHandler {
         ),
       );
     }
-    const connectionId = key.kind === "local" ? context.connectionId : undefined;
-    const number = this.#nextTxNumber++;
-    this.#adopt({ number, key, connectionId, phase: "start", messages: [], bytes: 0, deadlineMs });
+    const number = this.#nextTx++;
+    this.#registry.add({
+      number,
+      key,
+      connection: key.kind === "local" ? connection : undefined,
+      phase: "start",
+      messages: [],
+      bytes: 0,
+      deadlineMs,
+    });
     respond(result(200));
   }
 
   #prepare(command: TransactionCommand, context: RequestContext, respond: Respond, fail: Fail) {
-    const found = this.#registry.find(command.txKey, context.connectionId);
+    const found = this.#registry.find(command.txKey, this.#connection(context));
     if ("message" in found) return fail(found);
     const tx = found;
     const decision = decidePrepare(tx);
@@ -314,15 +284,26 @@ export class TransactionManager implements TransactionalPutHandler {
       this.#registry.remove(tx);
       return respond(result(200, String(XA.RDONLY)));
     }
-    const failure = this.#write([{ type: "prepare", tx: tx.number, key: tx.key.text }]);
-    if (failure) return fail(failure);
+    // Prepared once the record is durable; until then the branch takes no other command.
     tx.phase = "prepared";
-    this.#durably(() => respond(result(200, String(XA.OK))));
+    const record: TxRecord = {
+      type: "prepare",
+      tx: tx.number,
+      key: tx.key.text,
+      messages: tx.messages,
+    };
+    this.#journal(record).then(
+      () => respond(result(200, String(XA.OK))),
+      (error) => {
+        tx.phase = "inUse";
+        fail(xaFailure(XA.RMERR, `Cannot prepare '${tx.key.text}': ${describeError(error)}`));
+      },
+    );
   }
 
   #commit(command: TransactionCommand, context: RequestContext, respond: Respond, fail: Fail) {
     this.#broker.stats.counters.txCommit += 1;
-    const found = this.#registry.find(command.txKey, context.connectionId);
+    const found = this.#registry.find(command.txKey, this.#connection(context));
     if ("message" in found) return fail(found);
     const decision = decideCommit(found, command.type === "COMMIT_ONE_PHASE");
     if (decision.kind === "failed") return fail(decision.failure);
@@ -332,14 +313,14 @@ export class TransactionManager implements TransactionalPutHandler {
     }
     this.#commitTransaction(found, decision.wasPrepared).then(
       (failure) => failure ? fail(failure) : respond(result(200)),
-      (error) => this.#options.onFatal(error as Error),
+      (error) => fail(xaFailure(XA.RMERR, describeError(error))),
     );
   }
 
   /**
-   * Removes `tx` from the open tables, then commits it; resolves with a failure or nothing.
-   * Until its commit record is written it stays in #committing, so a checkpoint taken
-   * meanwhile still carries its puts.
+   * Takes `tx` out of the open tables, journals its commit, then appends its batches. Resolves
+   * with a failure or nothing. A commit that could not be journalled is rolled back (a
+   * prepared branch stays prepared in the journal: only an explicit outcome may end it).
    */
   async #commitTransaction(
     tx: OpenTransaction,
@@ -347,108 +328,137 @@ export class TransactionManager implements TransactionalPutHandler {
     heuristic?: HeuristicOutcome,
   ): Promise<TxFailure | undefined> {
     this.#registry.remove(tx);
-    this.#committing.add(tx);
-    const alsoRecord: TxRecord[] = heuristic
-      ? [{ type: "heuristic", key: tx.key.text, outcome: heuristic }]
-      : [];
-    let outcome;
+    this.#heldBytes -= tx.bytes;
+    const writer = this.#options.writer;
+    const targets = encodeBatches(tx.messages).map((batch) => ({
+      topic: batch.topic,
+      partition: batch.partition,
+      since: writer.sinceOf(batch.topic, batch.partition),
+    }));
+    const commit: CommitTx = {
+      tx: tx.number,
+      key: tx.key.text,
+      wasPrepared,
+      targets,
+      messages: tx.messages,
+    };
     try {
-      outcome = await commitBatches(
-        this.#commitParts,
-        { number: tx.number, key: tx.key, messages: tx.messages, wasPrepared, alsoRecord },
-        (pending) => {
-          // Same turn as the commit record: no checkpoint can fall in between.
-          this.#committing.delete(tx);
-          this.#pending.add(pending);
-          if (heuristic) this.#registry.heuristics.set(tx.key.text, heuristic);
-        },
-      );
-    } finally {
-      this.#committing.delete(tx);
-    }
-    this.#checkpointSoon();
-    if (outcome.kind === "committed" && isDurable(outcome.pending)) {
-      this.#pending.delete(outcome.pending);
-    }
-    if (outcome.kind === "notWritten") {
-      this.#logger("error", "Cannot commit transaction; rolled back", tx, outcome.reason);
-      this.#write([{ type: "rollback", tx: tx.number, key: tx.key.text }]);
-      this.#heldBytes -= tx.bytes;
+      await this.#journal({ type: "commit", ...commit });
+      if (heuristic) await this.#journal({ type: "heuristic", key: tx.key.text, outcome: heuristic });
+    } catch (error) {
+      this.#logger("error", "Cannot journal a commit", tx, describeError(error));
+      if (wasPrepared) {
+        this.#adoptPrepared({ tx: tx.number, key: tx.key.text, messages: tx.messages });
+        return xaFailure(XA.RMERR, `Cannot commit '${tx.key.text}' now: ${describeError(error)}`);
+      }
       return xaFailure(XA.RBOTHER, "STORE COMMIT FAILED: Transaction rolled back.");
     }
-    this.#heldBytes -= tx.bytes;
-    if (outcome.kind === "notApplied") {
-      this.#logger("error", "Committed transaction not fully appended", tx, outcome.reason);
+    try {
+      await this.#complete(commit);
+    } catch (error) {
+      this.#logger("error", "Committed transaction not fully appended", tx, describeError(error));
       return xaFailure(
         XA.RMERR,
-        `Cannot append committed transaction '${tx.key.text}': ${outcome.reason}; ` +
-          "it is journalled and will be completed when the broker restarts",
+        `Cannot append committed transaction '${tx.key.text}': ${describeError(error)}; ` +
+          "it is journalled and will be completed",
       );
     }
     return undefined;
   }
 
+  /** Appends each batch of a journalled commit (only what is missing), then journals `applied`. */
+  async #complete(commit: CommitTx): Promise<void> {
+    if (this.#completing.has(commit.tx)) {
+      throw new BrokerError("unavailable", "the commit is being completed already");
+    }
+    this.#completing.add(commit.tx);
+    try {
+      const batches = encodeBatches(commit.messages);
+      const { writer, crashAfterCommitBytes, crash } = this.#options;
+      if (crashAfterCommitBytes !== undefined && writer.appendRawForTest) {
+        let budget = crashAfterCommitBytes;
+        for (const batch of batches) {
+          if (budget <= 0) break;
+          const bytes = batch.bytes.subarray(0, Math.min(budget, batch.bytes.length));
+          budget -= bytes.length;
+          await writer.appendRawForTest(batch.topic, batch.partition, bytes);
+        }
+        crash?.();
+        return;
+      }
+      await Promise.all(batches.map((batch) => {
+        const target = commit.targets.find((t) =>
+          t.topic === batch.topic && t.partition === batch.partition
+        );
+        return writer.appendMissing(batch.topic, batch.partition, batch.bytes, target?.since ?? 0);
+      }));
+      // Not awaited by the client: the batches are readable; a lost `applied` only means the
+      // next coordinator checks them once more and finds them there.
+      this.#journal({ type: "applied", tx: commit.tx }).catch(() => {});
+    } finally {
+      this.#completing.delete(commit.tx);
+    }
+  }
+
   #rollback(command: TransactionCommand, context: RequestContext, respond: Respond, fail: Fail) {
     this.#broker.stats.counters.txRollback += 1;
-    const found = this.#registry.find(command.txKey, context.connectionId);
+    const found = this.#registry.find(command.txKey, this.#connection(context));
     if ("message" in found) return fail(found);
-    this.#rollbackTransaction(found).then(
+    if (found.phase !== "prepared") {
+      this.#registry.remove(found);
+      this.#drop(found);
+      return respond(result(200));
+    }
+    this.#rollbackPrepared(found).then(
       (failure) => failure ? fail(failure) : respond(result(200)),
-      (error) => this.#options.onFatal(error as Error),
+      (error) => fail(xaFailure(XA.RMERR, describeError(error))),
     );
   }
 
-  /** Journals the rollback (when anything was journalled) and drops the transaction. */
-  async #rollbackTransaction(
+  /** Journals the rollback of a prepared branch, then drops it. */
+  async #rollbackPrepared(
     tx: OpenTransaction,
     heuristic?: HeuristicOutcome,
   ): Promise<TxFailure | undefined> {
-    const records: TxRecord[] = [];
-    if (tx.messages.length > 0 || tx.phase === "prepared") {
-      records.push({ type: "rollback", tx: tx.number, key: tx.key.text });
+    try {
+      await this.#journal({ type: "rollback", tx: tx.number, key: tx.key.text });
+      if (heuristic) await this.#journal({ type: "heuristic", key: tx.key.text, outcome: heuristic });
+    } catch (error) {
+      return xaFailure(XA.RMERR, `Cannot roll back '${tx.key.text}' now: ${describeError(error)}`);
     }
-    if (heuristic) records.push({ type: "heuristic", key: tx.key.text, outcome: heuristic });
-    const failure = this.#write(records);
-    if (failure) return failure;
-    if (heuristic) this.#registry.heuristics.set(tx.key.text, heuristic);
-    this.#registry.remove(tx);
-    this.#heldBytes -= tx.bytes;
-    if (this.#commitParts.syncAtCommit) await this.#syncOrThrow();
+    if (this.#registry.remove(tx)) this.#heldBytes -= tx.bytes;
     return undefined;
   }
 
   #forget(command: TransactionCommand, respond: Respond, fail: Fail) {
     const key = command.txKey;
     if (key.kind !== "xa") return fail(xaFailure(XA.NOTA, `${key.text} is not a valid xid`));
-    const heuristics = this.#registry.heuristics;
-    if (heuristics.has(key.text)) {
-      const failure = this.#write([{ type: "forget", key: key.text }]);
-      if (failure) return fail(failure);
-      heuristics.delete(key.text);
-    }
-    this.#durably(() => respond(result(200)));
-  }
-
-  #adopt(tx: OpenTransaction): void {
-    this.#registry.add(tx);
-    this.#heldBytes += tx.bytes;
-  }
-
-  /** Rolls back without a client waiting (timeout, closed connection). */
-  #abandon(tx: OpenTransaction, why: string): void {
-    this.#logger("info", `Rolling back transaction: ${why}`, tx);
-    this.#rollbackTransaction(tx).then(
-      (failure) => {
-        if (failure) this.#logger("error", "Cannot roll back transaction", tx, failure.message);
-      },
-      (error) => this.#options.onFatal(error as Error),
+    if (!this.#registry.heuristics.has(key.text)) return respond(result(200));
+    this.#journal({ type: "forget", key: key.text }).then(
+      () => respond(result(200)),
+      (error) => fail(xaFailure(XA.RMERR, describeError(error))),
     );
   }
 
-  /** Open transactions plus those on their way to a commit record: what a snapshot keeps. */
-  *#allLive(): Generator<OpenTransaction> {
-    yield* this.#registry.open();
-    yield* this.#committing;
+  #adoptPrepared(prepared: { tx: number; key: string; messages: readonly TxMessage[] }): void {
+    const key = parseKey(prepared.key);
+    const messages = [...prepared.messages];
+    const bytes = messages.reduce((sum, message) => sum + message.data.length, 0);
+    this.#registry.add({
+      number: prepared.tx,
+      key,
+      connection: undefined,
+      phase: "prepared",
+      messages,
+      bytes,
+      deadlineMs: undefined,
+    });
+    this.#heldBytes += bytes;
+  }
+
+  /** Forgets an unprepared transaction: nothing of it was journalled. */
+  #drop(tx: OpenTransaction): void {
+    this.#heldBytes -= tx.bytes;
   }
 
   #refuseHeld(bytes: number): TxFailure | undefined {
@@ -459,60 +469,19 @@ export class TransactionManager implements TransactionalPutHandler {
     );
   }
 
-  /** Appends records; a failure comes back as MetaQ's plain error (the journal is unchanged). */
-  #write(records: readonly TxRecord[]): TxFailure | undefined {
-    try {
-      this.#journal.append(records);
-    } catch (error) {
-      return plainFailure(describeError(error));
+  /** Journals one record; resolves once it is durable and applied here. */
+  async #journal(record: TxRecord): Promise<void> {
+    if (this.#closed) {
+      throw new BrokerError("unavailable", "this node no longer coordinates transactions");
     }
-    this.#checkpointSoon();
-    return undefined;
+    await this.#options.journal.append(encodeTxRecord(record));
   }
 
-  /**
-   * Checks for a checkpoint once the current turn is over: the caller of #write changes the
-   * state after the record is written, and a snapshot must see that change.
-   */
-  #checkpointSoon(): void {
-    if (this.#checkpointQueued) return;
-    this.#checkpointQueued = true;
-    queueMicrotask(() => {
-      this.#checkpointQueued = false;
-      this.maybeCheckpoint();
-    });
+  #connection(context: RequestContext): string {
+    return connectionKey(context, this.#options.nodeId);
   }
 
-  /** Runs `then` once the journal is durable (flushTxLogAtCommit=1), or at once otherwise. */
-  #durably(then: () => void): void {
-    if (!this.#commitParts.syncAtCommit) return then();
-    this.#syncOrThrow().then(then, (error) => this.#options.onFatal(error as Error));
-  }
-
-  async #syncOrThrow(): Promise<void> {
-    try {
-      await this.#journal.sync();
-    } catch (error) {
-      throw new Error(`Cannot sync the transaction journal: ${describeError(error)}`, {
-        cause: error,
-      });
-    }
-  }
-
-  #fatalOrLog(error: unknown, message: string): void {
-    if (error instanceof Error && error.name === "JournalWriteError") {
-      this.#options.logger.log("error", message, { reason: describeError(error) });
-      return;
-    }
-    this.#options.onFatal(error as Error);
-  }
-
-  #logger(
-    level: "info" | "error",
-    message: string,
-    tx: OpenTransaction,
-    reason?: string,
-  ): void {
+  #logger(level: "info" | "error", message: string, tx: OpenTransaction, reason?: string): void {
     this.#options.logger.log(level, message, {
       transaction: tx.key.text,
       messages: tx.messages.length,
@@ -522,3 +491,10 @@ export class TransactionManager implements TransactionalPutHandler {
 }
 
 type Fail = (failure: TxFailure) => void;
+
+/** The key of a journalled transaction (the journal checked it when it was applied). */
+function parseKey(text: string): OpenTxKey {
+  const key = parseTxKey(text);
+  if (key.kind === "null") throw new Error("the journal holds the null key");
+  return key;
+}

@@ -1,8 +1,8 @@
 /**
  * @module The tables of open transactions, as MetaQ keeps them: XA branches broker-wide by XID,
- * local transactions per connection by key, and the heuristic outcomes operators forced, by
- * XID. Answers MetaQ's getTransaction lookups, RECOVER and `metaq tx list`, and counts what the
- * limits bound. No I/O, no journal: the manager journals before it changes anything here.
+ * local transactions per connection by key. Heuristic outcomes operators forced are the
+ * journal's (TxState), read here. Answers MetaQ's getTransaction lookups, RECOVER and
+ * `metaq tx list`, and counts what the limits bound. No I/O: the manager journals first.
  */
 import type { TxKey } from "../../protocol/commands.ts";
 import { heuristicFailure, type HeuristicOutcome, notStarted, type TxFailure } from "./failure.ts";
@@ -18,11 +18,15 @@ export interface TxListing {
 
 export class TxRegistry {
   /** Heuristic outcomes by XID text, until the transaction manager FORGETs them. */
-  readonly heuristics = new Map<string, HeuristicOutcome>();
+  readonly heuristics: ReadonlyMap<string, HeuristicOutcome>;
   readonly #xa = new Map<string, OpenTransaction>();
-  readonly #local = new Map<number, Map<string, OpenTransaction>>();
+  readonly #local = new Map<string, Map<string, OpenTransaction>>();
   #openCount = 0;
   #timedCount = 0;
+
+  constructor(heuristics: ReadonlyMap<string, HeuristicOutcome>) {
+    this.heuristics = heuristics;
+  }
 
   /** Open transactions, local and XA. */
   get openCount(): number {
@@ -34,9 +38,9 @@ export class TxRegistry {
     return this.#timedCount;
   }
 
-  lookup(key: OpenTxKey, connectionId: number): OpenTransaction | undefined {
+  lookup(key: OpenTxKey, connection: string): OpenTransaction | undefined {
     if (key.kind === "xa") return this.#xa.get(key.text);
-    return this.#local.get(connectionId)?.get(key.text);
+    return this.#local.get(connection)?.get(key.text);
   }
 
   /** The prepared XA branch `keyText`, if there is one. */
@@ -46,9 +50,9 @@ export class TxRegistry {
   }
 
   /** MetaQ's getTransaction: the open transaction, or the failure a client gets for the key. */
-  find(key: TxKey, connectionId: number): OpenTransaction | TxFailure {
+  find(key: TxKey, connection: string): OpenTransaction | TxFailure {
     if (key.kind === "null") return notStarted("null", key.text);
-    const tx = this.lookup(key, connectionId);
+    const tx = this.lookup(key, connection);
     if (tx) return tx;
     const outcome = key.kind === "xa" ? this.heuristics.get(key.text) : undefined;
     if (outcome) return heuristicFailure(outcome, key.text);
@@ -59,9 +63,9 @@ export class TxRegistry {
     if (tx.key.kind === "xa") {
       this.#xa.set(tx.key.text, tx);
     } else {
-      const connectionId = tx.connectionId!;
-      let table = this.#local.get(connectionId);
-      if (!table) this.#local.set(connectionId, table = new Map());
+      const connection = tx.connection!;
+      let table = this.#local.get(connection);
+      if (!table) this.#local.set(connection, table = new Map());
       table.set(tx.key.text, tx);
     }
     this.#openCount += 1;
@@ -72,7 +76,7 @@ export class TxRegistry {
   remove(tx: OpenTransaction): boolean {
     const removed = tx.key.kind === "xa"
       ? this.#xa.delete(tx.key.text)
-      : this.#local.get(tx.connectionId!)?.delete(tx.key.text) ?? false;
+      : this.#local.get(tx.connection!)?.delete(tx.key.text) ?? false;
     if (!removed) return false;
     this.#openCount -= 1;
     if (tx.deadlineMs !== undefined) this.#timedCount -= 1;
@@ -80,10 +84,10 @@ export class TxRegistry {
   }
 
   /** The local transactions of a connection (its table is dropped). */
-  takeConnection(connectionId: number): OpenTransaction[] {
-    const table = this.#local.get(connectionId);
+  takeConnection(connection: string): OpenTransaction[] {
+    const table = this.#local.get(connection);
     if (!table) return [];
-    this.#local.delete(connectionId);
+    this.#local.delete(connection);
     const transactions = [...table.values()];
     for (const tx of transactions) {
       this.#openCount -= 1;

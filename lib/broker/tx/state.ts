@@ -6,7 +6,8 @@
  * failure MetaQ answers; the manager carries that out. Not here: journal, partitions, replies.
  */
 import type { TxKey } from "../../protocol/commands.ts";
-import { type TxFailure, XA, xaFailure } from "./failure.ts";
+import { XA } from "../../protocol/xa.ts";
+import { type TxFailure, xaFailure } from "./failure.ts";
 
 export type OpenTxKey = Exclude<TxKey, { kind: "null" }>;
 
@@ -23,11 +24,14 @@ export interface TxMessage {
 }
 
 export interface OpenTransaction {
-  /** Broker-wide number naming the transaction in the journal (local keys can repeat). */
+  /** Number naming the transaction in the journal (local keys can repeat). */
   readonly number: number;
   readonly key: OpenTxKey;
-  /** Connection that began a local transaction; XA transactions belong to no connection. */
-  readonly connectionId: number | undefined;
+  /**
+   * Connection that began a local transaction (`<node>:<connection>`, see connectionKey);
+   * XA transactions belong to no connection.
+   */
+  readonly connection: string | undefined;
   phase: TxPhase;
   readonly messages: TxMessage[];
   /** Message data bytes held. */

@@ -6,7 +6,7 @@
  */
 import { expect, test } from "bun:test";
 import { type MetaCommand, MetaState } from "../../../lib/cluster/meta_state.ts";
-import type { OffsetEntry } from "../../../lib/broker/groups/offset_store.ts";
+import type { OffsetEntry } from "../../../lib/protocol/group_wire.ts";
 import { Prng } from "../../../lib/prng.ts";
 
 /** Records laid out back to back, 100 bytes each: record i spans [i*100, i*100+100). */

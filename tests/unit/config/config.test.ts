@@ -2,8 +2,9 @@ import { expect, test } from "bun:test";
 import { buildConfig, ConfigError, topicSettings } from "../../../lib/config/config.ts";
 import { nextFireMs, parseCron } from "../../../lib/config/cron.ts";
 import { evaluateInteger } from "../../../lib/config/expression.ts";
-import { groupNameProblem, topicNameProblem } from "../../../lib/config/names.ts";
+import { topicNameProblem } from "../../../lib/config/names.ts";
 import { parseDeletePolicy } from "../../../lib/config/retention_policy.ts";
+import { groupNameProblem } from "../../../lib/protocol/names.ts";
 
 const METAQ_SERVER_INI = `
 [system]

@@ -1,11 +1,11 @@
 import { describe, expect, test } from "bun:test";
 import { BrokerError } from "../../../../lib/errors.ts";
 import {
-  type Assignment,
   GroupCoordinator,
   MEMBERS_PER_GROUP_MAX,
   TOPICS_PER_MEMBER_MAX,
 } from "../../../../lib/broker/groups/coordinator.ts";
+import type { Assignment } from "../../../../lib/protocol/group_wire.ts";
 
 const SESSION_MS = 1000;
 

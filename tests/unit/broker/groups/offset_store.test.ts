@@ -1,12 +1,12 @@
 import { expect, test } from "bun:test";
 import { silentLogger } from "../../../../lib/log.ts";
 import { encodeEntries } from "../../../../lib/broker/groups/journal.ts";
-import { ENTRIES_PER_BODY_MAX, FileOffsetStore } from "../../../../lib/broker/groups/offset_store_file.ts";
-import { MemoryOffsetStore } from "../../../../lib/broker/groups/offset_store_memory.ts";
+import {
+  ENTRIES_PER_BODY_MAX,
+  FileOffsetStore,
+} from "../../../../lib/broker/groups/offset_store_file.ts";
 import { MemoryStorage } from "../../../../lib/store/storage_memory.ts";
 import { describeOffsetStore } from "../../../support/offset_store_suite.ts";
-
-describeOffsetStore("memory", { open: () => Promise.resolve(new MemoryOffsetStore()) });
 
 describeOffsetStore("file, on in-memory storage", {
   async open() {

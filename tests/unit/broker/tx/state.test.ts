@@ -1,6 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { parseTxKey } from "../../../../lib/protocol/parser.ts";
-import { commandFailureText, XA } from "../../../../lib/broker/tx/failure.ts";
+import { commandFailureText } from "../../../../lib/broker/tx/failure.ts";
+import { XA } from "../../../../lib/protocol/xa.ts";
 import {
   deadlineFor,
   decideCommit,

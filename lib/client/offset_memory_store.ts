@@ -1,6 +1,7 @@
 /**
- * @module MemoryOffsetStore: committed offsets in a map, lost when the process ends. For tests and
- * for consumers that keep no position between runs. Same contract as every OffsetStore.
+ * @module OffsetMemoryStore: a consumer's committed offsets in a map, lost when the process ends.
+ * For consumers that keep no position between runs (`offsets: "memory"`) and for tests. Same
+ * contract as every OffsetStore (lib/protocol/group_wire.ts).
  */
 import {
   checkEntries,
@@ -10,9 +11,9 @@ import {
   type OffsetKey,
   offsetKeyText,
   type OffsetStore,
-} from "./offset_store.ts";
+} from "../protocol/group_wire.ts";
 
-export class MemoryOffsetStore implements OffsetStore {
+export class OffsetMemoryStore implements OffsetStore {
   readonly #offsets = new Map<string, OffsetEntry>();
 
   get(key: OffsetKey): number | undefined {

@@ -1,7 +1,7 @@
 /** A forwarded put's reply, as wire bytes, read back as the code and text the HTTP routes use. */
 import { expect, test } from "bun:test";
 import { result } from "../../../lib/protocol/reply.ts";
-import { plainReply } from "../../../lib/http/forwarded_reply.ts";
+import { plainReply } from "../../../lib/protocol/forwarded_reply.ts";
 import { encodeResult } from "../../../lib/protocol/encoder.ts";
 
 test("wire bytes of a result become its code and text; plain results pass through", () => {

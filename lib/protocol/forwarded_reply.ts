@@ -3,8 +3,9 @@
  * arrive as the wire bytes of a `result` line, ready for a TCP client. The HTTP routes read
  * replies as code and text, so they decode those bytes first.
  */
-import { type Reply, result } from "../protocol/reply.ts";
-import { Parser } from "../protocol/parser.ts";
+import { BrokerError } from "../errors.ts";
+import { errorReply, type Reply, result } from "./reply.ts";
+import { Parser } from "./parser.ts";
 
 /** `reply` as a `result` with a code and text; wire bytes are decoded. */
 export function plainReply(reply: Reply): Reply {
@@ -12,7 +13,9 @@ export function plainReply(reply: Reply): Reply {
   const { commands } = new Parser({ bodyBytesMax: reply.bytes.length }).push(reply.bytes);
   const first = commands[0];
   if (first?.kind !== "result") {
-    return result(500, "Cannot read the reply of the node that served the request");
+    return errorReply(
+      new BrokerError("internal", "the reply of the node that served the request is not a result"),
+    );
   }
   return result(first.code, new TextDecoder().decode(first.body));
 }

@@ -1,0 +1,319 @@
+/**
+ * @module The composition root: a Config in, a running broker out. Every part is built here,
+ * in dependency order, and handed its collaborators in its constructor; no part sets a field of
+ * another. The order of the code below is the order of the parts:
+ *
+ * ```text
+ * storage → message store → Logs (LocalLogs, or the ClusterNode's ReplicatedLogs)
+ *         → Broker → consumer groups, transactions, cluster commands → Router (command table)
+ *         → Edge (+ Forwarder in a cluster) → TCP server, HTTP → upkeep
+ * ```
+ *
+ * Start-up runs in that order and shutdown in the reverse. A few parts need something that is
+ * built after them (the edge serves requests forwarded from other nodes, the cluster node hands
+ * frames to the forwarder); those are passed as functions closing over variables of this file,
+ * set before anything can call them.
+ */
+import process from "node:process";
+import { Broker } from "../broker/broker.ts";
+import { brokerCommands } from "../broker/commands.ts";
+import { GroupFilters } from "../broker/groups/group_filters.ts";
+import { GroupsPart } from "../broker/groups/groups_part.ts";
+import { Maintenance } from "../broker/maintenance.ts";
+import type { StatsItems } from "../broker/stats_report.ts";
+import { TX_TOPIC, TxPart } from "../broker/tx/tx_part.ts";
+import { type Clock, systemClock } from "../clock.ts";
+import { clusterCommands, clusterStatsLines } from "../cluster/cluster_commands.ts";
+import { clusterSettings } from "../cluster/cluster_config.ts";
+import { ClusterNode } from "../cluster/cluster_node.ts";
+import { loadMembership } from "../cluster/membership.ts";
+import { readStartupState } from "../cluster/startup_state.ts";
+import { fileTracer, NO_TRACE } from "../cluster/trace.ts";
+import { type Config, ConfigError, topicSettings } from "../config/config.ts";
+import { clusterView } from "../http/cluster_view.ts";
+import { groupsOverWire } from "../http/groups_over_wire.ts";
+import { HttpPart } from "../http/http_part.ts";
+import type { Logger } from "../log.ts";
+import type { LogRing } from "../log_ring.ts";
+import { Prng } from "../prng.ts";
+import type { CommandTable } from "../protocol/command_table.ts";
+import { MessageIdGenerator } from "../protocol/message_id.ts";
+import { AccessControl } from "../security/access.ts";
+import { tlsFor } from "../security/tls.ts";
+import { Edge } from "../server/edge.ts";
+import { Forwarder } from "../server/forwarder.ts";
+import { Router } from "../server/router.ts";
+import { TcpServer } from "../server/tcp_server.ts";
+import { LocalLogs } from "../store/local_logs.ts";
+import type { Logs } from "../store/log.ts";
+import { MessageStore } from "../store/message_store.ts";
+import { flushPolicyOf } from "../store/partition_log.ts";
+import type { Storage } from "../store/storage.ts";
+import { FileStorage } from "../store/storage_file.ts";
+import { instrumentationFromEnv, instrumentStorage } from "../store/storage_journal.ts";
+import { migrateGroupOffsets } from "./migrate.ts";
+import { edgeWriter } from "./partition_writer.ts";
+
+export interface AssembleOptions {
+  readonly config: Config;
+  readonly logger: Logger;
+  readonly clock?: Clock;
+  readonly storage?: Storage;
+  /** Check every segment's checksums at open (default true; `--fast-boot` turns it off). */
+  readonly verifyAll?: boolean;
+  /** Cut damaged logs at the damage instead of refusing them (`--repair`). */
+  readonly repair?: boolean;
+  /** Recent warnings and errors, for the dashboard. */
+  readonly recentLog?: LogRing;
+  /** `node` forces the portable node:http listener (tests). */
+  readonly httpEngine?: "auto" | "node";
+  /** Commands of parts built outside lib/ (tests, embedders), added to the table. */
+  readonly extraCommands?: readonly CommandTable[];
+  /** TEST ONLY: see TxPart (METAQ_TEST_CRASH_AFTER_COMMIT_BYTES). */
+  readonly crashAfterCommitBytes?: number;
+  readonly crash?: () => void;
+}
+
+/** A broker running: its parts (for tests and the CLI) and how to stop it. */
+export interface App {
+  readonly config: Config;
+  readonly broker: Broker;
+  readonly logs: Logs;
+  readonly store: MessageStore;
+  readonly groups: GroupsPart;
+  readonly transactions: TxPart;
+  readonly cluster: ClusterNode | undefined;
+  readonly edge: Edge;
+  readonly maintenance: Maintenance;
+  /** Client port actually bound. */
+  readonly port: number;
+  /** HTTP port actually bound, when HTTP is on. */
+  readonly httpPort: number | undefined;
+  /** This node's peer port, in a cluster. */
+  readonly peerPort: number | undefined;
+  close(): Promise<void>;
+}
+
+/** Something started that must be stopped, newest first. */
+type Stop = () => Promise<void> | void;
+
+export async function assemble(options: AssembleOptions): Promise<App> {
+  const { config, logger } = options;
+  const system = config.system;
+  const clock = options.clock ?? systemClock;
+  const settings = clusterSettings(config);
+  const filters = new GroupFilters(config, (topic) => topicSettings(config, topic)?.groupFilters);
+  const problems = filters.problems();
+  if (problems.length > 0) throw new ConfigError(problems[0]);
+  const stops: Stop[] = [];
+  const stopAll = async () => {
+    for (const stop of stops.splice(0).reverse()) await stop();
+  };
+  try {
+    // Storage and the segment logs.
+    const storage = options.storage ??
+      instrumentStorage(new FileStorage(), instrumentationFromEnv(process.env));
+    const store = await MessageStore.open({
+      storage,
+      config,
+      clock,
+      logger,
+      verifyAll: options.verifyAll ?? true,
+      repair: options.repair ?? false,
+      // The transaction journal is synced as flushTxLogAtCommit says (1: before every reply).
+      flushFor: (topic) =>
+        topic === TX_TOPIC && system.flushTxLogAtCommit !== 1 && !settings
+          ? flushPolicyOf(Number.MAX_SAFE_INTEGER, 1000)
+          : topic.startsWith("__")
+          ? { kind: "group" }
+          : undefined,
+    });
+    stops.push(() => store.close());
+    const ids = new MessageIdGenerator({ brokerId: system.brokerId, clock });
+    if (store.lastRecoveredId !== undefined) ids.observe(store.lastRecoveredId);
+
+    // Built below, used by functions the parts above them call later.
+    let edge: Edge | undefined;
+    let forwarder: Forwarder | undefined;
+    let server: TcpServer | undefined;
+    let http: HttpPart | undefined;
+    let boundPort = 0;
+
+    // The Logs: local segment logs, or this node's copies in a Raft-lite cluster.
+    let cluster: ClusterNode | undefined;
+    let logs: Logs;
+    if (settings) {
+      const traceFile = process.env.METAQ_TEST_TRACE;
+      cluster = new ClusterNode({
+        settings,
+        config,
+        store,
+        membership: await loadMembership(storage, system.dataPath, settings.nodeId),
+        startup: await readStartupState(storage, system.dataPath),
+        tracer: traceFile ? fileTracer(traceFile, settings.nodeId) : NO_TRACE,
+        logger,
+        clock,
+        accepts: (topic) => topic.startsWith("__") || broker.topicSettings(topic) !== undefined,
+        clientAddress: () => `${system.hostName || system.host}:${boundPort}`,
+        httpPort: () => http?.port,
+        onForwarded: (from, frame) => forwarder?.receive(from, frame),
+        onPeerGone: (node) => forwarder?.peerGone(node),
+      });
+      logs = cluster;
+    } else {
+      logs = new LocalLogs(store, logger);
+    }
+
+    // The broker and its parts.
+    const broker = new Broker({
+      config,
+      logs,
+      ids,
+      clock,
+      logger,
+      random: new Prng(Number(process.pid) * 7919 + system.brokerId),
+      filterFor: (topic, group) => filters.filterFor(topic, group),
+      connectionCount: () => server?.connectionCount ?? 0,
+    });
+    filters.warnAboutJavaClasses(logger);
+    const groups = new GroupsPart({
+      config,
+      broker,
+      logs,
+      ids,
+      clock,
+      logger,
+      waitForLog: !cluster,
+      migrate: cluster ? undefined : (write) => migrateGroupOffsets({ storage, config, logger, write }),
+    });
+    const transactions = new TxPart({
+      broker,
+      logs,
+      ids,
+      clock,
+      logger,
+      nodeId: settings?.nodeId ?? 0,
+      writer: edgeWriter({ requests: () => edge!, logs, local: cluster ? undefined : store }),
+      snapshotEveryBytes: Math.max(1, Math.floor(system.metaSegmentSize / 4)),
+      waitForLog: !cluster,
+      crashAfterCommitBytes: options.crashAfterCommitBytes,
+      crash: options.crash,
+    });
+    const statsItems: StatsItems = cluster
+      ? new Map([["cluster", () => clusterStatsLines(cluster!, () => groups.offsetsSummary())]])
+      : new Map();
+    const tables: CommandTable[] = [
+      brokerCommands(broker, {
+        statsItems: () => statsItems,
+        leaders: cluster ? (topic, partitions) => leadersOf(cluster!, topic, partitions) : undefined,
+      }),
+      groups.commands,
+      transactions.commands,
+    ];
+    if (cluster) tables.push(clusterCommands(cluster, () => groups.offsetsSummary()));
+    tables.push(...options.extraCommands ?? []);
+    const router = new Router(tables, [(context) => transactions.connectionClosed(context)]);
+
+    // The edge: every request passes here; in a cluster it forwards to the serving node.
+    if (cluster) {
+      forwarder = new Forwarder({
+        link: cluster,
+        serve: (command, context, respond) => edge!.dispatch(command, context, respond),
+        extensionSpecs: () => router.extensionSpecs,
+        remoteClosed: (context) => router.connectionClosed(context),
+        logger,
+      });
+    }
+    edge = new Edge({
+      router,
+      cluster: cluster && forwarder ? { placement: cluster, forwarder } : undefined,
+      now: () => clock.monotonicMs(),
+    });
+
+    // Start-up, in order: the cluster's peer port and copies, the parts' logs, then the ports.
+    if (cluster) {
+      await cluster.start();
+      stops.push(async () => {
+        forwarder?.close();
+        await cluster!.close();
+      });
+    }
+    await groups.start();
+    stops.push(() => groups.stop());
+    await transactions.start();
+    stops.push(() => transactions.stop());
+    server = new TcpServer({
+      requests: edge,
+      counters: broker.stats.counters,
+      host: system.host,
+      port: system.serverPort,
+      logger,
+      bodyBytesMax: system.maxMessageSize,
+      pendingMax: system.maxPendingRequests,
+      outputBytesMax: system.maxConnectionBufferBytes,
+      connectionsMax: system.maxConnections,
+      connectionsPerIpMax: system.maxConnectionsPerIp,
+      lineBytesMax: system.maxCommandLineBytes,
+      idleTimeoutMs: system.idleTimeoutMs,
+      frameTimeoutMs: system.frameTimeoutMs,
+      access: new AccessControl(config.users),
+      maxAuthFailures: system.maxAuthFailures,
+      tls: tlsFor(system, "client"),
+    });
+    const port = boundPort = await server.listen();
+    stops.push(() => server!.close());
+    broker.listening(system.host, port);
+    if (system.httpEnabled) {
+      http = new HttpPart({
+        broker,
+        requests: edge,
+        groups: groupsOverWire(edge),
+        cluster: cluster ? clusterView(() => cluster) : undefined,
+        access: new AccessControl(config.users),
+        clock,
+        host: system.host,
+        port: system.dashboardHttpPort,
+        tls: tlsFor(system, "http"),
+        recentLog: options.recentLog,
+        engine: options.httpEngine,
+      });
+      await http.start();
+      stops.push(() => http!.stop());
+    }
+    const maintenance = new Maintenance({ broker, logs, syncs: store, clock, logger });
+    maintenance.start();
+    stops.push(() => maintenance.stop());
+
+    let closing: Promise<void> | undefined;
+    return {
+      config,
+      broker,
+      logs,
+      store,
+      groups,
+      transactions,
+      cluster,
+      edge,
+      maintenance,
+      port,
+      httpPort: http?.port,
+      peerPort: cluster?.peerPort,
+      close: () => closing ??= stopAll(),
+    };
+  } catch (error) {
+    await stopAll().catch(() => {});
+    throw error;
+  }
+}
+
+/** Partition -> client address of its leader, for `meta` replies in a cluster. */
+function leadersOf(node: ClusterNode, topic: string, partitions: number): Record<string, string> {
+  const leaders: Record<string, string> = {};
+  for (let partition = 0; partition < partitions; partition++) {
+    const leader = node.leaderOf(`${topic}-${partition}`);
+    const address = leader?.clientAddress ??
+      (leader ? node.clientAddressOf(leader.nodeId) : undefined);
+    if (address) leaders[String(partition)] = address;
+  }
+  return leaders;
+}

@@ -1,0 +1,155 @@
+/**
+ * @module The consumer-groups part of a broker: the group verbs, and the coordinator behind
+ * them. Committed offsets live in the broker's own log `__meta-0` (offsets_state.ts), applied
+ * on every node; the node that writes that log (the only node on a broker that runs alone; the
+ * leader of `__meta-0` in a cluster) coordinates every group, and the edge sends the verbs
+ * there. After a change of writer, the new coordinator starts from the applied offsets; members
+ * of the old one join again, and its generations start above any the old one issued (they are
+ * based on the log's writer epoch), so a stale member's commit is refused.
+ */
+import type { Clock } from "../../clock.ts";
+import type { Config } from "../../config/config.ts";
+import { describeError } from "../../errors.ts";
+import type { Logger } from "../../log.ts";
+import type { CommandTable, Home } from "../../protocol/command_table.ts";
+import type { MessageIdGenerator } from "../../protocol/message_id.ts";
+import type { Log, Logs } from "../../store/log.ts";
+import type { Broker } from "../broker.ts";
+import { StateLog, whenOpen } from "../state_log.ts";
+import type { OffsetEntry } from "../../protocol/group_wire.ts";
+import { groupCommands } from "./group_commands.ts";
+import { GroupService } from "./group_service.ts";
+import { LogOffsetStore, OffsetsState, type OffsetsSummary } from "./offsets_state.ts";
+
+/** The broker's own log that keeps committed offsets. */
+export const OFFSETS_TOPIC = "__meta";
+/**
+ * Generations of one coordinator live in [(epoch - 1) * 2^20, epoch * 2^20): above every one an
+ * earlier writer issued (epochs start at 1, so a broker that runs alone starts at 0).
+ */
+const GENERATIONS_PER_EPOCH = 2 ** 20;
+
+export interface GroupsPartOptions {
+  readonly config: Config;
+  readonly broker: Broker;
+  readonly logs: Logs;
+  readonly ids: MessageIdGenerator;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  /** Brings offsets kept before `__meta-0` existed (an older data directory) into it. */
+  readonly migrate?: (write: (entries: readonly OffsetEntry[]) => Promise<void>) => Promise<void>;
+  /** Resolve `start` only once `__meta-0` is attached (default true; a cluster passes false). */
+  readonly waitForLog?: boolean;
+}
+
+export class GroupsPart {
+  readonly name = "groups";
+  readonly commands: CommandTable;
+  readonly #options: GroupsPartOptions;
+  readonly #state = new OffsetsState();
+  #log: StateLog | undefined;
+  #service: GroupService | undefined;
+  #serviceEpoch = 0;
+  #unsubscribe: (() => void) | undefined;
+  #cancelOpen: (() => void) | undefined;
+  #stopped = false;
+
+  constructor(options: GroupsPartOptions) {
+    this.#options = options;
+    const home: Home = { kind: "leader", topic: OFFSETS_TOPIC, partition: 0 };
+    this.commands = groupCommands(() => this.#service, home, options.logger);
+  }
+
+  /** The coordinator on this node now, if this node writes `__meta-0`. */
+  get service(): GroupService | undefined {
+    return this.#service;
+  }
+
+  /** This node's table of committed offsets, to compare nodes (`cluster status`). */
+  offsetsSummary(): OffsetsSummary {
+    return this.#state.summary();
+  }
+
+  /** Resolves once `__meta-0` is attached (at once on one node; a cluster node may wait). */
+  start(): Promise<void> {
+    const { promise, resolve, reject } = Promise.withResolvers<void>();
+    this.#cancelOpen = whenOpen(this.#options.logs, OFFSETS_TOPIC, 0, (log) => {
+      this.#attach(log).then(resolve, reject);
+    });
+    return this.#options.waitForLog === false ? Promise.resolve() : promise;
+  }
+
+  async #attach(log: Log): Promise<void> {
+    const { ids, logger, config } = this.#options;
+    this.#log = new StateLog({
+      log,
+      machine: this.#state,
+      ids,
+      logger,
+      snapshotEveryBytes: Math.max(1, Math.floor(config.system.metaSegmentSize / 4)),
+    });
+    this.#unsubscribe = log.onChange(() => this.#update());
+    this.#update();
+    if (this.#options.migrate && log.endOffset === log.startOffset && log.writer.ready) {
+      const store = new LogOffsetStore(this.#state, this.#log);
+      await this.#options.migrate((entries) => store.reset(entries));
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#cancelOpen?.();
+    this.#unsubscribe?.();
+    this.#log?.stop();
+    const service = this.#service;
+    this.#service = undefined;
+    await service?.stop();
+  }
+
+  /** On every change of `__meta-0`: apply, then start or stop coordinating. */
+  #update(): void {
+    const log = this.#log;
+    if (!log || this.#stopped) return;
+    log.catchUp();
+    const writer = log.log.writer;
+    if (this.#service && (!writer.writable || writer.epoch !== this.#serviceEpoch)) {
+      const old = this.#service;
+      this.#service = undefined;
+      old.stop().catch((error) =>
+        this.#options.logger.log("warn", "Cannot stop group coordinator", {
+          reason: describeError(error),
+        })
+      );
+    }
+    // A new writer knows every earlier offset only once it is ready (committed in its epoch).
+    if (writer.ready && !this.#service && log.appliedOffset >= log.log.endOffset) {
+      this.#startService(log, writer.epoch);
+    }
+    log.maintain(this.#options.clock.monotonicMs());
+  }
+
+  #startService(log: StateLog, epoch: number): void {
+    const { broker, config, clock, logger } = this.#options;
+    this.#service = new GroupService({
+      brokerId: config.system.brokerId,
+      sessionTimeoutMs: config.system.groupSessionTimeoutMs,
+      store: new LogOffsetStore(this.#state, log),
+      clock,
+      logger,
+      partitionCount: (topic) => broker.topicSettings(topic)?.numPartitions,
+      logBounds: (topic, partition) => {
+        const partitionLog = broker.logs.get(topic, partition);
+        return partitionLog
+          ? { start: partitionLog.startOffset, end: partitionLog.endOffset }
+          : undefined;
+      },
+      generationBase: Math.max(0, epoch - 1) * GENERATIONS_PER_EPOCH,
+    });
+    this.#service.start();
+    this.#serviceEpoch = epoch;
+    logger.log("info", "Coordinating consumer groups", {
+      epoch,
+      offsets: this.#state.entries().length,
+    });
+  }
+}
