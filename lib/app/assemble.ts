@@ -30,6 +30,7 @@ import { loadMembership } from "../cluster/membership.ts";
 import { readStartupState } from "../cluster/startup_state.ts";
 import { fileTracer, NO_TRACE } from "../cluster/trace.ts";
 import { type Config, ConfigError, topicSettings } from "../config/config.ts";
+import { groupFigures } from "../http/cluster_figures.ts";
 import { clusterView } from "../http/cluster_view.ts";
 import { groupsOverWire } from "../http/groups_over_wire.ts";
 import { HttpPart } from "../http/http_part.ts";
@@ -158,6 +159,7 @@ export async function assemble(options: AssembleOptions): Promise<App> {
         httpPort: () => http?.port,
         onForwarded: (from, frame) => forwarder?.receive(from, frame),
         onPeerGone: (node) => forwarder?.peerGone(node),
+        figuresOf: (group) => groupFigures(broker, clock, group),
       });
       logs = cluster;
     } else {
@@ -269,6 +271,7 @@ export async function assemble(options: AssembleOptions): Promise<App> {
         requests: edge,
         groups: groupsOverWire(edge),
         cluster: cluster ? clusterView(() => cluster) : undefined,
+        statsItems,
         access: new AccessControl(config.users),
         clock,
         host: system.host,

@@ -27,6 +27,9 @@ export interface ReplicatedLogParts {
   readonly retained: boolean;
 }
 
+/** How long an append that needs a ready leader waits for a new leader to become ready. */
+const READY_WAIT_MS = 4000;
+
 export class ReplicatedLog implements Log {
   readonly name: string;
   readonly #parts: ReplicatedLogParts;
@@ -85,12 +88,24 @@ export class ReplicatedLog implements Log {
 
   appendMissing(batch: Uint8Array, since: number, done: AppendDone): void {
     const writer = this.writer;
-    if (!writer.ready) {
-      // Records of an earlier leader may still be on their way into this log: not now.
-      const error = writer.writable
-        ? new BrokerError("unavailable", `partition ${this.name} has a new leader that is not ready yet`)
-        : new BrokerError("notLeader", `partition ${this.name} is led by node ${this.#replica.leaderId}`);
+    if (!writer.writable) {
+      const error = new BrokerError(
+        "notLeader",
+        `partition ${this.name} is led by node ${this.#replica.leaderId}`,
+      );
       return done({ ok: false, error });
+    }
+    if (!writer.ready) {
+      // Records of an earlier leader may still be on their way into this log: a new leader
+      // knows them all once it committed in its own term, which takes one round to its quorum.
+      return this.#whenReady(READY_WAIT_MS, (ready) => {
+        if (ready) return this.appendMissing(batch, since, done);
+        const error = new BrokerError(
+          "unavailable",
+          `partition ${this.name} has a new leader that is not ready yet`,
+        );
+        done({ ok: false, error });
+      });
     }
     const ids = idsOf(batch);
     if (ids.some((id) => this.#arriving.has(id))) {
@@ -194,6 +209,24 @@ export class ReplicatedLog implements Log {
 
   flush(): Promise<void> {
     return this.#replica.log.flush();
+  }
+
+  /** Calls `then(true)` once this node leads and is ready, `then(false)` if that ends or times out. */
+  #whenReady(timeoutMs: number, then: (ready: boolean) => void): void {
+    let settled = false;
+    const finish = (ready: boolean) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      stop();
+      then(ready);
+    };
+    const timer = setTimeout(() => finish(false), timeoutMs);
+    const stop = this.onChange(() => {
+      const writer = this.writer;
+      if (writer.ready) finish(true);
+      else if (!writer.writable) finish(false);
+    });
   }
 
   /** Resolves once the readable end passes `end`, or after `timeoutMs` (whichever is first). */

@@ -73,16 +73,14 @@ export function decodeFigures(values: readonly unknown[] | undefined): Partition
 }
 
 /**
- * ClusterNode's `figuresOf` callback: the figures of a group (`<topic>-<partition>`) this node
- * leads, or undefined for the broker's own logs and for groups whose log is not open here.
+ * For ClusterNode's `figuresOf` callback: the figures of a group (`<topic>-<partition>`) this
+ * node leads, or undefined for the broker's own logs and for groups whose log is not open here.
  */
-export function figuresOf(broker: Broker, clock: Clock): (group: string) => number[] | undefined {
-  return (group) => {
-    const dash = group.lastIndexOf("-");
-    const topic = group.slice(0, dash);
-    const partition = Number(group.slice(dash + 1));
-    if (dash <= 0 || isInternalTopic(topic) || !Number.isInteger(partition)) return undefined;
-    const log = broker.logs.get(topic, partition);
-    return log ? encodeFigures(figuresOfLog(broker, clock, log)) : undefined;
-  };
+export function groupFigures(broker: Broker, clock: Clock, group: string): number[] | undefined {
+  const dash = group.lastIndexOf("-");
+  const topic = group.slice(0, dash);
+  const partition = Number(group.slice(dash + 1));
+  if (dash <= 0 || isInternalTopic(topic) || !Number.isInteger(partition)) return undefined;
+  const log = broker.logs.get(topic, partition);
+  return log ? encodeFigures(figuresOfLog(broker, clock, log)) : undefined;
 }

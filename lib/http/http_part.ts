@@ -5,16 +5,15 @@
  * the listener and its connections.
  */
 import type { Broker } from "../broker/broker.ts";
+import type { StatsItems } from "../broker/stats_report.ts";
 import type { Clock } from "../clock.ts";
 import { HTTP_BODY_BYTES_MAX } from "../limits.ts";
 import type { LogRing } from "../log_ring.ts";
-import { plainReply } from "../protocol/forwarded_reply.ts";
 import { type HttpServer, serveHttp } from "../runtime/http_server.ts";
 import type { AccessControl } from "../security/access.ts";
 import type { TlsFiles } from "../security/tls.ts";
 import type { Requests } from "../server/edge.ts";
 import { createAdminApp } from "./admin.ts";
-import { HTTP_REQUEST_CONTEXT } from "./metaq_plugin.ts";
 import type { ClusterView, GroupsView } from "./views.ts";
 
 /** Time open event streams get to end cleanly at shutdown before connections are dropped. */
@@ -22,8 +21,13 @@ const STREAM_END_GRACE_MS = 50;
 
 export interface HttpPartOptions {
   readonly broker: Broker;
-  /** The edge: puts and group commands go through it (to their leaders, in a cluster). */
+  /**
+   * The edge: puts, group commands and (in a cluster) reads of partitions this node does not
+   * hold go through it, to the node that must serve them.
+   */
   readonly requests: Requests;
+  /** `stats` items other parts contribute (`cluster`...). */
+  readonly statsItems?: StatsItems;
   readonly groups: GroupsView;
   readonly cluster?: ClusterView;
   readonly access: AccessControl;
@@ -66,8 +70,8 @@ export class HttpPart {
       clock: options.clock,
       signal: this.#shutdown.signal,
       access: options.access,
-      put: (command, done) =>
-        options.requests.dispatch(command, HTTP_REQUEST_CONTEXT, (reply) => done(plainReply(reply))),
+      requests: options.requests,
+      statsItems: options.statsItems,
     });
     try {
       this.#server = await serveHttp({

@@ -130,6 +130,8 @@ async function waitOrHeartbeat(
   stop: AbortSignal,
   heartbeatMs: number,
 ): Promise<"woken" | "heartbeat"> {
+  // Stopped while the source was reading (an async next()): the listener below would never fire.
+  if (stop.aborted) return "woken";
   const waiting = new AbortController();
   const onStop = () => waiting.abort();
   stop.addEventListener("abort", onStop, { once: true });

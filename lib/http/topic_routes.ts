@@ -8,13 +8,13 @@
  * a cluster answers alike. The broker's own `__` topics are not topics here.
  */
 import type { Hono } from "hono";
-import type { Broker } from "../broker/broker.ts";
-import { groupNameProblem } from "../protocol/names.ts";
 import { BrokerError } from "../errors.ts";
 import { HTTP_FETCH_MESSAGES_MAX } from "../limits.ts";
+import { groupNameProblem } from "../protocol/names.ts";
+import { isInternalTopic } from "../store/log.ts";
 import type { AdminContext } from "./context.ts";
 import { putAll, readMessages } from "./produce.ts";
-import { type PayloadEncoding, readRecords, recordToJson } from "./records.ts";
+import { type PayloadEncoding, recordToJson } from "./records.ts";
 import {
   describe,
   integerParam,

@@ -1,14 +1,22 @@
+/**
+ * The HTTP API of one broker started with assemble(), through `app.request()`: MetaQ's plugin
+ * routes, topics, produce and fetch, the live stream, stats and metrics, and consumer groups as
+ * the real group coordinator keeps them (asked through the edge, as every node asks). The same
+ * API on a three-node cluster is in http_cluster.test.ts.
+ */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { Hono } from "hono";
+import { type App, assemble } from "../../lib/app/assemble.ts";
 import { buildConfig } from "../../lib/config/config.ts";
 import { createAdminApp } from "../../lib/http/admin.ts";
+import { groupsOverWire } from "../../lib/http/groups_over_wire.ts";
+import { ask, HTTP_REQUEST_CONTEXT } from "../../lib/http/wire_reply.ts";
 import { silentLogger } from "../../lib/log.ts";
 import { LogRing, ringLogger } from "../../lib/log_ring.ts";
-import { type RunningBroker, startBroker } from "../../lib/server/start_broker.ts";
 import { encodeRecord, joinAttribute } from "../../lib/protocol/record.ts";
-import { MemoryGroups, threeNodeCluster } from "../support/memory_views.ts";
+import type { Log } from "../../lib/store/log.ts";
 import { type TempDir, tempDir } from "../support/temp_dir.ts";
 
 const CONFIG = (dataPath: string) => `
@@ -29,17 +37,15 @@ numPartitions=1
 `;
 
 let temp: TempDir;
-let running: RunningBroker;
+let running: App;
 let app: Hono;
 let bare: Hono;
-const groups = new MemoryGroups();
-const cluster = threeNodeCluster();
 const recentLog = new LogRing(10);
 const shutdown = new AbortController();
 
 beforeAll(async () => {
   temp = tempDir();
-  running = await startBroker({
+  running = await assemble({
     config: buildConfig({
       fileText: CONFIG(temp.path),
       overrides: { serverPort: "0", httpEnabled: "false" },
@@ -47,8 +53,8 @@ beforeAll(async () => {
     logger: ringLogger(silentLogger, recentLog),
   });
   app = createAdminApp(running.broker, {
-    groups,
-    cluster,
+    requests: running.edge,
+    groups: groupsOverWire(running.edge),
     recentLog,
     signal: shutdown.signal,
     heartbeatMs: 200,
@@ -63,6 +69,30 @@ afterAll(async () => {
   await running.close();
   temp[Symbol.dispose]();
 });
+
+/** The log of a partition, which the test expects to exist. */
+function logOf(topic: string, partition: number): Log {
+  const log = running.logs.get(topic, partition);
+  if (!log) throw new Error(`no log ${topic}-${partition}`);
+  return log;
+}
+
+/** A group wire command through the broker's edge, as a client sends it; its text on success. */
+async function groupCommand(verb: string, args: string[]): Promise<string> {
+  const answer = await ask(
+    (command, respond) => running.edge.dispatch(command, HTTP_REQUEST_CONTEXT, respond),
+    { kind: "extension", verb, args, opaque: 0, body: new Uint8Array(0) },
+  );
+  if (answer.kind !== "result" || answer.code !== 200) {
+    throw new Error(`${verb} failed: ${JSON.stringify(answer)}`);
+  }
+  return answer.text;
+}
+
+/** Sets `group`'s committed offset of a partition, as `metaq groups reset --force` does. */
+function commit(group: string, topic: string, partition: number, offset: number) {
+  return groupCommand("adjust", [group, topic, String(partition), String(offset), "force"]);
+}
 
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
 
@@ -142,7 +172,7 @@ describe("MetaQ's HTTP plugin: /put, /get, /offset", () => {
   });
 
   test("get answers MetaQ's codes and texts: caught up, past the end, end marker, bad size", async () => {
-    const end = running.store.get("orders", 0)!.ackedEnd;
+    const end = logOf("orders", 0).endOffset;
     const caughtUp = await app.request(
       `/get?topic=orders&partition=0&group=g&offset=${end}&maxsize=100`,
     );
@@ -164,7 +194,7 @@ describe("MetaQ's HTTP plugin: /put, /get, /offset", () => {
   });
 
   test("put failures carry MetaQ's codes and texts and write nothing", async () => {
-    const before = running.store.get("orders", 0)!.ackedEnd;
+    const before = logOf("orders", 0).endOffset;
     const wrong = await app.request("/put?topic=orders&partition=9&flag=0&length=1", {
       method: "POST",
       body: "x",
@@ -198,7 +228,7 @@ describe("MetaQ's HTTP plugin: /put, /get, /offset", () => {
       400,
       "Bad request,body has 3 bytes but length is 9",
     ]);
-    expect(running.store.get("orders", 0)!.ackedEnd).toBe(before);
+    expect(logOf("orders", 0).endOffset).toBe(before);
     expect(dirsOf("nope")).toEqual([]);
   });
 
@@ -262,6 +292,8 @@ describe("topics: list, create, describe", () => {
     expect(status).toBe(200);
     const names = body.topics.map((topic: { name: string }) => topic.name);
     expect(names).toEqual(expect.arrayContaining(["orders", "events", "logs-web", "empty"]));
+    expect(running.logs.list().some((entry) => entry.topic.startsWith("__"))).toBe(true);
+    expect(names.filter((name: string) => name.startsWith("__"))).toEqual([]);
     const empty = body.topics.find((topic: { name: string }) => topic.name === "empty");
     expect(empty).toMatchObject({ numPartitions: 2, messages: 0, partitions: [] });
   });
@@ -270,15 +302,16 @@ describe("topics: list, create, describe", () => {
     const { status, body } = await json(app.request("/v1/topics/orders"));
     expect(status).toBe(200);
     const zero = body.partitions[0];
-    const log = running.store.get("orders", 0)!;
+    const log = logOf("orders", 0);
     expect(zero).toMatchObject({
       partition: 0,
       startOffset: 0,
-      endOffset: log.ackedEnd,
-      bytes: log.sizeBytes,
-      messages: log.messageCount,
+      endOffset: log.endOffset,
+      bytes: log.facts().bytes,
+      messages: log.facts().messages,
       segments: 1,
       closed: false,
+      leader: null,
     });
     expect(typeof zero.produceMessagesPerSecond).toBe("number");
     const missing = await json(app.request("/v1/topics/nope"));
@@ -316,7 +349,9 @@ describe("produce and fetch", () => {
     expect(messages[0]).toMatchObject({ offset: 0, nextOffset: 30, id: results[0].id, flag: 0 });
     expect(messages[2].flag).toBe(1);
     expect(fetched.body.nextOffset).toBe(messages.at(-1).nextOffset);
-    const raw = running.store.get("logs-app", 0)!.read(54, 1000);
+    const log = logOf("logs-app", 0);
+    const raw = new Uint8Array(log.readableAt(54, 1000));
+    log.readInto(raw, 0, 54, raw.length);
     expect(raw.subarray(20, 20 + 4 + 7 + 9)).toEqual(
       joinAttribute("trace=1", new TextEncoder().encode("with attr")),
     );
@@ -354,7 +389,7 @@ describe("produce and fetch", () => {
   });
 
   test("invalid messages are refused before anything is written", async () => {
-    const before = running.store.get("orders", 0)!.ackedEnd;
+    const before = logOf("orders", 0).endOffset;
     const cases: [unknown, number, string][] = [
       [
         { messages: [{ payload: "ok", partition: 0 }, { payload: "%%", encoding: "base64" }] },
@@ -384,7 +419,7 @@ describe("produce and fetch", () => {
     }
     const refused = await json(post("/v1/topics/nope/messages", { payload: "x" }));
     expect(refused.body.error.kind).toBe("topicNotAccepted");
-    expect(running.store.get("orders", 0)!.ackedEnd).toBe(before);
+    expect(logOf("orders", 0).endOffset).toBe(before);
     expect(dirsOf("nope")).toEqual([]);
   });
 
@@ -465,13 +500,18 @@ describe("produce and fetch", () => {
     expect([none.status, none.body.error.kind]).toEqual([404, "topicNotFound"]);
     const badPartition = await json(app.request("/v1/topics/logs-page/partitions/x/messages"));
     expect(badPartition.status).toBe(400);
+    for (const internal of ["/v1/topics/__meta/partitions/0/messages", "/v1/topics/__meta"]) {
+      const hidden = await json(app.request(internal));
+      expect([internal, hidden.status, hidden.body.error.kind])
+        .toEqual([internal, 404, "topicNotFound"]);
+    }
   });
 
   test("a fetch below the first stored offset is a 301 to it, which fetch() follows", async () => {
     const big = "r".repeat(900);
     await produce("retained", Array.from({ length: 12 }, () => ({ payload: big, partition: 0 })));
-    await running.maintenance.runRetention((source) => source.length > 0);
-    const log = running.store.get("retained", 0)!;
+    const log = logOf("retained", 0);
+    await log.applyRetention(running.broker.topicSettings("retained")!.deletePolicy, Date.now());
     expect(log.startOffset).toBeGreaterThan(0);
     const moved = await app.request("/v1/topics/retained/partitions/0/messages?offset=0&max=1");
     expect(moved.status).toBe(301);
@@ -580,8 +620,8 @@ describe("live stream over Server-Sent Events", () => {
   test("a stream for a group starts at the group's committed offsets", async () => {
     const second = (await json(app.request("/v1/topics/logs-live/partitions/0/messages"))).body
       .messages[1];
-    groups.commit("live-readers", "logs-live", 0, second.offset);
-    groups.commit("live-readers", "logs-live", 1, 23);
+    await commit("live-readers", "logs-live", 0, second.offset);
+    await commit("live-readers", "logs-live", 1, 23);
     const response = await app.request("/v1/topics/logs-live/stream?group=live-readers");
     const { events, reader } = await readEvents(response, 1);
     await reader.cancel();
@@ -628,44 +668,39 @@ describe("stats, metrics and health", () => {
     expect(Object.keys(stats.realtime)).toContain("realtime_put");
   });
 
-  test("metrics expose counters, partitions, fsync latency, group lag and raft state", async () => {
+  test("metrics expose counters, partitions, fsync latency and group lag, no internal topic", async () => {
     await produce("orders", [{ payload: "metric", partition: 0 }]);
-    groups.commit("billing", "orders", 0, 0);
+    await commit("billing", "orders", 0, 0);
     const response = await app.request("/metrics");
     expect(response.headers.get("content-type")).toStartWith("text/plain; version=0.0.4");
     const body = await response.text();
     const value = (line: string) =>
       Number(body.split("\n").find((l) => l.startsWith(`${line} `))?.split(" ")[1]);
     expect(value("metaq_put_requests_total")).toBe(running.broker.stats.counters.cmdPut);
-    const end = running.store.get("orders", 0)!.ackedEnd;
+    const end = logOf("orders", 0).endOffset;
     expect(value('metaq_partition_end_offset{topic="orders",partition="0"}')).toBe(end);
     expect(value('metaq_group_lag_bytes{group="billing",topic="orders",partition="0"}')).toBe(end);
     expect(value("metaq_fsync_duration_seconds_count")).toBeGreaterThan(0);
     expect(value('metaq_fsync_duration_seconds_bucket{le="+Inf"}')).toBe(
       value("metaq_fsync_duration_seconds_count"),
     );
-    expect(value('metaq_raft_role{node="1",role="leader"}')).toBe(1);
-    expect(value("metaq_raft_term")).toBe(7);
     expect(value('metaq_transactions_total{event="commit"}')).toBe(0);
+    expect(body).not.toContain('topic="__');
+    expect(body).not.toContain("metaq_raft_role");
+    expect(body).not.toContain("metaq_partition_leader");
     for (const line of body.trimEnd().split("\n")) {
       expect(line).toMatch(/^(# (HELP|TYPE) \w+ .+|\w+(\{[^}]*\})? [-+\w.]+)$/);
     }
     const plain = await (await bare.request("/metrics")).text();
     expect(plain).not.toContain("metaq_group_lag_bytes");
-    expect(plain).not.toContain("metaq_raft_role");
   });
 
-  test("healthz is always ok; readyz follows shutdown and the cluster's readiness", async () => {
+  test("healthz is always ok; readyz is ready until shutdown begins", async () => {
     expect(await json(app.request("/healthz"))).toEqual({ status: 200, body: { status: "ok" } });
-    expect((await json(app.request("/readyz"))).status).toBe(200);
-    cluster.current = { ...cluster.current, role: "candidate", ready: false };
-    try {
-      const notReady = await json(app.request("/readyz"));
-      expect(notReady.status).toBe(503);
-      expect(notReady.body.reasons).toEqual(["cluster node is candidate"]);
-    } finally {
-      cluster.current = { ...cluster.current, role: "leader", ready: true };
-    }
+    expect(await json(app.request("/readyz"))).toEqual({
+      status: 200,
+      body: { status: "ready", reasons: [], damagedPartitions: 0 },
+    });
     const local = new AbortController();
     const stopping = createAdminApp(running.broker, { signal: local.signal });
     local.abort();
@@ -673,12 +708,14 @@ describe("stats, metrics and health", () => {
   });
 });
 
-describe("consumer groups and cluster (through the provider interfaces)", () => {
-  test("without providers the routes answer 503 with a clear message", async () => {
+describe("consumer groups, as the group coordinator keeps them", () => {
+  test("without a groups provider or a cluster the routes answer 503 with a clear message", async () => {
     for (const path of ["/v1/groups", "/v1/groups/g1", "/v1/cluster"]) {
       const answer = await json(bare.request(path));
       expect([path, answer.status, answer.body.error.kind]).toEqual([path, 503, "unavailable"]);
     }
+    const single = await json(app.request("/v1/cluster"));
+    expect(single.body.error.message).toContain("this broker runs alone");
     const reset = await json(
       bare.request("/v1/groups/g1/reset", { method: "POST", body: "{}" }),
     );
@@ -686,22 +723,22 @@ describe("consumer groups and cluster (through the provider interfaces)", () => 
   });
 
   test("groups list and describe with the lag of each partition", async () => {
-    groups.commit("shipping", "events", 0, 0);
+    await commit("shipping", "events", 0, 0);
     await produce("events", [{ payload: "e1", partition: 0 }, { payload: "e2", partition: 0 }]);
-    const end = running.store.get("events", 0)!.ackedEnd;
+    const end = logOf("events", 0).endOffset;
     const described = await json(app.request("/v1/groups/shipping"));
     expect(described.status).toBe(200);
     expect(described.body).toMatchObject({
       group: "shipping",
       lagBytes: end,
-      members: [{ id: "m1", topics: ["events"] }],
+      members: [],
       partitions: [{
         topic: "events",
         partition: 0,
         committedOffset: 0,
         endOffset: end,
         lagBytes: end,
-        owner: "m1",
+        owner: null,
       }],
     });
     const list = await json(app.request("/v1/groups"));
@@ -711,7 +748,7 @@ describe("consumer groups and cluster (through the provider interfaces)", () => 
   });
 
   test("reset moves offsets to the end, the beginning or a record boundary", async () => {
-    const end = running.store.get("events", 0)!.ackedEnd;
+    const end = logOf("events", 0).endOffset;
     const toEnd = await json(post("/v1/groups/shipping/reset", { topic: "events", to: "end" }));
     expect(toEnd.status).toBe(200);
     expect(toEnd.body.reset).toContainEqual({
@@ -739,14 +776,15 @@ describe("consumer groups and cluster (through the provider interfaces)", () => 
     );
   });
 
-  test("invalid resets are refused and change nothing", async () => {
-    const before = groups.resets.length;
+  test("invalid resets are refused and change nothing; active members refuse a reset", async () => {
+    const before = (await json(app.request("/v1/groups/shipping"))).body;
     const cases: [unknown, number, string][] = [
       [{ topic: "events", partition: 0, to: 3 }, 400, "invalidOffset"],
       [{ topic: "events", partition: 0, to: 999999 }, 400, "invalidOffset"],
       [{ topic: "events", to: "middle" }, 400, "invalidOffset"],
       [{ topic: "events", partition: 9, to: "end" }, 500, "wrongPartition"],
       [{ topic: "nope", to: "end" }, 404, "topicNotFound"],
+      [{ topic: "__meta", to: "end" }, 404, "topicNotFound"],
       [{ topic: "events", to: "end", force: true }, 400, "badRequest"],
       [[], 400, "badRequest"],
     ];
@@ -757,25 +795,18 @@ describe("consumer groups and cluster (through the provider interfaces)", () => 
     }
     const unknown = await json(post("/v1/groups/nobody/reset", { topic: "events", to: "end" }));
     expect(unknown.status).toBe(404);
-    groups.locked.add("shipping");
+    await groupCommand("join", ["shipping", "m1", "events", "DEFAULT"]);
     try {
       const busy = await json(post("/v1/groups/shipping/reset", { topic: "events", to: "end" }));
-      expect([busy.status, busy.body.error.kind]).toEqual([409, "conflict"]);
+      expect([busy.status, busy.body.error.kind]).toEqual([409, "membersActive"]);
+      const joined = await json(app.request("/v1/groups/shipping"));
+      expect(joined.body.members).toEqual([{ id: "m1", topics: ["events"] }]);
     } finally {
-      groups.locked.delete("shipping");
+      await groupCommand("leave", ["shipping", "m1"]);
     }
-    expect(groups.resets.length).toBe(before);
-  });
-
-  test("cluster status comes from the provider", async () => {
-    const { status, body } = await json(app.request("/v1/cluster"));
-    expect(status).toBe(200);
-    expect(body).toMatchObject({ role: "leader", term: 7, commitIndex: 42 });
-    expect(body.nodes.map((node: { healthy: boolean }) => node.healthy)).toEqual([
-      true,
-      true,
-      false,
-    ]);
+    const after = (await json(app.request("/v1/groups/shipping"))).body;
+    expect(after.partitions.map((p: { committedOffset: number }) => p.committedOffset))
+      .toEqual(before.partitions.map((p: { committedOffset: number }) => p.committedOffset));
   });
 });
 
@@ -792,7 +823,9 @@ describe("dashboard data", () => {
     expect(overview.body.groups.map((group: { group: string }) => group.group)).toContain(
       "shipping",
     );
-    expect(overview.body.cluster.nodes.length).toBe(3);
+    expect(overview.body.cluster).toBeNull();
+    const names = overview.body.topics.map((topic: { name: string }) => topic.name);
+    expect(names.filter((name: string) => name.startsWith("__"))).toEqual([]);
     running.broker.logger.log("warn", "Disk is getting full", { free: "2%" });
     const events = await app.request("/v1/events");
     const reader = events.body!.getReader();

@@ -61,7 +61,9 @@ export async function startCluster(options: {
     nodes,
     async leaderOf(topic, partition) {
       let leader: App | undefined;
-      await waitFor(`a leader for ${topic}-${partition}`, () => {
+      await waitFor(`a leader for ${topic}-${partition}`, async () => {
+        // Copies open on first use (once a node is admitted): open them, so the group elects.
+        await Promise.all(nodes.map((node) => node.cluster?.prepare(topic, partition)));
         leader = nodes.find((node) =>
           node.cluster?.leaderOf(`${topic}-${partition}`)?.nodeId === node.cluster?.nodeId
         );

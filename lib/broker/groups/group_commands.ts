@@ -46,10 +46,12 @@ export const GROUP_VERBS = [
 /**
  * The group verbs as a command table. `current` is the service that coordinates groups now
  * (undefined on a node that does not: the edge sends the commands to `home`, the writer of
- * `__meta-0`, before they get here).
+ * `__meta-0`, before they get here); `ready` waits briefly for one on a node that has just
+ * become that writer.
  */
 export function groupCommands(
   current: () => GroupService | undefined,
+  ready: () => Promise<unknown>,
   home: Home,
   logger: Logger,
 ): CommandTable {
@@ -123,8 +125,10 @@ export function groupCommands(
     table[`ext:${verb}`] = {
       spec: { args },
       home: () => home,
-      handle: (command: ExtensionCommand, context: RequestContext, respond: Respond) =>
-        run(command, context, respond, { handler, logger }),
+      handle(command: ExtensionCommand, context: RequestContext, respond: Respond) {
+        if (live()) return run(command, context, respond, { handler, logger });
+        void ready().then(() => run(command, context, respond, { handler, logger }));
+      },
     };
   }
   return table;

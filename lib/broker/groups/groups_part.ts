@@ -15,6 +15,7 @@ import type { CommandTable, Home } from "../../protocol/command_table.ts";
 import type { MessageIdGenerator } from "../../protocol/message_id.ts";
 import type { Log, Logs } from "../../store/log.ts";
 import type { Broker } from "../broker.ts";
+import { CoordinatorSlot } from "../coordinator_slot.ts";
 import { StateLog, whenOpen } from "../state_log.ts";
 import type { OffsetEntry } from "../../protocol/group_wire.ts";
 import { groupCommands } from "./group_commands.ts";
@@ -28,6 +29,8 @@ export const OFFSETS_TOPIC = "__meta";
  * earlier writer issued (epochs start at 1, so a broker that runs alone starts at 0).
  */
 const GENERATIONS_PER_EPOCH = 2 ** 20;
+/** How long a group command waits for this node, just made the writer of `__meta-0`, to be ready. */
+const COORDINATOR_WAIT_MS = 4000;
 
 export interface GroupsPartOptions {
   readonly config: Config;
@@ -48,7 +51,7 @@ export class GroupsPart {
   readonly #options: GroupsPartOptions;
   readonly #state = new OffsetsState();
   #log: StateLog | undefined;
-  #service: GroupService | undefined;
+  readonly #slot = new CoordinatorSlot<GroupService>();
   #serviceEpoch = 0;
   #unsubscribe: (() => void) | undefined;
   #cancelOpen: (() => void) | undefined;
@@ -57,12 +60,18 @@ export class GroupsPart {
   constructor(options: GroupsPartOptions) {
     this.#options = options;
     const home: Home = { kind: "leader", topic: OFFSETS_TOPIC, partition: 0 };
-    this.commands = groupCommands(() => this.#service, home, options.logger);
+    this.commands = groupCommands(
+      () => this.#slot.value,
+      // A node just made the writer of `__meta-0` coordinates once it is ready: wait for it.
+      () => this.#slot.when(this.#log?.log.writer.writable ? COORDINATOR_WAIT_MS : 0),
+      home,
+      options.logger,
+    );
   }
 
   /** The coordinator on this node now, if this node writes `__meta-0`. */
   get service(): GroupService | undefined {
-    return this.#service;
+    return this.#slot.value;
   }
 
   /** This node's table of committed offsets, to compare nodes (`cluster status`). */
@@ -101,8 +110,8 @@ export class GroupsPart {
     this.#cancelOpen?.();
     this.#unsubscribe?.();
     this.#log?.stop();
-    const service = this.#service;
-    this.#service = undefined;
+    const service = this.#slot.take();
+    this.#slot.close();
     await service?.stop();
   }
 
@@ -112,9 +121,8 @@ export class GroupsPart {
     if (!log || this.#stopped) return;
     log.catchUp();
     const writer = log.log.writer;
-    if (this.#service && (!writer.writable || writer.epoch !== this.#serviceEpoch)) {
-      const old = this.#service;
-      this.#service = undefined;
+    if (this.#slot.value && (!writer.writable || writer.epoch !== this.#serviceEpoch)) {
+      const old = this.#slot.take()!;
       old.stop().catch((error) =>
         this.#options.logger.log("warn", "Cannot stop group coordinator", {
           reason: describeError(error),
@@ -122,7 +130,7 @@ export class GroupsPart {
       );
     }
     // A new writer knows every earlier offset only once it is ready (committed in its epoch).
-    if (writer.ready && !this.#service && log.appliedOffset >= log.log.endOffset) {
+    if (writer.ready && !this.#slot.value && log.appliedOffset >= log.log.endOffset) {
       this.#startService(log, writer.epoch);
     }
     log.maintain(this.#options.clock.monotonicMs());
@@ -130,7 +138,7 @@ export class GroupsPart {
 
   #startService(log: StateLog, epoch: number): void {
     const { broker, config, clock, logger } = this.#options;
-    this.#service = new GroupService({
+    const service = new GroupService({
       brokerId: config.system.brokerId,
       sessionTimeoutMs: config.system.groupSessionTimeoutMs,
       store: new LogOffsetStore(this.#state, log),
@@ -145,8 +153,9 @@ export class GroupsPart {
       },
       generationBase: Math.max(0, epoch - 1) * GENERATIONS_PER_EPOCH,
     });
-    this.#service.start();
+    service.start();
     this.#serviceEpoch = epoch;
+    this.#slot.set(service);
     logger.log("info", "Coordinating consumer groups", {
       epoch,
       offsets: this.#state.entries().length,

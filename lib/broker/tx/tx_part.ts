@@ -23,6 +23,7 @@ import { errorReply, type RequestContext, type Respond, result } from "../../pro
 import { RECORD_DATA_BYTES_MAX } from "../../limits.ts";
 import type { Log, Logs } from "../../store/log.ts";
 import type { Broker } from "../broker.ts";
+import { CoordinatorSlot } from "../coordinator_slot.ts";
 import { StateLog, whenOpen } from "../state_log.ts";
 import { type PartitionWriter, TransactionManager } from "./manager.ts";
 import { TxState } from "./tx_state.ts";
@@ -36,6 +37,8 @@ export const COMMIT_BATCH_VERB = "commitbatch";
 /** The context of requests the transactions part sends itself (never a client's). */
 export const TX_INTERNAL_PEER = "transactions";
 
+/** How long a request waits for this node, just made the journal's writer, to be ready. */
+const COORDINATOR_WAIT_MS = 4000;
 /** How often unfinished commits are tried again and the journal's upkeep runs. */
 const UPKEEP_MS = 1000;
 
@@ -64,7 +67,7 @@ export class TxPart {
   readonly #options: TxPartOptions;
   readonly #state = new TxState();
   #journal: StateLog | undefined;
-  #manager: TransactionManager | undefined;
+  readonly #slot = new CoordinatorSlot<TransactionManager>();
   #managerEpoch = 0;
   readonly #timers: ReturnType<typeof setInterval>[] = [];
   #unsubscribe: (() => void) | undefined;
@@ -81,13 +84,13 @@ export class TxPart {
         // END is one-way: nothing to forward, nothing to answer.
         home: (command: TransactionCommand) => command.type === "END" ? HERE : coordinator,
         handle: (command: TransactionCommand, context: RequestContext, respond: Respond) =>
-          this.#live(respond)?.handle(command, context, respond),
+          this.#live(respond, (manager) => manager.handle(command, context, respond)),
       },
       "tx-put": {
         // A put whose body was too large was not buffered: answer its size error here.
         home: (command: PutCommand) => command.oversizedBytes !== undefined ? HERE : coordinator,
         handle: (command: PutCommand, context: RequestContext, respond: Respond) =>
-          this.#live(respond)?.put(command, context, respond),
+          this.#live(respond, (manager) => manager.put(command, context, respond)),
       },
       [`ext:${HEURISTIC_VERB}`]: {
         spec: { args: 2 },
@@ -110,7 +113,7 @@ export class TxPart {
 
   /** The manager on this node now, if this node writes the journal (tests, stats). */
   get manager(): TransactionManager | undefined {
-    return this.#manager;
+    return this.#slot.value;
   }
 
   /** Resolves once `__tx-0` is attached (at once on one node; a cluster node may wait). */
@@ -122,7 +125,7 @@ export class TxPart {
       void (this.#recovering ?? Promise.resolve()).then(resolve);
     });
     const timers = [
-      setInterval(() => this.#manager?.expire(), TX_TIMEOUT_TICK_MS),
+      setInterval(() => this.#slot.value?.expire(), TX_TIMEOUT_TICK_MS),
       setInterval(() => this.#upkeep(), UPKEEP_MS),
     ];
     for (const timer of timers) (timer as { unref?: () => void }).unref?.();
@@ -149,13 +152,13 @@ export class TxPart {
     for (const timer of this.#timers.splice(0)) clearInterval(timer);
     this.#unsubscribe?.();
     this.#journal?.stop();
-    this.#manager?.close();
-    this.#manager = undefined;
+    this.#slot.take()?.close();
+    this.#slot.close();
   }
 
   /** A client connection ended: its local transactions are rolled back. */
   connectionClosed(context: RequestContext): void {
-    this.#manager?.connectionClosed(context);
+    this.#slot.value?.connectionClosed(context);
   }
 
   /** On every change of `__tx-0`: apply, then start or stop coordinating. */
@@ -164,18 +167,17 @@ export class TxPart {
     if (!journal || this.#stopped) return;
     journal.catchUp();
     const writer = journal.log.writer;
-    if (this.#manager && (!writer.writable || writer.epoch !== this.#managerEpoch)) {
-      this.#manager.close();
-      this.#manager = undefined;
+    if (this.#slot.value && (!writer.writable || writer.epoch !== this.#managerEpoch)) {
+      this.#slot.take()!.close();
     }
-    if (writer.ready && !this.#manager && journal.appliedOffset >= journal.log.endOffset) {
+    if (writer.ready && !this.#slot.value && journal.appliedOffset >= journal.log.endOffset) {
       this.#startManager(journal, writer.epoch);
     }
   }
 
   #startManager(journal: StateLog, epoch: number): void {
     const { broker, clock, logger, writer, nodeId } = this.#options;
-    this.#manager = new TransactionManager({
+    const manager = new TransactionManager({
       broker,
       journal,
       state: this.#state,
@@ -187,35 +189,45 @@ export class TxPart {
       crash: this.#options.crash,
     });
     this.#managerEpoch = epoch;
+    this.#slot.set(manager);
     logger.log("info", "Coordinating transactions", {
       epoch,
       prepared: this.#state.prepared.size,
       commitsToComplete: this.#state.pending.size,
       heuristic: this.#state.heuristics.size,
     });
-    this.#recovering = this.#manager.completePending();
+    this.#recovering = manager.completePending();
   }
 
   #upkeep(): void {
     if (this.#stopped) return;
     this.#update();
-    void this.#manager?.completePending();
+    void this.#slot.value?.completePending();
     this.#journal?.maintain(this.#options.clock.monotonicMs());
   }
 
-  /** The manager, or a 503 to `respond` when this node does not coordinate transactions now. */
-  #live(respond: Respond): TransactionManager | undefined {
-    if (this.#manager) return this.#manager;
-    respond(errorReply(
-      new BrokerError("unavailable", "this node does not coordinate transactions now; retry"),
-    ));
-    return undefined;
+  /**
+   * Runs `then` with the manager: now, or once this node (just made the journal's writer) is
+   * ready; a 503 to `respond` when this node does not coordinate transactions.
+   */
+  #live(respond: Respond, then: (manager: TransactionManager) => void): void {
+    const manager = this.#slot.value;
+    if (manager) return then(manager);
+    const waitMs = this.#journal?.log.writer.writable ? COORDINATOR_WAIT_MS : 0;
+    void this.#slot.when(waitMs).then((ready) => {
+      if (ready) return then(ready);
+      respond(errorReply(
+        new BrokerError("unavailable", "this node does not coordinate transactions now; retry"),
+      ));
+    });
   }
 
   /** `heuristic list -` | `heuristic commit|rollback <xid>`: an operator's word on a branch. */
   #heuristic(command: ExtensionCommand, respond: Respond): void {
-    const manager = this.#live(respond);
-    if (!manager) return;
+    this.#live(respond, (manager) => this.#heuristicWith(manager, command, respond));
+  }
+
+  #heuristicWith(manager: TransactionManager, command: ExtensionCommand, respond: Respond): void {
     const [action, xid] = command.args;
     if (action === "list") return respond(result(200, JSON.stringify(manager.list())));
     if (action !== "commit" && action !== "rollback") {

@@ -20,7 +20,7 @@ function tx(key: OpenTxKey, phase: TxPhase, messages = 0): OpenTransaction {
   return {
     number: 1,
     key,
-    connectionId: key.kind === "local" ? 1 : undefined,
+    connection: key.kind === "local" ? "0:1" : undefined,
     phase,
     messages: Array.from({ length: messages }, (_, index) => ({
       topic: "t",

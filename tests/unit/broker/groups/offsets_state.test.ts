@@ -1,13 +1,18 @@
 /**
- * The `__meta-0` table and its snapshots, on commands alone: a snapshot never changes what the
+ * The committed-offsets table kept in `__meta-0`, and its snapshots, on records alone: a snapshot never changes what the
  * log means, a node that starts from any record at or below the latest snapshot (a compacted
  * log, or a follower reset to its leader's start) ends with the same table as one that applied
  * everything, and a snapshot that did not land where it was taken is ignored.
  */
 import { expect, test } from "bun:test";
-import { type MetaCommand, MetaState } from "../../../lib/cluster/meta_state.ts";
-import type { OffsetEntry } from "../../../lib/protocol/group_wire.ts";
-import { Prng } from "../../../lib/prng.ts";
+import {
+  type OffsetsCommand as MetaCommand,
+  OffsetsState,
+} from "../../../../lib/broker/groups/offsets_state.ts";
+import type { OffsetEntry } from "../../../../lib/protocol/group_wire.ts";
+import { Prng } from "../../../../lib/prng.ts";
+
+const encode = (command: MetaCommand) => new TextEncoder().encode(JSON.stringify(command));
 
 /** Records laid out back to back, 100 bytes each: record i spans [i*100, i*100+100). */
 const RECORD_BYTES = 100;
@@ -45,11 +50,11 @@ function history(seed: number, count: number): Built {
 }
 
 /** Applies `commands` (record i at i*100) from record `fromIndex` on, into `state`. */
-function replay(commands: readonly MetaCommand[], fromIndex: number, state?: MetaState) {
-  const table = state ?? new MetaState(fromIndex * RECORD_BYTES);
+function replay(commands: readonly MetaCommand[], fromIndex: number, state?: OffsetsState) {
+  const table = state ?? new OffsetsState();
   for (let index = fromIndex; index < commands.length; index++) {
     const offset = index * RECORD_BYTES;
-    table.apply(commands[index], offset, offset + RECORD_BYTES);
+    table.apply(encode(commands[index]), offset, offset + RECORD_BYTES);
   }
   return table;
 }
@@ -92,7 +97,7 @@ test("a follower reset to a compacted start forgets what it held and ends like t
     // A stale table: an early prefix, plus a key nobody else ever had (from a lost history).
     const stale = replay(commands.slice(0, 3), 0);
     stale.apply(
-      { op: "reset", entries: [{ group: "lost", topic: "t", partition: 9, offset: 1 }] },
+      encode({ op: "reset", entries: [{ group: "lost", topic: "t", partition: 9, offset: 1 }] }),
       3 * RECORD_BYTES,
       4 * RECORD_BYTES,
     );
@@ -105,31 +110,29 @@ test("a follower reset to a compacted start forgets what it held and ends like t
 });
 
 test("commits never go back, resets do, and the summary digest follows the table", () => {
-  const state = new MetaState(0);
+  const state = new OffsetsState();
   const key = { group: "g", topic: "t", partition: 0 };
-  state.apply({ op: "commit", entries: [{ ...key, offset: 500 }] }, 0, 100);
+  state.apply(encode({ op: "commit", entries: [{ ...key, offset: 500 }] }), 0, 100);
   const before = state.summary();
-  state.apply({ op: "commit", entries: [{ ...key, offset: 200 }] }, 100, 200);
+  state.apply(encode({ op: "commit", entries: [{ ...key, offset: 200 }] }), 100, 200);
   expect(state.get(key)).toBe(500);
   expect(state.summary().digest).toBe(before.digest);
-  state.apply({ op: "reset", entries: [{ ...key, offset: 200 }] }, 200, 300);
+  state.apply(encode({ op: "reset", entries: [{ ...key, offset: 200 }] }), 200, 300);
   expect(state.get(key)).toBe(200);
   expect(state.summary().digest).not.toBe(before.digest);
   expect(state.summary()).toMatchObject({ entries: 1, applied: 300, snapshotBase: 0 });
-  expect(state.bytesSinceSnapshot).toBe(300);
-  state.apply(state.snapshot(), 300, 400);
+  expect(state.apply(state.snapshot(300), 300, 400)).toBe(true);
   expect(state.summary()).toMatchObject({ entries: 1, applied: 400, snapshotBase: 300 });
-  expect(state.bytesSinceSnapshot).toBe(0);
 });
 
 test("a snapshot found anywhere but at its base changes nothing and allows no compaction", () => {
-  const state = new MetaState(0);
+  const state = new OffsetsState();
   const key = { group: "g", topic: "t", partition: 0 };
-  state.apply({ op: "commit", entries: [{ ...key, offset: 500 }] }, 0, 100);
+  state.apply(encode({ op: "commit", entries: [{ ...key, offset: 500 }] }), 0, 100);
   // Taken at 100, but another record got there first: it would undo that record.
-  state.apply({ op: "commit", entries: [{ ...key, offset: 700 }] }, 100, 200);
-  state.apply({ op: "snapshot", base: 100, entries: [{ ...key, offset: 500 }] }, 200, 300);
+  state.apply(encode({ op: "commit", entries: [{ ...key, offset: 700 }] }), 100, 200);
+  const late = encode({ op: "snapshot", base: 100, entries: [{ ...key, offset: 500 }] });
+  expect(state.apply(late, 200, 300)).toBe(false);
   expect(state.get(key)).toBe(700);
-  expect(state.snapshotBase).toBe(0);
-  expect(state.bytesSinceSnapshot).toBe(300);
+  expect(state.summary().snapshotBase).toBe(0);
 });
