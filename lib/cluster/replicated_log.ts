@@ -148,8 +148,12 @@ export class ReplicatedLog implements Log {
 
   whenReadable(offset: number, timeoutMs: number): Promise<void> | undefined {
     const replica = this.#replica;
-    if (replica.isLeader) return undefined; // a leader's commit is where acknowledgements stop
-    if (offset < replica.log.writtenEnd) return this.#waitEnd(offset + 1, timeoutMs);
+    // Here already, or committed by a quorum that did not wait for this copy (a leader's own
+    // fsync may finish after two followers acknowledged): readable in a moment.
+    if (offset < replica.log.writtenEnd || offset < replica.status().commit.offset) {
+      return this.#waitEnd(offset + 1, timeoutMs);
+    }
+    if (replica.isLeader) return undefined; // nothing anywhere past a leader's log
     // Nothing here yet: ask the leader whether anything was committed there at all.
     return this.#parts.askLeaderCommit().then((leaderCommit) => {
       if (leaderCommit === undefined || leaderCommit <= offset) return;

@@ -75,7 +75,10 @@ export function createAdminApp(broker: Broker, options: AdminOptions = {}): Hono
   const context: AdminContext = {
     broker,
     dispatch,
-    reads: new PartitionReads({ broker, remote: options.cluster && requests ? dispatch : undefined }),
+    reads: new PartitionReads({
+      broker,
+      remote: options.cluster && requests ? dispatch : undefined,
+    }),
     clock,
     rates: new RateTracker(clock),
     fsync: new FsyncHistogram(),

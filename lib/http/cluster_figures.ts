@@ -61,7 +61,9 @@ export function encodeFigures(figures: PartitionFigures): number[] {
 }
 
 /** Figures another node sent, or undefined when they are not figures this version reads. */
-export function decodeFigures(values: readonly unknown[] | undefined): PartitionFigures | undefined {
+export function decodeFigures(
+  values: readonly unknown[] | undefined,
+): PartitionFigures | undefined {
   if (!values || values.length < FIGURES_COUNT) return undefined;
   for (let index = 0; index < FIGURES_COUNT; index++) {
     const value = values[index];

@@ -1,8 +1,9 @@
 /**
  * @module The dashboard: one self-contained page (HTML, CSS and JavaScript, no CDN, no build
  * step), embedded as a string so `bun build --compile` carries it inside the binary. It renders
- * the snapshots that `/v1/events` pushes every second (topics, rates, groups and lag, cluster,
- * recent errors) and has a browse view that pages through a partition with the fetch API.
+ * the snapshots that `/v1/events` pushes every second (topics, rates and partition leaders,
+ * groups and lag, every cluster node with its role and health, recent errors) and has a browse
+ * view that pages through a partition with the fetch API.
  *
  * The script avoids template literals and `${`, so the whole page fits in one String.raw.
  */
@@ -349,7 +350,10 @@ button:disabled { opacity: .45; cursor: default; }
       t.partitions.forEach(function (p) {
         rows += '<tr class="part" data-partition="' + esc(t.name) + '/' + p.partition +
           '"><td>partition ' + p.partition + (p.closed ? ' <span class="badge closed">closed' +
-          '</span>' : '') + '<span class="mono hide-sm"> &middot; offsets ' +
+          '</span>' : '') + (p.leader === null || p.leader === undefined ? '' :
+          ' <span class="badge leader" data-leader="' + esc(t.name) + '/' + p.partition +
+          '" data-value="' + esc(p.leader) + '">node ' + esc(p.leader) + '</span>') +
+          '<span class="mono hide-sm"> &middot; offsets ' +
           num(p.startOffset) + ' &ndash; ' + num(p.endOffset) + '</span></td>' +
           '<td class="num hide-sm">' + p.segments + ' seg</td>' +
           '<td class="num">' + num(p.messages) + '</td><td class="num hide-sm">' + bytes(p.bytes) +
@@ -409,14 +413,17 @@ button:disabled { opacity: .45; cursor: default; }
       $('cluster-note').textContent = '';
       return;
     }
-    $('cluster-note').textContent = 'term ' + c.term + ', commit index ' + num(c.commitIndex);
+    $('cluster-note').textContent = plural(c.nodes.length, 'node') + ', term ' + c.term +
+      ', commit index ' + num(c.commitIndex) + (c.ready === false ? ', not ready' : '');
     $('cluster').innerHTML = '<div class="nodes">' + c.nodes.map(function (n) {
-      return '<div class="node" data-node="' + esc(n.id) + '"><div><span class="dot ' +
+      return '<div class="node" data-node="' + esc(n.id) + '" data-role="' + esc(n.role) +
+        '" data-healthy="' + (n.healthy ? 'true' : 'false') + '"><div><span class="dot ' +
         (n.healthy ? 'on' : 'off') + '"></span> <span class="name">node ' + esc(n.id) +
         '</span> <span class="badge ' + (n.role === 'leader' ? 'leader' : '') + '">' +
         esc(n.role) + '</span>' + (n.id === c.nodeId ? ' <small class="meta">this node' +
         '</small>' : '') + '</div><div class="addr">' + esc(n.address) + '</div>' +
         '<div class="meta">' + (n.healthy ? 'healthy' : 'unreachable') +
+        (n.leads !== undefined ? ', leads ' + plural(n.leads, 'partition') : '') +
         (n.matchIndex !== undefined ? ', match ' + num(n.matchIndex) : '') +
         (n.lastContactMs !== undefined ? ', seen ' + num(n.lastContactMs) + ' ms ago' : '') +
         '</div></div>';

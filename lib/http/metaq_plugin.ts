@@ -84,7 +84,15 @@ async function putCommand(broker: Broker, params: Params, request: Request): Pro
       `Bad request,body has ${body.length} bytes but length is ${length}`,
     );
   }
-  return { kind: "put", topic, partition, flag, checksum, opaque: 0, body: body.subarray(0, length) };
+  return {
+    kind: "put",
+    topic,
+    partition,
+    flag,
+    checksum,
+    opaque: 0,
+    body: body.subarray(0, length),
+  };
 }
 
 /** MetaQ's code and text; a `value` reply's record bytes as they are. */

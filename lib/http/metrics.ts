@@ -203,8 +203,12 @@ function partitions(out: MetricsWriter, facts: readonly PartitionFact[]): void {
       "Offset after the last readable record.",
       (f) => f.endOffset,
     ],
-    ["metaq_partition_size_bytes", "gauge", "Bytes stored in the partition's segments.", (f) =>
-      f.bytes],
+    [
+      "metaq_partition_size_bytes",
+      "gauge",
+      "Bytes stored in the partition's segments.",
+      (f) => f.bytes,
+    ],
     [
       "metaq_partition_messages",
       "gauge",

@@ -94,7 +94,9 @@ type Value = string | number | boolean;
 /** The general, topics, offsets and realtime items, parsed from the same text TCP serves. */
 function statsJson(context: AdminContext) {
   const lines = (item: string | undefined) =>
-    renderStats(context.broker, item, context.statsItems).split("\r\n").slice(1, -2).map((line) => line.split(" "));
+    renderStats(context.broker, item, context.statsItems).split("\r\n").slice(1, -2).map((line) =>
+      line.split(" ")
+    );
   const values = (item: string | undefined) =>
     Object.fromEntries(lines(item).map(([key, ...rest]) => [key, value(rest.join(" "))]));
   return {

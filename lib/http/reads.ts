@@ -103,7 +103,14 @@ export class PartitionReads {
     if (!remote) return undefined;
     const [end, start] = await Promise.all([
       ask(remote, getCommand({ topic, partition, offset: Number(LONG_MAX_TEXT), maxBytes: 1 })),
-      ask(remote, { kind: "offset", topic, group: HTTP_READER_GROUP, partition, offset: 0, opaque: 0 }),
+      ask(remote, {
+        kind: "offset",
+        topic,
+        group: HTTP_READER_GROUP,
+        partition,
+        offset: 0,
+        opaque: 0,
+      }),
     ]);
     if (end.kind !== "result" || end.code !== 301) return undefined;
     if (start.kind !== "result" || start.code !== 200) return undefined;
@@ -165,7 +172,12 @@ async function remotePage(remote: Dispatch, request: PageRequest): Promise<PageO
     found = wholeRecords(again.body, offset, 1);
     if (found.records.length === 0) throw notARecord(offset);
   }
-  return { kind: "records", records: found.records, nextOffset: offset + found.bytes, bytes: found.bytes };
+  return {
+    kind: "records",
+    records: found.records,
+    nextOffset: offset + found.bytes,
+    bytes: found.bytes,
+  };
 }
 
 function getCommand(

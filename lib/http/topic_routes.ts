@@ -266,7 +266,6 @@ async function startOffsets(
   context: AdminContext,
   request: { topic: string; partitions: number[]; from?: string; group?: string },
 ): Promise<Map<number, number>> {
-  const { broker } = context;
   const { topic, partitions } = request;
   const from = request.from ?? (request.group && context.groups ? "committed" : "end");
   const starts = new Map<number, number>();

@@ -8,13 +8,12 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { chromium } from "playwright-core";
+import { assemble } from "../../lib/app/assemble.ts";
 import { buildConfig } from "../../lib/config/config.ts";
-import { httpPlugin } from "../../lib/http/plugin.ts";
+import { ask, HTTP_REQUEST_CONTEXT } from "../../lib/http/wire_reply.ts";
 import { silentLogger } from "../../lib/log.ts";
 import { LogRing, ringLogger } from "../../lib/log_ring.ts";
-import { startBroker } from "../../lib/server/start_broker.ts";
 import { REPO_ROOT } from "../support/harness.ts";
-import { MemoryGroups, threeNodeCluster } from "../support/memory_views.ts";
 import { tempDir } from "../support/temp_dir.ts";
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
@@ -30,18 +29,31 @@ test("the dashboard shows produced messages and group lag live, without a reload
   }
   await using temp = tempDir();
   const recentLog = new LogRing(50);
-  const groups = new MemoryGroups();
-  const cluster = threeNodeCluster();
-  const running = await startBroker({
+  const logger = ringLogger(silentLogger, recentLog);
+  const running = await assemble({
     config: buildConfig({
       fileText: `[system]\nnumPartitions=2\ndataPath=${temp.path}\n` +
         "[topic=orders]\nnumPartitions=3\n[topic=payments]\n[topic=audit]\n",
       overrides: { serverPort: "0", dashboardHttpPort: "0" },
     }),
-    logger: ringLogger(silentLogger, recentLog),
-    plugins: [httpPlugin({ recentLog, views: () => ({ groups, cluster }) })],
+    logger,
+    recentLog,
   });
-  const base = `http://127.0.0.1:${running.facts.get("httpPort")}`;
+  /** Sets a group's committed offset through the edge, as `metaq groups reset --force` does. */
+  const commit = async (group: string, topic: string, partition: number, offset: number) => {
+    const answer = await ask(
+      (command, respond) => running.edge.dispatch(command, HTTP_REQUEST_CONTEXT, respond),
+      {
+        kind: "extension",
+        verb: "adjust",
+        args: [group, topic, String(partition), String(offset), "force"],
+        opaque: 0,
+        body: new Uint8Array(0),
+      },
+    );
+    expect(answer).toMatchObject({ kind: "result", code: 200 });
+  };
+  const base = `http://127.0.0.1:${running.httpPort}`;
   const produce = async (topic: string, messages: unknown[]) => {
     const response = await fetch(`${base}/v1/topics/${topic}/messages`, {
       method: "POST",
@@ -52,9 +64,9 @@ test("the dashboard shows produced messages and group lag live, without a reload
   };
   await fetch(`${base}/v1/topics`, { method: "POST", body: '{"name":"orders"}' });
   await produce("payments", [{ payload: '{"amount":12.5}', partition: 0 }]);
-  groups.commit("billing", "orders", 0, 0);
-  groups.commit("billing", "orders", 1, 0);
-  groups.commit("ledger", "payments", 0, 0);
+  await commit("billing", "orders", 0, 0);
+  await commit("billing", "orders", 1, 0);
+  await commit("ledger", "payments", 0, 0);
 
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), "metaq-chromium-"));
   const context = await chromium.launchPersistentContext(profile, {
@@ -107,7 +119,7 @@ test("the dashboard shows produced messages and group lag live, without a reload
       messages,
       { timeout: WAIT_MS },
     );
-    const end = running.store.get("orders", 0)!.ackedEnd;
+    const end = running.logs.get("orders", 0)!.endOffset;
     const lag = 'td[data-lag="billing/orders/0"]';
     await page.waitForFunction(
       ([selector, bytes]) => document.querySelector(selector)?.getAttribute("data-value") === bytes,
@@ -127,11 +139,12 @@ test("the dashboard shows produced messages and group lag live, without a reload
       lag,
       { timeout: WAIT_MS },
     );
-    running.logger.log("warn", "Slow fsync", { partition: "orders-1", latencyMs: 812 });
+    logger.log("warn", "Slow fsync", { partition: "orders-1", latencyMs: 812 });
     await page.waitForSelector("#errors >> text=Slow fsync", { timeout: WAIT_MS });
     await page.click('tr[data-topic="orders"]');
     await page.waitForSelector('tr[data-partition="orders/2"]', { timeout: WAIT_MS });
-    expect(await page.locator('.node[data-node="3"]').textContent()).toContain("unreachable");
+    expect(await page.locator("#cluster").textContent()).toContain("Single broker");
+    expect(await page.locator('[data-topic^="__"]').count()).toBe(0);
     expect(await page.evaluate(() => (globalThis as { marker?: number }).marker)).toBe(42);
     fs.mkdirSync(OUTPUT, { recursive: true });
     await page.screenshot({ path: path.join(OUTPUT, "dashboard.png"), fullPage: true });

@@ -8,10 +8,9 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { chromium } from "playwright-core";
+import { assemble } from "../../lib/app/assemble.ts";
 import { buildConfig } from "../../lib/config/config.ts";
-import { httpPlugin } from "../../lib/http/plugin.ts";
 import { silentLogger } from "../../lib/log.ts";
-import { startBroker } from "../../lib/server/start_broker.ts";
 import { tempDir } from "../support/temp_dir.ts";
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
@@ -23,16 +22,15 @@ test("the dashboard asks for a token, refuses a wrong one, and goes live with th
     throw new Error(`Cannot run the dashboard browser test: ${CHROMIUM} is missing`);
   }
   await using temp = tempDir();
-  const running = await startBroker({
+  const running = await assemble({
     config: buildConfig({
       fileText: `[system]\ndataPath=${temp.path}\n[topic=*]\n` +
         `[user=viewer]\ntoken=${TOKEN}\nconsume=*\nproduce=*\n`,
       overrides: { serverPort: "0", dashboardHttpPort: "0" },
     }),
     logger: silentLogger,
-    plugins: [httpPlugin()],
   });
-  const base = `http://127.0.0.1:${running.facts.get("httpPort")}`;
+  const base = `http://127.0.0.1:${running.httpPort}`;
   const produced = await fetch(`${base}/v1/topics/orders/messages`, {
     method: "POST",
     headers: { authorization: `Bearer ${TOKEN}` },
