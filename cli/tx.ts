@@ -7,7 +7,7 @@ import process from "node:process";
 import { MetaqClient } from "../lib/client/client.ts";
 import { describeError } from "../lib/errors.ts";
 import type { TxListing } from "../lib/broker/tx/registry.ts";
-import { HEURISTIC_VERB } from "../lib/broker/tx/admin.ts";
+import { HEURISTIC_VERB } from "../lib/broker/tx/tx_part.ts";
 import {
   brokerList,
   clientSecurity,

@@ -40,6 +40,8 @@ export interface StateLogOptions {
   readonly snapshotEveryBytes: number;
   /** How long an append may wait to be applied (a replicated log that lost its quorum). */
   readonly applyTimeoutMs?: number;
+  /** Monotonic milliseconds (for compaction's retry delay). */
+  readonly now: () => number;
 }
 
 /** Bytes read from the log per round while catching up. */
@@ -135,6 +137,8 @@ export class StateLog {
     }
     this.catchUp();
     await this.waitApplied(end);
+    // The moment after an append is when a snapshot can land where it was taken.
+    this.maintain();
     return end;
   }
 
@@ -161,11 +165,12 @@ export class StateLog {
    * The writer's upkeep, called after each catch-up: writes a snapshot when one is due, and
    * drops segments below the latest snapshot (on every copy: followers call it too).
    */
-  maintain(nowMs: number): void {
+  maintain(): void {
     if (this.#stopped) return;
     const writer = this.log.writer;
     if (writer.ready && !this.#snapshotting && this.#snapshotDue()) this.#writeSnapshot();
-    if (!this.#compacting && nowMs >= this.#compactAfterMs) this.#compact(nowMs);
+    const now = this.#options.now();
+    if (!this.#compacting && now >= this.#compactAfterMs) this.#compact(now);
   }
 
   stop(): void {

@@ -267,7 +267,8 @@ button:disabled { opacity: .45; cursor: default; }
 
   function renderMeta(s) {
     var b = s.broker;
-    $('meta').innerHTML = '<span>broker <b>' + esc(b.brokerId) + '</b></span><span>' +
+    $('meta').innerHTML = '<span>broker <b>' + esc(b.brokerId) + '</b></span>' +
+      (s.cluster ? '<span>node <b>' + esc(s.cluster.nodeId) + '</b></span>' : '') + '<span>' +
       esc(b.url.replace('meta://', '')) + '</span><span>' + esc(b.version) + '</span><span>up ' +
       duration(b.uptimeSeconds) + '</span>';
     document.title = 'metaq ' + b.brokerId + ' - dashboard';
@@ -419,7 +420,8 @@ button:disabled { opacity: .45; cursor: default; }
       return '<div class="node" data-node="' + esc(n.id) + '" data-role="' + esc(n.role) +
         '" data-healthy="' + (n.healthy ? 'true' : 'false') + '"><div><span class="dot ' +
         (n.healthy ? 'on' : 'off') + '"></span> <span class="name">node ' + esc(n.id) +
-        '</span> <span class="badge ' + (n.role === 'leader' ? 'leader' : '') + '">' +
+        '</span> <span class="badge ' + (n.role === 'leader' ? 'leader' : '') + '" title="' +
+        'role in the group that coordinates consumer groups">' +
         esc(n.role) + '</span>' + (n.id === c.nodeId ? ' <small class="meta">this node' +
         '</small>' : '') + '</div><div class="addr">' + esc(n.address) + '</div>' +
         '<div class="meta">' + (n.healthy ? 'healthy' : 'unreachable') +

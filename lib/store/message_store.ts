@@ -12,6 +12,7 @@ import { type Config, topicSettings } from "../config/config.ts";
 import { topicNameProblem } from "../config/names.ts";
 import { BrokerError, describeError } from "../errors.ts";
 import { RECORD_DATA_BYTES_MAX } from "../limits.ts";
+import { isInternalTopic } from "./log.ts";
 import type { Logger } from "../log.ts";
 import { CorruptLogError, type FlushPolicy, flushPolicyOf, PartitionLog } from "./partition_log.ts";
 import { parseSegmentFileName } from "./segment.ts";
@@ -250,8 +251,12 @@ export class MessageStore {
 
   /** Why one more partition of `topic` would exceed maxTopics or maxPartitions, if it would. */
   #beyondLimits(topic: string): BrokerError | undefined {
+    // The broker's own logs (`__meta`, `__tx`) are not the users' topics: they never count.
+    if (isInternalTopic(topic)) return undefined;
     const { maxTopics, maxPartitions } = this.options.config.system;
-    const opening = this.#logs.size + this.#creating.size;
+    const userKey = (key: string) => !isInternalTopic(key);
+    const opening = [...this.#logs.keys()].filter(userKey).length +
+      [...this.#creating.keys()].filter(userKey).length;
     if (opening >= maxPartitions) {
       return new BrokerError(
         "limitReached",
@@ -260,10 +265,11 @@ export class MessageStore {
     }
     const known = this.#byTopic.has(topic) ||
       [...this.#creating.keys()].some((key) => splitPartitionKey(key)?.topic === topic);
-    if (!known && this.#byTopic.size >= maxTopics) {
+    const topics = [...this.#byTopic.keys()].filter(userKey).length;
+    if (!known && topics >= maxTopics) {
       return new BrokerError(
         "limitReached",
-        `this broker holds ${this.#byTopic.size} topics, maxTopics is ${maxTopics}`,
+        `this broker holds ${topics} topics, maxTopics is ${maxTopics}`,
       );
     }
     return undefined;

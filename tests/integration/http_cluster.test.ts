@@ -5,11 +5,9 @@
  * `/get`, consumer groups and lag, the overview and `/metrics` are each checked on all three.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { type App, assemble } from "../../lib/app/assemble.ts";
-import { buildConfig } from "../../lib/config/config.ts";
+import type { App } from "../../lib/app/assemble.ts";
 import { ask, HTTP_REQUEST_CONTEXT } from "../../lib/http/wire_reply.ts";
-import { silentLogger } from "../../lib/log.ts";
-import { freePorts } from "../support/free_port.ts";
+import { type InProcessCluster, startCluster } from "../support/cluster_in_process.ts";
 import { type TempDir, tempDir } from "../support/temp_dir.ts";
 import { waitFor } from "../support/wait.ts";
 
@@ -18,50 +16,58 @@ const TOPIC = "orders";
 const PARTITIONS = 3;
 const PER_PARTITION = 5;
 
-const CONFIG = (dataPath: string) => `
+const CONFIG = `
 [system]
-dataPath=${dataPath}
 numPartitions=2
 [topic=${TOPIC}]
 numPartitions=${PARTITIONS}
 [topic=events]
+[topic=clicks]
+[topic=payments]
 `;
 
+/** Topics whose partitions are held by node 1, 2 and 3 respectively (placement.ts). */
+const SPREAD = ["clicks", "payments", TOPIC];
+
 let temp: TempDir;
+let cluster: InProcessCluster;
 let nodes: App[] = [];
 
 beforeAll(async () => {
   temp = tempDir();
-  const peerPorts = await freePorts(NODES.length);
-  const peers = NODES.map((id, index) => `${id}=127.0.0.1:${peerPorts[index]}`).join(",");
-  nodes = await Promise.all(NODES.map((id, index) =>
-    assemble({
-      config: buildConfig({
-        fileText: CONFIG(`${temp.path}/n${id}`),
-        overrides: {
-          host: "127.0.0.1",
-          serverPort: "0",
-          dashboardHttpPort: "0",
-          nodeId: String(id),
-          peerPort: String(peerPorts[index]),
-          peers,
-          replicas: "1",
-          raftHeartbeatMs: "50",
-          raftElectionMs: "300-600",
-          raftCheckQuorumMs: "250",
-        },
-      }),
-      logger: silentLogger,
-    })
-  ));
+  cluster = await startCluster({
+    dataPath: temp.path,
+    configText: CONFIG,
+    overrides: { replicas: "1" },
+    http: true,
+  });
+  nodes = cluster.nodes;
   await waitFor("every node to be ready", async () => {
     const answers = await Promise.all(nodes.map((node) => call(node, "/readyz")));
     return answers.every((answer) => answer.status === 200);
   });
+  // Each node opens the partitions it holds; then every node learns who leads them.
+  for (const node of nodes) {
+    for (const topic of SPREAD) {
+      expect((await post(node, "/v1/topics", { name: topic })).status).toBeLessThan(300);
+    }
+  }
+  await waitFor(
+    "every node to know every partition's leader",
+    () =>
+      nodes.every((node) =>
+        SPREAD.every((topic) =>
+          Array.from(
+            { length: node.broker.topicSettings(topic)!.numPartitions },
+            (_, p) => node.cluster!.leaderOf(`${topic}-${p}`),
+          ).every((leader) => leader !== undefined)
+        )
+      ),
+  );
 }, 30_000);
 
 afterAll(async () => {
-  await Promise.all(nodes.map((node) => node.close()));
+  await cluster?.close();
   temp?.[Symbol.dispose]();
 });
 
@@ -152,6 +158,23 @@ const payloadsOf = (events: { data: Record<string, unknown> }[]) =>
 describe("reads answer the same on every node", () => {
   test("every partition has one holder, and the other two nodes read it through the edge", () => {
     for (let partition = 0; partition < PARTITIONS; partition++) holderOf(partition);
+    SPREAD.forEach((topic, index) => {
+      expect(nodes.map((node) => node.cluster!.hosts(topic, 0))).toEqual(
+        NODES.map((_, other) => other === index),
+      );
+    });
+  });
+
+  // BLOCKED by the edge (lib/server/edge.ts #toLeader): a put for a partition no node has
+  // opened yet, sent to a node that does not hold it, waits for a leader that never comes (no
+  // node opens the partition) and is refused with 503 after LEADER_WAIT_MS. Run with --todo.
+  test.todo("a first put through a node that does not hold the partition reaches its holder", async () => {
+    const partition = 0;
+    const other = nodes.find((node) => !node.cluster!.hosts("events", partition))!;
+    const answer = await post(other, "/v1/topics/events/messages", {
+      messages: [{ payload: "first", partition }],
+    });
+    expect(answer.status).toBe(200);
   });
 
   test("messages produced through one node fetch the same from every node", async () => {
@@ -243,7 +266,11 @@ describe("reads answer the same on every node", () => {
     const reader = nodes.find((node) => node !== holder)!;
     const writer = nodes.find((node) => node !== holder && node !== reader)!;
     const end = holder.logs.get(TOPIC, partition)!.endOffset;
-    const live = readEvents(reader, `/v1/topics/${TOPIC}/stream?partition=${partition}&from=${end}`, 2);
+    const live = readEvents(
+      reader,
+      `/v1/topics/${TOPIC}/stream?partition=${partition}&from=${end}`,
+      2,
+    );
     for (let index = 0; index < 2; index++) {
       const answer = await post(writer, `/v1/topics/${TOPIC}/messages`, {
         messages: [{ payload: `live-${index}`, partition }],
@@ -271,11 +298,55 @@ describe("groups, the overview and metrics answer the same on every node", () =>
     for (const answer of answers) expect(answer).toEqual(answers[0]);
     const billing = answers[0].body.groups.find((g: { group: string }) => g.group === "billing");
     expect(billing.partitions.map((p: { endOffset: number }) => p.endOffset)).toEqual(ends);
+  });
 
-    const reset = await post(nodes[2], "/v1/groups/billing/reset", { topic: TOPIC, to: "end" });
-    expect(reset.status).toBe(200);
-    for (const answer of await onEveryNode("/v1/groups/billing")) {
-      expect(answer.body.lagBytes).toBe(0);
+  test("a reset through the node coordinating groups is seen on every node", async () => {
+    const coordinator = nodes.find((node) =>
+      node.cluster!.leaderOf("__meta-0")?.nodeId === node.cluster!.nodeId
+    )!;
+    const topic = SPREAD[nodes.indexOf(coordinator)];
+    await post(coordinator, `/v1/topics/${topic}/messages`, {
+      messages: [{ payload: "x", partition: 0 }],
+    });
+    await groupCommand(coordinator, "adjust", ["local", topic, "0", "earliest", "force"]);
+    const end = coordinator.logs.get(topic, 0)!.endOffset;
+    const reset = await post(coordinator, "/v1/groups/local/reset", {
+      topic,
+      partition: 0,
+      to: "end",
+    });
+    expect(reset.body.reset).toEqual([{ group: "local", topic, partition: 0, offset: end }]);
+    for (const answer of await onEveryNode("/v1/groups/local")) {
+      expect(answer.body).toMatchObject({ lagBytes: 0, partitions: [{ committedOffset: end }] });
+    }
+  });
+
+  // BLOCKED by the group coordinator (lib/broker/groups/groups_part.ts logBounds): it checks a
+  // reset's offset against its own copy of the partition, which is empty ("0 to 0") when the
+  // node leading __meta-0 does not hold the partition, so the reset is refused. Run with --todo.
+  test.todo("a reset through any node reaches the coordinator, wherever the partition is held", async () => {
+    for (const [index, topic] of SPREAD.entries()) {
+      const holder = nodes[index];
+      const answer = await post(holder, `/v1/topics/${topic}/messages`, {
+        messages: [{ payload: "one", partition: 0 }, { payload: "two", partition: 0 }],
+      });
+      expect(answer.status).toBe(200);
+      const end = holder.logs.get(topic, 0)!.endOffset;
+      await groupCommand(nodes[0], "adjust", ["spread", topic, "0", "earliest", "force"]);
+      for (const node of nodes) {
+        const reset = await post(node, "/v1/groups/spread/reset", {
+          topic,
+          partition: 0,
+          to: "end",
+        });
+        expect([topic, node.cluster!.nodeId, reset.status, reset.body.error]).toEqual([
+          topic,
+          node.cluster!.nodeId,
+          200,
+          undefined,
+        ]);
+        expect(reset.body.reset).toEqual([{ group: "spread", topic, partition: 0, offset: end }]);
+      }
     }
   });
 
@@ -289,7 +360,9 @@ describe("groups, the overview and metrics answer the same on every node", () =>
       expect(cluster.nodes.every((node: { healthy: boolean }) => node.healthy)).toBe(true);
       expect(cluster.nodes.filter((node: { role: string }) => node.role === "leader").length)
         .toBe(1);
-      expect(topics.map((topic: { name: string }) => topic.name).sort()).toEqual(["events", TOPIC]);
+      expect(topics.map((topic: { name: string }) => topic.name).sort()).toEqual(
+        ["clicks", "events", TOPIC, "payments"],
+      );
       const orders = topics.find((topic: { name: string }) => topic.name === TOPIC);
       expect(orders.partitions.map((p: { leader: string }) => p.leader)).toEqual(
         Array.from({ length: PARTITIONS }, (_, p) => String(holderOf(p).cluster!.nodeId)),
@@ -333,8 +406,12 @@ describe("groups, the overview and metrics answer the same on every node", () =>
       return lines.every((list) => JSON.stringify(list) === JSON.stringify(lines[0]));
     }, { timeoutMs: 10_000 });
     const lines = await read(nodes[0]);
+    const partitions = SPREAD.reduce(
+      (total, topic) => total + nodes[0].broker.topicSettings(topic)!.numPartitions,
+      0,
+    );
     expect(lines.filter((line) => line.startsWith("metaq_partition_leader")).length)
-      .toBe(PARTITIONS);
+      .toBe(partitions);
     for (const answer of await onEveryNode("/metrics")) {
       expect(answer.body).not.toContain('topic="__');
       expect(answer.body).toContain("metaq_raft_role{");

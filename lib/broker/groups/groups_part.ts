@@ -29,6 +29,8 @@ export const OFFSETS_TOPIC = "__meta";
  * earlier writer issued (epochs start at 1, so a broker that runs alone starts at 0).
  */
 const GENERATIONS_PER_EPOCH = 2 ** 20;
+/** How often the offsets log's upkeep (snapshot, compaction) runs when nothing else moves it. */
+const UPKEEP_MS = 1000;
 /** How long a group command waits for this node, just made the writer of `__meta-0`, to be ready. */
 const COORDINATOR_WAIT_MS = 4000;
 
@@ -55,6 +57,7 @@ export class GroupsPart {
   #serviceEpoch = 0;
   #unsubscribe: (() => void) | undefined;
   #cancelOpen: (() => void) | undefined;
+  #upkeep: ReturnType<typeof setInterval> | undefined;
   #stopped = false;
 
   constructor(options: GroupsPartOptions) {
@@ -95,10 +98,15 @@ export class GroupsPart {
       machine: this.#state,
       ids,
       logger,
+      now: () => this.#options.clock.monotonicMs(),
       snapshotEveryBytes: Math.max(1, Math.floor(config.system.metaSegmentSize / 4)),
     });
     this.#unsubscribe = log.onChange(() => this.#update());
     this.#update();
+    // Snapshots wait for a quiet moment and a follower's compaction for its leader's: try
+    // again every second even when nothing changes.
+    this.#upkeep = setInterval(() => this.#update(), UPKEEP_MS);
+    (this.#upkeep as { unref?: () => void }).unref?.();
     if (this.#options.migrate && log.endOffset === log.startOffset && log.writer.ready) {
       const store = new LogOffsetStore(this.#state, this.#log);
       await this.#options.migrate((entries) => store.reset(entries));
@@ -108,6 +116,7 @@ export class GroupsPart {
   async stop(): Promise<void> {
     this.#stopped = true;
     this.#cancelOpen?.();
+    clearInterval(this.#upkeep);
     this.#unsubscribe?.();
     this.#log?.stop();
     const service = this.#slot.take();
@@ -133,7 +142,7 @@ export class GroupsPart {
     if (writer.ready && !this.#slot.value && log.appliedOffset >= log.log.endOffset) {
       this.#startService(log, writer.epoch);
     }
-    log.maintain(this.#options.clock.monotonicMs());
+    log.maintain();
   }
 
   #startService(log: StateLog, epoch: number): void {

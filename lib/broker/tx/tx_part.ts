@@ -140,6 +140,7 @@ export class TxPart {
       machine: this.#state,
       ids,
       logger,
+      now: () => this.#options.clock.monotonicMs(),
       snapshotEveryBytes: this.#options.snapshotEveryBytes,
     });
     this.#unsubscribe = log.onChange(() => this.#update());
@@ -203,7 +204,7 @@ export class TxPart {
     if (this.#stopped) return;
     this.#update();
     void this.#slot.value?.completePending();
-    this.#journal?.maintain(this.#options.clock.monotonicMs());
+    this.#journal?.maintain();
   }
 
   /**
