@@ -14,18 +14,15 @@ import { MetaqClient } from "../lib/client/client.ts";
 import { Producer } from "../lib/client/producer.ts";
 import { TransactionalProducer } from "../lib/client/transaction.ts";
 import { buildConfig } from "../lib/config/config.ts";
-import { httpPlugin } from "../lib/http/plugin.ts";
 import { silentLogger } from "../lib/log.ts";
-import { startBroker } from "../lib/server/start_broker.ts";
+import { assemble } from "../lib/app/assemble.ts";
 import { Consumer } from "../lib/client/consumer.ts";
 import { GroupClient } from "../lib/client/group_client.ts";
-import { groupsPlugin } from "../lib/server/group_commands.ts";
 import { decodeRecords } from "../lib/protocol/record.ts";
 import * as https from "node:https";
 import * as net from "node:net";
 import { PeerTransport } from "../lib/cluster/peer_transport.ts";
 import { selfSignedCertificate } from "../lib/security/cert.ts";
-import { transactionsPlugin } from "../lib/broker/tx/plugin.ts";
 
 function check(condition: unknown, message: string): void {
   if (!condition) {
@@ -45,10 +42,9 @@ try {
   const config = buildConfig({
     overrides: { serverPort: "0", dataPath: dataDir, numPartitions: "2", dashboardHttpPort: "0" },
   });
-  const broker = await startBroker({
+  const broker = await assemble({
     config,
     logger: silentLogger,
-    plugins: [transactionsPlugin(), httpPlugin()],
   });
   const client = new MetaqClient({ brokers: [`127.0.0.1:${broker.port}`] });
   const producer = new Producer(client, { windowMax: 64 });
@@ -88,7 +84,7 @@ try {
     "a committed transaction's messages are not in the partition",
   );
   client.close();
-  await checkHttp(`http://127.0.0.1:${broker.facts.get("httpPort")}`, broker.close);
+  await checkHttp(`http://127.0.0.1:${broker.httpPort}`, broker.close);
   await smokeGroups();
   await smokeSecurity();
 
@@ -145,7 +141,7 @@ async function smokeGroups(): Promise<void> {
     const config = buildConfig({
       overrides: { serverPort: "0", dataPath: groupsDir, numPartitions: "3", httpEnabled: "false" },
     });
-    const broker = await startBroker({ config, logger: silentLogger, plugins: [groupsPlugin()] });
+    const broker = await assemble({ config, logger: silentLogger });
     const client = new MetaqClient({ brokers: [`127.0.0.1:${broker.port}`] });
     const producer = new Producer(client);
     await Promise.all(Array.from({ length: 90 }, (_, i) => producer.send("grouped", `g-${i}`)));
@@ -191,7 +187,7 @@ async function smokeSecurity(): Promise<void> {
         tlsKeyFile: path.join(dir, "key.pem"),
       },
     });
-    const broker = await startBroker({ config, logger: silentLogger, plugins: [httpPlugin()] });
+    const broker = await assemble({ config, logger: silentLogger });
     const address = `127.0.0.1:${broker.port}`;
     const client = new MetaqClient({
       brokers: [address],
@@ -214,7 +210,7 @@ async function smokeSecurity(): Promise<void> {
     stranger.close();
     const status = await new Promise<number>((resolve, reject) => {
       https.get(
-        `https://127.0.0.1:${broker.facts.get("httpPort")}/v1/overview`,
+        `https://127.0.0.1:${broker.httpPort}/v1/overview`,
         { ca: pair.cert, headers: { authorization: `Bearer ${token}` } },
         (response) => {
           response.resume();

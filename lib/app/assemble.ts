@@ -30,8 +30,8 @@ import { loadMembership } from "../cluster/membership.ts";
 import { readStartupState } from "../cluster/startup_state.ts";
 import { fileTracer, NO_TRACE } from "../cluster/trace.ts";
 import { type Config, ConfigError, topicSettings } from "../config/config.ts";
-import { groupFigures } from "../http/cluster_figures.ts";
 import { clusterView } from "../http/cluster_view.ts";
+import { decodeFigures, groupFigures } from "../http/cluster_figures.ts";
 import { groupsOverWire } from "../http/groups_over_wire.ts";
 import { HttpPart } from "../http/http_part.ts";
 import type { Logger } from "../log.ts";
@@ -133,12 +133,14 @@ export async function assemble(options: AssembleOptions): Promise<App> {
     const ids = new MessageIdGenerator({ brokerId: system.brokerId, clock });
     if (store.lastRecoveredId !== undefined) ids.observe(store.lastRecoveredId);
 
-    // Built below, used by functions the parts above them call later.
-    let edge: Edge | undefined;
-    let forwarder: Forwarder | undefined;
-    let server: TcpServer | undefined;
-    let http: HttpPart | undefined;
-    let boundPort = 0;
+    // Built below, used by functions the parts above them call later (never before).
+    const late: {
+      edge?: Edge;
+      forwarder?: Forwarder;
+      server?: TcpServer;
+      http?: HttpPart;
+      port: number;
+    } = { port: 0 };
 
     // The Logs: local segment logs, or this node's copies in a Raft-lite cluster.
     let cluster: ClusterNode | undefined;
@@ -155,10 +157,10 @@ export async function assemble(options: AssembleOptions): Promise<App> {
         logger,
         clock,
         accepts: (topic) => topic.startsWith("__") || broker.topicSettings(topic) !== undefined,
-        clientAddress: () => `${system.hostName || system.host}:${boundPort}`,
-        httpPort: () => http?.port,
-        onForwarded: (from, frame) => forwarder?.receive(from, frame),
-        onPeerGone: (node) => forwarder?.peerGone(node),
+        clientAddress: () => `${system.hostName || system.host}:${late.port}`,
+        httpPort: () => late.http?.port,
+        onForwarded: (from, frame) => late.forwarder?.receive(from, frame),
+        onPeerGone: (node) => late.forwarder?.peerGone(node),
         figuresOf: (group) => groupFigures(broker, clock, group),
       });
       logs = cluster;
@@ -175,7 +177,7 @@ export async function assemble(options: AssembleOptions): Promise<App> {
       logger,
       random: new Prng(Number(process.pid) * 7919 + system.brokerId),
       filterFor: (topic, group) => filters.filterFor(topic, group),
-      connectionCount: () => server?.connectionCount ?? 0,
+      connectionCount: () => late.server?.connectionCount ?? 0,
     });
     filters.warnAboutJavaClasses(logger);
     const groups = new GroupsPart({
@@ -186,7 +188,13 @@ export async function assemble(options: AssembleOptions): Promise<App> {
       clock,
       logger,
       waitForLog: !cluster,
-      migrate: cluster ? undefined : (write) => migrateGroupOffsets({ storage, config, logger, write }),
+      boundsElsewhere: cluster
+        ? (topic, partition) => leaderBounds(cluster!, topic, partition)
+        : undefined,
+      askBounds: cluster ? (topic, partition) => cluster!.askBounds(topic, partition) : undefined,
+      migrate: cluster
+        ? undefined
+        : (write) => migrateGroupOffsets({ storage, config, logger, write }),
     });
     const transactions = new TxPart({
       broker,
@@ -195,7 +203,7 @@ export async function assemble(options: AssembleOptions): Promise<App> {
       clock,
       logger,
       nodeId: settings?.nodeId ?? 0,
-      writer: edgeWriter({ requests: () => edge!, logs, local: cluster ? undefined : store }),
+      writer: edgeWriter({ requests: () => late.edge!, logs, local: cluster ? undefined : store }),
       snapshotEveryBytes: Math.max(1, Math.floor(system.metaSegmentSize / 4)),
       waitForLog: !cluster,
       crashAfterCommitBytes: options.crashAfterCommitBytes,
@@ -207,7 +215,9 @@ export async function assemble(options: AssembleOptions): Promise<App> {
     const tables: CommandTable[] = [
       brokerCommands(broker, {
         statsItems: () => statsItems,
-        leaders: cluster ? (topic, partitions) => leadersOf(cluster!, topic, partitions) : undefined,
+        leaders: cluster
+          ? (topic, partitions) => leadersOf(cluster!, topic, partitions)
+          : undefined,
       }),
       groups.commands,
       transactions.commands,
@@ -217,16 +227,17 @@ export async function assemble(options: AssembleOptions): Promise<App> {
     const router = new Router(tables, [(context) => transactions.connectionClosed(context)]);
 
     // The edge: every request passes here; in a cluster it forwards to the serving node.
-    if (cluster) {
-      forwarder = new Forwarder({
+    const forwarder = cluster
+      ? new Forwarder({
         link: cluster,
-        serve: (command, context, respond) => edge!.dispatch(command, context, respond),
+        serve: (command, context, respond) => late.edge!.dispatch(command, context, respond),
         extensionSpecs: () => router.extensionSpecs,
         remoteClosed: (context) => router.connectionClosed(context),
         logger,
-      });
-    }
-    edge = new Edge({
+      })
+      : undefined;
+    late.forwarder = forwarder;
+    const edge = late.edge = new Edge({
       router,
       cluster: cluster && forwarder ? { placement: cluster, forwarder } : undefined,
       now: () => clock.monotonicMs(),
@@ -244,7 +255,7 @@ export async function assemble(options: AssembleOptions): Promise<App> {
     stops.push(() => groups.stop());
     await transactions.start();
     stops.push(() => transactions.stop());
-    server = new TcpServer({
+    const server = late.server = new TcpServer({
       requests: edge,
       counters: broker.stats.counters,
       host: system.host,
@@ -262,11 +273,12 @@ export async function assemble(options: AssembleOptions): Promise<App> {
       maxAuthFailures: system.maxAuthFailures,
       tls: tlsFor(system, "client"),
     });
-    const port = boundPort = await server.listen();
-    stops.push(() => server!.close());
+    const port = late.port = await server.listen();
+    stops.push(() => server.close());
     broker.listening(system.host, port);
+    let http: HttpPart | undefined;
     if (system.httpEnabled) {
-      http = new HttpPart({
+      http = late.http = new HttpPart({
         broker,
         requests: edge,
         groups: groupsOverWire(edge),
@@ -319,4 +331,19 @@ function leadersOf(node: ClusterNode, topic: string, partitions: number): Record
     if (address) leaders[String(partition)] = address;
   }
   return leaders;
+}
+
+/** A partition's bounds as its leader last shared them (NodeInfo figures), if it did. */
+function leaderBounds(
+  node: ClusterNode,
+  topic: string,
+  partition: number,
+): { start: number; end: number } | undefined {
+  const group = `${topic}-${partition}`;
+  for (const info of node.peerInfos()) {
+    const figures = info.figures?.[group];
+    const decoded = figures ? decodeFigures(figures) : undefined;
+    if (decoded) return { start: decoded.startOffset, end: decoded.endOffset };
+  }
+  return undefined;
 }

@@ -140,8 +140,11 @@ export class Broker {
   put(command: PutCommand, _context: RequestContext, done: (reply: Reply) => void): void {
     this.stats.counters.cmdPut += 1;
     const { topic } = command;
-    if (this.closedPartitions.size > 0 && this.closedPartitions.has(`${topic}-${command.partition}`)) {
-      const detail = `partition[${this.config.system.brokerId}-${command.partition}] has been closed`;
+    if (
+      this.closedPartitions.size > 0 && this.closedPartitions.has(`${topic}-${command.partition}`)
+    ) {
+      const detail =
+        `partition[${this.config.system.brokerId}-${command.partition}] has been closed`;
       return done(this.#failedPut(command, "partitionClosed", detail, command.partition));
     }
     const checked = this.checkPut(command);
@@ -225,7 +228,9 @@ export class Broker {
         partition,
       );
     }
-    const damaged = this.logs.get(topic, partition) ? undefined : this.logs.failure(topic, partition);
+    const damaged = this.logs.get(topic, partition)
+      ? undefined
+      : this.logs.failure(topic, partition);
     if (damaged) return refuse("corruption", describeError(damaged), partition);
     return { ok: true, partition, checksum, settings };
   }
@@ -254,7 +259,10 @@ export class Broker {
     if (!log) {
       const damaged = this.logs.failure(topic, partition);
       if (damaged) {
-        return { kind: "refused", error: BrokerError.verbatim("corruption", describeError(damaged)) };
+        return {
+          kind: "refused",
+          error: BrokerError.verbatim("corruption", describeError(damaged)),
+        };
       }
       const text = `The topic \`${topic}\` in partition \`${partition}\` is not exists`;
       return { kind: "refused", error: BrokerError.verbatim("notFound", text) };
@@ -411,7 +419,9 @@ export class Broker {
     if (this.topicSettings(command.topic)?.stat) {
       this.stats.record("put_failed", command.topic, String(partition));
     }
-    return errorReply(BrokerError.verbatim(kind, this.#putFailure(command.topic, partition, detail)));
+    return errorReply(
+      BrokerError.verbatim(kind, this.#putFailure(command.topic, partition, detail)),
+    );
   }
 
   /** A log's refusal in MetaQ's put-failure text, keeping the refusal's kind (and status). */

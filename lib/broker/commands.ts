@@ -37,11 +37,12 @@ export interface BrokerCommandsOptions {
 }
 
 export function brokerCommands(broker: Broker, options: BrokerCommandsOptions): CommandTable {
-  const holder = (command: { topic: string; partition: number }): Home => ({
-    kind: "holder",
-    topic: command.topic,
-    partition: command.partition,
-  });
+  // A read of a partition the topic does not have is answered here (never opens a copy).
+  const holder = (command: { topic: string; partition: number }): Home => {
+    const count = broker.topicSettings(command.topic)?.numPartitions ?? 0;
+    if (command.partition < 0 || command.partition >= count) return HERE;
+    return { kind: "holder", topic: command.topic, partition: command.partition };
+  };
   return {
     put: {
       home(command: PutCommand): Home {

@@ -96,7 +96,10 @@ export class StateLog {
       const walk = walkRecords(bytes, RECORD_DATA_BYTES_MAX, (position, dataLength) => {
         const offset = base + position;
         const end = offset + RECORD_HEADER_BYTES + dataLength;
-        const data = bytes.subarray(position + RECORD_HEADER_BYTES, position + RECORD_HEADER_BYTES + dataLength);
+        const data = bytes.subarray(
+          position + RECORD_HEADER_BYTES,
+          position + RECORD_HEADER_BYTES + dataLength,
+        );
         if (this.#options.machine.apply(data, offset, end)) {
           this.#snapshotBase = offset;
           this.#snapshotEnd = end;

@@ -50,7 +50,12 @@ const QUESTIONS_PENDING_MAX = 4096;
 
 /** Forwarded requests and replies arriving from other nodes, for the edge's forwarder. */
 export type ForwardedFrame =
-  | { readonly kind: "request"; readonly requestId: number; readonly connectionId: number; readonly bytes: Uint8Array }
+  | {
+    readonly kind: "request";
+    readonly requestId: number;
+    readonly connectionId: number;
+    readonly bytes: Uint8Array;
+  }
   | { readonly kind: "reply"; readonly requestId: number; readonly bytes: Uint8Array }
   | { readonly kind: "closed"; readonly connectionId: number };
 
@@ -311,8 +316,15 @@ export class ClusterNode implements Logs {
    * once instead of after a full election timeout (a client is waiting). Placement, for the edge.
    */
   prepare(topic: string, partition: number): Promise<void> | undefined {
-    if (!this.hosts(topic, partition)) return undefined;
     const name = `${topic}-${partition}`;
+    if (!this.hosts(topic, partition)) {
+      // Its holders may never have heard of it (a first put arriving elsewhere): wake them.
+      if (this.leaderOf(name)) return undefined;
+      for (const holder of this.replicasOf(topic, partition)) {
+        void this.ask(holder, { kind: "open", group: name });
+      }
+      return undefined;
+    }
     if (this.#replicas.has(name) && this.leaderOf(name)) return undefined;
     return this.ensureReplica(topic, partition).then((replica) => {
       if (replica && !this.leaderOf(replica.name)) replica.campaignIfNew();
@@ -426,8 +438,15 @@ export class ClusterNode implements Logs {
 
   /** This node's answer to another's question; null when it cannot tell. */
   #answer(question: Question): unknown {
+    if (question.kind === "open") {
+      const { topic, partition } = splitGroup(question.group);
+      if (!Number.isSafeInteger(partition) || !this.#options.accepts(topic)) return null;
+      void this.prepare(topic, partition);
+      return true;
+    }
     const replica = this.#replicas.get(question.group);
     if (!replica) return null;
+    if (question.kind === "bounds") return [replica.log.startOffset, replica.commitOffset];
     if (question.kind === "commit") {
       // Only a leader that committed in its own term knows how far the commit has gone.
       const status = replica.status();
@@ -436,6 +455,24 @@ export class ClusterNode implements Logs {
     const { from, to } = question;
     if (!Number.isSafeInteger(from) || !Number.isSafeInteger(to)) return null;
     return digestOf(replica.log, replica.commitOffset, from, to);
+  }
+
+  /**
+   * Start and committed end of `topic`-`partition`, asked of its leader (or, with no leader
+   * known, of its first holder); undefined when nobody answers.
+   */
+  async askBounds(
+    topic: string,
+    partition: number,
+  ): Promise<{ start: number; end: number } | undefined> {
+    const group = `${topic}-${partition}`;
+    const target = this.leaderOf(group)?.nodeId ?? this.replicasOf(topic, partition)[0];
+    const answer = target === this.nodeId
+      ? this.#answer({ kind: "bounds", group })
+      : await this.ask(target, { kind: "bounds", group });
+    if (!Array.isArray(answer) || answer.length !== 2) return undefined;
+    const [start, end] = answer;
+    return Number.isSafeInteger(start) && Number.isSafeInteger(end) ? { start, end } : undefined;
   }
 
   /** The commit offset of `group` as its leader knows it; undefined when no leader answers. */

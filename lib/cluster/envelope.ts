@@ -37,6 +37,10 @@ export interface NodeInfo {
 /** Questions a node answers from its own state. */
 export type Question =
   | { readonly kind: "commit"; readonly group: string }
+  /** Your copy's start and committed end, as `[start, end]`. */
+  | { readonly kind: "bounds"; readonly group: string }
+  /** Open your copy of the group and let it elect: a client is waiting for its leader. */
+  | { readonly kind: "open"; readonly group: string }
   | { readonly kind: "digest"; readonly group: string; readonly from: number; readonly to: number };
 
 export type Envelope =
@@ -86,7 +90,11 @@ export function encodeEnvelope(envelope: Envelope): Uint8Array {
     case "ask":
       return withId(6, envelope.questionId, encoder.encode(JSON.stringify(envelope.question)));
     case "answer":
-      return withId(7, envelope.questionId, encoder.encode(JSON.stringify(envelope.answer ?? null)));
+      return withId(
+        7,
+        envelope.questionId,
+        encoder.encode(JSON.stringify(envelope.answer ?? null)),
+      );
   }
 }
 
@@ -138,7 +146,11 @@ export function decodeEnvelope(bytes: Uint8Array): Envelope | string {
     }
     case 7:
       if (bytes.length < 5) return "short answer frame";
-      return { kind: "answer", questionId: view.getUint32(1), answer: parseJson(bytes.subarray(5)) };
+      return {
+        kind: "answer",
+        questionId: view.getUint32(1),
+        answer: parseJson(bytes.subarray(5)),
+      };
     default:
       return `unknown frame kind ${bytes[0]}`;
   }

@@ -109,7 +109,10 @@ export class ReplicatedLog implements Log {
     }
     const ids = idsOf(batch);
     if (ids.some((id) => this.#arriving.has(id))) {
-      const error = new BrokerError("unavailable", `the same records are being appended to ${this.name}`);
+      const error = new BrokerError(
+        "unavailable",
+        `the same records are being appended to ${this.name}`,
+      );
       return done({ ok: false, error });
     }
     const found = findIds(this.#replica.log, since, new Set(ids));
@@ -118,12 +121,15 @@ export class ReplicatedLog implements Log {
     const firstOffset = (appendedAt: number) => {
       const firstEnd = found.get(ids[0]);
       if (firstEnd === undefined) return appendedAt;
-      return firstEnd - RECORD_HEADER_BYTES - new DataView(batch.buffer, batch.byteOffset).getInt32(0);
+      return firstEnd - RECORD_HEADER_BYTES -
+        new DataView(batch.buffer, batch.byteOffset).getInt32(0);
     };
     const term = writer.epoch;
     const afterFound = (appendedAt: number) =>
-      this.#whenCommitted(foundEnd, term, (outcome) =>
-        done(outcome.ok ? { ok: true, offset: firstOffset(appendedAt) } : outcome)
+      this.#whenCommitted(
+        foundEnd,
+        term,
+        (outcome) => done(outcome.ok ? { ok: true, offset: firstOffset(appendedAt) } : outcome),
       );
     if (missing.records === 0) return afterFound(-1);
     for (const id of ids) if (!found.has(id)) this.#arriving.add(id);

@@ -43,7 +43,11 @@ import { type Dispatch, HTTP_REQUEST_CONTEXT } from "./wire_reply.ts";
 export interface AdminOptions {
   /** Consumer groups; without it the group routes answer 503. */
   readonly groups?: GroupsView;
-  /** Cluster status; without it `/v1/cluster` answers 503. */
+  /**
+   * The cluster as this node sees it; without it `/v1/cluster` answers 503. With it, partitions
+   * are described by their leaders' figures, and (given `requests`) partitions not open here are
+   * read through the edge.
+   */
   readonly cluster?: ClusterView;
   /** Recent warnings and errors for the dashboard. */
   readonly recentLog?: LogRing;

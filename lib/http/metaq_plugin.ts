@@ -13,11 +13,13 @@
  * offset to use) and the body is its text. Parameters MetaQ would fail to parse are a 400 here.
  * Every operation is the wire command sent through the edge, so in a cluster it is served by
  * the node that must serve it (a put by its partition's leader, a read by a node holding it).
+ * A request without `group` reads as group `metaq-http`: a wire command needs one.
  */
 import type { Broker } from "../broker/broker.ts";
 import { BrokerError } from "../errors.ts";
 import type { Command } from "../protocol/commands.ts";
 import { int32, int64 } from "../protocol/parser.ts";
+import { HTTP_READER_GROUP } from "./reads.ts";
 import { readBody, replyBody, TEXT_HEADERS } from "./respond.ts";
 import { ask, type Dispatch, type WireAnswer } from "./wire_reply.ts";
 
@@ -40,7 +42,7 @@ export async function handleMetaqPlugin(
           await ask(dispatch, {
             kind: "offset",
             topic: params.text("topic"),
-            group: params.optional("group") ?? "",
+            group: params.optional("group") || HTTP_READER_GROUP,
             partition: params.int32("partition"),
             offset: params.int64("offset").value,
             opaque: 0,
@@ -60,7 +62,7 @@ function getCommand(params: Params): Command {
   return {
     kind: "get",
     topic: params.text("topic"),
-    group: params.optional("group") ?? "",
+    group: params.optional("group") || HTTP_READER_GROUP,
     partition: params.int32("partition"),
     offset: offset.value,
     offsetIsLongMax: offset.isLongMax,

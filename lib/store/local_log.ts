@@ -80,7 +80,9 @@ export class LocalLog implements Log {
     const found = findIds(this.segments, since, wanted);
     const missing = withoutIds(batch, new Set(found.keys()));
     const foundEnd = Math.max(0, ...found.values());
-    if (missing.records === 0) return this.#whenReadable(foundEnd, () => done(firstFound(found, batch, ids)));
+    if (missing.records === 0) {
+      return this.#whenReadable(foundEnd, () => done(firstFound(found, batch, ids)));
+    }
     for (const id of ids) if (!found.has(id)) this.#arriving.add(id);
     this.appendBatch(missing.bytes, missing.records, (outcome) => {
       for (const id of ids) this.#arriving.delete(id);

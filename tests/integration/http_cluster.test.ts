@@ -165,10 +165,7 @@ describe("reads answer the same on every node", () => {
     });
   });
 
-  // BLOCKED by the edge (lib/server/edge.ts #toLeader): a put for a partition no node has
-  // opened yet, sent to a node that does not hold it, waits for a leader that never comes (no
-  // node opens the partition) and is refused with 503 after LEADER_WAIT_MS. Run with --todo.
-  test.todo("a first put through a node that does not hold the partition reaches its holder", async () => {
+  test("a first put through a node that does not hold the partition reaches its holder", async () => {
     const partition = 0;
     const other = nodes.find((node) => !node.cluster!.hosts("events", partition))!;
     const answer = await post(other, "/v1/topics/events/messages", {
@@ -231,13 +228,20 @@ describe("reads answer the same on every node", () => {
     }
   });
 
-  test("MetaQ's /get serves the same record bytes from every node", async () => {
+  test("MetaQ's /get and /offset answer the same from every node", async () => {
     for (let partition = 0; partition < PARTITIONS; partition++) {
       const path = `/get?topic=${TOPIC}&partition=${partition}&group=g&offset=0&maxsize=4096`;
       const answers = await onEveryNode(path);
       for (const answer of answers) expect(answer).toEqual(answers[0]);
       expect(answers[0].status).toBe(200);
       expect(answers[0].body).toContain(`p${partition}-m4`);
+      const query = `topic=${TOPIC}&partition=${partition}`;
+      for (const answer of await onEveryNode(`/get?${query}&offset=0&maxsize=4096`)) {
+        expect(answer).toEqual(answers[0]); // without a group, as MetaQ's plugin allows
+      }
+      for (const answer of await onEveryNode(`/offset?${query}&group=g&offset=10`)) {
+        expect([answer.status, answer.body]).toEqual([200, "0"]);
+      }
     }
   });
 
@@ -321,10 +325,7 @@ describe("groups, the overview and metrics answer the same on every node", () =>
     }
   });
 
-  // BLOCKED by the group coordinator (lib/broker/groups/groups_part.ts logBounds): it checks a
-  // reset's offset against its own copy of the partition, which is empty ("0 to 0") when the
-  // node leading __meta-0 does not hold the partition, so the reset is refused. Run with --todo.
-  test.todo("a reset through any node reaches the coordinator, wherever the partition is held", async () => {
+  test("a reset through any node reaches the coordinator, wherever the partition is held", async () => {
     for (const [index, topic] of SPREAD.entries()) {
       const holder = nodes[index];
       const answer = await post(holder, `/v1/topics/${topic}/messages`, {
@@ -410,7 +411,8 @@ describe("groups, the overview and metrics answer the same on every node", () =>
       (total, topic) => total + nodes[0].broker.topicSettings(topic)!.numPartitions,
       0,
     );
-    expect(lines.filter((line) => line.startsWith("metaq_partition_leader")).length)
+    const spread = (line: string) => SPREAD.some((topic) => line.includes(`topic="${topic}"`));
+    expect(lines.filter((line) => line.startsWith("metaq_partition_leader") && spread(line)).length)
       .toBe(partitions);
     for (const answer of await onEveryNode("/metrics")) {
       expect(answer.body).not.toContain('topic="__');

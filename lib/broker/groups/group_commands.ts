@@ -179,4 +179,3 @@ function resetTarget(text: string): ResetTarget {
   if (offset < 0) throw new BrokerError("invalidOffset", `${offset} is not a byte offset`);
   return offset;
 }
-

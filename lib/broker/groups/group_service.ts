@@ -36,6 +36,14 @@ export interface GroupServiceOptions {
     topic: string,
     partition: number,
   ) => { start: number; end: number } | undefined;
+  /**
+   * Bounds as the partition's leader knows them now, for a reset (logBounds may trail it by a
+   * moment on a node without a copy); undefined when logBounds is as good.
+   */
+  readonly freshBounds?: (
+    topic: string,
+    partition: number,
+  ) => Promise<{ start: number; end: number } | undefined>;
   /** See CoordinatorOptions.generationBase. */
   readonly generationBase?: number;
 }
@@ -147,12 +155,16 @@ export class GroupService {
     const partitions = request.partition !== undefined
       ? [request.partition]
       : Array.from({ length: count }, (_, partition) => partition);
-    const offsets = partitions.map((partition) => ({
-      group: request.group,
-      topic: request.topic,
-      partition,
-      offset: this.#resolve(request.topic, partition, request.to),
-    }));
+    const offsets: OffsetEntry[] = [];
+    for (const partition of partitions) {
+      const bounds = await this.options.freshBounds?.(request.topic, partition);
+      offsets.push({
+        group: request.group,
+        topic: request.topic,
+        partition,
+        offset: this.#resolve(request.topic, partition, request.to, bounds),
+      });
+    }
     this.coordinator.reset({ ...request, offsets });
     await this.#apply();
     return offsets;
@@ -208,8 +220,13 @@ export class GroupService {
     };
   }
 
-  #resolve(topic: string, partition: number, to: ResetTarget): number {
-    const bounds = this.options.logBounds(topic, partition) ?? { start: 0, end: 0 };
+  #resolve(
+    topic: string,
+    partition: number,
+    to: ResetTarget,
+    fresh?: { start: number; end: number },
+  ): number {
+    const bounds = fresh ?? this.options.logBounds(topic, partition) ?? { start: 0, end: 0 };
     if (to === "earliest") return bounds.start;
     if (to === "latest") return bounds.end;
     if (!Number.isSafeInteger(to) || to < 0 || to > bounds.end) {

@@ -22,6 +22,12 @@ import { groupCommands } from "./group_commands.ts";
 import { GroupService } from "./group_service.ts";
 import { LogOffsetStore, OffsetsState, type OffsetsSummary } from "./offsets_state.ts";
 
+/** Where a partition starts and ends (readable end). */
+export interface PartitionBounds {
+  readonly start: number;
+  readonly end: number;
+}
+
 /** The broker's own log that keeps committed offsets. */
 export const OFFSETS_TOPIC = "__meta";
 /**
@@ -43,6 +49,13 @@ export interface GroupsPartOptions {
   readonly logger: Logger;
   /** Brings offsets kept before `__meta-0` existed (an older data directory) into it. */
   readonly migrate?: (write: (entries: readonly OffsetEntry[]) => Promise<void>) => Promise<void>;
+  /**
+   * First offset and readable end of a partition this node holds no copy of (in a cluster,
+   * from what its leader shares); undefined when unknown.
+   */
+  readonly boundsElsewhere?: (topic: string, partition: number) => PartitionBounds | undefined;
+  /** The same, asked of the partition's leader now (a reset checks its offset against it). */
+  readonly askBounds?: (topic: string, partition: number) => Promise<PartitionBounds | undefined>;
   /** Resolve `start` only once `__meta-0` is attached (default true; a cluster passes false). */
   readonly waitForLog?: boolean;
 }
@@ -156,10 +169,13 @@ export class GroupsPart {
       partitionCount: (topic) => broker.topicSettings(topic)?.numPartitions,
       logBounds: (topic, partition) => {
         const partitionLog = broker.logs.get(topic, partition);
-        return partitionLog
-          ? { start: partitionLog.startOffset, end: partitionLog.endOffset }
-          : undefined;
+        if (!partitionLog) return this.#options.boundsElsewhere?.(topic, partition);
+        return { start: partitionLog.startOffset, end: partitionLog.endOffset };
       },
+      freshBounds: (topic, partition) =>
+        broker.logs.get(topic, partition) || !this.#options.askBounds
+          ? Promise.resolve(undefined)
+          : this.#options.askBounds(topic, partition),
       generationBase: Math.max(0, epoch - 1) * GENERATIONS_PER_EPOCH,
     });
     service.start();

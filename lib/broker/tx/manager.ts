@@ -14,12 +14,7 @@
  */
 import { BrokerError, describeError } from "../../errors.ts";
 import type { Clock } from "../../clock.ts";
-import {
-  TX_BYTES_MAX,
-  TX_HELD_BYTES_MAX,
-  TX_MESSAGES_MAX,
-  TX_OPEN_MAX,
-} from "../../limits.ts";
+import { TX_BYTES_MAX, TX_HELD_BYTES_MAX, TX_MESSAGES_MAX, TX_OPEN_MAX } from "../../limits.ts";
 import type { Logger } from "../../log.ts";
 import type { PutCommand, TransactionCommand } from "../../protocol/commands.ts";
 import { parseTxKey } from "../../protocol/parser.ts";
@@ -145,6 +140,7 @@ export class TransactionManager {
 
   /** A put carrying a transaction key: held until commit, answered with offset -1. */
   put(command: PutCommand, context: RequestContext, done: Respond): void {
+    this.#broker.stats.counters.cmdPut += 1; // MetaQ counts a transactional put as a put
     const fail = (failure: TxFailure) => done(result(500, putFailureText(failure)));
     const found = this.#registry.find(command.txKey!, this.#connection(context));
     if ("message" in found) return fail(found);
@@ -344,7 +340,9 @@ export class TransactionManager {
     };
     try {
       await this.#journal({ type: "commit", ...commit });
-      if (heuristic) await this.#journal({ type: "heuristic", key: tx.key.text, outcome: heuristic });
+      if (heuristic) {
+        await this.#journal({ type: "heuristic", key: tx.key.text, outcome: heuristic });
+      }
     } catch (error) {
       this.#logger("error", "Cannot journal a commit", tx, describeError(error));
       if (wasPrepared) {
@@ -422,7 +420,9 @@ export class TransactionManager {
   ): Promise<TxFailure | undefined> {
     try {
       await this.#journal({ type: "rollback", tx: tx.number, key: tx.key.text });
-      if (heuristic) await this.#journal({ type: "heuristic", key: tx.key.text, outcome: heuristic });
+      if (heuristic) {
+        await this.#journal({ type: "heuristic", key: tx.key.text, outcome: heuristic });
+      }
     } catch (error) {
       return xaFailure(XA.RMERR, `Cannot roll back '${tx.key.text}' now: ${describeError(error)}`);
     }

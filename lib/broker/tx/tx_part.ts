@@ -241,7 +241,9 @@ export class TxPart {
     }
     manager.completeHeuristically(parseTxKey(xid).text, action).then(
       (failure) =>
-        respond(failure ? errorReply(BrokerError.verbatim("internal", failure.message)) : result(200)),
+        respond(
+          failure ? errorReply(BrokerError.verbatim("internal", failure.message)) : result(200),
+        ),
       (error) => respond(errorReply(new BrokerError("internal", describeError(error)))),
     );
   }
@@ -266,8 +268,11 @@ export class TxPart {
     }
     this.#options.logs.open(topic, partition).then(
       (log) =>
-        log.appendMissing(command.body, since, (outcome) =>
-          respond(outcome.ok ? result(200, String(outcome.offset)) : errorReply(outcome.error))
+        log.appendMissing(
+          command.body,
+          since,
+          (outcome) =>
+            respond(outcome.ok ? result(200, String(outcome.offset)) : errorReply(outcome.error)),
         ),
       (error) => respond(errorReply(asBrokerError(error))),
     );
