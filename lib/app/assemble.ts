@@ -209,9 +209,12 @@ export async function assemble(options: AssembleOptions): Promise<App> {
       crashAfterCommitBytes: options.crashAfterCommitBytes,
       crash: options.crash,
     });
-    const statsItems: StatsItems = cluster
-      ? new Map([["cluster", () => clusterStatsLines(cluster!, () => groups.offsetsSummary())]])
-      : new Map();
+    const statsItems: StatsItems = new Map([
+      ["transactions", () => transactions.statsLines()],
+      ...(cluster
+        ? [["cluster", () => clusterStatsLines(cluster!, () => groups.offsetsSummary())] as const]
+        : []),
+    ]);
     const tables: CommandTable[] = [
       brokerCommands(broker, {
         statsItems: () => statsItems,

@@ -43,7 +43,11 @@ beforeAll(async () => {
     }),
     logger: silentLogger,
   });
-  cluster = await startCluster({ dataPath: `${temp.path}/cluster`, configText: CONFIG, http: true });
+  cluster = await startCluster({
+    dataPath: `${temp.path}/cluster`,
+    configText: CONFIG,
+    http: true,
+  });
 });
 
 afterAll(async () => {
@@ -182,7 +186,9 @@ for (const [index, target] of TARGETS.entries()) {
       expect(await messages(socket, topic, 1)).toEqual(["xa-1", "xa-3"]);
       expect((await ask(socket, `transaction null s RECOVER ${qualifier} 8\r\n`)).text).toBe("");
       const again = await ask(socket, `transaction ${xid} s COMMIT_TWO_PHASE 9\r\n`);
-      expect(again.text).toBe(`XAException:code=-4,msg=XA transaction '${xid}' has not been started.`);
+      expect(again.text).toBe(
+        `XAException:code=-4,msg=XA transaction '${xid}' has not been started.`,
+      );
     });
 
     test("a consumer group joins, is assigned, commits and describes through this node", async () => {

@@ -111,6 +111,22 @@ export class TxPart {
     };
   }
 
+  /**
+   * The `stats transactions` item: what this node coordinates now (`coordinating false` on a
+   * node that does not), and what the journal holds.
+   */
+  statsLines(): string[] {
+    const manager = this.#slot.value;
+    return [
+      `coordinating ${manager !== undefined}`,
+      `open ${manager?.openCount ?? 0}`,
+      `held_bytes ${manager?.heldBytes ?? 0}`,
+      `prepared ${this.#state.prepared.size}`,
+      `commits_to_complete ${this.#state.pending.size}`,
+      `heuristic ${this.#state.heuristics.size}`,
+    ];
+  }
+
   /** The manager on this node now, if this node writes the journal (tests, stats). */
   get manager(): TransactionManager | undefined {
     return this.#slot.value;
