@@ -36,6 +36,8 @@ export const ERRORS = {
   corruption: { status: 500, text: "Cannot read: data is corrupt" },
   internal: { status: 500, text: "Internal error" },
   notSupported: { status: 500, text: "Cannot run command: not supported" },
+  /** A transaction command or transactional put refused (MetaQ's texts, XAException codes). */
+  transactionFailed: { status: 500, text: "Cannot run transaction command" },
   unavailable: { status: 503, text: "Cannot serve request: unavailable" },
   queueFull: { status: 503, text: "Cannot enqueue request: queue is full" },
   notLeader: { status: 503, text: "Cannot serve partition: this node is not its leader" },

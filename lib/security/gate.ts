@@ -12,8 +12,8 @@
  * After `maxFailures` refused attempts or unauthenticated requests, the 401 closes the
  * connection. With authentication off, `auth` is answered 200 and nothing else is checked.
  */
-import { type Reply, result } from "../protocol/reply.ts";
-import { ERRORS } from "../errors.ts";
+import { errorReply, type Reply, result } from "../protocol/reply.ts";
+import { BrokerError } from "../errors.ts";
 import type { Command } from "../protocol/commands.ts";
 import type { ExtensionSpec } from "../protocol/parser.ts";
 import { type AccessControl, type Principal, refusal, requirementOf } from "./access.ts";
@@ -74,7 +74,7 @@ export class Gate {
     this.#events.onForbidden({ user: this.#principal.name, reason });
     return {
       kind: "answer",
-      reply: result(ERRORS.forbidden.status, `${ERRORS.forbidden.text}: ${reason}`),
+      reply: errorReply(new BrokerError("forbidden", reason)),
       close: false,
     };
   }
@@ -115,7 +115,7 @@ export class Gate {
     this.#events.onUnauthorized({ user, reason, closing });
     return {
       kind: "answer",
-      reply: result(ERRORS.unauthorized.status, `${ERRORS.unauthorized.text}: ${reason}`),
+      reply: errorReply(new BrokerError("unauthorized", reason)),
       close: closing,
     };
   }

@@ -4,7 +4,8 @@
  * transport when to stop reading (too many unanswered requests) and when to close (decode
  * error, quit). No socket here: the transport gives `send`, `close` and `pause/resume`.
  */
-import { type Reply, type RequestContext, result } from "../protocol/reply.ts";
+import { BrokerError } from "../errors.ts";
+import { errorReply, type Reply, type RequestContext } from "../protocol/reply.ts";
 import type { Command } from "../protocol/commands.ts";
 import { encodeResult } from "../protocol/encoder.ts";
 import { Parser } from "../protocol/parser.ts";
@@ -159,7 +160,7 @@ export class Connection {
     if (this.#draining !== undefined) {
       if (command.kind === "transaction" && command.type === "END") return; // never answered
       this.#pending += 1;
-      this.#reply(result(503, this.#draining), command.opaque);
+      this.#reply(errorReply(BrokerError.verbatim("unavailable", this.#draining)), command.opaque);
       return;
     }
     if (this.#options.gate && !this.#admit(command)) return;

@@ -18,7 +18,13 @@ import { TX_BYTES_MAX, TX_HELD_BYTES_MAX, TX_MESSAGES_MAX, TX_OPEN_MAX } from ".
 import type { Logger } from "../../log.ts";
 import type { PutCommand, TransactionCommand } from "../../protocol/commands.ts";
 import { parseTxKey } from "../../protocol/parser.ts";
-import { connectionKey, type RequestContext, type Respond, result } from "../../protocol/reply.ts";
+import {
+  connectionKey,
+  errorReply,
+  type RequestContext,
+  type Respond,
+  result,
+} from "../../protocol/reply.ts";
 import { XA } from "../../protocol/xa.ts";
 import type { Broker } from "../broker.ts";
 import type { StateLog } from "../state_log.ts";
@@ -118,7 +124,8 @@ export class TransactionManager {
 
   /** Every `transaction` command arrives here. */
   handle(command: TransactionCommand, context: RequestContext, respond: Respond): void {
-    const fail = (failure: TxFailure) => respond(result(500, commandFailureText(failure)));
+    const fail = (failure: TxFailure) =>
+      respond(errorReply(BrokerError.verbatim("transactionFailed", commandFailureText(failure))));
     switch (command.type) {
       case "BEGIN":
         return this.#begin(command, context, respond, fail);
@@ -141,7 +148,8 @@ export class TransactionManager {
   /** A put carrying a transaction key: held until commit, answered with offset -1. */
   put(command: PutCommand, context: RequestContext, done: Respond): void {
     this.#broker.stats.counters.cmdPut += 1; // MetaQ counts a transactional put as a put
-    const fail = (failure: TxFailure) => done(result(500, putFailureText(failure)));
+    const fail = (failure: TxFailure) =>
+      done(errorReply(BrokerError.verbatim("transactionFailed", putFailureText(failure))));
     const found = this.#registry.find(command.txKey!, this.#connection(context));
     if ("message" in found) return fail(found);
     const tx = found;
