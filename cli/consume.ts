@@ -3,6 +3,7 @@ import process from "node:process";
 import { MetaqClient } from "../lib/client/client.ts";
 import type { ConsumedMessage } from "../lib/client/consumer.ts";
 import { describeError } from "../lib/errors.ts";
+import { FETCH_BYTES_MAX } from "../lib/limits.ts";
 import { type DecodedRecord, decodeRecords, splitAttribute } from "../lib/protocol/record.ts";
 import {
   brokerList,
@@ -78,7 +79,6 @@ const FLAGS = {
 const GROUP_ONLY = ["broadcast", "strategy", "offsets", "instance", "consumer-id", "commit-period"];
 
 const JAVA_LONG_MAX = 9223372036854775807n;
-const FETCH_BYTES_MAX = 64 * 1024 * 1024;
 const IDLE_DELAYS_MS = [50, 100, 200, 400, 800, 1000];
 
 export type Format = "text" | "json";

@@ -36,6 +36,8 @@ export const RECORD_HEADER_BYTES = 20;
 export const RECORD_DATA_BYTES_MAX = MESSAGE_BYTES_LIMIT_MAX + 64 * 1024;
 /** Largest record, header included. */
 export const RECORD_BYTES_MAX = RECORD_HEADER_BYTES + RECORD_DATA_BYTES_MAX;
+/** Largest `value` reply any configuration allows (maxTransferSize): one largest record. */
+export const TRANSFER_BYTES_LIMIT_MAX = RECORD_HEADER_BYTES + MESSAGE_BYTES_LIMIT_MAX;
 /** Largest Raft entry: the records of one proposal (a transaction's batch, or one record). */
 export const RAFT_ENTRY_BYTES_MAX = RECORD_BYTES_MAX;
 /** Largest Raft message body: one append's worth of entries plus one largest entry, and hints. */
@@ -48,6 +50,33 @@ export const FORWARDED_REQUEST_BYTES_MAX = COMMAND_LINE_BYTES_MAX + MESSAGE_BYTE
 export const FORWARDS_PENDING_MAX = 65_536;
 /** A forwarded request not answered in this time is answered as indeterminate. */
 export const FORWARD_TIMEOUT_MS = 10_000;
+/** Questions one node asks others (a commit offset, a digest) and has no answer to yet. */
+export const PEER_QUESTIONS_PENDING_MAX = 4096;
+/** Outgoing bytes buffered for one peer; beyond it, messages to that peer are dropped. */
+export const PEER_BUFFER_BYTES_MAX = 32 * 1024 * 1024;
+/** Records proposed in one turn are one Raft entry, up to this many bytes (a larger one alone). */
+export const RAFT_PROPOSAL_BATCH_BYTES_MAX = 1024 * 1024;
+/** How long a request waits for a partition (or the broker's own log) to have a leader. */
+export const LEADER_WAIT_MS = 4000;
+/** How long a request waits for a node just made a coordinator (groups, transactions) to be ready. */
+export const COORDINATOR_WAIT_MS = 4000;
+/**
+ * How long a read at or past a node's readable end waits for records on their way to it (a
+ * copy that has not heard of a commit yet), so a client reads its own acknowledged write.
+ */
+export const READ_WAIT_MS = 1000;
+/** Largest `get` a client asks for while growing its request to fit one record. */
+export const FETCH_BYTES_MAX = RECORD_BYTES_MAX + 64 * 1024;
+/** Largest reply a client's connection buffers (a `value` of FETCH_BYTES_MAX). */
+export const CLIENT_REPLY_BYTES_MAX = FETCH_BYTES_MAX + 64 * 1024;
+/** Consumer groups one coordinator keeps; a join that would make one more is refused. */
+export const GROUPS_MAX = 10_000;
+/** Members of one consumer group. */
+export const MEMBERS_PER_GROUP_MAX = 1024;
+/** Topics one group member subscribes to. */
+export const TOPICS_PER_MEMBER_MAX = 64;
+/** Longest member id. */
+export const MEMBER_ID_BYTES_MAX = 200;
 /** Default segment roll size (MetaQ's maxSegmentSize). */
 export const SEGMENT_BYTES_DEFAULT = 1024 * 1024 * 1024;
 /** Default segment size of the cluster's `__meta-0` log, compacted behind snapshots. */
@@ -111,6 +140,12 @@ assert(40 + RAFT_MESSAGE_BODY_BYTES_MAX + 3 + 0xffff <= PEER_FRAME_BYTES_MAX);
 // A forwarded request in its envelope (9 bytes), and a reply frame with the largest record.
 assert(9 + FORWARDED_REQUEST_BYTES_MAX <= PEER_FRAME_BYTES_MAX);
 assert(5 + 64 + RECORD_BYTES_MAX <= PEER_FRAME_BYTES_MAX);
+// The largest message any configuration allows can be served whole, and fetched by a client.
+assert(TRANSFER_BYTES_LIMIT_MAX <= FETCH_BYTES_MAX);
+assert(RECORD_BYTES_MAX <= FETCH_BYTES_MAX);
+assert(FETCH_BYTES_MAX + 64 <= CLIENT_REPLY_BYTES_MAX);
+// A new leader gets a full election's time before a waiting request gives up.
+assert(COORDINATOR_WAIT_MS >= READ_WAIT_MS);
 
 /** At shutdown, how long the client port waits for requests in flight to be answered. */
 export const SHUTDOWN_DRAIN_MS = 5000;

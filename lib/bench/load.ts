@@ -19,7 +19,7 @@ import {
 import { Producer } from "../client/producer.ts";
 import { metaqChecksum } from "../crc32.ts";
 import { describeError } from "../errors.ts";
-import { MESSAGE_BYTES_LIMIT_MAX, RECORD_HEADER_BYTES } from "../limits.ts";
+import { FETCH_BYTES_MAX, MESSAGE_BYTES_LIMIT_MAX, RECORD_HEADER_BYTES } from "../limits.ts";
 import { encodeGet, encodePut } from "../protocol/encoder.ts";
 import { Histogram } from "./histogram.ts";
 import { walkRecords } from "../protocol/record.ts";
@@ -107,7 +107,6 @@ export interface LatencyResult extends LoadResult {
 
 /** Bytes of the send stamp at the start of each latency payload (a float64). */
 export const STAMP_BYTES = 8;
-const FETCH_BYTES_MAX = 64 * 1024 * 1024;
 /** After the sending stops, how long the latency consumer waits for stragglers. */
 const LATENCY_GRACE_MS = 3000;
 const decoder = new TextDecoder();

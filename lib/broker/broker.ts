@@ -16,6 +16,7 @@ import { type Config, type TopicSettings, topicSettings } from "../config/config
 import { topicNameProblem } from "../config/names.ts";
 import { metaqChecksum } from "../crc32.ts";
 import { BrokerError, describeError } from "../errors.ts";
+import { READ_WAIT_MS } from "../limits.ts";
 import type { Logger } from "../log.ts";
 import type { Random } from "../prng.ts";
 import type { GetCommand, OffsetCommand, PutCommand, SyncCommand } from "../protocol/commands.ts";
@@ -27,12 +28,6 @@ import { BrokerStats } from "./stats.ts";
 import { renderStats, type StatsItems } from "./stats_report.ts";
 
 export const METAQ_VERSION = "metaq-0.1.0";
-
-/**
- * How long a read at or past the readable end may wait for records on their way to this node
- * (a follower that has not heard of a commit yet), so a client reads its own acknowledged write.
- */
-export const READ_WAIT_MS = 1000;
 
 /** Filters records served to a group (MetaQ's server-side group filters). */
 export type RecordFilter = (

@@ -10,6 +10,7 @@ import type { Command } from "../protocol/commands.ts";
 import { encodeExtension } from "../protocol/encoder.ts";
 import { Parser } from "../protocol/parser.ts";
 import { ConnectionError, errorFromResult, TimeoutError } from "./errors.ts";
+import { CLIENT_REPLY_BYTES_MAX } from "../limits.ts";
 import { concatBytes } from "../bytes.ts";
 
 export type Reply = Extract<Command, { kind: "result" } | { kind: "value" }>;
@@ -50,7 +51,6 @@ export interface ClientAuth {
 }
 
 const TIMER_MS = 50;
-const REPLY_BYTES_MAX = 64 * 1024 * 1024;
 
 export class BrokerConnection {
   readonly address: string;
@@ -71,7 +71,7 @@ export class BrokerConnection {
     this.address = `${options.host}:${options.port}`;
     this.#socket = socket;
     this.#requestTimeoutMs = options.requestTimeoutMs ?? 10_000;
-    this.#parser = new Parser({ bodyBytesMax: options.replyBytesMax ?? REPLY_BYTES_MAX });
+    this.#parser = new Parser({ bodyBytesMax: options.replyBytesMax ?? CLIENT_REPLY_BYTES_MAX });
     socket.on("data", (chunk: Uint8Array) => this.#receive(chunk));
     socket.on(
       "error",

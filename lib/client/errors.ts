@@ -3,7 +3,8 @@
  * (BrokerError with MetaQ's status), the request timed out (outcome unknown), or the
  * connection failed (outcome unknown for requests in flight).
  */
-import { BrokerError, type ErrorKind, ERRORS } from "../errors.ts";
+import { BrokerError } from "../errors.ts";
+import { errorFromResult } from "../protocol/reply.ts";
 
 export { BrokerError };
 
@@ -18,18 +19,5 @@ export class ConnectionError extends Error {
   override readonly name = "ConnectionError";
 }
 
-const KINDS = Object.keys(ERRORS) as ErrorKind[];
-
-/**
- * Turns a `result` reply into a BrokerError. The kind whose text starts the reply wins (several
- * kinds share a status); otherwise the first kind with the status, otherwise `internal`.
- */
-export function errorFromResult(code: number, text: string): BrokerError {
-  const kind =
-    KINDS.find((name) => ERRORS[name].status === code && text.startsWith(ERRORS[name].text)) ??
-      KINDS.find((name) => ERRORS[name].status === code) ??
-      "internal";
-  const error = BrokerError.verbatim(kind, text || `status ${code}`);
-  (error as { status: number }).status = code;
-  return error;
-}
+/** Turns a `result` reply into a BrokerError: the one decoding, in lib/protocol/reply.ts. */
+export { errorFromResult };

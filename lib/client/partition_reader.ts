@@ -17,6 +17,7 @@
  */
 import { assert } from "../assert.ts";
 import { describeError } from "../errors.ts";
+import { FETCH_BYTES_MAX } from "../limits.ts";
 import type { Logger } from "../log.ts";
 import { LONG_MAX_TEXT } from "../protocol/commands.ts";
 import {
@@ -29,7 +30,6 @@ import type { MetaqClient } from "./client.ts";
 import type { MessageIdCache } from "./message_id_cache.ts";
 
 /** Largest fetch the reader grows to (MetaQ stops doubling above its 2 MiB read limit). */
-export const FETCH_BYTES_MAX = 64 * 1024 * 1024;
 const JAVA_LONG_MAX = BigInt(LONG_MAX_TEXT);
 
 /** A message handed to a handler. */

@@ -9,12 +9,13 @@
 import process from "node:process";
 import { type Clock } from "../clock.ts";
 import { describeError } from "../errors.ts";
+import { PEER_QUESTIONS_PENDING_MAX } from "../limits.ts";
 import type { Logger } from "../log.ts";
 import { Prng } from "../prng.ts";
 import type { ClusterSettings } from "./cluster_config.ts";
 import {
   decodeEnvelope,
-  encodeEnvelope,
+  encodeEnvelopeAfter,
   type Envelope,
   type NodeInfo,
   type Question,
@@ -26,7 +27,7 @@ import type { MessageStore } from "../store/message_store.ts";
 import { ReplicatedLog } from "./replicated_log.ts";
 import type { Membership } from "./membership.ts";
 import type { Message, NodeId } from "./messages.ts";
-import { PeerTransport } from "./peer_transport.ts";
+import { PEER_FRAME_HEADER_BYTES, PeerTransport } from "./peer_transport.ts";
 import { clusterSecretOf, tlsFor } from "../security/tls.ts";
 import { isInternalTopic, META_TOPIC, replicasOf } from "./placement.ts";
 import type { RaftTiming } from "./raft.ts";
@@ -45,8 +46,6 @@ import type { Tracer } from "./trace.ts";
 const INFO_INTERVAL_MS = 1000;
 /** How long a question to another node waits for its answer. */
 const QUESTION_TIMEOUT_MS = 2000;
-/** Questions asked and not answered yet; beyond it new ones are answered "cannot tell". */
-const QUESTIONS_PENDING_MAX = 4096;
 
 /** Forwarded requests and replies arriving from other nodes, for the edge's forwarder. */
 export type ForwardedFrame =
@@ -156,6 +155,11 @@ export class ClusterNode implements Logs {
       logger: this.logger,
       onFrame: (from, payload) => this.#receive(from, payload),
       onConnected: () => (this.#infoDue = true),
+      onFrameProgress: (from) => {
+        for (const replica of this.#replicas.values()) {
+          if (replica.leaderId === from) replica.leaderAlive(from);
+        }
+      },
       secret: clusterSecretOf(this.#options.config.system),
       tls: tlsFor(this.#options.config.system, "peer"),
     });
@@ -206,8 +210,8 @@ export class ClusterNode implements Logs {
   // Links to the other nodes, for the edge's forwarder.
 
   /** Sends a client request to node `to` (`connectionId` is the client's connection here). */
-  sendRequest(to: NodeId, requestId: number, connectionId: number, bytes: Uint8Array): void {
-    this.send(to, { kind: "forward", requestId, connectionId, request: bytes });
+  sendRequest(to: NodeId, requestId: number, connectionId: number, bytes: Uint8Array): boolean {
+    return this.send(to, { kind: "forward", requestId, connectionId, request: bytes });
   }
 
   sendReply(to: NodeId, requestId: number, bytes: Uint8Array): void {
@@ -221,7 +225,7 @@ export class ClusterNode implements Logs {
 
   /** Asks node `to` a question; resolves with its answer, or undefined (no answer in time). */
   ask(to: NodeId, question: Question): Promise<unknown> {
-    if (!this.isConnected(to) || this.#questions.size >= QUESTIONS_PENDING_MAX) {
+    if (!this.isConnected(to) || this.#questions.size >= PEER_QUESTIONS_PENDING_MAX) {
       return Promise.resolve(undefined);
     }
     const questionId = this.#nextQuestionId;
@@ -360,8 +364,17 @@ export class ClusterNode implements Logs {
     });
   }
 
-  send(to: NodeId, envelope: Envelope): void {
-    this.#transport?.send(to, encodeEnvelope(envelope));
+  /**
+   * Sends `envelope` to node `to`; false when it was dropped (see PeerTransport.send). Raft
+   * messages and self-descriptions are sent again anyway; everything else must be delivered.
+   */
+  send(to: NodeId, envelope: Envelope): boolean {
+    const mustDeliver = envelope.kind !== "raft" && envelope.kind !== "info";
+    const transport = this.#transport;
+    // Asked first: encoding a large append only to drop it would copy it for nothing.
+    if (!transport?.canSend(to, mustDeliver)) return false;
+    const framed = encodeEnvelopeAfter(envelope, PEER_FRAME_HEADER_BYTES);
+    return transport.sendFramed(to, framed, mustDeliver);
   }
 
   /** Hands leadership away (graceful stop), waits briefly, then stops everything. */
@@ -426,11 +439,12 @@ export class ClusterNode implements Logs {
           connectionId: envelope.connectionId,
         });
       case "ask":
-        return this.send(from, {
+        this.send(from, {
           kind: "answer",
           questionId: envelope.questionId,
           answer: this.#answer(envelope.question),
         });
+        return;
       case "answer":
         return this.#questions.get(envelope.questionId)?.(envelope.answer);
     }

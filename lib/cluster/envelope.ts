@@ -15,7 +15,7 @@
  * answer    0x07 | u32 questionId | JSON answer (null: cannot answer)
  * ```
  */
-import { decodeMessage, encodeMessage, type Message } from "./messages.ts";
+import { decodeMessage, encodedMessageBytes, encodeMessageInto, type Message } from "./messages.ts";
 
 export interface NodeInfo {
   readonly nodeId: number;
@@ -61,40 +61,48 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
 export function encodeEnvelope(envelope: Envelope): Uint8Array {
+  return encodeEnvelopeAfter(envelope, 0);
+}
+
+/**
+ * Encodes `envelope` after `headerBytes` bytes left free for the transport's frame header, in
+ * one buffer: a large Raft entry is copied once on its way out, not once per layer.
+ */
+export function encodeEnvelopeAfter(envelope: Envelope, headerBytes: number): Uint8Array {
   switch (envelope.kind) {
     case "raft": {
       const name = encoder.encode(envelope.group);
-      const body = encodeMessage(0, envelope.message);
-      const out = new Uint8Array(3 + name.length + body.length);
-      out[0] = 1;
-      new DataView(out.buffer).setUint16(1, name.length);
-      out.set(name, 3);
-      out.set(body, 3 + name.length);
+      const at = headerBytes + 3 + name.length;
+      const out = new Uint8Array(at + encodedMessageBytes(envelope.message));
+      out[headerBytes] = 1;
+      new DataView(out.buffer).setUint16(headerBytes + 1, name.length);
+      out.set(name, headerBytes + 3);
+      encodeMessageInto(out, at, 0, envelope.message);
       return out;
     }
     case "forward": {
-      const out = new Uint8Array(9 + envelope.request.length);
-      out[0] = 2;
+      const out = new Uint8Array(headerBytes + 9 + envelope.request.length);
+      out[headerBytes] = 2;
       const view = new DataView(out.buffer);
-      view.setUint32(1, envelope.requestId);
-      view.setUint32(5, envelope.connectionId >>> 0);
-      out.set(envelope.request, 9);
+      view.setUint32(headerBytes + 1, envelope.requestId);
+      view.setUint32(headerBytes + 5, envelope.connectionId >>> 0);
+      out.set(envelope.request, headerBytes + 9);
       return out;
     }
     case "reply":
-      return withId(3, envelope.requestId, envelope.reply);
+      return withId(headerBytes, 3, envelope.requestId, envelope.reply);
     case "info":
-      return withId(4, undefined, encoder.encode(JSON.stringify(envelope.info)));
+      return withId(headerBytes, 4, undefined, encoder.encode(JSON.stringify(envelope.info)));
     case "closed":
-      return withId(5, envelope.connectionId >>> 0, new Uint8Array(0));
-    case "ask":
-      return withId(6, envelope.questionId, encoder.encode(JSON.stringify(envelope.question)));
-    case "answer":
-      return withId(
-        7,
-        envelope.questionId,
-        encoder.encode(JSON.stringify(envelope.answer ?? null)),
-      );
+      return withId(headerBytes, 5, envelope.connectionId >>> 0, new Uint8Array(0));
+    case "ask": {
+      const question = encoder.encode(JSON.stringify(envelope.question));
+      return withId(headerBytes, 6, envelope.questionId, question);
+    }
+    case "answer": {
+      const answer = encoder.encode(JSON.stringify(envelope.answer ?? null));
+      return withId(headerBytes, 7, envelope.questionId, answer);
+    }
   }
 }
 
@@ -156,12 +164,17 @@ export function decodeEnvelope(bytes: Uint8Array): Envelope | string {
   }
 }
 
-/** A frame of `kind`, then (when given) a u32 id, then `body`. */
-function withId(kind: number, id: number | undefined, body: Uint8Array): Uint8Array {
-  const head = id === undefined ? 1 : 5;
+/** After `headerBytes` free bytes: `kind`, then (when given) a u32 id, then `body`. */
+function withId(
+  headerBytes: number,
+  kind: number,
+  id: number | undefined,
+  body: Uint8Array,
+): Uint8Array {
+  const head = headerBytes + (id === undefined ? 1 : 5);
   const out = new Uint8Array(head + body.length);
-  out[0] = kind;
-  if (id !== undefined) new DataView(out.buffer).setUint32(1, id);
+  out[headerBytes] = kind;
+  if (id !== undefined) new DataView(out.buffer).setUint32(headerBytes + 1, id);
   out.set(body, head);
   return out;
 }

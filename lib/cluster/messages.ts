@@ -201,15 +201,37 @@ const FLAG_GRANTED = 2;
 
 /** Encodes one message for `groupId` as a self-checking frame. */
 export function encodeMessage(groupId: number, message: Message): Uint8Array {
+  const frame = new Uint8Array(encodedMessageBytes(message));
+  encodeMessageInto(frame, 0, groupId, message);
+  return frame;
+}
+
+/** Bytes of `message` encoded as a frame. */
+export function encodedMessageBytes(message: Message): number {
+  return FRAME_HEADER_BYTES + bodyBytesOf(message);
+}
+
+/**
+ * Encodes `message` as a frame into `target` at `at` (encodedMessageBytes(message) bytes), so a
+ * caller that wraps it (an envelope, a transport frame) writes a large entry only once.
+ */
+export function encodeMessageInto(
+  target: Uint8Array,
+  at: number,
+  groupId: number,
+  message: Message,
+): void {
   checkId(groupId, "group id", true);
   checkId(message.from, "from");
   checkId(message.to, "to");
-  const writer = new Writer(bodyBytesOf(message));
+  const bodyBytes = bodyBytesOf(message);
+  assert(bodyBytes <= FRAME_BODY_BYTES_MAX, `message body of ${bodyBytes} bytes`);
+  const frame = target.subarray(at, at + FRAME_HEADER_BYTES + bodyBytes);
+  assert(frame.length === FRAME_HEADER_BYTES + bodyBytes, "the target is too short");
+  const writer = new Writer(frame.subarray(FRAME_HEADER_BYTES));
   const flags = writeBody(writer, message);
   const body = writer.bytes;
-  assert(body.length <= FRAME_BODY_BYTES_MAX, `message body of ${body.length} bytes`);
-  const frame = new Uint8Array(FRAME_HEADER_BYTES + body.length);
-  const view = new DataView(frame.buffer);
+  const view = new DataView(frame.buffer, frame.byteOffset, frame.length);
   view.setUint32(4, crc32(body));
   view.setUint32(8, body.length);
   view.setUint8(12, FORMAT_VERSION);
@@ -219,9 +241,7 @@ export function encodeMessage(groupId: number, message: Message): Uint8Array {
   view.setUint32(20, message.from);
   view.setUint32(24, message.to);
   setU64(view, 28, message.term);
-  frame.set(body, FRAME_HEADER_BYTES);
   view.setUint32(0, crc32(frame.subarray(4, FRAME_HEADER_BYTES)));
-  return frame;
 }
 
 /**
@@ -481,9 +501,10 @@ class Writer {
   #view: DataView;
   #at = 0;
 
-  constructor(size: number) {
-    this.bytes = new Uint8Array(size);
-    this.#view = new DataView(this.bytes.buffer);
+  /** Writes into `bytes` (exactly the body's size) from its start. */
+  constructor(bytes: Uint8Array) {
+    this.bytes = bytes;
+    this.#view = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
   }
 
   u32(value: number): void {
@@ -551,9 +572,10 @@ class Reader {
     return value;
   }
 
+  /** A view (not a copy) of the next `length` bytes: decoded entries share the frame's buffer. */
   raw(length: number): Uint8Array {
     this.#need(length);
-    const bytes = this.#bytes.slice(this.#at, this.#at + length);
+    const bytes = this.#bytes.subarray(this.#at, this.#at + length);
     this.#at += length;
     return bytes;
   }

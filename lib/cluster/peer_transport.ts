@@ -14,7 +14,7 @@ import * as net from "node:net";
 import * as tls from "node:tls";
 import { crc32 } from "../crc32.ts";
 import { describeError } from "../errors.ts";
-import { PEER_FRAME_BYTES_MAX } from "../limits.ts";
+import { PEER_BUFFER_BYTES_MAX, PEER_FRAME_BYTES_MAX } from "../limits.ts";
 import type { Logger } from "../log.ts";
 import {
   decodeChallenge,
@@ -31,8 +31,6 @@ import type { PeerAddress } from "./cluster_config.ts";
 import { concatBytes } from "../bytes.ts";
 
 export { PEER_FRAME_BYTES_MAX };
-/** Outgoing bytes buffered for one peer; beyond it, messages to that peer are dropped. */
-export const PEER_BUFFER_BYTES_MAX = 32 * 1024 * 1024;
 const RECONNECT_DELAYS_MS = [50, 100, 200, 400, 800, 1000];
 /** A link that has not finished the handshake in this time is closed. */
 const HANDSHAKE_TIMEOUT_MS = 5000;
@@ -51,6 +49,11 @@ export interface PeerTransportOptions {
   readonly onFrame: (from: number, payload: Uint8Array) => void;
   /** Called when a peer's outgoing link comes up (for example to resend state). */
   readonly onConnected?: (peer: number) => void;
+  /**
+   * Bytes of a frame from `peer` arrived and the frame is not whole yet (a large entry in
+   * transit): the peer is alive even though no message has arrived for a while.
+   */
+  readonly onFrameProgress?: (peer: number) => void;
   /** The cluster secret both ends of every link prove; undefined: an empty key (no identity). */
   readonly secret?: string;
   /** Mutual TLS on every link with this certificate, key and CA. */
@@ -121,25 +124,51 @@ export class PeerTransport {
     return this.#outgoing.get(peer)?.connected ?? false;
   }
 
+  /**
+   * Whether a frame for `peer` would be taken now (see send): callers ask before they encode a
+   * large message, so a backed-up link does not cost a copy of every message it drops.
+   */
+  canSend(peer: number, mustDeliver = false): boolean {
+    const outgoing = this.#outgoing.get(peer);
+    if (!outgoing || this.#closed || !outgoing.connected || !outgoing.socket) return false;
+    const room = PEER_BUFFER_BYTES_MAX + (mustDeliver ? PEER_FRAME_BYTES_MAX : 0);
+    return outgoing.socket.writableLength <= room;
+  }
+
   /** Messages dropped for `peer` because its link was down or backed up. */
   droppedCount(peer: number): number {
     return this.#outgoing.get(peer)?.dropped ?? 0;
   }
 
-  /** Queues `payload` for `peer`; frames sent in one turn leave in one write. */
-  send(peer: number, payload: Uint8Array): void {
+  /**
+   * Queues `payload` for `peer`; frames sent in one turn leave in one write. Returns false when
+   * it was dropped: the link is down, or backed up past PEER_BUFFER_BYTES_MAX (Raft sends again
+   * what was dropped); a frame nobody sends again (`mustDeliver`: a forwarded request or its
+   * reply) is dropped only past room for one more largest frame, which bounds memory.
+   */
+  send(peer: number, payload: Uint8Array, mustDeliver = false): boolean {
+    const framed = new Uint8Array(PEER_FRAME_HEADER_BYTES + payload.length);
+    framed.set(payload, PEER_FRAME_HEADER_BYTES);
+    return this.sendFramed(peer, framed, mustDeliver);
+  }
+
+  /**
+   * Like send, for a payload already placed after PEER_FRAME_HEADER_BYTES free bytes of
+   * `framed` (the header is written in place): a large payload is not copied again.
+   */
+  sendFramed(peer: number, framed: Uint8Array, mustDeliver = false): boolean {
     const outgoing = this.#outgoing.get(peer);
-    if (!outgoing || this.#closed) return;
-    const socket = outgoing.socket;
-    if (!outgoing.connected || !socket || socket.writableLength > PEER_BUFFER_BYTES_MAX) {
-      outgoing.dropped += 1;
-      return;
+    if (!outgoing || !this.canSend(peer, mustDeliver)) {
+      if (outgoing) outgoing.dropped += 1;
+      return false;
     }
-    outgoing.queue.push(frame(payload));
+    writeFrameHeader(framed);
+    outgoing.queue.push(framed);
     if (!outgoing.flushScheduled) {
       outgoing.flushScheduled = true;
       queueMicrotask(() => this.#flush(outgoing));
     }
+    return true;
   }
 
   async close(): Promise<void> {
@@ -157,7 +186,22 @@ export class PeerTransport {
     const queue = outgoing.queue;
     outgoing.queue = [];
     if (!outgoing.connected || !outgoing.socket || queue.length === 0) return;
-    outgoing.socket.write(queue.length === 1 ? queue[0] : concatBytes(queue));
+    // Small frames of one turn leave in one write; a large one alone, never copied again.
+    let small: Uint8Array[] = [];
+    const writeSmall = () => {
+      if (small.length === 0) return;
+      outgoing.socket!.write(small.length === 1 ? small[0] : concatBytes(small));
+      small = [];
+    };
+    for (const framed of queue) {
+      if (framed.length < LARGE_FRAME_BYTES) {
+        small.push(framed);
+        continue;
+      }
+      writeSmall();
+      outgoing.socket.write(framed);
+    }
+    writeSmall();
   }
 
   #dial(outgoing: Outgoing): void {
@@ -265,7 +309,10 @@ export class PeerTransport {
           socket.destroy();
           return;
         }
-        if (!payload) return;
+        if (!payload) {
+          if (from !== undefined && reader.inFrame) this.#options.onFrameProgress?.(from);
+          return;
+        }
         if (from !== undefined) {
           this.#options.onFrame(from, payload);
           continue;
@@ -301,10 +348,17 @@ export class PeerTransport {
   }
 }
 
-/** Splits a byte stream into verified frames. */
+/**
+ * Splits a byte stream into verified frames. Chunks are kept as they arrive and copied once,
+ * when a whole frame is there: a large frame (a replicated 64 MiB record) arrives in thousands
+ * of chunks, and joining them one by one would copy it thousands of times.
+ */
 export class FrameReader {
-  #buffer: Uint8Array = new Uint8Array(0);
+  #chunks: Uint8Array[] = [];
+  /** Bytes of the first chunk already taken. */
   #position = 0;
+  /** Bytes buffered and not yet taken. */
+  #buffered = 0;
   readonly #frameBytesMax: number;
 
   constructor(frameBytesMax = PEER_FRAME_BYTES_MAX) {
@@ -320,33 +374,98 @@ export class FrameReader {
   }
 
   append(chunk: Uint8Array): void {
-    const rest = this.#buffer.subarray(this.#position);
-    this.#buffer = rest.length === 0 ? chunk : concatBytes([rest, chunk]);
-    this.#position = 0;
+    if (chunk.length === 0) return;
+    this.#chunks.push(chunk);
+    this.#buffered += chunk.length;
+  }
+
+  /** Whether part of a frame is buffered (a frame is arriving). */
+  get inFrame(): boolean {
+    return this.#buffered > 0;
   }
 
   /** The next complete frame, or undefined; `frameBytesMax` may tighten the limit for it. */
   next(frameBytesMax = this.#frameBytesMax): Uint8Array | undefined {
-    const available = this.#buffer.length - this.#position;
-    if (available < 8) return undefined;
-    const view = new DataView(this.#buffer.buffer, this.#buffer.byteOffset + this.#position, 8);
+    if (this.#buffered < 8) return undefined;
+    const header = this.#peek(8);
+    const view = new DataView(header.buffer, header.byteOffset, 8);
     const length = view.getUint32(0);
     const checksum = view.getUint32(4);
     if (length > frameBytesMax) throw new Error(`frame of ${length} bytes exceeds the limit`);
-    if (available - 8 < length) return undefined;
-    const start = this.#position + 8;
-    const payload = this.#buffer.subarray(start, start + length);
+    if (this.#buffered - 8 < length) return undefined;
+    this.#take(8);
+    const payload = this.#take(length);
     if (crc32(payload) !== checksum) throw new Error("frame checksum mismatch");
-    this.#position = start + length;
     return payload;
+  }
+
+  /** The first `count` buffered bytes, left in the buffer. */
+  #peek(count: number): Uint8Array {
+    const first = this.#chunks[0];
+    if (first.length - this.#position >= count) {
+      return first.subarray(this.#position, this.#position + count);
+    }
+    const out = new Uint8Array(count);
+    let filled = 0;
+    let position = this.#position;
+    for (const chunk of this.#chunks) {
+      const part = chunk.subarray(position, position + (count - filled));
+      out.set(part, filled);
+      filled += part.length;
+      position = 0;
+      if (filled === count) break;
+    }
+    return out;
+  }
+
+  /** Takes the first `count` buffered bytes (a view when they lie in one chunk, else a copy). */
+  #take(count: number): Uint8Array {
+    const first = this.#chunks[0];
+    if (count === 0) return new Uint8Array(0);
+    if (first.length - this.#position >= count) {
+      const view = first.subarray(this.#position, this.#position + count);
+      this.#consume(count);
+      return view;
+    }
+    const out = new Uint8Array(count);
+    let filled = 0;
+    while (filled < count) {
+      const chunk = this.#chunks[0];
+      const part = chunk.subarray(this.#position, this.#position + (count - filled));
+      out.set(part, filled);
+      filled += part.length;
+      this.#consume(part.length);
+    }
+    return out;
+  }
+
+  #consume(count: number): void {
+    this.#position += count;
+    this.#buffered -= count;
+    if (this.#position === this.#chunks[0].length) {
+      this.#chunks.shift();
+      this.#position = 0;
+    }
   }
 }
 
+/** A frame this large is written on its own (joining it with others would copy it). */
+const LARGE_FRAME_BYTES = 256 * 1024;
+
+/** Bytes before a frame's payload: its length and the CRC-32 of the payload. */
+export const PEER_FRAME_HEADER_BYTES = 8;
+
 export function frame(payload: Uint8Array): Uint8Array {
-  const out = new Uint8Array(8 + payload.length);
-  const view = new DataView(out.buffer);
+  const out = new Uint8Array(PEER_FRAME_HEADER_BYTES + payload.length);
+  out.set(payload, PEER_FRAME_HEADER_BYTES);
+  writeFrameHeader(out);
+  return out;
+}
+
+/** Fills in the header of a frame whose payload follows its first PEER_FRAME_HEADER_BYTES. */
+function writeFrameHeader(framed: Uint8Array): void {
+  const payload = framed.subarray(PEER_FRAME_HEADER_BYTES);
+  const view = new DataView(framed.buffer, framed.byteOffset, PEER_FRAME_HEADER_BYTES);
   view.setUint32(0, payload.length);
   view.setUint32(4, crc32(payload));
-  out.set(payload, 8);
-  return out;
 }

@@ -327,6 +327,17 @@ export class Raft {
     else this.#tickElection();
   }
 
+  /**
+   * The driver saw bytes of a message from `from` still arriving (a large append on the wire):
+   * a follower of that leader counts it as contact, so it does not call an election while its
+   * leader's entry is in transit. Liveness only: it changes no state but the election timer.
+   */
+  leaderAlive(from: NodeId): void {
+    if (this.#role !== "follower" || from === 0 || from !== this.#leaderId) return;
+    this.#electionElapsed = 0;
+    this.#leaderContactTicks = 0;
+  }
+
   /** Handles one message from a peer. Messages from non-members are ignored. */
   step(message: Message): void {
     assert(message.to === this.id, `message for ${message.to} stepped on ${this.id}`);

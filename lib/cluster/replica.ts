@@ -15,7 +15,11 @@ import { BrokerError, describeError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { Random } from "../prng.ts";
 import type { PartitionLog } from "../store/partition_log.ts";
-import { RECORD_DATA_BYTES_MAX, RECORD_HEADER_BYTES } from "../limits.ts";
+import {
+  RAFT_PROPOSAL_BATCH_BYTES_MAX,
+  RECORD_DATA_BYTES_MAX,
+  RECORD_HEADER_BYTES,
+} from "../limits.ts";
 import { recordBytesAt, walkRecords } from "../protocol/record.ts";
 import type { Storage } from "../store/storage.ts";
 import type { HardState, Message, NodeId } from "./messages.ts";
@@ -74,9 +78,6 @@ interface PendingBatch {
   readonly records: { readonly position: number; readonly callback: ProposeCallback }[];
   answered: boolean;
 }
-
-/** Largest batch of records proposed as one entry. */
-const BATCH_BYTES_MAX = 1024 * 1024;
 
 export class Replica {
   readonly name: string;
@@ -190,6 +191,12 @@ export class Replica {
     return this.#closed;
   }
 
+  /** Bytes from node `from` are arriving (see Raft.leaderAlive). */
+  leaderAlive(from: NodeId): void {
+    if (this.#closed) return;
+    this.raft.leaderAlive(from);
+  }
+
   tick(): void {
     if (this.#closed) return;
     this.raft.tick();
@@ -230,7 +237,15 @@ export class Replica {
       callback({ ok: false, error: notLeaderError(this.name, this.#leaderId) });
       return;
     }
-    if (this.#batch && this.#batch.used + record.length > BATCH_BYTES_MAX) this.#flushBatch();
+    if (this.#batch && this.#batch.used + record.length > RAFT_PROPOSAL_BATCH_BYTES_MAX) {
+      this.#flushBatch();
+    }
+    if (!this.#batch && record.length >= RAFT_PROPOSAL_BATCH_BYTES_MAX) {
+      // A large record is an entry of its own, proposed from the caller's buffer (no copy).
+      this.#batch = { bytes: record, used: record.length, records: [{ position: 0, callback }] };
+      this.#flushBatch();
+      return;
+    }
     let batch = this.#batch;
     if (!batch) {
       batch = { bytes: new Uint8Array(Math.max(64 * 1024, record.length)), used: 0, records: [] };

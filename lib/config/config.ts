@@ -26,6 +26,7 @@ import {
   SEGMENT_BYTES_MIN,
   TOPICS_MAX,
   TRANSFER_BYTES_DEFAULT,
+  TRANSFER_BYTES_LIMIT_MAX,
 } from "../limits.ts";
 import { type CronSchedule, parseCron } from "./cron.ts";
 import { evaluateInteger, parseBoolean } from "./expression.ts";
@@ -204,7 +205,7 @@ const SYSTEM_KEYS: { readonly [K in keyof SystemConfig]: Parse<SystemConfig[K]> 
   unflushThreshold: integer(-2147483648, 2147483647),
   unflushInterval: integer(1),
   maxSegmentSize: integer(SEGMENT_BYTES_MIN, 2 ** 40),
-  maxTransferSize: integer(1024, 64 * 1024 * 1024),
+  maxTransferSize: integer(1024, TRANSFER_BYTES_LIMIT_MAX),
   maxMessageSize: integer(1, MESSAGE_BYTES_LIMIT_MAX),
   getProcessThreadCount: integer(1),
   putProcessThreadCount: integer(1),

@@ -8,14 +8,12 @@
  * A request another node forwarded here is never forwarded again.
  */
 import { BrokerError } from "../errors.ts";
+import { LEADER_WAIT_MS } from "../limits.ts";
 import type { Command } from "../protocol/commands.ts";
 import type { ExtensionSpec } from "../protocol/parser.ts";
 import { errorReply, type RequestContext, type Respond } from "../protocol/reply.ts";
 import type { Forwarder } from "./forwarder.ts";
 import type { Home, Router } from "./router.ts";
-
-/** How long a request waits for a group to elect a leader before it is refused (503). */
-export const LEADER_WAIT_MS = 4000;
 
 /** Where partitions live in a cluster (ClusterNode provides it). */
 export interface Placement {

@@ -34,7 +34,8 @@ import {
 export interface PeerLink {
   readonly nodeId: number;
   isConnected(node: number): boolean;
-  sendRequest(to: number, requestId: number, connectionId: number, bytes: Uint8Array): void;
+  /** False when the request could not be queued (the link is down or backed up). */
+  sendRequest(to: number, requestId: number, connectionId: number, bytes: Uint8Array): boolean;
   sendReply(to: number, requestId: number, bytes: Uint8Array): void;
   sendClosed(to: number, connectionId: number): void;
 }
@@ -110,7 +111,12 @@ export class Forwarder {
     let nodes = this.#sentFor.get(context.connectionId);
     if (!nodes) this.#sentFor.set(context.connectionId, nodes = new Set());
     nodes.add(to);
-    link.sendRequest(to, requestId, context.connectionId, bytes);
+    if (!link.sendRequest(to, requestId, context.connectionId, bytes)) {
+      // Not sent, so certainly not stored: the client may retry.
+      clearTimeout(timer);
+      this.#pending.delete(requestId);
+      respond(errorReply(new BrokerError("unavailable", `the link to node ${to} is backed up`)));
+    }
   }
 
   /** A frame from node `from`: a request to serve, a reply to hand back, or a closed client. */
@@ -173,7 +179,7 @@ export class Forwarder {
       bodyBytesMax: FORWARDED_REQUEST_BYTES_MAX,
       extensions: this.#options.extensionSpecs(),
     });
-    const { commands, error } = parser.push(request.slice());
+    const { commands, error } = parser.push(request);
     const command = commands[0];
     if (
       error || commands.length !== 1 || command.kind === "quit" || command.kind === "result" ||

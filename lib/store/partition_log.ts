@@ -330,10 +330,18 @@ export class PartitionLog {
    */
   appendEncoded(bytes: Uint8Array, records: number): AppendTicket {
     assert(bytes.length > 0);
-    const target = this.#reserve(bytes.length);
-    target.buffer.set(bytes, target.position);
+    let offset: number;
+    if (bytes.length >= FILL_BYTES) {
+      // Large (a replicated 64 MiB record): written from the caller's buffer, never copied.
+      // Callers hand over their bytes and do not change them afterwards.
+      offset = this.#enqueueChunk(bytes);
+    } else {
+      const target = this.#reserve(bytes.length);
+      target.buffer.set(bytes, target.position);
+      offset = target.offset;
+    }
     this.#queued(bytes.length, records);
-    return { offset: target.offset, done: this.#batch!.promise };
+    return { offset, done: this.#batch!.promise };
   }
 
   /**
@@ -530,6 +538,27 @@ export class PartitionLog {
     this.#nextOffset += bytes;
     this.#pendingBytes += bytes;
     return { buffer: this.#fill, position, offset };
+  }
+
+  /** Queues `bytes` as they are (no fill buffer); returns their offset. */
+  #enqueueChunk(bytes: Uint8Array): number {
+    if (this.#closed) throw new BrokerError("unavailable", `partition ${this.name} is closed`);
+    const offset = this.#nextOffset;
+    let run: Run | undefined = this.#pending[this.#pending.length - 1];
+    if (offset - this.#tailSegmentStart >= this.options.segmentBytesMax) {
+      this.#tailSegmentStart = offset;
+      run = undefined;
+    }
+    this.#sealFill();
+    if (!run || run.segmentStart !== this.#tailSegmentStart) {
+      run = { segmentStart: this.#tailSegmentStart, chunks: [], bytes: 0 };
+      this.#pending.push(run);
+    }
+    run.chunks.push(bytes);
+    run.bytes += bytes.length;
+    this.#nextOffset += bytes.length;
+    this.#pendingBytes += bytes.length;
+    return offset;
   }
 
   /** Moves the filled part of the fill buffer into the newest run. */

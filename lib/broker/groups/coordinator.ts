@@ -24,6 +24,14 @@ import { assert } from "../../assert.ts";
 import { topicNameProblem } from "../../config/names.ts";
 import { BrokerError } from "../../errors.ts";
 import {
+  GROUPS_MAX,
+  MEMBER_ID_BYTES_MAX,
+  MEMBERS_PER_GROUP_MAX,
+  TOPICS_PER_MEMBER_MAX,
+} from "../../limits.ts";
+
+export { GROUPS_MAX, MEMBER_ID_BYTES_MAX, MEMBERS_PER_GROUP_MAX, TOPICS_PER_MEMBER_MAX };
+import {
   type AssignedPartition,
   type Assignment,
   compareEntries,
@@ -33,15 +41,6 @@ import {
 } from "../../protocol/group_wire.ts";
 import { groupNameProblem } from "../../protocol/names.ts";
 import { balance, partitionName } from "./balance.ts";
-
-/** Longest member id; ids are one protocol token. */
-export const MEMBER_ID_BYTES_MAX = 200;
-/** Groups one coordinator tracks; beyond it joins of new groups are refused. */
-export const GROUPS_MAX = 10_000;
-/** Members of one group. */
-export const MEMBERS_PER_GROUP_MAX = 1024;
-/** Topics one member subscribes to. */
-export const TOPICS_PER_MEMBER_MAX = 64;
 
 const MEMBER_ID_PATTERN = /^[A-Za-z0-9_.:@\-]+$/;
 

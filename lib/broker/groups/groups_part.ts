@@ -10,6 +10,7 @@
 import type { Clock } from "../../clock.ts";
 import type { Config } from "../../config/config.ts";
 import { describeError } from "../../errors.ts";
+import { COORDINATOR_WAIT_MS } from "../../limits.ts";
 import type { Logger } from "../../log.ts";
 import type { CommandTable, Home } from "../../protocol/command_table.ts";
 import type { MessageIdGenerator } from "../../protocol/message_id.ts";
@@ -37,8 +38,6 @@ export const OFFSETS_TOPIC = "__meta";
 const GENERATIONS_PER_EPOCH = 2 ** 20;
 /** How often the offsets log's upkeep (snapshot, compaction) runs when nothing else moves it. */
 const UPKEEP_MS = 1000;
-/** How long a group command waits for this node, just made the writer of `__meta-0`, to be ready. */
-const COORDINATOR_WAIT_MS = 4000;
 
 export interface GroupsPartOptions {
   readonly config: Config;

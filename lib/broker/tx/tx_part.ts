@@ -13,6 +13,7 @@
 import type { Clock } from "../../clock.ts";
 import { BrokerError, describeError } from "../../errors.ts";
 import { TX_TIMEOUT_TICK_MS } from "../../limits.ts";
+import { COORDINATOR_WAIT_MS } from "../../limits.ts";
 import type { Logger } from "../../log.ts";
 import type { ExtensionCommand, PutCommand, TransactionCommand } from "../../protocol/commands.ts";
 import { type CommandTable, HERE, type Home } from "../../protocol/command_table.ts";
@@ -37,8 +38,6 @@ export const COMMIT_BATCH_VERB = "commitbatch";
 /** The context of requests the transactions part sends itself (never a client's). */
 export const TX_INTERNAL_PEER = "transactions";
 
-/** How long a request waits for this node, just made the journal's writer, to be ready. */
-const COORDINATOR_WAIT_MS = 4000;
 /** How often unfinished commits are tried again and the journal's upkeep runs. */
 const UPKEEP_MS = 1000;
 
