@@ -109,8 +109,6 @@ export const TX_BYTES_MAX = 32 * 1024 * 1024;
 export const TX_HELD_BYTES_MAX = 256 * 1024 * 1024;
 /** Open transactions (local and XA) a broker keeps at once; more BEGINs are refused. */
 export const TX_OPEN_MAX = 100_000;
-/** A transaction journal file is checkpointed into a new one once it grows past this. */
-export const TX_JOURNAL_FILE_BYTES_MAX = 64 * 1024 * 1024;
 /** How often open transactions are checked against their timeouts (MetaQ's wheel tick). */
 export const TX_TIMEOUT_TICK_MS = 500;
 /** Largest HTTP request body (a JSON batch of messages); larger: 413 before it is read whole. */

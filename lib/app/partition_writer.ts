@@ -8,12 +8,20 @@ import type { PartitionWriter } from "../broker/tx/manager.ts";
 import { COMMIT_BATCH_VERB, TX_INTERNAL_PEER } from "../broker/tx/tx_part.ts";
 import type { Command } from "../protocol/commands.ts";
 import { plainReply } from "../protocol/forwarded_reply.ts";
-import { errorFromResult, type RequestContext } from "../protocol/reply.ts";
+import {
+  errorFromResult,
+  INTERNAL_CONNECTION_ID,
+  type RequestContext,
+} from "../protocol/reply.ts";
 import type { Requests } from "../server/edge.ts";
 import type { Logs } from "../store/log.ts";
 import type { MessageStore } from "../store/message_store.ts";
 
-const CONTEXT: RequestContext = { connectionId: -1, peer: TX_INTERNAL_PEER };
+const CONTEXT: RequestContext = {
+  connectionId: INTERNAL_CONNECTION_ID,
+  peer: TX_INTERNAL_PEER,
+  internal: true,
+};
 
 export function edgeWriter(parts: {
   requests: () => Requests;

@@ -59,6 +59,8 @@ export class StateLog {
   #compacting = false;
   #compactAfterMs = 0;
   #snapshotting = false;
+  /** After a failed snapshot (a state too large for one record), the next waits this long. */
+  #snapshotNotBefore = 0;
   /** Appends made here and not yet applied (a snapshot waits until there are none). */
   #inFlight = 0;
   readonly #waiters = new Set<(applied: number) => void>();
@@ -183,7 +185,8 @@ export class StateLog {
 
   #snapshotDue(): boolean {
     const log = this.log;
-    return this.#applied - this.#snapshotEnd >= this.#options.snapshotEveryBytes &&
+    return this.#applied >= this.#snapshotNotBefore &&
+      this.#applied - this.#snapshotEnd >= this.#options.snapshotEveryBytes &&
       this.#inFlight === 0 && log.endOffset === this.#applied &&
       log.facts().writtenEnd === this.#applied;
   }
@@ -199,11 +202,14 @@ export class StateLog {
           base,
           bytes: data.length,
         }),
-      (error) =>
+      (error) => {
+        // Tried again once as much again was applied, not on every upkeep round.
+        this.#snapshotNotBefore = this.#applied + this.#options.snapshotEveryBytes;
         this.#options.logger.log("warn", "Cannot write a snapshot of the broker's state", {
           log: this.log.name,
           reason: describeError(error),
-        }),
+        });
+      },
     ).finally(() => this.#snapshotting = false);
   }
 

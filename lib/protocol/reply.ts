@@ -48,7 +48,15 @@ export interface RequestContext {
    * request is never forwarded again; `connectionId` is then the client's connection there.
    */
   readonly originNode?: number;
+  /**
+   * Set on requests the broker sends itself (a transaction's batch to a partition's leader),
+   * also when another node forwarded them; never on a client's. Internal commands need it.
+   */
+  readonly internal?: true;
 }
+
+/** The connection id a forwarded internal request carries (no client connection has it). */
+export const INTERNAL_CONNECTION_ID = 0xffff_ffff;
 
 /** Names the client connection of a request across the cluster: `<node>:<connection>`. */
 export function connectionKey(context: RequestContext, localNode = 0): string {

@@ -23,7 +23,12 @@ import {
   encodeTransaction,
 } from "../protocol/encoder.ts";
 import { type ExtensionSpec, Parser } from "../protocol/parser.ts";
-import { errorReply, type RequestContext, type Respond } from "../protocol/reply.ts";
+import {
+  errorReply,
+  INTERNAL_CONNECTION_ID,
+  type RequestContext,
+  type Respond,
+} from "../protocol/reply.ts";
 import {
   FORWARD_TIMEOUT_MS,
   FORWARDED_REQUEST_BYTES_MAX,
@@ -108,10 +113,13 @@ export class Forwarder {
       respond(errorReply(timedOut(to, isPut)));
     }, FORWARD_TIMEOUT_MS);
     this.#pending.set(requestId, { respond, timer, isPut });
-    let nodes = this.#sentFor.get(context.connectionId);
-    if (!nodes) this.#sentFor.set(context.connectionId, nodes = new Set());
-    nodes.add(to);
-    if (!link.sendRequest(to, requestId, context.connectionId, bytes)) {
+    const connectionId = context.internal ? INTERNAL_CONNECTION_ID : context.connectionId;
+    if (!context.internal) {
+      let nodes = this.#sentFor.get(context.connectionId);
+      if (!nodes) this.#sentFor.set(context.connectionId, nodes = new Set());
+      nodes.add(to);
+    }
+    if (!link.sendRequest(to, requestId, connectionId, bytes)) {
       // Not sent, so certainly not stored: the client may retry.
       clearTimeout(timer);
       this.#pending.delete(requestId);
@@ -191,11 +199,17 @@ export class Forwarder {
       });
       return;
     }
-    let connections = this.#servedFrom.get(from);
-    if (!connections) this.#servedFrom.set(from, connections = new Set());
-    connections.add(connectionId);
+    const internal = connectionId === INTERNAL_CONNECTION_ID;
+    if (!internal) {
+      let connections = this.#servedFrom.get(from);
+      if (!connections) this.#servedFrom.set(from, connections = new Set());
+      connections.add(connectionId);
+    }
+    const context: RequestContext = internal
+      ? { connectionId, peer: `node ${from}`, originNode: from, internal: true }
+      : remoteContext(from, connectionId);
     const opaque = command.opaque;
-    this.#options.serve(command, remoteContext(from, connectionId), (reply) => {
+    this.#options.serve(command, context, (reply) => {
       const bytes = reply.kind === "frame"
         ? reply.bytes
         : encodeResult(reply.code, reply.text, opaque);

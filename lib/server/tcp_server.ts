@@ -211,7 +211,8 @@ export class TcpServer {
     const peer = `${tracked.ip}:${socket.remotePort}`;
     socket.setNoDelay(true);
     tracked.frameStartedMs = undefined;
-    const context: RequestContext = { connectionId: this.#nextId++, peer };
+    // Connection ids stay below 2^32 - 1, which names the broker's own forwarded requests.
+    const context: RequestContext = { connectionId: this.#nextConnectionId(), peer };
     const outputMax = this.#options.outputBytesMax ?? OUTPUT_BYTES_PER_CONNECTION_MAX;
     const counters = this.#options.counters;
     const gate = new Gate(this.#access, {
@@ -271,6 +272,12 @@ export class TcpServer {
       connection.close("peer closed");
       requests.connectionClosed(context);
     });
+  }
+
+  #nextConnectionId(): number {
+    const id = this.#nextId;
+    this.#nextId = id >= 0xffff_fffe ? 1 : id + 1;
+    return id;
   }
 
   #startTimer(): void {

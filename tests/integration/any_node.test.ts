@@ -191,6 +191,18 @@ for (const [index, target] of TARGETS.entries()) {
       );
     });
 
+    test("a client may not send the broker's internal commitbatch, here or forwarded", async () => {
+      using socket = await RawSocket.connect(target.node().port);
+      const topic = `cb-${slug}`;
+      const record = new Uint8Array(25);
+      new DataView(record.buffer).setInt32(0, 5);
+      const line = `commitbatch ${topic} 0 0 ${record.length} 1\r\n`;
+      socket.write(new Uint8Array([...new TextEncoder().encode(line), ...record]));
+      const reply = await socket.readFrame(10_000);
+      expect(reply.header).toStartWith("result 403 ");
+      expect(await messages(socket, topic, 0)).toEqual([]);
+    });
+
     test("a consumer group joins, is assigned, commits and describes through this node", async () => {
       using socket = await RawSocket.connect(target.node().port);
       const topic = `grp-${slug}`;

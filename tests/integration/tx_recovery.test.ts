@@ -4,6 +4,8 @@
  * are in tests/e2e/tx_crash.test.ts; these can afford to crash at every byte.
  */
 import { describe, expect, test } from "bun:test";
+import * as fs from "node:fs";
+import { tempDir } from "../support/temp_dir.ts";
 import { MemoryStorage } from "../../lib/store/storage_memory.ts";
 import { type KillableStorage, killableStorage } from "../support/killable_storage.ts";
 import { RawSocket } from "../support/raw_socket.ts";
@@ -326,4 +328,30 @@ describe("flushTxLogAtCommit", () => {
       await second.close();
     });
   }
+});
+
+describe("a damaged journal", () => {
+  test("stops the start with the damage named, and --repair cuts it", async () => {
+    await using temp = tempDir();
+    const first = await startTxBroker(temp.path);
+    await prepareBranch(first);
+    await withSocket(first, async (socket) => {
+      await ask(socket, "transaction TX:z:1 z BEGIN 1\r\n");
+      await ask(socket, putLine({ body: "later", txKey: "TX:z:1", opaque: 2 }));
+      await ask(socket, "transaction TX:z:1 z COMMIT_ONE_PHASE 3\r\n");
+    });
+    await first.close();
+    // Damage inside the first record of the journal: a valid record follows it.
+    const dir = `${temp.path}/__tx-0`;
+    const segment = `${dir}/${fs.readdirSync(dir).find((name) => name.endsWith(".meta"))}`;
+    const bytes = fs.readFileSync(segment);
+    bytes[30] ^= 0xff;
+    fs.writeFileSync(segment, bytes);
+    await expect(startTxBroker(temp.path)).rejects.toThrow(/__tx-0/);
+    const repaired = await startTxBroker(temp.path, { repair: true });
+    await withSocket(repaired, async (socket) => {
+      expect((await ask(socket, "version 1\r\n")).header).toStartWith("result 200");
+    });
+    await repaired.close();
+  });
 });

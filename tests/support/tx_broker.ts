@@ -40,6 +40,8 @@ export async function startTxBroker(
     clock?: Clock;
     storage?: Storage;
     hooks?: TxHooks;
+    /** Cut damaged logs at the damage (`--repair`). */
+    repair?: boolean;
   } = {},
 ): Promise<TxBroker> {
   const running = await assemble({
@@ -50,6 +52,7 @@ export async function startTxBroker(
     logger: silentLogger,
     clock: options.clock,
     storage: options.storage,
+    repair: options.repair,
     ...options.hooks,
   });
   return { running, close: () => running.close() };

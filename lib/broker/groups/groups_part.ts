@@ -95,12 +95,18 @@ export class GroupsPart {
   }
 
   /** Resolves once `__meta-0` is attached (at once on one node; a cluster node may wait). */
-  start(): Promise<void> {
-    const { promise, resolve, reject } = Promise.withResolvers<void>();
+  async start(): Promise<void> {
+    if (this.#options.waitForLog !== false) {
+      // One node: the log is here (or damaged, and the broker must not start without it).
+      return await this.#attach(await this.#options.logs.open(OFFSETS_TOPIC, 0));
+    }
     this.#cancelOpen = whenOpen(this.#options.logs, OFFSETS_TOPIC, 0, (log) => {
-      this.#attach(log).then(resolve, reject);
+      this.#attach(log).catch((error) =>
+        this.#options.logger.log("error", "Cannot attach the offsets log", {
+          reason: describeError(error),
+        })
+      );
     });
-    return this.#options.waitForLog === false ? Promise.resolve() : promise;
   }
 
   async #attach(log: Log): Promise<void> {

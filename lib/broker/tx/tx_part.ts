@@ -132,20 +132,25 @@ export class TxPart {
   }
 
   /** Resolves once `__tx-0` is attached (at once on one node; a cluster node may wait). */
-  start(): Promise<void> {
-    const { promise, resolve } = Promise.withResolvers<void>();
-    this.#cancelOpen = whenOpen(this.#options.logs, TX_TOPIC, 0, (log) => {
-      this.#attach(log);
-      // A broker that runs alone completes unfinished commits before it serves anyone.
-      void (this.#recovering ?? Promise.resolve()).then(resolve);
-    });
+  async start(): Promise<void> {
+    this.#startTimers();
+    if (this.#options.waitForLog !== false) {
+      // One node: the journal is here (or damaged, and the broker must not start without it);
+      // unfinished commits are completed before the broker serves anyone.
+      this.#attach(await this.#options.logs.open(TX_TOPIC, 0));
+      await this.#recovering;
+      return;
+    }
+    this.#cancelOpen = whenOpen(this.#options.logs, TX_TOPIC, 0, (log) => this.#attach(log));
+  }
+
+  #startTimers(): void {
     const timers = [
       setInterval(() => this.#slot.value?.expire(), TX_TIMEOUT_TICK_MS),
       setInterval(() => this.#upkeep(), UPKEEP_MS),
     ];
     for (const timer of timers) (timer as { unref?: () => void }).unref?.();
     this.#timers.push(...timers);
-    return this.#options.waitForLog === false ? Promise.resolve() : promise;
   }
 
   #attach(log: Log): void {
@@ -269,7 +274,7 @@ export class TxPart {
    * client may not, since its records would bypass every check of a put.
    */
   #commitBatch(command: ExtensionCommand, context: RequestContext, respond: Respond): void {
-    if (context.peer !== TX_INTERNAL_PEER && context.originNode === undefined) {
+    if (!context.internal) {
       const error = new BrokerError("forbidden", `${COMMIT_BATCH_VERB} is sent between nodes only`);
       return respond(errorReply(error));
     }
