@@ -8,11 +8,7 @@ import type { PartitionWriter } from "../broker/tx/manager.ts";
 import { COMMIT_BATCH_VERB, TX_INTERNAL_PEER } from "../broker/tx/tx_part.ts";
 import type { Command } from "../protocol/commands.ts";
 import { plainReply } from "../protocol/forwarded_reply.ts";
-import {
-  errorFromResult,
-  INTERNAL_CONNECTION_ID,
-  type RequestContext,
-} from "../protocol/reply.ts";
+import { errorFromResult, INTERNAL_CONNECTION_ID, type RequestContext } from "../protocol/reply.ts";
 import type { Requests } from "../server/edge.ts";
 import type { Logs } from "../store/log.ts";
 import type { MessageStore } from "../store/message_store.ts";
