@@ -10,6 +10,7 @@
  * local transaction held for that connection elsewhere is rolled back; and when a node
  * restarts or stays unreachable, the connections it forwarded are treated as closed here.
  */
+import type { ForwardedFrame } from "../cluster/cluster_node.ts";
 import { BrokerError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { Command } from "../protocol/commands.ts";
@@ -45,16 +46,8 @@ export interface PeerLink {
   sendClosed(to: number, connectionId: number): void;
 }
 
-/** Frames other nodes send here (the same shapes as ClusterNode's ForwardedFrame). */
-export type IncomingFrame =
-  | {
-    readonly kind: "request";
-    readonly requestId: number;
-    readonly connectionId: number;
-    readonly bytes: Uint8Array;
-  }
-  | { readonly kind: "reply"; readonly requestId: number; readonly bytes: Uint8Array }
-  | { readonly kind: "closed"; readonly connectionId: number };
+/** Frames other nodes send here, as the cluster's node hands them over. */
+export type IncomingFrame = ForwardedFrame;
 
 export interface ForwarderOptions {
   readonly link: PeerLink;

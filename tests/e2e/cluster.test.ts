@@ -8,45 +8,18 @@ import * as fs from "node:fs";
 import { MetaqClient } from "../../lib/client/client.ts";
 import type { ClusterStatusReport } from "../../lib/cluster/status.ts";
 import { decodeRecords } from "../../lib/protocol/record.ts";
-import { freePorts } from "../support/free_port.ts";
+import { startClusterProcesses } from "../support/cluster_process.ts";
 import { BrokerProcess, readPartitionBytes, runMetaq } from "../support/harness.ts";
 import { tempDir } from "../support/temp_dir.ts";
 
-const TIMING = [
-  "--raft-heartbeat-ms",
-  "100",
-  "--raft-election-ms",
-  "800-1600",
-  "--raft-check-quorum-ms",
-  "700",
-];
-
-async function startCluster(
+/** Three (or `nodes`) nodes of the binary with fast Raft timing and 2 partitions per topic. */
+function startCluster(
   dataDir: string,
   nodes = 3,
   http = false,
   extraArgs: readonly string[] = [],
 ): Promise<BrokerProcess[]> {
-  const peerPorts = await freePorts(nodes);
-  const peers = peerPorts.map((port, index) => `${index + 1}=127.0.0.1:${port}`).join(",");
-  return await Promise.all(peerPorts.map((port, index) =>
-    BrokerProcess.start({
-      dataDir: `${dataDir}/n${index + 1}`,
-      http,
-      args: [
-        "--node-id",
-        String(index + 1),
-        "--peer-port",
-        String(port),
-        "--peers",
-        peers,
-        "--partitions",
-        "2",
-        ...TIMING,
-        ...extraArgs,
-      ],
-    })
-  ));
+  return startClusterProcesses({ dataDir, nodes, http, args: extraArgs });
 }
 
 async function status(node: BrokerProcess): Promise<ClusterStatusReport> {

@@ -7,9 +7,9 @@
  * tests/integration/cluster_tx.test.ts, where the coordinator's tables can be seen.)
  */
 import { expect, test } from "bun:test";
-import { decodeRecords } from "../../lib/protocol/record.ts";
 import { eventually, leaderSeenBy, startClusterProcesses } from "../support/cluster_process.ts";
 import type { BrokerProcess } from "../support/harness.ts";
+import { messagesThrough } from "../support/partition_reads.ts";
 import { RawSocket } from "../support/raw_socket.ts";
 import { tempDir } from "../support/temp_dir.ts";
 
@@ -29,19 +29,7 @@ function put(topic: string, partition: number, body: string, opaque: number, txK
 /** Every message of a partition as `node` serves it (its own committed copy). */
 async function messagesOn(node: BrokerProcess, topic: string, partition: number) {
   using socket = await RawSocket.connect(node.port);
-  const found: string[] = [];
-  let offset = 0;
-  for (let round = 0; round < 100; round++) {
-    socket.write(`get ${topic} g ${partition} ${offset} 1048576 1\r\n`);
-    const reply = await socket.readFrame(10_000);
-    if (!reply.header.startsWith("value")) break;
-    const records = decodeRecords(new Uint8Array(reply.body), offset);
-    if (records.length === 0) break;
-    found.push(...records.map((record) => new TextDecoder().decode(record.data)));
-    const last = records[records.length - 1];
-    offset = last.offset + 20 + last.length;
-  }
-  return found;
+  return await messagesThrough(socket, topic, partition);
 }
 
 /** Asks `request` until the answer is not a 503 (a new coordinator being elected), bounded. */

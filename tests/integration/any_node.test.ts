@@ -11,6 +11,7 @@ import { buildConfig } from "../../lib/config/config.ts";
 import { silentLogger } from "../../lib/log.ts";
 import { decodeRecords } from "../../lib/protocol/record.ts";
 import { type InProcessCluster, startCluster } from "../support/cluster_in_process.ts";
+import { messagesThrough } from "../support/partition_reads.ts";
 import { RawSocket } from "../support/raw_socket.ts";
 import { type TempDir, tempDir } from "../support/temp_dir.ts";
 import { waitFor } from "../support/wait.ts";
@@ -75,22 +76,6 @@ function put(topic: string, partition: number, body: string, opaque: number, txK
   return `put ${topic} ${partition} ${Buffer.byteLength(body)} 0 -1${key} ${opaque}\r\n${body}`;
 }
 
-/** Every message of a partition as seen through `socket` (get from 0 until the end). */
-async function messages(socket: RawSocket, topic: string, partition: number): Promise<string[]> {
-  const found: string[] = [];
-  let offset = 0;
-  for (let round = 0; round < 100; round++) {
-    const reply = await ask(socket, `get ${topic} g ${partition} ${offset} 1048576 7\r\n`);
-    if (!reply.header.startsWith("value")) break;
-    const records = decodeRecords(new Uint8Array(reply.body), offset);
-    if (records.length === 0) break;
-    found.push(...records.map((record) => new TextDecoder().decode(record.data)));
-    const last = records[records.length - 1];
-    offset = last.offset + 20 + last.length;
-  }
-  return found;
-}
-
 for (const [index, target] of TARGETS.entries()) {
   describe(target.label, () => {
     const slug = target.label.replaceAll(" ", "-");
@@ -137,17 +122,17 @@ for (const [index, target] of TARGETS.entries()) {
         expect((await ask(socket, put(topic, n % 2, `tx-${n}`, 2, "TX:a:1"))).text)
           .toEndWith(` ${n % 2} -1`);
       }
-      expect(await messages(socket, topic, 0)).toEqual([]);
+      expect(await messagesThrough(socket, topic, 0)).toEqual([]);
       expect((await ask(socket, "transaction TX:a:1 a COMMIT_ONE_PHASE 3\r\n")).header)
         .toBe("result 200 0 3");
-      expect(await messages(socket, topic, 0)).toEqual(["tx-0", "tx-2"]);
-      expect(await messages(socket, topic, 1)).toEqual(["tx-1", "tx-3"]);
+      expect(await messagesThrough(socket, topic, 0)).toEqual(["tx-0", "tx-2"]);
+      expect(await messagesThrough(socket, topic, 1)).toEqual(["tx-1", "tx-3"]);
       await ask(socket, "transaction TX:a:2 a BEGIN 4\r\n");
       await ask(socket, put(topic, 0, "never", 5, "TX:a:2"));
       expect((await ask(socket, "transaction TX:a:2 a ROLLBACK 6\r\n")).header).toBe(
         "result 200 0 6",
       );
-      expect(await messages(socket, topic, 0)).toEqual(["tx-0", "tx-2"]);
+      expect(await messagesThrough(socket, topic, 0)).toEqual(["tx-0", "tx-2"]);
     });
 
     test("a local transaction dies with its connection", async () => {
@@ -162,7 +147,7 @@ for (const [index, target] of TARGETS.entries()) {
       // never sees the transaction (local keys belong to their connection) nor its message.
       const commit = await ask(second, "transaction TX:c:1 c COMMIT_ONE_PHASE 3\r\n");
       expect(commit.text).toBe("Local transaction 'TX:c:1' has not been started.");
-      expect(await messages(second, topic, 0)).toEqual([]);
+      expect(await messagesThrough(second, topic, 0)).toEqual([]);
     });
 
     test("an XA branch prepares, is listed by RECOVER, and commits exactly once", async () => {
@@ -182,8 +167,8 @@ for (const [index, target] of TARGETS.entries()) {
       expect((await ask(socket, `transaction ${xid} s COMMIT_TWO_PHASE 7\r\n`)).header).toBe(
         "result 200 0 7",
       );
-      expect(await messages(socket, topic, 0)).toEqual(["xa-0", "xa-2"]);
-      expect(await messages(socket, topic, 1)).toEqual(["xa-1", "xa-3"]);
+      expect(await messagesThrough(socket, topic, 0)).toEqual(["xa-0", "xa-2"]);
+      expect(await messagesThrough(socket, topic, 1)).toEqual(["xa-1", "xa-3"]);
       expect((await ask(socket, `transaction null s RECOVER ${qualifier} 8\r\n`)).text).toBe("");
       const again = await ask(socket, `transaction ${xid} s COMMIT_TWO_PHASE 9\r\n`);
       expect(again.text).toBe(
@@ -200,7 +185,7 @@ for (const [index, target] of TARGETS.entries()) {
       socket.write(new Uint8Array([...new TextEncoder().encode(line), ...record]));
       const reply = await socket.readFrame(10_000);
       expect(reply.header).toStartWith("result 403 ");
-      expect(await messages(socket, topic, 0)).toEqual([]);
+      expect(await messagesThrough(socket, topic, 0)).toEqual([]);
     });
 
     test("a consumer group joins, is assigned, commits and describes through this node", async () => {

@@ -119,16 +119,18 @@ export class GroupsPart {
       now: () => this.#options.clock.monotonicMs(),
       snapshotEveryBytes: Math.max(1, Math.floor(config.system.metaSegmentSize / 4)),
     });
+    // Offsets of an older data directory go in first, so the coordinator starts with them.
+    this.#log.catchUp();
+    if (this.#options.migrate && log.endOffset === log.startOffset && log.writer.ready) {
+      const store = new LogOffsetStore(this.#state, this.#log);
+      await this.#options.migrate((entries) => store.reset(entries));
+    }
     this.#unsubscribe = log.onChange(() => this.#update());
     this.#update();
     // Snapshots wait for a quiet moment and a follower's compaction for its leader's: try
     // again every second even when nothing changes.
     this.#upkeep = setInterval(() => this.#update(), UPKEEP_MS);
     (this.#upkeep as { unref?: () => void }).unref?.();
-    if (this.#options.migrate && log.endOffset === log.startOffset && log.writer.ready) {
-      const store = new LogOffsetStore(this.#state, this.#log);
-      await this.#options.migrate((entries) => store.reset(entries));
-    }
   }
 
   async stop(): Promise<void> {
