@@ -29,11 +29,11 @@ import { renderStats, type StatsItems } from "./stats_report.ts";
 
 export const METAQ_VERSION = "metaq-0.1.0";
 
-/** Filters records served to a group (MetaQ's server-side group filters). */
-export type RecordFilter = (
-  bytes: Uint8Array,
-  baseOffset: number,
-) => { bytes: Uint8Array; examined: number };
+/**
+ * Decides what part of a slice a group is served (MetaQ's server-side group filters): its first
+ * `serve` bytes as they are, or a move `skip` bytes on (lib/broker/groups/filter.ts).
+ */
+export type RecordFilter = (bytes: Uint8Array) => { serve: number } | { skip: number };
 
 /** What a read finds at an offset. */
 export type ReadOutcome =
@@ -393,13 +393,13 @@ export class Broker {
   ): Reply {
     const raw = new Uint8Array(slice.length);
     slice.log.readInto(raw, 0, slice.offset, slice.length);
-    const { bytes, examined } = filter(raw, command.offset);
-    if (bytes.length === 0) return result(301, String(command.offset + examined));
-    const header = encodeValueHeader(bytes.length, command.opaque);
-    const frame = new Uint8Array(header.length + bytes.length);
+    const verdict = filter(raw);
+    if ("skip" in verdict) return result(301, String(command.offset + verdict.skip));
+    const header = encodeValueHeader(verdict.serve, command.opaque);
+    const frame = new Uint8Array(header.length + verdict.serve);
     frame.set(header, 0);
-    frame.set(bytes, header.length);
-    this.stats.served(command.topic, command.partition, bytes.length);
+    frame.set(raw.subarray(0, verdict.serve), header.length);
+    this.stats.served(command.topic, command.partition, verdict.serve);
     return { kind: "frame", bytes: frame };
   }
 

@@ -6,9 +6,11 @@ import { buildConfig } from "../../lib/config/config.ts";
 import { BrokerError } from "../../lib/errors.ts";
 import { memoryLogger } from "../../lib/log.ts";
 import { type App, assemble } from "../../lib/app/assemble.ts";
+import { Consumer } from "../../lib/client/consumer.ts";
 import { decodeRecords, splitAttribute } from "../../lib/protocol/record.ts";
 import { RawSocket } from "../support/raw_socket.ts";
 import { type TempDir, tempDir } from "../support/temp_dir.ts";
+import { waitFor } from "../support/wait.ts";
 
 const CONFIG = (dataPath: string) => `
 [system]
@@ -20,6 +22,9 @@ group.vip=attribute=gold || attribute^=platinum
 group.legacy=com.taobao.example.VipFilter
 [topic=events]
 numPartitions=2
+[topic=invoices]
+numPartitions=1
+group.billing=payload*=big
 `;
 
 let temp: TempDir;
@@ -224,24 +229,34 @@ describe("group commands on the wire", () => {
 });
 
 describe("server-side group filters", () => {
-  test("a group with a filter gets only accepted records; others get everything", async () => {
+  test("a group with a filter reads only accepted records; others read everything", async () => {
     const producer = new Producer(client);
     const sent = [["gold", "a"], ["silver", "b"], ["platinum-x", "c"], [undefined, "d"]] as const;
     for (const [attribute, text] of sent) {
       await producer.send("orders", text, { partition: 3, attribute });
     }
+    /** Reads the partition to its end as a consumer does: each reply from where the last ended. */
     const read = async (group: string) => {
-      const reply = await client.get({
-        topic: "orders",
-        group,
-        partition: 3,
-        offset: 0,
-        maxSize: 1 << 16,
-      });
-      if (reply.kind !== "records") return reply;
-      return decodeRecords(reply.bytes).map((record) =>
-        new TextDecoder().decode(splitAttribute(record.flag, record.data).payload)
-      );
+      const texts: string[] = [];
+      for (let offset = 0, fetches = 0; fetches < 20; fetches++) {
+        const reply = await client.get({
+          topic: "orders",
+          group,
+          partition: 3,
+          offset,
+          maxSize: 1 << 16,
+        });
+        if (reply.kind === "none") return texts;
+        if (reply.kind === "moved") {
+          offset = reply.offset;
+          continue;
+        }
+        for (const record of decodeRecords(reply.bytes, offset)) {
+          texts.push(new TextDecoder().decode(splitAttribute(record.flag, record.data).payload));
+          offset = record.offset + 20 + record.length;
+        }
+      }
+      throw new Error("did not reach the end in 20 fetches");
     };
     expect(await read("vip")).toEqual(["a", "c"]);
     expect(await read("plain")).toEqual(["a", "b", "c", "d"]);
@@ -264,6 +279,55 @@ describe("server-side group filters", () => {
       maxSize: 1 << 16,
     });
     expect(reply).toEqual({ kind: "moved", offset: first.offset + 2 * (20 + 4 + 6 + 1) });
+  });
+
+  test("a filtered get at an offset inside a record is served, not a crash", async () => {
+    const producer = new Producer(client);
+    const sent = await producer.send("orders", "inside", { partition: 1, attribute: "gold" });
+    const reply = await client.get({
+      topic: "orders",
+      group: "vip",
+      partition: 1,
+      offset: sent.offset + 5,
+      maxSize: 1 << 16,
+    });
+    expect(reply.kind).toBe("records");
+    expect(await client.version()).toBeTruthy(); // the broker still answers
+  });
+
+  test("a filtered group reads every accepted message once and commits to the log end", async () => {
+    // Regression: the broker compacted accepted records back to back, so the consumer's offsets
+    // pointed inside records; the group spun on the same fetch and its lag never drained.
+    const producer = new Producer(client);
+    const sizes = ["big", "small", "small", "big", "big", "small", "big", "small"];
+    const payloads = Array.from({ length: 120 }, (_, i) => `${sizes[i % sizes.length]}-${i}`);
+    let end = 0;
+    for (const payload of payloads) {
+      const sent = await producer.send("invoices", payload, { partition: 0 });
+      end = sent.offset + 20 + payload.length;
+    }
+    const received: string[] = [];
+    const consumer = new Consumer(client, {
+      group: "billing",
+      maxDelayFetchMs: 100,
+      commitOffsetPeriodMs: 50,
+      heartbeatIntervalMs: 50,
+      recoverDir: `${temp.path}/recover`,
+    }).subscribe("invoices", (message) => {
+      received.push(new TextDecoder().decode(message.payload));
+    });
+    await consumer.start();
+    try {
+      await waitFor(
+        "the group's committed offset to reach the log end",
+        async () => (await groups.committed("billing", "invoices", 0)) === end,
+      );
+      expect(received).toEqual(payloads.filter((payload) => payload.startsWith("big")));
+      // Two fetches per run of accepted records and one per rejected run, not a spin.
+      expect(consumer.counters.fetches).toBeLessThan(payloads.length);
+    } finally {
+      await consumer.close();
+    }
   });
 });
 
