@@ -117,6 +117,33 @@ export class Broker {
   }
 
   /**
+   * Why clients may not use `topic`, in MetaQ's words with the reason after a colon; undefined
+   * when they may.
+   */
+  topicRefusal(topic: string): string | undefined {
+    const refused = `The server do not accept topic ${topic}`;
+    const problem = topicNameProblem(topic);
+    if (problem) return `${refused}: ${problem}`;
+    if (isInternalTopic(topic)) {
+      return `${refused}: topics starting with '__' hold the broker's own state`;
+    }
+    if (this.topicSettings(topic)) return undefined;
+    const sections = this.config.topics.map((section) => section.pattern).join(", ");
+    return `${refused}: no [topic=...] section of the broker's configuration matches it ` +
+      `(sections: ${sections})`;
+  }
+
+  /**
+   * Whether `topic` is there for clients: a partition of it holds a log here, or a section of
+   * the configuration names it exactly (the definition the HTTP API uses).
+   */
+  topicExists(topic: string): boolean {
+    if (isInternalTopic(topic) || !this.topicSettings(topic)) return false;
+    if (this.config.topics.some((section) => section.pattern === topic)) return true;
+    return this.logs.list().some((entry) => entry.topic === topic);
+  }
+
+  /**
    * The partition a plain put will go to (partition -1 picked here, once), or undefined when
    * the put will be refused by its checks: the edge then lets this node answer it.
    */
@@ -188,17 +215,9 @@ export class Broker {
       reply: this.#failedPut(command, kind, detail, partition),
     });
     const settings = this.topicSettings(topic);
-    if (!settings) {
-      const problem = topicNameProblem(topic);
-      const detail = problem
-        ? `The server do not accept topic ${topic}: ${problem}`
-        : `The server do not accept topic ${topic}`;
-      return refuse("topicNotAccepted", detail, command.partition);
-    }
-    if (isInternalTopic(topic)) {
-      const detail = `The server do not accept topic ${topic}: topics starting with '__' hold ` +
-        "the broker's own state";
-      return refuse("topicNotAccepted", detail, command.partition);
+    const refusal = this.topicRefusal(topic);
+    if (!settings || refusal) {
+      return refuse("topicNotAccepted", refusal ?? "", command.partition);
     }
     const partition = command.partition === -1
       ? this.#options.random.int(0, settings.numPartitions)

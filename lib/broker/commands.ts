@@ -23,6 +23,11 @@ import type { StatsItems } from "./stats_report.ts";
 export interface TopicMetadata {
   readonly topic: string;
   readonly partitions: number;
+  /**
+   * Whether the topic is there: a partition holds messages, or the configuration names it
+   * exactly. A topic a wildcard section accepts but nobody has written to yet is not.
+   */
+  readonly exists: boolean;
   readonly brokerId: number;
   readonly broker: string;
   /** Partition -> `host:port` of its leader, when replicated. */
@@ -81,16 +86,18 @@ export function brokerCommands(broker: Broker, options: BrokerCommandsOptions): 
       handle(command: ExtensionCommand, _context: RequestContext, respond: Respond) {
         const topic = command.args[0];
         const settings = broker.topicSettings(topic);
-        if (!settings) {
-          const text = `The server do not accept topic ${topic}`;
-          return respond(errorReply(BrokerError.verbatim("topicNotAccepted", text)));
+        const refusal = broker.topicRefusal(topic);
+        if (!settings || refusal) {
+          return respond(errorReply(BrokerError.verbatim("topicNotAccepted", refusal ?? "")));
         }
+        const leaders = options.leaders?.(topic, settings.numPartitions);
         const metadata: TopicMetadata = {
           topic,
           partitions: settings.numPartitions,
+          exists: broker.topicExists(topic) || Object.keys(leaders ?? {}).length > 0,
           brokerId: broker.config.system.brokerId,
           broker: broker.brokerUrl.replace("meta://", ""),
-          leaders: options.leaders?.(topic, settings.numPartitions),
+          leaders,
         };
         respond(result(200, JSON.stringify(metadata)));
       },

@@ -109,7 +109,7 @@ function topics(broker: Broker, add: Add): void {
     add(
       name,
       "partitions",
-      partitions.length,
+      settings?.numPartitions ?? partitions.length,
       "message_count",
       count,
       "message_bytes",
@@ -140,7 +140,9 @@ function topic(broker: Broker, name: string, add: Add): void {
   }
   add(name);
   add("resultCode", resultCode);
-  add("partitions", partitions?.length ?? 0);
+  // The topic's partitions, not only those holding messages (MetaQ: getNumPartitions).
+  const settings = partitions || configured ? broker.topicSettings(name) : undefined;
+  add("partitions", settings?.numPartitions ?? partitions?.length ?? 0);
   add("message_count", count);
   add("bytes", bytes);
   REALTIME.forEach((key, index) =>

@@ -8,6 +8,7 @@
  * a cluster answers alike. The broker's own `__` topics are not topics here.
  */
 import type { Hono } from "hono";
+import type { Broker } from "../broker/broker.ts";
 import { BrokerError } from "../errors.ts";
 import { HTTP_FETCH_MESSAGES_MAX } from "../limits.ts";
 import { groupNameProblem } from "../protocol/names.ts";
@@ -61,7 +62,7 @@ export function registerTopicRoutes(app: Hono, context: AdminContext): void {
   app.post("/v1/topics/:topic/messages", async (c) => {
     const topic = topicParam(c.req.param("topic"));
     const settings = isInternalTopic(topic) ? undefined : broker.topicSettings(topic);
-    if (!settings) throw notAccepted(topic);
+    if (!settings) throw notAccepted(broker, topic);
     const messages = await readMessages(broker, settings, c.req.raw);
     checkRunning(context);
     const results = await putAll(context.dispatch, topic, messages);
@@ -151,7 +152,7 @@ async function createTopic(
 ): Promise<{ topic: string; count: number }> {
   const { broker } = context;
   const settings = isInternalTopic(topic) ? undefined : broker.topicSettings(topic);
-  if (!settings) throw notAccepted(topic);
+  if (!settings) throw notAccepted(broker, topic);
   if (partitions !== undefined && partitions !== settings.numPartitions) {
     throw new BrokerError(
       "badRequest",
@@ -311,8 +312,9 @@ function encodingParam(value: string | undefined): PayloadEncoding | "auto" {
   throw new BrokerError("badRequest", `encoding ${describe(value)}: expected utf8, base64 or auto`);
 }
 
-function notAccepted(topic: string): BrokerError {
-  return BrokerError.verbatim("topicNotAccepted", `The server do not accept topic ${topic}`);
+function notAccepted(broker: Broker, topic: string): BrokerError {
+  const text = broker.topicRefusal(topic) ?? `The server do not accept topic ${topic}`;
+  return BrokerError.verbatim("topicNotAccepted", text);
 }
 
 /** Writes must not reach the store once shutdown began: it may be closing under them. */

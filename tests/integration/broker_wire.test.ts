@@ -20,6 +20,8 @@ deletePolicy=delete,0s
 numPartitions=4
 [topic=stat-*]
 stat=true
+[topic=sparse]
+numPartitions=3
 `;
 
 let temp: TempDir;
@@ -118,7 +120,8 @@ describe("put and get, byte for byte", () => {
     );
     const topic = await frame(socket, "put other 0 5 0 -1 3\r\nhello");
     expect(topic.body.toString()).toBe(
-      `Put message to [broker '${url}'] [partition 'other-0'] failed.Detail:The server do not accept topic other`,
+      `Put message to [broker '${url}'] [partition 'other-0'] failed.Detail:The server do not accept topic other: ` +
+        "no [topic=...] section of the broker's configuration matches it (sections: test, multi, stat-*, sparse)",
     );
     expect(fs.existsSync(`${temp.path}/other-0`)).toBe(false);
   });
@@ -264,6 +267,16 @@ describe("offset, stats, version and the rest", () => {
     expect(unknown).toStartWith("STATS\r\nnothing\r\nresultCode 1\r\npartitions 0\r\n");
     const configured = (await frame(socket, "stats multi 10\r\n")).body.toString();
     expect(configured).toContain("resultCode 0\r\npartitions 4\r\n");
+  });
+
+  test("stats counts a topic's partitions, not only those holding messages", async () => {
+    // Regression: `stats topics` and `stats TOPIC` said 1 for a 3-partition topic with data in one.
+    using socket = await connect();
+    expect((await frame(socket, "put sparse 0 1 0 -1 1\r\nx")).header).toStartWith("result 200");
+    const topics = (await frame(socket, "stats topics 2\r\n")).body.toString();
+    expect(topics).toContain("\r\nsparse partitions 3 message_count 1 ");
+    const topic = (await frame(socket, "stats sparse 3\r\n")).body.toString();
+    expect(topic).toContain("\r\nresultCode 0\r\npartitions 3\r\nmessage_count 1\r\n");
   });
 
   test("realtime stats count topics with stat=true", async () => {

@@ -228,6 +228,25 @@ describe("group commands on the wire", () => {
   });
 });
 
+test("a reset to a byte offset must name a record start", async () => {
+  // Regression: `adjust` took an offset inside a record; the group then re-read the segment.
+  const producer = new Producer(client);
+  const first = await producer.send("events", "first", { partition: 0 });
+  const second = await producer.send("events", "second", { partition: 0 });
+  const reset = (to: number) =>
+    groups.reset({ group: "rewind", topic: "events", partition: 0, to, force: false });
+  expect(await refusal(reset(first.offset + 5))).toEqual({
+    status: 400,
+    message: `Cannot accept offset: no record starts at offset ${
+      first.offset + 5
+    } of events-0 (give a record's first byte, as 'metaq consume --format json' prints it)`,
+  });
+  expect(await groups.committed("rewind", "events", 0)).toBeUndefined();
+  expect(await reset(second.offset)).toEqual([
+    { group: "rewind", topic: "events", partition: 0, offset: second.offset },
+  ]);
+});
+
 describe("server-side group filters", () => {
   test("a group with a filter reads only accepted records; others read everything", async () => {
     const producer = new Producer(client);

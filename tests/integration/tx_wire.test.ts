@@ -326,7 +326,7 @@ describe("bad input gets MetaQ's error and changes nothing", () => {
       socket,
       putLine({ topic: "nope", body: "x", txKey: "TX:p:1", opaque: 6 }),
     );
-    expect(topic.text).toEndWith("failed.Detail:The server do not accept topic nope");
+    expect(topic.text).toContain("failed.Detail:The server do not accept topic nope: no [topic=");
     const checksum = await ask(socket, "put test 0 5 0 12345 TX:p:1 7\r\nhello");
     expect(checksum.text).toEndWith(
       "failed.Detail:Checksum failure,message may be corrupted when transfering on networking.",

@@ -44,6 +44,16 @@ export interface GroupServiceOptions {
     topic: string,
     partition: number,
   ) => Promise<{ start: number; end: number } | undefined>;
+  /**
+   * Whether a whole, valid record starts at `offset` of a partition; undefined when this node
+   * cannot tell (it holds no copy of the records there). A reset to a byte offset must name a
+   * record start: a committed offset inside a record makes its consumers re-read the segment.
+   */
+  readonly recordStartsAt?: (
+    topic: string,
+    partition: number,
+    offset: number,
+  ) => boolean | undefined;
   /** See CoordinatorOptions.generationBase. */
   readonly generationBase?: number;
 }
@@ -229,10 +239,17 @@ export class GroupService {
     const bounds = fresh ?? this.options.logBounds(topic, partition) ?? { start: 0, end: 0 };
     if (to === "earliest") return bounds.start;
     if (to === "latest") return bounds.end;
-    if (!Number.isSafeInteger(to) || to < 0 || to > bounds.end) {
+    if (!Number.isSafeInteger(to) || to < bounds.start || to > bounds.end) {
       throw new BrokerError(
         "invalidOffset",
-        `${to} is outside ${topic}-${partition} (0 to ${bounds.end})`,
+        `${to} is outside ${topic}-${partition} (${bounds.start} to ${bounds.end})`,
+      );
+    }
+    if (to < bounds.end && this.options.recordStartsAt?.(topic, partition, to) === false) {
+      throw new BrokerError(
+        "invalidOffset",
+        `no record starts at offset ${to} of ${topic}-${partition} (give a record's first byte, ` +
+          "as 'metaq consume --format json' prints it)",
       );
     }
     return to;

@@ -8,12 +8,14 @@
  * based on the log's writer epoch), so a stale member's commit is refused.
  */
 import type { Clock } from "../../clock.ts";
+import { metaqChecksum } from "../../crc32.ts";
 import type { Config } from "../../config/config.ts";
 import { describeError } from "../../errors.ts";
-import { COORDINATOR_WAIT_MS } from "../../limits.ts";
+import { COORDINATOR_WAIT_MS, RECORD_DATA_BYTES_MAX, RECORD_HEADER_BYTES } from "../../limits.ts";
 import type { Logger } from "../../log.ts";
 import type { CommandTable, Home } from "../../protocol/command_table.ts";
 import type { MessageIdGenerator } from "../../protocol/message_id.ts";
+import { readHeader } from "../../protocol/record.ts";
 import type { Log, Logs } from "../../store/log.ts";
 import type { Broker } from "../broker.ts";
 import { CoordinatorSlot } from "../coordinator_slot.ts";
@@ -179,6 +181,11 @@ export class GroupsPart {
         if (!partitionLog) return this.#options.boundsElsewhere?.(topic, partition);
         return { start: partitionLog.startOffset, end: partitionLog.endOffset };
       },
+      recordStartsAt: (topic, partition, offset) => {
+        const partitionLog = broker.logs.get(topic, partition);
+        if (!partitionLog || offset >= partitionLog.endOffset) return undefined;
+        return recordStartsAt(partitionLog, offset);
+      },
       freshBounds: (topic, partition) =>
         broker.logs.get(topic, partition) || !this.#options.askBounds
           ? Promise.resolve(undefined)
@@ -193,4 +200,19 @@ export class GroupsPart {
       offsets: this.#state.entries().length,
     });
   }
+}
+
+/** Whether a whole record with a valid checksum starts at `offset` (below the log's end). */
+function recordStartsAt(log: Log, offset: number): boolean {
+  if (offset < log.startOffset || offset >= log.endOffset) return false;
+  if (log.readableAt(offset, RECORD_HEADER_BYTES) < RECORD_HEADER_BYTES) return false;
+  const header = new Uint8Array(RECORD_HEADER_BYTES);
+  log.readInto(header, 0, offset, RECORD_HEADER_BYTES);
+  const { length, checksum } = readHeader(header, 0);
+  if (length < 0 || length > RECORD_DATA_BYTES_MAX) return false;
+  const whole = RECORD_HEADER_BYTES + length;
+  if (log.readableAt(offset, whole) < whole) return false;
+  const data = new Uint8Array(length);
+  log.readInto(data, 0, offset + RECORD_HEADER_BYTES, length);
+  return metaqChecksum(data) === checksum;
 }
