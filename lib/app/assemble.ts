@@ -233,6 +233,7 @@ export async function assemble(options: AssembleOptions): Promise<App> {
     const forwarder = cluster
       ? new Forwarder({
         link: cluster,
+        placement: cluster,
         serve: (command, context, respond) => late.edge!.dispatch(command, context, respond),
         extensionSpecs: () => router.extensionSpecs,
         remoteClosed: (context) => router.connectionClosed(context),

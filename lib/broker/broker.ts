@@ -23,8 +23,19 @@ import type { GetCommand, OffsetCommand, PutCommand, SyncCommand } from "../prot
 import { encodeValueHeader } from "../protocol/encoder.ts";
 import type { MessageIdGenerator } from "../protocol/message_id.ts";
 import { errorReply, type Reply, type RequestContext, result } from "../protocol/reply.ts";
-import { isInternalTopic, type Log, type Logs } from "../store/log.ts";
+import { encodeRecord } from "../protocol/record.ts";
+import { type AppendOutcome, isInternalTopic, type Log, type Logs } from "../store/log.ts";
 import { BrokerStats } from "./stats.ts";
+
+/** How a forwarded put is appended at most once (see `fput` in commands.ts). */
+export interface PutOnce {
+  /** The message id the forwarding node chose. */
+  readonly id: bigint;
+  /** No earlier attempt of this put can lie before this offset. */
+  readonly since: number;
+  /** An earlier attempt went to another leader: look for the id before appending. */
+  readonly retry: boolean;
+}
 import { renderStats, type StatsItems } from "./stats_report.ts";
 
 export const METAQ_VERSION = "metaq-0.1.0";
@@ -158,8 +169,17 @@ export class Broker {
     return partition >= 0 && partition < settings.numPartitions ? partition : undefined;
   }
 
-  /** A plain put (no transaction key: those go to the transactions part). */
-  put(command: PutCommand, _context: RequestContext, done: (reply: Reply) => void): void {
+  /**
+   * A plain put (no transaction key: those go to the transactions part). `once`, for a put
+   * another node forwarded here: the message id it chose, and on a retry the offset from which
+   * the log is searched for that id first, so that the message is appended at most once.
+   */
+  put(
+    command: PutCommand,
+    _context: RequestContext,
+    done: (reply: Reply) => void,
+    once?: PutOnce,
+  ): void {
     this.stats.counters.cmdPut += 1;
     const { topic } = command;
     if (
@@ -173,8 +193,8 @@ export class Broker {
     if (!checked.ok) return done(checked.reply);
     const { partition, checksum, settings } = checked;
     const append = (log: Log) => {
-      const id = this.ids.nextId();
-      log.appendRecord({ id, flag: command.flag, data: command.body, checksum }, (outcome) => {
+      const id = once?.id ?? this.ids.nextId();
+      const appended = (outcome: AppendOutcome) => {
         if (outcome.ok) {
           return done({
             kind: "result",
@@ -185,7 +205,10 @@ export class Broker {
         }
         this.stats.counters.putFailed += 1;
         done(errorReply(this.#putError(outcome.error, topic, partition)));
-      });
+      };
+      const record = { id, flag: command.flag, data: command.body, checksum };
+      if (once?.retry) log.appendMissing(encodeRecord(record), once.since, appended);
+      else log.appendRecord(record, appended);
       this.countPut(topic, partition, command.body.length, settings);
     };
     const log = this.logs.get(topic, partition);

@@ -14,9 +14,9 @@ import type {
   StatsCommand,
   SyncCommand,
 } from "../protocol/commands.ts";
-import { type CommandTable, HERE, type Home } from "../protocol/command_table.ts";
+import { type CommandTable, type ForwardPlan, HERE, type Home } from "../protocol/command_table.ts";
 import { errorReply, type RequestContext, type Respond, result } from "../protocol/reply.ts";
-import type { Broker } from "./broker.ts";
+import type { Broker, PutOnce } from "./broker.ts";
 import type { StatsItems } from "./stats_report.ts";
 
 /** What a `meta` reply says about a topic. */
@@ -32,6 +32,66 @@ export interface TopicMetadata {
   readonly broker: string;
   /** Partition -> `host:port` of its leader, when replicated. */
   readonly leaders?: Record<string, string>;
+}
+
+/**
+ * The verb a node sends to a partition's leader in place of a client's put: the put with the
+ * message id this node chose for it, and a log offset the message cannot lie before. Sent
+ * again to a new leader when the first stops leading before it answered, it is appended only
+ * if no record with that id is in the log since that offset: never twice.
+ */
+export const FORWARDED_PUT_VERB = "fput";
+
+/**
+ * How a put goes to its leader: as `fput` when this node can bound where a first attempt may
+ * have landed (it holds a copy of the partition: its committed end), so that a retry can look
+ * for it; as the plain put otherwise, which is never sent twice.
+ */
+function forwardedPut(broker: Broker, command: PutCommand): ForwardPlan {
+  const since = broker.logs.get(command.topic, command.partition)?.endOffset;
+  if (since === undefined || command.oversizedBytes !== undefined) return { command };
+  const id = broker.ids.nextId();
+  const fput = (attempt: number): ExtensionCommand => ({
+    kind: "extension",
+    verb: FORWARDED_PUT_VERB,
+    args: [
+      command.topic,
+      String(command.partition),
+      String(command.flag),
+      String(command.checksum),
+      String(id),
+      String(since),
+      String(attempt),
+      String(command.body.length),
+    ],
+    opaque: command.opaque,
+    body: command.body,
+  });
+  return { command: fput(1), again: fput };
+}
+
+/** The put an `fput` carries, and how to append it once; undefined when malformed. */
+function parseForwardedPut(
+  command: ExtensionCommand,
+): { command: PutCommand; once: PutOnce } | undefined {
+  const [topic, partitionText, flagText, checksumText, idText, sinceText, attemptText] =
+    command.args;
+  const numbers = [partitionText, flagText, checksumText, sinceText, attemptText].map(Number);
+  if (!numbers.every(Number.isSafeInteger) || !/^-?\d{1,20}$/.test(idText)) return undefined;
+  const [partition, flag, checksum, since, attempt] = numbers;
+  if (partition < 0 || since < 0 || attempt < 1) return undefined;
+  return {
+    command: {
+      kind: "put",
+      topic,
+      partition,
+      flag,
+      checksum,
+      opaque: command.opaque,
+      body: command.body,
+    },
+    once: { id: BigInt.asIntN(64, BigInt(idText)), since, retry: attempt > 1 },
+  };
 }
 
 export interface BrokerCommandsOptions {
@@ -56,8 +116,29 @@ export function brokerCommands(broker: Broker, options: BrokerCommandsOptions): 
         const resolved = partition === command.partition ? command : { ...command, partition };
         return { kind: "leader", topic: command.topic, partition, command: resolved };
       },
+      forward: (command: PutCommand) => forwardedPut(broker, command),
       handle: (command: PutCommand, context: RequestContext, respond: Respond) =>
         broker.put(command, context, respond),
+    },
+    [`ext:${FORWARDED_PUT_VERB}`]: {
+      spec: { args: 8, bodyLengthArg: 7 },
+      home(command: ExtensionCommand): Home {
+        const put = parseForwardedPut(command);
+        if (!put) return HERE;
+        return { kind: "leader", topic: put.command.topic, partition: put.command.partition };
+      },
+      handle(command: ExtensionCommand, context: RequestContext, respond: Respond) {
+        if (context.originNode === undefined) {
+          const detail = `${FORWARDED_PUT_VERB} is sent between cluster nodes only`;
+          return respond(errorReply(new BrokerError("forbidden", detail)));
+        }
+        const put = parseForwardedPut(command);
+        if (!put) {
+          const detail = `bad ${FORWARDED_PUT_VERB} arguments: ${command.args.join(" ")}`;
+          return respond(errorReply(new BrokerError("badRequest", detail)));
+        }
+        broker.put(put.command, context, respond, put.once);
+      },
     },
     get: {
       home: holder,

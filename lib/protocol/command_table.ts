@@ -23,11 +23,25 @@ export type Home =
 
 export const HERE: Home = { kind: "here" };
 
+/**
+ * How a command goes to another node: the request to send first, and what to send again when
+ * the node it went to stops leading before it answered (`again`, by attempt number from 2).
+ * Without `again` the command is not sent twice: its client hears at once that the outcome is
+ * unknown. Only commands whose repetition cannot do anything twice have one (reads, or a put
+ * that carries its message id, which the new leader looks for before appending).
+ */
+export interface ForwardPlan {
+  readonly command: Command;
+  readonly again?: (attempt: number) => Command;
+}
+
 export interface CommandEntry<C extends Command = Command> {
   /** Framing of an extension verb (its argument count, whether a body follows). */
   readonly spec?: ExtensionSpec;
   /** Where the command must be served (default: here). */
   home?(command: C): Home;
+  /** How it is forwarded (default: as it is, never sent twice). */
+  forward?(command: C): ForwardPlan;
   handle(command: C, context: RequestContext, respond: Respond): void;
 }
 

@@ -111,7 +111,8 @@ export class Edge implements Requests {
         return respond(errorReply(error));
       }
       if (leader !== undefined && placement.isConnected(leader)) {
-        return forwarder.forward(leader, command, context, respond);
+        const plan = this.#router.forwardPlan(command);
+        return forwarder.forward(leader, plan, context, respond, { topic, partition });
       }
       // No leader, or one we cannot reach (it may have died): wait for an election, bounded.
       const left = deadline - this.#now();
@@ -153,6 +154,7 @@ export class Edge implements Requests {
     }
     const target = placement.leaderNodeOf(topic, partition) ??
       placement.holdersOf(topic, partition)[0];
-    forwarder.forward(target, command, context, respond);
+    // Any holder can serve a read, leader or not: a change of leader does not concern it.
+    forwarder.forward(target, this.#router.forwardPlan(command), context, respond);
   }
 }

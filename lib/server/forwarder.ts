@@ -11,7 +11,7 @@
  * restarts or stays unreachable, the connections it forwarded are treated as closed here.
  */
 import type { ForwardedFrame } from "../cluster/cluster_node.ts";
-import { BrokerError } from "../errors.ts";
+import { BrokerError, ERRORS } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { Command } from "../protocol/commands.ts";
 import {
@@ -24,12 +24,15 @@ import {
   encodeTransaction,
 } from "../protocol/encoder.ts";
 import { type ExtensionSpec, Parser } from "../protocol/parser.ts";
+import type { ForwardPlan } from "../protocol/command_table.ts";
 import {
   errorReply,
   INTERNAL_CONNECTION_ID,
+  type Reply,
   type RequestContext,
   type Respond,
 } from "../protocol/reply.ts";
+import type { Placement } from "./edge.ts";
 import {
   FORWARD_TIMEOUT_MS,
   FORWARDED_REQUEST_BYTES_MAX,
@@ -53,6 +56,8 @@ export interface ForwarderOptions {
   readonly link: PeerLink;
   /** Serves a request another node sent here (the edge: it never forwards such a request). */
   readonly serve: (command: Command, context: RequestContext, respond: Respond) => void;
+  /** Who leads what (the cluster's node): a request's target may stop leading. */
+  readonly placement: Pick<Placement, "nodeId" | "leaderNodeOf" | "isConnected" | "roleChanged">;
   /** Extension verbs the parser must accept in forwarded requests. */
   readonly extensionSpecs: () => ReadonlyMap<string, ExtensionSpec>;
   /** A client connection that sent requests here through another node has ended. */
@@ -60,11 +65,34 @@ export interface ForwarderOptions {
   readonly logger: Logger;
 }
 
+/** The partition (or the broker's own log) whose leader a forwarded request was sent to. */
+export interface Route {
+  readonly topic: string;
+  readonly partition: number;
+}
+
 interface PendingForward {
   readonly respond: Respond;
-  readonly timer: ReturnType<typeof setTimeout>;
+  readonly context: RequestContext;
   readonly isPut: boolean;
+  /** Overall deadline: the request's last answer comes by then, whatever happened. */
+  readonly timer: ReturnType<typeof setTimeout>;
+  readonly route?: Route;
+  readonly plan: ForwardPlan;
+  /** The node it was last sent to, and how many times it was sent. */
+  target: number;
+  attempts: number;
+  /**
+   * The target answered that it does not lead the partition: nothing was done there, so the
+   * request waits (still pending) for the next leader, whatever its plan.
+   */
+  refused: boolean;
 }
+
+/** A request is sent at most this many times (the first, and retries at new leaders). */
+const ATTEMPTS_MAX = 3;
+/** How often, at most, pending requests are checked against who leads while nothing changes. */
+const LEADER_WATCH_MS = 250;
 
 export class Forwarder {
   readonly #options: ForwarderOptions;
@@ -74,19 +102,31 @@ export class Forwarder {
   /** For each node, the connections there whose requests were served here. */
   readonly #servedFrom = new Map<number, Set<number>>();
   #nextId = 1;
+  #watching = false;
+  #closed = false;
 
   constructor(options: ForwarderOptions) {
     this.#options = options;
   }
 
-  /** Sends `command` to node `to`; `respond` gets that node's reply, or a timeout answer. */
-  forward(to: number, command: Command, context: RequestContext, respond: Respond): void {
-    const link = this.#options.link;
-    const bytes = encodeCommand(command);
-    if (!bytes) {
+  /**
+   * Sends `command` to node `to`; `respond` gets that node's reply, or an answer from this node
+   * (not reachable, timed out, or an unknown outcome). A request routed to a partition's leader
+   * (`route`) that stops leading before it answered is sent again to the new leader when the
+   * plan allows it (`again`), and otherwise answered at once as of unknown outcome.
+   */
+  forward(
+    to: number,
+    plan: ForwardPlan,
+    context: RequestContext,
+    respond: Respond,
+    route?: Route,
+  ): void {
+    const { command } = plan;
+    if (!encodeCommand(command)) {
       return respond(errorReply(new BrokerError("notSupported", `cannot forward ${command.kind}`)));
     }
-    if (!link.isConnected(to)) {
+    if (!this.#options.link.isConnected(to)) {
       // Not sent, so certainly not stored: the client may retry.
       return respond(errorReply(new BrokerError("unavailable", `node ${to} is not reachable`)));
     }
@@ -94,30 +134,121 @@ export class Forwarder {
       const error = new BrokerError("queueFull", "too many requests in flight to other nodes");
       return respond(errorReply(error));
     }
-    const requestId = this.#nextId;
-    this.#nextId = this.#nextId >= 0xffff_fffe ? 1 : this.#nextId + 1;
-    const isPut = command.kind === "put";
-    const timer = setTimeout(() => {
-      this.#pending.delete(requestId);
-      this.#options.logger.log("warn", "Forwarded request got no answer in time", {
-        node: to,
-        command: command.kind === "extension" ? command.verb : command.kind,
-      });
-      respond(errorReply(timedOut(to, isPut)));
-    }, FORWARD_TIMEOUT_MS);
-    this.#pending.set(requestId, { respond, timer, isPut });
-    const connectionId = context.internal ? INTERNAL_CONNECTION_ID : context.connectionId;
+    const isPut = command.kind === "put" || plan.again !== undefined && isPutLike(command);
+    const pending: PendingForward = {
+      respond,
+      context,
+      isPut,
+      route,
+      plan,
+      target: to,
+      attempts: 0,
+      refused: false,
+      timer: setTimeout(() => this.#expire(pending), FORWARD_TIMEOUT_MS),
+    };
     if (!context.internal) {
       let nodes = this.#sentFor.get(context.connectionId);
       if (!nodes) this.#sentFor.set(context.connectionId, nodes = new Set());
       nodes.add(to);
     }
-    if (!link.sendRequest(to, requestId, connectionId, bytes)) {
-      // Not sent, so certainly not stored: the client may retry.
-      clearTimeout(timer);
-      this.#pending.delete(requestId);
-      respond(errorReply(new BrokerError("unavailable", `the link to node ${to} is backed up`)));
+    this.#send(pending, to, command);
+    if (route) this.#watchLeaders();
+  }
+
+  /** Sends (again) under a new request id; an answer to an earlier attempt is then ignored. */
+  #send(pending: PendingForward, to: number, command: Command): void {
+    for (const [id, entry] of this.#pending) if (entry === pending) this.#pending.delete(id);
+    const requestId = this.#nextId;
+    this.#nextId = this.#nextId >= 0xffff_fffe ? 1 : this.#nextId + 1;
+    pending.target = to;
+    pending.attempts += 1;
+    pending.refused = false;
+    this.#pending.set(requestId, pending);
+    const connectionId = pending.context.internal
+      ? INTERNAL_CONNECTION_ID
+      : pending.context.connectionId;
+    if (!this.#options.link.sendRequest(to, requestId, connectionId, encodeCommand(command)!)) {
+      // Not sent, so certainly not stored (by this attempt): the client may retry.
+      this.#finish(
+        requestId,
+        pending,
+        errorReply(
+          new BrokerError("unavailable", `the link to node ${to} is backed up`),
+        ),
+      );
     }
+  }
+
+  /** Checks pending requests against who leads now, while any was sent to a leader. */
+  #watchLeaders(): void {
+    if (this.#watching) return;
+    this.#watching = true;
+    const loop = async (): Promise<void> => {
+      while (!this.#closed && [...this.#pending.values()].some((entry) => entry.route)) {
+        await this.#options.placement.roleChanged(LEADER_WATCH_MS);
+        this.#checkLeaders();
+      }
+      this.#watching = false;
+    };
+    void loop();
+  }
+
+  /** Requests whose target no longer leads their partition: sent again, or answered now. */
+  #checkLeaders(): void {
+    const { placement } = this.#options;
+    for (const [requestId, pending] of [...this.#pending]) {
+      const route = pending.route;
+      if (!route) continue;
+      const leader = placement.leaderNodeOf(route.topic, route.partition);
+      if (leader === undefined || leader === pending.target) continue; // electing, or unchanged
+      if (leader !== placement.nodeId && !placement.isConnected(leader)) continue;
+      const { again, command: first } = pending.plan;
+      if (pending.attempts >= ATTEMPTS_MAX || !pending.refused && !again) {
+        const error = pending.refused
+          ? new BrokerError(
+            "unavailable",
+            `${route.topic}-${route.partition} changed leader ` +
+              `${pending.attempts} times while this request was on its way; retry`,
+          )
+          : lostLeader(pending.target, pending.isPut);
+        this.#finish(requestId, pending, errorReply(error));
+        continue;
+      }
+      // A refused request was not acted on: the same request goes again (a put keeps its id).
+      const command = again ? again(pending.attempts + 1) : first;
+      this.#options.logger.log("info", "Forwarded request sent again to a new leader", {
+        from: pending.target,
+        to: leader,
+        partition: `${route.topic}-${route.partition}`,
+        attempt: pending.attempts + 1,
+      });
+      if (leader === placement.nodeId) {
+        // This node leads now: serve the retry here, as if forwarded (it is never sent on).
+        this.#pending.delete(requestId);
+        const context = { ...pending.context, originNode: placement.nodeId };
+        pending.attempts += 1;
+        this.#options.serve(command, context, (reply) => this.#finish(undefined, pending, reply));
+        continue;
+      }
+      this.#send(pending, leader, command);
+    }
+  }
+
+  /** Answers a pending request once (later answers to any of its attempts are ignored). */
+  #finish(requestId: number | undefined, pending: PendingForward, reply: Reply): void {
+    if (requestId !== undefined) this.#pending.delete(requestId);
+    for (const [id, entry] of this.#pending) if (entry === pending) this.#pending.delete(id);
+    clearTimeout(pending.timer);
+    pending.respond(reply);
+  }
+
+  #expire(pending: PendingForward): void {
+    for (const [id, entry] of this.#pending) if (entry === pending) this.#pending.delete(id);
+    this.#options.logger.log("warn", "Forwarded request got no answer in time", {
+      node: pending.target,
+      attempts: pending.attempts,
+    });
+    pending.respond(errorReply(timedOut(pending.target, pending.isPut)));
   }
 
   /** A frame from node `from`: a request to serve, a reply to hand back, or a closed client. */
@@ -154,7 +285,8 @@ export class Forwarder {
 
   /** Fails every forward in flight (node shutting down). */
   close(): void {
-    for (const [requestId, pending] of this.#pending) {
+    this.#closed = true;
+    for (const [requestId, pending] of [...this.#pending]) {
       clearTimeout(pending.timer);
       const error = pending.isPut
         ? new BrokerError(
@@ -169,10 +301,13 @@ export class Forwarder {
 
   #onReply(requestId: number, reply: Uint8Array): void {
     const pending = this.#pending.get(requestId);
-    if (!pending) return; // answered by its timeout already
-    this.#pending.delete(requestId);
-    clearTimeout(pending.timer);
-    pending.respond({ kind: "frame", bytes: reply.slice() });
+    if (!pending || pending.refused) return; // answered already (timeout, another attempt)
+    if (pending.route && pending.attempts < ATTEMPTS_MAX && isNotLeaderReply(reply)) {
+      // Its target stopped leading before the request arrived: wait for the next leader.
+      pending.refused = true;
+      return this.#watchLeaders();
+    }
+    this.#finish(requestId, pending, { kind: "frame", bytes: reply.slice() });
   }
 
   #serve(from: number, requestId: number, connectionId: number, request: Uint8Array): void {
@@ -214,6 +349,43 @@ export class Forwarder {
 /** The context of a request a client of node `node` sent through it. */
 function remoteContext(node: number, connectionId: number): RequestContext {
   return { connectionId, peer: `node ${node}`, originNode: node };
+}
+
+const NOT_LEADER_TEXT = new TextEncoder().encode(ERRORS.notLeader.text);
+
+/** Whether a reply frame is the `notLeader` error (the request was not acted on). */
+function isNotLeaderReply(frame: Uint8Array): boolean {
+  const head = frame.subarray(0, Math.min(frame.length, 512));
+  if (!startsWith(head, RESULT_503)) return false;
+  outer: for (let i = 0; i + NOT_LEADER_TEXT.length <= head.length; i++) {
+    for (let j = 0; j < NOT_LEADER_TEXT.length; j++) {
+      if (head[i + j] !== NOT_LEADER_TEXT[j]) continue outer;
+    }
+    return true;
+  }
+  return false;
+}
+
+const RESULT_503 = new TextEncoder().encode("result 503 ");
+
+function startsWith(bytes: Uint8Array, prefix: Uint8Array): boolean {
+  if (bytes.length < prefix.length) return false;
+  for (let i = 0; i < prefix.length; i++) if (bytes[i] !== prefix[i]) return false;
+  return true;
+}
+
+/** A command the broker sends to a leader in place of a client's put (see brokerCommands). */
+function isPutLike(command: Command): boolean {
+  return command.kind === "extension" && command.verb === "fput";
+}
+
+function lostLeader(node: number, isPut: boolean): BrokerError {
+  return isPut
+    ? new BrokerError(
+      "internal",
+      `node ${node} stopped leading before it answered; the message may or may not be stored`,
+    )
+    : new BrokerError("unavailable", `node ${node} stopped leading before it answered; retry`);
 }
 
 function timedOut(node: number, isPut: boolean): BrokerError {

@@ -14,6 +14,7 @@ import {
   type CommandEntry,
   type CommandKey,
   type CommandTable,
+  type ForwardPlan,
   HERE,
   type Home,
   keyOf,
@@ -55,6 +56,11 @@ export class Router {
   home(command: Command): Home {
     const entry = this.#entryOf(command);
     return entry?.home?.(command) ?? HERE;
+  }
+
+  /** How `command` is forwarded to the node that serves it (see ForwardPlan). */
+  forwardPlan(command: Command): ForwardPlan {
+    return this.#entryOf(command)?.forward?.(command) ?? { command };
   }
 
   /** Serves `command` on this node; `respond` may be called now, later, or (END) never. */
