@@ -10,7 +10,7 @@
  * |  0 |    4 | header checksum: CRC-32 of bytes 4..39                          |
  * |  4 |    4 | body checksum: CRC-32 of the body                               |
  * |  8 |    4 | body length in bytes (at most FRAME_BODY_BYTES_MAX)             |
- * | 12 |    1 | format version (1)                                              |
+ * | 12 |    1 | format version (2; 1 had no voters in markers)                  |
  * | 13 |    1 | kind: 1 append, 2 appendReply, 3 vote, 4 voteReply, 5 timeoutNow, |
  * |    |      |       6 termQuery, 7 termReply                                  |
  * | 14 |    2 | flags (per kind, below)                                         |
@@ -24,18 +24,22 @@
  * frame from 40 bytes; the body checksum is verified before any body field is read. Bodies:
  *
  * - append: prev position, commit position, leader log start (u64), marker count, entry count,
- *   markers (epoch u64, start u64), entries (length u32, bytes). Flag 1: reset.
+ *   base voter count and voters (u32 each; only with a reset: the voters in force at prev),
+ *   markers (epoch u64, start u64, voter count u32, voters u32 each), entries (length u32,
+ *   bytes). Flag 1: reset.
  * - appendReply: match and appended positions (zero unless flag 1, ok), hint end offset, hint
  *   epoch count, hint epochs. Flags: 1 ok, 2 counted, 4 has hint, 8 hint is partial.
  * - vote: last position (end offset, last epoch). Flags: 1 pre-vote, 2 leadership transfer.
  * - voteReply: empty. Flags: 1 pre-vote, 2 granted.
- * - timeoutNow, termQuery, termReply: empty.
+ * - timeoutNow: voter count u32 and voters: the configuration the successor writes (0: keep).
+ * - termQuery, termReply: empty.
  *
  * A position is (offset u64, epoch u64).
  */
 import { assert } from "../assert.ts";
 import { crc32 } from "../crc32.ts";
 import { RAFT_ENTRY_BYTES_MAX, RAFT_MESSAGE_BODY_BYTES_MAX } from "../limits.ts";
+import { VOTERS_MAX } from "./quorum.ts";
 import type { EpochStart, Position } from "./raft_log.ts";
 
 /** A node's number within the cluster; 0 means "nobody". */
@@ -54,7 +58,9 @@ export const ENTRIES_PER_APPEND_MAX = 64 * 1024;
 export const HINT_EPOCHS_MAX = 64;
 export const HARD_STATE_BYTES = 40;
 
-const FORMAT_VERSION = 1;
+const FORMAT_VERSION = 2;
+/** Hard state keeps its own version: frames changed format, hard state on disk did not. */
+const HARD_STATE_VERSION = 1;
 const NODE_ID_MAX = 0xffff_ffff;
 const TWO_POW_32 = 0x1_0000_0000;
 
@@ -78,6 +84,8 @@ export interface AppendMessage extends MessageBase {
   readonly commit: Position;
   readonly leaderStartOffset: number;
   readonly reset: boolean;
+  /** With `reset`: the voters in force at `prev` (the leader's base). */
+  readonly baseVoters?: readonly NodeId[];
 }
 
 /** A follower's epoch list near a rejected position, so the leader finds where they part. */
@@ -119,9 +127,13 @@ export interface VoteReplyMessage extends MessageBase {
   readonly granted: boolean;
 }
 
-/** Leader to its chosen successor: campaign now (leadership transfer). */
+/**
+ * Leader to its chosen successor: campaign now (leadership transfer). With `voters`, the
+ * successor writes that configuration in its marker when it wins (a membership change).
+ */
 export interface TimeoutNowMessage extends MessageBase {
   readonly kind: "timeoutNow";
+  readonly voters?: readonly NodeId[];
 }
 
 /**
@@ -325,7 +337,7 @@ export function encodeHardState(state: HardState): Uint8Array {
   const former = state.repair?.formerEndOffset;
   const flags = (state.repair ? 1 : 0) | (former !== undefined ? 2 : 0) |
     (state.votesForgotten ? 4 : 0);
-  view.setUint8(4, FORMAT_VERSION);
+  view.setUint8(4, HARD_STATE_VERSION);
   view.setUint8(5, flags);
   setU64(view, 8, state.term);
   view.setUint32(16, state.votedFor);
@@ -340,7 +352,7 @@ export function decodeHardState(bytes: Uint8Array): HardState | undefined {
   if (bytes.length !== HARD_STATE_BYTES) return undefined;
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
   if (view.getUint32(0) !== crc32(bytes.subarray(4))) return undefined;
-  if (view.getUint8(4) !== FORMAT_VERSION) return undefined;
+  if (view.getUint8(4) !== HARD_STATE_VERSION) return undefined;
   const flags = view.getUint8(5);
   if ((flags & ~7) !== 0 || view.getUint16(6) !== 0 || view.getUint32(20) !== 0) return undefined;
   const repair: RepairState | undefined = flags & 1
@@ -359,7 +371,8 @@ export function decodeHardState(bytes: Uint8Array): HardState | undefined {
 function bodyBytesOf(message: Message): number {
   switch (message.kind) {
     case "append": {
-      let bytes = 16 + 16 + 8 + 4 + 4 + 16 * message.markers.length;
+      let bytes = 16 + 16 + 8 + 4 + 4 + 4 + 4 * (message.baseVoters?.length ?? 0);
+      for (const marker of message.markers) bytes += 20 + 4 * (marker.voters?.length ?? 0);
       for (const entry of message.entries) bytes += 4 + entry.length;
       return bytes;
     }
@@ -367,8 +380,9 @@ function bodyBytesOf(message: Message): number {
       return 32 + 8 + 4 + 16 * (message.hint?.epochs.length ?? 0);
     case "vote":
       return 16;
-    case "voteReply":
     case "timeoutNow":
+      return 4 + 4 * (message.voters?.length ?? 0);
+    case "voteReply":
     case "termQuery":
     case "termReply":
       return 0;
@@ -383,9 +397,11 @@ function writeBody(writer: Writer, message: Message): number {
       writer.u64(message.leaderStartOffset);
       writer.u32(message.markers.length);
       writer.u32(message.entries.length);
+      writer.ids(message.baseVoters);
       for (const marker of message.markers) {
         writer.u64(marker.epoch);
         writer.u64(marker.startOffset);
+        writer.ids(marker.voters);
       }
       for (const entry of message.entries) {
         writer.u32(entry.length);
@@ -401,6 +417,8 @@ function writeBody(writer: Writer, message: Message): number {
     case "voteReply":
       return (message.pre ? FLAG_PRE : 0) | (message.granted ? FLAG_GRANTED : 0);
     case "timeoutNow":
+      writer.ids(message.voters);
+      return 0;
     case "termQuery":
     case "termReply":
       return 0;
@@ -446,7 +464,10 @@ function readBody(
         pre: (flags & FLAG_PRE) !== 0,
         granted: (flags & FLAG_GRANTED) !== 0,
       };
-    case "timeoutNow":
+    case "timeoutNow": {
+      const voters = reader.ids();
+      return { kind, ...base, ...(voters ? { voters } : {}) };
+    }
     case "termQuery":
     case "termReply":
       return { kind, ...base };
@@ -457,16 +478,31 @@ function readAppend(reader: Reader, flags: number, base: MessageBase): AppendMes
   const prev = reader.position();
   const commit = reader.position();
   const leaderStartOffset = reader.u64();
-  const markerCount = reader.count(16, MARKERS_PER_APPEND_MAX);
+  const markerCount = reader.count(20, MARKERS_PER_APPEND_MAX);
   const entryCount = reader.count(4, ENTRIES_PER_APPEND_MAX);
+  const baseVoters = reader.ids();
   const markers: EpochStart[] = [];
   for (let index = 0; index < markerCount; index++) {
-    markers.push({ epoch: reader.u64(), startOffset: reader.u64() });
+    const epoch = reader.u64();
+    const startOffset = reader.u64();
+    const voters = reader.ids();
+    markers.push({ epoch, startOffset, ...(voters ? { voters } : {}) });
   }
   const entries: Uint8Array[] = [];
   for (let index = 0; index < entryCount; index++) entries.push(reader.raw(reader.u32()));
   const reset = (flags & FLAG_RESET) !== 0;
-  return { kind: "append", ...base, prev, entries, markers, commit, leaderStartOffset, reset };
+  if (baseVoters && !reset) throw new DecodeError("base voters without a reset");
+  return {
+    kind: "append",
+    ...base,
+    prev,
+    entries,
+    markers,
+    commit,
+    leaderStartOffset,
+    reset,
+    ...(baseVoters ? { baseVoters } : {}),
+  };
 }
 
 function readAppendReply(reader: Reader, flags: number, base: MessageBase): AppendReplyMessage {
@@ -522,6 +558,16 @@ class Writer {
     this.u64(position.epoch);
   }
 
+  /** A node id list: count, then the ids (an absent list is written as empty). */
+  ids(ids: readonly NodeId[] | undefined): void {
+    assert((ids?.length ?? 0) <= VOTERS_MAX, `${ids?.length} ids`);
+    this.u32(ids?.length ?? 0);
+    for (const id of ids ?? []) {
+      checkId(id, "voter");
+      this.u32(id);
+    }
+  }
+
   raw(bytes: Uint8Array): void {
     this.bytes.set(bytes, this.#at);
     this.#at += bytes.length;
@@ -560,6 +606,21 @@ class Reader {
 
   position(): Position {
     return { offset: this.u64(), epoch: this.u64() };
+  }
+
+  /** A node id list, ascending and without zero; undefined when empty. */
+  ids(): NodeId[] | undefined {
+    const count = this.count(4, VOTERS_MAX);
+    if (count === 0) return undefined;
+    const ids: NodeId[] = [];
+    for (let index = 0; index < count; index++) {
+      const id = this.u32();
+      if (id === 0 || (ids.length > 0 && id <= ids[ids.length - 1])) {
+        throw new DecodeError("voter ids are not ascending node ids");
+      }
+      ids.push(id);
+    }
+    return ids;
   }
 
   /** A count of items of at least `itemBytes` each, bounded by `max` and by the bytes left. */

@@ -8,9 +8,17 @@
  * Math.random: time is a count of ticks, randomness an injected Random, the log a read-only view
  * plus the items the core has not yet seen persisted.
  *
- * Not here: membership changes (the voter set is static), snapshots (a follower whose log ends
- * below the leader's log start is told to reset to it), read index or leases, parsing of record
- * bytes, and any I/O. The driver contract is on `Ready`.
+ * Membership: a group's voters are those named by the last epoch marker in its log (the
+ * configured ones before any marker names them), so a configuration takes effect where it is
+ * written and is undone by a truncation that drops its marker. It changes one voter at a time,
+ * only in a new leader's marker, and only on the word of a leader that had committed in its own
+ * term: that leader hands leadership to a voter of both configurations (itself included) with
+ * the next configuration, which the winner writes in its marker. Learners (set by the driver)
+ * receive the log and never vote or count. Details and the argument: docs/replication.md.
+ *
+ * Not here: snapshots (a follower whose log ends below the leader's log start is told to reset
+ * to it), read index or leases, parsing of record bytes, and any I/O. The driver contract is on
+ * `Ready`.
  */
 import { assert } from "../assert.ts";
 import type { Random } from "../prng.ts";
@@ -44,6 +52,7 @@ import {
   type RaftLogView,
   runEnd,
   samePosition,
+  votersOf,
 } from "./raft_log.ts";
 
 export type Role = "follower" | "preCandidate" | "candidate" | "leader";
@@ -59,7 +68,8 @@ export type Canary =
   | "truncateBelowCommit"
   | "noUpToDateCheck"
   | "ackBeforeLeaderPersist"
-  | "repairVotes";
+  | "repairVotes"
+  | "removedVotes";
 
 /** Timeouts in ticks; the driver turns milliseconds into ticks (replication.md 5.5). */
 export interface RaftTiming {
@@ -81,8 +91,13 @@ export interface DurableState {
 
 export interface RaftOptions {
   readonly id: NodeId;
-  /** Every voter of the group, this node included. */
+  /**
+   * The group's voters until its log names others (a marker written by a leader). A node that
+   * joins an existing group as a learner is not among them.
+   */
   readonly voters: readonly NodeId[];
+  /** Nodes that receive the log without voting (the driver may change them: setLearners). */
+  readonly learners?: readonly NodeId[];
   readonly log: RaftLogView;
   readonly random: Random;
   readonly timing: RaftTiming;
@@ -167,6 +182,8 @@ export type RaftEvent =
 export interface Ready {
   readonly hardState?: HardState;
   readonly resetTo?: Position;
+  /** With `resetTo`: the voters in force at it (the base marker names them). */
+  readonly resetVoters?: readonly NodeId[];
   readonly truncateTo?: Position;
   readonly appends: readonly LogItem[];
   readonly appendsEnd?: Position;
@@ -241,8 +258,17 @@ type Outgoing = DistributiveOmit<Message, "from" | "term"> & { readonly term?: n
 
 export class Raft {
   readonly id: NodeId;
-  readonly voters: readonly NodeId[];
-  readonly #peers: readonly NodeId[];
+  /** The voters before any marker names them. */
+  readonly #seedVoters: readonly NodeId[];
+  /** The voters in force (of the last marker naming them), and the learners; kept in step. */
+  #voters: readonly NodeId[] = [];
+  #learners: readonly NodeId[] = [];
+  /** Everyone this node replicates to when it leads: voters and learners but itself. */
+  #replicas: readonly NodeId[] = [];
+  /** The voters the driver wants (from the cluster's placement); changed one at a time. */
+  #targetVoters: readonly NodeId[] | undefined;
+  /** Set while this node campaigns to write the next configuration in its marker. */
+  #nextVoters: readonly NodeId[] | undefined;
   readonly #timing: RaftTiming;
   readonly #random: Random;
   readonly #canary?: Canary;
@@ -283,7 +309,10 @@ export class Raft {
   #progress = new Map<NodeId, Progress>();
   #proposals: Proposal[] = [];
   #heartbeatElapsed = 0;
-  #transfer: { target: NodeId; elapsedTicks: number; sent: boolean } | undefined;
+  /** A leadership hand-over in progress; `voters`: the configuration the winner writes. */
+  #transfer:
+    | { target: NodeId; elapsedTicks: number; sent: boolean; voters?: readonly NodeId[] }
+    | undefined;
 
   // Output for the next Ready.
   #messages: Message[] = [];
@@ -293,14 +322,10 @@ export class Raft {
 
   constructor(options: RaftOptions) {
     checkTiming(options.timing);
-    const voters = [...new Set(options.voters)].sort((a, b) => a - b);
-    assert(voters.length === options.voters.length, "voters repeat");
-    assert(voters.length >= 1 && voters.length <= VOTERS_MAX, `${voters.length} voters`);
-    assert(voters.every((voter) => Number.isInteger(voter) && voter >= 1), "voter ids");
-    assert(voters.includes(options.id), `node ${options.id} is not a voter`);
+    const voters = checkVoters(options.voters);
     this.id = options.id;
-    this.voters = voters;
-    this.#peers = voters.filter((voter) => voter !== options.id);
+    this.#seedVoters = voters;
+    this.#learners = checkLearners(options.learners ?? []);
     this.#timing = options.timing;
     this.#random = options.random;
     this.#canary = options.canary;
@@ -338,10 +363,14 @@ export class Raft {
     this.#leaderContactTicks = 0;
   }
 
-  /** Handles one message from a peer. Messages from non-members are ignored. */
+  /**
+   * Handles one message from a peer. Votes asked by a node that is not a voter here are
+   * ignored (a removed node cannot disrupt the group), as is anything from this node itself.
+   */
   step(message: Message): void {
     assert(message.to === this.id, `message for ${message.to} stepped on ${this.id}`);
-    if (!this.#peers.includes(message.from)) return;
+    if (message.from === this.id || message.from === 0) return;
+    if (message.kind === "vote" && !this.#voters.includes(message.from)) return;
     if (this.#amnesia) observeTerm(this.#amnesia, message);
     // Term queries change no one's term, whatever terms they carry.
     if (message.kind === "termQuery") return this.#send({ kind: "termReply", to: message.from });
@@ -368,16 +397,47 @@ export class Raft {
    */
   propose(bytes: Uint8Array, clientTag: number): ProposeResult {
     if (this.#role !== "leader") return { kind: "notLeader", leaderId: this.#leaderId };
-    if (this.#transfer) return { kind: "notLeader", leaderId: this.#transfer.target };
+    if (this.#transfer) {
+      // Handing over (to another node, or to ourselves in a new term for a new configuration).
+      const target = this.#transfer.target;
+      return { kind: "notLeader", leaderId: target === this.id ? 0 : target };
+    }
     if (this.#proposals.length >= this.#proposalsMax) return { kind: "busy" };
     assert(bytes.length > 0 && bytes.length <= ENTRY_BYTES_MAX, `entry of ${bytes.length} bytes`);
     const offset = this.#log.endOffset;
     this.#appendItem({ kind: "entry", offset, epoch: this.#term, bytes });
     const endOffset = this.#log.endOffset;
     this.#proposals.push({ clientTag, offset, endOffset });
-    for (const peer of this.#peers) this.#replicate(peer, false);
+    for (const peer of this.#replicas) this.#replicate(peer, false);
     this.#maybeCommit();
     return { kind: "appended", offset, endOffset, term: this.#term };
+  }
+
+  /** The group's voters now (those of the last marker in the log that names them). */
+  get voters(): readonly NodeId[] {
+    return this.#voters;
+  }
+
+  get learners(): readonly NodeId[] {
+    return this.#learners;
+  }
+
+  /**
+   * Who else receives the log without voting (a new replica catching up). A leader starts
+   * sending to a new learner at once and stops sending to one no longer listed.
+   */
+  setLearners(learners: readonly NodeId[]): void {
+    this.#learners = checkLearners(learners);
+    this.#refreshMembers();
+  }
+
+  /**
+   * The voters the group should have (from the cluster's placement). The leader moves there one
+   * voter at a time: it adds a learner once it has caught up, then removes voters not wanted,
+   * each change written by the marker of a new term (see the module comment).
+   */
+  setTargetVoters(voters: readonly NodeId[] | undefined): void {
+    this.#targetVoters = voters === undefined ? undefined : checkVoters(voters);
   }
 
   /**
@@ -385,7 +445,10 @@ export class Raft {
    * target is caught up, then told to campaign at once. Gives up after electionTicksMin.
    */
   transferLeadership(target: NodeId): boolean {
-    if (this.#role !== "leader" || !this.#peers.includes(target)) return false;
+    if (this.#role !== "leader" || target === this.id || !this.#voters.includes(target)) {
+      return false;
+    }
+    if (this.#transfer) return false;
     this.#transfer = { target, elapsedTicks: 0, sent: false };
     this.#events.push({ kind: "transfer", target, step: "started" });
     this.#maybeSendTimeoutNow(target);
@@ -435,6 +498,7 @@ export class Raft {
     const ready: Ready = {
       ...(this.#hardStateDirty ? { hardState: this.#hardState() } : {}),
       ...(cut?.kind === "reset" ? { resetTo: cut.position } : {}),
+      ...(cut?.kind === "reset" && cut.voters ? { resetVoters: cut.voters } : {}),
       ...(cut?.kind === "truncate" ? { truncateTo: cut.position } : {}),
       appends,
       ...(appendsEnd ? { appendsEnd } : {}),
@@ -490,6 +554,10 @@ export class Raft {
 
   #start(durable: DurableState, log: RaftLogView): void {
     this.#log = new UnstableLog(log);
+    this.#role = "follower";
+    this.#progress.clear();
+    this.#nextVoters = undefined;
+    this.#refreshMembers();
     // Only the base is known to be committed after a restart; leaders tell us the rest.
     this.#commit = this.#log.base;
     this.#commitChanged = false;
@@ -558,9 +626,10 @@ export class Raft {
    */
   #tickAmnesia(amnesia: Amnesia): void {
     amnesia.ticksLeft = Math.max(0, amnesia.ticksLeft - 1);
-    if (amnesia.heard.size < this.#peers.length) {
+    const peers = this.#voters.filter((voter) => voter !== this.id);
+    if (peers.some((peer) => !amnesia.heard.has(peer))) {
       if (this.#tickCount % this.#timing.heartbeatTicks === 0) {
-        for (const peer of this.#peers) {
+        for (const peer of peers) {
           if (!amnesia.heard.has(peer)) this.#send({ kind: "termQuery", to: peer });
         }
       }
@@ -623,6 +692,7 @@ export class Raft {
   #becomeFollower(term: number, leaderId: NodeId): void {
     assert(term >= this.#term);
     if (this.#role === "leader") this.#stepDown();
+    this.#nextVoters = undefined;
     const changed = term > this.#term || this.#role !== "follower" || this.#leaderId !== leaderId;
     if (term > this.#term) this.#enterTerm(term, this.#amnesia ? this.id : 0);
     this.#role = "follower";
@@ -689,29 +759,117 @@ export class Raft {
       this.#becomeFollower(this.#term, 0);
       return;
     }
+    if (this.#transfer?.target === this.id) this.#maybeReelect();
+    else if (!this.#transfer) this.#maybeReconfigure();
+    if (this.#role !== "leader") return;
     if (this.#heartbeatElapsed < this.#timing.heartbeatTicks) return;
     this.#heartbeatElapsed = 0;
-    for (const peer of this.#peers) this.#heartbeat(peer);
+    for (const peer of this.#replicas) this.#heartbeat(peer);
+  }
+
+  /**
+   * One step toward the target voters, when one is due and safe: our own term is committed
+   * (so no configuration other than ours can still commit), and a voter to add has caught up.
+   */
+  #maybeReconfigure(): void {
+    const target = this.#targetVoters;
+    if (!target || sameMembers(target, this.#voters)) return;
+    if (this.#commit.epoch !== this.#term) return;
+    const next = this.#nextConfiguration(target);
+    if (!next) return;
+    // Hand over to a voter of both configurations: ourselves when we stay, in a new term.
+    const successor = next.includes(this.id) ? this.id : this.#bestSuccessor(next);
+    if (successor === undefined) return;
+    this.#transfer = { target: successor, elapsedTicks: 0, sent: false, voters: next };
+    this.#events.push({ kind: "transfer", target: successor, step: "started" });
+    if (successor === this.id) this.#maybeReelect();
+    else {
+      this.#maybeSendTimeoutNow(successor);
+      if (!this.#transfer?.sent) this.#replicate(successor, true);
+    }
+  }
+
+  /** The configuration one change from ours toward `target`, or undefined when none may go yet. */
+  #nextConfiguration(target: readonly NodeId[]): NodeId[] | undefined {
+    const current = this.#voters;
+    const toAdd = target.filter((id) => !current.includes(id));
+    for (const id of toAdd) {
+      if (current.length >= VOTERS_MAX) break;
+      const progress = this.#progress.get(id);
+      if (progress && this.#caughtUp(progress)) return [...current, id].sort((a, b) => a - b);
+    }
+    if (toAdd.length > 0 && current.length < target.length) return undefined; // add first
+    const toRemove = current.filter((id) => !target.includes(id));
+    if (toRemove.length === 0 || current.length <= 1) return undefined;
+    // Remove others before ourselves: our own removal costs a change of leader.
+    const remove = toRemove.find((id) => id !== this.id) ?? toRemove[0];
+    return current.filter((id) => id !== remove);
+  }
+
+  /** A learner has what we committed (less than one append message behind). */
+  #caughtUp(progress: Progress): boolean {
+    return progress.match !== undefined && !progress.probing &&
+      progress.match.offset + this.#appendBytesMax >= this.#commit.offset;
+  }
+
+  /** The most caught-up counted voter of `next` other than us, if any is in contact. */
+  #bestSuccessor(next: readonly NodeId[]): NodeId | undefined {
+    let best: NodeId | undefined;
+    let bestMatch: Position | undefined;
+    for (const id of next) {
+      const progress = this.#progress.get(id);
+      if (id === this.id || !progress?.counted || !progress.match) continue;
+      if (!this.#voters.includes(id)) continue;
+      if (!bestMatch || comparePositions(progress.match, bestMatch) > 0) {
+        best = id;
+        bestMatch = progress.match;
+      }
+    }
+    return best;
+  }
+
+  /**
+   * Our hand-over to ourselves: once every proposal of this term is answered, campaign in the
+   * next term (marked as a transfer, so followers that hear us still vote) to write the next
+   * configuration in our marker.
+   */
+  #maybeReelect(): void {
+    const transfer = this.#transfer;
+    if (!transfer || transfer.target !== this.id || this.#proposals.length > 0) return;
+    const voters = transfer.voters;
+    this.#events.push({ kind: "transfer", target: this.id, step: "timeoutNowSent" });
+    this.#transfer = undefined;
+    this.#becomeFollower(this.#term, 0);
+    if (!this.#mayCampaign()) return;
+    this.#nextVoters = voters;
+    this.#campaign(false, true);
   }
 
   #quorumActive(): boolean {
-    let active = 1;
-    for (const progress of this.#progress.values()) {
+    let active = this.#voters.includes(this.id) ? 1 : 0;
+    for (const voter of this.#voters) {
+      const progress = this.#progress.get(voter);
+      if (!progress) continue;
       const recent = this.#tickCount - progress.lastHeardTick < this.#timing.checkQuorumTicks;
       if (progress.counted && recent) active++;
     }
-    return hasQuorum(active, this.voters.length);
+    return hasQuorum(active, this.#voters.length);
   }
 
   // ---------------------------------------------------------------------------------------
   // Elections.
 
   #mayCampaign(): boolean {
-    return !this.#nonVoting && !this.#repair && !this.#amnesia;
+    return !this.#nonVoting && !this.#repair && !this.#amnesia && this.#isVoter();
+  }
+
+  /** Whether our own log names us a voter (a learner, or a removed node, is not). */
+  #isVoter(): boolean {
+    return this.#voters.includes(this.id) || this.#canary === "removedVotes";
   }
 
   #mayVote(term: number): boolean {
-    if (this.#nonVoting || this.#amnesia) return false;
+    if (this.#nonVoting || this.#amnesia || !this.#isVoter()) return false;
     if (this.#repair && this.#canary !== "repairVotes") return false;
     return term > this.#voteFloor;
   }
@@ -737,10 +895,10 @@ export class Raft {
     this.#events.push({ kind: "campaign", term, pre });
     if (!pre) this.#events.push({ kind: "role", role: "candidate", term, leaderId: 0 });
     const last = this.#lastPosition();
-    for (const peer of this.#peers) {
-      this.#send({ kind: "vote", to: peer, term, pre, transfer, last });
+    for (const peer of this.#voters) {
+      if (peer !== this.id) this.#send({ kind: "vote", to: peer, term, pre, transfer, last });
     }
-    if (!hasQuorum(1, this.voters.length)) return;
+    if (!hasQuorum(1, this.#voters.length)) return;
     if (pre) this.#campaign(false, transfer);
     else this.#becomeLeader();
   }
@@ -774,21 +932,29 @@ export class Raft {
     const expectedTerm = message.pre && message.granted ? this.#campaignTerm() : this.#term;
     const expectedRole = message.pre ? "preCandidate" : "candidate";
     if (this.#role !== expectedRole || message.term !== expectedTerm) return;
+    if (!this.#voters.includes(message.from)) return;
     this.#votes.set(message.from, message.granted);
     let granted = 0;
     for (const vote of this.#votes.values()) if (vote) granted++;
     const rejected = this.#votes.size - granted;
-    if (hasQuorum(granted, this.voters.length)) {
+    if (hasQuorum(granted, this.#voters.length)) {
       if (message.pre) this.#campaign(false, false);
       else this.#becomeLeader();
-    } else if (hasQuorum(rejected, this.voters.length)) {
+    } else if (hasQuorum(rejected, this.#voters.length)) {
       this.#becomeFollower(this.#term, 0);
     }
   }
 
   #handleTimeoutNow(message: TimeoutNowMessage): void {
     if (this.#role !== "follower" || this.#leaderId !== message.from) return;
-    if (this.#mayCampaign()) this.#campaign(false, true);
+    if (!this.#mayCampaign()) return;
+    // The next configuration comes from a leader that committed in its term: write it in our
+    // marker if we win, provided it is one change from ours and names us.
+    const next = message.voters;
+    const valid = next !== undefined && next.includes(this.id) &&
+      oneChangeApart(next, this.#voters);
+    this.#nextVoters = valid ? next : undefined;
+    this.#campaign(false, true);
   }
 
   #becomeLeader(): void {
@@ -800,21 +966,15 @@ export class Raft {
     this.#proposals = [];
     const before = this.#lastPosition();
     // The epoch marker is our no-op: once a quorum holds it, our commit covers our own term.
-    this.#appendItem({ kind: "marker", offset: this.#log.endOffset, epoch: this.#term });
+    // It names the voters: ours, or the next configuration we campaigned to write.
+    const voters = this.#nextVoters ?? this.#voters;
+    this.#nextVoters = undefined;
     this.#progress.clear();
-    for (const peer of this.#peers) {
-      this.#progress.set(peer, {
-        next: before,
-        probing: true,
-        probeSentTick: -Infinity,
-        reset: false,
-        counted: true,
-        lastHeardTick: this.#tickCount,
-        lastProgressTick: this.#tickCount,
-      });
-    }
+    this.#log.append({ kind: "marker", offset: this.#log.endOffset, epoch: this.#term, voters });
+    this.#refreshMembers(false);
+    for (const peer of this.#replicas) this.#progress.set(peer, this.#newProgress(before));
     this.#events.push({ kind: "role", role: "leader", term: this.#term, leaderId: this.id });
-    for (const peer of this.#peers) this.#replicate(peer, true);
+    for (const peer of this.#replicas) this.#replicate(peer, true);
     this.#maybeCommit();
   }
 
@@ -831,7 +991,9 @@ export class Raft {
     this.#leaderStartOffset = message.leaderStartOffset;
     // A reset aimed at or below our commit is stale (we were reset past it): nothing to drop.
     const behind = comparePositions(message.prev, this.#commit) <= 0;
-    if (message.reset && !behind && !this.#holds(message.prev)) this.#resetLog(message.prev);
+    if (message.reset && !behind && !this.#holds(message.prev)) {
+      this.#resetLog(message.prev, message.baseVoters);
+    }
     if (!this.#prevMatches(message.prev)) {
       const hint = this.#rejectHint(message.prev);
       this.#send({
@@ -947,7 +1109,7 @@ export class Raft {
 
   /** Our acks may count toward commit: not in repair mode, not while our votes are forgotten. */
   #counted(): boolean {
-    return !this.#repair && !this.#nonVoting && !this.#amnesia;
+    return !this.#repair && !this.#nonVoting && !this.#amnesia && this.#isVoter();
   }
 
   /**
@@ -973,7 +1135,7 @@ export class Raft {
   #handleAppendReply(message: AppendReplyMessage): void {
     if (this.#role !== "leader") return;
     const progress = this.#progress.get(message.from);
-    assert(progress !== undefined);
+    if (!progress) return; // no longer a replica of ours (a learner dropped)
     progress.lastHeardTick = this.#tickCount;
     progress.counted = message.counted;
     if (message.ok) this.#onAck(message.from, progress, message);
@@ -1104,6 +1266,8 @@ export class Raft {
       commit: this.#commit,
       leaderStartOffset: this.#log.startOffset,
       reset,
+      // A follower reset to our base must know the voters in force there.
+      ...(reset ? { baseVoters: this.#votersAt(prev) } : {}),
     });
     return end;
   }
@@ -1115,11 +1279,12 @@ export class Raft {
   #maybeCommit(): void {
     if (this.#role !== "leader") return;
     const own = this.#canary === "ackBeforeLeaderPersist" ? this.#log.last : this.#log.durable;
-    const positions = [own];
-    for (const progress of this.#progress.values()) {
-      if (progress.counted && progress.match) positions.push(progress.match);
+    const positions = this.#voters.includes(this.id) ? [own] : [];
+    for (const voter of this.#voters) {
+      const progress = this.#progress.get(voter);
+      if (progress?.counted && progress.match) positions.push(progress.match);
     }
-    const quorum = quorumValue(positions, this.voters.length, comparePositions);
+    const quorum = quorumValue(positions, this.#voters.length, comparePositions);
     if (!quorum || comparePositions(quorum, this.#commit) <= 0) return;
     if (quorum.epoch !== this.#term && this.#canary !== "commitOldTerms") return;
     this.#setCommit(quorum);
@@ -1138,7 +1303,11 @@ export class Raft {
     if (!progress.counted || !progress.match) return;
     if (!samePosition(progress.match, this.#lastPosition())) return;
     transfer.sent = true;
-    this.#send({ kind: "timeoutNow", to: peer });
+    this.#send({
+      kind: "timeoutNow",
+      to: peer,
+      ...(transfer.voters ? { voters: transfer.voters } : {}),
+    });
     this.#events.push({ kind: "transfer", target: peer, step: "timeoutNowSent" });
   }
 
@@ -1156,6 +1325,48 @@ export class Raft {
   #appendItem(item: LogItem): void {
     assert(item.kind === "entry" || item.epoch <= this.#term, "marker from a future term");
     this.#log.append(item);
+    if (item.kind === "marker" && item.voters) this.#refreshMembers();
+  }
+
+  /** A follower we know nothing about yet: probe from `next`. */
+  #newProgress(next: Position): Progress {
+    return {
+      next,
+      probing: true,
+      probeSentTick: -Infinity,
+      reset: false,
+      counted: true,
+      lastHeardTick: this.#tickCount,
+      lastProgressTick: this.#tickCount,
+    };
+  }
+
+  /** The voters in force at `position` of our log. */
+  #votersAt(position: Position): readonly NodeId[] {
+    return votersOf(epochsThrough(this.#log.epochs, position)) ?? this.#seedVoters;
+  }
+
+  /**
+   * Recomputes the voters from the log, and who a leader replicates to: after every change of
+   * the epoch list (a marker, a truncation, a reset, a start) or of the learners.
+   */
+  #refreshMembers(updateProgress = true): void {
+    const voters = votersOf(this.#log.epochs) ?? this.#seedVoters;
+    this.#voters = voters;
+    const replicas = [...new Set([...voters, ...this.#learners])]
+      .filter((id) => id !== this.id)
+      .sort((a, b) => a - b);
+    this.#replicas = replicas;
+    if (this.#role !== "leader" || !updateProgress) return;
+    // A leader's configuration is fixed for its term; learners come and go.
+    for (const peer of [...this.#progress.keys()]) {
+      if (!replicas.includes(peer)) this.#progress.delete(peer);
+    }
+    for (const peer of replicas) {
+      if (this.#progress.has(peer)) continue;
+      this.#progress.set(peer, this.#newProgress(this.#lastPosition()));
+      this.#replicate(peer, true);
+    }
   }
 
   /** Removes everything after `position`; never a committed or leader-confirmed item. */
@@ -1167,18 +1378,20 @@ export class Raft {
       assert(!matched || comparePositions(matched, position) <= 0, "truncate leader's items");
     }
     this.#log.truncate(position);
+    this.#refreshMembers();
     this.#events.push({ kind: "truncated", to: position });
   }
 
   /** Drops the whole log and starts at the leader's base (we end below its log start). */
-  #resetLog(base: Position): void {
+  #resetLog(base: Position, voters: readonly NodeId[] | undefined): void {
     if (this.#canary !== "truncateBelowCommit") {
       const detail = `commit ${show(this.#commit)}, base ${show(base)}, end ${
         show(this.#lastPosition())
       }`;
       assert(comparePositions(this.#commit, base) <= 0, `reset below commit: ${detail}`);
     }
-    this.#log.reset(base);
+    this.#log.reset(base, voters);
+    this.#refreshMembers();
     this.#matched = undefined;
     this.#events.push({ kind: "reset", to: base });
     if (comparePositions(base, this.#commit) > 0) this.#setCommit(base);
@@ -1208,8 +1421,9 @@ export function appendItems(message: AppendMessage): LogItem[] {
     while (
       marker < message.markers.length && message.markers[marker].startOffset === offset
     ) {
+      const { voters } = message.markers[marker];
       epoch = message.markers[marker].epoch;
-      items.push({ kind: "marker", offset, epoch });
+      items.push({ kind: "marker", offset, epoch, ...(voters ? { voters } : {}) });
       marker++;
     }
   };
@@ -1248,4 +1462,30 @@ function observeTerm(amnesia: Amnesia, message: Message): void {
 function mergeRepair(known: RepairState | undefined, found: RepairState): RepairState {
   const ends = [known?.formerEndOffset, found.formerEndOffset].filter((end) => end !== undefined);
   return ends.length > 0 ? { formerEndOffset: Math.max(...ends) } : {};
+}
+
+/** Checks a voter list and returns it sorted. */
+function checkVoters(input: readonly NodeId[]): NodeId[] {
+  const voters = [...new Set(input)].sort((a, b) => a - b);
+  assert(voters.length === input.length, "voters repeat");
+  assert(voters.length >= 1 && voters.length <= VOTERS_MAX, `${voters.length} voters`);
+  assert(voters.every((voter) => Number.isInteger(voter) && voter >= 1), "voter ids");
+  return voters;
+}
+
+function checkLearners(input: readonly NodeId[]): NodeId[] {
+  const learners = [...new Set(input)].sort((a, b) => a - b);
+  assert(learners.every((id) => Number.isInteger(id) && id >= 1), "learner ids");
+  return learners;
+}
+
+function sameMembers(a: readonly NodeId[], b: readonly NodeId[]): boolean {
+  return a.length === b.length && a.every((id) => b.includes(id));
+}
+
+/** Whether two voter sets differ by exactly one voter added or removed. */
+function oneChangeApart(a: readonly NodeId[], b: readonly NodeId[]): boolean {
+  const added = a.filter((id) => !b.includes(id)).length;
+  const removed = b.filter((id) => !a.includes(id)).length;
+  return added + removed === 1;
 }

@@ -28,10 +28,15 @@ export interface Position {
   readonly epoch: number;
 }
 
-/** One pair of the leader-epoch list: epoch `epoch` starts at byte `startOffset`. */
+/**
+ * One pair of the leader-epoch list: epoch `epoch` starts at byte `startOffset`. `voters`, the
+ * group's voters from this epoch on, is written by every leader in its marker; absent in logs
+ * written before membership changes existed (then the voters are the configured ones).
+ */
 export interface EpochStart {
   readonly epoch: number;
   readonly startOffset: number;
+  readonly voters?: readonly number[];
 }
 
 /** An entry (opaque whole bytes of one append) or an epoch marker. */
@@ -42,7 +47,24 @@ export type LogItem =
     readonly epoch: number;
     readonly bytes: Uint8Array;
   }
-  | { readonly kind: "marker"; readonly offset: number; readonly epoch: number };
+  | {
+    readonly kind: "marker";
+    readonly offset: number;
+    readonly epoch: number;
+    readonly voters?: readonly number[];
+  };
+
+/**
+ * The voters in force after the epoch list: those of the last marker that names them. A group's
+ * configuration changes only at a marker, so it follows the log: a truncation that drops a
+ * marker drops its configuration with it (the Raft dissertation's "latest in the log" rule).
+ */
+export function votersOf(epochs: readonly EpochStart[]): readonly number[] | undefined {
+  for (let index = epochs.length - 1; index >= 0; index--) {
+    if (epochs[index].voters) return epochs[index].voters;
+  }
+  return undefined;
+}
 
 /** The outline of a log: enough to say which positions it holds. */
 export interface LogShape {
@@ -100,6 +122,17 @@ export function itemEnd(item: LogItem): Position {
   return item.kind === "entry"
     ? { offset: item.offset + item.bytes.length, epoch: item.epoch }
     : { offset: item.offset, epoch: item.epoch };
+}
+
+/** The epoch-list pair a marker item adds. */
+export function epochStartOf(
+  marker: { readonly offset: number; readonly epoch: number; readonly voters?: readonly number[] },
+): EpochStart {
+  return {
+    epoch: marker.epoch,
+    startOffset: marker.offset,
+    ...(marker.voters ? { voters: marker.voters } : {}),
+  };
 }
 
 /** The base: where the log starts. */
@@ -221,7 +254,9 @@ export function epochsFrom(epochs: readonly EpochStart[], base: Position): Epoch
     pair.startOffset > base.offset ||
     (pair.startOffset === base.offset && pair.epoch > base.epoch)
   );
-  return [{ epoch: base.epoch, startOffset: base.offset }, ...later];
+  // The new base keeps the configuration in force there.
+  const voters = votersOf(epochsThrough(epochs, base));
+  return [{ epoch: base.epoch, startOffset: base.offset, ...(voters ? { voters } : {}) }, ...later];
 }
 
 /**
@@ -278,7 +313,7 @@ export class MemoryRaftLog implements RaftLogView {
     const last = this.#epochs[this.#epochs.length - 1];
     if (item.kind === "marker") {
       assert(item.epoch > last.epoch, `marker ${item.epoch} after epoch ${last.epoch}`);
-      this.#epochs.push({ epoch: item.epoch, startOffset: item.offset });
+      this.#epochs.push(epochStartOf(item));
       return;
     }
     assert(item.bytes.length > 0, "empty entry");
@@ -298,9 +333,9 @@ export class MemoryRaftLog implements RaftLogView {
   }
 
   /** Drops everything and starts empty at `base` (a follower behind the leader's log start). */
-  reset(base: Position): void {
+  reset(base: Position, voters?: readonly number[]): void {
     this.#entries = [];
-    this.#epochs = [{ epoch: base.epoch, startOffset: base.offset }];
+    this.#epochs = [{ epoch: base.epoch, startOffset: base.offset, ...(voters ? { voters } : {}) }];
     this.#startOffset = base.offset;
     this.#endOffset = base.offset;
   }

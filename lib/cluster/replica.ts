@@ -33,6 +33,7 @@ import {
 import {
   epochsFrom,
   type EpochStart,
+  epochStartOf,
   epochThrough,
   type Position,
   type RaftLogView,
@@ -384,7 +385,7 @@ export class Replica {
     const { storage } = this.options;
     const dir = this.log.options.dir;
     if (ready.hardState) await writeHardState(storage, dir, ready.hardState);
-    if (ready.resetTo) await this.#resetTo(ready.resetTo);
+    if (ready.resetTo) await this.#resetTo(ready.resetTo, ready.resetVoters);
     if (ready.truncateTo) await this.#truncateTo(ready.truncateTo);
     await this.#append(ready);
     for (const message of ready.messages) this.options.send(message.to, message);
@@ -398,7 +399,7 @@ export class Replica {
     let lastDone: Promise<void> | undefined;
     for (const item of ready.appends) {
       if (item.kind === "marker") {
-        this.#epochs.push({ epoch: item.epoch, startOffset: item.offset });
+        this.#epochs.push(epochStartOf(item));
         epochsDirty = true;
         continue;
       }
@@ -473,9 +474,9 @@ export class Replica {
     });
   }
 
-  async #resetTo(position: Position): Promise<void> {
+  async #resetTo(position: Position, voters: readonly NodeId[] | undefined): Promise<void> {
     await this.log.resetTo(position.offset);
-    this.#epochs = [{ epoch: position.epoch, startOffset: position.offset }];
+    this.#epochs = [epochStartOf({ offset: position.offset, epoch: position.epoch, voters })];
     await this.#saveEpochs();
     this.#reportedDurable = position.offset;
     this.#commitOffset = Math.max(this.#commitOffset, position.offset);

@@ -10,8 +10,8 @@
  * metaq-leader-epochs 1
  * count 3
  * 0 0          <- epoch, start offset (the base)
- * 4 1048576
- * 7 2097152
+ * 4 1048576 1,2,3   <- and the voters from there on, when the marker names them
+ * 7 2097152 1,2,3,4
  * crc 987654321
  * ```
  *
@@ -28,6 +28,7 @@ export const EPOCHS_FILE = "leader-epochs";
 export interface EpochStartRecord {
   readonly epoch: number;
   readonly startOffset: number;
+  readonly voters?: readonly number[];
 }
 
 /** A state file that exists but cannot be trusted (torn, damaged, or another format). */
@@ -62,7 +63,7 @@ export async function writeEpochs(
   const lines = [
     "metaq-leader-epochs 1",
     `count ${epochs.length}`,
-    ...epochs.map((e) => `${e.epoch} ${e.startOffset}`),
+    ...epochs.map((e) => `${e.epoch} ${e.startOffset}${e.voters ? ` ${e.voters.join(",")}` : ""}`),
   ];
   await storage.writeFileAtomic(joinPath(dir, EPOCHS_FILE), sealed(lines));
 }
@@ -75,11 +76,18 @@ export function readEpochs(storage: Storage, dir: string): EpochStartRecord[] | 
     throw new StateFileError(`${EPOCHS_FILE}: expected ${count} epochs, found ${lines.length - 1}`);
   }
   return lines.slice(1).map((line) => {
-    const [epoch, startOffset] = line.split(" ").map(Number);
-    if (!Number.isSafeInteger(epoch) || !Number.isSafeInteger(startOffset)) {
+    const [epochText, startText, votersText, extra] = line.split(" ");
+    const [epoch, startOffset] = [Number(epochText), Number(startText)];
+    const voters = votersText?.split(",").map(Number);
+    const badVoters = voters !== undefined &&
+      !voters.every((id) => Number.isInteger(id) && id >= 1 && id <= 0xffff_ffff);
+    if (
+      !Number.isSafeInteger(epoch) || !Number.isSafeInteger(startOffset) || badVoters ||
+      extra !== undefined
+    ) {
       throw new StateFileError(`${EPOCHS_FILE}: bad line '${line}'`);
     }
-    return { epoch, startOffset };
+    return { epoch, startOffset, ...(voters ? { voters } : {}) };
   });
 }
 

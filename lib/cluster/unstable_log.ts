@@ -17,6 +17,7 @@ import {
   epochIndex,
   epochsFrom,
   type EpochStart,
+  epochStartOf,
   epochsThrough,
   holdsPosition,
   itemEnd,
@@ -31,7 +32,12 @@ import {
 
 /** What the driver must do to its log, taken for one Ready. */
 export interface LogOutput {
-  readonly cut?: { readonly kind: "truncate" | "reset"; readonly position: Position };
+  readonly cut?: {
+    readonly kind: "truncate" | "reset";
+    readonly position: Position;
+    /** For a reset: the voters in force at its position (the new base). */
+    readonly voters?: readonly number[];
+  };
   readonly appends: readonly LogItem[];
   readonly appendsEnd?: Position;
 }
@@ -55,7 +61,7 @@ export class UnstableLog implements LogShape {
   /** The first `#handedCount` unstable items were given to the driver in a Ready. */
   #handedCount = 0;
   #durable: Position;
-  #cut: { kind: "truncate" | "reset"; position: Position } | undefined;
+  #cut: { kind: "truncate" | "reset"; position: Position; voters?: readonly number[] } | undefined;
 
   /** Starts from what the driver's log holds, all of it durable. */
   constructor(view: RaftLogView) {
@@ -111,7 +117,7 @@ export class UnstableLog implements LogShape {
     const lastEpoch = this.#epochs[this.#epochs.length - 1].epoch;
     if (item.kind === "marker") {
       assert(item.epoch > lastEpoch, `marker ${item.epoch} after epoch ${lastEpoch}`);
-      this.#epochs.push({ epoch: item.epoch, startOffset: item.offset });
+      this.#epochs.push(epochStartOf(item));
     } else {
       assert(item.epoch === lastEpoch, `entry of epoch ${item.epoch} in run ${lastEpoch}`);
       assert(item.bytes.length > 0, "empty entry");
@@ -145,15 +151,15 @@ export class UnstableLog implements LogShape {
     }
   }
 
-  /** Drops everything and starts empty at `base`. */
-  reset(base: Position): void {
+  /** Drops everything and starts empty at `base`, where `voters` are in force. */
+  reset(base: Position, voters?: readonly number[]): void {
     this.#unstable = [];
     this.#handedCount = 0;
-    this.#epochs = [{ epoch: base.epoch, startOffset: base.offset }];
+    this.#epochs = [{ epoch: base.epoch, startOffset: base.offset, ...(voters ? { voters } : {}) }];
     this.#startOffset = base.offset;
     this.#endOffset = base.offset;
     this.#durable = base;
-    this.#cut = { kind: "reset", position: base };
+    this.#cut = { kind: "reset", position: base, ...(voters ? { voters } : {}) };
   }
 
   /** Forgets the prefix before `base` (the driver deletes it; retention). */

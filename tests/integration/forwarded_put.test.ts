@@ -7,6 +7,7 @@ import { expect, test } from "bun:test";
 import { FORWARDED_PUT_VERB } from "../../lib/broker/commands.ts";
 import type { App } from "../../lib/app/assemble.ts";
 import type { ExtensionCommand } from "../../lib/protocol/commands.ts";
+import type { MessageId } from "../../lib/protocol/message_id.ts";
 import type { Reply } from "../../lib/protocol/reply.ts";
 import { startCluster } from "../support/cluster_in_process.ts";
 import { messagesThrough } from "../support/partition_reads.ts";
@@ -15,7 +16,12 @@ import { tempDir } from "../support/temp_dir.ts";
 
 const TOPIC = "fputs";
 
-function fput(id: bigint, since: number, attempt: number, payload: string): ExtensionCommand {
+function fput(
+  id: bigint | MessageId,
+  since: number,
+  attempt: number,
+  payload: string,
+): ExtensionCommand {
   const body = new TextEncoder().encode(payload);
   return {
     kind: "extension",
@@ -65,11 +71,13 @@ test("a retried fput is appended once; a client cannot send one", async () => {
   expect(await messagesThrough(socket, TOPIC, 0)).toEqual(["once", "late"]);
 
   // A follower that receives one does not lead: it says so, and appends nothing.
-  const refused = replyText(await forwardedTo(follower, from, fput(other + 1n, 0, 1, "x")));
+  const refused = replyText(
+    await forwardedTo(follower, from, fput(BigInt(String(other)) + 1n, 0, 1, "x")),
+  );
   expect(refused).toMatch(/^503 Cannot serve partition: this node is not its leader/);
 
   // A client cannot put with an id of its choosing.
-  socket.write(`${FORWARDED_PUT_VERB} ${TOPIC} 0 0 -1 ${id + 7n} 0 1 1 11\r\nz`);
+  socket.write(`${FORWARDED_PUT_VERB} ${TOPIC} 0 0 -1 ${BigInt(String(id)) + 7n} 0 1 1 11\r\nz`);
   const reply = await socket.readFrame(5_000);
   expect(reply.header).toMatch(/^result 403 /);
   expect(new TextDecoder().decode(reply.body)).toContain("sent between cluster nodes only");

@@ -116,8 +116,8 @@ export class SimDisk {
     return true;
   }
 
-  reset(base: Position, baseHash: number): void {
-    this.log.reset(base);
+  reset(base: Position, baseHash: number, voters?: readonly number[]): void {
+    this.log.reset(base, voters);
     this.#cutTo(0);
     this.base = base;
     this.baseHash = baseHash;

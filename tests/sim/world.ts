@@ -374,7 +374,9 @@ class World {
       disk.hardState = ready.hardState;
       this.#checker.onHardState(node.id, ready.hardState.term);
     }
-    if (ready.resetTo) disk.reset(ready.resetTo, this.#checker.hashOf(ready.resetTo));
+    if (ready.resetTo) {
+      disk.reset(ready.resetTo, this.#checker.hashOf(ready.resetTo), ready.resetVoters);
+    }
     if (ready.truncateTo) disk.truncate(ready.truncateTo);
     for (const item of ready.appends) {
       const stored = disk.append(item);

@@ -68,7 +68,7 @@ export class TestNode {
       const ready = this.raft.ready();
       this.readies.push(ready);
       if (ready.hardState) this.hardState = ready.hardState;
-      if (ready.resetTo) this.log.reset(ready.resetTo);
+      if (ready.resetTo) this.log.reset(ready.resetTo, ready.resetVoters);
       if (ready.truncateTo) this.log.truncate(ready.truncateTo);
       for (const item of ready.appends) this.log.append(item);
       out.push(...ready.messages);
@@ -113,6 +113,13 @@ export class TestCluster {
   constructor(size: number, options: (id: NodeId) => TestNodeOptions = () => ({})) {
     const voters = Array.from({ length: size }, (_, index) => index + 1);
     for (const id of voters) this.nodes.set(id, new TestNode(id, voters, options(id)));
+  }
+
+  /** Adds a node that starts empty, knowing `voters` as the group's voters (a learner). */
+  addNode(id: NodeId, voters: readonly NodeId[], options: TestNodeOptions = {}): TestNode {
+    const node = new TestNode(id, voters, options);
+    this.nodes.set(id, node);
+    return node;
   }
 
   node(id: NodeId): TestNode {

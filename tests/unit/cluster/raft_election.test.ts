@@ -8,7 +8,10 @@ describe("election", () => {
     cluster.elect(1);
     const leader = cluster.node(1);
     expect(leader.status.term).toBe(1);
-    expect(leader.log.epochs).toEqual([{ epoch: 0, startOffset: 0 }, { epoch: 1, startOffset: 0 }]);
+    expect(leader.log.epochs).toEqual([
+      { epoch: 0, startOffset: 0 },
+      { epoch: 1, startOffset: 0, voters: [1, 2, 3] },
+    ]);
     // The marker is the leader's no-op: once a quorum holds it, the leader knows its commit.
     expect(leader.status.commit).toEqual({ offset: 0, epoch: 1 });
     cluster.tick(TIMING.heartbeatTicks);

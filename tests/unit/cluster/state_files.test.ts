@@ -55,3 +55,17 @@ test("a damaged or truncated state file is reported, never half-read", async () 
   file.close();
   expect(() => readEpochs(storage, "/d")).toThrow(StateFileError);
 });
+
+test("epochs keep the voters their markers name; lines without voters still read", async () => {
+  const storage = new MemoryStorage();
+  await storage.makeDir("/d");
+  const epochs = [
+    { epoch: 0, startOffset: 0 },
+    { epoch: 4, startOffset: 100, voters: [1, 2, 3] },
+    { epoch: 6, startOffset: 300, voters: [1, 2, 3, 4] },
+  ];
+  await writeEpochs(storage, "/d", epochs);
+  expect(readEpochs(storage, "/d")).toEqual(epochs);
+  const text = new TextDecoder().decode(storage.readFile("/d/leader-epochs")!);
+  expect(text).toContain("\n6 300 1,2,3,4\n");
+});
