@@ -18,6 +18,8 @@ export const ERRORS = {
   notFound: { status: 404, text: "Cannot find resource" },
   topicNotFound: { status: 404, text: "Cannot find topic" },
   conflict: { status: 409, text: "Cannot apply change: state has moved on" },
+  /** HTTP only: the route exists, not with this method (the response names the ones it has). */
+  methodNotAllowed: { status: 405, text: "Cannot use method on this route" },
   requestTooLarge: { status: 413, text: "Cannot read request: body exceeds the size limit" },
   unknownMember: { status: 404, text: "Cannot find member in group" },
   staleGeneration: { status: 409, text: "Cannot accept request: the group generation is stale" },

@@ -33,7 +33,7 @@ import { FsyncHistogram } from "./metrics.ts";
 import { registerOpsRoutes } from "./ops_routes.ts";
 import { RateTracker } from "./rates.ts";
 import { PartitionReads } from "./reads.ts";
-import { errorResponse, jsonResponse } from "./respond.ts";
+import { errorBody, errorResponse, jsonResponse } from "./respond.ts";
 import { buildSnapshot, SnapshotFeed } from "./snapshot.ts";
 import { HEARTBEAT_MS, sseResponse, StreamLimit } from "./sse.ts";
 import { registerTopicRoutes } from "./topic_routes.ts";
@@ -128,12 +128,53 @@ export function createAdminApp(broker: Broker, options: AdminOptions = {}): Hono
   registerTopicRoutes(app, context);
   registerGroupRoutes(app, context);
   registerOpsRoutes(app, context);
+  const allowed = routeMethods(app);
   app.all("/v1/*", (c) => {
-    throw new BrokerError("notFound", `no route ${c.req.method} ${new URL(c.req.url).pathname}`);
+    const path = new URL(c.req.url).pathname;
+    const methods = allowed(path);
+    if (methods.length > 0) return methodNotAllowed(c.req.method, path, methods);
+    throw new BrokerError("notFound", `no route ${c.req.method} ${path}`);
   });
   // Everything else is MetaQ's plugin: the first character after '/' picks put, get or offset.
-  app.all("*", (c) => handleMetaqPlugin(broker, dispatch, c.req.raw));
+  // (Bar `/` itself, which MetaQ answers "Invalid request", routes of ours with another method
+  // are a 405.)
+  app.all("*", (c) => {
+    const path = new URL(c.req.url).pathname;
+    const methods = path === "/" ? [] : allowed(path);
+    if (methods.length > 0) return methodNotAllowed(c.req.method, path, methods);
+    return handleMetaqPlugin(broker, dispatch, c.req.raw);
+  });
   return app;
+}
+
+/**
+ * The methods the app's own routes take for a path, read from the routes registered before the
+ * catch-alls (asked only once every route is there): a path that exists with other methods is
+ * a 405 with `Allow`, not a 404.
+ */
+function routeMethods(app: Hono): (path: string) => string[] {
+  let routes: { pattern: RegExp; method: string }[] | undefined;
+  return (path) => {
+    routes ??= app.routes
+      .filter((route) => route.method !== "ALL" && !route.path.includes("*"))
+      .map((route) => ({ pattern: routePattern(route.path), method: route.method }));
+    const methods = new Set(
+      routes.filter((route) => route.pattern.test(path)).map((r) => r.method),
+    );
+    return [...methods].sort();
+  };
+}
+
+function routePattern(path: string): RegExp {
+  const parts = path.split("/").map((part) =>
+    part.startsWith(":") ? "[^/]+" : part.replace(/[.+?^${}()|[\]\\]/g, "\\$&")
+  );
+  return new RegExp(`^${parts.join("/")}$`);
+}
+
+function methodNotAllowed(method: string, path: string, methods: string[]): Response {
+  const error = new BrokerError("methodNotAllowed", `${method} ${path}: use ${methods.join(", ")}`);
+  return jsonResponse(error.status, errorBody(error), { allow: methods.join(", ") });
 }
 
 /** The commands the app sends, served by the broker itself (an app without an edge). */

@@ -28,12 +28,18 @@ export function replyBody(text: string | Uint8Array | undefined): string | Uint8
   return (text ?? "") as string | Uint8Array<ArrayBuffer>;
 }
 
+/**
+ * Statuses that differ on HTTP: MetaQ answers a partition out of range with 500 on the wire
+ * (kept there for its clients), but over HTTP it is the client's mistake, a 400.
+ */
+const HTTP_STATUS: Partial<Record<ErrorKind, number>> = { wrongPartition: 400 };
+
 /** The JSON error body for `error`, with its status. */
 export function errorResponse(error: BrokerError): Response {
   const headers: Record<string, string> = error.kind === "requestTooLarge"
     ? { connection: "close" }
     : {};
-  return jsonResponse(error.status, errorBody(error), headers);
+  return jsonResponse(HTTP_STATUS[error.kind] ?? error.status, errorBody(error), headers);
 }
 
 export function errorBody(error: BrokerError): { error: { kind: ErrorKind; message: string } } {

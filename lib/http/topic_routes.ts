@@ -113,7 +113,10 @@ async function openStream(context: AdminContext, request: StreamRequest): Promis
   const { broker } = context;
   const { topic, group } = request;
   const settings = broker.topicSettings(topic);
-  if (!settings) throw new BrokerError("topicNotFound", topic);
+  // As GET /v1/topics/:topic: a topic no partition holds and no section names is not there.
+  if (!settings || !topicInfo(sampleTopics(context), topic)) {
+    throw new BrokerError("topicNotFound", topic);
+  }
   const partitions = request.partition === undefined
     ? Array.from({ length: settings.numPartitions }, (_, index) => index)
     : [partitionParam(request.partition)];
@@ -205,6 +208,21 @@ async function fetchMessages(context: AdminContext, request: FetchRequest): Prom
     countMax: request.max,
     bytesMax: broker.config.system.maxTransferSize,
   });
+  if (
+    page.kind === "refused" && page.error.status === 404 && offset === 0 &&
+    topicInfo(sampleTopics(context), topic)
+  ) {
+    // A partition of an existing topic that nothing was written to yet: empty, at its end.
+    return jsonResponse(200, {
+      topic,
+      partition,
+      offset,
+      nextOffset: offset,
+      startOffset: 0,
+      endOffset: 0,
+      messages: [],
+    });
+  }
   if (page.kind === "refused") {
     if (page.error.status === 404) miss();
     throw readRefusal(topic, partition, page.error);

@@ -406,7 +406,7 @@ describe("produce and fetch", () => {
       [{ messages: [{ payload: "x", partition: 0, key: "k" }] }, 400, "badRequest"],
       [
         { messages: [{ payload: "ok", partition: 0 }, { payload: "x", partition: 2 }] },
-        500,
+        400,
         "wrongPartition",
       ],
       [{ messages: [{ payload: "x".repeat(1001), partition: 0 }] }, 400, "messageTooLarge"],
@@ -512,6 +512,33 @@ describe("produce and fetch", () => {
     }
   });
 
+  test("an empty partition of an existing topic answers 200 with no messages; unknown topics 404", async () => {
+    // Regression: a configured partition nothing was written to answered 404.
+    const empty = await json(app.request("/v1/topics/events/partitions/2/messages"));
+    expect(empty).toEqual({
+      status: 200,
+      body: {
+        topic: "events",
+        partition: 2,
+        offset: 0,
+        nextOffset: 0,
+        startOffset: 0,
+        endOffset: 0,
+        messages: [],
+      },
+    });
+    const past = await json(app.request("/v1/topics/events/partitions/2/messages?offset=5"));
+    expect(past.status).toBe(404);
+    const outOfRange = await json(app.request("/v1/topics/events/partitions/3/messages"));
+    expect([outOfRange.status, outOfRange.body.error.kind]).toEqual([404, "topicNotFound"]);
+    // A name the wildcard section accepts but that holds nothing is not a topic yet.
+    const unknown = await json(app.request("/v1/topics/logs-none/partitions/0/messages"));
+    expect([unknown.status, unknown.body.error.kind]).toEqual([404, "topicNotFound"]);
+    const stream = await app.request("/v1/topics/logs-none/stream");
+    expect(stream.status).toBe(404);
+    expect((await stream.json()).error.kind).toBe("topicNotFound");
+  });
+
   test("a fetch below the first stored offset is a 301 to it, which fetch() follows", async () => {
     const big = "r".repeat(900);
     await produce("retained", Array.from({ length: 12 }, () => ({ payload: big, partition: 0 })));
@@ -609,7 +636,7 @@ describe("live stream over Server-Sent Events", () => {
     const cases: [string, Record<string, string>, number][] = [
       ["from=5", {}, 400],
       ["partition=0&from=99999", {}, 400],
-      ["partition=5", {}, 500],
+      ["partition=5", {}, 400],
       ["group=bad%20name", {}, 400],
       ["", { "last-event-id": "0:abc" }, 400],
       ["partition=0", { "last-event-id": "1:0" }, 400],
@@ -787,7 +814,7 @@ describe("consumer groups, as the group coordinator keeps them", () => {
       [{ topic: "events", partition: 0, to: 3 }, 400, "invalidOffset"],
       [{ topic: "events", partition: 0, to: 999999 }, 400, "invalidOffset"],
       [{ topic: "events", to: "middle" }, 400, "invalidOffset"],
-      [{ topic: "events", partition: 9, to: "end" }, 500, "wrongPartition"],
+      [{ topic: "events", partition: 9, to: "end" }, 400, "wrongPartition"],
       [{ topic: "nope", to: "end" }, 404, "topicNotFound"],
       [{ topic: "__meta", to: "end" }, 404, "topicNotFound"],
       [{ topic: "events", to: "end", force: true }, 400, "badRequest"],
@@ -856,5 +883,26 @@ describe("dashboard data", () => {
         error: { kind: "notFound", message: "Cannot find resource: no route GET /v1/nothing" },
       },
     });
+  });
+
+  test("a route used with a method it does not take is a 405 that names the methods it does", async () => {
+    const cases: [string, string, string][] = [
+      ["PUT", "/v1/topics", "GET, POST"],
+      ["DELETE", "/v1/topics/orders", "GET"],
+      ["GET", "/v1/topics/orders/messages", "POST"],
+      ["POST", "/v1/groups", "GET"],
+      ["GET", "/v1/groups/g1/reset", "POST"],
+      ["POST", "/metrics", "GET"],
+    ];
+    for (const [method, path, allow] of cases) {
+      const answer = await app.request(path, { method });
+      expect([method, path, answer.status, answer.headers.get("allow")]).toEqual([
+        method,
+        path,
+        405,
+        allow,
+      ]);
+      expect((await answer.json()).error.kind).toBe("methodNotAllowed");
+    }
   });
 });
