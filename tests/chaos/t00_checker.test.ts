@@ -1,10 +1,12 @@
 /**
  * T00: the checker's self-test. One rich synthetic run that exercises every invariant and passes,
  * then one copy per planted anomaly; each copy must fail exactly the invariant it was built to
- * break. Runs in `npm test` on every change, with no broker.
+ * break, and each of Jepsen's anomaly names is planted and must be reported under exactly that
+ * name. Runs in `npm test` on every change, with no broker.
  */
 import { expect, test } from "bun:test";
-import { checkHistory, type InvariantId } from "../cluster/checker.ts";
+import { ANOMALY_NAMES, type AnomalyName } from "../cluster/anomalies.ts";
+import { checkHistory, type CheckOptions, type InvariantId } from "../cluster/checker.ts";
 import { logView, replicaOf, SyntheticRun } from "../cluster/synthetic.ts";
 
 type Entry = string | readonly [string, number];
@@ -15,6 +17,8 @@ interface Variant {
   /** Replaces partition 2's final log (and, unless given separately, its replicas). */
   readonly part2Log?: readonly Entry[];
   readonly part2Replicas?: Readonly<Record<number, readonly Entry[]>>;
+  /** Replaces the final logs of partitions 3 and 4 (the transactions' partitions). */
+  readonly txnLogs?: Readonly<Partial<Record<3 | 4, readonly Entry[]>>>;
   /** Appended after the base run. */
   readonly extra?: (run: SyntheticRun) => void;
 }
@@ -27,7 +31,29 @@ const PART2_PRODUCES = [
   ["p4", "p4-1", "info"],
 ] as const;
 
-/** Three partitions, fetches, commits, offset reads, a failover in the traces, a repair, a kill. */
+/**
+ * Partitions 3 and 4: a committed local transaction (x1.1), a rolled-back XA one (x2.1), an XA
+ * one of unknown outcome that landed (x2.2), a transaction that read x1.1's value after x1.1 was
+ * acknowledged (x3.1), a plain put (p5-0), and a committed transaction nobody read (x4.1).
+ */
+const TXN_LOGS = {
+  3: ["x1-0", "x1-1", "x2-3", "x4-0"],
+  4: ["x1-2", "x2-2", "x3-0", "p5-0", "x4-1"],
+} as const;
+
+function addTransactions(run: SyntheticRun): void {
+  run.txn("x1", { id: "x1.1", writes: [[3, "x1-0"], [3, "x1-1"], [4, "x1-2"]], outcome: "ok" })
+    .txn("x2", { id: "x2.1", kind: "xa", writes: [[3, "x2-0"], [4, "x2-1"]], outcome: "fail" })
+    .txn("x2", { id: "x2.2", kind: "xa", writes: [[4, "x2-2"], [3, "x2-3"]], outcome: "info" })
+    .txn("x3", { id: "x3.1", writes: [[4, "x3-0"]], outcome: "ok", reads: [[3, 0, "x1-0"]] })
+    .produce("p5", "p5-0", { partition: 4, outcome: "ok", offset: 300 })
+    .txn("x4", { id: "x4.1", writes: [[3, "x4-0"], [4, "x4-1"]], outcome: "ok" });
+}
+
+/**
+ * Five partitions, fetches, commits, offset reads, transactions, a broadcast consumer, a failover
+ * in the traces, a repair, a kill.
+ */
 function buildRun(variant: Variant = {}): SyntheticRun {
   const run = new SyntheticRun();
   run.produce("p1", "p1-0", { partition: 0, outcome: "ok", offset: 0 })
@@ -40,6 +66,7 @@ function buildRun(variant: Variant = {}): SyntheticRun {
   for (const [client, value, outcome, offset] of variant.part2Produces ?? PART2_PRODUCES) {
     run.produce(client, value, { partition: 2, outcome, offset });
   }
+  addTransactions(run);
   run.fetch("c1", { partition: 0, offset: 0, records: [[0, "p1-0"], [100, "p1-1"]], next: 200 })
     .groupOffset("c1", { op: "commit", partition: 0, offset: 200 })
     .groupOffset("probe", { op: "offset-read", partition: 0, offset: 200 })
@@ -72,8 +99,12 @@ function buildRun(variant: Variant = {}): SyntheticRun {
     logView({ partition: 0, values: ["p1-0", "p1-1", "p1-2", "p1-4"] }),
     logView({ partition: 1, values: ["p2-0", "p2-1"] }),
     logView({ partition: 2, values: variant.part2Log ?? ["p3-0", "p3-1", "p3-2"] }),
+    logView({ partition: 3, values: variant.txnLogs?.[3] ?? TXN_LOGS[3] }),
+    logView({ partition: 4, values: variant.txnLogs?.[4] ?? TXN_LOGS[4] }),
   ];
   run.drains = logs;
+  // A broadcast consumer reads the transactions' partitions whole, as they ended up.
+  for (const log of logs.slice(3)) run.readAll("b0", log, { group: "bcast-0" });
   run.replicas = logs.flatMap((log) =>
     [1, 2, 3].map((node) => {
       const values = log.partition === 2 ? variant.part2Replicas?.[node] : undefined;
@@ -84,7 +115,7 @@ function buildRun(variant: Variant = {}): SyntheticRun {
   );
   run.measurements = {
     ...run.measurements,
-    recovery: ["chaos-0", "chaos-1", "chaos-2"].map((group) => ({
+    recovery: ["chaos-0", "chaos-1", "chaos-2", "chaos-3", "chaos-4"].map((group) => ({
       group,
       okAfterMs: 400,
       boundMs: 10_000,
@@ -232,13 +263,164 @@ const ANOMALIES: readonly { name: string; invariant: InvariantId; variant: Varia
   },
 ];
 
+/** One planted history per Jepsen name (some names twice, for their two shapes). */
+const NAMED: readonly {
+  name: AnomalyName;
+  planted: string;
+  variant: Variant;
+  options?: CheckOptions;
+}[] = [
+  {
+    name: "lost-write",
+    planted: "p3-1 acknowledged, then replaced by unacknowledged records",
+    variant: { part2Log: ["p3-0", ["p4-0", 50], ["p4-1", 50], "p3-2"] },
+  },
+  {
+    name: "lost-write",
+    planted: "committed transaction x4.1 missing whole from both its partitions",
+    variant: { txnLogs: { 3: TXN_LOGS[3].slice(0, 3), 4: TXN_LOGS[4].slice(0, 4) } },
+  },
+  {
+    name: "lost-write",
+    planted: "transaction x6.1, which the broker said it would complete, never appeared",
+    variant: {
+      extra: (run) =>
+        run.txn("x6", { id: "x6.1", writes: [[3, "x6-0"]], outcome: "info", decided: true }),
+    },
+  },
+  {
+    name: "duplicate",
+    planted: "p3-1 stored twice though sent once",
+    variant: { part2Log: ["p3-0", "p3-1", "p3-2", "p3-1"] },
+  },
+  {
+    name: "inconsistent-offsets",
+    planted: "a fetch saw p4-0 at offset 100, where the final log has p3-1",
+    variant: {
+      extra: (run) =>
+        run.fetch("c2", { partition: 2, offset: 100, records: [[100, "p4-0"]], next: 200 }),
+    },
+  },
+  {
+    name: "inconsistent-offsets",
+    planted: "p3-2 acknowledged at offset 250 but stored at 200",
+    variant: {
+      part2Produces: [["p3", "p3-0", "ok", 0], ["p3", "p3-1", "ok", 100], [
+        "p3",
+        "p3-2",
+        "ok",
+        250,
+      ]],
+    },
+  },
+  {
+    name: "nonmonotonic-send",
+    planted: "p3-2 stored before p3-1 though sent after p3-1 was acknowledged",
+    variant: {
+      part2Produces: [["p3", "p3-0", "ok", 0], ["p3", "p3-1", "ok", 200], [
+        "p3",
+        "p3-2",
+        "ok",
+        100,
+      ]],
+      part2Log: ["p3-0", "p3-2", "p3-1"],
+    },
+  },
+  {
+    name: "poll-skip",
+    planted: "a 301 moved a session from 100 to 300, over p1-1 and p1-2 that the log holds",
+    variant: {
+      extra: (run) =>
+        run.fetch("c3", {
+          partition: 0,
+          offset: 0,
+          records: [[0, "p1-0"]],
+          next: 100,
+          session: "s3",
+        })
+          .fetch("c3", { partition: 0, offset: 100, records: [], moved: 300, session: "s3" })
+          .fetch("c3", {
+            partition: 0,
+            offset: 300,
+            records: [[300, "p1-4"]],
+            next: 400,
+            session: "s3",
+          }),
+    },
+  },
+  {
+    name: "nonmonotonic-poll",
+    planted: "a 301 sent a session that had read to 200 back to 100, and it read p1-1 again",
+    variant: {
+      extra: (run) =>
+        run.fetch("c3", {
+          partition: 0,
+          offset: 0,
+          records: [[0, "p1-0"], [100, "p1-1"]],
+          next: 200,
+          session: "s3",
+        })
+          .fetch("c3", { partition: 0, offset: 200, records: [], moved: 100, session: "s3" })
+          .fetch("c3", {
+            partition: 0,
+            offset: 100,
+            records: [[100, "p1-1"]],
+            next: 200,
+            session: "s3",
+          }),
+    },
+  },
+  {
+    name: "unseen",
+    planted: "broadcast consumer b9 read every partition but never got p5-0",
+    options: { deliveryGroups: ["bcast-9"] },
+    variant: {
+      extra: (run) => {
+        for (const log of run.drains) {
+          const records = log.partition === 4 ? log.records.slice(0, 3) : log.records;
+          run.readAll("b9", { ...log, records }, { group: "bcast-9" });
+        }
+      },
+    },
+  },
+  {
+    name: "aborted-read",
+    planted: "rolled-back transaction x2.1's x2-0 is in the final log",
+    variant: { txnLogs: { 3: [...TXN_LOGS[3], "x2-0"] } },
+  },
+  {
+    name: "aborted-read",
+    planted: "p1-3, refused with 503, is in the final log",
+    variant: {
+      part2Produces: [...PART2_PRODUCES, ["p3", "p3-3", "fail"]],
+      part2Log: ["p3-0", "p3-1", "p3-2", "p3-3"],
+    },
+  },
+  {
+    name: "torn-transaction",
+    planted: "committed transaction x4.1 is in partition 3 but not in partition 4",
+    variant: { txnLogs: { 4: TXN_LOGS[4].slice(0, 4) } },
+  },
+  {
+    name: "torn-transaction",
+    planted: "x1.1's two records in partition 3 are split by x2-3",
+    variant: { txnLogs: { 3: ["x1-0", "x2-3", "x1-1", "x4-0"] } },
+  },
+  {
+    name: "G1c",
+    planted: "x3.1 read x1.1's x1-0 after x1.1 was acknowledged, yet x3-0 precedes x1-2",
+    variant: { txnLogs: { 4: ["x3-0", "x1-2", "x2-2", "p5-0", "x4-1"] } },
+  },
+];
+
 test("the clean synthetic run passes every invariant and its figures add up", () => {
   const result = checkHistory(buildRun().input());
   expect(result.violations).toEqual([]);
   expect(result.valid).toBe(true);
+  expect(result.anomalies).toEqual({});
   expect(result.figures).toMatchObject({
-    attempts: 12,
-    acked: 8,
+    attempts: 13,
+    acked: 9,
     failed: 1,
     indeterminate: 3,
     recovered: 1,
@@ -246,9 +428,15 @@ test("the clean synthetic run passes every invariant and its figures add up", ()
     duplicates: 0,
     elections: { "meta": 1, "chaos-0": 2, "chaos-1": 1, "chaos-2": 1 },
     failoverMs: { count: 0, never: 1 },
-    deliveries: 4,
-    uniqueDeliveries: 4,
+    deliveries: 13,
+    uniqueDeliveries: 13,
+    transactions: { attempts: 5, committed: 3, decided: 0, failed: 1, indeterminate: 1 },
   });
+  // A broadcast consumer that read every partition to its end has nothing unseen.
+  const whole = buildRun({
+    extra: (run) => run.drains.forEach((log) => run.readAll("b8", log, { group: "bcast-8" })),
+  });
+  expect(checkHistory(whole.input(), { deliveryGroups: ["bcast-8"] }).violations).toEqual([]);
   expect(result.figures.repairMs).toEqual({ "node 3 chaos-1": 1001 });
 });
 
@@ -300,4 +488,90 @@ test("a value sent twice by a resending producer may appear twice (W1r), once ot
   });
   expect(checkHistory(resent.input(), { resend: true }).failed).toEqual([]);
   expect(checkHistory(resent.input(), { resend: false }).failed).toEqual(["I5"]);
+});
+
+test("each of Jepsen's anomaly names is planted and reported under exactly that name", () => {
+  expect(ANOMALY_NAMES.filter((name) => !NAMED.some((entry) => entry.name === name))).toEqual([]);
+  for (const entry of NAMED) {
+    const result = checkHistory(buildRun(entry.variant).input(), entry.options);
+    const named = Object.keys(result.anomalies);
+    expect([entry.planted, named]).toEqual([entry.planted, [entry.name]]);
+    expect([entry.planted, result.valid]).toEqual([entry.planted, false]);
+  }
+  console.log(
+    `T00 planted ${NAMED.length} named anomalies, each reported under its name: ${
+      [...new Set(NAMED.map((entry) => entry.name))].join(", ")
+    }`,
+  );
+});
+
+/**
+ * a.1 writes a-0 (partition 0) and a-1 (partition 1); b.1 reads a-0, then writes b-0 to
+ * `bPartition` (default 1). `readerStartsFirst` puts b's start before a's acknowledgement.
+ */
+function twoTransactions(
+  parts: { readerStartsFirst: boolean; logs: [string[], string[]]; bPartition?: number },
+) {
+  const run = new SyntheticRun();
+  const a = { client: "a", op: "txn", topic: "chaos", txn: "a.1", txKind: "local" } as const;
+  const b = { client: "b", op: "txn", topic: "chaos", txn: "b.1", txKind: "local" } as const;
+  const aInvoke = {
+    ...a,
+    t: run.tick(),
+    kind: "invoke",
+    writes: [[0, "a-0"], [1, "a-1"]],
+  } as const;
+  const aDone = { ...a, kind: "ok" } as const;
+  const bInvoke = { ...b, kind: "invoke", writes: [[parts.bPartition ?? 1, "b-0"]] } as const;
+  const readAt = parts.logs[0].indexOf("a-0") * 100; // where the final log has it
+  const bDone = { ...b, kind: "ok", reads: [[0, readAt, "a-0"]] } as const;
+  run.history.push(aInvoke);
+  if (parts.readerStartsFirst) {
+    run.history.push({ ...bInvoke, t: run.tick() }, { ...aDone, t: run.tick() });
+  } else {
+    run.history.push({ ...aDone, t: run.tick() }, { ...bInvoke, t: run.tick() });
+  }
+  run.history.push({ ...bDone, t: run.tick() });
+  run.drains = parts.logs.map((values, partition) => logView({ partition, values }));
+  return checkHistory(run.input());
+}
+
+test("a transaction that precedes what it read is G1c, across partitions only once that was acknowledged", () => {
+  const logs: [string[], string[]] = [["a-0"], ["b-0", "a-1"]]; // b's write lands before a's
+  const acknowledged = twoTransactions({ readerStartsFirst: false, logs });
+  expect(acknowledged.anomalies).toEqual({ G1c: 1 });
+  expect(acknowledged.violations[0].message).toContain("transaction a.1 -wr-> transaction b.1");
+  // a's commit was still in flight when b began: metaq shows a commit one partition at a time.
+  expect(twoTransactions({ readerStartsFirst: true, logs }).anomalies).toEqual({});
+  // ... but in the partition b read a-0 from, a-0 was there before b committed.
+  const sameLog: [string[], string[]] = [["b-0", "a-0"], ["a-1"]];
+  const inFlight = { readerStartsFirst: true, logs: sameLog, bPartition: 0 };
+  expect(twoTransactions(inFlight).anomalies).toEqual({ G1c: 1 });
+});
+
+test("two commits landing in opposite orders in two partitions (a write cycle, G0) are allowed", () => {
+  const run = new SyntheticRun();
+  run.txn("a", { id: "a.1", writes: [[0, "a-0"], [1, "a-1"]], outcome: "ok" })
+    .txn("b", { id: "b.1", writes: [[0, "b-0"], [1, "b-1"]], outcome: "ok" });
+  run.drains = [
+    logView({ partition: 0, values: ["a-0", "b-0"] }),
+    logView({ partition: 1, values: ["b-1", "a-1"] }),
+  ];
+  expect(checkHistory(run.input()).violations).toEqual([]);
+});
+
+test("a violation a failing test already reproduces is counted as known and fails nothing", () => {
+  const run = buildRun({ txnLogs: { 3: [...TXN_LOGS[3], "x2-0"] } }); // x2.1 rolled back
+  const known = [{
+    anomaly: "aborted-read",
+    error: /rolled back/,
+    reproduction: "tests/chaos/rXX.test.ts",
+  }] as const;
+  const result = checkHistory(run.input(), { known });
+  expect([result.valid, result.anomalies, result.known]).toEqual([true, {}, {
+    "tests/chaos/rXX.test.ts": 1,
+  }]);
+  // Only that anomaly, only with that error: anything else still fails.
+  const other = checkHistory(run.input(), { known: [{ ...known[0], error: /timeout/ }] });
+  expect([other.valid, other.anomalies]).toEqual([false, { "aborted-read": 1 }]);
 });

@@ -1,33 +1,42 @@
 /**
  * @module The history checker: a pure function of (client history, final drains, replica dumps,
  * node traces, fault windows, harness measurements) that enforces the reliability plan's
- * invariants I1-I13 and computes its figures. It trusts the system under test for nothing but the
- * data it returned. No clock, no I/O, no randomness.
+ * invariants I1-I13, two for transactions (I14, I15), and computes its figures. It trusts the
+ * system under test for nothing but the data it returned. No clock, no I/O, no randomness.
  *
  * Each discrepancy is reported under one invariant, the most specific one, so a planted anomaly
- * fails exactly one invariant:
+ * fails exactly one invariant; a client-visible one also carries the name Jepsen's reports give
+ * it (anomalies.ts defines each name, the terms, and how it differs from Jepsen's checker):
  *
- * | discrepancy                                                        | invariant |
- * | ------------------------------------------------------------------ | --------- |
- * | acknowledged value missing from the final log (or never delivered) | I1        |
- * | value read (fetch, drain, replica) that nobody sent; damaged bytes | I2        |
- * |   served by a drain                                                |           |
- * | two values read at one (partition, offset)                         | I3        |
- * | acknowledged value present, but not at the offset its ack gave     | I4        |
- * | value at two offsets of the final log, not sent twice              | I5        |
- * | one producer's acknowledged values out of seq order (acks or log)  | I6        |
- * | fetched record with no record at its offset in the final log;      | I7        |
- * |   a value whose produce definitely failed, read                    |           |
- * | fetch not starting where the session's previous fetch ended        | I8        |
- * | committed offset observed going back, or above what was fetched   | I9        |
- * | two leaders in one (group, term); two batches at one (offset, term)| I10       |
- * | replica log differs from the final log after heal                  | I11       |
- * | partition not serving within its bound; replica stuck in repair    | I12       |
- * | unexpected exit, failed assertion in a log, RSS above the cap      | I13       |
+ * | discrepancy                                                        | invariant | anomaly              |
+ * | ------------------------------------------------------------------ | --------- | -------------------- |
+ * | committed value missing from the final log                         | I1        | lost-write           |
+ * | committed value in the final log never delivered to a consumer     | I1        | unseen               |
+ * |   that had to read everything                                      |           |                      |
+ * | value read (fetch, drain, replica) that nobody sent; damaged bytes | I2        |                      |
+ * |   served by a drain                                                |           |                      |
+ * | two values read at one (partition, offset)                         | I3        | inconsistent-offsets |
+ * | acknowledged value present, but not at the offset its ack gave     | I4        | inconsistent-offsets |
+ * | value at two offsets of the final log, not sent twice              | I5        | duplicate            |
+ * | one producer's committed values out of send order (acks or log)    | I6        | nonmonotonic-send    |
+ * | fetched value missing from the final log (read, then lost)         | I7        | lost-write           |
+ * | fetched value at another offset of the final log than fetched      | I7        | inconsistent-offsets |
+ * | a value whose send failed (503, rolled back), read                 | I7        | aborted-read         |
+ * | a session's next record further on than the next in the log        | I8        | poll-skip            |
+ * | a session's next record at or before one it already received       | I8        | nonmonotonic-poll    |
+ * | committed offset observed going back, or above what was fetched    | I9        |                      |
+ * | two leaders in one (group, term); two batches at one (offset, term)| I10       |                      |
+ * | replica log differs from the final log after heal                  | I11       |                      |
+ * | partition not serving within its bound; replica stuck in repair    | I12       |                      |
+ * | unexpected exit, failed assertion in a log, RSS above the cap      | I13       |                      |
+ * | transaction partly in the final log, or split by other records     | I14       | torn-transaction     |
+ * | a transaction read another's value, yet precedes it in a partition | I15       | G1c                  |
  *
  * An acknowledged value whose ack offset now holds another value is I1 (the loss is the cause);
- * produce acks are held against the final log by I1 and I4, reads against each other by I3.
+ * produce acks are held against the final log by I1 and I4, reads against each other by I3. A
+ * committed transaction missing in part is I14, missing whole I1.
  */
+import { ANOMALY_NAMES, type AnomalyName } from "./anomalies.ts";
 import {
   type CheckInput,
   type HistoryOp,
@@ -53,6 +62,8 @@ export const INVARIANTS = {
   I11: "replicas converge to the final log after heal",
   I12: "the cluster recovers within its bounds",
   I13: "no unexpected exits, failed assertions or runaway memory",
+  I14: "a transaction is all or nothing, and one run of records per partition",
+  I15: "a transaction follows, in the log, what it read before committing",
 } as const;
 
 export type InvariantId = keyof typeof INVARIANTS;
@@ -60,6 +71,8 @@ export const INVARIANT_IDS = Object.keys(INVARIANTS) as InvariantId[];
 
 export interface Violation {
   readonly invariant: InvariantId;
+  /** Jepsen's name for it, when it is one of the queue anomalies (anomalies.ts). */
+  readonly anomaly?: AnomalyName;
   readonly kind: string;
   readonly message: string;
   /** The offending client operations, when there are any. */
@@ -71,10 +84,27 @@ export interface CheckOptions {
   readonly enforce?: readonly InvariantId[];
   /** W1r: a value sent N times may appear up to N times. */
   readonly resend?: boolean;
-  /** Consumer groups that must have fetched every acknowledged value by the end (T15). */
+  /**
+   * Consumers that must have fetched every committed value by the end, by the `group` their
+   * fetches carry: a consumer group (any member), a broadcast consumer, plain readers.
+   */
   readonly deliveryGroups?: readonly string[];
   /** Violations listed per invariant (all are counted). Default 25. */
   readonly listedMax?: number;
+  /**
+   * Broker bugs already reproduced by a failing test: a matching violation is counted under
+   * `known` and fails nothing, so a campaign keeps running while the fix is pending.
+   */
+  readonly known?: readonly KnownAnomaly[];
+}
+
+/** A violation that a failing test already shows (see CheckOptions.known). */
+export interface KnownAnomaly {
+  readonly anomaly: AnomalyName;
+  /** Matches the `error` of an operation the violation lists. */
+  readonly error: RegExp;
+  /** The test that reproduces it (and fails until the broker is fixed). */
+  readonly reproduction: string;
 }
 
 export interface Percentiles {
@@ -120,6 +150,14 @@ export interface Figures {
   readonly deliveries: number;
   readonly uniqueDeliveries: number;
   readonly redeliveryRatio: number | null;
+  /** Transactions by outcome; `decided`: journalled, to be completed by the broker. */
+  readonly transactions: {
+    readonly attempts: number;
+    readonly committed: number;
+    readonly decided: number;
+    readonly failed: number;
+    readonly indeterminate: number;
+  };
 }
 
 export interface CheckResult {
@@ -129,7 +167,12 @@ export interface CheckResult {
   /** Report-only invariants with at least one violation. */
   readonly reportOnly: readonly InvariantId[];
   readonly counts: Partial<Record<InvariantId, number>>;
+  /** Violations per Jepsen anomaly name (all of them, listed or not). */
+  readonly anomalies: Partial<Record<AnomalyName, number>>;
   readonly violations: readonly Violation[];
+  /** Violations matching a known anomaly, by its reproduction; counted nowhere else. */
+  readonly known: Readonly<Record<string, number>>;
+  readonly knownViolations: readonly Violation[];
   readonly figures: Figures;
 }
 
@@ -152,7 +195,7 @@ const DEFAULT_LISTED_MAX = 25;
 export function checkHistory(input: CheckInput, options: CheckOptions = {}): CheckResult {
   const ops = pairOperations(input.history);
   const world = indexWorld(input, ops);
-  const found: Violation[] = [
+  const all: Violation[] = [
     ...checkLoss(world, options),
     ...checkPhantoms(world, input),
     ...checkOffsets(world),
@@ -160,17 +203,30 @@ export function checkHistory(input: CheckInput, options: CheckOptions = {}): Che
     ...checkDuplicates(world, options),
     ...checkOrder(world),
     ...checkReads(world),
-    ...checkSessions(ops),
+    ...checkSessions(world, ops),
     ...checkCommittedOffsets(world, ops),
     ...checkTraces(input.traces),
     ...checkConvergence(world, input.replicas),
     ...checkRecovery(input),
     ...checkProcesses(input),
+    ...checkTransactions(world),
+    ...checkCycles(world, ops),
   ];
+  const known: Record<string, number> = {};
+  const knownViolations: Violation[] = [];
+  const found = all.filter((violation) => {
+    const match = knownMatch(violation, options.known ?? []);
+    if (!match) return true;
+    known[match.reproduction] = (known[match.reproduction] ?? 0) + 1;
+    knownViolations.push(violation);
+    return false;
+  });
   const enforce = new Set(options.enforce ?? INVARIANT_IDS);
   const counts: Partial<Record<InvariantId, number>> = {};
+  const anomalies: Partial<Record<AnomalyName, number>> = {};
   for (const violation of found) {
     counts[violation.invariant] = (counts[violation.invariant] ?? 0) + 1;
+    if (violation.anomaly) anomalies[violation.anomaly] = (anomalies[violation.anomaly] ?? 0) + 1;
   }
   const violated = INVARIANT_IDS.filter((id) => (counts[id] ?? 0) > 0);
   const listedMax = options.listedMax ?? DEFAULT_LISTED_MAX;
@@ -186,9 +242,24 @@ export function checkHistory(input: CheckInput, options: CheckOptions = {}): Che
     failed,
     reportOnly: violated.filter((id) => !enforce.has(id)),
     counts,
+    anomalies: Object.fromEntries(
+      ANOMALY_NAMES.filter((name) => anomalies[name]).map((name) => [name, anomalies[name]]),
+    ),
     violations,
+    known,
+    knownViolations: knownViolations.slice(0, options.listedMax ?? DEFAULT_LISTED_MAX),
     figures: computeFigures(world, input, ops, found),
   };
+}
+
+function knownMatch(
+  violation: Violation,
+  known: readonly KnownAnomaly[],
+): KnownAnomaly | undefined {
+  return known.find((entry) =>
+    entry.anomaly === violation.anomaly &&
+    (violation.ops ?? []).some((op) => op.error !== undefined && entry.error.test(op.error))
+  );
 }
 
 /** Pairs each client's invokes with their completions (clients are sequential). */
@@ -228,13 +299,18 @@ export function pairOperations(history: readonly HistoryOp[]): Operation[] {
 interface ValueStat {
   readonly value: string;
   readonly part: string;
+  /** Each send of the value: a produce, or the value's share of a transaction. */
   readonly ops: Operation[];
+  /** The transaction that put it, when it was put in one. */
+  readonly txn?: Operation;
 }
 
 interface FinalLog {
   readonly view: LogView;
   readonly byOffset: ReadonlyMap<number, LogRecord>;
   readonly offsetsOf: ReadonlyMap<string, readonly number[]>;
+  /** Offset of a record → its index in the version order (0, 1, 2...). */
+  readonly indexAt: ReadonlyMap<number, number>;
 }
 
 interface ReadObservation {
@@ -252,18 +328,44 @@ interface World {
   readonly finals: ReadonlyMap<string, FinalLog>;
   readonly reads: readonly ReadObservation[];
   readonly fetches: readonly Operation[];
+  /** Transactions (`txn` operations) with their writes as (partition key, value). */
+  readonly txns: readonly { op: Operation; writes: { part: string; value: string }[] }[];
 }
 
 function indexWorld(input: CheckInput, ops: readonly Operation[]): World {
   const values = new Map<string, ValueStat>();
   const fetches: Operation[] = [];
   const reads: ReadObservation[] = [];
+  const txns: World["txns"][number][] = [];
+  const addSend = (op: Operation, part: string, value: string, txn?: Operation) => {
+    const stat = values.get(value) ?? { value, part, ops: [], txn };
+    stat.ops.push(op);
+    values.set(value, stat);
+  };
   for (const op of ops) {
     const part = partitionKey(op.fields.topic, op.fields.partition);
-    if (op.op === "produce" && op.fields.value !== undefined) {
-      const stat = values.get(op.fields.value) ?? { value: op.fields.value, part, ops: [] };
-      stat.ops.push(op);
-      values.set(op.fields.value, stat);
+    if (op.op === "produce" && op.fields.value !== undefined) addSend(op, part, op.fields.value);
+    if (op.op === "txn") {
+      const writes = (op.fields.writes ?? []).map(([partition, value]) => ({
+        part: partitionKey(op.fields.topic, partition),
+        value,
+      }));
+      txns.push({ op, writes });
+      for (const [partition, offset, value] of op.fields.reads ?? []) {
+        const source = `read by transaction ${op.fields.txn}`;
+        reads.push({
+          kind: "fetch",
+          part: partitionKey(op.fields.topic, partition),
+          offset,
+          value,
+          source,
+          op,
+        });
+      }
+      for (const [partition, value] of op.fields.writes ?? []) {
+        const fields = { ...op.fields, partition, value, offset: undefined };
+        addSend({ ...op, fields }, partitionKey(op.fields.topic, partition), value, op);
+      }
     }
     if (op.op === "fetch" && op.outcome === "ok") {
       fetches.push(op);
@@ -286,24 +388,31 @@ function indexWorld(input: CheckInput, ops: readonly Operation[]): World {
     }
     if (view.source === "drain" && !finals.has(part)) finals.set(part, indexLog(view));
   }
-  return { values, finals, reads, fetches };
+  return { values, finals, reads, fetches, txns };
 }
 
 function indexLog(view: LogView): FinalLog {
   const byOffset = new Map<number, LogRecord>();
   const offsetsOf = new Map<string, number[]>();
-  for (const record of view.records) {
+  const indexAt = new Map<number, number>();
+  view.records.forEach((record, index) => {
     byOffset.set(record.offset, record);
+    indexAt.set(record.offset, index);
     const offsets = offsetsOf.get(record.value) ?? [];
     offsets.push(record.offset);
     offsetsOf.set(record.value, offsets);
-  }
-  return { view, byOffset, offsetsOf };
+  });
+  return { view, byOffset, offsetsOf, indexAt };
 }
 
 const describeView = (view: LogView) => `${view.source} of node ${view.node}`;
-const acked = (stat: ValueStat) => stat.ops.some((op) => op.outcome === "ok");
+/** Committed: answered 200, or (a transaction) journalled and to be completed by the broker. */
+const committed = (op: Operation) => op.outcome === "ok" || op.fields.decided === true;
+const acked = (stat: ValueStat) => stat.ops.some(committed);
 const definitelyFailed = (stat: ValueStat) => stat.ops.every((op) => op.outcome === "fail");
+/** How many of a transaction's values are in the final logs. */
+const presentCount = (world: World, writes: readonly { part: string; value: string }[]) =>
+  writes.filter((write) => world.finals.get(write.part)?.offsetsOf.has(write.value)).length;
 
 /** I1: acknowledged values missing from the final log, split per producer by position. */
 function checkLoss(world: World, options: CheckOptions): Violation[] {
@@ -323,6 +432,8 @@ function checkLoss(world: World, options: CheckOptions): Violation[] {
   const missingDrain = new Set<string>();
   for (const stat of world.values.values()) {
     if (!acked(stat)) continue;
+    // A committed transaction missing in part is torn (I14), not lost.
+    if (stat.txn && presentCount(world, txnWrites(world, stat.txn)) > 0) continue;
     const final = world.finals.get(stat.part);
     if (!final) {
       if (!missingDrain.has(stat.part)) {
@@ -337,17 +448,33 @@ function checkLoss(world: World, options: CheckOptions): Violation[] {
     }
     if (final.offsetsOf.has(stat.value)) continue;
     const kind = lossKind(stat.value, bounds);
-    const ack = stat.ops.find((op) => op.outcome === "ok")!;
+    const ack = stat.ops.find(committed)!;
+    const where = ack.op === "txn"
+      ? `committed in transaction ${ack.fields.txn} through node ${ack.fields.node ?? "?"}`
+      : `acknowledged at offset ${ack.fields.offset} of ${stat.part} by node ${
+        ack.fields.node ?? "?"
+      }`;
     out.push({
       invariant: "I1",
+      anomaly: "lost-write",
       kind: `lost-${kind}`,
-      message: `${stat.value} acknowledged at offset ${ack.fields.offset} of ${stat.part} by node ${
-        ack.fields.node ?? "?"
-      } is missing from the final log`,
-      ops: [ack.invoke, ack.completion!],
+      message: `${stat.value} ${where} is missing from the final log of ${stat.part}`,
+      ops: [ack.invoke, ...(ack.completion ? [ack.completion] : [])],
     });
   }
   return [...out, ...checkDelivery(world, options)];
+}
+
+const txnWritesCache = new WeakMap<Operation, { part: string; value: string }[]>();
+
+/** A transaction's writes as (partition key, value). */
+function txnWrites(world: World, txn: Operation): { part: string; value: string }[] {
+  let writes = txnWritesCache.get(txn);
+  if (!writes) {
+    writes = world.txns.find((entry) => entry.op === txn)?.writes ?? [];
+    txnWritesCache.set(txn, writes);
+  }
+  return writes;
 }
 
 function lossKind(
@@ -362,7 +489,11 @@ function lossKind(
   return "middle";
 }
 
-/** I1 for consumer groups (at-least-once): every acknowledged value was fetched by the group. */
+/**
+ * I1 for consumers (at-least-once), Jepsen's `unseen`: every committed value in the final log
+ * was fetched by each consumer that had to read everything. Values missing from the final log
+ * are lost writes, not unseen ones.
+ */
 function checkDelivery(world: World, options: CheckOptions): Violation[] {
   const out: Violation[] = [];
   for (const group of options.deliveryGroups ?? []) {
@@ -373,11 +504,12 @@ function checkDelivery(world: World, options: CheckOptions): Violation[] {
     }
     for (const stat of world.values.values()) {
       if (!acked(stat) || delivered.has(stat.value)) continue;
+      if (!world.finals.get(stat.part)?.offsetsOf.has(stat.value)) continue;
       out.push({
         invariant: "I1",
+        anomaly: "unseen",
         kind: "not-delivered",
-        message:
-          `${stat.value} (${stat.part}) was acknowledged but group ${group} never fetched it`,
+        message: `${stat.value} (${stat.part}) was committed but ${group} never fetched it`,
       });
     }
   }
@@ -439,6 +571,7 @@ function checkOffsets(world: World): Violation[] {
     const described = [...byValue].map(([value, sources]) => `${value} (${sources.join(", ")})`);
     out.push({
       invariant: "I3",
+      anomaly: "inconsistent-offsets",
       kind: "inconsistent-offset",
       message: `${key} holds ${byValue.size} values: ${described.join(" vs ")}`,
     });
@@ -457,6 +590,7 @@ function checkAckOffsets(world: World): Violation[] {
       if (op.outcome !== "ok" || offset === undefined || offsets.includes(offset)) continue;
       out.push({
         invariant: "I4",
+        anomaly: "inconsistent-offsets",
         kind: "wrong-ack-offset",
         message:
           `${stat.value} was acknowledged at offset ${offset} of ${stat.part} but the final log has it at ${
@@ -479,6 +613,7 @@ function checkDuplicates(world: World, options: CheckOptions): Violation[] {
       if (options.resend && offsets.length <= sends) continue;
       out.push({
         invariant: "I5",
+        anomaly: "duplicate",
         kind: "duplicate",
         message: `${value} appears ${offsets.length} times in ${part} (offsets ${
           offsets.join(", ")
@@ -520,6 +655,7 @@ function checkOrder(world: World): Violation[] {
         if (previous && at <= previous.offset) {
           out.push({
             invariant: "I6",
+            anomaly: "nonmonotonic-send",
             kind: "reordered",
             message:
               `${key}: ${entry.stat.value} is at offset ${at} in the ${label}, not after ${previous.value} at ${previous.offset}`,
@@ -533,7 +669,13 @@ function checkOrder(world: World): Violation[] {
   return out;
 }
 
-/** I7: fetched records stay in the final log; definitely failed values are never read. */
+/**
+ * I7: fetched records stay in the final log, at the offset they were fetched from; definitely
+ * failed values are never read. A fetched value gone from the final log is a lost write (Jepsen's
+ * "must have committed": it was visible), one found at another offset an inconsistent offset.
+ * Values reported elsewhere are left out here: committed ones missing (I1), failed ones read
+ * (below), values nobody sent (I2), parts of a torn transaction (I14).
+ */
 function checkReads(world: World): Violation[] {
   const out: Violation[] = [];
   for (const read of world.reads) {
@@ -541,11 +683,19 @@ function checkReads(world: World): Violation[] {
     const final = world.finals.get(read.part);
     if (!final || read.offset < final.view.logStart) continue; // retention may delete
     if (final.byOffset.has(read.offset)) continue; // same value, or I3 reports the other one
+    const stat = world.values.get(read.value);
+    const elsewhere = final.offsetsOf.get(read.value);
+    if (!stat || definitelyFailed(stat)) continue;
+    if (!elsewhere && (acked(stat) || stat.txn && isTorn(world, stat.txn))) continue;
     out.push({
       invariant: "I7",
-      kind: "read-then-lost",
-      message:
-        `${read.value} was fetched at offset ${read.offset} of ${read.part} but the final log has no record there (end ${final.view.end})`,
+      anomaly: elsewhere ? "inconsistent-offsets" : "lost-write",
+      kind: elsewhere ? "read-then-moved" : "read-then-lost",
+      message: `${read.value} was fetched at offset ${read.offset} of ${read.part} but the final ${
+        elsewhere
+          ? `log has it at ${elsewhere.join(", ")}`
+          : `log has no record there (end ${final.view.end})`
+      }`,
       ops: read.op ? [read.op.fields] : undefined,
     });
   }
@@ -555,20 +705,37 @@ function checkReads(world: World): Violation[] {
     if (!stat || !definitelyFailed(stat) || read.kind === "replica") continue;
     if (reported.has(read.value)) continue;
     reported.add(read.value);
+    const how = stat.txn
+      ? `in transaction ${stat.txn.fields.txn}, which did not commit (${
+        stat.txn.fields.error ?? "rolled back"
+      })`
+      : `refused (${stat.ops[0].fields.error ?? "fail"})`;
     out.push({
       invariant: "I7",
+      anomaly: "aborted-read",
       kind: "failed-value-read",
-      message: `${read.value} was refused (${
-        stat.ops[0].fields.error ?? "fail"
-      }) yet read at offset ${read.offset} of ${read.part} (${read.source})`,
+      message:
+        `${read.value} was ${how} yet read at offset ${read.offset} of ${read.part} (${read.source})`,
       ops: stat.ops.map((op) => op.fields),
     });
   }
   return out;
 }
 
-/** I8: within one consumer session, each fetch starts where the previous one ended. */
-function checkSessions(ops: readonly Operation[]): Violation[] {
+/**
+ * I8, Jepsen's poll-skip and nonmonotonic-poll: within one consumer session (one partition,
+ * between reassignments), each record received is the next one in the version order after the
+ * record received before it, whether in the same fetch or the next. Three ways to see it:
+ *
+ * - a fetch that asks from another offset than where the previous one ended (the consumer moved
+ *   itself: skip forward, or rewind);
+ * - a 301 ("moved") that sends the consumer forward over records the final log still holds
+ *   (below the log start is fine: retention deleted them), or back below where it was;
+ * - two records received in a row whose indexes in the final log are not consecutive.
+ *
+ * After a discrepancy the session goes on from where it landed, so one fault is one violation.
+ */
+function checkSessions(world: World, ops: readonly Operation[]): Violation[] {
   const sessions = new Map<string, Operation[]>();
   for (const op of ops) {
     if (op.op !== "fetch" || op.outcome !== "ok" || op.fields.session === undefined) continue;
@@ -582,20 +749,97 @@ function checkSessions(ops: readonly Operation[]): Violation[] {
   const out: Violation[] = [];
   for (const [key, list] of sessions) {
     list.sort((a, b) => a.start - b.start);
-    for (let index = 1; index < list.length; index++) {
-      const previous = list[index - 1].fields;
-      const expected = previous.moved ?? previous.next;
-      const asked = list[index].fields.offset;
-      if (expected === undefined || asked === undefined || asked === expected) continue;
-      out.push({
-        invariant: "I8",
-        kind: asked > expected ? "skip" : "rewind",
-        message: `Session ${key} fetched from ${asked} after a fetch that ended at ${expected}`,
-        ops: [previous, list[index].fields],
-      });
+    const final = world.finals.get(partitionKey(list[0].fields.topic, list[0].fields.partition));
+    let last: { index: number; value: string; op: Operation } | undefined;
+    let expected: number | undefined;
+    for (const op of list) {
+      const asked = op.fields.offset;
+      if (expected !== undefined && asked !== undefined && asked !== expected) {
+        out.push(sessionViolation(asked > expected, {
+          kind: asked > expected ? "skip" : "rewind",
+          message: `Session ${key} fetched from ${asked} after a fetch that ended at ${expected}`,
+          ops: [list[list.indexOf(op) - 1].fields, op.fields],
+        }));
+        last = undefined;
+      }
+      for (const [offset, value] of op.fields.records ?? []) {
+        const index = final ? indexOf(final, offset, value) : undefined;
+        if (index === undefined) {
+          last = undefined; // not in the final log: I3 or I7 say why
+          continue;
+        }
+        if (last && index !== last.index + 1) {
+          const skipped = index > last.index + 1
+            ? final!.view.records.slice(last.index + 1, index).map((record) => record.value)
+            : [];
+          out.push(sessionViolation(index > last.index, {
+            kind: index > last.index ? "skip" : "rewind",
+            message:
+              `Session ${key} received ${value} (index ${index}) right after ${last.value} (index ${last.index})${
+                skipped.length > 0 ? `, skipping ${describeList(skipped)}` : ""
+              }`,
+            ops: last.op === op ? [op.fields] : [last.op.fields, op.fields],
+          }));
+        }
+        last = { index, value, op };
+      }
+      if (op.fields.moved !== undefined && asked !== undefined && final) {
+        out.push(...checkMoved(key, op, final));
+        last = undefined;
+      }
+      expected = op.fields.moved ?? op.fields.next;
     }
   }
   return out;
+}
+
+/** A 301 may skip only records the final log no longer holds, and never sends a consumer back. */
+function checkMoved(key: string, op: Operation, final: FinalLog): Violation[] {
+  const asked = op.fields.offset!;
+  const moved = op.fields.moved!;
+  if (moved > asked) {
+    const skipped = final.view.records.filter((record) =>
+      record.offset >= asked && record.offset < moved
+    );
+    if (skipped.length === 0) return [];
+    return [sessionViolation(true, {
+      kind: "moved-over-records",
+      message: `Session ${key} asked for ${asked} and was moved to ${moved}, over ${
+        describeList(skipped.map((record) => record.value))
+      } that the final log holds`,
+      ops: [op.fields],
+    })];
+  }
+  const behind = final.view.records.some((record) => record.offset < asked);
+  if (moved === asked || !behind || asked > final.view.end) return [];
+  return [sessionViolation(false, {
+    kind: "moved-back",
+    message: `Session ${key} asked for ${asked} and was moved back to ${moved}`,
+    ops: [op.fields],
+  })];
+}
+
+function sessionViolation(
+  forward: boolean,
+  parts: { kind: string; message: string; ops: HistoryOp[] },
+): Violation {
+  return {
+    invariant: "I8",
+    anomaly: forward ? "poll-skip" : "nonmonotonic-poll",
+    ...parts,
+  };
+}
+
+/** A received record's index in the version order: by its offset, else by its value. */
+function indexOf(final: FinalLog, offset: number, value: string): number | undefined {
+  if (final.byOffset.get(offset)?.value === value) return final.indexAt.get(offset);
+  const offsets = final.offsetsOf.get(value);
+  return offsets ? final.indexAt.get(offsets[0]) : undefined;
+}
+
+function describeList(values: readonly string[]): string {
+  const shown = values.slice(0, 5).join(", ");
+  return values.length > 5 ? `${shown} and ${values.length - 5} more` : shown;
 }
 
 /** I9: observed committed offsets never decrease (in real-time order) nor exceed what was read. */
@@ -839,6 +1083,151 @@ function checkProcesses(input: CheckInput): Violation[] {
   return out;
 }
 
+/**
+ * I14, torn-transaction: a transaction's values are all in the final logs or none is, and in
+ * each partition they form one run of records (metaq appends a partition's share of a commit
+ * in one piece). Rolled-back transactions are judged by I7 (aborted-read) instead.
+ */
+function checkTransactions(world: World): Violation[] {
+  const out: Violation[] = [];
+  for (const { op, writes } of world.txns) {
+    if (op.outcome === "fail" || writes.length === 0) continue;
+    const present = presentCount(world, writes);
+    if (present > 0 && present < writes.length) {
+      const missing = writes.filter((write) =>
+        !world.finals.get(write.part)?.offsetsOf.has(write.value)
+      );
+      out.push({
+        invariant: "I14",
+        anomaly: "torn-transaction",
+        kind: "partial",
+        message: `Transaction ${op.fields.txn} (${op.outcome}${
+          op.fields.decided ? ", decided" : ""
+        }) is in the final log in part: ${present} of ${writes.length} values, missing ${
+          describeList(missing.map((write) => `${write.value} (${write.part})`))
+        }`,
+        ops: [op.invoke, ...(op.completion ? [op.completion] : [])],
+      });
+      continue;
+    }
+    for (const [part, values] of groupByPart(writes)) {
+      const final = world.finals.get(part);
+      if (!final || present === 0) continue;
+      const indexes = values.map((value) => indexOf(final, final.offsetsOf.get(value)![0], value)!);
+      const span = Math.max(...indexes) - Math.min(...indexes) + 1;
+      if (span === values.length) continue;
+      const inside = final.view.records.slice(Math.min(...indexes), Math.max(...indexes) + 1)
+        .map((record) => record.value).filter((value) => !values.includes(value));
+      out.push({
+        invariant: "I14",
+        anomaly: "torn-transaction",
+        kind: "interleaved",
+        message: `Transaction ${op.fields.txn}'s ${values.length} values in ${part} are split by ${
+          describeList(inside)
+        }`,
+        ops: [op.invoke, ...(op.completion ? [op.completion] : [])],
+      });
+    }
+  }
+  return out;
+}
+
+function isTorn(world: World, txn: Operation): boolean {
+  const writes = txnWrites(world, txn);
+  const present = presentCount(world, writes);
+  return present > 0 && present < writes.length;
+}
+
+function groupByPart(writes: readonly { part: string; value: string }[]): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  for (const write of writes) out.set(write.part, [...(out.get(write.part) ?? []), write.value]);
+  return out;
+}
+
+/**
+ * I15, G1c: circular information flow between two transactions. T2 read a value of T1 before
+ * its COMMIT (a write-read dependency T1 → T2), yet a record of T2 precedes a record of T1 in a
+ * partition's final log (a write-write dependency T2 → T1), in a partition where metaq promises
+ * the opposite order: the partition T2 read T1's value from (T1's records there were readable
+ * before T2 committed), or any partition when T1's commit was acknowledged before T2 began (all
+ * of T1 was readable by then). A plain put is a transaction of one write.
+ *
+ * Jepsen's checker hands the whole ww/wr graph to Elle and reports every cycle. Longer cycles,
+ * or this one in another partition while T1's commit was in flight, are not anomalies in metaq:
+ * a commit becomes visible one partition at a time (per-partition atomicity, as Kafka's), so a
+ * transaction whose commit spans others can precede them in one partition and follow them in
+ * another. Cycles of write-write edges alone (Adya's G0) are allowed for the same reason.
+ */
+function checkCycles(world: World, ops: readonly Operation[]): Violation[] {
+  const out: Violation[] = [];
+  const writerOf = (value: string): Operation | undefined => {
+    const stat = world.values.get(value);
+    return stat && (stat.txn ?? stat.ops.find(committed) ?? stat.ops[0]);
+  };
+  for (const reader of ops) {
+    if (reader.op !== "txn" || !reader.fields.reads?.length) continue;
+    const mine = placed(world, txnWrites(world, reader));
+    if (mine.size === 0) continue;
+    const seen = new Set<Operation>();
+    for (const [partition, , value] of reader.fields.reads) {
+      const writer = writerOf(value);
+      if (!writer || writer === reader || seen.has(writer)) continue;
+      const readPart = partitionKey(reader.fields.topic, partition);
+      const acknowledged = writer.outcome === "ok" && writer.end < reader.start;
+      const theirs = placed(
+        world,
+        writer.op === "txn" ? txnWrites(world, writer) : [{
+          part: partitionKey(writer.fields.topic, writer.fields.partition),
+          value: writer.fields.value!,
+        }],
+      );
+      for (const [part, [myFirst]] of mine) {
+        const their = theirs.get(part);
+        if (!their || myFirst > their[1] || (part !== readPart && !acknowledged)) continue;
+        seen.add(writer);
+        out.push({
+          invariant: "I15",
+          anomaly: "G1c",
+          kind: "cycle",
+          message: `${describeWriter(writer)} -wr-> ${
+            describeWriter(reader)
+          } (read ${value} from ${readPart}${
+            acknowledged ? ", after its commit was acknowledged" : ""
+          }) -ww-> ${describeWriter(writer)} (in ${part} ${
+            describeWriter(reader)
+          }'s record at index ${myFirst} precedes one at index ${their[1]})`,
+          ops: [writer.fields, reader.fields],
+        });
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+/** Per partition, the first and last index of `writes` in its final log (present ones only). */
+function placed(
+  world: World,
+  writes: readonly { part: string; value: string }[],
+): Map<string, [number, number]> {
+  const out = new Map<string, [number, number]>();
+  for (const write of writes) {
+    const final = world.finals.get(write.part);
+    const offset = final?.offsetsOf.get(write.value)?.[0];
+    if (offset === undefined) continue;
+    const index = final!.indexAt.get(offset)!;
+    const known = out.get(write.part);
+    out.set(
+      write.part,
+      known ? [Math.min(known[0], index), Math.max(known[1], index)] : [index, index],
+    );
+  }
+  return out;
+}
+
+const describeWriter = (op: Operation) =>
+  op.op === "txn" ? `transaction ${op.fields.txn}` : `put ${op.fields.value}`;
+
 // ---------------------------------------------------------------------------------------------
 // Figures
 
@@ -913,6 +1302,14 @@ function computeFigures(
     deliveries: deliveries.length,
     uniqueDeliveries: unique,
     redeliveryRatio: unique === 0 ? null : Math.round((deliveries.length / unique) * 1000) / 1000,
+    transactions: {
+      attempts: world.txns.length,
+      committed: world.txns.filter(({ op }) => op.outcome === "ok").length,
+      decided: world.txns.filter(({ op }) => op.outcome === "info" && op.fields.decided).length,
+      failed: world.txns.filter(({ op }) => op.outcome === "fail").length,
+      indeterminate: world.txns.filter(({ op }) => op.outcome === "info" && !op.fields.decided)
+        .length,
+    },
   };
 }
 

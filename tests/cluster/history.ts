@@ -15,14 +15,23 @@
  *  "records":[[0,"p1-0"],[120,"p1-1"]],"next":240}                                 (or "moved":N)
  * {"t":..,"client":"c1","kind":"ok","op":"commit","group":"g","partition":0,"offset":240}
  * {"t":..,"client":"probe","kind":"ok","op":"offset-read","group":"g","partition":0,"offset":240}
+ * {"t":..,"client":"x1","kind":"invoke","op":"txn","txn":"x1.4","txKind":"xa","topic":"chaos",
+ *  "node":3,"writes":[[2,"x1-9"],[5,"x1-10"]]}
+ * {"t":..,"client":"x1","kind":"ok","op":"txn","txn":"x1.4",...,"reads":[[4,1200,"p7-33"]]}
  * ```
+ *
+ * A transaction (`txn`) is one operation: its invoke lists the values it will put, in put order,
+ * as `[partition, value]`; its completion says whether it committed (`ok`), certainly did not
+ * (`fail`: rolled back, refused, or COMMIT never sent) or may have (`info`), and lists the records
+ * it fetched before committing (`reads`, `[partition, offset, value]`). `decided: true` on an
+ * `info` completion means the broker answered that the commit is journalled and will be completed.
  *
  * Every client is sequential: a completion (`ok`, `fail`, `info`) belongs to that client's last
  * open `invoke`. An invoke with no completion counts as `info` (indeterminate).
  */
 
 export type OpKind = "invoke" | "ok" | "fail" | "info";
-export type OpName = "produce" | "fetch" | "commit" | "offset-read" | "reset";
+export type OpName = "produce" | "fetch" | "commit" | "offset-read" | "reset" | "txn";
 
 export interface HistoryOp {
   readonly t: number;
@@ -47,6 +56,15 @@ export interface HistoryOp {
   /** fetch ok: the broker said "below log start, start here" (MetaQ's 301). */
   readonly moved?: number;
   readonly error?: string;
+  /** txn: the transaction's id, unique in the run. */
+  readonly txn?: string;
+  readonly txKind?: "local" | "xa";
+  /** txn invoke: the values it puts, `[partition, value]`, in put order (all to `topic`). */
+  readonly writes?: readonly (readonly [number, string])[];
+  /** txn completion: what it fetched before committing, `[partition, offset, value]`. */
+  readonly reads?: readonly (readonly [number, number, string])[];
+  /** txn info: the commit is journalled, so the broker will complete it. */
+  readonly decided?: boolean;
 }
 
 /** What a node trace event says, without when, who and which group. */

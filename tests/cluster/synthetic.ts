@@ -114,14 +114,15 @@ export class SyntheticRun {
     return this;
   }
 
-  /** One successful fetch of `records` starting at `offset`. */
+  /** One successful fetch of `records` starting at `offset` (or a 301 to `moved`). */
   fetch(
     client: string,
     parts: {
       partition: number;
       offset: number;
       records: readonly (readonly [number, string])[];
-      next: number;
+      next?: number;
+      moved?: number;
       group?: string;
       session?: string;
     },
@@ -142,7 +143,60 @@ export class SyntheticRun {
       kind: "ok",
       node: 1,
       records: parts.records,
-      next: parts.next,
+      ...(parts.moved === undefined ? { next: parts.next } : { moved: parts.moved }),
+    });
+    return this;
+  }
+
+  /** Reads `view` whole as consumer `client` of `group`, one fetch per record, then the end. */
+  readAll(client: string, view: LogView, parts: { group: string; session?: string }): this {
+    const session = parts.session ?? `${client}/1`;
+    for (const record of view.records) {
+      this.fetch(client, {
+        partition: view.partition,
+        offset: record.offset,
+        records: [[record.offset, record.value]],
+        next: record.offset + record.size,
+        group: parts.group,
+        session,
+      });
+    }
+    return this;
+  }
+
+  /**
+   * One transaction: invoke with its writes (`[partition, value]`, in put order), completion 5
+   * ms later with `outcome` and what it read before committing.
+   */
+  txn(
+    client: string,
+    parts: {
+      id: string;
+      kind?: "local" | "xa";
+      writes: readonly (readonly [number, string])[];
+      outcome: Outcome;
+      reads?: readonly (readonly [number, number, string])[];
+      decided?: boolean;
+      node?: number;
+    },
+  ): this {
+    const base = {
+      client,
+      op: "txn",
+      topic: TOPIC,
+      txn: parts.id,
+      txKind: parts.kind ?? "local",
+      node: parts.node ?? 1,
+    } as const;
+    this.history.push({ ...base, t: this.tick(), kind: "invoke", writes: parts.writes });
+    this.history.push({
+      ...base,
+      t: this.tick(5),
+      kind: parts.outcome,
+      ...(parts.reads ? { reads: parts.reads } : {}),
+      ...(parts.decided ? { decided: true } : {}),
+      ...(parts.outcome === "fail" ? { error: "rolled back" } : {}),
+      ...(parts.outcome === "info" ? { error: "timeout" } : {}),
     });
     return this;
   }
