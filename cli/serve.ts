@@ -10,6 +10,7 @@ import { consoleLogger, type Logger, type LogLevel } from "../lib/log.ts";
 import { LogRing, ringLogger } from "../lib/log_ring.ts";
 import { TlsConfigError } from "../lib/security/tls.ts";
 import { DataDirLockedError } from "../lib/store/message_store.ts";
+import { BrokerIdTakenError } from "../lib/zk/registrar.ts";
 import { CLI_VERSION, CliError, type CommandSpec, parseFlags } from "./common.ts";
 import { loadConfig } from "./load_config.ts";
 
@@ -40,6 +41,12 @@ Cluster (Raft-lite replication; see docs/replication.md):
   --fsync MODE         always (default: fsync before counting an ack) or interval:MS
   --raft-heartbeat-ms, --raft-election-ms MIN-MAX, --raft-check-quorum-ms   Raft timing
   --cluster-secret-file FILE   secret every node proves on peer links (clusterSecretFile)
+
+ZooKeeper (register as a MetaQ broker for MetaQ's clients; see docs/zookeeper.md):
+  --zk-connect LIST    host:port[,host:port...][/chroot] (zk.zkConnect; off when unset)
+  --zk-root PATH       root of MetaQ's nodes (zk.zkRoot, default /meta)
+  --zk-session-timeout-ms MS   session timeout (zk.zkSessionTimeoutMs, default 30000)
+  --zk-broker-id N     MetaQ broker id to register (default --broker-id; one value per cluster)
 
 Security (see docs/security.md; users are [user=NAME] sections of --config):
   --tls-cert FILE      PEM certificate: TLS on the client, HTTP and peer ports (tlsPorts)
@@ -79,6 +86,10 @@ const FLAGS = {
   "tls-key": { type: "string" },
   "tls-ca": { type: "string" },
   "cluster-secret-file": { type: "string" },
+  "zk-connect": { type: "string" },
+  "zk-root": { type: "string" },
+  "zk-session-timeout-ms": { type: "string" },
+  "zk-broker-id": { type: "string" },
 } as const;
 
 export const serve: CommandSpec = {
@@ -114,6 +125,7 @@ export const serve: CommandSpec = {
       if (error instanceof DataDirLockedError) throw new CliError(error.message, 1);
       if (error instanceof HttpPortInUseError) throw new CliError(error.message, 1);
       if (error instanceof TlsConfigError) throw new CliError(error.message, 1);
+      if (error instanceof BrokerIdTakenError) throw new CliError(error.message, 1);
       if ((error as { code?: string }).code === "EADDRINUSE") {
         throw new CliError(
           `Cannot listen on ${config.system.host}:${config.system.serverPort}: the address is in use; pick another --port`,

@@ -6,7 +6,7 @@
  * ```text
  * storage → message store → Logs (LocalLogs, or the ClusterNode's ReplicatedLogs)
  *         → Broker → consumer groups, transactions, cluster commands → Router (command table)
- *         → Edge (+ Forwarder in a cluster) → TCP server, HTTP → upkeep
+ *         → Edge (+ Forwarder in a cluster) → TCP server, HTTP → ZooKeeper registration → upkeep
  * ```
  *
  * Start-up runs in that order and shutdown in the reverse. A few parts need something that is
@@ -53,6 +53,7 @@ import type { Storage } from "../store/storage.ts";
 import { FileStorage } from "../store/storage_file.ts";
 import { instrumentationFromEnv, instrumentStorage } from "../store/storage_journal.ts";
 import { migrateGroupOffsets } from "./migrate.ts";
+import { startZooKeeperPart } from "./zookeeper_part.ts";
 import { edgeWriter } from "./partition_writer.ts";
 
 export interface AssembleOptions {
@@ -299,6 +300,9 @@ export async function assemble(options: AssembleOptions): Promise<App> {
       await http.start();
       stops.push(() => http!.stop());
     }
+    // Registered once every port serves; unregistered first at shutdown (docs/zookeeper.md).
+    const registrar = await startZooKeeperPart({ config, logs, cluster, port, logger });
+    if (registrar) stops.push(() => registrar.stop());
     const maintenance = new Maintenance({ broker, logs, syncs: store, clock, logger });
     maintenance.start();
     stops.push(() => maintenance.stop());

@@ -32,6 +32,13 @@ import { type CronSchedule, parseCron } from "./cron.ts";
 import { evaluateInteger, parseBoolean } from "./expression.ts";
 import { parseIni } from "./ini.ts";
 import { type DeletePolicy, parseDeletePolicy } from "./retention_policy.ts";
+import {
+  buildZooKeeperConfig,
+  ZOOKEEPER_KEYS,
+  type ZooKeeperConfig,
+  ZooKeeperConfigError,
+  type ZooKeeperKey,
+} from "./zookeeper_config.ts";
 
 export class ConfigError extends Error {
   override readonly name = "ConfigError";
@@ -121,6 +128,12 @@ export interface SystemConfig {
   readonly clusterSecret: string;
   /** Cluster: file holding the secret instead (first line). */
   readonly clusterSecretFile: string;
+  /**
+   * The MetaQ broker id registered in ZooKeeper (metaq); -1 means brokerId. The nodes of one
+   * cluster set the same value so the cluster appears as one MetaQ broker (docs/zookeeper.md),
+   * while each keeps its own brokerId for message ids.
+   */
+  readonly zkBrokerId: number;
 }
 
 /** A `[user=<name>]` section: who may authenticate and what they may do. */
@@ -173,6 +186,8 @@ export interface Config {
   readonly topics: readonly TopicSection[];
   /** `[user=<name>]` sections; empty means authentication is off. */
   readonly users: readonly UserSection[];
+  /** `[zookeeper]`: where this broker registers as a MetaQ broker (off without zk.zkConnect). */
+  readonly zookeeper: ZooKeeperConfig;
   /** The config file as read, for `stats config` and `config_checksum`. */
   readonly fileText?: string;
   readonly filePath?: string;
@@ -250,6 +265,7 @@ const SYSTEM_KEYS: { readonly [K in keyof SystemConfig]: Parse<SystemConfig[K]> 
   tlsPorts: text,
   clusterSecret: text,
   clusterSecretFile: text,
+  zkBrokerId: integer(-1, BROKER_ID_MAX),
 };
 
 type TopicKey = Exclude<keyof TopicSection, "pattern" | "matcher" | "groupFilters">;
@@ -264,16 +280,6 @@ const TOPIC_KEYS: { readonly [K in TopicKey]-?: Parse<NonNullable<TopicSection[K
   acceptPublish: boolean,
   acceptSubscribe: boolean,
 };
-
-/** `[zookeeper]` keys are accepted for compatibility and ignored: metaq has no ZooKeeper. */
-const ZOOKEEPER_KEYS = [
-  "zk.zkEnable",
-  "zk.zkConnect",
-  "zk.zkRoot",
-  "zk.zkSessionTimeoutMs",
-  "zk.zkConnectionTimeoutMs",
-  "zk.zkSyncTimeMs",
-];
 
 export const DEFAULT_SYSTEM: SystemConfig = Object.freeze({
   brokerId: 0,
@@ -333,6 +339,7 @@ export const DEFAULT_SYSTEM: SystemConfig = Object.freeze({
   tlsPorts: "client,http,peer",
   clusterSecret: "",
   clusterSecretFile: "",
+  zkBrokerId: -1,
 });
 
 export interface ConfigInput {
@@ -341,6 +348,8 @@ export interface ConfigInput {
   readonly filePath?: string;
   /** `[system]` values from the command line, as text; they win over the file. */
   readonly overrides?: Readonly<Record<string, string>>;
+  /** `[zookeeper]` values (`zk.zkConnect`, ...) from the command line; they win over the file. */
+  readonly zookeeperOverrides?: Readonly<Partial<Record<ZooKeeperKey, string>>>;
 }
 
 /** Builds and validates a Config. Throws ConfigError naming the key (and line) at fault. */
@@ -348,6 +357,7 @@ export function buildConfig(input: ConfigInput): Config {
   const raw: Record<string, string> = {};
   const topics: TopicSection[] = [];
   const users: UserSection[] = [];
+  const zookeeper: [ZooKeeperKey, string][] = [];
   if (input.fileText !== undefined) {
     for (const section of wrapIni(input.fileText)) {
       if (section.name === "system") {
@@ -356,8 +366,11 @@ export function buildConfig(input: ConfigInput): Config {
           raw[entry.key] = entry.value;
         }
       } else if (section.name === "zookeeper") {
+        // MetaQ accepts its [system] keys here too (and ignores them there).
+        const known = [...ZOOKEEPER_KEYS, ...Object.keys(SYSTEM_KEYS)];
         for (const entry of section.entries) {
-          checkKnown(entry.key, ZOOKEEPER_KEYS, `[zookeeper] line ${entry.line}`);
+          checkKnown(entry.key, known, `[zookeeper] line ${entry.line}`);
+          if (entry.key.startsWith("zk.")) zookeeper.push([entry.key as ZooKeeperKey, entry.value]);
         }
       } else if (section.name.startsWith("topic=")) {
         topics.push(buildTopicSection(section.name.slice(6).trim(), section.entries));
@@ -396,10 +409,15 @@ export function buildConfig(input: ConfigInput): Config {
   }
   if (topics.length === 0) topics.push(buildTopicSection("*", []));
   checkSecurity(system as unknown as SystemConfig);
+  for (const [key, value] of Object.entries(input.zookeeperOverrides ?? {})) {
+    checkKnown(key, ZOOKEEPER_KEYS, "command line");
+    if (value !== undefined) zookeeper.push([key as ZooKeeperKey, value]);
+  }
   return Object.freeze({
     system: Object.freeze(system as unknown as SystemConfig),
     topics: Object.freeze(topics),
     users: Object.freeze(users),
+    zookeeper: wrapZooKeeper(() => buildZooKeeperConfig(zookeeper)),
     fileText: input.fileText,
     filePath: input.filePath,
   });
@@ -570,6 +588,15 @@ function editDistance(a: string, b: string): number {
     previous = current;
   }
   return previous[b.length];
+}
+
+function wrapZooKeeper<T>(build: () => T): T {
+  try {
+    return build();
+  } catch (error) {
+    if (error instanceof ZooKeeperConfigError) throw new ConfigError(error.message);
+    throw error;
+  }
 }
 
 function wrap<T>(key: string, parse: () => T): T {

@@ -45,6 +45,26 @@ test("MetaQ's own server.ini is accepted as is", () => {
   expect(config.system.maxTransferSize).toBe(1048576);
   expect(config.system.stat).toBe(true);
   expect(config.topics.map((t) => t.pattern)).toEqual(["test", "meta-test", "log-*"]);
+  // Its [zookeeper] section turns ZooKeeper mode on, as it does for MetaQ's broker.
+  expect(config.zookeeper).toMatchObject({
+    enable: true,
+    connect: "localhost:2181",
+    root: "/meta",
+  });
+});
+
+test("[zookeeper] takes zk.* keys (and MetaQ's [system] keys, ignored there); flags win", () => {
+  const fileText = "[zookeeper]\nzk.zkConnect=a:1\nzk.zkRoot=/x\nbrokerId=9\n";
+  const config = buildConfig({
+    fileText,
+    zookeeperOverrides: { "zk.zkConnect": "b:2", "zk.zkSessionTimeoutMs": "4000" },
+  });
+  expect(config.zookeeper).toMatchObject({ connect: "b:2", root: "/x", sessionTimeoutMs: 4000 });
+  expect(config.system.brokerId).toBe(0);
+  expect(() => buildConfig({ fileText: "[zookeeper]\nzk.zkConect=a:1\n" })).toThrow(
+    "Cannot use unknown key 'zk.zkConect' in [zookeeper] line 2 (did you mean 'zk.zkConnect'?)",
+  );
+  expect(buildConfig({}).zookeeper.connect).toBe("");
 });
 
 test("topic settings inherit from [system] and wildcards match whole names", () => {
