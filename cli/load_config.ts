@@ -26,10 +26,6 @@ export interface ConfigFlags {
   readonly "tls-key"?: string;
   readonly "tls-ca"?: string;
   readonly "cluster-secret-file"?: string;
-  readonly "zk-connect"?: string;
-  readonly "zk-root"?: string;
-  readonly "zk-session-timeout-ms"?: string;
-  readonly "zk-broker-id"?: string;
 }
 
 /** Reads --config (if given) and applies the flags over it. */
@@ -55,7 +51,6 @@ export function loadConfig(values: ConfigFlags): Config {
     ["tls-key", "tlsKeyFile"],
     ["tls-ca", "tlsCaFile"],
     ["cluster-secret-file", "clusterSecretFile"],
-    ["zk-broker-id", "zkBrokerId"],
   ];
   for (const [flag, key] of map) {
     const value = values[flag];
@@ -63,11 +58,6 @@ export function loadConfig(values: ConfigFlags): Config {
   }
   if (values["no-http"]) overrides.httpEnabled = "false";
   clusterOverrides(values, overrides);
-  const zookeeperOverrides = {
-    "zk.zkConnect": values["zk-connect"],
-    "zk.zkRoot": values["zk-root"],
-    "zk.zkSessionTimeoutMs": values["zk-session-timeout-ms"],
-  };
   let fileText: string | undefined;
   if (values.config) {
     try {
@@ -77,7 +67,7 @@ export function loadConfig(values: ConfigFlags): Config {
     }
   }
   try {
-    return buildConfig({ fileText, filePath: values.config, overrides, zookeeperOverrides });
+    return buildConfig({ fileText, filePath: values.config, overrides });
   } catch (error) {
     if (error instanceof ConfigError) {
       throw new CliError(

@@ -2,7 +2,7 @@
 import * as fs from "node:fs";
 import process from "node:process";
 import { assemble } from "../lib/app/assemble.ts";
-import { ConfigError } from "../lib/config/config.ts";
+import { ConfigError, withZooKeeperFlags } from "../lib/config/config.ts";
 import { HttpPortInUseError } from "../lib/http/http_part.ts";
 import { LOG_RING_ENTRIES_MAX } from "../lib/limits.ts";
 import type { Config } from "../lib/config/config.ts";
@@ -108,7 +108,7 @@ export const serve: CommandSpec = {
     }
     const recentLog = new LogRing(LOG_RING_ENTRIES_MAX);
     const logger = ringLogger(consoleLogger(level), recentLog);
-    const config = loadConfig(values);
+    const config = zooKeeperConfig(loadConfig(values), values);
     checkPeerSecurity(config);
     let running;
     try {
@@ -170,6 +170,29 @@ export const serve: CommandSpec = {
     return 0;
   },
 };
+
+/** The --zk-* flags over the config (docs/zookeeper.md). */
+function zooKeeperConfig(
+  config: Config,
+  values: {
+    "zk-connect"?: string;
+    "zk-root"?: string;
+    "zk-session-timeout-ms"?: string;
+    "zk-broker-id"?: string;
+  },
+): Config {
+  try {
+    return withZooKeeperFlags(config, {
+      connect: values["zk-connect"],
+      root: values["zk-root"],
+      sessionTimeoutMs: values["zk-session-timeout-ms"],
+      brokerId: values["zk-broker-id"],
+    });
+  } catch (error) {
+    if (error instanceof ConfigError) throw new CliError(error.message);
+    throw error;
+  }
+}
 
 /** Says at start-up what is not protected, so an operator cannot miss it. */
 function warnAboutSecurity(config: Config, logger: Logger): void {

@@ -348,8 +348,6 @@ export interface ConfigInput {
   readonly filePath?: string;
   /** `[system]` values from the command line, as text; they win over the file. */
   readonly overrides?: Readonly<Record<string, string>>;
-  /** `[zookeeper]` values (`zk.zkConnect`, ...) from the command line; they win over the file. */
-  readonly zookeeperOverrides?: Readonly<Partial<Record<ZooKeeperKey, string>>>;
 }
 
 /** Builds and validates a Config. Throws ConfigError naming the key (and line) at fault. */
@@ -409,10 +407,6 @@ export function buildConfig(input: ConfigInput): Config {
   }
   if (topics.length === 0) topics.push(buildTopicSection("*", []));
   checkSecurity(system as unknown as SystemConfig);
-  for (const [key, value] of Object.entries(input.zookeeperOverrides ?? {})) {
-    checkKnown(key, ZOOKEEPER_KEYS, "command line");
-    if (value !== undefined) zookeeper.push([key as ZooKeeperKey, value]);
-  }
   return Object.freeze({
     system: Object.freeze(system as unknown as SystemConfig),
     topics: Object.freeze(topics),
@@ -421,6 +415,32 @@ export function buildConfig(input: ConfigInput): Config {
     fileText: input.fileText,
     filePath: input.filePath,
   });
+}
+
+/** `metaq serve`'s ZooKeeper flags, as text; each one unset keeps what the file says. */
+export interface ZooKeeperFlags {
+  readonly connect?: string;
+  readonly root?: string;
+  readonly sessionTimeoutMs?: string;
+  /** `zkBrokerId` of `[system]`. */
+  readonly brokerId?: string;
+}
+
+/** `config` with the command line's ZooKeeper flags over its file's values, checked as those. */
+export function withZooKeeperFlags(config: Config, flags: ZooKeeperFlags): Config {
+  const values: [ZooKeeperKey, string | undefined][] = [
+    ["zk.zkConnect", flags.connect],
+    ["zk.zkRoot", flags.root],
+    ["zk.zkSessionTimeoutMs", flags.sessionTimeoutMs],
+  ];
+  const given = values.filter((entry): entry is [ZooKeeperKey, string] => entry[1] !== undefined);
+  if (given.length === 0 && flags.brokerId === undefined) return config;
+  const zookeeper = wrapZooKeeper(() => buildZooKeeperConfig(given, config.zookeeper));
+  const system = flags.brokerId === undefined ? config.system : Object.freeze({
+    ...config.system,
+    zkBrokerId: SYSTEM_KEYS.zkBrokerId(flags.brokerId, "zkBrokerId"),
+  });
+  return Object.freeze({ ...config, system, zookeeper });
 }
 
 /**

@@ -44,13 +44,12 @@ export class ZooKeeperConfigError extends Error {
   override readonly name = "ZooKeeperConfigError";
 }
 
-/** Applies `values` (key -> raw text, later wins) over the defaults. */
+/** Applies `values` (key -> raw text, later wins) over `base` (the defaults). */
 export function buildZooKeeperConfig(
   values: Iterable<readonly [ZooKeeperKey, string]>,
+  base: ZooKeeperConfig = DEFAULT_ZOOKEEPER,
 ): ZooKeeperConfig {
-  const config: { -readonly [K in keyof ZooKeeperConfig]: ZooKeeperConfig[K] } = {
-    ...DEFAULT_ZOOKEEPER,
-  };
+  const config: { -readonly [K in keyof ZooKeeperConfig]: ZooKeeperConfig[K] } = { ...base };
   for (const [key, raw] of values) {
     const value = raw.trim();
     if (value === "") continue; // MetaQ: StringUtils.isBlank means "keep the default"

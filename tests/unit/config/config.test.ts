@@ -1,5 +1,10 @@
 import { expect, test } from "bun:test";
-import { buildConfig, ConfigError, topicSettings } from "../../../lib/config/config.ts";
+import {
+  buildConfig,
+  ConfigError,
+  topicSettings,
+  withZooKeeperFlags,
+} from "../../../lib/config/config.ts";
 import { nextFireMs, parseCron } from "../../../lib/config/cron.ts";
 import { evaluateInteger } from "../../../lib/config/expression.ts";
 import { topicNameProblem } from "../../../lib/config/names.ts";
@@ -55,12 +60,15 @@ test("MetaQ's own server.ini is accepted as is", () => {
 
 test("[zookeeper] takes zk.* keys (and MetaQ's [system] keys, ignored there); flags win", () => {
   const fileText = "[zookeeper]\nzk.zkConnect=a:1\nzk.zkRoot=/x\nbrokerId=9\n";
-  const config = buildConfig({
-    fileText,
-    zookeeperOverrides: { "zk.zkConnect": "b:2", "zk.zkSessionTimeoutMs": "4000" },
+  const config = withZooKeeperFlags(buildConfig({ fileText }), {
+    connect: "b:2",
+    sessionTimeoutMs: "4000",
+    brokerId: "6",
   });
   expect(config.zookeeper).toMatchObject({ connect: "b:2", root: "/x", sessionTimeoutMs: 4000 });
   expect(config.system.brokerId).toBe(0);
+  expect(config.system.zkBrokerId).toBe(6);
+  expect(() => withZooKeeperFlags(config, { brokerId: "2000" })).toThrow("zkBrokerId=2000");
   expect(() => buildConfig({ fileText: "[zookeeper]\nzk.zkConect=a:1\n" })).toThrow(
     "Cannot use unknown key 'zk.zkConect' in [zookeeper] line 2 (did you mean 'zk.zkConnect'?)",
   );
