@@ -218,7 +218,7 @@ test("the layering checker reports planted violations and nothing else", () => {
     "lib/broker/groups/coordinator.ts:3 -> lib/cluster/raft.ts (broker must not import cluster)",
     "lib/broker/groups/coordinator.ts:4 -> Math.random( (a pure core takes a Clock and a Random)",
     "lib/client/client.ts:2 -> lib/store/partition_log.ts " +
-    "(client may import only client, protocol, floor, runtime)",
+    "(client may import only client, protocol, floor, runtime, zk)",
     "lib/client/client.ts:3 -> lib/app/assemble.ts (only lib/app and cli/ may import lib/app)",
     "lib/protocol/parser.ts:2 -> lib/config/config.ts (protocol may import only protocol, floor)",
     "lib/protocol/parser.ts:3 -> setTimeout( (a pure core takes a Clock and a Random)",
