@@ -23,6 +23,9 @@ import * as https from "node:https";
 import * as net from "node:net";
 import { PeerTransport } from "../lib/cluster/peer_transport.ts";
 import { selfSignedCertificate } from "../lib/security/cert.ts";
+import { ZkClient } from "../lib/zk/client.ts";
+import { readText } from "../lib/zk/nodes.ts";
+import { startZooKeeper } from "./support/zookeeper.ts";
 
 function check(condition: unknown, message: string): void {
   if (!condition) {
@@ -87,6 +90,7 @@ try {
   await checkHttp(`http://127.0.0.1:${broker.httpPort}`, broker.close);
   await smokeGroups();
   await smokeSecurity();
+  await smokeZooKeeper();
 
   const deno = process.execPath;
   const help = spawnSync(deno, ["run", "-A", "main.ts", "--help"], { encoding: "utf8" });
@@ -96,7 +100,7 @@ try {
   );
   console.log(
     "deno smoke test passed: broker, transactions, consumer groups, client, HTTP API, " +
-      "authentication, TLS, peer links and CLI run on Deno",
+      "authentication, TLS, peer links, ZooKeeper registration and CLI run on Deno",
   );
 } finally {
   fs.rmSync(dataDir, { recursive: true, force: true });
@@ -262,4 +266,37 @@ function freePort(): Promise<number> {
       server.close(() => resolve(port));
     });
   });
+}
+
+/** A broker registers in a real ZooKeeper (Debian's, as a child process) and leaves at shutdown. */
+async function smokeZooKeeper(): Promise<void> {
+  const zk = await startZooKeeper();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "metaq-deno-zk-"));
+  try {
+    const broker = await assemble({
+      config: buildConfig({
+        fileText: `[system]\nbrokerId=3\nserverPort=0\nhttpEnabled=false\ndataPath=${dir}\n` +
+          `[zookeeper]\nzk.zkConnect=${zk.connect}\n[topic=orders]\n`,
+      }),
+      logger: silentLogger,
+    });
+    const reader = await ZkClient.open({
+      connect: zk.connect,
+      sessionTimeoutMs: 10_000,
+      connectionTimeoutMs: 10_000,
+    });
+    const master = await readText(reader, "/meta/brokers/ids/3/master");
+    check(master === `meta://127.0.0.1:${broker.port}`, `ZooKeeper master node: ${master}`);
+    const json = await readText(reader, "/meta/brokers/topics-pub/orders/3-m");
+    check(json === '{"numParts":1,"broker":"3-m"}', `ZooKeeper topic node: ${json}`);
+    await broker.close();
+    check(
+      (await reader.exists("/meta/brokers/ids/3/master")) === undefined,
+      "the master node is still there after shutdown",
+    );
+    await reader.close();
+  } finally {
+    await zk[Symbol.asyncDispose]();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 }
