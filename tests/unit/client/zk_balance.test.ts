@@ -17,7 +17,8 @@ const list = (text: string) => text.split(", ");
 test("CONSIST gives each consumer the partitions the Java client gives it", () => {
   const java: Record<string, string> = {
     "g_a-1": "0-1, 0-5, 0-7, 0-9, 1-2, 1-4, 1-9, 2-4",
-    "g_b-2": "0-11, 0-2, 0-3, 0-4, 0-6, 1-0, 1-1, 1-10, 1-11, 1-7, 2-0, 2-1, 2-2, 2-3, 2-5, 2-6, 2-7",
+    "g_b-2":
+      "0-11, 0-2, 0-3, 0-4, 0-6, 1-0, 1-1, 1-10, 1-11, 1-7, 2-0, 2-1, 2-2, 2-3, 2-5, 2-6, 2-7",
     "g_c-3": "0-0, 0-10, 0-8, 1-3, 1-5, 1-6, 1-8, 2-10, 2-11, 2-8, 2-9",
   };
   for (const consumer of consumers) {
