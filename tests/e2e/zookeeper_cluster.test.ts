@@ -26,7 +26,7 @@ beforeAll(async () => {
     sessionTimeoutMs: 10_000,
     connectionTimeoutMs: 10_000,
   });
-}, 90_000);
+}, 600_000); // the first run on a fresh machine installs ZooKeeper (apt-get)
 afterAll(async () => {
   await reader?.close();
   await zk?.[Symbol.asyncDispose]();

@@ -20,7 +20,7 @@ import { waitFor } from "../../support/wait.ts";
 let zk: ZooKeeperServer;
 beforeAll(async () => {
   zk = await startZooKeeper();
-}, 90_000);
+}, 600_000); // the first run on a fresh machine installs ZooKeeper (apt-get)
 afterAll(async () => {
   await zk?.[Symbol.asyncDispose]();
 });
