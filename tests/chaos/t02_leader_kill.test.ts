@@ -55,6 +55,7 @@ chaosTest({
   id: "T02",
   title: "leader kill churn",
   runMs: 40_000,
+  mixed: true,
   nemesis: churn,
   extraFigures: ({ result }) => ({
     failoverMs: result.figures.failoverMs,

@@ -51,6 +51,7 @@ chaosTest({
   title: "random kills including a majority",
   tier: "nightly",
   runMs: 80_000,
+  mixed: true,
   nemesis: kills,
   extraChecks: (run) => acksWithoutQuorum(run).slice(0, 20),
 });

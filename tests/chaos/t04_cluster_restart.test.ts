@@ -11,5 +11,6 @@ chaosTest({
   id: "T04",
   title: "whole-cluster kill and restart",
   runMs: 30_000,
+  mixed: true,
   nemesis: (ctx) => restartCycles(ctx, false),
 });

@@ -13,6 +13,7 @@ chaosTest({
   id: "T05",
   title: "whole-cluster power loss, fsync=always",
   runMs: 30_000,
+  mixed: true,
   cluster: { fsync: "always" },
   nemesis: (ctx) => restartCycles(ctx, true),
 });
@@ -22,6 +23,7 @@ chaosTest({
   title: "whole-cluster power loss, fsync=interval:200 (report-only loss)",
   tier: "nightly",
   runMs: 60_000,
+  mixed: true,
   cluster: { fsync: "interval:200" },
   check: { enforce: ["I2", "I3", "I7", "I10", "I11", "I13"] },
   nemesis: (ctx) => restartCycles(ctx, true),

@@ -33,6 +33,7 @@ for (const [variant, fsync] of [["a", "always"], ["b", "interval:200"]] as const
     title: `pause-kill recipe, 5 nodes, fsync=${fsync}`,
     tier: "nightly",
     runMs: 60_000,
+    mixed: true,
     cluster: { nodeCount: 5, replicas: 5, fsync },
     nemesis: pauseKill,
   });

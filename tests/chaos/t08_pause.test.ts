@@ -68,6 +68,7 @@ chaosTest({
   id: "T08",
   title: "process pauses",
   runMs: 35_000,
+  mixed: true,
   nemesis: pauses,
   extraChecks: (run) =>
     staleWindows(run)

@@ -106,6 +106,7 @@ chaosTest({
   id: "T09",
   title: "network partitions via the link proxies",
   runMs: 44_000,
+  mixed: true,
   nemesis: subcases,
   extraChecks: (run) => {
     const elections = rejoinElections(run);

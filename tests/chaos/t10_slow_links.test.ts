@@ -57,6 +57,7 @@ chaosTest({
   title: "slow and throttled links",
   tier: "nightly",
   runMs: 45_000,
+  mixed: true,
   nemesis: slowLinks,
   extraChecks: jitterElections,
 });

@@ -139,6 +139,7 @@ chaosTest({
   id: "T12",
   title: "disk corruption on a stopped minority",
   runMs: 35_000,
+  mixed: true,
   cluster: { segmentBytes: 64 * 1024 },
   nemesis: corrupt,
   extraFigures: (run) => {

@@ -58,6 +58,7 @@ chaosTest({
   id: "T15",
   title: "consumer groups under faults",
   runMs: 35_000,
+  mixed: true,
   groups: true,
   check: { deliveryGroups: [GROUP] },
   nemesis: faults,

@@ -27,6 +27,7 @@ chaosTest({
   title: "rolling graceful restart",
   tier: "nightly",
   runMs: 30_000,
+  mixed: true,
   nemesis: rolling,
   extraChecks: ({ result }) =>
     result.figures.indeterminate === 0

@@ -14,7 +14,8 @@
  *
  * Environment: CHAOS_SEED (replay), CHAOS_SCALE (durations ×, default 1), CHAOS_TIER (`ci` or
  * `nightly`), CHAOS_ENFORCE_THRESHOLDS=1 (fail on plan section 4 timing thresholds),
- * CHAOS_KEEP=1 (keep run directories even when green), METAQ_BINARY (the binary).
+ * CHAOS_KEEP=1 (keep run directories even when green), CHAOS_STRICT=1 (known anomalies fail too),
+ * METAQ_BINARY (the binary).
  */
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
@@ -29,6 +30,8 @@ import type { CheckInput, FaultEvent, LogView, Measurements, TraceEvent } from "
 import { Cluster, type ClusterOptions, METAQ_BINARY, REPO_ROOT } from "./launcher.ts";
 import { clusterStatus, Leaders, TraceReader } from "./leaders.ts";
 import type { Network } from "./network.ts";
+import { KNOWN_ANOMALIES } from "./known_anomalies.ts";
+import { MixedWorkload } from "./mixed_workloads.ts";
 import { Random } from "./random.ts";
 import {
   ClientPool,
@@ -44,6 +47,8 @@ import {
 export const TOPIC = "chaos";
 export const GROUP = "chaos-group";
 export const OUTPUT_DIR = path.join(REPO_ROOT, "tests/output/chaos");
+/** In a run directory: the checker's input and options, as JSON. */
+export const CHECK_INPUT_FILE = "check-input.json";
 const SERVICE_BOUND_MS = 30_000;
 const RECOVERY_BOUND_MS = 30_000;
 const CONVERGENCE_BOUND_MS = 15_000;
@@ -58,6 +63,8 @@ export interface ChaosEnv {
   readonly tier: "ci" | "nightly";
   readonly enforceThresholds: boolean;
   readonly keepRuns: boolean;
+  /** CHAOS_STRICT=1: known anomalies (known_anomalies.ts) fail the run too. */
+  readonly strict?: boolean;
   /** Keep the run directory of a failed run (default true; self-tests of failures say false). */
   readonly keepFailedRuns?: boolean;
   readonly binary: string;
@@ -78,6 +85,7 @@ export function chaosEnv(env: Record<string, string | undefined> = process.env):
     tier: env.CHAOS_TIER === "nightly" ? "nightly" : "ci",
     enforceThresholds: env.CHAOS_ENFORCE_THRESHOLDS === "1",
     keepRuns: env.CHAOS_KEEP === "1",
+    strict: env.CHAOS_STRICT === "1",
     binary: env.METAQ_BINARY ?? METAQ_BINARY,
   };
 }
@@ -136,6 +144,11 @@ export interface ScenarioSpec {
    */
   readonly groups?: boolean | "optional";
   readonly groupOps?: GroupOps;
+  /**
+   * Also run W5 (mixed_workloads.ts): keyed, local-transaction and XA producers and broadcast
+   * and plain readers, each pinned to a node. Its readers must see every committed value.
+   */
+  readonly mixed?: boolean;
   readonly nemesis?: (ctx: NemesisContext) => Promise<void>;
   readonly check?: CheckOptions;
   /** Scenario-specific checks after the run: each returned string is a failing finding. */
@@ -273,6 +286,7 @@ class Run {
   /** Producers stop first (before convergence); consumers and the probe after the drain. */
   #stoppers: (() => Promise<void>)[] = [];
   #consumerStoppers: (() => Promise<void>)[] = [];
+  #mixed: MixedWorkload | undefined;
   #rssTimer: ReturnType<typeof setInterval> | undefined;
   readonly #serviceCalls = new Map<string, number>();
   #recorder: HistoryRecorder;
@@ -326,6 +340,7 @@ class Run {
     const convergenceMs = await this.#waitConverged(cluster, traces, healAt);
     const drains = await this.#drainAll(cluster, leaders);
     if (consumers) await this.#catchUpConsumers(consumers, drains);
+    if (this.#mixed) await this.#catchUpReaders(this.#mixed, drains);
     await this.#stopAll();
     // Graceful stops hand leadership over: elections after this are expected.
     const stoppingAt = Date.now();
@@ -343,7 +358,20 @@ class Run {
       measurements: this.#measurements(cluster, recovery, convergenceMs),
     };
     fs.writeFileSync(path.join(this.dir, "faults.json"), JSON.stringify(this.faults, null, 1));
-    const result = checkHistory(input, this.spec.check);
+    const options: CheckOptions = {
+      known: this.env.strict ? [] : KNOWN_ANOMALIES,
+      ...this.spec.check,
+      deliveryGroups: [
+        ...(this.spec.check?.deliveryGroups ?? []),
+        ...(this.#mixed?.deliveryGroups ?? []),
+      ],
+    };
+    // Everything the checker judged, so a kept run can be checked again (recheck.ts).
+    fs.writeFileSync(
+      path.join(this.dir, CHECK_INPUT_FILE),
+      JSON.stringify({ input, options: { ...options, known: undefined } }),
+    );
+    const result = checkHistory(input, options);
     const finished = { input, result, readyAt, healAt, stoppingAt };
     this.findings.push(...(this.spec.extraChecks?.(finished) ?? []));
     Object.assign(this.figures, this.spec.extraFigures?.(finished) ?? {});
@@ -429,6 +457,19 @@ class Run {
     });
     queue.start();
     this.#stoppers.push(() => queue.stop());
+    if (this.spec.mixed) {
+      const mixed = new MixedWorkload({
+        cluster,
+        recorder: this.#recorder,
+        random: this.random.fork("mixed"),
+        topic: TOPIC,
+        partitions: this.partitions,
+      });
+      mixed.start();
+      this.#mixed = mixed;
+      this.#stoppers.push(() => mixed.stopProducers());
+      this.#consumerStoppers.push(() => mixed.stopReaders());
+    }
     const groupOps = this.spec.groupOps ?? GROUP_OPS;
     if (this.spec.groups === undefined || this.spec.groups === false || !groupOps) return undefined;
     const consumers = new ConsumerGroupWorkload({
@@ -627,6 +668,12 @@ class Run {
     this.log(`consumers ${reached ? "caught up with" : "did not reach"} the final log ends`);
   }
 
+  async #catchUpReaders(mixed: MixedWorkload, drains: readonly LogView[]): Promise<void> {
+    const ends = new Map(drains.map((view) => [view.partition, view.end]));
+    const reached = await mixed.catchUp(ends, performance.now() + 30_000);
+    this.log(`readers ${reached ? "caught up with" : "did not reach"} the final log ends`);
+  }
+
   /** Every node's segment files for every partition (nodes stopped). */
   #dumpAll(cluster: Cluster): LogView[] {
     const everyNode = (this.spec.cluster?.replicas ?? cluster.nodes.length) >= cluster.nodes.length;
@@ -731,12 +778,16 @@ function report(parts: ReportParts): ScenarioOutcome {
       cluster: spec.cluster ?? {},
       workload: spec.workload ?? {},
       groups: spec.groups ?? false,
+      mixed: spec.mixed ?? false,
     },
     durationMs,
     valid,
     failed: result.failed,
     reportOnly: result.reportOnly,
     counts: result.counts,
+    anomalies: result.anomalies,
+    known: result.known,
+    knownViolations: result.knownViolations,
     findings,
     thresholds,
     violations: result.violations,
@@ -755,6 +806,8 @@ function report(parts: ReportParts): ScenarioOutcome {
         seed: env.seed,
         scale: env.scale,
         valid,
+        anomalies: result.anomalies,
+        known: result.known,
         figures: result.figures,
       })
     }\n`,
@@ -828,6 +881,15 @@ export function summaryLine(
   const elections = Object.values(f.elections).reduce((sum, count) => sum + count, 0);
   const failed = parts.result.failed.length > 0 ? ` failed=${parts.result.failed.join(",")}` : "";
   const findings = parts.findings.length > 0 ? ` findings=${parts.findings.length}` : "";
+  const named = Object.entries(parts.result.anomalies).map(([name, count]) => `${name}:${count}`);
+  const known = Object.entries(parts.result.known).map(([file, count]) =>
+    `${path.basename(file).replace(/\.test\.ts$/, "")}:${count}`
+  );
+  const tx = f.transactions.attempts === 0
+    ? ""
+    : ` txns=${f.transactions.attempts}(ok ${f.transactions.committed}, fail ${f.transactions.failed}, info ${
+      f.transactions.indeterminate + f.transactions.decided
+    })`;
   return `${parts.spec.id} ${
     parts.valid ? "PASS" : "FAIL"
   } seed=${parts.env.seed} scale=${parts.env.scale} ${
@@ -836,7 +898,9 @@ export function summaryLine(
     f.failoverMs.p50 ?? "-"
   }/${f.failoverMs.p99 ?? "-"}/${
     f.failoverMs.max ?? "-"
-  }ms gap=${f.unavailabilityMs.max}ms elections=${elections}${failed}${findings}`;
+  }ms gap=${f.unavailabilityMs.max}ms elections=${elections}${tx} anomalies=${
+    named.length === 0 ? "none" : named.join(",")
+  }${known.length === 0 ? "" : ` known=${known.join(",")}`}${failed}${findings}`;
 }
 
 function emptyResult(): CheckResult {

@@ -33,7 +33,7 @@ import type { Random } from "./random.ts";
 export const REQUEST_TIMEOUT_MS = 2000;
 const CONNECT_TIMEOUT_MS = 1000;
 const ROUTER_REFRESH_MIN_MS = 250;
-const BACKOFF_AFTER_FAILURE_MS = 100;
+export const BACKOFF_AFTER_FAILURE_MS = 100;
 const RESENDS_MAX = 20;
 const FETCH_BYTES = 64 * 1024;
 const encoder = new TextEncoder();
@@ -76,14 +76,20 @@ export function payloadFor(value: string): Uint8Array {
   return encoder.encode(head + ".".repeat(Math.max(0, size - head.length)));
 }
 
-/** One client per node, through the node's client-side proxy, with the workload's timeouts. */
+/**
+ * One client per node, through the node's client-side proxy, with the workload's timeouts.
+ * `pinned`: every request goes to that node, which forwards what it does not serve (otherwise
+ * the client sends puts straight to the leaders the cluster names).
+ */
 export class ClientPool {
   readonly #cluster: Cluster;
   readonly #clients = new Map<number, MetaqClient>();
   readonly #checked = new Map<number, BrokerConnection>();
+  readonly #options: { pinned?: boolean; requestTimeoutMs?: number };
 
-  constructor(cluster: Cluster) {
+  constructor(cluster: Cluster, options: { pinned?: boolean; requestTimeoutMs?: number } = {}) {
     this.#cluster = cluster;
+    this.#options = options;
   }
 
   client(node: number): MetaqClient {
@@ -91,10 +97,11 @@ export class ClientPool {
     if (!client) {
       client = new MetaqClient({
         brokers: [this.#cluster.address(node)],
-        requestTimeoutMs: REQUEST_TIMEOUT_MS,
+        requestTimeoutMs: this.#options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS,
         connectTimeoutMs: CONNECT_TIMEOUT_MS,
         reconnectDelaysMs: [0],
         reconnectAttemptsMax: 1,
+        ...(this.#options.pinned ? { routeToLeaders: false } : {}),
       });
       this.#clients.set(node, client);
     }
@@ -530,53 +537,22 @@ class Consumer {
     const { group, topic, recorder, router } = this.options;
     const node = router.nodeFor(partition);
     const offset = this.positions.get(partition)!;
-    const base = {
+    const outcome = await fetchOnce(this.#pool, {
+      recorder,
       client: this.member,
-      op: "fetch",
+      node,
       topic,
       partition,
       group,
       session,
       offset,
-      node,
-    } as const;
-    recorder.record({ ...base, kind: "invoke" });
-    try {
-      await this.#pool.ready(node);
-      const reply = await withDeadline(
-        this.#pool.client(node).get({ topic, group, partition, offset, maxSize: FETCH_BYTES }),
-        REQUEST_TIMEOUT_MS,
-      );
-      if (reply.kind === "moved") {
-        recorder.record({ ...base, kind: "ok", records: [], moved: reply.offset });
-        this.positions.set(partition, reply.offset);
-        return 0;
-      }
-      if (reply.kind === "none") {
-        recorder.record({ ...base, kind: "ok", records: [], next: offset });
-        return 0;
-      }
-      const decoded = decodeRecords(reply.bytes, offset, MESSAGE_BYTES_LIMIT_MAX);
-      const records = decoded.map((record) =>
-        [record.offset, valueOf(record.flag, record.data)] as const
-      );
-      const last = decoded[decoded.length - 1];
-      const next = last ? last.offset + RECORD_HEADER_BYTES + last.length : offset;
-      recorder.record({ ...base, kind: "ok", records, next });
-      this.positions.set(partition, next);
-      return records.length;
-    } catch (error) {
-      // A reply that fails its checksums is served damage, which I2 reports; other errors are
-      // plain indeterminate fetches.
-      const damaged = error instanceof Error && error.message.startsWith("Cannot decode record");
-      recorder.record({
-        ...base,
-        kind: "info",
-        error: `${damaged ? "damaged: " : ""}${describe(error)}`,
-      });
-      router.failed(partition, node, describe(error));
+    });
+    if (outcome.kind === "info") {
+      router.failed(partition, node, outcome.error);
       return 0;
     }
+    this.positions.set(partition, outcome.next);
+    return outcome.records.length;
   }
 
   async #commit(partition: number, generation: number): Promise<void> {
@@ -612,6 +588,75 @@ class Consumer {
     } catch (error) {
       recorder.record({ ...base, kind: "info", error: describe(error) });
     }
+  }
+}
+
+export type FetchOutcome =
+  | {
+    readonly kind: "ok";
+    readonly records: readonly (readonly [number, string])[];
+    /** Where this session reads next: after the last record, or where a 301 moved it. */
+    readonly next: number;
+  }
+  | { readonly kind: "info"; readonly error: string };
+
+/**
+ * One `get` of up to 64 KiB at `offset`, recorded as a fetch: records (with `next`), a 301
+ * (`moved`), nothing yet (404), or an indeterminate failure. A reply that fails its checksums is
+ * served damage, which I2 reports; other errors are plain indeterminate fetches.
+ */
+export async function fetchOnce(
+  pool: ClientPool,
+  parts: {
+    recorder: HistoryRecorder;
+    client: string;
+    node: number;
+    topic: string;
+    partition: number;
+    group: string;
+    session: string;
+    offset: number;
+  },
+): Promise<FetchOutcome> {
+  const { recorder, node, topic, partition, group, offset } = parts;
+  const base = {
+    client: parts.client,
+    op: "fetch",
+    topic,
+    partition,
+    group,
+    session: parts.session,
+    offset,
+    node,
+  } as const;
+  recorder.record({ ...base, kind: "invoke" });
+  try {
+    await pool.ready(node);
+    const reply = await withDeadline(
+      pool.client(node).get({ topic, group, partition, offset, maxSize: FETCH_BYTES }),
+      REQUEST_TIMEOUT_MS,
+    );
+    if (reply.kind === "moved") {
+      recorder.record({ ...base, kind: "ok", records: [], moved: reply.offset });
+      return { kind: "ok", records: [], next: reply.offset };
+    }
+    if (reply.kind === "none") {
+      recorder.record({ ...base, kind: "ok", records: [], next: offset });
+      return { kind: "ok", records: [], next: offset };
+    }
+    const decoded = decodeRecords(reply.bytes, offset, MESSAGE_BYTES_LIMIT_MAX);
+    const records = decoded.map((record) =>
+      [record.offset, valueOf(record.flag, record.data)] as const
+    );
+    const last = decoded[decoded.length - 1];
+    const next = last ? last.offset + RECORD_HEADER_BYTES + last.length : offset;
+    recorder.record({ ...base, kind: "ok", records, next });
+    return { kind: "ok", records, next };
+  } catch (error) {
+    const damaged = error instanceof Error && error.message.startsWith("Cannot decode record");
+    const text = `${damaged ? "damaged: " : ""}${describe(error)}`;
+    recorder.record({ ...base, kind: "info", error: text });
+    return { kind: "info", error: describe(error) };
   }
 }
 

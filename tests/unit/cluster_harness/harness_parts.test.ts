@@ -11,6 +11,9 @@ import { chaosEnv, convergedFromTraces } from "../../cluster/scenario.ts";
 import { logView, SyntheticRun } from "../../cluster/synthetic.ts";
 import { electionsBetween, staleLeaderWindowMs } from "../../cluster/trace_figures.ts";
 import { payloadFor } from "../../cluster/workloads.ts";
+import { commitOutcome } from "../../cluster/mixed_workloads.ts";
+import { BrokerError, TimeoutError } from "../../../lib/client/errors.ts";
+import { XA_CODES, XAError } from "../../../lib/client/xa_resource.ts";
 
 test("a seed replays the same draws, and forked streams are independent of later draws", () => {
   const a = new Random(42);
@@ -296,4 +299,31 @@ test("the chaos environment reads seed, scale and tier, and refuses nonsense", (
   expect(chaosEnv({}).tier).toBe("ci");
   expect(() => chaosEnv({ CHAOS_SEED: "x" })).toThrow();
   expect(() => chaosEnv({ CHAOS_SCALE: "0" })).toThrow();
+});
+
+test("a failed COMMIT is not committed only when the broker says nothing changed", () => {
+  const unavailable = new BrokerError("unavailable", "no coordinator");
+  const cases: [unknown, "local" | "xa", string][] = [
+    [unavailable, "local", "fail"],
+    [new XAError(XA_CODES.RMERR, unavailable.message, { cause: unavailable }), "xa", "fail"],
+    [new XAError(XA_CODES.RBOTHER, "STORE COMMIT FAILED: Transaction rolled back."), "xa", "fail"],
+    [
+      new BrokerError("transactionFailed", "Local transaction 'TX:a:1' has not been started."),
+      "local",
+      "fail",
+    ],
+    [new XAError(XA_CODES.NOTA, "XA transaction 'x' has not been started."), "xa", "info"],
+    [new TimeoutError("no reply"), "local", "info"],
+    [
+      new XAError(XA_CODES.RMERR, "Cannot append ...; it is journalled and will be completed"),
+      "xa",
+      "decided",
+    ],
+  ];
+  for (const [error, kind, expected] of cases) {
+    const outcome = commitOutcome(error, kind);
+    const got = outcome.decided ? "decided" : outcome.kind;
+    expect([outcome.error, got]).toEqual([outcome.error, expected]);
+    expect(outcome.error.startsWith("COMMIT: ")).toBe(true);
+  }
 });
