@@ -27,6 +27,7 @@ import { clusterCommands, clusterStatsLines } from "../cluster/cluster_commands.
 import { clusterSettings } from "../cluster/cluster_config.ts";
 import { ClusterNode } from "../cluster/cluster_node.ts";
 import { loadMembership } from "../cluster/membership.ts";
+import { PeerTransport } from "../cluster/peer_transport.ts";
 import { readStartupState } from "../cluster/startup_state.ts";
 import { fileTracer, NO_TRACE } from "../cluster/trace.ts";
 import { type Config, ConfigError, topicSettings } from "../config/config.ts";
@@ -40,7 +41,7 @@ import { Prng } from "../prng.ts";
 import type { CommandTable } from "../protocol/command_table.ts";
 import { MessageIdGenerator } from "../protocol/message_id.ts";
 import { AccessControl } from "../security/access.ts";
-import { tlsFor } from "../security/tls.ts";
+import { clusterSecretOf, tlsFor } from "../security/tls.ts";
 import { Edge } from "../server/edge.ts";
 import { Forwarder } from "../server/forwarder.ts";
 import { Router } from "../server/router.ts";
@@ -51,6 +52,7 @@ import { MessageStore } from "../store/message_store.ts";
 import { flushPolicyOf } from "../store/partition_log.ts";
 import type { Storage } from "../store/storage.ts";
 import { FileStorage } from "../store/storage_file.ts";
+import { systemTimers } from "../timers.ts";
 import { instrumentationFromEnv, instrumentStorage } from "../store/storage_journal.ts";
 import { migrateGroupOffsets } from "./migrate.ts";
 import { startZooKeeperPart } from "./zookeeper_part.ts";
@@ -148,6 +150,7 @@ export async function assemble(options: AssembleOptions): Promise<App> {
     let logs: Logs;
     if (settings) {
       const traceFile = process.env.METAQ_TEST_TRACE;
+      const self = settings.peers.find((peer) => peer.id === settings.nodeId)!;
       cluster = new ClusterNode({
         settings,
         config,
@@ -157,6 +160,20 @@ export async function assemble(options: AssembleOptions): Promise<App> {
         tracer: traceFile ? fileTracer(traceFile, settings.nodeId) : NO_TRACE,
         logger,
         clock,
+        timers: systemTimers,
+        random: new Prng(Number(process.pid) * 7919 + settings.nodeId),
+        incarnation: crypto.randomUUID(),
+        network: (handlers) =>
+          new PeerTransport({
+            ...handlers,
+            nodeId: settings.nodeId,
+            host: system.host === "0.0.0.0" ? "0.0.0.0" : self.host,
+            port: self.port,
+            peers: settings.peers,
+            logger,
+            secret: clusterSecretOf(system),
+            tls: tlsFor(system, "peer"),
+          }),
         accepts: (topic) => topic.startsWith("__") || broker.topicSettings(topic) !== undefined,
         clientAddress: () => `${system.hostName || system.host}:${late.port}`,
         httpPort: () => late.http?.port,
@@ -239,6 +256,7 @@ export async function assemble(options: AssembleOptions): Promise<App> {
         extensionSpecs: () => router.extensionSpecs,
         remoteClosed: (context) => router.connectionClosed(context),
         logger,
+        timers: systemTimers,
       })
       : undefined;
     late.forwarder = forwarder;

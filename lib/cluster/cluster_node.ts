@@ -6,12 +6,12 @@
  * requests: forwarding client requests is the edge's job (lib/server), which hands this node
  * its frames through `PeerLink` and hears them back through `onForwarded`.
  */
-import process from "node:process";
 import { type Clock } from "../clock.ts";
 import { describeError } from "../errors.ts";
 import { PEER_QUESTIONS_PENDING_MAX } from "../limits.ts";
 import type { Logger } from "../log.ts";
-import { Prng } from "../prng.ts";
+import type { Random } from "../prng.ts";
+import { type CancelTimer, sleep, type Timers } from "../timers.ts";
 import type { ClusterSettings } from "./cluster_config.ts";
 import {
   decodeEnvelope,
@@ -27,8 +27,8 @@ import type { MessageStore } from "../store/message_store.ts";
 import { ReplicatedLog } from "./replicated_log.ts";
 import type { Membership } from "./membership.ts";
 import type { Message, NodeId } from "./messages.ts";
-import { PEER_FRAME_HEADER_BYTES, PeerTransport } from "./peer_transport.ts";
-import { clusterSecretOf, tlsFor } from "../security/tls.ts";
+import type { PeerNetwork, PeerNetworkFactory } from "./peer_network.ts";
+import { PEER_FRAME_HEADER_BYTES } from "./peer_transport.ts";
 import { isInternalTopic, META_TOPIC, replicasOf } from "./placement.ts";
 import type { RaftTiming } from "./raft.ts";
 import { Replica } from "./replica.ts";
@@ -67,6 +67,14 @@ export interface ClusterNodeOptions {
   readonly tracer: Tracer;
   readonly logger: Logger;
   readonly clock: Clock;
+  /** Every timer of the node, its replicas and their logs (virtual in the simulator). */
+  readonly timers: Timers;
+  /** Election jitter of every replica on this node. */
+  readonly random: Random;
+  /** Names this run of the node to its peers: a new one tells them it restarted. */
+  readonly incarnation: string;
+  /** The links to the other nodes (PeerTransport over TCP; an in-memory network in the simulator). */
+  readonly network: PeerNetworkFactory;
   /** How the previous run ended (clean stop marker, boot id). */
   readonly startup: StartupState;
   /** Whether a topic exists for this broker (a Raft group of another topic is never opened). */
@@ -112,12 +120,11 @@ export class ClusterNode implements Logs {
   #nextQuestionId = 1;
   /** When each peer's link went down (for `onPeerGone` after a grace period). */
   readonly #downSince = new Map<NodeId, number>();
-  readonly #incarnation = crypto.randomUUID();
   readonly #peers = new Map<NodeId, NodeInfo>();
-  readonly #random: Prng;
-  #transport: PeerTransport | undefined;
-  #ticker: ReturnType<typeof setInterval> | undefined;
-  #infoTimer: ReturnType<typeof setInterval> | undefined;
+  readonly #timers: Timers;
+  #transport: PeerNetwork | undefined;
+  #stopTicker: CancelTimer | undefined;
+  #stopInfoTimer: CancelTimer | undefined;
   #infoDue = false;
   #closed = false;
   #roleListeners = new Set<() => void>();
@@ -130,7 +137,7 @@ export class ClusterNode implements Logs {
     this.membership = options.membership;
     this.logger = options.logger;
     this.voters = options.settings.peers.map((peer) => peer.id);
-    this.#random = new Prng(Number(process.pid) * 7919 + options.settings.nodeId);
+    this.#timers = options.timers;
     this.tickMs = Math.max(5, Math.round(options.settings.heartbeatMs / 3));
     this.timing = {
       heartbeatTicks: Math.max(1, Math.round(options.settings.heartbeatMs / this.tickMs)),
@@ -146,13 +153,7 @@ export class ClusterNode implements Logs {
 
   /** Starts the peer port and the clock, and opens the replicas found on disk. */
   async start(): Promise<void> {
-    const self = this.settings.peers.find((peer) => peer.id === this.nodeId)!;
-    this.#transport = new PeerTransport({
-      nodeId: this.nodeId,
-      host: this.#options.config.system.host === "0.0.0.0" ? "0.0.0.0" : self.host,
-      port: self.port,
-      peers: this.settings.peers,
-      logger: this.logger,
+    this.#transport = this.#options.network({
       onFrame: (from, payload) => this.#receive(from, payload),
       onConnected: () => (this.#infoDue = true),
       onFrameProgress: (from) => {
@@ -160,12 +161,10 @@ export class ClusterNode implements Logs {
           if (replica.leaderId === from) replica.leaderAlive(from);
         }
       },
-      secret: clusterSecretOf(this.#options.config.system),
-      tls: tlsFor(this.#options.config.system, "peer"),
     });
     this.peerPort = await this.#transport.listen();
-    this.#ticker = setInterval(() => this.#tick(), this.tickMs);
-    this.#infoTimer = setInterval(() => this.#sendInfo(), INFO_INTERVAL_MS);
+    this.#stopTicker = this.#timers.every(this.tickMs, () => this.#tick());
+    this.#stopInfoTimer = this.#timers.every(INFO_INTERVAL_MS, () => this.#sendInfo());
     if (this.membership.mayParticipate(this.voters)) await this.#openHostedReplicas();
     // Acted on: a crash from now on must not look like a clean stop.
     await clearCleanStop(this.#options.store.options.storage, this.#options.config.system.dataPath);
@@ -231,12 +230,12 @@ export class ClusterNode implements Logs {
     const questionId = this.#nextQuestionId;
     this.#nextQuestionId = questionId >= 0xffff_fffe ? 1 : questionId + 1;
     const { promise, resolve } = Promise.withResolvers<unknown>();
-    const timer = setTimeout(() => {
+    const cancel = this.#timers.after(QUESTION_TIMEOUT_MS, () => {
       this.#questions.delete(questionId);
       resolve(undefined);
-    }, QUESTION_TIMEOUT_MS);
+    });
     this.#questions.set(questionId, (answer) => {
-      clearTimeout(timer);
+      cancel();
       this.#questions.delete(questionId);
       resolve(answer);
     });
@@ -355,11 +354,11 @@ export class ClusterNode implements Logs {
   roleChanged(timeoutMs: number): Promise<void> {
     return new Promise((resolve) => {
       const done = () => {
-        clearTimeout(timer);
+        cancel();
         this.#roleListeners.delete(done);
         resolve();
       };
-      const timer = setTimeout(done, timeoutMs);
+      const cancel = this.#timers.after(timeoutMs, done);
       this.#roleListeners.add(done);
     });
   }
@@ -382,8 +381,8 @@ export class ClusterNode implements Logs {
     if (this.#closed) return;
     await this.#handOverLeadership();
     this.#closed = true;
-    if (this.#ticker) clearInterval(this.#ticker);
-    if (this.#infoTimer) clearInterval(this.#infoTimer);
+    this.#stopTicker?.();
+    this.#stopInfoTimer?.();
     await Promise.allSettled([...this.#opening.values()]);
     for (const replica of this.#replicas.values()) await replica.close();
     await this.#transport?.close();
@@ -566,7 +565,7 @@ export class ClusterNode implements Logs {
       nodeId: this.nodeId,
       clientAddress: this.clientAddress,
       uuid: this.membership.identity.uuid,
-      incarnation: this.#incarnation,
+      incarnation: this.#options.incarnation,
       members: this.membership.members,
       httpPort: this.#options.httpPort(),
       leads,
@@ -617,6 +616,7 @@ export class ClusterNode implements Logs {
       const replicated = new ReplicatedLog(replica, {
         storage,
         logger: this.logger,
+        timers: this.#timers,
         askLeaderCommit: () => this.#askLeaderCommit(name),
         retained: !isInternalTopic(topic),
       });
@@ -652,7 +652,8 @@ export class ClusterNode implements Logs {
       log,
       storage: this.#options.store.options.storage,
       timing: this.timing,
-      random: this.#random,
+      random: this.#options.random,
+      clock: this.#options.clock,
       ack: isInternalTopic(topic) ? "quorum" : this.settings.ack,
       logger: this.logger,
       tracer: this.#options.tracer,
@@ -715,12 +716,13 @@ export class ClusterNode implements Logs {
     if (peers.length === 0) return undefined;
     const ask = (peer: NodeId, group: string, from: number, to: number) =>
       this.ask(peer, { kind: "digest", group, from, to }).then((answer) => digestOf_(answer));
-    const deadline = Date.now() + waitMs;
+    const clock = this.#options.clock;
+    const deadline = clock.monotonicMs() + waitMs;
     const ready = () =>
       replica.leaderId !== 0 && replica.status().repair === undefined &&
       peers.every((id) => this.isConnected(id));
-    while (!ready() && Date.now() < deadline && !replica.stopped) {
-      await new Promise((resolve) => setTimeout(resolve, this.tickMs));
+    while (!ready() && clock.monotonicMs() < deadline && !replica.stopped) {
+      await sleep(this.#timers, this.tickMs);
     }
     if (replica.status().repair !== undefined) {
       report.skipped.push({ group: replica.name, reason: "replica in repair mode" });
@@ -795,9 +797,10 @@ export class ClusterNode implements Logs {
       );
       if (target) replica.transferLeadership(target);
     }
-    const deadline = Date.now() + Math.min(2000, this.settings.electionMinMs);
-    while (Date.now() < deadline && led.some((replica) => replica.isLeader)) {
-      await new Promise((resolve) => setTimeout(resolve, this.tickMs));
+    const clock = this.#options.clock;
+    const deadline = clock.monotonicMs() + Math.min(2000, this.settings.electionMinMs);
+    while (clock.monotonicMs() < deadline && led.some((replica) => replica.isLeader)) {
+      await sleep(this.#timers, this.tickMs);
     }
   }
 }

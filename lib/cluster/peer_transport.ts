@@ -29,6 +29,7 @@ import {
 import type { TlsFiles } from "../security/tls.ts";
 import type { PeerAddress } from "./cluster_config.ts";
 import { concatBytes } from "../bytes.ts";
+import type { PeerHandlers, PeerNetwork } from "./peer_network.ts";
 
 export { PEER_FRAME_BYTES_MAX };
 const RECONNECT_DELAYS_MS = [50, 100, 200, 400, 800, 1000];
@@ -39,21 +40,13 @@ const HANDSHAKE_FRAME_BYTES_MAX = 256;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-export interface PeerTransportOptions {
+/** The handlers (PeerHandlers) are called for verified frames only. */
+export interface PeerTransportOptions extends PeerHandlers {
   readonly nodeId: number;
   readonly host: string;
   readonly port: number;
   readonly peers: readonly PeerAddress[];
   readonly logger: Logger;
-  /** Called for every verified frame from a peer. */
-  readonly onFrame: (from: number, payload: Uint8Array) => void;
-  /** Called when a peer's outgoing link comes up (for example to resend state). */
-  readonly onConnected?: (peer: number) => void;
-  /**
-   * Bytes of a frame from `peer` arrived and the frame is not whole yet (a large entry in
-   * transit): the peer is alive even though no message has arrived for a while.
-   */
-  readonly onFrameProgress?: (peer: number) => void;
   /** The cluster secret both ends of every link prove; undefined: an empty key (no identity). */
   readonly secret?: string;
   /** Mutual TLS on every link with this certificate, key and CA. */
@@ -71,7 +64,7 @@ interface Outgoing {
   dropped: number;
 }
 
-export class PeerTransport {
+export class PeerTransport implements PeerNetwork {
   readonly #options: PeerTransportOptions;
   readonly #server: net.Server;
   readonly #outgoing = new Map<number, Outgoing>();

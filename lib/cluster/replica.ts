@@ -10,6 +10,7 @@
  * `persisted()` is called when it completes), messages, commit and outcomes, `advance()`.
  */
 import { assert } from "../assert.ts";
+import type { Clock } from "../clock.ts";
 import { crc32 } from "../crc32.ts";
 import { BrokerError, describeError } from "../errors.ts";
 import type { Logger } from "../log.ts";
@@ -53,6 +54,8 @@ export interface ReplicaOptions {
   readonly storage: Storage;
   readonly timing: RaftTiming;
   readonly random: Random;
+  /** For "elections in the last minute" (monotonic time). */
+  readonly clock: Clock;
   readonly ack: AckMode;
   readonly logger: Logger;
   readonly tracer: Tracer;
@@ -183,7 +186,7 @@ export class Replica {
 
   /** Elections this replica started in the last minute. */
   get electionsLastMinute(): number {
-    const now = Date.now();
+    const now = this.options.clock.monotonicMs();
     return this.#campaigns.filter((at) => now - at < 60_000).length;
   }
 
@@ -550,7 +553,7 @@ export class Replica {
   #onEvents(ready: Ready): void {
     for (const event of ready.events) {
       if (event.kind === "campaign" && !event.pre) {
-        const now = Date.now();
+        const now = this.options.clock.monotonicMs();
         this.#campaigns = this.#campaigns.filter((at) => now - at < 60_000);
         this.#campaigns.push(now);
       }

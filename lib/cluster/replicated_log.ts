@@ -15,12 +15,15 @@ import type { AppendDone, AppendOutcome, Log, LogFacts, LogWriter } from "../sto
 import { findIds, idsOf, withoutIds } from "../store/missing_records.ts";
 import { applyRetention } from "../store/retention.ts";
 import type { Storage } from "../store/storage.ts";
+import type { Timers } from "../timers.ts";
 import type { Replica } from "./replica.ts";
 
 /** What the log needs from its node besides the replica. */
 export interface ReplicatedLogParts {
   readonly storage: Storage;
   readonly logger: Logger;
+  /** For the bounded waits (a ready leader, a readable end). */
+  readonly timers: Timers;
   /** Asks the group's leader for its commit offset; undefined when it cannot be asked. */
   readonly askLeaderCommit: () => Promise<number | undefined>;
   /** Whether time-based retention applies (the broker's own `__` logs are compacted instead). */
@@ -227,11 +230,11 @@ export class ReplicatedLog implements Log {
     const finish = (ready: boolean) => {
       if (settled) return;
       settled = true;
-      clearTimeout(timer);
+      cancel();
       stop();
       then(ready);
     };
-    const timer = setTimeout(() => finish(false), timeoutMs);
+    const cancel = this.#parts.timers.after(timeoutMs, () => finish(false));
     const stop = this.onChange(() => {
       const writer = this.writer;
       if (writer.ready) finish(true);
@@ -244,11 +247,11 @@ export class ReplicatedLog implements Log {
     if (this.endOffset >= end) return Promise.resolve();
     const { promise, resolve } = Promise.withResolvers<void>();
     const finish = () => {
-      clearTimeout(timer);
+      cancel();
       stop();
       resolve();
     };
-    const timer = setTimeout(finish, timeoutMs);
+    const cancel = this.#parts.timers.after(timeoutMs, finish);
     const stop = this.onChange(() => {
       if (this.endOffset >= end) finish();
     });

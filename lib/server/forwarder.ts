@@ -32,6 +32,7 @@ import {
   type RequestContext,
   type Respond,
 } from "../protocol/reply.ts";
+import type { CancelTimer, Timers } from "../timers.ts";
 import type { Placement } from "./edge.ts";
 import {
   FORWARD_TIMEOUT_MS,
@@ -63,6 +64,8 @@ export interface ForwarderOptions {
   /** A client connection that sent requests here through another node has ended. */
   readonly remoteClosed: (context: RequestContext) => void;
   readonly logger: Logger;
+  /** For each request's overall deadline. */
+  readonly timers: Timers;
 }
 
 /** The partition (or the broker's own log) whose leader a forwarded request was sent to. */
@@ -76,7 +79,7 @@ interface PendingForward {
   readonly context: RequestContext;
   readonly isPut: boolean;
   /** Overall deadline: the request's last answer comes by then, whatever happened. */
-  readonly timer: ReturnType<typeof setTimeout>;
+  readonly cancelTimer: CancelTimer;
   readonly route?: Route;
   readonly plan: ForwardPlan;
   /** The node it was last sent to, and how many times it was sent. */
@@ -144,7 +147,7 @@ export class Forwarder {
       target: to,
       attempts: 0,
       refused: false,
-      timer: setTimeout(() => this.#expire(pending), FORWARD_TIMEOUT_MS),
+      cancelTimer: this.#options.timers.after(FORWARD_TIMEOUT_MS, () => this.#expire(pending)),
     };
     if (!context.internal) {
       let nodes = this.#sentFor.get(context.connectionId);
@@ -238,7 +241,7 @@ export class Forwarder {
   #finish(requestId: number | undefined, pending: PendingForward, reply: Reply): void {
     if (requestId !== undefined) this.#pending.delete(requestId);
     for (const [id, entry] of this.#pending) if (entry === pending) this.#pending.delete(id);
-    clearTimeout(pending.timer);
+    pending.cancelTimer();
     pending.respond(reply);
   }
 
@@ -287,7 +290,7 @@ export class Forwarder {
   close(): void {
     this.#closed = true;
     for (const [requestId, pending] of [...this.#pending]) {
-      clearTimeout(pending.timer);
+      pending.cancelTimer();
       const error = pending.isPut
         ? new BrokerError(
           "internal",

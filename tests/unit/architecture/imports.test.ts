@@ -12,8 +12,10 @@ import { join, posix } from "node:path";
 import { fileURLToPath } from "node:url";
 
 /**
- * Files that must take a Clock and a Random instead of reading time, drawing randomness or
- * starting timers, so the simulator can run them. A trailing "/" means every file under it.
+ * Files that must take a Clock, a Random and Timers instead of reading time, drawing randomness
+ * or starting timers, so the simulator can run them. A trailing "/" means every file under it.
+ * The cluster's driver (replica, node, replicated log) and routing (edge, forwarder) are here:
+ * the simulator runs them in virtual time.
  */
 const PURE_CORES: readonly string[] = [
   "lib/protocol/",
@@ -22,6 +24,11 @@ const PURE_CORES: readonly string[] = [
   "lib/cluster/unstable_log.ts",
   "lib/cluster/quorum.ts",
   "lib/cluster/messages.ts",
+  "lib/cluster/replica.ts",
+  "lib/cluster/cluster_node.ts",
+  "lib/cluster/replicated_log.ts",
+  "lib/server/edge.ts",
+  "lib/server/forwarder.ts",
   "lib/broker/groups/coordinator.ts",
   "lib/broker/groups/balance.ts",
   "lib/store/recovery.ts",
@@ -39,6 +46,8 @@ const IMPURE_CALLS: readonly { readonly text: string; readonly pattern: RegExp }
   { text: "Math.random(", pattern: /(?<![\w$])Math\s*\.\s*random\s*\(/g },
   { text: "setTimeout(", pattern: /(?<![\w$])setTimeout\s*\(/g },
   { text: "setInterval(", pattern: /(?<![\w$])setInterval\s*\(/g },
+  { text: "randomUUID(", pattern: /(?<![\w$])randomUUID\s*\(/g },
+  { text: "process.pid", pattern: /(?<![\w$])process\s*\.\s*pid(?![\w$])/g },
 ];
 
 /** The top-level files of lib/ that form the floor; any other top-level file is its own layer. */
@@ -47,6 +56,7 @@ const FLOOR: ReadonlySet<string> = new Set([
   "lib/errors.ts",
   "lib/limits.ts",
   "lib/clock.ts",
+  "lib/timers.ts",
   "lib/log.ts",
   "lib/log_ring.ts",
   "lib/bytes.ts",

@@ -1,0 +1,39 @@
+/**
+ * @module PeerNetwork: what a cluster node needs from its links to the other nodes. In
+ * production that is PeerTransport (framed TCP, optionally TLS, with a secret handshake); the
+ * simulator gives the node an in-memory network that delays, drops, duplicates, reorders and
+ * partitions frames in virtual time. Frames are opaque bytes here: the node encodes envelopes.
+ */
+import type { NodeId } from "./messages.ts";
+
+/** What the network tells the node it belongs to. */
+export interface PeerHandlers {
+  /** A whole frame's payload arrived from `from`. */
+  readonly onFrame: (from: NodeId, payload: Uint8Array) => void;
+  /** The outgoing link to `peer` came up (for example to resend state). */
+  readonly onConnected?: (peer: NodeId) => void;
+  /**
+   * Bytes of a frame from `peer` arrived and the frame is not whole yet (a large entry in
+   * transit): the peer is alive even though no message has arrived for a while.
+   */
+  readonly onFrameProgress?: (peer: NodeId) => void;
+}
+
+export interface PeerNetwork {
+  /** Starts listening and dialing; resolves with the bound peer port. */
+  listen(): Promise<number>;
+  /** Whether the outgoing link to `peer` is up. */
+  isConnected(peer: NodeId): boolean;
+  /** Whether a frame for `peer` would be taken now (callers ask before encoding a large one). */
+  canSend(peer: NodeId, mustDeliver?: boolean): boolean;
+  /**
+   * Queues a frame whose payload follows its first PEER_FRAME_HEADER_BYTES bytes (the header
+   * is the network's to fill in). False when it was dropped: the link is down or backed up,
+   * and only `mustDeliver` frames are kept past the usual backlog.
+   */
+  sendFramed(peer: NodeId, framed: Uint8Array, mustDeliver?: boolean): boolean;
+  close(): Promise<void>;
+}
+
+/** Builds the node's network once the node knows where to hand what arrives. */
+export type PeerNetworkFactory = (handlers: PeerHandlers) => PeerNetwork;
