@@ -6,7 +6,12 @@
  */
 import { expect, test } from "bun:test";
 import { ANOMALY_NAMES, type AnomalyName } from "../cluster/anomalies.ts";
-import { checkHistory, type CheckOptions, type InvariantId } from "../cluster/checker.ts";
+import {
+  checkHistory,
+  type CheckOptions,
+  INVARIANT_IDS,
+  type InvariantId,
+} from "../cluster/checker.ts";
 import { logView, replicaOf, SyntheticRun } from "../cluster/synthetic.ts";
 
 type Entry = string | readonly [string, number];
@@ -246,6 +251,16 @@ const ANOMALIES: readonly { name: string; invariant: InvariantId; variant: Varia
     },
   },
   {
+    name: "committed transaction x4.1 in partition 3 but not in partition 4",
+    invariant: "I14",
+    variant: { txnLogs: { 4: TXN_LOGS[4].slice(0, 4) } },
+  },
+  {
+    name: "x3.1 read x1.1's value after its ack, yet x3-0 precedes x1-2",
+    invariant: "I15",
+    variant: { txnLogs: { 4: ["x3-0", "x1-2", "x2-2", "p5-0", "x4-1"] } },
+  },
+  {
     name: "a node exited on its own",
     invariant: "I13",
     variant: {
@@ -441,6 +456,8 @@ test("the clean synthetic run passes every invariant and its figures add up", ()
 });
 
 test("each planted anomaly fails exactly the invariant it was planted for", () => {
+  expect(INVARIANT_IDS.filter((id) => !ANOMALIES.some((entry) => entry.invariant === id)))
+    .toEqual([]);
   const detected: string[] = [];
   for (const anomaly of ANOMALIES) {
     const result = checkHistory(buildRun(anomaly.variant).input());
