@@ -17,7 +17,7 @@ import {
 } from "../protocol/encoder.ts";
 import { FLAG_HAS_ATTRIBUTE, joinAttribute } from "../protocol/record.ts";
 import { BrokerConnection, type ClientAuth, type ClientTls, type Reply } from "./connection.ts";
-import { ConnectionError, errorFromResult } from "./errors.ts";
+import { ConnectionError, errorFromResult, unsentError } from "./errors.ts";
 
 export interface ClientOptions {
   /** Broker addresses `host:port`; the first reachable one is used. */
@@ -87,6 +87,10 @@ export class MetaqClient {
   /** Leaders of partitions by topic, from `meta` replies (a cluster); refreshed on 503. */
   readonly #leaders = new Map<string, { leaders: Record<string, string>; atMs: number }>();
   readonly #leaderConnections = new Map<string, Promise<BrokerConnection>>();
+  /** The same connections once open, so a put can use one without awaiting. */
+  readonly #leaderReady = new Map<string, BrokerConnection>();
+  /** Dial attempts so far: each attempt tries the next broker of the list. */
+  #dials = 0;
 
   constructor(options: ClientOptions) {
     if (options.brokers.length === 0) {
@@ -116,31 +120,60 @@ export class MetaqClient {
     return this.#connecting;
   }
 
-  /** Sends one message; resolves when the broker acknowledged it. */
-  async put(
+  /**
+   * Sends one message; resolves when the broker acknowledged it. A put that could not be sent
+   * (no connection) fails with a ConnectionError marked `unsent`.
+   */
+  put(
     topic: string,
     partition: number,
     message: Message,
     txKey?: string,
   ): Promise<PutResult> {
-    const connection = await this.#connectionFor(topic, partition);
+    // The hot path: a live connection is known, so nothing is awaited before the request.
+    const ready = this.#readyConnectionFor(topic, partition);
+    if (ready) return this.#putOn(ready, { topic, partition, message, txKey });
+    return this.#connectionFor(topic, partition).then(
+      (connection) => this.#putOn(connection, { topic, partition, message, txKey }),
+      (error) => Promise.reject(unsentError(error)),
+    );
+  }
+
+  #putOn(
+    connection: BrokerConnection,
+    put: { topic: string; partition: number; message: Message; txKey?: string },
+  ): Promise<PutResult> {
+    const { message } = put;
     const body = message.attribute === undefined
       ? message.payload
       : joinAttribute(message.attribute, message.payload);
     const flag = (message.flag ?? 0) | (message.attribute === undefined ? 0 : FLAG_HAS_ATTRIBUTE);
     const opaque = connection.nextOpaque();
     const bytes = encodePut({
-      topic,
-      partition,
+      topic: put.topic,
+      partition: put.partition,
       flag,
       checksum: metaqChecksum(body),
-      txKey,
+      txKey: put.txKey,
       opaque,
       body,
     });
-    const reply = await connection.request(bytes, opaque);
-    if (reply.kind === "result" && reply.code === 503) this.#leaders.delete(topic); // leadership moved
-    return parsePutReply(reply);
+    return connection.request(bytes, opaque).then((reply) => {
+      if (reply.kind === "result" && reply.code === 503) this.#leaders.delete(put.topic); // leadership moved
+      return parsePutReply(reply);
+    });
+  }
+
+  /** The connection #connectionFor would pick, when it is known and open now. */
+  #readyConnectionFor(topic: string, partition: number): BrokerConnection | undefined {
+    const bootstrap = this.#connection && !this.#connection.closed ? this.#connection : undefined;
+    if (this.options.routeToLeaders === false) return bootstrap;
+    const known = this.#leaders.get(topic);
+    if (!known || performance.now() - known.atMs > LEADERS_TTL_MS) return undefined;
+    const address = known.leaders[String(partition)];
+    if (!address) return bootstrap;
+    const leader = this.#leaderReady.get(address);
+    return leader && !leader.closed ? leader : undefined;
   }
 
   /**
@@ -166,7 +199,10 @@ export class MetaqClient {
         tls: this.options.tls,
       });
       this.#leaderConnections.set(address, pending);
-      pending.catch(() => this.#leaderConnections.delete(address));
+      pending.then(
+        (connection) => this.#leaderReady.set(address, connection),
+        () => this.#leaderConnections.delete(address),
+      );
     }
     try {
       const connection = await pending;
@@ -175,6 +211,7 @@ export class MetaqClient {
       // The leader we were told about is unreachable: use the bootstrap node, which forwards.
     }
     this.#leaderConnections.delete(address);
+    this.#leaderReady.delete(address);
     this.#leaders.delete(topic);
     return await this.connection();
   }
@@ -285,7 +322,7 @@ export class MetaqClient {
     for (let attempt = 0; attempt < attemptsMax && !this.#closed; attempt++) {
       const delay = delays[Math.min(attempt, delays.length - 1)];
       if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay));
-      const address = this.options.brokers[attempt % this.options.brokers.length];
+      const address = this.options.brokers[this.#dials++ % this.options.brokers.length];
       try {
         const connection = await BrokerConnection.connect({
           ...parseAddress(address),

@@ -9,7 +9,7 @@ import * as tls from "node:tls";
 import type { Command } from "../protocol/commands.ts";
 import { encodeExtension } from "../protocol/encoder.ts";
 import { Parser } from "../protocol/parser.ts";
-import { ConnectionError, errorFromResult, TimeoutError } from "./errors.ts";
+import { ConnectionError, errorFromResult, TimeoutError, unsentError } from "./errors.ts";
 import { CLIENT_REPLY_BYTES_MAX } from "../limits.ts";
 import { concatBytes } from "../bytes.ts";
 
@@ -66,6 +66,7 @@ export class BrokerConnection {
   #timer: ReturnType<typeof setInterval> | undefined;
   #closeListeners: ((error: ConnectionError) => void)[] = [];
   #lastActivityMs = performance.now();
+  #receivedAny = false;
 
   private constructor(socket: net.Socket, options: ConnectionOptions) {
     this.address = `${options.host}:${options.port}`;
@@ -78,10 +79,13 @@ export class BrokerConnection {
       (error) =>
         this.#fail(new ConnectionError(`Connection to ${this.address} failed: ${error.message}`)),
     );
-    socket.on(
-      "close",
-      () => this.#fail(new ConnectionError(`Connection to ${this.address} closed`)),
-    );
+    socket.on("close", () => {
+      // A TLS port closes a plaintext request without a word: say what that likely means.
+      const hint = !this.#receivedAny && !options.tls && this.#pending.size > 0
+        ? " before any reply (a TLS port does that to plaintext: give --tls?)"
+        : "";
+      this.#fail(new ConnectionError(`Connection to ${this.address} closed${hint}`));
+    });
     this.#timer = setInterval(() => this.#expire(), TIMER_MS);
     (this.#timer as { unref?: () => void }).unref?.();
   }
@@ -141,7 +145,7 @@ export class BrokerConnection {
 
   /** Sends `bytes` (a request carrying `opaque`) and resolves with the matching reply. */
   request(bytes: Uint8Array, opaque: number, timeoutMs = this.#requestTimeoutMs): Promise<Reply> {
-    if (this.#closed) return Promise.reject(this.#closed);
+    if (this.#closed) return Promise.reject(unsentError(this.#closed));
     return new Promise<Reply>((resolve, reject) => {
       this.#pending.set(opaque, { resolve, reject, deadlineMs: performance.now() + timeoutMs });
       this.send(bytes);
@@ -193,6 +197,7 @@ export class BrokerConnection {
   }
 
   #receive(chunk: Uint8Array): void {
+    this.#receivedAny = true;
     this.#lastActivityMs = performance.now();
     const { commands, error } = this.#parser.push(chunk);
     for (const command of commands) {
@@ -241,19 +246,31 @@ function dial(options: ConnectionOptions): Promise<net.Socket> {
         rejectUnauthorized: !secure.insecure,
       })
       : net.createConnection({ host: options.host, port: options.port, noDelay: true });
+    let connected = false;
     const timeout = setTimeout(() => {
       socket.destroy();
       reject(new ConnectionError(`Cannot connect to ${where}: timed out`));
     }, options.connectTimeoutMs ?? 5000);
-    const onError = (error: Error) => {
+    const fail = (reason: string) => {
       clearTimeout(timeout);
       socket.destroy();
-      reject(new ConnectionError(`Cannot connect to ${where}: ${error.message}`));
+      reject(new ConnectionError(`Cannot connect to ${where}: ${reason}`));
+    };
+    // A plaintext port closes a TLS handshake at once (it is not a command): say so.
+    const tlsRefused = " (the port closed the TLS handshake: it does not speak TLS; drop --tls?)";
+    let tcpUp = false;
+    if (secure) socket.once("connect", () => (tcpUp = true));
+    const onError = (error: Error) => fail(`${error.message}${secure && tcpUp ? tlsRefused : ""}`);
+    const onClose = () => {
+      if (!connected) fail(`connection closed${secure ? tlsRefused : ""}`);
     };
     socket.once("error", onError);
+    socket.once("close", onClose);
     socket.once(secure ? "secureConnect" : "connect", () => {
+      connected = true;
       clearTimeout(timeout);
       socket.off("error", onError);
+      socket.off("close", onClose);
       socket.setNoDelay(true);
       resolve(socket);
     });

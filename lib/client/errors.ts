@@ -14,9 +14,25 @@ export class TimeoutError extends Error {
   readonly status = 504;
 }
 
-/** The connection could not be made or broke; requests in flight have an unknown outcome. */
+/**
+ * The connection could not be made or broke; requests in flight have an unknown outcome. One
+ * that never left this client (no connection, or it had closed before the request was written)
+ * says so with `unsent`: it had no effect and may be sent again.
+ */
 export class ConnectionError extends Error {
   override readonly name = "ConnectionError";
+  readonly unsent: boolean;
+
+  constructor(message: string, options?: ErrorOptions & { unsent?: boolean }) {
+    super(message, options);
+    this.unsent = options?.unsent ?? false;
+  }
+}
+
+/** The same failure, for a request that was never written. */
+export function unsentError(error: unknown): unknown {
+  if (!(error instanceof ConnectionError) || error.unsent) return error;
+  return new ConnectionError(error.message, { cause: error, unsent: true });
 }
 
 /** Turns a `result` reply into a BrokerError: the one decoding, in lib/protocol/reply.ts. */

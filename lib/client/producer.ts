@@ -265,12 +265,14 @@ export class Producer {
 }
 
 /**
- * Classifies a failed put. The broker's put replies carry MetaQ's texts, so a 500 is told apart
- * by its detail: unknown topics and wrong partitions are refusals, a checksum failure was not
- * written, anything else (a storage error) may or may not have been.
+ * Classifies a failed put. A put that never left this client was not written. The broker's put
+ * replies carry MetaQ's texts, so a 500 is told apart by its detail: unknown topics and wrong
+ * partitions are refusals, a checksum failure was not written, anything else (a storage error)
+ * may or may not have been.
  */
 export function failureOutcome(error: unknown): FailureOutcome {
-  if (error instanceof TimeoutError || error instanceof ConnectionError) return "unknown";
+  if (error instanceof ConnectionError) return error.unsent ? "notWritten" : "unknown";
+  if (error instanceof TimeoutError) return "unknown";
   if (!(error instanceof BrokerError)) return "refused";
   if (error.status === 503 || error.status === 403) return "notWritten";
   if (error.status !== 500) return "refused";

@@ -52,6 +52,7 @@ export class Connection {
   #draining: string | undefined;
   #paused = false;
   #closed = false;
+  #received = false;
   /** Replies gathered this turn: result lines as text (encoded together), value frames as bytes. */
   #output: (string | Uint8Array)[] = [];
   #outputBytes = 0;
@@ -116,6 +117,16 @@ export class Connection {
   /** Feeds bytes from the peer. */
   receive(chunk: Uint8Array): void {
     if (this.#closed) return;
+    if (!this.#received && chunk.length > 0) {
+      this.#received = true;
+      // A TLS ClientHello (record type 22, version 3.x) where a command should be: the client
+      // speaks TLS to a port that does not. Closing at once lets it fail now, not time out.
+      if (chunk[0] === 0x16 && (chunk.length < 2 || chunk[1] === 0x03)) {
+        this.#options.onDecodeError("a TLS handshake on a port that does not speak TLS");
+        this.close("decode error");
+        return;
+      }
+    }
     const { commands, error } = this.#parser.push(chunk);
     for (const command of commands) this.#backlog.push(command);
     this.#dispatchBacklog();

@@ -108,6 +108,7 @@ test("failed puts are classified: not written, unknown, or refused", () => {
     Object.assign(BrokerError.verbatim("internal", text), { status: code });
   expect(failureOutcome(new TimeoutError("no reply"))).toBe("unknown");
   expect(failureOutcome(new ConnectionError("closed"))).toBe("unknown");
+  expect(failureOutcome(new ConnectionError("closed", { unsent: true }))).toBe("notWritten");
   expect(failureOutcome(result(503, "Cannot enqueue request: queue is full"))).toBe("notWritten");
   expect(failureOutcome(result(403, "partition closed"))).toBe("notWritten");
   expect(
@@ -126,6 +127,36 @@ test("failed puts are classified: not written, unknown, or refused", () => {
   expect(failureOutcome(result(500, "Put message ... failed.Detail:Cannot write: storage failed")))
     .toBe("unknown");
   expect(failureOutcome(result(400, "Cannot accept message: too large"))).toBe("refused");
+});
+
+test("a put that never left the client fails as unsent, which a producer may send again", async () => {
+  // A port nothing listens on: the put cannot be written anywhere.
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as net.AddressInfo).port;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  const nowhere = new MetaqClient({
+    brokers: [`127.0.0.1:${port}`],
+    reconnectAttemptsMax: 1,
+    routeToLeaders: false,
+  });
+  try {
+    const error = await nowhere.put("orders", 0, { payload: new Uint8Array([1]) }).then(
+      () => undefined,
+      (failure) => failure,
+    );
+    expect(error).toBeInstanceOf(ConnectionError);
+    expect((error as ConnectionError).unsent).toBe(true);
+    expect(failureOutcome(error)).toBe("notWritten");
+  } finally {
+    nowhere.close();
+  }
+  // On a connection that has closed, a request is refused before it is written: unsent too.
+  const own = new MetaqClient({ brokers: [`127.0.0.1:${running.port}`] });
+  const connection = await own.connection();
+  own.close();
+  const refused = await connection.request(new Uint8Array([0x76]), 1).catch((failure) => failure);
+  expect([refused instanceof ConnectionError, refused.unsent]).toEqual([true, true]);
 });
 
 test("a heartbeat that gets no answer closes the connection; the next request reconnects", async () => {
