@@ -25,12 +25,12 @@ import {
   clientSecurity,
   CliError,
   type CommandSpec,
+  CONNECTION_USAGE,
   formatRate,
   integerFlag,
   parseFlags,
   Progress,
   SECURITY_FLAGS,
-  SECURITY_USAGE,
 } from "./common.ts";
 
 const USAGE = `Usage: metaq bench produce|consume|latency [options]
@@ -45,7 +45,6 @@ comes first. Nothing is deleted: point it at a broker you can fill.
             and measures send→arrival (the payload carries its send time)
 
 Options:
-  --broker HOST:PORT     broker (default 127.0.0.1:8123, or $METAQ_BROKER)
   --topic T              topic (default bench)
   --messages N           messages to send or read (default 1000000; latency: rate x duration)
   --size BYTES           payload bytes (default 100)
@@ -69,7 +68,7 @@ Examples:
   metaq bench consume --messages 1000000
   metaq bench latency --rate 5000 --duration 10
 
-${SECURITY_USAGE}`;
+${CONNECTION_USAGE}`;
 
 const FLAGS = {
   broker: { type: "string" },

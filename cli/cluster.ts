@@ -8,6 +8,7 @@ import {
   clientSecurity,
   CliError,
   type CommandSpec,
+  CONNECTION_USAGE,
   integerFlag,
   parseFlags,
   SECURITY_FLAGS,
@@ -29,8 +30,9 @@ const USAGE = `Usage: metaq cluster status|scrub|replace [options]
                          at a time, and only one that is really gone.
 
 Options:
-  --broker HOST:PORT     node to ask (default 127.0.0.1:8123, or $METAQ_BROKER)
   --format text|json     status and scrub output (default text)
+
+${CONNECTION_USAGE}
 
 Examples:
   metaq cluster status --broker 10.0.0.1:8123

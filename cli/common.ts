@@ -6,7 +6,12 @@
 import * as fs from "node:fs";
 import process from "node:process";
 import { parseArgs } from "node:util";
+import type { MetaqClient } from "../lib/client/client.ts";
 import type { ClientAuth, ClientTls } from "../lib/client/connection.ts";
+import type { TopicMetadata } from "../lib/broker/commands.ts";
+import { topicNameProblem } from "../lib/config/names.ts";
+import { BrokerError } from "../lib/errors.ts";
+import { groupNameProblem } from "../lib/protocol/names.ts";
 
 export const CLI_VERSION = "0.1.0";
 
@@ -35,34 +40,162 @@ type OptionSpec = {
   default?: string | boolean;
 };
 
-/** Parses `args` strictly; unknown or malformed flags become a CliError naming the command. */
+/**
+ * Parses `args` strictly. A flag error is one line naming the flag as typed, with a
+ * did-you-mean for a misspelt one; a negative number after a flag that takes a value is that
+ * value (`--offset -10`), not a flag.
+ */
 export function parseFlags<T extends Record<string, OptionSpec>>(
   command: string,
   args: string[],
   options: T,
   positionalsMax = 0,
 ) {
+  const known = { ...options, help: { type: "boolean" as const, short: "h" } };
+  const see = `(see 'metaq ${command} --help')`;
+  let parsed;
   try {
-    const parsed = parseArgs({
-      args,
-      options: { ...options, help: { type: "boolean", short: "h" } },
+    parsed = parseArgs({
+      args: joinNegativeValues(args, known),
+      options: known,
       allowPositionals: true,
       strict: true,
     });
-    if (parsed.positionals.length > positionalsMax) {
-      throw new CliError(
-        `Cannot run '${command}': unexpected argument '${
-          parsed.positionals[positionalsMax]
-        }' (see 'metaq ${command} --help')`,
-      );
-    }
-    return parsed;
   } catch (error) {
-    if (error instanceof CliError) throw error;
+    throw new CliError(`Cannot run '${command}': ${flagProblem(error, known)} ${see}`);
+  }
+  if (parsed.positionals.length > positionalsMax) {
     throw new CliError(
-      `Cannot run '${command}': ${(error as Error).message} (see 'metaq ${command} --help')`,
+      `Cannot run '${command}': unexpected argument '${parsed.positionals[positionalsMax]}' ${see}`,
     );
   }
+  return parsed;
+}
+
+/** `--flag -10` as `--flag=-10` for flags that take a value, so the value is not a flag. */
+function joinNegativeValues(args: string[], options: Record<string, OptionSpec>): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const name = /^--([^=]+)$/.exec(args[i])?.[1];
+    const next = args[i + 1];
+    if (name && options[name]?.type === "string" && next !== undefined && /^-\d/.test(next)) {
+      out.push(`${args[i]}=${next}`);
+      i += 1;
+    } else {
+      out.push(args[i]);
+    }
+    if (args[i] === "--") {
+      out.push(...args.slice(i + 1));
+      break;
+    }
+  }
+  return out;
+}
+
+/** node:util parseArgs's error as one clause naming the flag the user typed. */
+function flagProblem(error: unknown, options: Record<string, OptionSpec>): string {
+  const message = (error as Error).message;
+  const flag = /'(-[^' ]*)/.exec(message)?.[1] ?? "";
+  const code = (error as { code?: string }).code ?? "";
+  if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION" || /^Unknown option/.test(message)) {
+    const name = flag.replace(/^-+/, "");
+    const suggestion = didYouMean(name, Object.keys(options));
+    return `unknown flag ${flag}${suggestion ? ` (did you mean --${suggestion}?)` : ""}`;
+  }
+  if (/argument missing/.test(message)) return `flag ${flag} needs a value`;
+  if (/does not take an argument/.test(message)) return `flag ${flag} takes no value`;
+  return message.split("\n")[0];
+}
+
+/** The candidate closest to `input` (edit distance at most 2, or a prefix), if any. */
+export function didYouMean(input: string, candidates: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = 3;
+  for (const candidate of candidates) {
+    const distance = candidate.startsWith(input) && input.length >= 3
+      ? 1
+      : editDistance(input, candidate);
+    if (distance < bestDistance) {
+      best = candidate;
+      bestDistance = distance;
+    }
+  }
+  return best;
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      current[j] = Math.min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost);
+    }
+    previous = current;
+  }
+  return previous[b.length];
+}
+
+/** `--format`: text (the default) or json. */
+export function formatFlag(value: string | undefined): "text" | "json" {
+  if (value === undefined || value === "text" || value === "json") return value ?? "text";
+  throw new CliError(`Cannot use --format ${value}: expected text or json`);
+}
+
+/** The TOPIC argument of `command`, checked as the broker would check it. */
+export function topicArgument(command: string, value: string | undefined): string {
+  if (value === undefined) {
+    throw new CliError(`Cannot run '${command}': give a TOPIC (see 'metaq ${command} --help')`);
+  }
+  const problem = topicNameProblem(value);
+  if (problem) throw new CliError(`Cannot use topic: ${problem}`);
+  return value;
+}
+
+/** The GROUP argument or flag, checked as the broker would check it. */
+export function groupArgument(value: string): string {
+  const problem = groupNameProblem(value);
+  if (problem) throw new CliError(`Cannot use group: ${problem}`);
+  return value;
+}
+
+/**
+ * What the broker says about `topic` (`meta`): partition count and whether it exists. A topic
+ * the broker refuses is a one-line error with its reason.
+ */
+export async function topicMetadata(
+  client: MetaqClient,
+  topic: string,
+  action: string,
+): Promise<TopicMetadata> {
+  try {
+    return await client.topicMetadata(topic) as unknown as TopicMetadata;
+  } catch (error) {
+    if (error instanceof BrokerError && error.kind === "topicNotAccepted") {
+      throw new CliError(`Cannot ${action} ${topic}: ${error.message}`, 1);
+    }
+    throw error;
+  }
+}
+
+/** A topic must exist to be read: a typo is an error, not an empty result. */
+export function checkTopicExists(meta: TopicMetadata, action: string, hint: string): void {
+  if (meta.exists) return;
+  throw new CliError(
+    `Cannot ${action} ${meta.topic}: no such topic (no partition holds a message, and no ` +
+      `[topic=${meta.topic}] section names it)${hint}`,
+    1,
+  );
+}
+
+/** A partition must be one of the topic's. */
+export function checkPartition(meta: TopicMetadata, partition: number, action: string): void {
+  if (partition < meta.partitions) return;
+  throw new CliError(
+    `Cannot ${action} ${meta.topic}: partition ${partition} does not exist (${meta.topic} has ` +
+      `partitions 0 to ${meta.partitions - 1})`,
+    1,
+  );
 }
 
 /** Parses a flag value as an integer in [min, max]. */
@@ -110,13 +243,16 @@ export const SECURITY_FLAGS = {
   "tls-insecure": { type: "boolean" },
 } as const;
 
-export const SECURITY_USAGE = `Security (or METAQ_USER, METAQ_TOKEN, METAQ_TLS=1, METAQ_CA):
-  --user NAME          authenticate as this [user=NAME] of the broker's config
-  --token TOKEN        its token (visible in 'ps': prefer METAQ_TOKEN or --token-file)
-  --token-file FILE    read the token from the first line of FILE
-  --tls                speak TLS to the broker
-  --ca FILE            PEM CA to trust (implies --tls); default: the system's roots
-  --tls-insecure       accept any certificate (testing only)`;
+/** The help text of `--broker` and SECURITY_FLAGS, in every client command's usage. */
+export const CONNECTION_USAGE =
+  `Connection (or $METAQ_BROKER, $METAQ_USER, $METAQ_TOKEN, METAQ_TLS=1, $METAQ_CA):
+  --broker HOST:PORT[,...]  broker(s) to talk to, first reachable first (default 127.0.0.1:8123)
+  --user NAME               authenticate as this [user=NAME] of the broker's config
+  --token TOKEN             its token (visible in 'ps': prefer METAQ_TOKEN or --token-file)
+  --token-file FILE         read the token from the first line of FILE
+  --tls                     speak TLS to the broker
+  --ca FILE                 PEM CA to trust (implies --tls); default: the system's roots
+  --tls-insecure            accept any certificate (testing only)`;
 
 export interface SecurityValues {
   readonly user?: string;

@@ -1,26 +1,36 @@
 /** @module `metaq consume`: prints a topic's messages, from a chosen position, once or following. */
+import { Buffer } from "node:buffer";
 import process from "node:process";
 import { MetaqClient } from "../lib/client/client.ts";
 import type { ConsumedMessage } from "../lib/client/consumer.ts";
 import { describeError } from "../lib/errors.ts";
-import { FETCH_BYTES_MAX } from "../lib/limits.ts";
+import { payloadJson } from "../lib/http/records.ts";
+import { FETCH_BYTES_MAX, RECORD_HEADER_BYTES } from "../lib/limits.ts";
 import { type DecodedRecord, decodeRecords, splitAttribute } from "../lib/protocol/record.ts";
 import {
   brokerList,
+  checkPartition,
+  checkTopicExists,
   clientSecurity,
   CliError,
   type CommandSpec,
+  CONNECTION_USAGE,
+  formatFlag,
+  groupArgument,
   integerFlag,
   parseFlags,
   SECURITY_FLAGS,
+  topicArgument,
+  topicMetadata,
   writeStdout,
 } from "./common.ts";
 import { consumeAsGroup } from "./consume_group.ts";
 
 const USAGE = `Usage: metaq consume TOPIC [options]
 
-Prints messages to stdout, one per line (text) or as JSON objects (json). Without --group it
-reads partitions directly and, without --follow, stops once every partition is read to its end.
+Prints messages to stdout: each payload's bytes as they are, one per line (text), or one JSON
+object per line (json). Without --group it reads partitions directly and, without --follow,
+stops once every partition is read to its end.
 
 With --group G it joins consumer group G: the broker shares the topic's partitions among the
 group's members (start several processes to split them), offsets are committed to the broker,
@@ -28,15 +38,21 @@ and it runs until Ctrl-C (or --max), then commits and leaves. With --broadcast e
 of the group reads every message and keeps its offsets locally. Partition starts and stops are
 reported on stderr.
 
+A topic that does not exist (no partition holds a message, and no [topic=...] section names it)
+or a partition it does not have is an error (exit 1); give --follow to wait for a topic's first
+message.
+
 Options:
-  --broker HOST:PORT[,...]  broker(s) to read from (default 127.0.0.1:8123, or $METAQ_BROKER)
   --partition N             read only partition N (default: every partition)
   --from-beginning          start at the oldest stored message (default)
   --from-end                start after the newest message
   --offset N                start at byte offset N (with --partition)
-  --follow                  keep waiting for new messages
+  --follow                  keep waiting for new messages (and for a topic not there yet)
   --max N                   stop after N messages
-  --format text|json        output format (default text)
+  --format text|json        output format (default text); json: {"topic", "partition",
+                            "offset", "nextOffset", "id", "flag", "attribute", "payload",
+                            "encoding", "bytes"}, the payload as UTF-8 text when it is valid
+                            UTF-8 (encoding "utf8"), else base64 (encoding "base64")
   --max-size BYTES          bytes asked per fetch (default 1048576)
 
 Group options:
@@ -47,6 +63,8 @@ Group options:
   --instance NAME           broadcast: names this consumer's local offsets (default: host name)
   --consumer-id ID          member id (default <host>-<pid>-<random>)
   --commit-period MS        commit offsets this often (default 5000)
+
+${CONNECTION_USAGE}
 
 Examples:
   metaq consume orders --from-beginning
@@ -93,12 +111,8 @@ export const consume: CommandSpec = {
       console.log(USAGE);
       return 0;
     }
-    const topic = positionals[0];
-    if (!topic) throw new CliError("Cannot consume: give a TOPIC (see 'metaq consume --help')");
-    const format = (values.format ?? "text") as Format;
-    if (format !== "text" && format !== "json") {
-      throw new CliError(`Cannot use --format ${values.format}: expected text or json`);
-    }
+    const topic = topicArgument("consume", positionals[0]);
+    const format = formatFlag(values.format);
     const starts =
       [values["from-beginning"], values["from-end"], values.offset !== undefined].filter(Boolean)
         .length;
@@ -111,66 +125,73 @@ export const consume: CommandSpec = {
     const max = integerFlag("max", values.max, { min: 1, max: Number.MAX_SAFE_INTEGER });
     const maxSize =
       integerFlag("max-size", values["max-size"], { min: 64, max: FETCH_BYTES_MAX }) ?? 1024 * 1024;
-    const brokers = brokerList(values.broker);
-    const security = clientSecurity(values);
-    stopOnBrokenPipe();
-    if (values.group !== undefined || values.broadcast) {
-      if (partition !== undefined) {
-        throw new CliError("Cannot combine --group with --partition: the group assigns partitions");
-      }
-      const printed = await consumeAsGroup({
-        brokers,
-        security,
-        topic,
-        group: values.group,
-        broadcast: values.broadcast ?? false,
-        strategy: values.strategy,
-        instance: values.instance,
-        offsets: values.offsets,
-        commitPeriod: values["commit-period"],
-        consumerId: values["consumer-id"],
-        start: values["from-end"] ? "latest" : "earliest",
-        max,
-        maxSize,
-        format: (message) => formatMessage(message, format),
-      });
-      process.stderr.write(`Consumed ${printed.toLocaleString("en-US")} messages\n`);
-      return 0;
+    const grouped = values.group !== undefined || values.broadcast;
+    if (grouped && partition !== undefined) {
+      throw new CliError("Cannot combine --group with --partition: the group assigns partitions");
     }
     const usedGroupOnly = GROUP_ONLY.find((flag) =>
       (values as Record<string, unknown>)[flag] !== undefined
     );
-    if (usedGroupOnly) throw new CliError(`Cannot use --${usedGroupOnly} without --group`);
+    if (!grouped && usedGroupOnly) {
+      throw new CliError(`Cannot use --${usedGroupOnly} without --group`);
+    }
+    if (values.group !== undefined) groupArgument(values.group);
+    const brokers = brokerList(values.broker);
+    const security = clientSecurity(values);
+    stopOnBrokenPipe();
     const client = new MetaqClient({
       brokers,
-      reconnectAttemptsMax: values.follow ? 1000 : 3,
+      reconnectAttemptsMax: values.follow || grouped ? 1000 : 3,
       ...security,
     });
+    let printed: number;
     try {
-      await client.connect();
-      const partitions = partition !== undefined
-        ? [partition]
-        : Array.from({ length: (await client.topicMetadata(topic)).partitions }, (_, i) => i);
-      const start: Start = values["from-end"] ? "end" : offset !== undefined ? offset : "beginning";
-      const group = "metaq-cli";
-      const printed = await readPartitions(client, {
-        topic,
-        group,
-        partitions,
-        start,
-        follow: values.follow ?? false,
-        max,
-        format,
-        maxSize,
-      });
-      process.stderr.write(`Consumed ${printed.toLocaleString("en-US")} messages\n`);
-      return 0;
+      const meta = await topicMetadata(client, topic, "consume");
+      if (!values.follow) {
+        checkTopicExists(meta, "consume", " (give --follow to wait for its first message)");
+      }
+      if (partition !== undefined) checkPartition(meta, partition, "consume");
+      if (grouped) {
+        client.close();
+        printed = await consumeAsGroup({
+          brokers,
+          security,
+          topic,
+          group: values.group,
+          broadcast: values.broadcast ?? false,
+          strategy: values.strategy,
+          instance: values.instance,
+          offsets: values.offsets,
+          commitPeriod: values["commit-period"],
+          consumerId: values["consumer-id"],
+          start: values["from-end"] ? "latest" : "earliest",
+          max,
+          maxSize,
+          format: (message) => formatMessage(message, format),
+        });
+      } else {
+        const partitions = partition !== undefined
+          ? [partition]
+          : Array.from({ length: meta.partitions }, (_, i) => i);
+        printed = await readPartitions(client, {
+          topic,
+          group: "metaq-cli",
+          partitions,
+          start: values["from-end"] ? "end" : offset !== undefined ? offset : "beginning",
+          follow: values.follow ?? false,
+          max,
+          format,
+          maxSize,
+        });
+      }
     } catch (error) {
       if (error instanceof CliError) throw error;
       throw new CliError(`Cannot consume ${topic}: ${describeError(error)}`, 1);
     } finally {
       client.close();
     }
+    process.stderr.write(`Consumed ${printed.toLocaleString("en-US")} messages\n`);
+    return 0;
   },
 };
 
@@ -232,8 +253,11 @@ async function readPartitions(client: MetaqClient, options: ReadOptions): Promis
       }
       const take = options.max === undefined ? records : records.slice(0, options.max - printed);
       await writeStdout(
-        take.map((record) => formatRecord(options.topic, cursor.partition, record, options.format))
-          .join(""),
+        Buffer.concat(
+          take.map((record) =>
+            formatRecord(options.topic, cursor.partition, record, options.format)
+          ),
+        ),
       );
       printed += take.length;
       const last = take[take.length - 1];
@@ -251,14 +275,16 @@ async function readPartitions(client: MetaqClient, options: ReadOptions): Promis
   }
 }
 
-const decoder = new TextDecoder();
+const encoder = new TextEncoder();
+const NEWLINE = new Uint8Array([10]);
 
+/** A record as printed: its payload's bytes and a newline (text), or a JSON line (json). */
 export function formatRecord(
   topic: string,
   partition: number,
   record: DecodedRecord,
   format: Format,
-): string {
+): Uint8Array {
   let attribute: string | undefined;
   let payload = record.data;
   try {
@@ -266,34 +292,50 @@ export function formatRecord(
   } catch {
     // A flag claiming an attribute that is not there: show the data as it is.
   }
-  if (format === "text") return `${decoder.decode(payload)}\n`;
-  return `${
-    JSON.stringify({
-      topic,
-      partition,
-      offset: record.offset,
-      id: record.id.toString(),
-      flag: record.flag,
-      attribute: attribute ?? null,
-      payload: decoder.decode(payload),
-    })
-  }\n`;
+  return formatFields({
+    topic,
+    partition,
+    offset: record.offset,
+    nextOffset: record.offset + RECORD_HEADER_BYTES + record.length,
+    id: record.id,
+    flag: record.flag,
+    attribute,
+    payload,
+  }, format);
 }
 
 /** A consumed message in the same formats as a record read directly. */
-function formatMessage(message: ConsumedMessage, format: Format): string {
-  if (format === "text") return `${decoder.decode(message.payload)}\n`;
-  return `${
+function formatMessage(message: ConsumedMessage, format: Format): Uint8Array {
+  return formatFields(message, format);
+}
+
+function formatFields(
+  message: {
+    topic: string;
+    partition: number;
+    offset: number;
+    nextOffset: number;
+    id: bigint;
+    flag: number;
+    attribute?: string;
+    payload: Uint8Array;
+  },
+  format: Format,
+): Uint8Array {
+  if (format === "text") return Buffer.concat([message.payload, NEWLINE]);
+  return encoder.encode(`${
     JSON.stringify({
       topic: message.topic,
       partition: message.partition,
       offset: message.offset,
+      nextOffset: message.nextOffset,
       id: message.id.toString(),
       flag: message.flag,
       attribute: message.attribute ?? null,
-      payload: decoder.decode(message.payload),
+      ...payloadJson(message.payload),
+      bytes: message.payload.length,
     })
-  }\n`;
+  }\n`);
 }
 
 /** `metaq consume ... | head` closes stdout early: exit quietly instead of with an error. */

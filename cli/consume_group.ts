@@ -4,6 +4,7 @@
  * reads everything. Runs until SIGINT/SIGTERM or `--max`, then commits and leaves. Partition
  * starts and stops are reported on stderr, one line each. consume.ts hands over to it.
  */
+import { Buffer } from "node:buffer";
 import process from "node:process";
 import { MetaqClient } from "../lib/client/client.ts";
 import type { ClientAuth, ClientTls } from "../lib/client/connection.ts";
@@ -28,7 +29,7 @@ export interface GroupConsumeFlags {
   readonly start: "earliest" | "latest";
   readonly max?: number;
   readonly maxSize: number;
-  readonly format: (message: ConsumedMessage) => string;
+  readonly format: (message: ConsumedMessage) => Uint8Array;
 }
 
 /** Consumes until a signal or `max`; resolves with the number of messages printed. */
@@ -136,14 +137,14 @@ function report(event: ConsumerEvent): void {
  * the consumer.
  */
 class BatchedStdout {
-  #parts: string[] = [];
+  #parts: Uint8Array[] = [];
   #callbacks: (() => void)[] = [];
   #scheduled = false;
   #draining: Promise<void> | undefined;
   #lastWrite: Promise<void> = Promise.resolve();
 
-  write(text: string, written: () => void): Promise<void> | undefined {
-    this.#parts.push(text);
+  write(bytes: Uint8Array, written: () => void): Promise<void> | undefined {
+    this.#parts.push(bytes);
     this.#callbacks.push(written);
     if (!this.#scheduled) {
       this.#scheduled = true;
@@ -161,12 +162,12 @@ class BatchedStdout {
   #flush(): void {
     this.#scheduled = false;
     if (this.#parts.length === 0) return;
-    const text = this.#parts.join("");
+    const bytes = Buffer.concat(this.#parts);
     const callbacks = this.#callbacks;
     this.#parts = [];
     this.#callbacks = [];
     this.#lastWrite = new Promise((resolve) => {
-      const ok = process.stdout.write(text, () => {
+      const ok = process.stdout.write(bytes, () => {
         for (const callback of callbacks) callback();
         resolve();
       });

@@ -28,31 +28,33 @@ export interface ConfigFlags {
   readonly "cluster-secret-file"?: string;
 }
 
+/** Flags that set a `[system]` key, and that key. */
+const FLAG_KEYS: readonly [keyof ConfigFlags, string][] = [
+  ["host", "host"],
+  ["port", "serverPort"],
+  ["data", "dataPath"],
+  ["partitions", "numPartitions"],
+  ["broker-id", "brokerId"],
+  ["http-port", "dashboardHttpPort"],
+  ["node-id", "nodeId"],
+  ["peer-port", "peerPort"],
+  ["peers", "peers"],
+  ["replicas", "replicas"],
+  ["ack", "ack"],
+  ["fsync", "fsync"],
+  ["raft-heartbeat-ms", "raftHeartbeatMs"],
+  ["raft-election-ms", "raftElectionMs"],
+  ["raft-check-quorum-ms", "raftCheckQuorumMs"],
+  ["tls-cert", "tlsCertFile"],
+  ["tls-key", "tlsKeyFile"],
+  ["tls-ca", "tlsCaFile"],
+  ["cluster-secret-file", "clusterSecretFile"],
+];
+
 /** Reads --config (if given) and applies the flags over it. */
 export function loadConfig(values: ConfigFlags): Config {
   const overrides: Record<string, string> = {};
-  const map: [keyof ConfigFlags, string][] = [
-    ["host", "host"],
-    ["port", "serverPort"],
-    ["data", "dataPath"],
-    ["partitions", "numPartitions"],
-    ["broker-id", "brokerId"],
-    ["http-port", "dashboardHttpPort"],
-    ["node-id", "nodeId"],
-    ["peer-port", "peerPort"],
-    ["peers", "peers"],
-    ["replicas", "replicas"],
-    ["ack", "ack"],
-    ["fsync", "fsync"],
-    ["raft-heartbeat-ms", "raftHeartbeatMs"],
-    ["raft-election-ms", "raftElectionMs"],
-    ["raft-check-quorum-ms", "raftCheckQuorumMs"],
-    ["tls-cert", "tlsCertFile"],
-    ["tls-key", "tlsKeyFile"],
-    ["tls-ca", "tlsCaFile"],
-    ["cluster-secret-file", "clusterSecretFile"],
-  ];
-  for (const [flag, key] of map) {
+  for (const [flag, key] of FLAG_KEYS) {
     const value = values[flag];
     if (typeof value === "string") overrides[key] = value;
   }
@@ -70,6 +72,8 @@ export function loadConfig(values: ConfigFlags): Config {
     return buildConfig({ fileText, filePath: values.config, overrides });
   } catch (error) {
     if (error instanceof ConfigError) {
+      const flagged = flagMessage(error.message, values);
+      if (flagged) throw new CliError(flagged);
       throw new CliError(
         `${error.message}${values.config ? ` (in ${values.config} or the flags)` : ""}`,
       );
@@ -102,4 +106,21 @@ function clusterOverrides(values: ConfigFlags, overrides: Record<string, string>
     overrides.unflushThreshold = String(2 ** 31 - 1);
     overrides.unflushInterval = interval[1];
   }
+}
+
+/**
+ * A config error about a key a flag set, told with the flag as the user typed it
+ * (`Cannot use --partitions abc: ...`, not `Cannot use numPartitions: ...`).
+ */
+function flagMessage(message: string, values: ConfigFlags): string | undefined {
+  for (const [flag, key] of FLAG_KEYS) {
+    const value = values[flag];
+    if (typeof value !== "string") continue;
+    for (const prefix of [`Cannot use ${key}=${value}: `, `Cannot use ${key}: `]) {
+      if (message.startsWith(prefix)) {
+        return `Cannot use --${flag} ${value}: ${message.slice(prefix.length)}`;
+      }
+    }
+  }
+  return undefined;
 }

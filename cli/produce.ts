@@ -1,29 +1,54 @@
-/** @module `metaq produce`: one message per input line, pipelined, every ack awaited. */
+/**
+ * @module `metaq produce`: one message per input line, pipelined in a window of unacknowledged
+ * puts, every ack awaited. Each line's fate is known by its line number:
+ *
+ * | a put ...                                                  | becomes                        |
+ * | ---------------------------------------------------------- | ------------------------------ |
+ * | acknowledged                                               | acknowledged                   |
+ * | refused for good (too large, topic refused, wrong partition)| failed, with its line and why |
+ * | never written (no connection, broker draining: 503)        | sent again once it can be      |
+ * | in flight when the connection broke, or never answered     | INDETERMINATE: may be stored   |
+ *
+ * A lost connection pauses the input and is dialed again with back-off for `--retry-ms`; after
+ * that the run gives up at once instead of failing every remaining line. At the end (input done,
+ * gave up, or Ctrl-C) the summary gives the counts, the failed and indeterminate lines, and the
+ * line to resume from.
+ */
 import * as fs from "node:fs";
 import process from "node:process";
 import { MetaqClient } from "../lib/client/client.ts";
-import { Producer } from "../lib/client/producer.ts";
+import { ConnectionError, TimeoutError } from "../lib/client/errors.ts";
+import { failureOutcome, keyHashSelector } from "../lib/client/producer.ts";
 import { describeError } from "../lib/errors.ts";
 import {
   brokerList,
   clientSecurity,
   CliError,
   type CommandSpec,
+  CONNECTION_USAGE,
   formatBytes,
+  formatFlag,
   formatRate,
   integerFlag,
   parseFlags,
   Progress,
   SECURITY_FLAGS,
+  topicArgument,
+  topicMetadata,
 } from "./common.ts";
 
 const USAGE = `Usage: metaq produce TOPIC [options]
 
-Sends one message per line of stdin (or --file), or a single --message. Waits for every
-acknowledgement; prints a summary on stderr and exits non-zero if any message failed.
+Sends one message per line of stdin (or --file), or a single --message, keeping up to --window
+puts in flight, and waits for every acknowledgement. If the connection is lost it stops reading,
+dials again with back-off for up to --retry-ms, resends what was never written and goes on; puts
+in flight when it broke are INDETERMINATE (each may or may not be stored) and are not resent.
+The summary on stderr (or stdout with --format json) counts acknowledged, failed, indeterminate
+and unsent lines, names them by line number and says where to resume. Ctrl-C stops reading,
+waits for the puts in flight (Ctrl-C again stops waiting) and prints the summary.
+Exit code: 0 when every line was acknowledged, 1 otherwise, 130 after Ctrl-C.
 
 Options:
-  --broker HOST:PORT[,...]  broker(s) to send to (default 127.0.0.1:8123, or $METAQ_BROKER)
   --partition N             send every message to partition N
   --key KEY                 route by key hash (same key, same partition, order kept)
   --attribute TEXT          attach a MetaQ message attribute to every message
@@ -31,11 +56,16 @@ Options:
   --message TEXT            send one message TEXT and exit
   --window N                unacknowledged messages in flight (default 1024)
   --timeout MS              time allowed for each acknowledgement (default 10000)
+  --retry-ms MS             keep reconnecting and resending this long (default 30000; 0: never)
+  --format text|json        summary as text on stderr (default) or as one JSON object on stdout
+
+${CONNECTION_USAGE}
 
 Examples:
   echo hello | metaq produce orders
   seq 1000000 | metaq produce numbers --partition 0
-  metaq produce orders --message '{"id":1}' --key customer-7`;
+  metaq produce orders --message '{"id":1}' --key customer-7
+  tail -n +44162 orders.txt | metaq produce orders    # resume where a summary said`;
 
 const FLAGS = {
   broker: { type: "string" },
@@ -46,10 +76,17 @@ const FLAGS = {
   message: { type: "string" },
   window: { type: "string" },
   timeout: { type: "string" },
+  "retry-ms": { type: "string" },
+  format: { type: "string" },
   ...SECURITY_FLAGS,
 } as const;
 
+/** Failed lines listed one by one in the summary; the rest are counted. */
 const FAILURES_SHOWN_MAX = 5;
+/** Runs of indeterminate lines listed in the text summary. */
+const RANGES_SHOWN_MAX = 5;
+/** Waits between reconnection attempts; the last repeats until --retry-ms runs out. */
+const RETRY_DELAYS_MS = [100, 250, 500, 1000, 2000, 4000];
 
 export const produce: CommandSpec = {
   name: "produce",
@@ -61,30 +98,60 @@ export const produce: CommandSpec = {
       console.log(USAGE);
       return 0;
     }
-    const topic = positionals[0];
-    if (!topic) throw new CliError("Cannot produce: give a TOPIC (see 'metaq produce --help')");
+    const topic = topicArgument("produce", positionals[0]);
     if (values.partition !== undefined && values.key !== undefined) {
       throw new CliError("Cannot combine --partition and --key");
     }
+    if (values.file !== undefined && values.message !== undefined) {
+      throw new CliError("Cannot combine --file and --message");
+    }
+    const format = formatFlag(values.format);
     const partition = integerFlag("partition", values.partition, { min: 0, max: 1_000_000 });
     const windowMax = integerFlag("window", values.window, { min: 1, max: 100_000 }) ?? 1024;
     const timeout = integerFlag("timeout", values.timeout, { min: 1, max: 3_600_000 }) ?? 10_000;
+    const retryMs = integerFlag("retry-ms", values["retry-ms"], { min: 0, max: 86_400_000 }) ??
+      30_000;
+    if (values.file !== undefined && !fs.existsSync(values.file)) {
+      throw new CliError(`Cannot read --file ${values.file}: no such file`);
+    }
     const client = new MetaqClient({
       brokers: brokerList(values.broker),
       requestTimeoutMs: timeout,
-      reconnectAttemptsMax: 3,
+      reconnectAttemptsMax: 1, // the run below dials again, with its own back-off and notes
       ...clientSecurity(values),
     });
     try {
-      await client.connect();
-      const producer = new Producer(client, { windowMax });
-      const summary = await sendAll(producer, topic, lines(values), {
+      const meta = await topicMetadata(client, topic, "produce to");
+      if (partition !== undefined && partition >= meta.partitions) {
+        throw new CliError(
+          `Cannot produce to ${topic}: partition ${partition} does not exist (${topic} has ` +
+            `partitions 0 to ${meta.partitions - 1})`,
+          1,
+        );
+      }
+      const run = new ProduceRun({
+        client,
+        topic,
+        partitions: meta.partitions,
         partition,
         key: values.key,
         attribute: values.attribute,
+        windowMax,
+        retryMs,
       });
-      return report(summary);
+      const onSignal = () => run.interrupt();
+      process.on("SIGINT", onSignal);
+      try {
+        await run.send(lineBatches(values));
+      } finally {
+        process.off("SIGINT", onSignal);
+      }
+      const summary = run.summary();
+      report(summary, { format, topic, file: values.file });
+      if (summary.stopped === "interrupted") return 130;
+      return summary.acknowledged === summary.lines ? 0 : 1;
     } catch (error) {
+      if (error instanceof CliError) throw error;
       throw new CliError(`Cannot produce to ${topic}: ${describeError(error)}`, 1);
     } finally {
       client.close();
@@ -92,86 +159,351 @@ export const produce: CommandSpec = {
   },
 };
 
-interface Summary {
-  sent: number;
-  failed: number;
-  bytes: number;
-  seconds: number;
-  failures: string[];
+interface RunOptions {
+  readonly client: MetaqClient;
+  readonly topic: string;
+  readonly partitions: number;
+  readonly partition?: number;
+  readonly key?: string;
+  readonly attribute?: string;
+  readonly windowMax: number;
+  readonly retryMs: number;
 }
 
-async function sendAll(
-  producer: Producer,
-  topic: string,
-  input: AsyncIterable<Uint8Array>,
-  options: { partition?: number; key?: string; attribute?: string },
-): Promise<Summary> {
-  const summary: Summary = { sent: 0, failed: 0, bytes: 0, seconds: 0, failures: [] };
-  const progress = new Progress();
-  const started = performance.now();
-  let acked = 0;
-  for await (const line of input) {
-    await producer.whenWritable();
-    summary.sent += 1;
-    summary.bytes += line.length;
-    producer.send(topic, line, options).then(
-      () => acked += 1,
-      (error) => {
-        summary.failed += 1;
-        if (summary.failures.length < FAILURES_SHOWN_MAX) {
-          summary.failures.push(describeError(error));
-        }
-      },
+/** One input line on its way. */
+interface Line {
+  readonly number: number;
+  readonly payload: Uint8Array;
+}
+
+/** Why the run stopped reading: the input ended, Ctrl-C, or the broker stayed unreachable. */
+type Stopped = "input" | "interrupted" | "gaveUp";
+
+export interface ProduceSummary {
+  readonly topic: string;
+  /** Lines read (each is one message). */
+  readonly lines: number;
+  readonly acknowledged: number;
+  readonly failed: number;
+  readonly indeterminate: number;
+  /** Lines read but never written (the run stopped before it could send them). */
+  readonly unsent: number;
+  /** Payload bytes acknowledged. */
+  readonly bytes: number;
+  readonly seconds: number;
+  readonly stopped: Stopped;
+  /** Why the run gave up, when it did. */
+  readonly reason?: string;
+  /** The first failed lines, with the broker's reason. */
+  readonly failures: readonly { readonly line: number; readonly error: string }[];
+  readonly failuresNotShown: number;
+  /** Indeterminate lines as [first, last] runs. */
+  readonly indeterminateLines: readonly (readonly [number, number])[];
+  /**
+   * The first line never written (unsent, or not read before the run stopped); null when every
+   * line was sent. Lines before it are acknowledged, failed or indeterminate.
+   */
+  readonly resumeFromLine: number | null;
+}
+
+/** Sends lines through one client; counts each line's fate. See the module table. */
+class ProduceRun {
+  readonly #options: RunOptions;
+  readonly #selector = keyHashSelector();
+  readonly #started = performance.now();
+  readonly #progress = new Progress();
+  #lines = 0;
+  #acknowledged = 0;
+  #bytes = 0;
+  #failedCount = 0;
+  readonly #failures: { line: number; error: string }[] = [];
+  readonly #indeterminate: number[] = [];
+  /** Lines known not written, to send again once the broker can take them. */
+  #retry: Line[] = [];
+  #inFlight = 0;
+  /** Lines in flight, so that abandoning them (a second Ctrl-C) can name them. */
+  readonly #pending = new Set<number>();
+  #nextPartition = 0;
+  /** Since when puts have been failing, and why; cleared by the next acknowledgement. */
+  #trouble: { sinceMs: number; reason: string; attempts: number } | undefined;
+  #lost = false;
+  #stopped: Stopped | undefined;
+  #reason: string | undefined;
+  #inputDone = false;
+  #interrupts = 0;
+  #wake: (() => void) | undefined;
+  readonly #stop = Promise.withResolvers<void>();
+
+  constructor(options: RunOptions) {
+    this.#options = options;
+  }
+
+  /** Ctrl-C: stop reading; a second one stops waiting for the puts in flight. */
+  interrupt(): void {
+    this.#interrupts += 1;
+    this.#stopped ??= "interrupted";
+    this.#stop.resolve();
+    this.#wake?.();
+    if (this.#interrupts === 1) {
+      process.stderr.write(
+        `metaq produce: stopping; waiting for ${this.#inFlight} puts in flight (Ctrl-C again ` +
+          "to stop waiting)\n",
+      );
+    }
+  }
+
+  /** Sends every line of `input` (until stopped), then waits for the puts in flight. */
+  async send(input: AsyncIterator<Uint8Array[]>): Promise<void> {
+    const stopped = this.#stop.promise.then(() => undefined);
+    while (this.#stopped === undefined) {
+      const next = await Promise.race([input.next(), stopped]);
+      if (next === undefined) break;
+      if (next.done) {
+        this.#inputDone = true;
+        break;
+      }
+      for (const payload of next.value) {
+        this.#lines += 1;
+        const line = { number: this.#lines, payload };
+        while (!this.#canSend() && this.#stopped === undefined) await this.#step();
+        if (this.#stopped !== undefined) this.#retry.push(line); // read, never sent
+        else this.#put(line);
+      }
+    }
+    if (!this.#inputDone) void input.return?.();
+    await this.#finish();
+    this.#progress.done();
+  }
+
+  summary(): ProduceSummary {
+    const seconds = (performance.now() - this.#started) / 1000;
+    const indeterminate = [...this.#indeterminate, ...this.#pending].sort((a, b) => a - b);
+    const unsent = this.#retry.map((line) => line.number);
+    // The first line never written: lines before it are acknowledged, failed or indeterminate.
+    const firsts = unsent.length > 0 ? [Math.min(...unsent)] : [];
+    if (!this.#inputDone) firsts.push(this.#lines + 1);
+    return {
+      topic: this.#options.topic,
+      lines: this.#lines,
+      acknowledged: this.#acknowledged,
+      failed: this.#failedCount,
+      indeterminate: indeterminate.length,
+      unsent: unsent.length,
+      bytes: this.#bytes,
+      seconds,
+      stopped: this.#stopped ?? "input",
+      reason: this.#reason,
+      failures: this.#failures,
+      failuresNotShown: this.#failedCount - this.#failures.length,
+      indeterminateLines: ranges(indeterminate),
+      resumeFromLine: firsts.length > 0 ? Math.min(...firsts) : null,
+    };
+  }
+
+  #canSend(): boolean {
+    return this.#stopped === undefined && !this.#lost && this.#retry.length === 0 &&
+      this.#inFlight < this.#options.windowMax;
+  }
+
+  /** One move towards sending: reconnect after a failure, resend one queued line, or wait. */
+  async #step(): Promise<void> {
+    if (this.#lost || (this.#retry.length > 0 && this.#trouble)) return await this.#recover();
+    if (this.#retry.length > 0 && this.#inFlight < this.#options.windowMax) {
+      return this.#put(this.#retry.shift()!);
+    }
+    await this.#woken();
+  }
+
+  #woken(): Promise<void> {
+    return new Promise<void>((resolve) => (this.#wake = resolve));
+  }
+
+  /** One back-off step: wait, dial, and on success let the queued lines go out again. */
+  async #recover(): Promise<void> {
+    const trouble = this.#trouble!;
+    const delayMs = RETRY_DELAYS_MS[Math.min(trouble.attempts, RETRY_DELAYS_MS.length - 1)];
+    const elapsedMs = performance.now() - trouble.sinceMs;
+    if (elapsedMs + delayMs > this.#options.retryMs) {
+      this.#stopped = "gaveUp";
+      this.#reason = `${trouble.reason} (still failing after ${(elapsedMs / 1000).toFixed(1)} s)`;
+      return;
+    }
+    trouble.attempts += 1;
+    process.stderr.write(
+      `metaq produce: ${trouble.reason}; retrying in ${delayMs} ms (attempt ${trouble.attempts})\n`,
     );
-    progress.update(() =>
-      `produced ${acked.toLocaleString("en-US")} of ${summary.sent.toLocaleString("en-US")} (${
-        formatRate(acked, (performance.now() - started) / 1000)
-      } msg/s)`
+    await Promise.race([
+      new Promise((resolve) => setTimeout(resolve, delayMs)),
+      this.#stop.promise,
+    ]);
+    if (this.#stopped !== undefined) return;
+    try {
+      await this.#options.client.connection();
+      this.#lost = false; // the queued lines go out in the next steps; failures come back here
+    } catch (error) {
+      trouble.reason = `Cannot reconnect: ${describeError(error)}`;
+    }
+  }
+
+  #put(line: Line): void {
+    const { client, topic, partition, key, attribute, partitions } = this.#options;
+    const target = partition ??
+      (key !== undefined
+        ? this.#selector({ topic, partitions, key })
+        : this.#nextPartition++ % partitions);
+    this.#inFlight += 1;
+    this.#pending.add(line.number);
+    client.put(topic, target, { payload: line.payload, attribute }).then(
+      () => this.#settled(line, undefined),
+      (error) => this.#settled(line, error),
     );
   }
-  await producer.flush();
-  progress.done();
-  summary.seconds = (performance.now() - started) / 1000;
-  return summary;
+
+  #settled(line: Line, error: unknown): void {
+    if (!this.#pending.delete(line.number)) return; // abandoned by a second Ctrl-C: counted
+    this.#inFlight -= 1;
+    if (error === undefined) {
+      this.#acknowledged += 1;
+      this.#bytes += line.payload.length;
+      this.#trouble = undefined;
+    } else {
+      this.#failed(line, error);
+    }
+    this.#progress.update(() =>
+      `produced ${this.#acknowledged.toLocaleString("en-US")} of ${
+        this.#lines.toLocaleString("en-US")
+      } (${formatRate(this.#acknowledged, (performance.now() - this.#started) / 1000)} msg/s)`
+    );
+    const wake = this.#wake;
+    this.#wake = undefined;
+    wake?.();
+  }
+
+  #failed(line: Line, error: unknown): void {
+    const outcome = failureOutcome(error);
+    if (error instanceof ConnectionError) this.#lost = true;
+    if (outcome === "refused") {
+      this.#failedCount += 1;
+      if (this.#failures.length < FAILURES_SHOWN_MAX) {
+        this.#failures.push({ line: line.number, error: describeError(error) });
+      }
+      return;
+    }
+    if (outcome === "unknown") {
+      this.#indeterminate.push(line.number);
+      if (!(error instanceof TimeoutError || error instanceof ConnectionError)) return;
+    } else {
+      this.#retry.push(line);
+    }
+    this.#trouble ??= { sinceMs: performance.now(), reason: describeError(error), attempts: 0 };
+  }
+
+  /** After the input: resend what is queued and wait for every put in flight. */
+  async #finish(): Promise<void> {
+    while (this.#interrupts < 2) {
+      if (this.#retry.length > 0 && this.#stopped === undefined) await this.#step();
+      else if (this.#inFlight > 0) await this.#woken();
+      else return;
+    }
+  }
 }
 
-function report(summary: Summary): number {
-  const ok = summary.sent - summary.failed;
-  process.stderr.write(
-    `Produced ${ok.toLocaleString("en-US")} messages (${formatBytes(summary.bytes)}) in ${
-      summary.seconds.toFixed(2)
-    } s: ` +
-      `${formatRate(ok, summary.seconds)} msg/s, ${summary.failed} failed\n`,
-  );
-  for (const failure of summary.failures) process.stderr.write(`  failed: ${failure}\n`);
-  return summary.failed > 0 ? 1 : 0;
-}
+/** Splits chunks into lines (LF or CRLF, line endings dropped); an empty last line is dropped. */
+class LineSplitter {
+  #carry: Uint8Array = new Uint8Array(0);
 
-/** Lines of the input as bytes, without their line ending; an empty last line is dropped. */
-async function* lines(values: { file?: string; message?: string }): AsyncGenerator<Uint8Array> {
-  if (values.message !== undefined) {
-    yield new TextEncoder().encode(values.message);
-    return;
-  }
-  let stream: AsyncIterable<Uint8Array>;
-  if (values.file) {
-    if (!fs.existsSync(values.file)) throw new CliError(`Cannot read ${values.file}: no such file`);
-    stream = fs.createReadStream(values.file);
-  } else {
-    stream = process.stdin as AsyncIterable<Uint8Array>;
-  }
-  let carry: Uint8Array = new Uint8Array(0);
-  for await (const chunk of stream) {
-    const data = carry.length ? concat(carry, chunk) : chunk;
+  push(chunk: Uint8Array): Uint8Array[] {
+    const data = this.#carry.length > 0 ? concat(this.#carry, chunk) : chunk;
+    const lines: Uint8Array[] = [];
     let start = 0;
     for (let newline = data.indexOf(10); newline >= 0; newline = data.indexOf(10, start)) {
       const end = newline > start && data[newline - 1] === 13 ? newline - 1 : newline;
-      yield data.subarray(start, end);
+      lines.push(data.subarray(start, end));
       start = newline + 1;
     }
-    carry = data.slice(start);
+    this.#carry = data.slice(start);
+    return lines;
   }
-  if (carry.length > 0) yield carry[carry.length - 1] === 13 ? carry.subarray(0, -1) : carry;
+
+  end(): Uint8Array[] {
+    const carry = this.#carry;
+    this.#carry = new Uint8Array(0);
+    if (carry.length === 0) return [];
+    return [carry[carry.length - 1] === 13 ? carry.subarray(0, -1) : carry];
+  }
+}
+
+/** The input as batches of lines: --message (one line, as it is), --file or stdin. */
+async function* lineBatches(
+  values: { file?: string; message?: string },
+): AsyncGenerator<Uint8Array[]> {
+  if (values.message !== undefined) {
+    yield [new TextEncoder().encode(values.message)];
+    return;
+  }
+  const stream = values.file !== undefined
+    ? fs.createReadStream(values.file)
+    : process.stdin as AsyncIterable<Uint8Array>;
+  const splitter = new LineSplitter();
+  for await (const chunk of stream) yield splitter.push(chunk);
+  yield splitter.end();
+}
+
+function report(
+  summary: ProduceSummary,
+  options: { format: "text" | "json"; topic: string; file?: string },
+): void {
+  if (options.format === "json") {
+    process.stdout.write(`${JSON.stringify(summary)}\n`);
+    return;
+  }
+  const lines = [
+    `Produced ${summary.acknowledged.toLocaleString("en-US")} messages (${
+      formatBytes(summary.bytes)
+    }) in ${summary.seconds.toFixed(2)} s: ${
+      formatRate(summary.acknowledged, summary.seconds)
+    } msg/s, ${summary.failed} failed, ${summary.indeterminate} indeterminate`,
+  ];
+  for (const failure of summary.failures) {
+    lines.push(`  failed: line ${failure.line}: ${failure.error}`);
+  }
+  if (summary.failuresNotShown > 0) {
+    lines.push(`  ... and ${summary.failuresNotShown.toLocaleString("en-US")} more failed`);
+  }
+  if (summary.indeterminate > 0) {
+    const shown = summary.indeterminateLines.slice(0, RANGES_SHOWN_MAX).map(([first, last]) =>
+      first === last ? `${first}` : `${first}-${last}`
+    );
+    const more = summary.indeterminateLines.length - shown.length;
+    lines.push(
+      `  indeterminate: line${summary.indeterminate > 1 ? "s" : ""} ${shown.join(", ")}${
+        more > 0 ? ` and ${more} more runs` : ""
+      } (in flight when the connection broke or unanswered: each may or may not be stored)`,
+    );
+  }
+  if (summary.unsent > 0) lines.push(`  unsent: ${summary.unsent} lines read but never written`);
+  if (summary.stopped === "gaveUp") lines.push(`Gave up: ${summary.reason}`);
+  if (summary.stopped === "interrupted") lines.push("Stopped by Ctrl-C");
+  if (summary.resumeFromLine !== null) {
+    const from = summary.resumeFromLine;
+    const source = options.file ?? "INPUT";
+    lines.push(
+      `Resume from line ${from}: tail -n +${from} ${source} | metaq produce ${options.topic}` +
+        (summary.indeterminate > 0 ? " (the indeterminate lines above come before it)" : ""),
+    );
+  }
+  process.stderr.write(`${lines.join("\n")}\n`);
+}
+
+/** Sorted numbers as [first, last] runs of consecutive ones. */
+function ranges(numbers: readonly number[]): [number, number][] {
+  const runs: [number, number][] = [];
+  for (const number of numbers) {
+    const last = runs[runs.length - 1];
+    if (last && number === last[1] + 1) last[1] = number;
+    else runs.push([number, number]);
+  }
+  return runs;
 }
 
 function concat(a: Uint8Array, b: Uint8Array): Uint8Array {

@@ -13,6 +13,7 @@ import {
   clientSecurity,
   CliError,
   type CommandSpec,
+  CONNECTION_USAGE,
   parseFlags,
   SECURITY_FLAGS,
 } from "./common.ts";
@@ -29,7 +30,9 @@ XA_HEURRB (rollback) until the manager sends FORGET.
 Examples:
   metaq tx list
   metaq tx commit XID:1:0a0b:01:XAMessageProducer-host1
-  metaq tx rollback XID:1:0a0b:01:XAMessageProducer-host1 --broker 10.0.0.5:8123`;
+  metaq tx rollback XID:1:0a0b:01:XAMessageProducer-host1 --broker 10.0.0.5:8123
+
+${CONNECTION_USAGE}`;
 
 const FLAGS = {
   broker: { type: "string" },

@@ -7,13 +7,16 @@ import {
   clientSecurity,
   CliError,
   type CommandSpec,
+  CONNECTION_USAGE,
   parseFlags,
   SECURITY_FLAGS,
 } from "./common.ts";
 
 const USAGE = `Usage: metaq version [--broker HOST:PORT]
 
-Prints metaq's version; with --broker also asks that broker (MetaQ's 'version' command).`;
+Prints metaq's version; with --broker also asks that broker (MetaQ's 'version' command).
+
+${CONNECTION_USAGE}`;
 
 export const version: CommandSpec = {
   name: "version",

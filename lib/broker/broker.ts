@@ -145,13 +145,17 @@ export class Broker {
   }
 
   /**
-   * Whether `topic` is there for clients: a partition of it holds a log here, or a section of
-   * the configuration names it exactly (the definition the HTTP API uses).
+   * Whether `topic` is there for clients: a partition of it holds a log here (or one refused as
+   * damaged at start-up), or a section of the configuration names it exactly (the definition
+   * the HTTP API uses).
    */
   topicExists(topic: string): boolean {
     if (isInternalTopic(topic) || !this.topicSettings(topic)) return false;
     if (this.config.topics.some((section) => section.pattern === topic)) return true;
-    return this.logs.list().some((entry) => entry.topic === topic);
+    if (this.logs.list().some((entry) => entry.topic === topic)) return true;
+    return [...this.logs.failures().keys()].some((name) =>
+      name.slice(0, name.lastIndexOf("-")) === topic
+    );
   }
 
   /**

@@ -37,24 +37,30 @@ export function recordToJson(
   } catch {
     // flag bit 0 without a valid attribute block: show the data as it is
   }
-  let text: string | undefined;
-  if (encoding !== "base64") {
-    try {
-      text = strictUtf8.decode(payload);
-    } catch {
-      text = undefined;
-    }
-  }
   return {
     offset: record.offset,
     nextOffset: record.offset + RECORD_HEADER_BYTES + record.length,
     id: record.id.toString(),
     flag: record.flag,
     attribute,
-    payload: text ?? Buffer.from(payload).toString("base64"),
-    encoding: text === undefined ? "base64" : "utf8",
+    ...payloadJson(payload, encoding),
     bytes: payload.length,
   };
+}
+
+/** A payload as JSON text: UTF-8 when it is valid UTF-8 (or asked), else base64. */
+export function payloadJson(
+  payload: Uint8Array,
+  encoding: PayloadEncoding | "auto" = "auto",
+): { payload: string; encoding: PayloadEncoding } {
+  if (encoding !== "base64") {
+    try {
+      return { payload: strictUtf8.decode(payload), encoding: "utf8" };
+    } catch {
+      // not UTF-8: base64 below
+    }
+  }
+  return { payload: Buffer.from(payload).toString("base64"), encoding: "base64" };
 }
 
 /** Decodes strict base64 (standard alphabet, padded); anything else is a 400. */

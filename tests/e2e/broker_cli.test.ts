@@ -124,11 +124,13 @@ test("a broker killed with SIGKILL mid-produce loses no acknowledged message", a
   const producer = new Producer(client, { windowMax: 256 });
   const acked = new Set<string>();
   let sent = 0;
-  const killAt = setTimeout(() => void broker.kill("SIGKILL"), 400);
+  let killed: Promise<unknown> | undefined;
   try {
     for (; sent < 200_000; sent++) {
       const payload = `m-${sent}`;
       await producer.whenWritable();
+      // Killed once puts are being acknowledged, with a window of them in flight.
+      if (acked.size >= 500) killed ??= broker.kill("SIGKILL");
       if (broker.child?.exitCode !== null || broker.child?.signalCode) break;
       producer.send("crash", payload, { partition: sent % 2 }).then(
         () => acked.add(payload),
@@ -137,9 +139,9 @@ test("a broker killed with SIGKILL mid-produce loses no acknowledged message", a
     }
     await producer.flush().catch(() => {});
   } finally {
-    clearTimeout(killAt);
     client.close();
   }
+  await killed;
   await broker.kill("SIGKILL");
   expect(acked.size).toBeGreaterThan(0);
   await broker.restart();

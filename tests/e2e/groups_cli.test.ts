@@ -73,6 +73,7 @@ function groupConsumer(address: string, group: string, home: string, extra: stri
     "json",
     "--commit-period",
     "200",
+    "--follow", // members start before the topic's first message
     ...extra,
   ], { HOME: home });
 }
@@ -280,7 +281,7 @@ test("group CLI errors are one line: bad names, unknown topics, a reset while me
   ], env);
   expect([badName.code, badName.stderr.trim()]).toEqual([
     2,
-    "metaq consume: Cannot accept name: group name 'bad/name' may use only letters, digits, '_', '-' and '@'",
+    "metaq consume: Cannot use group: group name 'bad/name' may use only letters, digits, '_', '-' and '@'",
   ]);
   const unknown = await runMetaq(
     ["consume", "unknown", "--group", "g", "--broker", broker.address],
@@ -288,7 +289,7 @@ test("group CLI errors are one line: bad names, unknown topics, a reset while me
   );
   expect(unknown.code).toBe(1);
   expect(unknown.stderr.trim().split("\n").at(-1)).toBe(
-    "metaq consume: Cannot consume unknown: Cannot accept topic: the server does not accept topic unknown",
+    "metaq consume: Cannot consume unknown: The server do not accept topic unknown: no [topic=...] section of the broker's configuration matches it (sections: known)",
   );
   await using member = new MetaqProcess([
     "consume",

@@ -14,6 +14,8 @@ export interface ProcessResult {
   readonly code: number | null;
   readonly signal: NodeJS.Signals | null;
   readonly stdout: string;
+  /** stdout as the bytes written (binary output). */
+  readonly stdoutBytes: Uint8Array;
   readonly stderr: string;
 }
 
@@ -48,6 +50,7 @@ export function runMetaq(
         code,
         signal,
         stdout: Buffer.concat(stdout).toString(),
+        stdoutBytes: new Uint8Array(Buffer.concat(stdout)),
         stderr: Buffer.concat(stderr).toString(),
       });
     });

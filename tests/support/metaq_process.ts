@@ -13,9 +13,14 @@ export class MetaqProcess implements AsyncDisposable {
   readonly exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   #partial = "";
 
-  constructor(args: string[], env: Record<string, string> = {}) {
+  /** With `options.stdin`, the child's stdin is a pipe the test writes (`child.stdin`). */
+  constructor(
+    args: string[],
+    env: Record<string, string> = {},
+    options: { stdin?: boolean } = {},
+  ) {
     this.child = spawn(METAQ_BINARY, args, {
-      stdio: ["ignore", "pipe", "pipe"],
+      stdio: [options.stdin ? "pipe" : "ignore", "pipe", "pipe"],
       env: { ...process.env, ...env },
     });
     this.child.stdout!.setEncoding("utf8");
