@@ -15,18 +15,13 @@ import { silentLogger } from "../../lib/log.ts";
 import { LogRing, ringLogger } from "../../lib/log_ring.ts";
 import { REPO_ROOT } from "../support/harness.ts";
 import { tempDir } from "../support/temp_dir.ts";
+import { requireChromium } from "./chromium.ts";
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const OUTPUT = path.join(REPO_ROOT, "tests/output");
 const WAIT_MS = 10_000;
 
 test("the dashboard shows produced messages and group lag live, without a reload", async () => {
-  if (!fs.existsSync(CHROMIUM)) {
-    throw new Error(
-      `Cannot run the dashboard browser test: ${CHROMIUM} is missing. ` +
-        "Install it with 'apt-get install -y chromium' (.ci/run does), or set CHROMIUM_PATH.",
-    );
-  }
+  const executablePath = requireChromium();
   await using temp = tempDir();
   const recentLog = new LogRing(50);
   const logger = ringLogger(silentLogger, recentLog);
@@ -70,7 +65,7 @@ test("the dashboard shows produced messages and group lag live, without a reload
 
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), "metaq-chromium-"));
   const context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
+    executablePath,
     args: [
       "--headless",
       "--no-sandbox",

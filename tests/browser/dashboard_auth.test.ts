@@ -12,15 +12,13 @@ import { assemble } from "../../lib/app/assemble.ts";
 import { buildConfig } from "../../lib/config/config.ts";
 import { silentLogger } from "../../lib/log.ts";
 import { tempDir } from "../support/temp_dir.ts";
+import { requireChromium } from "./chromium.ts";
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const WAIT_MS = 10_000;
 const TOKEN = "viewer-token-0123456789";
 
 test("the dashboard asks for a token, refuses a wrong one, and goes live with the right one", async () => {
-  if (!fs.existsSync(CHROMIUM)) {
-    throw new Error(`Cannot run the dashboard browser test: ${CHROMIUM} is missing`);
-  }
+  const executablePath = requireChromium();
   await using temp = tempDir();
   const running = await assemble({
     config: buildConfig({
@@ -39,7 +37,7 @@ test("the dashboard asks for a token, refuses a wrong one, and goes live with th
   expect(produced.status).toBe(200);
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), "metaq-chromium-"));
   const context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
+    executablePath,
     args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"],
   });
   try {

@@ -11,9 +11,9 @@ import { chromium } from "playwright-core";
 import { startCluster } from "../support/cluster_in_process.ts";
 import { REPO_ROOT } from "../support/harness.ts";
 import { tempDir } from "../support/temp_dir.ts";
+import { requireChromium } from "./chromium.ts";
 import { waitFor } from "../support/wait.ts";
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const OUTPUT = path.join(REPO_ROOT, "tests/output");
 const WAIT_MS = 10_000;
 /** Topics whose partitions are held by node 1, 2 and 3 respectively (one copy each). */
@@ -22,9 +22,7 @@ const SPREAD = ["clicks", "payments", "orders"];
 test(
   "every node's dashboard shows all nodes, their health and each partition's leader",
   async () => {
-    if (!fs.existsSync(CHROMIUM)) {
-      throw new Error(`Cannot run the dashboard browser test: ${CHROMIUM} is missing`);
-    }
+    const executablePath = requireChromium();
     await using temp = tempDir();
     await using cluster = await startCluster({
       dataPath: temp.path,
@@ -54,7 +52,7 @@ test(
 
     const profile = fs.mkdtempSync(path.join(os.tmpdir(), "metaq-chromium-"));
     const context = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
+      executablePath,
       args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"],
       viewport: { width: 1280, height: 1000 },
     });
