@@ -3,6 +3,7 @@ import * as fs from "node:fs";
 import process from "node:process";
 import { assemble } from "../lib/app/assemble.ts";
 import { ConfigError, withZooKeeperFlags } from "../lib/config/config.ts";
+import { uplinkWithHubs } from "../lib/config/uplink_config.ts";
 import { HttpPortInUseError } from "../lib/http/http_part.ts";
 import { LOG_RING_ENTRIES_MAX } from "../lib/limits.ts";
 import type { Config } from "../lib/config/config.ts";
@@ -48,6 +49,9 @@ ZooKeeper (register as a MetaQ broker for MetaQ's clients; see docs/zookeeper.md
   --zk-session-timeout-ms MS   session timeout (zk.zkSessionTimeoutMs, default 30000)
   --zk-broker-id N     MetaQ broker id to register (default --broker-id; one value per cluster)
 
+Edge uplink (see docs/uplink.md; more settings in the [uplink] section of --config):
+  --uplink LIST        forward every topic to a hub broker or cluster, host:port[,host:port...]
+
 Security (see docs/security.md; users are [user=NAME] sections of --config):
   --tls-cert FILE      PEM certificate: TLS on the client, HTTP and peer ports (tlsPorts)
   --tls-key FILE       its PEM private key
@@ -90,6 +94,7 @@ const FLAGS = {
   "zk-root": { type: "string" },
   "zk-session-timeout-ms": { type: "string" },
   "zk-broker-id": { type: "string" },
+  uplink: { type: "string" },
 } as const;
 
 export const serve: CommandSpec = {
@@ -108,7 +113,7 @@ export const serve: CommandSpec = {
     }
     const recentLog = new LogRing(LOG_RING_ENTRIES_MAX);
     const logger = ringLogger(consoleLogger(level), recentLog);
-    const config = zooKeeperConfig(loadConfig(values), values);
+    const config = withUplinkFlag(zooKeeperConfig(loadConfig(values), values), values.uplink);
     checkPeerSecurity(config);
     let running;
     try {
@@ -191,6 +196,16 @@ function zooKeeperConfig(
   } catch (error) {
     if (error instanceof ConfigError) throw new CliError(error.message);
     throw error;
+  }
+}
+
+/** The config with the hubs of `--uplink` (over `[uplink] hubs=`). */
+function withUplinkFlag(config: Config, hubs: string | undefined): Config {
+  if (hubs === undefined) return config;
+  try {
+    return Object.freeze({ ...config, uplink: uplinkWithHubs(config.uplink, hubs) });
+  } catch (error) {
+    throw new CliError((error as Error).message);
   }
 }
 

@@ -7,6 +7,7 @@
  * storage → message store → Logs (LocalLogs, or the ClusterNode's ReplicatedLogs)
  *         → Broker → consumer groups, transactions, cluster commands → Router (command table)
  *         → Edge (+ Forwarder in a cluster) → TCP server, HTTP → ZooKeeper registration → upkeep
+ *         → uplink (an edge)
  * ```
  *
  * Start-up runs in that order and shutdown in the reverse. A few parts need something that is
@@ -54,6 +55,8 @@ import type { Storage } from "../store/storage.ts";
 import { FileStorage } from "../store/storage_file.ts";
 import { systemTimers } from "../timers.ts";
 import { instrumentationFromEnv, instrumentStorage } from "../store/storage_journal.ts";
+import { uplinkHubCommands } from "../uplink/hub_commands.ts";
+import { UplinkPart } from "../uplink/uplink_part.ts";
 import { migrateGroupOffsets } from "./migrate.ts";
 import { startZooKeeperPart } from "./zookeeper_part.ts";
 import { edgeWriter } from "./partition_writer.ts";
@@ -89,6 +92,8 @@ export interface App {
   readonly cluster: ClusterNode | undefined;
   readonly edge: Edge;
   readonly maintenance: Maintenance;
+  /** The uplink to a hub, on an edge broker (`[uplink]`, `--uplink`). */
+  readonly uplink: UplinkPart | undefined;
   /** Client port actually bound. */
   readonly port: number;
   /** HTTP port actually bound, when HTTP is on. */
@@ -109,6 +114,11 @@ export async function assemble(options: AssembleOptions): Promise<App> {
   const filters = new GroupFilters(config, (topic) => topicSettings(config, topic)?.groupFilters);
   const problems = filters.problems();
   if (problems.length > 0) throw new ConfigError(problems[0]);
+  if (config.uplink && settings) {
+    throw new ConfigError(
+      "Cannot run an uplink on a cluster node: run it on a broker that runs alone",
+    );
+  }
   const stops: Stop[] = [];
   const stopAll = async () => {
     for (const stop of stops.splice(0).reverse()) await stop();
@@ -227,8 +237,21 @@ export async function assemble(options: AssembleOptions): Promise<App> {
       crashAfterCommitBytes: options.crashAfterCommitBytes,
       crash: options.crash,
     });
+    const uplink = config.uplink
+      ? new UplinkPart({
+        uplink: config.uplink,
+        logs,
+        partitionsOf: (topic) => broker.topicSettings(topic)?.numPartitions ?? 0,
+        ids,
+        clock,
+        logger,
+        random: new Prng(Number(process.pid) * 104729 + system.brokerId),
+        snapshotEveryBytes: Math.max(1, Math.floor(system.metaSegmentSize / 4)),
+      })
+      : undefined;
     const statsItems: StatsItems = new Map([
       ["transactions", () => transactions.statsLines()],
+      ...(uplink ? [["uplink", () => uplink.statsLines()] as const] : []),
       ...(cluster
         ? [["cluster", () => clusterStatsLines(cluster!, () => groups.offsetsSummary())] as const]
         : []),
@@ -242,6 +265,7 @@ export async function assemble(options: AssembleOptions): Promise<App> {
       }),
       groups.commands,
       transactions.commands,
+      uplinkHubCommands(broker),
     ];
     if (cluster) tables.push(clusterCommands(cluster, () => groups.offsetsSummary()));
     tables.push(...options.extraCommands ?? []);
@@ -321,9 +345,20 @@ export async function assemble(options: AssembleOptions): Promise<App> {
     // Registered once every port serves; unregistered first at shutdown (docs/zookeeper.md).
     const registrar = await startZooKeeperPart({ config, logs, cluster, port, logger });
     if (registrar) stops.push(() => registrar.stop());
-    const maintenance = new Maintenance({ broker, logs, syncs: store, clock, logger });
+    const maintenance = new Maintenance({
+      broker,
+      logs,
+      syncs: store,
+      clock,
+      logger,
+      retentionFloor: uplink && ((topic, partition) => uplink.retentionFloor(topic, partition)),
+    });
     maintenance.start();
     stops.push(() => maintenance.stop());
+    if (uplink) {
+      await uplink.start();
+      stops.push(() => uplink.stop());
+    }
 
     let closing: Promise<void> | undefined;
     return {
@@ -336,6 +371,7 @@ export async function assemble(options: AssembleOptions): Promise<App> {
       cluster,
       edge,
       maintenance,
+      uplink,
       port,
       httpPort: http?.port,
       peerPort: cluster?.peerPort,

@@ -21,6 +21,11 @@ export interface MaintenanceOptions {
   readonly syncs: TimedSyncs;
   readonly clock: Clock;
   readonly logger: Logger;
+  /**
+   * How far retention may delete a partition (an edge's uplink: not past what its hub
+   * acknowledged); undefined means as far as the policy says.
+   */
+  readonly retentionFloor?: (topic: string, partition: number) => number | undefined;
 }
 
 const CHECK_INTERVAL_MS = 1000;
@@ -79,12 +84,13 @@ export class Maintenance {
    * broker's own `__` logs are compacted behind their snapshots instead (state_log.ts).
    */
   async runRetention(isDue: (scheduleSource: string) => boolean = () => true): Promise<void> {
-    for (const { topic, log } of this.#options.logs.list()) {
+    for (const { topic, partition, log } of this.#options.logs.list()) {
       if (isInternalTopic(topic)) continue;
       const settings = this.#broker.topicSettings(topic);
       if (!settings || !isDue(settings.deleteWhen.source)) continue;
+      const keepFrom = this.#options.retentionFloor?.(topic, partition);
       try {
-        await log.applyRetention(settings.deletePolicy, this.#clock.wallMs());
+        await log.applyRetention(settings.deletePolicy, this.#clock.wallMs(), keepFrom);
       } catch (error) {
         this.#logger.log("error", "Cannot apply retention", {
           partition: log.name,

@@ -39,6 +39,7 @@ import {
   ZooKeeperConfigError,
   type ZooKeeperKey,
 } from "./zookeeper_config.ts";
+import { buildUplinkConfig, UPLINK_KEYS, type UplinkConfig } from "./uplink_config.ts";
 
 export class ConfigError extends Error {
   override readonly name = "ConfigError";
@@ -188,6 +189,8 @@ export interface Config {
   readonly users: readonly UserSection[];
   /** `[zookeeper]`: where this broker registers as a MetaQ broker (off without zk.zkConnect). */
   readonly zookeeper: ZooKeeperConfig;
+  /** `[uplink]`: forward topics to a hub (docs/uplink.md); absent when there is none. */
+  readonly uplink?: UplinkConfig;
   /** The config file as read, for `stats config` and `config_checksum`. */
   readonly fileText?: string;
   readonly filePath?: string;
@@ -356,6 +359,7 @@ export function buildConfig(input: ConfigInput): Config {
   const topics: TopicSection[] = [];
   const users: UserSection[] = [];
   const zookeeper: [ZooKeeperKey, string][] = [];
+  let uplink: Map<string, string> | undefined;
   if (input.fileText !== undefined) {
     for (const section of wrapIni(input.fileText)) {
       if (section.name === "system") {
@@ -378,10 +382,16 @@ export function buildConfig(input: ConfigInput): Config {
           throw new ConfigError(`Cannot use [user=${user.name}] twice (line ${section.line})`);
         }
         users.push(user);
+      } else if (section.name === "uplink") {
+        uplink ??= new Map();
+        for (const entry of section.entries) {
+          checkKnown(entry.key, UPLINK_KEYS, `[uplink] line ${entry.line}`);
+          uplink.set(entry.key, entry.value);
+        }
       } else {
         throw new ConfigError(
           `Cannot read section [${section.name}] at line ${section.line}: ` +
-            "expected [system], [zookeeper], [topic=<name>] or [user=<name>]",
+            "expected [system], [zookeeper], [topic=<name>], [user=<name>] or [uplink]",
         );
       }
     }
@@ -412,6 +422,7 @@ export function buildConfig(input: ConfigInput): Config {
     topics: Object.freeze(topics),
     users: Object.freeze(users),
     zookeeper: wrapZooKeeper(() => buildZooKeeperConfig(zookeeper)),
+    ...(uplink ? { uplink: uplinkSection(uplink) } : {}),
     fileText: input.fileText,
     filePath: input.filePath,
   });
@@ -624,6 +635,14 @@ function wrap<T>(key: string, parse: () => T): T {
     return parse();
   } catch (error) {
     throw new ConfigError(`Cannot use ${key}: ${(error as Error).message}`);
+  }
+}
+
+function uplinkSection(entries: ReadonlyMap<string, string>): UplinkConfig {
+  try {
+    return buildUplinkConfig(entries);
+  } catch (error) {
+    throw new ConfigError((error as Error).message);
   }
 }
 

@@ -6,7 +6,7 @@
  *
  * | request                                          | needs                               |
  * | ------------------------------------------------ | ----------------------------------- |
- * | put (plain or in a transaction)                  | produce on its topic                |
+ * | put (plain or in a transaction), uput (uplinks)  | produce on its topic                |
  * | get, offset                                      | consume on its topic                |
  * | meta <topic>                                     | produce or consume on the topic     |
  * | transaction                                      | produce on some topic               |
@@ -144,6 +144,8 @@ function extensionRequirement(verb: string, args: readonly string[]): Requiremen
       return { kind: "consume", topics: [args[3]] };
     case "committed":
       return { kind: "consume", topics: [args[1]] };
+    case "uput":
+      return { kind: "produce", topics: [args[0]] };
     case "heartbeat":
     case "assignment":
     case "leave":

@@ -126,12 +126,13 @@ export class LocalLog implements Log {
     };
   }
 
-  async applyRetention(policy: DeletePolicy, nowMs: number): Promise<void> {
+  async applyRetention(policy: DeletePolicy, nowMs: number, keepFrom?: number): Promise<void> {
     await applyRetention(this.segments, {
       policy,
       nowMs,
       storage: this.#storage,
       logger: this.#logger,
+      mayStartAt: keepFrom === undefined ? undefined : (start) => start <= keepFrom,
     });
   }
 

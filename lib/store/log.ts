@@ -96,9 +96,12 @@ export interface Log {
   facts(): LogFacts;
   /**
    * Drops sealed segments from the front that `policy` says have expired, and only as far as
-   * the log may start (a replicated log only below what every copy may drop).
+   * the log may start (a replicated log only below what every copy may drop) and, when
+   * `keepFrom` is given, never a segment that ends above it (an edge's uplink keeps what its
+   * hub has not acknowledged; LocalLog honours it, and the uplink runs only on a broker that
+   * runs alone).
    */
-  applyRetention(policy: DeletePolicy, nowMs: number): Promise<void>;
+  applyRetention(policy: DeletePolicy, nowMs: number, keepFrom?: number): Promise<void>;
   /**
    * Drops sealed segments that end at or below `offset` (the base of a snapshot that covers
    * them). Resolves false when the log may not start there yet (a follower whose leader has

@@ -78,6 +78,9 @@ const LAYER_RULES: Readonly<
   // config, security) is written as the allow list it amounts to, so a new layer is denied too.
   client: { allow: ["client", "protocol", "floor", "runtime", "zk"] },
   store: { deny: ["broker", "cluster", "server", "http", "client", "app"] },
+  // The uplink reads the edge's Logs and writes to its hub as a client: never the edges of this
+  // broker, nor replication (it runs on a broker that runs alone).
+  uplink: { deny: ["server", "http", "cli", "app", "cluster"] },
   protocol: { allow: ["protocol", "floor"] },
   // The ZooKeeper client and MetaQ's layout in it: used by the broker's registrar and by clients.
   zk: { allow: ["zk", "floor"] },

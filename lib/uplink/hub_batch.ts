@@ -1,0 +1,131 @@
+/**
+ * @module Turns records read from an edge partition into the batch an `uput` carries: each
+ * record keeps its flag bits and payload, gains its origin in the attribute (the original
+ * attribute follows it) and gets the id the hub stores it under (uplink_origin.ts). Pure: bytes
+ * and numbers in, bytes out.
+ */
+import { metaqChecksum } from "../crc32.ts";
+import { RECORD_DATA_BYTES_MAX, RECORD_HEADER_BYTES } from "../limits.ts";
+import { idTimestampMs } from "../protocol/message_id.ts";
+import { FLAG_HAS_ATTRIBUTE, walkRecords } from "../protocol/record.ts";
+import { formatOrigin, OriginIds } from "../protocol/uplink_origin.ts";
+
+export interface SourcePartition {
+  readonly site: string;
+  readonly topic: string;
+  readonly partition: number;
+}
+
+export interface HubBatch {
+  /** Whole records for `uput`; empty when not even the first record fits `maxBytes`. */
+  readonly body: Uint8Array;
+  readonly records: number;
+  /** Source bytes consumed: the forwarding position moves this far once the hub has it. */
+  readonly sourceBytes: number;
+}
+
+const encoder = new TextEncoder();
+const SEMICOLON = 0x3b;
+
+/**
+ * Builds the batch from the whole records at the start of `source` (which starts at partition
+ * offset `baseOffset`), stopping before the first record that would make the body exceed
+ * `maxBytes`. Writes each record once, in place.
+ */
+export function buildHubBatch(
+  from: SourcePartition,
+  source: Uint8Array,
+  baseOffset: number,
+  maxBytes: number,
+): HubBatch {
+  const body = new Uint8Array(Math.min(maxBytes, 2 * source.length + 64 * 1024));
+  let bodyBytes = 0;
+  let sourceBytes = 0;
+  let records = 0;
+  const ids = new OriginIds(from.site, from.topic, from.partition);
+  walkRecords(source, RECORD_DATA_BYTES_MAX, (position, length) => {
+    const parts = recordParts(from, ids, source, position, length, baseOffset + position);
+    const bytes = RECORD_HEADER_BYTES + parts.dataBytes;
+    if (bodyBytes + bytes > body.length) return false;
+    writeForwarded(body, bodyBytes, parts);
+    bodyBytes += bytes;
+    sourceBytes = position + RECORD_HEADER_BYTES + length;
+    records += 1;
+  });
+  return { body: body.subarray(0, bodyBytes), records, sourceBytes };
+}
+
+/** What a source record becomes: its new attribute (origin, then the original) and payload. */
+interface ForwardedParts {
+  /** The hub id as signed 32-bit halves, high first. */
+  readonly id: [number, number];
+  readonly flag: number;
+  readonly origin: Uint8Array;
+  readonly original: Uint8Array | undefined;
+  readonly payload: Uint8Array;
+  readonly dataBytes: number;
+}
+
+function recordParts(
+  from: SourcePartition,
+  ids: OriginIds,
+  source: Uint8Array,
+  position: number,
+  length: number,
+  offset: number,
+): ForwardedParts {
+  const view = new DataView(source.buffer, source.byteOffset + position, RECORD_HEADER_BYTES);
+  const sourceId = view.getBigInt64(8);
+  const flag = view.getInt32(16);
+  const start = position + RECORD_HEADER_BYTES;
+  const data = source.subarray(start, start + length);
+  const origin = encoder.encode(
+    formatOrigin({ ...from, offset, id: sourceId }),
+  );
+  let original: Uint8Array | undefined;
+  let payload = data;
+  if ((flag & FLAG_HAS_ATTRIBUTE) !== 0 && data.length >= 4) {
+    const attributeBytes = new DataView(data.buffer, data.byteOffset, 4).getInt32(0);
+    if (attributeBytes >= 0 && 4 + attributeBytes <= data.length) {
+      original = data.subarray(4, 4 + attributeBytes);
+      payload = data.subarray(4 + attributeBytes);
+    }
+  }
+  const attributeBytes = origin.length + (original ? 1 + original.length : 0);
+  return {
+    id: ids.halvesAt(offset),
+    flag: flag | FLAG_HAS_ATTRIBUTE,
+    origin,
+    original,
+    payload,
+    dataBytes: 4 + attributeBytes + payload.length,
+  };
+}
+
+/** Writes the record of `parts` at `at` of `target`: header, attribute block, payload. */
+function writeForwarded(target: Uint8Array, at: number, parts: ForwardedParts): void {
+  const { origin, original, payload } = parts;
+  const dataStart = at + RECORD_HEADER_BYTES;
+  const attributeBytes = parts.dataBytes - 4 - payload.length;
+  const view = new DataView(target.buffer, target.byteOffset);
+  view.setInt32(dataStart, attributeBytes);
+  target.set(origin, dataStart + 4);
+  // The original attribute (its bytes as they are) follows the origin after a ';'.
+  if (original) {
+    target[dataStart + 4 + origin.length] = SEMICOLON;
+    target.set(original, dataStart + 5 + origin.length);
+  }
+  target.set(payload, dataStart + 4 + attributeBytes);
+  const data = target.subarray(dataStart, dataStart + parts.dataBytes);
+  view.setInt32(at, parts.dataBytes);
+  view.setInt32(at + 4, metaqChecksum(data));
+  view.setInt32(at + 8, parts.id[0]);
+  view.setInt32(at + 12, parts.id[1]);
+  view.setInt32(at + 16, parts.flag);
+}
+
+/** The wall-clock time in the id of the record at `position` of `bytes`, when it has one. */
+export function recordTimeMs(bytes: Uint8Array, position: number): number | undefined {
+  const id = new DataView(bytes.buffer, bytes.byteOffset + position + 8, 8).getBigInt64(0);
+  return id > 0n ? idTimestampMs(id) : undefined;
+}

@@ -1,0 +1,494 @@
+/**
+ * @module PartitionPump: forwards one edge partition to the hub, in source order, one batch at
+ * a time. Each round: enforce the backlog cap; wait for the link; find the hub partition; read
+ * the next batch of durable records at the forwarding position; send it with `uput` and the
+ * hub offset `since`; on the hub's answer move the position past the batch, remember the
+ * offset of its first record as the next `since`, and save both (in `__uplink-0`, without
+ * waiting: a crash before the save only sends the batch again, and the hub keeps it once).
+ *
+ * Why one batch at a time: a batch is retried after any doubt (a cut link, a timeout, a new
+ * leader at the hub), and with a second batch in flight the retry of the first could land
+ * after it. Partitions proceed side by side over the one connection.
+ *
+ * Why only durable records: a record the edge forwarded and then lost in a power cut would let
+ * a new record take its offset, and its origin, which the hub has already seen.
+ */
+import type { Clock } from "../clock.ts";
+import type { UplinkConfig } from "../config/uplink_config.ts";
+import { BrokerError, describeError } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import type { Random } from "../prng.ts";
+import { RECORD_HEADER_BYTES } from "../limits.ts";
+import { recordBytesAt } from "../protocol/record.ts";
+import type { Log } from "../store/log.ts";
+import type { ByteBudget } from "./byte_budget.ts";
+import { buildHubBatch, recordTimeMs } from "./hub_batch.ts";
+import { UPLINK_PUT_VERB } from "./hub_commands.ts";
+import { type HubLink, isLasting, isLinkError } from "./hub_link.ts";
+import { type HubTarget, hubTarget, type HubTopics } from "./hub_target.ts";
+import { walkLog } from "./log_walk.ts";
+import type { DropRecord, DropTotals, ForwardPosition } from "./uplink_state.ts";
+
+export type PumpState = "starting" | "waiting" | "forwarding" | "caught-up" | "blocked" | "stopped";
+
+/** Where positions and drops are kept (uplink_part.ts, over `__uplink-0`). */
+export interface PositionStore {
+  /** The position as applied from `__uplink-0` (what survives a crash). */
+  persisted(topic: string, partition: number): ForwardPosition | undefined;
+  /** Saves a newer position soon (saves are merged and written in order). */
+  save(position: ForwardPosition): void;
+  /** Saves a position and resolves once it is durable. */
+  saveNow(position: ForwardPosition): Promise<void>;
+  /** Saves a drop after every earlier save, and resolves once it is durable. */
+  drop(drop: DropRecord): Promise<void>;
+  /** Messages and bytes dropped so far (saved totals). */
+  dropped(topic: string, partition: number): DropTotals;
+}
+
+export interface PumpOptions {
+  readonly topic: string;
+  readonly partition: number;
+  readonly log: Log;
+  readonly site: string;
+  readonly config: UplinkConfig;
+  readonly link: HubLink;
+  readonly hubTopics: HubTopics;
+  readonly budget: ByteBudget;
+  readonly positions: PositionStore;
+  /** The topic's partition count at the edge. */
+  readonly edgePartitions: () => number;
+  readonly clock: Clock;
+  readonly random: Random;
+  readonly logger: Logger;
+}
+
+/** A pump's figures for stats, metrics and the dashboard. */
+export interface PumpStatus {
+  readonly topic: string;
+  readonly partition: number;
+  readonly state: PumpState;
+  readonly reason?: string;
+  readonly hubTopic?: string;
+  readonly hubPartition?: number;
+  /** Source offset below which the hub has every message (this process's view). */
+  readonly position: number;
+  /** The same, as saved in `__uplink-0`. */
+  readonly savedPosition: number;
+  /** Source offset after the last durable record. */
+  readonly endOffset: number;
+  readonly lagBytes: number;
+  /** Messages not yet at the hub, counted so far (the count catches up with a long backlog). */
+  readonly lagMessages: number;
+  readonly forwardedMessages: number;
+  readonly forwardedBytes: number;
+  readonly batches: number;
+  readonly lastAckWallMs?: number;
+  readonly droppedMessages: number;
+  readonly droppedBytes: number;
+}
+
+/** A waiting pump looks again this often (cap, counting, changes it was not told about). */
+const TICK_MS = 1000;
+/** Bytes of backlog counted per round. */
+const COUNT_BYTES_PER_ROUND = 16 * 1024 * 1024;
+
+export class PartitionPump {
+  readonly topic: string;
+  readonly partition: number;
+  readonly #options: PumpOptions;
+  readonly #log: Log;
+  #state: PumpState = "starting";
+  #reason: string | undefined;
+  #stopped = false;
+  #target: HubTarget | undefined;
+  /** Link connections seen; a new one means asking the hub's limit (and the target) again. */
+  #attachedConnects = -1;
+  #position: number;
+  #since = 0;
+  #hubLimitBytes = 0;
+  #retryRounds = 0;
+  #forwardedMessages = 0;
+  #forwardedBytes = 0;
+  #batches = 0;
+  #lastAckWallMs: number | undefined;
+  /** Messages counted in [position, countEnd). */
+  #countEnd: number;
+  #counted = 0;
+  #wake: (() => void) | undefined;
+  readonly #unsubscribe: (() => void)[] = [];
+  #running: Promise<void> | undefined;
+
+  constructor(options: PumpOptions) {
+    this.#options = options;
+    this.topic = options.topic;
+    this.partition = options.partition;
+    this.#log = options.log;
+    const persisted = options.positions.persisted(this.topic, this.partition);
+    this.#position = persisted?.offset ?? options.log.startOffset;
+    this.#countEnd = this.#position;
+  }
+
+  /** Source offset below which everything is acknowledged or dropped (for retention). */
+  get position(): number {
+    return this.#position;
+  }
+
+  start(): void {
+    this.#unsubscribe.push(this.#log.onChange(() => this.#wake?.()));
+    this.#unsubscribe.push(this.#options.link.onUp(() => this.#wake?.()));
+    this.#running = this.#run();
+  }
+
+  /** Stops after the current round; resolves when it has. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#state = "stopped";
+    for (const unsubscribe of this.#unsubscribe.splice(0)) unsubscribe();
+    this.#wake?.();
+    await this.#running;
+  }
+
+  status(): PumpStatus {
+    const saved = this.#options.positions.persisted(this.topic, this.partition);
+    const drops = this.#options.positions.dropped(this.topic, this.partition);
+    const end = this.#readableEnd();
+    return {
+      topic: this.topic,
+      partition: this.partition,
+      state: this.#state,
+      reason: this.#reason,
+      hubTopic: this.#target?.topic,
+      hubPartition: this.#target?.partition,
+      position: this.#position,
+      savedPosition: saved?.offset ?? this.#position,
+      endOffset: end,
+      lagBytes: Math.max(0, end - this.#position),
+      lagMessages: this.#counted,
+      forwardedMessages: this.#forwardedMessages,
+      forwardedBytes: this.#forwardedBytes,
+      batches: this.#batches,
+      lastAckWallMs: this.#lastAckWallMs,
+      droppedMessages: drops.messages,
+      droppedBytes: drops.bytes,
+    };
+  }
+
+  async #run(): Promise<void> {
+    // One round per batch or per wait; stop() ends it after the round in progress.
+    while (!this.#stopped) {
+      try {
+        await this.#round();
+        this.#retryRounds = 0;
+      } catch (error) {
+        await this.#failed(error);
+      }
+    }
+  }
+
+  async #round(): Promise<void> {
+    await this.#enforceCap();
+    this.#count();
+    const link = this.#options.link;
+    if (!link.up) {
+      this.#set("waiting", link.facts().lastError ?? "connecting to the hub");
+      link.ensureDialing();
+      return await this.#sleep(TICK_MS);
+    }
+    if (this.#attachedConnects !== link.facts().connects) await this.#attach();
+    const end = this.#readableEnd();
+    if (this.#position >= end) {
+      this.#set("caught-up");
+      return await this.#sleep(TICK_MS);
+    }
+    this.#set("forwarding");
+    await this.#forward(end);
+  }
+
+  /**
+   * On every new connection: the hub target (the hub's partition count may have changed), the
+   * hub's message limit, and on the first one the position and `since` to resume from.
+   */
+  async #attach(): Promise<void> {
+    const { link, hubTopics, config, site } = this.#options;
+    const connects = link.facts().connects;
+    const hubTopic = config.prefix + this.topic;
+    const hubPartitions = await hubTopics.partitions(hubTopic);
+    const target = hubTarget(config, {
+      site,
+      topic: this.topic,
+      partition: this.partition,
+      edgePartitions: this.#options.edgePartitions(),
+    }, hubPartitions);
+    if (typeof target === "string") throw new BrokerError("wrongPartition", target);
+    const [end, limit] = await this.#probe(target);
+    this.#hubLimitBytes = limit;
+    const saved = this.#options.positions.persisted(this.topic, this.partition);
+    const sameTarget = saved !== undefined && saved.hubTopic === target.topic &&
+      saved.hubPartition === target.partition;
+    if (this.#target === undefined) {
+      // First attach in this process: resume from what was saved, unless it cannot be trusted.
+      let position = saved?.offset ?? this.#log.startOffset;
+      let since = sameTarget ? saved!.since : end;
+      const durableEnd = this.#readableEnd();
+      if (position > durableEnd) {
+        this.#options.logger.log("error", "Uplink position is past the end of the edge's log", {
+          partition: `${this.topic}-${this.partition}`,
+          position,
+          end: durableEnd,
+          hint: "the edge lost data the hub has (a restored backup, --repair); " +
+            "new messages are forwarded from the end",
+        });
+        position = durableEnd;
+        since = end; // old origins at these offsets lie before it: none is taken for a new one
+      }
+      if (!sameTarget || position !== saved!.offset || since !== saved!.since) {
+        await this.#options.positions.saveNow(this.#positionAt(position, target, since));
+      }
+      this.#position = position;
+      this.#countEnd = Math.max(this.#countEnd, position);
+      if (this.#countEnd === position) this.#counted = 0;
+      this.#since = since;
+    } else if (target.topic !== this.#target.topic || target.partition !== this.#target.partition) {
+      // The hub's partition count changed the mapping: a new hub partition, searched from its end.
+      this.#since = end;
+      await this.#options.positions.saveNow(this.#positionAt(this.#position, target, end));
+    }
+    this.#target = target;
+    this.#attachedConnects = connects;
+  }
+
+  /** `uput` with no records: the hub partition's end and the largest message it accepts. */
+  async #probe(target: HubTarget): Promise<[number, number]> {
+    const text = await this.#options.link.request(UPLINK_PUT_VERB, [
+      target.topic,
+      target.partition,
+      0,
+      0,
+    ]);
+    return parseUputReply(text);
+  }
+
+  /** Sends the batch at the position and moves past it once the hub has it. */
+  async #forward(end: number): Promise<void> {
+    const { budget, config, link, site } = this.#options;
+    const target = this.#target!;
+    let maxBytes = Math.min(config.batchBytes, this.#hubLimitBytes);
+    await budget.acquire(maxBytes);
+    try {
+      let source = this.#read(this.#position, Math.min(maxBytes, end - this.#position));
+      let batch = buildHubBatch(
+        { site, topic: this.topic, partition: this.partition },
+        source,
+        this.#position,
+        maxBytes,
+      );
+      if (batch.records === 0) {
+        // The next record is larger than a batch: alone, it may still fit the hub's limit.
+        const whole = recordBytesAt(source) ?? 0;
+        maxBytes = this.#hubLimitBytes;
+        if (whole > 0 && this.#position + whole <= end) source = this.#read(this.#position, whole);
+        batch = buildHubBatch(
+          { site, topic: this.topic, partition: this.partition },
+          source,
+          this.#position,
+          maxBytes,
+        );
+        if (batch.records === 0) {
+          throw new BrokerError(
+            "messageTooLarge",
+            `the message at offset ${this.#position} of ${this.topic}-${this.partition} ` +
+              `(${whole - RECORD_HEADER_BYTES} bytes with its origin) exceeds the hub's ` +
+              `maxMessageSize ${this.#hubLimitBytes}`,
+          );
+        }
+      }
+      const reply = await link.request(UPLINK_PUT_VERB, [
+        target.topic,
+        target.partition,
+        this.#since,
+        batch.body.length,
+      ], batch.body);
+      const [offset, limit] = parseUputReply(reply);
+      this.#acknowledged(batch.sourceBytes, batch.records, batch.body.length, offset);
+      this.#hubLimitBytes = limit;
+    } finally {
+      budget.release(maxBytes);
+    }
+  }
+
+  #acknowledged(sourceBytes: number, records: number, bytes: number, hubOffset: number): void {
+    const to = this.#position + sourceBytes;
+    this.#position = to;
+    this.#since = hubOffset;
+    this.#forwardedMessages += records;
+    this.#forwardedBytes += bytes;
+    this.#batches += 1;
+    this.#lastAckWallMs = this.#options.clock.wallMs();
+    this.#consumed(to, records);
+    this.#options.positions.save(this.#positionAt(to, this.#target!, hubOffset));
+  }
+
+  /**
+   * The backlog cap: when the partition holds more unacknowledged bytes than maxBacklogBytes,
+   * or messages older than maxBacklogAgeMs, the oldest are given up: counted, saved as a drop
+   * (before anything is deleted), logged, and their segments deleted.
+   */
+  async #enforceCap(): Promise<void> {
+    const { maxBacklogBytes, maxBacklogAgeMs } = this.#options.config;
+    const log = this.#log;
+    if (this.#position < log.startOffset) {
+      // Deleted below the position by something other than the uplink: nothing left to count.
+      await this.#drop(log.startOffset, 0, "deleted below the forwarding position");
+    }
+    if (maxBacklogBytes === 0 && maxBacklogAgeMs === 0) return;
+    const end = log.endOffset;
+    const beyondBytes = maxBacklogBytes > 0 ? end - maxBacklogBytes : 0;
+    const cutoffMs = maxBacklogAgeMs > 0
+      ? this.#options.clock.wallMs() - maxBacklogAgeMs
+      : -Infinity;
+    const expired = (timeMs: number | undefined) => (timeMs ?? Infinity) < cutoffMs;
+    // Most rounds drop nothing: decide that from the first record's header alone.
+    if (this.#position >= end) return;
+    if (this.#position >= beyondBytes && !expired(this.#firstRecordTimeMs())) return;
+    let messages = 0;
+    const walk = walkLog(log, this.#position, end, (bytes, position, _length, offset) => {
+      if (offset >= beyondBytes && !expired(recordTimeMs(bytes, position))) return false;
+      messages += 1;
+    });
+    if (walk.records === 0) return;
+    const why = walk.end > beyondBytes
+      ? `older than maxBacklogAgeMs ${maxBacklogAgeMs}`
+      : `over maxBacklogBytes ${maxBacklogBytes}`;
+    await this.#drop(walk.end, messages, why);
+    await log.compactBefore(walk.end);
+  }
+
+  async #drop(to: number, messages: number, why: string): Promise<void> {
+    const from = this.#position;
+    await this.#options.positions.drop({
+      topic: this.topic,
+      partition: this.partition,
+      from,
+      to,
+      messages,
+      bytes: to - from,
+      why,
+    });
+    this.#position = to;
+    this.#consumed(to, messages);
+    this.#options.logger.log("warn", "Uplink dropped messages the hub never acknowledged", {
+      partition: `${this.topic}-${this.partition}`,
+      messages,
+      bytes: to - from,
+      from,
+      to,
+      why,
+    });
+  }
+
+  /** The time in the id of the record at the position (undefined: none there, or no time). */
+  #firstRecordTimeMs(): number | undefined {
+    const header = this.#read(this.#position, RECORD_HEADER_BYTES);
+    return header.length === RECORD_HEADER_BYTES ? recordTimeMs(header, 0) : undefined;
+  }
+
+  /** Counts a little more of the backlog (bounded per round). */
+  #count(): void {
+    const end = this.#readableEnd();
+    if (this.#countEnd >= end) return;
+    const walk = walkLog(this.#log, this.#countEnd, end, undefined, COUNT_BYTES_PER_ROUND);
+    this.#countEnd = walk.end;
+    this.#counted += walk.records;
+  }
+
+  /** `records` messages up to `to` left the backlog. */
+  #consumed(to: number, records: number): void {
+    if (this.#countEnd >= to) {
+      this.#counted = Math.max(0, this.#counted - records);
+    } else {
+      this.#countEnd = to;
+      this.#counted = 0;
+    }
+  }
+
+  async #failed(error: unknown): Promise<void> {
+    if (this.#stopped) return;
+    if (isLinkError(error)) {
+      this.#set("waiting", describeError(error));
+      return; // the link dials again; the next round waits for it
+    }
+    const { retryMinMs, retryMaxMs } = this.#options.config;
+    if (isLasting(error)) {
+      if (this.#reason !== describeError(error)) {
+        this.#options.logger.log("error", "Uplink cannot forward a partition", {
+          partition: `${this.topic}-${this.partition}`,
+          reason: describeError(error),
+        });
+      }
+      this.#set("blocked", describeError(error));
+      return await this.#sleep(retryMaxMs);
+    }
+    if (!(error instanceof BrokerError)) {
+      this.#options.logger.log("error", "Uplink round failed", {
+        partition: `${this.topic}-${this.partition}`,
+        reason: describeError(error),
+      });
+    }
+    this.#set("waiting", describeError(error));
+    this.#retryRounds += 1;
+    const bound = Math.min(retryMaxMs, retryMinMs * 2 ** Math.min(this.#retryRounds, 30));
+    await this.#sleep(this.#options.random.int(0, Math.max(1, bound)));
+  }
+
+  /** Offset after the last record both acknowledged and durable here. */
+  #readableEnd(): number {
+    return Math.min(this.#log.endOffset, this.#log.facts().durableEnd);
+  }
+
+  #read(offset: number, maxBytes: number): Uint8Array {
+    const length = this.#log.readableAt(offset, maxBytes);
+    const bytes = new Uint8Array(length);
+    this.#log.readInto(bytes, 0, offset, length);
+    return bytes;
+  }
+
+  #positionAt(offset: number, target: HubTarget, since: number): ForwardPosition {
+    return {
+      topic: this.topic,
+      partition: this.partition,
+      offset,
+      hubTopic: target.topic,
+      hubPartition: target.partition,
+      since,
+    };
+  }
+
+  #set(state: PumpState, reason?: string): void {
+    if (this.#stopped) return;
+    this.#state = state;
+    this.#reason = reason;
+  }
+
+  /** Waits `ms`, or less when the log changes, the link comes up, or the pump stops. */
+  #sleep(ms: number): Promise<void> {
+    if (this.#stopped) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        if (this.#wake === done) this.#wake = undefined;
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.#wake = done;
+    });
+  }
+}
+
+/** `<offset> <maxMessageSize>` of an `uput` reply. */
+export function parseUputReply(text: string): [number, number] {
+  const [offset, limit] = text.split(" ").map(Number);
+  if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(limit) || offset < 0 || limit < 1) {
+    throw new BrokerError("badRequest", `Cannot read the hub's uput reply '${text.slice(0, 80)}'`);
+  }
+  return [offset, limit];
+}
