@@ -77,9 +77,11 @@ async function produce(edge: App, topic: string, payloads: string[], partition =
   try {
     // Pipelined 50 at a time: puts to one partition are acknowledged in order.
     for (let start = 0; start < payloads.length; start += 50) {
-      await Promise.all(payloads.slice(start, start + 50).map((payload) =>
-        client.put(topic, partition, { payload: new TextEncoder().encode(payload) })
-      ));
+      await Promise.all(
+        payloads.slice(start, start + 50).map((payload) =>
+          client.put(topic, partition, { payload: new TextEncoder().encode(payload) })
+        ),
+      );
     }
   } finally {
     client.close();
@@ -121,8 +123,11 @@ test("an edge keeps writes while its hub is away and forwards them once, in orde
   expect(log.startOffset).toBe(0);
 
   link.setMode("both", pass());
-  await waitFor("all 300 messages at the hub", () =>
-    messagesAt(hub, "site-7.orders", 0).length >= 300, { timeoutMs: 15_000 });
+  await waitFor(
+    "all 300 messages at the hub",
+    () => messagesAt(hub, "site-7.orders", 0).length >= 300,
+    { timeoutMs: 15_000 },
+  );
   const atHub = messagesAt(hub, "site-7.orders", 0);
   expect(atHub.map((message) => message.payload)).toEqual(payloads);
   let offset = 0;
@@ -133,8 +138,10 @@ test("an edge keeps writes while its hub is away and forwards them once, in orde
     offset += 20 + message.payload.length;
   }
   // Once the hub's acknowledgement is saved, retention deletes what the hub has.
-  await waitFor("the saved position at the end", () =>
-    pumpOf(edge, "orders", 0)?.savedPosition === log.endOffset);
+  await waitFor(
+    "the saved position at the end",
+    () => pumpOf(edge, "orders", 0)?.savedPosition === log.endOffset,
+  );
   await edge.maintenance.runRetention();
   expect(log.startOffset).toBeGreaterThan(0);
   expect(pumpOf(edge, "orders", 0)).toMatchObject({
@@ -184,8 +191,11 @@ test("the backlog cap drops the oldest messages and counts exactly those", async
   link.setMode("both", pass());
   const kept = payloads.length - dropped.droppedMessages;
   const hubPartition = await waitForHubPartition(edge, "capped");
-  await waitFor("the rest at the hub", () =>
-    messagesAt(hub, "capped", hubPartition).length >= kept, { timeoutMs: 15_000 });
+  await waitFor(
+    "the rest at the hub",
+    () => messagesAt(hub, "capped", hubPartition).length >= kept,
+    { timeoutMs: 15_000 },
+  );
   expect(messagesAt(hub, "capped", hubPartition).map((message) => message.payload)).toEqual(
     payloads.slice(dropped.droppedMessages),
   );
@@ -193,6 +203,9 @@ test("the backlog cap drops the oldest messages and counts exactly those", async
 });
 
 async function waitForHubPartition(edge: App, topic: string): Promise<number> {
-  await waitFor("the hub partition chosen", () => pumpOf(edge, topic, 0)?.hubPartition !== undefined);
+  await waitFor(
+    "the hub partition chosen",
+    () => pumpOf(edge, topic, 0)?.hubPartition !== undefined,
+  );
   return pumpOf(edge, topic, 0)!.hubPartition!;
 }

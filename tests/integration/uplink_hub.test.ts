@@ -54,8 +54,14 @@ afterAll(async () => {
 
 /** `count` edge records of `orders-1` as they lie in its log, from offset 0. */
 function edgeRecords(count: number): Uint8Array {
-  const parts = Array.from({ length: count }, (_, index) =>
-    encodeRecord({ id: 5000n + BigInt(index), flag: 0, data: new TextEncoder().encode(`m${index}`) })
+  const parts = Array.from(
+    { length: count },
+    (_, index) =>
+      encodeRecord({
+        id: 5000n + BigInt(index),
+        flag: 0,
+        data: new TextEncoder().encode(`m${index}`),
+      }),
   );
   const bytes = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
   parts.reduce((at, part) => (bytes.set(part, at), at + part.length), 0);
@@ -63,7 +69,11 @@ function edgeRecords(count: number): Uint8Array {
 }
 
 async function connectAs(user: string, token: string): Promise<BrokerConnection> {
-  return await BrokerConnection.connect({ host: "127.0.0.1", port: hub.port, auth: { user, token } });
+  return await BrokerConnection.connect({
+    host: "127.0.0.1",
+    port: hub.port,
+    auth: { user, token },
+  });
 }
 
 async function uput(
@@ -104,9 +114,11 @@ test("a batch sent again, whole or as the start of a longer one, lands once and 
     expect(await uput(connection, ["site.orders", 1, 0], five.body)).toBe(first);
     const records = hubRecords("site.orders", 1);
     expect(records.map((record) => splitAttribute(record.flag, record.data).attribute))
-      .toEqual([0, 22, 44, 66, 88].map((offset, index) =>
-        `metaq-origin:edge-1/orders/1/${offset}/${5000 + index}`
-      ));
+      .toEqual(
+        [0, 22, 44, 66, 88].map((offset, index) =>
+          `metaq-origin:edge-1/orders/1/${offset}/${5000 + index}`
+        ),
+      );
     expect(records.every((record) => isOriginId(record.id))).toBe(true);
     const payloads = records.map((record) =>
       new TextDecoder().decode(splitAttribute(record.flag, record.data).payload)
@@ -149,11 +161,15 @@ test("uput refuses what an uplink would never send, and appends nothing", async 
     expect(await uput(connection, ["site.orders", 2, 0], good)).toMatch(
       /^500 Cannot use partition: out of range: wrong partition 2: topic site.orders has 2/,
     );
-    expect(await uput(connection, ["site.orders", "x", 0], good)).toMatch(/^400 Bad request: bad uput/);
+    expect(await uput(connection, ["site.orders", "x", 0], good)).toMatch(
+      /^400 Bad request: bad uput/,
+    );
     expect(await uput(connection, ["site.orders", 1, 0], edgeRecords(2))).toMatch(
       /^400 .*its id is not an origin id/,
     );
-    expect(await uput(connection, ["site.a/b", 1, 0], good)).toMatch(/^500 The server do not accept/);
+    expect(await uput(connection, ["site.a/b", 1, 0], good)).toMatch(
+      /^500 The server do not accept/,
+    );
     // A body over the hub's maxMessageSize ends the stream, as any frame over the limit does:
     // an edge sizes its batches by the limit the hub's answers carry.
     const big = buildHubBatch(
