@@ -330,6 +330,7 @@ export async function assemble(options: AssembleOptions): Promise<App> {
         requests: edge,
         groups: groupsOverWire(edge),
         cluster: cluster ? clusterView(() => cluster) : undefined,
+        uplink,
         statsItems,
         access: new AccessControl(config.users),
         clock,

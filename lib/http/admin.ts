@@ -37,7 +37,7 @@ import { errorBody, errorResponse, jsonResponse } from "./respond.ts";
 import { buildSnapshot, SnapshotFeed } from "./snapshot.ts";
 import { HEARTBEAT_MS, sseResponse, StreamLimit } from "./sse.ts";
 import { registerTopicRoutes } from "./topic_routes.ts";
-import type { ClusterView, GroupsView } from "./views.ts";
+import type { ClusterView, GroupsView, UplinkView } from "./views.ts";
 import { type Dispatch, HTTP_REQUEST_CONTEXT } from "./wire_reply.ts";
 
 export interface AdminOptions {
@@ -49,6 +49,8 @@ export interface AdminOptions {
    * read through the edge.
    */
   readonly cluster?: ClusterView;
+  /** An edge's uplink; without it `/v1/uplink` answers 503. */
+  readonly uplink?: UplinkView;
   /** Recent warnings and errors for the dashboard. */
   readonly recentLog?: LogRing;
   readonly clock?: Clock;
@@ -93,6 +95,7 @@ export function createAdminApp(broker: Broker, options: AdminOptions = {}): Hono
     statsItems: options.statsItems ?? new Map(),
     groups: options.groups,
     cluster: options.cluster,
+    uplink: options.uplink,
     recentLog: options.recentLog,
   };
   context.fsync.attach(broker.logs);

@@ -8,6 +8,7 @@
  * | ------------------------------------------------------------ | ----------------------- |
  * | GET /, /healthz, /readyz                                     | nothing                 |
  * | /metrics, /v1/overview, /v1/events, /v1/stats..., /v1/cluster| any user                |
+ * | /v1/uplink                                                   | any user                |
  * | GET /v1/topics                                               | any user                |
  * | POST /v1/topics (create)                                     | admin                   |
  * | GET /v1/topics/T                                             | produce or consume on T |

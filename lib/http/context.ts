@@ -10,7 +10,7 @@ import type { FsyncHistogram } from "./metrics.ts";
 import type { RateTracker } from "./rates.ts";
 import type { PartitionReads } from "./reads.ts";
 import type { StreamLimit } from "./sse.ts";
-import type { ClusterView, GroupsView } from "./views.ts";
+import type { ClusterView, GroupsView, UplinkView } from "./views.ts";
 import type { Dispatch } from "./wire_reply.ts";
 
 export interface AdminContext {
@@ -35,5 +35,7 @@ export interface AdminContext {
   readonly statsItems: StatsItems;
   readonly groups?: GroupsView;
   readonly cluster?: ClusterView;
+  /** An edge's uplink to its hub, when it has one. */
+  readonly uplink?: UplinkView;
   readonly recentLog?: LogRing;
 }

@@ -2,8 +2,8 @@
  * @module The dashboard: one self-contained page (HTML, CSS and JavaScript, no CDN, no build
  * step), embedded as a string so `bun build --compile` carries it inside the binary. It renders
  * the snapshots that `/v1/events` pushes every second (topics, rates and partition leaders,
- * groups and lag, every cluster node with its role and health, recent errors) and has a browse
- * view that pages through a partition with the fetch API.
+ * groups and lag, every cluster node with its role and health, an edge's uplink, recent errors)
+ * and has a browse view that pages through a partition with the fetch API.
  *
  * The script avoids template literals and `${`, so the whole page fits in one String.raw.
  */
@@ -189,6 +189,8 @@ button:disabled { opacity: .45; cursor: default; }
     <section class="panel"><h2>Cluster <small id="cluster-note"></small></h2>
       <div id="cluster"></div></section>
   </div>
+  <section class="panel" id="uplink-panel" hidden><h2>Uplink <small id="uplink-note"></small></h2>
+    <div id="uplink"></div></section>
   <section class="panel"><h2>Recent warnings and errors <small id="errors-note"></small></h2>
     <ul class="errors" id="errors"></ul></section>
 </main>
@@ -432,6 +434,38 @@ button:disabled { opacity: .45; cursor: default; }
     }).join('') + '</div>';
   }
 
+  // An edge broker's uplink to its hub: the link, then each forwarded partition's progress.
+  function renderUplink(s) {
+    var u = s.uplink;
+    $('uplink-panel').hidden = !u;
+    if (!u) return;
+    var up = u.state === 'up';
+    $('uplink-note').innerHTML = '<span class="dot ' + (up ? 'on' : 'off') + '"></span> ' +
+      esc(up ? 'connected to ' + u.hub : u.state) + ', site ' + esc(u.site) +
+      (!up && u.lastError ? ': ' + esc(u.lastError) : '');
+    if (u.partitions.length === 0) {
+      $('uplink').innerHTML = '<div class="empty">No partition to forward yet.</div>';
+      return;
+    }
+    var rows = u.partitions.map(function (p) {
+      var ack = p.lastAckWallMs ? num(Math.max(0, Math.round((s.timeMs - p.lastAckWallMs) /
+        1000))) + ' s ago' : '-';
+      var badge = p.state === 'blocked' ? 'error' : p.state === 'waiting' ? 'warn' : '';
+      return '<tr data-uplink="' + esc(p.topic + '-' + p.partition) + '" data-state="' +
+        esc(p.state) + '"><td>' + esc(p.topic) +
+        '-' + p.partition + '</td><td class="hide-sm">' + (p.hubTopic === undefined ? '-' :
+        esc(p.hubTopic + '-' + p.hubPartition)) + '</td><td><span class="badge ' + badge +
+        '" title="' + esc(p.reason || '') + '">' + esc(p.state) + '</span></td><td class="num">' +
+        num(p.lagMessages) + '</td><td class="num">' + bytes(p.lagBytes) + '</td>' +
+        '<td class="num hide-sm">' + ack + '</td><td class="num">' + num(p.droppedMessages) +
+        '</td></tr>';
+    }).join('');
+    $('uplink').innerHTML = '<div class="table-wrap"><table><thead><tr><th>Partition</th>' +
+      '<th class="hide-sm">At the hub</th><th>State</th><th class="num">Lag msgs</th>' +
+      '<th class="num">Lag</th><th class="num hide-sm">Last ack</th><th class="num">Dropped</th>' +
+      '</tr></thead><tbody>' + rows + '</tbody></table></div>';
+  }
+
   function renderErrors(s) {
     var list = s.recentErrors;
     $('errors-note').textContent = s.recentErrorsTotal ? s.recentErrorsTotal + ' since start' : '';
@@ -458,6 +492,7 @@ button:disabled { opacity: .45; cursor: default; }
     renderTopics(s);
     renderGroups(s);
     renderCluster(s);
+    renderUplink(s);
     renderErrors(s);
     fillTopicChoices(s);
   }

@@ -14,7 +14,7 @@ import type { AccessControl } from "../security/access.ts";
 import type { TlsFiles } from "../security/tls.ts";
 import type { Requests } from "../server/edge.ts";
 import { createAdminApp } from "./admin.ts";
-import type { ClusterView, GroupsView } from "./views.ts";
+import type { ClusterView, GroupsView, UplinkView } from "./views.ts";
 
 /** Time open event streams get to end cleanly at shutdown before connections are dropped. */
 const STREAM_END_GRACE_MS = 50;
@@ -30,6 +30,8 @@ export interface HttpPartOptions {
   readonly statsItems?: StatsItems;
   readonly groups: GroupsView;
   readonly cluster?: ClusterView;
+  /** An edge's uplink to its hub. */
+  readonly uplink?: UplinkView;
   readonly access: AccessControl;
   readonly clock: Clock;
   readonly host: string;
@@ -66,6 +68,7 @@ export class HttpPart {
     const app = createAdminApp(options.broker, {
       groups: options.groups,
       cluster: options.cluster,
+      uplink: options.uplink,
       recentLog: options.recentLog,
       clock: options.clock,
       signal: this.#shutdown.signal,

@@ -10,7 +10,7 @@ import { METAQ_VERSION } from "../broker/broker.ts";
 import type { Logs } from "../store/log.ts";
 import type { PartitionFact } from "./partition_facts.ts";
 import type { Rates } from "./rates.ts";
-import type { ClusterStatus } from "./views.ts";
+import type { ClusterStatus, UplinkPartitionStatus, UplinkStatus } from "./views.ts";
 
 /** Upper bounds of the fsync histogram buckets, in seconds. */
 export const FSYNC_BUCKETS_SECONDS = [
@@ -73,6 +73,8 @@ export interface MetricsInput {
   /** Undefined when no groups provider is configured. */
   readonly lags?: readonly LagSample[];
   readonly cluster?: ClusterStatus;
+  /** An edge's uplink, when it has one. */
+  readonly uplink?: UplinkStatus;
 }
 
 /** Broker-wide values: name, type, help, and how to read it. */
@@ -191,6 +193,7 @@ export function renderMetrics(input: MetricsInput): string {
   fsync(out, input.fsync);
   if (input.lags) lags(out, input.lags);
   if (input.cluster) raft(out, input.cluster);
+  if (input.uplink) uplink(out, input.uplink);
   return out.text();
 }
 
@@ -279,6 +282,99 @@ function raft(out: MetricsWriter, status: ClusterStatus): void {
   out.family("metaq_raft_node_healthy", "gauge", "1 when a cluster node is reachable.");
   for (const node of status.nodes) {
     out.sample("metaq_raft_node_healthy", { node: node.id, role: node.role }, node.healthy ? 1 : 0);
+  }
+}
+
+/** The edge's link to its hub, and per forwarded partition its lag, progress and drops. */
+function uplink(out: MetricsWriter, status: UplinkStatus): void {
+  out.single(
+    "metaq_uplink_connected",
+    "gauge",
+    "1 while the uplink to the hub is up.",
+    status.state === "up" ? 1 : 0,
+  );
+  out.single(
+    "metaq_uplink_connects_total",
+    "counter",
+    "Connections made to the hub.",
+    status.connects,
+  );
+  out.single(
+    "metaq_uplink_failures_total",
+    "counter",
+    "Failed connection attempts and broken links to the hub.",
+    status.failures,
+  );
+  out.single(
+    "metaq_uplink_in_flight_bytes",
+    "gauge",
+    "Batch bytes read and not yet acknowledged by the hub.",
+    status.inFlightBytes,
+  );
+  const families: [string, string, string, (p: UplinkPartitionStatus) => number][] = [
+    [
+      "metaq_uplink_lag_messages",
+      "gauge",
+      "Messages not yet at the hub (counted as the backlog is read).",
+      (p) => p.lagMessages,
+    ],
+    ["metaq_uplink_lag_bytes", "gauge", "Log bytes not yet at the hub.", (p) => p.lagBytes],
+    [
+      "metaq_uplink_position",
+      "gauge",
+      "Source offset below which the hub has every message.",
+      (p) => p.position,
+    ],
+    [
+      "metaq_uplink_saved_position",
+      "gauge",
+      "The position as saved on the edge's disk (retention keeps everything above it).",
+      (p) => p.savedPosition,
+    ],
+    [
+      "metaq_uplink_forwarded_messages_total",
+      "counter",
+      "Messages the hub acknowledged (since start).",
+      (p) => p.forwardedMessages,
+    ],
+    [
+      "metaq_uplink_forwarded_bytes_total",
+      "counter",
+      "Batch bytes the hub acknowledged (since start).",
+      (p) => p.forwardedBytes,
+    ],
+    [
+      "metaq_uplink_last_ack_timestamp_seconds",
+      "gauge",
+      "When the hub last acknowledged a batch of the partition (0: not since start).",
+      (p) => (p.lastAckWallMs ?? 0) / 1000,
+    ],
+    [
+      "metaq_uplink_dropped_messages_total",
+      "counter",
+      "Messages the backlog cap gave up before the hub had them.",
+      (p) => p.droppedMessages,
+    ],
+    [
+      "metaq_uplink_dropped_bytes_total",
+      "counter",
+      "Log bytes the backlog cap gave up.",
+      (p) => p.droppedBytes,
+    ],
+  ];
+  for (const [name, type, help, read] of families) {
+    out.family(name, type, help);
+    for (const p of status.partitions) {
+      out.sample(name, { topic: p.topic, partition: String(p.partition) }, read(p));
+    }
+  }
+  out.family("metaq_uplink_partition_state", "gauge", "1 for each forwarded partition's state.");
+  for (const p of status.partitions) {
+    out.sample("metaq_uplink_partition_state", {
+      topic: p.topic,
+      partition: String(p.partition),
+      state: p.state,
+    }, 1);
   }
 }
 

@@ -1,10 +1,11 @@
 /**
  * @module Operations routes: `stats` as MetaQ's text (any item, exactly the TCP reply) and as
- * JSON, `/metrics` for Prometheus, and the `/healthz` and `/readyz` probes.
+ * JSON, `/metrics` for Prometheus, an edge's uplink status at `/v1/uplink`, and the `/healthz`
+ * and `/readyz` probes.
  */
 import type { Hono } from "hono";
 import { renderStats } from "../broker/stats_report.ts";
-import { describeError } from "../errors.ts";
+import { BrokerError, describeError } from "../errors.ts";
 import type { AdminContext } from "./context.ts";
 import { allGroups, partitionEnds } from "./group_info.ts";
 import { type LagSample, renderMetrics } from "./metrics.ts";
@@ -39,10 +40,18 @@ export function registerOpsRoutes(app: Hono, context: AdminContext): void {
       openStreams: context.streams.open,
       lags: await lagSamples(context, endsOf(facts)),
       cluster: await clusterStatus(context),
+      uplink: context.uplink?.status(),
     });
     return new Response(text, {
       headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
     });
+  });
+
+  app.get("/v1/uplink", () => {
+    if (!context.uplink) {
+      throw new BrokerError("unavailable", "this broker has no uplink (metaq serve --uplink)");
+    }
+    return jsonResponse(200, context.uplink.status());
   });
 
   app.get("/healthz", () => jsonResponse(200, { status: "ok" }));

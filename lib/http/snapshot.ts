@@ -2,7 +2,7 @@
  * @module The dashboard's view of the broker: one JSON snapshot (topics with rates and, in a
  * cluster, each partition's leader; groups with lag; every cluster node with its role and
  * health; recent errors; the last minute of throughput), served once at `/v1/overview` and
- * every second over SSE at `/v1/events`. Topics, rates and lag are cluster-wide (a partition's
+ * every second over SSE at `/v1/events`, with an edge's uplink. Topics, rates and lag are cluster-wide (a partition's
  * figures are its leader's), so every node shows the same; the request counters, connections
  * and recent errors are this node's own.
  */
@@ -56,6 +56,7 @@ export async function buildSnapshot(context: AdminContext) {
     groups,
     groupsError,
     cluster: cluster ?? null,
+    uplink: context.uplink?.status() ?? null,
     recentErrors: (context.recentLog?.recent() ?? []).slice(0, SNAPSHOT_ERRORS_MAX),
     recentErrorsTotal: context.recentLog?.total ?? 0,
   };

@@ -1,7 +1,7 @@
 /**
- * @module What the HTTP API needs from consumer groups and from the cluster, as two small
- * interfaces: groups_over_wire.ts and cluster_view.ts implement them; the admin app takes them
- * as optional options and answers 503 when one is absent. Lag is computed here from committed
+ * @module What the HTTP API needs from consumer groups, the cluster and an edge's uplink, as
+ * small interfaces: groups_over_wire.ts, cluster_view.ts and the uplink part implement them; the
+ * admin app takes them as optional options and answers 503 when one is absent. Lag is computed here from committed
  * offsets and the partition ends, so providers only report what they own.
  */
 
@@ -92,4 +92,45 @@ export interface ClusterView {
   status(): ClusterStatus | Promise<ClusterStatus>;
   /** Every user partition with a known leader (the broker's own `__` logs are left out). */
   partitions?(): readonly PartitionLead[];
+}
+
+/** One forwarded partition of an edge's uplink (lib/uplink/partition_pump.ts). */
+export interface UplinkPartitionStatus {
+  readonly topic: string;
+  readonly partition: number;
+  /** `starting`, `waiting` (for the link), `forwarding`, `caught-up`, `blocked`. */
+  readonly state: string;
+  readonly reason?: string;
+  readonly hubTopic?: string;
+  readonly hubPartition?: number;
+  /** Source offset below which the hub has every message. */
+  readonly position: number;
+  /** The same, as saved on the edge's disk (what retention respects). */
+  readonly savedPosition: number;
+  readonly endOffset: number;
+  readonly lagBytes: number;
+  readonly lagMessages: number;
+  readonly forwardedMessages: number;
+  readonly forwardedBytes: number;
+  readonly lastAckWallMs?: number;
+  readonly droppedMessages: number;
+  readonly droppedBytes: number;
+}
+
+export interface UplinkStatus {
+  readonly site: string;
+  readonly hubs: readonly string[];
+  /** `connecting`, `up`, `closed`. */
+  readonly state: string;
+  /** The hub address of the live connection. */
+  readonly hub?: string;
+  readonly connects: number;
+  readonly failures: number;
+  readonly lastError?: string;
+  readonly inFlightBytes: number;
+  readonly partitions: readonly UplinkPartitionStatus[];
+}
+
+export interface UplinkView {
+  status(): UplinkStatus;
 }

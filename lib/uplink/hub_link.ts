@@ -148,6 +148,9 @@ export class HubLink {
     this.#state = "connecting";
     // Rounds are unbounded (the hub may be away for days) but each waits, and close() stops them.
     while (!this.#closing.signal.aborted) {
+      // After a failure (also a link that broke right after connecting), wait before dialling.
+      if (this.#failedRounds > 0 && this.#nextAddress % hubs.length === 0) await this.#backOff();
+      if (this.#closing.signal.aborted) break;
       const address = hubs[this.#nextAddress % hubs.length];
       this.#nextAddress += 1;
       try {
@@ -167,7 +170,7 @@ export class HubLink {
       } catch (error) {
         this.#failures += 1;
         this.#note(`Cannot connect to hub ${address}: ${describeError(error)}`);
-        if (this.#nextAddress % hubs.length === 0) await this.#backOff();
+        if (this.#nextAddress % hubs.length === 0) this.#failedRounds += 1;
       }
     }
     throw new ConnectionError("Cannot reach the hub: the uplink is closed");
@@ -202,8 +205,7 @@ export class HubLink {
   /** Waits uniformly in [0, min(max, min * 2^rounds)): full jitter spreads many edges apart. */
   async #backOff(): Promise<void> {
     const { retryMinMs, retryMaxMs, random } = this.#options;
-    const bound = Math.min(retryMaxMs, retryMinMs * 2 ** Math.min(this.#failedRounds, 30));
-    this.#failedRounds += 1;
+    const bound = Math.min(retryMaxMs, retryMinMs * 2 ** Math.min(this.#failedRounds - 1, 30));
     const delayMs = random.int(0, Math.max(1, bound));
     await new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, delayMs);

@@ -34,7 +34,12 @@ async function startHub(dir: string, partitions = 2): Promise<App> {
   return hub;
 }
 
-async function startEdge(dir: string, hubAddress: string, uplink: string): Promise<App> {
+async function startEdge(
+  dir: string,
+  hubAddress: string,
+  uplink: string,
+  http = false,
+): Promise<App> {
   const edge = await assemble({
     config: buildConfig({
       fileText: `[system]
@@ -53,9 +58,10 @@ retryMaxMs=200
 requestTimeoutMs=2000
 ${uplink}
 `,
-      overrides: { serverPort: "0", httpEnabled: "false" },
+      overrides: { serverPort: "0", httpEnabled: String(http), dashboardHttpPort: "0" },
     }),
     logger: silentLogger,
+    httpEngine: "node",
   });
   cleanups.push(() => edge.close());
   return edge;
@@ -111,7 +117,14 @@ test("an edge keeps writes while its hub is away and forwards them once, in orde
   const hub = await startHub(`${temp.path}/hub`);
   const link = await linkTo(hub);
   link.setMode("both", cut());
-  const edge = await startEdge(`${temp.path}/edge`, `127.0.0.1:${link.port}`, "prefix=site-7.");
+  const edge = await startEdge(
+    `${temp.path}/edge`,
+    `127.0.0.1:${link.port}`,
+    "prefix=site-7.",
+    true,
+  );
+  const metrics = async () =>
+    await (await fetch(`http://127.0.0.1:${edge.httpPort}/metrics`)).text();
   const payloads = Array.from({ length: 300 }, (_, index) => `message-${index}-${"x".repeat(40)}`);
   await produce(edge, "orders", payloads);
   expect(edge.uplink!.status().state).toBe("connecting");
@@ -121,6 +134,17 @@ test("an edge keeps writes while its hub is away and forwards them once, in orde
   // Everything is past its retention age, and none of it is at the hub: nothing may go.
   await edge.maintenance.runRetention();
   expect(log.startOffset).toBe(0);
+  const partitionLabels = '{topic="orders",partition="0"}';
+  await waitFor("the whole backlog counted", () => pumpOf(edge, "orders", 0)?.lagMessages === 300);
+  // The proxy accepts and resets each connection: the link backs off, it does not spin.
+  expect(edge.uplink!.status().connects).toBeLessThan(30);
+  const waiting = await metrics();
+  expect(waiting).toContain("\nmetaq_uplink_connected 0\n");
+  expect(waiting).toContain(`\nmetaq_uplink_lag_messages${partitionLabels} 300\n`);
+  expect(waiting).toContain(`\nmetaq_uplink_lag_bytes${partitionLabels} ${log.endOffset}\n`);
+  expect(waiting).toContain(
+    `\nmetaq_uplink_partition_state{topic="orders",partition="0",state="waiting"} 1\n`,
+  );
 
   link.setMode("both", pass());
   await waitFor(
@@ -151,6 +175,13 @@ test("an edge keeps writes while its hub is away and forwards them once, in orde
     forwardedMessages: 300,
     droppedMessages: 0,
   });
+  const forwarded = await metrics();
+  expect(forwarded).toContain("\nmetaq_uplink_connected 1\n");
+  expect(forwarded).toContain(`\nmetaq_uplink_lag_messages${partitionLabels} 0\n`);
+  expect(forwarded).toContain(`\nmetaq_uplink_forwarded_messages_total${partitionLabels} 300\n`);
+  expect(forwarded).toContain(`\nmetaq_uplink_dropped_messages_total${partitionLabels} 0\n`);
+  const status = await (await fetch(`http://127.0.0.1:${edge.httpPort}/v1/uplink`)).json();
+  expect(status).toMatchObject({ site: "edge-7", state: "up", partitions: [{ topic: "orders" }] });
 });
 
 test("a hub topic with fewer partitions is reported and its messages stay at the edge", async () => {
