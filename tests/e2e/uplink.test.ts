@@ -76,7 +76,7 @@ requestTimeoutMs=2000
   });
   try {
     const producer = startProducer(edge.address(1));
-    await faults(scenario, { hub, edge, random: random.fork("faults"), log });
+    await faults({ hub, edge, random: random.fork("faults"), log });
     const acked = await producer.stop();
     for (const node of hub.nodes) hub.network.setClient(node.id, pass());
     log(`acknowledged ${acked.map((list) => list.length).join("+")} messages`);
@@ -104,7 +104,6 @@ requestTimeoutMs=2000
 
 /** The faults of the run: link flaps, edge kills and power cuts, hub node kills. */
 async function faults(
-  scenario: Scenario,
   parts: { hub: Cluster; edge: Cluster; random: Random; log: (line: string) => void },
 ): Promise<void> {
   const { hub, edge, random, log } = parts;
