@@ -17,8 +17,8 @@ import { cut, LinkProxy, pass } from "../cluster/link_proxy.ts";
 import { Random } from "../cluster/random.ts";
 import { REPO_ROOT } from "../support/harness.ts";
 import { tempDir } from "../support/temp_dir.ts";
+import { requireChromium } from "./chromium.ts";
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const OUTPUT = path.join(REPO_ROOT, "tests/output");
 const WAIT_MS = 15_000;
 
@@ -34,9 +34,7 @@ async function start(fileText: string): Promise<App> {
 }
 
 test("an edge's dashboard shows its uplink down with a backlog, then caught up", async () => {
-  if (!fs.existsSync(CHROMIUM)) {
-    throw new Error(`Cannot run the dashboard browser test: ${CHROMIUM} is missing`);
-  }
+  const executablePath = requireChromium();
   await using temp = tempDir("metaq-uplink-dash-");
   const hub = await start(`[system]\ndataPath=${temp.path}/hub\n`);
   const link = await LinkProxy.listen({
@@ -52,7 +50,7 @@ test("an edge's dashboard shows its uplink down with a backlog, then caught up",
   );
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), "metaq-chromium-"));
   const context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
+    executablePath,
     args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"],
     viewport: { width: 1280, height: 1000 },
   });
