@@ -1,8 +1,12 @@
-/** @module `metaq cluster status|scrub|replace`: look at and operate a Raft-lite cluster. */
+/**
+ * @module `metaq cluster status|scrub|replace|force-recover`: look at and operate a Raft-lite
+ * cluster (force-recover's dialogue is in cluster_recover.ts).
+ */
 import { MetaqClient } from "../lib/client/client.ts";
 import type { ScrubReport } from "../lib/cluster/cluster_node.ts";
 import type { ClusterStatusReport } from "../lib/cluster/status.ts";
 import { describeError } from "../lib/errors.ts";
+import { recoverArgs, runForceRecover } from "./cluster_recover.ts";
 import {
   brokerList,
   clientSecurity,
@@ -14,7 +18,7 @@ import {
   SECURITY_FLAGS,
 } from "./common.ts";
 
-const USAGE = `Usage: metaq cluster status|scrub|replace [options]
+const USAGE = `Usage: metaq cluster status|scrub|replace|force-recover [options]
 
   status                 every group on the node: role, term, leader, commit offset, log end,
                          followers' match offsets, repair mode, fsync latency, elections in the
@@ -28,27 +32,46 @@ const USAGE = `Usage: metaq cluster status|scrub|replace [options]
   replace --node-id N    accept the node now running as N (started on an empty disk, so it has a
                          new identity) as a member: it catches up, then votes. Replace one node
                          at a time, and only one that is really gone.
+  force-recover --partition T-P [--from-node N] | --all
+                         bring back a group that cannot elect a leader because a majority of
+                         its copies are in repair mode (after a power loss of the whole cluster
+                         with --fsync interval:MS): one copy becomes the base (by default the
+                         most complete: highest last epoch, then end offset), the others are cut
+                         back to it and refilled from it. Shows first what may be lost and asks
+                         for confirmation; refuses groups that have a leader or can still elect
+                         one (add --force to recover a leaderless group anyway).
 
 Options:
-  --format text|json     status and scrub output (default text)
+  --format text|json     output (default text); force-recover with json only prints the plan
+                         unless --yes is given
+  --yes                  force-recover without asking
 
 ${CONNECTION_USAGE}
 
 Examples:
   metaq cluster status --broker 10.0.0.1:8123
-  metaq cluster replace --node-id 2 --broker 10.0.0.1:8123`;
+  metaq cluster replace --node-id 2 --broker 10.0.0.1:8123
+  metaq cluster force-recover --partition orders-0 --broker 10.0.0.1:8123`;
 
 const SCRUB_TIMEOUT_MS = 30 * 60_000;
+/** A recovery of every group of a large cluster restarts thousands of replicas. */
+const RECOVER_TIMEOUT_MS = 10 * 60_000;
+const ACTIONS = ["status", "scrub", "replace", "force-recover"];
 
 export const cluster: CommandSpec = {
   name: "cluster",
-  summary: "cluster status, scrub and node replacement",
+  summary: "cluster status, scrub, node replacement and force-recover",
   usage: USAGE,
   async run(args) {
     const { values, positionals } = parseFlags("cluster", args, {
       broker: { type: "string" },
       format: { type: "string" },
       "node-id": { type: "string" },
+      partition: { type: "string" },
+      "from-node": { type: "string" },
+      all: { type: "boolean" },
+      yes: { type: "boolean" },
+      force: { type: "boolean" },
       ...SECURITY_FLAGS,
     }, 1);
     if (values.help) {
@@ -56,23 +79,31 @@ export const cluster: CommandSpec = {
       return 0;
     }
     const action = positionals[0];
-    if (!["status", "scrub", "replace"].includes(action ?? "")) {
+    if (!ACTIONS.includes(action ?? "")) {
       throw new CliError(
-        "Cannot run cluster: give status, scrub or replace (see 'metaq cluster --help')",
+        "Cannot run cluster: give status, scrub, replace or force-recover (see 'metaq cluster --help')",
       );
     }
     const nodeId = integerFlag("node-id", values["node-id"], { min: 1, max: 1023 });
     if (action === "replace" && nodeId === undefined) {
       throw new CliError("Cannot replace a node: give --node-id N");
     }
+    const recover = action === "force-recover" ? recoverArgs(values) : undefined;
     const client = new MetaqClient({
       brokers: brokerList(values.broker),
       reconnectAttemptsMax: 2,
       // A scrub reads every stored byte of the node; give it time.
-      requestTimeoutMs: action === "scrub" ? SCRUB_TIMEOUT_MS : undefined,
+      requestTimeoutMs: action === "scrub"
+        ? SCRUB_TIMEOUT_MS
+        : action === "force-recover"
+        ? RECOVER_TIMEOUT_MS
+        : undefined,
       ...clientSecurity(values),
     });
     try {
+      if (action === "force-recover") {
+        return await runForceRecover(client, recover!);
+      }
       const text = await client.extension("cluster", [action, nodeId ?? "-"]);
       if (action === "status" && values.format !== "json") {
         printStatus(JSON.parse(text));
@@ -151,6 +182,14 @@ function printStatus(report: ClusterStatusReport): void {
   const widths = header.map((_, column) => Math.max(...table.map((row) => row[column].length)));
   for (const row of table) {
     console.log(row.map((cell, column) => cell.padEnd(widths[column])).join("  ").trimEnd());
+  }
+  const stuck = report.groups.filter((group) => group.recover !== undefined);
+  if (stuck.length > 0) {
+    console.log(
+      `${stuck.length} group(s) cannot elect a leader until an operator acts: run ` +
+        (stuck.length === 1 ? `'${stuck[0].recover}'` : "'metaq cluster force-recover --all'") +
+        " (it shows what may be lost and asks first)",
+    );
   }
   const offsets = report.offsets;
   if (offsets) {

@@ -26,7 +26,7 @@ import { TX_TOPIC, TxPart } from "../broker/tx/tx_part.ts";
 import { type Clock, systemClock } from "../clock.ts";
 import { clusterCommands, clusterStatsLines } from "../cluster/cluster_commands.ts";
 import { clusterSettings } from "../cluster/cluster_config.ts";
-import { ClusterNode } from "../cluster/cluster_node.ts";
+import { ClusterNode, INTERNAL_TOPICS } from "../cluster/cluster_node.ts";
 import { loadMembership } from "../cluster/membership.ts";
 import { PeerTransport } from "../cluster/peer_transport.ts";
 import { readStartupState } from "../cluster/startup_state.ts";
@@ -135,10 +135,16 @@ export async function assemble(options: AssembleOptions): Promise<App> {
       verifyAll: options.verifyAll ?? true,
       repair: options.repair ?? false,
       // The transaction journal is synced as flushTxLogAtCommit says (1: before every reply).
+      // On a cluster, `fsync` decides for the partitions: synced before a copy counts, or
+      // written at once and synced within the interval; the broker's own logs always sync.
       flushFor: (topic) =>
         topic === TX_TOPIC && system.flushTxLogAtCommit !== 1 && !settings
           ? flushPolicyOf(Number.MAX_SAFE_INTEGER, 1000)
           : topic.startsWith("__")
+          ? { kind: "group" }
+          : settings?.fsync.kind === "interval"
+          ? flushPolicyOf(Number.MAX_SAFE_INTEGER, settings.fsync.intervalMs)
+          : settings
           ? { kind: "group" }
           : undefined,
     });
@@ -267,7 +273,14 @@ export async function assemble(options: AssembleOptions): Promise<App> {
       transactions.commands,
       uplinkHubCommands(broker),
     ];
-    if (cluster) tables.push(clusterCommands(cluster, () => groups.offsetsSummary()));
+    if (cluster) {
+      tables.push(clusterCommands(
+        cluster,
+        () => groups.offsetsSummary(),
+        (topic) =>
+          INTERNAL_TOPICS.includes(topic) ? 1 : broker.topicSettings(topic)?.numPartitions,
+      ));
+    }
     tables.push(...options.extraCommands ?? []);
     const router = new Router(tables, [(context) => transactions.connectionClosed(context)]);
 

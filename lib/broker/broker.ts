@@ -309,6 +309,8 @@ export class Broker {
       return { kind: "refused", error: BrokerError.verbatim("notFound", text) };
     }
     if (offset >= log.endOffset && offset >= log.startOffset) {
+      const unavailable = log.unavailable?.();
+      if (unavailable) return { kind: "refused", error: unavailable };
       const arriving = log.whenReadable(offset, READ_WAIT_MS);
       if (arriving) return arriving.then(() => this.#readAt(log, request));
     }

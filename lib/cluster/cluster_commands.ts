@@ -1,25 +1,38 @@
 /**
- * @module The cluster's commands: `cluster status|scrub|replace <arg> <opaque>` (the admin side
- * of `metaq cluster`) and the `stats cluster` item. Served on the node asked: each node reports
- * its own view.
+ * @module The cluster's commands: `cluster status|scrub|replace|force-recover <arg> <opaque>`
+ * (the admin side of `metaq cluster`) and the `stats cluster` item. Served on the node asked:
+ * each node reports its own view; force-recover coordinates from there.
+ *
+ * force-recover's argument is a query string: `partition=T-P` or `all=1`, and optionally
+ * `from=N`, `force=1`, and `apply=<fingerprint>` (without it the plan is only shown).
  */
 import { BrokerError, describeError } from "../errors.ts";
 import type { ExtensionCommand } from "../protocol/commands.ts";
 import type { CommandTable } from "../protocol/command_table.ts";
 import { errorReply, type RequestContext, type Respond, result } from "../protocol/reply.ts";
 import type { ClusterNode } from "./cluster_node.ts";
+import { forceRecover } from "./force_recover.ts";
+import type { RecoverRequest } from "./recovery_plan.ts";
+import { splitPartitionKey } from "../store/message_store.ts";
 import { clusterStatus, type OffsetsSummary, statusLines } from "./status.ts";
+
+/** How long force-recover waits for recovered groups to elect their base, at least. */
+const RECOVER_WAIT_MS = 20_000;
+
+/** Partitions a configured topic has (undefined: no such topic). */
+export type PartitionCount = (topic: string) => number | undefined;
 
 export function clusterCommands(
   node: ClusterNode,
   offsets: () => OffsetsSummary | undefined,
+  partitionsOf: PartitionCount = () => undefined,
 ): CommandTable {
   return {
     "ext:cluster": {
       spec: { args: 2 },
       handle(command: ExtensionCommand, _context: RequestContext, respond: Respond) {
         const [action, arg] = command.args;
-        run(node, offsets, action, arg).then(
+        run(node, offsets, partitionsOf, action, arg).then(
           (text) => respond(result(200, text)),
           (error) =>
             respond(errorReply(
@@ -44,6 +57,7 @@ export function clusterStatsLines(
 async function run(
   node: ClusterNode,
   offsets: () => OffsetsSummary | undefined,
+  partitionsOf: PartitionCount,
   action: string,
   arg: string,
 ): Promise<string> {
@@ -67,10 +81,58 @@ async function run(
       node.membership.replace(id, peer.uuid);
       return JSON.stringify({ replaced: id, uuid: peer.uuid });
     }
+    case "force-recover": {
+      const params = new URLSearchParams(arg);
+      const report = await forceRecover(node, {
+        request: recoverRequest(params),
+        apply: params.get("apply") ?? undefined,
+        checkGroup: (group) => unknownGroup(group, partitionsOf),
+        waitMs: Math.max(RECOVER_WAIT_MS, 8 * node.settings.electionMaxMs),
+      });
+      return JSON.stringify({ ...report, fsync: fsyncText(node) });
+    }
     default:
       throw new BrokerError(
         "badRequest",
-        `unknown cluster action '${action}' (expected status, scrub or replace)`,
+        `unknown cluster action '${action}' (expected status, scrub, replace or force-recover)`,
       );
   }
+}
+
+/** The request in a force-recover argument; bad input is a badRequest naming the problem. */
+function recoverRequest(params: URLSearchParams): RecoverRequest {
+  const partition = params.get("partition");
+  const all = params.get("all") === "1";
+  if ((partition === null) === !all) {
+    throw new BrokerError("badRequest", "force-recover needs either partition=T-P or all=1");
+  }
+  const fromText = params.get("from");
+  const from = fromText === null ? undefined : Number(fromText);
+  if (from !== undefined && (!Number.isInteger(from) || from < 1)) {
+    throw new BrokerError("badRequest", `force-recover: bad node id '${fromText}'`);
+  }
+  return {
+    groups: partition !== null ? { kind: "one", group: partition } : { kind: "all" },
+    ...(from !== undefined ? { from } : {}),
+    force: params.get("force") === "1",
+  };
+}
+
+/** Why `group` names no partition of a configured topic, or undefined when it does. */
+function unknownGroup(group: string, partitionsOf: PartitionCount): string | undefined {
+  const parts = splitPartitionKey(group);
+  if (!parts) return `'${group}' is not a partition: expected <topic>-<partition>, e.g. orders-0`;
+  const count = partitionsOf(parts.topic);
+  if (count === undefined) return `unknown partition ${group}: no topic '${parts.topic}' here`;
+  if (parts.partition >= count) {
+    return `unknown partition ${group}: topic '${parts.topic}' has ${count} partitions (0-${
+      count - 1
+    })`;
+  }
+  return undefined;
+}
+
+function fsyncText(node: ClusterNode): string {
+  const fsync = node.settings.fsync;
+  return fsync.kind === "always" ? "always" : `interval:${fsync.intervalMs}`;
 }

@@ -33,6 +33,8 @@ import { isInternalTopic, META_TOPIC, replicasOf } from "./placement.ts";
 import type { RaftTiming } from "./raft.ts";
 import { Replica } from "./replica.ts";
 import { crossCheck, type RangeDigest } from "./cross_check.ts";
+import { answerRecovery } from "./force_recover.ts";
+import { stuckCopies, stuckReason } from "./recovery_plan.ts";
 import { digestOf, localCopyOf } from "./log_digest.ts";
 import type { PartitionLog } from "../store/partition_log.ts";
 import { splitPartitionKey } from "../store/message_store.ts";
@@ -243,6 +245,34 @@ export class ClusterNode implements Logs {
     return promise;
   }
 
+  /** Asks node `to` a question, answering it here when `to` is this node. */
+  question(to: NodeId, question: Question): Promise<unknown> {
+    return to === this.nodeId ? Promise.resolve(this.#answer(question)) : this.ask(to, question);
+  }
+
+  /**
+   * Why `group` cannot elect a leader without an operator (too many of its copies wait in
+   * repair mode; see recovery_plan.ts), or undefined. Status, puts and reads name the command
+   * that brings it back.
+   */
+  stuckReason(group: string): string | undefined {
+    const { topic, partition } = splitGroup(group);
+    const repairing = stuckCopies(
+      this.replicasOf(topic, partition),
+      this.leaderOf(group) !== undefined,
+      (id) => {
+        if (id === this.nodeId) return waitsInRepair(this.#replicas.get(group));
+        return this.isConnected(id) && (this.#peers.get(id)?.repairing?.includes(group) ?? false);
+      },
+    );
+    return repairing ? stuckReason(group, repairing) : undefined;
+  }
+
+  /** Why `topic`-`partition` cannot elect a leader by itself, if so (Placement, for the edge). */
+  whyLeaderless(topic: string, partition: number): string | undefined {
+    return this.stuckReason(`${topic}-${partition}`);
+  }
+
   /** Whether this node holds `topic`-`partition`. */
   hosts(topic: string, partition: number): boolean {
     return this.replicasOf(topic, partition).includes(this.nodeId);
@@ -437,13 +467,14 @@ export class ClusterNode implements Logs {
           kind: "closed",
           connectionId: envelope.connectionId,
         });
-      case "ask":
-        this.send(from, {
-          kind: "answer",
-          questionId: envelope.questionId,
-          answer: this.#answer(envelope.question),
-        });
+      case "ask": {
+        const questionId = envelope.questionId;
+        // Most answers are at hand; a recovery's restarts a replica first.
+        void Promise.resolve(this.#answer(envelope.question)).catch(() => null).then((answer) =>
+          this.send(from, { kind: "answer", questionId, answer })
+        );
         return;
+      }
       case "answer":
         return this.#questions.get(envelope.questionId)?.(envelope.answer);
     }
@@ -451,6 +482,9 @@ export class ClusterNode implements Logs {
 
   /** This node's answer to another's question; null when it cannot tell. */
   #answer(question: Question): unknown {
+    if (question.kind === "survey" || question.kind === "recover") {
+      return answerRecovery(this, question);
+    }
     if (question.kind === "open") {
       const { topic, partition } = splitGroup(question.group);
       if (!Number.isSafeInteger(partition) || !this.#options.accepts(topic)) return null;
@@ -570,6 +604,7 @@ export class ClusterNode implements Logs {
       httpPort: this.#options.httpPort(),
       leads,
       figures,
+      repairing: this.replicas().filter(waitsInRepair).map((replica) => replica.name),
     };
     for (const peer of this.settings.peers) {
       if (peer.id !== this.nodeId) this.send(peer.id, { kind: "info", info });
@@ -619,6 +654,7 @@ export class ClusterNode implements Logs {
         timers: this.#timers,
         askLeaderCommit: () => this.#askLeaderCommit(name),
         retained: !isInternalTopic(topic),
+        whyLeaderless: () => this.stuckReason(name),
       });
       this.#logs.set(name, replicated);
       for (const listener of this.#openListeners) listener({ topic, partition, log: replicated });
@@ -749,18 +785,46 @@ export class ClusterNode implements Logs {
   }
 
   async #repairOnline(replica: Replica, offset: number): Promise<void> {
-    const log = replica.log;
-    const name = replica.name;
-    const dash = name.lastIndexOf("-");
-    const [topic, partition] = [name.slice(0, dash), Number(name.slice(dash + 1))];
-    // Listed as opening before it leaves #replicas, so a Raft message arriving meanwhile waits
-    // for this replica instead of opening a second one on the same log.
-    const reopened = (async () => {
-      await replica.close();
+    await this.#reopen(replica, async (log) => {
       const repair = { formerEndOffset: log.writtenEnd };
       await persistRepair(this.#options.store.options.storage, log.options.dir, repair);
       await log.keepDamagedCopies(offset);
       await log.truncate(Math.max(offset, log.startOffset));
+      return repair;
+    });
+  }
+
+  /**
+   * Stops `group`'s replica, runs `rewrite` (which replaces its hard state), and starts it
+   * again from its files (force-recover); false when this node has no open copy of the group.
+   */
+  async restartReplica(
+    group: string,
+    rewrite: (log: PartitionLog) => Promise<void>,
+  ): Promise<boolean> {
+    const replica = this.#replicas.get(group);
+    if (!replica) return false;
+    await this.#reopen(replica, async (log) => {
+      await rewrite(log);
+      return undefined;
+    });
+    this.#infoDue = true;
+    return true;
+  }
+
+  /** Stops `replica`, lets `prepare` change its files, and opens a new replica on its log. */
+  async #reopen(
+    replica: Replica,
+    prepare: (log: PartitionLog) => Promise<RepairState | undefined>,
+  ): Promise<Replica> {
+    const log = replica.log;
+    const name = replica.name;
+    const { topic, partition } = splitGroup(name);
+    // Listed as opening before it leaves #replicas, so a Raft message arriving meanwhile waits
+    // for this replica instead of opening a second one on the same log.
+    const reopened = (async () => {
+      await replica.close();
+      const repair = await prepare(log);
       const next = this.#createReplica(topic, partition, log, repair);
       this.#replicas.set(name, next);
       this.#logs.get(name)?.replaceReplica(next);
@@ -768,13 +832,14 @@ export class ClusterNode implements Logs {
     })().finally(() => this.#opening.delete(name));
     this.#opening.set(name, reopened);
     this.#replicas.delete(name);
-    await reopened;
+    return await reopened;
   }
 
   /**
    * Whether a log that opened cleanly must still be repaired: its tail was cut although the
-   * last stop was clean (damage, not a torn write); the machine rebooted while fsync ran on a
-   * timer (acknowledged data may be gone); or this node replaced a wiped one.
+   * last stop was clean (damage, not a torn write); the machine rebooted while this log was
+   * synced on a timer (acknowledged data may be gone; a log synced before every ack, such as
+   * `__meta-0`, lost nothing acknowledged); or this node replaced a wiped one.
    */
   #repairAfterStart(log: PartitionLog): RepairState | undefined {
     const { startup } = this.#options;
@@ -782,9 +847,7 @@ export class ClusterNode implements Logs {
     if (startup.cleanStop && log.recovery.bytesCut > 0) {
       return { formerEndOffset: log.writtenEnd + log.recovery.bytesCut };
     }
-    if (this.settings.fsync.kind === "interval" && startup.rebooted && !startup.cleanStop) {
-      return {};
-    }
+    if (log.options.flush.kind !== "group" && startup.rebooted && !startup.cleanStop) return {};
     return undefined;
   }
 
@@ -811,6 +874,12 @@ export const INTERNAL_TOPICS: readonly string[] = [META_TOPIC, "__tx"];
 function splitGroup(name: string): { topic: string; partition: number } {
   const dash = name.lastIndexOf("-");
   return { topic: name.slice(0, dash), partition: Number(name.slice(dash + 1)) };
+}
+
+/** A copy in repair mode that waits for a leader and votes for nobody (no force-recover base). */
+function waitsInRepair(replica: Replica | undefined): boolean {
+  const repair = replica?.status().repair;
+  return repair !== undefined && repair.base === undefined;
 }
 
 /** A peer's answer to a digest question, when it is one. */

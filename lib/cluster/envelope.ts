@@ -32,6 +32,8 @@ export interface NodeInfo {
   readonly leads?: readonly string[];
   /** Figures of the groups this node leads, for cluster-wide views (see cluster_figures.ts). */
   readonly figures?: Readonly<Record<string, readonly number[]>>;
+  /** Groups whose copy here is in repair mode waiting for a leader (votes for nobody). */
+  readonly repairing?: readonly string[];
 }
 
 /** Questions a node answers from its own state. */
@@ -41,7 +43,19 @@ export type Question =
   | { readonly kind: "bounds"; readonly group: string }
   /** Open your copy of the group and let it elect: a client is waiting for its leader. */
   | { readonly kind: "open"; readonly group: string }
-  | { readonly kind: "digest"; readonly group: string; readonly from: number; readonly to: number };
+  | { readonly kind: "digest"; readonly group: string; readonly from: number; readonly to: number }
+  /** force-recover: describe your copy of the group (`*`: every copy you hold). */
+  | { readonly kind: "survey"; readonly group: string }
+  /**
+   * force-recover: restart your copy of the group behind `base` (in repair mode, voting for it
+   * only), or, when you are the base, out of repair mode in a term of at least `term`.
+   */
+  | {
+    readonly kind: "recover";
+    readonly group: string;
+    readonly base: number;
+    readonly term: number;
+  };
 
 export type Envelope =
   | { readonly kind: "raft"; readonly group: string; readonly message: Message }

@@ -161,6 +161,11 @@ export type Message =
 export interface RepairState {
   /** The log end before the damage was cut, when the driver knows it. */
   readonly formerEndOffset?: number;
+  /**
+   * Set by `metaq cluster force-recover`: the operator made this node's copy the group's base.
+   * While in repair the replica may vote for it (only) and its acks to it count.
+   */
+  readonly base?: NodeId;
 }
 
 /**
@@ -329,18 +334,26 @@ export function appendShapeError(message: AppendMessage): string | undefined {
   return undefined;
 }
 
-/** Encodes hard state as a fixed-size checksummed record (write it with temp file + rename). */
+/**
+ * Encodes hard state as a fixed-size checksummed record (write it with temp file + rename):
+ * CRC-32 of bytes 4..39 (u32), format version (u8), flags (u8: 1 repair, 2 former end known,
+ * 4 votes forgotten, 8 repair base set), zero (u16), term (u64), votedFor (u32), repair base
+ * (u32, 0 unless flag 8), former end (u64), vote floor (u64).
+ */
 export function encodeHardState(state: HardState): Uint8Array {
   checkId(state.votedFor, "votedFor", true);
   const bytes = new Uint8Array(HARD_STATE_BYTES);
   const view = new DataView(bytes.buffer);
   const former = state.repair?.formerEndOffset;
+  const base = state.repair?.base;
+  if (base !== undefined) checkId(base, "repair base", false);
   const flags = (state.repair ? 1 : 0) | (former !== undefined ? 2 : 0) |
-    (state.votesForgotten ? 4 : 0);
+    (state.votesForgotten ? 4 : 0) | (base !== undefined ? 8 : 0);
   view.setUint8(4, HARD_STATE_VERSION);
   view.setUint8(5, flags);
   setU64(view, 8, state.term);
   view.setUint32(16, state.votedFor);
+  view.setUint32(20, base ?? 0);
   setU64(view, 24, former ?? 0);
   setU64(view, 32, state.voteFloor ?? 0);
   view.setUint32(0, crc32(bytes.subarray(4)));
@@ -354,9 +367,15 @@ export function decodeHardState(bytes: Uint8Array): HardState | undefined {
   if (view.getUint32(0) !== crc32(bytes.subarray(4))) return undefined;
   if (view.getUint8(4) !== HARD_STATE_VERSION) return undefined;
   const flags = view.getUint8(5);
-  if ((flags & ~7) !== 0 || view.getUint16(6) !== 0 || view.getUint32(20) !== 0) return undefined;
+  if ((flags & ~15) !== 0 || view.getUint16(6) !== 0) return undefined;
+  const base = view.getUint32(20);
+  // A base belongs to repair mode and is a node id; anything else is not our record.
+  if ((flags & 8) !== 0 ? base === 0 || (flags & 1) === 0 : base !== 0) return undefined;
   const repair: RepairState | undefined = flags & 1
-    ? (flags & 2 ? { formerEndOffset: getU64(view, 24) } : {})
+    ? {
+      ...(flags & 2 ? { formerEndOffset: getU64(view, 24) } : {}),
+      ...(flags & 8 ? { base } : {}),
+    }
     : undefined;
   const voteFloor = getU64(view, 32);
   return {

@@ -868,10 +868,20 @@ export class Raft {
     return this.#voters.includes(this.id) || this.#canary === "removedVotes";
   }
 
-  #mayVote(term: number): boolean {
+  #mayVote(term: number, candidate: NodeId): boolean {
     if (this.#nonVoting || this.#amnesia || !this.#isVoter()) return false;
-    if (this.#repair && this.#canary !== "repairVotes") return false;
+    if (this.#repair && !this.#followsBase(candidate) && this.#canary !== "repairVotes") {
+      return false;
+    }
     return term > this.#voteFloor;
+  }
+
+  /**
+   * Whether `node` is the base an operator chose for this copy in repair (force-recover): the
+   * one candidate it votes for, whatever its log, and the one leader its acks count for.
+   */
+  #followsBase(node: NodeId): boolean {
+    return node !== 0 && this.#repair?.base === node;
   }
 
   /** The term of our next campaign: never one we may already have voted in (rule 3's floor). */
@@ -904,9 +914,10 @@ export class Raft {
   }
 
   #handleVote(message: VoteMessage): void {
-    const upToDate = this.#canary === "noUpToDateCheck" ||
+    // The operator's base wins even with a shorter log: what only we hold is given up.
+    const upToDate = this.#canary === "noUpToDateCheck" || this.#followsBase(message.from) ||
       compareRecency(message.last, this.#lastPosition()) >= 0;
-    const eligible = this.#mayVote(message.term);
+    const eligible = this.#mayVote(message.term, message.from);
     if (message.pre) {
       const granted = eligible && upToDate && message.term > this.#term;
       const term = granted ? message.term : this.#term;
@@ -1107,9 +1118,13 @@ export class Raft {
     this.#ackDue = comparePositions(match, appended) < 0;
   }
 
-  /** Our acks may count toward commit: not in repair mode, not while our votes are forgotten. */
+  /**
+   * Our acks may count toward commit: not in repair mode (unless the leader is the base an
+   * operator chose for us), not while our votes are forgotten.
+   */
   #counted(): boolean {
-    return !this.#repair && !this.#nonVoting && !this.#amnesia && this.#isVoter();
+    if (this.#nonVoting || this.#amnesia || !this.#isVoter()) return false;
+    return !this.#repair || this.#followsBase(this.#leaderId);
   }
 
   /**
@@ -1461,7 +1476,11 @@ function observeTerm(amnesia: Amnesia, message: Message): void {
 
 function mergeRepair(known: RepairState | undefined, found: RepairState): RepairState {
   const ends = [known?.formerEndOffset, found.formerEndOffset].filter((end) => end !== undefined);
-  return ends.length > 0 ? { formerEndOffset: Math.max(...ends) } : {};
+  const base = found.base ?? known?.base;
+  return {
+    ...(ends.length > 0 ? { formerEndOffset: Math.max(...ends) } : {}),
+    ...(base !== undefined ? { base } : {}),
+  };
 }
 
 /** Checks a voter list and returns it sorted. */

@@ -179,6 +179,11 @@ export class Replica {
     return this.raft.status();
   }
 
+  /** The leader-epoch list as this replica keeps it (base first). */
+  get epochs(): readonly EpochStart[] {
+    return [...this.#epochs];
+  }
+
   /** True while proposals wait to be handed to Raft (they are, on the next microtask). */
   get hasQueuedProposals(): boolean {
     return (this.#batch?.records.length ?? 0) > 0;

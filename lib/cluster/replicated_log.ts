@@ -28,6 +28,8 @@ export interface ReplicatedLogParts {
   readonly askLeaderCommit: () => Promise<number | undefined>;
   /** Whether time-based retention applies (the broker's own `__` logs are compacted instead). */
   readonly retained: boolean;
+  /** Why the group cannot elect a leader until an operator acts, if so. */
+  readonly whyLeaderless?: () => string | undefined;
 }
 
 /** How long an append that needs a ready leader waits for a new leader to become ready. */
@@ -168,6 +170,12 @@ export class ReplicatedLog implements Log {
       if (leaderCommit === undefined || leaderCommit <= offset) return;
       return this.#waitEnd(offset + 1, timeoutMs);
     });
+  }
+
+  unavailable(): BrokerError | undefined {
+    if (this.#replica.leaderId !== 0) return undefined;
+    const why = this.#parts.whyLeaderless?.();
+    return why ? new BrokerError("unavailable", why) : undefined;
   }
 
   onChange(listener: () => void): () => void {

@@ -5,6 +5,7 @@
  * no leader (replication.md 5.9).
  */
 import type { ClusterNode } from "./cluster_node.ts";
+import { recoverCommand } from "./recovery_plan.ts";
 
 /** A node's applied table of committed group offsets, to compare nodes (equal digests agree). */
 export interface OffsetsSummary {
@@ -28,6 +29,8 @@ export interface GroupStatus {
   readonly lastFsyncMs: number;
   readonly electionsLastMinute: number;
   readonly reason?: string;
+  /** The command that brings the group back, when it cannot elect a leader by itself. */
+  readonly recover?: string;
 }
 
 export interface NodeStatus {
@@ -58,8 +61,12 @@ export function clusterStatus(node: ClusterNode, offsets?: OffsetsSummary): Clus
     const unreachable = replica.options.voters.filter((id) => !node.isConnected(id));
     const quorum = Math.floor(replica.options.voters.length / 2) + 1;
     let reason: string | undefined;
+    const stuck = replica.stopped ? undefined : node.stuckReason(replica.name);
     if (replica.stopped) reason = "replica stopped after a storage error; restart the node";
-    else if (status.repair) reason = "replica in repair mode: catching up from the leader";
+    else if (stuck) reason = stuck;
+    else if (status.repair?.base !== undefined) {
+      reason = `replica in repair mode: force-recover made node ${status.repair.base} the base`;
+    } else if (status.repair) reason = "replica in repair mode: catching up from the leader";
     else if (status.leaderId === 0) {
       reason = replica.options.voters.length - unreachable.length < quorum
         ? `no leader: ${unreachable.length} of ${replica.options.voters.length} voters unreachable`
@@ -83,6 +90,7 @@ export function clusterStatus(node: ClusterNode, offsets?: OffsetsSummary): Clus
       lastFsyncMs: Math.round(replica.log.lastSyncLatencyMs * 100) / 100,
       electionsLastMinute: replica.electionsLastMinute,
       reason,
+      ...(stuck ? { recover: recoverCommand(replica.name) } : {}),
     };
   });
   return {

@@ -32,6 +32,11 @@ export interface Placement {
   prepare(topic: string, partition: number): Promise<void> | undefined;
   /** Resolves when a leader changes anywhere on this node, or after `timeoutMs`. */
   roleChanged(timeoutMs: number): Promise<void>;
+  /**
+   * Why the partition cannot elect a leader until an operator acts (and what to run), when
+   * that is so: waiting for an election would be pointless.
+   */
+  whyLeaderless?(topic: string, partition: number): string | undefined;
 }
 
 /** The request path every edge uses; TCP connections and HTTP routes hold one of these. */
@@ -114,6 +119,8 @@ export class Edge implements Requests {
         const plan = this.#router.forwardPlan(command);
         return forwarder.forward(leader, plan, context, respond, { topic, partition });
       }
+      const stuck = leader === undefined ? placement.whyLeaderless?.(topic, partition) : undefined;
+      if (stuck) return respond(errorReply(new BrokerError("unavailable", stuck)));
       // No leader, or one we cannot reach (it may have died): wait for an election, bounded.
       const left = deadline - this.#now();
       if (left <= 0) {

@@ -88,6 +88,12 @@ export interface Log {
    * follower uses it so that a client reads its own acknowledged writes.
    */
   whenReadable(offset: number, timeoutMs: number): Promise<void> | undefined;
+  /**
+   * Why nothing past `endOffset` can become readable until an operator acts (a replicated log
+   * whose group cannot elect a leader), or undefined. A read there is refused with it instead
+   * of answering an empty log.
+   */
+  unavailable?(): BrokerError | undefined;
 
   /** Calls `listener` when the end moves or the writer changes; returns an unsubscribe. */
   onChange(listener: () => void): () => void;

@@ -147,6 +147,8 @@ export class PartitionLog {
   #timedSync: Promise<void> | undefined;
   /** The last timed sync failed: the next batch syncs before its puts are answered. */
   #timedSyncFailed = false;
+  /** Fires when the interval since the last sync has passed and bytes are still unsynced. */
+  #syncTimer: ReturnType<typeof setTimeout> | undefined;
   /** Counts cuts of the file: a sync that a cut overtook proves nothing about what follows. */
   #cuts = 0;
   #closed = false;
@@ -483,6 +485,7 @@ export class PartitionLog {
     if (this.#closed) return;
     await this.flush();
     this.#closed = true;
+    clearTimeout(this.#syncTimer);
     for (const segment of this.#segments) segment.file.close();
   }
 
@@ -670,6 +673,7 @@ export class PartitionLog {
       if (this.#unflushedMessages >= policy.messages || this.#timedSyncFailed) {
         await this.#syncActive();
       } else if (overdue) this.#startTimedSync();
+      else this.#armSyncTimer(policy.intervalMs);
     }
     this.#ackedEnd = batchEnd;
     for (const listener of this.#listeners) listener(batchEnd);
@@ -684,7 +688,31 @@ export class PartitionLog {
         partition: this.name,
         reason: describeError(error),
       });
-    }).finally(() => this.#timedSync = undefined);
+    }).finally(() => {
+      this.#timedSync = undefined;
+      // Bytes written while it ran are not covered: they get the next interval's sync.
+      const policy = this.options.flush;
+      if (policy.kind === "threshold" && this.#durableEnd < this.#writtenEnd) {
+        this.#armSyncTimer(policy.intervalMs);
+      }
+    });
+  }
+
+  /**
+   * Bounds how long written bytes stay unsynced when appends stop: a sync starts once the
+   * interval since the last one has passed, not at the next append or maintenance round. A
+   * writer still busy then starts it itself when it acknowledges (it finds the sync overdue).
+   */
+  #armSyncTimer(intervalMs: number): void {
+    if (this.#syncTimer !== undefined || this.#closed) return;
+    const sinceMs = this.options.clock.monotonicMs() - this.#lastSyncMs;
+    const waitMs = Math.min(intervalMs, Math.max(0, intervalMs - sinceMs));
+    this.#syncTimer = setTimeout(() => {
+      this.#syncTimer = undefined;
+      if (this.#closed || this.#writing || this.#durableEnd >= this.#writtenEnd) return;
+      this.#startTimedSync();
+    }, waitMs);
+    (this.#syncTimer as { unref?: () => void }).unref?.();
   }
 
   async #syncActive(): Promise<void> {

@@ -9,6 +9,7 @@ import {
   type HardState,
   type Message,
 } from "../../../lib/cluster/messages.ts";
+import { crc32 } from "../../../lib/crc32.ts";
 import { bytesOf } from "./harness.ts";
 
 const SAMPLES: readonly Message[] = [
@@ -134,6 +135,8 @@ describe("hard state codec", () => {
     { term: 12, votedFor: 3 },
     { term: 2 ** 45, votedFor: 2, repair: { formerEndOffset: 2 ** 50 } },
     { term: 9, votedFor: 9, repair: {}, votesForgotten: true, voteFloor: 14 },
+    { term: 7, votedFor: 0, repair: { base: 3 } },
+    { term: 7, votedFor: 2, repair: { formerEndOffset: 40, base: 1023 } },
   ];
 
   test("hard state survives a round trip", () => {
@@ -149,5 +152,21 @@ describe("hard state codec", () => {
     }
     expect(decodeHardState(bytes.subarray(1))).toBeUndefined();
     expect(decodeHardState(new Uint8Array(bytes.length))).toBeUndefined();
+  });
+
+  test("a repair base travels only with repair mode", () => {
+    const withBase = encodeHardState(states[4]);
+    expect(encodeHardState({ term: 7, votedFor: 0, repair: {} })).not.toEqual(withBase);
+    // A record claiming a base without repair mode (or flag 8 without a base) is not ours.
+    const reseal = (bytes: Uint8Array) => {
+      new DataView(bytes.buffer).setUint32(0, crc32(bytes.subarray(4)));
+      return bytes;
+    };
+    const noRepair = withBase.slice();
+    noRepair[5] &= ~1;
+    expect(decodeHardState(reseal(noRepair))).toBeUndefined();
+    const noBase = withBase.slice();
+    new DataView(noBase.buffer).setUint32(20, 0);
+    expect(decodeHardState(reseal(noBase))).toBeUndefined();
   });
 });

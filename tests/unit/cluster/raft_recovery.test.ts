@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import type { AppendReplyMessage, Message, NodeId } from "../../../lib/cluster/messages.ts";
 import { MemoryRaftLog } from "../../../lib/cluster/raft_log.ts";
-import { bytesOf, TestCluster, type TestNode, TIMING } from "./harness.ts";
+import { bytesOf, entryTexts, TestCluster, type TestNode, TIMING } from "./harness.ts";
 
 function clusterWith(texts: readonly string[]): TestCluster {
   const cluster = new TestCluster(3);
@@ -177,5 +177,100 @@ describe("empty-disk restart hook", () => {
     cluster.isolate(3);
     for (let tick = 0; tick < 5 * TIMING.electionTicksMax; tick++) wiped.raft.tick();
     expect(wiped.drain().some((m) => m.kind === "vote")).toBe(false);
+  });
+});
+
+describe("repair behind a base chosen by an operator (force-recover)", () => {
+  /** Every copy restarted in repair mode, as after a power loss of the whole group. */
+  function stuckCluster(keep: Record<number, number>): TestCluster {
+    const cluster = clusterWith(["aaaa", "bbbb", "cccc", "dddd"]);
+    for (const id of [1, 2, 3]) {
+      const node = cluster.node(id);
+      cutLog(node, keep[id]);
+      node.hardState = { ...node.hardState, term: node.status.term };
+      node.restart({ repair: {} });
+    }
+    cluster.tick(5 * TIMING.electionTicksMax);
+    expect(cluster.leaders()).toEqual([]);
+    return cluster;
+  }
+
+  /** What force-recover writes: the base out of repair, the others in repair behind it. */
+  function recoverFrom(cluster: TestCluster, base: NodeId): void {
+    const floor = Math.max(...[1, 2, 3].map((id) => cluster.node(id).hardState.term));
+    for (const id of [1, 2, 3]) {
+      const node = cluster.node(id);
+      node.hardState = id === base
+        ? { term: floor, votedFor: 0 }
+        : { ...node.hardState, repair: { base } };
+      node.restart();
+    }
+  }
+
+  test("with every copy in repair nobody is elected; the base then leads and the others leave repair", () => {
+    const cluster = stuckCluster({ 1: 3, 2: 4, 3: 2 });
+    recoverFrom(cluster, 2);
+    cluster.tick(3 * TIMING.electionTicksMax);
+    expect(cluster.leaders()).toEqual([2]);
+    for (const id of [1, 3]) {
+      expect(cluster.node(id).status.repair).toBeUndefined();
+      expect(cluster.node(id).hardState.repair).toBeUndefined();
+      expect(entryTexts(cluster.node(id).log)).toEqual(entryTexts(cluster.node(2).log));
+    }
+    const leader = cluster.node(2).status;
+    expect(leader.commit.epoch).toBe(leader.term);
+    expect(leader.commit.offset).toBe(16);
+    // Acks counted again: a new entry commits.
+    cluster.node(2).raft.propose(bytesOf("eeee"), 7);
+    cluster.settle();
+    cluster.tick(TIMING.heartbeatTicks);
+    expect(cluster.node(2).outcomes.some((o) => o.clientTag === 7 && o.kind === "ok")).toBe(true);
+  });
+
+  test("a base with a shorter log still wins; what only the others held is cut", () => {
+    const cluster = stuckCluster({ 1: 4, 2: 1, 3: 3 });
+    recoverFrom(cluster, 2);
+    cluster.tick(3 * TIMING.electionTicksMax);
+    expect(cluster.leaders()).toEqual([2]);
+    for (const id of [1, 3]) {
+      expect(entryTexts(cluster.node(id).log)).toEqual(["aaaa"]);
+      expect(cluster.node(id).status.repair).toBeUndefined();
+    }
+  });
+
+  test("a copy behind a base votes for nobody else and its acks count only for the base", () => {
+    const cluster = stuckCluster({ 1: 4, 2: 4, 3: 4 });
+    const follower = cluster.node(3);
+    follower.hardState = { ...follower.hardState, repair: { base: 2 } };
+    follower.restart();
+    const granted = (messages: Message[]) =>
+      messages.some((m) => m.kind === "voteReply" && m.granted);
+    const term = follower.status.term + 1;
+    expect(granted(answer(follower, voteRequest(1, 3, term, true)))).toBe(false);
+    expect(granted(answer(follower, voteRequest(1, 3, term)))).toBe(false);
+    // The base's request is granted although its log is shorter than ours.
+    const base: Message = { ...voteRequest(2, 3, term + 1), last: { offset: 0, epoch: 0 } };
+    expect(granted(answer(follower, base))).toBe(true);
+    // It never campaigns itself.
+    cluster.isolate(3);
+    for (let tick = 0; tick < 5 * TIMING.electionTicksMax; tick++) follower.raft.tick();
+    expect(follower.drain().some((m) => m.kind === "vote")).toBe(false);
+    // Its acks count for the base only: a heartbeat from anyone else hears "not counted".
+    const heartbeat = (from: NodeId): Message => ({
+      kind: "append",
+      from,
+      to: 3,
+      term: follower.status.term + 1,
+      prev: follower.status.last,
+      entries: [],
+      markers: [],
+      commit: { offset: 0, epoch: 0 },
+      leaderStartOffset: 0,
+      reset: false,
+    });
+    const counted = (messages: Message[]) =>
+      messages.find((m): m is AppendReplyMessage => m.kind === "appendReply")?.counted;
+    expect(counted(answer(follower, heartbeat(1)))).toBe(false);
+    expect(counted(answer(follower, heartbeat(2)))).toBe(true);
   });
 });
