@@ -277,8 +277,7 @@ export async function assemble(options: AssembleOptions): Promise<App> {
       tables.push(clusterCommands(
         cluster,
         () => groups.offsetsSummary(),
-        (topic) =>
-          INTERNAL_TOPICS.includes(topic) ? 1 : broker.topicSettings(topic)?.numPartitions,
+        (topic) => INTERNAL_TOPICS.includes(topic) ? 1 : broker.topicSettings(topic)?.numPartitions,
       ));
     }
     tables.push(...options.extraCommands ?? []);

@@ -107,8 +107,12 @@ export async function forceRecover(
     groups: plan.groups.map((group) => `${group.group}<-${group.from}`).join(","),
   });
   const started = performance.now();
-  const outcomes = await inPool(plan.groups, GROUPS_IN_FLIGHT_MAX, (group) =>
-    recoverGroup(node, group.group, group.from, group.termFloor, group.copies.map((c) => c.node)));
+  const outcomes = await inPool(
+    plan.groups,
+    GROUPS_IN_FLIGHT_MAX,
+    (group) =>
+      recoverGroup(node, group.group, group.from, group.termFloor, group.copies.map((c) => c.node)),
+  );
   await waitForLeaders(node, outcomes, started, started + options.waitMs);
   const done = outcomes.map((outcome) =>
     outcome.led ? outcome : { ...outcome, elapsedMs: Math.round(performance.now() - started) }
@@ -202,8 +206,12 @@ async function waitForLeaders(
 ): Promise<void> {
   let pending = outcomes.map((_, index) => index).filter((index) => outcomes[index].base.ok);
   while (pending.length > 0 && performance.now() < deadline) {
-    const commits = await inPool(pending, 64, (index) =>
-      node.question(outcomes[index].from, { kind: "commit", group: outcomes[index].group }));
+    const commits = await inPool(
+      pending,
+      64,
+      (index) =>
+        node.question(outcomes[index].from, { kind: "commit", group: outcomes[index].group }),
+    );
     pending = pending.filter((index, at) => {
       const commit = commits[at];
       if (typeof commit !== "number") return true;
