@@ -19,6 +19,7 @@ import {
   baseHardState,
   type CopySurvey,
   followerHardState,
+  NO_COPY,
   planRecovery,
   type RecoverRequest,
   type RecoveryPlan,
@@ -94,7 +95,7 @@ export async function forceRecover(
     }
   }
   const plan = planRecovery(await survey(node, request), request);
-  if (options.apply === undefined) return { plan, applied: false };
+  if (options.apply === undefined || plan.groups.length === 0) return { plan, applied: false };
   if (options.apply !== plan.fingerprint) {
     return {
       plan,
@@ -139,7 +140,7 @@ async function survey(node: RecoveryNode, request: RecoverRequest): Promise<Surv
       if (isCopySurvey(answer) && answer.group === group && answer.node === voters[index]) {
         copies.push(answer);
       } else {
-        absent.push({ node: voters[index], why: answer === null ? "no open copy" : "no answer" });
+        absent.push({ node: voters[index], why: answer === null ? NO_COPY : "no answer" });
       }
     });
     return [{ group, voters, copies, absent }];
@@ -170,7 +171,7 @@ async function survey(node: RecoveryNode, request: RecoverRequest): Promise<Surv
       copies: voters.flatMap((voter) => found.get(voter) ?? []),
       absent: voters.filter((voter) => !found.has(voter)).map((voter) => ({
         node: voter,
-        why: answered.has(voter) ? "no open copy" : "no answer",
+        why: answered.has(voter) ? NO_COPY : "no answer",
       })),
     });
   }

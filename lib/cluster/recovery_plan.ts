@@ -107,6 +107,9 @@ export interface RecoveryPlan {
   readonly fingerprint: string;
 }
 
+/** Why a voter is absent from a survey when it answered but holds no open copy. */
+export const NO_COPY = "no open copy";
+
 /** The command that brings back a stuck group, as status and errors name it. */
 export function recoverCommand(group: string): string {
   return `metaq cluster force-recover --partition ${group}`;
@@ -159,6 +162,9 @@ function planGroup(surveyed: SurveyedGroup, request: RecoverRequest): GroupPlan 
     kind,
     reason,
   });
+  if (surveyed.copies.length === 0 && surveyed.absent.every((entry) => entry.why === NO_COPY)) {
+    return refuse("unknown", `no node has a copy of ${group}: nothing was written to it`);
+  }
   const led = surveyed.copies.find((copy) => copy.leader !== 0);
   if (led) {
     return refuse(
