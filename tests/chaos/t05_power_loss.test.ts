@@ -3,8 +3,8 @@
  * unsynced bytes lost, torn tails, unsynced directory operations undone, new boot id), then
  * restart in random order. Variant a (fsync=always, CI and nightly): I1-I13, zero acked loss.
  * Variant b (fsync=interval:200, nightly, report-only for loss): I2, I3, I7, I10, I11, I13 must
- * hold; acknowledged loss is reported. (`force-recover` for partitions stuck in repair mode is not
- * run yet: the command does not exist.)
+ * hold; acknowledged loss is reported. After each cut the partitions wait in repair mode, and the
+ * nemesis runs `metaq cluster force-recover --all --yes` as an operator would.
  */
 import { chaosTest } from "../cluster/chaos_test.ts";
 import { restartCycles } from "../cluster/nemesis.ts";

@@ -3,7 +3,9 @@
  * window, injects, waits, heals, and closes the window, so failover times and fault-window
  * latencies line up with what was done. Every wait is bounded.
  */
+import { spawn } from "node:child_process";
 import type { FaultEvent } from "./history.ts";
+import { METAQ_BINARY } from "./launcher.ts";
 import { blackhole, type LinkMode } from "./link_proxy.ts";
 import type { NemesisContext } from "./scenario.ts";
 
@@ -122,6 +124,8 @@ export async function restartCycles(ctx: NemesisContext, power: boolean): Promis
   for (let cycle = 0; cycle < cycles && ctx.remainingMs() > 8_000; cycle++) {
     await ctx.sleep(2_000);
     await crashAll(ctx, { power, downMs: 2_000, spacingMs: 3_000 });
+    // Under fsync=interval the partitions then wait in repair mode for an operator.
+    if (power && ctx.cluster.options.fsync?.startsWith("interval:")) await forceRecoverAll(ctx);
     const ms = await ctx.waitForService(30_000);
     serviceMs.push(ms);
     ctx.log(`cycle ${cycle + 1}: service after ${ms ?? "never (30 s)"} ms`);
@@ -130,6 +134,59 @@ export async function restartCycles(ctx: NemesisContext, power: boolean): Promis
   }
   ctx.figures.cycles = serviceMs.length;
   ctx.figures.timeToServiceMs = serviceMs;
+}
+
+/**
+ * Runs `metaq cluster force-recover --all --yes` against a running node, as an operator would
+ * after a power loss of every node under fsync=interval (replication.md), until it finds nothing
+ * left to recover; at most 5 rounds.
+ */
+export async function forceRecoverAll(ctx: NemesisContext): Promise<void> {
+  for (let round = 0; round < 5; round++) {
+    const node = ctx.random.pick(ctx.cluster.running());
+    const args = ["cluster", "force-recover", "--all", "--yes", "--format", "json"];
+    const text = await runCli(ctx, [...args, "--broker", ctx.cluster.address(node)], 60_000);
+    const report = parseJson(text) as {
+      plan?: { groups?: { group: string; copies: { cut?: { from: number; to: number } }[] }[] };
+      outcomes?: { group: string; led: boolean; elapsedMs: number }[];
+    } | undefined;
+    const groups = report?.plan?.groups;
+    if (groups?.length === 0) return;
+    const lost = (groups ?? []).flatMap((group) => group.copies)
+      .reduce((sum, copy) => sum + (copy.cut ? copy.cut.to - copy.cut.from : 0), 0);
+    const led = (report?.outcomes ?? []).filter((outcome) => outcome.led);
+    ctx.log(
+      `force-recover through node ${node}: ${led.length} of ${groups?.length ?? "?"} groups ` +
+        `led again, ${lost} bytes only on other copies cut${report ? "" : ` (${text.trim()})`}`,
+    );
+    await ctx.sleep(1_000);
+  }
+  ctx.finding("force-recover still found groups to recover after 5 rounds");
+}
+
+/** Runs the metaq CLI; its stdout (empty when it fails to start or runs out of time). */
+function runCli(ctx: NemesisContext, args: string[], timeoutMs: number): Promise<string> {
+  return new Promise((resolve) => {
+    const child = spawn(ctx.cluster.options.binary ?? METAQ_BINARY, args, {
+      stdio: ["ignore", "pipe", "ignore"],
+    });
+    let out = "";
+    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+    child.stdout!.on("data", (chunk) => (out += chunk));
+    child.once("error", () => resolve(""));
+    child.once("close", () => {
+      clearTimeout(timer);
+      resolve(out);
+    });
+  });
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
 }
 
 /** Every other node than `node`. */
