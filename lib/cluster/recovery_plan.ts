@@ -96,7 +96,7 @@ export interface GroupPlan {
 export interface GroupRefusal {
   readonly group: string;
   readonly reason: string;
-  /** `led`: it has a leader (with `--all` such groups are not listed). */
+  /** `led` (it has a leader) and `notStuck` are not listed with `--all`. */
   readonly kind: "led" | "notStuck" | "tooFew" | "badNode" | "unknown";
 }
 
@@ -148,8 +148,9 @@ export function planRecovery(
   for (const group of surveyed) {
     const planned = planGroup(group, request);
     if ("reason" in planned) {
-      // With --all, healthy groups are simply not part of the recovery.
-      if (request.groups.kind === "one" || planned.kind !== "led") refused.push(planned);
+      // With --all, groups that lead or can still elect are simply not part of the recovery.
+      const healthy = planned.kind === "led" || planned.kind === "notStuck";
+      if (request.groups.kind === "one" || !healthy) refused.push(planned);
     } else groups.push(planned);
   }
   return { groups, refused, fingerprint: fingerprintOf(groups) };

@@ -133,6 +133,12 @@ describe("refusals", () => {
     const plan = planRecovery([group([...healthy, copy(3, 350, E1)])], ONE);
     expect(plan.refused[0].kind).toBe("notStuck");
     expect(plan.refused[0].reason).toContain("--force");
+    const all = planRecovery([group([...healthy, copy(3, 350, E1)])], {
+      groups: { kind: "all" },
+      force: false,
+    });
+    expect(all.refused).toEqual([]);
+    expect(all.groups).toEqual([]);
     const forced = planRecovery([group([...healthy, copy(3, 350, E1)])], { ...ONE, force: true });
     expect(forced.groups[0].stuck).toBe(false);
     expect(forced.groups[0].from).toBe(3);
