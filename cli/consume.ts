@@ -113,29 +113,7 @@ export const consume: CommandSpec = {
     }
     const topic = topicArgument("consume", positionals[0]);
     const format = formatFlag(values.format);
-    const starts =
-      [values["from-beginning"], values["from-end"], values.offset !== undefined].filter(Boolean)
-        .length;
-    if (starts > 1) throw new CliError("Cannot combine --from-beginning, --from-end and --offset");
-    const partition = integerFlag("partition", values.partition, { min: 0, max: 1_000_000 });
-    const offset = integerFlag("offset", values.offset, { min: 0, max: Number.MAX_SAFE_INTEGER });
-    if (offset !== undefined && partition === undefined) {
-      throw new CliError("Cannot use --offset without --partition");
-    }
-    const max = integerFlag("max", values.max, { min: 1, max: Number.MAX_SAFE_INTEGER });
-    const maxSize =
-      integerFlag("max-size", values["max-size"], { min: 64, max: FETCH_BYTES_MAX }) ?? 1024 * 1024;
-    const grouped = values.group !== undefined || values.broadcast;
-    if (grouped && partition !== undefined) {
-      throw new CliError("Cannot combine --group with --partition: the group assigns partitions");
-    }
-    const usedGroupOnly = GROUP_ONLY.find((flag) =>
-      (values as Record<string, unknown>)[flag] !== undefined
-    );
-    if (!grouped && usedGroupOnly) {
-      throw new CliError(`Cannot use --${usedGroupOnly} without --group`);
-    }
-    if (values.group !== undefined) groupArgument(values.group);
+    const { partition, offset, max, maxSize, grouped } = checkFlags(values);
     const brokers = brokerList(values.broker);
     const security = clientSecurity(values);
     stopOnBrokenPipe();
@@ -194,6 +172,43 @@ export const consume: CommandSpec = {
     return 0;
   },
 };
+
+/** The reading flags, checked together; a usage error names the combination at fault. */
+function checkFlags(values: {
+  "from-beginning"?: boolean;
+  "from-end"?: boolean;
+  offset?: string;
+  partition?: string;
+  max?: string;
+  "max-size"?: string;
+  group?: string;
+  broadcast?: boolean;
+}) {
+  const starts =
+    [values["from-beginning"], values["from-end"], values.offset !== undefined].filter(Boolean)
+      .length;
+  if (starts > 1) throw new CliError("Cannot combine --from-beginning, --from-end and --offset");
+  const partition = integerFlag("partition", values.partition, { min: 0, max: 1_000_000 });
+  const offset = integerFlag("offset", values.offset, { min: 0, max: Number.MAX_SAFE_INTEGER });
+  if (offset !== undefined && partition === undefined) {
+    throw new CliError("Cannot use --offset without --partition");
+  }
+  const max = integerFlag("max", values.max, { min: 1, max: Number.MAX_SAFE_INTEGER });
+  const maxSize = integerFlag("max-size", values["max-size"], { min: 64, max: FETCH_BYTES_MAX }) ??
+    1024 * 1024;
+  const grouped = values.group !== undefined || values.broadcast === true;
+  if (grouped && partition !== undefined) {
+    throw new CliError("Cannot combine --group with --partition: the group assigns partitions");
+  }
+  const usedGroupOnly = GROUP_ONLY.find((flag) =>
+    (values as Record<string, unknown>)[flag] !== undefined
+  );
+  if (!grouped && usedGroupOnly) {
+    throw new CliError(`Cannot use --${usedGroupOnly} without --group`);
+  }
+  if (values.group !== undefined) groupArgument(values.group);
+  return { partition, offset, max, maxSize, grouped };
+}
 
 type Start = "beginning" | "end" | number;
 

@@ -2,12 +2,12 @@
  * @module `metaq produce`: one message per input line, pipelined in a window of unacknowledged
  * puts, every ack awaited. Each line's fate is known by its line number:
  *
- * | a put ...                                                  | becomes                        |
- * | ---------------------------------------------------------- | ------------------------------ |
- * | acknowledged                                               | acknowledged                   |
- * | refused for good (too large, topic refused, wrong partition)| failed, with its line and why |
- * | never written (no connection, broker draining: 503)        | sent again once it can be      |
- * | in flight when the connection broke, or never answered     | INDETERMINATE: may be stored   |
+ * | a put ...                                                    | becomes                       |
+ * | ------------------------------------------------------------ | ----------------------------- |
+ * | acknowledged                                                 | acknowledged                  |
+ * | refused for good (too large, topic refused, wrong partition) | failed, with its line and why |
+ * | never written (no connection, broker draining: 503)          | sent again once it can be     |
+ * | in flight when the connection broke, or never answered       | INDETERMINATE: may be stored  |
  *
  * A lost connection pauses the input and is dialed again with back-off for `--retry-ms`; after
  * that the run gives up at once instead of failing every remaining line. At the end (input done,
@@ -280,7 +280,7 @@ class ProduceRun {
     const indeterminate = [...this.#indeterminate, ...this.#pending].sort((a, b) => a - b);
     const unsent = this.#retry.map((line) => line.number);
     // The first line never written: lines before it are acknowledged, failed or indeterminate.
-    const firsts = unsent.length > 0 ? [Math.min(...unsent)] : [];
+    const firsts = unsent.length > 0 ? [unsent.reduce((a, b) => Math.min(a, b))] : [];
     if (!this.#inputDone) firsts.push(this.#lines + 1);
     return {
       topic: this.#options.topic,
