@@ -117,11 +117,12 @@ export const consume: CommandSpec = {
     const brokers = brokerList(values.broker);
     const security = clientSecurity(values);
     stopOnBrokenPipe();
-    const client = new MetaqClient({
-      brokers,
-      reconnectAttemptsMax: values.follow || grouped ? 1000 : 3,
-      ...security,
-    });
+    // The first contact fails fast (a broker that is not there is an error at once); a
+    // follower then rides out restarts of the broker.
+    const client = new MetaqClient({ brokers, reconnectAttemptsMax: 3, ...security });
+    const reader = values.follow || grouped
+      ? new MetaqClient({ brokers, reconnectAttemptsMax: 1000, ...security })
+      : client;
     let printed: number;
     try {
       const meta = await topicMetadata(client, topic, "consume");
@@ -129,8 +130,9 @@ export const consume: CommandSpec = {
         checkTopicExists(meta, "consume", " (give --follow to wait for its first message)");
       }
       if (partition !== undefined) checkPartition(meta, partition, "consume");
+      if (reader !== client) client.close();
       if (grouped) {
-        client.close();
+        reader.close();
         printed = await consumeAsGroup({
           brokers,
           security,
@@ -151,7 +153,7 @@ export const consume: CommandSpec = {
         const partitions = partition !== undefined
           ? [partition]
           : Array.from({ length: meta.partitions }, (_, i) => i);
-        printed = await readPartitions(client, {
+        printed = await readPartitions(reader, {
           topic,
           group: "metaq-cli",
           partitions,
@@ -167,6 +169,7 @@ export const consume: CommandSpec = {
       throw new CliError(`Cannot consume ${topic}: ${describeError(error)}`, 1);
     } finally {
       client.close();
+      reader.close();
     }
     process.stderr.write(`Consumed ${printed.toLocaleString("en-US")} messages\n`);
     return 0;

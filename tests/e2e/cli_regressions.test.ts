@@ -336,6 +336,18 @@ describe("no silent successes", () => {
     );
   });
 
+  test("a broker that is not there fails the first contact at once, even with --follow or --group", async () => {
+    for (const extra of [["--follow"], ["--group", "g1"]]) {
+      const started = performance.now();
+      const result = await runMetaq(["consume", "orders", ...extra, "--broker", "127.0.0.1:1"]);
+      expect(performance.now() - started).toBeLessThan(5000); // not ~30 min of redialling
+      expect([result.code, oneLine(result)]).toEqual([
+        1,
+        "metaq consume: Cannot consume orders: Cannot connect to 127.0.0.1:1: connect ECONNREFUSED 127.0.0.1:1",
+      ]);
+    }
+  });
+
   test("an operating system error is one line with a hint, not an unexpected error", async () => {
     // Regression: `unexpected error: EEXIST ...` and exit code 70.
     await using scratch = tempDir();
