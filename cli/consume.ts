@@ -117,9 +117,13 @@ export const consume: CommandSpec = {
     const brokers = brokerList(values.broker);
     const security = clientSecurity(values);
     stopOnBrokenPipe();
-    // The first contact fails fast (a broker that is not there is an error at once); a
-    // follower then rides out restarts of the broker.
-    const client = new MetaqClient({ brokers, reconnectAttemptsMax: 3, ...security });
+    // The first contact fails fast (a broker that is not there is an error at once, after a
+    // dial of each one listed); a follower then rides out restarts of the broker.
+    const client = new MetaqClient({
+      brokers,
+      reconnectAttemptsMax: Math.max(3, brokers.length),
+      ...security,
+    });
     const reader = values.follow || grouped
       ? new MetaqClient({ brokers, reconnectAttemptsMax: 1000, ...security })
       : client;

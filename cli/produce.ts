@@ -114,10 +114,12 @@ export const produce: CommandSpec = {
     if (values.file !== undefined && !fs.existsSync(values.file)) {
       throw new CliError(`Cannot read --file ${values.file}: no such file`);
     }
+    const brokers = brokerList(values.broker);
     const client = new MetaqClient({
-      brokers: brokerList(values.broker),
+      brokers,
       requestTimeoutMs: timeout,
-      reconnectAttemptsMax: 1, // the run below dials again, with its own back-off and notes
+      // One dial of each broker per try: the run below dials again, with its back-off and notes.
+      reconnectAttemptsMax: brokers.length,
       ...clientSecurity(values),
     });
     try {

@@ -346,6 +346,10 @@ describe("no silent successes", () => {
         "metaq consume: Cannot consume orders: Cannot connect to 127.0.0.1:1: connect ECONNREFUSED 127.0.0.1:1",
       ]);
     }
+    // With a list, each broker is dialled before giving up.
+    const list = ["--broker", `127.0.0.1:1,${broker.address}`];
+    expect((await runMetaq(["produce", "logs-list", "--message", "x", ...list])).code).toBe(0);
+    expect((await runMetaq(["consume", "logs-list", ...list])).stdout).toBe("x\n");
   });
 
   test("an operating system error is one line with a hint, not an unexpected error", async () => {
