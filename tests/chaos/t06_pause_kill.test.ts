@@ -5,10 +5,13 @@
  * machine crash is survivable: n3 comes back in repair mode). Both must hold I1-I13.
  */
 import { chaosTest } from "../cluster/chaos_test.ts";
-import type { NemesisContext } from "../cluster/scenario.ts";
+import { chaosEnv, type NemesisContext, REPAIR_BOUND_MS } from "../cluster/scenario.ts";
+
+/** How long each step holds its fault: n3 is in repair for about one step, by design. */
+const stepMsAt = (scale: number) => scale > 1 ? 30_000 : 10_000;
 
 async function pauseKill(ctx: NemesisContext): Promise<void> {
-  const stepMs = ctx.scale > 1 ? 30_000 : 10_000;
+  const stepMs = stepMsAt(ctx.scale);
   for (let round = 0; round < 2 && ctx.remainingMs() > 2 * stepMs; round++) {
     const fault = ctx.begin("pause-kill", {
       nodes: [1, 2, 3, 4, 5],
@@ -36,5 +39,6 @@ for (const [variant, fsync] of [["a", "always"], ["b", "interval:200"]] as const
     mixed: true,
     cluster: { nodeCount: 5, replicas: 5, fsync },
     nemesis: pauseKill,
+    repairBoundMs: stepMsAt(chaosEnv().scale) + REPAIR_BOUND_MS,
   });
 }

@@ -4,15 +4,44 @@
  * is the checker's: the test fails with the violated invariants and findings listed.
  */
 import { expect, test } from "bun:test";
-import { budgetMs, chaosEnv, runScenario, type ScenarioSpec, skipReason } from "./scenario.ts";
+import {
+  budgetMs,
+  type ChaosEnv,
+  chaosEnv,
+  expectedMs,
+  runScenario,
+  type ScenarioSpec,
+  skipReason,
+  tierDeadline,
+} from "./scenario.ts";
 
 /** Extra time bun:test gives a scenario beyond its budget, so the watchdog and teardown finish. */
 const TEARDOWN_GRACE_MS = 30_000;
 
+/**
+ * When the scenarios registered so far should be done. bun loads a test file after the previous
+ * one ran, so at registration `Date.now()` already includes everything before this file.
+ */
+let plannedEndMs = 0;
+
+/** Why the tier's budget has no room for `spec` (CHAOS_TIER_BUDGET_S), or undefined. */
+function budgetSpent(spec: ScenarioSpec, env: ChaosEnv): string | undefined {
+  const deadline = tierDeadline(env);
+  if (deadline === undefined) return undefined;
+  const end = Math.max(Date.now(), plannedEndMs) + expectedMs(spec, env);
+  if (end > deadline) {
+    return `the tier's budget (CHAOS_TIER_BUDGET_S=${env.tierBudgetMs! / 1000}) has ${
+      Math.max(0, Math.round((deadline - Math.max(Date.now(), plannedEndMs)) / 1000))
+    } s left, this scenario usually takes ${Math.round(expectedMs(spec, env) / 1000)} s`;
+  }
+  plannedEndMs = end;
+  return undefined;
+}
+
 export function chaosTest(spec: ScenarioSpec): void {
   const env = chaosEnv();
   const name = `${spec.id} ${spec.title}`;
-  const reason = skipReason(spec, env);
+  const reason = skipReason(spec, env) ?? budgetSpent(spec, env);
   if (reason !== undefined) {
     console.log(`[chaos] ${name}: skipped: ${reason}`);
     test.skip(`${name} (skipped: ${reason})`, () => {});

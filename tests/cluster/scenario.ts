@@ -52,9 +52,11 @@ export const CHECK_INPUT_FILE = "check-input.json";
 const SERVICE_BOUND_MS = 30_000;
 const RECOVERY_BOUND_MS = 30_000;
 const CONVERGENCE_BOUND_MS = 15_000;
-const REPAIR_BOUND_MS = 30_000;
+export const REPAIR_BOUND_MS = 30_000;
 const RSS_CAP_BYTES = 1024 * 1024 * 1024;
 const SETUP_ALLOWANCE_MS = 75_000;
+/** Setup, heal, convergence, drain and teardown as measured: 10-30 s per scenario. */
+const USUAL_OVERHEAD_MS = 30_000;
 const DRAIN_MS_MAX = 30_000;
 
 export interface ChaosEnv {
@@ -65,6 +67,12 @@ export interface ChaosEnv {
   readonly keepRuns: boolean;
   /** CHAOS_STRICT=1: known anomalies (known_anomalies.ts) fail the run too. */
   readonly strict?: boolean;
+  /**
+   * CHAOS_TIER_BUDGET_S: wall-clock time for the whole test process (the tier), from its start.
+   * A scenario that would not finish in what is left is skipped, saying so; one still running
+   * at the end is stopped by its watchdog and fails. Unset: no limit but each scenario's own.
+   */
+  readonly tierBudgetMs?: number;
   /** Keep the run directory of a failed run (default true; self-tests of failures say false). */
   readonly keepFailedRuns?: boolean;
   readonly binary: string;
@@ -79,6 +87,14 @@ export function chaosEnv(env: Record<string, string | undefined> = process.env):
   if (!(scale > 0 && scale <= 100)) {
     throw new Error(`Cannot use CHAOS_SCALE=${env.CHAOS_SCALE}: expected a number in (0, 100]`);
   }
+  const tierBudget = env.CHAOS_TIER_BUDGET_S === undefined
+    ? undefined
+    : Number(env.CHAOS_TIER_BUDGET_S);
+  if (tierBudget !== undefined && !(Number.isInteger(tierBudget) && tierBudget > 0)) {
+    throw new Error(
+      `Cannot use CHAOS_TIER_BUDGET_S=${env.CHAOS_TIER_BUDGET_S}: expected a whole number of seconds`,
+    );
+  }
   return {
     seed,
     scale,
@@ -86,6 +102,7 @@ export function chaosEnv(env: Record<string, string | undefined> = process.env):
     enforceThresholds: env.CHAOS_ENFORCE_THRESHOLDS === "1",
     keepRuns: env.CHAOS_KEEP === "1",
     strict: env.CHAOS_STRICT === "1",
+    tierBudgetMs: tierBudget === undefined ? undefined : tierBudget * 1000,
     binary: env.METAQ_BINARY ?? METAQ_BINARY,
   };
 }
@@ -156,6 +173,11 @@ export interface ScenarioSpec {
   /** Scenario-specific figures for the JSON result (report only). */
   readonly extraFigures?: (run: FinishedRun) => Record<string, unknown>;
   readonly recoveryBoundMs?: number;
+  /**
+   * Longest a replica may stay in repair mode (I12); default 30 s. A scenario that holds a node
+   * in repair on purpose (T06, T07: its quorum is away) allows that time on top.
+   */
+  readonly repairBoundMs?: number;
 }
 
 export interface FinishedRun {
@@ -193,6 +215,16 @@ export interface Threshold {
 /** Hard budget of a scenario: setup, run, heal, drain and teardown. */
 export function budgetMs(spec: ScenarioSpec, env: ChaosEnv): number {
   return SETUP_ALLOWANCE_MS + Math.round(spec.runMs * env.scale * 1.5);
+}
+
+/** What a scenario usually takes: its fault phase, plus setup, heal, drain and teardown. */
+export function expectedMs(spec: ScenarioSpec, env: ChaosEnv): number {
+  return Math.round(spec.runMs * env.scale) + USUAL_OVERHEAD_MS;
+}
+
+/** When the tier's budget (CHAOS_TIER_BUDGET_S) runs out, in wall-clock ms; undefined: never. */
+export function tierDeadline(env: ChaosEnv): number | undefined {
+  return env.tierBudgetMs === undefined ? undefined : performance.timeOrigin + env.tierBudgetMs;
 }
 
 /** Why this scenario cannot run here, or undefined. */
@@ -242,11 +274,18 @@ export async function runScenario(spec: ScenarioSpec, env: ChaosEnv): Promise<Sc
   const random = new Random(env.seed);
   const run = new Run(spec, env, runDir, random.fork("run"), log);
   let watchdogFired = false;
+  const deadline = tierDeadline(env);
+  const leftMs = deadline === undefined ? Infinity : deadline - Date.now();
+  const watchdogMs = Math.max(0, Math.min(budgetMs(spec, env), leftMs));
   const watchdog = setTimeout(() => {
     watchdogFired = true;
-    log(`watchdog: budget of ${budgetMs(spec, env)} ms exceeded, killing every node`);
+    log(
+      watchdogMs < budgetMs(spec, env)
+        ? `watchdog: the tier's budget (CHAOS_TIER_BUDGET_S) ran out, killing every node`
+        : `watchdog: budget of ${budgetMs(spec, env)} ms exceeded, killing every node`,
+    );
     run.cluster?.killAllNow();
-  }, budgetMs(spec, env));
+  }, watchdogMs);
   let finished: FinishedRun | undefined;
   let crash: unknown;
   try {
@@ -701,7 +740,7 @@ class Run {
       assertionLines: cluster.assertionLines(),
       rss: cluster.nodes.map((node) => ({ node: node.id, maxBytes: node.maxRssBytes })),
       rssCapBytes: RSS_CAP_BYTES,
-      repairBoundMs: REPAIR_BOUND_MS,
+      repairBoundMs: this.spec.repairBoundMs ?? REPAIR_BOUND_MS,
       endT: Date.now(),
     };
   }
@@ -753,7 +792,9 @@ function report(parts: ReportParts): ScenarioOutcome {
   const { spec, env, finished } = parts;
   const findings = [...parts.findings];
   if (parts.crash) findings.push(`harness error: ${(parts.crash as Error).message ?? parts.crash}`);
-  if (parts.watchdogFired) findings.push("watchdog fired: the test overran its budget");
+  if (parts.watchdogFired) {
+    findings.push("watchdog fired: the test overran its budget (or the tier's)");
+  }
   const result = finished?.result ?? emptyResult();
   const thresholds = finished ? computeThresholds(finished) : [];
   if (env.enforceThresholds) {

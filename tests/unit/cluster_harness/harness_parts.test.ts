@@ -299,6 +299,12 @@ test("the chaos environment reads seed, scale and tier, and refuses nonsense", (
   expect(chaosEnv({}).tier).toBe("ci");
   expect(() => chaosEnv({ CHAOS_SEED: "x" })).toThrow();
   expect(() => chaosEnv({ CHAOS_SCALE: "0" })).toThrow();
+  expect(chaosEnv({ CHAOS_TIER_BUDGET_S: "2700", CHAOS_STRICT: "1" })).toMatchObject({
+    tierBudgetMs: 2_700_000,
+    strict: true,
+  });
+  expect(chaosEnv({}).tierBudgetMs).toBeUndefined();
+  expect(() => chaosEnv({ CHAOS_TIER_BUDGET_S: "-5" })).toThrow();
 });
 
 test("a failed COMMIT is not committed only when the broker says nothing changed", () => {
