@@ -159,6 +159,16 @@ export type RaftEvent =
   | { readonly kind: "repairExited"; readonly target: Position; readonly term: number }
   | { readonly kind: "votesForgotten"; readonly floor: number }
   | { readonly kind: "votesRecovered"; readonly voteFloor: number }
+  /**
+   * A configuration that names `voters` is committed (its marker is below the commit). With
+   * `removed`, this node was a voter before it and is not in it: its copy is no longer needed.
+   */
+  | {
+    readonly kind: "configurationCommitted";
+    readonly epoch: number;
+    readonly voters: readonly NodeId[];
+    readonly removed: boolean;
+  }
   | {
     readonly kind: "transfer";
     readonly target: NodeId;
@@ -269,6 +279,9 @@ export class Raft {
   #targetVoters: readonly NodeId[] | undefined;
   /** Set while this node campaigns to write the next configuration in its marker. */
   #nextVoters: readonly NodeId[] | undefined;
+  /** Leader: voters our marker dropped, still sent to until the marker commits. */
+  #departing: readonly NodeId[] = [];
+  #departingUntilTick: number | undefined;
   readonly #timing: RaftTiming;
   readonly #random: Random;
   readonly #canary?: Canary;
@@ -720,6 +733,8 @@ export class Raft {
 
   /** Leaving leadership: every proposal not yet committed may or may not survive. */
   #stepDown(): void {
+    this.#departing = [];
+    this.#departingUntilTick = undefined;
     for (const proposal of this.#proposals) {
       this.#outcomes.push({ ...proposal, kind: "indeterminate", term: this.#term });
     }
@@ -758,6 +773,11 @@ export class Raft {
       this.#events.push({ kind: "checkQuorumLost", term: this.#term });
       this.#becomeFollower(this.#term, 0);
       return;
+    }
+    if (this.#departingUntilTick !== undefined && this.#tickCount >= this.#departingUntilTick) {
+      this.#departing = [];
+      this.#departingUntilTick = undefined;
+      this.#refreshMembers();
     }
     if (this.#transfer?.target === this.id) this.#maybeReelect();
     else if (!this.#transfer) this.#maybeReconfigure();
@@ -980,6 +1000,8 @@ export class Raft {
     // It names the voters: ours, or the next configuration we campaigned to write.
     const voters = this.#nextVoters ?? this.#voters;
     this.#nextVoters = undefined;
+    this.#departing = this.#voters.filter((id) => !voters.includes(id) && id !== this.id);
+    this.#departingUntilTick = undefined;
     this.#progress.clear();
     this.#log.append({ kind: "marker", offset: this.#log.endOffset, epoch: this.#term, voters });
     this.#refreshMembers(false);
@@ -1368,7 +1390,8 @@ export class Raft {
   #refreshMembers(updateProgress = true): void {
     const voters = votersOf(this.#log.epochs) ?? this.#seedVoters;
     this.#voters = voters;
-    const replicas = [...new Set([...voters, ...this.#learners])]
+    const departing = this.#role === "leader" ? this.#departing : [];
+    const replicas = [...new Set([...voters, ...this.#learners, ...departing])]
       .filter((id) => id !== this.id)
       .sort((a, b) => a - b);
     this.#replicas = replicas;
@@ -1415,9 +1438,36 @@ export class Raft {
   #setCommit(position: Position): void {
     assert(comparePositions(position, this.#commit) > 0, "commit moves backwards");
     assert(this.#holds(position), "commit beyond the log");
+    const before = this.#commit;
     this.#commit = position;
     this.#commitChanged = true;
     this.#events.push({ kind: "committed", position, leader: this.#role === "leader" });
+    this.#reportConfigurations(before, position);
+    // Nodes our own marker dropped get it while it is on its way, and then a few heartbeats
+    // telling them it is committed (so they know they may go).
+    if (this.#departing.length > 0 && position.epoch === this.#term) {
+      this.#departingUntilTick ??= this.#tickCount + this.#timing.electionTicksMin;
+    }
+  }
+
+  /** Events for the configurations whose markers the commit passed, in (from, to]. */
+  #reportConfigurations(from: Position, to: Position): void {
+    const epochs = this.#log.epochs;
+    let previous = this.#votersAt(from);
+    for (const pair of epochs) {
+      if (!pair.voters) continue;
+      const at = { offset: pair.startOffset, epoch: pair.epoch };
+      if (comparePositions(at, from) <= 0) continue;
+      if (comparePositions(at, to) > 0) break;
+      const removed = previous.includes(this.id) && !pair.voters.includes(this.id);
+      this.#events.push({
+        kind: "configurationCommitted",
+        epoch: pair.epoch,
+        voters: pair.voters,
+        removed,
+      });
+      previous = pair.voters;
+    }
   }
 
   #send(message: Outgoing): void {

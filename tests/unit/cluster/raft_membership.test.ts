@@ -85,9 +85,6 @@ describe("membership", () => {
     const cluster = new TestCluster(3);
     cluster.elect(1);
     write(cluster, 1, ["a", "b"]);
-    // Node 1 stays a learner until its removal is committed (the cluster's placement says so),
-    // so it hears that it is no voter.
-    for (const node of cluster.nodes.values()) node.raft.setLearners([1]);
     setTarget(cluster, [2, 3]);
     tickUntil(cluster, () => cluster.node(2).raft.voters.length === 2);
     const leader = cluster.leaders()[0];
@@ -95,8 +92,15 @@ describe("membership", () => {
     expect(cluster.node(leader).raft.voters).toEqual([2, 3]);
     write(cluster, leader, ["c"]);
     expect(entryTexts(cluster.node(leader).log)).toEqual(["a", "b", "c"]);
-    // The removed node, left alone, never campaigns once its log names it no voter.
+    // The new leader kept sending to node 1 until its marker committed: node 1 knows it is out.
     expect(cluster.node(1).raft.voters).toEqual([2, 3]);
+    expect(cluster.node(1).events).toContainEqual(
+      expect.objectContaining({ kind: "configurationCommitted", voters: [2, 3], removed: true }),
+    );
+    expect(cluster.node(2).events).toContainEqual(
+      expect.objectContaining({ kind: "configurationCommitted", voters: [2, 3], removed: false }),
+    );
+    // The removed node, left alone, never campaigns once its log names it no voter.
     const campaignsBefore = cluster.node(1).events.filter((e) => e.kind === "campaign").length;
     cluster.isolate(1);
     cluster.tick(TIMING.electionTicksMax * 3, [1]);
