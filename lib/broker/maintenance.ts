@@ -81,7 +81,7 @@ export class Maintenance {
 
   /**
    * Applies retention to every user partition whose topic's schedule `isDue` accepts. The
-   * broker's own `__` logs are compacted behind their snapshots instead (state_log.ts).
+   * broker's own `__` logs are compacted behind their snapshots instead (lib/store/state_log.ts).
    */
   async runRetention(isDue: (scheduleSource: string) => boolean = () => true): Promise<void> {
     for (const { topic, partition, log } of this.#options.logs.list()) {

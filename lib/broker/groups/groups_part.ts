@@ -19,7 +19,7 @@ import { readHeader } from "../../protocol/record.ts";
 import type { Log, Logs } from "../../store/log.ts";
 import type { Broker } from "../broker.ts";
 import { CoordinatorSlot } from "../coordinator_slot.ts";
-import { StateLog, whenOpen } from "../state_log.ts";
+import { StateLog, whenOpen } from "../../store/state_log.ts";
 import type { OffsetEntry } from "../../protocol/group_wire.ts";
 import { groupCommands } from "./group_commands.ts";
 import { GroupService } from "./group_service.ts";

@@ -12,7 +12,7 @@
  * ```
  */
 import { crc32 } from "../../crc32.ts";
-import type { StateLog, StateMachine } from "../state_log.ts";
+import type { StateLog, StateMachine } from "../../store/state_log.ts";
 import {
   checkEntries,
   checkForward,

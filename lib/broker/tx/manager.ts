@@ -27,7 +27,7 @@ import {
 } from "../../protocol/reply.ts";
 import { XA } from "../../protocol/xa.ts";
 import type { Broker } from "../broker.ts";
-import type { StateLog } from "../state_log.ts";
+import type { StateLog } from "../../store/state_log.ts";
 import { encodeBatches } from "./batch.ts";
 import {
   commandFailureText,

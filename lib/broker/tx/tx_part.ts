@@ -25,7 +25,7 @@ import { RECORD_DATA_BYTES_MAX } from "../../limits.ts";
 import type { Log, Logs } from "../../store/log.ts";
 import type { Broker } from "../broker.ts";
 import { CoordinatorSlot } from "../coordinator_slot.ts";
-import { StateLog, whenOpen } from "../state_log.ts";
+import { StateLog, whenOpen } from "../../store/state_log.ts";
 import { type PartitionWriter, TransactionManager } from "./manager.ts";
 import { TxState } from "./tx_state.ts";
 import { metaqChecksum } from "../../crc32.ts";

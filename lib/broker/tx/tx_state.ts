@@ -14,7 +14,7 @@
  * | heuristic / forget (by XID)      | the heuristic outcome stands until FORGET              |
  */
 import { parseTxKey } from "../../protocol/parser.ts";
-import type { StateMachine } from "../state_log.ts";
+import type { StateMachine } from "../../store/state_log.ts";
 import type { HeuristicOutcome } from "./failure.ts";
 import {
   type CommitTx,

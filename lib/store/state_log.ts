@@ -18,7 +18,7 @@ import { RECORD_DATA_BYTES_MAX, RECORD_HEADER_BYTES } from "../limits.ts";
 import type { Logger } from "../log.ts";
 import type { MessageIdGenerator } from "../protocol/message_id.ts";
 import { recordBytesAt, walkRecords } from "../protocol/record.ts";
-import type { Log, Logs } from "../store/log.ts";
+import type { Log, Logs } from "./log.ts";
 
 /** What a part's state does with its log's records. */
 export interface StateMachine {
