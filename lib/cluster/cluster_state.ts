@@ -154,10 +154,11 @@ export class ClusterState {
   }
 
   /**
-   * Applies the data of one committed record. Records that do not apply (a second `init`, an
-   * unknown kind, bad JSON) change nothing: every node skips them alike.
+   * Applies the data of the committed record at `offset`. Records that do not apply (a second
+   * `init`, an unknown kind, bad JSON, a snapshot found anywhere but at its base) change
+   * nothing: every node skips them alike.
    */
-  apply(data: Uint8Array): { snapshot?: { base: number } } {
+  apply(data: Uint8Array, offset?: number): { snapshot?: { base: number } } {
     let parsed: unknown;
     try {
       parsed = JSON.parse(new TextDecoder().decode(data));
@@ -167,6 +168,7 @@ export class ClusterState {
     const record = parsed as { v?: number; kind?: string } & Record<string, unknown>;
     if (record?.v !== 1) return {};
     if (record.kind === "snapshot") {
+      if (offset !== undefined && Number(record.base) !== offset) return {};
       this.#restore(record.state as SnapshotState);
       return { snapshot: { base: Number(record.base) } };
     }
