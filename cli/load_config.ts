@@ -16,6 +16,7 @@ export interface ConfigFlags {
   readonly "node-id"?: string;
   readonly "peer-port"?: string;
   readonly peers?: string;
+  readonly join?: string;
   readonly replicas?: string;
   readonly ack?: string;
   readonly fsync?: string;
@@ -39,6 +40,7 @@ const FLAG_KEYS: readonly [keyof ConfigFlags, string][] = [
   ["node-id", "nodeId"],
   ["peer-port", "peerPort"],
   ["peers", "peers"],
+  ["join", "join"],
   ["replicas", "replicas"],
   ["ack", "ack"],
   ["fsync", "fsync"],

@@ -36,7 +36,10 @@ Options:
 Cluster (Raft-lite replication; see docs/replication.md):
   --node-id N          this node's id (also its broker id unless --broker-id is given)
   --peer-port PORT     port for traffic between nodes
-  --peers LIST         every voter as id=host:peerPort, comma-separated (this node included)
+  --peers LIST         every voter as id=host:peerPort, comma-separated (this node included);
+                       seeds a new cluster (its members then live in the cluster's metadata)
+  --join HOST:PORT     join an existing cluster (empty --data): start, then run
+                       'metaq cluster add --node-id N --address <this host:peer port>' on it
   --replicas R         copies of each partition: 1, 3 or 5 (default 3, at most the node count)
   --ack MODE           quorum (default: ack once a majority stored it) or leader
   --fsync MODE         always (default: fsync before counting an ack) or interval:MS
@@ -80,6 +83,7 @@ const FLAGS = {
   "node-id": { type: "string" },
   "peer-port": { type: "string" },
   peers: { type: "string" },
+  join: { type: "string" },
   replicas: { type: "string" },
   ack: { type: "string" },
   fsync: { type: "string" },
@@ -225,7 +229,8 @@ function warnAboutSecurity(config: Config, logger: Logger): void {
     });
   }
   if (
-    system.peers.trim() !== "" && system.clusterSecret === "" && system.clusterSecretFile === ""
+    (system.peers.trim() !== "" || system.join.trim() !== "") && system.clusterSecret === "" &&
+    system.clusterSecretFile === ""
   ) {
     logger.log("warn", "Peer links are not authenticated: set clusterSecret", {});
   }
@@ -237,7 +242,7 @@ function warnAboutSecurity(config: Config, logger: Logger): void {
  */
 function checkPeerSecurity(config: Config): void {
   const system = config.system;
-  if (system.peers.trim() === "") return;
+  if (system.peers.trim() === "" && system.join.trim() === "") return;
   const secured = config.users.length > 0 || system.tlsCertFile !== "";
   if (secured && system.clusterSecret === "" && system.clusterSecretFile === "") {
     throw new CliError(

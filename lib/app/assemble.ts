@@ -190,6 +190,7 @@ export async function assemble(options: AssembleOptions): Promise<App> {
             secret: clusterSecretOf(system),
             tls: tlsFor(system, "peer"),
           }),
+        ids,
         accepts: (topic) => topic.startsWith("__") || broker.topicSettings(topic) !== undefined,
         clientAddress: () => `${system.hostName || system.host}:${late.port}`,
         httpPort: () => late.http?.port,

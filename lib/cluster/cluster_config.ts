@@ -19,8 +19,13 @@ export type FsyncMode = { readonly kind: "always" } | {
 
 export interface ClusterSettings {
   readonly nodeId: number;
-  /** Every voter, this node included, sorted by id. */
+  /**
+   * The seed members, this node included, sorted by id: `--peers` (only this node when
+   * joining). Once the cluster's metadata is applied, its members replace them.
+   */
   readonly peers: readonly PeerAddress[];
+  /** `host:port` of a member of the cluster this node joins (empty data directory). */
+  readonly join?: string;
   readonly replicas: number;
   readonly ack: AckMode;
   readonly fsync: FsyncMode;
@@ -33,8 +38,23 @@ export interface ClusterSettings {
 /** The cluster settings, or undefined when `peers` is empty (a cluster of one, as before). */
 export function clusterSettings(config: Config): ClusterSettings | undefined {
   const system = config.system;
-  if (system.peers.trim() === "") return undefined;
-  const peers = parsePeers(system.peers);
+  const join = system.join.trim();
+  if (system.peers.trim() === "" && join === "") return undefined;
+  if (join !== "" && system.peers.trim() !== "") {
+    throw new ConfigError(
+      "Cannot use both peers and join: peers seeds a new cluster, join enters one",
+    );
+  }
+  if (join !== "" && !/^.+:\d{1,5}$/.test(join)) {
+    throw new ConfigError(`Cannot use join=${join}: expected <host>:<peer port>`);
+  }
+  if (join !== "" && system.nodeId < 1) {
+    throw new ConfigError("Cannot join a cluster without a nodeId (1-1023)");
+  }
+  const host = system.host === "0.0.0.0" ? "127.0.0.1" : system.host;
+  const peers = join !== ""
+    ? [{ id: system.nodeId, host, port: system.peerPort }]
+    : parsePeers(system.peers);
   const self = peers.find((peer) => peer.id === system.nodeId);
   if (!self) {
     throw new ConfigError(
@@ -45,6 +65,7 @@ export function clusterSettings(config: Config): ClusterSettings | undefined {
   const settings: ClusterSettings = {
     nodeId: system.nodeId,
     peers,
+    ...(join !== "" ? { join } : {}),
     replicas: Math.min(system.replicas, peers.length),
     ack: parseAck(system.ack),
     fsync: parseFsync(system.fsync),

@@ -30,6 +30,9 @@ import type { Message, NodeId } from "./messages.ts";
 import type { PeerNetwork, PeerNetworkFactory } from "./peer_network.ts";
 import { PEER_FRAME_HEADER_BYTES } from "./peer_transport.ts";
 import { isInternalTopic, META_TOPIC, replicasOf } from "./placement.ts";
+import { CLUSTER_GROUP, CLUSTER_TOPIC, ClusterMetadata } from "./metadata.ts";
+import type { MessageIdGenerator } from "../protocol/message_id.ts";
+import type { PeerAddress } from "./cluster_config.ts";
 import type { RaftTiming } from "./raft.ts";
 import { Replica } from "./replica.ts";
 import { crossCheck, type RangeDigest } from "./cross_check.ts";
@@ -77,6 +80,8 @@ export interface ClusterNodeOptions {
   readonly incarnation: string;
   /** The links to the other nodes (PeerTransport over TCP; an in-memory network in the simulator). */
   readonly network: PeerNetworkFactory;
+  /** Message ids for the records this node writes to the cluster's metadata group. */
+  readonly ids: MessageIdGenerator;
   /** How the previous run ended (clean stop marker, boot id). */
   readonly startup: StartupState;
   /** Whether a topic exists for this broker (a Raft group of another topic is never opened). */
@@ -110,7 +115,6 @@ export class ClusterNode implements Logs {
   readonly settings: ClusterSettings;
   readonly membership: Membership;
   readonly logger: Logger;
-  readonly voters: readonly NodeId[];
   readonly timing: RaftTiming;
   readonly tickMs: number;
   readonly #options: ClusterNodeOptions;
@@ -130,6 +134,10 @@ export class ClusterNode implements Logs {
   #infoDue = false;
   #closed = false;
   #roleListeners = new Set<() => void>();
+  /** The cluster's state from its metadata group, once this node holds a copy of it. */
+  #metadata: ClusterMetadata | undefined;
+  /** Peer addresses nodes told us about themselves (a joining node learns its peers so). */
+  readonly #toldAddresses = new Map<NodeId, PeerAddress>();
   readonly #groupListeners = new Map<string, (() => void)[]>();
   peerPort = 0;
 
@@ -138,7 +146,6 @@ export class ClusterNode implements Logs {
     this.settings = options.settings;
     this.membership = options.membership;
     this.logger = options.logger;
-    this.voters = options.settings.peers.map((peer) => peer.id);
     this.#timers = options.timers;
     this.tickMs = Math.max(5, Math.round(options.settings.heartbeatMs / 3));
     this.timing = {
@@ -151,6 +158,44 @@ export class ClusterNode implements Logs {
 
   get nodeId(): NodeId {
     return this.settings.nodeId;
+  }
+
+  /**
+   * The cluster's voting members: the metadata group's active members once this node has
+   * applied them, the `--peers` seed before (a joining node knows only itself).
+   */
+  get voters(): readonly NodeId[] {
+    const state = this.#metadata?.state;
+    if (state?.initialized) return state.activeIds();
+    return this.settings.peers.map((peer) => peer.id);
+  }
+
+  /** The cluster's state as this node has applied it (undefined before it holds a copy). */
+  get metadata(): ClusterMetadata | undefined {
+    return this.#metadata;
+  }
+
+  /** Whether this node joined with `--join` and has not yet applied the cluster's metadata. */
+  get joining(): boolean {
+    return this.settings.join !== undefined && !this.#metadata?.state.initialized;
+  }
+
+  /** Every node this node links to: members (leaving ones too), the seed, and nodes heard of. */
+  #peerAddresses(): PeerAddress[] {
+    const addresses = new Map<NodeId, PeerAddress>();
+    const state = this.#metadata?.state;
+    if (state?.initialized) {
+      for (const member of state.members()) {
+        const address = parseAddress(member.id, member.peer);
+        if (address) addresses.set(member.id, address);
+      }
+    } else {
+      for (const peer of this.settings.peers) addresses.set(peer.id, peer);
+      // A joining node dials those that reached it, so it can answer them.
+      for (const [id, address] of this.#toldAddresses) addresses.set(id, address);
+    }
+    addresses.delete(this.nodeId);
+    return [...addresses.values()].sort((a, b) => a.id - b.id);
   }
 
   /** Starts the peer port and the clock, and opens the replicas found on disk. */
@@ -279,6 +324,10 @@ export class ClusterNode implements Logs {
   }
 
   replicasOf(topic: string, partition: number): NodeId[] {
+    const state = this.#metadata?.state;
+    if (state?.initialized) return state.replicasOf(topic, partition);
+    // A joining node holds nothing until the cluster's metadata says so.
+    if (this.settings.join !== undefined) return [];
     return replicasOf(topic, partition, this.voters, this.settings.replicas);
   }
 
@@ -414,6 +463,7 @@ export class ClusterNode implements Logs {
     this.#stopTicker?.();
     this.#stopInfoTimer?.();
     await Promise.allSettled([...this.#opening.values()]);
+    this.#metadata?.stop();
     for (const replica of this.#replicas.values()) await replica.close();
     await this.#transport?.close();
     for (const answer of [...this.#questions.values()]) answer(undefined);
@@ -535,8 +585,7 @@ export class ClusterNode implements Logs {
   #watchPeers(): void {
     const now = this.#options.clock.monotonicMs();
     const graceMs = this.#options.config.system.groupSessionTimeoutMs;
-    for (const peer of this.settings.peers) {
-      if (peer.id === this.nodeId) continue;
+    for (const peer of this.#peerAddresses()) {
       if (this.isConnected(peer.id)) {
         this.#downSince.delete(peer.id);
         continue;
@@ -554,6 +603,11 @@ export class ClusterNode implements Logs {
     if (info.nodeId !== from) return;
     const previous = this.#peers.get(from);
     this.#peers.set(from, info);
+    const told = info.peer ? parseAddress(from, info.peer) : undefined;
+    if (told && this.joining && !this.#toldAddresses.has(from)) {
+      this.#toldAddresses.set(from, told);
+      this.#transport?.setPeers(this.#peerAddresses());
+    }
     if (previous?.incarnation && info.incarnation && previous.incarnation !== info.incarnation) {
       this.#options.onPeerGone(from);
     }
@@ -583,12 +637,19 @@ export class ClusterNode implements Logs {
     const topic = group.slice(0, dash);
     const partition = Number(group.slice(dash + 1));
     if (!Number.isInteger(partition) || !this.#options.accepts(topic)) return;
+    if (group === CLUSTER_GROUP && this.joining) {
+      // The metadata group's leader sends to us: we were added. Its log tells us the rest.
+      void this.#openJoining(message.from);
+      return;
+    }
     // A group this node holds but has not opened yet (a new partition): open it; Raft resends.
     void this.ensureReplica(topic, partition);
   }
 
   #sendInfo(): void {
     this.#infoDue = false;
+    // Retries what waits for a quiet moment (the first record of a new cluster, snapshots).
+    this.#metadata?.update();
     const leads = this.replicas().filter((replica) => replica.isLeader).map((r) => r.name);
     const figures: Record<string, readonly number[]> = {};
     for (const group of leads) {
@@ -601,19 +662,21 @@ export class ClusterNode implements Logs {
       uuid: this.membership.identity.uuid,
       incarnation: this.#options.incarnation,
       members: this.membership.members,
+      peer: this.#ownPeerAddress(),
       httpPort: this.#options.httpPort(),
       leads,
       figures,
       repairing: this.replicas().filter(waitsInRepair).map((replica) => replica.name),
     };
-    for (const peer of this.settings.peers) {
-      if (peer.id !== this.nodeId) this.send(peer.id, { kind: "info", info });
-    }
+    for (const peer of this.#peerAddresses()) this.send(peer.id, { kind: "info", info });
   }
 
   async #openHostedReplicas(): Promise<void> {
-    for (const topic of INTERNAL_TOPICS) await this.ensureReplica(topic, 0);
+    // The metadata group first: it says what else this node holds. A joining node opens it
+    // when the group's leader first sends to it (or from disk after a restart).
     const store = this.#options.store;
+    if (!this.joining || store.get(CLUSTER_TOPIC, 0)) await this.#openMetadataGroup();
+    for (const topic of INTERNAL_TOPICS) await this.ensureReplica(topic, 0);
     const found = [...store.topics()].flatMap(([topic, partitions]) =>
       partitions.map(({ partition }) => ({ topic, partition }))
     );
@@ -629,7 +692,99 @@ export class ClusterNode implements Logs {
     }
   }
 
-  async #openReplica(topic: string, partition: number): Promise<Replica | undefined> {
+  /** Opens this node's copy of the metadata group, whatever the placement says. */
+  #openMetadataGroup(seedVoters?: readonly NodeId[]): Promise<Replica | undefined> {
+    const existing = this.#replicas.get(CLUSTER_GROUP);
+    if (existing) return Promise.resolve(existing);
+    if (this.#closed || !this.membership.identity.admitted) return Promise.resolve(undefined);
+    let opening = this.#opening.get(CLUSTER_GROUP);
+    if (!opening) {
+      opening = this.#openReplica(CLUSTER_TOPIC, 0, seedVoters)
+        .finally(() => this.#opening.delete(CLUSTER_GROUP));
+      this.#opening.set(CLUSTER_GROUP, opening);
+    }
+    return opening;
+  }
+
+  /** A joining node was added: open the metadata group as a learner of its sender's group. */
+  async #openJoining(leader: NodeId): Promise<void> {
+    if (this.#replicas.has(CLUSTER_GROUP) || this.#opening.has(CLUSTER_GROUP)) return;
+    this.logger.log("info", "Joining the cluster: receiving its metadata", { from: leader });
+    await this.#openMetadataGroup([leader]);
+  }
+
+  #attachMetadata(log: ReplicatedLog): void {
+    const peers = this.settings.peers;
+    const metadata = new ClusterMetadata({
+      log,
+      ids: this.#options.ids,
+      logger: this.logger,
+      now: () => this.#options.clock.monotonicMs(),
+      // The node that first leads a new cluster's metadata group records its seed members.
+      seed: this.settings.join !== undefined ? undefined : {
+        kind: "init",
+        members: peers.map((peer) => ({ id: peer.id, peer: `${peer.host}:${peer.port}` })),
+        replicas: this.settings.replicas,
+      },
+    });
+    this.#metadata = metadata;
+    metadata.onChange(() => this.#onMetadata());
+    if (metadata.state.initialized) this.#onMetadata();
+  }
+
+  /**
+   * The cluster's state changed: link to its members, give every copy its group's placement
+   * (the leader moves the voters there), open copies placed here and drop those moved away.
+   */
+  #onMetadata(): void {
+    if (this.#closed) return;
+    this.#transport?.setPeers(this.#peerAddresses());
+    for (const replica of this.replicas()) {
+      const { topic, partition } = splitGroup(replica.name);
+      const target = this.replicasOf(topic, partition);
+      if (target.length > 0) replica.setTarget(target);
+      // A copy that was only ever a learner hears no removal: it goes when placed elsewhere.
+      if (!target.includes(this.nodeId) && !replica.voters.includes(this.nodeId)) {
+        void this.#dropReplica(replica.name);
+      }
+    }
+    if (this.membership.mayParticipate(this.voters)) void this.#openHostedReplicas();
+    this.#infoDue = true;
+  }
+
+  /**
+   * Closes and deletes this node's copy of `group`: its placement moved it to other nodes and
+   * the group's committed configuration no longer counts on it.
+   */
+  async #dropReplica(name: string): Promise<void> {
+    // The metadata group stays with the node until it stops (an operator stops a removed node).
+    if (name === CLUSTER_GROUP) return;
+    const replica = this.#replicas.get(name);
+    if (!replica || this.#opening.has(name)) return;
+    const { topic, partition } = splitGroup(name);
+    const dropping = (async () => {
+      this.#replicas.delete(name);
+      this.#logs.delete(name);
+      await replica.close();
+      await this.#options.store.drop(topic, partition);
+      this.logger.log("info", "Copy moved to other nodes: removed here", { group: name });
+      return undefined;
+    })().finally(() => this.#opening.delete(name));
+    this.#opening.set(name, dropping);
+    await dropping;
+  }
+
+  /** `host:port` other nodes reach this node's peer port at. */
+  #ownPeerAddress(): string | undefined {
+    const self = this.settings.peers.find((peer) => peer.id === this.nodeId);
+    return self ? `${self.host}:${this.peerPort || self.port}` : undefined;
+  }
+
+  async #openReplica(
+    topic: string,
+    partition: number,
+    seedVoters?: readonly NodeId[],
+  ): Promise<Replica | undefined> {
     const name = `${topic}-${partition}`;
     const store = this.#options.store;
     const storage = store.options.storage;
@@ -646,7 +801,7 @@ export class ClusterNode implements Logs {
         repair = this.#repairAfterStart(log);
         if (repair) await persistRepair(storage, log.options.dir, repair);
       }
-      const replica = this.#createReplica(topic, partition, log, repair);
+      const replica = this.#createReplica(topic, partition, log, repair, seedVoters);
       this.#replicas.set(name, replica);
       const replicated = new ReplicatedLog(replica, {
         storage,
@@ -657,6 +812,7 @@ export class ClusterNode implements Logs {
         whyLeaderless: () => this.stuckReason(name),
       });
       this.#logs.set(name, replicated);
+      if (name === CLUSTER_GROUP) this.#attachMetadata(replicated);
       for (const listener of this.#openListeners) listener({ topic, partition, log: replicated });
       if (repair) {
         this.logger.log("warn", "Replica starts in repair mode", {
@@ -679,12 +835,19 @@ export class ClusterNode implements Logs {
     partition: number,
     log: PartitionLog,
     repair: RepairState | undefined,
+    seedVoters?: readonly NodeId[],
   ): Replica {
     const name = `${topic}-${partition}`;
+    const state = this.#metadata?.state;
+    const placed = state?.initialized === true;
     return Replica.open({
       name,
       nodeId: this.nodeId,
-      voters: this.replicasOf(topic, partition),
+      voters: seedVoters ??
+        (placed
+          ? state!.seedVotersOf(topic, partition, this.nodeId)
+          : this.replicasOf(topic, partition)),
+      target: placed ? this.replicasOf(topic, partition) : undefined,
       log,
       storage: this.#options.store.options.storage,
       timing: this.timing,
@@ -704,6 +867,9 @@ export class ClusterNode implements Logs {
       onCommit: () => {
         this.#logs.get(name)?.changed();
         for (const listener of this.#groupListeners.get(name) ?? []) listener();
+      },
+      onConfiguration: (_voters, removed) => {
+        if (removed && !this.hosts(topic, partition)) void this.#dropReplica(name);
       },
     });
   }
@@ -748,7 +914,7 @@ export class ClusterNode implements Logs {
     waitMs: number,
     report: ScrubReport,
   ): Promise<{ offset: number; reason: string } | undefined> {
-    const peers = replica.options.voters.filter((id) => id !== this.nodeId);
+    const peers = replica.voters.filter((id) => id !== this.nodeId);
     if (peers.length === 0) return undefined;
     const ask = (peer: NodeId, group: string, from: number, to: number) =>
       this.ask(peer, { kind: "digest", group, from, to }).then((answer) => digestOf_(answer));
@@ -767,7 +933,7 @@ export class ClusterNode implements Logs {
     const outcome = await crossCheck({
       local: localCopyOf(replica.log, replica.commitOffset),
       peers: peers.filter((id) => this.isConnected(id)),
-      needed: Math.floor(replica.options.voters.length / 2) + 1,
+      needed: Math.floor(replica.voters.length / 2) + 1,
       ask: (peer, from, to) => ask(peer, replica.name, from, to),
     });
     if (outcome.kind === "skipped") {
@@ -855,9 +1021,7 @@ export class ClusterNode implements Logs {
     const led = this.replicas().filter((replica) => replica.isLeader);
     if (led.length === 0) return;
     for (const replica of led) {
-      const target = replica.options.voters.find((id) =>
-        id !== this.nodeId && this.isConnected(id)
-      );
+      const target = replica.voters.find((id) => id !== this.nodeId && this.isConnected(id));
       if (target) replica.transferLeadership(target);
     }
     const clock = this.#options.clock;
@@ -869,7 +1033,7 @@ export class ClusterNode implements Logs {
 }
 
 /** The broker's own logs every node holds: group offsets and the transaction journal. */
-export const INTERNAL_TOPICS: readonly string[] = [META_TOPIC, "__tx"];
+export const INTERNAL_TOPICS: readonly string[] = [CLUSTER_TOPIC, META_TOPIC, "__tx"];
 
 function splitGroup(name: string): { topic: string; partition: number } {
   const dash = name.lastIndexOf("-");
@@ -893,4 +1057,12 @@ async function persistRepair(storage: Storage, dir: string, repair: RepairState)
   const current = readHardState(storage, dir);
   if (current === "unreadable") return; // rule 3 applies: the core forgets its votes anyway
   await writeHardState(storage, dir, { ...(current ?? { term: 0, votedFor: 0 }), repair });
+}
+
+/** A peer address from `host:port`, or undefined when it is not one. */
+function parseAddress(id: NodeId, address: string): PeerAddress | undefined {
+  const match = /^(.+):(\d{1,5})$/.exec(address);
+  if (!match) return undefined;
+  const port = Number(match[2]);
+  return port >= 1 && port <= 65535 ? { id, host: match[1], port } : undefined;
 }

@@ -28,6 +28,8 @@ export interface NodeInfo {
   /** The identities this node has recorded for every node id it has seen. */
   readonly members: Readonly<Record<string, { readonly uuid: string; readonly version: number }>>;
   readonly httpPort?: number;
+  /** `host:port` of this node's peer port (a joining node learns where to answer). */
+  readonly peer?: string;
   /** Groups this node leads now (so every node can route to any leader). */
   readonly leads?: readonly string[];
   /** Figures of the groups this node leads, for cluster-wide views (see cluster_figures.ts). */

@@ -4,6 +4,7 @@
  * simulator gives the node an in-memory network that delays, drops, duplicates, reorders and
  * partitions frames in virtual time. Frames are opaque bytes here: the node encodes envelopes.
  */
+import type { PeerAddress } from "./cluster_config.ts";
 import type { NodeId } from "./messages.ts";
 
 /** What the network tells the node it belongs to. */
@@ -32,6 +33,11 @@ export interface PeerNetwork {
    * and only `mustDeliver` frames are kept past the usual backlog.
    */
   sendFramed(peer: NodeId, framed: Uint8Array, mustDeliver?: boolean): boolean;
+  /**
+   * The nodes to link to from now on (the cluster's members changed): new ones are reached,
+   * links to nodes no longer listed are closed. Any node may still send here.
+   */
+  setPeers(peers: readonly PeerAddress[]): void;
   close(): Promise<void>;
 }
 

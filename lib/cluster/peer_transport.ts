@@ -86,18 +86,37 @@ export class PeerTransport implements PeerNetwork {
       : net.createServer({ noDelay: true }, (socket) => this.#accept(socket));
     if (secure) this.#server.on("tlsClientError", () => {});
     for (const peer of options.peers) {
-      if (peer.id === options.nodeId) continue;
-      this.#outgoing.set(peer.id, {
-        peer,
-        socket: undefined,
-        connected: false,
-        attempts: 0,
-        timer: undefined,
-        queue: [],
-        flushScheduled: false,
-        dropped: 0,
-      });
+      if (peer.id !== options.nodeId) this.#outgoing.set(peer.id, newOutgoing(peer));
     }
+  }
+
+  /**
+   * The nodes to dial from now on (the cluster's members changed): new ones are dialed, links
+   * to nodes no longer listed are closed, a node at a new address is dialed there.
+   */
+  setPeers(peers: readonly PeerAddress[]): void {
+    if (this.#closed) return;
+    const wanted = new Map(
+      peers.filter((peer) => peer.id !== this.#options.nodeId).map((peer) => [peer.id, peer]),
+    );
+    for (const [id, outgoing] of [...this.#outgoing]) {
+      const peer = wanted.get(id);
+      if (peer && peer.host === outgoing.peer.host && peer.port === outgoing.peer.port) continue;
+      if (outgoing.timer) clearTimeout(outgoing.timer);
+      outgoing.socket?.destroy();
+      this.#outgoing.delete(id);
+    }
+    for (const [id, peer] of wanted) {
+      if (this.#outgoing.has(id)) continue;
+      const outgoing = newOutgoing(peer);
+      this.#outgoing.set(id, outgoing);
+      if (this.#server.listening) this.#dial(outgoing);
+    }
+  }
+
+  /** The nodes this transport dials. */
+  get peerIds(): number[] {
+    return [...this.#outgoing.keys()].sort((a, b) => a - b);
   }
 
   /** Starts listening and dialing; resolves with the bound peer port. */
@@ -198,7 +217,7 @@ export class PeerTransport implements PeerNetwork {
   }
 
   #dial(outgoing: Outgoing): void {
-    if (this.#closed) return;
+    if (this.#closed || this.#outgoing.get(outgoing.peer.id) !== outgoing) return;
     const { peer } = outgoing;
     const secure = this.#options.tls;
     const socket = secure
@@ -258,7 +277,8 @@ export class PeerTransport implements PeerNetwork {
       clearTimeout(timer);
       outgoing.connected = false;
       outgoing.socket = undefined;
-      if (this.#closed) return;
+      // Closed for good, or dropped from the peers (setPeers): no redial.
+      if (this.#closed || this.#outgoing.get(peer.id) !== outgoing) return;
       const delay =
         RECONNECT_DELAYS_MS[Math.min(outgoing.attempts++, RECONNECT_DELAYS_MS.length - 1)];
       outgoing.timer = setTimeout(() => this.#dial(outgoing), delay);
@@ -315,10 +335,10 @@ export class PeerTransport implements PeerNetwork {
           hello = decodeHello(decoder.decode(payload));
           if (!hello || hello.to !== this.#options.nodeId) return refuse("not a metaq peer hello");
           const claimed = hello.from;
-          if (
-            claimed === this.#options.nodeId || !this.#options.peers.some((p) => p.id === claimed)
-          ) {
-            return refuse(`node ${claimed} is not a peer`);
+          // Any node that proves the cluster secret may send here, listed or not: a node
+          // joining the cluster is heard before anyone dials it.
+          if (claimed === this.#options.nodeId || !Number.isInteger(claimed) || claimed < 1) {
+            return refuse(`node ${claimed} cannot be a peer`);
           }
           listenerNonce = newNonce();
           const proof = peerProof(secret, "accept", hello, listenerNonce);
@@ -461,4 +481,17 @@ function writeFrameHeader(framed: Uint8Array): void {
   const view = new DataView(framed.buffer, framed.byteOffset, PEER_FRAME_HEADER_BYTES);
   view.setUint32(0, payload.length);
   view.setUint32(4, crc32(payload));
+}
+
+function newOutgoing(peer: PeerAddress): Outgoing {
+  return {
+    peer,
+    socket: undefined,
+    connected: false,
+    attempts: 0,
+    timer: undefined,
+    queue: [],
+    flushScheduled: false,
+    dropped: 0,
+  };
 }

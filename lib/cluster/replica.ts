@@ -49,7 +49,10 @@ export interface ReplicaOptions {
   /** `<topic>-<partition>`, or `__meta-0`. */
   readonly name: string;
   readonly nodeId: NodeId;
+  /** The group's voters until its log names others (see Raft). */
   readonly voters: readonly NodeId[];
+  /** The copies the group should have (its placement): voters-to-be receive the log first. */
+  readonly target?: readonly NodeId[];
   readonly log: PartitionLog;
   readonly storage: Storage;
   readonly timing: RaftTiming;
@@ -68,6 +71,8 @@ export interface ReplicaOptions {
   readonly onCommit?: (commitOffset: number) => void;
   /** Called on every role change. */
   readonly onRole?: (role: string, term: number, leaderId: NodeId) => void;
+  /** Called when a configuration is committed; `removed`: this node is no voter any more. */
+  readonly onConfiguration?: (voters: readonly NodeId[], removed: boolean) => void;
 }
 
 /** What a proposer hears back for each record it handed to `propose`. */
@@ -144,7 +149,9 @@ export class Replica {
       timing: options.timing,
       durable: { hardState, repair },
       nonVoting: options.nonVoting,
+      learners: learnersOf(options.target, options.nodeId),
     });
+    if (options.target) raft.setTargetVoters(options.target);
     const replica = new Replica(options, raft, epochs);
     holder.replica = replica;
     if (options.tracer.enabled) {
@@ -182,6 +189,22 @@ export class Replica {
   /** The leader-epoch list as this replica keeps it (base first). */
   get epochs(): readonly EpochStart[] {
     return [...this.#epochs];
+  }
+
+  /** The group's voters now (those its log names). */
+  get voters(): readonly NodeId[] {
+    return this.raft.voters;
+  }
+
+  /**
+   * The copies the group should have (a new placement): the leader sends the log to each of
+   * them and moves the voters there one change at a time.
+   */
+  setTarget(target: readonly NodeId[]): void {
+    if (this.#closed) return;
+    this.raft.setLearners(learnersOf(target, this.options.nodeId));
+    this.raft.setTargetVoters(target);
+    this.#schedule();
   }
 
   /** True while proposals wait to be handed to Raft (they are, on the next microtask). */
@@ -575,6 +598,8 @@ export class Replica {
         }
         this.options.onRole?.(event.role, event.term, event.leaderId);
         if (event.role !== "leader") this.#unacked = [];
+      } else if (event.kind === "configurationCommitted") {
+        this.options.onConfiguration?.(event.voters, event.removed);
       } else if (event.kind === "repairEntered" || event.kind === "repairExited") {
         if (this.options.tracer.enabled) {
           this.options.tracer.record(this.name, {
@@ -662,4 +687,9 @@ function indeterminate(name: string): BrokerError {
     "internal",
     `partition ${name} lost its leader before the put committed; it may or may not be stored`,
   );
+}
+
+/** Everyone but this node among the target copies: they receive the log (voters or not). */
+function learnersOf(target: readonly NodeId[] | undefined, self: NodeId): NodeId[] {
+  return (target ?? []).filter((id) => id !== self);
 }

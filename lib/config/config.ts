@@ -88,6 +88,11 @@ export interface SystemConfig {
   readonly peerPort: number;
   /** Cluster: every voter as `id=host:port` (peer ports), comma-separated; empty = no cluster. */
   readonly peers: string;
+  /**
+   * Cluster: `host:port` (peer port) of a member of an existing cluster this node joins with an
+   * empty data directory; it waits to be added (`metaq cluster add`). Empty: not joining.
+   */
+  readonly join: string;
   /** Cluster: copies of each partition (1, 3 or 5). */
   readonly replicas: number;
   /** Cluster: `quorum` (ack when a majority stored it) or `leader` (ack when the leader did). */
@@ -245,6 +250,7 @@ const SYSTEM_KEYS: { readonly [K in keyof SystemConfig]: Parse<SystemConfig[K]> 
   nodeId: integer(0, 1023),
   peerPort: integer(0, 65535),
   peers: text,
+  join: text,
   replicas: integer(1, 7),
   ack: text,
   fsync: text,
@@ -319,6 +325,7 @@ export const DEFAULT_SYSTEM: SystemConfig = Object.freeze({
   nodeId: 0,
   peerPort: 8124,
   peers: "",
+  join: "",
   replicas: 3,
   ack: "quorum",
   fsync: "always",

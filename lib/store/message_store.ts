@@ -16,7 +16,7 @@ import { isInternalTopic } from "./log.ts";
 import type { Logger } from "../log.ts";
 import { CorruptLogError, type FlushPolicy, flushPolicyOf, PartitionLog } from "./partition_log.ts";
 import { parseSegmentFileName } from "./segment.ts";
-import { joinPath, makeDirDurably, type Storage } from "./storage.ts";
+import { joinPath, makeDirDurably, parentDir, type Storage } from "./storage.ts";
 
 export interface MessageStoreOptions {
   readonly storage: Storage;
@@ -132,6 +132,26 @@ export class MessageStore {
     assert(this.#failures.has(key), `${key} is not damaged`);
     this.#failures.delete(key);
     return await this.#openLog(topic, partition, 0, true);
+  }
+
+  /**
+   * Closes a partition's log and deletes its directory: the copy moved to other nodes. The
+   * caller (a cluster node) knows the copy is no longer needed before it asks.
+   */
+  async drop(topic: string, partition: number): Promise<void> {
+    const key = partitionKey(topic, partition);
+    await this.#creating.get(key)?.catch(() => {});
+    const log = this.#logs.get(key);
+    this.#logs.delete(key);
+    this.#failures.delete(key);
+    const list = this.#byTopic.get(topic);
+    if (list && list[partition] === log) delete list[partition];
+    await log?.close();
+    const { storage } = this.options;
+    const dir = this.#dirFor(topic, partition);
+    for (const name of storage.list(dir)) storage.remove(joinPath(dir, name));
+    storage.removeDir(dir);
+    await storage.syncDir(parentDir(dir));
   }
 
   /** Where a partition's files end (its log end before any cut); 0 when it has none. */

@@ -8,7 +8,7 @@
  * what the hub acknowledged and the edge saved). Runs on a broker that runs alone.
  */
 import * as os from "node:os";
-import { StateLog } from "../broker/state_log.ts";
+import { StateLog } from "../store/state_log.ts";
 import type { Clock } from "../clock.ts";
 import { ConfigError, topicMatches } from "../config/config.ts";
 import type { UplinkConfig } from "../config/uplink_config.ts";

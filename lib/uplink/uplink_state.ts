@@ -17,7 +17,7 @@
  * One writer appends them in order, so the last record of a partition is its position. A
  * position moves back only when the edge's own log lost what the hub has (see uplink_part.ts).
  */
-import type { StateMachine } from "../broker/state_log.ts";
+import type { StateMachine } from "../store/state_log.ts";
 
 export interface ForwardPosition {
   readonly topic: string;
