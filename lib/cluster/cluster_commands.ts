@@ -8,7 +8,9 @@
  */
 import { BrokerError, describeError } from "../errors.ts";
 import type { ExtensionCommand } from "../protocol/commands.ts";
-import type { CommandTable } from "../protocol/command_table.ts";
+import { type CommandTable, HERE, type Home } from "../protocol/command_table.ts";
+import { CLUSTER_TOPIC } from "./metadata.ts";
+import { MEMBERSHIP_ACTIONS, runMembershipAction } from "./membership_commands.ts";
 import { errorReply, type RequestContext, type Respond, result } from "../protocol/reply.ts";
 import type { ClusterNode } from "./cluster_node.ts";
 import { forceRecover } from "./force_recover.ts";
@@ -30,6 +32,11 @@ export function clusterCommands(
   return {
     "ext:cluster": {
       spec: { args: 2 },
+      // Membership and placement change the cluster's metadata: on its group's leader.
+      home: (command: ExtensionCommand): Home =>
+        MEMBERSHIP_ACTIONS.has(command.args[0])
+          ? { kind: "leader", topic: CLUSTER_TOPIC, partition: 0 }
+          : HERE,
       handle(command: ExtensionCommand, _context: RequestContext, respond: Respond) {
         const [action, arg] = command.args;
         run(node, offsets, partitionsOf, action, arg).then(
@@ -64,6 +71,10 @@ async function run(
   switch (action) {
     case "status":
       return JSON.stringify(clusterStatus(node, offsets()));
+    case "add":
+    case "remove":
+    case "rebalance":
+      return await runMembershipAction(node, action, arg);
     case "scrub":
       return JSON.stringify(await node.scrub());
     case "replace": {
@@ -94,7 +105,7 @@ async function run(
     default:
       throw new BrokerError(
         "badRequest",
-        `unknown cluster action '${action}' (expected status, scrub, replace or force-recover)`,
+        `unknown cluster action '${action}' (expected status, scrub, replace, force-recover, add, remove or rebalance)`,
       );
   }
 }

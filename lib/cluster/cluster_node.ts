@@ -31,6 +31,7 @@ import type { PeerNetwork, PeerNetworkFactory } from "./peer_network.ts";
 import { PEER_FRAME_HEADER_BYTES } from "./peer_transport.ts";
 import { isInternalTopic, META_TOPIC, replicasOf } from "./placement.ts";
 import { CLUSTER_GROUP, CLUSTER_TOPIC, ClusterMetadata } from "./metadata.ts";
+import { reassignmentsLed } from "./status.ts";
 import type { MessageIdGenerator } from "../protocol/message_id.ts";
 import type { PeerAddress } from "./cluster_config.ts";
 import type { RaftTiming } from "./raft.ts";
@@ -138,6 +139,7 @@ export class ClusterNode implements Logs {
   #metadata: ClusterMetadata | undefined;
   /** Peer addresses nodes told us about themselves (a joining node learns its peers so). */
   readonly #toldAddresses = new Map<NodeId, PeerAddress>();
+  #reaping = false;
   readonly #groupListeners = new Map<string, (() => void)[]>();
   peerPort = 0;
 
@@ -530,11 +532,36 @@ export class ClusterNode implements Logs {
     }
   }
 
+  /**
+   * Names of the partition groups (not the broker's own logs) any reachable member holds: open
+   * here or on disk, and the same asked of every other member. For placement plans.
+   */
+  async groupsHeldAnywhere(): Promise<string[]> {
+    const names = new Set(this.#heldHere());
+    const others = this.voters.filter((id) => id !== this.nodeId);
+    const answers = await Promise.all(others.map((id) => this.ask(id, { kind: "held" })));
+    for (const answer of answers) {
+      if (!Array.isArray(answer)) continue;
+      for (const name of answer) if (typeof name === "string") names.add(name);
+    }
+    return [...names].sort();
+  }
+
+  /** Partition groups with a copy on this node (open, or on disk). */
+  #heldHere(): string[] {
+    const names = new Set(this.replicas().map((replica) => replica.name));
+    for (const [topic, partitions] of this.#options.store.topics()) {
+      for (const { partition } of partitions) names.add(`${topic}-${partition}`);
+    }
+    return [...names].filter((name) => !isInternalTopic(splitGroup(name).topic));
+  }
+
   /** This node's answer to another's question; null when it cannot tell. */
   #answer(question: Question): unknown {
     if (question.kind === "survey" || question.kind === "recover") {
       return answerRecovery(this, question);
     }
+    if (question.kind === "held") return this.#heldHere();
     if (question.kind === "open") {
       const { topic, partition } = splitGroup(question.group);
       if (!Number.isSafeInteger(partition) || !this.#options.accepts(topic)) return null;
@@ -544,6 +571,11 @@ export class ClusterNode implements Logs {
     const replica = this.#replicas.get(question.group);
     if (!replica) return null;
     if (question.kind === "bounds") return [replica.log.startOffset, replica.commitOffset];
+    if (question.kind === "voters") {
+      // The leader's configuration is committed once its commit covers its own term's marker.
+      const status = replica.status();
+      return replica.isLeader && status.commit.epoch === status.term ? replica.voters : null;
+    }
     if (question.kind === "commit") {
       // Only a leader that committed in its own term knows how far the commit has gone.
       const status = replica.status();
@@ -650,6 +682,7 @@ export class ClusterNode implements Logs {
     this.#infoDue = false;
     // Retries what waits for a quiet moment (the first record of a new cluster, snapshots).
     this.#metadata?.update();
+    void this.#reapMovedCopies();
     const leads = this.replicas().filter((replica) => replica.isLeader).map((r) => r.name);
     const figures: Record<string, readonly number[]> = {};
     for (const group of leads) {
@@ -663,6 +696,7 @@ export class ClusterNode implements Logs {
       incarnation: this.#options.incarnation,
       members: this.membership.members,
       peer: this.#ownPeerAddress(),
+      moving: reassignmentsLed(this.nodeId, this.replicas(), 100),
       httpPort: this.#options.httpPort(),
       leads,
       figures,
@@ -772,6 +806,38 @@ export class ClusterNode implements Logs {
     })().finally(() => this.#opening.delete(name));
     this.#opening.set(name, dropping);
     await dropping;
+  }
+
+  /**
+   * Copies placed elsewhere go once their group's leader says its committed voters leave this
+   * node out (a removal this node may not have heard committed).
+   */
+  async #reapMovedCopies(): Promise<void> {
+    if (this.#reaping || !this.#metadata?.state.initialized) return;
+    this.#reaping = true;
+    try {
+      for (const replica of this.replicas()) {
+        const { topic, partition } = splitGroup(replica.name);
+        if (replica.name === CLUSTER_GROUP || this.hosts(topic, partition)) continue;
+        // A copy left out of its group hears no leader any more: ask whoever says it leads.
+        const leader = replica.leaderId || this.#leaderFromPeers(replica.name);
+        if (leader === undefined || leader === 0 || leader === this.nodeId) continue;
+        const voters = await this.ask(leader, { kind: "voters", group: replica.name });
+        if (Array.isArray(voters) && !voters.includes(this.nodeId)) {
+          await this.#dropReplica(replica.name);
+        }
+      }
+    } finally {
+      this.#reaping = false;
+    }
+  }
+
+  /** The node that says it leads `group` (what connected peers last told us). */
+  #leaderFromPeers(group: string): NodeId | undefined {
+    for (const info of this.#peers.values()) {
+      if (info.leads?.includes(group) && this.isConnected(info.nodeId)) return info.nodeId;
+    }
+    return undefined;
   }
 
   /** `host:port` other nodes reach this node's peer port at. */

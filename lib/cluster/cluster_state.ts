@@ -9,7 +9,7 @@
  * ```text
  * {"v":1,"kind":"init","members":[{"id":1,"peer":"h:8124"},...],"replicas":3}
  * {"v":1,"kind":"add","id":4,"peer":"h:8124"}
- * {"v":1,"kind":"remove","id":2}                       the member leaves: nothing new is placed on it
+ * {"v":1,"kind":"remove","id":2,"groups":{...}}       the member leaves, its copies placed elsewhere
  * {"v":1,"kind":"place","groups":{"orders-0":[1,3,4]}} new placements (one step for many groups)
  * {"v":1,"kind":"snapshot","base":N,"state":{...}}     the whole state, as of offset N
  * ```
@@ -42,7 +42,12 @@ export type ClusterRecord =
     readonly replicas: number;
   }
   | { readonly kind: "add"; readonly id: number; readonly peer: string }
-  | { readonly kind: "remove"; readonly id: number }
+  | {
+    readonly kind: "remove";
+    readonly id: number;
+    /** Where the leaving member's copies go (in the same step, so none is left behind). */
+    readonly groups?: Readonly<Record<string, readonly number[]>>;
+  }
   | { readonly kind: "place"; readonly groups: Readonly<Record<string, readonly number[]>> };
 
 interface SnapshotState {
@@ -135,22 +140,26 @@ export class ClusterState {
         if (!member) return `node ${record.id} is not a member`;
         if (member.leaving) return `node ${record.id} is leaving already`;
         if (this.activeIds().length <= 1) return "the last member cannot leave";
-        return undefined;
+        return this.#placementProblem(record.groups ?? {});
       }
       case "place":
-        for (const [group, replicas] of Object.entries(record.groups)) {
-          if (!/^.+-\d+$/.test(group)) return `bad group name '${group}'`;
-          if (replicas.length < 1 || replicas.length > VOTERS_MAX) {
-            return `${group}: ${replicas.length} copies`;
-          }
-          for (const id of replicas) {
-            const member = this.#members.get(id);
-            if (!member) return `${group}: node ${id} is not a member`;
-          }
-          if (new Set(replicas).size !== replicas.length) return `${group}: a node twice`;
-        }
-        return undefined;
+        return this.#placementProblem(record.groups);
     }
+  }
+
+  #placementProblem(groups: Readonly<Record<string, readonly number[]>>): string | undefined {
+    for (const [group, replicas] of Object.entries(groups)) {
+      if (!/^.+-\d+$/.test(group)) return `bad group name '${group}'`;
+      if (replicas.length < 1 || replicas.length > VOTERS_MAX) {
+        return `${group}: ${replicas.length} copies`;
+      }
+      for (const id of replicas) {
+        const member = this.#members.get(id);
+        if (!member) return `${group}: node ${id} is not a member`;
+      }
+      if (new Set(replicas).size !== replicas.length) return `${group}: a node twice`;
+    }
+    return undefined;
   }
 
   /**
@@ -205,17 +214,22 @@ export class ClusterState {
         return;
       case "remove": {
         const member = this.#members.get(record.id)!;
+        this.#place(record.groups ?? {});
         this.#members.set(record.id, { ...member, leaving: true });
         return;
       }
       case "place":
-        for (const [group, replicas] of Object.entries(record.groups)) {
-          const [topic, partition] = splitGroup(group);
-          const before = this.replicasOf(topic, partition);
-          const sorted = [...replicas].sort((a, b) => a - b);
-          this.#placement.set(group, { replicas: sorted, previous: before });
-        }
+        this.#place(record.groups);
         return;
+    }
+  }
+
+  #place(groups: Readonly<Record<string, readonly number[]>>): void {
+    for (const [group, replicas] of Object.entries(groups)) {
+      const [topic, partition] = splitGroup(group);
+      const before = this.replicasOf(topic, partition);
+      const sorted = [...replicas].sort((a, b) => a - b);
+      this.#placement.set(group, { replicas: sorted, previous: before });
     }
   }
 
@@ -246,15 +260,19 @@ function isRecord(record: ClusterRecord): boolean {
     case "add":
       return validId(record.id) && typeof record.peer === "string";
     case "remove":
-      return validId(record.id);
+      return validId(record.id) && (record.groups === undefined || validGroups(record.groups));
     case "place":
-      return typeof record.groups === "object" && record.groups !== null &&
-        Object.values(record.groups).every((replicas) =>
-          Array.isArray(replicas) && replicas.every((id) => validId(id))
-        );
+      return validGroups(record.groups);
     default:
       return false;
   }
+}
+
+function validGroups(groups: unknown): boolean {
+  return typeof groups === "object" && groups !== null &&
+    Object.values(groups).every((replicas) =>
+      Array.isArray(replicas) && replicas.every((id) => validId(id))
+    );
 }
 
 function validId(id: unknown): id is number {

@@ -30,12 +30,24 @@ export interface NodeInfo {
   readonly httpPort?: number;
   /** `host:port` of this node's peer port (a joining node learns where to answer). */
   readonly peer?: string;
+  /** Groups this node leads whose copies are moving (voters differ from their placement). */
+  readonly moving?: readonly Reassignment[];
   /** Groups this node leads now (so every node can route to any leader). */
   readonly leads?: readonly string[];
   /** Figures of the groups this node leads, for cluster-wide views (see cluster_figures.ts). */
   readonly figures?: Readonly<Record<string, readonly number[]>>;
   /** Groups whose copy here is in repair mode waiting for a leader (votes for nobody). */
   readonly repairing?: readonly string[];
+}
+
+/** A group whose copies are moving, as its leader sees it. */
+export interface Reassignment {
+  readonly group: string;
+  readonly leader: number;
+  readonly voters: readonly number[];
+  readonly target: readonly number[];
+  /** Bytes each new copy still lacks (the leader's log end minus what it stored). */
+  readonly behindBytes: Readonly<Record<string, number | null>>;
 }
 
 /** Questions a node answers from its own state. */
@@ -45,6 +57,10 @@ export type Question =
   | { readonly kind: "bounds"; readonly group: string }
   /** Open your copy of the group and let it elect: a client is waiting for its leader. */
   | { readonly kind: "open"; readonly group: string }
+  /** The partition groups you hold a copy of (for placement plans). */
+  | { readonly kind: "held" }
+  /** The group's committed voters, from its leader (a moved copy asks before it goes). */
+  | { readonly kind: "voters"; readonly group: string }
   | { readonly kind: "digest"; readonly group: string; readonly from: number; readonly to: number }
   /** force-recover: describe your copy of the group (`*`: every copy you hold). */
   | { readonly kind: "survey"; readonly group: string }
@@ -163,7 +179,10 @@ export function decodeEnvelope(bytes: Uint8Array): Envelope | string {
     case 6: {
       if (bytes.length < 5) return "short ask frame";
       const question = parseJson(bytes.subarray(5));
-      if (typeof question?.kind !== "string" || typeof question.group !== "string") {
+      const groupless = question?.kind === "held";
+      if (
+        typeof question?.kind !== "string" || (!groupless && typeof question.group !== "string")
+      ) {
         return "bad question";
       }
       return { kind: "ask", questionId: view.getUint32(1), question };

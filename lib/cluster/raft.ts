@@ -435,6 +435,11 @@ export class Raft {
     return this.#learners;
   }
 
+  /** The voters the driver asked for (undefined: none asked). */
+  get targetVoters(): readonly NodeId[] | undefined {
+    return this.#targetVoters;
+  }
+
   /**
    * Who else receives the log without voting (a new replica catching up). A leader starts
    * sending to a new learner at once and stops sending to one no longer listed.
@@ -818,7 +823,9 @@ export class Raft {
       const progress = this.#progress.get(id);
       if (progress && this.#caughtUp(progress)) return [...current, id].sort((a, b) => a - b);
     }
-    if (toAdd.length > 0 && current.length < target.length) return undefined; // add first
+    // Add before removing, so the group never has fewer copies than it should: wait for the
+    // learners to catch up.
+    if (toAdd.length > 0 && current.length < VOTERS_MAX) return undefined;
     const toRemove = current.filter((id) => !target.includes(id));
     if (toRemove.length === 0 || current.length <= 1) return undefined;
     // Remove others before ourselves: our own removal costs a change of leader.

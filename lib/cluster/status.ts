@@ -6,6 +6,8 @@
  */
 import type { ClusterNode } from "./cluster_node.ts";
 import { recoverCommand } from "./recovery_plan.ts";
+import type { Reassignment } from "./envelope.ts";
+import type { Replica } from "./replica.ts";
 
 /** A node's applied table of committed group offsets, to compare nodes (equal digests agree). */
 export interface OffsetsSummary {
@@ -36,8 +38,12 @@ export interface GroupStatus {
 export interface NodeStatus {
   readonly nodeId: number;
   readonly address?: string;
+  /** `host:port` of its peer port, as the cluster's metadata records it. */
+  readonly peer?: string;
   readonly connected: boolean;
   readonly self: boolean;
+  /** `active`, `leaving` (its copies move away), or `seed` (metadata not applied here yet). */
+  readonly state: "active" | "leaving" | "seed";
 }
 
 export interface ClusterStatusReport {
@@ -45,21 +51,37 @@ export interface ClusterStatusReport {
   readonly admitted: boolean;
   readonly nodes: readonly NodeStatus[];
   readonly groups: readonly GroupStatus[];
+  /** Groups whose copies are moving, from every leader this node hears. */
+  readonly reassignments: readonly Reassignment[];
   /** This node's copy of the committed group offsets (`__meta-0` applied); equal digests agree. */
   readonly offsets?: OffsetsSummary;
 }
 
 export function clusterStatus(node: ClusterNode, offsets?: OffsetsSummary): ClusterStatusReport {
-  const nodes = node.settings.peers.map((peer) => ({
-    nodeId: peer.id,
-    address: node.clientAddressOf(peer.id),
-    connected: node.isConnected(peer.id),
-    self: peer.id === node.nodeId,
+  const state = node.metadata?.state;
+  const members = state?.initialized
+    ? state.members().map((member) => ({
+      id: member.id,
+      peer: member.peer,
+      state: member.leaving ? "leaving" as const : "active" as const,
+    }))
+    : node.settings.peers.map((peer) => ({
+      id: peer.id,
+      peer: `${peer.host}:${peer.port}`,
+      state: "seed" as const,
+    }));
+  const nodes = members.map((member) => ({
+    nodeId: member.id,
+    address: node.clientAddressOf(member.id),
+    peer: member.peer,
+    connected: node.isConnected(member.id),
+    self: member.id === node.nodeId,
+    state: member.state,
   }));
   const groups = node.replicas().map((replica): GroupStatus => {
     const status = replica.status();
-    const unreachable = replica.options.voters.filter((id) => !node.isConnected(id));
-    const quorum = Math.floor(replica.options.voters.length / 2) + 1;
+    const unreachable = replica.voters.filter((id) => !node.isConnected(id));
+    const quorum = Math.floor(replica.voters.length / 2) + 1;
     let reason: string | undefined;
     const stuck = replica.stopped ? undefined : node.stuckReason(replica.name);
     if (replica.stopped) reason = "replica stopped after a storage error; restart the node";
@@ -68,8 +90,8 @@ export function clusterStatus(node: ClusterNode, offsets?: OffsetsSummary): Clus
       reason = `replica in repair mode: force-recover made node ${status.repair.base} the base`;
     } else if (status.repair) reason = "replica in repair mode: catching up from the leader";
     else if (status.leaderId === 0) {
-      reason = replica.options.voters.length - unreachable.length < quorum
-        ? `no leader: ${unreachable.length} of ${replica.options.voters.length} voters unreachable`
+      reason = replica.voters.length - unreachable.length < quorum
+        ? `no leader: ${unreachable.length} of ${replica.voters.length} voters unreachable`
         : "no leader yet: election in progress";
     }
     return {
@@ -93,13 +115,42 @@ export function clusterStatus(node: ClusterNode, offsets?: OffsetsSummary): Clus
       ...(stuck ? { recover: recoverCommand(replica.name) } : {}),
     };
   });
+  const reassignments = [
+    ...reassignmentsLed(node.nodeId, node.replicas()),
+    ...node.peerInfos().flatMap((info) => info.moving ?? []),
+  ].sort((a, b) => (a.group < b.group ? -1 : a.group > b.group ? 1 : 0));
   return {
     nodeId: node.nodeId,
     admitted: node.membership.identity.admitted,
     nodes,
     groups,
+    reassignments,
     offsets,
   };
+}
+
+/** Reassignments this node leads, at most `limit` (a node tells its peers about them). */
+export function reassignmentsLed(
+  nodeId: number,
+  replicas: readonly Replica[],
+  limit = 1000,
+): Reassignment[] {
+  const moving: Reassignment[] = [];
+  for (const replica of replicas) {
+    if (!replica.isLeader || moving.length >= limit) continue;
+    const target = replica.raft.targetVoters;
+    const voters = replica.voters;
+    if (!target || String([...target].sort()) === String([...voters].sort())) continue;
+    const status = replica.status();
+    const behindBytes: Record<string, number | null> = {};
+    for (const id of target) {
+      if (id === nodeId || voters.includes(id)) continue;
+      const match = status.matches?.[String(id)];
+      behindBytes[String(id)] = match ? Math.max(0, status.last.offset - match.offset) : null;
+    }
+    moving.push({ group: replica.name, leader: nodeId, voters, target, behindBytes });
+  }
+  return moving;
 }
 
 /** The report as `stats cluster` lines: `<key> <value...>`. */
@@ -107,7 +158,18 @@ export function statusLines(report: ClusterStatusReport): string[] {
   const lines = [`node ${report.nodeId} admitted ${report.admitted}`];
   for (const peer of report.nodes) {
     lines.push(
-      `peer ${peer.nodeId} address ${peer.address ?? "unknown"} connected ${peer.connected}`,
+      `peer ${peer.nodeId} address ${peer.address ?? "unknown"} peer_address ${
+        peer.peer ?? "unknown"
+      } ` +
+        `state ${peer.state} connected ${peer.connected}`,
+    );
+  }
+  for (const move of report.reassignments) {
+    const behind = Object.entries(move.behindBytes).map(([id, bytes]) => `${id}:${bytes ?? "-"}`);
+    lines.push(
+      `moving ${move.group} leader ${move.leader} voters ${move.voters.join(",")} target ${
+        move.target.join(",")
+      } behind_bytes ${behind.join(",") || "-"}`,
     );
   }
   for (const group of report.groups) {
