@@ -77,6 +77,8 @@ export class BrokerProcess implements AsyncDisposable {
   child: ChildProcess | undefined;
   port = 0;
   httpPort: number | null = null;
+  /** The peer port, when it runs as a cluster node. */
+  peerPort: number | null = null;
   stdout = "";
   stderr = "";
   exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }> | undefined;
@@ -93,6 +95,12 @@ export class BrokerProcess implements AsyncDisposable {
 
   get address(): string {
     return `127.0.0.1:${this.port}`;
+  }
+
+  /** `127.0.0.1:<peer port>` of a cluster node. */
+  get peerAddress(): string {
+    if (this.peerPort === null) throw new Error("this broker is not a cluster node");
+    return `127.0.0.1:${this.peerPort}`;
   }
 
   /** `http://127.0.0.1:<httpPort>`; only when started with `http: true`. */
@@ -148,6 +156,7 @@ export class BrokerProcess implements AsyncDisposable {
     fs.rmSync(portsFile, { force: true });
     this.port = ports.port;
     this.httpPort = ports.httpPort;
+    this.peerPort = ports.peerPort ?? null;
   }
 
   /** Sends `signal` and waits for the process to exit. */
