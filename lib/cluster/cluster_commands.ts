@@ -74,6 +74,7 @@ async function run(
     case "add":
     case "remove":
     case "rebalance":
+    case "swap":
       return await runMembershipAction(node, action, arg);
     case "scrub":
       return JSON.stringify(await node.scrub());

@@ -12,7 +12,12 @@ import { isInternalTopic } from "./placement.ts";
 import { type Move, planPlacement } from "./placement_plan.ts";
 
 /** Actions that change the cluster's state: served on the metadata group's leader. */
-export const MEMBERSHIP_ACTIONS: ReadonlySet<string> = new Set(["add", "remove", "rebalance"]);
+export const MEMBERSHIP_ACTIONS: ReadonlySet<string> = new Set([
+  "add",
+  "remove",
+  "rebalance",
+  "swap",
+]);
 
 export interface PlacementReport {
   readonly moves: readonly Move[];
@@ -51,6 +56,30 @@ export async function runMembershipAction(
       const { moves, groups } = await planMoves(node, active);
       await metadata.propose({ kind: "remove", id, groups: groupsOf(moves) });
       return JSON.stringify({ removed: id, moves, applied: true, groups });
+    }
+    case "swap": {
+      // `replace --node-id X --with Y`: Y joins, takes every copy X held, and X leaves.
+      const match = /^(\d+):(\d+)=(.+)$/.exec(arg);
+      if (!match || !validAddress(match[3])) {
+        throw new BrokerError("badRequest", `expected <old id>:<new id>=<host>:<peer port>`);
+      }
+      const [from, to, peer] = [Number(match[1]), Number(match[2]), match[3]];
+      const leaving = metadata.state.problemWith({ kind: "remove", id: from });
+      if (leaving) throw new BrokerError("badRequest", leaving);
+      if (!metadata.state.member(to)) await metadata.propose({ kind: "add", id: to, peer });
+      const names = new Set([...metadata.state.placedGroups(), ...await node.groupsHeldAnywhere()]);
+      const moves: Move[] = [];
+      for (const name of [...names].sort()) {
+        const dash = name.lastIndexOf("-");
+        const topic = name.slice(0, dash);
+        if (isInternalTopic(topic)) continue;
+        const replicas = metadata.state.replicasOf(topic, Number(name.slice(dash + 1)));
+        if (!replicas.includes(from) || replicas.includes(to)) continue;
+        const next = replicas.map((id) => (id === from ? to : id)).sort((a, b) => a - b);
+        moves.push({ group: name, from: replicas, to: next });
+      }
+      await metadata.propose({ kind: "remove", id: from, groups: groupsOf(moves) });
+      return JSON.stringify({ removed: from, added: to, moves, applied: true, groups: names.size });
     }
     case "rebalance": {
       if (arg !== "plan" && arg !== "apply") {

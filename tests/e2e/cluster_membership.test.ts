@@ -7,6 +7,7 @@
  * acknowledged message, and every copy of each partition is byte for byte the same.
  */
 import { expect, test } from "bun:test";
+import { Buffer } from "node:buffer";
 import * as fs from "node:fs";
 import { MetaqClient } from "../../lib/client/client.ts";
 import { Consumer } from "../../lib/client/consumer.ts";
@@ -105,7 +106,11 @@ test(
       consumed.add(new TextDecoder().decode(message.payload));
     });
     await consumer.start();
-    await eventually("the producer under way", async () => acknowledged.size >= 50, 30_000);
+    await eventually(
+      "the producer under way",
+      () => Promise.resolve(acknowledged.size >= 50),
+      30_000,
+    );
 
     // Grow: node 4 joins with an empty data directory and is added.
     const [peerPort4] = await freePorts(1);
@@ -147,7 +152,10 @@ test(
       return [...held.values()].every((nodes) => nodes.length === 3 && !nodes.includes(2)) &&
         await settled([n1, n3, n4]);
     }, 60_000);
-    await eventually("more puts after the shrink", async () => acknowledged.size > afterGrow + 50);
+    await eventually(
+      "more puts after the shrink",
+      () => Promise.resolve(acknowledged.size > afterGrow + 50),
+    );
     producing = false;
     await producing$;
     producerClient.close();
@@ -178,20 +186,22 @@ test(
       const held = (await holders(remaining)).get(group) ?? [];
       expect(held.length).toBe(3);
       const nodesById = new Map([[1, n1], [3, n3], [4, n4]]);
-      await eventually(`copies of ${group} alike`, async () => {
+      await eventually(`copies of ${group} alike`, () => {
         const copies = held.map((id) =>
           readPartitionBytes(nodesById.get(id)!.options.dataDir, TOPIC, partition)
         );
-        return copies.every((copy) => Buffer.compare(copy, copies[0]) === 0);
+        return Promise.resolve(copies.every((copy) => Buffer.compare(copy, copies[0]) === 0));
       }, 20_000);
     }
     // Node 2 kept only its copy of the cluster's metadata group.
     expect(fs.readdirSync(`${temp.path}/n2`).filter((name) => name.startsWith(TOPIC))).toEqual([]);
 
     // The consumer group read every acknowledged message.
-    await eventually("the group consumed everything", async () => {
-      return [...acknowledged.keys()].every((payload) => consumed.has(payload));
-    }, 30_000);
+    await eventually(
+      "the group consumed everything",
+      () => Promise.resolve([...acknowledged.keys()].every((payload) => consumed.has(payload))),
+      30_000,
+    );
     await consumer.close();
     consumerClient.close();
   },
