@@ -78,8 +78,8 @@ interface PendingForward {
   readonly respond: Respond;
   readonly context: RequestContext;
   readonly isPut: boolean;
-  /** Overall deadline: the request's last answer comes by then, whatever happened. */
-  readonly cancelTimer: CancelTimer;
+  /** The deadline of the current attempt: each attempt gets the forwarding timeout. */
+  cancelTimer: CancelTimer;
   readonly route?: Route;
   readonly plan: ForwardPlan;
   /** The node it was last sent to, and how many times it was sent. */
@@ -90,6 +90,8 @@ interface PendingForward {
    * request waits (still pending) for the next leader, whatever its plan.
    */
   refused: boolean;
+  /** Its client has its answer: later ones (a timer, another attempt) are dropped. */
+  answered: boolean;
 }
 
 /** A request is sent at most this many times (the first, and retries at new leaders). */
@@ -147,6 +149,7 @@ export class Forwarder {
       target: to,
       attempts: 0,
       refused: false,
+      answered: false,
       cancelTimer: this.#options.timers.after(FORWARD_TIMEOUT_MS, () => this.#expire(pending)),
     };
     if (!context.internal) {
@@ -166,6 +169,14 @@ export class Forwarder {
     pending.target = to;
     pending.attempts += 1;
     pending.refused = false;
+    if (pending.attempts > 1) {
+      // A large request sent again must have as long to travel as the first time.
+      pending.cancelTimer();
+      pending.cancelTimer = this.#options.timers.after(
+        FORWARD_TIMEOUT_MS,
+        () => this.#expire(pending),
+      );
+    }
     this.#pending.set(requestId, pending);
     const connectionId = pending.context.internal
       ? INTERNAL_CONNECTION_ID
@@ -230,6 +241,12 @@ export class Forwarder {
         this.#pending.delete(requestId);
         const context = { ...pending.context, originNode: placement.nodeId };
         pending.attempts += 1;
+        pending.target = leader;
+        pending.cancelTimer();
+        pending.cancelTimer = this.#options.timers.after(
+          FORWARD_TIMEOUT_MS,
+          () => this.#expire(pending),
+        );
         this.#options.serve(command, context, (reply) => this.#finish(undefined, pending, reply));
         continue;
       }
@@ -240,6 +257,8 @@ export class Forwarder {
   /** Answers a pending request once (later answers to any of its attempts are ignored). */
   #finish(requestId: number | undefined, pending: PendingForward, reply: Reply): void {
     if (requestId !== undefined) this.#pending.delete(requestId);
+    if (pending.answered) return;
+    pending.answered = true;
     for (const [id, entry] of this.#pending) if (entry === pending) this.#pending.delete(id);
     pending.cancelTimer();
     pending.respond(reply);
@@ -247,6 +266,8 @@ export class Forwarder {
 
   #expire(pending: PendingForward): void {
     for (const [id, entry] of this.#pending) if (entry === pending) this.#pending.delete(id);
+    if (pending.answered) return;
+    pending.answered = true;
     this.#options.logger.log("warn", "Forwarded request got no answer in time", {
       node: pending.target,
       attempts: pending.attempts,
@@ -290,15 +311,13 @@ export class Forwarder {
   close(): void {
     this.#closed = true;
     for (const [requestId, pending] of [...this.#pending]) {
-      pending.cancelTimer();
       const error = pending.isPut
         ? new BrokerError(
           "internal",
           "this node is shutting down; the message may or may not be stored",
         )
         : new BrokerError("unavailable", "this node is shutting down");
-      pending.respond(errorReply(error));
-      this.#pending.delete(requestId);
+      this.#finish(requestId, pending, errorReply(error));
     }
   }
 
