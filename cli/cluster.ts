@@ -1,12 +1,20 @@
 /**
- * @module `metaq cluster status|scrub|replace|force-recover`: look at and operate a Raft-lite
- * cluster (force-recover's dialogue is in cluster_recover.ts).
+ * @module `metaq cluster status|scrub|replace|force-recover|add|remove|rebalance`: look at and
+ * operate a Raft-lite cluster (force-recover's dialogue is in cluster_recover.ts, membership
+ * changes in cluster_membership.ts).
  */
 import { MetaqClient } from "../lib/client/client.ts";
 import type { ScrubReport } from "../lib/cluster/cluster_node.ts";
 import type { ClusterStatusReport } from "../lib/cluster/status.ts";
 import { describeError } from "../lib/errors.ts";
 import { recoverArgs, runForceRecover } from "./cluster_recover.ts";
+import {
+  MEMBERSHIP_ACTIONS,
+  MEMBERSHIP_FLAGS,
+  MEMBERSHIP_USAGE,
+  membershipRequest,
+  printMembership,
+} from "./cluster_membership.ts";
 import {
   brokerList,
   clientSecurity,
@@ -18,7 +26,8 @@ import {
   SECURITY_FLAGS,
 } from "./common.ts";
 
-const USAGE = `Usage: metaq cluster status|scrub|replace|force-recover [options]
+const USAGE =
+  `Usage: metaq cluster status|scrub|replace|force-recover|add|remove|rebalance [options]
 
   status                 every group on the node: role, term, leader, commit offset, log end,
                          followers' match offsets, repair mode, fsync latency, elections in the
@@ -40,6 +49,7 @@ const USAGE = `Usage: metaq cluster status|scrub|replace|force-recover [options]
                          back to it and refilled from it. Shows first what may be lost and asks
                          for confirmation; refuses groups that have a leader or can still elect
                          one (add --force to recover a leaderless group anyway).
+${MEMBERSHIP_USAGE}
 
 Options:
   --format text|json     output (default text); force-recover with json only prints the plan
@@ -51,16 +61,18 @@ ${CONNECTION_USAGE}
 Examples:
   metaq cluster status --broker 10.0.0.1:8123
   metaq cluster replace --node-id 2 --broker 10.0.0.1:8123
-  metaq cluster force-recover --partition orders-0 --broker 10.0.0.1:8123`;
+  metaq cluster force-recover --partition orders-0 --broker 10.0.0.1:8123
+  metaq cluster add --node-id 4 --address 10.0.0.4:8124 --broker 10.0.0.1:8123
+  metaq cluster rebalance --apply --broker 10.0.0.1:8123`;
 
 const SCRUB_TIMEOUT_MS = 30 * 60_000;
 /** A recovery of every group of a large cluster restarts thousands of replicas. */
 const RECOVER_TIMEOUT_MS = 10 * 60_000;
-const ACTIONS = ["status", "scrub", "replace", "force-recover"];
+const ACTIONS = ["status", "scrub", "replace", "force-recover", ...MEMBERSHIP_ACTIONS];
 
 export const cluster: CommandSpec = {
   name: "cluster",
-  summary: "cluster status, scrub, node replacement and force-recover",
+  summary: "cluster status, scrub, membership, rebalancing, node replacement and force-recover",
   usage: USAGE,
   async run(args) {
     const { values, positionals } = parseFlags("cluster", args, {
@@ -72,6 +84,7 @@ export const cluster: CommandSpec = {
       all: { type: "boolean" },
       yes: { type: "boolean" },
       force: { type: "boolean" },
+      ...MEMBERSHIP_FLAGS,
       ...SECURITY_FLAGS,
     }, 1);
     if (values.help) {
@@ -81,13 +94,14 @@ export const cluster: CommandSpec = {
     const action = positionals[0];
     if (!ACTIONS.includes(action ?? "")) {
       throw new CliError(
-        "Cannot run cluster: give status, scrub, replace or force-recover (see 'metaq cluster --help')",
+        `Cannot run cluster: give ${ACTIONS.join(", ")} (see 'metaq cluster --help')`,
       );
     }
     const nodeId = integerFlag("node-id", values["node-id"], { min: 1, max: 1023 });
     if (action === "replace" && nodeId === undefined) {
       throw new CliError("Cannot replace a node: give --node-id N");
     }
+    const membership = membershipRequest(action, nodeId, values);
     const recover = action === "force-recover" ? recoverArgs(values) : undefined;
     const client = new MetaqClient({
       brokers: brokerList(values.broker),
@@ -103,6 +117,12 @@ export const cluster: CommandSpec = {
     try {
       if (action === "force-recover") {
         return await runForceRecover(client, recover!);
+      }
+      if (membership) {
+        const answer = await client.extension("cluster", [membership.verb, membership.arg]);
+        if (values.format === "json") console.log(answer);
+        else printMembership(membership.verb, JSON.parse(answer));
+        return 0;
       }
       const text = await client.extension("cluster", [action, nodeId ?? "-"]);
       if (action === "status" && values.format !== "json") {
@@ -149,7 +169,18 @@ function printStatus(report: ClusterStatusReport): void {
     console.log(
       `  node ${peer.nodeId}${peer.self ? " (this node)" : ""}  ${
         peer.address ?? "address unknown"
-      }  ${peer.connected ? "connected" : "UNREACHABLE"}`,
+      }  peer ${peer.peer ?? "?"}  ${peer.state === "leaving" ? "LEAVING  " : ""}${
+        peer.connected ? "connected" : "UNREACHABLE"
+      }`,
+    );
+  }
+  for (const move of report.reassignments ?? []) {
+    const behind = Object.entries(move.behindBytes).map(([id, bytes]) =>
+      `node ${id} ${bytes === null ? "not started" : `${bytes} bytes behind`}`
+    );
+    console.log(
+      `  moving ${move.group}: voters ${move.voters.join(",")} -> ${move.target.join(",")}` +
+        (behind.length > 0 ? ` (${behind.join("; ")})` : " (caught up: changing voters)"),
     );
   }
   const header = [
