@@ -182,13 +182,20 @@ export class ClusterNode implements Logs {
     return this.settings.join !== undefined && !this.#metadata?.state.initialized;
   }
 
-  /** Every node this node links to: members (leaving ones too), the seed, and nodes heard of. */
+  /**
+   * Every node this node links to: the members (leaving ones too), or the seed and the nodes
+   * heard of before the metadata is applied. A member's address is the freshest known: what
+   * it last said about itself, then `--peers`, then what the metadata recorded (a node may
+   * have restarted on another address since).
+   */
   #peerAddresses(): PeerAddress[] {
     const addresses = new Map<NodeId, PeerAddress>();
     const state = this.#metadata?.state;
     if (state?.initialized) {
       for (const member of state.members()) {
-        const address = parseAddress(member.id, member.peer);
+        const address = this.#toldAddresses.get(member.id) ??
+          this.settings.peers.find((peer) => peer.id === member.id) ??
+          parseAddress(member.id, member.peer);
         if (address) addresses.set(member.id, address);
       }
     } else {
@@ -636,7 +643,10 @@ export class ClusterNode implements Logs {
     const previous = this.#peers.get(from);
     this.#peers.set(from, info);
     const told = info.peer ? parseAddress(from, info.peer) : undefined;
-    if (told && this.joining && !this.#toldAddresses.has(from)) {
+    const known = this.#toldAddresses.get(from);
+    if (told && (known?.host !== told.host || known?.port !== told.port)) {
+      // Where a node says it listens now wins (a joining node learns its peers so, and a node
+      // that restarted elsewhere is reached there).
       this.#toldAddresses.set(from, told);
       this.#transport?.setPeers(this.#peerAddresses());
     }

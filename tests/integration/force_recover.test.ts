@@ -71,6 +71,14 @@ test(
       const led = await forceRecover(client, "partition=kept-0&force=1");
       expect(led.plan.groups).toEqual([]);
       expect(led.plan.refused[0].kind).toBe("led");
+      // The broker's own logs elect on their own timers: once they have, nothing is stuck.
+      await waitFor(
+        "a leader for every group of the broker's own",
+        () =>
+          cluster.nodes.every((node) =>
+            node.cluster!.replicas().every((replica) => replica.leaderId !== 0)
+          ),
+      );
       const all = await forceRecover(client, "all=1");
       expect(all.plan).toEqual({ groups: [], refused: [], fingerprint: all.plan.fingerprint });
       const applied = await forceRecover(client, `partition=kept-0&apply=${led.plan.fingerprint}`);
