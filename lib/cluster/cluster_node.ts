@@ -184,24 +184,25 @@ export class ClusterNode implements Logs {
 
   /**
    * Every node this node links to: the members (leaving ones too), or the seed and the nodes
-   * heard of before the metadata is applied. A member's address is the freshest known: what
-   * it last said about itself, then `--peers`, then what the metadata recorded (a node may
-   * have restarted on another address since).
+   * heard of before the metadata is applied. A member's address is the one `--peers` gives for
+   * it (the operator's word for this run: it may route through a proxy), else where it last
+   * said it listens, else what the metadata recorded (a node may have moved since).
    */
   #peerAddresses(): PeerAddress[] {
     const addresses = new Map<NodeId, PeerAddress>();
     const state = this.#metadata?.state;
     if (state?.initialized) {
       for (const member of state.members()) {
-        const address = this.#toldAddresses.get(member.id) ??
-          this.settings.peers.find((peer) => peer.id === member.id) ??
-          parseAddress(member.id, member.peer);
+        const address = this.settings.peers.find((peer) => peer.id === member.id) ??
+          this.#toldAddresses.get(member.id) ?? parseAddress(member.id, member.peer);
         if (address) addresses.set(member.id, address);
       }
     } else {
       for (const peer of this.settings.peers) addresses.set(peer.id, peer);
       // A joining node dials those that reached it, so it can answer them.
-      for (const [id, address] of this.#toldAddresses) addresses.set(id, address);
+      for (const [id, address] of this.#toldAddresses) {
+        if (!addresses.has(id)) addresses.set(id, address);
+      }
     }
     addresses.delete(this.nodeId);
     return [...addresses.values()].sort((a, b) => a.id - b.id);
@@ -645,8 +646,8 @@ export class ClusterNode implements Logs {
     const told = info.peer ? parseAddress(from, info.peer) : undefined;
     const known = this.#toldAddresses.get(from);
     if (told && (known?.host !== told.host || known?.port !== told.port)) {
-      // Where a node says it listens now wins (a joining node learns its peers so, and a node
-      // that restarted elsewhere is reached there).
+      // Where a node says it listens now (a joining node learns its peers so, and a node that
+      // restarted elsewhere is reached there, unless --peers names it).
       this.#toldAddresses.set(from, told);
       this.#transport?.setPeers(this.#peerAddresses());
     }
