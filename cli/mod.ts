@@ -14,6 +14,7 @@ import { topics } from "./topics.ts";
 import { tx } from "./tx.ts";
 import { verify } from "./verify.ts";
 import { version } from "./version.ts";
+import { zk } from "./zk.ts";
 
 export const COMMANDS: readonly CommandSpec[] = [
   serve,
@@ -24,6 +25,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   stats,
   tx,
   cluster,
+  zk,
   verify,
   version,
   bench,
