@@ -23,7 +23,7 @@ import { type Logger, silentLogger } from "../log.ts";
 import { checkGroupName } from "../protocol/names.ts";
 import type { ZkClient, ZkState } from "../zk/client.ts";
 import { MetaLayout } from "../zk/meta_layout.ts";
-import { childrenOf, createEphemeral, deleteIfExists, ensurePath, readText } from "../zk/nodes.ts";
+import { createEphemeral, deleteIfExists, ensurePath, readText } from "../zk/nodes.ts";
 import { isZkError } from "../zk/protocol.ts";
 import { type ClientOptions, MetaqClient } from "./client.ts";
 import { BrokerError } from "./errors.ts";
@@ -124,6 +124,8 @@ export class ZkConsumer {
   };
   readonly #handlers = new Map<string, { handler: MessageHandler; autoAck: boolean }>();
   readonly #readers = new Map<string, Running>();
+  /** Stopped readers whose final position is not committed yet. */
+  readonly #stopped = new Map<string, Running>();
   /** Partitions whose owner node this session holds, `topic/b-p`. */
   readonly #owned = new Set<string>();
   readonly #committed = new Map<string, number>();
@@ -454,9 +456,6 @@ export class ZkConsumer {
       });
     }
   }
-
-  /** Stopped readers whose final position is not committed yet. */
-  readonly #stopped = new Map<string, Running>();
 
   /** Writes every changed position (of running and just stopped readers) to ZooKeeper. */
   async #commit(throwOnFailure: boolean): Promise<void> {
