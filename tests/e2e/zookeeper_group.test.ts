@@ -27,7 +27,7 @@ beforeAll(async () => {
     sessionTimeoutMs: 10_000,
     connectionTimeoutMs: 10_000,
   });
-}, 90_000);
+}, 600_000); // the first run on a fresh machine installs ZooKeeper (apt-get)
 afterAll(async () => {
   await reader?.close();
   await zk?.[Symbol.asyncDispose]();
@@ -124,21 +124,21 @@ test(
       timeoutMs: 30_000,
     });
     await waitFor("the seeds", () => a.lines.length + b.lines.length === 2);
-  // `metaq zk status` shows the fleet as ZooKeeper holds it.
-  const status = await runMetaq(["zk", "status", "--zk-connect", zk.connect, "--format", "json"]);
-  expect(status.code).toBe(0);
-  const fleet = JSON.parse(status.stdout);
-  expect(fleet.brokers).toEqual([
-    { id: 1, master: one.address, slaves: {} },
-    { id: 2, master: two.address, slaves: {} },
-  ]);
-  expect(fleet.topics).toEqual([
-    { topic: "orders", publish: { "1-m": 2, "2-m": 2 }, subscribe: { "1-m": 2, "2-m": 2 } },
-  ]);
-  expect(fleet.groups[0].group).toBe("g");
-  expect(fleet.groups[0].consumers).toEqual({ g_a: ["orders"], g_b: ["orders"] });
-  expect(fleet.groups[0].topics[0].partitions.map((p: { owner: string }) => p.owner))
-    .toEqual(["g_a", "g_a", "g_b", "g_b"]);
+    // `metaq zk status` shows the fleet as ZooKeeper holds it.
+    const status = await runMetaq(["zk", "status", "--zk-connect", zk.connect, "--format", "json"]);
+    expect(status.code).toBe(0);
+    const fleet = JSON.parse(status.stdout);
+    expect(fleet.brokers).toEqual([
+      { id: 1, master: one.address, slaves: {} },
+      { id: 2, master: two.address, slaves: {} },
+    ]);
+    expect(fleet.topics).toEqual([
+      { topic: "orders", publish: { "1-m": 2, "2-m": 2 }, subscribe: { "1-m": 2, "2-m": 2 } },
+    ]);
+    expect(fleet.groups[0].group).toBe("g");
+    expect(fleet.groups[0].consumers).toEqual({ g_a: ["orders"], g_b: ["orders"] });
+    expect(fleet.groups[0].topics[0].partitions.map((p: { owner: string }) => p.owner))
+      .toEqual(["g_a", "g_a", "g_b", "g_b"]);
 
     // Round-robin over 1-0, 1-1, 2-0, 2-1: message i lands on the (i % 4)th partition.
     await produce(0, 40);
