@@ -11,6 +11,9 @@ import { validAddress } from "./cluster_state.ts";
 import { isInternalTopic } from "./placement.ts";
 import { type Move, planPlacement } from "./placement_plan.ts";
 
+/** How long an action waits for a just-started cluster to write its first metadata record. */
+const METADATA_WAIT_MS = 5_000;
+
 /** Actions that change the cluster's state: served on the metadata group's leader. */
 export const MEMBERSHIP_ACTIONS: ReadonlySet<string> = new Set([
   "add",
@@ -33,7 +36,7 @@ export async function runMembershipAction(
   arg: string,
 ): Promise<string> {
   const metadata = node.metadata;
-  if (!metadata?.state.initialized) {
+  if (!metadata || !await metadata.whenInitialized(METADATA_WAIT_MS)) {
     throw new BrokerError("unavailable", "this node has not applied the cluster's metadata yet");
   }
   switch (action) {

@@ -65,6 +65,26 @@ export class ClusterMetadata {
     return () => this.#listeners.delete(listener);
   }
 
+  /**
+   * Resolves once the state is initialized (a new cluster's leader writes `init` right after its
+   * first election, so a command sent just after start waits for it instead of failing); false
+   * when `timeoutMs` passes first.
+   */
+  whenInitialized(timeoutMs: number): Promise<boolean> {
+    if (this.state.initialized) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const finish = (initialized: boolean) => {
+        clearTimeout(timer);
+        unsubscribe();
+        resolve(initialized);
+      };
+      const timer = setTimeout(() => finish(false), timeoutMs);
+      const unsubscribe = this.onChange(() => {
+        if (this.state.initialized) finish(true);
+      });
+    });
+  }
+
   /** Applies what became readable; the writer initializes a new cluster. */
   update(): void {
     if (this.#stopped) return;
