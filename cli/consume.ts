@@ -24,7 +24,8 @@ import {
   topicMetadata,
   writeStdout,
 } from "./common.ts";
-import { consumeAsGroup } from "./consume_group.ts";
+import { consumeAsGroup, consumeAsZkGroup } from "./consume_group.ts";
+import { ZK_FLAGS, ZK_USAGE, zkTarget } from "./zk_connect.ts";
 
 const USAGE = `Usage: metaq consume TOPIC [options]
 
@@ -37,6 +38,12 @@ group's members (start several processes to split them), offsets are committed t
 and it runs until Ctrl-C (or --max), then commits and leaves. With --broadcast every consumer
 of the group reads every message and keeps its offsets locally. Partition starts and stops are
 reported on stderr.
+
+With --group G --zk-connect LIST it joins G as MetaQ's Java consumers do: the members balance
+the partitions of every broker registered in ZooKeeper among themselves (MetaQ's ids and owners
+nodes), so metaq and original consumers can share the group, and offsets are committed to
+ZooKeeper as <msgId>-<offset>. Partitions are named <brokerId>-<partition>; json output adds
+"brokerId".
 
 A topic that does not exist (no partition holds a message, and no [topic=...] section names it)
 or a partition it does not have is an error (exit 1); give --follow to wait for a topic's first
@@ -64,6 +71,10 @@ Group options:
   --consumer-id ID          member id (default <host>-<pid>-<random>)
   --commit-period MS        commit offsets this often (default 5000)
 
+ZooKeeper mode (with --group; see docs/zookeeper.md):
+${ZK_USAGE}
+  --zk-sync-time-ms MS      pause between rebalance attempts (zk.zkSyncTimeMs, default 5000)
+
 ${CONNECTION_USAGE}
 
 Examples:
@@ -71,7 +82,8 @@ Examples:
   metaq consume orders --partition 2 --offset 1024 --max 10 --format json
   metaq consume orders --follow --format json
   metaq consume orders --group billing            # run it two or three times
-  metaq consume orders --group audit --broadcast --instance audit-1`;
+  metaq consume orders --group audit --broadcast --instance audit-1
+  metaq consume orders --group billing --zk-connect zk1:2181,zk2:2181   # with Java consumers`;
 
 const FLAGS = {
   broker: { type: "string" },
@@ -90,11 +102,28 @@ const FLAGS = {
   instance: { type: "string" },
   "consumer-id": { type: "string" },
   "commit-period": { type: "string" },
+  ...ZK_FLAGS,
+  "zk-sync-time-ms": { type: "string" },
   ...SECURITY_FLAGS,
 } as const;
 
 /** Flags that only make sense for a group member. */
-const GROUP_ONLY = ["broadcast", "strategy", "offsets", "instance", "consumer-id", "commit-period"];
+const GROUP_ONLY = [
+  "broadcast",
+  "strategy",
+  "offsets",
+  "instance",
+  "consumer-id",
+  "commit-period",
+  "zk-connect",
+];
+/** Flags a ZooKeeper group member has no use for, and why. */
+const NOT_WITH_ZK = new Map([
+  ["broker", "ZooKeeper names the brokers"],
+  ["broadcast", "broadcast consumers read one broker or cluster, found with --broker"],
+  ["offsets", "a ZooKeeper group keeps its offsets in ZooKeeper"],
+  ["instance", "a ZooKeeper group keeps its offsets in ZooKeeper"],
+]);
 
 const JAVA_LONG_MAX = 9223372036854775807n;
 const IDLE_DELAYS_MS = [50, 100, 200, 400, 800, 1000];
@@ -114,9 +143,29 @@ export const consume: CommandSpec = {
     const topic = topicArgument("consume", positionals[0]);
     const format = formatFlag(values.format);
     const { partition, offset, max, maxSize, grouped } = checkFlags(values);
-    const brokers = brokerList(values.broker);
+    const zk = zkTarget(values);
     const security = clientSecurity(values);
     stopOnBrokenPipe();
+    if (zk) {
+      const printed = await consumeAsZkGroup({
+        zk,
+        security,
+        topic,
+        group: values.group,
+        strategy: values.strategy,
+        commitPeriod: values["commit-period"],
+        consumerId: values["consumer-id"],
+        syncTime: values["zk-sync-time-ms"],
+        follow: values.follow ?? false,
+        start: values["from-end"] ? "latest" : "earliest",
+        max,
+        maxSize,
+        format: (message) => formatMessage(message, format),
+      });
+      process.stderr.write(`Consumed ${printed.toLocaleString("en-US")} messages\n`);
+      return 0;
+    }
+    const brokers = brokerList(values.broker);
     // The first contact fails fast (a broker that is not there is an error at once, after a
     // dial of each one listed); a follower then rides out restarts of the broker.
     const client = new MetaqClient({
@@ -190,6 +239,9 @@ function checkFlags(values: {
   "max-size"?: string;
   group?: string;
   broadcast?: boolean;
+  broker?: string;
+  "zk-connect"?: string;
+  "zk-sync-time-ms"?: string;
 }) {
   const starts =
     [values["from-beginning"], values["from-end"], values.offset !== undefined].filter(Boolean)
@@ -212,6 +264,15 @@ function checkFlags(values: {
   );
   if (!grouped && usedGroupOnly) {
     throw new CliError(`Cannot use --${usedGroupOnly} without --group`);
+  }
+  if (values["zk-connect"] !== undefined) {
+    for (const [flag, why] of NOT_WITH_ZK) {
+      if ((values as Record<string, unknown>)[flag] !== undefined) {
+        throw new CliError(`Cannot combine --${flag} with --zk-connect: ${why}`);
+      }
+    }
+  } else if (values["zk-sync-time-ms"] !== undefined) {
+    throw new CliError("Cannot use --zk-sync-time-ms without --zk-connect");
   }
   if (values.group !== undefined) groupArgument(values.group);
   return { partition, offset, max, maxSize, grouped };
@@ -335,6 +396,7 @@ function formatFields(
   message: {
     topic: string;
     partition: number;
+    brokerId?: number;
     offset: number;
     nextOffset: number;
     id: bigint;
@@ -349,6 +411,7 @@ function formatFields(
     JSON.stringify({
       topic: message.topic,
       partition: message.partition,
+      ...(message.brokerId === undefined ? {} : { brokerId: message.brokerId }),
       offset: message.offset,
       nextOffset: message.nextOffset,
       id: message.id.toString(),

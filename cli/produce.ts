@@ -13,13 +13,18 @@
  * that the run gives up at once instead of failing every remaining line. At the end (input done,
  * gave up, or Ctrl-C) the summary gives the counts, the failed and indeterminate lines, and the
  * line to resume from.
+ *
+ * Where a line goes is a route: one broker (or cluster) and its partitions, or, with
+ * `--zk-connect`, every broker that publishes the topic in a MetaQ fleet's ZooKeeper.
  */
 import * as fs from "node:fs";
 import process from "node:process";
-import { MetaqClient } from "../lib/client/client.ts";
+import { type Message, MetaqClient } from "../lib/client/client.ts";
 import { ConnectionError, TimeoutError } from "../lib/client/errors.ts";
 import { failureOutcome, keyHashSelector } from "../lib/client/producer.ts";
+import { ZkProducer } from "../lib/client/zk_producer.ts";
 import { describeError } from "../lib/errors.ts";
+import type { ZkClient } from "../lib/zk/client.ts";
 import {
   brokerList,
   clientSecurity,
@@ -36,6 +41,7 @@ import {
   topicArgument,
   topicMetadata,
 } from "./common.ts";
+import { openZooKeeper, ZK_FLAGS, ZK_USAGE, type ZkTarget, zkTarget } from "./zk_connect.ts";
 
 const USAGE = `Usage: metaq produce TOPIC [options]
 
@@ -59,13 +65,19 @@ Options:
   --retry-ms MS             keep reconnecting and resending this long (default 30000; 0: never)
   --format text|json        summary as text on stderr (default) or as one JSON object on stdout
 
+ZooKeeper mode (see docs/zookeeper.md): messages go round-robin over the partitions of every
+broker that publishes TOPIC, as MetaQ's Java producer sends them (--partition B-P names one,
+--key hashes over them all); a broker that cannot be reached is skipped.
+${ZK_USAGE}
+
 ${CONNECTION_USAGE}
 
 Examples:
   echo hello | metaq produce orders
   seq 1000000 | metaq produce numbers --partition 0
   metaq produce orders --message '{"id":1}' --key customer-7
-  tail -n +44162 orders.txt | metaq produce orders    # resume where a summary said`;
+  tail -n +44162 orders.txt | metaq produce orders    # resume where a summary said
+  seq 100 | metaq produce orders --zk-connect zk1:2181,zk2:2181`;
 
 const FLAGS = {
   broker: { type: "string" },
@@ -78,6 +90,7 @@ const FLAGS = {
   timeout: { type: "string" },
   "retry-ms": { type: "string" },
   format: { type: "string" },
+  ...ZK_FLAGS,
   ...SECURITY_FLAGS,
 } as const;
 
@@ -106,7 +119,20 @@ export const produce: CommandSpec = {
       throw new CliError("Cannot combine --file and --message");
     }
     const format = formatFlag(values.format);
-    const partition = integerFlag("partition", values.partition, { min: 0, max: 1_000_000 });
+    const zk = zkTarget(values);
+    if (zk && values.broker !== undefined) {
+      throw new CliError("Cannot combine --broker with --zk-connect: ZooKeeper names the brokers");
+    }
+    const partition = zk ? undefined : integerFlag("partition", values.partition, {
+      min: 0,
+      max: 1_000_000,
+    });
+    if (zk && values.partition !== undefined && !/^\d+-\d+$/.test(values.partition)) {
+      throw new CliError(
+        `Cannot use --partition ${values.partition} with --zk-connect: name a partition as ` +
+          "<brokerId>-<partition>, such as 1-0",
+      );
+    }
     const windowMax = integerFlag("window", values.window, { min: 1, max: 100_000 }) ?? 1024;
     const timeout = integerFlag("timeout", values.timeout, { min: 1, max: 3_600_000 }) ?? 10_000;
     const retryMs = integerFlag("retry-ms", values["retry-ms"], { min: 0, max: 86_400_000 }) ??
@@ -114,29 +140,27 @@ export const produce: CommandSpec = {
     if (values.file !== undefined && !fs.existsSync(values.file)) {
       throw new CliError(`Cannot read --file ${values.file}: no such file`);
     }
-    const brokers = brokerList(values.broker);
-    const client = new MetaqClient({
-      brokers,
-      requestTimeoutMs: timeout,
-      // One dial of each broker per try: the run below dials again, with its back-off and notes.
-      reconnectAttemptsMax: brokers.length,
-      ...clientSecurity(values),
-    });
+    let route: Route | undefined;
     try {
-      const meta = await topicMetadata(client, topic, "produce to");
-      if (partition !== undefined && partition >= meta.partitions) {
-        throw new CliError(
-          `Cannot produce to ${topic}: partition ${partition} does not exist (${topic} has ` +
-            `partitions 0 to ${meta.partitions - 1})`,
-          1,
-        );
-      }
+      route = zk
+        ? await zkRoute(zk, {
+          topic,
+          name: values.partition,
+          key: values.key,
+          timeout,
+          security: clientSecurity(values),
+        })
+        : await brokerRoute({
+          brokers: brokerList(values.broker),
+          topic,
+          partition,
+          key: values.key,
+          timeout,
+          security: clientSecurity(values),
+        });
       const run = new ProduceRun({
-        client,
+        route,
         topic,
-        partitions: meta.partitions,
-        partition,
-        key: values.key,
         attribute: values.attribute,
         windowMax,
         retryMs,
@@ -156,17 +180,118 @@ export const produce: CommandSpec = {
       if (error instanceof CliError) throw error;
       throw new CliError(`Cannot produce to ${topic}: ${describeError(error)}`, 1);
     } finally {
-      client.close();
+      await route?.close();
     }
   },
 };
 
-interface RunOptions {
-  readonly client: MetaqClient;
+/** Where lines go: picks each one's partition, sends it, and dials again after a loss. */
+interface Route {
+  put(message: Message): Promise<unknown>;
+  /** Dials again after a lost connection; throws while no broker can be reached. */
+  reconnect(): Promise<void>;
+  close(): Promise<void>;
+}
+
+interface RouteOptions {
   readonly topic: string;
-  readonly partitions: number;
-  readonly partition?: number;
   readonly key?: string;
+  readonly timeout: number;
+  readonly security: ReturnType<typeof clientSecurity>;
+}
+
+/** One broker (or cluster): round robin over its partitions, or --partition, or --key. */
+async function brokerRoute(
+  options: RouteOptions & { brokers: string[]; partition?: number },
+): Promise<Route> {
+  const { topic, partition, key, brokers } = options;
+  const client = new MetaqClient({
+    brokers,
+    requestTimeoutMs: options.timeout,
+    // One dial of each broker per try: the run dials again, with its back-off and notes.
+    reconnectAttemptsMax: brokers.length,
+    ...options.security,
+  });
+  try {
+    const meta = await topicMetadata(client, topic, "produce to");
+    if (partition !== undefined && partition >= meta.partitions) {
+      throw new CliError(
+        `Cannot produce to ${topic}: partition ${partition} does not exist (${topic} has ` +
+          `partitions 0 to ${meta.partitions - 1})`,
+        1,
+      );
+    }
+    const selector = keyHashSelector();
+    let next = 0;
+    return {
+      put: (message) => {
+        const target = partition ??
+          (key !== undefined
+            ? selector({ topic, partitions: meta.partitions, key })
+            : next++ % meta.partitions);
+        return client.put(topic, target, message);
+      },
+      reconnect: async () => void await client.connection(),
+      close: () => Promise.resolve(client.close()),
+    };
+  } catch (error) {
+    client.close();
+    throw error;
+  }
+}
+
+/** Every master that publishes the topic in ZooKeeper, as MetaQ's Java producer sends. */
+async function zkRoute(
+  target: ZkTarget,
+  options: RouteOptions & { name?: string },
+): Promise<Route> {
+  const { topic, name, key } = options;
+  const zk: ZkClient = await openZooKeeper(target);
+  const producer = new ZkProducer({
+    zk,
+    root: target.layout.root,
+    clientOptions: {
+      requestTimeoutMs: options.timeout,
+      // One dial per put: an unreachable broker is skipped, not waited for.
+      reconnectAttemptsMax: 1,
+      ...options.security,
+    },
+  });
+  const close = async () => {
+    producer.close();
+    await zk.close();
+  };
+  try {
+    const partitions = await producer.partitionsOf(topic);
+    const dir = `${target.layout.brokerTopicsPub}/${topic}`;
+    if (partitions.length === 0) {
+      throw new CliError(
+        `Cannot produce to ${topic}: no broker publishes it in ZooKeeper (no master under ${dir})`,
+        1,
+      );
+    }
+    if (name !== undefined && !partitions.some((partition) => partition.name === name)) {
+      throw new CliError(
+        `Cannot produce to ${topic}: partition ${name} is not published (${
+          partitions.map((partition) => partition.name).join(", ")
+        } are)`,
+        1,
+      );
+    }
+    return {
+      put: (message) => producer.put(topic, message, { name, key }),
+      reconnect: () => producer.reach(topic),
+      close,
+    };
+  } catch (error) {
+    await close();
+    throw error;
+  }
+}
+
+interface RunOptions {
+  readonly route: Route;
+  readonly topic: string;
   readonly attribute?: string;
   readonly windowMax: number;
   readonly retryMs: number;
@@ -211,7 +336,6 @@ export interface ProduceSummary {
 /** Sends lines through one client; counts each line's fate. See the module table. */
 class ProduceRun {
   readonly #options: RunOptions;
-  readonly #selector = keyHashSelector();
   readonly #started = performance.now();
   readonly #progress = new Progress();
   #lines = 0;
@@ -225,7 +349,6 @@ class ProduceRun {
   #inFlight = 0;
   /** Lines in flight, so that abandoning them (a second Ctrl-C) can name them. */
   readonly #pending = new Set<number>();
-  #nextPartition = 0;
   /** Since when puts have been failing, and why; cleared by the next acknowledgement. */
   #trouble: { sinceMs: number; reason: string; attempts: number } | undefined;
   #lost = false;
@@ -340,7 +463,7 @@ class ProduceRun {
     ]);
     if (this.#stopped !== undefined) return;
     try {
-      await this.#options.client.connection();
+      await this.#options.route.reconnect();
       this.#lost = false; // the queued lines go out in the next steps; failures come back here
     } catch (error) {
       trouble.reason = `Cannot reconnect: ${describeError(error)}`;
@@ -348,14 +471,9 @@ class ProduceRun {
   }
 
   #put(line: Line): void {
-    const { client, topic, partition, key, attribute, partitions } = this.#options;
-    const target = partition ??
-      (key !== undefined
-        ? this.#selector({ topic, partitions, key })
-        : this.#nextPartition++ % partitions);
     this.#inFlight += 1;
     this.#pending.add(line.number);
-    client.put(topic, target, { payload: line.payload, attribute }).then(
+    this.#options.route.put({ payload: line.payload, attribute: this.#options.attribute }).then(
       () => this.#settled(line, undefined),
       (error) => this.#settled(line, error),
     );

@@ -1,115 +1,67 @@
 /**
- * @module `metaq zk status|consume|produce`: a MetaQ fleet as ZooKeeper sees it, and metaq's
- * ZooKeeper-balanced consumer and ZooKeeper-routed producer, which work alongside MetaQ's original
- * clients (docs/zookeeper.md).
+ * @module `metaq zk status`: a MetaQ fleet as ZooKeeper sees it (docs/zookeeper.md). Consuming
+ * and producing in ZooKeeper mode are `metaq consume --group G --zk-connect ...` and
+ * `metaq produce --zk-connect ...`.
  */
-import * as fs from "node:fs";
-import process from "node:process";
 import { MetaLayout, parseZkOffset } from "../lib/zk/meta_layout.ts";
-import { describeError } from "../lib/errors.ts";
-import { consoleLogger } from "../lib/log.ts";
-import type { ConsumedMessage } from "../lib/client/partition_reader.ts";
-import { ZkClient } from "../lib/zk/client.ts";
+import type { ZkClient } from "../lib/zk/client.ts";
 import { childrenOf, readText } from "../lib/zk/nodes.ts";
 import { readBrokers } from "../lib/client/zk_fleet.ts";
-import { ZkConsumer, type ZkConsumerEvent } from "../lib/client/zk_consumer.ts";
-import { ZkProducer } from "../lib/client/zk_producer.ts";
-import { normalizeRoot } from "../lib/config/zookeeper_config.ts";
-import {
-  clientSecurity,
-  CliError,
-  type CommandSpec,
-  integerFlag,
-  parseFlags,
-  SECURITY_FLAGS,
-  writeStdout,
-} from "./common.ts";
+import { CliError, type CommandSpec, formatFlag, parseFlags, writeStdout } from "./common.ts";
+import { openZooKeeper, ZK_FLAGS, ZK_USAGE, zkTarget } from "./zk_connect.ts";
 
-const USAGE = `Usage: metaq zk status|consume|produce [options]
+const USAGE = `Usage: metaq zk status --zk-connect LIST [options]
 
-  status                 the fleet as ZooKeeper sees it: broker ids with their master and
-                         slaves, topics and partitions per broker, groups with their consumers,
-                         partition owners and offsets
-  consume TOPIC --group G
-                         consume as a member of a ZooKeeper-balanced group (MetaQ's own
-                         balancing: original Java consumers and these share the group); offsets
-                         are committed to ZooKeeper as <msgId>-<offset>
-  produce TOPIC          send one message per line of stdin (or --message) round-robin over
-                         every partition of every broker publishing TOPIC
+Shows a MetaQ fleet as ZooKeeper holds it: broker ids with their master and slaves, each
+topic's partitions per broker (publish / subscribe), and each ZooKeeper-balanced group with its
+consumers, partition owners and offsets (<msgId>-<offset>).
+
+To consume or produce in ZooKeeper mode, alongside MetaQ's original clients:
+  metaq consume TOPIC --group G --zk-connect LIST
+  metaq produce TOPIC --zk-connect LIST
 
 Options:
-  --zk-connect LIST      ZooKeeper servers host:port[,...][/chroot] (or $METAQ_ZK_CONNECT)
-  --zk-root PATH         root of MetaQ's nodes (default /meta)
-  --format text|json     status and consume output (default text)
-  --group G              consume: the group
-  --strategy S           consume: DEFAULT (default) or CONSIST
-  --consumer-id ID       consume: MetaQ's consumerId (default <address>-<pid>-<uuid>)
-  --from-latest          consume: start at the end where the group has no offset (default: start)
-  --max N                consume: stop after N messages
-  --commit-period MS     consume: commit offsets this often (default 5000)
-  --zk-sync-time-ms MS   consume: pause between rebalance attempts (default 5000, zk.zkSyncTimeMs)
-  --message TEXT         produce: send one message and exit
+${ZK_USAGE}
+  --format text|json        output format (default text)
 
 Examples:
-  metaq zk status --zk-connect zk1:2181
-  metaq zk consume orders --group billing --zk-connect zk1:2181
-  seq 100 | metaq zk produce orders --zk-connect zk1:2181`;
+  metaq zk status --zk-connect zk1:2181,zk2:2181
+  metaq zk status --zk-connect zk1:2181/chroot --zk-root /meta --format json`;
 
 const FLAGS = {
-  "zk-connect": { type: "string" },
-  "zk-root": { type: "string" },
+  ...ZK_FLAGS,
   format: { type: "string" },
-  group: { type: "string" },
-  strategy: { type: "string" },
-  "consumer-id": { type: "string" },
-  "from-latest": { type: "boolean" },
-  max: { type: "string" },
-  "commit-period": { type: "string" },
-  "zk-sync-time-ms": { type: "string" },
-  message: { type: "string" },
-  ...SECURITY_FLAGS,
 } as const;
 
-type Values = ReturnType<typeof parseFlags<typeof FLAGS>>["values"];
+/** Where the actions `metaq zk` once had went. */
+const MOVED = new Map([
+  ["consume", "metaq consume TOPIC --group G --zk-connect LIST"],
+  ["produce", "metaq produce TOPIC --zk-connect LIST"],
+]);
 
 export const zk: CommandSpec = {
   name: "zk",
-  summary: "the fleet in ZooKeeper; ZooKeeper-balanced consume and produce",
+  summary: "a MetaQ fleet as ZooKeeper sees it (brokers, topics, groups)",
   usage: USAGE,
   async run(args) {
-    const { values, positionals } = parseFlags("zk", args, FLAGS, 2);
+    // Before the flags: their flags are not ours.
+    const moved = MOVED.get(args[0]);
+    if (moved) throw new CliError(`Cannot run zk ${args[0]}: it is ${moved} now`);
+    const { values, positionals } = parseFlags("zk", args, FLAGS, 1);
     if (values.help) {
       console.log(USAGE);
       return 0;
     }
     const action = positionals[0];
-    if (!["status", "consume", "produce"].includes(action ?? "")) {
-      throw new CliError("Cannot run zk: give status, consume or produce (see 'metaq zk --help')");
+    if (action !== "status") {
+      throw new CliError("Cannot run zk: give status (see 'metaq zk --help')");
     }
-    const format = values.format ?? "text";
-    if (format !== "text" && format !== "json") {
-      throw new CliError(`Cannot use --format ${format}: expected text or json`);
-    }
-    const connect = values["zk-connect"] ?? process.env.METAQ_ZK_CONNECT;
-    if (!connect) throw new CliError("Cannot run zk: give --zk-connect (or set METAQ_ZK_CONNECT)");
-    const layout = new MetaLayout(normalizeRoot(values["zk-root"] ?? "/meta"));
-    if (action !== "status" && positionals[1] === undefined) {
-      throw new CliError(`Cannot run zk ${action}: give a TOPIC`);
-    }
-    let client: ZkClient;
+    const format = formatFlag(values.format);
+    const target = zkTarget(values);
+    if (!target) throw new CliError("Cannot run zk status: give --zk-connect");
+    const client = await openZooKeeper(target);
     try {
-      client = await ZkClient.open({
-        connect,
-        sessionTimeoutMs: 30_000,
-        connectionTimeoutMs: 10_000,
-      });
-    } catch (error) {
-      throw new CliError(describeError(error), 1);
-    }
-    try {
-      if (action === "status") return await status(client, layout, format);
-      if (action === "produce") return await produce(client, layout, positionals[1], values);
-      return await consume(client, layout, positionals[1], values, format);
+      return await status(client, target.layout, format);
     } finally {
       await client.close();
     }
@@ -258,126 +210,4 @@ async function partitionCounts(client: ZkClient, dir: string): Promise<Record<st
     }
   }
   return counts;
-}
-
-async function produce(
-  client: ZkClient,
-  layout: MetaLayout,
-  topic: string,
-  values: Values,
-): Promise<number> {
-  const producer = new ZkProducer({
-    zk: client,
-    root: layout.root,
-    clientOptions: clientSecurity(values),
-  });
-  let sent = 0;
-  let failed = 0;
-  const send = async (line: string) => {
-    try {
-      await producer.put(topic, { payload: new TextEncoder().encode(line) });
-      sent += 1;
-    } catch (error) {
-      failed += 1;
-      if (failed <= 5) process.stderr.write(`metaq zk produce: ${describeError(error)}\n`);
-    }
-  };
-  try {
-    if (values.message !== undefined) await send(values.message);
-    else {
-      const text = fs.readFileSync(0, "utf8");
-      for (const line of text.split("\n")) if (line !== "") await send(line);
-    }
-  } finally {
-    producer.close();
-  }
-  process.stderr.write(
-    `Produced ${sent} messages to ${topic}${failed ? `, ${failed} failed` : ""}\n`,
-  );
-  return failed === 0 ? 0 : 1;
-}
-
-async function consume(
-  client: ZkClient,
-  layout: MetaLayout,
-  topic: string,
-  values: Values,
-  format: string,
-): Promise<number> {
-  if (values.group === undefined) throw new CliError("Cannot run zk consume: give --group");
-  const strategy = (values.strategy ?? "DEFAULT").toUpperCase();
-  if (strategy !== "DEFAULT" && strategy !== "CONSIST") {
-    throw new CliError(`Cannot use --strategy ${values.strategy}: expected DEFAULT or CONSIST`);
-  }
-  const max = integerFlag("max", values.max, { min: 1, max: Number.MAX_SAFE_INTEGER });
-  let printed = 0;
-  let stopping: (() => void) | undefined;
-  const stopped = new Promise<void>((resolve) => (stopping = resolve));
-  const consumer = new ZkConsumer({
-    zk: client,
-    root: layout.root,
-    group: values.group,
-    consumerId: values["consumer-id"],
-    strategy,
-    start: values["from-latest"] ? "latest" : "earliest",
-    commitOffsetPeriodMs:
-      integerFlag("commit-period", values["commit-period"], { min: 10, max: 3_600_000 }) ?? 5000,
-    syncTimeMs:
-      integerFlag("zk-sync-time-ms", values["zk-sync-time-ms"], { min: 10, max: 600_000 }) ?? 5000,
-    clientOptions: { ...clientSecurity(values), reconnectAttemptsMax: 1000 },
-    logger: consoleLogger("warn"),
-    onEvent: report,
-  });
-  let taken = 0;
-  consumer.subscribe(topic, async (message) => {
-    if (max !== undefined && taken >= max) return message.rollback();
-    taken += 1;
-    await writeStdout(formatMessage(message, format));
-    message.ack();
-    printed += 1;
-    if (printed === max) stopping!();
-  }, { autoAck: false });
-  const onSignal = () => stopping!();
-  process.once("SIGINT", onSignal);
-  process.once("SIGTERM", onSignal);
-  try {
-    await consumer.start();
-    await stopped;
-  } catch (error) {
-    throw new CliError(`Cannot consume ${topic}: ${describeError(error)}`, 1);
-  } finally {
-    await consumer.close().catch((error) =>
-      process.stderr.write(`metaq zk consume: Cannot close cleanly: ${describeError(error)}\n`)
-    );
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
-  }
-  process.stderr.write(`Consumed ${printed} messages\n`);
-  return 0;
-}
-
-function formatMessage(message: ConsumedMessage, format: string): string {
-  const payload = new TextDecoder().decode(message.payload);
-  if (format === "text") return payload + "\n";
-  return JSON.stringify({
-    topic: message.topic,
-    partition: message.partition,
-    offset: message.offset,
-    id: message.id.toString(),
-    payload,
-  }) + "\n";
-}
-
-/** One stderr line per partition start and stop, so runs can be audited. */
-function report(event: ZkConsumerEvent): void {
-  const at = new Date().toISOString();
-  if (event.kind === "started") {
-    process.stderr.write(
-      `${at} started ${event.topic} ${event.partition} at ${event.offset} from ${event.broker}\n`,
-    );
-  } else {
-    process.stderr.write(
-      `${at} stopped ${event.topic} ${event.partition} at ${event.offset ?? "unknown"}\n`,
-    );
-  }
 }

@@ -36,6 +36,11 @@ const JAVA_LONG_MAX = BigInt(LONG_MAX_TEXT);
 export interface ConsumedMessage {
   readonly topic: string;
   readonly partition: number;
+  /**
+   * The MetaQ broker id whose partition this is, for consumers that read a fleet found in
+   * ZooKeeper (zk_consumer.ts), where partition numbers repeat on every broker; else undefined.
+   */
+  readonly brokerId?: number;
   /** Offset of the record's first byte. */
   readonly offset: number;
   /** Offset just past the record: where consumption resumes once this message is done. */
@@ -67,6 +72,8 @@ export interface ReaderOptions {
   readonly client: MetaqClient;
   readonly topic: string;
   readonly partition: number;
+  /** Set on every message as `brokerId` (ZooKeeper mode). */
+  readonly brokerId?: number;
   readonly group: string;
   /** Where to start: a byte offset, or "latest" (MetaQ's Long.MAX_VALUE trick). */
   readonly start: number | "latest";
@@ -267,6 +274,7 @@ export class PartitionReader {
     return new Received(this.#control, {
       topic: this.options.topic,
       partition: this.options.partition,
+      brokerId: this.options.brokerId,
       offset: record.offset,
       nextOffset,
       id: record.id,
@@ -366,6 +374,7 @@ type MessageFields = Omit<ConsumedMessage, "ack" | "rollback">;
 class Received implements ConsumedMessage {
   readonly topic: string;
   readonly partition: number;
+  readonly brokerId?: number;
   readonly offset: number;
   readonly nextOffset: number;
   readonly id: bigint;
@@ -378,6 +387,7 @@ class Received implements ConsumedMessage {
     this.#control = control;
     this.topic = fields.topic;
     this.partition = fields.partition;
+    this.brokerId = fields.brokerId;
     this.offset = fields.offset;
     this.nextOffset = fields.nextOffset;
     this.id = fields.id;

@@ -94,6 +94,10 @@ interface Running {
   readonly reader: PartitionReader;
 }
 
+/** A consumer id becomes part of a node name (`<group>_<id>`). */
+// deno-lint-ignore no-control-regex
+const CONSUMER_ID = /^[^/\u0000-\u001f\u007f]{1,200}$/;
+
 /** MetaQ's ConsumerZooKeeper.MAX_N_RETRIES. */
 const REBALANCE_ATTEMPTS_MAX = 7;
 
@@ -145,6 +149,13 @@ export class ZkConsumer {
 
   constructor(options: ZkConsumerOptions) {
     checkGroupName(options.group);
+    if (options.consumerId !== undefined && !CONSUMER_ID.test(options.consumerId)) {
+      throw new BrokerError(
+        "badRequest",
+        `Cannot use consumer id "${options.consumerId}": it names a ZooKeeper node, so it must ` +
+          "be 1 to 200 characters without '/' or control characters",
+      );
+    }
     this.options = options;
     this.group = options.group;
     this.layout = new MetaLayout(options.root ?? "/meta");
@@ -405,6 +416,7 @@ export class ZkConsumer {
       client: this.#clientFor(address),
       topic,
       partition: Number(name.slice(name.indexOf("-") + 1)),
+      brokerId: Number(name.slice(0, name.indexOf("-"))),
       group: this.group,
       start,
       maxSize: this.options.maxSize ?? 1024 * 1024,

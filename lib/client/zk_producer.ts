@@ -5,11 +5,17 @@
  * and each message goes to the next one round-robin (RoundRobinPartitionSelector), on a connection
  * to that broker id's master. The list is read again when the topic's publishers change (a watch
  * on `topics-pub/<topic>`, which a master moving within a cluster also triggers).
+ *
+ * A put that was never written (no connection to that master, or it answered 503 while shutting
+ * down) goes to the next partition instead; one whose outcome is unknown (the connection broke
+ * with it in flight, or no answer in time) is never sent elsewhere, since it may be stored
+ * already. A put routed by key or to a named partition is not moved either.
  */
 import type { ZkClient } from "../zk/client.ts";
 import { MetaLayout } from "../zk/meta_layout.ts";
 import { type ClientOptions, type Message, MetaqClient, type PutResult } from "./client.ts";
 import { BrokerError } from "./errors.ts";
+import { failureOutcome, keyHashSelector } from "./producer.ts";
 import { type FleetPartition, publishablePartitions } from "./zk_fleet.ts";
 
 export interface ZkProducerOptions {
@@ -33,10 +39,17 @@ export class ZkProducer {
   readonly #partitions = new Map<string, Promise<Publishable[]>>();
   readonly #next = new Map<string, number>();
   readonly #clients = new Map<string, MetaqClient>();
+  readonly #byKey = keyHashSelector();
+
+  readonly #unsubscribe: () => void;
 
   constructor(options: ZkProducerOptions) {
     this.options = options;
     this.layout = new MetaLayout(options.root ?? "/meta");
+    // A new session has none of the old one's watches: read every list again when next used.
+    this.#unsubscribe = options.zk.onState((state) => {
+      if (state === "session") this.#partitions.clear();
+    });
   }
 
   /** The partitions `topic` is published on now, in the order puts go round. */
@@ -51,18 +64,35 @@ export class ZkProducer {
   }
 
   /**
-   * Sends `message` to the next partition of `topic` (or to `name`, `<brokerId>-<partition>`).
-   * A broker that cannot be reached is skipped for the next partition, once per partition.
+   * Sends `message` to the next partition of `topic` round-robin, or to the partition `route`
+   * names (`<brokerId>-<partition>`), or to the one its key hashes to (as `metaq produce --key`
+   * does, over the partitions in the order above: the same partition for a key while the topic's
+   * publishers stay the same).
    */
-  async put(topic: string, message: Message, name?: string): Promise<ZkPutResult> {
+  async put(
+    topic: string,
+    message: Message,
+    route: { readonly name?: string; readonly key?: string } = {},
+  ): Promise<ZkPutResult> {
     const partitions = await this.partitionsOf(topic);
     if (partitions.length === 0) {
       throw new BrokerError("topicNotFound", `no broker publishes ${topic} in ZooKeeper`);
     }
-    if (name !== undefined) {
-      const target = partitions.find((partition) => partition.name === name);
-      if (!target) throw new BrokerError("badRequest", `${topic} has no partition ${name}`);
+    if (route.name !== undefined) {
+      const target = partitions.find((partition) => partition.name === route.name);
+      if (!target) {
+        throw new BrokerError(
+          "badRequest",
+          `${topic} has no partition ${route.name} (published: ${
+            partitions.map((partition) => partition.name).join(", ")
+          })`,
+        );
+      }
       return await this.#send(topic, target, message);
+    }
+    if (route.key !== undefined) {
+      const index = this.#byKey({ topic, partitions: partitions.length, key: route.key });
+      return await this.#send(topic, partitions[index], message);
     }
     let failure: unknown;
     for (let attempt = 0; attempt < partitions.length; attempt++) {
@@ -72,7 +102,28 @@ export class ZkProducer {
       try {
         return await this.#send(topic, target, message);
       } catch (error) {
-        if (error instanceof BrokerError) throw error; // the broker answered: not a routing matter
+        if (failureOutcome(error) !== "notWritten") throw error;
+        failure = error;
+      }
+    }
+    throw failure;
+  }
+
+  /**
+   * Dials the masters publishing `topic` until one answers (after a lost connection); throws the
+   * last failure when none does.
+   */
+  async reach(topic: string): Promise<void> {
+    const addresses = [...new Set((await this.partitionsOf(topic)).map((p) => p.address))];
+    if (addresses.length === 0) {
+      throw new BrokerError("topicNotFound", `no broker publishes ${topic} in ZooKeeper`);
+    }
+    let failure: unknown;
+    for (const address of addresses) {
+      try {
+        await this.#clientFor(address).connection();
+        return;
+      } catch (error) {
         failure = error;
       }
     }
@@ -80,6 +131,7 @@ export class ZkProducer {
   }
 
   close(): void {
+    this.#unsubscribe();
     for (const client of this.#clients.values()) client.close();
     this.#clients.clear();
   }
