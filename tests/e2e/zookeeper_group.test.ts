@@ -1,16 +1,23 @@
 /**
- * A ZooKeeper-balanced consumer group of two `metaq zk consume` processes reading a topic sharded
- * over two metaq brokers (ids 1 and 2), with messages sent by `metaq zk produce` round-robin over
- * every partition of both: the group splits the partitions as MetaQ's DEFAULT strategy does, the
- * remaining member takes everything over when the other stops, nothing is read twice or lost, and
- * the offsets are in ZooKeeper in MetaQ's `<msgId>-<offset>` format. Real ZooKeeper, real brokers.
+ * ZooKeeper mode of `metaq consume --group` and `metaq produce` against two metaq brokers (ids 1
+ * and 2) registered in a real ZooKeeper:
+ *
+ * - a group of two `metaq consume --group g --zk-connect` processes reading a topic sharded over
+ *   both brokers, with messages sent by `metaq produce --zk-connect` round-robin over every
+ *   partition of both: the group splits the partitions as MetaQ's DEFAULT strategy does, the
+ *   remaining member takes everything over when the other stops, nothing is read twice or lost,
+ *   the offsets are in ZooKeeper in MetaQ's `<msgId>-<offset>` format, and a member started later
+ *   resumes from them;
+ * - `metaq produce --zk-connect` (under another --zk-root): its summary, round robin over the
+ *   sorted partitions, --key and --partition <brokerId>-<partition>, and a SIGKILLed broker whose
+ *   registration is still in ZooKeeper skipped without losing a line.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { type ChildProcess, spawn } from "node:child_process";
 import * as path from "node:path";
 import { ZkClient } from "../../lib/zk/client.ts";
 import { parseZkOffset } from "../../lib/zk/meta_layout.ts";
-import { readText } from "../../lib/zk/nodes.ts";
+import { childrenOf, readText } from "../../lib/zk/nodes.ts";
 import { BrokerProcess, METAQ_BINARY, runMetaq } from "../support/harness.ts";
 import { type TempDir, tempDir } from "../support/temp_dir.ts";
 import { waitFor } from "../support/wait.ts";
@@ -35,13 +42,14 @@ afterAll(async () => {
 });
 
 interface Line {
+  readonly brokerId: number;
   readonly partition: number;
   readonly offset: number;
   readonly id: string;
   readonly payload: string;
 }
 
-/** A `metaq zk consume` child process; its stdout parsed as JSON lines. */
+/** A `metaq consume --group g --zk-connect` child process; its stdout parsed as JSON lines. */
 class ConsumerProcess {
   readonly child: ChildProcess;
   stdout = "";
@@ -50,7 +58,6 @@ class ConsumerProcess {
 
   constructor(consumerId: string) {
     this.child = spawn(METAQ_BINARY, [
-      "zk",
       "consume",
       "orders",
       "--group",
@@ -91,8 +98,9 @@ const owners = async () => {
 
 async function produce(from: number, count: number): Promise<void> {
   const input = Array.from({ length: count }, (_, index) => `m${from + index}`).join("\n") + "\n";
-  const result = await runMetaq(["zk", "produce", "orders", "--zk-connect", zk.connect], { input });
-  expect(result.stderr).toContain(`Produced ${count} messages to orders`);
+  const result = await runMetaq(["produce", "orders", "--zk-connect", zk.connect], { input });
+  expect(result.stderr).toContain(`Produced ${count} messages`);
+  expect(result.stderr).toContain("0 failed, 0 indeterminate");
   expect(result.code).toBe(0);
 }
 
@@ -152,6 +160,12 @@ test(
         .sort();
     expect(payloads(a.lines).sort()).toEqual(expectedFor([0, 1]));
     expect(payloads(b.lines).sort()).toEqual(expectedFor([2, 3]));
+    // Each line names its partition as <brokerId>-<partition>: message i is on the (i % 4)th.
+    for (const line of [...a.lines, ...b.lines].filter((line) => line.payload !== "seed")) {
+      expect(`${line.brokerId}-${line.partition}`).toBe(
+        ["1-0", "1-1", "2-0", "2-1"][Number(line.payload.slice(1)) % 4],
+      );
+    }
 
     // b stops cleanly: it commits, gives up its partitions and leaves; a takes everything.
     b.child.kill("SIGTERM");
@@ -193,6 +207,159 @@ test(
     // Both left: no ids, no owners.
     expect(await readText(reader, "/meta/consumers/g/ids/g_a")).toBeUndefined();
     expect(Object.values(await owners()).every((owner) => owner === undefined)).toBe(true);
+
+    // A member started now resumes from those offsets: it reads only what came after.
+    await produce(60, 8);
+    await using c = new ConsumerProcess("c");
+    await waitFor("the 8 new messages at c", () => payloads(c.lines).length === 8);
+    expect(payloads(c.lines).sort()).toEqual(
+      Array.from({ length: 8 }, (_, i) => `m${60 + i}`).sort(),
+    );
+    c.child.kill("SIGTERM");
+    expect(await c.exit).toBe(0);
+    expect(payloads(c.lines).length).toBe(8);
   },
   120_000,
 );
+
+test(
+  "metaq produce --zk-connect: round robin over every master's partitions, --key, --partition " +
+    "B-P, and a SIGKILLed broker still registered is skipped",
+  async () => {
+    const zkArgs = ["--zk-connect", zk.connect, "--zk-root", "/fleet2"];
+    await using one = await BrokerProcess.start({
+      dataDir: path.join(temp.path, "p1"),
+      args: ["--broker-id", "1", "--partitions", "2", ...zkArgs],
+    });
+    await using two = await BrokerProcess.start({
+      dataDir: path.join(temp.path, "p2"),
+      args: ["--broker-id", "2", "--partitions", "2", ...zkArgs],
+    });
+    for (const broker of [one, two]) {
+      const seed = ["produce", "routes", "--broker", broker.address, "--message", "seed"];
+      expect((await runMetaq(seed)).code).toBe(0);
+    }
+    const published = async () =>
+      (await childrenOf(reader, "/fleet2/brokers/topics-pub/routes")).sort();
+    await waitFor(
+      "both brokers to publish routes",
+      async () => JSON.stringify(await published()) === JSON.stringify(["1-m", "2-m"]),
+    );
+    const readPartition = async (broker: BrokerProcess, partition: number) => {
+      const read = await runMetaq([
+        "consume",
+        "routes",
+        "--broker",
+        broker.address,
+        "--partition",
+        String(partition),
+        "--format",
+        "json",
+      ]);
+      expect(read.code).toBe(0);
+      return read.stdout.split("\n").filter(Boolean).map((line) => JSON.parse(line).payload)
+        .filter((payload) => payload !== "seed");
+    };
+    const stored = async () => ({
+      "1-0": await readPartition(one, 0),
+      "1-1": await readPartition(one, 1),
+      "2-0": await readPartition(two, 0),
+      "2-1": await readPartition(two, 1),
+    });
+
+    const input = Array.from({ length: 8 }, (_, i) => `r${i}`).join("\n") + "\n";
+    const sent = await runMetaq(["produce", "routes", ...zkArgs.slice(0, 4), "--format", "json"], {
+      input,
+    });
+    expect(sent.code).toBe(0);
+    const summary = JSON.parse(sent.stdout);
+    expect([summary.lines, summary.acknowledged, summary.failed, summary.indeterminate])
+      .toEqual([8, 8, 0, 0]);
+    expect(await stored()).toEqual({
+      "1-0": ["r0", "r4"],
+      "1-1": ["r1", "r5"],
+      "2-0": ["r2", "r6"],
+      "2-1": ["r3", "r7"],
+    });
+
+    const keyed = await runMetaq(["produce", "routes", ...zkArgs, "--key", "customer-7"], {
+      input: "k0\nk1\nk2\n",
+    });
+    expect(keyed.code).toBe(0);
+    const named = await runMetaq([
+      "produce",
+      "routes",
+      ...zkArgs,
+      "--partition",
+      "2-1",
+      "--message",
+      "named",
+    ]);
+    expect(named.code).toBe(0);
+    const after = await stored();
+    const withKeys = Object.entries(after).filter(([, payloads]) => payloads.includes("k0"));
+    expect(withKeys.length).toBe(1);
+    expect(withKeys[0][1].filter((payload) => payload.startsWith("k"))).toEqual(["k0", "k1", "k2"]);
+    expect(after["2-1"].at(-1)).toBe("named");
+    const missing = await runMetaq([
+      "produce",
+      "routes",
+      ...zkArgs,
+      "--partition",
+      "3-0",
+      "--message",
+      "x",
+    ]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain("partition 3-0 is not published (1-0, 1-1, 2-0, 2-1 are)");
+
+    // Broker 2 dies; its ephemeral nodes stay until its session times out (30 s), so the
+    // producer still lists it: every put to it fails before it is written and goes on.
+    await two.kill("SIGKILL");
+    expect(await published()).toEqual(["1-m", "2-m"]);
+    const input2 = Array.from({ length: 10 }, (_, i) => `d${i}`).join("\n") + "\n";
+    const survived = await runMetaq(["produce", "routes", ...zkArgs], { input: input2 });
+    expect(survived.stderr).toContain("Produced 10 messages");
+    expect(survived.code).toBe(0);
+    const onOne = [...await readPartition(one, 0), ...await readPartition(one, 1)]
+      .filter((payload) => payload.startsWith("d"));
+    expect(onOne.sort()).toEqual(Array.from({ length: 10 }, (_, i) => `d${i}`).sort());
+
+    // A topic no broker offers is an error for a ZooKeeper consumer too (unless --follow).
+    const unknown = await runMetaq(["consume", "nothere", "--group", "g", ...zkArgs]);
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toContain("Cannot consume nothere: no broker offers it in ZooKeeper");
+  },
+  120_000,
+);
+
+test("ZooKeeper mode's usage errors name the flag at fault (exit 2)", async () => {
+  const cases: [string[], string][] = [
+    [["consume", "t", "--zk-connect", zk.connect], "Cannot use --zk-connect without --group"],
+    [
+      ["consume", "t", "--group", "g", "--zk-connect", zk.connect, "--broker", "127.0.0.1:1"],
+      "Cannot combine --broker with --zk-connect: ZooKeeper names the brokers",
+    ],
+    [
+      ["consume", "t", "--group", "g", "--zk-connect", zk.connect, "--offsets", "file"],
+      "Cannot combine --offsets with --zk-connect",
+    ],
+    [["consume", "t", "--group", "g", "--zk-root", "/x"], "Cannot use --zk-root without"],
+    [
+      ["consume", "t", "--group", "g", "--zk-sync-time-ms", "100"],
+      "Cannot use --zk-sync-time-ms without --zk-connect",
+    ],
+    [
+      ["produce", "t", "--zk-connect", zk.connect, "--partition", "3"],
+      "Cannot use --partition 3 with --zk-connect: name a partition as <brokerId>-<partition>",
+    ],
+    [["produce", "t", "--zk-connect", "a:b:c"], "Cannot use --zk-connect a:b:c"],
+    [["zk", "consume", "t", "--group", "g"], "it is metaq consume TOPIC --group G --zk-connect"],
+    [["zk", "status"], "Cannot run zk status: give --zk-connect"],
+  ];
+  for (const [args, message] of cases) {
+    const result = await runMetaq(args);
+    expect(result.stderr, args.join(" ")).toContain(message);
+    expect(result.code, args.join(" ")).toBe(2);
+  }
+});
