@@ -204,6 +204,11 @@ export class PartitionLog {
     starts: number[],
   ): Promise<PartitionLog> {
     const { segments, report } = await recoverSegments(options, open, starts);
+    // After a process crash the kernel still holds bytes that were never synced, and recovery
+    // reads them as if they were on disk; a power cut later could still lose them. They count
+    // as durable (a replica counts them toward a commit) only once synced. Sealed segments were
+    // synced before the next one started.
+    await segments[segments.length - 1].file.sync();
     return new PartitionLog(options, segments, report);
   }
 

@@ -508,6 +508,22 @@ describe("partition log crash recovery (memory storage power-cut model)", () => 
   });
 });
 
+test("bytes a process crash left unsynced are synced at reopen, before they count as durable", async () => {
+  const memory = new MemoryStorage();
+  const fixture: Fixture = { storage: memory, dir: "/data/orders-0", cleanup() {} };
+  const threshold: FlushPolicy = { kind: "threshold", messages: 1000, intervalMs: 60_000 };
+  const { log } = await openLog(fixture, { flush: threshold });
+  await appendMany(log, 5); // written and acknowledged, not synced
+  expect(log.durableEnd).toBe(0);
+  // The process dies (the page cache keeps its bytes) and the log is opened again.
+  const { log: reopened } = await openLog(fixture, { flush: threshold });
+  expect(reopened.durableEnd).toBe(5 * RECORD_BYTES);
+  // Then the power goes: what the reopened log called durable must still be there.
+  memory.crash();
+  const { log: afterPowerCut } = await openLog(fixture, { flush: threshold });
+  expect(readAll(afterPowerCut).length).toBe(5);
+});
+
 test("with threshold flushing a failed write never takes back acknowledged records", async () => {
   let full = false;
   const storage = writesFailWhen(() => full);
