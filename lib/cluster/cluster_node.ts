@@ -35,7 +35,7 @@ import { reassignmentsLed } from "./status.ts";
 import type { MessageIdGenerator } from "../protocol/message_id.ts";
 import type { PeerAddress } from "./cluster_config.ts";
 import type { RaftTiming } from "./raft.ts";
-import { Replica } from "./replica.ts";
+import { type DriverCanary, Replica } from "./replica.ts";
 import { crossCheck, type RangeDigest } from "./cross_check.ts";
 import { answerRecovery } from "./force_recover.ts";
 import { stuckCopies, stuckReason } from "./recovery_plan.ts";
@@ -97,6 +97,8 @@ export interface ClusterNodeOptions {
   readonly onPeerGone: (node: NodeId) => void;
   /** Figures of a group this node leads, shared with every node (cluster-wide views). */
   readonly figuresOf?: (group: string) => readonly number[] | undefined;
+  /** TEST ONLY: a deliberate bug in every replica's driver (the simulator's canaries). */
+  readonly canary?: DriverCanary;
 }
 
 /** What a scrub found, per group: damage (and the repair started), ranges compared, or why not. */
@@ -935,6 +937,7 @@ export class ClusterNode implements Logs {
       tracer: this.#options.tracer,
       send: (to, message) => this.send(to, { kind: "raft", group: name, message }),
       repair,
+      canary: this.#options.canary,
       onRole: () => {
         this.#infoDue = true;
         for (const listener of [...this.#roleListeners]) listener();

@@ -45,6 +45,17 @@ import type { Tracer } from "./trace.ts";
 /** When a put is answered: after a quorum stored it, or after the leader alone did. */
 export type AckMode = "quorum" | "leader";
 
+/**
+ * Deliberate bugs in the driver for the simulator's mutation tests, as the core has its own
+ * (raft.ts `Canary`). Each breaks one rule of the driver contract; the simulator must report
+ * the invariant it breaks. Never set outside tests.
+ *
+ * - `sendBeforeHardState`: a Ready's messages leave while its hard state is still being written.
+ * - `applyAboveCommit`: readers see everything this copy stored, committed or not.
+ * - `persistedBeforeSync`: appends are reported durable to the core before their fsync ends.
+ */
+export type DriverCanary = "sendBeforeHardState" | "applyAboveCommit" | "persistedBeforeSync";
+
 export interface ReplicaOptions {
   /** `<topic>-<partition>`, or `__meta-0`. */
   readonly name: string;
@@ -73,6 +84,8 @@ export interface ReplicaOptions {
   readonly onRole?: (role: string, term: number, leaderId: NodeId) => void;
   /** Called when a configuration is committed; `removed`: this node is no voter any more. */
   readonly onConfiguration?: (voters: readonly NodeId[], removed: boolean) => void;
+  /** TEST ONLY: a deliberate bug (DriverCanary). */
+  readonly canary?: DriverCanary;
 }
 
 /** What a proposer hears back for each record it handed to `propose`. */
@@ -179,6 +192,7 @@ export class Replica {
 
   /** End of committed data: readers never see past it. */
   get commitOffset(): number {
+    if (this.options.canary === "applyAboveCommit") return this.log.ackedEnd;
     return Math.min(this.#commitOffset, this.log.ackedEnd);
   }
 
@@ -415,14 +429,21 @@ export class Replica {
   async #handle(ready: Ready): Promise<void> {
     const { storage } = this.options;
     const dir = this.log.options.dir;
-    if (ready.hardState) await writeHardState(storage, dir, ready.hardState);
+    const early = this.options.canary === "sendBeforeHardState";
+    const hardState = ready.hardState && writeHardState(storage, dir, ready.hardState);
+    if (early) this.#sendMessages(ready);
+    if (hardState) await hardState;
     if (ready.resetTo) await this.#resetTo(ready.resetTo, ready.resetVoters);
     if (ready.truncateTo) await this.#truncateTo(ready.truncateTo);
     await this.#append(ready);
-    for (const message of ready.messages) this.options.send(message.to, message);
+    if (!early) this.#sendMessages(ready);
     if (ready.commit) this.#advanceCommit(ready.commit.offset);
     for (const outcome of ready.outcomes) this.#onOutcome(outcome);
     this.#onEvents(ready);
+  }
+
+  #sendMessages(ready: Ready): void {
+    for (const message of ready.messages) this.options.send(message.to, message);
   }
 
   async #append(ready: Ready): Promise<void> {
@@ -460,7 +481,9 @@ export class Replica {
       this.#answerLeaderAcks();
       this.#schedule();
     };
-    if (lastDone) {
+    if (lastDone && this.options.canary === "persistedBeforeSync") {
+      report();
+    } else if (lastDone) {
       lastDone.then(report, (error) => {
         // The log was cut back to its last durable end: the core's view no longer matches it.
         // Stop this replica; the node's restart runs recovery (replication.md 5.2).

@@ -3,6 +3,7 @@
  * survive up to their last sync, directory entries up to their directory's last sync. Used by
  * unit tests of recovery and by the simulator; the real-file tests use SIGKILL instead.
  */
+import { type Clock, systemClock } from "../clock.ts";
 import { type FileHandle, type FileStat, joinPath, parentDir, type Storage } from "./storage.ts";
 
 interface Inode {
@@ -23,11 +24,13 @@ const isDirectory = (node: Inode | Directory | undefined): node is Directory =>
 class MemoryFile implements FileHandle {
   readonly path: string;
   readonly #inode: Inode;
+  readonly #clock: Clock;
   #closed = false;
 
-  constructor(path: string, inode: Inode) {
+  constructor(path: string, inode: Inode, clock: Clock) {
     this.path = path;
     this.#inode = inode;
+    this.#clock = clock;
   }
 
   write(chunks: readonly Uint8Array[], position: number): void {
@@ -39,7 +42,7 @@ class MemoryFile implements FileHandle {
       at += chunk.length;
       this.#inode.length = Math.max(this.#inode.length, at);
     }
-    this.#inode.mtimeMs = Date.now();
+    this.#inode.mtimeMs = this.#clock.wallMs();
   }
 
   read(target: Uint8Array, targetOffset: number, length: number, position: number): number {
@@ -77,6 +80,12 @@ class MemoryFile implements FileHandle {
 
 export class MemoryStorage implements Storage {
   #root: Directory = { entries: new Map(), durable: new Map() };
+  readonly #clock: Clock;
+
+  /** `clock` dates modifications (the simulator passes its virtual one). */
+  constructor(clock: Clock = systemClock) {
+    this.#clock = clock;
+  }
 
   open(path: string, options: { create: boolean }): FileHandle {
     const dir = this.#dir(parentDir(path));
@@ -88,11 +97,11 @@ export class MemoryStorage implements Storage {
         data: new Uint8Array(0),
         length: 0,
         durable: new Uint8Array(0),
-        mtimeMs: Date.now(),
+        mtimeMs: this.#clock.wallMs(),
       };
       dir.entries.set(name, node);
     }
-    return new MemoryFile(path, node);
+    return new MemoryFile(path, node, this.#clock);
   }
 
   stat(path: string): FileStat | undefined {
@@ -167,10 +176,17 @@ export class MemoryStorage implements Storage {
 
   /**
    * Emulates a power cut: every file falls back to its last synced contents and every
-   * directory to its last synced entries. `tornTail` may append junk to files that had
-   * unsynced data, as a disk that wrote part of a page would.
+   * directory to its last synced entries. `tornTail` may put bytes after the synced contents
+   * of files that had unsynced data (it is shown those bytes): some of them, as a kernel that
+   * wrote back part of the cache would, or junk, as a disk that wrote part of a page would.
    */
-  crash(tornTail?: (path: string, unsyncedBytes: number) => Uint8Array | undefined): void {
+  crash(
+    tornTail?: (
+      path: string,
+      unsyncedBytes: number,
+      unsynced: Uint8Array,
+    ) => Uint8Array | undefined,
+  ): void {
     const visit = (dir: Directory, path: string) => {
       dir.entries = new Map(dir.durable);
       for (const [name, node] of dir.entries) {
@@ -180,7 +196,9 @@ export class MemoryStorage implements Storage {
           continue;
         }
         const unsynced = node.length - node.durable.length;
-        const junk = unsynced > 0 ? tornTail?.(childPath, unsynced) : undefined;
+        const junk = unsynced > 0
+          ? tornTail?.(childPath, unsynced, node.data.subarray(node.durable.length, node.length))
+          : undefined;
         node.data = new Uint8Array(node.durable.length + (junk?.length ?? 0));
         node.data.set(node.durable);
         if (junk) node.data.set(junk, node.durable.length);
@@ -188,6 +206,32 @@ export class MemoryStorage implements Storage {
       }
     };
     visit(this.#root, "/");
+  }
+
+  /**
+   * What `path` would hold after a power cut now (its synced contents, if every directory entry
+   * on its path is synced), or undefined. The returned bytes must not be changed.
+   */
+  durableFile(path: string): Uint8Array | undefined {
+    const node = this.#durableNode(path);
+    return node && !isDirectory(node) ? node.durable : undefined;
+  }
+
+  /** Names of the entries of `dir` that would survive a power cut now. */
+  durableList(dir: string): string[] {
+    const node = this.#durableNode(dir);
+    return isDirectory(node) ? [...node.durable.keys()].sort() : [];
+  }
+
+  #durableNode(path: string): Inode | Directory | undefined {
+    let current: Inode | Directory = this.#root;
+    for (const part of splitPath(path)) {
+      if (!isDirectory(current)) return undefined;
+      const next: Inode | Directory | undefined = current.durable.get(part);
+      if (!next) return undefined;
+      current = next;
+    }
+    return current;
   }
 
   #node(path: string): Inode | Directory | undefined {

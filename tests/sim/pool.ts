@@ -1,25 +1,37 @@
 /**
  * @module Runs simulator seeds on worker threads, one per core (at most WORKERS_MAX), so a CI
  * run uses the whole machine. Results come back in seed order whatever the threads' timing,
- * so what a test reports does not depend on scheduling.
+ * so what a test reports does not depend on scheduling. A job runs either the Raft core's
+ * simulator (world.ts) or the driver simulator (driver_world.ts).
  */
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
 import type { Canary } from "../../lib/cluster/raft.ts";
-import type { SimFailure, SimResult } from "./world.ts";
+import type { DriverCanary } from "../../lib/cluster/replica.ts";
+import type { SimFailure } from "./world.ts";
 
 const WORKERS_MAX = 4;
 
-export interface SeedJob {
-  readonly seed: number;
-  readonly ticks?: number;
-  readonly canary?: Canary;
-}
+export type SeedJob =
+  | {
+    readonly mode?: "core";
+    readonly seed: number;
+    readonly ticks?: number;
+    readonly canary?: Canary;
+  }
+  | {
+    readonly mode: "driver";
+    readonly seed: number;
+    /** Virtual milliseconds of the fault phase. */
+    readonly durationMs?: number;
+    readonly canary?: DriverCanary;
+  };
 
 export interface SeedOutcome {
   readonly seed: number;
   readonly failure?: SimFailure;
-  readonly stats: SimResult["stats"];
+  /** Counts of what the run did (elections, commits, acked, ...). */
+  readonly stats: Readonly<Record<string, number>>;
   readonly recent: readonly string[];
 }
 
