@@ -53,7 +53,7 @@ const ELECTION_MS = "300-600";
 const CHECK_QUORUM_MS = 250;
 const WALL_BASE_MS = Date.UTC(2026, 0, 1);
 const CLIENT_TIMEOUT_MS = 2000;
-const DURATION_MS_DEFAULT = 5000;
+const DURATION_MS_DEFAULT = 3500;
 /** How often a reader looks at what each copy serves (S10). */
 const READ_CHECK_MS = 40;
 const SETTLE_CHECK_MS = 100;

@@ -8,7 +8,7 @@
  * - SIM_CANARY_SEEDS: seeds a canary may need before it counts as missed (default 200)
  * - SIM_DRIVER_SEEDS: fixed seeds 1..N of the driver simulator (default 2000)
  * - SIM_DRIVER_FRESH: extra random driver seeds, printed (default 50)
- * - SIM_DRIVER_MS: virtual milliseconds of fault phase per driver seed (default 5000)
+ * - SIM_DRIVER_MS: virtual milliseconds of fault phase per driver seed (default 3500)
  */
 import process from "node:process";
 
@@ -26,7 +26,7 @@ export const SIM_TICKS = count("SIM_TICKS", 12_000);
 export const SIM_CANARY_SEEDS = count("SIM_CANARY_SEEDS", 200);
 export const SIM_DRIVER_SEEDS = count("SIM_DRIVER_SEEDS", 2000);
 export const SIM_DRIVER_FRESH = count("SIM_DRIVER_FRESH", 50);
-export const SIM_DRIVER_MS = count("SIM_DRIVER_MS", 5000);
+export const SIM_DRIVER_MS = count("SIM_DRIVER_MS", 3500);
 
 /** A generous wall-clock budget for `seeds` runs of the core (bun:test needs one per test). */
 export function budgetMs(seeds: number): number {
