@@ -27,6 +27,7 @@ import { RECORD_HEADER_BYTES } from "../../lib/limits.ts";
 import type { Logger } from "../../lib/log.ts";
 import { Prng } from "../../lib/prng.ts";
 import { type RecordInput, writeRecord } from "../../lib/protocol/record.ts";
+import { MessageIdGenerator } from "../../lib/protocol/message_id.ts";
 import { MessageStore } from "../../lib/store/message_store.ts";
 import { joinPath } from "../../lib/store/storage.ts";
 import { SafetyViolation } from "./checker.ts";
@@ -297,8 +298,11 @@ class DriverWorld {
         repair: false,
         flushFor: (topic) => topic.startsWith("__") ? { kind: "group" } : undefined,
       });
+      const ids = new MessageIdGenerator({ brokerId: id, clock: process });
+      if (store.lastRecoveredId !== undefined) ids.observe(store.lastRecoveredId);
       const cluster = new ClusterNode({
         settings: clusterSettings(config)!,
+        ids,
         config,
         store,
         membership: await loadMembership(storage, DATA, id),

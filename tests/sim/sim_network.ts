@@ -12,6 +12,7 @@
  * be dialed until it heals).
  */
 import type { NodeId } from "../../lib/cluster/messages.ts";
+import type { PeerAddress } from "../../lib/cluster/cluster_config.ts";
 import type { PeerHandlers, PeerNetwork } from "../../lib/cluster/peer_network.ts";
 import { PEER_FRAME_HEADER_BYTES } from "../../lib/cluster/peer_transport.ts";
 import type { Prng } from "../../lib/prng.ts";
@@ -257,6 +258,12 @@ class Endpoint implements PeerNetwork {
     // A copy: the wire does not share the sender's buffer.
     return this.#network.send(this.id, peer, framed.slice(PEER_FRAME_HEADER_BYTES));
   }
+
+  /**
+   * Every node of the simulated world is linked to every other from the start, and membership
+   * changes are not simulated yet, so a new peer list changes nothing here.
+   */
+  setPeers(_peers: readonly PeerAddress[]): void {}
 
   close(): Promise<void> {
     if (this.listening) this.#network.down(this.id);
