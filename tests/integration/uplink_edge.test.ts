@@ -3,15 +3,18 @@
  * the edge keeps taking writes while the link is down and forwards them once it is back, with
  * prefixed names and each message's origin; retention deletes nothing the hub has not
  * acknowledged; the backlog cap drops the oldest messages, exactly as many as it counts; a hub
- * topic with too few partitions is reported and not forwarded.
+ * topic with too few partitions is reported and not forwarded; TLS and a token reach a hub that
+ * asks for them, and a wrong token is reported.
  */
 import { afterEach, expect, test } from "bun:test";
+import * as fs from "node:fs";
 import { type App, assemble } from "../../lib/app/assemble.ts";
 import { MetaqClient } from "../../lib/client/client.ts";
 import { buildConfig } from "../../lib/config/config.ts";
 import { silentLogger } from "../../lib/log.ts";
 import { decodeRecords, splitAttribute } from "../../lib/protocol/record.ts";
 import { parseOriginAttribute } from "../../lib/protocol/uplink_origin.ts";
+import { selfSignedCertificate } from "../../lib/security/cert.ts";
 import { cut, LinkProxy, pass } from "../cluster/link_proxy.ts";
 import { Random } from "../cluster/random.ts";
 import { tempDir } from "../support/temp_dir.ts";
@@ -22,10 +25,10 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-async function startHub(dir: string, partitions = 2): Promise<App> {
+async function startHub(dir: string, partitions = 2, extra = ""): Promise<App> {
   const hub = await assemble({
     config: buildConfig({
-      fileText: `[system]\ndataPath=${dir}\nnumPartitions=${partitions}\n`,
+      fileText: `[system]\ndataPath=${dir}\nnumPartitions=${partitions}\n${extra}`,
       overrides: { serverPort: "0", httpEnabled: "false" },
     }),
     logger: silentLogger,
@@ -240,3 +243,41 @@ async function waitForHubPartition(edge: App, topic: string): Promise<number> {
   );
   return pumpOf(edge, topic, 0)!.hubPartition!;
 }
+
+test("an edge reaches a hub over TLS with its token; a wrong token is reported", async () => {
+  await using temp = tempDir("metaq-uplink-tls-");
+  const pair = selfSignedCertificate({ hosts: ["localhost", "127.0.0.1"] });
+  fs.writeFileSync(`${temp.path}/cert.pem`, pair.cert);
+  fs.writeFileSync(`${temp.path}/key.pem`, pair.key);
+  fs.writeFileSync(`${temp.path}/edge.token`, "edge-token-0123456789abcdef\n");
+  const hub = await startHub(
+    `${temp.path}/hub`,
+    2,
+    `tlsCertFile=${temp.path}/cert.pem\ntlsKeyFile=${temp.path}/key.pem\n[topic=*]\n` +
+      "[user=edge]\ntoken=edge-token-0123456789abcdef\nproduce=site-9.*\n",
+  );
+  const trust = `tls=true\ntlsCaFile=${temp.path}/cert.pem\nprefix=site-9.\nuser=edge\n`;
+  const edge = await startEdge(
+    `${temp.path}/edge`,
+    `127.0.0.1:${hub.port}`,
+    `${trust}tokenFile=${temp.path}/edge.token`,
+  );
+  const wrong = await startEdge(
+    `${temp.path}/wrong`,
+    `127.0.0.1:${hub.port}`,
+    `${trust}token=not-the-edge-token-at-all`,
+  );
+  await produce(edge, "orders", ["over tls"]);
+  await produce(wrong, "orders", ["never"]);
+  await waitFor("the message at the hub", () => messagesAt(hub, "site-9.orders", 0).length === 1);
+  expect(messagesAt(hub, "site-9.orders", 0).map((message) => message.payload)).toEqual([
+    "over tls",
+  ]);
+  await waitFor(
+    "the refusal reported",
+    () => wrong.uplink!.status().lastError?.includes("Cannot authenticate") === true,
+  );
+  expect(wrong.uplink!.status().state).toBe("connecting");
+  expect(pumpOf(wrong, "orders", 0)?.state).toBe("waiting");
+  expect(messagesAt(hub, "site-9.orders", 0).length).toBe(1);
+});
