@@ -34,6 +34,8 @@ async function main(): Promise<void> {
       gib: { type: "string", default: "1" },
       size: { type: "string", default: "1024" },
       partitions: { type: "string", default: "4" },
+      "batch-kib": { type: "string" },
+      "hub-ini": { type: "string" },
       dir: { type: "string" },
       json: { type: "boolean" },
     },
@@ -44,8 +46,18 @@ async function main(): Promise<void> {
   const dir = fs.mkdtempSync(path.join(values.dir ?? os.tmpdir(), "metaq-uplink-bench-"));
   const log = (line: string) => !values.json && console.log(line);
   try {
-    const hubPort = await freePort();
-    const edge = await startBroker(dir, "edge", partitions, ["--uplink", `127.0.0.1:${hubPort}`]);
+    const [hubPort, edgePort] = await twoPorts();
+    const edgeIni = path.join(dir, "edge.ini");
+    fs.writeFileSync(
+      edgeIni,
+      values["batch-kib"] ? `[uplink]\nbatchBytes=${Number(values["batch-kib"]) * 1024}\n` : "",
+    );
+    const edge = await startBroker(dir, "edge", partitions, [
+      "--config",
+      edgeIni,
+      "--uplink",
+      `127.0.0.1:${hubPort}`,
+    ], edgePort);
     log(`edge ${edge.port} (pid ${edge.child.pid}), hub port ${hubPort} not started yet`);
     const loaded = await runProduce({
       broker: `127.0.0.1:${edge.port}`,
@@ -65,7 +77,13 @@ async function main(): Promise<void> {
     const idleRss = rssBytes(edge.child.pid!);
     const backlogBytes = (await uplinkLines(edge.port)).lagBytes;
 
-    const hub = await startBroker(dir, "hub", partitions, [], hubPort);
+    const hub = await startBroker(
+      dir,
+      "hub",
+      partitions,
+      values["hub-ini"] ? ["--config", values["hub-ini"]] : [],
+      hubPort,
+    );
     const started = performance.now();
     let peakRss = idleRss;
     let samples = 0;
@@ -193,6 +211,17 @@ async function uplinkLines(port: number): Promise<{ lagBytes: number; caughtUp: 
   } finally {
     client.close();
   }
+}
+
+/** Two different free ports (one taken while the other is asked for). */
+async function twoPorts(): Promise<[number, number]> {
+  const first = await freePort();
+  // Bounded: a free port equal to the first is rare, and each try asks the kernel again.
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const second = await freePort();
+    if (second !== first) return [first, second];
+  }
+  throw new Error("Cannot find two free ports");
 }
 
 function rssBytes(pid: number): number {

@@ -119,6 +119,14 @@ export const HTTP_BATCH_MESSAGES_MAX = 1000;
 export const HTTP_FETCH_MESSAGES_MAX = 1000;
 /** Server-Sent Event streams open at once (topic streams and dashboard feeds); beyond: 503. */
 export const SSE_STREAMS_MAX = 256;
+/**
+ * Largest batch an uplink's `uput` carries (a hub accepts this, or one largest message with its
+ * origin when maxMessageSize is larger). A batch is one append and, on a cluster, one Raft entry
+ * sent to every follower: four in flight stay well inside PEER_BUFFER_BYTES_MAX.
+ */
+export const UPLINK_BATCH_BYTES_MAX = 4 * 1024 * 1024;
+/** Room a forwarded message needs beyond its data: its header and its origin attribute. */
+export const UPLINK_RECORD_OVERHEAD_BYTES = 1024;
 /** Recent warnings and errors the dashboard shows; older ones are dropped. */
 export const LOG_RING_ENTRIES_MAX = 100;
 
@@ -144,6 +152,10 @@ assert(RECORD_BYTES_MAX <= FETCH_BYTES_MAX);
 assert(FETCH_BYTES_MAX + 64 <= CLIENT_REPLY_BYTES_MAX);
 // A new leader gets a full election's time before a waiting request gives up.
 assert(COORDINATOR_WAIT_MS >= READ_WAIT_MS);
+// Four uplink batches in flight to one hub partition's followers fit a peer's buffer.
+assert(4 * UPLINK_BATCH_BYTES_MAX <= PEER_BUFFER_BYTES_MAX / 2);
+// A hub takes the largest batch, or the largest message with its origin, as one forwarded request.
+assert(MESSAGE_BYTES_LIMIT_MAX + UPLINK_RECORD_OVERHEAD_BYTES <= FORWARDED_REQUEST_BYTES_MAX);
 
 /** At shutdown, how long the client port waits for requests in flight to be answered. */
 export const SHUTDOWN_DRAIN_MS = 5000;

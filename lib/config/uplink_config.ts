@@ -5,7 +5,7 @@
  * ConfigError naming the key. Reading the token and CA files is the uplink's business at start.
  */
 import { evaluateInteger, parseBoolean } from "./expression.ts";
-import { TOPIC_NAME_BYTES_MAX } from "../limits.ts";
+import { TOPIC_NAME_BYTES_MAX, UPLINK_BATCH_BYTES_MAX } from "../limits.ts";
 
 export class UplinkConfigError extends Error {
   override readonly name = "UplinkConfigError";
@@ -31,7 +31,7 @@ export interface UplinkConfig {
   readonly tlsCaFile: string;
   /** Name the hub's certificate must be valid for (default: the host dialed). */
   readonly tlsServerName: string;
-  /** Largest batch one request carries (also bounded by the hub's maxMessageSize). */
+  /** Largest batch one request carries (also bounded by what the hub says it takes). */
   readonly batchBytes: number;
   /** Batch bytes read and not yet acknowledged, over all partitions together. */
   readonly maxInFlightBytes: number;
@@ -57,7 +57,7 @@ export const UPLINK_DEFAULTS: Omit<UplinkConfig, "hubs"> = Object.freeze({
   tls: false,
   tlsCaFile: "",
   tlsServerName: "",
-  batchBytes: 1024 * 1024,
+  batchBytes: 4 * 1024 * 1024,
   maxInFlightBytes: 16 * 1024 * 1024,
   maxBacklogBytes: 0,
   maxBacklogAgeMs: 0,
@@ -148,7 +148,7 @@ function parseValue(key: string, value: string): unknown {
     case "tlsServerName":
       return value;
     case "batchBytes":
-      return integer(1024, 64 * 1024 * 1024);
+      return integer(1024, UPLINK_BATCH_BYTES_MAX);
     case "maxInFlightBytes":
       return integer(1024, 1024 * 1024 * 1024);
     case "maxBacklogBytes":

@@ -361,6 +361,12 @@ function uplink(out: MetricsWriter, status: UplinkStatus): void {
       "Log bytes the backlog cap gave up.",
       (p) => p.droppedBytes,
     ],
+    [
+      "metaq_uplink_looped_messages_total",
+      "counter",
+      "Messages not sent because they came from this edge through the hub (a loop).",
+      (p) => p.loopedMessages,
+    ],
   ];
   for (const [name, type, help, read] of families) {
     out.family(name, type, help);

@@ -115,6 +115,8 @@ export interface UplinkPartitionStatus {
   readonly lastAckWallMs?: number;
   readonly droppedMessages: number;
   readonly droppedBytes: number;
+  /** Messages not sent because they came from this edge through the hub (a loop). */
+  readonly loopedMessages: number;
 }
 
 export interface UplinkStatus {

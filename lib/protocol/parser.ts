@@ -26,6 +26,8 @@ export interface ExtensionSpec {
   readonly args: number;
   /** Index (in args) of the body length, when the command carries a body. */
   readonly bodyLengthArg?: number;
+  /** Longest body of this verb, when it differs from the parser's (an uplink's batch). */
+  readonly bodyBytesMax?: number;
 }
 
 export interface ParserOptions {
@@ -440,13 +442,13 @@ export class Parser {
     if (spec.bodyLengthArg === undefined) return build(EMPTY);
     const length = int32(args[spec.bodyLengthArg]);
     if (length < 0) throw new DecodeError(`negative body length ${length}`);
-    this.#checkBodyLength(length);
+    this.#checkBodyLength(length, spec.bodyBytesMax);
     return this.#bodyOrNow(length, build);
   }
 
-  #checkBodyLength(length: number): void {
-    if (length > this.#options.bodyBytesMax) {
-      throw new DecodeError(`body of ${length} bytes exceeds ${this.#options.bodyBytesMax}`);
+  #checkBodyLength(length: number, bodyBytesMax = this.#options.bodyBytesMax): void {
+    if (length > bodyBytesMax) {
+      throw new DecodeError(`body of ${length} bytes exceeds ${bodyBytesMax}`);
     }
   }
 

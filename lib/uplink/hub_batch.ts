@@ -3,12 +3,16 @@
  * record keeps its flag bits and payload, gains its origin in the attribute (the original
  * attribute follows it) and gets the id the hub stores it under (uplink_origin.ts). Pure: bytes
  * and numbers in, bytes out.
+ *
+ * A record whose attribute already names this site as an origin came back through the hub (an
+ * edge uplinked to itself, or two brokers uplinked to each other): the hub has it from the
+ * first trip, so it is passed over rather than sent round the loop again.
  */
 import { metaqChecksum } from "../crc32.ts";
 import { RECORD_DATA_BYTES_MAX, RECORD_HEADER_BYTES } from "../limits.ts";
 import { idTimestampMs } from "../protocol/message_id.ts";
 import { FLAG_HAS_ATTRIBUTE, walkRecords } from "../protocol/record.ts";
-import { formatOrigin, OriginIds } from "../protocol/uplink_origin.ts";
+import { formatOrigin, ORIGIN_PREFIX, OriginIds } from "../protocol/uplink_origin.ts";
 
 export interface SourcePartition {
   readonly site: string;
@@ -22,10 +26,13 @@ export interface HubBatch {
   readonly records: number;
   /** Source bytes consumed: the forwarding position moves this far once the hub has it. */
   readonly sourceBytes: number;
+  /** Records passed over because they came from this site (counted in `sourceBytes`). */
+  readonly looped: number;
 }
 
 const encoder = new TextEncoder();
 const SEMICOLON = 0x3b;
+const ORIGIN_PREFIX_BYTES = encoder.encode(ORIGIN_PREFIX);
 
 /**
  * Builds the batch from the whole records at the start of `source` (which starts at partition
@@ -42,17 +49,40 @@ export function buildHubBatch(
   let bodyBytes = 0;
   let sourceBytes = 0;
   let records = 0;
+  let looped = 0;
   const ids = new OriginIds(from.site, from.topic, from.partition);
+  const ownOrigin = encoder.encode(`${ORIGIN_PREFIX}${from.site}/`);
   walkRecords(source, RECORD_DATA_BYTES_MAX, (position, length) => {
     const parts = recordParts(from, ids, source, position, length, baseOffset + position);
-    const bytes = RECORD_HEADER_BYTES + parts.dataBytes;
-    if (bodyBytes + bytes > body.length) return false;
-    writeForwarded(body, bodyBytes, parts);
-    bodyBytes += bytes;
+    if (parts.original && namesOrigin(parts.original, ownOrigin)) {
+      looped += 1;
+    } else {
+      const bytes = RECORD_HEADER_BYTES + parts.dataBytes;
+      if (bodyBytes + bytes > body.length) return false;
+      writeForwarded(body, bodyBytes, parts);
+      bodyBytes += bytes;
+      records += 1;
+    }
     sourceBytes = position + RECORD_HEADER_BYTES + length;
-    records += 1;
   });
-  return { body: body.subarray(0, bodyBytes), records, sourceBytes };
+  return { body: body.subarray(0, bodyBytes), records, sourceBytes, looped };
+}
+
+/** Whether an attribute is an origin chain (`origin;origin;...`) with `marker` in it. */
+function namesOrigin(attribute: Uint8Array, marker: Uint8Array): boolean {
+  if (!startsWith(attribute, 0, ORIGIN_PREFIX_BYTES)) return false;
+  // Each origin of the chain starts the attribute or follows a ';'.
+  for (let at = 0; at >= 0; at = attribute.indexOf(SEMICOLON, at) + 1 || -1) {
+    if (!startsWith(attribute, at, ORIGIN_PREFIX_BYTES)) return false;
+    if (startsWith(attribute, at, marker)) return true;
+  }
+  return false;
+}
+
+function startsWith(bytes: Uint8Array, at: number, prefix: Uint8Array): boolean {
+  if (at + prefix.length > bytes.length) return false;
+  for (let i = 0; i < prefix.length; i++) if (bytes[at + i] !== prefix[i]) return false;
+  return true;
 }
 
 /** What a source record becomes: its new attribute (origin, then the original) and payload. */

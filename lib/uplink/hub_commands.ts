@@ -7,22 +7,30 @@
  *
  * ```text
  * uput <topic> <partition> <since> <length> <opaque>\r\n<records>
- *   -> result 200 <offset> <maxMessageSize>
+ *   -> result 200 <offset> <end> <maxBatchBytes> <maxMessageSize>
  * ```
  *
  * The partition's leader appends, in one piece, the records whose ids are not already in the
- * partition at or after offset `since` (the offset the edge last heard for an acknowledged
- * batch), and answers once all of them are readable, with the offset of the batch's first
- * record. A batch sent again after a lost reply, a cut link or an edge crash therefore lands
- * once. An empty body asks only for the partition's readable end (where the edge starts
- * looking) and the largest message this hub accepts (the edge's batch limit).
+ * partition at or after offset `since`, and answers once all of them are readable, with the
+ * offset of the batch's first record, the partition's readable end then, the largest batch it
+ * takes (`length` above it ends the connection, as any frame over a limit does) and the largest
+ * message data (origin included) it accepts. The edge sends one batch at a time, in source
+ * order, so any earlier landing of its next batch lies after this batch's first record: that
+ * offset is the next `since`, and a batch sent again after a lost reply, a cut link or an edge
+ * crash is looked for from there and lands once. An empty body appends nothing and answers
+ * the end twice (where a fresh edge starts looking).
  *
  * Not here: the edge's reading and forwarding (uplink_part.ts). The origin attribute is
  * checked for its prefix only; its meaning is the edge's.
  */
 import { metaqChecksum } from "../crc32.ts";
 import { BrokerError, describeError } from "../errors.ts";
-import { RECORD_DATA_BYTES_MAX, RECORD_HEADER_BYTES } from "../limits.ts";
+import {
+  RECORD_DATA_BYTES_MAX,
+  RECORD_HEADER_BYTES,
+  UPLINK_BATCH_BYTES_MAX,
+  UPLINK_RECORD_OVERHEAD_BYTES,
+} from "../limits.ts";
 import type { ExtensionCommand } from "../protocol/commands.ts";
 import { type CommandTable, HERE, type Home } from "../protocol/command_table.ts";
 import { FLAG_HAS_ATTRIBUTE, walkRecords } from "../protocol/record.ts";
@@ -51,10 +59,16 @@ export function parseUplinkPut(command: ExtensionCommand): UplinkPut | undefined
   return { topic, partition, since };
 }
 
+/** The largest `uput` body a hub whose messages are at most `maxMessageSize` takes. */
+export function uplinkBatchBytesMax(maxMessageSize: number): number {
+  return Math.max(UPLINK_BATCH_BYTES_MAX, maxMessageSize + UPLINK_RECORD_OVERHEAD_BYTES);
+}
+
 export function uplinkHubCommands(broker: Broker): CommandTable {
+  const batchBytesMax = uplinkBatchBytesMax(broker.config.system.maxMessageSize);
   return {
     [`ext:${UPLINK_PUT_VERB}`]: {
-      spec: { args: 4, bodyLengthArg: 3 },
+      spec: { args: 4, bodyLengthArg: 3, bodyBytesMax: batchBytesMax },
       home(command: ExtensionCommand): Home {
         const put = parseUplinkPut(command);
         if (!put || broker.topicRefusal(put.topic) || !inRange(broker, put)) return HERE;
@@ -63,12 +77,17 @@ export function uplinkHubCommands(broker: Broker): CommandTable {
       // Sent again to a new leader, the batch is still appended once: it is looked for first.
       forward: (command: ExtensionCommand) => ({ command, again: () => command }),
       handle: (command: ExtensionCommand, _context: RequestContext, respond: Respond) =>
-        serveUplinkPut(broker, command, respond),
+        serveUplinkPut(broker, command, respond, batchBytesMax),
     },
   };
 }
 
-function serveUplinkPut(broker: Broker, command: ExtensionCommand, respond: Respond): void {
+function serveUplinkPut(
+  broker: Broker,
+  command: ExtensionCommand,
+  respond: Respond,
+  batchBytesMax: number,
+): void {
   const refuse = (error: BrokerError) => {
     broker.stats.counters.putFailed += 1;
     respond(errorReply(error));
@@ -94,7 +113,8 @@ function serveUplinkPut(broker: Broker, command: ExtensionCommand, respond: Resp
   const checked = checkBatch(command.body, maxBytes);
   if (typeof checked === "string") return refuse(new BrokerError("badRequest", checked));
   const append = (log: Log) => {
-    const reply = (offset: number) => respond(result(200, `${offset} ${maxBytes}`));
+    const reply = (offset: number) =>
+      respond(result(200, `${offset} ${log.endOffset} ${batchBytesMax} ${maxBytes}`));
     if (checked.records === 0) return reply(log.endOffset);
     log.appendMissing(command.body, put.since, (outcome) => {
       if (!outcome.ok) return refuse(outcome.error);

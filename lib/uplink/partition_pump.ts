@@ -2,9 +2,15 @@
  * @module PartitionPump: forwards one edge partition to the hub, in source order, one batch at
  * a time. Each round: enforce the backlog cap; wait for the link; find the hub partition; read
  * the next batch of durable records at the forwarding position; send it with `uput` and the
- * hub offset `since`; on the hub's answer move the position past the batch, remember the
- * offset of its first record as the next `since`, and save both (in `__uplink-0`, without
- * waiting: a crash before the save only sends the batch again, and the hub keeps it once).
+ * hub offset `since`; on the hub's answer move the position past the batch, remember where
+ * the batch's first record lies at the hub as the next `since`, and save both (in
+ * `__uplink-0`, without waiting: a crash before the save only sends batches again, and the
+ * hub, looking from `since`, keeps them once).
+ *
+ * Why the first record's offset and not the hub's end: after a restart the edge resends from
+ * its saved position, and batches it had sent after that save may be at the hub. Each of those
+ * lies after the previous batch's first record (they were sent in order), so a batch looked
+ * for from there is found; looked for from the end after the previous batch, it would not.
  *
  * Why one batch at a time: a batch is retried after any doubt (a cut link, a timeout, a new
  * leader at the hub), and with a second batch in flight the retry of the first could land
@@ -85,12 +91,14 @@ export interface PumpStatus {
   readonly lastAckWallMs?: number;
   readonly droppedMessages: number;
   readonly droppedBytes: number;
+  /** Messages passed over because they came from this site through the hub (a loop). */
+  readonly loopedMessages: number;
 }
 
 /** A waiting pump looks again this often (cap, counting, changes it was not told about). */
 const TICK_MS = 1000;
-/** Bytes of backlog counted per round. */
-const COUNT_BYTES_PER_ROUND = 16 * 1024 * 1024;
+/** Messages of backlog counted per round (a header read each). */
+const COUNT_RECORDS_PER_ROUND = 100_000;
 
 export class PartitionPump {
   readonly topic: string;
@@ -111,6 +119,8 @@ export class PartitionPump {
   #forwardedBytes = 0;
   #batches = 0;
   #lastAckWallMs: number | undefined;
+  /** Messages passed over because they came from this site (a loop). */
+  #looped = 0;
   /** Messages counted in [position, countEnd). */
   #countEnd: number;
   #counted = 0;
@@ -170,6 +180,7 @@ export class PartitionPump {
       lastAckWallMs: this.#lastAckWallMs,
       droppedMessages: drops.messages,
       droppedBytes: drops.bytes,
+      loopedMessages: this.#looped,
     };
   }
 
@@ -220,8 +231,9 @@ export class PartitionPump {
       edgePartitions: this.#options.edgePartitions(),
     }, hubPartitions);
     if (typeof target === "string") throw new BrokerError("wrongPartition", target);
-    const [end, limit] = await this.#probe(target);
-    this.#hubLimitBytes = limit;
+    const probe = await this.#probe(target);
+    const end = probe.end;
+    this.#hubLimitBytes = probe.batchBytesMax;
     const saved = this.#options.positions.persisted(this.topic, this.partition);
     const sameTarget = saved !== undefined && saved.hubTopic === target.topic &&
       saved.hubPartition === target.partition;
@@ -257,8 +269,8 @@ export class PartitionPump {
     this.#attachedConnects = connects;
   }
 
-  /** `uput` with no records: the hub partition's end and the largest message it accepts. */
-  async #probe(target: HubTarget): Promise<[number, number]> {
+  /** `uput` with no records: the hub partition's end and the hub's limits. */
+  async #probe(target: HubTarget): Promise<UputReply> {
     const text = await this.#options.link.request(UPLINK_PUT_VERB, [
       target.topic,
       target.partition,
@@ -273,7 +285,8 @@ export class PartitionPump {
     const { budget, config, link, site } = this.#options;
     const target = this.#target!;
     let maxBytes = Math.min(config.batchBytes, this.#hubLimitBytes);
-    await budget.acquire(maxBytes);
+    const reserved = maxBytes;
+    await budget.acquire(reserved);
     try {
       let source = this.#read(this.#position, Math.min(maxBytes, end - this.#position));
       let batch = buildHubBatch(
@@ -282,6 +295,10 @@ export class PartitionPump {
         this.#position,
         maxBytes,
       );
+      if (batch.records === 0 && batch.sourceBytes > 0) {
+        // Only messages that came from this site through the hub: nothing to send.
+        return this.#passedOver(batch.sourceBytes, batch.looped);
+      }
       if (batch.records === 0) {
         // The next record is larger than a batch: alone, it may still fit the hub's limit.
         const whole = recordBytesAt(source) ?? 0;
@@ -297,8 +314,8 @@ export class PartitionPump {
           throw new BrokerError(
             "messageTooLarge",
             `the message at offset ${this.#position} of ${this.topic}-${this.partition} ` +
-              `(${whole - RECORD_HEADER_BYTES} bytes with its origin) exceeds the hub's ` +
-              `maxMessageSize ${this.#hubLimitBytes}`,
+              `(${whole - RECORD_HEADER_BYTES} bytes before its origin) does not fit the ` +
+              `hub's largest batch of ${this.#hubLimitBytes} bytes`,
           );
         }
       }
@@ -308,14 +325,16 @@ export class PartitionPump {
         this.#since,
         batch.body.length,
       ], batch.body);
-      const [offset, limit] = parseUputReply(reply);
-      this.#acknowledged(batch.sourceBytes, batch.records, batch.body.length, offset);
-      this.#hubLimitBytes = limit;
+      const answer = parseUputReply(reply);
+      if (batch.looped > 0) this.#noteLooped(batch.looped);
+      this.#acknowledged(batch.sourceBytes, batch.records, batch.body.length, answer.offset);
+      this.#hubLimitBytes = answer.batchBytesMax;
     } finally {
-      budget.release(maxBytes);
+      budget.release(reserved);
     }
   }
 
+  /** The hub has the batch, its first record at `hubOffset`: the next batch lies after it. */
   #acknowledged(sourceBytes: number, records: number, bytes: number, hubOffset: number): void {
     const to = this.#position + sourceBytes;
     this.#position = to;
@@ -326,6 +345,26 @@ export class PartitionPump {
     this.#lastAckWallMs = this.#options.clock.wallMs();
     this.#consumed(to, records);
     this.#options.positions.save(this.#positionAt(to, this.#target!, hubOffset));
+  }
+
+  /** Moves past messages that came back from the hub (they are there from their first trip). */
+  #passedOver(sourceBytes: number, looped: number): void {
+    this.#noteLooped(looped);
+    const to = this.#position + sourceBytes;
+    this.#position = to;
+    this.#consumed(to, looped);
+    this.#options.positions.save(this.#positionAt(to, this.#target!, this.#since));
+  }
+
+  #noteLooped(looped: number): void {
+    if (this.#looped === 0) {
+      this.#options.logger.log("warn", "Uplink passes over messages that came back from the hub", {
+        partition: `${this.topic}-${this.partition}`,
+        site: this.#options.site,
+        hint: "the hub forwards this topic back here (an uplink to itself, or a loop)",
+      });
+    }
+    this.#looped += looped;
   }
 
   /**
@@ -351,8 +390,8 @@ export class PartitionPump {
     if (this.#position >= end) return;
     if (this.#position >= beyondBytes && !expired(this.#firstRecordTimeMs())) return;
     let messages = 0;
-    const walk = walkLog(log, this.#position, end, (bytes, position, _length, offset) => {
-      if (offset >= beyondBytes && !expired(recordTimeMs(bytes, position))) return false;
+    const walk = walkLog(log, this.#position, end, (header, _length, offset) => {
+      if (offset >= beyondBytes && !expired(recordTimeMs(header, 0))) return false;
       messages += 1;
     });
     if (walk.records === 0) return;
@@ -396,7 +435,7 @@ export class PartitionPump {
   #count(): void {
     const end = this.#readableEnd();
     if (this.#countEnd >= end) return;
-    const walk = walkLog(this.#log, this.#countEnd, end, undefined, COUNT_BYTES_PER_ROUND);
+    const walk = walkLog(this.#log, this.#countEnd, end, undefined, COUNT_RECORDS_PER_ROUND);
     this.#countEnd = walk.end;
     this.#counted += walk.records;
   }
@@ -484,11 +523,22 @@ export class PartitionPump {
   }
 }
 
-/** `<offset> <maxMessageSize>` of an `uput` reply. */
-export function parseUputReply(text: string): [number, number] {
-  const [offset, limit] = text.split(" ").map(Number);
-  if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(limit) || offset < 0 || limit < 1) {
+/** What an `uput` reply says: `<offset> <end> <maxBatchBytes> <maxMessageSize>`. */
+export interface UputReply {
+  readonly offset: number;
+  readonly end: number;
+  readonly batchBytesMax: number;
+  readonly messageBytesMax: number;
+}
+
+export function parseUputReply(text: string): UputReply {
+  const fields = text.split(" ").map(Number);
+  const [offset, end, batchBytesMax, messageBytesMax] = fields;
+  if (
+    fields.length !== 4 || !fields.every(Number.isSafeInteger) || offset < 0 || end < offset ||
+    batchBytesMax < 1024 || messageBytesMax < 1
+  ) {
     throw new BrokerError("badRequest", `Cannot read the hub's uput reply '${text.slice(0, 80)}'`);
   }
-  return [offset, limit];
+  return { offset, end, batchBytesMax, messageBytesMax };
 }

@@ -194,6 +194,7 @@ export class UplinkPart {
           `last_ack_ms ${p.lastAckWallMs ?? 0}`,
           `dropped_messages ${p.droppedMessages}`,
           `dropped_bytes ${p.droppedBytes}`,
+          `looped_messages ${p.loopedMessages}`,
         ].join(" "),
       );
     }

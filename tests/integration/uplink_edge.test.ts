@@ -4,7 +4,7 @@
  * prefixed names and each message's origin; retention deletes nothing the hub has not
  * acknowledged; the backlog cap drops the oldest messages, exactly as many as it counts; a hub
  * topic with too few partitions is reported and not forwarded; TLS and a token reach a hub that
- * asks for them, and a wrong token is reported.
+ * asks for them, and a wrong token is reported; an edge uplinked to itself does not loop.
  */
 import { afterEach, expect, test } from "bun:test";
 import * as fs from "node:fs";
@@ -17,6 +17,7 @@ import { parseOriginAttribute } from "../../lib/protocol/uplink_origin.ts";
 import { selfSignedCertificate } from "../../lib/security/cert.ts";
 import { cut, LinkProxy, pass } from "../cluster/link_proxy.ts";
 import { Random } from "../cluster/random.ts";
+import { freePorts } from "../support/free_port.ts";
 import { tempDir } from "../support/temp_dir.ts";
 import { waitFor } from "../support/wait.ts";
 
@@ -280,4 +281,35 @@ test("an edge reaches a hub over TLS with its token; a wrong token is reported",
   expect(wrong.uplink!.status().state).toBe("connecting");
   expect(pumpOf(wrong, "orders", 0)?.state).toBe("waiting");
   expect(messagesAt(hub, "site-9.orders", 0).length).toBe(1);
+});
+
+test("an edge uplinked to itself sends each message once and passes over what comes back", async () => {
+  await using temp = tempDir("metaq-uplink-loop-");
+  const [port] = await freePorts(1);
+  const edge = await assemble({
+    config: buildConfig({
+      fileText: `[system]\ndataPath=${temp.path}\n[uplink]\nhubs=127.0.0.1:${port}\n` +
+        "site=round-trip\nretryMinMs=20\nretryMaxMs=200\n",
+      overrides: { serverPort: String(port), httpEnabled: "false" },
+    }),
+    logger: silentLogger,
+  });
+  cleanups.push(() => edge.close());
+  const payloads = Array.from({ length: 10 }, (_, index) => `loop-${index}`);
+  await produce(edge, "loop", payloads);
+  await waitFor("the copies passed over", () => pumpOf(edge, "loop", 0)?.loopedMessages === 10);
+  const log = edge.logs.get("loop", 0)!;
+  await waitFor(
+    "caught up",
+    () => pumpOf(edge, "loop", 0)?.state === "caught-up" && pumpOf(edge, "loop", 0)?.lagBytes === 0,
+  );
+  // The ten messages and the ten copies that came back, and nothing more.
+  const messages = messagesAt(edge, "loop", 0);
+  expect(messages.map((message) => message.payload)).toEqual([...payloads, ...payloads]);
+  expect(
+    messages.slice(10).every((message) =>
+      parseOriginAttribute(message.attribute!)?.origin.site === "round-trip"
+    ),
+  ).toBe(true);
+  expect(log.endOffset).toBe(pumpOf(edge, "loop", 0)!.position);
 });

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { type App, assemble } from "../../lib/app/assemble.ts";
 import { BrokerConnection, type Reply } from "../../lib/client/connection.ts";
 import { buildConfig } from "../../lib/config/config.ts";
+import { UPLINK_BATCH_BYTES_MAX } from "../../lib/limits.ts";
 import { silentLogger } from "../../lib/log.ts";
 import { encodeExtension } from "../../lib/protocol/encoder.ts";
 import { decodeRecords, encodeRecord, splitAttribute } from "../../lib/protocol/record.ts";
@@ -18,6 +19,8 @@ import { type TempDir, tempDir } from "../support/temp_dir.ts";
 const EDGE_TOKEN = "edge-token-0123456789abcdef";
 const READER_TOKEN = "reader-token-0123456789abcdef";
 const MAX_MESSAGE_BYTES = 4000;
+/** The limits every reply ends with: the largest batch, then the largest message. */
+const LIMITS = `${UPLINK_BATCH_BYTES_MAX} ${MAX_MESSAGE_BYTES}`;
 const FROM = { site: "edge-1", topic: "orders", partition: 1 };
 
 let temp: TempDir;
@@ -101,17 +104,20 @@ function hubRecords(topic: string, partition: number) {
 test("a batch sent again, whole or as the start of a longer one, lands once and in order", async () => {
   const connection = await connectAs("edge", EDGE_TOKEN);
   try {
-    expect(await uput(connection, ["site.orders", 1, 0])).toBe(`200 0 ${MAX_MESSAGE_BYTES}`);
+    expect(await uput(connection, ["site.orders", 1, 0])).toBe(`200 0 0 ${LIMITS}`);
     const source = edgeRecords(5);
     const three = buildHubBatch(FROM, source.subarray(0, 3 * 22), 0, 1 << 20);
     expect(three.records).toBe(3);
+    // Answered with the batch's first offset and the partition's end: the next `since`.
     const first = await uput(connection, ["site.orders", 1, 0], three.body);
-    expect(first).toBe(`200 0 ${MAX_MESSAGE_BYTES}`);
+    expect(first).toBe(`200 0 ${three.body.length} ${LIMITS}`);
     // The reply was lost: the same batch again, from the same `since`.
     expect(await uput(connection, ["site.orders", 1, 0], three.body)).toBe(first);
     // After a restart the edge reads further: the first three are found, two are new.
     const five = buildHubBatch(FROM, source, 0, 1 << 20);
-    expect(await uput(connection, ["site.orders", 1, 0], five.body)).toBe(first);
+    expect(await uput(connection, ["site.orders", 1, 0], five.body)).toBe(
+      `200 0 ${five.body.length} ${LIMITS}`,
+    );
     const records = hubRecords("site.orders", 1);
     expect(records.map((record) => splitAttribute(record.flag, record.data).attribute))
       .toEqual(
@@ -127,8 +133,9 @@ test("a batch sent again, whole or as the start of a longer one, lands once and 
     expect(parseOriginAttribute(splitAttribute(records[4].flag, records[4].data).attribute!))
       .toMatchObject({ origin: { site: "edge-1", topic: "orders", partition: 1, offset: 88 } });
     // The probe now answers the end: where a batch from a fresh edge would be looked for.
+    const end = hub.logs.get("site.orders", 1)!.endOffset;
     expect(await uput(connection, ["site.orders", 1, 0])).toBe(
-      `200 ${hub.logs.get("site.orders", 1)!.endOffset} ${MAX_MESSAGE_BYTES}`,
+      `200 ${end} ${end} ${LIMITS}`,
     );
   } finally {
     connection.close();
@@ -170,15 +177,20 @@ test("uput refuses what an uplink would never send, and appends nothing", async 
     expect(await uput(connection, ["site.a/b", 1, 0], good)).toMatch(
       /^500 The server do not accept/,
     );
-    // A body over the hub's maxMessageSize ends the stream, as any frame over the limit does:
-    // an edge sizes its batches by the limit the hub's answers carry.
+    // A message longer than the hub's maxMessageSize (with its origin) is refused...
     const big = buildHubBatch(
       FROM,
       encodeRecord({ id: 1n, flag: 0, data: new Uint8Array(MAX_MESSAGE_BYTES) }),
       0,
       1 << 20,
     ).body;
-    await expect(uput(connection, ["site.orders", 1, 0], big)).rejects.toThrow("closed");
+    expect(await uput(connection, ["site.orders", 1, 0], big)).toMatch(
+      /^400 .*exceed maxMessageSize 4000/,
+    );
+    // ...and a body over the largest batch ends the stream, as any frame over a limit does: an
+    // edge sizes its batches by the limit the hub's answers carry.
+    const huge = new Uint8Array(UPLINK_BATCH_BYTES_MAX + 1);
+    await expect(uput(connection, ["site.orders", 1, 0], huge)).rejects.toThrow("closed");
   } finally {
     connection.close();
   }

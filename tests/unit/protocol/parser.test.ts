@@ -427,3 +427,27 @@ test("the fast result path and the general path decode every result line identic
     expect(fast.error === undefined, new TextDecoder().decode(wire)).toBe(slow.error === undefined);
   }
 });
+
+test("an extension verb may carry its own body limit, above or below the parser's", () => {
+  const specs = new Map<string, ExtensionSpec>([
+    ["uput", { args: 1, bodyLengthArg: 0, bodyBytesMax: 4096 }],
+    ["tiny", { args: 1, bodyLengthArg: 0, bodyBytesMax: 2 }],
+  ]);
+  const parse = (wire: Uint8Array) =>
+    new Parser({ bodyBytesMax: 1024, extensions: specs }).push(wire);
+  const body = new Uint8Array(4096).fill(7);
+  const taken = parse(encodeExtension("uput", [body.length], 9, body));
+  expect(taken.error).toBeUndefined();
+  expect(taken.commands).toEqual([{
+    kind: "extension",
+    verb: "uput",
+    args: ["4096"],
+    opaque: 9,
+    body,
+  }]);
+  const over = parse(encodeExtension("uput", [4097], 9, new Uint8Array(4097)));
+  expect(over.error?.message).toBe("body of 4097 bytes exceeds 4096");
+  expect(parse(encodeExtension("tiny", [3], 1, new Uint8Array(3))).error?.message).toBe(
+    "body of 3 bytes exceeds 2",
+  );
+});

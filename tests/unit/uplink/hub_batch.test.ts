@@ -95,3 +95,26 @@ test("the hub refuses batches that are not an uplink's", () => {
   expect(checkBatch(negativeButPlain, 1024)).toContain("does not start with metaq-origin:");
   expect(checkBatch(new Uint8Array(0), 1024)).toEqual({ records: 0, dataBytes: 0 });
 });
+
+test("messages that came from this site through the hub are passed over, not sent again", () => {
+  const fromHere = `metaq-origin:${FROM.site}/orders/2/0/5`;
+  const { bytes, parts } = sourceOf([
+    { payload: "mine again", attribute: fromHere },
+    { payload: "via another edge", attribute: `metaq-origin:edge-b/x/0/1/2;${fromHere};tag` },
+    { payload: "other edge", attribute: "metaq-origin:edge-b/x/0/1/2" },
+    { payload: "user text", attribute: `tag;${fromHere}` },
+    { payload: "similar site", attribute: `metaq-origin:${FROM.site}x/orders/2/0/5` },
+  ]);
+  const batch = buildHubBatch(FROM, bytes, 0, 1024 * 1024);
+  expect(batch.looped).toBe(2);
+  expect(batch.records).toBe(3);
+  expect(batch.sourceBytes).toBe(bytes.length);
+  expect(
+    decodeRecords(batch.body).map((record) =>
+      new TextDecoder().decode(splitAttribute(record.flag, record.data).payload)
+    ),
+  ).toEqual(["other edge", "user text", "similar site"]);
+  // A batch of nothing but such messages still moves past them.
+  const only = buildHubBatch(FROM, bytes.subarray(0, parts[0].length), 0, 1024 * 1024);
+  expect(only).toMatchObject({ records: 0, looped: 1, sourceBytes: parts[0].length });
+});
