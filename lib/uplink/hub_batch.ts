@@ -37,15 +37,18 @@ const ORIGIN_PREFIX_BYTES = encoder.encode(ORIGIN_PREFIX);
 /**
  * Builds the batch from the whole records at the start of `source` (which starts at partition
  * offset `baseOffset`), stopping before the first record that would make the body exceed
- * `maxBytes`. Writes each record once, in place.
+ * `maxBytes`. Writes each record once, in place: into `into` when given (at least `maxBytes`
+ * long; the body is then a view of it), else into a new array.
  */
 export function buildHubBatch(
   from: SourcePartition,
   source: Uint8Array,
   baseOffset: number,
   maxBytes: number,
+  into?: Uint8Array,
 ): HubBatch {
-  const body = new Uint8Array(Math.min(maxBytes, 2 * source.length + 64 * 1024));
+  const body = into?.subarray(0, maxBytes) ??
+    new Uint8Array(Math.min(maxBytes, 2 * source.length + 64 * 1024));
   let bodyBytes = 0;
   let sourceBytes = 0;
   let records = 0;

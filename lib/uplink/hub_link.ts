@@ -108,11 +108,16 @@ export class HubLink {
    * 200. A broker's refusal rejects with its BrokerError (the link stays up); a transport error
    * or a timeout breaks the link and rejects with that error (the outcome is unknown).
    */
-  async request(
-    verb: string,
-    args: readonly (string | number)[],
-    body?: Uint8Array,
-  ): Promise<string> {
+  request(verb: string, args: readonly (string | number)[], body?: Uint8Array): Promise<string> {
+    return this.requestFrame((opaque) => encodeExtension(verb, args, opaque, body));
+  }
+
+  /**
+   * The same with the request's bytes built by `encode` for its opaque (a batch built in place
+   * behind its command line). The bytes may still be written after a broken link: the caller
+   * must not use their buffer again unless the request succeeded.
+   */
+  async requestFrame(encode: (opaque: number) => Uint8Array): Promise<string> {
     const connection = this.#connection;
     if (!connection || connection.closed) {
       this.ensureDialing();
@@ -121,7 +126,7 @@ export class HubLink {
     const opaque = connection.nextOpaque();
     let reply: Reply;
     try {
-      reply = await connection.request(encodeExtension(verb, args, opaque, body), opaque);
+      reply = await connection.request(encode(opaque), opaque);
     } catch (error) {
       this.#broken(connection, error as Error);
       throw error;

@@ -25,10 +25,12 @@ import { BrokerError, describeError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { Random } from "../prng.ts";
 import { RECORD_HEADER_BYTES } from "../limits.ts";
+import { encodeExtension } from "../protocol/encoder.ts";
 import { recordBytesAt } from "../protocol/record.ts";
 import type { Log } from "../store/log.ts";
 import type { ByteBudget } from "./byte_budget.ts";
-import { buildHubBatch, recordTimeMs } from "./hub_batch.ts";
+import type { BufferPool } from "./buffer_pool.ts";
+import { buildHubBatch, type HubBatch, recordTimeMs } from "./hub_batch.ts";
 import { UPLINK_PUT_VERB } from "./hub_commands.ts";
 import { type HubLink, isLasting, isLinkError } from "./hub_link.ts";
 import { type HubTarget, hubTarget, type HubTopics } from "./hub_target.ts";
@@ -60,6 +62,8 @@ export interface PumpOptions {
   readonly link: HubLink;
   readonly hubTopics: HubTopics;
   readonly budget: ByteBudget;
+  /** Buffers batches are read and built in, shared by the pumps. */
+  readonly pool: BufferPool;
   readonly positions: PositionStore;
   /** The topic's partition count at the edge. */
   readonly edgePartitions: () => number;
@@ -95,6 +99,10 @@ export interface PumpStatus {
   readonly loopedMessages: number;
 }
 
+/** Room kept before a batch for its `uput` command line (a topic name is at most 200 bytes). */
+const LINE_ROOM_BYTES = 512;
+const asciiEncoder = new TextEncoder();
+
 /** A waiting pump looks again this often (cap, counting, changes it was not told about). */
 const TICK_MS = 1000;
 /** Messages of backlog counted per round (a header read each). */
@@ -121,6 +129,8 @@ export class PartitionPump {
   #lastAckWallMs: number | undefined;
   /** Messages passed over because they came from this site (a loop). */
   #looped = 0;
+  /** Whether the last `uput` was answered (its frame's buffer may be used again). */
+  #lastSendOk = false;
   /** Messages counted in [position, countEnd). */
   #countEnd: number;
   #counted = 0;
@@ -282,18 +292,22 @@ export class PartitionPump {
 
   /** Sends the batch at the position and moves past it once the hub has it. */
   async #forward(end: number): Promise<void> {
-    const { budget, config, link, site } = this.#options;
-    const target = this.#target!;
-    let maxBytes = Math.min(config.batchBytes, this.#hubLimitBytes);
-    const reserved = maxBytes;
-    await budget.acquire(reserved);
+    const { budget, config, pool } = this.#options;
+    const maxBytes = Math.min(config.batchBytes, this.#hubLimitBytes);
+    await budget.acquire(maxBytes);
+    const source = pool.take(maxBytes);
+    const frame = pool.take(LINE_ROOM_BYTES + maxBytes);
+    let sent = false;
     try {
-      let source = this.#read(this.#position, Math.min(maxBytes, end - this.#position));
-      let batch = buildHubBatch(
-        { site, topic: this.topic, partition: this.partition },
+      const length = this.#readInto(
         source,
         this.#position,
+        Math.min(maxBytes, end - this.#position),
+      );
+      const batch = this.#build(
+        source.subarray(0, length),
         maxBytes,
+        frame.subarray(LINE_ROOM_BYTES),
       );
       if (batch.records === 0 && batch.sourceBytes > 0) {
         // Only messages that came from this site through the hub: nothing to send.
@@ -301,37 +315,79 @@ export class PartitionPump {
       }
       if (batch.records === 0) {
         // The next record is larger than a batch: alone, it may still fit the hub's limit.
-        const whole = recordBytesAt(source) ?? 0;
-        maxBytes = this.#hubLimitBytes;
-        if (whole > 0 && this.#position + whole <= end) source = this.#read(this.#position, whole);
-        batch = buildHubBatch(
-          { site, topic: this.topic, partition: this.partition },
-          source,
-          this.#position,
-          maxBytes,
-        );
-        if (batch.records === 0) {
-          throw new BrokerError(
-            "messageTooLarge",
-            `the message at offset ${this.#position} of ${this.topic}-${this.partition} ` +
-              `(${whole - RECORD_HEADER_BYTES} bytes before its origin) does not fit the ` +
-              `hub's largest batch of ${this.#hubLimitBytes} bytes`,
-          );
-        }
+        return await this.#forwardLarge(source.subarray(0, length), end);
       }
-      const reply = await link.request(UPLINK_PUT_VERB, [
-        target.topic,
-        target.partition,
-        this.#since,
-        batch.body.length,
-      ], batch.body);
-      const answer = parseUputReply(reply);
-      if (batch.looped > 0) this.#noteLooped(batch.looped);
-      this.#acknowledged(batch.sourceBytes, batch.records, batch.body.length, answer.offset);
-      this.#hubLimitBytes = answer.batchBytesMax;
+      sent = true;
+      await this.#send(batch, frame);
     } finally {
-      budget.release(reserved);
+      // A buffer handed to a broken connection may still be written: never reuse it then.
+      if (!sent || this.#lastSendOk) pool.give(frame);
+      pool.give(source);
+      budget.release(maxBytes);
     }
+  }
+
+  /** One record too large for a batch, sent alone in buffers of its own. */
+  async #forwardLarge(head: Uint8Array, end: number): Promise<void> {
+    const whole = recordBytesAt(head) ?? 0;
+    if (whole === 0 || this.#position + whole > end) return; // not all readable yet
+    const source = new Uint8Array(whole);
+    this.#readInto(source, this.#position, whole);
+    const frame = new Uint8Array(LINE_ROOM_BYTES + this.#hubLimitBytes);
+    const batch = this.#build(source, this.#hubLimitBytes, frame.subarray(LINE_ROOM_BYTES));
+    if (batch.records === 0 && batch.sourceBytes > 0) {
+      return this.#passedOver(batch.sourceBytes, batch.looped);
+    }
+    if (batch.records === 0) {
+      throw new BrokerError(
+        "messageTooLarge",
+        `the message at offset ${this.#position} of ${this.topic}-${this.partition} ` +
+          `(${whole - RECORD_HEADER_BYTES} bytes before its origin) does not fit the ` +
+          `hub's largest batch of ${this.#hubLimitBytes} bytes`,
+      );
+    }
+    await this.#send(batch, frame);
+  }
+
+  #build(source: Uint8Array, maxBytes: number, into: Uint8Array): HubBatch {
+    const { site } = this.#options;
+    const from = { site, topic: this.topic, partition: this.partition };
+    return buildHubBatch(from, source, this.#position, maxBytes, into);
+  }
+
+  /**
+   * `uput` of a batch built at LINE_ROOM_BYTES of `frame`: its command line is written just
+   * before it, so the request leaves without another copy of the batch.
+   */
+  async #send(batch: HubBatch, frame: Uint8Array): Promise<void> {
+    const target = this.#target!;
+    const since = this.#since;
+    this.#lastSendOk = false;
+    const reply = await this.#options.link.requestFrame((opaque) => {
+      const line = `${UPLINK_PUT_VERB} ${target.topic} ${target.partition} ${since} ` +
+        `${batch.body.length} ${opaque}\r\n`;
+      const start = LINE_ROOM_BYTES - line.length;
+      if (start < 0) {
+        return encodeExtension(
+          UPLINK_PUT_VERB,
+          [
+            target.topic,
+            target.partition,
+            since,
+            batch.body.length,
+          ],
+          opaque,
+          batch.body,
+        );
+      }
+      asciiEncoder.encodeInto(line, frame.subarray(start, LINE_ROOM_BYTES));
+      return frame.subarray(start, LINE_ROOM_BYTES + batch.body.length);
+    });
+    this.#lastSendOk = true;
+    const answer = parseUputReply(reply);
+    if (batch.looped > 0) this.#noteLooped(batch.looped);
+    this.#acknowledged(batch.sourceBytes, batch.records, batch.body.length, answer.offset);
+    this.#hubLimitBytes = answer.batchBytesMax;
   }
 
   /** The hub has the batch, its first record at `hubOffset`: the next batch lies after it. */
@@ -485,10 +541,15 @@ export class PartitionPump {
   }
 
   #read(offset: number, maxBytes: number): Uint8Array {
+    const bytes = new Uint8Array(maxBytes);
+    return bytes.subarray(0, this.#readInto(bytes, offset, maxBytes));
+  }
+
+  /** Reads what is readable at `offset` in one piece, up to `maxBytes`; returns its length. */
+  #readInto(target: Uint8Array, offset: number, maxBytes: number): number {
     const length = this.#log.readableAt(offset, maxBytes);
-    const bytes = new Uint8Array(length);
-    this.#log.readInto(bytes, 0, offset, length);
-    return bytes;
+    this.#log.readInto(target, 0, offset, length);
+    return length;
   }
 
   #positionAt(offset: number, target: HubTarget, since: number): ForwardPosition {

@@ -19,6 +19,7 @@ import type { MessageIdGenerator } from "../protocol/message_id.ts";
 import { SITE_PATTERN } from "../protocol/uplink_origin.ts";
 import { isInternalTopic, type LogEntry, type Logs } from "../store/log.ts";
 import * as fs from "node:fs";
+import { BufferPool } from "./buffer_pool.ts";
 import { ByteBudget } from "./byte_budget.ts";
 import { HubLink, type LinkFacts } from "./hub_link.ts";
 import { HubTopics } from "./hub_target.ts";
@@ -72,6 +73,7 @@ export class UplinkPart {
   #link: HubLink | undefined;
   #hubTopics: HubTopics | undefined;
   readonly #budget: ByteBudget;
+  readonly #pool: BufferPool;
   readonly #pumps = new Map<string, PartitionPump>();
   #site = "";
   #unsubscribe: (() => void) | undefined;
@@ -82,6 +84,9 @@ export class UplinkPart {
     this.#options = options;
     this.#config = options.uplink;
     this.#budget = new ByteBudget(options.uplink.maxInFlightBytes);
+    // Two buffers (read, built) per batch the budget lets be in flight at once.
+    const batches = Math.ceil(options.uplink.maxInFlightBytes / options.uplink.batchBytes);
+    this.#pool = new BufferPool(2 * batches);
   }
 
   /** Whether `topic` goes up. */
@@ -215,6 +220,7 @@ export class UplinkPart {
       link: this.#link!,
       hubTopics: this.#hubTopics!,
       budget: this.#budget,
+      pool: this.#pool,
       positions: this.#writer!,
       edgePartitions: () => this.#options.partitionsOf(entry.topic),
       clock: this.#options.clock,
