@@ -315,6 +315,7 @@ export async function assemble(options: AssembleOptions): Promise<App> {
     stops.push(() => groups.stop());
     await transactions.start();
     stops.push(() => transactions.stop());
+    await uplink?.prepare();
     const server = late.server = new TcpServer({
       requests: edge,
       counters: broker.stats.counters,

@@ -19,6 +19,7 @@
  * Why only durable records: a record the edge forwarded and then lost in a power cut would let
  * a new record take its offset, and its origin, which the hub has already seen.
  */
+import { assert, AssertionError } from "../assert.ts";
 import type { Clock } from "../clock.ts";
 import type { UplinkConfig } from "../config/uplink_config.ts";
 import { BrokerError, describeError } from "../errors.ts";
@@ -201,6 +202,13 @@ export class PartitionPump {
         await this.#round();
         this.#retryRounds = 0;
       } catch (error) {
+        if (error instanceof AssertionError) {
+          // A broken invariant is a bug: crash (recovery runs on restart), never keep forwarding.
+          queueMicrotask(() => {
+            throw error;
+          });
+          return;
+        }
         await this.#failed(error);
       }
     }
@@ -248,21 +256,11 @@ export class PartitionPump {
     const sameTarget = saved !== undefined && saved.hubTopic === target.topic &&
       saved.hubPartition === target.partition;
     if (this.#target === undefined) {
-      // First attach in this process: resume from what was saved, unless it cannot be trusted.
-      let position = saved?.offset ?? this.#log.startOffset;
-      let since = sameTarget ? saved!.since : end;
-      const durableEnd = this.#readableEnd();
-      if (position > durableEnd) {
-        this.#options.logger.log("error", "Uplink position is past the end of the edge's log", {
-          partition: `${this.topic}-${this.partition}`,
-          position,
-          end: durableEnd,
-          hint: "the edge lost data the hub has (a restored backup, --repair); " +
-            "new messages are forwarded from the end",
-        });
-        position = durableEnd;
-        since = end; // old origins at these offsets lie before it: none is taken for a new one
-      }
+      // First attach in this process: resume from what was saved. A position past the log's
+      // end was put back at start-up (UplinkPart.prepare), before anything could be written.
+      const position = saved?.offset ?? this.#log.startOffset;
+      const since = sameTarget ? saved!.since : end;
+      assert(position <= this.#readableEnd(), "an uplink position lies past its log's end");
       if (!sameTarget || position !== saved!.offset || since !== saved!.since) {
         await this.#options.positions.saveNow(this.#positionAt(position, target, since));
       }

@@ -76,6 +76,7 @@ export class UplinkPart {
   readonly #pool: BufferPool;
   readonly #pumps = new Map<string, PartitionPump>();
   #site = "";
+  #credentials: ReturnType<typeof readCredentials> = { auth: undefined, tls: undefined };
   #unsubscribe: (() => void) | undefined;
   #upkeep: ReturnType<typeof setInterval> | undefined;
   #stopped = false;
@@ -106,12 +107,16 @@ export class UplinkPart {
       this.#options.logs.get(topic, partition)?.startOffset ?? 0;
   }
 
-  async start(): Promise<void> {
+  /**
+   * Opens `__uplink-0` and checks what it says against the partitions on disk, before clients
+   * may write (the assembly calls it before the client port listens); start() then forwards.
+   */
+  async prepare(): Promise<void> {
     const { logs, ids, logger } = this.#options;
     if (this.#config.hubs.length === 0) {
       throw new ConfigError("Cannot start the uplink: give [uplink] hubs= or --uplink host:port");
     }
-    const credentials = readCredentials(this.#config);
+    this.#credentials = readCredentials(this.#config);
     const stateLog = this.#stateLog = new StateLog({
       log: await logs.open(UPLINK_TOPIC, 0),
       machine: this.#state,
@@ -123,9 +128,15 @@ export class UplinkPart {
     stateLog.catchUp();
     this.#writer = new PositionWriter(stateLog, this.#state, logger);
     this.#site = await this.#siteName(stateLog);
+    await this.#forgetLostPositions();
+  }
+
+  async start(): Promise<void> {
+    const { logs, logger } = this.#options;
+    const stateLog = this.#stateLog!;
     this.#link = new HubLink({
       hubs: this.#config.hubs,
-      ...credentials,
+      ...this.#credentials,
       requestTimeoutMs: this.#config.requestTimeoutMs,
       retryMinMs: this.#config.retryMinMs,
       retryMaxMs: this.#config.retryMaxMs,
@@ -204,6 +215,30 @@ export class UplinkPart {
       );
     }
     return lines;
+  }
+
+  /**
+   * A partition whose log ends before its saved position lost what the hub has (a restored
+   * backup, a replaced disk, `--repair`): new messages will take those offsets, and with them
+   * origins the hub has seen. Checked before anything is written, its position goes back to the
+   * log's end with no hub partition, so the pump looks for batches from the hub partition's end,
+   * past every old origin.
+   */
+  async #forgetLostPositions(): Promise<void> {
+    const { logs, logger } = this.#options;
+    for (const saved of this.#state.positions()) {
+      if (logs.failure(saved.topic, saved.partition)) continue; // damaged: refused, not lost
+      const log = logs.get(saved.topic, saved.partition);
+      const end = log ? Math.min(log.endOffset, log.facts().durableEnd) : 0;
+      if (saved.offset <= end) continue;
+      logger.log("error", "Uplink position is past the end of the edge's log", {
+        partition: partitionKey(saved.topic, saved.partition),
+        position: saved.offset,
+        end,
+        hint: "the edge lost data the hub has; new messages are forwarded from the end",
+      });
+      await this.#writer!.saveNow({ ...saved, offset: end, hubTopic: "", hubPartition: -1 });
+    }
   }
 
   /** Starts a pump for a partition that goes up (once). */

@@ -66,6 +66,11 @@ export class UplinkState implements StateMachine {
     return this.#positions.get(partitionKey(topic, partition));
   }
 
+  /** Every saved position. */
+  positions(): ForwardPosition[] {
+    return [...this.#positions.values()];
+  }
+
   drops(topic: string, partition: number): DropTotals {
     return this.#drops.get(partitionKey(topic, partition)) ?? { messages: 0, bytes: 0 };
   }

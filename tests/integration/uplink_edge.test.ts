@@ -4,7 +4,8 @@
  * prefixed names and each message's origin; retention deletes nothing the hub has not
  * acknowledged; the backlog cap drops the oldest messages, exactly as many as it counts; a hub
  * topic with too few partitions is reported and not forwarded; TLS and a token reach a hub that
- * asks for them, and a wrong token is reported; an edge uplinked to itself does not loop.
+ * asks for them, and a wrong token is reported; an edge uplinked to itself does not loop; an edge
+ * whose log lost what the hub has forwards its new messages, not mistaking them for the old.
  */
 import { afterEach, expect, test } from "bun:test";
 import * as fs from "node:fs";
@@ -312,4 +313,36 @@ test("an edge uplinked to itself sends each message once and passes over what co
     ),
   ).toBe(true);
   expect(log.endOffset).toBe(pumpOf(edge, "loop", 0)!.position);
+});
+
+test("an edge whose log lost what the hub has forwards new messages at the old offsets", async () => {
+  await using temp = tempDir("metaq-uplink-lost-");
+  const hub = await startHub(`${temp.path}/hub`);
+  const first = await startEdge(`${temp.path}/edge`, `127.0.0.1:${hub.port}`, "");
+  await produce(first, "orders", ["old-0", "old-1", "old-2"]);
+  await waitFor("the old messages at the hub", () => messagesAt(hub, "orders", 0).length === 3);
+  await waitFor(
+    "their position saved",
+    () => pumpOf(first, "orders", 0)?.savedPosition === first.logs.get("orders", 0)!.endOffset,
+  );
+  await first.close();
+  // The partition's files are gone (a restored backup, a disk replaced); __uplink-0 is not.
+  fs.rmSync(`${temp.path}/edge/orders-0`, { recursive: true, force: true });
+  const again = await startEdge(`${temp.path}/edge`, `127.0.0.1:${hub.port}`, "");
+  await produce(again, "orders", ["new-0", "new-1", "new-2"]);
+  await waitFor("the new messages at the hub", () => messagesAt(hub, "orders", 0).length === 6, {
+    timeoutMs: 10_000,
+  });
+  const atHub = messagesAt(hub, "orders", 0);
+  expect(atHub.map((message) => message.payload)).toEqual([
+    "old-0",
+    "old-1",
+    "old-2",
+    "new-0",
+    "new-1",
+    "new-2",
+  ]);
+  // Same site, topic, partition and offsets as the old ones: told apart by where the hub looked.
+  const offsets = atHub.map((message) => parseOriginAttribute(message.attribute!)!.origin.offset);
+  expect(offsets.slice(3)).toEqual(offsets.slice(0, 3));
 });
