@@ -25,6 +25,8 @@ import { PeerTransport } from "../lib/cluster/peer_transport.ts";
 import { selfSignedCertificate } from "../lib/security/cert.ts";
 import { ZkClient } from "../lib/zk/client.ts";
 import { readText } from "../lib/zk/nodes.ts";
+import { parseOriginAttribute } from "../lib/protocol/uplink_origin.ts";
+import { splitAttribute } from "../lib/protocol/record.ts";
 import { startZooKeeper } from "./support/zookeeper.ts";
 
 function check(condition: unknown, message: string): void {
@@ -91,6 +93,7 @@ try {
   await smokeGroups();
   await smokeSecurity();
   await smokeZooKeeper();
+  await smokeUplink();
 
   const deno = process.execPath;
   const help = spawnSync(deno, ["run", "-A", "main.ts", "--help"], { encoding: "utf8" });
@@ -100,7 +103,7 @@ try {
   );
   console.log(
     "deno smoke test passed: broker, transactions, consumer groups, client, HTTP API, " +
-      "authentication, TLS, peer links, ZooKeeper registration and CLI run on Deno",
+      "authentication, TLS, peer links, ZooKeeper registration, edge uplink and CLI run on Deno",
   );
 } finally {
   fs.rmSync(dataDir, { recursive: true, force: true });
@@ -297,6 +300,52 @@ async function smokeZooKeeper(): Promise<void> {
     await reader.close();
   } finally {
     await zk[Symbol.asyncDispose]();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** An edge uplinked to a hub, both in this Deno process: what the edge took reaches the hub once. */
+async function smokeUplink(): Promise<void> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "metaq-deno-uplink-"));
+  try {
+    const hub = await assemble({
+      config: buildConfig({
+        overrides: { serverPort: "0", httpEnabled: "false", dataPath: path.join(dir, "hub") },
+      }),
+      logger: silentLogger,
+    });
+    const edge = await assemble({
+      config: buildConfig({
+        fileText: `[uplink]\nhubs=127.0.0.1:${hub.port}\nsite=deno-edge\nprefix=edge.\n`,
+        overrides: { serverPort: "0", httpEnabled: "false", dataPath: path.join(dir, "edge") },
+      }),
+      logger: silentLogger,
+    });
+    const client = new MetaqClient({ brokers: [`127.0.0.1:${edge.port}`] });
+    for (const text of ["up-1", "up-2", "up-3"]) {
+      await client.put("edgy", 0, { payload: new TextEncoder().encode(text) });
+    }
+    client.close();
+    const deadline = Date.now() + 15_000;
+    // Polls until the hub has the three messages; bounded by the deadline.
+    while (Date.now() < deadline && (hub.logs.get("edge.edgy", 0)?.endOffset ?? 0) === 0) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    const log = hub.logs.get("edge.edgy", 0);
+    const bytes = new Uint8Array(log?.endOffset ?? 0);
+    if (log) log.readInto(bytes, 0, 0, bytes.length);
+    const messages = decodeRecords(bytes).map((record) => splitAttribute(record.flag, record.data));
+    check(
+      messages.map((m) => new TextDecoder().decode(m.payload)).join(",") === "up-1,up-2,up-3",
+      "the edge's messages did not reach the hub once, in order",
+    );
+    check(
+      parseOriginAttribute(messages[0].attribute ?? "")?.origin.site === "deno-edge",
+      "a forwarded message does not carry its origin",
+    );
+    await edge.close();
+    await hub.close();
+  } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }
