@@ -23,7 +23,8 @@ import { GroupsPart } from "../broker/groups/groups_part.ts";
 import { Maintenance } from "../broker/maintenance.ts";
 import type { StatsItems } from "../broker/stats_report.ts";
 import { TX_TOPIC, TxPart } from "../broker/tx/tx_part.ts";
-import { type Clock, systemClock } from "../clock.ts";
+import type { Clock } from "../clock.ts";
+import { clockFromEnv } from "../clock_offset.ts";
 import { clusterCommands, clusterStatsLines } from "../cluster/cluster_commands.ts";
 import { clusterSettings } from "../cluster/cluster_config.ts";
 import { ClusterNode, INTERNAL_TOPICS } from "../cluster/cluster_node.ts";
@@ -109,7 +110,8 @@ type Stop = () => Promise<void> | void;
 export async function assemble(options: AssembleOptions): Promise<App> {
   const { config, logger } = options;
   const system = config.system;
-  const clock = options.clock ?? systemClock;
+  // The one place the broker gets its wall clock (a test build may skew it: clock_offset.ts).
+  const clock = options.clock ?? clockFromEnv(process.env);
   const settings = clusterSettings(config);
   const filters = new GroupFilters(config, (topic) => topicSettings(config, topic)?.groupFilters);
   const problems = filters.problems();

@@ -9,10 +9,10 @@
 import type { DeletePolicy } from "../config/retention_policy.ts";
 import { BrokerError } from "../errors.ts";
 import type { Logger } from "../log.ts";
-import { type RecordInput, writeRecord } from "../protocol/record.ts";
-import { RECORD_HEADER_BYTES } from "../limits.ts";
+import { type RecordInput, walkRecords, writeRecord } from "../protocol/record.ts";
+import { RECORD_DATA_BYTES_MAX, RECORD_HEADER_BYTES } from "../limits.ts";
 import type { AppendDone, AppendOutcome, Log, LogFacts, LogWriter } from "../store/log.ts";
-import { findIds, idsOf, withoutIds } from "../store/missing_records.ts";
+import { findIds, idsOf, recordIdAt, withoutIds } from "../store/missing_records.ts";
 import { applyRetention } from "../store/retention.ts";
 import type { Storage } from "../store/storage.ts";
 import type { Timers } from "../timers.ts";
@@ -42,6 +42,13 @@ export class ReplicatedLog implements Log {
   readonly #listeners = new Set<() => void>();
   /** Ids of records appendMissing proposed and has not seen answered. */
   readonly #arriving = new Set<bigint>();
+  /**
+   * Records appendMissing saw committed that this node's segment log has not written yet (id →
+   * the offset after it). Followers can commit an entry while the leader's own copy still waits
+   * behind a slow fsync, and unwritten bytes cannot be read back, so a retry that only scanned
+   * the files would append them twice (found by T16). Dropped once the files hold them.
+   */
+  readonly #landing = new Map<bigint, number>();
 
   constructor(replica: Replica, parts: ReplicatedLogParts) {
     this.name = replica.name;
@@ -121,6 +128,11 @@ export class ReplicatedLog implements Log {
       return done({ ok: false, error });
     }
     const found = findIds(this.#replica.log, since, new Set(ids));
+    this.#forgetWritten();
+    for (const id of ids) {
+      const end = this.#landing.get(id);
+      if (end !== undefined && !found.has(id)) found.set(id, end);
+    }
     const missing = withoutIds(batch, new Set(found.keys()));
     const foundEnd = Math.max(0, ...found.values());
     const firstOffset = (appendedAt: number) => {
@@ -141,8 +153,25 @@ export class ReplicatedLog implements Log {
     this.#replica.propose(missing.bytes, (outcome) => {
       for (const id of ids) this.#arriving.delete(id);
       if (!outcome.ok) return done(outcome);
+      this.#rememberLanding(missing.bytes, outcome.offset);
       afterFound(outcome.offset);
     });
+  }
+
+  /** Notes the committed records of `bytes` (at `offset`) that the files do not hold yet. */
+  #rememberLanding(bytes: Uint8Array, offset: number): void {
+    const written = this.#replica.log.writtenEnd;
+    walkRecords(bytes, RECORD_DATA_BYTES_MAX, (position, length) => {
+      const end = offset + position + RECORD_HEADER_BYTES + length;
+      if (end > written) this.#landing.set(recordIdAt(bytes, position), end);
+    });
+  }
+
+  /** Forgets landing records the files now hold: findIds sees those. */
+  #forgetWritten(): void {
+    if (this.#landing.size === 0) return;
+    const written = this.#replica.log.writtenEnd;
+    for (const [id, end] of this.#landing) if (end <= written) this.#landing.delete(id);
   }
 
   readableAt(offset: number, maxBytes: number): number {

@@ -15,7 +15,8 @@
  *   --ports-file F --raft-heartbeat-ms 100 --raft-election-ms 800-1600 --raft-check-quorum-ms 700
  *   [--config server.ini]                                   (segment size, when asked for)
  * env METAQ_TEST_TRACE=<node dir>/trace.jsonl METAQ_TEST_SYNC_JOURNAL=<node dir>/sync-journal.jsonl
- *     METAQ_TEST_BOOT_ID_FILE=<node dir>/boot_id
+ *     METAQ_TEST_BOOT_ID_FILE=<node dir>/boot_id METAQ_TEST_FSYNC_CONTROL=<node dir>/fsync-control
+ *     METAQ_TEST_CLOCK_FILE=<node dir>/clock-offset          (both absent unless a scenario writes them)
  * ```
  *
  * With `replicated: false` the nodes are plain single brokers (no peer flags, no link proxies):
@@ -112,6 +113,9 @@ export class ClusterNode {
   readonly tracePath: string;
   readonly journalPath: string;
   readonly bootIdPath: string;
+  /** Test-build fault files, absent until a scenario writes them (node_faults.ts). */
+  readonly fsyncControlPath: string;
+  readonly clockOffsetPath: string;
   readonly logPath: string;
   readonly clientPort: number;
   readonly peerPort: number;
@@ -133,6 +137,8 @@ export class ClusterNode {
     this.tracePath = path.join(this.dir, "trace.jsonl");
     this.journalPath = path.join(this.dir, "sync-journal.jsonl");
     this.bootIdPath = path.join(this.dir, "boot_id");
+    this.fsyncControlPath = path.join(this.dir, "fsync-control");
+    this.clockOffsetPath = path.join(this.dir, "clock-offset");
     this.logPath = path.join(this.dir, "node.log");
     this.clientPort = plan.clientPort(id);
     this.peerPort = plan.peerPort(id);
@@ -294,6 +300,8 @@ export class Cluster implements AsyncDisposable {
         METAQ_TEST_TRACE: node.tracePath,
         METAQ_TEST_SYNC_JOURNAL: node.journalPath,
         METAQ_TEST_BOOT_ID_FILE: node.bootIdPath,
+        METAQ_TEST_FSYNC_CONTROL: node.fsyncControlPath,
+        METAQ_TEST_CLOCK_FILE: node.clockOffsetPath,
       },
     });
     fs.closeSync(logFd);
