@@ -60,7 +60,7 @@ afterAll(async () => {
   temp[Symbol.dispose]();
 });
 
-function append(log: Log, call: (done: (outcome: AppendOutcome) => void) => void) {
+function append(call: (done: (outcome: AppendOutcome) => void) => void) {
   return new Promise<AppendOutcome>((resolve) => call(resolve));
 }
 
@@ -104,18 +104,18 @@ test(
       return leader !== undefined && leader.logs.get(TOPIC, 0)?.writer.ready === true;
     }, { timeoutMs: 10_000 });
     const log = leader!.logs.get(TOPIC, 0)!;
-    const filler = await append(log, (done) => log.appendBatch(batchOf([1n]), 1, done));
+    const filler = await append((done) => log.appendBatch(batchOf([1n]), 1, done));
     expect(filler.ok).toBe(true);
     fs.writeFileSync(controlOf(nodes.indexOf(leader!)), `delay ${FSYNC_DELAY_MS}\n`);
     const since = log.endOffset;
     const ids = [1000n, 1001n, 1002n];
     const batch = batchOf(ids);
     // A put first, so the leader's segment log is inside a slow fsync when the batch arrives.
-    void append(log, (done) => log.appendBatch(batchOf([2n]), 1, done));
+    void append((done) => log.appendBatch(batchOf([2n]), 1, done));
     await new Promise((resolve) => setTimeout(resolve, 20));
-    const first = await append(log, (done) => log.appendMissing(batch, since, done));
+    const first = await append((done) => log.appendMissing(batch, since, done));
     expect(first.ok).toBe(true);
-    const second = await append(log, (done) => log.appendMissing(batch, since, done));
+    const second = await append((done) => log.appendMissing(batch, since, done));
     expect(second.ok).toBe(true);
     fs.writeFileSync(controlOf(nodes.indexOf(leader!)), "");
     await log.flush();
