@@ -45,6 +45,23 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))];
 }
 
+/**
+ * One put, sent again while the group is still electing its first leader (503): creating
+ * thousands of groups at once keeps elections busy for a while.
+ */
+async function putRetrying(client: MetaqClient, topic: string, partition: number): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await client.put(topic, partition, { payload: new TextEncoder().encode("x") });
+      return;
+    } catch (error) {
+      const status = (error as { status?: number }).status;
+      if (status !== 503 || attempt >= 50) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  }
+}
+
 async function measure(groups: number): Promise<void> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "metaq-scale-"));
   const partitions = Math.min(groups, PARTITIONS_PER_TOPIC);
@@ -63,7 +80,7 @@ async function measure(groups: number): Promise<void> {
     const puts: Promise<unknown>[] = [];
     for (let n = 0; n < groups; n++) {
       const topic = `load${Math.floor(n / partitions)}`;
-      puts.push(client.put(topic, n % partitions, { payload: new TextEncoder().encode("x") }));
+      puts.push(putRetrying(client, topic, n % partitions));
       if (puts.length >= 64) await Promise.all(puts.splice(0));
     }
     await Promise.all(puts);

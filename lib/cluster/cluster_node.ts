@@ -687,8 +687,10 @@ export class ClusterNode implements Logs {
       void this.#openJoining(message.from);
       return;
     }
-    // A group this node holds but has not opened yet (a new partition): open it; Raft resends.
-    void this.ensureReplica(topic, partition);
+    // A group this node holds but has not opened yet (a new partition): open it, then hand it
+    // the message that woke it (a candidate's first vote request: without it the group would
+    // wait an election timeout for the next one).
+    void this.ensureReplica(topic, partition).then((opened) => opened?.step(message));
   }
 
   #sendInfo(): void {

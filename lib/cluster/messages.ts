@@ -26,7 +26,7 @@
  * - append: prev position, commit position, leader log start (u64), marker count, entry count,
  *   base voter count and voters (u32 each; only with a reset: the voters in force at prev),
  *   markers (epoch u64, start u64, voter count u32, voters u32 each), entries (length u32,
- *   bytes). Flag 1: reset.
+ *   bytes). Flag 1: reset; flag 2: quiet (the group goes quiet: see Raft's quiescence).
  * - appendReply: match and appended positions (zero unless flag 1, ok), hint end offset, hint
  *   epoch count, hint epochs. Flags: 1 ok, 2 counted, 4 has hint, 8 hint is partial.
  * - vote: last position (end offset, last epoch). Flags: 1 pre-vote, 2 leadership transfer.
@@ -86,6 +86,11 @@ export interface AppendMessage extends MessageBase {
   readonly reset: boolean;
   /** With `reset`: the voters in force at `prev` (the leader's base). */
   readonly baseVoters?: readonly NodeId[];
+  /**
+   * A heartbeat that puts the group to sleep: nothing is in flight and every copy holds the
+   * whole log and its commit; until the next message neither side ticks.
+   */
+  readonly quiet?: boolean;
 }
 
 /** A follower's epoch list near a rejected position, so the leader finds where they part. */
@@ -208,6 +213,7 @@ const KINDS = [
 ] as const;
 
 const FLAG_RESET = 1;
+const FLAG_QUIET = 2;
 const FLAG_OK = 1;
 const FLAG_COUNTED = 2;
 const FLAG_HINT = 4;
@@ -426,7 +432,7 @@ function writeBody(writer: Writer, message: Message): number {
         writer.u32(entry.length);
         writer.raw(entry);
       }
-      return message.reset ? FLAG_RESET : 0;
+      return (message.reset ? FLAG_RESET : 0) | (message.quiet ? FLAG_QUIET : 0);
     }
     case "appendReply":
       return writeAppendReply(writer, message);
@@ -521,6 +527,7 @@ function readAppend(reader: Reader, flags: number, base: MessageBase): AppendMes
     leaderStartOffset,
     reset,
     ...(baseVoters ? { baseVoters } : {}),
+    ...((flags & FLAG_QUIET) !== 0 ? { quiet: true } : {}),
   };
 }
 

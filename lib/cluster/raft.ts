@@ -114,6 +114,12 @@ export interface RaftOptions {
   /** Proposals appended and not yet answered; beyond it propose() answers "busy". */
   readonly proposalsMax?: number;
   readonly canary?: Canary;
+  /**
+   * Let the group sleep when idle (quiescence): no heartbeats, no ticks. Only for a driver that
+   * watches its peers' nodes and calls `leaderUnreachable()` when the leader's node goes
+   * silent: a sleeping follower counts no time of its own.
+   */
+  readonly quiesce?: boolean;
 }
 
 export type ProposeResult =
@@ -159,6 +165,8 @@ export type RaftEvent =
   | { readonly kind: "repairExited"; readonly target: Position; readonly term: number }
   | { readonly kind: "votesForgotten"; readonly floor: number }
   | { readonly kind: "votesRecovered"; readonly voteFloor: number }
+  /** The group went to sleep here (quiescence), or woke up. */
+  | { readonly kind: "quiet"; readonly quiet: boolean }
   /**
    * A configuration that names `voters` is committed (its marker is below the commit). With
    * `removed`, this node was a voter before it and is not in it: its copy is no longer needed.
@@ -220,6 +228,8 @@ export interface RaftStatus {
   /** The log start the leader last announced (followers delete below min(it, commit)). */
   readonly leaderStartOffset: number;
   readonly transferTarget?: NodeId;
+  /** Asleep: the driver need not tick it (see quiescence in the module comment). */
+  readonly quiet: boolean;
   /** Leader only: each follower's durable position as last reported (undefined: unknown). */
   readonly matches?: Readonly<Record<string, Position | undefined>>;
 }
@@ -279,12 +289,15 @@ export class Raft {
   #targetVoters: readonly NodeId[] | undefined;
   /** Set while this node campaigns to write the next configuration in its marker. */
   #nextVoters: readonly NodeId[] | undefined;
+  /** Asleep: nothing in flight, every copy settled; no ticks until something happens. */
+  #quiet = false;
   /** Leader: voters our marker dropped, still sent to until the marker commits. */
   #departing: readonly NodeId[] = [];
   #departingUntilTick: number | undefined;
   readonly #timing: RaftTiming;
   readonly #random: Random;
   readonly #canary?: Canary;
+  readonly #quiesce: boolean;
   readonly #nonVoting: boolean;
   readonly #appendBytesMax: number;
   readonly #inflightBytesMax: number;
@@ -342,6 +355,7 @@ export class Raft {
     this.#timing = options.timing;
     this.#random = options.random;
     this.#canary = options.canary;
+    this.#quiesce = options.quiesce === true;
     this.#nonVoting = options.nonVoting === true;
     this.#appendBytesMax = options.appendBytesMax ?? APPEND_BYTES_DEFAULT;
     this.#inflightBytesMax = options.inflightBytesMax ?? INFLIGHT_BYTES_DEFAULT;
@@ -359,6 +373,7 @@ export class Raft {
 
   /** Advances time by one tick. */
   tick(): void {
+    if (this.#quiet) return;
     this.#tickCount++;
     if (this.#amnesia) this.#tickAmnesia(this.#amnesia);
     if (this.#role === "leader") this.#tickLeader();
@@ -384,6 +399,7 @@ export class Raft {
     assert(message.to === this.id, `message for ${message.to} stepped on ${this.id}`);
     if (message.from === this.id || message.from === 0) return;
     if (message.kind === "vote" && !this.#voters.includes(message.from)) return;
+    if (this.#quiet) this.#wakeFor(message);
     if (this.#amnesia) observeTerm(this.#amnesia, message);
     // Term queries change no one's term, whatever terms they carry.
     if (message.kind === "termQuery") return this.#send({ kind: "termReply", to: message.from });
@@ -410,6 +426,7 @@ export class Raft {
    */
   propose(bytes: Uint8Array, clientTag: number): ProposeResult {
     if (this.#role !== "leader") return { kind: "notLeader", leaderId: this.#leaderId };
+    this.#wake();
     if (this.#transfer) {
       // Handing over (to another node, or to ourselves in a new term for a new configuration).
       const target = this.#transfer.target;
@@ -445,7 +462,9 @@ export class Raft {
    * sending to a new learner at once and stops sending to one no longer listed.
    */
   setLearners(learners: readonly NodeId[]): void {
-    this.#learners = checkLearners(learners);
+    const next = checkLearners(learners);
+    if (String(next) !== String(this.#learners)) this.#wake();
+    this.#learners = next;
     this.#refreshMembers();
   }
 
@@ -455,7 +474,25 @@ export class Raft {
    * each change written by the marker of a new term (see the module comment).
    */
   setTargetVoters(voters: readonly NodeId[] | undefined): void {
-    this.#targetVoters = voters === undefined ? undefined : checkVoters(voters);
+    const next = voters === undefined ? undefined : checkVoters(voters);
+    if (String(next) !== String(this.#targetVoters)) this.#wake();
+    this.#targetVoters = next;
+  }
+
+  /** Whether the group sleeps here: the driver need not tick it until something happens. */
+  get quiet(): boolean {
+    return this.#quiet;
+  }
+
+  /**
+   * The driver lost contact with the node of this group's leader. A sleeping follower wakes with
+   * its lease over (it counted no time while asleep), so it votes and, after an election
+   * timeout of its own, campaigns; the group elects as if the leader had just gone silent.
+   */
+  leaderUnreachable(): void {
+    if (!this.#quiet || this.#role === "leader") return;
+    this.#wake();
+    this.#leaderContactTicks = this.#timing.electionTicksMin;
   }
 
   /**
@@ -463,6 +500,7 @@ export class Raft {
    * target is caught up, then told to campaign at once. Gives up after electionTicksMin.
    */
   transferLeadership(target: NodeId): boolean {
+    this.#wake();
     if (this.#role !== "leader" || target === this.id || !this.#voters.includes(target)) {
       return false;
     }
@@ -557,6 +595,7 @@ export class Raft {
       nonVoting: this.#nonVoting,
       leaderStartOffset: this.#leaderStartOffset,
       ...(this.#transfer ? { transferTarget: this.#transfer.target } : {}),
+      quiet: this.#quiet,
       ...(this.#role === "leader"
         ? {
           matches: Object.fromEntries(
@@ -572,6 +611,7 @@ export class Raft {
 
   #start(durable: DurableState, log: RaftLogView): void {
     this.#log = new UnstableLog(log);
+    this.#quiet = false;
     this.#role = "follower";
     this.#progress.clear();
     this.#nextVoters = undefined;
@@ -789,7 +829,74 @@ export class Raft {
     if (this.#role !== "leader") return;
     if (this.#heartbeatElapsed < this.#timing.heartbeatTicks) return;
     this.#heartbeatElapsed = 0;
+    if (this.#maySleep()) {
+      // Quiescence: one last heartbeat, marked quiet and carrying the commit, then nothing
+      // until a proposal or a peer's message. A copy that misses it campaigns after its
+      // timeout, which wakes us.
+      for (const peer of this.#replicas) {
+        this.#sendAppend(peer, this.#progress.get(peer)!.appended!, false, false, true);
+      }
+      this.#sleep();
+      return;
+    }
     for (const peer of this.#replicas) this.#heartbeat(peer);
+  }
+
+  /**
+   * A leader may put its group to sleep when nothing is in flight or changing, and every copy
+   * holds the whole log durably and has been told it is committed.
+   */
+  #maySleep(): boolean {
+    if (!this.#quiesce) return false;
+    if (this.#proposals.length > 0 || this.#transfer || this.#departing.length > 0) return false;
+    if (this.#amnesia || this.#repair || this.#canary !== undefined) return false;
+    const target = this.#targetVoters;
+    if (target && !sameMembers(target, this.#voters)) return false;
+    const last = this.#lastPosition();
+    if (!samePosition(this.#commit, last) || !samePosition(this.#log.durable, last)) return false;
+    for (const peer of this.#replicas) {
+      const progress = this.#progress.get(peer);
+      if (!progress || progress.probing || progress.reset) return false;
+      if (!progress.match || !samePosition(progress.match, last)) return false;
+    }
+    return true;
+  }
+
+  #sleep(): void {
+    this.#quiet = true;
+    this.#events.push({ kind: "quiet", quiet: true });
+  }
+
+  /** Wakes the group for `message`, unless the message is one a sleeping group ignores. */
+  #wakeFor(message: Message): void {
+    if (this.#role === "leader") {
+      // Acks of our quiet heartbeat change nothing; anything else does (a vote request: a
+      // copy that missed the quiet heartbeat lost patience).
+      if (message.kind === "appendReply" && message.ok) return;
+      return this.#wake();
+    }
+    // Our own leader asking for votes has lost its leadership (it restarted, say): the lease
+    // we kept while asleep is over.
+    if (message.kind === "vote" && message.from === this.#leaderId) {
+      return this.leaderUnreachable();
+    }
+    // A follower in its lease rejects votes anyway; a quiet heartbeat keeps it asleep.
+    if (message.kind === "vote" || message.kind === "termQuery") return;
+    if (message.kind === "append" && message.quiet && message.entries.length === 0) return;
+    this.#wake();
+  }
+
+  #wake(): void {
+    if (!this.#quiet) return;
+    this.#quiet = false;
+    this.#events.push({ kind: "quiet", quiet: false });
+    if (this.#role === "leader") {
+      // Time stood still while asleep: nobody is overdue for check-quorum.
+      this.#heartbeatElapsed = this.#timing.heartbeatTicks;
+      for (const progress of this.#progress.values()) progress.lastHeardTick = this.#tickCount;
+    } else {
+      this.#electionElapsed = 0;
+    }
   }
 
   /**
@@ -1055,6 +1162,15 @@ export class Raft {
     if (message.commit.epoch === message.term) this.#repairTarget = message.commit;
     this.#sendAck();
     this.#checkRepairExit();
+    // The leader put the group to sleep: so do we, if we hold all of it and know its commit.
+    const last = this.#lastPosition();
+    if (
+      this.#quiesce && message.quiet && message.entries.length === 0 && this.#counted() &&
+      !this.#repair &&
+      samePosition(end, last) && samePosition(this.#commit, last)
+    ) {
+      this.#sleep();
+    }
   }
 
   /** We hold `prev`, or it is below our commit (a prefix every log of this term shares). */
@@ -1297,7 +1413,13 @@ export class Raft {
   }
 
   /** Sends one append with the items after `prev` (none for a heartbeat); returns its end. */
-  #sendAppend(peer: NodeId, prev: Position, reset: boolean, withItems = true): Position {
+  #sendAppend(
+    peer: NodeId,
+    prev: Position,
+    reset: boolean,
+    withItems = true,
+    quiet = false,
+  ): Position {
     const { entries, markers, end } = withItems
       ? this.#log.itemsAfter(prev, this.#appendBytesMax)
       : { entries: [], markers: [], end: prev };
@@ -1312,6 +1434,7 @@ export class Raft {
       reset,
       // A follower reset to our base must know the voters in force there.
       ...(reset ? { baseVoters: this.#votersAt(prev) } : {}),
+      ...(quiet ? { quiet: true } : {}),
     });
     return end;
   }

@@ -1,0 +1,103 @@
+/**
+ * Quiescence: an idle group sleeps (no heartbeats, no ticks) once every copy holds the whole log
+ * and its commit; a proposal or a peer's impatience wakes it; the driver wakes followers whose
+ * leader's node went silent, and they elect as usual. Sleeping changes no vote or commit rule.
+ */
+import { describe, expect, test } from "bun:test";
+import { bytesOf, entryTexts, TestCluster, TIMING } from "./harness.ts";
+
+const QUIESCE = () => ({ extra: { quiesce: true } });
+
+function quietNodes(cluster: TestCluster): number[] {
+  return [...cluster.nodes.values()].filter((node) => node.raft.quiet).map((node) => node.id);
+}
+
+describe("quiescence", () => {
+  test("an idle group goes to sleep and sends nothing more", () => {
+    const cluster = new TestCluster(3, QUIESCE);
+    cluster.elect(1);
+    cluster.node(1).raft.propose(bytesOf("a"), 1);
+    cluster.tick(TIMING.heartbeatTicks * 3);
+    expect(quietNodes(cluster)).toEqual([1, 2, 3]);
+    const sent = cluster.delivered.length;
+    cluster.tick(TIMING.electionTicksMax * 5);
+    expect(cluster.delivered.length).toBe(sent);
+    expect(cluster.leaders()).toEqual([1]);
+  });
+
+  test("without the option a group never sleeps", () => {
+    const cluster = new TestCluster(3);
+    cluster.elect(1);
+    cluster.tick(TIMING.electionTicksMax * 2);
+    expect(quietNodes(cluster)).toEqual([]);
+  });
+
+  test("a proposal wakes the group, commits on every copy, and it sleeps again", () => {
+    const cluster = new TestCluster(3, QUIESCE);
+    cluster.elect(1);
+    cluster.tick(TIMING.heartbeatTicks * 3);
+    expect(quietNodes(cluster)).toEqual([1, 2, 3]);
+    expect(cluster.node(1).raft.propose(bytesOf("b"), 2).kind).toBe("appended");
+    cluster.settle();
+    expect(cluster.node(1).outcomes.map((outcome) => outcome.kind)).toEqual(["ok"]);
+    for (const node of cluster.nodes.values()) expect(entryTexts(node.log)).toEqual(["b"]);
+    cluster.tick(TIMING.heartbeatTicks * 3);
+    expect(quietNodes(cluster)).toEqual([1, 2, 3]);
+  });
+
+  test("followers told that the leader's node is silent elect a new leader", () => {
+    const cluster = new TestCluster(3, QUIESCE);
+    cluster.elect(1);
+    cluster.node(1).raft.propose(bytesOf("a"), 1);
+    cluster.tick(TIMING.heartbeatTicks * 3);
+    const term = cluster.node(1).status.term;
+    cluster.isolate(1);
+    // Asleep, the followers count no time: nothing happens on its own.
+    cluster.tick(TIMING.electionTicksMax * 3, [2, 3]);
+    expect(cluster.node(2).status.term).toBe(term);
+    for (const id of [2, 3]) cluster.node(id).raft.leaderUnreachable();
+    cluster.tick(TIMING.electionTicksMax * 3, [2, 3]);
+    const [leader] = cluster.leaders().filter((id) => id !== 1);
+    expect([2, 3]).toContain(leader);
+    expect(cluster.node(leader).status.term).toBeGreaterThan(term);
+    // The old leader, back, hears the new term and follows; the log is intact.
+    cluster.heal();
+    cluster.tick(TIMING.electionTicksMax * 2);
+    expect(cluster.leaders()).toEqual([leader]);
+    cluster.node(leader).raft.propose(bytesOf("c"), 3);
+    cluster.settle();
+    cluster.tick(TIMING.heartbeatTicks * 2);
+    for (const node of cluster.nodes.values()) expect(entryTexts(node.log)).toEqual(["a", "c"]);
+  });
+
+  test("a follower that missed the quiet heartbeat wakes the leader without a new term", () => {
+    const cluster = new TestCluster(3, QUIESCE);
+    cluster.elect(1);
+    // Every copy is caught up: the next heartbeat round is the quiet one, and 3 misses it.
+    cluster.cut.add("1>3");
+    cluster.tick(TIMING.heartbeatTicks * 2);
+    expect(cluster.node(1).raft.quiet).toBe(true);
+    expect(cluster.node(3).raft.quiet).toBe(false);
+    cluster.heal();
+    const term = cluster.node(1).status.term;
+    // Node 3 loses patience and pre-votes: the leader wakes and heartbeats again.
+    cluster.tick(TIMING.electionTicksMax * 2);
+    expect(cluster.leaders()).toEqual([1]);
+    expect(cluster.node(1).status.term).toBe(term);
+    cluster.tick(TIMING.heartbeatTicks * 3);
+    expect(quietNodes(cluster)).toEqual([1, 2, 3]);
+  });
+});
+
+test("a sleeping follower asked for its vote by its own leader (restarted) wakes and votes", () => {
+  const cluster = new TestCluster(3, QUIESCE);
+  cluster.elect(1);
+  cluster.tick(TIMING.heartbeatTicks * 3);
+  expect(quietNodes(cluster)).toEqual([1, 2, 3]);
+  const term = cluster.node(1).status.term;
+  // Node 1 restarts: it is a follower again and campaigns when its timeout runs out.
+  cluster.node(1).restart();
+  cluster.tick(TIMING.electionTicksMax * 3);
+  expect(cluster.leaders().length).toBe(1);
+  expect(cluster.node(cluster.leaders()[0]).status.term).toBeGreaterThan(term);
+});
