@@ -142,6 +142,9 @@ export class ClusterNode implements Logs {
   /** Peer addresses nodes told us about themselves (a joining node learns its peers so). */
   readonly #toldAddresses = new Map<NodeId, PeerAddress>();
   #reaping = false;
+  /** When each peer was last heard (any frame), and when this node last sent its beats. */
+  readonly #lastHeard = new Map<NodeId, number>();
+  #lastBeatAt = 0;
   readonly #groupListeners = new Map<string, (() => void)[]>();
   peerPort = 0;
 
@@ -459,7 +462,8 @@ export class ClusterNode implements Logs {
    * messages and self-descriptions are sent again anyway; everything else must be delivered.
    */
   send(to: NodeId, envelope: Envelope): boolean {
-    const mustDeliver = envelope.kind !== "raft" && envelope.kind !== "info";
+    const mustDeliver = envelope.kind !== "raft" && envelope.kind !== "info" &&
+      envelope.kind !== "beat";
     const transport = this.#transport;
     // Asked first: encoding a large append only to drop it would copy it for nothing.
     if (!transport?.canSend(to, mustDeliver)) return false;
@@ -486,7 +490,23 @@ export class ClusterNode implements Logs {
   }
 
   #tick(): void {
-    for (const replica of this.#replicas.values()) replica.tick();
+    const now = this.#options.clock.monotonicMs();
+    if (now - this.#lastBeatAt >= this.settings.heartbeatMs) {
+      // One beat per peer per heartbeat interval, however many groups sleep.
+      this.#lastBeatAt = now;
+      for (const peer of this.#peerAddresses()) this.send(peer.id, { kind: "beat" });
+    }
+    for (const replica of this.#replicas.values()) {
+      if (!replica.quiet) {
+        replica.tick();
+        continue;
+      }
+      // A sleeping copy counts no time: it wakes when its leader's node goes silent.
+      const leader = replica.leaderId;
+      if (leader !== 0 && leader !== this.nodeId && this.#silent(leader, now)) {
+        replica.leaderUnreachable();
+      }
+    }
     if (this.#infoDue) this.#sendInfo();
     this.#watchPeers();
     if (!this.membership.identity.admitted && this.membership.mayParticipate(this.voters)) {
@@ -504,6 +524,8 @@ export class ClusterNode implements Logs {
       this.logger.log("warn", "Dropping malformed peer message", { peer: from, reason: envelope });
       return;
     }
+    this.#lastHeard.set(from, this.#options.clock.monotonicMs());
+    if (envelope.kind === "beat") return;
     if (envelope.kind === "info") return this.#onInfo(from, envelope.info);
     const info = this.#peers.get(from);
     // A node that came back with another identity is a stranger until an operator admits it.
@@ -847,6 +869,12 @@ export class ClusterNode implements Logs {
     }
   }
 
+  /** Whether `peer` has been silent for longer than an election timeout (or never heard). */
+  #silent(peer: NodeId, now: number): boolean {
+    const heard = this.#lastHeard.get(peer);
+    return heard === undefined || now - heard > this.settings.electionMinMs;
+  }
+
   /** The node that says it leads `group` (what connected peers last told us). */
   #leaderFromPeers(group: string): NodeId | undefined {
     for (const info of this.#peers.values()) {
@@ -940,6 +968,7 @@ export class ClusterNode implements Logs {
       send: (to, message) => this.send(to, { kind: "raft", group: name, message }),
       repair,
       canary: this.#options.canary,
+      quiesce: true,
       onRole: () => {
         this.#infoDue = true;
         for (const listener of [...this.#roleListeners]) listener();

@@ -13,6 +13,7 @@
  * closed    0x05 | u32 connectionId
  * ask       0x06 | u32 questionId | JSON Question
  * answer    0x07 | u32 questionId | JSON answer (null: cannot answer)
+ * beat      0x08 | (nothing): "this node is alive", once per heartbeat interval per peer
  * ```
  */
 import { decodeMessage, encodedMessageBytes, encodeMessageInto, type Message } from "./messages.ts";
@@ -86,6 +87,11 @@ export type Envelope =
   | { readonly kind: "reply"; readonly requestId: number; readonly reply: Uint8Array }
   | { readonly kind: "info"; readonly info: NodeInfo }
   | { readonly kind: "closed"; readonly connectionId: number }
+  /**
+   * One per node pair per heartbeat interval, whatever the number of groups: sleeping groups
+   * (quiescence) rely on it to notice that a leader's node went silent.
+   */
+  | { readonly kind: "beat" }
   | { readonly kind: "ask"; readonly questionId: number; readonly question: Question }
   | { readonly kind: "answer"; readonly questionId: number; readonly answer: unknown };
 
@@ -134,6 +140,11 @@ export function encodeEnvelopeAfter(envelope: Envelope, headerBytes: number): Ui
     case "answer": {
       const answer = encoder.encode(JSON.stringify(envelope.answer ?? null));
       return withId(headerBytes, 7, envelope.questionId, answer);
+    }
+    case "beat": {
+      const out = new Uint8Array(headerBytes + 1);
+      out[headerBytes] = 8;
+      return out;
     }
   }
 }
@@ -194,6 +205,8 @@ export function decodeEnvelope(bytes: Uint8Array): Envelope | string {
         questionId: view.getUint32(1),
         answer: parseJson(bytes.subarray(5)),
       };
+    case 8:
+      return bytes.length === 1 ? { kind: "beat" } : "long beat frame";
     default:
       return `unknown frame kind ${bytes[0]}`;
   }

@@ -82,6 +82,11 @@ export interface ReplicaOptions {
   readonly onCommit?: (commitOffset: number) => void;
   /** Called on every role change. */
   readonly onRole?: (role: string, term: number, leaderId: NodeId) => void;
+  /**
+   * Let the group sleep when idle (Raft quiescence): the node then calls `leaderUnreachable`
+   * when the leader's node goes silent.
+   */
+  readonly quiesce?: boolean;
   /** Called when a configuration is committed; `removed`: this node is no voter any more. */
   readonly onConfiguration?: (voters: readonly NodeId[], removed: boolean) => void;
   /** TEST ONLY: a deliberate bug (DriverCanary). */
@@ -163,6 +168,7 @@ export class Replica {
       durable: { hardState, repair },
       nonVoting: options.nonVoting,
       learners: learnersOf(options.target, options.nodeId),
+      quiesce: options.quiesce,
     });
     if (options.target) raft.setTargetVoters(options.target);
     const replica = new Replica(options, raft, epochs);
@@ -243,8 +249,20 @@ export class Replica {
     this.raft.leaderAlive(from);
   }
 
+  /** Whether the group sleeps here (no ticks needed until something happens). */
+  get quiet(): boolean {
+    return this.raft.quiet;
+  }
+
+  /** The node of this group's leader went silent: a sleeping copy wakes and may elect. */
+  leaderUnreachable(): void {
+    if (this.#closed || !this.raft.quiet) return;
+    this.raft.leaderUnreachable();
+    this.#schedule();
+  }
+
   tick(): void {
-    if (this.#closed) return;
+    if (this.#closed || this.raft.quiet) return;
     this.raft.tick();
     this.#schedule();
   }
