@@ -501,9 +501,14 @@ export class ClusterNode implements Logs {
         replica.tick();
         continue;
       }
-      // A sleeping copy counts no time: it wakes when its leader's node goes silent.
+      // A sleeping copy counts no time: a follower wakes when its leader's node goes silent, a
+      // leader when it can no longer hear a majority of its voters' nodes.
       const leader = replica.leaderId;
-      if (leader !== 0 && leader !== this.nodeId && this.#silent(leader, now)) {
+      if (leader === this.nodeId) {
+        const voters = replica.voters;
+        const heard = voters.filter((id) => id === this.nodeId || !this.#silent(id, now));
+        if (heard.length * 2 <= voters.length) replica.quorumUnreachable();
+      } else if (leader !== 0 && this.#silent(leader, now)) {
         replica.leaderUnreachable();
       }
     }

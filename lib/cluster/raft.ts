@@ -291,6 +291,8 @@ export class Raft {
   #nextVoters: readonly NodeId[] | undefined;
   /** Asleep: nothing in flight, every copy settled; no ticks until something happens. */
   #quiet = false;
+  /** Set when the driver reported the voters' nodes silent: no sleep until a majority answers. */
+  #confirmQuorumAfterTick: number | undefined;
   /** Leader: voters our marker dropped, still sent to until the marker commits. */
   #departing: readonly NodeId[] = [];
   #departingUntilTick: number | undefined;
@@ -493,6 +495,19 @@ export class Raft {
     if (!this.#quiet || this.#role === "leader") return;
     this.#wake();
     this.#leaderContactTicks = this.#timing.electionTicksMin;
+  }
+
+  /**
+   * The driver lost contact with the nodes of a majority of this group's voters. A sleeping
+   * leader wakes so that check-quorum runs again: cut off, it steps down instead of leading on
+   * in its sleep while the others elect a new leader.
+   */
+  quorumUnreachable(): void {
+    if (!this.#quiet || this.#role !== "leader") return;
+    this.#wake();
+    // Stay awake until a majority answers again: going back to sleep at the next heartbeat
+    // would skip the check-quorum this wake is for.
+    this.#confirmQuorumAfterTick = this.#tickCount;
   }
 
   /**
@@ -751,6 +766,7 @@ export class Raft {
     assert(term >= this.#term);
     if (this.#role === "leader") this.#stepDown();
     this.#nextVoters = undefined;
+    this.#confirmQuorumAfterTick = undefined;
     const changed = term > this.#term || this.#role !== "follower" || this.#leaderId !== leaderId;
     if (term > this.#term) this.#enterTerm(term, this.#amnesia ? this.id : 0);
     this.#role = "follower";
@@ -819,6 +835,10 @@ export class Raft {
       this.#becomeFollower(this.#term, 0);
       return;
     }
+    const confirmAfter = this.#confirmQuorumAfterTick;
+    if (confirmAfter !== undefined && this.#heardSince(confirmAfter)) {
+      this.#confirmQuorumAfterTick = undefined;
+    }
     if (this.#departingUntilTick !== undefined && this.#tickCount >= this.#departingUntilTick) {
       this.#departing = [];
       this.#departingUntilTick = undefined;
@@ -849,6 +869,7 @@ export class Raft {
   #maySleep(): boolean {
     if (!this.#quiesce) return false;
     if (this.#proposals.length > 0 || this.#transfer || this.#departing.length > 0) return false;
+    if (this.#confirmQuorumAfterTick !== undefined) return false;
     if (this.#amnesia || this.#repair || this.#canary !== undefined) return false;
     const target = this.#targetVoters;
     if (target && !sameMembers(target, this.#voters)) return false;
@@ -977,6 +998,16 @@ export class Raft {
     if (!this.#mayCampaign()) return;
     this.#nextVoters = voters;
     this.#campaign(false, true);
+  }
+
+  /** Whether a majority of voters (this one included) was heard after `tick`. */
+  #heardSince(tick: number): boolean {
+    let heard = this.#voters.includes(this.id) ? 1 : 0;
+    for (const voter of this.#voters) {
+      const progress = this.#progress.get(voter);
+      if (progress?.counted && progress.lastHeardTick > tick) heard++;
+    }
+    return hasQuorum(heard, this.#voters.length);
   }
 
   #quorumActive(): boolean {

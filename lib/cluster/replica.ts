@@ -261,6 +261,13 @@ export class Replica {
     this.#schedule();
   }
 
+  /** The nodes of a majority of this group's voters went silent: a sleeping leader wakes. */
+  quorumUnreachable(): void {
+    if (this.#closed || !this.raft.quiet) return;
+    this.raft.quorumUnreachable();
+    this.#schedule();
+  }
+
   tick(): void {
     if (this.#closed || this.raft.quiet) return;
     this.raft.tick();
@@ -639,6 +646,10 @@ export class Replica {
         }
         this.options.onRole?.(event.role, event.term, event.leaderId);
         if (event.role !== "leader") this.#unacked = [];
+      } else if (event.kind === "quiet") {
+        if (this.options.tracer.enabled) {
+          this.options.tracer.record(this.name, { event: "quiet", quiet: event.quiet });
+        }
       } else if (event.kind === "configurationCommitted") {
         this.options.onConfiguration?.(event.voters, event.removed);
       } else if (event.kind === "repairEntered" || event.kind === "repairExited") {

@@ -18,7 +18,8 @@ export type TraceEvent =
   }
   | { readonly event: "truncate"; readonly to: number }
   | { readonly event: "commit"; readonly offset: number }
-  | { readonly event: "repair"; readonly enter: boolean };
+  | { readonly event: "repair"; readonly enter: boolean }
+  | { readonly event: "quiet"; readonly quiet: boolean };
 
 export interface Tracer {
   readonly enabled: boolean;

@@ -41,7 +41,7 @@ describe(
         `driver simulator: ${outcomes.length} seeds in ${
           Math.round(performance.now() - started)
         } ms: ` +
-          ["events", "elections", "commits", "acked", "restarts"].map((key) =>
+          ["events", "elections", "commits", "acked", "restarts", "sleeps"].map((key) =>
             `${total(key)} ${key}`
           )
             .join(", "),
@@ -63,13 +63,15 @@ describe(
       expect(failed.map((outcome) => outcome.seed)).toEqual([]);
     });
 
-    test("the seeds exercised elections, commits, acknowledged puts and restarts", () => {
+    test("the seeds exercised elections, commits, acknowledged puts, restarts and sleeps", () => {
       const total = (key: string) =>
         outcomes.reduce((sum, outcome) => sum + (outcome.stats[key] ?? 0), 0);
       expect(total("elections")).toBeGreaterThan(outcomes.length * 3);
       expect(total("commits")).toBeGreaterThan(outcomes.length * 50);
       expect(total("acked")).toBeGreaterThan(outcomes.length * 20);
       expect(total("restarts")).toBeGreaterThan(outcomes.length);
+      // Idle groups go to sleep (quiescence) and must wake correctly under the same faults.
+      expect(total("sleeps")).toBeGreaterThan(outcomes.length);
     });
   },
 );

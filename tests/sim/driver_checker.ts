@@ -92,6 +92,8 @@ export class DriverChecker {
   readonly #lastStart = new Map<string, number>();
   commits = 0;
   elections = 0;
+  /** Times a copy went to sleep (quiescence). */
+  sleeps = 0;
   acks = 0;
 
   constructor(world: DriverCheckerWorld) {
@@ -114,6 +116,9 @@ export class DriverChecker {
       case "commit":
         return this.#onCommit(id, group, copy, event.offset);
       case "repair":
+        return;
+      case "quiet":
+        if (event.quiet) this.sleeps++;
         return;
     }
   }

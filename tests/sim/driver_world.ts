@@ -105,6 +105,7 @@ export interface DriverSimResult {
     readonly events: number;
     readonly commits: number;
     readonly elections: number;
+    readonly sleeps: number;
     readonly acked: number;
     readonly messages: number;
     readonly restarts: number;
@@ -254,6 +255,7 @@ class DriverWorld {
         events: this.#time.events,
         commits: this.#checker.commits,
         elections: this.#checker.elections,
+        sleeps: this.#checker.sleeps,
         acked: this.#checker.acks,
         messages: this.#network.frames,
         restarts: this.#restarts,

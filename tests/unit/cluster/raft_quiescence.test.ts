@@ -70,6 +70,41 @@ describe("quiescence", () => {
     for (const node of cluster.nodes.values()) expect(entryTexts(node.log)).toEqual(["a", "c"]);
   });
 
+  test("a sleeping leader cut off from its voters, once told so, steps down", () => {
+    const cluster = new TestCluster(3, QUIESCE);
+    cluster.elect(1);
+    cluster.node(1).raft.propose(bytesOf("a"), 1);
+    cluster.tick(TIMING.heartbeatTicks * 3);
+    expect(quietNodes(cluster)).toEqual([1, 2, 3]);
+    cluster.isolate(1);
+    // Asleep, it counts no time and would lead on forever.
+    cluster.tick(TIMING.electionTicksMax * 3, [1]);
+    expect(cluster.node(1).status.role).toBe("leader");
+    // Telling a follower changes nothing for a leader, and the reverse.
+    cluster.node(1).raft.leaderUnreachable();
+    cluster.node(2).raft.quorumUnreachable();
+    expect(cluster.node(1).raft.quiet).toBe(true);
+    expect(cluster.node(2).raft.quiet).toBe(true);
+    cluster.node(1).raft.quorumUnreachable();
+    expect(cluster.node(1).raft.quiet).toBe(false);
+    // Check-quorum runs again: no voter answers, so it steps down.
+    cluster.tick(TIMING.electionTicksMax * 3, [1]);
+    expect(cluster.node(1).status.role).not.toBe("leader");
+  });
+
+  test("a sleeping leader told wrongly that its voters are silent hears them and sleeps again", () => {
+    const cluster = new TestCluster(3, QUIESCE);
+    cluster.elect(1);
+    cluster.tick(TIMING.heartbeatTicks * 3);
+    const term = cluster.node(1).status.term;
+    cluster.node(1).raft.quorumUnreachable();
+    expect(cluster.node(1).raft.quiet).toBe(false);
+    cluster.tick(TIMING.electionTicksMax * 2);
+    expect(cluster.leaders()).toEqual([1]);
+    expect(cluster.node(1).status.term).toBe(term);
+    expect(quietNodes(cluster)).toEqual([1, 2, 3]);
+  });
+
   test("a follower that missed the quiet heartbeat wakes the leader without a new term", () => {
     const cluster = new TestCluster(3, QUIESCE);
     cluster.elect(1);
