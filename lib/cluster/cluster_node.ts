@@ -144,6 +144,8 @@ export class ClusterNode implements Logs {
   #reaping = false;
   /** When each peer was last heard (any frame), and when this node last sent its beats. */
   readonly #lastHeard = new Map<NodeId, number>();
+  /** What each peer last said of itself that matters to a sleeping leader (see #onInfo). */
+  readonly #peerSignatures = new Map<NodeId, string>();
   #lastBeatAt = 0;
   readonly #groupListeners = new Map<string, (() => void)[]>();
   peerPort = 0;
@@ -682,6 +684,18 @@ export class ClusterNode implements Logs {
     }
     if (previous?.incarnation && info.incarnation && previous.incarnation !== info.incarnation) {
       this.#options.onPeerGone(from);
+    }
+    // Sleeping groups (quiescence) hear nothing from a copy that restarted, lost its data or was
+    // replaced: wake the ones this node leads so their heartbeats find out.
+    const signature = [
+      info.incarnation,
+      info.uuid,
+      this.membership.accepts(from, info.uuid),
+      info.repairing?.join(","),
+    ].join("|");
+    if (this.#peerSignatures.get(from) !== signature) {
+      this.#peerSignatures.set(from, signature);
+      for (const replica of this.#replicas.values()) replica.peerChanged(from);
     }
     if (String(previous?.leads) !== String(info.leads)) {
       for (const listener of [...this.#roleListeners]) {

@@ -511,6 +511,16 @@ export class Raft {
   }
 
   /**
+   * The driver saw `peer`'s node change (it restarted, was replaced, or repairs a copy): a
+   * sleeping leader wakes to learn where that copy stands (its heartbeat finds a shorter log
+   * and catches it up before the group sleeps again).
+   */
+  peerChanged(peer: NodeId): void {
+    if (!this.#quiet || this.#role !== "leader" || !this.#replicas.includes(peer)) return;
+    this.#wake();
+  }
+
+  /**
    * Starts handing leadership to `target` (graceful shutdown): proposals are refused, the
    * target is caught up, then told to campaign at once. Gives up after electionTicksMin.
    */

@@ -268,6 +268,13 @@ export class Replica {
     this.#schedule();
   }
 
+  /** `peer`'s node restarted, was replaced or repairs: a sleeping leader wakes to look. */
+  peerChanged(peer: NodeId): void {
+    if (this.#closed || !this.raft.quiet) return;
+    this.raft.peerChanged(peer);
+    this.#schedule();
+  }
+
   tick(): void {
     if (this.#closed || this.raft.quiet) return;
     this.raft.tick();

@@ -136,3 +136,30 @@ test("a sleeping follower asked for its vote by its own leader (restarted) wakes
   expect(cluster.leaders().length).toBe(1);
   expect(cluster.node(cluster.leaders()[0]).status.term).toBeGreaterThan(term);
 });
+
+test("a sleeping leader told that a copy's node changed finds the copy's lost tail and refills it", () => {
+  const cluster = new TestCluster(3, QUIESCE);
+  cluster.elect(1);
+  cluster.node(1).raft.propose(bytesOf("a"), 1);
+  cluster.settle();
+  cluster.node(1).raft.propose(bytesOf("b"), 2);
+  cluster.settle();
+  cluster.tick(TIMING.heartbeatTicks * 3);
+  expect(quietNodes(cluster)).toEqual([1, 2, 3]);
+  // Node 3 comes back without its last record (a power cut under fsync=interval).
+  const node3 = cluster.node(3);
+  const [, second] = node3.log.entries;
+  node3.log.truncate({ offset: second.offset, epoch: cluster.node(1).status.term });
+  node3.restart();
+  expect(entryTexts(node3.log)).toEqual(["a"]);
+  // Nothing reaches it from a sleeping leader (node 3 is not ticked: it would campaign).
+  cluster.tick(TIMING.electionTicksMax * 2, [1, 2]);
+  expect(entryTexts(node3.log)).toEqual(["a"]);
+  // A follower is not woken by a peer's change; the leader is, and refills the copy.
+  cluster.node(2).raft.peerChanged(3);
+  expect(cluster.node(2).raft.quiet).toBe(true);
+  cluster.node(1).raft.peerChanged(3);
+  cluster.tick(TIMING.heartbeatTicks * 3, [1, 2]);
+  expect(entryTexts(node3.log)).toEqual(["a", "b"]);
+  expect(cluster.leaders()).toEqual([1]);
+});
