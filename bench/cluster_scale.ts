@@ -46,17 +46,19 @@ function percentile(sorted: number[], p: number): number {
 }
 
 /**
- * One put, sent again while the group is still electing its first leader (503): creating
- * thousands of groups at once keeps elections busy for a while.
+ * One put, sent again while the group is still electing its first leader: creating thousands
+ * of groups at once keeps elections busy for a while.
  */
 async function putRetrying(client: MetaqClient, topic: string, partition: number): Promise<void> {
-  for (let attempt = 1; ; attempt++) {
+  for (let attempt = 1;; attempt++) {
     try {
       await client.put(topic, partition, { payload: new TextEncoder().encode("x") });
       return;
     } catch (error) {
       const status = (error as { status?: number }).status;
-      if (status !== 503 || attempt >= 50) throw error;
+      // 503: no leader yet; 500: the leader changed under the put (its outcome unknown; a
+      // second copy of "x" does not matter here, the group exists either way).
+      if ((status !== 503 && status !== 500) || attempt >= 50) throw error;
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
   }

@@ -498,19 +498,26 @@ export class ClusterNode implements Logs {
       this.#lastBeatAt = now;
       for (const peer of this.#peerAddresses()) this.send(peer.id, { kind: "beat" });
     }
+    // Peers silent for longer than an election timeout (usually none).
+    const silent = new Set<NodeId>();
+    const linked = new Set<NodeId>();
+    for (const peer of this.#peerAddresses()) {
+      linked.add(peer.id);
+      if (this.#silent(peer.id, now)) silent.add(peer.id);
+    }
     for (const replica of this.#replicas.values()) {
       if (!replica.quiet) {
         replica.tick();
         continue;
       }
-      // A sleeping copy counts no time: a follower wakes when its leader's node goes silent, a
-      // leader when it can no longer hear a majority of its voters' nodes.
+      // A sleeping copy counts no time: a follower wakes when its leader's node goes silent (or
+      // is no member any more), a leader when it can no longer hear a majority of its voters.
       const leader = replica.leaderId;
       if (leader === this.nodeId) {
-        const voters = replica.voters;
-        const heard = voters.filter((id) => id === this.nodeId || !this.#silent(id, now));
-        if (heard.length * 2 <= voters.length) replica.quorumUnreachable();
-      } else if (leader !== 0 && this.#silent(leader, now)) {
+        if (silent.size === 0) continue;
+        const heard = replica.voters.filter((id) => !silent.has(id)).length;
+        if (heard * 2 <= replica.voters.length) replica.quorumUnreachable();
+      } else if (leader !== 0 && (silent.has(leader) || !linked.has(leader))) {
         replica.leaderUnreachable();
       }
     }
