@@ -373,7 +373,7 @@ export async function assemble(options: AssembleOptions): Promise<App> {
     maintenance.start();
     stops.push(() => maintenance.stop());
     if (uplink) {
-      await uplink.start();
+      uplink.start();
       stops.push(() => uplink.stop());
     }
 

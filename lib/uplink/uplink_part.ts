@@ -131,7 +131,7 @@ export class UplinkPart {
     await this.#forgetLostPositions();
   }
 
-  async start(): Promise<void> {
+  start(): void {
     const { logs, logger } = this.#options;
     const stateLog = this.#stateLog!;
     this.#link = new HubLink({
