@@ -29,6 +29,14 @@ export interface MaintenanceOptions {
 }
 
 const CHECK_INTERVAL_MS = 1000;
+/** A wall-clock move this much beyond the monotonic clock between two rounds is a jump. */
+export const CLOCK_JUMP_STEP_MS = 2_000;
+/**
+ * Time-based retention waits while the jumps add up to more than this: a clock stepped a week
+ * ahead would otherwise delete a week early (T11), and deleting cannot be undone. NTP slewing
+ * (under 1 ms per second) never counts as a jump.
+ */
+export const CLOCK_JUMP_TOLERANCE_MS = 60_000;
 
 export class Maintenance {
   readonly #options: MaintenanceOptions;
@@ -38,6 +46,9 @@ export class Maintenance {
   readonly #nextFire = new Map<string, number | undefined>();
   #timer: ReturnType<typeof setInterval> | undefined;
   #running = false;
+  /** Wall minus monotonic time at the last round, and the jumps seen since start, in ms. */
+  #lastGapMs: number | undefined;
+  #jumpedMs = 0;
 
   constructor(options: MaintenanceOptions) {
     this.#options = options;
@@ -62,6 +73,7 @@ export class Maintenance {
     this.#running = true;
     try {
       const now = this.#clock.wallMs();
+      const trusted = this.#clockTrusted(now);
       await this.#options.syncs.syncIfDue();
       const due = new Set<string>();
       for (const schedule of this.#schedules()) {
@@ -73,7 +85,7 @@ export class Maintenance {
           this.#nextFire.set(schedule.source, nextFireMs(schedule, now));
         }
       }
-      if (due.size > 0) await this.runRetention((source) => due.has(source));
+      if (due.size > 0 && trusted) await this.runRetention((source) => due.has(source));
     } finally {
       this.#running = false;
     }
@@ -98,6 +110,32 @@ export class Maintenance {
         });
       }
     }
+  }
+
+  /** Whether the wall clock can be trusted with deletions (no net jump beyond the tolerance). */
+  get clockTrusted(): boolean {
+    return Math.abs(this.#jumpedMs) <= CLOCK_JUMP_TOLERANCE_MS;
+  }
+
+  #clockTrusted(nowMs: number): boolean {
+    const gap = nowMs - this.#clock.monotonicMs();
+    const step = this.#lastGapMs === undefined ? 0 : gap - this.#lastGapMs;
+    this.#lastGapMs = gap;
+    if (Math.abs(step) <= CLOCK_JUMP_STEP_MS) return this.clockTrusted;
+    const before = this.clockTrusted;
+    this.#jumpedMs += step;
+    // Schedules computed before the jump would fire early or a week late: compute them again.
+    this.#nextFire.clear();
+    if (before && !this.clockTrusted) {
+      this.#logger.log("warn", "Wall clock jumped: time-based retention waits until it is back", {
+        jumpedMs: this.#jumpedMs,
+      });
+    } else if (!before && this.clockTrusted) {
+      this.#logger.log("info", "Wall clock is back: time-based retention resumes", {
+        jumpedMs: this.#jumpedMs,
+      });
+    }
+    return this.clockTrusted;
   }
 
   #schedules(): CronSchedule[] {
