@@ -111,6 +111,11 @@ export const TX_HELD_BYTES_MAX = 256 * 1024 * 1024;
 export const TX_OPEN_MAX = 100_000;
 /** How often open transactions are checked against their timeouts (MetaQ's wheel tick). */
 export const TX_TIMEOUT_TICK_MS = 500;
+/**
+ * Keys of recent commits the transaction journal remembers (about 100 bytes each), so a COMMIT
+ * sent again to the next coordinator within seconds finds its outcome.
+ */
+export const TX_COMMITTED_KEYS_MAX = 4096;
 /** Largest HTTP request body (a JSON batch of messages); larger: 413 before it is read whole. */
 export const HTTP_BODY_BYTES_MAX = 16 * 1024 * 1024;
 /** Messages one HTTP produce request may carry. */

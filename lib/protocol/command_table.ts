@@ -30,6 +30,13 @@ export const HERE: Home = { kind: "here" };
  * unknown. Only commands whose repetition cannot do anything twice have one (reads, or a put
  * that carries its message id, which the new leader looks for before appending).
  */
+/**
+ * Text a serving node puts in an answer whose outcome only the partition's next leader can
+ * tell (it stopped leading with the request's effect on its way). A forwarding node that has
+ * an `again` for the request sends it there rather than hand this answer to the client.
+ */
+export const OUTCOME_AT_NEXT_LEADER = "its outcome is known to the next leader";
+
 export interface ForwardPlan {
   readonly command: Command;
   readonly again?: (attempt: number) => Command;

@@ -24,7 +24,7 @@ import {
   encodeTransaction,
 } from "../protocol/encoder.ts";
 import { type ExtensionSpec, Parser } from "../protocol/parser.ts";
-import type { ForwardPlan } from "../protocol/command_table.ts";
+import { type ForwardPlan, OUTCOME_AT_NEXT_LEADER } from "../protocol/command_table.ts";
 import {
   errorReply,
   INTERNAL_CONNECTION_ID,
@@ -90,6 +90,13 @@ interface PendingForward {
    * request waits (still pending) for the next leader, whatever its plan.
    */
   refused: boolean;
+  /**
+   * The target answered that only the next leader knows the outcome (OUTCOME_AT_NEXT_LEADER):
+   * kept for the client if no next leader answers it within the attempts.
+   */
+  unknown?: Uint8Array;
+  /** An earlier attempt may have taken effect (it got no answer, or an unknown outcome). */
+  uncertain: boolean;
   /** Its client has its answer: later ones (a timer, another attempt) are dropped. */
   answered: boolean;
 }
@@ -149,6 +156,7 @@ export class Forwarder {
       target: to,
       attempts: 0,
       refused: false,
+      uncertain: false,
       answered: false,
       cancelTimer: this.#options.timers.after(FORWARD_TIMEOUT_MS, () => this.#expire(pending)),
     };
@@ -217,17 +225,22 @@ export class Forwarder {
       if (leader === undefined || leader === pending.target) continue; // electing, or unchanged
       if (leader !== placement.nodeId && !placement.isConnected(leader)) continue;
       const { again, command: first } = pending.plan;
+      if (pending.attempts >= ATTEMPTS_MAX && pending.unknown) {
+        this.#finish(requestId, pending, { kind: "frame", bytes: pending.unknown });
+        continue;
+      }
       if (pending.attempts >= ATTEMPTS_MAX || !pending.refused && !again) {
-        const error = pending.refused
+        const error = pending.refused && !pending.uncertain
           ? new BrokerError(
             "unavailable",
             `${route.topic}-${route.partition} changed leader ` +
               `${pending.attempts} times while this request was on its way; retry`,
           )
-          : lostLeader(pending.target, pending.isPut);
+          : lostLeader(pending.target, pending.isPut, again !== undefined || pending.uncertain);
         this.#finish(requestId, pending, errorReply(error));
         continue;
       }
+      if (!pending.refused) pending.uncertain = true;
       // A refused request was not acted on: the same request goes again (a put keeps its id).
       const command = again ? again(pending.attempts + 1) : first;
       this.#options.logger.log("info", "Forwarded request sent again to a new leader", {
@@ -329,6 +342,14 @@ export class Forwarder {
       pending.refused = true;
       return this.#watchLeaders();
     }
+    if (
+      pending.route && pending.plan.again && pending.attempts < ATTEMPTS_MAX &&
+      hasText(reply, OUTCOME_AT_NEXT_LEADER_TEXT)
+    ) {
+      // Only the next leader can tell what became of it: ask it there (`again` is safe).
+      pending.unknown = reply.slice();
+      return this.#watchLeaders();
+    }
     this.#finish(requestId, pending, { kind: "frame", bytes: reply.slice() });
   }
 
@@ -377,11 +398,17 @@ const NOT_LEADER_TEXT = new TextEncoder().encode(ERRORS.notLeader.text);
 
 /** Whether a reply frame is the `notLeader` error (the request was not acted on). */
 function isNotLeaderReply(frame: Uint8Array): boolean {
+  return startsWith(frame, RESULT_503) && hasText(frame, NOT_LEADER_TEXT);
+}
+
+const OUTCOME_AT_NEXT_LEADER_TEXT = new TextEncoder().encode(OUTCOME_AT_NEXT_LEADER);
+
+/** Whether `text` occurs in the first 512 bytes of a reply frame. */
+function hasText(frame: Uint8Array, text: Uint8Array): boolean {
   const head = frame.subarray(0, Math.min(frame.length, 512));
-  if (!startsWith(head, RESULT_503)) return false;
-  outer: for (let i = 0; i + NOT_LEADER_TEXT.length <= head.length; i++) {
-    for (let j = 0; j < NOT_LEADER_TEXT.length; j++) {
-      if (head[i + j] !== NOT_LEADER_TEXT[j]) continue outer;
+  outer: for (let i = 0; i + text.length <= head.length; i++) {
+    for (let j = 0; j < text.length; j++) {
+      if (head[i + j] !== text[j]) continue outer;
     }
     return true;
   }
@@ -401,11 +428,22 @@ function isPutLike(command: Command): boolean {
   return command.kind === "extension" && command.verb === "fput";
 }
 
-function lostLeader(node: number, isPut: boolean): BrokerError {
-  return isPut
-    ? new BrokerError(
+/**
+ * The answer to a request whose target stopped leading before it answered: a 503 (nothing
+ * changed) only for a request that cannot have acted (a read, or no attempt but refused ones).
+ */
+function lostLeader(node: number, isPut: boolean, mayHaveActed: boolean): BrokerError {
+  if (isPut) {
+    return new BrokerError(
       "internal",
       `node ${node} stopped leading before it answered; the message may or may not be stored`,
+    );
+  }
+  return mayHaveActed
+    ? new BrokerError(
+      "internal",
+      `node ${node} stopped leading before it answered; the request may or may not have ` +
+        "taken effect",
     )
     : new BrokerError("unavailable", `node ${node} stopped leading before it answered; retry`);
 }

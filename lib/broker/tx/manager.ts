@@ -26,6 +26,7 @@ import {
   result,
 } from "../../protocol/reply.ts";
 import { XA } from "../../protocol/xa.ts";
+import { OUTCOME_AT_NEXT_LEADER } from "../../protocol/command_table.ts";
 import type { Broker } from "../broker.ts";
 import type { StateLog } from "../../store/state_log.ts";
 import { encodeBatches } from "./batch.ts";
@@ -86,8 +87,8 @@ export class TransactionManager {
   readonly #options: ManagerOptions;
   readonly #broker: Broker;
   readonly #registry: TxRegistry;
-  /** Commits being completed now (a retry never runs beside the first attempt). */
-  readonly #completing = new Set<number>();
+  /** Commits being completed now, by number (a retry joins the attempt in progress). */
+  readonly #completing = new Map<number, Promise<void>>();
   #nextTx: number;
   #heldBytes = 0;
   #closed = false;
@@ -143,6 +144,39 @@ export class TransactionManager {
       case "FORGET":
         return this.#forget(command, respond, fail);
     }
+  }
+
+  /**
+   * A COMMIT another node sends again here, the next coordinator, because the one it first went
+   * to stopped leading before it answered: that one may have journalled the commit. The journal
+   * says so (the commit is among the recent ones, or still being completed): then it is
+   * answered as committed, once its batches are in. Otherwise it was not journalled, and never
+   * will be (this coordinator applied everything its predecessor committed before starting):
+   * answered as a first COMMIT here (a prepared branch commits; an open one is gone).
+   */
+  commitAgain(command: TransactionCommand, context: RequestContext, respond: Respond): void {
+    const key = command.txKey.text;
+    const open = command.txKey.kind !== "null" &&
+      this.#registry.lookup(command.txKey, this.#connection(context));
+    if (open) return this.handle(command, context, respond);
+    const pending = this.#options.state.pendingCommitOf(key);
+    if (pending) {
+      this.#complete(pending).then(
+        () => respond(result(200)),
+        (error) =>
+          respond(errorReply(BrokerError.verbatim(
+            "transactionFailed",
+            commandFailureText(xaFailure(
+              XA.RMERR,
+              `Cannot append committed transaction '${key}': ${describeError(error)}; ` +
+                "it is journalled and will be completed",
+            )),
+          ))),
+      );
+      return;
+    }
+    if (this.#options.state.committed.has(key)) return respond(result(200));
+    this.handle(command, context, respond);
   }
 
   /** A put carrying a transaction key: held until commit, answered with offset -1. */
@@ -353,6 +387,15 @@ export class TransactionManager {
       }
     } catch (error) {
       this.#logger("error", "Cannot journal a commit", tx, describeError(error));
+      if (!surelyNotAppended(error)) {
+        // Leadership of the journal was lost with the record on its way: it may still be
+        // committed by the next coordinator, which alone can tell (a COMMIT sent there again).
+        return xaFailure(
+          XA.RMERR,
+          `Cannot tell whether '${tx.key.text}' committed: ${describeError(error)}; ` +
+            OUTCOME_AT_NEXT_LEADER,
+        );
+      }
       if (wasPrepared) {
         this.#adoptPrepared({ tx: tx.number, key: tx.key.text, messages: tx.messages });
         return xaFailure(XA.RMERR, `Cannot commit '${tx.key.text}' now: ${describeError(error)}`);
@@ -373,38 +416,38 @@ export class TransactionManager {
   }
 
   /** Appends each batch of a journalled commit (only what is missing), then journals `applied`. */
-  async #complete(commit: CommitTx): Promise<void> {
-    if (this.#completing.has(commit.tx)) {
-      throw new BrokerError("unavailable", "the commit is being completed already");
-    }
-    this.#completing.add(commit.tx);
-    try {
-      const batches = encodeBatches(commit.messages);
-      const { writer, crashAfterCommitBytes, crash } = this.#options;
-      if (crashAfterCommitBytes !== undefined) {
-        // On a cluster nothing is appended by hand: the crash comes right after the journal.
-        let budget = writer.appendRawForTest ? crashAfterCommitBytes : 0;
-        for (const batch of batches) {
-          if (budget <= 0) break;
-          const bytes = batch.bytes.subarray(0, Math.min(budget, batch.bytes.length));
-          budget -= bytes.length;
-          await writer.appendRawForTest!(batch.topic, batch.partition, bytes);
-        }
-        crash?.();
-        return;
+  #complete(commit: CommitTx): Promise<void> {
+    const running = this.#completing.get(commit.tx);
+    if (running) return running;
+    const completion = this.#appendCommit(commit).finally(() => this.#completing.delete(commit.tx));
+    this.#completing.set(commit.tx, completion);
+    return completion;
+  }
+
+  async #appendCommit(commit: CommitTx): Promise<void> {
+    const batches = encodeBatches(commit.messages);
+    const { writer, crashAfterCommitBytes, crash } = this.#options;
+    if (crashAfterCommitBytes !== undefined) {
+      // On a cluster nothing is appended by hand: the crash comes right after the journal.
+      let budget = writer.appendRawForTest ? crashAfterCommitBytes : 0;
+      for (const batch of batches) {
+        if (budget <= 0) break;
+        const bytes = batch.bytes.subarray(0, Math.min(budget, batch.bytes.length));
+        budget -= bytes.length;
+        await writer.appendRawForTest!(batch.topic, batch.partition, bytes);
       }
-      await Promise.all(batches.map((batch) => {
-        const target = commit.targets.find((t) =>
-          t.topic === batch.topic && t.partition === batch.partition
-        );
-        return writer.appendMissing(batch.topic, batch.partition, batch.bytes, target?.since ?? 0);
-      }));
-      // Not awaited by the client: the batches are readable; a lost `applied` only means the
-      // next coordinator checks them once more and finds them there.
-      this.#journal({ type: "applied", tx: commit.tx }).catch(() => {});
-    } finally {
-      this.#completing.delete(commit.tx);
+      crash?.();
+      return;
     }
+    await Promise.all(batches.map((batch) => {
+      const target = commit.targets.find((t) =>
+        t.topic === batch.topic && t.partition === batch.partition
+      );
+      return writer.appendMissing(batch.topic, batch.partition, batch.bytes, target?.since ?? 0);
+    }));
+    // Not awaited by the client: the batches are readable; a lost `applied` only means the
+    // next coordinator checks them once more and finds them there.
+    this.#journal({ type: "applied", tx: commit.tx }).catch(() => {});
   }
 
   #rollback(command: TransactionCommand, context: RequestContext, respond: Respond, fail: Fail) {
@@ -500,6 +543,13 @@ export class TransactionManager {
 }
 
 type Fail = (failure: TxFailure) => void;
+
+/** Whether a failed journal append certainly left nothing behind (refused before appending). */
+function surelyNotAppended(error: unknown): boolean {
+  if (!(error instanceof BrokerError)) return false;
+  return error.kind === "notLeader" || error.kind === "queueFull" ||
+    error.kind === "messageTooLarge" || error.kind === "unavailable";
+}
 
 /** The key of a journalled transaction (the journal checked it when it was applied). */
 function parseKey(text: string): OpenTxKey {

@@ -16,7 +16,13 @@ import { TX_TIMEOUT_TICK_MS } from "../../limits.ts";
 import { COORDINATOR_WAIT_MS } from "../../limits.ts";
 import type { Logger } from "../../log.ts";
 import type { ExtensionCommand, PutCommand, TransactionCommand } from "../../protocol/commands.ts";
-import { type CommandTable, HERE, type Home } from "../../protocol/command_table.ts";
+import {
+  type CommandTable,
+  type ForwardPlan,
+  HERE,
+  type Home,
+  OUTCOME_AT_NEXT_LEADER,
+} from "../../protocol/command_table.ts";
 import type { MessageIdGenerator } from "../../protocol/message_id.ts";
 import { DecodeError, parseTxKey } from "../../protocol/parser.ts";
 import { walkRecords } from "../../protocol/record.ts";
@@ -35,6 +41,11 @@ export const TX_TOPIC = "__tx";
 export const HEURISTIC_VERB = "heuristic";
 /** `commitbatch <topic> <partition> <since> <length> <opaque>` + the batch's records. */
 export const COMMIT_BATCH_VERB = "commitbatch";
+/**
+ * `commitagain <key> <session> <COMMIT_ONE_PHASE|COMMIT_TWO_PHASE> <attempt> <opaque>`: a client's
+ * COMMIT that a node sends again to the next coordinator (TransactionManager.commitAgain).
+ */
+export const COMMIT_AGAIN_VERB = "commitagain";
 /** The context of requests the transactions part sends itself (never a client's). */
 export const TX_INTERNAL_PEER = "transactions";
 
@@ -82,8 +93,15 @@ export class TxPart {
       transaction: {
         // END is one-way: nothing to forward, nothing to answer.
         home: (command: TransactionCommand) => command.type === "END" ? HERE : coordinator,
+        forward: (command: TransactionCommand) => commitPlan(command),
         handle: (command: TransactionCommand, context: RequestContext, respond: Respond) =>
           this.#live(respond, (manager) => manager.handle(command, context, respond)),
+      },
+      [`ext:${COMMIT_AGAIN_VERB}`]: {
+        spec: { args: 4 },
+        home: () => coordinator,
+        handle: (command: ExtensionCommand, context: RequestContext, respond: Respond) =>
+          this.#commitAgain(command, context, respond),
       },
       "tx-put": {
         // A put whose body was too large was not buffered: answer its size error here.
@@ -231,16 +249,43 @@ export class TxPart {
    * Runs `then` with the manager: now, or once this node (just made the journal's writer) is
    * ready; a 503 to `respond` when this node does not coordinate transactions.
    */
-  #live(respond: Respond, then: (manager: TransactionManager) => void): void {
+  #live(
+    respond: Respond,
+    then: (manager: TransactionManager) => void,
+    absent = new BrokerError(
+      "unavailable",
+      "this node does not coordinate transactions now; retry",
+    ),
+  ): void {
     const manager = this.#slot.value;
     if (manager) return then(manager);
     const waitMs = this.#journal?.log.writer.writable ? COORDINATOR_WAIT_MS : 0;
     void this.#slot.when(waitMs).then((ready) => {
       if (ready) return then(ready);
-      respond(errorReply(
-        new BrokerError("unavailable", "this node does not coordinate transactions now; retry"),
-      ));
+      respond(errorReply(absent));
     });
+  }
+
+  #commitAgain(command: ExtensionCommand, context: RequestContext, respond: Respond): void {
+    if (context.originNode === undefined) {
+      const detail = `${COMMIT_AGAIN_VERB} is sent between cluster nodes only`;
+      return respond(errorReply(new BrokerError("forbidden", detail)));
+    }
+    const commit = parseCommitAgain(command);
+    if (!commit) {
+      const detail = `bad ${COMMIT_AGAIN_VERB} arguments: ${command.args.join(" ")}`;
+      return respond(errorReply(new BrokerError("badRequest", detail)));
+    }
+    // Not a 503 when no manager comes: the first attempt may have committed.
+    const unknown = new BrokerError(
+      "internal",
+      `this node does not coordinate transactions now; ${OUTCOME_AT_NEXT_LEADER}`,
+    );
+    this.#live(
+      respond,
+      (manager) => manager.commitAgain(commit, context, respond),
+      unknown,
+    );
   }
 
   /** `heuristic list -` | `heuristic commit|rollback <xid>`: an operator's word on a branch. */
@@ -331,5 +376,37 @@ function xidProblem(text: string): string | undefined {
   } catch (error) {
     if (error instanceof DecodeError) return error.message;
     throw error;
+  }
+}
+
+/**
+ * How a `transaction` command is forwarded to the coordinator: a COMMIT is sent again to the
+ * next one (as `commitagain`) when the first stops leading before it answered, since only the
+ * journal can tell whether it committed; every other command goes once.
+ */
+function commitPlan(command: TransactionCommand): ForwardPlan {
+  if (command.type !== "COMMIT_ONE_PHASE" && command.type !== "COMMIT_TWO_PHASE") {
+    return { command };
+  }
+  const again = (attempt: number): ExtensionCommand => ({
+    kind: "extension",
+    verb: COMMIT_AGAIN_VERB,
+    args: [command.txKey.text, command.sessionId, command.type, String(attempt)],
+    opaque: command.opaque,
+    body: new Uint8Array(0),
+  });
+  return { command, again };
+}
+
+/** The COMMIT a `commitagain` carries; undefined when malformed. */
+function parseCommitAgain(command: ExtensionCommand): TransactionCommand | undefined {
+  const [keyText, sessionId, type, attemptText] = command.args;
+  if (type !== "COMMIT_ONE_PHASE" && type !== "COMMIT_TWO_PHASE") return undefined;
+  if (!/^\d{1,3}$/.test(attemptText)) return undefined;
+  try {
+    const txKey = parseTxKey(keyText);
+    return { kind: "transaction", txKey, sessionId, type, timeout: 0, opaque: command.opaque };
+  } catch {
+    return undefined;
   }
 }

@@ -15,7 +15,8 @@
  * 5     heuristic  key, u8 outcome (1 commit, 2 rollback)
  * 6     forget     key
  * 7     snapshot   u64 base, u64 next tx, u32 n × prepared (tx, key, messages),
- *                  u32 n × commit bodies (as type 2, with messages), u32 n × heuristic bodies
+ *                  u32 n × commit bodies (as type 2, with messages), u32 n × heuristic bodies,
+ *                  (version 2) u32 n × key of a recent commit, oldest first
  *
  * tx = u64 transaction number; key = str (the MetaQ key text); messages = u32 count, then per
  * message: str topic, i32 partition, i64 id, i32 flag, u32 length, data
@@ -30,6 +31,11 @@ import { FieldReader, FieldWriter } from "./fields.ts";
 import type { TxMessage } from "./state.ts";
 
 export const TX_RECORD_VERSION = 1;
+/**
+ * Snapshots carry the keys of recent commits from version 2 on (a COMMIT retried at the next
+ * coordinator is answered from them); a version 1 snapshot is still read, with none.
+ */
+export const TX_SNAPSHOT_VERSION = 2;
 
 /** Where a commit's batch for one partition goes. */
 export interface CommitTarget {
@@ -64,6 +70,8 @@ export type TxRecord =
     readonly prepared: readonly PreparedTx[];
     readonly commits: readonly CommitTx[];
     readonly heuristics: readonly { key: string; outcome: HeuristicOutcome }[];
+    /** Keys of the most recent commits, oldest first (TxState.committed). */
+    readonly committed: readonly string[];
   };
 
 const CODES = {
@@ -81,7 +89,9 @@ const NAMES = Object.fromEntries(
 
 export function encodeTxRecord(record: TxRecord): Uint8Array {
   const out = new FieldWriter();
-  out.u8(CODES[record.type]).u8(TX_RECORD_VERSION);
+  out.u8(CODES[record.type]).u8(
+    record.type === "snapshot" ? TX_SNAPSHOT_VERSION : TX_RECORD_VERSION,
+  );
   switch (record.type) {
     case "prepare":
       writePrepared(out, record);
@@ -111,6 +121,8 @@ export function encodeTxRecord(record: TxRecord): Uint8Array {
       for (const entry of record.heuristics) {
         out.str(entry.key).u8(entry.outcome === "commit" ? 1 : 2);
       }
+      out.u32(record.committed.length);
+      for (const key of record.committed) out.str(key);
       break;
   }
   return out.finish();
@@ -122,13 +134,15 @@ export function decodeTxRecord(data: Uint8Array): TxRecord {
   const type = NAMES[input.u8()];
   if (!type) throw new Error(`unknown transaction record type ${data[0]}`);
   const version = input.u8();
-  if (version !== TX_RECORD_VERSION) throw new Error(`transaction record version ${version}`);
-  const record = decodeBody(type, input);
+  const known = version === TX_RECORD_VERSION ||
+    type === "snapshot" && version === TX_SNAPSHOT_VERSION;
+  if (!known) throw new Error(`transaction record version ${version}`);
+  const record = decodeBody(type, input, version);
   input.expectEnd();
   return record;
 }
 
-function decodeBody(type: TxRecord["type"], input: FieldReader): TxRecord {
+function decodeBody(type: TxRecord["type"], input: FieldReader, version: number): TxRecord {
   switch (type) {
     case "prepare":
       return { type, ...readPrepared(input) };
@@ -151,7 +165,8 @@ function decodeBody(type: TxRecord["type"], input: FieldReader): TxRecord {
         key: input.str(),
         outcome: readOutcome(input),
       }));
-      return { type, base, nextTx, prepared, commits, heuristics };
+      const committed = version >= TX_SNAPSHOT_VERSION ? times(input.u32(), () => input.str()) : [];
+      return { type, base, nextTx, prepared, commits, heuristics, committed };
     }
   }
 }

@@ -10,9 +10,10 @@
  * |                                  | operator commits or rolls it back                      |
  * | commit                           | completes it: each batch's missing records appended    |
  * |                                  | exactly once (Log.appendMissing), then `applied`       |
- * | applied, rollback                | gone                                                   |
+ * | applied, rollback                | gone (a commit's key is kept among the recent commits) |
  * | heuristic / forget (by XID)      | the heuristic outcome stands until FORGET              |
  */
+import { TX_COMMITTED_KEYS_MAX } from "../../limits.ts";
 import { parseTxKey } from "../../protocol/parser.ts";
 import type { StateMachine } from "../../store/state_log.ts";
 import type { HeuristicOutcome } from "./failure.ts";
@@ -31,6 +32,12 @@ export class TxState implements StateMachine {
   readonly pending = new Map<number, CommitTx>();
   /** Heuristic outcomes by XID text, until the transaction manager FORGETs them. */
   readonly heuristics = new Map<string, HeuristicOutcome>();
+  /**
+   * Keys of the last TX_COMMITTED_KEYS_MAX commits, oldest first: a COMMIT that a node sends
+   * again to the next coordinator (its first coordinator stopped leading before answering) is
+   * answered from here, so the client hears "committed", never "not started", once it was.
+   */
+  readonly committed = new Set<string>();
   #nextTx = 1;
   #highestMessageId: bigint | undefined;
 
@@ -51,6 +58,8 @@ export class TxState implements StateMachine {
       this.prepared.clear();
       this.pending.clear();
       this.heuristics.clear();
+      this.committed.clear();
+      for (const key of record.committed) this.#remember(key);
       for (const tx of record.prepared) this.#prepare(tx);
       for (const tx of record.commits) this.#commit(tx);
       for (const entry of record.heuristics) this.heuristics.set(entry.key, entry.outcome);
@@ -69,6 +78,7 @@ export class TxState implements StateMachine {
       prepared: [...this.prepared.values()],
       commits: [...this.pending.values()],
       heuristics: [...this.heuristics].map(([key, outcome]) => ({ key, outcome })),
+      committed: [...this.committed],
     });
   }
 
@@ -104,7 +114,22 @@ export class TxState implements StateMachine {
   #commit(tx: CommitTx): void {
     checkKey(tx);
     this.pending.set(tx.tx, { ...strip(tx), wasPrepared: tx.wasPrepared, targets: tx.targets });
+    this.#remember(tx.key);
     this.#seen(tx.tx, tx);
+  }
+
+  /** The journalled commit of the transaction `key` that is not known to be applied yet. */
+  pendingCommitOf(key: string): CommitTx | undefined {
+    for (const commit of this.pending.values()) if (commit.key === key) return commit;
+    return undefined;
+  }
+
+  #remember(key: string): void {
+    this.committed.delete(key); // a key used again moves to the newest end
+    this.committed.add(key);
+    if (this.committed.size > TX_COMMITTED_KEYS_MAX) {
+      this.committed.delete(this.committed.values().next().value!);
+    }
   }
 
   #seen(number: number, tx?: PreparedTx): void {

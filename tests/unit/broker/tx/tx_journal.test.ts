@@ -11,6 +11,7 @@ import {
   type TxRecord,
 } from "../../../../lib/broker/tx/tx_record.ts";
 import { TxState } from "../../../../lib/broker/tx/tx_state.ts";
+import { TX_COMMITTED_KEYS_MAX } from "../../../../lib/limits.ts";
 
 const XID = "XID:1:0a0b:01:q";
 const message = (partition: number, id: bigint, text: string) => ({
@@ -42,6 +43,7 @@ const RECORDS: TxRecord[] = [
     prepared: [{ tx: 4, key: XID, messages: [message(2, 14n, "d")] }],
     commits: [],
     heuristics: [{ key: "XID:1:0d:01:q", outcome: "rollback" }],
+    committed: ["TX:s:1", XID],
   },
 ];
 
@@ -115,4 +117,38 @@ test("a snapshot at its base replaces the state; one found elsewhere is ignored"
   const late = apply([RECORDS[0]]);
   expect(late.apply(snapshot, 900, 1000)).toBe(false);
   expect(late.pending.size).toBe(0);
+});
+
+test("the keys of recent commits outlive their completion, up to the bound, and a snapshot", () => {
+  const commit = (tx: number): TxRecord => ({
+    type: "commit",
+    tx,
+    key: `TX:s:${tx}`,
+    wasPrepared: false,
+    targets: [],
+    messages: [],
+  });
+  const state = apply([commit(1), { type: "applied", tx: 1 }]);
+  expect(state.pending.size).toBe(0);
+  expect(state.committed.has("TX:s:1")).toBe(true); // a COMMIT sent again finds it
+  const many = Array.from({ length: TX_COMMITTED_KEYS_MAX }, (_, index) => commit(index + 2));
+  apply(many, state, 2);
+  expect(state.committed.size).toBe(TX_COMMITTED_KEYS_MAX);
+  expect(state.committed.has("TX:s:1")).toBe(false); // the oldest went first
+  expect(state.committed.has("TX:s:2")).toBe(true);
+  const fresh = new TxState();
+  fresh.apply(state.snapshot(900_000), 900_000, 900_100);
+  expect([...fresh.committed]).toEqual([...state.committed]);
+  expect(fresh.pendingCommitOf("TX:s:2")?.tx).toBe(2);
+});
+
+test("a version 1 snapshot (before recent commits were kept) is still read, with none", () => {
+  const snapshot = RECORDS.find((record) => record.type === "snapshot")!;
+  const current = encodeTxRecord(snapshot);
+  // Version 1: the same body without the trailing count of recent commits' keys.
+  const withoutKeys = encodeTxRecord({ ...snapshot, committed: [] } as TxRecord);
+  const v1 = withoutKeys.slice(0, withoutKeys.length - 4);
+  v1[1] = 1;
+  expect(decodeTxRecord(v1)).toEqual({ ...snapshot, committed: [] } as TxRecord);
+  expect(current[1]).toBe(2);
 });
