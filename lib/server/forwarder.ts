@@ -91,6 +91,13 @@ interface PendingForward {
    */
   refused: boolean;
   /**
+   * When it was refused, and whether who leads changed since: a refused request goes again to
+   * the same node once that node leads anew (an election it won after refusing), which this
+   * node may see only as the same leader, so also once REFUSED_SAME_LEADER_MS have passed.
+   */
+  refusedAtMs: number;
+  leaderChangedSinceRefusal: boolean;
+  /**
    * The target answered that only the next leader knows the outcome (OUTCOME_AT_NEXT_LEADER):
    * kept for the client if no next leader answers it within the attempts.
    */
@@ -105,6 +112,11 @@ interface PendingForward {
 const ATTEMPTS_MAX = 3;
 /** How often, at most, pending requests are checked against who leads while nothing changes. */
 const LEADER_WATCH_MS = 250;
+/**
+ * A request refused by the node this one still sees as leader goes there again after this
+ * long (it may have lost and won an election since; this node's view may lag).
+ */
+const REFUSED_SAME_LEADER_MS = 1000;
 
 export class Forwarder {
   readonly #options: ForwarderOptions;
@@ -156,6 +168,8 @@ export class Forwarder {
       target: to,
       attempts: 0,
       refused: false,
+      refusedAtMs: 0,
+      leaderChangedSinceRefusal: false,
       uncertain: false,
       answered: false,
       cancelTimer: this.#options.timers.after(FORWARD_TIMEOUT_MS, () => this.#expire(pending)),
@@ -222,7 +236,9 @@ export class Forwarder {
       const route = pending.route;
       if (!route) continue;
       const leader = placement.leaderNodeOf(route.topic, route.partition);
-      if (leader === undefined || leader === pending.target) continue; // electing, or unchanged
+      if (leader !== pending.target) pending.leaderChangedSinceRefusal = true;
+      if (leader === undefined) continue; // electing
+      if (leader === pending.target && !this.#leadsAnew(pending)) continue; // unchanged
       if (leader !== placement.nodeId && !placement.isConnected(leader)) continue;
       const { again, command: first } = pending.plan;
       if (pending.attempts >= ATTEMPTS_MAX && pending.unknown) {
@@ -265,6 +281,13 @@ export class Forwarder {
       }
       this.#send(pending, leader, command);
     }
+  }
+
+  /** Whether a request its target refused may go to that target again (see refusedAtMs). */
+  #leadsAnew(pending: PendingForward): boolean {
+    if (!pending.refused) return false;
+    return pending.leaderChangedSinceRefusal ||
+      performance.now() - pending.refusedAtMs >= REFUSED_SAME_LEADER_MS;
   }
 
   /** Answers a pending request once (later answers to any of its attempts are ignored). */
@@ -340,6 +363,8 @@ export class Forwarder {
     if (pending.route && pending.attempts < ATTEMPTS_MAX && isNotLeaderReply(reply)) {
       // Its target stopped leading before the request arrived: wait for the next leader.
       pending.refused = true;
+      pending.refusedAtMs = performance.now();
+      pending.leaderChangedSinceRefusal = false;
       return this.#watchLeaders();
     }
     if (
