@@ -197,6 +197,8 @@ export function parseJsonLines<T>(text: string): T[] {
 }
 
 const TRACE_EVENTS = new Set(["role", "append", "truncate", "commit", "repair"]);
+/** Known events no invariant needs: `quiet` (a group going to sleep or waking, quiescence). */
+const IGNORED_TRACE_EVENTS = new Set(["quiet"]);
 
 /** Keeps well-formed trace events; returns the others as problems (a broken trace is a finding). */
 export function parseTrace(text: string): { events: TraceEvent[]; problems: string[] } {
@@ -206,6 +208,7 @@ export function parseTrace(text: string): { events: TraceEvent[]; problems: stri
     const ok = typeof raw.t === "number" && typeof raw.node === "number" &&
       typeof raw.group === "string" && TRACE_EVENTS.has(raw.event as string);
     if (ok) events.push(raw as unknown as TraceEvent);
+    else if (IGNORED_TRACE_EVENTS.has(raw.event as string)) continue;
     else problems.push(`unknown trace line ${JSON.stringify(raw).slice(0, 200)}`);
   }
   return { events, problems };
