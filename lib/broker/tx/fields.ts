@@ -107,6 +107,11 @@ export class FieldReader {
     const at = this.#take(length);
     return this.#bytes.slice(at, at + length);
   }
+  /** Like `bytes`, without a copy: a view into the record being read. */
+  view(length: number): Uint8Array {
+    const at = this.#take(length);
+    return this.#bytes.subarray(at, at + length);
+  }
   expectEnd(): void {
     if (this.#at !== this.#bytes.length) {
       throw new Error(`${this.#bytes.length - this.#at} bytes after the last field`);
