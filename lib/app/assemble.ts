@@ -5,7 +5,8 @@
  *
  * ```text
  * storage → message store → Logs (LocalLogs, or the ClusterNode's ReplicatedLogs)
- *         → Broker → consumer groups, transactions, cluster commands → Router (command table)
+ *         → Broker → consumer groups, transactions, delayed messages, cluster commands
+ *         → Router (command table)
  *         → Edge (+ Forwarder in a cluster) → TCP server, HTTP → ZooKeeper registration → upkeep
  *         → uplink (an edge)
  * ```
@@ -23,6 +24,7 @@ import { GroupsPart } from "../broker/groups/groups_part.ts";
 import { Maintenance } from "../broker/maintenance.ts";
 import type { StatsItems } from "../broker/stats_report.ts";
 import { TX_TOPIC, TxPart } from "../broker/tx/tx_part.ts";
+import { DelayedPart } from "../broker/delayed/delayed_part.ts";
 import type { Clock } from "../clock.ts";
 import { clockFromEnv } from "../clock_offset.ts";
 import { clusterCommands, clusterStatsLines } from "../cluster/cluster_commands.ts";
@@ -54,7 +56,7 @@ import { MessageStore } from "../store/message_store.ts";
 import { flushPolicyOf } from "../store/partition_log.ts";
 import type { Storage } from "../store/storage.ts";
 import { FileStorage } from "../store/storage_file.ts";
-import { systemTimers } from "../timers.ts";
+import { systemTimers, type Timers } from "../timers.ts";
 import { instrumentationFromEnv, instrumentStorage } from "../store/storage_journal.ts";
 import { uplinkHubCommands } from "../uplink/hub_commands.ts";
 import { UplinkPart } from "../uplink/uplink_part.ts";
@@ -80,6 +82,8 @@ export interface AssembleOptions {
   /** TEST ONLY: see TxPart (METAQ_TEST_CRASH_AFTER_COMMIT_BYTES). */
   readonly crashAfterCommitBytes?: number;
   readonly crash?: () => void;
+  /** Timers of the delayed-messages part (tests pair them with a faster clock). */
+  readonly timers?: Timers;
 }
 
 /** A broker running: its parts (for tests and the CLI) and how to stop it. */
@@ -90,6 +94,7 @@ export interface App {
   readonly store: MessageStore;
   readonly groups: GroupsPart;
   readonly transactions: TxPart;
+  readonly delayed: DelayedPart;
   readonly cluster: ClusterNode | undefined;
   readonly edge: Edge;
   readonly maintenance: Maintenance;
@@ -246,6 +251,16 @@ export async function assemble(options: AssembleOptions): Promise<App> {
       crashAfterCommitBytes: options.crashAfterCommitBytes,
       crash: options.crash,
     });
+    const delayed = new DelayedPart({
+      broker,
+      logs,
+      ids,
+      clock,
+      timers: options.timers ?? systemTimers,
+      logger,
+      writer: edgeWriter({ requests: () => late.edge!, logs }),
+      waitForLog: !cluster,
+    });
     const uplink = config.uplink
       ? new UplinkPart({
         uplink: config.uplink,
@@ -260,6 +275,7 @@ export async function assemble(options: AssembleOptions): Promise<App> {
       : undefined;
     const statsItems: StatsItems = new Map([
       ["transactions", () => transactions.statsLines()],
+      ["delayed", () => delayed.statsLines()],
       ...(uplink ? [["uplink", () => uplink.statsLines()] as const] : []),
       ...(cluster
         ? [["cluster", () => clusterStatsLines(cluster!, () => groups.offsetsSummary())] as const]
@@ -274,6 +290,7 @@ export async function assemble(options: AssembleOptions): Promise<App> {
       }),
       groups.commands,
       transactions.commands,
+      delayed.commands,
       uplinkHubCommands(broker),
     ];
     if (cluster) {
@@ -317,6 +334,8 @@ export async function assemble(options: AssembleOptions): Promise<App> {
     stops.push(() => groups.stop());
     await transactions.start();
     stops.push(() => transactions.stop());
+    await delayed.start();
+    stops.push(() => delayed.stop());
     await uplink?.prepare();
     const server = late.server = new TcpServer({
       requests: edge,
@@ -385,6 +404,7 @@ export async function assemble(options: AssembleOptions): Promise<App> {
       store,
       groups,
       transactions,
+      delayed,
       cluster,
       edge,
       maintenance,

@@ -1170,7 +1170,7 @@ export class ClusterNode implements Logs {
 }
 
 /** The broker's own logs every node holds: group offsets and the transaction journal. */
-export const INTERNAL_TOPICS: readonly string[] = [CLUSTER_TOPIC, META_TOPIC, "__tx"];
+export const INTERNAL_TOPICS: readonly string[] = [CLUSTER_TOPIC, META_TOPIC, "__tx", "__delay"];
 
 function splitGroup(name: string): { topic: string; partition: number } {
   const dash = name.lastIndexOf("-");

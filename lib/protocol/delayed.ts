@@ -4,9 +4,9 @@
  * (lib/broker/delayed), the TypeScript client and the CLI.
  *
  * ```text
- * delay <topic> <partition> <when> <flag> <checksum> <length> <opaque>\r\n<body>
+ * delay <topic> <partition> <length> <flag> <checksum> <when> <opaque>\r\n<body>
  *   -> result 200 <id> <partition> -1 <deliverAtMs>
- * delayed cancel <id> <opaque>        -> result 200 <id>
+ * delayed cancel <id> <opaque>        -> result 200 <id>   (404 not pending, 409 being delivered)
  * delayed status - <opaque>           -> result 200 <JSON status>
  * cron list - 0 <opaque>              -> result 200 <JSON array of schedules>
  * cron add <name> <length> <opaque>\r\n<JSON spec>
@@ -16,8 +16,8 @@
  * attribute = "metaq-scheduled:" scheduledAtMs "/" id [ "/" schedule ] [ ";" original-attribute ]
  * ```
  *
- * `delay` is a put whose record is held by the broker until its delivery time; its body, flag
- * and checksum are a put's. A relative `when` is resolved by the broker that accepts the message.
+ * `delay` is a put (same argument order, the delivery time last) whose record is held by the
+ * broker until its delivery time; its body, flag and checksum are a put's. A relative `when` is resolved by the broker that accepts the message.
  * Once delivered, the message is an ordinary record of its partition with the id the `delay`
  * reply gave, and an attribute that says when it was due (`scheduledAt`), its id, the schedule
  * that made it (for a cron schedule's message) and, after `;`, the attribute its producer gave.
@@ -162,7 +162,9 @@ export function decodeScheduleSpec(name: string, body: Uint8Array): ScheduleSpec
   if (unknown) throw new Error(`Cannot read schedule ${name}: unknown field '${unknown}'`);
   const text = (key: string) => {
     const value = fields[key];
-    if (typeof value !== "string") throw new Error(`Cannot read schedule ${name}: ${key} must be a string`);
+    if (typeof value !== "string") {
+      throw new Error(`Cannot read schedule ${name}: ${key} must be a string`);
+    }
     return value;
   };
   const integer = (key: string, fallback: number) => {
@@ -176,7 +178,9 @@ export function decodeScheduleSpec(name: string, body: Uint8Array): ScheduleSpec
   if (payload === undefined) throw new Error(`Cannot read schedule ${name}: payload is not base64`);
   const attribute = fields.attribute === undefined ? undefined : text("attribute");
   const paused = fields.paused ?? false;
-  if (typeof paused !== "boolean") throw new Error(`Cannot read schedule ${name}: paused must be true or false`);
+  if (typeof paused !== "boolean") {
+    throw new Error(`Cannot read schedule ${name}: paused must be true or false`);
+  }
   return {
     name,
     cron: text("cron"),

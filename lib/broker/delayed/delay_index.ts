@@ -202,7 +202,17 @@ export class DelayIndex {
     return top;
   }
 
-  /** Puts a pending message taken by `popDue` back into the heap (no-op otherwise). */
+  /**
+   * Takes a waiting message out of the heap (a cancel is being written for it), so `popDue`
+   * never returns it; false when it is not waiting (queued for a firing, or firing).
+   */
+  hold(slot: number): boolean {
+    if (!this.isWaiting(slot)) return false;
+    this.#heapRemove(slot);
+    return true;
+  }
+
+  /** Puts a pending message taken by `popDue` or `hold` back into the heap (no-op otherwise). */
   restore(slot: number): void {
     if (this.#state[slot] === PENDING && this.#heapPos[slot] < 0) this.#heapPush(slot);
   }
@@ -358,7 +368,9 @@ export class DelayIndex {
       const left = position * 2 + 1;
       if (left >= size) break;
       const right = left + 1;
-      const child = right < size && this.#before(this.#heap[right], this.#heap[left]) ? right : left;
+      const child = right < size && this.#before(this.#heap[right], this.#heap[left])
+        ? right
+        : left;
       if (!this.#before(this.#heap[child], slot)) break;
       this.#heap[position] = this.#heap[child];
       this.#heapPos[this.#heap[child]] = position;

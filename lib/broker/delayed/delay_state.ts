@@ -187,4 +187,3 @@ export class DelayState implements StateMachine {
     if (this.#highestId === undefined || id > this.#highestId) this.#highestId = id;
   }
 }
-
