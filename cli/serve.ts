@@ -259,12 +259,32 @@ function checkPeerSecurity(config: Config): void {
  */
 export const CRASH_AFTER_COMMIT_BYTES_ENV = "METAQ_TEST_CRASH_AFTER_COMMIT_BYTES";
 
-function crashHookForTests(): { crashAfterCommitBytes?: number; crash?: () => void } {
-  const text = process.env[CRASH_AFTER_COMMIT_BYTES_ENV];
-  if (text === undefined || text === "") return {};
-  const bytes = Number(text);
-  if (!Number.isSafeInteger(bytes) || bytes < 0) {
-    throw new CliError(`Cannot use ${CRASH_AFTER_COMMIT_BYTES_ENV}=${text}: expected a byte count`);
-  }
-  return { crashAfterCommitBytes: bytes, crash: () => process.kill(process.pid, "SIGKILL") };
+/**
+ * TEST ONLY: when set to a count N, the broker kills itself with SIGKILL right after the N-th
+ * batch of delayed messages it delivers is appended, before that is recorded in `__delay-0`.
+ */
+export const DELAY_CRASH_AFTER_FIRINGS_ENV = "METAQ_TEST_DELAY_CRASH_AFTER_FIRINGS";
+
+function crashHookForTests(): {
+  crashAfterCommitBytes?: number;
+  delayCrashAfterFirings?: number;
+  crash?: () => void;
+} {
+  const count = (name: string) => {
+    const text = process.env[name];
+    if (text === undefined || text === "") return undefined;
+    const value = Number(text);
+    if (!Number.isSafeInteger(value) || value < 0) {
+      throw new CliError(`Cannot use ${name}=${text}: expected a count`);
+    }
+    return value;
+  };
+  const crashAfterCommitBytes = count(CRASH_AFTER_COMMIT_BYTES_ENV);
+  const delayCrashAfterFirings = count(DELAY_CRASH_AFTER_FIRINGS_ENV);
+  if (crashAfterCommitBytes === undefined && delayCrashAfterFirings === undefined) return {};
+  return {
+    crashAfterCommitBytes,
+    delayCrashAfterFirings,
+    crash: () => process.kill(process.pid, "SIGKILL"),
+  };
 }

@@ -82,6 +82,8 @@ export interface AssembleOptions {
   /** TEST ONLY: see TxPart (METAQ_TEST_CRASH_AFTER_COMMIT_BYTES). */
   readonly crashAfterCommitBytes?: number;
   readonly crash?: () => void;
+  /** TEST ONLY: see DelayedPart (METAQ_TEST_DELAY_CRASH_AFTER_FIRINGS); uses `crash`. */
+  readonly delayCrashAfterFirings?: number;
   /** Timers of the delayed-messages part (tests pair them with a faster clock). */
   readonly timers?: Timers;
 }
@@ -260,6 +262,8 @@ export async function assemble(options: AssembleOptions): Promise<App> {
       logger,
       writer: edgeWriter({ requests: () => late.edge!, logs }),
       waitForLog: !cluster,
+      crashAfterFirings: options.delayCrashAfterFirings,
+      crash: options.crash,
     });
     const uplink = config.uplink
       ? new UplinkPart({

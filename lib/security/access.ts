@@ -6,7 +6,9 @@
  *
  * | request                                          | needs                               |
  * | ------------------------------------------------ | ----------------------------------- |
- * | put (plain or in a transaction), uput (uplinks)  | produce on its topic                |
+ * | put (plain or in a transaction), uput (uplinks), | produce on its topic                |
+ * | delay (a delayed message)                        |                                     |
+ * | delayed status, delayed cancel                   | produce on some topic               |
  * | get, offset                                      | consume on its topic                |
  * | meta <topic>                                     | produce or consume on the topic     |
  * | transaction                                      | produce on some topic               |
@@ -145,7 +147,10 @@ function extensionRequirement(verb: string, args: readonly string[]): Requiremen
     case "committed":
       return { kind: "consume", topics: [args[1]] };
     case "uput":
+    case "delay":
       return { kind: "produce", topics: [args[0]] };
+    case "delayed":
+      return { kind: "produce" };
     case "heartbeat":
     case "assignment":
     case "leave":

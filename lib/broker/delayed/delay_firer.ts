@@ -47,6 +47,12 @@ export interface DelayFirerOptions {
   readonly timers: Timers;
   readonly logger: Logger;
   readonly lateness: LatenessStats;
+  /**
+   * TEST ONLY (METAQ_TEST_DELAY_CRASH_AFTER_FIRINGS): after this many firings' batches are
+   * appended, `crash` is called before their `fired` record is written.
+   */
+  readonly crashAfterFirings?: number;
+  readonly crash?: () => void;
 }
 
 /** A message taken out of the heap for its partition's next firing. */
@@ -67,6 +73,7 @@ export class DelayFirer {
   #retryAt = 0;
   #closed = false;
   #delivered = 0;
+  #appended = 0;
 
   constructor(options: DelayFirerOptions) {
     this.#options = options;
@@ -261,6 +268,12 @@ export class DelayFirer {
           this.#options.lateness.observe(now - message.deliverAtMs);
         }
         this.#delivered += messages.length;
+      }
+      if (
+        this.#options.crashAfterFirings !== undefined &&
+        ++this.#appended >= this.#options.crashAfterFirings
+      ) {
+        this.#options.crash?.();
       }
       await this.#options.journal.append(
         encodeDelayRecord({ type: "fired", firing: firing.offset }),

@@ -52,6 +52,9 @@ export interface DelayedPartOptions {
   readonly waitForLog?: boolean;
   /** Longest delay accepted (default DELAY_MS_LIMIT_MAX). */
   readonly delayMsMax?: number;
+  /** TEST ONLY: see DelayFirerOptions.crashAfterFirings. */
+  readonly crashAfterFirings?: number;
+  readonly crash?: () => void;
 }
 
 /** What `delayed status` and the stats show. */
@@ -224,6 +227,8 @@ export class DelayedPart {
       timers,
       logger,
       lateness: this.lateness,
+      crashAfterFirings: this.#options.crashAfterFirings,
+      crash: this.#options.crash,
     });
     this.#firerEpoch = epoch;
     this.#slot.set(firer);

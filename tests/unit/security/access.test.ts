@@ -120,6 +120,10 @@ test("permissions follow topic patterns; admin may do everything", () => {
   expect(refusal(alice, extension("cluster", ["status", "-"]))).toContain("admin");
   expect(refusal(alice, extension("heuristic", ["list", "-"]))).toContain("admin");
   expect(refusal(alice, extension("unknown", []))).toContain("admin");
+  const delay = (topic: string) => extension("delay", [topic, "0", "1", "0", "-1", "+1000"]);
+  expect(refusal(alice, delay("orders"))).toBeUndefined();
+  expect(refusal(alice, delay("payments"))).toContain("payments");
+  expect(refusal(alice, extension("delayed", ["cancel", "12"]))).toBeUndefined();
 });
 
 test("the gate answers 401 before auth, closes after the failure limit, and 403s what is not allowed", () => {
