@@ -23,6 +23,7 @@ import { type Message, MetaqClient } from "../lib/client/client.ts";
 import { ConnectionError, TimeoutError } from "../lib/client/errors.ts";
 import { failureOutcome, keyHashSelector } from "../lib/client/producer.ts";
 import { ZkProducer } from "../lib/client/zk_producer.ts";
+import { type DeliveryTime, parseDurationMs, parseInstantMs } from "../lib/protocol/delayed.ts";
 import { describeError } from "../lib/errors.ts";
 import type { ZkClient } from "../lib/zk/client.ts";
 import {
@@ -58,6 +59,10 @@ Options:
   --partition N             send every message to partition N
   --key KEY                 route by key hash (same key, same partition, order kept)
   --attribute TEXT          attach a MetaQ message attribute to every message
+  --delay DURATION          deliver each message this long after the broker accepts it
+                            (500ms, 30s, 15m, 2h, 40d; see docs/delayed.md)
+  --at TIME                 deliver every message at TIME (ISO 8601 with a zone,
+                            such as 2026-12-24T09:00:00Z)
   --file FILE               read lines from FILE instead of stdin
   --message TEXT            send one message TEXT and exit
   --window N                unacknowledged messages in flight (default 1024)
@@ -77,13 +82,16 @@ Examples:
   seq 1000000 | metaq produce numbers --partition 0
   metaq produce orders --message '{"id":1}' --key customer-7
   tail -n +44162 orders.txt | metaq produce orders    # resume where a summary said
-  seq 100 | metaq produce orders --zk-connect zk1:2181,zk2:2181`;
+  seq 100 | metaq produce orders --zk-connect zk1:2181,zk2:2181
+  metaq produce reminders --message 'call back' --delay 15m`;
 
 const FLAGS = {
   broker: { type: "string" },
   partition: { type: "string" },
   key: { type: "string" },
   attribute: { type: "string" },
+  delay: { type: "string" },
+  at: { type: "string" },
   file: { type: "string" },
   message: { type: "string" },
   window: { type: "string" },
@@ -119,7 +127,13 @@ export const produce: CommandSpec = {
       throw new CliError("Cannot combine --file and --message");
     }
     const format = formatFlag(values.format);
+    const when = deliveryTimeFlags(values.delay, values.at);
     const zk = zkTarget(values);
+    if (zk && when) {
+      throw new CliError(
+        "Cannot combine --delay or --at with --zk-connect: MetaQ brokers deliver at once",
+      );
+    }
     if (zk && values.broker !== undefined) {
       throw new CliError("Cannot combine --broker with --zk-connect: ZooKeeper names the brokers");
     }
@@ -155,6 +169,7 @@ export const produce: CommandSpec = {
           topic,
           partition,
           key: values.key,
+          when,
           timeout,
           security: clientSecurity(values),
         });
@@ -185,6 +200,30 @@ export const produce: CommandSpec = {
   },
 };
 
+/** `--delay` or `--at` as a delivery time; undefined when neither is given. */
+function deliveryTimeFlags(delay?: string, at?: string): DeliveryTime | undefined {
+  if (delay !== undefined && at !== undefined) {
+    throw new CliError("Cannot combine --delay and --at");
+  }
+  if (delay !== undefined) {
+    const delayMs = parseDurationMs(delay);
+    if (delayMs === undefined) {
+      throw new CliError(
+        `Cannot use --delay ${delay}: expected a duration such as 500ms, 30s, 15m, 2h, 40d`,
+      );
+    }
+    return { delayMs };
+  }
+  if (at === undefined) return undefined;
+  const deliverAtMs = parseInstantMs(at);
+  if (deliverAtMs === undefined) {
+    throw new CliError(
+      `Cannot use --at ${at}: expected an ISO 8601 time with a zone, such as 2026-12-24T09:00:00Z`,
+    );
+  }
+  return { deliverAtMs };
+}
+
 /** Where lines go: picks each one's partition, sends it, and dials again after a loss. */
 interface Route {
   put(message: Message): Promise<unknown>;
@@ -202,9 +241,9 @@ interface RouteOptions {
 
 /** One broker (or cluster): round robin over its partitions, or --partition, or --key. */
 async function brokerRoute(
-  options: RouteOptions & { brokers: string[]; partition?: number },
+  options: RouteOptions & { brokers: string[]; partition?: number; when?: DeliveryTime },
 ): Promise<Route> {
-  const { topic, partition, key, brokers } = options;
+  const { topic, partition, key, brokers, when } = options;
   const client = new MetaqClient({
     brokers,
     requestTimeoutMs: options.timeout,
@@ -229,7 +268,9 @@ async function brokerRoute(
           (key !== undefined
             ? selector({ topic, partitions: meta.partitions, key })
             : next++ % meta.partitions);
-        return client.put(topic, target, message);
+        return when
+          ? client.putDelayed(topic, target, message, when)
+          : client.put(topic, target, message);
       },
       reconnect: async () => void await client.connection(),
       close: () => Promise.resolve(client.close()),

@@ -16,6 +16,7 @@ import {
   encodeVersion,
 } from "../protocol/encoder.ts";
 import { FLAG_HAS_ATTRIBUTE, joinAttribute } from "../protocol/record.ts";
+import { DELAY_VERB, DELAYED_VERB, type DeliveryTime, formatWhen } from "../protocol/delayed.ts";
 import { BrokerConnection, type ClientAuth, type ClientTls, type Reply } from "./connection.ts";
 import { ConnectionError, errorFromResult, unsentError } from "./errors.ts";
 
@@ -47,6 +48,11 @@ export interface PutResult {
   readonly id: bigint;
   readonly partition: number;
   readonly offset: number;
+}
+
+/** A delayed message the broker holds: its id, partition, and when it is due. */
+export interface DelayedPutResult extends PutResult {
+  readonly deliverAtMs: number;
 }
 
 export type GetResult =
@@ -286,6 +292,48 @@ export class MetaqClient {
     body?: Uint8Array,
   ): Promise<string> {
     return await this.#textRequest((opaque) => encodeExtension(verb, args, opaque, body));
+  }
+
+  /**
+   * Sends a message to be delivered into `topic`-`partition` at a later time (`delay`, see
+   * docs/delayed.md); resolves once the broker holds it durably. Partition -1 lets the broker
+   * pick one. The result's offset is -1: the message is in no partition until its time.
+   */
+  async putDelayed(
+    topic: string,
+    partition: number,
+    message: Message,
+    when: DeliveryTime,
+  ): Promise<DelayedPutResult> {
+    const body = message.attribute === undefined
+      ? message.payload
+      : joinAttribute(message.attribute, message.payload);
+    const flag = (message.flag ?? 0) | (message.attribute === undefined ? 0 : FLAG_HAS_ATTRIBUTE);
+    const text = await this.extension(DELAY_VERB, [
+      topic,
+      partition,
+      body.length,
+      flag,
+      metaqChecksum(body),
+      formatWhen(when),
+    ], body);
+    const [id, replyPartition, , deliverAtMs] = text.split(" ");
+    return {
+      id: BigInt(id),
+      partition: Number(replyPartition),
+      offset: -1,
+      deliverAtMs: Number(deliverAtMs),
+    };
+  }
+
+  /** Cancels a pending delayed message; throws a BrokerError (404, 409) when it cannot. */
+  async cancelDelayed(id: bigint): Promise<void> {
+    await this.extension(DELAYED_VERB, ["cancel", String(id)]);
+  }
+
+  /** What the broker holding delayed messages says about them (`delayed status`). */
+  async delayedStatus(): Promise<Record<string, unknown>> {
+    return JSON.parse(await this.extension(DELAYED_VERB, ["status", "-"]));
   }
 
   /** Topic facts from the broker (`meta` command): partition count and leaders. */

@@ -12,6 +12,7 @@
  * (400, unknown topic, wrong partition) fails that message and every message of the key queued
  * behind it, so the key's stream has no gap that later messages jump over.
  */
+import type { DeliveryTime } from "../protocol/delayed.ts";
 import { crc32 } from "../crc32.ts";
 import { describeError } from "../errors.ts";
 import type { Message, MetaqClient, PutResult } from "./client.ts";
@@ -67,6 +68,13 @@ export interface SendOptions {
   readonly key?: string;
   readonly attribute?: string;
   readonly flag?: number;
+  /**
+   * Delivered into its partition this many ms from now (`delay`, docs/delayed.md) instead of at
+   * once; the result's offset is then -1.
+   */
+  readonly delayMs?: number;
+  /** Delivered at this time (a Date or epoch ms); at once when it has passed. */
+  readonly deliverAt?: Date | number;
 }
 
 export type SendCallback = (error: Error | undefined, result: PutResult | undefined) => void;
@@ -205,7 +213,10 @@ export class Producer {
       const partition = options.partition ??
         this.#selector({ topic, partitions, key: options.key });
       const message: Message = { payload, attribute: options.attribute, flag: options.flag };
-      const result = await this.client.put(topic, partition, message);
+      const when = deliveryTimeOf(options);
+      const result = when
+        ? await this.client.putDelayed(topic, partition, message, when)
+        : await this.client.put(topic, partition, message);
       this.counters.acknowledged += 1;
       return result;
     } catch (error) {
@@ -284,4 +295,25 @@ export function failureOutcome(error: unknown): FailureOutcome {
 
 function bytesOf(payload: Uint8Array | string): Uint8Array {
   return typeof payload === "string" ? encoder.encode(payload) : payload;
+}
+
+/** The delivery time `options` ask for, or undefined for an ordinary put. */
+function deliveryTimeOf(options: SendOptions): DeliveryTime | undefined {
+  if (options.delayMs !== undefined && options.deliverAt !== undefined) {
+    throw new RangeError("Cannot send: give delayMs or deliverAt, not both");
+  }
+  if (options.delayMs !== undefined) {
+    if (!Number.isSafeInteger(options.delayMs) || options.delayMs < 0) {
+      throw new RangeError(`Cannot send: delayMs ${options.delayMs} is not a whole number >= 0`);
+    }
+    return { delayMs: options.delayMs };
+  }
+  if (options.deliverAt === undefined) return undefined;
+  const atMs = typeof options.deliverAt === "number"
+    ? options.deliverAt
+    : options.deliverAt.getTime();
+  if (!Number.isSafeInteger(atMs) || atMs < 0) {
+    throw new RangeError(`Cannot send: deliverAt ${String(options.deliverAt)} is not a time`);
+  }
+  return { deliverAtMs: atMs };
 }

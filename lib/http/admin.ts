@@ -31,6 +31,7 @@ import { bearerAuth } from "./auth.ts";
 import { handleMetaqPlugin } from "./metaq_plugin.ts";
 import { FsyncHistogram } from "./metrics.ts";
 import { registerOpsRoutes } from "./ops_routes.ts";
+import { registerDelayedRoutes } from "./delayed_routes.ts";
 import { RateTracker } from "./rates.ts";
 import { PartitionReads } from "./reads.ts";
 import { errorBody, errorResponse, jsonResponse } from "./respond.ts";
@@ -131,6 +132,7 @@ export function createAdminApp(broker: Broker, options: AdminOptions = {}): Hono
   registerTopicRoutes(app, context);
   registerGroupRoutes(app, context);
   registerOpsRoutes(app, context);
+  registerDelayedRoutes(app, context);
   const allowed = routeMethods(app);
   app.all("/v1/*", (c) => {
     const path = new URL(c.req.url).pathname;

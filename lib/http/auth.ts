@@ -8,7 +8,8 @@
  * | ------------------------------------------------------------ | ----------------------- |
  * | GET /, /healthz, /readyz                                     | nothing                 |
  * | /metrics, /v1/overview, /v1/events, /v1/stats..., /v1/cluster| any user                |
- * | /v1/uplink                                                   | any user                |
+ * | /v1/uplink, GET /v1/delayed                                  | any user                |
+ * | DELETE /v1/delayed/ID (cancel a delayed message)             | produce on some topic   |
  * | GET /v1/topics                                               | any user                |
  * | POST /v1/topics (create)                                     | admin                   |
  * | GET /v1/topics/T                                             | produce or consume on T |
@@ -76,6 +77,7 @@ export function httpRequirement(method: string, url: URL): Requirement {
     if (parts[2] === "messages" && method === "POST") return { kind: "produce", topics: [topic] };
     return { kind: "consume", topics: [topic] };
   }
+  if (parts[0] === "delayed" && method === "DELETE") return { kind: "produce" };
   if (parts[0] === "groups") {
     if (method === "POST") return { kind: "admin", what: "reset group offsets" };
     return { kind: "consume" };

@@ -5,6 +5,10 @@
  * changes nothing; then all are put through the edge (to each partition's leader, in a cluster),
  * which replies after the append is acknowledged, exactly as for a TCP put.
  *
+ * A message with `delayMs` (ms, or a duration such as "30s") or `deliverAt` (epoch ms, or an ISO
+ * 8601 time with a zone) is sent as a `delay` instead (docs/delayed.md): held by the broker and
+ * appended at that time; its result has offset -1 and `deliverAt` (epoch ms).
+ *
  * Partition choice: `partition` if given; else `key` routes by CRC-32 of the key modulo the
  * partition count (as the metaq client does); else the broker picks one at random (partition -1,
  * as in MetaQ).
@@ -15,6 +19,13 @@ import { crc32 } from "../crc32.ts";
 import { BrokerError } from "../errors.ts";
 import { HTTP_BATCH_MESSAGES_MAX, HTTP_BODY_BYTES_MAX } from "../limits.ts";
 import { FLAG_HAS_ATTRIBUTE, joinAttribute } from "../protocol/record.ts";
+import {
+  DELAY_VERB,
+  type DeliveryTime,
+  formatWhen,
+  parseDurationMs,
+  parseInstantMs,
+} from "../protocol/delayed.ts";
 import { ask, type Dispatch } from "./wire_reply.ts";
 import { decodeBase64 } from "./records.ts";
 import {
@@ -32,13 +43,29 @@ export interface Outgoing {
   readonly partition: number;
   readonly flag: number;
   readonly data: Uint8Array;
+  /** Held until then (`delay`) instead of appended at once. */
+  readonly when?: DeliveryTime;
 }
 
 export type PutResult =
-  | { readonly partition: number; readonly offset: number; readonly id: string }
+  | {
+    readonly partition: number;
+    readonly offset: number;
+    readonly id: string;
+    readonly deliverAt?: number;
+  }
   | ReturnType<typeof errorBody>;
 
-const MESSAGE_FIELDS = ["payload", "encoding", "partition", "key", "attribute", "flag"];
+const MESSAGE_FIELDS = [
+  "payload",
+  "encoding",
+  "partition",
+  "key",
+  "attribute",
+  "flag",
+  "delayMs",
+  "deliverAt",
+];
 
 /** Reads and checks the request's messages; throws a BrokerError when any is invalid. */
 export async function readMessages(
@@ -72,18 +99,30 @@ export async function putAll(
   messages: readonly Outgoing[],
 ): Promise<PutResult[]> {
   return await Promise.all(messages.map(async (message): Promise<PutResult> => {
-    const reply = await ask(dispatch, {
-      kind: "put",
-      topic,
-      partition: message.partition,
-      flag: message.flag,
-      checksum: -1,
-      opaque: 0,
-      body: message.data,
-    });
+    const { partition, flag, data, when } = message;
+    const reply = await ask(
+      dispatch,
+      when
+        ? {
+          kind: "extension",
+          verb: DELAY_VERB,
+          args: [
+            topic,
+            String(partition),
+            String(data.length),
+            String(flag),
+            "-1",
+            formatWhen(when),
+          ],
+          opaque: 0,
+          body: data,
+        }
+        : { kind: "put", topic, partition, flag, checksum: -1, opaque: 0, body: data },
+    );
     if (reply.kind === "result" && reply.code === 200) {
-      const [id, partition, offset] = reply.text.split(" ");
-      return { partition: Number(partition), offset: Number(offset), id };
+      const [id, partition, offset, deliverAt] = reply.text.split(" ");
+      const result = { partition: Number(partition), offset: Number(offset), id };
+      return when ? { ...result, deliverAt: Number(deliverAt) } : result;
     }
     const code = reply.kind === "result" ? reply.code : 500;
     const text = reply.kind === "result" ? reply.text : "";
@@ -122,7 +161,45 @@ function outgoing(
   if (data.length > limit) {
     throw new BrokerError("messageTooLarge", `${where} has ${data.length} bytes, limit ${limit}`);
   }
-  return { partition: choosePartition(broker, settings, input, where), flag, data };
+  const when = deliveryTime(input, where);
+  return { partition: choosePartition(broker, settings, input, where), flag, data, when };
+}
+
+/** `delayMs` or `deliverAt` of a message, or undefined for an ordinary put. */
+function deliveryTime(input: Record<string, unknown>, where: string): DeliveryTime | undefined {
+  const { delayMs, deliverAt } = input;
+  if (delayMs !== undefined && deliverAt !== undefined) {
+    throw new BrokerError("badRequest", `${where} gives both delayMs and deliverAt; give one`);
+  }
+  if (delayMs !== undefined) {
+    const ms = typeof delayMs === "number"
+      ? delayMs
+      : typeof delayMs === "string"
+      ? parseDurationMs(delayMs)
+      : undefined;
+    if (ms === undefined || !Number.isSafeInteger(ms) || ms < 0) {
+      throw new BrokerError(
+        "badRequest",
+        `${where} delayMs ${describe(delayMs)}: expected milliseconds or a duration such as 30s`,
+      );
+    }
+    return { delayMs: ms };
+  }
+  if (deliverAt === undefined) return undefined;
+  const atMs = typeof deliverAt === "number"
+    ? deliverAt
+    : typeof deliverAt === "string"
+    ? (/^\d{1,15}$/.test(deliverAt) ? Number(deliverAt) : parseInstantMs(deliverAt))
+    : undefined;
+  if (atMs === undefined || !Number.isSafeInteger(atMs) || atMs < 0) {
+    throw new BrokerError(
+      "badRequest",
+      `${where} deliverAt ${
+        describe(deliverAt)
+      }: expected epoch ms or an ISO 8601 time with a zone`,
+    );
+  }
+  return { deliverAtMs: atMs };
 }
 
 function choosePartition(

@@ -44,6 +44,30 @@ export type DeliveryTime =
   | { readonly delayMs: number }
   | { readonly deliverAtMs: number };
 
+/**
+ * Milliseconds in a duration such as `500ms`, `30s`, `15m`, `2h`, `40d` (or a plain number of
+ * ms); undefined when `text` is not one. For the CLI and HTTP.
+ */
+export function parseDurationMs(text: string): number | undefined {
+  const match = /^(\d{1,12})(ms|s|m|h|d)?$/.exec(text.trim());
+  if (!match) return undefined;
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[match[2] ?? "ms"]!;
+  const value = Number(match[1]) * unit;
+  return Number.isSafeInteger(value) ? value : undefined;
+}
+
+/**
+ * Epoch ms of an ISO 8601 time with a zone (`2026-12-24T09:00:00Z`, `...+01:00`); undefined
+ * when `text` is not one (a time without a zone is ambiguous, so refused).
+ */
+export function parseInstantMs(text: string): number | undefined {
+  if (!/^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d{1,9})?)?(Z|[+-]\d\d:\d\d)$/.test(text.trim())) {
+    return undefined;
+  }
+  const ms = Date.parse(text.trim());
+  return Number.isFinite(ms) ? ms : undefined;
+}
+
 /** The `<when>` token of a `delay` command. */
 export function formatWhen(when: DeliveryTime): string {
   return "delayMs" in when ? `+${when.delayMs}` : String(when.deliverAtMs);

@@ -1,0 +1,141 @@
+/**
+ * Delayed messages as clients send them, against a real broker in this process (real files,
+ * real TCP and HTTP ports, the system clock): the TypeScript client (`putDelayed`, the
+ * producer's `delayMs`/`deliverAt`, `cancelDelayed`), and HTTP produce with `delayMs` and
+ * `deliverAt`, `GET /v1/delayed`, `DELETE /v1/delayed/:id`.
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { type App, assemble } from "../../lib/app/assemble.ts";
+import { MetaqClient } from "../../lib/client/client.ts";
+import { BrokerError } from "../../lib/client/errors.ts";
+import { Producer } from "../../lib/client/producer.ts";
+import { systemClock } from "../../lib/clock.ts";
+import { buildConfig } from "../../lib/config/config.ts";
+import { silentLogger } from "../../lib/log.ts";
+import { watchArrivals } from "../support/delayed.ts";
+import { TX_CONFIG } from "../support/tx_broker.ts";
+import { type TempDir, tempDir } from "../support/temp_dir.ts";
+import { waitFor } from "../support/wait.ts";
+
+let temp: TempDir;
+let running: App;
+let client: MetaqClient;
+let base: string;
+
+beforeAll(async () => {
+  temp = tempDir();
+  running = await assemble({
+    config: buildConfig({
+      fileText: TX_CONFIG(temp.path),
+      overrides: { serverPort: "0", httpEnabled: "true", dashboardHttpPort: "0" },
+    }),
+    logger: silentLogger,
+  });
+  client = new MetaqClient({ brokers: [`127.0.0.1:${running.port}`] });
+  base = `http://127.0.0.1:${running.httpPort}`;
+});
+
+afterAll(async () => {
+  client.close();
+  await running.close();
+  temp[Symbol.dispose]();
+});
+
+const bytes = (text: string) => new TextEncoder().encode(text);
+
+test("the client's putDelayed and the producer's delayMs/deliverAt deliver at their time", async () => {
+  const watch = watchArrivals(await running.logs.open("multi", 2), systemClock);
+  const first = await client.putDelayed("multi", 2, { payload: bytes("a") }, { delayMs: 300 });
+  expect(first.offset).toBe(-1);
+  expect(first.partition).toBe(2);
+  const producer = new Producer(client);
+  const at = new Date(Date.now() + 500);
+  const second = await producer.send("multi", bytes("b"), {
+    partition: 2,
+    deliverAt: at,
+    attribute: "tag",
+  });
+  const third = await producer.send("multi", bytes("c"), { partition: 2, delayMs: 100 });
+  await expect(producer.send("multi", bytes("d"), { delayMs: 1, deliverAt: 1 })).rejects
+    .toThrow("not both");
+  await waitFor("three messages", () => watch.arrivals.length === 3, { timeoutMs: 10_000 });
+  watch.stop();
+  expect(watch.arrivals.map((a) => [a.payload, a.id])).toEqual([
+    ["c", third.id],
+    ["a", first.id],
+    ["b", second.id],
+  ]);
+  expect(watch.arrivals[2].scheduled?.scheduledAtMs).toBe(at.getTime());
+  expect(watch.arrivals[2].attribute).toBe("tag");
+  for (const arrival of watch.arrivals) {
+    expect(arrival.readableAtMs).toBeGreaterThanOrEqual(arrival.scheduled!.scheduledAtMs);
+  }
+});
+
+test("the client cancels a pending message; a second cancel is a 404", async () => {
+  const sent = await client.putDelayed("test", 0, { payload: bytes("x") }, { delayMs: 60_000 });
+  expect((await client.delayedStatus()).pending).toBe(1);
+  await client.cancelDelayed(sent.id);
+  expect((await client.delayedStatus()).pending).toBe(0);
+  const again = await client.cancelDelayed(sent.id).catch((error) => error);
+  expect(again).toBeInstanceOf(BrokerError);
+  expect((again as BrokerError).status).toBe(404);
+});
+
+test("HTTP produce takes delayMs and deliverAt; /v1/delayed shows and cancels", async () => {
+  const watch = watchArrivals(await running.logs.open("test", 1), systemClock);
+  const deliverAt = new Date(Date.now() + 400).toISOString();
+  const response = await fetch(`${base}/v1/topics/test/messages`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({
+      messages: [
+        { payload: "soon", partition: 1, delayMs: 200 },
+        { payload: "at", partition: 1, deliverAt },
+        { payload: "later", partition: 1, delayMs: "10m" },
+        { payload: "now", partition: 1 },
+      ],
+    }),
+  });
+  expect(response.status).toBe(200);
+  const { results } = await response.json();
+  expect(results.map((r: { offset: number }) => r.offset).slice(0, 3)).toEqual([-1, -1, -1]);
+  expect(results[1].deliverAt).toBe(Date.parse(deliverAt));
+  expect(results[3].offset).toBeGreaterThanOrEqual(0);
+  expect(results[3].deliverAt).toBeUndefined();
+  const raw = await fetch(`${base}/v1/topics/test/messages?partition=1&delayMs=150`, {
+    method: "POST",
+    body: "raw",
+  });
+  expect(raw.status).toBe(200);
+
+  const status = await (await fetch(`${base}/v1/delayed`)).json();
+  expect(status.pending).toBeGreaterThanOrEqual(3);
+  const cancel = await fetch(`${base}/v1/delayed/${results[2].id}`, { method: "DELETE" });
+  expect([cancel.status, (await cancel.json()).cancelled]).toEqual([200, results[2].id]);
+  const again = await fetch(`${base}/v1/delayed/${results[2].id}`, { method: "DELETE" });
+  expect(again.status).toBe(404);
+  await waitFor("four messages", () => watch.arrivals.length === 4, { timeoutMs: 10_000 });
+  watch.stop();
+  expect(watch.arrivals.map((a) => a.payload)).toEqual(["now", "raw", "soon", "at"]);
+  expect((await (await fetch(`${base}/v1/delayed`)).json()).pending).toBe(0);
+
+  for (
+    const bad of [
+      { payload: "x", delayMs: "soon" },
+      { payload: "x", delayMs: -5 },
+      { payload: "x", deliverAt: "tomorrow" },
+      { payload: "x", deliverAt: "2026-12-24T09:00:00" },
+      { payload: "x", delayMs: 5, deliverAt: 5 },
+    ]
+  ) {
+    const refused = await fetch(`${base}/v1/topics/test/messages`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(bad),
+    });
+    expect([refused.status, JSON.stringify(bad)]).toEqual([400, JSON.stringify(bad)]);
+  }
+  const badId = await fetch(`${base}/v1/delayed/12ab`, { method: "DELETE" });
+  expect(badId.status).toBe(400);
+});
