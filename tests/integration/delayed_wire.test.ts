@@ -130,8 +130,8 @@ describe("delayed messages on the wire", () => {
     const log = await running.logs.open("test", 0);
     const watch = watchArrivals(log, time.clock);
     const sent = await send([
-      { body: "cancel-me", when: "+20000" },
-      { body: "keep-me", when: "+21000" },
+      { body: "cancel-me", when: "+60000" },
+      { body: "keep-me", when: "+61000" },
       { body: "early", when: "+0" },
     ]);
     using socket = await connect(running);

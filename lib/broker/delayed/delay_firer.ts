@@ -248,10 +248,16 @@ export class DelayFirer {
     if (firing) await this.#complete(firing);
   }
 
-  /** Steps 2 and 3 for one firing. */
+  /**
+   * Steps 2 and 3 for one firing. Resolves once its batch is readable: the `fired` record is
+   * written behind it (the next firing need not wait for it; a `fired` that is lost only means
+   * the next writer finds the batch there and appends nothing), and until it is applied the
+   * firing stays in `#completing`, so nothing completes it twice meanwhile.
+   */
   async #complete(firing: FiringState): Promise<void> {
     if (this.#completing.has(firing.offset)) return;
     this.#completing.add(firing.offset);
+    let recording = false;
     try {
       const messages = firing.ids.map((id) => this.#read(id)).filter((message) =>
         message !== undefined
@@ -275,11 +281,17 @@ export class DelayFirer {
       ) {
         this.#options.crash?.();
       }
-      await this.#options.journal.append(
-        encodeDelayRecord({ type: "fired", firing: firing.offset }),
-      );
+      recording = true;
+      this.#options.journal.append(encodeDelayRecord({ type: "fired", firing: firing.offset }))
+        .catch((error) =>
+          this.#options.logger.log("warn", "Cannot record delivered delayed messages yet", {
+            target: `${firing.topic}-${firing.partition}`,
+            reason: describeError(error),
+          })
+        )
+        .finally(() => this.#completing.delete(firing.offset));
     } finally {
-      this.#completing.delete(firing.offset);
+      if (!recording) this.#completing.delete(firing.offset);
     }
   }
 
