@@ -3,14 +3,16 @@
  * into its partition at (never before) its delivery time, exactly once. It does not decide
  * what is pending (DelayState does, from the log); it only acts on it.
  *
- * Delivery of one batch, per target partition, one batch at a time so that a partition gets
- * its messages in delivery-time order:
+ * Delivery of one batch, per target partition, batches in order so that a partition gets its
+ * messages in delivery-time order:
  *
- * 1. `firing` record: the ids, in (deliverAt, id) order, and `since`, the partition's readable
- *    end as this node knows it (every record of the batch lands at or after it).
- * 2. The batch is appended with Log.appendMissing through the partition's leader (the
- *    `commitbatch` path of transactions): each record keeps the message id the `delay` reply
- *    gave, and only records whose ids the partition does not hold since `since` are appended.
+ * 1. `firing` record, written up to LOOKAHEAD_MS before the batch's first message is due (so
+ *    its sync is not part of the lateness): the ids, in (deliverAt, id) order, and `since`, the
+ *    partition's readable end as this node knows it (every record of the batch lands after it).
+ * 2. As each message falls due (never before), the messages due are appended with
+ *    Log.appendMissing through the partition's leader (the `commitbatch` path of transactions):
+ *    each record keeps the message id the `delay` reply gave, and only records whose ids the
+ *    partition does not hold since `since` are appended.
  * 3. `fired` record: the batch is readable; its messages leave the state.
  *
  * A writer that dies anywhere in between leaves the firing record without its `fired`; the
@@ -33,6 +35,12 @@ import type { LatenessStats } from "./lateness.ts";
 /** Most messages, and most bytes, one firing delivers. */
 export const FIRING_MESSAGES_MAX = 2048;
 export const FIRING_BYTES_MAX = 4 * 1024 * 1024;
+/**
+ * Messages due this soon are taken for a firing ahead of their time, so that the firing record
+ * is durable when they fall due. A message accepted less than this before its time may wait
+ * for a batch planned before it arrived, so be up to this late.
+ */
+export const LOOKAHEAD_MS = 100;
 /** The timer is re-armed at least this often (a wall clock that jumps is noticed). */
 const TIMER_MAX_MS = 1000;
 /** After a failed delivery, the partition is tried again after this long. */
@@ -68,6 +76,8 @@ export class DelayFirer {
   readonly #busy = new Set<number>();
   /** Firings being completed now, by record offset. */
   readonly #completing = new Set<number>();
+  /** Wakes a target's drain that waits for its deliveries when more is queued. */
+  readonly #wakers = new Map<number, () => void>();
   #timer: CancelTimer | undefined;
   #timerAt = Infinity;
   #retryAt = 0;
@@ -102,8 +112,8 @@ export class DelayFirer {
 
   /** A message record was applied: deliver sooner if it is due before the timer. */
   wake(deliverAtMs: number): void {
-    if (this.#closed || deliverAtMs >= this.#timerAt) return;
-    this.#arm(deliverAtMs);
+    if (this.#closed || deliverAtMs - LOOKAHEAD_MS >= this.#timerAt) return;
+    this.#arm(deliverAtMs - LOOKAHEAD_MS);
   }
 
   /**
@@ -136,7 +146,8 @@ export class DelayFirer {
     const { index } = this.#options.state;
     const now = this.#options.clock.wallMs();
     if (now >= this.#retryAt) {
-      for (let slot = index.popDue(now); slot >= 0; slot = index.popDue(now)) {
+      const horizon = now + LOOKAHEAD_MS;
+      for (let slot = index.popDue(horizon); slot >= 0; slot = index.popDue(horizon)) {
         const target = index.targetOf(slot);
         let queue = this.#queues.get(target);
         if (!queue) this.#queues.set(target, queue = []);
@@ -144,11 +155,12 @@ export class DelayFirer {
       }
       for (const target of this.#queues.keys()) {
         if (!this.#busy.has(target)) void this.#drain(target);
+        else this.#wakers.get(target)?.();
       }
       this.completeUnfinished();
     }
-    const next = index.nextDueMs();
-    this.#arm(Math.min(Math.max(next ?? Infinity, this.#retryAt), now + TIMER_MAX_MS));
+    const next = (index.nextDueMs() ?? Infinity) - LOOKAHEAD_MS;
+    this.#arm(Math.min(Math.max(next, this.#retryAt), now + TIMER_MAX_MS));
   }
 
   #arm(atMs: number): void {
@@ -160,7 +172,8 @@ export class DelayFirer {
 
   /**
    * Completes the target's unfinished firings first (a partition gets its messages in order),
-   * then fires its queued messages, one firing at a time, until its queue is empty.
+   * then plans its queued messages into firings, each completed after the one before it, while
+   * anything is queued or being delivered.
    */
   async #drain(target: number): Promise<void> {
     this.#busy.add(target);
@@ -171,15 +184,28 @@ export class DelayFirer {
           await this.#complete(firing);
         }
       }
+      let delivering: Promise<void> = Promise.resolve();
+      let planned = 0; // firings planned and not yet completed
       for (;;) {
         const queue = this.#queues.get(target);
-        if (!queue || queue.length === 0 || this.#closed) {
-          this.#queues.delete(target);
-          return;
+        if (queue && queue.length > 0 && !this.#closed) {
+          const batch = this.#takeBatch(queue);
+          if (batch.length === 0) continue;
+          const firing = await this.#plan(target, batch);
+          if (!firing) continue;
+          planned += 1;
+          delivering = delivering.then(() => this.#complete(firing));
+          delivering.then(() => planned -= 1, () => planned = 0);
+          continue;
         }
-        const batch = this.#takeBatch(queue);
-        if (batch.length > 0) await this.#fire(target, batch);
+        if (planned === 0 || this.#closed) break;
+        // Until the deliveries planned are done, or more is queued (and planned ahead).
+        const more = new Promise<void>((resolve) => this.#wakers.set(target, resolve));
+        await Promise.race([delivering, more]);
+        this.#wakers.delete(target);
       }
+      await delivering;
+      this.#queues.delete(target);
     } catch (error) {
       // What is still queued waits in the heap again, so it is fired in order after a retry.
       for (const queued of this.#queues.get(target) ?? []) this.#restore(queued);
@@ -192,6 +218,7 @@ export class DelayFirer {
       this.#retryAt = this.#options.clock.wallMs() + RETRY_MS;
       this.#arm(this.#retryAt);
     } finally {
+      this.#wakers.delete(target);
       this.#busy.delete(target);
     }
   }
@@ -223,13 +250,14 @@ export class DelayFirer {
     if (this.#stillQueued(queued)) this.#options.state.index.restore(queued.slot);
   }
 
-  async #fire(target: number, slots: number[]): Promise<void> {
+  /** Step 1: the firing record for `slots`; the firing as the state applied it. */
+  async #plan(target: number, slots: number[]): Promise<FiringState | undefined> {
     const { state, journal, writer } = this.#options;
     const { topic, partition } = state.target(target);
     const ids = slots.map((slot) => state.index.idOf(slot));
     const record = encodeDelayRecord({
       type: "firing",
-      fireAtMs: this.#options.clock.wallMs(),
+      fireAtMs: state.index.deliverAtOf(slots[0]),
       since: writer.sinceOf(topic, partition),
       topic,
       partition,
@@ -244,8 +272,7 @@ export class DelayFirer {
       for (const slot of slots) state.index.restore(slot);
       throw error;
     }
-    const firing = state.firings.get(end - RECORD_HEADER_BYTES - record.length);
-    if (firing) await this.#complete(firing);
+    return state.firings.get(end - RECORD_HEADER_BYTES - record.length);
   }
 
   /**
@@ -262,19 +289,28 @@ export class DelayFirer {
       const messages = firing.ids.map((id) => this.#read(id)).filter((message) =>
         message !== undefined
       );
-      if (messages.length > 0) {
+      // In runs of the messages due now, each appended once its first is due (never before).
+      for (let next = 0; next < messages.length && !this.#closed;) {
+        await this.#until(messages[next].deliverAtMs);
+        const now = this.#options.clock.wallMs();
+        let end = next;
+        while (end < messages.length && messages[end].deliverAtMs <= now) end += 1;
+        if (end === next) continue;
+        const due = messages.slice(next, end);
         await this.#options.writer.appendMissing(
           firing.topic,
           firing.partition,
-          encodeDeliveries(messages),
+          encodeDeliveries(due),
           firing.since,
         );
-        const now = this.#options.clock.wallMs();
-        for (const message of messages) {
-          this.#options.lateness.observe(now - message.deliverAtMs);
+        const appendedAt = this.#options.clock.wallMs();
+        for (const message of due) {
+          this.#options.lateness.observe(appendedAt - message.deliverAtMs);
         }
-        this.#delivered += messages.length;
+        this.#delivered += due.length;
+        next = end;
       }
+      if (this.#closed) return;
       if (
         this.#options.crashAfterFirings !== undefined &&
         ++this.#appended >= this.#options.crashAfterFirings
@@ -293,6 +329,13 @@ export class DelayFirer {
     } finally {
       if (!recording) this.#completing.delete(firing.offset);
     }
+  }
+
+  /** Resolves once the wall clock reads `atMs` or later (at once when it does). */
+  #until(atMs: number): Promise<void> {
+    const waitMs = atMs - this.#options.clock.wallMs();
+    if (waitMs <= 0) return Promise.resolve();
+    return new Promise((resolve) => this.#options.timers.after(waitMs, resolve));
   }
 
   /** A held message's record, read back from the log (the index keeps no payloads). */
