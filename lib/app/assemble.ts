@@ -370,6 +370,7 @@ export async function assemble(options: AssembleOptions): Promise<App> {
         groups: groupsOverWire(edge),
         cluster: cluster ? clusterView(() => cluster) : undefined,
         uplink,
+        delayed,
         statsItems,
         access: new AccessControl(config.users),
         clock,

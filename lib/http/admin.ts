@@ -38,7 +38,7 @@ import { errorBody, errorResponse, jsonResponse } from "./respond.ts";
 import { buildSnapshot, SnapshotFeed } from "./snapshot.ts";
 import { HEARTBEAT_MS, sseResponse, StreamLimit } from "./sse.ts";
 import { registerTopicRoutes } from "./topic_routes.ts";
-import type { ClusterView, GroupsView, UplinkView } from "./views.ts";
+import type { ClusterView, DelayedView, GroupsView, UplinkView } from "./views.ts";
 import { type Dispatch, HTTP_REQUEST_CONTEXT } from "./wire_reply.ts";
 
 export interface AdminOptions {
@@ -52,6 +52,8 @@ export interface AdminOptions {
   readonly cluster?: ClusterView;
   /** An edge's uplink; without it `/v1/uplink` answers 503. */
   readonly uplink?: UplinkView;
+  /** Delayed messages, for `/metrics` and the dashboard. */
+  readonly delayed?: DelayedView;
   /** Recent warnings and errors for the dashboard. */
   readonly recentLog?: LogRing;
   readonly clock?: Clock;
@@ -97,6 +99,7 @@ export function createAdminApp(broker: Broker, options: AdminOptions = {}): Hono
     groups: options.groups,
     cluster: options.cluster,
     uplink: options.uplink,
+    delayed: options.delayed,
     recentLog: options.recentLog,
   };
   context.fsync.attach(broker.logs);

@@ -10,7 +10,7 @@ import type { FsyncHistogram } from "./metrics.ts";
 import type { RateTracker } from "./rates.ts";
 import type { PartitionReads } from "./reads.ts";
 import type { StreamLimit } from "./sse.ts";
-import type { ClusterView, GroupsView, UplinkView } from "./views.ts";
+import type { ClusterView, DelayedView, GroupsView, UplinkView } from "./views.ts";
 import type { Dispatch } from "./wire_reply.ts";
 
 export interface AdminContext {
@@ -37,5 +37,7 @@ export interface AdminContext {
   readonly cluster?: ClusterView;
   /** An edge's uplink to its hub, when it has one. */
   readonly uplink?: UplinkView;
+  /** Delayed messages (every broker has them; tests may leave them out). */
+  readonly delayed?: DelayedView;
   readonly recentLog?: LogRing;
 }

@@ -2,8 +2,8 @@
  * @module The dashboard: one self-contained page (HTML, CSS and JavaScript, no CDN, no build
  * step), embedded as a string so `bun build --compile` carries it inside the binary. It renders
  * the snapshots that `/v1/events` pushes every second (topics, rates and partition leaders,
- * groups and lag, every cluster node with its role and health, an edge's uplink, recent errors)
- * and has a browse view that pages through a partition with the fetch API.
+ * groups and lag, every cluster node with its role and health, an edge's uplink, delayed
+ * messages, recent errors) and has a browse view that pages through a partition with the fetch API.
  *
  * The script avoids template literals and `${`, so the whole page fits in one String.raw.
  */
@@ -64,6 +64,11 @@ main { max-width: 1240px; margin: 0 auto; padding: 20px; display: grid; gap: 18p
 .panel { padding: 14px 16px; min-width: 0; }
 .panel h2 { font-size: 15px; margin: 0 0 10px; display: flex; align-items: baseline; gap: 10px; }
 .panel h2 small { color: var(--muted); font-weight: 500; font-size: 12px; }
+.lateness { display: flex; align-items: flex-end; gap: 4px; height: 64px; margin-top: 12px; }
+.lateness div { flex: 1; display: flex; flex-direction: column; justify-content: flex-end;
+  align-items: center; height: 100%; font-size: 10px; color: var(--muted); }
+.lateness span { display: block; width: 100%; background: var(--accent);
+  border-radius: 3px 3px 0 0; min-height: 1px; }
 .grid2 { display: grid; grid-template-columns: minmax(0, 1fr) minmax(0, 1fr); gap: 18px; }
 @media (max-width: 900px) { .grid2 { grid-template-columns: minmax(0, 1fr); } }
 .legend { display: flex; gap: 16px; font-size: 12px; color: var(--muted); margin-bottom: 6px;
@@ -189,6 +194,9 @@ button:disabled { opacity: .45; cursor: default; }
     <section class="panel"><h2>Cluster <small id="cluster-note"></small></h2>
       <div id="cluster"></div></section>
   </div>
+  <section class="panel" id="delayed-panel" hidden><h2>Delayed messages
+    <small id="delayed-note"></small></h2><div class="cards" id="delayed"></div>
+    <div class="lateness" id="delayed-lateness"></div></section>
   <section class="panel" id="uplink-panel" hidden><h2>Uplink <small id="uplink-note"></small></h2>
     <div id="uplink"></div></section>
   <section class="panel"><h2>Recent warnings and errors <small id="errors-note"></small></h2>
@@ -466,6 +474,46 @@ button:disabled { opacity: .45; cursor: default; }
       '</tr></thead><tbody>' + rows + '</tbody></table></div>';
   }
 
+  // A time ahead in the largest unit that keeps it readable: 45 s, 12 min, 5 h, 3 d.
+  function span(seconds) {
+    if (seconds < 120) return num(Math.ceil(seconds)) + ' s';
+    if (seconds < 7200) return num(Math.round(seconds / 60)) + ' min';
+    if (seconds < 172800) return num(Math.round(seconds / 3600)) + ' h';
+    return num(Math.round(seconds / 86400)) + ' d';
+  }
+
+  // Delayed messages: what waits and when the next falls due, then how late deliveries were.
+  function renderDelayed(s) {
+    var d = s.delayed;
+    var active = d && (d.pending || d.firing || d.accepted || d.delivered || d.cancelled);
+    $('delayed-panel').hidden = !active;
+    if (!active) return;
+    var l = d.lateness;
+    var next = d.nextDueMs === null ? '-' : d.nextDueMs <= s.timeMs ? 'now' :
+      'in ' + span((d.nextDueMs - s.timeMs) / 1000);
+    $('delayed-note').textContent = d.writing ? 'delivered from this node' :
+      'delivered by another node';
+    $('delayed').innerHTML =
+      card('Pending', num(d.pending), bytes(d.heldBytes) + ' held', 'delayed-pending') +
+      card('Next due', next, d.nextDueMs === null ? '&nbsp;' : clock(d.nextDueMs),
+        'delayed-next') +
+      card('Delivered', num(d.delivered), num(d.firing) + ' on their way, ' +
+        num(d.cancelled) + ' cancelled', 'delayed-delivered') +
+      card('Lateness p99', num(l.p99Ms) + '<small> ms</small>', 'p50 ' + num(l.p50Ms) +
+        ' ms, max ' + num(l.maxMs) + ' ms', 'delayed-lateness');
+    // Deliveries per lateness bucket (the counts are cumulative: each bar is the difference).
+    var bounds = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 60000];
+    var counts = l.buckets.map(function (c, i) { return c - (i ? l.buckets[i - 1] : 0); });
+    counts.push(l.count - (l.buckets.length ? l.buckets[l.buckets.length - 1] : 0));
+    var max = Math.max.apply(null, counts.concat([1]));
+    $('delayed-lateness').innerHTML = counts.map(function (c, i) {
+      var label = i < bounds.length ? (bounds[i] >= 1000 ? bounds[i] / 1000 + 's' : bounds[i] + 'ms') :
+        '>60s';
+      return '<div title="' + num(c) + ' delivered within ' + label + '"><span style="height:' +
+        Math.round(c / max * 100) + '%"></span>' + label + '</div>';
+    }).join('');
+  }
+
   function renderErrors(s) {
     var list = s.recentErrors;
     $('errors-note').textContent = s.recentErrorsTotal ? s.recentErrorsTotal + ' since start' : '';
@@ -493,6 +541,7 @@ button:disabled { opacity: .45; cursor: default; }
     renderGroups(s);
     renderCluster(s);
     renderUplink(s);
+    renderDelayed(s);
     renderErrors(s);
     fillTopicChoices(s);
   }

@@ -14,7 +14,7 @@ import type { AccessControl } from "../security/access.ts";
 import type { TlsFiles } from "../security/tls.ts";
 import type { Requests } from "../server/edge.ts";
 import { createAdminApp } from "./admin.ts";
-import type { ClusterView, GroupsView, UplinkView } from "./views.ts";
+import type { ClusterView, DelayedView, GroupsView, UplinkView } from "./views.ts";
 
 /** Time open event streams get to end cleanly at shutdown before connections are dropped. */
 const STREAM_END_GRACE_MS = 50;
@@ -32,6 +32,8 @@ export interface HttpPartOptions {
   readonly cluster?: ClusterView;
   /** An edge's uplink to its hub. */
   readonly uplink?: UplinkView;
+  /** Delayed messages, for `/metrics` and the dashboard. */
+  readonly delayed?: DelayedView;
   readonly access: AccessControl;
   readonly clock: Clock;
   readonly host: string;
@@ -69,6 +71,7 @@ export class HttpPart {
       groups: options.groups,
       cluster: options.cluster,
       uplink: options.uplink,
+      delayed: options.delayed,
       recentLog: options.recentLog,
       clock: options.clock,
       signal: this.#shutdown.signal,

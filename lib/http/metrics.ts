@@ -5,6 +5,8 @@
  * and an fsync latency histogram fed by every log's onSync hook on this node. Rendering is a
  * pure function of what it is given; FsyncHistogram is the only state.
  */
+import type { DelayedStatus } from "../broker/delayed/delayed_part.ts";
+import { LATENESS_BUCKETS_MS } from "../broker/delayed/lateness.ts";
 import type { Broker } from "../broker/broker.ts";
 import { METAQ_VERSION } from "../broker/broker.ts";
 import type { Logs } from "../store/log.ts";
@@ -75,6 +77,8 @@ export interface MetricsInput {
   readonly cluster?: ClusterStatus;
   /** An edge's uplink, when it has one. */
   readonly uplink?: UplinkStatus;
+  /** Delayed messages as this node sees them. */
+  readonly delayed?: DelayedStatus;
 }
 
 /** Broker-wide values: name, type, help, and how to read it. */
@@ -194,6 +198,7 @@ export function renderMetrics(input: MetricsInput): string {
   if (input.lags) lags(out, input.lags);
   if (input.cluster) raft(out, input.cluster);
   if (input.uplink) uplink(out, input.uplink);
+  if (input.delayed) delayed(out, input.delayed);
   return out.text();
 }
 
@@ -283,6 +288,45 @@ function raft(out: MetricsWriter, status: ClusterStatus): void {
   for (const node of status.nodes) {
     out.sample("metaq_raft_node_healthy", { node: node.id, role: node.role }, node.healthy ? 1 : 0);
   }
+}
+
+/**
+ * Delayed messages: what waits (every node applies `__delay-0`), and what the node delivering
+ * them counted, with the lateness of each delivery as a histogram in seconds.
+ */
+function delayed(out: MetricsWriter, status: DelayedStatus): void {
+  const gauges: [string, string, number][] = [
+    [
+      "metaq_delayed_writing",
+      "1 on the node that holds and delivers delayed messages.",
+      status.writing ? 1 : 0,
+    ],
+    ["metaq_delayed_pending", "Delayed messages waiting for their time.", status.pending],
+    ["metaq_delayed_firing", "Delayed messages on their way into their partitions.", status.firing],
+    [
+      "metaq_delayed_next_due_timestamp_seconds",
+      "When the earliest pending delayed message is due (0: none).",
+      (status.nextDueMs ?? 0) / 1000,
+    ],
+    ["metaq_delayed_log_bytes", "Bytes the delayed-messages log holds.", status.logBytes],
+    ["metaq_delayed_index_bytes", "Memory of the delayed-messages index.", status.indexBytes],
+  ];
+  for (const [name, help, value] of gauges) out.single(name, "gauge", help, value);
+  const counters: [string, string, number][] = [
+    ["metaq_delayed_accepted_total", "Delayed messages this node accepted.", status.accepted],
+    ["metaq_delayed_delivered_total", "Delayed messages this node delivered.", status.delivered],
+    ["metaq_delayed_cancelled_total", "Delayed messages this node cancelled.", status.cancelled],
+  ];
+  for (const [name, help, value] of counters) out.single(name, "counter", help, value);
+  const lateness = status.lateness;
+  const name = "metaq_delayed_lateness_seconds";
+  out.family(name, "histogram", "How long after its time each delayed message became readable.");
+  LATENESS_BUCKETS_MS.forEach((boundMs, i) => {
+    out.sample(`${name}_bucket`, { le: String(boundMs / 1000) }, lateness.buckets[i]);
+  });
+  out.sample(`${name}_bucket`, { le: "+Inf" }, lateness.count);
+  out.sample(`${name}_sum`, {}, lateness.sumMs / 1000);
+  out.sample(`${name}_count`, {}, lateness.count);
 }
 
 /** The edge's link to its hub, and per forwarded partition its lag, progress and drops. */

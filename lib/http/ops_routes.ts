@@ -41,6 +41,7 @@ export function registerOpsRoutes(app: Hono, context: AdminContext): void {
       lags: await lagSamples(context, endsOf(facts)),
       cluster: await clusterStatus(context),
       uplink: context.uplink?.status(),
+      delayed: context.delayed?.status(),
     });
     return new Response(text, {
       headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },

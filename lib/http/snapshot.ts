@@ -57,6 +57,7 @@ export async function buildSnapshot(context: AdminContext) {
     groupsError,
     cluster: cluster ?? null,
     uplink: context.uplink?.status() ?? null,
+    delayed: context.delayed?.status() ?? null,
     recentErrors: (context.recentLog?.recent() ?? []).slice(0, SNAPSHOT_ERRORS_MAX),
     recentErrorsTotal: context.recentLog?.total ?? 0,
   };

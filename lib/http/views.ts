@@ -4,6 +4,7 @@
  * admin app takes them as optional options and answers 503 when one is absent. Lag is computed here from committed
  * offsets and the partition ends, so providers only report what they own.
  */
+import type { DelayedStatus } from "../broker/delayed/delayed_part.ts";
 
 /** One committed offset of a group. */
 export interface GroupOffset {
@@ -86,6 +87,11 @@ export interface PartitionLead {
   readonly here: boolean;
   /** The figures the leader last shared (cluster_figures.ts); absent when `here` or not yet. */
   readonly figures?: readonly number[];
+}
+
+/** Delayed messages as this node sees them (lib/broker/delayed/delayed_part.ts). */
+export interface DelayedView {
+  status(): DelayedStatus;
 }
 
 export interface ClusterView {

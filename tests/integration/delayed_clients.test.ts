@@ -147,3 +147,19 @@ test("HTTP produce takes delayMs and deliverAt; /v1/delayed shows and cancels", 
   const badId = await fetch(`${base}/v1/delayed/12ab`, { method: "DELETE" });
   expect(badId.status).toBe(400);
 });
+
+test("/metrics and the dashboard's snapshot carry the delayed-message figures", async () => {
+  await client.putDelayed("test", 0, { payload: bytes("m") }, { delayMs: 3_600_000 });
+  const metrics = await (await fetch(`${base}/metrics`)).text();
+  const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(metrics)?.[1]);
+  expect(value("metaq_delayed_pending")).toBe(1);
+  expect(value("metaq_delayed_writing")).toBe(1);
+  expect(value("metaq_delayed_next_due_timestamp_seconds")).toBeGreaterThan(Date.now() / 1000);
+  const delivered = value("metaq_delayed_delivered_total");
+  expect(delivered).toBe(6); // three from the client, three over HTTP
+  expect(value("metaq_delayed_lateness_seconds_count")).toBe(delivered);
+  expect(metrics).toContain(`metaq_delayed_lateness_seconds_bucket{le="+Inf"} ${delivered}`);
+  expect(metrics).toMatch(/^metaq_delayed_lateness_seconds_bucket\{le="0\.1"\} \d+$/m);
+  const overview = await (await fetch(`${base}/v1/overview`)).json();
+  expect(overview.delayed).toMatchObject({ pending: 1, writing: true, delivered });
+});
