@@ -140,7 +140,8 @@ export class Maintenance {
 
   #schedules(): CronSchedule[] {
     const schedules = new Map<string, CronSchedule>();
-    for (const { topic } of this.#options.logs.list()) {
+    const topics = new Set(this.#options.logs.list().map((entry) => entry.topic));
+    for (const topic of topics) {
       const schedule = this.#broker.topicSettings(topic)?.deleteWhen;
       if (schedule) schedules.set(schedule.source, schedule);
     }

@@ -50,6 +50,8 @@ import type { Tracer } from "./trace.ts";
 
 /** How often the node tells its peers about itself even when nothing changed. */
 const INFO_INTERVAL_MS = 1000;
+/** Every this often a node's self-description carries every figure, changed or not. */
+const FIGURES_REFRESH_MS = 30_000;
 /** How long a question to another node waits for its answer. */
 const QUESTION_TIMEOUT_MS = 2000;
 
@@ -144,6 +146,10 @@ export class ClusterNode implements Logs {
   #reaping = false;
   /** When each peer was last heard (any frame), and when this node last sent its beats. */
   readonly #lastHeard = new Map<NodeId, number>();
+  /** Figures last sent per led group (counters without the time), for changed-only infos. */
+  #figuresSent = new Map<string, { counters: string; repeat: boolean }>();
+  #figuresSentAt = 0;
+  #figuresRefreshDue = true;
   /** What each peer last said of itself that matters to a sleeping leader (see #onInfo). */
   readonly #peerSignatures = new Map<NodeId, string>();
   #lastBeatAt = 0;
@@ -219,7 +225,11 @@ export class ClusterNode implements Logs {
   async start(): Promise<void> {
     this.#transport = this.#options.network({
       onFrame: (from, payload) => this.#receive(from, payload),
-      onConnected: () => (this.#infoDue = true),
+      onConnected: () => {
+        // A peer that (re)connects knows nothing of our figures: the next info has them all.
+        this.#infoDue = true;
+        this.#figuresRefreshDue = true;
+      },
       onFrameProgress: (from) => {
         for (const replica of this.#replicas.values()) {
           if (replica.leaderId === from) replica.leaderAlive(from);
@@ -677,9 +687,10 @@ export class ClusterNode implements Logs {
     }
   }
 
-  #onInfo(from: NodeId, info: NodeInfo): void {
-    if (info.nodeId !== from) return;
+  #onInfo(from: NodeId, received: NodeInfo): void {
+    if (received.nodeId !== from) return;
     const previous = this.#peers.get(from);
+    const info = withFiguresOf(previous, received);
     this.#peers.set(from, info);
     const told = info.peer ? parseAddress(from, info.peer) : undefined;
     const known = this.#toldAddresses.get(from);
@@ -746,11 +757,14 @@ export class ClusterNode implements Logs {
     // Retries what waits for a quiet moment (the first record of a new cluster, snapshots).
     this.#metadata?.update();
     void this.#reapMovedCopies();
-    const leads = this.replicas().filter((replica) => replica.isLeader).map((r) => r.name);
-    const figures: Record<string, readonly number[]> = {};
-    for (const group of leads) {
-      const values = this.#options.figuresOf?.(group);
-      if (values) figures[group] = values;
+    const replicas = this.replicas();
+    const leads = replicas.filter((replica) => replica.isLeader).map((r) => r.name);
+    const now = this.#options.clock.monotonicMs();
+    const complete = this.#figuresRefreshDue || now - this.#figuresSentAt >= FIGURES_REFRESH_MS;
+    const figures = this.#figuresToSend(leads, complete);
+    if (complete) {
+      this.#figuresRefreshDue = false;
+      this.#figuresSentAt = now;
     }
     const info: NodeInfo = {
       nodeId: this.nodeId,
@@ -759,13 +773,37 @@ export class ClusterNode implements Logs {
       incarnation: this.#options.incarnation,
       members: this.membership.members,
       peer: this.#ownPeerAddress(),
-      moving: reassignmentsLed(this.nodeId, this.replicas(), 100),
+      moving: reassignmentsLed(this.nodeId, replicas, 100),
       httpPort: this.#options.httpPort(),
       leads,
       figures,
-      repairing: this.replicas().filter(waitsInRepair).map((replica) => replica.name),
+      ...(complete ? {} : { figuresChangedOnly: true }),
+      repairing: replicas.filter(waitsInRepair).map((replica) => replica.name),
     };
     for (const peer of this.#peerAddresses()) this.send(peer.id, { kind: "info", info });
+  }
+
+  /**
+   * The figures of the groups this node leads: all of them when `complete`, else only those
+   * whose counters changed since they were last sent, and once more after they stop changing
+   * (so peers deriving rates see them fall to zero). With thousands of idle partitions this
+   * keeps the once-a-second self-description small.
+   */
+  #figuresToSend(leads: readonly string[], complete: boolean): Record<string, readonly number[]> {
+    const figures: Record<string, readonly number[]> = {};
+    const sent = new Map<string, { counters: string; repeat: boolean }>();
+    for (const group of leads) {
+      const values = this.#options.figuresOf?.(group);
+      if (!values) continue;
+      // Index 0 is the time the figures were taken: it always changes.
+      const counters = values.slice(1).join(",");
+      const last = this.#figuresSent.get(group);
+      const changed = last?.counters !== counters;
+      if (complete || changed || last?.repeat) figures[group] = values;
+      sent.set(group, { counters, repeat: changed });
+    }
+    this.#figuresSent = sent;
+    return figures;
   }
 
   async #openHostedReplicas(): Promise<void> {
@@ -1179,8 +1217,22 @@ function splitGroup(name: string): { topic: string; partition: number } {
 
 /** A copy in repair mode that waits for a leader and votes for nobody (no force-recover base). */
 function waitsInRepair(replica: Replica | undefined): boolean {
-  const repair = replica?.status().repair;
+  const repair = replica?.raft.repair;
   return repair !== undefined && repair.base === undefined;
+}
+
+/**
+ * `received` with complete figures: an info carrying only changed figures keeps the previous
+ * ones for the other groups the peer still leads.
+ */
+function withFiguresOf(previous: NodeInfo | undefined, received: NodeInfo): NodeInfo {
+  if (!received.figuresChangedOnly) return received;
+  const figures: Record<string, readonly number[]> = {};
+  for (const group of received.leads ?? []) {
+    const values = received.figures?.[group] ?? previous?.figures?.[group];
+    if (values) figures[group] = values;
+  }
+  return { ...received, figures, figuresChangedOnly: false };
 }
 
 /** A peer's answer to a digest question, when it is one. */

@@ -37,6 +37,11 @@ export interface NodeInfo {
   readonly leads?: readonly string[];
   /** Figures of the groups this node leads, for cluster-wide views (see cluster_figures.ts). */
   readonly figures?: Readonly<Record<string, readonly number[]>>;
+  /**
+   * Set when `figures` holds only the groups whose figures changed: the receiver keeps what it
+   * had for the other groups in `leads`. Unset: `figures` is complete.
+   */
+  readonly figuresChangedOnly?: boolean;
   /** Groups whose copy here is in repair mode waiting for a leader (votes for nobody). */
   readonly repairing?: readonly string[];
 }

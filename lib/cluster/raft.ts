@@ -481,6 +481,11 @@ export class Raft {
     this.#targetVoters = next;
   }
 
+  /** The repair state while this copy is in repair mode (cheaper than `status()`). */
+  get repair(): RepairState | undefined {
+    return this.#repair;
+  }
+
   /** Whether the group sleeps here: the driver need not tick it until something happens. */
   get quiet(): boolean {
     return this.#quiet;

@@ -395,6 +395,28 @@ describe("groups, the overview and metrics answer the same on every node", () =>
     }, { timeoutMs: 15_000, everyMs: 100 });
   });
 
+  test("when traffic stops, every node's rates fall to zero and the partitions keep their figures", async () => {
+    // Leaders then send only figures that changed (and each once more after its last change).
+    await waitFor("zero rates everywhere", async () => {
+      const answers = await onEveryNode(`/v1/topics/${TOPIC}`);
+      return answers.every((answer) =>
+        answer.body.partitions.every((p: { produceMessagesPerSecond: number }) =>
+          p.produceMessagesPerSecond === 0
+        )
+      );
+    }, { timeoutMs: 15_000, everyMs: 200 });
+    const ends = (await onEveryNode(`/v1/topics/${TOPIC}`)).map((answer) =>
+      JSON.stringify(
+        answer.body.partitions.map((p: { partition: number; endOffset: number }) => [
+          p.partition,
+          p.endOffset,
+        ]),
+      )
+    );
+    for (const each of ends) expect(each).toBe(ends[0]);
+    expect(JSON.parse(ends[0]).every(([, end]: number[]) => end > 0)).toBe(true);
+  });
+
   test("metrics give every node the same partitions, ends and leaders, and no internal topic", async () => {
     const read = async (node: App) => {
       const text = (await call(node, "/metrics")).body as string;
