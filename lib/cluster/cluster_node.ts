@@ -135,6 +135,8 @@ export class ClusterNode implements Logs {
   readonly #timers: Timers;
   #transport: PeerNetwork | undefined;
   #stopTicker: CancelTimer | undefined;
+  /** The tick's period now: tickMs while any group is awake, heartbeatMs while all sleep. */
+  #tickEveryMs = 0;
   #stopInfoTimer: CancelTimer | undefined;
   #infoDue = false;
   #closed = false;
@@ -237,7 +239,7 @@ export class ClusterNode implements Logs {
       },
     });
     this.peerPort = await this.#transport.listen();
-    this.#stopTicker = this.#timers.every(this.tickMs, () => this.#tick());
+    this.#tickAt(this.tickMs);
     this.#stopInfoTimer = this.#timers.every(INFO_INTERVAL_MS, () => this.#sendInfo());
     if (this.membership.mayParticipate(this.voters)) await this.#openHostedReplicas();
     // Acted on: a crash from now on must not look like a clean stop.
@@ -533,6 +535,11 @@ export class ClusterNode implements Logs {
     }
     if (this.#infoDue) this.#sendInfo();
     this.#watchPeers();
+    // All groups asleep: nothing counts ticks, so wake up only as often as beats are due and
+    // silences are checked. A group that wakes (its event) brings the fast tick back.
+    if (this.#tickEveryMs === this.tickMs && this.#allQuiet()) {
+      this.#tickAt(this.settings.heartbeatMs);
+    }
     if (!this.membership.identity.admitted && this.membership.mayParticipate(this.voters)) {
       this.logger.log("info", "Node admitted to the cluster", {
         node: this.nodeId,
@@ -933,6 +940,19 @@ export class ClusterNode implements Logs {
     }
   }
 
+  /** Restarts the tick with period `ms` (nothing happens when it already runs so). */
+  #tickAt(ms: number): void {
+    if (this.#closed || (this.#stopTicker && this.#tickEveryMs === ms)) return;
+    this.#stopTicker?.();
+    this.#tickEveryMs = ms;
+    this.#stopTicker = this.#timers.every(ms, () => this.#tick());
+  }
+
+  #allQuiet(): boolean {
+    for (const replica of this.#replicas.values()) if (!replica.quiet) return false;
+    return true;
+  }
+
   /** Whether `peer` has been silent for longer than an election timeout (or never heard). */
   #silent(peer: NodeId, now: number): boolean {
     const heard = this.#lastHeard.get(peer);
@@ -976,6 +996,7 @@ export class ClusterNode implements Logs {
       }
       const replica = this.#createReplica(topic, partition, log, repair, seedVoters);
       this.#replicas.set(name, replica);
+      this.#tickAt(this.tickMs); // a new copy is awake
       const replicated = new ReplicatedLog(replica, {
         storage,
         logger: this.logger,
@@ -1033,6 +1054,9 @@ export class ClusterNode implements Logs {
       repair,
       canary: this.#options.canary,
       quiesce: true,
+      onQuiet: (quiet) => {
+        if (!quiet) this.#tickAt(this.tickMs);
+      },
       onRole: () => {
         this.#infoDue = true;
         for (const listener of [...this.#roleListeners]) listener();
@@ -1168,6 +1192,7 @@ export class ClusterNode implements Logs {
       const repair = await prepare(log);
       const next = this.#createReplica(topic, partition, log, repair);
       this.#replicas.set(name, next);
+      this.#tickAt(this.tickMs);
       this.#logs.get(name)?.replaceReplica(next);
       return next;
     })().finally(() => this.#opening.delete(name));

@@ -87,6 +87,8 @@ export interface ReplicaOptions {
    * when the leader's node goes silent.
    */
   readonly quiesce?: boolean;
+  /** Called when the group goes to sleep here or wakes up. */
+  readonly onQuiet?: (quiet: boolean) => void;
   /** Called when a configuration is committed; `removed`: this node is no voter any more. */
   readonly onConfiguration?: (voters: readonly NodeId[], removed: boolean) => void;
   /** TEST ONLY: a deliberate bug (DriverCanary). */
@@ -657,6 +659,7 @@ export class Replica {
         if (this.options.tracer.enabled) {
           this.options.tracer.record(this.name, { event: "quiet", quiet: event.quiet });
         }
+        this.options.onQuiet?.(event.quiet);
       } else if (event.kind === "configurationCommitted") {
         this.options.onConfiguration?.(event.voters, event.removed);
       } else if (event.kind === "repairEntered" || event.kind === "repairExited") {
