@@ -722,6 +722,15 @@ export class ClusterNode implements Logs {
       this.#peerSignatures.set(from, signature);
       for (const replica of this.#replicas.values()) replica.peerChanged(from);
     }
+    // A node back as a new process (or on an empty disk) leads nothing any more, though it
+    // may never have looked silent: sleeping followers of its groups wake and elect (T14).
+    if (
+      previous && (previous.incarnation !== info.incarnation || previous.uuid !== info.uuid)
+    ) {
+      for (const replica of this.#replicas.values()) {
+        if (replica.leaderId === from) replica.leaderUnreachable();
+      }
+    }
     if (String(previous?.leads) !== String(info.leads)) {
       for (const listener of [...this.#roleListeners]) {
         listener();
