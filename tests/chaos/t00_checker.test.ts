@@ -592,3 +592,19 @@ test("a violation a failing test already reproduces is counted as known and fail
   const other = checkHistory(run.input(), { known: [{ ...known[0], error: /timeout/ }] });
   expect([other.valid, other.anomalies]).toEqual([false, { "aborted-read": 1 }]);
 });
+
+test("with retention, a put acknowledged below the final log start is deleted, not lost", () => {
+  const run = new SyntheticRun();
+  run.produce("p0", "p0-0", { partition: 0, outcome: "ok", offset: 0 });
+  run.produce("p0", "p0-1", { partition: 0, outcome: "ok", offset: 100 });
+  run.produce("p0", "p0-2", { partition: 0, outcome: "ok", offset: 200 });
+  run.produce("p0", "p0-3", { partition: 0, outcome: "ok", offset: 300 });
+  // Retention cut the first two records; p0-3 is missing above the log start: really lost.
+  run.drains = [logView({ partition: 0, start: 200, values: ["p0-2"] })];
+  const lost = (options: { retention?: boolean }) =>
+    checkHistory(run.input(), options).violations
+      .filter((violation) => violation.anomaly === "lost-write")
+      .map((violation) => violation.message.split(" ")[0]);
+  expect(lost({ retention: true })).toEqual(["p0-3"]);
+  expect(lost({})).toEqual(["p0-0", "p0-1", "p0-3"]);
+});

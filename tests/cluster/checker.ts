@@ -96,6 +96,12 @@ export interface CheckOptions {
    * `known` and fails nothing, so a campaign keeps running while the fix is pending.
    */
   readonly known?: readonly KnownAnomaly[];
+  /**
+   * The topic has a retention policy (T18): an acknowledged put whose acknowledged offset lies
+   * below its partition's final log start was deleted by retention, not lost. Whether retention
+   * deleted only what its policy allows is the scenario's own check.
+   */
+  readonly retention?: boolean;
 }
 
 /** A violation that a failing test already shows (see CheckOptions.known). */
@@ -447,6 +453,7 @@ function checkLoss(world: World, options: CheckOptions): Violation[] {
       continue;
     }
     if (final.offsetsOf.has(stat.value)) continue;
+    if (options.retention && belowLogStart(stat, final)) continue;
     const kind = lossKind(stat.value, bounds);
     const ack = stat.ops.find(committed)!;
     const where = ack.op === "txn"
@@ -463,6 +470,14 @@ function checkLoss(world: World, options: CheckOptions): Violation[] {
     });
   }
   return [...out, ...checkDelivery(world, options)];
+}
+
+/** Whether a put was acknowledged at an offset below the final log's start (retention). */
+function belowLogStart(stat: ValueStat, final: FinalLog): boolean {
+  if (stat.txn) return false; // a transaction's offsets are not acknowledged
+  return stat.ops.some((op) =>
+    op.outcome === "ok" && op.fields.offset !== undefined && op.fields.offset < final.view.logStart
+  );
 }
 
 const txnWritesCache = new WeakMap<Operation, { part: string; value: string }[]>();
