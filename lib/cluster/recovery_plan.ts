@@ -126,7 +126,8 @@ export function stuckCopies(
   leaderKnown: boolean,
   inRepair: (node: NodeId) => boolean,
 ): NodeId[] | undefined {
-  if (leaderKnown) return undefined;
+  // No voters known: a node that joined and has not received the cluster's metadata yet.
+  if (leaderKnown || voters.length === 0) return undefined;
   const repairing = voters.filter(inRepair);
   return hasQuorum(voters.length - repairing.length, voters.length) ? undefined : repairing;
 }

@@ -69,6 +69,11 @@ export interface ClusterOptions {
   readonly replicas?: number;
   readonly ack?: "quorum" | "leader";
   readonly fsync?: "always" | `interval:${number}`;
+  /**
+   * Nodes that are not among the seeds: started with `--join` (through their link proxy to the
+   * lowest seed) and left out of every `--peers`; a scenario makes them members (T19).
+   */
+  readonly joining?: readonly number[];
   /** Segment roll size, written to a server.ini passed with --config. */
   readonly segmentBytes?: number;
   readonly extraArgs?: readonly string[];
@@ -129,6 +134,11 @@ export class ClusterNode {
   exited: Promise<ExitRecord> | undefined;
   expectExit = false;
   journalArchives = 0;
+  /**
+   * Rewrites this node's `metaq serve` arguments from its next start on (a node that joins a
+   * running cluster with `--join` instead of `--peers`, T19); undefined: as the cluster says.
+   */
+  argsOverride: ((args: string[]) => string[]) | undefined;
 
   constructor(id: number, runDir: string, plan: PortPlan) {
     this.id = id;
@@ -257,17 +267,14 @@ export class Cluster implements AsyncDisposable {
     const o = this.options;
     const args = ["serve", "--port", String(node.clientPort), "--data", node.dataDir];
     if (o.replicated) {
-      const peers = this.nodes.map((peer) =>
+      const seeds = this.nodes.filter((peer) => !o.joining?.includes(peer.id));
+      const peers = seeds.map((peer) =>
         `${peer.id}=127.0.0.1:${peer.id === id ? peer.peerPort : this.plan.linkPort(id, peer.id)}`
       );
-      args.push(
-        "--node-id",
-        String(id),
-        "--peer-port",
-        String(node.peerPort),
-        "--peers",
-        peers.join(","),
-      );
+      args.push("--node-id", String(id), "--peer-port", String(node.peerPort));
+      if (o.joining?.includes(id)) {
+        args.push("--join", `127.0.0.1:${this.plan.linkPort(id, seeds[0].id)}`);
+      } else args.push("--peers", peers.join(","));
       if (o.replicas !== undefined) args.push("--replicas", String(o.replicas));
       if (o.ack !== undefined) args.push("--ack", o.ack);
       if (o.fsync !== undefined) args.push("--fsync", o.fsync);
@@ -276,7 +283,7 @@ export class Cluster implements AsyncDisposable {
     if (o.replicated) args.push(...TEST_TIMING_ARGS);
     if (o.segmentBytes !== undefined) args.push("--config", path.join(node.dir, "server.ini"));
     args.push(...(o.extraArgs ?? []));
-    return args;
+    return node.argsOverride ? node.argsOverride(args) : args;
   }
 
   /** Starts a stopped node and waits until it listens (its ports file appears). */

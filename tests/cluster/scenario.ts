@@ -146,7 +146,10 @@ export interface ScenarioSpec {
   /** Length of the workload + fault phase at CHAOS_SCALE=1. */
   readonly runMs: number;
   readonly cluster?: Partial<
-    Pick<ClusterOptions, "nodeCount" | "partitions" | "replicas" | "ack" | "fsync" | "segmentBytes">
+    Pick<
+      ClusterOptions,
+      "nodeCount" | "partitions" | "replicas" | "ack" | "fsync" | "segmentBytes" | "joining"
+    >
   >;
   /** false: plain single brokers (harness self-tests before the cluster exists). */
   readonly replicated?: boolean;
@@ -436,6 +439,7 @@ class Run {
       ack: replicated ? c.ack ?? "quorum" : undefined,
       fsync: replicated ? c.fsync ?? "always" : undefined,
       segmentBytes: c.segmentBytes ?? 1024 * 1024,
+      joining: c.joining,
       binary: this.env.binary,
       random: this.random.fork("cluster"),
       log: this.log,

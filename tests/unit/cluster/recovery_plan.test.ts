@@ -202,6 +202,11 @@ describe("stuck test and hard states", () => {
     expect(stuckCopies([1, 2, 3], true, inRepair([1, 2, 3]))).toBeUndefined();
   });
 
+  test("a node that knows no voters yet (joined, metadata not received) calls nothing stuck", () => {
+    // It crashed on 'voter count 0' when a client asked it for a partition (T19).
+    expect(stuckCopies([], false, () => true)).toBeUndefined();
+  });
+
   test("the base leaves repair in a term above every copy's; the others follow it", () => {
     expect(baseHardState({ term: 4, votedFor: 2, repair: {} }, 7)).toEqual({
       term: 7,
