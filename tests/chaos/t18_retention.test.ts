@@ -261,6 +261,7 @@ const probeProblems: string[] = [];
 chaosTest({
   id: "T18",
   title: "retention under faults",
+  tier: "nightly",
   runMs: 75_000,
   groups: "optional",
   cluster: { segmentBytes: 16 * 1024 },

@@ -267,6 +267,7 @@ async function metadata(ctx: NemesisContext): Promise<void> {
 chaosTest({
   id: "T19",
   title: "metadata operations under faults",
+  tier: "nightly",
   runMs: 110_000,
   mixed: true,
   cluster: { nodeCount: 4, replicas: 3, joining: [4] },

@@ -169,6 +169,7 @@ async function soak(ctx: NemesisContext): Promise<void> {
 chaosTest({
   id: "T20",
   title: "mixed chaos soak",
+  tier: "nightly",
   runMs: 60_000,
   mixed: true,
   groups: "optional",
