@@ -16,7 +16,16 @@ import {
   encodeVersion,
 } from "../protocol/encoder.ts";
 import { FLAG_HAS_ATTRIBUTE, joinAttribute } from "../protocol/record.ts";
-import { DELAY_VERB, DELAYED_VERB, type DeliveryTime, formatWhen } from "../protocol/delayed.ts";
+import {
+  CRON_VERB,
+  DELAY_VERB,
+  DELAYED_VERB,
+  type DeliveryTime,
+  encodeScheduleSpec,
+  formatWhen,
+  type ScheduleListing,
+  type ScheduleSpec,
+} from "../protocol/delayed.ts";
 import { BrokerConnection, type ClientAuth, type ClientTls, type Reply } from "./connection.ts";
 import { ConnectionError, errorFromResult, unsentError } from "./errors.ts";
 
@@ -334,6 +343,22 @@ export class MetaqClient {
   /** What the broker holding delayed messages says about them (`delayed status`). */
   async delayedStatus(): Promise<Record<string, unknown>> {
     return JSON.parse(await this.extension(DELAYED_VERB, ["status", "-"]));
+  }
+
+  /** The broker's cron schedules (`cron list`). */
+  async listSchedules(): Promise<ScheduleListing[]> {
+    return JSON.parse(await this.extension(CRON_VERB, ["list", "-", 0]));
+  }
+
+  /** Adds a cron schedule that publishes `spec.payload` to `spec.topic` (`cron add`). */
+  async addSchedule(name: string, spec: Omit<ScheduleSpec, "name">): Promise<void> {
+    const body = encodeScheduleSpec(spec);
+    await this.extension(CRON_VERB, ["add", name, body.length], body);
+  }
+
+  /** Pauses, resumes or removes a cron schedule; a BrokerError 404 when there is none. */
+  async changeSchedule(name: string, action: "pause" | "resume" | "rm"): Promise<void> {
+    await this.extension(CRON_VERB, [action, name, 0]);
   }
 
   /** Topic facts from the broker (`meta` command): partition count and leaders. */

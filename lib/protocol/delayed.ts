@@ -8,9 +8,9 @@
  *   -> result 200 <id> <partition> -1 <deliverAtMs>
  * delayed cancel <id> <opaque>        -> result 200 <id>   (404 not pending, 409 being delivered)
  * delayed status - <opaque>           -> result 200 <JSON status>
- * cron list - 0 <opaque>              -> result 200 <JSON array of schedules>
- * cron add <name> <length> <opaque>\r\n<JSON spec>
- * cron pause|resume|rm <name> 0 <opaque>
+ * cron list - 0 <opaque>              -> result 200 <JSON array of ScheduleListing>
+ * cron add <name> <length> <opaque>\r\n<JSON ScheduleSpec without name>   -> result 200 <name>
+ * cron pause|resume|rm <name> 0 <opaque>                               -> result 200 <name>
  *
  * when      = "+" delayMs | deliverAtMs        (decimal milliseconds; deliverAt since the epoch)
  * attribute = "metaq-scheduled:" scheduledAtMs "/" id [ "/" schedule ] [ ";" original-attribute ]

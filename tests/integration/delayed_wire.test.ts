@@ -188,3 +188,97 @@ describe("delayed messages on the wire", () => {
     expect(log.endOffset).toBeGreaterThan(before);
   });
 });
+
+describe("cron schedules on the wire", () => {
+  const spec = (cron: string, extra: Record<string, unknown> = {}) =>
+    JSON.stringify({ cron, topic: "multi", partition: 3, payload: btoa("tick"), ...extra });
+  const cronLine = (action: string, name: string, body = "", opaque = 1) =>
+    `cron ${action} ${name} ${Buffer.byteLength(body)} ${opaque}\r\n${body}`;
+
+  test("a schedule publishes each occurrence once, on time; pause, resume, rm; bad requests", async () => {
+    const log = await running.logs.open("multi", 3);
+    const watch = watchArrivals(log, time.clock);
+    using socket = await connect(running);
+    const added = await ask(socket, cronLine("add", "every5s", spec("*/5 * * * * ?")));
+    expect([added.header.split(" ")[1], added.text]).toEqual(["200", "every5s"]);
+    await waitFor("three occurrences", () => watch.arrivals.length >= 3, { timeoutMs: 10_000 });
+    const listed = JSON.parse((await ask(socket, cronLine("list", "-"))).text);
+    expect(listed).toMatchObject([{
+      name: "every5s",
+      topic: "multi",
+      partition: 3,
+      paused: false,
+    }]);
+    expect(listed[0].nextAtMs % 5000).toBe(0);
+
+    expect((await ask(socket, cronLine("pause", "every5s"))).header).toStartWith("result 200 ");
+    const pausedAt = time.clock.wallMs();
+    const countAtPause = watch.arrivals.length;
+    // Four periods paused: at most the one occurrence already planned arrives meanwhile.
+    await waitFor("four periods", () => time.clock.wallMs() > pausedAt + 20_000);
+    expect(watch.arrivals.length - countAtPause).toBeLessThanOrEqual(1);
+    expect(JSON.parse((await ask(socket, cronLine("list", "-"))).text)[0].paused).toBe(true);
+    const resumedAt = time.clock.wallMs();
+    expect((await ask(socket, cronLine("resume", "every5s"))).header).toStartWith("result 200 ");
+    const countAtResume = watch.arrivals.length;
+    await waitFor("two more", () => watch.arrivals.length >= countAtResume + 2, {
+      timeoutMs: 10_000,
+    });
+    expect((await ask(socket, cronLine("rm", "every5s"))).header).toStartWith("result 200 ");
+    watch.stop();
+
+    const times = watch.arrivals.map((a) => a.scheduled!.scheduledAtMs);
+    expect(times.every((at) => at % 5000 === 0)).toBe(true);
+    expect(new Set(times).size).toBe(times.length); // each occurrence once
+    expect(times).toEqual([...times].sort((a, b) => a - b));
+    // Nothing missed while paused is published after the resume.
+    expect(times.filter((at) => at > pausedAt + 5000 && at < resumedAt)).toEqual([]);
+    for (const arrival of watch.arrivals) {
+      expect(arrival.scheduled!.schedule).toBe("every5s");
+      expect(arrival.payload).toBe("tick");
+      expect(arrival.readableAtMs).toBeGreaterThanOrEqual(arrival.scheduled!.scheduledAtMs);
+    }
+    expect(JSON.parse((await ask(socket, cronLine("list", "-"))).text)).toEqual([]);
+
+    const refusals: [string, string][] = [
+      [cronLine("add", "bad", spec("* * *")), "result 400 "],
+      [cronLine("add", "bad", spec("0 * * * * ?", { topic: "nope" })), "result 400 "],
+      [cronLine("add", "bad", spec("0 * * * * ?", { partition: 9 })), "result 400 "],
+      [cronLine("add", "bad", "{not json"), "result 400 "],
+      [cronLine("add", "-bad", spec("0 * * * * ?")), "result 400 "],
+      [cronLine("pause", "ghost"), "result 404 "],
+      [cronLine("rm", "ghost"), "result 404 "],
+      [cronLine("frobnicate", "x"), "result 400 "],
+    ];
+    for (const [request, expected] of refusals) {
+      expect(`${(await ask(socket, request)).header}`).toStartWith(expected);
+    }
+    await ask(socket, cronLine("add", "twice", spec("0 0 * * * ?")));
+    expect((await ask(socket, cronLine("add", "twice", spec("0 0 * * * ?")))).header)
+      .toStartWith("result 409 ");
+    expect((await ask(socket, cronLine("rm", "twice"))).header).toStartWith("result 200 ");
+  });
+
+  test("a schedule goes on after a restart without publishing an occurrence twice", async () => {
+    const log = await running.logs.open("multi", 3);
+    let watch = watchArrivals(log, time.clock);
+    {
+      using socket = await connect(running);
+      await ask(socket, cronLine("add", "survivor", spec("*/5 * * * * ?")));
+    }
+    await waitFor("two occurrences", () => watch.arrivals.length >= 2, { timeoutMs: 10_000 });
+    const before = watch.arrivals.map((a) => a.scheduled!.scheduledAtMs);
+    watch.stop();
+    await running.close();
+    running = await start();
+    const reopened = await running.logs.open("multi", 3);
+    watch = watchArrivals(reopened, time.clock);
+    await waitFor("two more", () => watch.arrivals.length >= 2, { timeoutMs: 10_000 });
+    watch.stop();
+    const after = watch.arrivals.map((a) => a.scheduled!.scheduledAtMs);
+    expect(after[0]).toBeGreaterThan(before.at(-1)!);
+    expect(new Set([...before, ...after]).size).toBe(before.length + after.length);
+    using socket = await connect(running);
+    await ask(socket, cronLine("rm", "survivor"));
+  });
+});

@@ -16,10 +16,23 @@ import { BrokerError, describeError } from "../../errors.ts";
 import type { Logger } from "../../log.ts";
 import type { ExtensionCommand, PutCommand } from "../../protocol/commands.ts";
 import type { CommandTable, Home } from "../../protocol/command_table.ts";
-import { DELAY_MS_LIMIT_MAX, DELAY_VERB, DELAYED_VERB, parseWhen } from "../../protocol/delayed.ts";
+import {
+  CRON_VERB,
+  decodeScheduleSpec,
+  DELAY_MS_LIMIT_MAX,
+  DELAY_VERB,
+  DELAYED_VERB,
+  parseWhen,
+  SCHEDULE_NAME_PATTERN,
+  type ScheduleListing,
+  type ScheduleSpec,
+} from "../../protocol/delayed.ts";
+import { FLAG_HAS_ATTRIBUTE, joinAttribute } from "../../protocol/record.ts";
+import { parseCron } from "../../config/cron.ts";
+import { CronPlanner, nextOccurrence, readSchedule } from "./cron_planner.ts";
 import type { MessageIdGenerator } from "../../protocol/message_id.ts";
 import { errorReply, type RequestContext, type Respond, result } from "../../protocol/reply.ts";
-import { RECORD_DATA_BYTES_MAX } from "../../limits.ts";
+import { MESSAGE_BYTES_LIMIT_MAX, RECORD_DATA_BYTES_MAX } from "../../limits.ts";
 import type { Log, Logs } from "../../store/log.ts";
 import { StateLog, whenOpen } from "../../store/state_log.ts";
 import type { CancelTimer, Timers } from "../../timers.ts";
@@ -27,7 +40,7 @@ import type { Broker } from "../broker.ts";
 import { CoordinatorSlot } from "../coordinator_slot.ts";
 import type { PartitionWriter } from "../tx/manager.ts";
 import { DelayFirer } from "./delay_firer.ts";
-import { encodeDelayRecord } from "./delay_record.ts";
+import { encodeDelayRecord, type ScheduleRecord } from "./delay_record.ts";
 import { DelayState } from "./delay_state.ts";
 import { LatenessStats } from "./lateness.ts";
 
@@ -81,6 +94,7 @@ export class DelayedPart {
   #journal: StateLog | undefined;
   readonly #slot = new CoordinatorSlot<DelayFirer>();
   #firerEpoch = 0;
+  #planner: CronPlanner | undefined;
   #stopUpkeep: CancelTimer | undefined;
   #unsubscribe: (() => void) | undefined;
   #cancelOpen: (() => void) | undefined;
@@ -109,6 +123,12 @@ export class DelayedPart {
         home: () => writer,
         handle: (command: ExtensionCommand, _context: RequestContext, respond: Respond) =>
           this.#delay(command, respond),
+      },
+      [`ext:${CRON_VERB}`]: {
+        spec: { args: 3, bodyLengthArg: 2, bodyBytesMax: SCHEDULE_BODY_BYTES_MAX },
+        home: () => writer,
+        handle: (command: ExtensionCommand, _context: RequestContext, respond: Respond) =>
+          this.#live(respond, (_firer, journal) => this.#cron(command, journal, respond)),
       },
       [`ext:${DELAYED_VERB}`]: {
         spec: { args: 2 },
@@ -180,6 +200,7 @@ export class DelayedPart {
     this.#unsubscribe?.();
     this.#journal?.stop();
     this.#slot.take()?.close();
+    this.#planner?.close();
     this.#slot.close();
   }
 
@@ -209,6 +230,8 @@ export class DelayedPart {
       const firer = this.#slot.take()!;
       this.#deliveredBefore += firer.deliveredCount;
       firer.close();
+      this.#planner?.close();
+      this.#planner = undefined;
     }
     if (writer.ready && !this.#slot.value && journal.appliedOffset >= journal.log.endOffset) {
       this.#startFirer(journal, writer.epoch);
@@ -238,6 +261,25 @@ export class DelayedPart {
       unfinishedFirings: this.#state.firings.size,
     });
     firer.start();
+    this.#planner = new CronPlanner({
+      journal,
+      state: this.#state,
+      ids,
+      clock,
+      timers,
+      logger,
+      pickPartition: (topic) =>
+        this.#options.broker.putPartition({
+          kind: "put",
+          topic,
+          partition: -1,
+          flag: 0,
+          checksum: -1,
+          opaque: 0,
+          body: new Uint8Array(0),
+        }) ?? 0,
+    });
+    this.#planner.start();
   }
 
   #upkeep(): void {
@@ -372,7 +414,121 @@ export class DelayedPart {
       );
     });
   }
+
+  /** `cron list|add|pause|resume|rm <name>` (docs/delayed.md#scheduled-messages). */
+  #cron(command: ExtensionCommand, journal: StateLog, respond: Respond): void {
+    const [action, name] = command.args;
+    const fail = (kind: BrokerError["kind"], detail: string) =>
+      respond(errorReply(new BrokerError(kind, `cron ${action} ${name}: ${detail}`)));
+    if (action === "list") return respond(result(200, JSON.stringify(this.schedules())));
+    if (!SCHEDULE_NAME_PATTERN.test(name)) {
+      return fail("badRequest", "a name is letters, digits and _ . - (up to 64, not first . -)");
+    }
+    const existing = this.#state.schedules.get(name);
+    const done = (promise: Promise<unknown>): void =>
+      void promise.then(
+        () => respond(result(200, name)),
+        (error) => respond(errorReply(asBrokerError(error))),
+      );
+    switch (action) {
+      case "add": {
+        if (existing) return fail("conflict", "a schedule of that name exists (rm it first)");
+        let record: ScheduleRecord;
+        try {
+          record = this.#newSchedule(decodeScheduleSpec(name, command.body));
+        } catch (error) {
+          if (error instanceof BrokerError) return respond(errorReply(error));
+          return fail("badRequest", describeError(error));
+        }
+        return done(journal.append(encodeDelayRecord({ type: "schedule", ...record })));
+      }
+      case "pause":
+      case "resume": {
+        if (!existing) return fail("notFound", "no such schedule");
+        const record = readSchedule(journal, existing);
+        const paused = action === "pause";
+        // Resumed from now on: what it missed while paused is not published late.
+        const lastAtMs = paused
+          ? record.lastAtMs
+          : Math.max(record.lastAtMs, this.#options.clock.wallMs());
+        const updated = { ...record, paused, lastAtMs };
+        return done(journal.append(encodeDelayRecord({ type: "schedule", ...updated })));
+      }
+      case "rm":
+        if (!existing) return fail("notFound", "no such schedule");
+        return done(journal.append(encodeDelayRecord({ type: "unschedule", name })));
+      default:
+        return fail("badRequest", "expected list, add, pause, resume or rm");
+    }
+  }
+
+  /** Every schedule, as `cron list` shows it. */
+  schedules(): ScheduleListing[] {
+    const now = this.#options.clock.wallMs();
+    const sorted = [...this.#state.schedules.values()].sort((a, b) => a.name.localeCompare(b.name));
+    return sorted.map((schedule) => {
+      let nextAtMs: number | undefined;
+      try {
+        nextAtMs = schedule.paused
+          ? undefined
+          : nextOccurrence(parseCron(schedule.cron), schedule, now);
+      } catch {
+        nextAtMs = undefined; // a cron that no longer parses: listed, never planned
+      }
+      return {
+        name: schedule.name,
+        cron: schedule.cron,
+        topic: schedule.topic,
+        partition: schedule.partition,
+        paused: schedule.paused,
+        payloadBytes: schedule.payloadBytes,
+        nextAtMs,
+        lastAtMs: schedule.lastAtMs === 0 ? undefined : schedule.lastAtMs,
+        createdAtMs: schedule.createdAtMs,
+      };
+    });
+  }
+
+  /** A new schedule's record from what `cron add` asked for; throws on what a put would refuse. */
+  #newSchedule(spec: ScheduleSpec): ScheduleRecord {
+    try {
+      parseCron(spec.cron);
+    } catch (error) {
+      throw new BrokerError("badRequest", `cron add ${spec.name}: ${describeError(error)}`);
+    }
+    const { attribute, payload } = spec;
+    const data = attribute === undefined ? payload : joinAttribute(attribute, payload);
+    const flag = (spec.flag ?? 0) | (attribute === undefined ? 0 : FLAG_HAS_ATTRIBUTE);
+    const checked = this.#options.broker.checkPut({
+      kind: "put",
+      topic: spec.topic,
+      partition: spec.partition,
+      flag,
+      checksum: -1,
+      opaque: 0,
+      body: data,
+    });
+    if (!checked.ok) {
+      const reply = checked.reply;
+      const text = reply.kind === "result" && typeof reply.text === "string" ? reply.text : "";
+      throw new BrokerError("badRequest", `cron add ${spec.name}: ${text}`);
+    }
+    return {
+      name: spec.name,
+      cron: spec.cron,
+      topic: spec.topic,
+      partition: spec.partition,
+      flag,
+      paused: spec.paused ?? false,
+      createdAtMs: this.#options.clock.wallMs(),
+      lastAtMs: 0,
+      data,
+    };
+  }
 }
+
+/** Longest `cron add` body: a message of the largest size, in base64, and the rest. */
+const SCHEDULE_BODY_BYTES_MAX = Math.ceil(MESSAGE_BYTES_LIMIT_MAX / 3) * 4 + 64 * 1024;
 
 function asBrokerError(error: unknown): BrokerError {
   return error instanceof BrokerError ? error : new BrokerError("internal", describeError(error));
