@@ -8,6 +8,7 @@ import { cluster } from "./cluster.ts";
 import { consume } from "./consume.ts";
 import { groups } from "./groups.ts";
 import { produce } from "./produce.ts";
+import { schedule } from "./schedule.ts";
 import { serve } from "./serve.ts";
 import { stats } from "./stats.ts";
 import { topics } from "./topics.ts";
@@ -24,6 +25,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   topics,
   stats,
   tx,
+  schedule,
   cluster,
   zk,
   verify,

@@ -10,6 +10,8 @@
  * | /metrics, /v1/overview, /v1/events, /v1/stats..., /v1/cluster| any user                |
  * | /v1/uplink, GET /v1/delayed                                  | any user                |
  * | DELETE /v1/delayed/ID (cancel a delayed message)             | produce on some topic   |
+ * | GET /v1/schedules                                            | any user                |
+ * | POST /v1/schedules..., DELETE /v1/schedules/NAME             | admin                   |
  * | GET /v1/topics                                               | any user                |
  * | POST /v1/topics (create)                                     | admin                   |
  * | GET /v1/topics/T                                             | produce or consume on T |
@@ -78,6 +80,9 @@ export function httpRequirement(method: string, url: URL): Requirement {
     return { kind: "consume", topics: [topic] };
   }
   if (parts[0] === "delayed" && method === "DELETE") return { kind: "produce" };
+  if (parts[0] === "schedules" && method !== "GET") {
+    return { kind: "admin", what: "change schedules" };
+  }
   if (parts[0] === "groups") {
     if (method === "POST") return { kind: "admin", what: "reset group offsets" };
     return { kind: "consume" };

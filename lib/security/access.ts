@@ -9,6 +9,8 @@
  * | put (plain or in a transaction), uput (uplinks), | produce on its topic                |
  * | delay (a delayed message)                        |                                     |
  * | delayed status, delayed cancel                   | produce on some topic               |
+ * | cron list (schedules)                            | any user                            |
+ * | cron add, pause, resume, rm                      | admin                               |
  * | get, offset                                      | consume on its topic                |
  * | meta <topic>                                     | produce or consume on the topic     |
  * | transaction                                      | produce on some topic               |
@@ -151,6 +153,8 @@ function extensionRequirement(verb: string, args: readonly string[]): Requiremen
       return { kind: "produce", topics: [args[0]] };
     case "delayed":
       return { kind: "produce" };
+    case "cron":
+      return args[0] === "list" ? { kind: "any" } : { kind: "admin", what: "change schedules" };
     case "heartbeat":
     case "assignment":
     case "leave":

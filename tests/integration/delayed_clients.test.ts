@@ -163,3 +163,35 @@ test("/metrics and the dashboard's snapshot carry the delayed-message figures", 
   const overview = await (await fetch(`${base}/v1/overview`)).json();
   expect(overview.delayed).toMatchObject({ pending: 1, writing: true, delivered });
 });
+
+test("HTTP /v1/schedules adds, lists, pauses and removes a schedule that publishes every second", async () => {
+  const watch = watchArrivals(await running.logs.open("test", 1), systemClock);
+  const post = (path: string, body?: unknown) =>
+    fetch(`${base}${path}`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  const added = await post("/v1/schedules", {
+    name: "beat",
+    cron: "* * * * * ?",
+    topic: "test",
+    partition: 1,
+    payload: "Ym9vbQ==",
+    encoding: "base64",
+  });
+  expect([added.status, await added.json()]).toEqual([200, { name: "beat" }]);
+  const listed = await (await fetch(`${base}/v1/schedules`)).json();
+  expect(listed).toMatchObject([{ name: "beat", cron: "* * * * * ?", paused: false }]);
+  await waitFor("two beats", () => watch.arrivals.length >= 2, { timeoutMs: 10_000 });
+  expect(watch.arrivals[0].payload).toBe("boom");
+  expect(watch.arrivals[0].scheduled?.schedule).toBe("beat");
+  expect((await post("/v1/schedules/beat/pause")).status).toBe(200);
+  expect((await (await fetch(`${base}/v1/schedules`)).json())[0].paused).toBe(true);
+  expect((await fetch(`${base}/v1/schedules/beat`, { method: "DELETE" })).status).toBe(200);
+  expect((await fetch(`${base}/v1/schedules/beat`, { method: "DELETE" })).status).toBe(404);
+  watch.stop();
+  const bad = await post("/v1/schedules", { name: "x", cron: "nope", topic: "test", payload: "" });
+  expect(bad.status).toBe(400);
+  expect((await post("/v1/schedules", { cron: "* * * * * ?" })).status).toBe(400);
+});

@@ -124,6 +124,8 @@ test("permissions follow topic patterns; admin may do everything", () => {
   expect(refusal(alice, delay("orders"))).toBeUndefined();
   expect(refusal(alice, delay("payments"))).toContain("payments");
   expect(refusal(alice, extension("delayed", ["cancel", "12"]))).toBeUndefined();
+  expect(refusal(alice, extension("cron", ["list", "-", "0"]))).toBeUndefined();
+  expect(refusal(alice, extension("cron", ["add", "x", "10"]))).toContain("admin");
 });
 
 test("the gate answers 401 before auth, closes after the failure limit, and 403s what is not allowed", () => {
