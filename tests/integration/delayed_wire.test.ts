@@ -282,3 +282,66 @@ describe("cron schedules on the wire", () => {
     await ask(socket, cronLine("rm", "survivor"));
   });
 });
+
+describe("__delay-0 compaction", () => {
+  test("an old pending message is moved forward so the log can be dropped past it; it is still delivered once", async () => {
+    using dir = tempDir();
+    const open = () =>
+      assemble({
+        config: buildConfig({
+          fileText: TX_CONFIG(dir.path, "metaSegmentSize=4096"),
+          overrides: { serverPort: "0", httpEnabled: "false" },
+        }),
+        logger: silentLogger,
+        clock: time.clock,
+        timers: time.timers,
+      });
+    let broker = await open();
+    try {
+      const target = await broker.logs.open("test", 1);
+      const watch = watchArrivals(target, time.clock);
+      const delayLog = await broker.logs.open("__delay", 0);
+      using socket = await connect(broker);
+      const first = await ask(
+        socket,
+        delayLine({ body: "long", when: "+60000", partition: 1, opaque: 1 }),
+      );
+      const longId = BigInt(first.text.split(" ")[0]);
+      const index = broker.delayed.state.index;
+      const originalOffset = index.offsetOf(index.find(longId));
+      const body = "x".repeat(100);
+      for (let i = 0; i < 200; i++) {
+        const reply = await ask(
+          socket,
+          delayLine({ body, when: `+${i * 10}`, partition: 1, opaque: 2 + i }),
+        );
+        expect(reply.header).toStartWith("result 200 ");
+      }
+      await waitFor("the short ones", () => watch.arrivals.length >= 200, { timeoutMs: 10_000 });
+      await waitFor(
+        "the log dropped past the long one",
+        () => delayLog.startOffset > originalOffset,
+        {
+          timeoutMs: 10_000,
+        },
+      );
+      expect(broker.delayed.state.pendingCount).toBe(1);
+      expect(index.offsetOf(index.find(longId))).toBeGreaterThan(originalOffset);
+      await waitFor("the long one", () => watch.arrivals.length >= 201, { timeoutMs: 10_000 });
+      watch.stop();
+      const long = watch.arrivals.filter((a) => a.payload === "long");
+      expect(long.map((a) => a.id)).toEqual([longId]);
+      expect(long[0].readableAtMs).toBeGreaterThanOrEqual(long[0].scheduled!.scheduledAtMs);
+      await waitFor("nothing pending", () => broker.delayed.status().firing === 0);
+      const end = target.endOffset;
+      await broker.close();
+      broker = await open();
+      expect(broker.delayed.state.pendingCount).toBe(0);
+      expect(broker.delayed.state.firings.size).toBe(0);
+      await new Promise((resolve) => setTimeout(resolve, 200)); // ten upkeep rounds at 20x
+      expect((await broker.logs.open("test", 1)).endOffset).toBe(end);
+    } finally {
+      await broker.close();
+    }
+  });
+});

@@ -40,6 +40,7 @@ import type { Broker } from "../broker.ts";
 import { CoordinatorSlot } from "../coordinator_slot.ts";
 import type { PartitionWriter } from "../tx/manager.ts";
 import { DelayFirer } from "./delay_firer.ts";
+import { moveOldestForward } from "./delay_mover.ts";
 import { encodeDelayRecord, type ScheduleRecord } from "./delay_record.ts";
 import { DelayState } from "./delay_state.ts";
 import { LatenessStats } from "./lateness.ts";
@@ -99,6 +100,7 @@ export class DelayedPart {
   #unsubscribe: (() => void) | undefined;
   #cancelOpen: (() => void) | undefined;
   #compacting = false;
+  #moving = false;
   #stopped = false;
   #accepted = 0;
   #cancelled = 0;
@@ -286,7 +288,26 @@ export class DelayedPart {
     if (this.#stopped) return;
     this.#update();
     this.#slot.value?.completeUnfinished();
+    this.#moveForward();
     this.#compact();
+  }
+
+  /** On the writer: moves old pending messages forward so that compaction can pass them. */
+  #moveForward(): void {
+    const firer = this.#slot.value;
+    const journal = this.#journal;
+    if (!firer || !journal || this.#moving) return;
+    this.#moving = true;
+    moveOldestForward({
+      journal,
+      state: this.#state,
+      firer,
+      segmentBytes: this.#options.broker.config.system.metaSegmentSize,
+    }).catch((error) =>
+      this.#options.logger.log("warn", "Cannot move old delayed messages forward", {
+        reason: describeError(error),
+      })
+    ).finally(() => this.#moving = false);
   }
 
   /** Drops the log's segments that hold no live record (on every copy). */
