@@ -125,6 +125,8 @@ export class ClusterNode implements Logs {
   readonly #options: ClusterNodeOptions;
   readonly #replicas = new Map<string, Replica>();
   readonly #logs = new Map<string, ReplicatedLog>();
+  /** `list()`'s answer, until #logs changes. */
+  #listed: readonly LogEntry[] | undefined;
   readonly #opening = new Map<string, Promise<Replica | undefined>>();
   readonly #openListeners = new Set<(entry: LogEntry) => void>();
   readonly #questions = new Map<number, (answer: unknown) => void>();
@@ -146,10 +148,13 @@ export class ClusterNode implements Logs {
   /** Peer addresses nodes told us about themselves (a joining node learns its peers so). */
   readonly #toldAddresses = new Map<NodeId, PeerAddress>();
   #reaping = false;
+  /** The metadata version and copy count of the last reaping pass that found nothing to do. */
+  #reapedVersion = -1;
+  #reapedCopies = -1;
   /** When each peer was last heard (any frame), and when this node last sent its beats. */
   readonly #lastHeard = new Map<NodeId, number>();
   /** Figures last sent per led group (counters without the time), for changed-only infos. */
-  #figuresSent = new Map<string, { counters: string; repeat: boolean }>();
+  #figuresSent = new Map<string, { values: readonly number[]; repeat: boolean }>();
   #figuresSentAt = 0;
   #figuresRefreshDue = true;
   /** What each peer last said of itself that matters to a sleeping leader (see #onInfo). */
@@ -272,9 +277,11 @@ export class ClusterNode implements Logs {
   }
 
   list(): readonly LogEntry[] {
-    return [...this.#logs.values()]
+    // Kept until a log opens or goes: periodic callers ask every second, with thousands of logs.
+    this.#listed ??= [...this.#logs.values()]
       .map((log) => ({ ...splitGroup(log.name), log }))
       .sort((a, b) => a.topic < b.topic ? -1 : a.topic > b.topic ? 1 : a.partition - b.partition);
+    return this.#listed;
   }
 
   onOpen(listener: (entry: LogEntry) => void): () => void {
@@ -807,16 +814,14 @@ export class ClusterNode implements Logs {
    */
   #figuresToSend(leads: readonly string[], complete: boolean): Record<string, readonly number[]> {
     const figures: Record<string, readonly number[]> = {};
-    const sent = new Map<string, { counters: string; repeat: boolean }>();
+    const sent = new Map<string, { values: readonly number[]; repeat: boolean }>();
     for (const group of leads) {
       const values = this.#options.figuresOf?.(group);
       if (!values) continue;
-      // Index 0 is the time the figures were taken: it always changes.
-      const counters = values.slice(1).join(",");
       const last = this.#figuresSent.get(group);
-      const changed = last?.counters !== counters;
+      const changed = !last || !sameCounters(last.values, values);
       if (complete || changed || last?.repeat) figures[group] = values;
-      sent.set(group, { counters, repeat: changed });
+      sent.set(group, { values, repeat: changed });
     }
     this.#figuresSent = sent;
     return figures;
@@ -916,6 +921,7 @@ export class ClusterNode implements Logs {
     const dropping = (async () => {
       this.#replicas.delete(name);
       this.#logs.delete(name);
+      this.#listed = undefined;
       await replica.close();
       await this.#options.store.drop(topic, partition);
       this.logger.log("info", "Copy moved to other nodes: removed here", { group: name });
@@ -930,12 +936,20 @@ export class ClusterNode implements Logs {
    * node out (a removal this node may not have heard committed).
    */
   async #reapMovedCopies(): Promise<void> {
-    if (this.#reaping || !this.#metadata?.state.initialized) return;
+    const state = this.#metadata?.state;
+    if (this.#reaping || !state?.initialized) return;
+    // Only placement changes make copies movable: skip the pass over every copy when nothing
+    // changed since a pass that left none behind.
+    if (state.version === this.#reapedVersion && this.#replicas.size === this.#reapedCopies) return;
     this.#reaping = true;
+    const version = state.version;
+    const copies = this.#replicas.size;
+    let pending = false;
     try {
       for (const replica of this.replicas()) {
         const { topic, partition } = splitGroup(replica.name);
         if (replica.name === CLUSTER_GROUP || this.hosts(topic, partition)) continue;
+        pending = true;
         // A copy left out of its group hears no leader any more: ask whoever says it leads.
         const leader = replica.leaderId || this.#leaderFromPeers(replica.name);
         if (leader === undefined || leader === 0 || leader === this.nodeId) continue;
@@ -947,6 +961,9 @@ export class ClusterNode implements Logs {
     } finally {
       this.#reaping = false;
     }
+    // A copy still waiting for its group to let it go keeps the passes coming.
+    this.#reapedVersion = pending ? -1 : version;
+    this.#reapedCopies = copies;
   }
 
   /** Restarts the tick with period `ms` (nothing happens when it already runs so). */
@@ -1015,6 +1032,7 @@ export class ClusterNode implements Logs {
         whyLeaderless: () => this.stuckReason(name),
       });
       this.#logs.set(name, replicated);
+      this.#listed = undefined;
       if (name === CLUSTER_GROUP) this.#attachMetadata(replicated);
       for (const listener of this.#openListeners) listener({ topic, partition, log: replicated });
       if (repair) {
@@ -1253,6 +1271,13 @@ function splitGroup(name: string): { topic: string; partition: number } {
 function waitsInRepair(replica: Replica | undefined): boolean {
   const repair = replica?.raft.repair;
   return repair !== undefined && repair.base === undefined;
+}
+
+/** Whether two figure arrays hold the same counters (index 0, the time taken, always differs). */
+function sameCounters(a: readonly number[], b: readonly number[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let index = 1; index < a.length; index++) if (a[index] !== b[index]) return false;
+  return true;
 }
 
 /**

@@ -140,7 +140,7 @@ export function reassignmentsLed(
     if (!replica.isLeader || moving.length >= limit) continue;
     const target = replica.raft.targetVoters;
     const voters = replica.voters;
-    if (!target || String([...target].sort()) === String([...voters].sort())) continue;
+    if (!target || sameMembers(target, voters)) continue;
     const status = replica.status();
     const behindBytes: Record<string, number | null> = {};
     for (const id of target) {
@@ -189,4 +189,9 @@ export function statusLines(report: ClusterStatusReport): string[] {
     );
   }
   return lines;
+}
+
+/** Whether two voter lists name the same nodes (in any order; no copies, no sorting). */
+function sameMembers(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((id) => b.includes(id));
 }
