@@ -149,7 +149,12 @@ describe("delayed messages on the wire", () => {
     await waitFor("the kept message", () => watch.arrivals.length === 2, { timeoutMs: 10_000 });
     watch.stop();
     expect(watch.arrivals.map((a) => a.payload)).toEqual(["early", "keep-me"]);
-    const status = JSON.parse((await ask(socket, "delayed status - 4\r\n")).text);
+    // The last delivery is recorded (its `fired`) just after it becomes readable.
+    let status: Record<string, unknown> = {};
+    await waitFor("the last delivery recorded", async () => {
+      status = JSON.parse((await ask(socket, "delayed status - 4\r\n")).text);
+      return status.firing === 0;
+    });
     expect(status).toMatchObject({ writing: true, pending: 0, firing: 0, nextDueMs: null });
   });
 
