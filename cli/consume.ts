@@ -2,11 +2,11 @@
 import { Buffer } from "node:buffer";
 import process from "node:process";
 import { MetaqClient } from "../lib/client/client.ts";
-import type { ConsumedMessage } from "../lib/client/consumer.ts";
 import { describeError } from "../lib/errors.ts";
-import { payloadJson } from "../lib/http/records.ts";
 import { FETCH_BYTES_MAX, RECORD_HEADER_BYTES } from "../lib/limits.ts";
 import { type DecodedRecord, decodeRecords, splitAttribute } from "../lib/protocol/record.ts";
+import { FORMAT_FIELDS, messagePrinter, type PrintedMessage } from "./message_format.ts";
+import { offsetPosition, parseTime, type Position, resolvePosition } from "./positions.ts";
 import {
   brokerList,
   checkPartition,
@@ -49,17 +49,32 @@ A topic that does not exist (no partition holds a message, and no [topic=...] se
 or a partition it does not have is an error (exit 1); give --follow to wait for a topic's first
 message.
 
+Positions (per partition; the same words as 'groups reset --to'):
+  --offset earliest         start at the oldest stored message (default; alias: beginning,
+                            --from-beginning)
+  --offset latest           start after the newest message (alias: end, --from-end)
+  --offset N                start at byte offset N, where a record starts (with --partition)
+  --offset -N, --last N     start at the last N messages of each partition
+  --from-time TIME          start at the first message written at or after TIME:
+                            2026-12-06T10:00:00Z (ISO 8601 with a zone), 2026-12-06 (UTC),
+                            or milliseconds since 1970 (the time is in every message id)
+
 Options:
   --partition N             read only partition N (default: every partition)
-  --from-beginning          start at the oldest stored message (default)
-  --from-end                start after the newest message
-  --offset N                start at byte offset N (with --partition)
   --follow                  keep waiting for new messages (and for a topic not there yet)
   --max N                   stop after N messages
   --format text|json        output format (default text); json: {"topic", "partition",
-                            "offset", "nextOffset", "id", "flag", "attribute", "payload",
-                            "encoding", "bytes"}, the payload as UTF-8 text when it is valid
-                            UTF-8 (encoding "utf8"), else base64 (encoding "base64")
+                            "offset", "nextOffset", "id", "timestamp", "flag", "key",
+                            "headers", "attribute", "payload", "encoding", "bytes"}, the payload
+                            as UTF-8 text when it is valid UTF-8 (encoding "utf8"), else
+                            base64 (encoding "base64")
+  -f, --format-string FMT   print each message as FMT (\\n, \\t, \\\\ escapes) with fields
+${
+  Object.entries(FORMAT_FIELDS).map(([code, meaning]) =>
+    `                              %${code}  ${meaning}`
+  ).join("\n")
+}
+  --delimiter TEXT          written after each message (default \\n; \\0, \\t... escapes)
   --max-size BYTES          bytes asked per fetch (default 1048576)
 
 Group options:
@@ -78,7 +93,9 @@ ${ZK_USAGE}
 ${CONNECTION_USAGE}
 
 Examples:
-  metaq consume orders --from-beginning
+  metaq consume orders
+  metaq consume orders --last 10
+  metaq consume orders --from-time 2026-12-06T10:00:00Z --max 100 -f '%t %p %o %T %k %s'
   metaq consume orders --partition 2 --offset 1024 --max 10 --format json
   metaq consume orders --follow --format json
   metaq consume orders --group billing            # run it two or three times
@@ -91,10 +108,14 @@ const FLAGS = {
   "from-beginning": { type: "boolean" },
   "from-end": { type: "boolean" },
   offset: { type: "string" },
+  last: { type: "string" },
+  "from-time": { type: "string" },
   group: { type: "string" },
   follow: { type: "boolean" },
   max: { type: "string" },
   format: { type: "string" },
+  "format-string": { type: "string", short: "f" },
+  delimiter: { type: "string" },
   "max-size": { type: "string" },
   broadcast: { type: "boolean" },
   strategy: { type: "string" },
@@ -128,8 +149,6 @@ const NOT_WITH_ZK = new Map([
 const JAVA_LONG_MAX = 9223372036854775807n;
 const IDLE_DELAYS_MS = [50, 100, 200, 400, 800, 1000];
 
-export type Format = "text" | "json";
-
 export const consume: CommandSpec = {
   name: "consume",
   summary: "print messages of a topic",
@@ -141,8 +160,13 @@ export const consume: CommandSpec = {
       return 0;
     }
     const topic = topicArgument("consume", positionals[0]);
-    const format = formatFlag(values.format);
-    const { partition, offset, max, maxSize, grouped } = checkFlags(values);
+    const print = messagePrinter({
+      format: formatFlag(values.format),
+      formatString: values["format-string"],
+      delimiter: values.delimiter,
+    });
+    const { partition, position, max, maxSize, grouped } = checkFlags(values);
+    const groupStart = position.kind === "latest" ? "latest" : "earliest";
     const zk = zkTarget(values);
     const security = clientSecurity(values);
     stopOnBrokenPipe();
@@ -157,10 +181,10 @@ export const consume: CommandSpec = {
         consumerId: values["consumer-id"],
         syncTime: values["zk-sync-time-ms"],
         follow: values.follow ?? false,
-        start: values["from-end"] ? "latest" : "earliest",
+        start: groupStart,
         max,
         maxSize,
-        format: (message) => formatMessage(message, format),
+        format: print,
       });
       process.stderr.write(`Consumed ${printed.toLocaleString("en-US")} messages\n`);
       return 0;
@@ -197,10 +221,10 @@ export const consume: CommandSpec = {
           offsets: values.offsets,
           commitPeriod: values["commit-period"],
           consumerId: values["consumer-id"],
-          start: values["from-end"] ? "latest" : "earliest",
+          start: groupStart,
           max,
           maxSize,
-          format: (message) => formatMessage(message, format),
+          format: print,
         });
       } else {
         const partitions = partition !== undefined
@@ -210,10 +234,10 @@ export const consume: CommandSpec = {
           topic,
           group: "metaq-cli",
           partitions,
-          start: values["from-end"] ? "end" : offset !== undefined ? offset : "beginning",
+          position,
           follow: values.follow ?? false,
           max,
-          format,
+          print,
           maxSize,
         });
       }
@@ -234,6 +258,8 @@ function checkFlags(values: {
   "from-beginning"?: boolean;
   "from-end"?: boolean;
   offset?: string;
+  last?: string;
+  "from-time"?: string;
   partition?: string;
   max?: string;
   "max-size"?: string;
@@ -243,19 +269,45 @@ function checkFlags(values: {
   "zk-connect"?: string;
   "zk-sync-time-ms"?: string;
 }) {
-  const starts =
-    [values["from-beginning"], values["from-end"], values.offset !== undefined].filter(Boolean)
-      .length;
-  if (starts > 1) throw new CliError("Cannot combine --from-beginning, --from-end and --offset");
+  const positions: [string, Position][] = [];
+  if (values["from-beginning"]) positions.push(["--from-beginning", { kind: "earliest" }]);
+  if (values["from-end"]) positions.push(["--from-end", { kind: "latest" }]);
+  if (values.offset !== undefined) {
+    positions.push(["--offset", offsetPosition("offset", values.offset)]);
+  }
+  if (values.last !== undefined) {
+    const count = integerFlag("last", values.last, { min: 1, max: Number.MAX_SAFE_INTEGER })!;
+    positions.push(["--last", { kind: "last", count }]);
+  }
+  if (values["from-time"] !== undefined) {
+    positions.push(["--from-time", {
+      kind: "time",
+      timeMs: parseTime("from-time", values["from-time"]),
+    }]);
+  }
+  if (positions.length > 1) {
+    throw new CliError(
+      `Cannot combine ${positions.map(([flag]) => flag).join(" and ")}: give one position`,
+    );
+  }
+  const position: Position = positions[0]?.[1] ?? { kind: "earliest" };
   const partition = integerFlag("partition", values.partition, { min: 0, max: 1_000_000 });
-  const offset = integerFlag("offset", values.offset, { min: 0, max: Number.MAX_SAFE_INTEGER });
-  if (offset !== undefined && partition === undefined) {
-    throw new CliError("Cannot use --offset without --partition");
+  if (position.kind === "offset" && partition === undefined) {
+    throw new CliError(
+      "Cannot use --offset N without --partition (byte offsets differ per partition; -N, " +
+        "earliest and latest apply to each)",
+    );
   }
   const max = integerFlag("max", values.max, { min: 1, max: Number.MAX_SAFE_INTEGER });
   const maxSize = integerFlag("max-size", values["max-size"], { min: 64, max: FETCH_BYTES_MAX }) ??
     1024 * 1024;
   const grouped = values.group !== undefined || values.broadcast === true;
+  if (grouped && position.kind !== "earliest" && position.kind !== "latest") {
+    throw new CliError(
+      `Cannot start a group at ${positions[0][0]}: a group starts at earliest or latest, or ` +
+        "where 'metaq groups reset --to-time/--to' put its offsets",
+    );
+  }
   if (grouped && partition !== undefined) {
     throw new CliError("Cannot combine --group with --partition: the group assigns partitions");
   }
@@ -275,30 +327,33 @@ function checkFlags(values: {
     throw new CliError("Cannot use --zk-sync-time-ms without --zk-connect");
   }
   if (values.group !== undefined) groupArgument(values.group);
-  return { partition, offset, max, maxSize, grouped };
+  return { partition, position, max, maxSize, grouped };
 }
-
-type Start = "beginning" | "end" | number;
 
 interface ReadOptions {
   readonly topic: string;
   readonly group: string;
   readonly partitions: number[];
-  readonly start: Start;
+  readonly position: Position;
   readonly follow: boolean;
   readonly max?: number;
-  readonly format: Format;
+  readonly print: (message: PrintedMessage) => Uint8Array;
   readonly maxSize: number;
 }
 
 /** Reads partitions in turn until each is at its end (or forever with follow). */
 async function readPartitions(client: MetaqClient, options: ReadOptions): Promise<number> {
-  const cursors = options.partitions.map((partition) => ({
-    partition,
-    offset: options.start === "beginning" ? 0 : options.start === "end" ? -1 : options.start,
-    maxSize: options.maxSize,
-    done: false,
-  }));
+  const { position } = options;
+  const cursors = [];
+  for (const partition of options.partitions) {
+    // earliest and latest are MetaQ's own moves (a 301 from 0, or from Long.MAX_VALUE).
+    const offset = position.kind === "earliest"
+      ? 0
+      : position.kind === "latest"
+      ? -1
+      : await resolvePosition(client, options.topic, partition, position);
+    cursors.push({ partition, offset, maxSize: options.maxSize, done: false });
+  }
   let printed = 0;
   let idleRounds = 0;
   while (true) {
@@ -338,7 +393,7 @@ async function readPartitions(client: MetaqClient, options: ReadOptions): Promis
       await writeStdout(
         Buffer.concat(
           take.map((record) =>
-            formatRecord(options.topic, cursor.partition, record, options.format)
+            options.print(printedRecord(options.topic, cursor.partition, record))
           ),
         ),
       );
@@ -358,16 +413,8 @@ async function readPartitions(client: MetaqClient, options: ReadOptions): Promis
   }
 }
 
-const encoder = new TextEncoder();
-const NEWLINE = new Uint8Array([10]);
-
-/** A record as printed: its payload's bytes and a newline (text), or a JSON line (json). */
-export function formatRecord(
-  topic: string,
-  partition: number,
-  record: DecodedRecord,
-  format: Format,
-): Uint8Array {
+/** A record as the printers take it: its attribute split from its payload. */
+function printedRecord(topic: string, partition: number, record: DecodedRecord): PrintedMessage {
   let attribute: string | undefined;
   let payload = record.data;
   try {
@@ -375,7 +422,7 @@ export function formatRecord(
   } catch {
     // A flag claiming an attribute that is not there: show the data as it is.
   }
-  return formatFields({
+  return {
     topic,
     partition,
     offset: record.offset,
@@ -384,43 +431,7 @@ export function formatRecord(
     flag: record.flag,
     attribute,
     payload,
-  }, format);
-}
-
-/** A consumed message in the same formats as a record read directly. */
-function formatMessage(message: ConsumedMessage, format: Format): Uint8Array {
-  return formatFields(message, format);
-}
-
-function formatFields(
-  message: {
-    topic: string;
-    partition: number;
-    brokerId?: number;
-    offset: number;
-    nextOffset: number;
-    id: bigint;
-    flag: number;
-    attribute?: string;
-    payload: Uint8Array;
-  },
-  format: Format,
-): Uint8Array {
-  if (format === "text") return Buffer.concat([message.payload, NEWLINE]);
-  return encoder.encode(`${
-    JSON.stringify({
-      topic: message.topic,
-      partition: message.partition,
-      ...(message.brokerId === undefined ? {} : { brokerId: message.brokerId }),
-      offset: message.offset,
-      nextOffset: message.nextOffset,
-      id: message.id.toString(),
-      flag: message.flag,
-      attribute: message.attribute ?? null,
-      ...payloadJson(message.payload),
-      bytes: message.payload.length,
-    })
-  }\n`);
+  };
 }
 
 /** `metaq consume ... | head` closes stdout early: exit quietly instead of with an error. */

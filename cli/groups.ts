@@ -5,7 +5,8 @@
 import { MetaqClient } from "../lib/client/client.ts";
 import { GroupClient } from "../lib/client/group_client.ts";
 import { BrokerError, describeError } from "../lib/errors.ts";
-import type { GroupReport, ResetTarget } from "../lib/protocol/group_wire.ts";
+import { partitionBounds, partitionBytes, recordTimeMs } from "../lib/client/partition_seek.ts";
+import type { GroupReport } from "../lib/protocol/group_wire.ts";
 import {
   brokerList,
   checkPartition,
@@ -22,24 +23,31 @@ import {
   topicArgument,
   topicMetadata,
 } from "./common.ts";
+import { offsetPosition, parseTime, type Position, resolvePosition } from "./positions.ts";
 
 const USAGE = `Usage: metaq groups [GROUP] [--format text|json] [connection options]
-       metaq groups reset GROUP TOPIC --to earliest|latest|OFFSET [--partition N] [--force]
-                                      [--create] [--format text|json]
+       metaq groups reset GROUP TOPIC --to earliest|latest|OFFSET|-N | --to-time TIME
+                                      [--partition N] [--force] [--create] [--dry-run]
+                                      [--format text|json]
 
 Lists consumer groups: members with the partitions they own, and for each partition the
 committed offset, the log end and the lag (bytes between them). A GROUP that does not exist
 (no members, no committed offsets) is an error (exit 1).
 
 'reset' moves a group's committed offsets for TOPIC (every partition, or --partition N) to the
-log start (earliest), the log end (latest) or a byte offset, which must be where a record
-starts. It is refused while the group has members, unless --force: then the members restart
+log start (earliest, alias beginning), the log end (latest, alias end), a byte offset, which
+must be where a record starts, the last N messages (-N), or the first message written at or
+after a time (--to-time; the time is in every message id). --dry-run prints where each
+partition would go, and from where, without changing anything. It is refused while the group has members, unless --force: then the members restart
 those partitions from the new offsets. A group that does not exist yet is refused too (a typo
 would start a new group), unless --create.
 
 Options:
   --format text|json        output format (default text)
-  --to WHERE                reset: earliest, latest or a byte offset
+  --to WHERE                reset: earliest, latest, a byte offset, or -N (the last N messages)
+  --to-time TIME            reset: the first message at or after TIME (2026-12-06T10:00:00Z,
+                            2026-12-06 for midnight UTC, or milliseconds since 1970)
+  --dry-run                 reset: show the offsets it would set; change nothing
   --partition N             reset: only partition N
   --force                   reset: even while the group has members
   --create                  reset: start a group that does not exist yet at these offsets
@@ -50,12 +58,16 @@ Examples:
   metaq groups
   metaq groups billing --format json
   metaq groups reset billing orders --to earliest
-  metaq groups reset billing orders --to 4096 --partition 2 --force`;
+  metaq groups reset billing orders --to 4096 --partition 2 --force
+  metaq groups reset billing orders --to-time 2026-12-06T10:00:00Z --dry-run
+  metaq groups reset billing orders --to -100`;
 
 const FLAGS = {
   broker: { type: "string" },
   format: { type: "string" },
   to: { type: "string" },
+  "to-time": { type: "string" },
+  "dry-run": { type: "boolean" },
   partition: { type: "string" },
   force: { type: "boolean" },
   create: { type: "boolean" },
@@ -116,6 +128,8 @@ async function reset(
   positionals: string[],
   values: {
     to?: string;
+    "to-time"?: string;
+    "dry-run"?: boolean;
     partition?: string;
     force?: boolean;
     create?: boolean;
@@ -129,33 +143,110 @@ async function reset(
   if (extra !== undefined) throw new CliError(`Cannot reset: unexpected argument '${extra}'`);
   const group = groupArgument(groupText);
   const topic = topicArgument("groups reset", topicText);
-  if (values.to === undefined) {
-    throw new CliError("Cannot reset: give --to earliest, latest or an offset");
+  if ((values.to === undefined) === (values["to-time"] === undefined)) {
+    throw new CliError(
+      "Cannot reset: give one of --to earliest|latest|OFFSET|-N or --to-time TIME",
+    );
   }
-  let to: ResetTarget;
-  if (values.to === "earliest" || values.to === "latest") to = values.to;
-  else to = integerFlag("to", values.to, { min: 0, max: Number.MAX_SAFE_INTEGER })!;
+  const position: Position = values.to !== undefined
+    ? offsetPosition("to", values.to)
+    : { kind: "time", timeMs: parseTime("to-time", values["to-time"]!) };
   const partition = integerFlag("partition", values.partition, { min: 0, max: 1_000_000 });
   const meta = await topicMetadata(client, topic, "reset offsets of");
   checkTopicExists(meta, "reset offsets of", "");
   if (partition !== undefined) checkPartition(meta, partition, "reset offsets of");
   const groups = new GroupClient(client);
-  if (!values.create && !(await groups.describe(group)).some(exists)) {
+  const reports = await groups.describe(group);
+  if (!values.create && !reports.some(exists)) {
     throw new CliError(
       `Cannot reset group ${group}: no such consumer group (give --create to start it at ` +
         "these offsets)",
       1,
     );
   }
-  const entries = await groups.reset({ group, topic, partition, to, force: values.force ?? false });
+  const partitions = partition !== undefined
+    ? [partition]
+    : Array.from({ length: meta.partitions }, (_, i) => i);
+  const committed = new Map(
+    reports.flatMap((report) => report.partitions)
+      .filter((report) => report.topic === topic)
+      .map((report) => [report.partition, report.committed]),
+  );
+  // Where each partition goes; a byte offset the broker checks (a record start, in the log).
+  const plan: { partition: number; from: number | null; to: number; timeMs: number | null }[] = [];
+  for (const p of partitions) {
+    const bounds = await partitionBounds(client, topic, p);
+    const to = await resolvePosition(client, topic, p, position, bounds);
+    plan.push({ partition: p, from: committed.get(p) ?? null, to, timeMs: null });
+  }
+  for (const entry of plan) {
+    entry.timeMs = await messageTime(client, topic, entry.partition, entry.to);
+  }
+  if (values["dry-run"]) {
+    const rows = plan.map((entry) => ({
+      group,
+      topic,
+      partition: entry.partition,
+      from: entry.from,
+      offset: entry.to,
+      timestamp: entry.timeMs === null ? null : new Date(entry.timeMs).toISOString(),
+    }));
+    if (values.format === "json") console.log(JSON.stringify({ dryRun: true, offsets: rows }));
+    else {
+      for (const row of rows) {
+        console.log(
+          `${group} ${topic}-${row.partition} ${row.from ?? "-"} -> ${row.offset}${
+            row.timestamp ? ` (message of ${row.timestamp})` : " (end)"
+          } (dry run: nothing changed)`,
+        );
+      }
+    }
+    return 0;
+  }
+  const entries = [];
+  const force = values.force ?? false;
+  if (position.kind === "earliest" || position.kind === "latest") {
+    // The broker picks the bounds itself at the moment it resets (the log may move meanwhile).
+    entries.push(...await groups.reset({ group, topic, partition, to: position.kind, force }));
+  } else {
+    for (const entry of plan) {
+      entries.push(
+        ...await groups.reset({ group, topic, partition: entry.partition, to: entry.to, force }),
+      );
+    }
+  }
+  const times = new Map(plan.map((entry) => [entry.partition, entry.timeMs]));
   if (values.format === "json") {
-    console.log(JSON.stringify({ offsets: entries }));
+    console.log(JSON.stringify({
+      offsets: entries.map((entry) => {
+        const timeMs = times.get(entry.partition);
+        return { ...entry, timestamp: timeMs ? new Date(timeMs).toISOString() : null };
+      }),
+    }));
     return 0;
   }
   for (const entry of entries) {
-    console.log(`${entry.group} ${entry.topic}-${entry.partition} -> ${entry.offset}`);
+    const timeMs = times.get(entry.partition);
+    console.log(
+      `${entry.group} ${entry.topic}-${entry.partition} -> ${entry.offset}${
+        timeMs ? ` (message of ${new Date(timeMs).toISOString()})` : ""
+      }`,
+    );
   }
   return 0;
+}
+
+/** The write time of the record at `offset`, or null at the end (or without a time). */
+async function messageTime(
+  client: MetaqClient,
+  topic: string,
+  partition: number,
+  offset: number,
+): Promise<number | null> {
+  const bytes = await partitionBytes(client, topic, partition).read(offset, 20);
+  if (bytes.length < 20) return null;
+  const timeMs = recordTimeMs(new DataView(bytes.buffer, bytes.byteOffset).getBigInt64(8));
+  return Number.isFinite(timeMs) ? timeMs : null;
 }
 
 /** Two tables: groups with their members, then partitions with offsets, end and lag. */

@@ -17,6 +17,7 @@
  * Where a line goes is a route: one broker (or cluster) and its partitions, or, with
  * `--zk-connect`, every broker that publishes the topic in a MetaQ fleet's ZooKeeper.
  */
+import { Buffer } from "node:buffer";
 import * as fs from "node:fs";
 import process from "node:process";
 import { type Message, MetaqClient } from "../lib/client/client.ts";
@@ -25,6 +26,8 @@ import { failureOutcome, keyHashSelector } from "../lib/client/producer.ts";
 import { ZkProducer } from "../lib/client/zk_producer.ts";
 import { type DeliveryTime, parseDurationMs, parseInstantMs } from "../lib/protocol/delayed.ts";
 import { describeError } from "../lib/errors.ts";
+import { PENDING_REQUESTS_PER_CONNECTION_MAX } from "../lib/limits.ts";
+import { encodeMessageMeta, parseHeader } from "../lib/protocol/message_meta.ts";
 import type { ZkClient } from "../lib/zk/client.ts";
 import {
   brokerList,
@@ -42,6 +45,7 @@ import {
   topicArgument,
   topicMetadata,
 } from "./common.ts";
+import { unescape } from "./message_format.ts";
 import { openZooKeeper, ZK_FLAGS, ZK_USAGE, type ZkTarget, zkTarget } from "./zk_connect.ts";
 
 const USAGE = `Usage: metaq produce TOPIC [options]
@@ -57,7 +61,9 @@ Exit code: 0 when every line was acknowledged, 1 otherwise, 130 after Ctrl-C.
 
 Options:
   --partition N             send every message to partition N
-  --key KEY                 route by key hash (same key, same partition, order kept)
+  --key KEY                 route by key hash (same key, same partition, order kept) and store
+                            the key with every message (in the attribute: see docs/cli.md)
+  -H, --header NAME=VALUE   add a header to every message (repeatable; stored in the attribute)
   --attribute TEXT          attach a MetaQ message attribute to every message
   --delay DURATION          deliver each message this long after the broker accepts it
                             (500ms, 30s, 15m, 2h, 40d; see docs/delayed.md)
@@ -65,7 +71,10 @@ Options:
                             such as 2026-12-24T09:00:00Z)
   --file FILE               read lines from FILE instead of stdin
   --message TEXT            send one message TEXT and exit
-  --window N                unacknowledged messages in flight (default 1024)
+  --delimiter TEXT          messages are separated by TEXT instead of newlines (\\n, \\t, \\0,
+                            \\\\ escapes; a CR before a newline is dropped only by default)
+  --whole-file              send the whole input (--file or stdin) as one message
+  --window N                unacknowledged messages in flight (default 4096, at most 4096)
   --timeout MS              time allowed for each acknowledgement (default 10000)
   --retry-ms MS             keep reconnecting and resending this long (default 30000; 0: never)
   --format text|json        summary as text on stderr (default) or as one JSON object on stdout
@@ -80,7 +89,9 @@ ${CONNECTION_USAGE}
 Examples:
   echo hello | metaq produce orders
   seq 1000000 | metaq produce numbers --partition 0
-  metaq produce orders --message '{"id":1}' --key customer-7
+  metaq produce orders --message '{"id":1}' --key customer-7 -H trace=42 -H source=web
+  metaq produce images --file photo.jpg --whole-file
+  find . -print0 | metaq produce files --delimiter '\\0'
   tail -n +44162 orders.txt | metaq produce orders    # resume where a summary said
   seq 100 | metaq produce orders --zk-connect zk1:2181,zk2:2181
   metaq produce reminders --message 'call back' --delay 15m`;
@@ -89,11 +100,14 @@ const FLAGS = {
   broker: { type: "string" },
   partition: { type: "string" },
   key: { type: "string" },
+  header: { type: "string", short: "H", multiple: true },
   attribute: { type: "string" },
   delay: { type: "string" },
   at: { type: "string" },
   file: { type: "string" },
   message: { type: "string" },
+  delimiter: { type: "string" },
+  "whole-file": { type: "boolean" },
   window: { type: "string" },
   timeout: { type: "string" },
   "retry-ms": { type: "string" },
@@ -147,7 +161,27 @@ export const produce: CommandSpec = {
           "<brokerId>-<partition>, such as 1-0",
       );
     }
-    const windowMax = integerFlag("window", values.window, { min: 1, max: 100_000 }) ?? 1024;
+    // The broker answers at most PENDING_REQUESTS_PER_CONNECTION_MAX requests in flight on one
+    // connection; a full window keeps its group commit's batches large (one fsync for many).
+    const windowMax = integerFlag("window", values.window, {
+      min: 1,
+      max: PENDING_REQUESTS_PER_CONNECTION_MAX,
+    }) ?? PENDING_REQUESTS_PER_CONNECTION_MAX;
+    if (values["whole-file"] && values.message !== undefined) {
+      throw new CliError("Cannot combine --whole-file and --message");
+    }
+    if (values["whole-file"] && values.delimiter !== undefined) {
+      throw new CliError("Cannot combine --whole-file and --delimiter: the input is one message");
+    }
+    if (values.delimiter === "") throw new CliError("Cannot use an empty --delimiter");
+    const headers = (values.header ?? []).map((text) => {
+      const header = parseHeader(text);
+      if (!header) {
+        throw new CliError(`Cannot use -H ${text}: expected NAME=VALUE`);
+      }
+      return header;
+    });
+    const attribute = encodeMessageMeta({ attribute: values.attribute, key: values.key, headers });
     const timeout = integerFlag("timeout", values.timeout, { min: 1, max: 3_600_000 }) ?? 10_000;
     const retryMs = integerFlag("retry-ms", values["retry-ms"], { min: 0, max: 86_400_000 }) ??
       30_000;
@@ -176,14 +210,14 @@ export const produce: CommandSpec = {
       const run = new ProduceRun({
         route,
         topic,
-        attribute: values.attribute,
+        attribute,
         windowMax,
         retryMs,
       });
       const onSignal = () => run.interrupt();
       process.on("SIGINT", onSignal);
       try {
-        await run.send(lineBatches(values));
+        await run.send(messageBatches(values));
       } finally {
         process.off("SIGINT", onSignal);
       }
@@ -398,10 +432,13 @@ class ProduceRun {
   #inputDone = false;
   #interrupts = 0;
   #wake: (() => void) | undefined;
+  /** Puts in flight at or below which a waiting reader is woken. */
+  readonly #lowWater: number;
   readonly #stop = Promise.withResolvers<void>();
 
   constructor(options: RunOptions) {
     this.#options = options;
+    this.#lowWater = Math.floor(options.windowMax * 3 / 4);
   }
 
   /** Ctrl-C: stop reading; a second one stops waiting for the puts in flight. */
@@ -535,6 +572,9 @@ class ProduceRun {
         this.#lines.toLocaleString("en-US")
       } (${formatRate(this.#acknowledged, (performance.now() - this.#started) / 1000)} msg/s)`
     );
+    // Wake the reader once a quarter of the window is free (or on trouble), not on every ack:
+    // it then writes a burst of puts, which leave in one socket write.
+    if (error === undefined && this.#inFlight > this.#lowWater) return;
     const wake = this.#wake;
     this.#wake = undefined;
     wake?.();
@@ -569,43 +609,77 @@ class ProduceRun {
   }
 }
 
-/** Splits chunks into lines (LF or CRLF, line endings dropped); an empty last line is dropped. */
-class LineSplitter {
+/**
+ * Splits chunks into messages at a delimiter, dropped; an empty last piece is dropped (input
+ * that ends with the delimiter). With the default newline a CR before it is dropped too (CRLF).
+ */
+class DelimitedSplitter {
+  readonly #delimiter: Uint8Array;
+  readonly #crlf: boolean;
   #carry: Uint8Array = new Uint8Array(0);
+
+  constructor(delimiter: Uint8Array, crlf: boolean) {
+    this.#delimiter = delimiter;
+    this.#crlf = crlf;
+  }
 
   push(chunk: Uint8Array): Uint8Array[] {
     const data = this.#carry.length > 0 ? concat(this.#carry, chunk) : chunk;
-    const lines: Uint8Array[] = [];
+    const pieces: Uint8Array[] = [];
+    const delimiter = this.#delimiter;
+    const first = delimiter[0];
+    const width = delimiter.length;
     let start = 0;
-    for (let newline = data.indexOf(10); newline >= 0; newline = data.indexOf(10, start)) {
-      const end = newline > start && data[newline - 1] === 13 ? newline - 1 : newline;
-      lines.push(data.subarray(start, end));
-      start = newline + 1;
+    for (let at = data.indexOf(first); at >= 0; at = data.indexOf(first, at + 1)) {
+      if (width > 1 && !startsWith(data, at, delimiter)) continue;
+      const end = this.#crlf && at > start && data[at - 1] === 13 ? at - 1 : at;
+      pieces.push(data.subarray(start, end));
+      start = at + width;
+      at = start - 1;
     }
-    this.#carry = data.slice(start);
-    return lines;
+    // A copy of the tail only: the pieces above stay views of this chunk.
+    this.#carry = start === data.length ? EMPTY : data.slice(start);
+    return pieces;
   }
 
   end(): Uint8Array[] {
     const carry = this.#carry;
-    this.#carry = new Uint8Array(0);
+    this.#carry = EMPTY;
     if (carry.length === 0) return [];
-    return [carry[carry.length - 1] === 13 ? carry.subarray(0, -1) : carry];
+    return [this.#crlf && carry[carry.length - 1] === 13 ? carry.subarray(0, -1) : carry];
   }
 }
 
-/** The input as batches of lines: --message (one line, as it is), --file or stdin. */
-async function* lineBatches(
-  values: { file?: string; message?: string },
+const EMPTY = new Uint8Array(0);
+
+function startsWith(data: Uint8Array, at: number, prefix: Uint8Array): boolean {
+  if (at + prefix.length > data.length) return false;
+  for (let i = 1; i < prefix.length; i++) if (data[at + i] !== prefix[i]) return false;
+  return true;
+}
+
+/**
+ * The input as batches of messages: --message (one, as it is), or --file / stdin split at the
+ * delimiter, or read whole (--whole-file).
+ */
+async function* messageBatches(
+  values: { file?: string; message?: string; delimiter?: string; "whole-file"?: boolean },
 ): AsyncGenerator<Uint8Array[]> {
   if (values.message !== undefined) {
     yield [new TextEncoder().encode(values.message)];
     return;
   }
   const stream = values.file !== undefined
-    ? fs.createReadStream(values.file)
+    ? fs.createReadStream(values.file, { highWaterMark: 256 * 1024 })
     : process.stdin as AsyncIterable<Uint8Array>;
-  const splitter = new LineSplitter();
+  if (values["whole-file"]) {
+    const chunks: Uint8Array[] = [];
+    for await (const chunk of stream) chunks.push(chunk);
+    yield [Buffer.concat(chunks)];
+    return;
+  }
+  const delimiter = values.delimiter === undefined ? "\n" : unescape(values.delimiter);
+  const splitter = new DelimitedSplitter(Buffer.from(delimiter), values.delimiter === undefined);
   for await (const chunk of stream) yield splitter.push(chunk);
   yield splitter.end();
 }

@@ -78,11 +78,12 @@ async function resetTargets(
       `${input.partition} (${topic} has ${settings.numPartitions})`,
     );
   }
-  const to = input.to;
+  // One spelling of positions across the CLI and HTTP: earliest|latest, beginning|end aliases.
+  const to = input.to === "earliest" ? "beginning" : input.to === "latest" ? "end" : input.to;
   if (to !== "beginning" && to !== "end" && typeof to !== "number") {
     throw new BrokerError(
       "invalidOffset",
-      `to ${describe(to)}: expected "beginning", "end" or an offset`,
+      `to ${describe(to)}: expected "earliest", "latest" or an offset`,
     );
   }
   const targets: GroupOffsetReset[] = [];

@@ -5,6 +5,8 @@
 import { Buffer } from "node:buffer";
 import { BrokerError } from "../errors.ts";
 import { RECORD_HEADER_BYTES } from "../limits.ts";
+import { idTimestampMs } from "../protocol/message_id.ts";
+import { decodeMessageMeta } from "../protocol/message_meta.ts";
 import { type DecodedRecord, splitAttribute } from "../protocol/record.ts";
 
 export type PayloadEncoding = "utf8" | "base64";
@@ -14,7 +16,13 @@ export interface RecordJson {
   readonly nextOffset: number;
   /** The 64-bit message id as decimal text (JSON numbers lose precision above 2^53). */
   readonly id: string;
+  /** When the broker wrote it, from the id (ISO 8601 UTC); null for an uplink's forwarded id. */
+  readonly timestamp: string | null;
   readonly flag: number;
+  /** The key and headers the attribute carries (message_meta.ts). */
+  readonly key: string | null;
+  readonly headers: readonly { readonly key: string; readonly value: string }[];
+  /** The attribute without key and headers. */
   readonly attribute: string | null;
   readonly payload: string;
   readonly encoding: PayloadEncoding;
@@ -37,12 +45,17 @@ export function recordToJson(
   } catch {
     // flag bit 0 without a valid attribute block: show the data as it is
   }
+  const meta = decodeMessageMeta(attribute ?? undefined);
+  const timeMs = record.id > 0n ? idTimestampMs(record.id) : undefined;
   return {
     offset: record.offset,
     nextOffset: record.offset + RECORD_HEADER_BYTES + record.length,
     id: record.id.toString(),
+    timestamp: timeMs === undefined ? null : new Date(timeMs).toISOString(),
     flag: record.flag,
-    attribute,
+    key: meta.key ?? null,
+    headers: meta.headers.map(([key, value]) => ({ key, value })),
+    attribute: meta.attribute ?? null,
     ...payloadJson(payload, encoding),
     bytes: payload.length,
   };

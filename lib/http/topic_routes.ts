@@ -297,8 +297,9 @@ async function startOffsets(
   }
   for (const partition of partitions) {
     const bounds = await context.reads.bounds(topic, partition) ?? { start: 0, end: 0 };
-    if (from === "beginning") starts.set(partition, bounds.start);
-    else if (from === "end") starts.set(partition, bounds.end);
+    // earliest|latest as everywhere else; beginning|end are their aliases.
+    if (from === "beginning" || from === "earliest") starts.set(partition, bounds.start);
+    else if (from === "end" || from === "latest") starts.set(partition, bounds.end);
     else if (from === "committed") starts.set(partition, committed.get(partition) ?? bounds.end);
     else if (partitions.length === 1) {
       const offset = offsetParam(from);

@@ -1,0 +1,101 @@
+/**
+ * @module Positions in a partition, spelt the same way in every command: `earliest` (the
+ * oldest stored message; alias `beginning`), `latest` (after the newest; alias `end`), a byte
+ * offset where a record starts, `-N` (the last N messages), or a time (the first message
+ * written at or after it, by its message id). Resolved to byte offsets per partition.
+ */
+import type { MetaqClient } from "../lib/client/client.ts";
+import {
+  type Bounds,
+  offsetForTime,
+  offsetOfLast,
+  partitionBounds,
+  partitionBytes,
+} from "../lib/client/partition_seek.ts";
+import { CliError } from "./common.ts";
+
+export type Position =
+  | { readonly kind: "earliest" }
+  | { readonly kind: "latest" }
+  | { readonly kind: "offset"; readonly offset: number }
+  | { readonly kind: "last"; readonly count: number }
+  | { readonly kind: "time"; readonly timeMs: number };
+
+/** `earliest`/`latest` and their aliases; undefined for anything else. */
+export function namedPosition(text: string): "earliest" | "latest" | undefined {
+  if (text === "earliest" || text === "beginning") return "earliest";
+  if (text === "latest" || text === "end") return "latest";
+  return undefined;
+}
+
+/** `--offset`'s value: earliest|latest (or beginning|end), a byte offset, or -N. */
+export function offsetPosition(flag: string, text: string): Position {
+  const named = namedPosition(text);
+  if (named) return { kind: named };
+  if (!/^-?\d+$/.test(text) || !Number.isSafeInteger(Number(text))) {
+    throw new CliError(
+      `Cannot use --${flag} ${text}: expected earliest, latest, a byte offset or -N (the last N ` +
+        "messages)",
+    );
+  }
+  const value = Number(text);
+  if (value < 0) return { kind: "last", count: -value };
+  return { kind: "offset", offset: value };
+}
+
+/**
+ * A time: ISO 8601 with a zone (`2026-12-06T10:00:00Z`, `2026-12-06T11:00:00+01:00`), a date
+ * (`2026-12-06`, midnight UTC) or milliseconds since 1970.
+ */
+export function parseTime(flag: string, text: string): number {
+  let ms = Number.NaN;
+  if (/^\d{10,}$/.test(text)) ms = Number(text);
+  else if (/^\d{4}-\d{2}-\d{2}$/.test(text)) ms = Date.parse(`${text}T00:00:00Z`);
+  else if (/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})$/i.test(text)) {
+    ms = Date.parse(text);
+  }
+  if (!Number.isFinite(ms)) {
+    throw new CliError(
+      `Cannot use --${flag} ${text}: expected a time such as 2026-12-06T10:00:00Z (with a ` +
+        "zone), a date such as 2026-12-06 (UTC), or milliseconds since 1970",
+    );
+  }
+  return ms;
+}
+
+/** Where `position` is in one partition, as a byte offset (a record start, or the end). */
+export async function resolvePosition(
+  client: MetaqClient,
+  topic: string,
+  partition: number,
+  position: Position,
+  known?: Bounds,
+): Promise<number> {
+  if (position.kind === "offset") return position.offset;
+  const bounds = known ?? await partitionBounds(client, topic, partition);
+  switch (position.kind) {
+    case "earliest":
+      return bounds.start;
+    case "latest":
+      return bounds.end;
+    case "last":
+      return await offsetOfLast(partitionBytes(client, topic, partition), bounds, position.count);
+    case "time":
+      return await offsetForTime(partitionBytes(client, topic, partition), bounds, position.timeMs);
+  }
+}
+
+/** A position as words, for summaries. */
+export function describePosition(position: Position): string {
+  switch (position.kind) {
+    case "earliest":
+    case "latest":
+      return position.kind;
+    case "offset":
+      return `offset ${position.offset}`;
+    case "last":
+      return `the last ${position.count} messages`;
+    case "time":
+      return `the first message at or after ${new Date(position.timeMs).toISOString()}`;
+  }
+}
