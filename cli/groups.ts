@@ -5,7 +5,12 @@
 import { MetaqClient } from "../lib/client/client.ts";
 import { GroupClient } from "../lib/client/group_client.ts";
 import { BrokerError, describeError } from "../lib/errors.ts";
-import { partitionBounds, partitionBytes, recordTimeMs } from "../lib/client/partition_seek.ts";
+import {
+  countRecords,
+  partitionBounds,
+  partitionBytes,
+  recordTimeMs,
+} from "../lib/client/partition_seek.ts";
 import type { GroupReport } from "../lib/protocol/group_wire.ts";
 import {
   brokerList,
@@ -15,6 +20,7 @@ import {
   CliError,
   type CommandSpec,
   CONNECTION_USAGE,
+  formatBytes,
   formatFlag,
   groupArgument,
   integerFlag,
@@ -31,7 +37,8 @@ const USAGE = `Usage: metaq groups [GROUP] [--format text|json] [connection opti
                                       [--format text|json]
 
 Lists consumer groups: members with the partitions they own, and for each partition the
-committed offset, the log end and the lag (bytes between them). A GROUP that does not exist
+committed offset, the log end and the lag: bytes between them, and messages (counted, or
+estimated with a ~ beyond 8 MiB of lag; JSON: "lagMessages", "lagMessagesExact"). A GROUP that does not exist
 (no members, no committed offsets) is an error (exit 1).
 
 'reset' moves a group's committed offsets for TOPIC (every partition, or --partition N) to the
@@ -98,7 +105,10 @@ export const groups: CommandSpec = {
         throw new CliError(`Cannot run 'groups': unexpected argument '${positionals[1]}'`);
       }
       const group = positionals[0] === undefined ? undefined : groupArgument(positionals[0]);
-      const reports = await new GroupClient(client).describe(group);
+      const reports = await withLagMessages(
+        client,
+        await new GroupClient(client).describe(group),
+      );
       if (group !== undefined && !reports.some(exists)) {
         throw new CliError(`Cannot describe group ${group}: no such consumer group`, 1);
       }
@@ -116,6 +126,37 @@ export const groups: CommandSpec = {
     }
   },
 };
+
+type LagReport = GroupReport & {
+  partitions: (GroupReport["partitions"][number] & {
+    lagMessages: number;
+    lagMessagesExact: boolean;
+  })[];
+};
+
+/**
+ * Lag in messages as well as bytes: the records between the committed offset (or the log
+ * start) and the end, counted over `get` (estimated beyond 8 MiB of lag, and said so).
+ */
+async function withLagMessages(
+  client: MetaqClient,
+  reports: readonly GroupReport[],
+): Promise<LagReport[]> {
+  const out: LagReport[] = [];
+  for (const report of reports) {
+    const partitions = [];
+    for (const p of report.partitions) {
+      let lag = { count: 0, exact: true };
+      if (p.lag > 0) {
+        const from = p.end - p.lag; // the committed offset, or the log start
+        lag = await countRecords(partitionBytes(client, p.topic, p.partition), from, p.end);
+      }
+      partitions.push({ ...p, lagMessages: lag.count, lagMessagesExact: lag.exact });
+    }
+    out.push({ ...report, partitions });
+  }
+  return out;
+}
 
 /** A group exists while it has members or committed offsets. */
 function exists(report: GroupReport): boolean {
@@ -250,7 +291,7 @@ async function messageTime(
 }
 
 /** Two tables: groups with their members, then partitions with offsets, end and lag. */
-export function renderReports(reports: readonly GroupReport[]): string {
+export function renderReports(reports: readonly LagReport[]): string {
   if (reports.length === 0) return "No consumer groups.";
   const members = [["GROUP", "GENERATION", "STRATEGY", "MEMBER", "PARTITIONS"]];
   for (const report of reports) {
@@ -267,7 +308,16 @@ export function renderReports(reports: readonly GroupReport[]): string {
       ]);
     }
   }
-  const partitions = [["GROUP", "TOPIC", "PARTITION", "COMMITTED", "END", "LAG", "OWNER"]];
+  const partitions = [[
+    "GROUP",
+    "TOPIC",
+    "PARTITION",
+    "COMMITTED",
+    "END",
+    "LAG",
+    "LAG MESSAGES",
+    "OWNER",
+  ]];
   for (const report of reports) {
     for (const p of report.partitions) {
       partitions.push([
@@ -276,7 +326,8 @@ export function renderReports(reports: readonly GroupReport[]): string {
         String(p.partition),
         p.committed === null ? "-" : String(p.committed),
         String(p.end),
-        String(p.lag),
+        formatBytes(p.lag),
+        `${p.lagMessagesExact ? "" : "~"}${p.lagMessages}`,
         p.owner ?? "-",
       ]);
     }

@@ -1,31 +1,51 @@
 /** @module `metaq topics`: the broker's topics with partitions, messages and bytes. */
 import process from "node:process";
 import { MetaqClient } from "../lib/client/client.ts";
+import { partitionBounds } from "../lib/client/partition_seek.ts";
+import type { PartitionInfo } from "../lib/broker/commands.ts";
 import { describeError } from "../lib/errors.ts";
 import {
   brokerList,
+  checkTopicExists,
   clientSecurity,
   CliError,
   type CommandSpec,
   CONNECTION_USAGE,
+  didYouMean,
   formatBytes,
   formatFlag,
   parseFlags,
   SECURITY_FLAGS,
+  topicArgument,
+  topicMetadata,
 } from "./common.ts";
 import { statsLines } from "./stats.ts";
 
 const USAGE = `Usage: metaq topics [--format text|json] [connection options]
+       metaq topics describe TOPIC [--format text|json] [connection options]
 
 Lists the broker's topics: those holding messages and those its configuration names, each with
 its partition count (as configured, including partitions that hold nothing yet), message count
 and size on disk.
 
+'describe' shows one topic per partition: its first stored offset (start), its readable end,
+the messages and bytes it holds, its segment files, and on a cluster the node leading it and
+the nodes holding its copies (replicas). Message counts are the broker's (approximate across
+restarts, as MetaQ counts them).
+
 Options:
   --format text|json        a table (default), or one JSON object:
-                            {"topics": [{"name", "numPartitions", "messages", "bytes"}]}
+                            {"topics": [{"name", "numPartitions", "messages", "bytes"}]};
+                            describe: {"topic", "numPartitions", "partitions": [{"partition",
+                            "startOffset", "endOffset", "messages", "bytes", "segments",
+                            "leader", "replicas"}]}
 
-${CONNECTION_USAGE}`;
+${CONNECTION_USAGE}
+
+Examples:
+  metaq topics
+  metaq topics describe orders
+  metaq topics describe orders --format json`;
 
 /** One topic, named as the HTTP API names the same facts (GET /v1/topics). */
 interface TopicRow {
@@ -37,24 +57,48 @@ interface TopicRow {
 
 export const topics: CommandSpec = {
   name: "topics",
-  summary: "list topics",
+  summary: "list topics; describe one's partitions",
   usage: USAGE,
   async run(args) {
-    const { values } = parseFlags("topics", args, {
+    const { values, positionals } = parseFlags("topics", args, {
       broker: { type: "string" },
       format: { type: "string" },
       ...SECURITY_FLAGS,
-    });
+    }, 2);
     if (values.help) {
       console.log(USAGE);
       return 0;
     }
     const format = formatFlag(values.format);
+    const security = clientSecurity(values);
     const client = new MetaqClient({
       brokers: brokerList(values.broker),
       reconnectAttemptsMax: 2,
-      ...clientSecurity(values),
+      ...security,
     });
+    if (positionals[0] !== undefined) {
+      if (positionals[0] !== "describe") {
+        client.close();
+        const suggestion = didYouMean(positionals[0], ["describe"]);
+        throw new CliError(
+          `Cannot run 'topics': unknown action '${positionals[0]}'${
+            suggestion ? ` (did you mean '${suggestion}'?)` : ""
+          } (see 'metaq topics --help')`,
+        );
+      }
+      const topic = topicArgument("topics describe", positionals[1]);
+      try {
+        const description = await describeTopic(client, topic, security);
+        if (format === "json") process.stdout.write(`${JSON.stringify(description)}\n`);
+        else console.log(renderDescription(description));
+        return 0;
+      } catch (error) {
+        if (error instanceof CliError) throw error;
+        throw new CliError(`Cannot describe ${topic}: ${describeError(error)}`, 1);
+      } finally {
+        client.close();
+      }
+    }
     let rows: TopicRow[];
     try {
       rows = await listTopics(client);
@@ -85,6 +129,152 @@ export const topics: CommandSpec = {
     return 0;
   },
 };
+
+interface PartitionDescription {
+  readonly partition: number;
+  readonly startOffset: number;
+  readonly endOffset: number;
+  readonly messages: number;
+  readonly bytes: number;
+  readonly segments: number;
+  /** Node id leading it on a cluster; null on a broker that runs alone. */
+  readonly leader: number | null;
+  /** Node ids holding a copy (the leader first); null on a broker that runs alone. */
+  readonly replicas: readonly number[] | null;
+}
+
+interface TopicDescription {
+  readonly topic: string;
+  readonly numPartitions: number;
+  readonly partitions: readonly PartitionDescription[];
+}
+
+/**
+ * Per partition: bounds as consumers see them (MetaQ's own answers, through any node), figures
+ * from the node whose log it is (`figures`: the leader on a cluster), and on a cluster the
+ * leader and its followers from the leader's `cluster status`.
+ */
+async function describeTopic(
+  client: MetaqClient,
+  topic: string,
+  security: ReturnType<typeof clientSecurity>,
+): Promise<TopicDescription> {
+  const meta = await topicMetadata(client, topic, "describe");
+  checkTopicExists(meta, "describe", "");
+  const leaders = (meta.leaders ?? {}) as Record<string, string>;
+  const clustered = Object.keys(leaders).length > 0;
+  const byAddress = new Map<string, Promise<LeaderFacts>>();
+  const factsAt = (address: string | undefined): Promise<LeaderFacts> => {
+    const key = address ?? "";
+    let facts = byAddress.get(key);
+    if (!facts) {
+      facts = leaderFacts(address === undefined ? client : undefined, {
+        address,
+        topic,
+        security,
+        clustered,
+      });
+      byAddress.set(key, facts);
+    }
+    return facts;
+  };
+  const partitions: PartitionDescription[] = [];
+  for (let partition = 0; partition < meta.partitions; partition++) {
+    const bounds = await partitionBounds(client, topic, partition);
+    const address = leaders[String(partition)];
+    const facts = await factsAt(clustered ? address : undefined);
+    const info = facts.partitions.get(partition);
+    const group = facts.groups.get(`${topic}-${partition}`);
+    partitions.push({
+      partition,
+      startOffset: bounds.start,
+      endOffset: bounds.end,
+      messages: info?.messages ?? 0,
+      bytes: info?.bytes ?? 0,
+      segments: info?.segments ?? 0,
+      leader: clustered ? (group?.leader ?? null) : null,
+      replicas: clustered
+        ? (group ? [group.leader, ...group.followers.filter((id) => id !== group.leader)] : [])
+        : null,
+    });
+  }
+  return { topic, numPartitions: meta.partitions, partitions };
+}
+
+interface LeaderFacts {
+  readonly partitions: Map<number, PartitionInfo>;
+  readonly groups: Map<string, { leader: number; followers: number[] }>;
+}
+
+/** What one node says of the topic's partitions it holds, and of its replica groups. */
+async function leaderFacts(
+  shared: MetaqClient | undefined,
+  options: {
+    address?: string;
+    topic: string;
+    security: ReturnType<typeof clientSecurity>;
+    clustered: boolean;
+  },
+): Promise<LeaderFacts> {
+  const client = shared ??
+    new MetaqClient({ brokers: [options.address!], reconnectAttemptsMax: 2, ...options.security });
+  try {
+    const info = JSON.parse(await client.extension("figures", [options.topic])) as {
+      partitions: PartitionInfo[];
+    };
+    const groups = new Map<string, { leader: number; followers: number[] }>();
+    if (options.clustered) {
+      const status = JSON.parse(await client.extension("cluster", ["status", "-"])) as {
+        nodeId: number;
+        groups: { group: string; role: string; matches?: Record<string, unknown> }[];
+      };
+      for (const group of status.groups) {
+        if (group.role !== "leader") continue;
+        groups.set(group.group, {
+          leader: status.nodeId,
+          followers: Object.keys(group.matches ?? {}).map(Number),
+        });
+      }
+    }
+    return {
+      partitions: new Map(info.partitions.map((p) => [p.partition, p])),
+      groups,
+    };
+  } finally {
+    if (!shared) client.close();
+  }
+}
+
+function renderDescription(description: TopicDescription): string {
+  const clustered = description.partitions.some((p) => p.replicas !== null);
+  const rows = [
+    [
+      "PARTITION",
+      "START",
+      "END",
+      "MESSAGES",
+      "SIZE",
+      "SEGMENTS",
+      ...(clustered ? ["LEADER", "REPLICAS"] : []),
+    ],
+    ...description.partitions.map((p) => [
+      String(p.partition),
+      String(p.startOffset),
+      String(p.endOffset),
+      String(p.messages),
+      formatBytes(p.bytes),
+      String(p.segments),
+      ...(clustered ? [String(p.leader ?? "-"), p.replicas?.join(",") || "-"] : []),
+    ]),
+  ];
+  const widths = rows[0].map((_, column) => Math.max(...rows.map((line) => line[column].length)));
+  return [
+    `${description.topic}: ${description.numPartitions} partitions`,
+    ...rows.map((line) =>
+      line.map((cell, column) => cell.padEnd(widths[column])).join("  ").trimEnd()
+    ),
+  ].join("\n");
+}
 
 /** `stats topics`; a configured topic with no messages yet is asked for its partition count. */
 async function listTopics(client: MetaqClient): Promise<TopicRow[]> {

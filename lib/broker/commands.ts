@@ -18,8 +18,20 @@ import { type CommandTable, type ForwardPlan, HERE, type Home } from "../protoco
 import { errorReply, type RequestContext, type Respond, result } from "../protocol/reply.ts";
 import type { Broker, PutOnce } from "./broker.ts";
 import type { StatsItems } from "./stats_report.ts";
+import { isInternalTopic } from "../store/log.ts";
 
 /** What a `meta` reply says about a topic. */
+/** One partition held on the answering node, as `figures` reports it. */
+export interface PartitionInfo {
+  readonly partition: number;
+  readonly startOffset: number;
+  readonly endOffset: number;
+  /** Records appended (approximate across restarts, as MetaQ's count). */
+  readonly messages: number;
+  readonly bytes: number;
+  readonly segments: number;
+}
+
 export interface TopicMetadata {
   readonly topic: string;
   readonly partitions: number;
@@ -181,6 +193,33 @@ export function brokerCommands(broker: Broker, options: BrokerCommandsOptions): 
           leaders,
         };
         respond(result(200, JSON.stringify(metadata)));
+      },
+    },
+    // `figures <topic>`: figures of the topic's partitions whose logs are open on this node
+    // (`metaq topics describe` asks each partition's leader).
+    "ext:figures": {
+      spec: { args: 1 },
+      handle(command: ExtensionCommand, _context: RequestContext, respond: Respond) {
+        const topic = command.args[0];
+        const settings = broker.topicSettings(topic);
+        if (!settings || isInternalTopic(topic)) {
+          return respond(errorReply(BrokerError.verbatim("topicNotAccepted", "")));
+        }
+        const partitions: PartitionInfo[] = [];
+        for (let partition = 0; partition < settings.numPartitions; partition++) {
+          const log = broker.logs.get(topic, partition);
+          if (!log) continue;
+          const facts = log.facts();
+          partitions.push({
+            partition,
+            startOffset: log.startOffset,
+            endOffset: log.endOffset,
+            messages: facts.messages,
+            bytes: facts.bytes,
+            segments: facts.segments,
+          });
+        }
+        respond(result(200, JSON.stringify({ topic, partitions })));
       },
     },
   };

@@ -261,3 +261,28 @@ export async function partitionBounds(
   const start = await client.offset({ topic, group: SEEK_GROUP, partition, offset: 0 });
   return { start: Math.min(start, end), end };
 }
+
+/** Bytes of lag counted record by record; beyond, the count is estimated from a sample. */
+const COUNT_EXACT_BYTES = 8 * 1024 * 1024;
+
+/**
+ * Records between `from` (a record start) and `end`: counted when the stretch is at most
+ * COUNT_EXACT_BYTES, else estimated from the average size of the records in the first read.
+ */
+export async function countRecords(
+  reader: PartitionBytes,
+  from: number,
+  end: number,
+): Promise<{ count: number; exact: boolean }> {
+  if (end <= from) return { count: 0, exact: true };
+  const exact = end - from <= COUNT_EXACT_BYTES;
+  let count = 0;
+  let last = from;
+  for await (const record of walkFrom(reader, from, exact ? end : from + PROBE_BYTES)) {
+    count += 1;
+    last = record.offset;
+  }
+  if (exact) return { count, exact };
+  const average = count > 1 ? (last - from) / (count - 1) : PROBE_BYTES;
+  return { count: Math.round((end - from) / average), exact: false };
+}

@@ -12,7 +12,7 @@
  * | cron list (schedules)                            | any user                            |
  * | cron add, pause, resume, rm                      | admin                               |
  * | get, offset                                      | consume on its topic                |
- * | meta <topic>                                     | produce or consume on the topic     |
+ * | meta <topic>, figures <topic>                    | produce or consume on the topic     |
  * | transaction                                      | produce on some topic               |
  * | join (its topics), commit and committed (topic)  | consume on those topics             |
  * | heartbeat, assignment, leave, describe           | consume on some topic               |
@@ -141,6 +141,7 @@ export function requirementOf(command: Command): Requirement {
 function extensionRequirement(verb: string, args: readonly string[]): Requirement {
   switch (verb) {
     case "meta":
+    case "figures":
       return { kind: "produceOrConsume", topic: args[0] };
     case "join":
       return { kind: "consume", topics: args[2].split(",") };

@@ -178,7 +178,7 @@ describe("results", () => {
     const text = await runMetaq(["verify", "--data", data]);
     expect(text.code).toBe(0);
     expect(text.stdout).toContain("v-0: ok, 1 segments, 3 records, 63 B\n");
-    expect(text.stdout).toMatch(/^Checked 3 partitions in .*: \d+ records, .*, no damage$/m);
+    expect(text.stdout).toMatch(/^Checked \d+ partitions in .*: \d+ records, .*, no damage$/m);
     const json = await runMetaq(["verify", "--data", data, "--format", "json"]);
     const report = JSON.parse(json.stdout);
     expect(report).toMatchObject({ dataPath: data, damaged: 0 });
