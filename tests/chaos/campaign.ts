@@ -26,6 +26,8 @@ const CHAOS_DIR = path.join(REPO_ROOT, "tests/chaos");
 /** Always first, and quick: the checker's self-test and the fixed bugs' regression tests. */
 const FIRST = ["t00_checker.test.ts", "r01_forwarded_commit.test.ts"];
 const LEAST_LEFT_S = 60;
+/** An entry of the order run with CHAOS_NET=netns. */
+const NETNS_PREFIX = "netns:";
 
 /** A 32-bit seed from text (FNV-1a), for seeds derived from the date and the run. */
 function hashSeed(text: string): number {
@@ -61,20 +63,27 @@ function main(): number {
   const random = new Random(seed);
   const scenarios = fs.readdirSync(CHAOS_DIR)
     .filter((name) => /^t\d+[a-z]?_.*\.test\.ts$/.test(name) && !FIRST.includes(name));
-  const order = [...FIRST, ...random.shuffle(scenarios)];
+  // T09's partitions also as iptables rules in a namespace of their own (skipped, saying why,
+  // without root).
+  const order = [
+    ...FIRST,
+    ...random.shuffle([...scenarios, `${NETNS_PREFIX}t09_partition.test.ts`]),
+  ];
   console.log(
     `[campaign] seed=${seed} (from ${from}), budget ${budgetS} s, order: ${order.join(" ")}`,
   );
   const started = Date.now();
   const outcomes: Outcome[] = [];
-  for (const file of order) {
+  for (const entry of order) {
+    const netns = entry.startsWith(NETNS_PREFIX);
+    const file = netns ? entry.slice(NETNS_PREFIX.length) : entry;
     const leftS = Math.floor(budgetS - (Date.now() - started) / 1000);
     if (leftS < LEAST_LEFT_S) {
-      console.log(`[campaign] ${file}: not started, ${leftS} s left of ${budgetS} s`);
+      console.log(`[campaign] ${entry}: not started, ${leftS} s left of ${budgetS} s`);
       continue;
     }
     const scenarioSeed = random.int(0, 0xffffffff);
-    console.log(`[campaign] ${file} seed=${scenarioSeed} (${leftS} s left)`);
+    console.log(`[campaign] ${entry} seed=${scenarioSeed} (${leftS} s left)`);
     const began = Date.now();
     const child = spawnSync(
       "bun",
@@ -88,6 +97,7 @@ function main(): number {
           CHAOS_SCALE: "1",
           CHAOS_TIER: "nightly",
           CHAOS_TIER_BUDGET_S: String(leftS),
+          CHAOS_NET: netns ? "netns" : "proxy",
         },
         maxBuffer: 64 * 1024 * 1024,
         timeout: (leftS + 90) * 1000,
@@ -97,7 +107,7 @@ function main(): number {
     const summaries = output.split("\n").filter((line) => line.startsWith("[chaos] "));
     for (const line of summaries) console.log(line);
     const outcome = {
-      file,
+      file: entry,
       seed: scenarioSeed,
       exitCode: child.status,
       seconds: Math.round((Date.now() - began) / 1000),

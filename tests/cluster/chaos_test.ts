@@ -4,6 +4,9 @@
  * is the checker's: the test fails with the violated invariants and findings listed.
  */
 import { expect, test } from "bun:test";
+import { spawn } from "node:child_process";
+import process from "node:process";
+import { createNamespace, deleteNamespace, NETNS_ENV, netnsSkipReason } from "./netns.ts";
 import {
   budgetMs,
   type ChaosEnv,
@@ -41,10 +44,17 @@ function budgetSpent(spec: ScenarioSpec, env: ChaosEnv): string | undefined {
 export function chaosTest(spec: ScenarioSpec): void {
   const env = chaosEnv();
   const name = `${spec.id} ${spec.title}`;
-  const reason = skipReason(spec, env) ?? budgetSpent(spec, env);
+  const outside = networkMode() === "netns" && !process.env[NETNS_ENV];
+  const reason = skipReason(spec, env) ?? (outside ? netnsSkipReason() : undefined) ??
+    budgetSpent(spec, env);
   if (reason !== undefined) {
     console.log(`[chaos] ${name}: skipped: ${reason}`);
     test.skip(`${name} (skipped: ${reason})`, () => {});
+    return;
+  }
+  if (outside) {
+    const file = callerTestFile();
+    test(name, () => runInNamespace(file, name), budgetMs(spec, env) + TEARDOWN_GRACE_MS);
     return;
   }
   test(name, async () => {
@@ -60,4 +70,59 @@ export function chaosTest(spec: ScenarioSpec): void {
         : outcome.result.violations.slice(0, 20).map((v) => `${v.invariant} ${v.message}`),
     }).toEqual({ failed: [], findings: [], violations: [] });
   }, budgetMs(spec, env) + TEARDOWN_GRACE_MS);
+}
+
+/** CHAOS_NET: `proxy` (default: the link proxies) or `netns` (netns.ts). */
+function networkMode(): "proxy" | "netns" {
+  const mode = process.env.CHAOS_NET ?? "proxy";
+  if (mode !== "proxy" && mode !== "netns") {
+    throw new Error(`Cannot use CHAOS_NET=${mode}: expected proxy or netns`);
+  }
+  return mode;
+}
+
+/** The scenario file that called chaosTest, from the stack. */
+function callerTestFile(): string {
+  const stack = new Error().stack ?? "";
+  const found = /(\/[^\s():]+\.test\.ts)/.exec(stack)?.[1] ??
+    process.argv.find((arg) => arg.endsWith(".test.ts"));
+  if (!found) throw new Error("Cannot tell which scenario file to run in a namespace");
+  return found;
+}
+
+let namespaces = 0;
+
+/**
+ * Runs the scenario again in a network namespace of its own (`bun test` of its file, this test
+ * only, CHAOS_NETNS set), its output shown here; the namespace is deleted whatever happens.
+ */
+async function runInNamespace(file: string, name: string): Promise<void> {
+  const namespace = `metaq-chaos-${process.pid}-${++namespaces}`;
+  createNamespace(namespace);
+  try {
+    const pattern = `^${name.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}$`;
+    const child = spawn(
+      "ip",
+      [
+        "netns",
+        "exec",
+        namespace,
+        process.execPath,
+        "test",
+        "--timeout",
+        "1800000",
+        file,
+        "-t",
+        pattern,
+      ],
+      { stdio: "inherit", env: { ...process.env, [NETNS_ENV]: namespace } },
+    );
+    const code = await new Promise<number | null>((resolve) => {
+      child.once("exit", (exitCode) => resolve(exitCode));
+      child.once("error", () => resolve(null));
+    });
+    expect(code, `the scenario in namespace ${namespace} failed (its report is above)`).toBe(0);
+  } finally {
+    deleteNamespace(namespace);
+  }
 }

@@ -30,6 +30,7 @@ import type { CheckInput, FaultEvent, LogView, Measurements, TraceEvent } from "
 import { Cluster, type ClusterOptions, METAQ_BINARY, REPO_ROOT } from "./launcher.ts";
 import { clusterStatus, Leaders, TraceReader } from "./leaders.ts";
 import type { Network } from "./network.ts";
+import { NetfilterNetwork, NETNS_ENV } from "./netns.ts";
 import { KNOWN_ANOMALIES } from "./known_anomalies.ts";
 import { MixedWorkload } from "./mixed_workloads.ts";
 import { Random } from "./random.ts";
@@ -554,7 +555,7 @@ class Run {
     let nextFault = 1;
     const ctx: NemesisContext = {
       cluster,
-      network: cluster.network,
+      network: this.#networkOf(cluster),
       random: this.random.fork("nemesis"),
       leaders,
       traces,
@@ -591,16 +592,27 @@ class Run {
     await sleep(deadline - Date.now());
   }
 
+  #network: Network | undefined;
+
+  /**
+   * The links faults go through: the link proxies, or inside a run namespace (CHAOS_NET=netns,
+   * netns.ts) iptables rules for partitions and the proxies for the rest.
+   */
+  #networkOf(cluster: Cluster): Network {
+    this.#network ??= process.env[NETNS_ENV] ? new NetfilterNetwork(cluster) : cluster.network;
+    return this.#network;
+  }
+
   /** Links pass, paused nodes resume, stopped nodes start (random order); open faults close. */
   async #healAll(cluster: Cluster): Promise<number> {
-    cluster.network.healAll();
+    this.#networkOf(cluster).healAll();
     for (const node of cluster.nodes) if (node.state === "paused") cluster.resume(node.id);
     for (const node of this.random.shuffle(cluster.nodes)) {
       if (node.state === "stopped") await cluster.start(node.id);
     }
     const healAt = Date.now();
     for (const fault of this.faults) fault.until ??= healAt;
-    this.log(`healed: ${cluster.network.describe()}, all nodes running`);
+    this.log(`healed: ${this.#networkOf(cluster).describe()}, all nodes running`);
     return healAt;
   }
 
