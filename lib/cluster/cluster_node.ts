@@ -54,6 +54,8 @@ const INFO_INTERVAL_MS = 1000;
 const FIGURES_REFRESH_MS = 30_000;
 /** How long a question to another node waits for its answer. */
 const QUESTION_TIMEOUT_MS = 2000;
+/** How long a replica a storage error stopped waits before it starts again from its files. */
+const STOPPED_RETRY_MS = 2000;
 
 /** Forwarded requests and replies arriving from other nodes, for the edge's forwarder. */
 export type ForwardedFrame =
@@ -128,6 +130,8 @@ export class ClusterNode implements Logs {
   /** `list()`'s answer, until #logs changes. */
   #listed: readonly LogEntry[] | undefined;
   readonly #opening = new Map<string, Promise<Replica | undefined>>();
+  /** When each replica stopped by a storage error was first seen stopped (monotonic ms). */
+  readonly #stoppedSince = new Map<string, number>();
   readonly #openListeners = new Set<(entry: LogEntry) => void>();
   readonly #questions = new Map<number, (answer: unknown) => void>();
   #nextQuestionId = 1;
@@ -512,6 +516,7 @@ export class ClusterNode implements Logs {
 
   #tick(): void {
     const now = this.#options.clock.monotonicMs();
+    this.#restartStopped(now);
     if (now - this.#lastBeatAt >= this.settings.heartbeatMs) {
       // One beat per peer per heartbeat interval, however many groups sleep.
       this.#lastBeatAt = now;
@@ -1202,6 +1207,38 @@ export class ClusterNode implements Logs {
     });
     this.#infoDue = true;
     return true;
+  }
+
+  /**
+   * A replica a storage error stopped (a full disk, a failed fsync: its log was cut back to its
+   * durable end) starts again on that log after STOPPED_RETRY_MS, as after a crash of this
+   * process: nothing it acknowledged was lost, so it takes part normally and catches up once the
+   * disk takes writes again (T13); a disk still full stops it again, and it waits again.
+   */
+  #restartStopped(now: number): void {
+    const stopped = [...this.#replicas.values()].filter((replica) => replica.stopped);
+    if (stopped.length === 0 && this.#stoppedSince.size === 0) return;
+    for (const name of [...this.#stoppedSince.keys()]) {
+      if (!stopped.some((replica) => replica.name === name)) this.#stoppedSince.delete(name);
+    }
+    for (const replica of stopped) {
+      const since = this.#stoppedSince.get(replica.name);
+      if (since === undefined) {
+        this.#stoppedSince.set(replica.name, now);
+        continue;
+      }
+      if (now - since < STOPPED_RETRY_MS || this.#closed) continue;
+      this.#stoppedSince.delete(replica.name);
+      this.logger.log("info", "Restarting a replica stopped by a storage error", {
+        group: replica.name,
+      });
+      this.#reopen(replica, () => Promise.resolve(undefined)).catch((error) =>
+        this.logger.log("error", "Cannot restart a stopped replica", {
+          group: replica.name,
+          reason: describeError(error),
+        })
+      );
+    }
   }
 
   /** Stops `replica`, lets `prepare` change its files, and opens a new replica on its log. */
