@@ -84,8 +84,9 @@ export function clusterStatus(node: ClusterNode, offsets?: OffsetsSummary): Clus
     const quorum = Math.floor(replica.voters.length / 2) + 1;
     let reason: string | undefined;
     const stuck = replica.stopped ? undefined : node.stuckReason(replica.name);
-    if (replica.stopped) reason = "replica stopped after a storage error; it starts again from its files within 2 s";
-    else if (stuck) reason = stuck;
+    if (replica.stopped) {
+      reason = "replica stopped after a storage error; it starts again from its files within 2 s";
+    } else if (stuck) reason = stuck;
     else if (status.repair?.base !== undefined) {
       reason = `replica in repair mode: force-recover made node ${status.repair.base} the base`;
     } else if (status.repair) reason = "replica in repair mode: catching up from the leader";
