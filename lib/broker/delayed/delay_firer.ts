@@ -41,6 +41,12 @@ export const FIRING_BYTES_MAX = 4 * 1024 * 1024;
  * for a batch planned before it arrived, so be up to this late.
  */
 export const LOOKAHEAD_MS = 100;
+/**
+ * The timer wakes when the next message is this far from its time, so that each wake takes
+ * LOOKAHEAD_MS - WAKE_AHEAD_MS of messages at once (one firing record each, not one a message)
+ * and each firing still has WAKE_AHEAD_MS to be synced before its first message is due.
+ */
+const WAKE_AHEAD_MS = 50;
 /** The timer is re-armed at least this often (a wall clock that jumps is noticed). */
 const TIMER_MAX_MS = 1000;
 /** After a failed delivery, the partition is tried again after this long. */
@@ -112,8 +118,8 @@ export class DelayFirer {
 
   /** A message record was applied: deliver sooner if it is due before the timer. */
   wake(deliverAtMs: number): void {
-    if (this.#closed || deliverAtMs - LOOKAHEAD_MS >= this.#timerAt) return;
-    this.#arm(deliverAtMs - LOOKAHEAD_MS);
+    if (this.#closed || deliverAtMs - WAKE_AHEAD_MS >= this.#timerAt) return;
+    this.#arm(deliverAtMs - WAKE_AHEAD_MS);
   }
 
   /**
@@ -159,7 +165,7 @@ export class DelayFirer {
       }
       this.completeUnfinished();
     }
-    const next = (index.nextDueMs() ?? Infinity) - LOOKAHEAD_MS;
+    const next = (index.nextDueMs() ?? Infinity) - WAKE_AHEAD_MS;
     this.#arm(Math.min(Math.max(next, this.#retryAt), now + TIMER_MAX_MS));
   }
 
