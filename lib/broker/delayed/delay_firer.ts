@@ -22,8 +22,13 @@
 import type { Clock } from "../../clock.ts";
 import { describeError } from "../../errors.ts";
 import type { Logger } from "../../log.ts";
-import { joinAttribute, RECORD_HEADER_BYTES, splitAttribute } from "../../protocol/record.ts";
-import { FLAG_HAS_ATTRIBUTE, writeRecord } from "../../protocol/record.ts";
+import {
+  FLAG_HAS_ATTRIBUTE,
+  joinAttribute,
+  RECORD_HEADER_BYTES,
+  splitAttribute,
+  writeRecord,
+} from "../../protocol/record.ts";
 import { scheduledAttribute } from "../../protocol/delayed.ts";
 import type { StateLog } from "../../store/state_log.ts";
 import type { CancelTimer, Timers } from "../../timers.ts";

@@ -1,8 +1,9 @@
 /**
  * @module What `__delay-0` says is pending, applied from its records in order on every node (a
  * StateMachine): the messages waiting for their time (DelayIndex, no payloads), the firings on
- * their way to a partition, and the cron schedules. The writer (delay_coordinator.ts) acts on it;
- * a node that becomes the writer after a failover finds the same state here.
+ * their way to a partition, and the cron schedules. The writer acts on it (DelayFirer delivers,
+ * CronPlanner plans occurrences, delay_mover.ts moves old records forward); a node that becomes
+ * the writer after a failover finds the same state here.
  *
  * | last record about a message     | a new writer                                           |
  * |---------------------------------|--------------------------------------------------------|
