@@ -29,7 +29,8 @@ TOPIC, once, carrying 'metaq-scheduled:<time>/<id>/<name>' in its attribute. EXP
 cron expression in the broker's local time: second minute hour day-of-month month day-of-week
 [year], with '?' for one of the two day fields. A schedule added paused publishes nothing until
 resumed; a resumed schedule does not publish what it missed while paused; after a broker was
-down, only the latest missed occurrence is published, once.
+down, what it missed by up to a minute is published late, each once, and of older occurrences
+only the latest.
 
 Options of add:
   --cron EXPR               when to publish (such as '0 0 9 * * ?': every day at 09:00)

@@ -10,10 +10,10 @@
  * survives the message record being compacted away once delivered. A writer that dies between
  * the two records leaves `lastAt` in the message record: still planned once.
  *
- * Occurrences missed while no node could plan (the broker was down, the schedule paused) are
- * not made up one by one: the latest missed one is published once, late, and planning goes on
- * from it (Quartz's "fire once now" misfire rule). Resuming a paused schedule starts from the
- * moment of the resume, so nothing missed while paused is published.
+ * Occurrences missed while no node could plan (the broker was down, a failover) are published
+ * late, each once, when missed by up to a minute (Quartz's misfire threshold); of those missed
+ * by longer only the latest is published (Quartz's "fire once now"). Resuming a paused schedule
+ * starts from the moment of the resume, so nothing missed while paused is published.
  */
 import type { Clock } from "../../clock.ts";
 import { type CronSchedule, nextFireMs, parseCron } from "../../config/cron.ts";
@@ -30,6 +30,8 @@ import type { DelayState, ScheduleState } from "./delay_state.ts";
 export const PLAN_AHEAD_MS = 1000;
 /** How often schedules are looked at. */
 const PLAN_EVERY_MS = 250;
+/** Occurrences missed by longer than this are not all published (Quartz's misfire threshold). */
+export const MISFIRE_THRESHOLD_MS = 60_000;
 /** Missed occurrences stepped over at most, looking for the latest one (then it gives up). */
 const MISSED_STEPS_MAX = 100_000;
 
@@ -135,8 +137,9 @@ export class CronPlanner {
 }
 
 /**
- * The next occurrence to publish: the first after `lastAt` (or after the schedule was made),
- * or, when that one and later ones were missed, the latest one at or before `nowMs`.
+ * The next occurrence to publish: the first after `lastAt` (or after the schedule was made).
+ * Occurrences missed by up to MISFIRE_THRESHOLD_MS are each published, late; of those missed
+ * by more, only the latest is.
  */
 export function nextOccurrence(
   cron: CronSchedule,
@@ -144,10 +147,11 @@ export function nextOccurrence(
   nowMs: number,
 ): number | undefined {
   let at = nextFireMs(cron, Math.max(schedule.lastAtMs, schedule.createdAtMs - 1));
-  if (at === undefined || at > nowMs) return at;
+  const oldest = nowMs - MISFIRE_THRESHOLD_MS;
+  if (at === undefined || at > oldest) return at;
   for (let step = 0; step < MISSED_STEPS_MAX; step++) {
     const later = nextFireMs(cron, at);
-    if (later === undefined || later > nowMs) break;
+    if (later === undefined || later > oldest) break;
     at = later;
   }
   return at;
