@@ -44,7 +44,7 @@ import type { PartitionLog } from "../store/partition_log.ts";
 import { splitPartitionKey } from "../store/message_store.ts";
 import type { Storage } from "../store/storage.ts";
 import type { RepairState } from "./messages.ts";
-import { readHardState, writeHardState } from "./state_files.ts";
+import { EPOCHS_FILE, readEpochs, readHardState, writeHardState } from "./state_files.ts";
 import { clearCleanStop, markCleanStop, type StartupState } from "./startup_state.ts";
 import type { Tracer } from "./trace.ts";
 
@@ -1022,7 +1022,8 @@ export class ClusterNode implements Logs {
         log = await store.repair(topic, partition);
       } else {
         log = await store.getOrCreate(topic, partition);
-        repair = this.#repairAfterStart(log);
+        repair = (await this.#repairUnreadableEpochs(log)) ??
+          (await this.#repairLostPrefix(log)) ?? this.#repairAfterStart(log);
         if (repair) await persistRepair(storage, log.options.dir, repair);
       }
       const replica = this.#createReplica(topic, partition, log, repair, seedVoters);
@@ -1263,6 +1264,59 @@ export class ClusterNode implements Logs {
     this.#opening.set(name, reopened);
     this.#replicas.delete(name);
     return await reopened;
+  }
+
+  /**
+   * The leader-epochs file fails its checksum (or does not parse): which term wrote which bytes,
+   * and the group's voters, are unknown. The copy must not refuse to open for good (its group
+   * would run on two copies, T12 subcase j), nor vote on a log whose terms it made up: the file
+   * is kept as `leader-epochs.damaged`, the log counts as written in epoch 0 (as with no file), and
+   * the copy repairs: it votes only once its leader has matched and refilled it.
+   */
+  async #repairUnreadableEpochs(log: PartitionLog): Promise<RepairState | undefined> {
+    const storage = this.#options.store.options.storage;
+    try {
+      readEpochs(storage, log.options.dir);
+      return undefined;
+    } catch (error) {
+      this.logger.log(
+        "warn",
+        "Replica's leader-epochs file is damaged: repairing from its leader",
+        {
+          group: log.name,
+          reason: describeError(error),
+        },
+      );
+    }
+    const repair = { formerEndOffset: log.writtenEnd };
+    await persistRepair(storage, log.options.dir, repair);
+    const file = `${log.options.dir}/${EPOCHS_FILE}`;
+    storage.rename(file, `${file}.damaged`);
+    await storage.syncDir(log.options.dir);
+    return repair;
+  }
+
+  /**
+   * Segments at the front of the log vanished without retention, which moves the leader-epochs
+   * base before it deletes anything: this copy lost its prefix. Left alone it would take part
+   * with a later log start, and as leader serve (and announce to its followers) that start as if
+   * retention had passed (T12 subcase l). Its files are kept as `.damaged` copies, the log
+   * starts again empty at the base, and the copy repairs from its leader.
+   */
+  async #repairLostPrefix(log: PartitionLog): Promise<RepairState | undefined> {
+    const storage = this.#options.store.options.storage;
+    const base = readEpochs(storage, log.options.dir)?.[0]?.startOffset;
+    if (base === undefined || base >= log.startOffset) return undefined;
+    this.logger.log("warn", "Replica lost the front of its log: refilling it from its leader", {
+      group: log.name,
+      expectedStart: base,
+      start: log.startOffset,
+    });
+    const repair = { formerEndOffset: log.writtenEnd };
+    await persistRepair(storage, log.options.dir, repair);
+    await log.keepDamagedCopies(log.startOffset);
+    await log.resetTo(base);
+    return repair;
   }
 
   /**
