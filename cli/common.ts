@@ -12,6 +12,7 @@ import type { TopicMetadata } from "../lib/broker/commands.ts";
 import { topicNameProblem } from "../lib/config/names.ts";
 import { BrokerError } from "../lib/errors.ts";
 import { groupNameProblem } from "../lib/protocol/names.ts";
+import { applyProfile } from "./profile.ts";
 
 export const CLI_VERSION = "0.1.0";
 
@@ -63,6 +64,9 @@ export function parseFlags<T extends Record<string, OptionSpec>>(
     });
   } catch (error) {
     throw new CliError(`Cannot run '${command}': ${flagProblem(error, known)} ${see}`);
+  }
+  if ("profile" in options && !(parsed.values as Record<string, unknown>).help) {
+    applyProfile(parsed.values as Record<string, unknown>);
   }
   if (parsed.positionals.length > positionalsMax) {
     throw new CliError(
@@ -217,24 +221,31 @@ export function integerFlag(
   return number;
 }
 
-export const DEFAULT_BROKER = "127.0.0.1:8123";
+export const DEFAULT_PORT = 8123;
+export const DEFAULT_BROKER = `127.0.0.1:${DEFAULT_PORT}`;
 
-/** `--broker h1:p1,h2:p2` into a list. */
+/** `--broker h1:p1,h2,[::1]:p3` into a list of host:port; a host alone gets port 8123. */
 export function brokerList(value: string | undefined): string[] {
   const list = (value ?? process.env.METAQ_BROKER ?? DEFAULT_BROKER).split(",").map((entry) =>
     entry.trim()
   ).filter(Boolean);
-  if (list.length === 0) throw new CliError("Cannot use --broker: give host:port[,host:port...]");
-  for (const entry of list) {
-    if (!/^[^:\s]+:\d{1,5}$/.test(entry)) {
-      throw new CliError(`Cannot use broker address '${entry}': expected host:port`);
-    }
+  if (list.length === 0) {
+    throw new CliError("Cannot use --broker: give host[:port][,host[:port]...]");
   }
-  return list;
+  return list.map((entry) => {
+    if (/^[^:\s\[\]]+$/.test(entry) || /^\[[0-9a-fA-F:.]+\]$/.test(entry)) {
+      return `${entry}:${DEFAULT_PORT}`;
+    }
+    if (!/^([^:\s\[\]]+|\[[0-9a-fA-F:.]+\]):\d{1,5}$/.test(entry)) {
+      throw new CliError(`Cannot use broker address '${entry}': expected host or host:port`);
+    }
+    return entry;
+  });
 }
 
 /** Flags every command that talks to a broker accepts (see docs/security.md). */
 export const SECURITY_FLAGS = {
+  profile: { type: "string" },
   user: { type: "string" },
   token: { type: "string" },
   "token-file": { type: "string" },
@@ -245,8 +256,12 @@ export const SECURITY_FLAGS = {
 
 /** The help text of `--broker` and SECURITY_FLAGS, in every client command's usage. */
 export const CONNECTION_USAGE =
-  `Connection (or $METAQ_BROKER, $METAQ_USER, $METAQ_TOKEN, METAQ_TLS=1, $METAQ_CA):
-  --broker HOST:PORT[,...]  broker(s) to talk to, first reachable first (default 127.0.0.1:8123)
+  `Connection (or $METAQ_BROKER, $METAQ_USER, $METAQ_TOKEN, METAQ_TLS=1, $METAQ_CA, or a profile):
+  --broker HOST[:PORT][,...]  broker(s) to talk to, first reachable first (default
+                            127.0.0.1:8123; a host alone means port 8123)
+  --profile NAME            connection settings from [profile=NAME] of
+                            ~/.config/metaq/config.ini (or $METAQ_PROFILE; [profile=default]
+                            when none is named); flags and variables override it
   --user NAME               authenticate as this [user=NAME] of the broker's config
   --token TOKEN             its token (visible in 'ps': prefer METAQ_TOKEN or --token-file)
   --token-file FILE         read the token from the first line of FILE
@@ -255,6 +270,7 @@ export const CONNECTION_USAGE =
   --tls-insecure            accept any certificate (testing only)`;
 
 export interface SecurityValues {
+  readonly profile?: string;
   readonly user?: string;
   readonly token?: string;
   readonly "token-file"?: string;

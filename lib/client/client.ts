@@ -83,7 +83,8 @@ const decoder = new TextDecoder();
 
 export function parseAddress(address: string): { host: string; port: number } {
   const index = address.lastIndexOf(":");
-  const host = index > 0 ? address.slice(0, index) : "127.0.0.1";
+  // An IPv6 host is written in brackets ([::1]:8123); the socket wants it without.
+  const host = index > 0 ? address.slice(0, index).replace(/^\[(.*)\]$/, "$1") : "127.0.0.1";
   const port = Number(index >= 0 ? address.slice(index + 1) : address);
   if (!Number.isInteger(port) || port <= 0 || port > 65535) {
     throw new ConnectionError(`Cannot use broker address '${address}': expected host:port`);
