@@ -260,7 +260,8 @@ function deliveryTimeFlags(delay?: string, at?: string): DeliveryTime | undefine
 
 /** Where lines go: picks each one's partition, sends it, and dials again after a loss. */
 interface Route {
-  put(message: Message): Promise<unknown>;
+  /** Sends one message; `done` gets no error once it is acknowledged. */
+  put(message: Message, done: (error?: Error) => void): void;
   /** Dials again after a lost connection; throws while no broker can be reached. */
   reconnect(): Promise<void>;
   close(): Promise<void>;
@@ -297,14 +298,13 @@ async function brokerRoute(
     const selector = keyHashSelector();
     let next = 0;
     return {
-      put: (message) => {
+      put: (message, done) => {
         const target = partition ??
           (key !== undefined
             ? selector({ topic, partitions: meta.partitions, key })
             : next++ % meta.partitions);
-        return when
-          ? client.putDelayed(topic, target, message, when)
-          : client.put(topic, target, message);
+        if (when) client.putDelayed(topic, target, message, when).then(() => done(), done);
+        else client.putWith(topic, target, message, done); // no promise per message
       },
       reconnect: async () => void await client.connection(),
       close: () => Promise.resolve(client.close()),
@@ -354,7 +354,7 @@ async function zkRoute(
       );
     }
     return {
-      put: (message) => producer.put(topic, message, { name, key }),
+      put: (message, done) => producer.put(topic, message, { name, key }).then(() => done(), done),
       reconnect: () => producer.reach(topic),
       close,
     };
@@ -551,8 +551,8 @@ class ProduceRun {
   #put(line: Line): void {
     this.#inFlight += 1;
     this.#pending.add(line.number);
-    this.#options.route.put({ payload: line.payload, attribute: this.#options.attribute }).then(
-      () => this.#settled(line, undefined),
+    this.#options.route.put(
+      { payload: line.payload, attribute: this.#options.attribute },
       (error) => this.#settled(line, error),
     );
   }

@@ -159,25 +159,40 @@ export class MetaqClient {
     connection: BrokerConnection,
     put: { topic: string; partition: number; message: Message; txKey?: string },
   ): Promise<PutResult> {
-    const { message } = put;
-    const body = message.attribute === undefined
-      ? message.payload
-      : joinAttribute(message.attribute, message.payload);
-    const flag = (message.flag ?? 0) | (message.attribute === undefined ? 0 : FLAG_HAS_ATTRIBUTE);
-    const opaque = connection.nextOpaque();
-    const bytes = encodePut({
-      topic: put.topic,
-      partition: put.partition,
-      flag,
-      checksum: metaqChecksum(body),
-      txKey: put.txKey,
-      opaque,
-      body,
-    });
+    const { bytes, opaque } = encodePutOn(connection, put);
     return connection.request(bytes, opaque).then((reply) => {
       if (reply.kind === "result" && reply.code === 503) this.#leaders.delete(put.topic); // leadership moved
       return parsePutReply(reply);
     });
+  }
+
+  /**
+   * `put` with a callback instead of a promise, and the acknowledgement's text (id, offset)
+   * left unparsed: what a pipeline of thousands of puts needs (`metaq produce`). `done` gets
+   * no error when the broker stored the message, else the error `put` would reject with.
+   */
+  putWith(
+    topic: string,
+    partition: number,
+    message: Message,
+    done: (error?: Error) => void,
+  ): void {
+    const connection = this.#readyConnectionFor(topic, partition);
+    if (!connection) {
+      this.put(topic, partition, message).then(() => done(), done);
+      return;
+    }
+    const { bytes, opaque } = encodePutOn(connection, { topic, partition, message });
+    connection.requestWith(bytes, opaque, (reply) => {
+      if (reply.kind === "result" && reply.code === 200) return done();
+      if (reply.kind === "result" && reply.code === 503) this.#leaders.delete(topic);
+      try {
+        parsePutReply(reply);
+        done();
+      } catch (error) {
+        done(error as Error);
+      }
+    }, done);
   }
 
   /** The connection #connectionFor would pick, when it is known and open now. */
@@ -444,6 +459,29 @@ export class MetaqClient {
       this.#beating = false;
     }
   }
+}
+
+/** A put's bytes with a fresh opaque of `connection`. */
+function encodePutOn(
+  connection: BrokerConnection,
+  put: { topic: string; partition: number; message: Message; txKey?: string },
+): { bytes: Uint8Array; opaque: number } {
+  const { message } = put;
+  const body = message.attribute === undefined
+    ? message.payload
+    : joinAttribute(message.attribute, message.payload);
+  const flag = (message.flag ?? 0) | (message.attribute === undefined ? 0 : FLAG_HAS_ATTRIBUTE);
+  const opaque = connection.nextOpaque();
+  const bytes = encodePut({
+    topic: put.topic,
+    partition: put.partition,
+    flag,
+    checksum: metaqChecksum(body),
+    txKey: put.txKey,
+    opaque,
+    body,
+  });
+  return { bytes, opaque };
 }
 
 function parsePutReply(reply: Reply): PutResult {

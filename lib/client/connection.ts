@@ -146,10 +146,25 @@ export class BrokerConnection {
   /** Sends `bytes` (a request carrying `opaque`) and resolves with the matching reply. */
   request(bytes: Uint8Array, opaque: number, timeoutMs = this.#requestTimeoutMs): Promise<Reply> {
     if (this.#closed) return Promise.reject(unsentError(this.#closed));
-    return new Promise<Reply>((resolve, reject) => {
-      this.#pending.set(opaque, { resolve, reject, deadlineMs: performance.now() + timeoutMs });
-      this.send(bytes);
-    });
+    return new Promise<Reply>((resolve, reject) =>
+      this.requestWith(bytes, opaque, resolve, reject, timeoutMs)
+    );
+  }
+
+  /**
+   * `request` with callbacks instead of a promise: for pipelines of many thousands of requests
+   * (metaq produce), where a promise and its reactions per request cost more than the request.
+   */
+  requestWith(
+    bytes: Uint8Array,
+    opaque: number,
+    resolve: (reply: Reply) => void,
+    reject: (error: Error) => void,
+    timeoutMs = this.#requestTimeoutMs,
+  ): void {
+    if (this.#closed) return reject(unsentError(this.#closed) as Error);
+    this.#pending.set(opaque, { resolve, reject, deadlineMs: performance.now() + timeoutMs });
+    this.send(bytes);
   }
 
   /** Sends bytes that expect no reply (one-way commands). */
