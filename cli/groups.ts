@@ -35,6 +35,7 @@ const USAGE = `Usage: metaq groups [GROUP] [--format text|json] [connection opti
        metaq groups reset GROUP TOPIC --to earliest|latest|OFFSET|-N | --to-time TIME
                                       [--partition N] [--force] [--create] [--dry-run]
                                       [--format text|json]
+       metaq groups delete GROUP [--format text|json]
 
 Lists consumer groups: members with the partitions they own, and for each partition the
 committed offset, the log end and the lag: bytes between them, and messages (counted, or
@@ -48,6 +49,9 @@ after a time (--to-time; the time is in every message id). --dry-run prints wher
 partition would go, and from where, without changing anything. It is refused while the group has members, unless --force: then the members restart
 those partitions from the new offsets. A group that does not exist yet is refused too (a typo
 would start a new group), unless --create.
+
+'delete' removes a group that has no members: its committed offsets and its name. A group with
+members is refused (stop them first); so is one that does not exist.
 
 Options:
   --format text|json        output format (default text)
@@ -67,7 +71,8 @@ Examples:
   metaq groups reset billing orders --to earliest
   metaq groups reset billing orders --to 4096 --partition 2 --force
   metaq groups reset billing orders --to-time 2026-12-06T10:00:00Z --dry-run
-  metaq groups reset billing orders --to -100`;
+  metaq groups reset billing orders --to -100
+  metaq groups delete old-billing`;
 
 const FLAGS = {
   broker: { type: "string" },
@@ -83,7 +88,7 @@ const FLAGS = {
 
 export const groups: CommandSpec = {
   name: "groups",
-  summary: "list consumer groups; reset their offsets",
+  summary: "list consumer groups; reset their offsets; delete them",
   usage: USAGE,
   async run(args) {
     const { values, positionals } = parseFlags("groups", args, FLAGS, 3);
@@ -100,6 +105,9 @@ export const groups: CommandSpec = {
     try {
       if (positionals[0] === "reset") {
         return await reset(client, positionals, { ...values, format });
+      }
+      if (positionals[0] === "delete") {
+        return await deleteGroup(client, positionals, format);
       }
       if (positionals.length > 1) {
         throw new CliError(`Cannot run 'groups': unexpected argument '${positionals[1]}'`);
@@ -119,7 +127,11 @@ export const groups: CommandSpec = {
       if (error instanceof CliError) throw error;
       // The broker's refusals already say what could not be done; others need the context.
       if (error instanceof BrokerError) throw new CliError(error.message, 1);
-      const action = positionals[0] === "reset" ? "reset offsets" : "list groups";
+      const action = positionals[0] === "reset"
+        ? "reset offsets"
+        : positionals[0] === "delete"
+        ? "delete the group"
+        : "list groups";
       throw new CliError(`Cannot ${action}: ${describeError(error)}`, 1);
     } finally {
       client.close();
@@ -272,6 +284,27 @@ async function reset(
       `${entry.group} ${entry.topic}-${entry.partition} -> ${entry.offset}${
         timeMs ? ` (message of ${new Date(timeMs).toISOString()})` : ""
       }`,
+    );
+  }
+  return 0;
+}
+
+async function deleteGroup(
+  client: MetaqClient,
+  positionals: string[],
+  format: "text" | "json",
+): Promise<number> {
+  const [, groupText, extra] = positionals;
+  if (!groupText) throw new CliError("Cannot delete: give GROUP (see 'metaq groups --help')");
+  if (extra !== undefined) throw new CliError(`Cannot delete: unexpected argument '${extra}'`);
+  const group = groupArgument(groupText);
+  const offsets = await new GroupClient(client).delete(group);
+  if (format === "json") console.log(JSON.stringify({ group, deleted: true, offsets }));
+  else {
+    console.log(
+      `Deleted group ${group} (${offsets.length} committed offset${
+        offsets.length === 1 ? "" : "s"
+      } removed)`,
     );
   }
   return 0;

@@ -99,6 +99,11 @@ export class GroupClient {
     return JSON.parse(await this.client.extension("describe", [group ?? "*"])).groups;
   }
 
+  /** Deletes a group without members; resolves with the committed offsets it had. */
+  async delete(group: string): Promise<OffsetEntry[]> {
+    return JSON.parse(await this.client.extension("forget", [group])).offsets;
+  }
+
   async reset(
     request: {
       group: string;

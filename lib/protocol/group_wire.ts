@@ -94,6 +94,8 @@ export interface OffsetStore {
   commit(entries: readonly OffsetEntry[]): Promise<void>;
   /** Overwrites `entries` durably, backwards too (an operator's explicit reset). */
   reset(entries: readonly OffsetEntry[]): Promise<void>;
+  /** Removes these offsets durably (a deleted group); stores that cannot, leave it out. */
+  remove?(keys: readonly OffsetKey[]): Promise<void>;
   close(): Promise<void>;
 }
 

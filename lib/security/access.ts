@@ -17,7 +17,7 @@
  * | join (its topics), commit and committed (topic)  | consume on those topics             |
  * | heartbeat, assignment, leave, describe           | consume on some topic               |
  * | stats, version                                   | any user                            |
- * | stats reset, stats config, sync, adjust,         | admin                               |
+ * | stats reset, stats config, sync, adjust, forget, | admin                               |
  * | heuristic, cluster, any other extension verb     |                                     |
  *
  * An admin may do everything. Authentication is off when there are no users.
@@ -163,6 +163,8 @@ function extensionRequirement(verb: string, args: readonly string[]): Requiremen
       return { kind: "consume" };
     case "adjust":
       return { kind: "admin", what: "reset group offsets" };
+    case "forget":
+      return { kind: "admin", what: "delete consumer groups" };
     case "heuristic":
       return { kind: "admin", what: "complete transactions heuristically" };
     case "cluster":

@@ -4,10 +4,11 @@
  * bytes.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { startClusterProcesses } from "../support/cluster_process.ts";
-import { BrokerProcess, runMetaq } from "../support/harness.ts";
+import { BrokerProcess, METAQ_BINARY, runMetaq } from "../support/harness.ts";
 import { type TempDir, tempDir } from "../support/temp_dir.ts";
 import { waitFor } from "../support/wait.ts";
 
@@ -132,6 +133,21 @@ describe("topics describe", () => {
       expect(description.partitions.reduce((sum, p) => sum + p.messages, 0)).toBe(4);
       const text = await runMetaq(["topics", "describe", "orders", "--broker", brokers]);
       expect(text.stdout).toMatch(/LEADER\s+REPLICAS/);
+      // A group deleted through one node is gone on every node (its offsets live in __meta-0).
+      const reset = ["groups", "reset", "gone", "orders", "--to", "earliest", "--create"];
+      expect((await runMetaq([...reset, "--broker", nodes[0].address])).code).toBe(0);
+      const deleted = await runMetaq(["groups", "delete", "gone", "--broker", nodes[1].address]);
+      expect([deleted.code, deleted.stdout]).toEqual([
+        0,
+        "Deleted group gone (2 committed offsets removed)\n",
+      ]);
+      for (const node of nodes) {
+        await waitFor("the deletion on every node", async () => {
+          const listed = await runMetaq(["groups", "--format", "json", "--broker", node.address]);
+          return listed.code === 0 &&
+            !JSON.parse(listed.stdout).some((g: { group: string }) => g.group === "gone");
+        }, { timeoutMs: 30_000, everyMs: 200 });
+      }
     } finally {
       await Promise.all(nodes.map((node) => node.kill("SIGKILL")));
     }
@@ -165,5 +181,64 @@ describe("group lag", () => {
     const text = await runMetaq(["groups", "billing", ...address]);
     expect(text.stdout).toMatch(/LAG MESSAGES/);
     expect(text.stdout).toMatch(/^billing\s+orders\s+0\s+189\s+270\s+81 B\s+3\s+-$/m);
+  });
+});
+
+describe("groups delete", () => {
+  test("deletes a group without members, durably; refuses one with members or none", async () => {
+    const kept = ["groups", "reset", "kept", "orders", "--to", "earliest", "--create"];
+    expect((await runMetaq([...kept, ...address])).code).toBe(0);
+    const created = await runMetaq([
+      "groups",
+      "reset",
+      "old",
+      "orders",
+      "--to",
+      "latest",
+      "--create",
+      ...address,
+    ]);
+    expect(created.code).toBe(0);
+    const missing = await runMetaq(["groups", "delete", "nope", ...address]);
+    expect([missing.code, missing.stderr.trim()]).toEqual([
+      1,
+      "metaq groups: Cannot delete group nope: no such consumer group",
+    ]);
+
+    // A member: refused while it runs.
+    const member = spawn(METAQ_BINARY, ["consume", "orders", "--group", "old", ...address], {
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    const exited = new Promise((resolve) => member.on("exit", resolve));
+    try {
+      await waitFor("the member to join", async () => {
+        const report = await runMetaq(["groups", "old", "--format", "json", ...address]);
+        return report.code === 0 && JSON.parse(report.stdout)[0].members.length === 1;
+      }, { timeoutMs: 30_000, everyMs: 100 });
+      const refused = await runMetaq(["groups", "delete", "old", ...address]);
+      expect(refused.code).toBe(1);
+      expect(refused.stderr.trim()).toBe(
+        "metaq groups: Cannot delete group old: it has 1 member(s); stop them first",
+      );
+    } finally {
+      member.kill("SIGINT"); // commits and leaves
+      await exited;
+    }
+    const deleted = await runMetaq(["groups", "delete", "old", "--format", "json", ...address]);
+    expect(deleted.code).toBe(0);
+    expect(JSON.parse(deleted.stdout)).toMatchObject({ group: "old", deleted: true });
+    expect(JSON.parse(deleted.stdout).offsets).toHaveLength(3);
+    const gone = await runMetaq(["groups", "old", ...address]);
+    expect(gone.code).toBe(1);
+
+    // Still gone after a crash and restart: the deletion is in the offsets log.
+    await broker.kill("SIGKILL");
+    await broker.restart();
+    address = ["--broker", broker.address];
+    const after = await runMetaq(["groups", "--format", "json", ...address]);
+    expect(after.code).toBe(0);
+    const names = JSON.parse(after.stdout).map((g: { group: string }) => g.group);
+    expect(names).not.toContain("old");
+    expect(names).toContain("kept"); // another group's offsets are intact
   });
 });

@@ -81,6 +81,8 @@ export interface CommitRequest {
 
 export type Effect =
   | { readonly kind: "persist"; readonly entries: readonly OffsetEntry[]; readonly reset: boolean }
+  /** A deleted group's offsets, to remove from the store. */
+  | { readonly kind: "forget"; readonly entries: readonly OffsetEntry[] }
   | {
     readonly kind: "rebalanced";
     readonly group: string;
@@ -329,6 +331,30 @@ export class GroupCoordinator {
       const ids = expired.map((member) => member.id);
       this.#remove(group, ids, `member(s) ${ids.join(", ")} missed their heartbeats`);
     }
+  }
+
+  /**
+   * Deletes a group that has no members: its committed offsets and what is known of it. An
+   * operator's command; a group with members is refused (stop them first), as is one that does
+   * not exist. Returns the offsets it had.
+   */
+  deleteGroup(name: string): OffsetEntry[] {
+    checkGroup(name);
+    const group = this.#groups.get(name);
+    if (group && group.members.size > 0) {
+      throw BrokerError.verbatim(
+        "membersActive",
+        `Cannot delete group ${name}: it has ${group.members.size} member(s); stop them first`,
+      );
+    }
+    const offsets = [...(this.#offsets.get(name)?.values() ?? [])].sort(compareEntries);
+    if (!group && offsets.length === 0) {
+      throw BrokerError.verbatim("notFound", `Cannot delete group ${name}: no such consumer group`);
+    }
+    this.#groups.delete(name);
+    this.#offsets.delete(name);
+    if (offsets.length > 0) this.#effects.push({ kind: "forget", entries: offsets });
+    return offsets;
   }
 
   /** Groups known from membership or offsets, sorted by name. */

@@ -13,6 +13,7 @@
  * committed <group> <topic> <partition> <opaque>                           -> "<offset>" (404: none)
  * describe <group|*> <opaque>                                              -> JSON
  * adjust <group> <topic> <partition|*> <earliest|latest|offset> <safe|force> <opaque> -> JSON
+ * forget <group> <opaque>              -> JSON {"group","offsets"} (deletes a group without members)
  * ```
  */
 import { BrokerError, describeError } from "../../errors.ts";
@@ -41,6 +42,7 @@ export const GROUP_VERBS = [
   "committed",
   "describe",
   "adjust",
+  "forget",
 ] as const;
 
 /**
@@ -119,6 +121,10 @@ export function groupCommands(
         force: mode === "force",
       }).then((entries) => JSON.stringify({ offsets: entries }));
     }],
+    forget: [
+      1,
+      ([group]) => service.deleteGroup(group).then((offsets) => JSON.stringify({ group, offsets })),
+    ],
   };
   const table: Record<string, CommandTable[`ext:${string}`]> = {};
   for (const [verb, [args, handler]] of Object.entries(handlers)) {

@@ -180,6 +180,13 @@ export class GroupService {
     return offsets;
   }
 
+  /** Deletes a group without members, and its committed offsets (durably, before answering). */
+  async deleteGroup(group: string): Promise<OffsetEntry[]> {
+    const removed = this.coordinator.deleteGroup(group);
+    await this.#apply();
+    return removed;
+  }
+
   /** Groups (one, or all when `group` is undefined) with members, offsets, log ends and lag. */
   describe(group?: string): GroupReport[] {
     if (group !== undefined) checkGroupName(group);
@@ -283,6 +290,10 @@ export class GroupService {
   async #run(effect: Effect): Promise<void> {
     const { store, logger } = this.options;
     switch (effect.kind) {
+      case "forget":
+        if (!store.remove) throw new BrokerError("notSupported", "this offset store cannot delete");
+        await store.remove(effect.entries);
+        return;
       case "persist":
         try {
           if (effect.reset) await store.reset(effect.entries);

@@ -8,6 +8,7 @@
  * ```json
  * {"op":"commit","entries":[{"group":"g","topic":"t","partition":0,"offset":1234}]}
  * {"op":"reset","entries":[...]}
+ * {"op":"remove","entries":[{"group","topic","partition"}...]}   a deleted group's offsets
  * {"op":"snapshot","base":40960,"entries":[...every committed offset...]}
  * ```
  */
@@ -25,6 +26,7 @@ import {
 
 export type OffsetsCommand =
   | { readonly op: "commit" | "reset"; readonly entries: readonly OffsetEntry[] }
+  | { readonly op: "remove"; readonly entries: readonly OffsetKey[] }
   | { readonly op: "snapshot"; readonly base: number; readonly entries: readonly OffsetEntry[] };
 
 /** What `cluster status` shows of a node's table, to compare nodes. */
@@ -57,6 +59,10 @@ export class OffsetsState implements StateMachine {
   apply(data: Uint8Array, offset: number, end: number): boolean {
     const command = JSON.parse(decoder.decode(data)) as OffsetsCommand;
     this.#applied = end;
+    if (command.op === "remove") {
+      for (const key of command.entries) this.#offsets.delete(offsetKeyText(key));
+      return false;
+    }
     if (command.op !== "snapshot") {
       this.#change(command.op, command.entries);
       return false;
@@ -127,6 +133,11 @@ export class LogOffsetStore implements OffsetStore {
   async reset(entries: readonly OffsetEntry[]): Promise<void> {
     checkEntries(entries);
     await this.#log.append(encode({ op: "reset", entries }));
+  }
+
+  async remove(keys: readonly OffsetKey[]): Promise<void> {
+    const entries = keys.map(({ group, topic, partition }) => ({ group, topic, partition }));
+    await this.#log.append(encode({ op: "remove", entries }));
   }
 
   close(): Promise<void> {

@@ -35,6 +35,13 @@ function history(seed: number, count: number): Built {
       lastSnapshot = index;
       continue;
     }
+    if (random.int(0, 8) === 0) {
+      // A deleted group's offsets (metaq groups delete).
+      const group = `g${random.int(0, 3)}`;
+      const keys = [0, 1, 2].map((partition) => ({ group, topic: "t", partition }));
+      commands.push({ op: "remove", entries: keys });
+      continue;
+    }
     const entries: OffsetEntry[] = [];
     for (let n = random.int(1, 3); n > 0; n--) {
       entries.push({
@@ -123,6 +130,25 @@ test("commits never go back, resets do, and the summary digest follows the table
   expect(state.summary()).toMatchObject({ entries: 1, applied: 300, snapshotBase: 0 });
   expect(state.apply(state.snapshot(300), 300, 400)).toBe(true);
   expect(state.summary()).toMatchObject({ entries: 1, applied: 400, snapshotBase: 300 });
+});
+
+test("a removed offset is gone, from snapshots too, and a later commit starts afresh", () => {
+  const state = new OffsetsState();
+  const key = { group: "g", topic: "t", partition: 0 };
+  const other = { group: "h", topic: "t", partition: 0 };
+  state.apply(
+    encode({ op: "commit", entries: [{ ...key, offset: 500 }, { ...other, offset: 9 }] }),
+    0,
+    100,
+  );
+  state.apply(encode({ op: "remove", entries: [key] }), 100, 200);
+  expect(state.get(key)).toBeUndefined();
+  expect(state.entries()).toEqual([{ ...other, offset: 9 }]);
+  const restored = new OffsetsState();
+  restored.apply(state.snapshot(200), 200, 300);
+  expect(restored.get(key)).toBeUndefined();
+  state.apply(encode({ op: "commit", entries: [{ ...key, offset: 100 }] }), 300, 400);
+  expect(state.get(key)).toBe(100); // not held back by the removed 500
 });
 
 test("a snapshot found anywhere but at its base changes nothing and allows no compaction", () => {
