@@ -221,8 +221,8 @@ test("trace lines with unknown events are reported, not silently used", () => {
     [
       JSON.stringify(role(1, 1, "meta", "leader", 1)),
       JSON.stringify({ t: 2, node: 1, group: "meta", event: "bogus" }),
-      '{"t":3,"node"',
-      JSON.stringify({ t: 4, node: 1, group: "chaos-0", event: "quiet", quiet: true }),
+      JSON.stringify({ t: 3, node: 1, group: "chaos-0", event: "quiet", quiet: true }),
+      '{"t":4,"node"',
     ].join("\n"),
   );
   expect(events.length).toBe(1);
