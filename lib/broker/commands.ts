@@ -134,6 +134,7 @@ export function brokerCommands(broker: Broker, options: BrokerCommandsOptions): 
     },
     [`ext:${FORWARDED_PUT_VERB}`]: {
       spec: { args: 8, bodyLengthArg: 7 },
+      nodesOnly: true,
       home(command: ExtensionCommand): Home {
         const put = parseForwardedPut(command);
         if (!put) return HERE;

@@ -47,6 +47,11 @@ export interface CommandEntry<C extends Command = Command> {
   readonly spec?: ExtensionSpec;
   /** Where the command must be served (default: here). */
   home?(command: C): Home;
+  /**
+   * Sent only by one node to another (`fput`, `commitagain`): a client's, wherever it arrives,
+   * is refused with 403 before it could be forwarded and taken for a node's.
+   */
+  readonly nodesOnly?: boolean;
   /** How it is forwarded (default: as it is, never sent twice). */
   forward?(command: C): ForwardPlan;
   handle(command: C, context: RequestContext, respond: Respond): void;

@@ -73,6 +73,13 @@ export class Edge implements Requests {
   dispatch(command: Command, context: RequestContext, respond: Respond): void {
     const cluster = this.#cluster;
     if (!cluster) return this.#router.handle(command, context, respond);
+    if (context.originNode === undefined && this.#router.nodesOnly(command)) {
+      // Forwarded, a client's would arrive at its target as if a node had sent it.
+      const verb = command.kind === "extension" ? command.verb : command.kind;
+      return respond(
+        errorReply(new BrokerError("forbidden", `${verb} is sent between cluster nodes only`)),
+      );
+    }
     const home = this.#router.home(command);
     switch (home.kind) {
       case "here":

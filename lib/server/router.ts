@@ -63,6 +63,11 @@ export class Router {
     return this.#entryOf(command)?.forward?.(command) ?? { command };
   }
 
+  /** Whether `command` is one only nodes send each other (CommandEntry.nodesOnly). */
+  nodesOnly(command: Command): boolean {
+    return this.#entryOf(command)?.nodesOnly === true;
+  }
+
   /** Serves `command` on this node; `respond` may be called now, later, or (END) never. */
   handle(command: Command, context: RequestContext, respond: Respond): void {
     if (command.kind === "quit" || command.kind === "result" || command.kind === "value") {

@@ -188,6 +188,14 @@ for (const [index, target] of TARGETS.entries()) {
       expect(await messagesThrough(socket, topic, 0)).toEqual([]);
     });
 
+    test("a client may not send the nodes' internal commitagain (a COMMIT sent again)", async () => {
+      using socket = await RawSocket.connect(target.node().port);
+      const xid = `XID:1:0a${slug.replace(/[^0-9a-f]/g, "")}:01:ca`;
+      const reply = await ask(socket, `commitagain ${xid} s COMMIT_TWO_PHASE 2 1\r\n`);
+      expect(reply.header).toStartWith("result 403 ");
+      expect(reply.text).toContain("between cluster nodes only");
+    });
+
     test("a consumer group joins, is assigned, commits and describes through this node", async () => {
       using socket = await RawSocket.connect(target.node().port);
       const topic = `grp-${slug}`;

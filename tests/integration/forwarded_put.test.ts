@@ -81,5 +81,11 @@ test("a retried fput is appended once; a client cannot send one", async () => {
   const reply = await socket.readFrame(5_000);
   expect(reply.header).toMatch(/^result 403 /);
   expect(new TextDecoder().decode(reply.body)).toContain("sent between cluster nodes only");
+  // Nor through a follower, which would forward it to the leader as if it were its own.
+  using viaFollower = await RawSocket.connect(follower.port);
+  viaFollower.write(
+    `${FORWARDED_PUT_VERB} ${TOPIC} 0 0 -1 ${BigInt(String(id)) + 9n} 0 1 1 12\r\nz`,
+  );
+  expect((await viaFollower.readFrame(5_000)).header).toMatch(/^result 403 /);
   expect(await messagesThrough(socket, TOPIC, 0)).toEqual(["once", "late"]);
 }, 60_000);

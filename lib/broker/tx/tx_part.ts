@@ -99,6 +99,7 @@ export class TxPart {
       },
       [`ext:${COMMIT_AGAIN_VERB}`]: {
         spec: { args: 4 },
+        nodesOnly: true,
         home: () => coordinator,
         handle: (command: ExtensionCommand, context: RequestContext, respond: Respond) =>
           this.#commitAgain(command, context, respond),
