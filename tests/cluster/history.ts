@@ -204,7 +204,7 @@ const IGNORED_TRACE_EVENTS = new Set(["quiet"]);
 export function parseTrace(text: string): { events: TraceEvent[]; problems: string[] } {
   const events: TraceEvent[] = [];
   const problems: string[] = [];
-  for (const raw of parseJsonLines<Record<string, unknown>>(text)) {
+  for (const raw of traceLines(text)) {
     const ok = typeof raw.t === "number" && typeof raw.node === "number" &&
       typeof raw.group === "string" && TRACE_EVENTS.has(raw.event as string);
     if (ok) events.push(raw as unknown as TraceEvent);
@@ -212,4 +212,31 @@ export function parseTrace(text: string): { events: TraceEvent[]; problems: stri
     else problems.push(`unknown trace line ${JSON.stringify(raw).slice(0, 200)}`);
   }
   return { events, problems };
+}
+
+/**
+ * Trace lines as objects. A node SIGKILLed while writing one can leave its start without an end,
+ * and its next incarnation's first line then follows on the same line: the torn start is dropped
+ * and the whole event after it kept (seen in T19: `{"t":1796549961{"t":1796549964301,...}`); a
+ * torn line alone is dropped.
+ */
+function traceLines(text: string): Record<string, unknown>[] {
+  const out: Record<string, unknown>[] = [];
+  const lines = text.split("\n");
+  lines.forEach((line) => {
+    if (line.trim() === "") return;
+    try {
+      out.push(JSON.parse(line));
+    } catch {
+      // Torn by a kill: what follows its start, if whole, is the next incarnation's first line.
+      const restart = line.lastIndexOf('{"t":');
+      if (restart <= 0) return;
+      try {
+        out.push(JSON.parse(line.slice(restart)));
+      } catch {
+        // torn too (the file's last line, still being written)
+      }
+    }
+  });
+  return out;
 }

@@ -28,7 +28,8 @@ export function lostPuts(run: FinishedRun, topic: string, kinds: readonly string
   for (const op of run.input.history) {
     if (op.op !== "produce" || op.kind !== "ok" || op.topic !== topic) continue;
     if (op.value === undefined || op.partition === undefined) continue;
-    if (finals.get(op.partition)?.has(op.value)) continue;
+    const final = finals.get(op.partition);
+    if (!final || final.has(op.value)) continue; // undrained: the checker reports that (I1)
     const group = `${topic}-${op.partition}`;
     const next = faults.find((fault) =>
       fault.t >= op.t && (fault.groups === undefined || fault.groups.includes(group))

@@ -221,11 +221,13 @@ test("trace lines with unknown events are reported, not silently used", () => {
     [
       JSON.stringify(role(1, 1, "meta", "leader", 1)),
       JSON.stringify({ t: 2, node: 1, group: "meta", event: "bogus" }),
+      // Torn by a SIGKILL, then the next incarnation's first line on the same line.
+      `{"t":17965${JSON.stringify({ t: 5, node: 1, group: "chaos-0", event: "truncate", to: 0 })}`,
       JSON.stringify({ t: 3, node: 1, group: "chaos-0", event: "quiet", quiet: true }),
       '{"t":4,"node"',
     ].join("\n"),
   );
-  expect(events.length).toBe(1);
+  expect(events.map((event) => event.t)).toEqual([1, 5]);
   expect(problems.length).toBe(1); // `quiet` is known and not needed: neither used nor reported
 });
 
