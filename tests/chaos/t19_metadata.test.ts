@@ -95,19 +95,21 @@ async function operate(
       `cluster ${args.join(" ")} via ${via}: exit ${outcome.code} in ${outcome.ms} ms: ${line}`,
     );
     if (outcome.code === 0) return true;
+    // An earlier attempt whose answer was lost (503 'stopped leading ... retry') took effect.
+    if (attempt > 1 && /is a member already|is leaving already/.test(line)) return true;
     await ctx.sleep(1_000);
   }
   return false;
 }
 
-/** Waits (bounded) until every running node reports `members` and no moving group. */
+/** Waits (bounded) until every running member reports `members` and no moving group. */
 async function settled(ctx: NemesisContext, members: number[], boundMs: number): Promise<string> {
   const deadline = Date.now() + boundMs;
   let why = "";
   while (Date.now() < deadline) {
-    const reports = await Promise.all(
-      ctx.cluster.running().map((id) => statusReport(ctx.cluster, id)),
-    );
+    // A removed member keeps its last view until it is stopped: the members are asked.
+    const asked = ctx.cluster.running().filter((id) => members.includes(id));
+    const reports = await Promise.all(asked.map((id) => statusReport(ctx.cluster, id)));
     why = "";
     for (const report of reports) {
       if (!report) {
