@@ -4,7 +4,8 @@
  * recorded in `__delay-0` (METAQ_TEST_DELAY_CRASH_AFTER_FIRINGS, a test-only hook), alone, then
  * with a power cut on top (tests/cluster/power_loss.ts), and as the leader of `__delay-0` on a
  * 3-node cluster. Every acknowledged message must reach its partition exactly once, with its
- * id, never before its time, in delivery-time order.
+ * id, never before its time, in delivery-time order; on the cluster a cron schedule publishing
+ * every second must publish each second once through the failovers.
  */
 import { afterEach, expect, test } from "bun:test";
 import * as fs from "node:fs";
@@ -68,11 +69,20 @@ async function sendAll(socket: RawSocket, startMs: number, spanMs: number): Prom
 }
 
 /** Every delivered message of a partition, read with `get` from its start. */
-async function deliveredIn(socket: RawSocket, partition: number): Promise<Delivered[]> {
+function deliveredIn(socket: RawSocket, partition: number): Promise<Delivered[]> {
+  return scheduledIn(socket, TOPIC, partition);
+}
+
+/** Every message of `topic`-`partition` with its scheduled time, read with `get`. */
+async function scheduledIn(
+  socket: RawSocket,
+  topic: string,
+  partition: number,
+): Promise<Delivered[]> {
   const found: Delivered[] = [];
   let offset = 0;
   for (let round = 0; round < 100; round++) {
-    socket.write(`get ${TOPIC} g ${partition} ${offset} 1048576 7\r\n`);
+    socket.write(`get ${topic} g ${partition} ${offset} 1048576 7\r\n`);
     const reply = await socket.readFrame(10_000);
     const seenAtMs = Date.now();
     if (!reply.header.startsWith("value")) break;
@@ -187,7 +197,7 @@ test(
 );
 
 test(
-  "on a 3-node cluster the delivering leader's SIGKILL leaves every message delivered once",
+  "on a 3-node cluster the delivering leader's SIGKILL leaves every message delivered once, and a cron schedule's every second once",
   async () => {
     await using temp = tempDir("metaq-delayed-cluster-");
     process.env[CRASH_ENV] = "3";
@@ -210,6 +220,18 @@ test(
           return false;
         }
       }, { timeoutMs: 20_000, everyMs: 200 });
+      // A cron schedule publishing every second runs through the same failovers.
+      const spec = JSON.stringify({
+        cron: "* * * * * ?",
+        topic: "ticks",
+        partition: 0,
+        payload: "",
+      });
+      {
+        using socket = await connect(cluster, 1);
+        socket.write(`cron add tick ${spec.length} 1\r\n${spec}`);
+        expect((await socket.readFrame(10_000)).header).toStartWith("result 200 ");
+      }
       const sent = await sendAll(await connect(cluster, 1), Date.now() + 2500, 3000);
       // Whichever node writes __delay-0 delivers, and kills itself after its third batch; so does
       // the next writer while it has the hook. A node that died is started again without it, only
@@ -234,6 +256,13 @@ test(
       expect(cluster.exits.every((exit) => exit.signal === "SIGKILL")).toBe(true);
       // Every node serves the same partitions once it has caught up.
       for (const node of cluster.nodes) await expectAllDeliveredOnce(cluster, node.id, sent);
+      // Every second once, none skipped: what the failovers delayed was published late, once.
+      using socket = await connect(cluster, 1);
+      const ticks = (await scheduledIn(socket, "ticks", 0)).map((m) => m.scheduledAtMs);
+      expect(ticks.length).toBeGreaterThanOrEqual(3);
+      console.log(`ticks: ${ticks.length}, writers that died: ${cluster.exits.length}`);
+      const gaps = ticks.slice(1).map((at, i) => at - ticks[i]);
+      expect(gaps.every((gap) => gap === 1000), JSON.stringify(ticks)).toBe(true);
     });
   },
   90_000,
