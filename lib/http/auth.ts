@@ -19,7 +19,8 @@
  * | GET /v1/topics/T/partitions/..., /v1/topics/T/stream,        | consume on T            |
  * |   MetaQ's /get and /offset                                   |                         |
  * | GET /v1/groups...                                            | consume on some topic   |
- * | POST /v1/groups/G/reset, /v1/stats/text/reset and /config    | admin                   |
+ * | POST /v1/groups/G/reset, DELETE /v1/groups/G,                | admin                   |
+ * | /v1/stats/text/reset and /config                             |                         |
  */
 import type { MiddlewareHandler } from "hono";
 import type { Broker } from "../broker/broker.ts";
@@ -85,6 +86,7 @@ export function httpRequirement(method: string, url: URL): Requirement {
   }
   if (parts[0] === "groups") {
     if (method === "POST") return { kind: "admin", what: "reset group offsets" };
+    if (method === "DELETE") return { kind: "admin", what: "delete consumer groups" };
     return { kind: "consume" };
   }
   if (parts[0] === "stats" && parts[1] === "text") {

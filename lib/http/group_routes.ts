@@ -54,6 +54,14 @@ export function registerGroupRoutes(app: Hono, context: AdminContext): void {
     return jsonResponse(200, { group, reset: targets });
   });
 
+  app.delete("/v1/groups/:group", async (c) => {
+    const groups = requireGroups(context.groups);
+    const group = groupParam(c.req.param("group"));
+    if (!groups.delete) throw new BrokerError("notSupported", "this broker cannot delete groups");
+    await groups.delete(group);
+    return jsonResponse(200, { group, deleted: true });
+  });
+
   app.get("/v1/cluster", async () => {
     return jsonResponse(200, await requireCluster(context.cluster).status());
   });

@@ -1,6 +1,6 @@
 /**
  * @module The HTTP API's view of consumer groups (views.ts GroupsView), asked through the edge
- * with the same `describe` and `adjust` commands a client sends: they reach the node that
+ * with the same `describe`, `adjust` and `forget` commands a client sends: they reach the node that
  * coordinates groups wherever it is, so every node answers alike (and a reset goes through the
  * same checks as `metaq groups reset`: refused while members are active).
  */
@@ -39,6 +39,9 @@ export function groupsOverWire(requests: Requests): GroupsView {
         String(request.offset),
         "safe",
       ]);
+    },
+    async delete(group) {
+      await send("forget", [group]);
     },
   };
 }

@@ -48,6 +48,11 @@ export interface GroupsView {
   describeAll?(): readonly GroupDescription[] | Promise<readonly GroupDescription[]>;
   /** Moves the group's committed offset; throws a BrokerError (e.g. `conflict`) to refuse. */
   reset(request: GroupOffsetReset): void | Promise<void>;
+  /**
+   * Deletes a group without members and its committed offsets; throws a BrokerError to refuse
+   * (`membersActive`, `notFound`). Providers that cannot, leave it out.
+   */
+  delete?(group: string): Promise<void>;
 }
 
 export interface ClusterNode {

@@ -27,6 +27,7 @@ beforeAll(async () => {
   broker = await BrokerProcess.start({
     dataDir: path.join(temp.path, "data"),
     args: ["--config", path.join(temp.path, "server.ini")],
+    http: true,
   });
   address = ["--broker", broker.address];
   const lines = Array.from({ length: 10 }, (_, i) => `order-${i}`).join("\n");
@@ -230,6 +231,15 @@ describe("groups delete", () => {
     expect(JSON.parse(deleted.stdout).offsets).toHaveLength(3);
     const gone = await runMetaq(["groups", "old", ...address]);
     expect(gone.code).toBe(1);
+
+    // HTTP deletes the same way: 200, then 404 for a group that is no more.
+    const viaHttp = ["groups", "reset", "web", "orders", "--to", "earliest", "--create"];
+    expect((await runMetaq([...viaHttp, ...address])).code).toBe(0);
+    const first = await fetch(`${broker.httpBase}/v1/groups/web`, { method: "DELETE" });
+    expect([first.status, await first.json()]).toEqual([200, { group: "web", deleted: true }]);
+    const again = await fetch(`${broker.httpBase}/v1/groups/web`, { method: "DELETE" });
+    expect(again.status).toBe(404);
+    expect((await runMetaq(["groups", "web", ...address])).code).toBe(1);
 
     // Still gone after a crash and restart: the deletion is in the offsets log.
     await broker.kill("SIGKILL");
