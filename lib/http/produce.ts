@@ -18,6 +18,7 @@ import type { TopicSettings } from "../config/config.ts";
 import { crc32 } from "../crc32.ts";
 import { BrokerError } from "../errors.ts";
 import { HTTP_BATCH_MESSAGES_MAX, HTTP_BODY_BYTES_MAX } from "../limits.ts";
+import { encodeMessageMeta } from "../protocol/message_meta.ts";
 import { FLAG_HAS_ATTRIBUTE, joinAttribute } from "../protocol/record.ts";
 import {
   DELAY_VERB,
@@ -61,6 +62,7 @@ const MESSAGE_FIELDS = [
   "encoding",
   "partition",
   "key",
+  "headers",
   "attribute",
   "flag",
   "delayMs",
@@ -147,7 +149,13 @@ function outgoing(
     }
   }
   const payload = payloadBytes(input, where);
-  const attribute = optionalString(input.attribute, `${where} attribute`);
+  // A key (which also routes) and headers are stored in the attribute, as `metaq produce`
+  // stores them (message_meta.ts), so readers get them back as `key` and `headers`.
+  const attribute = encodeMessageMeta({
+    attribute: optionalString(input.attribute, `${where} attribute`),
+    key: optionalString(input.key, `${where} key`),
+    headers: headersField(input.headers, where),
+  });
   let flag = input.flag === undefined ? 0 : int32Field(input.flag, `${where} flag`);
   if (attribute !== undefined) flag |= FLAG_HAS_ATTRIBUTE;
   else if (flag & FLAG_HAS_ATTRIBUTE) {
@@ -163,6 +171,22 @@ function outgoing(
   }
   const when = deliveryTime(input, where);
   return { partition: choosePartition(broker, settings, input, where), flag, data, when };
+}
+
+/** `headers`: `[{"key", "value"}...]`, the shape reads give them in. */
+function headersField(value: unknown, where: string): [string, string][] {
+  if (value === undefined) return [];
+  const problem = `${where} headers must be an array of {"key", "value"} strings`;
+  if (!Array.isArray(value)) throw new BrokerError("badRequest", problem);
+  return value.map((header) => {
+    if (
+      !isRecord(header) || typeof header.key !== "string" || header.key === "" ||
+      typeof header.value !== "string" || Object.keys(header).length !== 2
+    ) {
+      throw new BrokerError("badRequest", problem);
+    }
+    return [header.key, header.value];
+  });
 }
 
 /** `delayMs` or `deliverAt` of a message, or undefined for an ordinary put. */

@@ -405,3 +405,44 @@ describe("HTTP speaks the same", () => {
     }
   });
 });
+
+describe("HTTP keys and headers", () => {
+  test("a key and headers sent over HTTP are stored as metaq produce stores them", async () => {
+    const sent = await fetch(`${broker.httpBase}/v1/topics/events/messages`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        payload: "from http",
+        key: "customer-9",
+        headers: [{ key: "trace", value: "7" }],
+      }),
+    });
+    expect(sent.status).toBe(200);
+    const { results } = await sent.json();
+    const read = JSON.parse(
+      (await runMetaq([
+        "consume",
+        "events",
+        "--partition",
+        String(results[0].partition),
+        "--last",
+        "1",
+        "--format",
+        "json",
+        ...address,
+      ])).stdout,
+    );
+    expect(read).toMatchObject({
+      key: "customer-9",
+      headers: [{ key: "trace", value: "7" }],
+      attribute: null,
+      payload: "from http",
+    });
+    const bad = await fetch(`${broker.httpBase}/v1/topics/events/messages`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ payload: "x", headers: { trace: "7" } }),
+    });
+    expect(bad.status).toBe(400);
+  });
+});
