@@ -53,8 +53,14 @@ export type AckMode = "quorum" | "leader";
  * - `sendBeforeHardState`: a Ready's messages leave while its hard state is still being written.
  * - `applyAboveCommit`: readers see everything this copy stored, committed or not.
  * - `persistedBeforeSync`: appends are reported durable to the core before their fsync ends.
+ * - `removedNodeVotes`: a copy whose own log no longer names it a voter (removed, or a learner
+ *   not yet added) still grants votes and campaigns (the core's `removedVotes`).
  */
-export type DriverCanary = "sendBeforeHardState" | "applyAboveCommit" | "persistedBeforeSync";
+export type DriverCanary =
+  | "sendBeforeHardState"
+  | "applyAboveCommit"
+  | "persistedBeforeSync"
+  | "removedNodeVotes";
 
 export interface ReplicaOptions {
   /** `<topic>-<partition>`, or `__meta-0`. */
@@ -171,6 +177,7 @@ export class Replica {
       nonVoting: options.nonVoting,
       learners: learnersOf(options.target, options.nodeId),
       quiesce: options.quiesce,
+      canary: options.canary === "removedNodeVotes" ? "removedVotes" : undefined,
     });
     if (options.target) raft.setTargetVoters(options.target);
     const replica = new Replica(options, raft, epochs);
@@ -285,6 +292,16 @@ export class Replica {
 
   step(message: Message): void {
     if (this.#closed) return;
+    if (message.kind === "vote" && this.options.tracer.enabled) {
+      // Stepping a vote request changes no configuration: the answer is decided on this one.
+      this.options.tracer.record(this.name, {
+        event: "voteRequest",
+        from: message.from,
+        term: message.term,
+        pre: message.pre,
+        voters: this.raft.voters,
+      });
+    }
     try {
       this.raft.step(message);
     } catch (error) {
@@ -647,10 +664,17 @@ export class Replica {
         this.#term = event.term;
         this.#leaderId = event.leaderId;
         if (this.options.tracer.enabled) {
+          // A new leader's marker is in the same Ready: it names the leader's voters.
+          const marker = event.role === "leader"
+            ? ready.appends.find((item) => item.kind === "marker" && item.epoch === event.term)
+            : undefined;
           this.options.tracer.record(this.name, {
             event: "role",
             role: event.role,
             term: event.term,
+            ...(event.role === "leader"
+              ? { voters: marker?.kind === "marker" && marker.voters || this.raft.voters }
+              : {}),
           });
         }
         this.options.onRole?.(event.role, event.term, event.leaderId);
@@ -661,6 +685,13 @@ export class Replica {
         }
         this.options.onQuiet?.(event.quiet);
       } else if (event.kind === "configurationCommitted") {
+        if (this.options.tracer.enabled) {
+          this.options.tracer.record(this.name, {
+            event: "configuration",
+            epoch: event.epoch,
+            voters: event.voters,
+          });
+        }
         this.options.onConfiguration?.(event.voters, event.removed);
       } else if (event.kind === "repairEntered" || event.kind === "repairExited") {
         if (this.options.tracer.enabled) {

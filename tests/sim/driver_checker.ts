@@ -59,6 +59,13 @@ interface CopyView {
   checkedTo: number;
   /** Below this, what readers could read was checked against the chain. */
   readableChecked: number;
+  /** The voters of this copy's marker while it leads (its configuration for the term). */
+  voters?: readonly NodeId[];
+  /**
+   * S11: vote requests this copy handled, by `candidate:term:pre`: whether its own log named it
+   * a voter when any of them arrived (its answer is decided on that configuration).
+   */
+  readonly asked: Map<string, boolean>;
 }
 
 /** The committed records of one group, as leaders committed them. */
@@ -69,10 +76,12 @@ interface Chain {
   readonly byTerm: Map<number, number>;
   /** S1: term -> the node that led it. */
   readonly leaders: Map<number, NodeId>;
+  /** The newest committed configuration (the voters of a committed marker), once one is. */
+  config?: { readonly epoch: number; readonly voters: readonly NodeId[] };
 }
 
 export interface DriverCheckerWorld {
-  /** Nodes holding `group`. */
+  /** Nodes holding `group` at the start (before any configuration of it is committed). */
   holders(group: string): readonly NodeId[];
   /** The memory behind node `id`'s disk (for what is durable). */
   disk(id: NodeId): MemoryStorage;
@@ -107,7 +116,10 @@ export class DriverChecker {
       case "role":
         copy.role = event.role;
         copy.term = event.term;
-        if (event.role === "leader") this.#onElected(id, group, event.term, copy);
+        if (event.role === "leader") {
+          copy.voters = event.voters;
+          this.#onElected(id, group, event.term, copy);
+        }
         return;
       case "append":
         return this.#onAppend(id, group, copy, event.from, event.to, event.crc);
@@ -120,6 +132,18 @@ export class DriverChecker {
       case "quiet":
         if (event.quiet) this.sleeps++;
         return;
+      case "configuration": {
+        const chain = this.#chain(group);
+        if (!chain.config || event.epoch > chain.config.epoch) {
+          chain.config = { epoch: event.epoch, voters: event.voters };
+        }
+        return;
+      }
+      case "voteRequest": {
+        const key = `${event.from}:${event.term}:${event.pre}`;
+        copy.asked.set(key, copy.asked.get(key) === true || event.voters.includes(id));
+        return;
+      }
     }
   }
 
@@ -136,11 +160,15 @@ export class DriverChecker {
     }
   }
 
-  /** S7: a frame node `from` sends, checked against its durable hard state. */
+  /**
+   * S7: a frame node `from` sends, checked against its durable hard state. S11: a granted vote
+   * or pre-vote, checked against the configuration the sender's log named when the request came.
+   */
   onSend(from: NodeId, payload: Uint8Array): void {
     const message = peekRaft(payload);
     if (!message) return; // only Raft messages depend on the hard state
     const { group } = message;
+    if (message.kind === "voteReply" && message.granted) this.#checkVoter(from, group, message);
     // Pre-votes carry a term not yet taken; a term query comes from a node that forgot its own.
     if ((message.kind === "vote" || message.kind === "voteReply") && message.pre) return;
     if (message.kind === "termQuery") return;
@@ -212,7 +240,9 @@ export class DriverChecker {
    */
   checkAckedDurable(): void {
     for (const [group, acked] of this.#acked) {
-      const holders = this.#world.holders(group);
+      // Each committed configuration's marker was durable on a majority of its voters, and
+      // every acknowledged record lies below it.
+      const holders = this.#chain(group).config?.voters ?? this.#world.holders(group);
       const durable = holders.map((id) => this.#durableRecords(id, group));
       const majority = Math.floor(holders.length / 2) + 1;
       for (const [offset, mark] of acked) {
@@ -260,6 +290,22 @@ export class DriverChecker {
   /** The committed end of `group` as its leaders committed it. */
   tipOf(group: string): number {
     return this.#chain(group).tip;
+  }
+
+  /**
+   * S11: node `from` granted `message` only if its own log named it a voter when the request
+   * arrived. A request handled several times (duplicates) counts if any arrival found it a
+   * voter; a grant whose request this run never traced (none should be) is not judged.
+   */
+  #checkVoter(from: NodeId, group: string, message: RaftFacts): void {
+    const asked = this.#copy(from, group).asked.get(`${message.to}:${message.term}:${message.pre}`);
+    if (asked === false) {
+      fail(
+        "S11",
+        `node ${from} granted its ${message.pre ? "pre-vote" : "vote"} in term ${message.term} ` +
+          `of ${group} to ${message.to} while its own log did not name it a voter`,
+      );
+    }
   }
 
   // Trace events.
@@ -353,7 +399,8 @@ export class DriverChecker {
     if (last === undefined) return;
     this.#lastStart.set(group, last);
     const mark = chain.records.get(last)!;
-    const holders = this.#world.holders(group);
+    // The leader counts the voters its own marker names (its configuration for the term).
+    const holders = this.#copy(id, group).voters ?? this.#world.holders(group);
     const durable = holders.filter((holder) => this.#durablyHolds(holder, group, last, mark));
     if (durable.length < Math.floor(holders.length / 2) + 1) {
       fail(
@@ -463,6 +510,7 @@ export class DriverChecker {
         starts: [],
         checkedTo: 0,
         readableChecked: 0,
+        asked: new Map(),
       };
       this.#copies.set(key, copy);
     }

@@ -4,18 +4,24 @@
  * built as lib/app/assemble.ts builds it, over a fault-injecting in-memory disk (node_disk.ts:
  * fsyncs take time, a power cut loses or tears unsynced writes) and an in-memory network
  * (sim_network.ts: delay, drop, duplicate, reorder, partition). Nodes crash and restart from
- * their disks, lose power together, pause, and stop gracefully; clients put records through the
- * Log port of whichever node they think leads and follow its hints.
+ * their disks, lose power together, pause, and stop gracefully; the cluster's members and
+ * placements change through the metadata group's leader (a user partition's copy moves to
+ * another node, a node is removed with its copies placed elsewhere, a removed node is added
+ * again); clients put records through the Log port of whichever node they think leads and
+ * follow its hints.
  *
  * The checker (driver_checker.ts) sees the driver's trace, the frames it sends, its disks'
  * durable contents, what readers can read and which puts were acknowledged. A liveness phase
  * follows the faults: with the network whole and every node up, each group must settle on one
- * leader that every holder follows at the same commit, and every client must get a put through.
+ * leader that every copy its placement names follows at the same commit, with those copies as
+ * its voters, and every client must get a put through.
  */
 import { AssertionError } from "../../lib/assert.ts";
 import { clusterSettings } from "../../lib/cluster/cluster_config.ts";
 import { ClusterNode, INTERNAL_TOPICS } from "../../lib/cluster/cluster_node.ts";
+import type { ClusterRecord, ClusterState } from "../../lib/cluster/cluster_state.ts";
 import { loadMembership } from "../../lib/cluster/membership.ts";
+import { CLUSTER_GROUP } from "../../lib/cluster/metadata.ts";
 import type { NodeId } from "../../lib/cluster/messages.ts";
 import { META_GROUP, replicasOf } from "../../lib/cluster/placement.ts";
 import type { DriverCanary } from "../../lib/cluster/replica.ts";
@@ -79,7 +85,14 @@ export interface DriverSimOptions {
   readonly trace?: (line: string) => void;
 }
 
-export type DriverFaultKind = "crash" | "powerCut" | "stop" | "pause" | "partition";
+export type DriverFaultKind =
+  | "crash"
+  | "powerCut"
+  | "stop"
+  | "pause"
+  | "partition"
+  /** A membership or placement change, proposed on the metadata group's leader. */
+  | "membership";
 
 export interface DriverFault {
   readonly index: number;
@@ -109,6 +122,8 @@ export interface DriverSimResult {
     readonly acked: number;
     readonly messages: number;
     readonly restarts: number;
+    /** Membership and placement records the metadata group's leader accepted. */
+    readonly reconfigurations: number;
   };
 }
 
@@ -160,6 +175,9 @@ class DriverWorld {
   #done = false;
   #nextPut = 1;
   #restarts = 0;
+  #reconfigurations = 0;
+  /** The cluster's state as the metadata group's leader last had it (placement hints). */
+  #lastState: ClusterState | undefined;
 
   constructor(options: DriverSimOptions) {
     this.#options = options;
@@ -173,7 +191,7 @@ class DriverWorld {
     this.#partitions = nodeCount === 3 ? PARTITIONS_OF_3 : PARTITIONS_OF_5;
     this.#faults = makeFaults(schedule, nodeCount, this.#durationMs);
     this.#checker = new DriverChecker({
-      holders: (group) => this.#holders(group),
+      holders: (group) => this.#initialHolders(group),
       disk: (id) => this.#node(id).disk.memory,
       dirOf: (group) => joinPath(DATA, group),
     });
@@ -259,6 +277,7 @@ class DriverWorld {
         acked: this.#checker.acks,
         messages: this.#network.frames,
         restarts: this.#restarts,
+        reconfigurations: this.#reconfigurations,
       },
     };
   }
@@ -421,7 +440,81 @@ class DriverWorld {
         this.#time.after(fault.durationMs, () => this.#network.heal(id));
         return;
       }
+      case "membership":
+        return this.#reconfigure(fault);
     }
+  }
+
+  /**
+   * Proposes a membership or placement record on the node leading the metadata group, as
+   * `metaq cluster add|remove|rebalance` would there: the groups then move their copies on
+   * their own, under whatever faults follow.
+   */
+  #reconfigure(fault: DriverFault): void {
+    const leader = this.#metadataLeader();
+    const metadata = leader?.cluster?.metadata;
+    if (!leader || !metadata?.state.initialized) {
+      return this.#trace("membership change skipped: no leader of the cluster's metadata");
+    }
+    const record = this.#nextRecord(metadata.state, new Prng(fault.salt));
+    if (!record) return this.#trace("membership change skipped: nothing to change");
+    const text = JSON.stringify(record);
+    this.#trace(`node ${leader.id} proposes ${text}`);
+    const process = leader.process;
+    metadata.propose(record).then(() => {
+      this.#reconfigurations++;
+      if (process.alive) this.#trace(`node ${leader.id} applied ${text}`);
+    }, (error) => {
+      if (process.alive) this.#trace(`node ${leader.id} refused ${text}: ${describeError(error)}`);
+    });
+  }
+
+  /**
+   * A change the cluster's state allows: move one copy of a user partition to a member that
+   * does not hold it (5 nodes), remove a member (its copies placed on the others in the same
+   * record; at least 3 members stay with 5 nodes, 2 with 3), or add a removed member again.
+   */
+  #nextRecord(state: ClusterState, random: Prng): ClusterRecord | undefined {
+    const active = state.activeIds();
+    const leaving = state.members().filter((member) => member.leaving).map((member) => member.id);
+    const userGroups = this.#groups().filter((group) => splitGroup(group).topic === TOPIC);
+    const roll = random.float();
+    if (leaving.length > 0 && roll < 0.3) {
+      const id = random.pick(leaving);
+      return { kind: "add", id, peer: `sim${id}:${id}` };
+    }
+    const minimum = this.#ids.length === 5 ? 3 : 2;
+    if (active.length > minimum && (roll < 0.55 || this.#ids.length === 3)) {
+      const id = random.pick(active);
+      const others = active.filter((other) => other !== id);
+      const groups: Record<string, number[]> = {};
+      for (const group of userGroups) {
+        const { topic, partition } = splitGroup(group);
+        const copies = state.replicasOf(topic, partition);
+        if (!copies.includes(id)) continue;
+        const free = others.filter((other) => !copies.includes(other));
+        const kept = copies.filter((copy) => copy !== id);
+        groups[group] = free.length > 0 ? [...kept, random.pick(free)] : kept;
+      }
+      return { kind: "remove", id, groups };
+    }
+    const group = random.pick(userGroups);
+    const { topic, partition } = splitGroup(group);
+    const copies = state.replicasOf(topic, partition);
+    const free = active.filter((id) => !copies.includes(id));
+    if (free.length === 0) return undefined;
+    const out = random.pick(copies);
+    const copiesAfter = [...copies.filter((id) => id !== out), random.pick(free)];
+    return { kind: "place", groups: { [group]: copiesAfter } };
+  }
+
+  /** The node whose copy of the metadata group leads (up and running), if one does. */
+  #metadataLeader(): SimNode | undefined {
+    for (const node of this.#nodes.values()) {
+      if (!node.up || node.process.paused) continue;
+      if (node.cluster?.replicaNamed(CLUSTER_GROUP)?.isLeader) return node;
+    }
+    return undefined;
   }
 
   #resume(node: SimNode, process: NodeTime): void {
@@ -553,8 +646,12 @@ class DriverWorld {
   /** Why the cluster has not settled ("" once it has). */
   #unsettled(): string {
     const problems: string[] = [];
+    if (!this.#metadataLeader()?.cluster?.metadata?.state.initialized) {
+      problems.push(`${CLUSTER_GROUP} has no leader`);
+    }
     for (const group of this.#groups()) {
-      const copies = this.#holders(group).map((id) => {
+      const holders = this.#holders(group);
+      const copies = holders.map((id) => {
         const node = this.#node(id);
         return { id, replica: node.up ? node.cluster?.replicaNamed(group) : undefined };
       });
@@ -572,6 +669,8 @@ class DriverWorld {
       );
       if (status.commit.epoch !== status.term || leader.commitOffset < leader.log.writtenEnd) {
         problems.push(`${group} leader ${leaders[0].id} has not committed its log`);
+      } else if (!sameMembers(leader.voters, holders)) {
+        problems.push(`${group} voters ${leader.voters.join(",")}, placed on ${holders.join(",")}`);
       } else if (behind.length > 0) {
         problems.push(`${group} behind: ${behind.map((copy) => copy.id).join(",")}`);
       }
@@ -615,7 +714,21 @@ class DriverWorld {
     ];
   }
 
+  /**
+   * The nodes `group` is placed on, as the metadata group's leader has it (the last leader's
+   * word while none leads; the initial placement before the cluster's state is known).
+   */
   #holders(group: string): NodeId[] {
+    const state = this.#metadataLeader()?.cluster?.metadata?.state;
+    if (state?.initialized) this.#lastState = state;
+    const known = this.#lastState;
+    if (!known) return this.#initialHolders(group);
+    const { topic, partition } = splitGroup(group);
+    return known.replicasOf(topic, partition).sort((a, b) => a - b);
+  }
+
+  /** Where `group` lives before any membership change: every seed member's rendezvous choice. */
+  #initialHolders(group: string): NodeId[] {
     const { topic, partition } = splitGroup(group);
     return replicasOf(topic, partition, this.#ids, this.#replicas);
   }
@@ -668,6 +781,10 @@ class DriverWorld {
   }
 }
 
+function sameMembers(a: readonly NodeId[], b: readonly NodeId[]): boolean {
+  return a.length === b.length && a.every((id) => b.includes(id));
+}
+
 function splitGroup(group: string): { topic: string; partition: number } {
   const dash = group.lastIndexOf("-");
   return { topic: group.slice(0, dash), partition: Number(group.slice(dash + 1)) };
@@ -700,15 +817,17 @@ function makeFaults(random: Prng, nodeCount: number, durationMs: number): Driver
   const faults: DriverFault[] = [];
   for (let index = 0; index < count; index++) {
     const roll = random.float();
-    const kind: DriverFaultKind = roll < 0.3
+    const kind: DriverFaultKind = roll < 0.25
       ? "crash"
-      : roll < 0.35
+      : roll < 0.29
       ? "powerCut"
-      : roll < 0.45
+      : roll < 0.37
       ? "stop"
-      : roll < 0.6
+      : roll < 0.49
       ? "pause"
-      : "partition";
+      : roll < 0.8
+      ? "partition"
+      : "membership";
     const lastsMs = kind === "partition" ? random.int(300, 2500) : random.int(100, 1500);
     const shapes: DriverFault["shape"][] = ["split", "oneWay", "isolate"];
     if (nodeCount === 5) shapes.push("bridge");
