@@ -785,6 +785,11 @@ export class ClusterNode implements Logs {
     // Retries what waits for a quiet moment (the first record of a new cluster, snapshots).
     this.#metadata?.update();
     void this.#reapMovedCopies();
+    // Links came up or went down since: removed members linked now receive the metadata group.
+    const metadataCopy = this.#replicas.get(CLUSTER_GROUP);
+    if (metadataCopy && this.#metadata?.state.initialized) {
+      metadataCopy.setTarget(this.replicasOf(CLUSTER_TOPIC, 0), this.#alsoLearners(CLUSTER_GROUP));
+    }
     const replicas = this.replicas();
     const leads = replicas.filter((replica) => replica.isLeader).map((r) => r.name);
     const now = this.#options.clock.monotonicMs();
@@ -903,7 +908,7 @@ export class ClusterNode implements Logs {
     for (const replica of this.replicas()) {
       const { topic, partition } = splitGroup(replica.name);
       const target = this.replicasOf(topic, partition);
-      if (target.length > 0) replica.setTarget(target);
+      if (target.length > 0) replica.setTarget(target, this.#alsoLearners(replica.name));
       // A copy that was only ever a learner hears no removal: it goes when placed elsewhere.
       if (!target.includes(this.nodeId) && !replica.voters.includes(this.nodeId)) {
         void this.#dropReplica(replica.name);
@@ -911,6 +916,21 @@ export class ClusterNode implements Logs {
     }
     if (this.membership.mayParticipate(this.voters)) void this.#openHostedReplicas();
     this.#infoDue = true;
+  }
+
+  /**
+   * Copies that receive `group`'s log without being placed: removed members still linked to us
+   * receive the metadata group. A removed node that restarts knows no commit of its copy (it is
+   * not persisted) and, no voter any more, would hear no leader: it would never learn that it was
+   * removed, and could go on leading the broker's own groups toward its old placement, so their
+   * removal of it never completes. As a learner it applies the records and hands them over.
+   */
+  #alsoLearners(group: string): NodeId[] {
+    const state = this.#metadata?.state;
+    if (group !== CLUSTER_GROUP || !state?.initialized) return [];
+    return state.members()
+      .filter((member) => member.leaving && member.id !== this.nodeId && this.isConnected(member.id))
+      .map((member) => member.id);
   }
 
   /**

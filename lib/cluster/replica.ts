@@ -227,11 +227,13 @@ export class Replica {
 
   /**
    * The copies the group should have (a new placement): the leader sends the log to each of
-   * them and moves the voters there one change at a time.
+   * them and moves the voters there one change at a time. `alsoLearners` receive the log too
+   * without ever becoming voters.
    */
-  setTarget(target: readonly NodeId[]): void {
+  setTarget(target: readonly NodeId[], alsoLearners: readonly NodeId[] = []): void {
     if (this.#closed) return;
-    this.raft.setLearners(learnersOf(target, this.options.nodeId));
+    const learners = learnersOf([...new Set([...target, ...alsoLearners])], this.options.nodeId);
+    this.raft.setLearners(learners.sort((a, b) => a - b));
     this.raft.setTargetVoters(target);
     this.#schedule();
   }

@@ -91,5 +91,4 @@ describe("mutation canaries of the cluster driver", () => {
       driverBudgetMs(workerCount() * 40),
     );
   }
-
 });
