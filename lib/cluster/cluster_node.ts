@@ -929,7 +929,9 @@ export class ClusterNode implements Logs {
     const state = this.#metadata?.state;
     if (group !== CLUSTER_GROUP || !state?.initialized) return [];
     return state.members()
-      .filter((member) => member.leaving && member.id !== this.nodeId && this.isConnected(member.id))
+      .filter((member) =>
+        member.leaving && member.id !== this.nodeId && this.isConnected(member.id)
+      )
       .map((member) => member.id);
   }
 

@@ -5,7 +5,8 @@ import { driverReplayCommand } from "./shrink.ts";
 import { runDriverSimulation } from "./driver_world.ts";
 
 // The real cluster driver (ClusterNode, Replica, ReplicatedLog and the segment logs) run in
-// virtual time over an in-memory disk that loses unsynced writes and a faulty network.
+// virtual time over an in-memory disk that loses unsynced writes and a faulty network, while
+// the cluster's members and placements change through its metadata group's leader.
 const fixed = Array.from({ length: SIM_DRIVER_SEEDS }, (_, index) => index + 1);
 const fresh = Array.from(
   crypto.getRandomValues(new Uint32Array(SIM_DRIVER_FRESH)),
@@ -41,14 +42,14 @@ describe(
         `driver simulator: ${outcomes.length} seeds in ${
           Math.round(performance.now() - started)
         } ms: ` +
-          ["events", "elections", "commits", "acked", "restarts", "sleeps"].map((key) =>
-            `${total(key)} ${key}`
+          ["events", "elections", "commits", "acked", "restarts", "sleeps", "reconfigurations"].map(
+            (key) => `${total(key)} ${key}`,
           )
             .join(", "),
       );
     }, driverBudgetMs(fixed.length + fresh.length));
 
-    test("no seed breaks a driver invariant (S1, S4, S5, S6, S7, S9, S10) or an assertion", () => {
+    test("no seed breaks a driver invariant (S1, S4-S7, S9-S11) or an assertion", () => {
       const failed = outcomes.filter((outcome) =>
         outcome.failure && outcome.failure.kind !== "liveness"
       );
@@ -57,13 +58,13 @@ describe(
       expect(outcomes.length).toBe(fixed.length + fresh.length);
     });
 
-    test("every seed settles after heal: one leader per group, copies caught up, puts go through", () => {
+    test("every seed settles after heal: one leader per group, voters as placed, copies caught up, puts go through", () => {
       const failed = outcomes.filter((outcome) => outcome.failure?.kind === "liveness");
       if (failed.length > 0) console.error(explain(failed));
       expect(failed.map((outcome) => outcome.seed)).toEqual([]);
     });
 
-    test("the seeds exercised elections, commits, acknowledged puts, restarts and sleeps", () => {
+    test("the seeds exercised elections, commits, puts, restarts, sleeps and reconfigurations", () => {
       const total = (key: string) =>
         outcomes.reduce((sum, outcome) => sum + (outcome.stats[key] ?? 0), 0);
       expect(total("elections")).toBeGreaterThan(outcomes.length * 3);
@@ -72,6 +73,8 @@ describe(
       expect(total("restarts")).toBeGreaterThan(outcomes.length);
       // Idle groups go to sleep (quiescence) and must wake correctly under the same faults.
       expect(total("sleeps")).toBeGreaterThan(outcomes.length);
+      // Membership and placement records accepted by the metadata leader (moves, removals, adds).
+      expect(total("reconfigurations")).toBeGreaterThan(outcomes.length / 5);
     });
   },
 );

@@ -3,7 +3,10 @@
  * (ClusterNode, Replica, ReplicatedLog) from what it shows the outside: its trace events (roles,
  * records appended with their CRC, truncations, commits), the frames it sends, the durable
  * contents of its disk (what a power cut would leave), what readers can read, and which puts
- * were acknowledged. It never looks inside the Raft core. A violation throws SafetyViolation
+ * were acknowledged. It never looks inside the Raft core. Configurations come from the trace
+ * too: the voters a new leader's marker names (S6 counts them), the newest committed one (S9
+ * counts it), and the one a copy's log named when a vote request reached it (S11).
+ * A violation throws SafetyViolation
  * naming the invariant (DRIVER_INVARIANTS); the mutation canaries are caught by these names.
  */
 import { crc32 } from "../../lib/crc32.ts";
