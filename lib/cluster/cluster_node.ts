@@ -909,8 +909,11 @@ export class ClusterNode implements Logs {
       const { topic, partition } = splitGroup(replica.name);
       const target = this.replicasOf(topic, partition);
       if (target.length > 0) replica.setTarget(target, this.#alsoLearners(replica.name));
-      // A copy that was only ever a learner hears no removal: it goes when placed elsewhere.
-      if (!target.includes(this.nodeId) && !replica.voters.includes(this.nodeId)) {
+      // A copy that was only ever a learner hears no removal: it goes when placed elsewhere. A
+      // copy that was a voter waits until a configuration without it is committed (its own
+      // log's newest marker may leave it out and still be cut): it may hold records that the
+      // committed configuration's majority needs.
+      if (!target.includes(this.nodeId) && !replica.everVoter) {
         void this.#dropReplica(replica.name);
       }
     }

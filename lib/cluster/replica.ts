@@ -226,6 +226,16 @@ export class Replica {
   }
 
   /**
+   * Whether this copy ever counted as a voter: the voters it started from or a marker in its log
+   * named this node. A copy that never did was only ever a learner.
+   */
+  get everVoter(): boolean {
+    const self = this.options.nodeId;
+    return this.options.voters.includes(self) ||
+      this.#epochs.some((epoch) => epoch.voters?.includes(self) === true);
+  }
+
+  /**
    * The copies the group should have (a new placement): the leader sends the log to each of
    * them and moves the voters there one change at a time. `alsoLearners` receive the log too
    * without ever becoming voters.
