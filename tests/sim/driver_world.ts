@@ -81,6 +81,16 @@ export interface DriverSimOptions {
   readonly canary?: DriverCanary;
   /** Fault indexes to skip (shrinking). */
   readonly disabledFaults?: ReadonlySet<number>;
+  /**
+   * A focused scenario instead of the seed's own: its number of nodes, its faults (a membership
+   * fault may name its record), and looks at the nodes at given times (a look that throws fails
+   * the run). The seed still drives the network, disks and clients.
+   */
+  readonly scenario?: {
+    readonly nodes: 3 | 5;
+    readonly faults: readonly Omit<DriverFault, "index">[];
+    readonly looks?: readonly { readonly atMs: number; readonly look: (nodes: NodeLook) => void }[];
+  };
   /** Receives every trace line as it happens. */
   readonly trace?: (line: string) => void;
 }
@@ -94,6 +104,9 @@ export type DriverFaultKind =
   /** A membership or placement change, proposed on the metadata group's leader. */
   | "membership";
 
+/** What a scenario's look sees: each node's running ClusterNode (undefined while it is down). */
+export type NodeLook = (id: NodeId) => ClusterNode | undefined;
+
 export interface DriverFault {
   readonly index: number;
   readonly atMs: number;
@@ -105,6 +118,8 @@ export interface DriverFault {
   readonly shape: "split" | "oneWay" | "bridge" | "isolate";
   readonly mode: PartitionMode;
   readonly salt: number;
+  /** A membership fault's record (scenarios); otherwise one is chosen from `salt`. */
+  readonly record?: ClusterRecord;
 }
 
 export interface DriverSimResult {
@@ -185,11 +200,14 @@ class DriverWorld {
     const schedule = new Prng(options.seed);
     this.#random = new Prng(schedule.nextU32());
     this.#durationMs = options.durationMs ?? DURATION_MS_DEFAULT;
-    const nodeCount = schedule.chance(0.7) ? 3 : 5;
+    const scenario = options.scenario;
+    const drawn = schedule.chance(0.7) ? 3 : 5;
+    const nodeCount = scenario?.nodes ?? drawn;
     this.#ids = Array.from({ length: nodeCount }, (_, index) => index + 1);
     this.#replicas = 3;
     this.#partitions = nodeCount === 3 ? PARTITIONS_OF_3 : PARTITIONS_OF_5;
-    this.#faults = makeFaults(schedule, nodeCount, this.#durationMs);
+    const faults = makeFaults(schedule, nodeCount, this.#durationMs);
+    this.#faults = scenario ? scenario.faults.map((fault, index) => ({ ...fault, index })) : faults;
     this.#checker = new DriverChecker({
       holders: (group) => this.#initialHolders(group),
       disk: (id) => this.#node(id).disk.memory,
@@ -250,6 +268,15 @@ class DriverWorld {
         this.#time.at(fault.atMs, () => this.#onFault(fault));
       }
       this.#time.at(this.#durationMs, () => this.#onHeal());
+      for (const { atMs, look } of this.#options.scenario?.looks ?? []) {
+        this.#time.at(atMs, () =>
+          this.#check(() =>
+            look((id) => {
+              const node = this.#node(id);
+              return node.up ? node.cluster : undefined;
+            })
+          ));
+      }
       this.#everyMs(READ_CHECK_MS, () => this.#checkReaders());
       await this.#time.run(() => this.#done || this.#failure !== undefined, this.#deadline());
       if (this.#failure !== undefined) throw this.#failure;
@@ -456,7 +483,7 @@ class DriverWorld {
     if (!leader || !metadata?.state.initialized) {
       return this.#trace("membership change skipped: no leader of the cluster's metadata");
     }
-    const record = this.#nextRecord(metadata.state, new Prng(fault.salt));
+    const record = fault.record ?? this.#nextRecord(metadata.state, new Prng(fault.salt));
     if (!record) return this.#trace("membership change skipped: nothing to change");
     const text = JSON.stringify(record);
     this.#trace(`node ${leader.id} proposes ${text}`);
