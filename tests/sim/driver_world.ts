@@ -28,7 +28,7 @@ import type { DriverCanary } from "../../lib/cluster/replica.ts";
 import { readStartupState } from "../../lib/cluster/startup_state.ts";
 import type { Tracer } from "../../lib/cluster/trace.ts";
 import { buildConfig, type Config } from "../../lib/config/config.ts";
-import { describeError } from "../../lib/errors.ts";
+import { BrokerError, describeError } from "../../lib/errors.ts";
 import { RECORD_HEADER_BYTES } from "../../lib/limits.ts";
 import type { Logger } from "../../lib/log.ts";
 import { Prng } from "../../lib/prng.ts";
@@ -478,10 +478,14 @@ class DriverWorld {
    * their own, under whatever faults follow.
    */
   #reconfigure(fault: DriverFault): void {
+    if (this.#healed) return;
+    // A scenario's own record is proposed again until the state takes or refuses it.
+    const again = () => fault.record && this.#time.after(100, () => this.#reconfigure(fault));
     const leader = this.#metadataLeader();
     const metadata = leader?.cluster?.metadata;
     if (!leader || !metadata?.state.initialized) {
-      return this.#trace("membership change skipped: no leader of the cluster's metadata");
+      this.#trace("membership change skipped: no leader of the cluster's metadata");
+      return void again();
     }
     const record = fault.record ?? this.#nextRecord(metadata.state, new Prng(fault.salt));
     if (!record) return this.#trace("membership change skipped: nothing to change");
@@ -493,6 +497,7 @@ class DriverWorld {
       if (process.alive) this.#trace(`node ${leader.id} applied ${text}`);
     }, (error) => {
       if (process.alive) this.#trace(`node ${leader.id} refused ${text}: ${describeError(error)}`);
+      if (!(error instanceof BrokerError && error.kind === "badRequest")) again();
     });
   }
 
