@@ -95,6 +95,8 @@ async function measure(groups: number): Promise<void> {
     const elapsed = (performance.now() - windowStart) / 1000;
     const used = cluster.pids.map((pid, index) => cpuSeconds(pid) - before[index]);
     const percent = (used.reduce((a, b) => a + b, 0) / elapsed) * 100;
+    // Printed at once: the first puts below can take long on a build that struggles.
+    console.error(`${groups} groups: idle ${Math.round(percent * 10) / 10}% of one core`);
 
     // New topics: the first put of each, one at a time.
     const latencies: number[] = [];
