@@ -52,11 +52,28 @@ export class BrokerError extends Error {
   override readonly name = "BrokerError";
   readonly kind: ErrorKind;
   readonly status: number;
+  /**
+   * Set by a log whose failed append surely left nothing behind (one node's own files: a torn
+   * tail is cut at recovery). A replicated log cannot promise it: other copies may hold the record.
+   */
+  readonly notAppended: boolean;
 
-  constructor(kind: ErrorKind, detail?: string, options?: ErrorOptions) {
+  constructor(
+    kind: ErrorKind,
+    detail?: string,
+    options?: ErrorOptions & { readonly notAppended?: boolean },
+  ) {
     super(detail ? `${ERRORS[kind].text}: ${detail}` : ERRORS[kind].text, options);
     this.kind = kind;
     this.status = ERRORS[kind].status;
+    this.notAppended = options?.notAppended === true;
+  }
+
+  /** `error` as an append failure that surely left nothing behind (same kind and text). */
+  static notAppended(error: BrokerError): BrokerError {
+    const copy = new BrokerError(error.kind, undefined, { cause: error, notAppended: true });
+    copy.message = error.message;
+    return copy;
   }
 
   /** A BrokerError whose message is given verbatim (MetaQ-compatible reply texts). */

@@ -165,9 +165,11 @@ export class LocalLog implements Log {
 /** The outcome of an append that settled with `error`, or succeeded at `offset`. */
 function outcomeOf(offset: number, error?: Error) {
   if (!error) return { ok: true as const, offset };
+  // This node's own files are the whole log: a failed append left nothing a reader or a
+  // recovery would keep (a torn tail is cut), so callers may call its outcome final.
   const failure = error instanceof BrokerError
-    ? error
-    : new BrokerError("storageFailed", describeError(error), { cause: error });
+    ? BrokerError.notAppended(error)
+    : new BrokerError("storageFailed", describeError(error), { cause: error, notAppended: true });
   return { ok: false as const, error: failure };
 }
 

@@ -547,7 +547,7 @@ type Fail = (failure: TxFailure) => void;
 /** Whether a failed journal append certainly left nothing behind (refused before appending). */
 function surelyNotAppended(error: unknown): boolean {
   if (!(error instanceof BrokerError)) return false;
-  return error.kind === "notLeader" || error.kind === "queueFull" ||
+  return error.notAppended || error.kind === "notLeader" || error.kind === "queueFull" ||
     error.kind === "messageTooLarge" || error.kind === "unavailable";
 }
 
