@@ -197,8 +197,12 @@ export function parseJsonLines<T>(text: string): T[] {
 }
 
 const TRACE_EVENTS = new Set(["role", "append", "truncate", "commit", "repair"]);
-/** Known events no invariant needs: `quiet` (a group going to sleep or waking, quiescence). */
-const IGNORED_TRACE_EVENTS = new Set(["quiet"]);
+/**
+ * Known events no invariant here needs: `quiet` (a group going to sleep or waking, quiescence),
+ * `voteRequest` and `configuration` (what the driver simulator's S11 reads: a vote request with
+ * the voters the copy's log named, a configuration that committed).
+ */
+const IGNORED_TRACE_EVENTS = new Set(["quiet", "voteRequest", "configuration"]);
 
 /** Keeps well-formed trace events; returns the others as problems (a broken trace is a finding). */
 export function parseTrace(text: string): { events: TraceEvent[]; problems: string[] } {

@@ -224,11 +224,31 @@ test("trace lines with unknown events are reported, not silently used", () => {
       // Torn by a SIGKILL, then the next incarnation's first line on the same line.
       `{"t":17965${JSON.stringify({ t: 5, node: 1, group: "chaos-0", event: "truncate", to: 0 })}`,
       JSON.stringify({ t: 3, node: 1, group: "chaos-0", event: "quiet", quiet: true }),
+      JSON.stringify({
+        t: 3,
+        node: 1,
+        group: "chaos-0",
+        event: "voteRequest",
+        from: 2,
+        term: 1,
+        pre: true,
+        voters: [1, 2, 3],
+      }),
+      JSON.stringify({
+        t: 3,
+        node: 1,
+        group: "chaos-0",
+        event: "configuration",
+        epoch: 1,
+        voters: [1, 2, 3],
+      }),
       '{"t":4,"node"',
     ].join("\n"),
   );
   expect(events.map((event) => event.t)).toEqual([1, 5]);
-  expect(problems.length).toBe(1); // `quiet` is known and not needed: neither used nor reported
+  // `quiet`, `voteRequest` and `configuration` are known and not needed: neither used nor
+  // reported. Only the torn last line is.
+  expect(problems.length).toBe(1);
 });
 
 test("payloads are 100-500 bytes, the same for the same value, and carry the value back", () => {
