@@ -33,6 +33,8 @@ const LEAST_LEFT_S = 60;
 const OPEN_PROBLEMS: Readonly<Record<string, string>> = {
   T05b: "force-recover after repeated whole-cluster power cuts under fsync=interval loses " +
     "acknowledged puts beyond the documented bound (seed 3366206478; docs/reliability.md)",
+  T19: "a member removed under faults keeps stale copies of partitions it left, neither dropped " +
+    "nor caught up, at the convergence bound (I11; seed 673642991; docs/reliability.md)",
 };
 /** An entry of the order run with CHAOS_NET=netns. */
 const NETNS_PREFIX = "netns:";
