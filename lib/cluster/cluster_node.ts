@@ -517,15 +517,16 @@ export class ClusterNode implements Logs {
   #tick(): void {
     const now = this.#options.clock.monotonicMs();
     this.#restartStopped(now);
+    const peers = this.#peerAddresses();
     if (now - this.#lastBeatAt >= this.settings.heartbeatMs) {
       // One beat per peer per heartbeat interval, however many groups sleep.
       this.#lastBeatAt = now;
-      for (const peer of this.#peerAddresses()) this.send(peer.id, { kind: "beat" });
+      for (const peer of peers) this.send(peer.id, { kind: "beat" });
     }
     // Peers silent for longer than an election timeout (usually none).
     const silent = new Set<NodeId>();
     const linked = new Set<NodeId>();
-    for (const peer of this.#peerAddresses()) {
+    for (const peer of peers) {
       linked.add(peer.id);
       if (this.#silent(peer.id, now)) silent.add(peer.id);
     }
