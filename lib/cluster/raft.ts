@@ -916,8 +916,11 @@ export class Raft {
     if (message.kind === "vote" && message.from === this.#leaderId) {
       return this.leaderUnreachable();
     }
-    // A follower in its lease rejects votes anyway; a quiet heartbeat keeps it asleep.
-    if (message.kind === "vote" || message.kind === "termQuery") return;
+    // A vote request wakes a follower too (its lease still refuses this one): asleep, its lease
+    // would never run out, and a group whose leader is gone without going silent (it left the
+    // group but its node still beats) could never elect again. Awake, it counts time: a live
+    // leader, woken by the same request, heartbeats; a gone one lets the lease lapse.
+    if (message.kind === "termQuery") return;
     if (message.kind === "append" && message.quiet && message.entries.length === 0) return;
     this.#wake();
   }
