@@ -232,6 +232,7 @@ export async function assemble(options: AssembleOptions): Promise<App> {
       clock,
       logger,
       waitForLog: !cluster,
+      replicated: cluster !== undefined,
       boundsElsewhere: cluster
         ? (topic, partition) => leaderBounds(cluster!, topic, partition)
         : undefined,

@@ -96,6 +96,12 @@ export interface OffsetStore {
   reset(entries: readonly OffsetEntry[]): Promise<void>;
   /** Removes these offsets durably (a deleted group); stores that cannot, leave it out. */
   remove?(keys: readonly OffsetKey[]): Promise<void>;
+  /**
+   * Resolves once this store is known to be the one that writes (a barrier through its log), so
+   * that `get` after it sees every commit acknowledged before the call, wherever it was
+   * acknowledged; rejects when another node writes now. Stores with one writer leave it out.
+   */
+  confirm?(): Promise<void>;
   close(): Promise<void>;
 }
 

@@ -84,8 +84,8 @@ export function groupCommands(
       const reply = service.heartbeat({ group, memberId, generation: integer(generation) });
       return `${reply.generation} ${reply.pending}`;
     }],
-    assignment: [2, ([group, memberId]) => {
-      const reply = service.assignment({ group, memberId });
+    assignment: [2, async ([group, memberId]) => {
+      const reply = await service.assignment({ group, memberId });
       const lines = reply.partitions.map((p) =>
         `${p.topic} ${p.partition} ${p.grantedAt} ${p.offset ?? -1}`
       );
@@ -103,7 +103,8 @@ export function groupCommands(
       }).then(String)],
     committed: [
       3,
-      ([group, topic, partition]) => String(service.committed(group, topic, integer(partition))),
+      async ([group, topic, partition]) =>
+        String(await service.committed(group, topic, integer(partition))),
     ],
     describe: [
       1,

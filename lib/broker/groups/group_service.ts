@@ -118,7 +118,9 @@ export class GroupService {
     return reply;
   }
 
-  assignment(request: { group: string; memberId: string }): Assignment {
+  /** The member's partitions, with committed offsets confirmed current (see `committed`). */
+  async assignment(request: { group: string; memberId: string }): Promise<Assignment> {
+    await this.options.store.confirm?.();
     return this.coordinator.assignment({ ...request, nowMs: this.#now() });
   }
 
@@ -143,9 +145,14 @@ export class GroupService {
     return offset;
   }
 
-  committed(group: string, topic: string, partition: number): number {
+  /**
+   * The committed offset, read after the store confirms this node still writes it: a coordinator
+   * deposed while paused must not answer with an offset its successor has moved on from.
+   */
+  async committed(group: string, topic: string, partition: number): Promise<number> {
     checkGroupName(group);
     this.#checkPartition(topic, partition);
+    await this.options.store.confirm?.();
     const offset = this.coordinator.committed(group, topic, partition);
     if (offset === undefined) {
       throw new BrokerError(

@@ -59,6 +59,12 @@ export interface GroupsPartOptions {
   readonly askBounds?: (topic: string, partition: number) => Promise<PartitionBounds | undefined>;
   /** Resolve `start` only once `__meta-0` is attached (default true; a cluster passes false). */
   readonly waitForLog?: boolean;
+  /**
+   * `__meta-0` is replicated (a cluster): reads of committed offsets first confirm that this
+   * node still writes it, so a deposed coordinator never answers with an offset its successor
+   * has moved on from.
+   */
+  readonly replicated?: boolean;
 }
 
 export class GroupsPart {
@@ -172,7 +178,7 @@ export class GroupsPart {
     const service = new GroupService({
       brokerId: config.system.brokerId,
       sessionTimeoutMs: config.system.groupSessionTimeoutMs,
-      store: new LogOffsetStore(this.#state, log),
+      store: new LogOffsetStore(this.#state, log, this.#options.replicated ?? false),
       clock,
       logger,
       partitionCount: (topic) => broker.topicSettings(topic)?.numPartitions,

@@ -110,10 +110,34 @@ export class OffsetsState implements StateMachine {
 export class LogOffsetStore implements OffsetStore {
   readonly #state: OffsetsState;
   readonly #log: StateLog;
+  readonly #replicated: boolean;
+  /** The barrier the callers of this macrotask share (appended on the next microtask). */
+  #barrier: Promise<void> | undefined;
 
-  constructor(state: OffsetsState, log: StateLog) {
+  /**
+   * `replicated`: the log has copies on other nodes, one of which may have been elected its
+   * writer while this node still believes it writes (it was paused, say); `confirm` then proves
+   * otherwise before a read is answered.
+   */
+  constructor(state: OffsetsState, log: StateLog, replicated = false) {
     this.#state = state;
     this.#log = log;
+    this.#replicated = replicated;
+  }
+
+  /**
+   * A barrier: an empty commit appended to the log. It is applied here only if this node's term
+   * still holds a quorum, which an elected successor's voters no longer grant; after it the
+   * table holds every commit acknowledged before the call. Callers arriving before the append
+   * is issued share it (each of them arrived before it was issued, so it proves their reads).
+   */
+  confirm(): Promise<void> {
+    if (!this.#replicated) return Promise.resolve();
+    this.#barrier ??= Promise.resolve().then(() => {
+      this.#barrier = undefined;
+      return this.#log.append(encode({ op: "commit", entries: [] }));
+    }).then(() => {});
+    return this.#barrier;
   }
 
   get(key: OffsetKey): number | undefined {
