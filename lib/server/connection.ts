@@ -50,6 +50,7 @@ export class Connection {
   readonly #parser: Parser;
   #pending = 0;
   #draining: string | undefined;
+  #told = false;
   #paused = false;
   #closed = false;
   #received = false;
@@ -114,6 +115,11 @@ export class Connection {
     this.#draining = reason;
   }
 
+  /** True once a request was refused because of the drain: the client has been told. */
+  get toldDraining(): boolean {
+    return this.#told;
+  }
+
   /** Feeds bytes from the peer. */
   receive(chunk: Uint8Array): void {
     if (this.#closed) return;
@@ -171,6 +177,7 @@ export class Connection {
     if (this.#draining !== undefined) {
       if (command.kind === "transaction" && command.type === "END") return; // never answered
       this.#pending += 1;
+      this.#told = true;
       this.#reply(errorReply(BrokerError.verbatim("unavailable", this.#draining)), command.opaque);
       return;
     }

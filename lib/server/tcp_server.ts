@@ -67,8 +67,10 @@ interface Tracked {
 
 const SHUTTING_DOWN = "Cannot serve request: this broker is shutting down; retry on another broker";
 
-/** At shutdown, the quiet (nothing read or written) that ends the drain. */
+/** At shutdown, the quiet (nothing read or written) after which a told connection closes. */
 const DRAIN_QUIET_MS = 50;
+/** The same for a connection that sent nothing since the drain began (never told). */
+const DRAIN_IDLE_MS = 500;
 
 /** How often the timeouts are checked, at most. */
 const TIMER_MS_MAX = 1000;
@@ -130,21 +132,18 @@ export class TcpServer {
     this.#draining = true;
     for (const tracked of this.#tracked.values()) tracked.connection?.drain(SHUTTING_DOWN);
     const deadline = performance.now() + drainMs;
-    const busy = () =>
-      [...this.#tracked.values()].some(({ connection }) =>
-        connection !== undefined && !connection.closed && !connection.settled
-      );
-    // Requests still on their way in (a client mid-pipeline, a proxy's buffer) are read and
-    // refused: wait until nothing came or went for a moment, not only until all is answered.
-    const lastActivity = () => {
-      let last = 0;
-      for (const tracked of this.#tracked.values()) last = Math.max(last, tracked.lastActivityMs);
-      return last;
-    };
-    while (
-      performance.now() < deadline &&
-      (busy() || performance.now() - lastActivity() < DRAIN_QUIET_MS)
-    ) {
+    // A connection may close once everything it sent is answered and it is quiet: briefly after
+    // it was told (a 503: its client knows this broker is going), longer when it was not (a
+    // client that sent a moment ago is likely to send again: better that request is read and
+    // refused than lost unanswered in the close, its outcome unknown to the client). Requests
+    // still on their way in (a proxy's buffer) are read and refused too.
+    const closable = ({ connection, lastActivityMs }: Tracked, now: number) =>
+      connection === undefined || connection.closed ||
+      (connection.settled &&
+        now - lastActivityMs >= (connection.toldDraining ? DRAIN_QUIET_MS : DRAIN_IDLE_MS));
+    while (performance.now() < deadline) {
+      const now = performance.now();
+      if ([...this.#tracked.values()].every((tracked) => closable(tracked, now))) break;
       await new Promise((resolve) => setTimeout(resolve, 5));
     }
     for (const socket of this.#tracked.keys()) socket.destroy();

@@ -272,3 +272,23 @@ test("SIGTERM answers every put already taken, refuses later ones with 503, and 
     ...Array.from({ length: count }, (_, i) => `m-${String(i).padStart(3, "0")}`),
   ]);
 });
+
+test("SIGTERM keeps a recently active connection open long enough to refuse its next request", async () => {
+  await using temp = tempDir();
+  await using broker = await BrokerProcess.start({ dataDir: `${temp.path}/data` });
+  using socket = await RawSocket.connect(broker.port);
+  socket.write("put drain 0 5 0 1\r\nwarm!");
+  expect((await socket.readFrame()).header).toMatch(/^result 200 /);
+  const exited = broker.kill("SIGTERM");
+  for (let i = 0; i < 500 && !broker.stderr.includes("Shutting down"); i++) {
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  // A client that was busy a moment ago sends again while the broker drains: the request is
+  // read and refused (the client knows it was not stored), not lost in the close.
+  await new Promise((resolve) => setTimeout(resolve, 150));
+  socket.write("put drain 0 5 0 2\r\nlate!");
+  const { header, body } = await socket.readFrame(10_000);
+  expect(`${header} ${body.toString()}`).toMatch(/^result 503 .*shutting down/);
+  expect(await socket.waitClosed(10_000)).toBe(true);
+  expect((await exited).code).toBe(0);
+});
