@@ -20,7 +20,6 @@ import type { Broker, PutOnce } from "./broker.ts";
 import type { StatsItems } from "./stats_report.ts";
 import { isInternalTopic } from "../store/log.ts";
 
-/** What a `meta` reply says about a topic. */
 /** One partition held on the answering node, as `figures` reports it. */
 export interface PartitionInfo {
   readonly partition: number;
@@ -32,6 +31,7 @@ export interface PartitionInfo {
   readonly segments: number;
 }
 
+/** What a `meta` reply says about a topic. */
 export interface TopicMetadata {
   readonly topic: string;
   readonly partitions: number;

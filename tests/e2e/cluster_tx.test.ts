@@ -7,7 +7,7 @@
  * tests/integration/cluster_tx.test.ts, where the coordinator's tables can be seen.)
  */
 import { expect, test } from "bun:test";
-import { eventually, leaderSeenBy, startClusterProcesses } from "../support/cluster_process.ts";
+import { agreedLeader, eventually, startClusterProcesses } from "../support/cluster_process.ts";
 import type { BrokerProcess } from "../support/harness.ts";
 import { messagesThrough } from "../support/partition_reads.ts";
 import { RawSocket } from "../support/raw_socket.ts";
@@ -42,22 +42,11 @@ async function askUntilServed(socket: RawSocket, request: string) {
   return reply;
 }
 
-/** The node leading `__tx-0`, as every running node agrees. */
-async function coordinatorOf(nodes: BrokerProcess[]): Promise<BrokerProcess> {
-  let leader = 0;
-  await eventually("one leader of __tx-0 that every node knows", async () => {
-    const seen = await Promise.all(nodes.map((node) => leaderSeenBy(node, "__tx-0")));
-    leader = seen[0];
-    return leader > 0 && seen.every((id) => id === leader);
-  });
-  return nodes.find((node) => node.options.dataDir.endsWith(`/n${leader}`))!;
-}
-
 test("a prepared XA branch survives the SIGKILL of its coordinator and commits once on every node", async () => {
   await using temp = tempDir();
   const nodes = await startClusterProcesses({ dataDir: temp.path });
   try {
-    const coordinator = await coordinatorOf(nodes);
+    const coordinator = await agreedLeader(nodes, "__tx-0");
     const survivors = nodes.filter((node) => node !== coordinator);
     {
       // The client talks to a node that survives; its requests are forwarded to the coordinator.
@@ -115,7 +104,7 @@ test("a commit cut off right after its journal record is completed once by the n
     env: () => ({ METAQ_TEST_CRASH_AFTER_COMMIT_BYTES: "0" }),
   });
   try {
-    const coordinator = await coordinatorOf(nodes);
+    const coordinator = await agreedLeader(nodes, "__tx-0");
     const client = nodes.find((node) => node !== coordinator)!;
     using socket = await RawSocket.connect(client.port);
     await ask(socket, "transaction TX:k:1 k BEGIN 1\r\n");
@@ -156,7 +145,7 @@ test("a local transaction whose client's node died is rolled back by the coordin
   await using temp = tempDir();
   const nodes = await startClusterProcesses({ dataDir: temp.path });
   try {
-    const coordinator = await coordinatorOf(nodes);
+    const coordinator = await agreedLeader(nodes, "__tx-0");
     const doomed = nodes.find((node) => node !== coordinator)!;
     // The client stays connected: its node dies before it could tell anyone the connection ended.
     using socket = await RawSocket.connect(doomed.port);

@@ -65,6 +65,21 @@ export async function leaderSeenBy(node: BrokerProcess, group: string): Promise<
   return report?.groups.find((entry) => entry.group === group)?.leader ?? 0;
 }
 
+/** The node leading `group` once every node in `nodes` names the same leader (bounded wait). */
+export async function agreedLeader(
+  nodes: readonly BrokerProcess[],
+  group: string,
+  timeoutMs = 20_000,
+): Promise<BrokerProcess> {
+  let leader = 0;
+  await eventually(`one leader of ${group} that every node knows`, async () => {
+    const seen = await Promise.all(nodes.map((node) => leaderSeenBy(node, group)));
+    leader = seen[0];
+    return leader > 0 && seen.every((id) => id === leader);
+  }, timeoutMs);
+  return nodes.find((node) => node.options.dataDir.endsWith(`/n${leader}`))!;
+}
+
 /** Polls `check` every 100 ms until it holds; throws after `timeoutMs`. */
 export async function eventually(
   what: string,
