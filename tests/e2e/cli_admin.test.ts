@@ -5,10 +5,8 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { spawn } from "node:child_process";
-import * as fs from "node:fs";
-import * as path from "node:path";
 import { startClusterProcesses } from "../support/cluster_process.ts";
-import { BrokerProcess, METAQ_BINARY, runMetaq } from "../support/harness.ts";
+import { BrokerProcess, METAQ_BINARY, runMetaq, startWithConfig } from "../support/harness.ts";
 import { type TempDir, tempDir } from "../support/temp_dir.ts";
 import { waitFor } from "../support/wait.ts";
 
@@ -23,12 +21,7 @@ let address: string[];
 
 beforeAll(async () => {
   temp = tempDir();
-  fs.writeFileSync(path.join(temp.path, "server.ini"), CONFIG);
-  broker = await BrokerProcess.start({
-    dataDir: path.join(temp.path, "data"),
-    args: ["--config", path.join(temp.path, "server.ini")],
-    http: true,
-  });
+  broker = await startWithConfig(temp.path, CONFIG, { http: true });
   address = ["--broker", broker.address];
   const lines = Array.from({ length: 10 }, (_, i) => `order-${i}`).join("\n");
   for (const partition of ["0", "1"]) {

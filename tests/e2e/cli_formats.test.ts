@@ -10,7 +10,7 @@ import * as path from "node:path";
 import { MetaqClient } from "../../lib/client/client.ts";
 import { crc32 } from "../../lib/crc32.ts";
 import { decodeRecords, splitAttribute } from "../../lib/protocol/record.ts";
-import { BrokerProcess, runMetaq } from "../support/harness.ts";
+import { BrokerProcess, runMetaq, startWithConfig } from "../support/harness.ts";
 import { type TempDir, tempDir } from "../support/temp_dir.ts";
 
 const CONFIG = `[system]
@@ -28,11 +28,7 @@ let address: string[];
 
 beforeAll(async () => {
   temp = tempDir();
-  fs.writeFileSync(path.join(temp.path, "server.ini"), CONFIG);
-  broker = await BrokerProcess.start({
-    dataDir: path.join(temp.path, "data"),
-    args: ["--config", path.join(temp.path, "server.ini")],
-  });
+  broker = await startWithConfig(temp.path, CONFIG);
   address = ["--broker", broker.address];
 });
 

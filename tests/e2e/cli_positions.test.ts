@@ -6,9 +6,7 @@
  * segment ends (a `get` answers at most one segment) and bisect over many of them.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import * as fs from "node:fs";
-import * as path from "node:path";
-import { BrokerProcess, runMetaq } from "../support/harness.ts";
+import { BrokerProcess, runMetaq, startWithConfig } from "../support/harness.ts";
 import { type TempDir, tempDir } from "../support/temp_dir.ts";
 import { waitFor } from "../support/wait.ts";
 
@@ -54,12 +52,7 @@ async function nextInstant(): Promise<number> {
 
 beforeAll(async () => {
   temp = tempDir();
-  fs.writeFileSync(path.join(temp.path, "server.ini"), CONFIG);
-  broker = await BrokerProcess.start({
-    dataDir: path.join(temp.path, "data"),
-    args: ["--config", path.join(temp.path, "server.ini")],
-    http: true,
-  });
+  broker = await startWithConfig(temp.path, CONFIG, { http: true });
   address = ["--broker", broker.address];
   await produce("events", lines("a", A), ["--partition", "0"]);
   t1 = await nextInstant();

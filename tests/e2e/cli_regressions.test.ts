@@ -10,7 +10,12 @@ import { MetaqClient } from "../../lib/client/client.ts";
 import { GroupClient } from "../../lib/client/group_client.ts";
 import { Producer } from "../../lib/client/producer.ts";
 import { decodeRecords } from "../../lib/protocol/record.ts";
-import { BrokerProcess, readPartitionBytes, runMetaq } from "../support/harness.ts";
+import {
+  BrokerProcess,
+  readPartitionBytes,
+  runMetaq,
+  startWithConfig,
+} from "../support/harness.ts";
 import { MetaqProcess } from "../support/metaq_process.ts";
 import { type TempDir, tempDir } from "../support/temp_dir.ts";
 import { waitFor } from "../support/wait.ts";
@@ -29,11 +34,7 @@ let address: string[];
 
 beforeAll(async () => {
   temp = tempDir();
-  fs.writeFileSync(path.join(temp.path, "server.ini"), CONFIG);
-  broker = await BrokerProcess.start({
-    dataDir: path.join(temp.path, "data"),
-    args: ["--config", path.join(temp.path, "server.ini")],
-  });
+  broker = await startWithConfig(temp.path, CONFIG);
   client = new MetaqClient({ brokers: [broker.address] });
   address = ["--broker", broker.address];
 });

@@ -176,6 +176,21 @@ export class BrokerProcess implements AsyncDisposable {
   }
 }
 
+/** A broker reading `config` (a server.ini's text, written to `dir`) with its data in `dir/data`. */
+export async function startWithConfig(
+  dir: string,
+  config: string,
+  options: { http?: boolean } = {},
+): Promise<BrokerProcess> {
+  const file = path.join(dir, "server.ini");
+  fs.writeFileSync(file, config);
+  return await BrokerProcess.start({
+    dataDir: path.join(dir, "data"),
+    args: ["--config", file],
+    http: options.http,
+  });
+}
+
 /** Reads `<dataDir>/<topic>-<partition>` segment files back to back (for byte-level checks). */
 export function readPartitionBytes(dataDir: string, topic: string, partition: number): Uint8Array {
   const dir = path.join(dataDir, `${topic}-${partition}`);
