@@ -9,15 +9,12 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { type App, assemble } from "../../lib/app/assemble.ts";
-import { buildConfig } from "../../lib/config/config.ts";
-import { silentLogger } from "../../lib/log.ts";
+import type { App } from "../../lib/app/assemble.ts";
 import { encodeRecord } from "../../lib/protocol/record.ts";
 import type { AppendOutcome, Log } from "../../lib/store/log.ts";
 import { FileStorage } from "../../lib/store/storage_file.ts";
 import { instrumentStorage } from "../../lib/store/storage_journal.ts";
-import { FAST_RAFT } from "../support/cluster_in_process.ts";
-import { freePorts } from "../support/free_port.ts";
+import { startCluster } from "../support/cluster_in_process.ts";
 import { type TempDir, tempDir } from "../support/temp_dir.ts";
 import { waitFor } from "../support/wait.ts";
 
@@ -28,26 +25,12 @@ const controlOf = (index: number) => path.join(temp.path, `n${index + 1}.fsync-c
 
 beforeAll(async () => {
   temp = tempDir();
-  const peerPorts = await freePorts(3);
-  const peers = peerPorts.map((port, index) => `${index + 1}=127.0.0.1:${port}`).join(",");
-  nodes = await Promise.all(peerPorts.map((_port, index) =>
-    assemble({
-      config: buildConfig({
-        fileText: "[system]\nnumPartitions=1\n",
-        overrides: {
-          serverPort: "0",
-          dashboardHttpPort: "0",
-          httpEnabled: "false",
-          dataPath: `${temp.path}/n${index + 1}`,
-          nodeId: String(index + 1),
-          peers,
-          ...FAST_RAFT,
-        },
-      }),
-      storage: instrumentStorage(new FileStorage(), { fsyncControl: controlOf(index) }),
-      logger: silentLogger,
-    })
-  ));
+  const cluster = await startCluster({
+    dataPath: temp.path,
+    configText: "[system]\nnumPartitions=1\n",
+    storage: (index) => instrumentStorage(new FileStorage(), { fsyncControl: controlOf(index) }),
+  });
+  nodes = cluster.nodes;
 });
 
 afterAll(async () => {

@@ -7,6 +7,7 @@
 import { type App, assemble } from "../../lib/app/assemble.ts";
 import { buildConfig } from "../../lib/config/config.ts";
 import { type Logger, silentLogger } from "../../lib/log.ts";
+import type { Storage } from "../../lib/store/storage.ts";
 import { freePorts } from "./free_port.ts";
 import { waitFor } from "./wait.ts";
 
@@ -32,6 +33,8 @@ export async function startCluster(options: {
   overrides?: Record<string, string>;
   http?: boolean;
   logger?: Logger;
+  /** The storage of node `index` (from 0): for tests that slow or fail its fsyncs. */
+  storage?: (index: number) => Storage;
 }): Promise<InProcessCluster> {
   const count = options.nodes ?? 3;
   const peerPorts = await freePorts(count);
@@ -51,6 +54,7 @@ export async function startCluster(options: {
           ...options.overrides,
         },
       }),
+      storage: options.storage?.(index),
       logger: options.logger ?? silentLogger,
     })
   ));
