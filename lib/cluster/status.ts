@@ -28,6 +28,8 @@ export interface GroupStatus {
   readonly logEnd: number;
   readonly matches?: Readonly<Record<string, number | null>>;
   readonly repair: boolean;
+  /** The group sleeps on this node (quiescent: nothing to replicate, no ticks counted). */
+  readonly asleep: boolean;
   readonly lastFsyncMs: number;
   readonly electionsLastMinute: number;
   readonly reason?: string;
@@ -110,6 +112,7 @@ export function clusterStatus(node: ClusterNode, offsets?: OffsetsSummary): Clus
         )
         : undefined,
       repair: status.repair !== undefined,
+      asleep: replica.quiet,
       lastFsyncMs: Math.round(replica.log.lastSyncLatencyMs * 100) / 100,
       electionsLastMinute: replica.electionsLastMinute,
       reason,
@@ -179,7 +182,7 @@ export function statusLines(report: ClusterStatusReport): string[] {
       : "-";
     lines.push(
       `group ${group.group} role ${group.role} term ${group.term} leader ${group.leader} commit ${group.commit} ` +
-        `log_end ${group.logEnd} matches ${matches} repair ${group.repair} fsync_ms ${group.lastFsyncMs} ` +
+        `log_end ${group.logEnd} matches ${matches} repair ${group.repair} asleep ${group.asleep} fsync_ms ${group.lastFsyncMs} ` +
         `elections_1m ${group.electionsLastMinute}${group.reason ? ` reason ${group.reason}` : ""}`,
     );
   }

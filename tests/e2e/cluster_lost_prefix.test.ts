@@ -11,24 +11,9 @@
 import { expect, test } from "bun:test";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import type { ClusterStatusReport } from "../../lib/cluster/status.ts";
-import { startClusterProcesses } from "../support/cluster_process.ts";
+import { clusterStatusOf, eventually, startClusterProcesses } from "../support/cluster_process.ts";
 import { readPartitionBytes, runMetaq } from "../support/harness.ts";
 import { tempDir } from "../support/temp_dir.ts";
-
-async function status(address: string): Promise<ClusterStatusReport | undefined> {
-  const result = await runMetaq(["cluster", "status", "--broker", address, "--format", "json"]);
-  return result.code === 0 ? JSON.parse(result.stdout) : undefined;
-}
-
-async function eventually(check: () => Promise<boolean>, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check()) return true;
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-  return false;
-}
 
 async function damageFollower(damage: (dir: string) => void): Promise<void> {
   await using temp = tempDir();
@@ -51,7 +36,7 @@ async function damageFollower(damage: (dir: string) => void): Promise<void> {
     const converged = async () => {
       const views = await Promise.all(
         nodes.map(async (node) =>
-          (await status(node.address))?.groups.find((g) => g.group === "prefix-0")
+          (await clusterStatusOf(node))?.groups.find((g) => g.group === "prefix-0")
         ),
       );
       leader = views[0]?.leader ?? 0;
@@ -60,14 +45,14 @@ async function damageFollower(damage: (dir: string) => void): Promise<void> {
         view.logEnd === views[0]!.logEnd
       );
     };
-    expect(await eventually(converged, 20_000)).toBe(true);
+    await eventually("every copy of prefix-0 at the same end", converged, 20_000);
     const victim = nodes.findIndex((_, index) => index + 1 !== leader);
     const intact = path.join(temp.path, `n${leader}`);
     const dir = path.join(temp.path, `n${victim + 1}`, "prefix-0");
     await nodes[victim].kill("SIGKILL");
     damage(dir);
     await nodes[victim].restart();
-    expect(await eventually(converged, 30_000)).toBe(true);
+    await eventually("the damaged copy repaired to the same end", converged, 30_000);
     expect(
       Buffer.from(readPartitionBytes(path.dirname(dir), "prefix", 0))
         .equals(Buffer.from(readPartitionBytes(intact, "prefix", 0))),
