@@ -330,10 +330,7 @@ export class MetaqClient {
     message: Message,
     when: DeliveryTime,
   ): Promise<DelayedPutResult> {
-    const body = message.attribute === undefined
-      ? message.payload
-      : joinAttribute(message.attribute, message.payload);
-    const flag = (message.flag ?? 0) | (message.attribute === undefined ? 0 : FLAG_HAS_ATTRIBUTE);
+    const { body, flag } = bodyAndFlag(message);
     const text = await this.extension(DELAY_VERB, [
       topic,
       partition,
@@ -461,16 +458,21 @@ export class MetaqClient {
   }
 }
 
+/** A message's bytes on the wire: the attribute joined before the payload, flagged as MetaQ does. */
+function bodyAndFlag(message: Message): { body: Uint8Array; flag: number } {
+  if (message.attribute === undefined) return { body: message.payload, flag: message.flag ?? 0 };
+  return {
+    body: joinAttribute(message.attribute, message.payload),
+    flag: (message.flag ?? 0) | FLAG_HAS_ATTRIBUTE,
+  };
+}
+
 /** A put's bytes with a fresh opaque of `connection`. */
 function encodePutOn(
   connection: BrokerConnection,
   put: { topic: string; partition: number; message: Message; txKey?: string },
 ): { bytes: Uint8Array; opaque: number } {
-  const { message } = put;
-  const body = message.attribute === undefined
-    ? message.payload
-    : joinAttribute(message.attribute, message.payload);
-  const flag = (message.flag ?? 0) | (message.attribute === undefined ? 0 : FLAG_HAS_ATTRIBUTE);
+  const { body, flag } = bodyAndFlag(put.message);
   const opaque = connection.nextOpaque();
   const bytes = encodePut({
     topic: put.topic,
