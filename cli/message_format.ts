@@ -7,21 +7,12 @@
 import { Buffer } from "node:buffer";
 import { payloadJson } from "../lib/http/records.ts";
 import { decodeMessageMeta } from "../lib/protocol/message_meta.ts";
+import type { ConsumedMessage } from "../lib/client/partition_reader.ts";
 import { recordTimeMs } from "../lib/client/partition_seek.ts";
 import { CliError } from "./common.ts";
 
-/** A message as every output needs it. */
-export interface PrintedMessage {
-  readonly topic: string;
-  readonly partition: number;
-  readonly brokerId?: number;
-  readonly offset: number;
-  readonly nextOffset: number;
-  readonly id: bigint;
-  readonly flag: number;
-  readonly attribute?: string;
-  readonly payload: Uint8Array;
-}
+/** A message as every output needs it: what a consumer is handed, without its ack controls. */
+export type PrintedMessage = Omit<ConsumedMessage, "ack" | "rollback">;
 
 export type Format = "text" | "json";
 
