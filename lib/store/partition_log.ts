@@ -436,12 +436,16 @@ export class PartitionLog {
     }
     const active = this.#segments[this.#segments.length - 1];
     active.truncate(offset - active.startOffset);
+    // The log ends at the cut from this moment, not once it is synced: a read or an id scan
+    // (appendMissing) while the fsync below runs must not look past the segment's new end.
+    this.#writtenEnd = offset;
+    this.#durableEnd = Math.min(this.#durableEnd, offset);
+    this.#ackedEnd = Math.min(this.#ackedEnd, offset);
+    this.#cuts += 1;
+    this.#resetQueue(offset);
     await active.file.sync();
     await storage.syncDir(dir);
-    this.#writtenEnd = this.#durableEnd = offset;
-    this.#cuts += 1;
-    this.#ackedEnd = Math.min(this.#ackedEnd, offset);
-    this.#resetQueue(offset);
+    this.#durableEnd = Math.max(this.#durableEnd, Math.min(offset, this.#writtenEnd));
   }
 
   /**

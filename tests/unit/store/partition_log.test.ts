@@ -9,6 +9,7 @@ import {
   PartitionLog,
 } from "../../../lib/store/partition_log.ts";
 import { decodeRecords, encodeRecord } from "../../../lib/protocol/record.ts";
+import { findIds } from "../../../lib/store/missing_records.ts";
 import { applyRetention } from "../../../lib/store/retention.ts";
 import type { FileHandle, Storage } from "../../../lib/store/storage.ts";
 import { FileStorage } from "../../../lib/store/storage_file.ts";
@@ -332,6 +333,51 @@ for (const [kind, make] of Object.entries(kinds)) {
         const reopened = await openLog(fixture, { segmentBytesMax: 4096 });
         expect(readAll(reopened.log).at(-1)).toBe("message-0999");
         await reopened.log.close();
+      } finally {
+        fixture.cleanup();
+      }
+    });
+
+    test("while a truncation waits for its fsync, the log already ends at the cut (a scan for ids stays inside it)", async () => {
+      const fixture = make();
+      let syncGate: PromiseWithResolvers<void> | undefined;
+      let syncEntered = Promise.withResolvers<void>();
+      const storage = wrapStorage(fixture.storage, {
+        open(path, options) {
+          const file = fixture.storage.open(path, options);
+          return new Proxy(file, {
+            get(target, property) {
+              if (property === "sync" && syncGate) {
+                const gate = syncGate.promise;
+                return async () => {
+                  syncEntered.resolve();
+                  await gate;
+                  await target.sync();
+                };
+              }
+              const value = target[property as keyof FileHandle];
+              return typeof value === "function" ? value.bind(target) : value;
+            },
+          });
+        },
+      });
+      try {
+        const { log } = await openLog({ ...fixture, storage });
+        await appendMany(log, 300);
+        syncGate = Promise.withResolvers<void>();
+        syncEntered = Promise.withResolvers<void>();
+        const cut = log.truncate(50 * RECORD_BYTES);
+        await syncEntered.promise; // the segment is cut; its fsync is held
+        expect(log.writtenEnd).toBe(50 * RECORD_BYTES);
+        // The scan appendMissing runs (T08 found a node exit: it read past the cut segment).
+        const wanted = new Set([BigInt(46), BigInt(200)]);
+        expect([...findIds(log, 40 * RECORD_BYTES, wanted).keys()]).toEqual([BigInt(46)]);
+        const gate = syncGate;
+        syncGate = undefined;
+        gate.resolve();
+        await cut;
+        expect(log.durableEnd).toBe(50 * RECORD_BYTES);
+        await log.close();
       } finally {
         fixture.cleanup();
       }
