@@ -24,6 +24,7 @@ import { type Message, MetaqClient } from "../lib/client/client.ts";
 import { ConnectionError, TimeoutError } from "../lib/client/errors.ts";
 import { failureOutcome, keyHashSelector } from "../lib/client/producer.ts";
 import { ZkProducer } from "../lib/client/zk_producer.ts";
+import { PutBatcher } from "../lib/client/put_batcher.ts";
 import { type DeliveryTime, parseDurationMs, parseInstantMs } from "../lib/protocol/delayed.ts";
 import { describeError } from "../lib/errors.ts";
 import { PENDING_REQUESTS_PER_CONNECTION_MAX } from "../lib/limits.ts";
@@ -296,6 +297,8 @@ async function brokerRoute(
       );
     }
     const selector = keyHashSelector();
+    // Lines read in one chunk leave as one batched put per partition (one ack for many).
+    const batcher = new PutBatcher(client);
     let next = 0;
     return {
       put: (message, done) => {
@@ -304,7 +307,7 @@ async function brokerRoute(
             ? selector({ topic, partitions: meta.partitions, key })
             : next++ % meta.partitions);
         if (when) client.putDelayed(topic, target, message, when).then(() => done(), done);
-        else client.putWith(topic, target, message, done); // no promise per message
+        else batcher.add(topic, target, message, done); // no promise per message
       },
       reconnect: async () => void await client.connection(),
       close: () => Promise.resolve(client.close()),

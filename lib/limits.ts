@@ -56,6 +56,13 @@ export const PEER_QUESTIONS_PENDING_MAX = 4096;
 export const PEER_BUFFER_BYTES_MAX = 32 * 1024 * 1024;
 /** Records proposed in one turn are one Raft entry, up to this many bytes (a larger one alone). */
 export const RAFT_PROPOSAL_BATCH_BYTES_MAX = 1024 * 1024;
+/**
+ * Largest body of a batched put (`bput`, records in MetaQ's layout): one Raft proposal's worth,
+ * so a batch is one entry. Larger messages travel as plain puts.
+ */
+export const BATCH_PUT_BYTES_MAX = RAFT_PROPOSAL_BATCH_BYTES_MAX;
+/** Most records one batched put may carry. */
+export const BATCH_PUT_RECORDS_MAX = 16_384;
 /** How long a request waits for a partition (or the broker's own log) to have a leader. */
 export const LEADER_WAIT_MS = 4000;
 /** How long a request waits for a node just made a coordinator (groups, transactions) to be ready. */
@@ -144,6 +151,9 @@ assert(MESSAGE_BYTES_MAX * 2 <= HTTP_BODY_BYTES_MAX);
 // A message of any configurable size can be stored, replicated and forwarded whole.
 assert(MESSAGE_BYTES_LIMIT_MAX + 1024 <= RECORD_DATA_BYTES_MAX);
 assert(RECORD_BYTES_MAX <= RAFT_ENTRY_BYTES_MAX);
+assert(BATCH_PUT_BYTES_MAX <= RAFT_ENTRY_BYTES_MAX);
+assert(COMMAND_LINE_BYTES_MAX + BATCH_PUT_BYTES_MAX <= FORWARDED_REQUEST_BYTES_MAX);
+assert(BATCH_PUT_RECORDS_MAX * RECORD_HEADER_BYTES <= BATCH_PUT_BYTES_MAX);
 // A transaction's batch for one partition is one entry: its messages and their headers.
 assert(TX_BYTES_MAX + TX_MESSAGES_MAX * RECORD_HEADER_BYTES <= RAFT_ENTRY_BYTES_MAX);
 // A Raft frame (40-byte header) in an envelope (a kind byte, a name of up to 64 KiB) fits.

@@ -20,14 +20,31 @@ import { READ_WAIT_MS } from "../limits.ts";
 import type { Logger } from "../log.ts";
 import type { Random } from "../prng.ts";
 import type { GetCommand, OffsetCommand, PutCommand, SyncCommand } from "../protocol/commands.ts";
+import { checkBatch, formatBatchReply, stampIds } from "../protocol/batch_put.ts";
 import { encodeValueHeader } from "../protocol/encoder.ts";
 import type { MessageIdGenerator } from "../protocol/message_id.ts";
 import { errorReply, type Reply, type RequestContext, result } from "../protocol/reply.ts";
-import { encodeRecord } from "../protocol/record.ts";
+import { encodeRecord, walkRecords } from "../protocol/record.ts";
 import { type AppendOutcome, isInternalTopic, type Log, type Logs } from "../store/log.ts";
 import { BrokerStats } from "./stats.ts";
 
 /** How a forwarded put is appended at most once (see `fput` in commands.ts). */
+/** A batched put's request (`bput`, lib/protocol/batch_put.ts). */
+export interface BatchPut {
+  readonly topic: string;
+  /** -1: the broker picks one for the whole batch. */
+  readonly partition: number;
+  readonly count: number;
+  /** `count` records in MetaQ's layout with ids 0; the ids are written into these bytes. */
+  readonly body: Uint8Array;
+  readonly opaque: number;
+}
+
+/** MetaQ's text for a put whose checksum does not match its body (its spelling kept). */
+const CHECKSUM_FAILURE =
+  "Checksum failure,message may be corrupted when transfering on networking.";
+const EMPTY = new Uint8Array(0);
+
 export interface PutOnce {
   /** The message id the forwarding node chose. */
   readonly id: bigint;
@@ -226,6 +243,81 @@ export class Broker {
   }
 
   /**
+   * A batched put: the checks of a plain put (closed partition, topic, partition, damage) once,
+   * size and checksum per record, then the records appended as one batch, as they came with
+   * the ids chosen here written in. All or nothing.
+   */
+  putBatch(batch: BatchPut, done: (reply: Reply) => void): void {
+    this.stats.counters.cmdPut += batch.count;
+    const { topic, count, body } = batch;
+    const asPut: PutCommand = {
+      kind: "put",
+      topic,
+      partition: batch.partition,
+      flag: 0,
+      checksum: -1,
+      opaque: batch.opaque,
+      body: EMPTY,
+    };
+    const fail = (kind: BrokerError["kind"], detail: string, partition: number) => {
+      const reply = this.#failedPut(asPut, kind, detail, partition);
+      this.stats.counters.putFailed += count - 1; // #failedPut counted one
+      return done(reply);
+    };
+    if (
+      this.closedPartitions.size > 0 && this.closedPartitions.has(`${topic}-${batch.partition}`)
+    ) {
+      const detail = `partition[${this.config.system.brokerId}-${batch.partition}] has been closed`;
+      return fail("partitionClosed", detail, batch.partition);
+    }
+    const checked = this.checkPut(asPut);
+    if (!checked.ok) {
+      this.stats.counters.putFailed += count - 1;
+      return done(checked.reply);
+    }
+    const { partition, settings } = checked;
+    const maxBytes = this.config.system.maxMessageSize;
+    const records = checkBatch(body, count, maxBytes);
+    if (!records.ok) {
+      const { problem } = records;
+      if (problem.kind === "messageTooLarge") {
+        const detail =
+          `Cannot accept message: body of ${problem.bytes} bytes exceeds maxMessageSize ${maxBytes}`;
+        return fail("messageTooLarge", detail, partition);
+      }
+      if (problem.kind === "checksumMismatch") {
+        return fail("checksumMismatch", CHECKSUM_FAILURE, partition);
+      }
+      return fail("badRequest", problem.detail, partition);
+    }
+    const append = (log: Log) => {
+      const runs = stampIds(body, count, this.ids);
+      log.appendBatch(body, count, (outcome) => {
+        if (outcome.ok) {
+          const text = formatBatchReply(partition, outcome.offset, runs);
+          return done({ kind: "result", code: 200, text, ascii: true });
+        }
+        this.stats.counters.putFailed += count;
+        done(errorReply(this.#putError(outcome.error, topic, partition)));
+      });
+      if (!settings.stat) this.stats.counters.putBytes += records.payloadBytes;
+      else {
+        walkRecords(body, maxBytes, (_position, length) => {
+          this.countPut(topic, partition, length, settings);
+        });
+      }
+    };
+    const log = this.logs.get(topic, partition);
+    if (log) return append(log);
+    this.logs.open(topic, partition).then(append, (error) => {
+      const failure = error instanceof BrokerError
+        ? error
+        : new BrokerError("storageFailed", describeError(error));
+      fail(failure.kind, describeError(failure), partition);
+    });
+  }
+
+  /**
    * MetaQ's put checks after the closed-partition one, in its order: topic accepted, partition
    * in range (-1 picks one at random), size, checksum, and (metaq) a partition refused as
    * damaged at start-up. A failure is counted and comes back as the reply to send. Plain and
@@ -265,7 +357,7 @@ export class Broker {
     if (command.checksum !== -1 && command.checksum !== checksum) {
       return refuse(
         "checksumMismatch",
-        "Checksum failure,message may be corrupted when transfering on networking.",
+        CHECKSUM_FAILURE,
         partition,
       );
     }

@@ -16,7 +16,9 @@ import type {
 } from "../protocol/commands.ts";
 import { type CommandTable, type ForwardPlan, HERE, type Home } from "../protocol/command_table.ts";
 import { errorReply, type RequestContext, type Respond, result } from "../protocol/reply.ts";
-import type { Broker, PutOnce } from "./broker.ts";
+import { BATCH_PUT_VERB } from "../protocol/batch_put.ts";
+import { BATCH_PUT_BYTES_MAX, BATCH_PUT_RECORDS_MAX } from "../limits.ts";
+import type { BatchPut, Broker, PutOnce } from "./broker.ts";
 import type { StatsItems } from "./stats_report.ts";
 import { isInternalTopic } from "../store/log.ts";
 
@@ -106,6 +108,18 @@ function parseForwardedPut(
   };
 }
 
+/** A `bput`'s request; undefined when its arguments are malformed. */
+function parseBatchPut(command: ExtensionCommand): BatchPut | undefined {
+  const [topic, partitionText, countText] = command.args;
+  const partition = Number(partitionText);
+  const count = Number(countText);
+  if (!Number.isSafeInteger(partition) || partition < -1) return undefined;
+  if (!Number.isSafeInteger(count) || count < 1 || count > BATCH_PUT_RECORDS_MAX) return undefined;
+  return { topic, partition, count, body: command.body, opaque: command.opaque };
+}
+
+const EMPTY = new Uint8Array(0);
+
 export interface BrokerCommandsOptions {
   /** Extra `stats` items other parts contribute (`cluster`...). */
   readonly statsItems: () => StatsItems;
@@ -151,6 +165,29 @@ export function brokerCommands(broker: Broker, options: BrokerCommandsOptions): 
           return respond(errorReply(new BrokerError("badRequest", detail)));
         }
         broker.put(put.command, context, respond, put.once);
+      },
+    },
+    [`ext:${BATCH_PUT_VERB}`]: {
+      spec: { args: 4, bodyLengthArg: 3, bodyBytesMax: BATCH_PUT_BYTES_MAX },
+      home(command: ExtensionCommand): Home {
+        const batch = parseBatchPut(command);
+        if (!batch) return HERE;
+        const asPut = { kind: "put", ...batch, flag: 0, checksum: -1, body: EMPTY } as const;
+        const partition = broker.putPartition(asPut);
+        if (partition === undefined) return HERE; // refused by its checks: answered here
+        const resolved = partition === batch.partition
+          ? command
+          : { ...command, args: [batch.topic, String(partition), ...command.args.slice(2)] };
+        return { kind: "leader", topic: batch.topic, partition, command: resolved };
+      },
+      handle(command: ExtensionCommand, _context: RequestContext, respond: Respond) {
+        const batch = parseBatchPut(command);
+        if (!batch) {
+          const detail = `bad ${BATCH_PUT_VERB} arguments: ${command.args.join(" ")} (expected ` +
+            `topic, partition, a record count from 1 to ${BATCH_PUT_RECORDS_MAX}, body length)`;
+          return respond(errorReply(new BrokerError("badRequest", detail)));
+        }
+        broker.putBatch(batch, respond);
       },
     },
     get: {

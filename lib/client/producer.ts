@@ -1,8 +1,10 @@
 /**
  * @module Producer: sends messages with a bounded window of unacknowledged puts (pipelining
- * many messages per round trip), choosing partitions with a selector: round robin (default for
- * keyless messages), random, by key hash (same key, same partition), or custom. Every message
- * gets a promise (`send`) or a callback (`sendAsync`); failures are never dropped.
+ * many messages per round trip; those sent in one turn of the event loop leave as one batched
+ * put per partition when the broker takes them, put_batcher.ts), choosing partitions with a
+ * selector: round robin (default for keyless messages), random, by key hash (same key, same
+ * partition), or custom. Every message gets a promise (`send`) or a callback (`sendAsync`);
+ * failures are never dropped.
  *
  * `sendOrdered` keeps the order of one key's messages across retries: a key has at most one put
  * in flight, and a failed put is retried before the next message of that key is sent. It
@@ -17,6 +19,7 @@ import { crc32 } from "../crc32.ts";
 import { describeError } from "../errors.ts";
 import type { Message, MetaqClient, PutResult } from "./client.ts";
 import { BrokerError, ConnectionError, TimeoutError } from "./errors.ts";
+import { PutBatcher } from "./put_batcher.ts";
 
 export interface SelectorInput {
   readonly topic: string;
@@ -107,6 +110,7 @@ export class Producer {
   readonly #counts = new Map<string, number>();
   readonly #ordered = new Map<string, OrderedItem[]>();
   readonly #options: ProducerOptions;
+  readonly #batcher: PutBatcher;
   #inFlight = 0;
   #waiters: (() => void)[] = [];
   #idleWaiters: (() => void)[] = [];
@@ -116,6 +120,7 @@ export class Producer {
     this.#options = options;
     this.windowMax = options.windowMax ?? 1024;
     this.#selector = options.selector ?? keyHashSelector();
+    this.#batcher = new PutBatcher(client, { results: true });
   }
 
   /** Puts sent (or queued behind their key) and not yet settled. */
@@ -216,13 +221,23 @@ export class Producer {
       const when = deliveryTimeOf(options);
       const result = when
         ? await this.client.putDelayed(topic, partition, message, when)
-        : await this.client.put(topic, partition, message);
+        : await this.#putBatched(topic, partition, message);
       this.counters.acknowledged += 1;
       return result;
     } catch (error) {
       this.counters.failed += 1;
       throw error;
     }
+  }
+
+  /** One message, in a batched put with the others sent in this turn (put_batcher.ts). */
+  #putBatched(topic: string, partition: number, message: Message): Promise<PutResult> {
+    return new Promise((resolve, reject) =>
+      this.#batcher.add(topic, partition, message, (error, result) => {
+        if (error || !result) reject(error);
+        else resolve(result);
+      })
+    );
   }
 
   /** Sends the key's queue head until it is empty; one put of the key in flight at a time. */

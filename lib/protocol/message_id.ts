@@ -92,6 +92,19 @@ export class MessageIdGenerator {
     return new MessageId(this.#baseHigh32, (this.#baseLow32 | sequence) >>> 0, `${high}${lowText}`);
   }
 
+  /**
+   * Up to `wanted` ids that follow one another (one millisecond's sequence numbers, so id i of
+   * the run is `first + i`): a batch of records takes its ids a run at a time, and its reply
+   * names them as runs instead of one by one.
+   */
+  nextRun(wanted: number): { readonly first: MessageId; readonly count: number } {
+    assert(Number.isSafeInteger(wanted) && wanted >= 1);
+    const first = this.nextId();
+    const count = Math.min(wanted, SEQUENCE_MAX - this.#sequence + 1);
+    this.#sequence += count - 1;
+    return { first, count };
+  }
+
   #advance(): void {
     // A clock before MetaQ's epoch would make ids zero or negative.
     const now = Math.max(this.#clock.wallMs(), ID_EPOCH_MS + 1);

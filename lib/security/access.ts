@@ -7,7 +7,7 @@
  * | request                                          | needs                               |
  * | ------------------------------------------------ | ----------------------------------- |
  * | put (plain or in a transaction), uput (uplinks), | produce on its topic                |
- * | delay (a delayed message)                        |                                     |
+ * | bput (a batch), delay (a delayed message)        |                                     |
  * | delayed status, delayed cancel                   | produce on some topic               |
  * | cron list (schedules)                            | any user                            |
  * | cron add, pause, resume, rm                      | admin                               |
@@ -150,6 +150,7 @@ function extensionRequirement(verb: string, args: readonly string[]): Requiremen
     case "committed":
       return { kind: "consume", topics: [args[1]] };
     case "uput":
+    case "bput":
     case "delay":
       return { kind: "produce", topics: [args[0]] };
     case "delayed":

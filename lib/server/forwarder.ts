@@ -23,6 +23,7 @@ import {
   encodeStats,
   encodeTransaction,
 } from "../protocol/encoder.ts";
+import { BATCH_PUT_VERB } from "../protocol/batch_put.ts";
 import { type ExtensionSpec, Parser } from "../protocol/parser.ts";
 import { type ForwardPlan, OUTCOME_AT_NEXT_LEADER } from "../protocol/command_table.ts";
 import {
@@ -158,7 +159,8 @@ export class Forwarder {
       const error = new BrokerError("queueFull", "too many requests in flight to other nodes");
       return respond(errorReply(error));
     }
-    const isPut = command.kind === "put" || plan.again !== undefined && isPutLike(command);
+    const isPut = command.kind === "put" || isBatchPut(command) ||
+      plan.again !== undefined && isPutLike(command);
     const pending: PendingForward = {
       respond,
       context,
@@ -451,6 +453,10 @@ function startsWith(bytes: Uint8Array, prefix: Uint8Array): boolean {
 /** A command the broker sends to a leader in place of a client's put (see brokerCommands). */
 function isPutLike(command: Command): boolean {
   return command.kind === "extension" && command.verb === "fput";
+}
+
+function isBatchPut(command: Command): boolean {
+  return command.kind === "extension" && command.verb === BATCH_PUT_VERB;
 }
 
 /**

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { type App, assemble } from "../../lib/app/assemble.ts";
 import { buildConfig } from "../../lib/config/config.ts";
 import { silentLogger } from "../../lib/log.ts";
+import { BatchPutBuilder, idInBatch, parseBatchReply } from "../../lib/protocol/batch_put.ts";
 import { decodeRecords } from "../../lib/protocol/record.ts";
 import { type InProcessCluster, startCluster } from "../support/cluster_in_process.ts";
 import { messagesThrough } from "../support/partition_reads.ts";
@@ -112,6 +113,35 @@ for (const [index, target] of TARGETS.entries()) {
       expect(any.header).toStartWith("result 200 ");
       expect([0, 1]).toContain(Number(any.text.split(" ")[1]));
       expect((await ask(socket, put("__tx", 0, "mine", 4))).header).toStartWith("result 500 ");
+    });
+
+    test("a batched put stores its records once, where and with the ids its reply says", async () => {
+      using socket = await RawSocket.connect(target.node().port);
+      const topic = `bput-${slug}`;
+      const payloads = Array.from({ length: 50 }, (_, n) => `batched-${n}`);
+      const batch = new BatchPutBuilder();
+      for (const payload of payloads) batch.add(new TextEncoder().encode(payload), 0);
+      const reply = await ask(socket, batch.encode(topic, 1, 5));
+      expect(reply.header).toStartWith("result 200 ");
+      const ack = parseBatchReply(reply.text)!;
+      expect(ack.partition).toBe(1);
+      const got = await ask(socket, `get ${topic} g 1 ${ack.offset} 65536 6\r\n`);
+      const records = decodeRecords(new Uint8Array(got.body), ack.offset);
+      expect(records.map((record) => new TextDecoder().decode(record.data))).toEqual(payloads);
+      expect(records.map((record) => record.id)).toEqual(payloads.map((_, n) => idInBatch(ack, n)));
+      // One damaged record refuses the whole batch: nothing more is stored.
+      const damaged = new BatchPutBuilder();
+      for (const payload of ["ok-1", "ok-2"]) damaged.add(new TextEncoder().encode(payload), 0);
+      const bytes = damaged.encode(topic, 1, 7);
+      bytes[bytes.length - 1] ^= 1;
+      expect((await ask(socket, bytes)).text).toContain("Checksum failure");
+      const end = records.at(-1)!.offset + 20 + records.at(-1)!.data.length;
+      expect((await ask(socket, `get ${topic} g 1 ${end} 65536 8\r\n`)).header).toStartWith(
+        "result 404 ",
+      );
+      expect((await ask(socket, batch.encode(topic, 9, 9))).text).toEndWith(
+        "failed.Detail:wrong partition 9",
+      );
     });
 
     test("a local transaction commits across partitions and rolls back whole", async () => {

@@ -7,7 +7,8 @@ import type { PutResult } from "../../lib/client/client.ts";
 import { buildConfig } from "../../lib/config/config.ts";
 import { silentLogger } from "../../lib/log.ts";
 import { type App, assemble } from "../../lib/app/assemble.ts";
-import { decodeRecords } from "../../lib/protocol/record.ts";
+import { Parser } from "../../lib/protocol/parser.ts";
+import { decodeRecords, splitAttribute } from "../../lib/protocol/record.ts";
 import { type TempDir, tempDir } from "../support/temp_dir.ts";
 import { waitFor } from "../support/wait.ts";
 
@@ -19,7 +20,8 @@ beforeAll(async () => {
   temp = tempDir();
   running = await assemble({
     config: buildConfig({
-      fileText: `[system]\nnumPartitions=3\ndataPath=${temp.path}\n[topic=orders]\n[topic=other]\n`,
+      fileText: `[system]\nnumPartitions=3\nmaxMessageSize=65536\ndataPath=${temp.path}\n` +
+        `[topic=orders]\n[topic=other]\n`,
       overrides: { serverPort: "0", httpEnabled: "false" },
     }),
     logger: silentLogger,
@@ -100,6 +102,110 @@ describe("Producer", () => {
     );
     expect(producer.inFlight).toBe(0);
     expect((await producer.sendOrdered("orders", "k", "after")).offset).toBeGreaterThanOrEqual(0);
+  });
+});
+
+/**
+ * A TCP relay to the broker that decodes what its clients send with the protocol's parser, so
+ * a test can see which commands went over the wire.
+ */
+async function decodingRelay(port: number) {
+  const sent: { verb: string; count: number }[] = [];
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((inbound) => {
+    const outbound = net.connect(port, "127.0.0.1");
+    sockets.add(inbound).add(outbound);
+    const parser = new Parser({
+      bodyBytesMax: 1 << 20,
+      extensions: new Map([
+        ["bput", { args: 4, bodyLengthArg: 3, bodyBytesMax: 1 << 20 }],
+        ["meta", { args: 1 }],
+      ]),
+    });
+    inbound.on("data", (chunk: Uint8Array) => {
+      for (const command of parser.push(chunk).commands) {
+        if (command.kind === "put") sent.push({ verb: "put", count: 1 });
+        if (command.kind === "extension" && command.verb === "bput") {
+          sent.push({ verb: "bput", count: Number(command.args[2]) });
+        }
+      }
+      outbound.write(chunk);
+    });
+    outbound.on("data", (chunk) => inbound.write(chunk));
+    inbound.on("close", () => outbound.destroy());
+    outbound.on("close", () => inbound.destroy());
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    sent,
+    close() {
+      for (const socket of sockets) socket.destroy();
+      server.close();
+    },
+  };
+}
+
+describe("batched puts", () => {
+  test("messages sent in one turn leave as one batched put per partition; each gets its id and offset", async () => {
+    const relay = await decodingRelay(running.port);
+    const relayed = new MetaqClient({ brokers: [`127.0.0.1:${relay.port}`] });
+    try {
+      const producer = new Producer(relayed, { windowMax: 4096 });
+      await producer.send("other", "warm-up", { partition: 0 }); // learns the partition count
+      const sends: Promise<PutResult>[] = [];
+      for (let i = 0; i < 3000; i++) {
+        const attribute = i % 3 === 0 ? `a-${i}` : undefined;
+        sends.push(producer.send("other", `m-${i}`, { partition: i % 2, attribute }));
+      }
+      const results = await Promise.all(sends);
+      // Every message went in a batch (the first turn's lone warm-up as a plain put).
+      const batches = relay.sent.filter((command) => command.verb === "bput");
+      expect(batches.length).toBeGreaterThanOrEqual(2);
+      expect(batches.reduce((sum, batch) => sum + batch.count, 0)).toBe(3000);
+      expect(relay.sent.filter((command) => command.verb === "put")).toHaveLength(1);
+      // The result of each message names where it is and its id, read back from the broker.
+      for (const partition of [0, 1]) {
+        const reply = await client.get({
+          topic: "other",
+          group: "t",
+          partition,
+          offset: 0,
+          maxSize: 1 << 20,
+        });
+        if (reply.kind !== "records") throw new Error(`partition ${partition}: ${reply.kind}`);
+        const stored = new Map(decodeRecords(reply.bytes).map((record) => [record.offset, record]));
+        for (const [i, result] of results.entries()) {
+          if (i % 2 !== partition) continue;
+          expect(result.partition).toBe(partition);
+          const record = stored.get(result.offset);
+          expect(record?.id, `message ${i}`).toBe(result.id);
+          const { payload, attribute } = splitAttribute(record!.flag, record!.data);
+          expect(new TextDecoder().decode(payload)).toBe(`m-${i}`);
+          expect(attribute).toBe(i % 3 === 0 ? `a-${i}` : undefined);
+        }
+        // In the order sent: offsets grow with the message number within a partition.
+        const offsets = results.filter((_, i) => i % 2 === partition).map((r) => r.offset);
+        expect(offsets).toEqual([...offsets].sort((a, b) => a - b));
+      }
+    } finally {
+      relayed.close();
+      relay.close();
+    }
+  });
+
+  test("a batch with a record the broker refuses fails every message of it, storing none", async () => {
+    const producer = new Producer(client, { windowMax: 64 });
+    await producer.send("orders", "warm-up", { partition: 2 });
+    const before = await partitionTexts("orders", 2);
+    // Over the broker's maxMessageSize (64 KiB here), well within a batch's size.
+    const big = "x".repeat(running.broker.config.system.maxMessageSize + 1);
+    const sends = ["small-1", big, "small-2"].map((payload) =>
+      producer.send("orders", payload, { partition: 2 }).then(() => "stored", (e) => e.message)
+    );
+    const outcomes = await Promise.all(sends);
+    for (const outcome of outcomes) expect(outcome).toContain("exceeds maxMessageSize");
+    expect(await partitionTexts("orders", 2)).toEqual(before);
   });
 });
 
