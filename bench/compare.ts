@@ -1,7 +1,7 @@
 /**
- * @module Side by side (issue #8): the same workloads against `dist/metaq`, NATS JetStream and
- * Redis Streams on this machine, one table with absolute figures and the ratio metaq/peer per
- * row. Each workload runs in its own client process (bench/client.ts) against a fresh server
+ * @module Side by side (issues #8 and #20): the same workloads against `dist/metaq`, NATS
+ * JetStream 2.10 and Redis Streams on this machine, one table with absolute figures, each row's
+ * durability, the best peer and the ratio metaq/best per row. Each workload runs in its own client process (bench/client.ts) against a fresh server
  * in a temp dir; every run has a message cap and a time cap, and the whole comparison has a
  * global timeout. Only processes started here are stopped, by PID. `bench/run.sh` installs the
  * peers and builds metaq first; this file expects them.
@@ -9,7 +9,7 @@
  *   bun bench/compare.ts [--quick] [--only metaq,nats,redis] [--sizes 100,1024] [--repeat N]
  *                        [--timeout SECONDS] [--out FILE.md] [--json FILE.json]
  */
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -23,12 +23,22 @@ import { BrokerConnection } from "../lib/client/connection.ts";
 import { metaqChecksum } from "../lib/crc32.ts";
 import { describeError } from "../lib/errors.ts";
 import { encodePut } from "../lib/protocol/encoder.ts";
+import type { LatencySummary } from "../lib/bench/histogram.ts";
 import type { System, Workload, WorkloadResult } from "./client.ts";
-import { busyPercent, cpuTicks, loadAverage, machineFacts, memoryOf } from "./machine.ts";
+import {
+  busyPercent,
+  cpuTicks,
+  fileBytes,
+  loadAverage,
+  machineFacts,
+  memoryOf,
+  processCpuMicros,
+} from "./machine.ts";
 import {
   freePort,
   killAllNow,
   metaqHasReplication,
+  natsBinary,
   type ServerHandle,
   spawnTracked,
   startMetaq,
@@ -57,6 +67,8 @@ interface Plan {
   readonly backlog: number;
   readonly consumeMs: number;
   readonly latencyMs: number;
+  /** Time cap of each one-at-a-time (window 1) durable produce run. */
+  readonly oneAtATimeMs: number;
   readonly rate: number;
   readonly window: number;
   readonly repeat: number;
@@ -77,12 +89,16 @@ interface Cell {
 type Cells = Map<string, Cell>;
 const key = (row: string, size: number | string, system: System) => `${row}|${size}|${system}`;
 
+/** What "durable" means in a row, the same words for every system (see DURABILITY). */
+type Durability = "fast" | "fsync" | "fastR3" | "fsyncR3" | "defaults" | "none";
+
 interface Row {
   readonly id: string;
   readonly label: string;
   /** "higher" when more is better (throughput); "lower" for latency, memory and time. */
   readonly better: "higher" | "lower";
   readonly perSize: boolean;
+  readonly durability: Durability;
 }
 
 const ROWS: readonly Row[] = [
@@ -91,46 +107,124 @@ const ROWS: readonly Row[] = [
     label: "1. acked produce, fastest mode, msgs/s",
     better: "higher",
     perSize: true,
+    durability: "fast",
   },
   {
     id: "durable",
     label: "2. produce, fsync before every ack, msgs/s",
     better: "higher",
     perSize: true,
+    durability: "fsync",
   },
-  { id: "consume", label: "3. consume backlog, msgs/s", better: "higher", perSize: true },
   {
-    id: "latency",
-    label: "4. end-to-end latency p50 / p99 / max (ratio on p99), fastest mode",
+    id: "oneAtATime",
+    label: "2w. produce, fsync before every ack, one at a time (window 1), msgs/s",
+    better: "higher",
+    perSize: true,
+    durability: "fsync",
+  },
+  {
+    id: "consume",
+    label: "3. consume a backlog, msgs/s",
+    better: "higher",
+    perSize: true,
+    durability: "fast",
+  },
+  {
+    id: "consumeCpu",
+    label: "3c. server CPU per consumed message",
     better: "lower",
     perSize: true,
+    durability: "fast",
+  },
+  {
+    id: "latency",
+    label: "4. end-to-end latency at 5k msgs/s, p50 / p99 / p99.9 (ratio on p99)",
+    better: "lower",
+    perSize: true,
+    durability: "fast",
+  },
+  {
+    id: "ackLatency",
+    label: "4a. ack latency at 5k msgs/s, p50 / p99 / p99.9",
+    better: "lower",
+    perSize: true,
+    durability: "fast",
   },
   {
     id: "latencyDurable",
-    label: "4b. end-to-end latency, fsync before ack",
+    label: "4b. end-to-end latency at 5k msgs/s, p50 / p99 / p99.9",
     better: "lower",
     perSize: true,
+    durability: "fsync",
   },
-  { id: "rss", label: "5. peak server RSS during consume", better: "lower", perSize: true },
   {
-    id: "startup",
-    label: "6. start to first acked message (median)",
+    id: "ackLatencyDurable",
+    label: "4c. ack latency at 5k msgs/s, p50 / p99 / p99.9",
+    better: "lower",
+    perSize: true,
+    durability: "fsync",
+  },
+  {
+    id: "idleRss",
+    label: "5a. idle server RSS",
     better: "lower",
     perSize: false,
+    durability: "fast",
+  },
+  {
+    id: "rss",
+    label: "5b. peak server RSS during the consume",
+    better: "lower",
+    perSize: true,
+    durability: "fast",
+  },
+  {
+    id: "startup",
+    label: "6. start to first acked put (median)",
+    better: "lower",
+    perSize: false,
+    durability: "defaults",
+  },
+  {
+    id: "binary",
+    label: "6b. server binary size",
+    better: "lower",
+    perSize: false,
+    durability: "none",
   },
   {
     id: "replicated",
     label: "7. acked produce, 3 nodes R=3, fastest mode, msgs/s",
     better: "higher",
     perSize: true,
+    durability: "fastR3",
   },
   {
     id: "replicatedDurable",
-    label: "7b. acked produce, 3 nodes R=3, quorum fsynced before ack, msgs/s",
+    label: "7b. acked produce, 3 nodes R=3, fsync before ack, msgs/s",
     better: "higher",
     perSize: true,
+    durability: "fsyncR3",
+  },
+  {
+    id: "replicationCost",
+    label: "7c. metaq R=3 (ack=quorum) / R=1 (row 2), fsync before ack",
+    better: "higher",
+    perSize: true,
+    durability: "fsyncR3",
   },
 ];
+
+/** The durability each row's servers run with, per system. */
+const DURABILITY: Record<Durability, string> = {
+  fast: "ack before fsync: metaq fsync every 1 s, NATS default sync (2 min), Redis everysec",
+  fsync: "fsync before ack: metaq group commit, NATS sync_interval always, Redis always",
+  fastR3: "R=3, ack before fsync: metaq ack=quorum + fsync every 1 s, NATS default sync",
+  fsyncR3: "R=3, fsync before ack: metaq ack=quorum + fsync=always, NATS sync_interval always",
+  defaults: "each server's defaults: metaq fsync before ack, NATS default sync, Redis everysec",
+  none: "-",
+};
 
 const SYSTEM_NAMES: Record<System, string> = {
   metaq: "metaq",
@@ -165,6 +259,7 @@ async function main(): Promise<number> {
     if (!plan.replicatedOnly) {
       for (const size of plan.sizes) await runSize(plan, size, cells, conditions);
       for (const system of plan.systems) await runStartup(plan, system, cells);
+      recordBinarySizes(plan, cells);
     }
     await runReplicated(plan, cells, conditions);
   } finally {
@@ -223,9 +318,10 @@ function readPlan(): Plan {
     backlog: messages,
     consumeMs: quick ? 20_000 : 60_000,
     latencyMs: quick ? 3_000 : 10_000,
+    oneAtATimeMs: quick ? 3_000 : 10_000,
     rate: 5000,
     window: 1024,
-    repeat: Number(values.repeat ?? 1),
+    repeat: Number(values.repeat ?? 3),
     startupRuns: 3,
     timeoutS: Number(values.timeout ?? (quick ? 900 : 3600)),
     binary: values.binary ?? path.join(ROOT, "dist", "metaq"),
@@ -260,6 +356,7 @@ async function runSize(
     `fast-${size}`,
   );
   try {
+    if (size === plan.sizes[0]) await recordIdleMemory(fast, cells);
     const produced = await interleaved(plan, fast, "produce", (_system, attempt) => ({
       target: attempt === 0 ? `backlog${size}` : `produce${size}r${attempt}`,
       size,
@@ -275,18 +372,44 @@ async function runSize(
       });
     }
     await consumeWithMemory(plan, fast, size, cells);
-    const latency = await interleaved(plan, fast, "latency", () => ({
-      target: `latency${size}`,
-      size,
-      capMs: plan.latencyMs,
-    }), 1);
-    for (const [system, runs] of latency) {
-      cells.set(key("latency", size, system), latencyCell(median(runs)));
-    }
+    await latencyRows(plan, fast, size, cells, { e2e: "latency", ack: "ackLatency" });
   } finally {
     await Promise.all([...fast.values()].map((server) => server.stop()));
   }
   await runDurable(plan, size, cells);
+}
+
+/** Rows 4 and 4a (or 4b and 4c): one open-loop run per repeat gives both e2e and ack latency. */
+async function latencyRows(
+  plan: Plan,
+  servers: Map<System, ServerHandle>,
+  size: number,
+  cells: Cells,
+  rows: { e2e: string; ack: string },
+): Promise<void> {
+  const latency = await interleaved(plan, servers, "latency", (_system, attempt) => ({
+    target: `latency${size}r${attempt}`,
+    size,
+    capMs: plan.latencyMs,
+  }));
+  for (const [system, runs] of latency) {
+    // The median by the row's own figure (p99), not by rate: every run sends at the same rate.
+    cells.set(key(rows.e2e, size, system), latencyCell(medianBy(runs, (run) => run.latency)));
+    const acked = runs.filter((run) => run.ackLatency !== undefined);
+    cells.set(
+      key(rows.ack, size, system),
+      latencyCell(medianBy(acked, (run) => run.ackLatency!), (run) => run.ackLatency!),
+    );
+  }
+}
+
+/** Row 5a: each server's resident memory a second after it started, before any load. */
+async function recordIdleMemory(servers: Map<System, ServerHandle>, cells: Cells): Promise<void> {
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  for (const [system, server] of servers) {
+    const rssKiB = memoryOf(server.pid).rssKiB;
+    cells.set(key("idleRss", "-", system), { value: rssKiB, text: mebibytes(rssKiB) });
+  }
 }
 
 async function startServers(
@@ -316,27 +439,27 @@ async function othersBusyPercent(): Promise<number> {
 
 function startFastest(plan: Plan, system: System, dir: string): Promise<ServerHandle> {
   if (system === "metaq") return startMetaq({ binary: plan.binary, dir, flush: "threshold" });
-  if (system === "nats") return startNats({ dir });
+  if (system === "nats") return startNats({ dir, sync: "default" });
   return startRedis({ dir, fsync: "everysec" });
 }
 
-/** Row 2 and 4b: metaq group commit and Redis `appendfsync always`; JetStream 2.9 has neither. */
+function startDurable(plan: Plan, system: System, dir: string): Promise<ServerHandle> {
+  if (system === "metaq") return startMetaq({ binary: plan.binary, dir, flush: "group" });
+  if (system === "nats") return startNats({ dir, sync: "always" });
+  return startRedis({ dir, fsync: "always" });
+}
+
+/**
+ * Rows 2, 2w, 4b and 4c: every system fsyncs before it acknowledges (metaq group commit, NATS
+ * `sync_interval: always`, Redis `appendfsync always`). Row 2w (one put at a time) runs at the
+ * first size only.
+ */
 async function runDurable(plan: Plan, size: number, cells: Cells): Promise<void> {
-  if (plan.systems.includes("nats")) {
-    const version = versionOf("nats-server").replace(/^nats-server: /, "");
-    cells.set(key("durable", size, "nats"), { text: `n/a (${version}: no sync_interval)` });
-    cells.set(key("latencyDurable", size, "nats"), { text: "n/a" });
-  }
-  const systems = plan.systems.filter((system) => system !== "nats");
-  if (systems.length === 0) return;
   log(`${size} B: fsync before ack`);
   const servers = await startServers(
     plan,
-    systems,
-    (system, dir) =>
-      system === "metaq"
-        ? startMetaq({ binary: plan.binary, dir, flush: "group" })
-        : startRedis({ dir, fsync: "always" }),
+    plan.systems,
+    (system, dir) => startDurable(plan, system, dir),
     `durable-${size}`,
   );
   try {
@@ -349,14 +472,22 @@ async function runDurable(plan: Plan, size: number, cells: Cells): Promise<void>
     for (const [system, runs] of produced) {
       cells.set(key("durable", size, system), throughputCell(median(runs)));
     }
-    const latency = await interleaved(plan, servers, "latency", () => ({
-      target: `latency${size}`,
-      size,
-      capMs: plan.latencyMs,
-    }), 1);
-    for (const [system, runs] of latency) {
-      cells.set(key("latencyDurable", size, system), latencyCell(median(runs)));
+    if (size === plan.sizes[0]) {
+      const single = await interleaved(plan, servers, "produce", (_system, attempt) => ({
+        target: `single${size}r${attempt}`,
+        size,
+        messages: plan.messages,
+        capMs: plan.oneAtATimeMs,
+        window: 1,
+      }));
+      for (const [system, runs] of single) {
+        cells.set(key("oneAtATime", size, system), throughputCell(median(runs)));
+      }
     }
+    await latencyRows(plan, servers, size, cells, {
+      e2e: "latencyDurable",
+      ack: "ackLatencyDurable",
+    });
   } finally {
     await Promise.all([...servers.values()].map((server) => server.stop()));
   }
@@ -402,16 +533,25 @@ async function consumeWithMemory(
       capMs: plan.consumeMs,
     }),
     plan.repeat,
-    (system, run) => {
-      const sampler = sampleMemory(servers.get(system)!.pid);
-      return run().finally(() => {
+    async (system, run) => {
+      const pid = servers.get(system)!.pid;
+      const sampler = sampleMemory(pid);
+      const cpuBefore = processCpuMicros(pid);
+      try {
+        const result = await run();
+        const cpuAfter = processCpuMicros(pid);
+        const serverCpuUs = cpuBefore === undefined || cpuAfter === undefined
+          ? undefined
+          : cpuAfter - cpuBefore;
+        return { ...result, serverCpuUs };
+      } finally {
         const sample = sampler.stop();
         const before = memory.get(system);
         memory.set(system, {
           peakRssKiB: Math.max(before?.peakRssKiB ?? 0, sample.peakRssKiB),
           hwmKiB: sample.hwmKiB,
         });
-      });
+      }
     },
   );
   for (const [system, runs] of consumed) {
@@ -421,6 +561,14 @@ async function consumeWithMemory(
       ...cell,
       text: `${cell.text}${result ? ` (${Math.round(result.megabytesPerSecond)} MB/s)` : ""}`,
     });
+    const cpuUs = result?.serverCpuUs;
+    cells.set(
+      key("consumeCpu", size, system),
+      cpuUs === undefined || !result || result.messages === 0 ? { text: "-" } : {
+        value: cpuUs / result.messages,
+        text: `${(cpuUs / result.messages).toFixed(2)} us (${(cpuUs / 1000).toFixed(0)} ms)`,
+      },
+    );
     const sample = memory.get(system)!;
     cells.set(key("rss", size, system), {
       value: sample.peakRssKiB,
@@ -472,15 +620,31 @@ type Wrap = (
   system: System,
   run: (ports?: number[]) => Promise<WorkloadResult>,
   flags: ClientFlags,
-) => Promise<WorkloadResult>;
+) => Promise<MeasuredResult>;
+
+/** A client's result plus what was measured around it. */
+type MeasuredResult = WorkloadResult & {
+  /** Server CPU (user + system) used during the run, in microseconds. */
+  readonly serverCpuUs?: number;
+};
 
 /** One workload run, numbered in the order of the repeats. */
-type Run = WorkloadResult & { readonly attempt: number };
+type Run = MeasuredResult & { readonly attempt: number };
 
 /** The run with the median rate (undefined when every run failed). */
 function median(results: readonly Run[] | undefined): Run | undefined {
   if (!results) return undefined;
   const sorted = [...results].sort((a, b) => a.messagesPerSecond - b.messagesPerSecond);
+  return sorted[Math.floor(sorted.length / 2)];
+}
+
+/** The run with the median p99 of the chosen latency (undefined when every run failed). */
+function medianBy(
+  results: readonly Run[] | undefined,
+  latencyOf: (run: Run) => LatencySummary,
+): Run | undefined {
+  if (!results || results.length === 0) return undefined;
+  const sorted = [...results].sort((a, b) => latencyOf(a).p99Us - latencyOf(b).p99Us);
   return sorted[Math.floor(sorted.length / 2)];
 }
 
@@ -502,6 +666,8 @@ interface ClientFlags {
   readonly capMs: number;
   readonly replicas?: number;
   readonly consumer?: string;
+  /** Sends in flight (default: the plan's window of 1024). */
+  readonly window?: number;
 }
 
 /** Runs bench/client.ts in its own process (Bun), killed if it outlives its cap by 60 s. */
@@ -528,6 +694,8 @@ function runClient(
     String(flags.replicas ?? 1),
     "--consumer",
     flags.consumer ?? "bench",
+    "--window",
+    String(flags.window ?? 1024),
   ];
   return new Promise((resolve, reject) => {
     const child = track(spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] }));
@@ -599,7 +767,7 @@ async function startOnce(plan: Plan, system: System, dir: string): Promise<numbe
     ], logPath)
     : system === "nats"
     ? spawnTracked(
-      "nats-server",
+      natsBinary(),
       ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", dir],
       logPath,
     )
@@ -680,32 +848,46 @@ async function firstMessage(
 
 // ---------------------------------------------------------------- replication
 
-/** Row 7: JetStream R=3 on a 3-node loopback cluster; metaq R=3 once `serve --peers` exists. */
+/**
+ * Rows 7 and 7b: JetStream R=3 on a 3-node loopback cluster (default sync, then
+ * `sync_interval: always`), metaq R=3 (`--fsync interval:1000`, then its defaults); row 7c is
+ * metaq's R=3 fsync-before-ack rate over its R=1 one (row 2).
+ */
 async function runReplicated(plan: Plan, cells: Cells, conditions: string[]): Promise<void> {
   if (plan.systems.includes("nats")) {
-    const cluster = await startNatsCluster({ dir: path.join(plan.work, "nats-r3") });
-    try {
-      await natsReplicatedStream(cluster.ports, "replicated", 30_000);
-      for (const size of plan.sizes) {
-        const results = await interleaved(
-          plan,
-          new Map([["nats" as System, cluster]]),
-          "produce",
-          (_system, attempt) => ({
-            target: attempt === 0 ? "replicated" : `replicated${size}r${attempt}`,
-            size,
-            messages: plan.messages,
-            capMs: plan.produceMs,
-            replicas: 3,
-          }),
-        );
-        cells.set(key("replicated", size, "nats"), throughputCell(median(results.get("nats"))));
-        cells.set(key("replicatedDurable", size, "nats"), { text: "n/a (no fsync in 2.9)" });
+    const natsModes = [
+      { row: "replicated", sync: "default" as const },
+      { row: "replicatedDurable", sync: "always" as const },
+    ];
+    for (const mode of natsModes) {
+      log(`nats R=3, sync ${mode.sync}`);
+      const cluster = await startNatsCluster({
+        dir: path.join(plan.work, `nats-r3-${mode.sync}`),
+        sync: mode.sync,
+      });
+      try {
+        // The first stream waits out the cluster's JetStream meta-leader election.
+        await natsReplicatedStream(cluster.ports, "replicated", 30_000);
+        for (const size of plan.sizes) {
+          const results = await interleaved(
+            plan,
+            new Map([["nats" as System, cluster]]),
+            "produce",
+            (_system, attempt) => ({
+              target: `replicated${size}r${attempt}`,
+              size,
+              messages: plan.messages,
+              capMs: plan.produceMs,
+              replicas: 3,
+            }),
+          );
+          cells.set(key(mode.row, size, "nats"), throughputCell(median(results.get("nats"))));
+        }
+      } catch (error) {
+        log(`nats R=3 (sync ${mode.sync}) failed: ${describeError(error)}`);
+      } finally {
+        await cluster.stop();
       }
-    } catch (error) {
-      log(`nats R=3 failed: ${describeError(error)}`);
-    } finally {
-      await cluster.stop();
     }
   }
   if (!plan.systems.includes("metaq")) return;
@@ -755,6 +937,15 @@ async function runReplicated(plan: Plan, cells: Cells, conditions: string[]): Pr
     } finally {
       await cluster.stop();
     }
+  }
+  for (const size of plan.sizes) {
+    const r3 = cells.get(key("replicatedDurable", size, "metaq"))?.value;
+    const r1 = cells.get(key("durable", size, "metaq"))?.value;
+    if (r3 === undefined || r1 === undefined || r1 === 0) continue;
+    cells.set(key("replicationCost", size, "metaq"), {
+      value: r3 / r1,
+      text: `${(r3 / r1).toFixed(2)}x (${rateText(r3)} / ${rateText(r1)})`,
+    });
   }
 }
 
@@ -814,18 +1005,28 @@ async function metaqLeaderPort(ports: number[], topic: string): Promise<number> 
 function throughputCell(result: WorkloadResult | undefined): Cell {
   if (!result) return { text: "failed" };
   const rate = result.messagesPerSecond;
-  const text = rate >= 10_000 ? `${(rate / 1000).toFixed(0)}k` : Math.round(rate).toString();
   const partial = result.failures > 0 ? ` (${result.failures} failed)` : "";
-  return { value: rate, text: `${text}${partial}` };
+  return { value: rate, text: `${rateText(rate)}${partial}` };
 }
 
-function latencyCell(result: WorkloadResult | undefined): Cell {
+function rateText(rate: number): string {
+  if (rate >= 1_000_000) return `${(rate / 1_000_000).toFixed(2)}M`;
+  if (rate >= 10_000) return `${(rate / 1000).toFixed(0)}k`;
+  if (rate >= 1_000) return `${(rate / 1000).toFixed(1)}k`;
+  return Math.round(rate).toString();
+}
+
+/** p50 / p99 / p99.9 of e2e latency (or of another summary of the run); the ratio uses p99. */
+function latencyCell(
+  result: Run | undefined,
+  summaryOf: (run: Run) => LatencySummary = (run) => run.latency,
+): Cell {
   if (!result) return { text: "failed" };
-  const { p50Us, p99Us, maxUs } = result.latency;
+  const { p50Us, p99Us, p999Us } = summaryOf(result);
   const lost = result.sent !== undefined && result.messages < result.sent
     ? ` (${result.sent - result.messages} lost)`
     : "";
-  return { value: p99Us, text: `${micros(p50Us)} / ${micros(p99Us)} / ${micros(maxUs)}${lost}` };
+  return { value: p99Us, text: `${micros(p50Us)} / ${micros(p99Us)} / ${micros(p999Us)}${lost}` };
 }
 
 function micros(us: number): string {
@@ -833,45 +1034,124 @@ function micros(us: number): string {
   return `${(us / 1000).toFixed(us < 10_000 ? 2 : 1)} ms`;
 }
 
-function mebibytes(kib: number): string {
-  return `${(kib / 1024).toFixed(0)} MiB`;
+function mebibytes(kib: number, digits = 0): string {
+  return `${(kib / 1024).toFixed(digits)} MiB`;
 }
 
-function ratio(row: Row, metaq: Cell | undefined, peer: Cell | undefined): string {
-  if (metaq?.value === undefined || peer?.value === undefined || peer.value === 0) return "-";
-  const value = metaq.value / peer.value;
-  const good = row.better === "higher" ? value >= 1 : value <= 1;
-  return `${value.toFixed(2)}x${good ? "" : " *"}`;
+/**
+ * How far ahead metaq is of `peer` on this row: metaq/peer where higher is better, peer/metaq
+ * where lower is better, so above 1.00x always means metaq leads.
+ */
+function lead(row: Row, metaq: Cell | undefined, peer: Cell | undefined): number | undefined {
+  if (metaq?.value === undefined || peer?.value === undefined) return undefined;
+  if (metaq.value === 0 || peer.value === 0) return undefined;
+  return row.better === "higher" ? metaq.value / peer.value : peer.value / metaq.value;
+}
+
+/** The peer with the best figure on this row, if any peer has one. */
+function bestPeer(
+  row: Row,
+  peers: readonly System[],
+  cellOf: (system: System) => Cell | undefined,
+) {
+  let best: { system: System; cell: Cell } | undefined;
+  for (const system of peers) {
+    const cell = cellOf(system);
+    if (cell?.value === undefined) continue;
+    const better = best === undefined ||
+      (row.better === "higher" ? cell.value > best.cell.value! : cell.value < best.cell.value!);
+    if (better) best = { system, cell };
+  }
+  return best;
 }
 
 function renderTable(plan: Plan, cells: Cells): string {
   const peers = plan.systems.filter((system) => system !== "metaq");
+  const withMetaq = plan.systems.includes("metaq");
   const header = [
     "workload",
     "size",
-    ...plan.systems.map((system) => SYSTEM_NAMES[system]),
-    ...(plan.systems.includes("metaq") ? peers.map((peer) => `metaq/${SYSTEM_NAMES[peer]}`) : []),
+    "durability",
+    ...plan.systems.map((system) => systemTitle(system)),
+    ...(withMetaq && peers.length > 0 ? ["best peer", "metaq / best"] : []),
   ];
   const lines = [`| ${header.join(" | ")} |`, `|${header.map(() => " --- ").join("|")}|`];
   for (const row of ROWS) {
     const sizes: (number | string)[] = row.perSize ? [...plan.sizes] : ["-"];
     for (const size of sizes) {
-      const metaq = cells.get(key(row.id, size, "metaq"));
-      if (plan.systems.every((system) => !cells.has(key(row.id, size, system)))) continue;
-      const values = plan.systems.map((system) =>
-        cells.get(key(row.id, size, system))?.text ?? "-"
-      );
-      const ratios = plan.systems.includes("metaq")
-        ? peers.map((peer) => ratio(row, metaq, cells.get(key(row.id, size, peer))))
-        : [];
+      const cellOf = (system: System) => cells.get(key(row.id, size, system));
+      if (plan.systems.every((system) => !cellOf(system))) continue;
+      const values = plan.systems.map((system) => cellOf(system)?.text ?? "-");
+      const extra: string[] = [];
+      if (withMetaq && peers.length > 0) {
+        const best = bestPeer(row, peers, cellOf);
+        const value = lead(row, cellOf("metaq"), best?.cell);
+        extra.push(
+          best ? SYSTEM_NAMES[best.system] : "-",
+          value === undefined
+            ? "-"
+            : value >= 1
+            ? `${value.toFixed(2)}x`
+            : `**${value.toFixed(2)}x**`,
+        );
+      }
       const label = `${row.label} (${row.better} is better)`;
       const sizeText = typeof size === "number"
         ? (size >= 1024 ? `${size / 1024} KiB` : `${size} B`)
         : size;
-      lines.push(`| ${[label, sizeText, ...values, ...ratios].join(" | ")} |`);
+      lines.push(
+        `| ${[label, sizeText, DURABILITY[row.durability], ...values, ...extra].join(" | ")} |`,
+      );
     }
   }
   return lines.join("\n");
+}
+
+function systemTitle(system: System): string {
+  if (system === "nats") return `NATS JetStream ${shortVersion(natsBinary())}`;
+  if (system === "redis") return `Redis ${shortVersion("redis-server")} Streams`;
+  return "metaq";
+}
+
+/** "2.10.27" from `nats-server: v2.10.27`, "7.0.15" from `Redis server v=7.0.15 ...`. */
+function shortVersion(command: string): string {
+  return /v=?(\d+\.\d+(?:\.\d+)?)/.exec(versionOf(command))?.[1] ?? "?";
+}
+
+/** Row 6b: the size of each server's executable (metaq's is the whole runtime, compiled in). */
+function recordBinarySizes(plan: Plan, cells: Cells): void {
+  const executables: Record<System, string> = {
+    metaq: plan.binary,
+    nats: commandPath(natsBinary()),
+    redis: commandPath("redis-server"),
+  };
+  for (const system of plan.systems) {
+    const bytes = fileBytes(executables[system]);
+    cells.set(
+      key("binary", "-", system),
+      bytes === undefined ? { text: "?" } : { value: bytes, text: mebibytes(bytes / 1024, 1) },
+    );
+  }
+}
+
+function commandPath(command: string): string {
+  if (command.includes("/")) return command;
+  for (const dir of (process.env.PATH ?? "").split(":")) {
+    const candidate = path.join(dir, command);
+    if (fileBytes(candidate) !== undefined) return fs.realpathSync(candidate);
+  }
+  return command;
+}
+
+/**
+ * The original MetaQ (Java) broker as a fourth system is not wired into this harness: the run
+ * says so, with what a reader would need to add it.
+ */
+function javaMetaqNote(): string {
+  const home = process.env.METAQ_JAVA_HOME;
+  return home
+    ? `original MetaQ (Java): METAQ_JAVA_HOME=${home} is set, but this harness cannot start it yet; skipped`
+    : "original MetaQ (Java): skipped (METAQ_JAVA_HOME not set, and this harness cannot start it yet)";
 }
 
 function renderReport(
@@ -886,11 +1166,16 @@ function renderReport(
 ): string {
   const machine = machineFacts(os.tmpdir());
   const versions = [
-    `metaq: ${versionOf(plan.binary, ["--version"])} (${plan.binary}), client lib/client on bun ${
+    `metaq: ${versionOf(plan.binary, ["--version"])} (${commitOf()}), client lib/client on bun ${
       process.versions.bun ?? "?"
     }`,
-    `NATS: ${versionOf("nats-server")}, client nats (npm) ${packageVersion("nats")}`,
+    `NATS: ${versionOf(natsBinary())} (${
+      natsBinary() === "nats-server"
+        ? "from PATH"
+        : "Debian trixie package, unpacked by bench/install_peers.sh"
+    }), client nats (npm) ${packageVersion("nats")}`,
     `Redis: ${versionOf("redis-server")}, client ioredis (npm) ${packageVersion("ioredis")}`,
+    javaMetaqNote(),
   ];
   return [
     `## Comparison run ${facts.started.toISOString()}${plan.quick ? " (--quick)" : ""}`,
@@ -905,20 +1190,37 @@ function renderReport(
     "",
     `Per run: produce ${plan.messages.toLocaleString("en-US")} msgs (cap ${
       plan.produceMs / 1000
-    } s), window ${plan.window}, 1 connection, 1 partition/stream; backlog ${
-      plan.backlog.toLocaleString("en-US")
-    } msgs (cap ${plan.consumeMs / 1000} s); latency ${plan.rate} msgs/s for ${
+    } s), window ${plan.window}, 1 connection, 1 partition/stream; one at a time: window 1, cap ${
+      plan.oneAtATimeMs / 1000
+    } s; backlog ${plan.backlog.toLocaleString("en-US")} msgs (cap ${
+      plan.consumeMs / 1000
+    } s); latency ${plan.rate} msgs/s for ${
       plan.latencyMs / 1000
-    } s; repeat ${plan.repeat} (median kept).`,
+    } s; every figure the median of ${plan.repeat} runs, the systems taking turns run by run.`,
     "",
     renderTable(plan, facts.cells),
     "",
-    "`*` = metaq behind that peer on this row. Durability per row: (1) metaq unflushThreshold=1000000",
-    "/ unflushInterval=1000 ms (ack after write, fsync once a second), JetStream 2.9 file",
-    "store (acks without fsync), Redis AOF `appendfsync everysec`; (2) metaq group commit (default),",
-    "Redis `appendfsync always`; (4b) the same as (2). RSS is sampled every 50 ms during the consume;",
-    "VmHWM is the lifetime peak (including the produce and fill before it).",
+    "metaq / best: above 1.00x metaq leads the best peer on that row (metaq/peer for rates,",
+    "peer/metaq for latency, CPU, memory, time and size); **bold** where it trails. Latency cells are",
+    "p50 / p99 / p99.9, the ratio on p99. Durability per row (fastest mode): metaq",
+    "unflushThreshold=1000000, unflushInterval=1000 ms; NATS JetStream file store with its default",
+    "sync_interval (2 min); Redis AOF appendfsync everysec. Fsync before ack: metaq group commit (its",
+    "default), NATS `sync_interval: always`, Redis `appendfsync always`. R=3: metaq ack=quorum with",
+    "`--fsync interval:1000` (7) or its default fsync=always (7b); NATS R=3 stream with the same two",
+    "sync settings. RSS is sampled every 50 ms during the consume; server CPU per message is the",
+    "server's user+system time over the consume (/proc/PID/stat, 10 ms ticks) divided by the messages.",
   ].join("\n");
+}
+
+/** The commit the bench ran from (with `+dirty` when the tree has changes), or "?". */
+function commitOf(): string {
+  const head = spawnSync("git", ["rev-parse", "--short", "HEAD"], { cwd: ROOT, encoding: "utf8" });
+  if (head.status !== 0) return "commit ?";
+  const dirty = spawnSync("git", ["status", "--porcelain", "--untracked-files=no"], {
+    cwd: ROOT,
+    encoding: "utf8",
+  });
+  return `commit ${head.stdout.trim()}${dirty.stdout.trim() ? "+dirty" : ""}`;
 }
 
 function packageVersion(name: string): string {

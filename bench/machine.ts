@@ -72,3 +72,33 @@ function filesystemOf(dir: string): string {
     return "?";
   }
 }
+
+/**
+ * CPU time a process has used (user + system, its threads included), in microseconds, from
+ * `/proc/<pid>/stat` (fields 14 and 15, in clock ticks of 1/100 s on Linux); undefined when it is
+ * gone or /proc is missing. The 10 ms tick makes a short run's figure coarse: compare runs of a
+ * second or more.
+ */
+export function processCpuMicros(pid: number): number | undefined {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+    // The command name (field 2) may hold spaces; the fields after its closing parenthesis don't.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const ticks = Number(fields[11]) + Number(fields[12]);
+    return Number.isFinite(ticks) ? ticks * (1_000_000 / CLOCK_TICKS_PER_SECOND) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** USER_HZ: 100 on every Linux architecture the project runs on. */
+const CLOCK_TICKS_PER_SECOND = 100;
+
+/** Size of a file in bytes, or undefined. */
+export function fileBytes(file: string): number | undefined {
+  try {
+    return fs.statSync(file).size;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,13 +1,15 @@
 /**
  * @module Starts and stops the servers the comparison runs against, each on 127.0.0.1 with its
  * data in a temp dir: `dist/metaq serve`, `nats-server` with JetStream on file storage (one node
- * or a 3-node cluster), `redis-server` with `appendonly yes`. Every process started is tracked
+ * or a 3-node cluster; the binary bench/install_peers.sh unpacked, named by METAQ_BENCH_NATS),
+ * `redis-server` with `appendonly yes`. Every process started is tracked
  * by PID, and only those PIDs are ever signalled (stopAll on exit, timeout or Ctrl-C).
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as net from "node:net";
 import * as path from "node:path";
+import process from "node:process";
 
 export interface ServerHandle {
   readonly name: string;
@@ -179,8 +181,26 @@ export async function startMetaqCluster(
   return handle("metaq R=3", children, ports);
 }
 
+/** The nats-server binary: bench/install_peers.sh's unpacked 2.10 (METAQ_BENCH_NATS), else PATH's. */
+export function natsBinary(): string {
+  return process.env.METAQ_BENCH_NATS || "nats-server";
+}
+
+/**
+ * JetStream's file-store sync: `always` fsyncs every write before the PubAck (2.10+), `default`
+ * leaves it to the store's periodic sync (every 2 minutes in 2.10) and the OS.
+ */
+export type NatsSync = "default" | "always";
+
+function jetstreamBlock(storeDir: string, sync: NatsSync): string {
+  const syncLine = sync === "always" ? ", sync_interval: always" : "";
+  return `jetstream { store_dir: ${JSON.stringify(storeDir)}${syncLine} }`;
+}
+
 /** `nats-server` with JetStream on file storage, bound to 127.0.0.1. */
-export async function startNats(options: { dir: string; waitMs?: number }): Promise<ServerHandle> {
+export async function startNats(
+  options: { dir: string; sync?: NatsSync; waitMs?: number },
+): Promise<ServerHandle> {
   fs.mkdirSync(options.dir, { recursive: true });
   const port = await freePort();
   const config = path.join(options.dir, "nats.conf");
@@ -189,17 +209,19 @@ export async function startNats(options: { dir: string; waitMs?: number }): Prom
     [
       "host: 127.0.0.1",
       `port: ${port}`,
-      `jetstream { store_dir: ${JSON.stringify(path.join(options.dir, "js"))} }`,
+      jetstreamBlock(path.join(options.dir, "js"), options.sync ?? "default"),
       "",
     ].join("\n"),
   );
-  const child = spawnTracked("nats-server", ["-c", config], path.join(options.dir, "nats.log"));
+  const child = spawnTracked(natsBinary(), ["-c", config], path.join(options.dir, "nats.log"));
   await waitForPort(port, options.waitMs ?? 20_000);
-  return handle("nats", [child], [port]);
+  return handle(`nats (${options.sync ?? "default"})`, [child], [port]);
 }
 
 /** Three `nats-server` nodes in one JetStream cluster on loopback. */
-export async function startNatsCluster(options: { dir: string }): Promise<ServerHandle> {
+export async function startNatsCluster(
+  options: { dir: string; sync?: NatsSync },
+): Promise<ServerHandle> {
   const ports = [await freePort(), await freePort(), await freePort()];
   const routes = [await freePort(), await freePort(), await freePort()];
   const children = ports.map((port, index) => {
@@ -212,7 +234,7 @@ export async function startNatsCluster(options: { dir: string }): Promise<Server
         `server_name: n${index + 1}`,
         "host: 127.0.0.1",
         `port: ${port}`,
-        `jetstream { store_dir: ${JSON.stringify(path.join(dir, "js"))} }`,
+        jetstreamBlock(path.join(dir, "js"), options.sync ?? "default"),
         "cluster {",
         "  name: bench",
         `  listen: 127.0.0.1:${routes[index]}`,
@@ -221,7 +243,7 @@ export async function startNatsCluster(options: { dir: string }): Promise<Server
         "",
       ].join("\n"),
     );
-    return spawnTracked("nats-server", ["-c", config], path.join(dir, "nats.log"));
+    return spawnTracked(natsBinary(), ["-c", config], path.join(dir, "nats.log"));
   });
   await Promise.all(ports.map((port) => waitForPort(port, 30_000)));
   return handle("nats R=3", children, ports);
