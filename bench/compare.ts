@@ -254,6 +254,7 @@ async function main(): Promise<number> {
   const cells: Cells = new Map();
   const conditions: string[] = [];
   const started = new Date();
+  const commit = commitOf(); // at the start: the tree may change while the run goes on
   const loadBefore = loadAverage();
   try {
     if (!plan.replicatedOnly) {
@@ -271,6 +272,7 @@ async function main(): Promise<number> {
     cells,
     conditions,
     started,
+    commit,
     loadBefore,
     loadAfter: loadAverage(),
   });
@@ -314,7 +316,7 @@ function readPlan(): Plan {
     systems,
     sizes: (values.sizes ?? "100,1024").split(",").map(Number),
     messages,
-    produceMs: quick ? 10_000 : 30_000,
+    produceMs: quick ? 6_000 : 30_000,
     backlog: messages,
     consumeMs: quick ? 20_000 : 60_000,
     latencyMs: quick ? 3_000 : 10_000,
@@ -868,7 +870,7 @@ async function runReplicated(plan: Plan, cells: Cells, conditions: string[]): Pr
       try {
         // The first stream waits out the cluster's JetStream meta-leader election.
         await natsReplicatedStream(cluster.ports, "replicated", 30_000);
-        for (const size of plan.sizes) {
+        for (const size of replicatedSizes(plan)) {
           const results = await interleaved(
             plan,
             new Map([["nats" as System, cluster]]),
@@ -915,7 +917,7 @@ async function runReplicated(plan: Plan, cells: Cells, conditions: string[]): Pr
       args: mode.args,
     });
     try {
-      for (const size of plan.sizes) {
+      for (const size of replicatedSizes(plan)) {
         const results = await interleaved(
           plan,
           new Map([["metaq" as System, cluster]]),
@@ -947,6 +949,11 @@ async function runReplicated(plan: Plan, cells: Cells, conditions: string[]): Pr
       text: `${(r3 / r1).toFixed(2)}x (${rateText(r3)} / ${rateText(r1)})`,
     });
   }
+}
+
+/** The sizes rows 7 and 7b run at: all of them, or the first one with --quick (time). */
+function replicatedSizes(plan: Plan): readonly number[] {
+  return plan.quick ? plan.sizes.slice(0, 1) : plan.sizes;
 }
 
 /** Creates the R=3 stream, retrying while the cluster elects its JetStream meta leader. */
@@ -1024,7 +1031,11 @@ function latencyCell(
   if (!result) return { text: "failed" };
   const { p50Us, p99Us, p999Us } = summaryOf(result);
   const lost = result.sent !== undefined && result.messages < result.sent
-    ? ` (${result.sent - result.messages} lost)`
+    ? ` (${result.sent - result.messages} of ${result.sent} not seen${
+      result.failures > 0
+        ? `, ${result.failures} sends failed: ${result.firstError?.slice(0, 60)}`
+        : ""
+    })`
     : "";
   return { value: p99Us, text: `${micros(p50Us)} / ${micros(p99Us)} / ${micros(p999Us)}${lost}` };
 }
@@ -1160,13 +1171,14 @@ function renderReport(
     cells: Cells;
     conditions: string[];
     started: Date;
+    commit: string;
     loadBefore: string;
     loadAfter: string;
   },
 ): string {
   const machine = machineFacts(os.tmpdir());
   const versions = [
-    `metaq: ${versionOf(plan.binary, ["--version"])} (${commitOf()}), client lib/client on bun ${
+    `metaq: ${versionOf(plan.binary, ["--version"])} (${facts.commit}), client lib/client on bun ${
       process.versions.bun ?? "?"
     }`,
     `NATS: ${versionOf(natsBinary())} (${
