@@ -172,6 +172,7 @@ async function metaqWorkload(options: WorkloadOptions): Promise<WorkloadResult> 
     rate: options.rate,
     sizeBytes: options.sizeBytes,
     pollDelayMs: 0,
+    longPollMs: 1000, // metaq's fetch: the follower hears of each message without polling
   });
   return {
     ...resultOf(result, result.seconds),

@@ -56,6 +56,8 @@ Options:
   --max-size BYTES       consume: bytes per get (default 1048576)
   --group G              consume: group reported to the broker (default bench)
   --poll-delay-ms MS     latency: pause after an empty get (default 0: ask again at once)
+  --long-poll-ms MS      latency: follow with metaq's long poll (fetch), waiting up to MS at the
+                         end (default 1000); 0 follows with MetaQ's get
   --api connection|producer
                          produce through BrokerConnection with a callback per reply (default),
                          or through the high-level Producer (one promise chain per message)
@@ -83,6 +85,7 @@ const FLAGS = {
   "max-size": { type: "string" },
   group: { type: "string" },
   "poll-delay-ms": { type: "string" },
+  "long-poll-ms": { type: "string" },
   api: { type: "string" },
   timeout: { type: "string" },
   json: { type: "boolean" },
@@ -106,6 +109,7 @@ interface Settings {
   readonly maxSizeBytes: number;
   readonly group: string;
   readonly pollDelayMs: number;
+  readonly longPollMs: number;
   readonly api: ProduceApi;
   readonly timeoutMs: number;
   readonly json: boolean;
@@ -181,6 +185,7 @@ function readSettings(
     group: string("group") ?? "bench",
     pollDelayMs: integerFlag("poll-delay-ms", string("poll-delay-ms"), { min: 0, max: 10_000 }) ??
       0,
+    longPollMs: integerFlag("long-poll-ms", string("long-poll-ms"), { min: 0, max: 5000 }) ?? 1000,
     api,
     timeoutMs: integerFlag("timeout", string("timeout"), { min: 1, max: 3_600_000 }) ?? 30_000,
     json: values.json === true,
@@ -251,6 +256,7 @@ function runMode(
     rate: settings.rate,
     sizeBytes: settings.sizeBytes,
     pollDelayMs: settings.pollDelayMs,
+    longPollMs: settings.longPollMs,
   });
 }
 

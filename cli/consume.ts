@@ -356,17 +356,24 @@ async function readPartitions(client: MetaqClient, options: ReadOptions): Promis
   }
   let printed = 0;
   let idleRounds = 0;
+  // Following one partition, a fetch waits at its end for the next message (a long poll on a
+  // metaq broker); several partitions are polled in turn, so none waits behind another.
+  const waitMs = options.follow && cursors.length === 1 ? FOLLOW_WAIT_MS : undefined;
   while (true) {
     let progressed = false;
+    let waited = false;
     for (const cursor of cursors) {
       if (cursor.done) continue;
+      const askedAtMs = performance.now();
       const reply = await client.get({
         topic: options.topic,
         group: options.group,
         partition: cursor.partition,
         offset: cursor.offset < 0 ? JAVA_LONG_MAX : cursor.offset,
         maxSize: cursor.maxSize,
+        waitMs,
       });
+      waited = waitMs !== undefined && performance.now() - askedAtMs >= waitMs / 2;
       if (reply.kind === "moved") {
         cursor.offset = reply.offset;
         progressed = true;
@@ -405,13 +412,16 @@ async function readPartitions(client: MetaqClient, options: ReadOptions): Promis
     }
     if (cursors.every((cursor) => cursor.done)) return printed;
     idleRounds = progressed ? 0 : idleRounds + 1;
-    if (!progressed) {
+    if (!progressed && !waited) {
       await new Promise((resolve) =>
         setTimeout(resolve, IDLE_DELAYS_MS[Math.min(idleRounds, IDLE_DELAYS_MS.length - 1)])
       );
     }
   }
 }
+
+/** How long a followed partition's fetch waits at its end (the broker's long poll). */
+const FOLLOW_WAIT_MS = 1000;
 
 /** A record as the printers take it: its attribute split from its payload. */
 function printedRecord(topic: string, partition: number, record: DecodedRecord): PrintedMessage {

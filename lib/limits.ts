@@ -72,6 +72,11 @@ export const COORDINATOR_WAIT_MS = 4000;
  * copy that has not heard of a commit yet), so a client reads its own acknowledged write.
  */
 export const READ_WAIT_MS = 1000;
+/**
+ * Longest a long poll (`fetch`) waits for records: well inside the time a forwarded request
+ * may take (FORWARD_TIMEOUT_MS), so a fetch through another node is answered, not timed out.
+ */
+export const FETCH_WAIT_MS_MAX = 5000;
 /** Largest `get` a client asks for while growing its request to fit one record. */
 export const FETCH_BYTES_MAX = RECORD_BYTES_MAX + 64 * 1024;
 /** Largest reply a client's connection buffers (a `value` of FETCH_BYTES_MAX). */
@@ -152,6 +157,7 @@ assert(MESSAGE_BYTES_MAX * 2 <= HTTP_BODY_BYTES_MAX);
 assert(MESSAGE_BYTES_LIMIT_MAX + 1024 <= RECORD_DATA_BYTES_MAX);
 assert(RECORD_BYTES_MAX <= RAFT_ENTRY_BYTES_MAX);
 assert(BATCH_PUT_BYTES_MAX <= RAFT_ENTRY_BYTES_MAX);
+assert(FETCH_WAIT_MS_MAX + READ_WAIT_MS * 2 <= FORWARD_TIMEOUT_MS);
 assert(COMMAND_LINE_BYTES_MAX + BATCH_PUT_BYTES_MAX <= FORWARDED_REQUEST_BYTES_MAX);
 assert(BATCH_PUT_RECORDS_MAX * RECORD_HEADER_BYTES <= BATCH_PUT_BYTES_MAX);
 // A transaction's batch for one partition is one entry: its messages and their headers.

@@ -362,6 +362,8 @@ export async function assemble(options: AssembleOptions): Promise<App> {
     });
     const port = late.port = await server.listen();
     stops.push(() => server.close());
+    // Runs before the server's close: long polls answer at once instead of holding it open.
+    stops.push(() => broker.stopWaiting());
     broker.listening(system.host, port);
     let http: HttpPart | undefined;
     if (system.httpEnabled) {

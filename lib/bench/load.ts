@@ -20,7 +20,8 @@ import { Producer } from "../client/producer.ts";
 import { metaqChecksum } from "../crc32.ts";
 import { describeError } from "../errors.ts";
 import { FETCH_BYTES_MAX, MESSAGE_BYTES_LIMIT_MAX, RECORD_HEADER_BYTES } from "../limits.ts";
-import { encodeGet, encodePut } from "../protocol/encoder.ts";
+import { encodeExtension, encodeGet, encodePut } from "../protocol/encoder.ts";
+import { FETCH_VERB } from "../protocol/commands.ts";
 import { Histogram } from "./histogram.ts";
 import { walkRecords } from "../protocol/record.ts";
 
@@ -93,6 +94,11 @@ export interface LatencyOptions {
   readonly durationMs: number;
   /** Pause after an empty `get` (404) before asking again; 0 asks again at once. */
   readonly pollDelayMs: number;
+  /**
+   * Follow with metaq's long poll (`fetch`), waiting up to this long at the end for the next
+   * message; 0: MetaQ's `get`, asked again after each empty answer.
+   */
+  readonly longPollMs: number;
   readonly requestTimeoutMs?: number;
   readonly live?: LiveCounters;
   /** Authentication and TLS for every connection of the run. */
@@ -463,15 +469,22 @@ async function followPartition(
     }
     const opaque = connection.nextOpaque();
     const reply = await connection.request(
-      encodeGet({
-        topic: options.topic,
-        group: "bench",
-        partition: options.partition,
-        offset,
-        maxSize: 1024 * 1024,
-        opaque,
-      }),
+      options.longPollMs > 0
+        ? encodeExtension(
+          FETCH_VERB,
+          [options.topic, "bench", options.partition, offset, 1024 * 1024, options.longPollMs],
+          opaque,
+        )
+        : encodeGet({
+          topic: options.topic,
+          group: "bench",
+          partition: options.partition,
+          offset,
+          maxSize: 1024 * 1024,
+          opaque,
+        }),
       opaque,
+      (options.requestTimeoutMs ?? 30_000) + options.longPollMs,
     );
     if (reply.kind === "value") {
       const arrived = performance.now();

@@ -16,7 +16,7 @@ import { type Config, type TopicSettings, topicSettings } from "../config/config
 import { topicNameProblem } from "../config/names.ts";
 import { metaqChecksum } from "../crc32.ts";
 import { BrokerError, describeError } from "../errors.ts";
-import { READ_WAIT_MS } from "../limits.ts";
+import { FETCH_WAIT_MS_MAX, READ_WAIT_MS } from "../limits.ts";
 import type { Logger } from "../log.ts";
 import type { Random } from "../prng.ts";
 import type { GetCommand, OffsetCommand, PutCommand, SyncCommand } from "../protocol/commands.ts";
@@ -104,6 +104,9 @@ export class Broker {
   readonly logger: Logger;
   /** Partitions closed by an operator (`T-N` keys); in memory only, as in MetaQ. */
   readonly closedPartitions = new Set<string>();
+  /** Long polls (`fetch`) waiting for records: each answers when called. */
+  readonly #waiting = new Set<() => void>();
+  #stopWaiting = false;
   readonly #options: BrokerOptions;
   #brokerUrl = "meta://127.0.0.1:8123";
   #port = 8123;
@@ -409,8 +412,13 @@ export class Broker {
     return this.#readAt(log, request);
   }
 
-  /** TCP `get`: the read as MetaQ answers it (a `value` frame of raw records, 301, 404...). */
-  get(command: GetCommand, respond: (reply: Reply) => void): void {
+  /**
+   * TCP `get`: the read as MetaQ answers it (a `value` frame of raw records, 301, 404...).
+   * `waitMs` (metaq's `fetch`, a long poll): when nothing is at or after the offset yet, the
+   * answer waits up to that long for records to become readable, so a consumer at the end
+   * hears of a new message as soon as it is stored instead of polling.
+   */
+  get(command: GetCommand, respond: (reply: Reply) => void, waitMs = 0): void {
     this.stats.counters.cmdGet += 1;
     const { topic, group } = command;
     const stat = this.topicSettings(topic)?.stat === true;
@@ -422,18 +430,59 @@ export class Broker {
         BrokerError.verbatim("badRequest", `Bad request,invalid max size:${command.maxSize}`),
       ));
     }
-    const outcome = this.read({
-      topic,
+    const outcome = this.#readFor(command);
+    const answer = (settled: ReadOutcome, mayWait: boolean) => {
+      if (settled.kind === "empty" && mayWait && waitMs > 0 && !this.#stopWaiting) {
+        return this.#waitForRecords(command, waitMs, () => {
+          const again = this.#readFor(command);
+          if (again instanceof Promise) again.then((late) => answer(late, false));
+          else answer(again, false);
+        });
+      }
+      respond(this.#getReply(command, settled, stat));
+    };
+    if (outcome instanceof Promise) outcome.then((settled) => answer(settled, true));
+    else answer(outcome, true);
+  }
+
+  /**
+   * Answers every waiting `fetch` now (with what its partition holds) and lets no new one wait:
+   * a stopping broker does not hold its connections open for a long poll.
+   */
+  stopWaiting(): void {
+    this.#stopWaiting = true;
+    for (const wake of [...this.#waiting]) wake();
+  }
+
+  /** The read a `get` asks for. */
+  #readFor(command: GetCommand): ReadOutcome | Promise<ReadOutcome> {
+    return this.read({
+      topic: command.topic,
       partition: command.partition,
       offset: command.offset,
       maxBytes: Math.min(command.maxSize, this.config.system.maxTransferSize),
       wantsEnd: command.offsetIsLongMax,
     });
-    if (outcome instanceof Promise) {
-      outcome.then((settled) => respond(this.#getReply(command, settled, stat)));
-    } else {
-      respond(this.#getReply(command, outcome, stat));
-    }
+  }
+
+  /** Calls `wake` once the partition's end passes the offset, or after `waitMs`. */
+  #waitForRecords(command: GetCommand, waitMs: number, wake: () => void): void {
+    const log = this.logs.get(command.topic, command.partition);
+    if (!log) return wake();
+    let done = false;
+    const finish = () => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      stop();
+      this.#waiting.delete(finish);
+      wake();
+    };
+    const stop = log.onChange(() => {
+      if (log.endOffset > command.offset) finish();
+    });
+    const timer = setTimeout(finish, Math.min(waitMs, FETCH_WAIT_MS_MAX));
+    this.#waiting.add(finish);
   }
 
   offset(command: OffsetCommand): Reply {

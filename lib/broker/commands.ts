@@ -6,18 +6,20 @@
  * its partition's leader, a read on any node holding the partition, the rest here.
  */
 import { BrokerError } from "../errors.ts";
-import type {
-  ExtensionCommand,
-  GetCommand,
-  OffsetCommand,
-  PutCommand,
-  StatsCommand,
-  SyncCommand,
+import {
+  type ExtensionCommand,
+  FETCH_VERB,
+  type GetCommand,
+  LONG_MAX_TEXT,
+  type OffsetCommand,
+  type PutCommand,
+  type StatsCommand,
+  type SyncCommand,
 } from "../protocol/commands.ts";
 import { type CommandTable, type ForwardPlan, HERE, type Home } from "../protocol/command_table.ts";
 import { errorReply, type RequestContext, type Respond, result } from "../protocol/reply.ts";
 import { BATCH_PUT_VERB } from "../protocol/batch_put.ts";
-import { BATCH_PUT_BYTES_MAX, BATCH_PUT_RECORDS_MAX } from "../limits.ts";
+import { BATCH_PUT_BYTES_MAX, BATCH_PUT_RECORDS_MAX, FETCH_WAIT_MS_MAX } from "../limits.ts";
 import type { BatchPut, Broker, PutOnce } from "./broker.ts";
 import type { StatsItems } from "./stats_report.ts";
 import { isInternalTopic } from "../store/log.ts";
@@ -120,6 +122,28 @@ function parseBatchPut(command: ExtensionCommand): BatchPut | undefined {
 
 const EMPTY = new Uint8Array(0);
 
+/** A `fetch` as the `get` it extends and its wait; undefined when malformed. */
+function parseFetch(command: ExtensionCommand): { get: GetCommand; waitMs: number } | undefined {
+  const [topic, group, partitionText, offsetText, maxSizeText, waitText] = command.args;
+  const partition = Number(partitionText);
+  const maxSize = Number(maxSizeText);
+  const waitMs = Number(waitText);
+  if (!/^\d{1,19}$/.test(offsetText)) return undefined;
+  if (![partition, maxSize, waitMs].every(Number.isSafeInteger) || waitMs < 0) return undefined;
+  if (partition < 0 || maxSize > 2147483647) return undefined;
+  const get: GetCommand = {
+    kind: "get",
+    topic,
+    group,
+    partition,
+    offset: Number(offsetText),
+    offsetIsLongMax: offsetText === LONG_MAX_TEXT,
+    maxSize,
+    opaque: command.opaque,
+  };
+  return { get, waitMs: Math.min(waitMs, FETCH_WAIT_MS_MAX) };
+}
+
 export interface BrokerCommandsOptions {
   /** Extra `stats` items other parts contribute (`cluster`...). */
   readonly statsItems: () => StatsItems;
@@ -194,6 +218,22 @@ export function brokerCommands(broker: Broker, options: BrokerCommandsOptions): 
       home: holder,
       handle: (command: GetCommand, _context: RequestContext, respond: Respond) =>
         broker.get(command, respond),
+    },
+    [`ext:${FETCH_VERB}`]: {
+      spec: { args: 6 },
+      home(command: ExtensionCommand): Home {
+        const fetch = parseFetch(command);
+        return fetch ? holder(fetch.get) : HERE;
+      },
+      handle(command: ExtensionCommand, _context: RequestContext, respond: Respond) {
+        const fetch = parseFetch(command);
+        if (!fetch) {
+          const detail = `bad ${FETCH_VERB} arguments: ${command.args.join(" ")} (expected ` +
+            "topic, group, partition, offset, maxSize, waitMs)";
+          return respond(errorReply(new BrokerError("badRequest", detail)));
+        }
+        broker.get(fetch.get, respond, fetch.waitMs);
+      },
     },
     offset: {
       home: holder,

@@ -5,7 +5,8 @@
  * and consumer logic live in producer.ts and consumer.ts.
  */
 import { metaqChecksum } from "../crc32.ts";
-import type { TransactionType } from "../protocol/commands.ts";
+import { FETCH_VERB, type TransactionType } from "../protocol/commands.ts";
+import { FETCH_WAIT_MS_MAX } from "../limits.ts";
 import {
   encodeExtension,
   encodeGet,
@@ -106,8 +107,8 @@ export class MetaqClient {
   readonly #leaderConnections = new Map<string, Promise<BrokerConnection>>();
   /** The same connections once open, so a put can use one without awaiting. */
   readonly #leaderReady = new Map<string, BrokerConnection>();
-  /** Whether the broker takes `bput`, once asked. */
-  #batchPut: Promise<boolean> | undefined;
+  /** Whether the broker is metaq (takes `bput`, `fetch`), once asked. */
+  #isMetaq: Promise<boolean> | undefined;
   /** Dial attempts so far: each attempt tries the next broker of the list. */
   #dials = 0;
 
@@ -201,7 +202,7 @@ export class MetaqClient {
   /**
    * Sends the records of `batch` to one partition as one batched put (`bput`, a metaq
    * extension: lib/protocol/batch_put.ts); `done` gets the broker's acknowledgement of the whole
-   * batch, or the error each of its messages would fail with. Ask supportsBatchPut first: a
+   * batch, or the error each of its messages would fail with. Ask isMetaqBroker first: a
    * MetaQ broker does not know the verb.
    */
   putBatchWith(
@@ -235,18 +236,19 @@ export class MetaqClient {
   }
 
   /**
-   * Whether the broker takes batched puts: a metaq broker names itself in its `version`
-   * answer (MetaQ's own gives a version number). Asked once per client.
+   * Whether the broker is metaq and so takes its extensions (batched puts, long polls): a
+   * metaq broker names itself in its `version` answer (MetaQ's own gives a version number).
+   * Asked once per client.
    */
-  supportsBatchPut(): Promise<boolean> {
-    this.#batchPut ??= this.version().then(
+  isMetaqBroker(): Promise<boolean> {
+    this.#isMetaq ??= this.version().then(
       (version) => version.startsWith("metaq"),
       (error) => {
-        this.#batchPut = undefined; // unreachable now: ask again next time
+        this.#isMetaq = undefined; // unreachable now: ask again next time
         throw error;
       },
     );
-    return this.#batchPut;
+    return this.#isMetaq;
   }
 
   /** The connection #connectionFor would pick, when it is known and open now. */
@@ -310,7 +312,12 @@ export class MetaqClient {
     }
   }
 
-  /** One `get`: raw record bytes, a 301 "use this offset", or an empty answer (404/403). */
+  /**
+   * One `get`: raw record bytes, a 301 "use this offset", or an empty answer (404/403).
+   * `waitMs`: a long poll (metaq's `fetch`) when the broker is metaq: an empty answer comes
+   * only after that long with nothing arriving (the broker caps it at 5 s); a MetaQ broker
+   * answers at once, as `get` does.
+   */
   async get(
     request: {
       topic: string;
@@ -318,11 +325,27 @@ export class MetaqClient {
       partition: number;
       offset: number | bigint;
       maxSize: number;
+      waitMs?: number;
     },
   ): Promise<GetResult> {
+    const waitMs = request.waitMs !== undefined && request.waitMs > 0 &&
+        await this.isMetaqBroker().catch(() => false)
+      ? Math.min(request.waitMs, FETCH_WAIT_MS_MAX)
+      : 0;
     const connection = await this.connection();
     const opaque = connection.nextOpaque();
-    const reply = await connection.request(encodeGet({ ...request, opaque }), opaque);
+    const bytes = waitMs > 0
+      ? encodeExtension(FETCH_VERB, [
+        request.topic,
+        request.group,
+        request.partition,
+        String(request.offset),
+        request.maxSize,
+        waitMs,
+      ], opaque)
+      : encodeGet({ ...request, opaque });
+    const timeoutMs = (this.options.requestTimeoutMs ?? 10_000) + waitMs;
+    const reply = await connection.request(bytes, opaque, timeoutMs);
     if (reply.kind === "value") return { kind: "records", bytes: reply.body };
     const text = decoder.decode(reply.body);
     if (reply.code === 301) return { kind: "moved", offset: Number(text) };

@@ -11,6 +11,7 @@
  * | `value` with only part of a record      | grow maxSize to fit it (up to FETCH_BYTES_MAX)     |
  * | `301 <offset>`                          | move there (out of range, or a filtered slice)     |
  * | `404`/`403` (nothing there)             | wait: 1/10 of maxDelayFetchMs more each time, capped |
+ * | `404` after a long poll's wait (metaq)   | fetch again at once (the broker waited)            |
  * | records that do not decode (checksum)   | ask `offset` for the segment start, go there       |
  * | handler throws (or rolls back)          | fetch again from that record after a delay; after  |
  * |                                         | `maxFetchRetries` failures hand it to `reject`     |
@@ -27,6 +28,12 @@ import {
   splitAttribute,
 } from "../protocol/record.ts";
 import type { MetaqClient } from "./client.ts";
+
+/**
+ * Longest a reader's fetch waits at the end of the partition on a metaq broker (a long poll,
+ * so a new message arrives at once): bounds how long stopping a reader takes.
+ */
+const LONG_POLL_MS_MAX = 1000;
 import type { MessageIdCache } from "./message_id_cache.ts";
 
 /** Largest fetch the reader grows to (MetaQ stops doubling above its 2 MiB read limit). */
@@ -105,6 +112,8 @@ export class PartitionReader {
   #rolledBack = false;
   #stopping = false;
   #wake: (() => void) | undefined;
+  /** Gives up waiting for the fetch in flight (a long poll may wait a second for nothing). */
+  #abandonFetch: (() => void) | undefined;
   #running: Promise<void> | undefined;
   /** What a message's ack() and rollback() reach: a small surface instead of the reader. */
   readonly #control = {
@@ -139,6 +148,7 @@ export class PartitionReader {
   async stop(): Promise<void> {
     this.#stopping = true;
     this.#wake?.();
+    this.#abandonFetch?.();
     await this.#running;
   }
 
@@ -164,20 +174,33 @@ export class PartitionReader {
     const { client, topic, partition, group } = this.options;
     this.options.counters.fetches += 1;
     const position = this.#position;
-    const reply = await client.get({
+    const waitMs = Math.min(this.options.maxDelayFetchMs, LONG_POLL_MS_MAX);
+    const askedAtMs = performance.now();
+    const fetched = client.get({
       topic,
       group,
       partition,
       offset: position === "latest" ? JAVA_LONG_MAX : position,
       maxSize: this.#maxSize,
+      waitMs,
     });
-    if (this.#stopping) return 0;
+    const abandoned = new Promise<undefined>((resolve) => {
+      this.#abandonFetch = () => resolve(undefined);
+    });
+    fetched.catch(() => {}); // when abandoned, its late failure (a closed client) is no news
+    const reply = await Promise.race([fetched, abandoned]).finally(() => {
+      this.#abandonFetch = undefined;
+    });
+    if (this.#stopping || !reply) return 0;
     if (reply.kind === "moved") {
       this.#moveTo(reply.offset);
       return 0;
     }
     if (reply.kind === "none") {
       if (position === "latest") this.#moveTo(0); // no partition yet: its end is 0
+      // A long poll that waited its time out already was the pause; a quick "nothing" (a
+      // MetaQ broker, or a partition that does not exist) backs off as MetaQ's client does.
+      if (performance.now() - askedAtMs >= waitMs / 2) return 0;
       return this.#nextEmptyDelay();
     }
     assert(typeof position === "number");

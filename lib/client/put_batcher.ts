@@ -90,7 +90,7 @@ export class PutBatcher {
   #ask(): void {
     if (this.#asking) return;
     this.#asking = true;
-    this.#client.supportsBatchPut().then(
+    this.#client.isMetaqBroker().then(
       (supported) => (this.#batches = supported),
       () => {}, // unreachable: this turn's puts go one by one and fail as plain puts do
     ).finally(() => {

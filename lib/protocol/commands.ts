@@ -23,6 +23,13 @@ export const DEFAULT_OPAQUE = 2147483647;
 /** Java's Long.MAX_VALUE: a consumer asking for it wants the end of the partition. */
 export const LONG_MAX_TEXT = "9223372036854775807";
 
+/**
+ * A metaq extension, the long poll: `fetch <topic> <group> <partition> <offset> <maxSize>
+ * <waitMs> <opaque>` is a `get` whose answer, when nothing is at or after the offset yet, waits
+ * up to waitMs (the broker caps it at 5 s) for records to arrive. Answered as `get` is.
+ */
+export const FETCH_VERB = "fetch";
+
 export const TRANSACTION_TYPES = [
   "BEGIN",
   "END",

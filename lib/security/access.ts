@@ -11,7 +11,7 @@
  * | delayed status, delayed cancel                   | produce on some topic               |
  * | cron list (schedules)                            | any user                            |
  * | cron add, pause, resume, rm                      | admin                               |
- * | get, offset                                      | consume on its topic                |
+ * | get, fetch (a long poll), offset                 | consume on its topic                |
  * | meta <topic>, figures <topic>                    | produce or consume on the topic     |
  * | transaction                                      | produce on some topic               |
  * | join (its topics), commit and committed (topic)  | consume on those topics             |
@@ -149,6 +149,8 @@ function extensionRequirement(verb: string, args: readonly string[]): Requiremen
       return { kind: "consume", topics: [args[3]] };
     case "committed":
       return { kind: "consume", topics: [args[1]] };
+    case "fetch":
+      return { kind: "consume", topics: [args[0]] };
     case "uput":
     case "bput":
     case "delay":

@@ -337,6 +337,12 @@ export class PartitionLog {
    */
   appendEncoded(bytes: Uint8Array, records: number): AppendTicket {
     assert(bytes.length > 0);
+    const split = records > 1 ? this.#segmentSplit(bytes) : undefined;
+    if (split) {
+      const first = this.appendEncoded(bytes.subarray(0, split.bytes), split.records);
+      this.appendEncoded(bytes.subarray(split.bytes), records - split.records);
+      return first;
+    }
     let offset: number;
     if (bytes.length >= FILL_BYTES) {
       // Large (a replicated 64 MiB record): written from the caller's buffer, never copied.
@@ -349,6 +355,27 @@ export class PartitionLog {
     }
     this.#queued(bytes.length, records);
     return { offset, done: this.#batch!.promise };
+  }
+
+  /**
+   * Where a batch of records must be cut so that segments end as they would had its records
+   * come one by one (MetaQ rolls after the record that fills a segment): the bytes and records
+   * up to and including the record that reaches the segment's size; undefined when the whole
+   * batch fits.
+   */
+  #segmentSplit(bytes: Uint8Array): { bytes: number; records: number } | undefined {
+    const max = this.options.segmentBytesMax;
+    const used = this.#nextOffset - this.#tailSegmentStart;
+    const room = used >= max ? max : max - used; // a full segment rolls before this batch
+    if (bytes.length <= room) return undefined;
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    let position = 0;
+    let records = 0;
+    while (position < room && position + RECORD_HEADER_BYTES <= bytes.length) {
+      position += RECORD_HEADER_BYTES + view.getInt32(position);
+      records += 1;
+    }
+    return position < bytes.length ? { bytes: position, records } : undefined;
   }
 
   /**

@@ -144,6 +144,30 @@ for (const [index, target] of TARGETS.entries()) {
       );
     });
 
+    test("a fetch at the end waits for the next message (a long poll); with none, 404 after its wait", async () => {
+      using socket = await RawSocket.connect(target.node().port);
+      const topic = `poll-${slug}`;
+      const first = await ask(socket, put(topic, 0, "first", 1));
+      expect(first.header).toStartWith("result 200 ");
+      const end = Number(first.text.split(" ")[2]) + 20 + "first".length;
+      // Nothing arrives: answered with MetaQ's 404 once the wait is over, not before.
+      const askedAt = performance.now();
+      const idle = await ask(socket, `fetch ${topic} g 0 ${end} 65536 400 2\r\n`);
+      expect(idle.header).toStartWith("result 404 ");
+      expect(performance.now() - askedAt).toBeGreaterThanOrEqual(350);
+      // The fetch is dispatched before the put that follows it on the connection, so it is
+      // waiting when the message is stored: it answers with the message, not a 404.
+      socket.write(`fetch ${topic} g 0 ${end} 65536 5000 3\r\n` + put(topic, 0, "second", 4));
+      const frames = [await socket.readFrame(10_000), await socket.readFrame(10_000)];
+      const value = frames.find((frame) => frame.header.startsWith("value "));
+      expect(value?.header, frames.map((frame) => frame.header).join(" | ")).toEndWith(" 3");
+      const [record] = decodeRecords(new Uint8Array(value!.body), end);
+      expect(new TextDecoder().decode(record.data)).toBe("second");
+      expect(frames.some((frame) => frame.header.startsWith("result 200 "))).toBe(true);
+      const bad = await ask(socket, `fetch ${topic} g 0 x 65536 100 5\r\n`);
+      expect(bad.text).toContain("bad fetch arguments");
+    });
+
     test("a local transaction commits across partitions and rolls back whole", async () => {
       using socket = await RawSocket.connect(target.node().port);
       const topic = `ltx-${slug}`;

@@ -195,6 +195,39 @@ for (const [kind, make] of Object.entries(kinds)) {
       }
     });
 
+    test("a batch crossing the segment size is cut where its records one by one would roll", async () => {
+      const fixture = make();
+      try {
+        const { log } = await openLog(fixture, { segmentBytesMax: 4096 });
+        await appendMany(log, 7); // a batch that starts part-way into a segment
+        const batch = (from: number, count: number) =>
+          new Uint8Array(
+            Array.from({ length: count }, (_, i) => [...encodeRecord(message(from + i))]).flat(),
+          );
+        // One batch of 493 records (more than three segments' worth) and one of 300 more.
+        await Promise.all([
+          log.appendEncoded(batch(7, 493), 493).done,
+          log.appendEncoded(batch(500, 300), 300).done,
+        ]);
+        const perSegment = Math.ceil(4096 / RECORD_BYTES);
+        const starts = log.segmentStarts;
+        expect(starts).toEqual(
+          Array.from(
+            { length: Math.ceil(800 / perSegment) },
+            (_, i) => i * perSegment * RECORD_BYTES,
+          ),
+        );
+        expect(readAll(log)).toEqual(Array.from({ length: 800 }, (_, i) => text(message(i).data)));
+        await log.close();
+        const { log: reopened } = await openLog(fixture, { segmentBytesMax: 4096 });
+        expect(reopened.segmentStarts).toEqual(starts);
+        expect(reopened.ackedEnd).toBe(800 * RECORD_BYTES);
+        await reopened.close();
+      } finally {
+        fixture.cleanup();
+      }
+    });
+
     test("segments roll at the size limit and reads never cross a segment", async () => {
       const fixture = make();
       try {
