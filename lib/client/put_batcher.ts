@@ -38,6 +38,8 @@ export class PutBatcher {
   readonly #batchBytesMax: number;
   readonly #results: boolean;
   readonly #queued = new Map<string, Queued>();
+  /** The queue `add` used last (still queued: cleared whenever queues leave). */
+  #last: Queued | undefined;
   #flushScheduled = false;
   /** Whether the broker takes batches: unknown until asked (once, at the first batch). */
   #batches: boolean | undefined;
@@ -54,20 +56,24 @@ export class PutBatcher {
 
   /** Queues one message for `topic`-`partition`; it leaves at the end of this turn. */
   add(topic: string, partition: number, message: Message, done: BatchedPutDone): void {
-    const key = `${partition}\u0000${topic}`;
     // An upper bound of the record's size: an attribute's UTF-8 takes at most 3 bytes a unit.
     const bytes = RECORD_HEADER_BYTES + message.payload.length +
       (message.attribute === undefined ? 0 : 4 + message.attribute.length * 3);
-    let queued = this.#queued.get(key);
+    // Most runs write one partition after another: the last queue is checked before the map.
+    let queued = this.#last !== undefined && this.#last.partition === partition &&
+        this.#last.topic === topic
+      ? this.#last
+      : this.#queued.get(`${partition}\u0000${topic}`);
     if (queued && queued.bytes + bytes > this.#batchBytesMax) {
-      this.#queued.delete(key);
+      this.#queued.delete(`${partition}\u0000${topic}`);
       this.#send(queued);
       queued = undefined;
     }
     if (!queued) {
       queued = { topic, partition, messages: [], dones: [], bytes: 0 };
-      this.#queued.set(key, queued);
+      this.#queued.set(`${partition}\u0000${topic}`, queued);
     }
+    this.#last = queued;
     queued.messages.push(message);
     queued.dones.push(done);
     queued.bytes += bytes;
@@ -83,6 +89,7 @@ export class PutBatcher {
     if (batching && this.#batches === undefined) return this.#ask();
     const all = [...this.#queued.values()];
     this.#queued.clear();
+    this.#last = undefined;
     for (const queued of all) this.#send(queued);
   }
 
@@ -97,6 +104,7 @@ export class PutBatcher {
       this.#asking = false;
       const all = [...this.#queued.values()];
       this.#queued.clear();
+      this.#last = undefined;
       for (const queued of all) this.#send(queued);
     });
   }
@@ -109,7 +117,7 @@ export class PutBatcher {
       }
       return;
     }
-    const builder = new BatchPutBuilder();
+    const builder = new BatchPutBuilder(queued.bytes);
     const starts = this.#results ? new Array<number>(messages.length) : undefined;
     for (let i = 0; i < messages.length; i++) {
       if (starts) starts[i] = builder.bytes;

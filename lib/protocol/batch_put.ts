@@ -30,10 +30,16 @@ const encoder = new TextEncoder();
  * line in front, so the request is sent without copying the records again.
  */
 export class BatchPutBuilder {
-  #buffer = new Uint8Array(LINE_ROOM_BYTES + INITIAL_RECORD_BYTES);
-  #view = new DataView(this.#buffer.buffer);
+  #buffer: Uint8Array;
+  #view: DataView;
   #end = LINE_ROOM_BYTES;
   #count = 0;
+
+  /** `expectedBytes`: the records' size when known, so the buffer is allocated once. */
+  constructor(expectedBytes = INITIAL_RECORD_BYTES) {
+    this.#buffer = new Uint8Array(LINE_ROOM_BYTES + Math.max(64, expectedBytes));
+    this.#view = new DataView(this.#buffer.buffer);
+  }
 
   /** Records added so far. */
   get count(): number {
