@@ -3,7 +3,8 @@ import process from "node:process";
 import { MetaqClient } from "../lib/client/client.ts";
 import { partitionBounds } from "../lib/client/partition_seek.ts";
 import type { PartitionInfo } from "../lib/broker/commands.ts";
-import { describeError } from "../lib/errors.ts";
+import { BrokerError, describeError } from "../lib/errors.ts";
+import { PARTITIONS_PER_TOPIC_MAX } from "../lib/limits.ts";
 import {
   brokerList,
   checkTopicExists,
@@ -14,15 +15,19 @@ import {
   didYouMean,
   formatBytes,
   formatFlag,
+  integerFlag,
   parseFlags,
   SECURITY_FLAGS,
   topicArgument,
   topicMetadata,
 } from "./common.ts";
 import { statsLines } from "./stats.ts";
+import { TOPIC_VERB } from "../lib/broker/topic_admin.ts";
 
 const USAGE = `Usage: metaq topics [--format text|json] [connection options]
        metaq topics describe TOPIC [--format text|json] [connection options]
+       metaq topics create TOPIC [--partitions N] [--format text|json] [connection options]
+       metaq topics delete TOPIC [--format text|json] [connection options]
 
 Lists the broker's topics: those holding messages and those its configuration names, each with
 its partition count (as configured, including partitions that hold nothing yet), message count
@@ -33,19 +38,35 @@ the messages and bytes it holds, its segment files, and on a cluster the node le
 the nodes holding its copies (replicas). Message counts are the broker's (approximate across
 restarts, as MetaQ counts them).
 
+'create' creates TOPIC with N partitions (default: what server.ini gives it), or grows an
+existing topic to N partitions; server.ini need not name it. The count is kept in the broker's
+metadata (on a cluster, replicated to every node) and survives restarts. Partition counts only
+grow: a smaller N is refused (partitions are addressed by number, and groups keep offsets per
+partition). Creating a topic that has N partitions already changes nothing (exit 0).
+
+'delete' deletes TOPIC: its partitions' files are removed at once (on a cluster, on every node),
+and the topic is refused from then on, even if server.ini names it, until 'create' makes it
+again. Consumer groups' committed offsets for it are removed too. Topics starting with '__' are
+the broker's own and cannot be deleted. Both need admin rights when the broker has users.
+
 Options:
   --format text|json        a table (default), or one JSON object:
                             {"topics": [{"name", "numPartitions", "messages", "bytes"}]};
                             describe: {"topic", "numPartitions", "partitions": [{"partition",
                             "startOffset", "endOffset", "messages", "bytes", "segments",
-                            "leader", "replicas"}]}
+                            "leader", "replicas"}]};
+                            create: {"topic", "partitions", "previous", "changed"};
+                            delete: {"topic", "deleted", "partitionsRemoved"}
+  --partitions N            create: the partition count (1 to ${PARTITIONS_PER_TOPIC_MAX})
 
 ${CONNECTION_USAGE}
 
 Examples:
   metaq topics
   metaq topics describe orders
-  metaq topics describe orders --format json`;
+  metaq topics describe orders --format json
+  metaq topics create clicks --partitions 8
+  metaq topics delete clicks`;
 
 /** One topic, named as the HTTP API names the same facts (GET /v1/topics). */
 interface TopicRow {
@@ -63,6 +84,7 @@ export const topics: CommandSpec = {
     const { values, positionals } = parseFlags("topics", args, {
       broker: { type: "string" },
       format: { type: "string" },
+      partitions: { type: "string" },
       ...SECURITY_FLAGS,
     }, 2);
     if (values.help) {
@@ -76,10 +98,36 @@ export const topics: CommandSpec = {
       reconnectAttemptsMax: 2,
       ...security,
     });
+    const partitions = integerFlag("partitions", values.partitions, {
+      min: 1,
+      max: PARTITIONS_PER_TOPIC_MAX,
+    });
+    if (partitions !== undefined && positionals[0] !== "create") {
+      client.close();
+      throw new CliError("Cannot use --partitions: only 'topics create' takes it");
+    }
+    if (positionals[0] === "create" || positionals[0] === "delete") {
+      const action = positionals[0];
+      try {
+        const topic = topicArgument(`topics ${action}`, positionals[1]);
+        const text = await client.extension(TOPIC_VERB, [action, topic, partitions ?? "-"]);
+        const outcome = JSON.parse(text) as Record<string, unknown>;
+        if (format === "json") process.stdout.write(`${JSON.stringify(outcome)}\n`);
+        else console.log(renderChange(outcome));
+        return 0;
+      } catch (error) {
+        if (error instanceof CliError) throw error;
+        // The broker's refusals say what could not be done and why.
+        if (error instanceof BrokerError) throw new CliError(error.message, 1);
+        throw new CliError(`Cannot ${action} topic: ${describeError(error)}`, 1);
+      } finally {
+        client.close();
+      }
+    }
     if (positionals[0] !== undefined) {
       if (positionals[0] !== "describe") {
         client.close();
-        const suggestion = didYouMean(positionals[0], ["describe"]);
+        const suggestion = didYouMean(positionals[0], ["describe", "create", "delete"]);
         throw new CliError(
           `Cannot run 'topics': unknown action '${positionals[0]}'${
             suggestion ? ` (did you mean '${suggestion}'?)` : ""
@@ -243,6 +291,18 @@ async function leaderFacts(
   } finally {
     if (!shared) client.close();
   }
+}
+
+/** One line saying what `topics create` or `topics delete` did. */
+function renderChange(outcome: Record<string, unknown>): string {
+  const { topic, partitions, previous, changed } = outcome;
+  if (outcome.deleted) {
+    return `Deleted topic ${topic} (${outcome.partitionsRemoved} partition(s) removed here)`;
+  }
+  if (!changed) return `Topic ${topic} has ${partitions} partitions already: nothing changed`;
+  return previous === 0
+    ? `Created topic ${topic} with ${partitions} partitions`
+    : `Grew topic ${topic} from ${previous} to ${partitions} partitions`;
 }
 
 function renderDescription(description: TopicDescription): string {

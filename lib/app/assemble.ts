@@ -24,6 +24,8 @@ import { GroupsPart } from "../broker/groups/groups_part.ts";
 import { Maintenance } from "../broker/maintenance.ts";
 import type { StatsItems } from "../broker/stats_report.ts";
 import { TX_TOPIC, TxPart } from "../broker/tx/tx_part.ts";
+import { TopicAdmin, topicCommands } from "../broker/topic_admin.ts";
+import { type CatalogueStore, TopicCatalogueFile } from "../broker/topic_catalogue_file.ts";
 import { DelayedPart } from "../broker/delayed/delayed_part.ts";
 import type { Clock } from "../clock.ts";
 import { clockFromEnv } from "../clock_offset.ts";
@@ -31,6 +33,7 @@ import { clusterCommands, clusterStatsLines } from "../cluster/cluster_commands.
 import { clusterSettings } from "../cluster/cluster_config.ts";
 import { ClusterNode, INTERNAL_TOPICS } from "../cluster/cluster_node.ts";
 import { loadMembership } from "../cluster/membership.ts";
+import { CLUSTER_TOPIC } from "../cluster/metadata.ts";
 import { PeerTransport } from "../cluster/peer_transport.ts";
 import { readStartupState } from "../cluster/startup_state.ts";
 import { fileTracer, NO_TRACE } from "../cluster/trace.ts";
@@ -39,6 +42,9 @@ import { clusterView } from "../http/cluster_view.ts";
 import { decodeFigures, groupFigures } from "../http/cluster_figures.ts";
 import { groupsOverWire } from "../http/groups_over_wire.ts";
 import { HttpPart } from "../http/http_part.ts";
+import { ask, HTTP_REQUEST_CONTEXT } from "../http/wire_reply.ts";
+import { errorFromResult } from "../protocol/reply.ts";
+import { BrokerError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { LogRing } from "../log_ring.ts";
 import { Prng } from "../prng.ts";
@@ -211,6 +217,23 @@ export async function assemble(options: AssembleOptions): Promise<App> {
     } else {
       logs = new LocalLogs(store, logger);
     }
+    // Topics created, grown and deleted by an operator: in the cluster's metadata, or alone in a
+    // file beside the partitions (topic_catalogue_file.ts says why a file).
+    const catalogues: CatalogueStore = cluster
+      ? {
+        catalogue: () => {
+          const state = cluster!.metadata?.state;
+          return state?.initialized ? state.topics : undefined;
+        },
+        commit: async (record) => {
+          const metadata = cluster!.metadata;
+          if (!metadata) {
+            throw new BrokerError("unavailable", "the cluster's metadata is not open yet");
+          }
+          await metadata.propose(record);
+        },
+      }
+      : TopicCatalogueFile.open(storage, system.dataPath);
 
     // The broker and its parts.
     const broker = new Broker({
@@ -222,6 +245,32 @@ export async function assemble(options: AssembleOptions): Promise<App> {
       random: new Prng(Number(process.pid) * 7919 + system.brokerId),
       filterFor: (topic, group) => filters.filterFor(topic, group),
       connectionCount: () => late.server?.connectionCount ?? 0,
+      catalogue: () => catalogues.catalogue(),
+    });
+    const topicAdmin = new TopicAdmin({
+      broker,
+      store: catalogues,
+      replicated: cluster !== undefined,
+      dropPartitions: logs instanceof LocalLogs
+        ? (topic) => (logs as LocalLogs).dropTopic(topic)
+        : undefined,
+      // Sent through the edge: the node coordinating groups may be another one.
+      forgetOffsets: async (topic) => {
+        const answer = await ask(
+          (command, respond) => late.edge!.dispatch(command, HTTP_REQUEST_CONTEXT, respond),
+          {
+            kind: "extension",
+            verb: "forgettopic",
+            args: [topic],
+            opaque: 0,
+            body: new Uint8Array(0),
+          },
+        );
+        if (answer.kind !== "result") throw new BrokerError("internal", "forgettopic: a value");
+        if (answer.code !== 200) throw errorFromResult(answer.code, answer.text);
+        return (JSON.parse(answer.text) as { offsets: unknown[] }).offsets.length;
+      },
+      logger,
     });
     filters.warnAboutJavaClasses(logger);
     const groups = new GroupsPart({
@@ -297,6 +346,10 @@ export async function assemble(options: AssembleOptions): Promise<App> {
       transactions.commands,
       delayed.commands,
       uplinkHubCommands(broker),
+      topicCommands(
+        topicAdmin,
+        cluster ? { kind: "leader", topic: CLUSTER_TOPIC, partition: 0 } : undefined,
+      ),
     ];
     if (cluster) {
       tables.push(clusterCommands(

@@ -12,7 +12,12 @@
 import { Buffer } from "node:buffer";
 import process from "node:process";
 import type { Clock } from "../clock.ts";
-import { type Config, type TopicSettings, topicSettings } from "../config/config.ts";
+import {
+  type Config,
+  defaultTopicSettings,
+  type TopicSettings,
+  topicSettings,
+} from "../config/config.ts";
 import { topicNameProblem } from "../config/names.ts";
 import { metaqChecksum } from "../crc32.ts";
 import { BrokerError, describeError } from "../errors.ts";
@@ -27,6 +32,7 @@ import { errorReply, type Reply, type RequestContext, result } from "../protocol
 import { encodeRecord, walkRecords } from "../protocol/record.ts";
 import { type AppendOutcome, isInternalTopic, type Log, type Logs } from "../store/log.ts";
 import { BrokerStats } from "./stats.ts";
+import type { TopicCatalogue } from "./topic_catalogue.ts";
 
 /** How a forwarded put is appended at most once (see `fput` in commands.ts). */
 /** A batched put's request (`bput`, lib/protocol/batch_put.ts). */
@@ -94,6 +100,11 @@ export interface BrokerOptions {
   readonly filterFor?: (topic: string, group: string) => RecordFilter | undefined;
   /** Client connections open now (the TCP edge knows). */
   readonly connectionCount?: () => number;
+  /**
+   * Topics an operator created, grew or deleted (topic_catalogue.ts); its entries override the
+   * configuration. Undefined while there is none yet (a cluster's metadata not yet read).
+   */
+  readonly catalogue?: () => TopicCatalogue | undefined;
 }
 
 export class Broker {
@@ -111,6 +122,8 @@ export class Broker {
   #brokerUrl = "meta://127.0.0.1:8123";
   #port = 8123;
   readonly #settings = new Map<string, TopicSettings | undefined>();
+  /** The catalogue and its version the cached settings were computed with. */
+  #settingsOf: { catalogue?: TopicCatalogue; version: number } = { version: -1 };
 
   constructor(options: BrokerOptions) {
     this.#options = options;
@@ -139,12 +152,37 @@ export class Broker {
     return this.#options.connectionCount?.() ?? 0;
   }
 
-  /** Settings of `topic`, or undefined when the name is invalid or no section accepts it. */
+  /**
+   * Settings of `topic`, or undefined when the name is invalid, no section accepts it and the
+   * catalogue has not created it, or the catalogue says it is deleted. A catalogue entry gives
+   * the partition count (configuration grown past it wins: counts never shrink).
+   */
   topicSettings(topic: string): TopicSettings | undefined {
+    const catalogue = this.#options.catalogue?.();
+    const cached = this.#settingsOf;
+    if (cached.catalogue !== catalogue || cached.version !== (catalogue?.version ?? 0)) {
+      this.#settings.clear();
+      this.#settingsOf = { catalogue, version: catalogue?.version ?? 0 };
+    }
     if (this.#settings.has(topic)) return this.#settings.get(topic);
-    const settings = topicNameProblem(topic) ? undefined : topicSettings(this.config, topic);
+    const settings = this.#settingsFor(topic, catalogue);
     if (this.#settings.size < 100_000) this.#settings.set(topic, settings);
     return settings;
+  }
+
+  /** What the catalogue says of `topic` (undefined without a catalogue or an entry). */
+  catalogueEntry(topic: string): ReturnType<TopicCatalogue["entry"]> {
+    return isInternalTopic(topic) ? undefined : this.#options.catalogue?.()?.entry(topic);
+  }
+
+  #settingsFor(topic: string, catalogue: TopicCatalogue | undefined): TopicSettings | undefined {
+    if (topicNameProblem(topic)) return undefined;
+    const configured = topicSettings(this.config, topic);
+    const entry = isInternalTopic(topic) ? undefined : catalogue?.entry(topic);
+    if (!entry) return configured;
+    if (entry.deleted) return undefined;
+    const base = configured ?? defaultTopicSettings(this.config, topic);
+    return { ...base, numPartitions: Math.max(base.numPartitions, entry.partitions) };
   }
 
   /**
@@ -159,6 +197,9 @@ export class Broker {
       return `${refused}: topics starting with '__' hold the broker's own state`;
     }
     if (this.topicSettings(topic)) return undefined;
+    if (this.catalogueEntry(topic)?.deleted) {
+      return `${refused}: it was deleted (metaq topics create ${topic} creates it again)`;
+    }
     const sections = this.config.topics.map((section) => section.pattern).join(", ");
     return `${refused}: no [topic=...] section of the broker's configuration matches it ` +
       `(sections: ${sections})`;
@@ -166,11 +207,12 @@ export class Broker {
 
   /**
    * Whether `topic` is there for clients: a partition of it holds a log here (or one refused as
-   * damaged at start-up), or a section of the configuration names it exactly (the definition
-   * the HTTP API uses).
+   * damaged at start-up), an operator created it (the catalogue), or a section of the
+   * configuration names it exactly (the definition the HTTP API uses); never when deleted.
    */
   topicExists(topic: string): boolean {
     if (isInternalTopic(topic) || !this.topicSettings(topic)) return false;
+    if (this.catalogueEntry(topic)?.partitions !== undefined) return true;
     if (this.config.topics.some((section) => section.pattern === topic)) return true;
     if (this.logs.list().some((entry) => entry.topic === topic)) return true;
     return [...this.logs.failures().keys()].some((name) =>

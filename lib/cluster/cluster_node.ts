@@ -906,8 +906,14 @@ export class ClusterNode implements Logs {
   #onMetadata(): void {
     if (this.#closed) return;
     this.#transport?.setPeers(this.#peerAddresses());
+    const catalogue = this.#metadata?.state.topics;
     for (const replica of this.replicas()) {
       const { topic, partition } = splitGroup(replica.name);
+      // A deleted topic's copies go at once on every node (the operator asked for it).
+      if (catalogue?.entry(topic)?.deleted) {
+        void this.#dropReplica(replica.name, "Topic deleted: copy removed");
+        continue;
+      }
       const target = this.replicasOf(topic, partition);
       if (target.length > 0) replica.setTarget(target, this.#alsoLearners(replica.name));
       // A copy that was only ever a learner hears no removal: it goes when placed elsewhere. A
@@ -916,6 +922,14 @@ export class ClusterNode implements Logs {
       // committed configuration's majority needs.
       if (!target.includes(this.nodeId) && !replica.everVoter) {
         void this.#dropReplica(replica.name);
+      }
+    }
+    // Files of a deleted topic this node holds without a copy open (found on disk at start).
+    for (const [topic, partitions] of this.#options.store.topics()) {
+      if (!catalogue?.entry(topic)?.deleted) continue;
+      for (const { partition } of partitions) {
+        if (this.#replicas.has(`${topic}-${partition}`)) continue;
+        void this.#options.store.drop(topic, partition);
       }
     }
     if (this.membership.mayParticipate(this.voters)) void this.#openHostedReplicas();
@@ -943,7 +957,7 @@ export class ClusterNode implements Logs {
    * Closes and deletes this node's copy of `group`: its placement moved it to other nodes and
    * the group's committed configuration no longer counts on it.
    */
-  async #dropReplica(name: string): Promise<void> {
+  async #dropReplica(name: string, why = "Copy moved to other nodes: removed here"): Promise<void> {
     // The metadata group stays with the node until it stops (an operator stops a removed node).
     if (name === CLUSTER_GROUP) return;
     const replica = this.#replicas.get(name);
@@ -955,7 +969,7 @@ export class ClusterNode implements Logs {
       this.#listed = undefined;
       await replica.close();
       await this.#options.store.drop(topic, partition);
-      this.logger.log("info", "Copy moved to other nodes: removed here", { group: name });
+      this.logger.log("info", why, { group: name });
       return undefined;
     })().finally(() => this.#opening.delete(name));
     this.#opening.set(name, dropping);

@@ -11,16 +11,26 @@
  * {"v":1,"kind":"add","id":4,"peer":"h:8124"}
  * {"v":1,"kind":"remove","id":2,"groups":{...}}       the member leaves, its copies placed elsewhere
  * {"v":1,"kind":"place","groups":{"orders-0":[1,3,4]}} new placements (one step for many groups)
+ * {"v":1,"kind":"topic-create","name":"orders","partitions":8}  the topic catalogue
+ * {"v":1,"kind":"topic-delete","name":"orders"}                  (lib/broker/topic_catalogue.ts)
  * {"v":1,"kind":"snapshot","base":N,"state":{...}}     the whole state, as of offset N
  * ```
  *
  * Placement: a group's copies are those its last `place` record names; a group never placed
  * has the copies rendezvous hashing picks over the members of the `init` record (placement.ts),
  * so adding a node moves nothing until a placement says so. The broker's own logs (`__` topics)
- * are held by every member that is not leaving. Pure: no I/O, no time.
+ * are held by every member that is not leaving. Partitions a topic gains in the catalogue are
+ * placed like configured ones (hashing, until a placement moves them). A snapshot written before
+ * the catalogue existed has no `topics`: it restores an empty catalogue. Pure: no I/O, no time.
  */
 import { VOTERS_MAX } from "./quorum.ts";
 import { isInternalTopic, replicasOf } from "./placement.ts";
+import {
+  type CatalogueJson,
+  isTopicRecord,
+  TopicCatalogue,
+  type TopicRecord,
+} from "../broker/topic_catalogue.ts";
 
 export interface Member {
   readonly id: number;
@@ -48,13 +58,16 @@ export type ClusterRecord =
     /** Where the leaving member's copies go (in the same step, so none is left behind). */
     readonly groups?: Readonly<Record<string, readonly number[]>>;
   }
-  | { readonly kind: "place"; readonly groups: Readonly<Record<string, readonly number[]>> };
+  | { readonly kind: "place"; readonly groups: Readonly<Record<string, readonly number[]>> }
+  | TopicRecord;
 
 interface SnapshotState {
   readonly members: readonly Member[];
   readonly seed: readonly number[];
   readonly replicas: number;
   readonly placement: Readonly<Record<string, Placed>>;
+  /** Absent in snapshots written before the topic catalogue. */
+  readonly topics?: CatalogueJson;
 }
 
 /** Node ids are those `--peers` accepts. */
@@ -67,6 +80,8 @@ export class ClusterState {
   #replicas = 1;
   #placement = new Map<string, Placed>();
   #initialized = false;
+  /** Topics created, grown and deleted by an operator. */
+  readonly topics = new TopicCatalogue();
   /** Bumped on every change, so readers can tell cheaply that something moved. */
   version = 0;
 
@@ -92,9 +107,10 @@ export class ClusterState {
     return this.members().filter((member) => !member.leaving).map((member) => member.id);
   }
 
-  /** The nodes that should hold `topic`-`partition`. */
+  /** The nodes that should hold `topic`-`partition` (none once the topic is deleted). */
   replicasOf(topic: string, partition: number): number[] {
     if (isInternalTopic(topic)) return this.activeIds().slice(0, VOTERS_MAX);
+    if (this.topics.entry(topic)?.deleted) return [];
     const placed = this.#placement.get(`${topic}-${partition}`);
     if (placed) return [...placed.replicas];
     return replicasOf(topic, partition, this.#seed, this.#replicas);
@@ -144,6 +160,9 @@ export class ClusterState {
       }
       case "place":
         return this.#placementProblem(record.groups);
+      case "topic-create":
+      case "topic-delete":
+        return this.topics.problemWith(record);
     }
   }
 
@@ -195,6 +214,7 @@ export class ClusterState {
       seed: this.#seed,
       replicas: this.#replicas,
       placement: Object.fromEntries(this.#placement),
+      topics: this.topics.toJson(),
     };
     return encodeJson({ v: 1, kind: "snapshot", base, state });
   }
@@ -221,6 +241,10 @@ export class ClusterState {
       case "place":
         this.#place(record.groups);
         return;
+      case "topic-create":
+      case "topic-delete":
+        this.topics.apply(record);
+        return;
     }
   }
 
@@ -238,6 +262,7 @@ export class ClusterState {
     this.#seed = [...state.seed];
     this.#replicas = state.replicas;
     this.#placement = new Map(Object.entries(state.placement));
+    this.topics.restore(state.topics ?? {});
     this.#initialized = true;
     this.version++;
   }
@@ -263,6 +288,9 @@ function isRecord(record: ClusterRecord): boolean {
       return validId(record.id) && (record.groups === undefined || validGroups(record.groups));
     case "place":
       return validGroups(record.groups);
+    case "topic-create":
+    case "topic-delete":
+      return isTopicRecord(record);
     default:
       return false;
   }

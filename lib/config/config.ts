@@ -468,20 +468,35 @@ export function withZooKeeperFlags(config: Config, flags: ZooKeeperFlags): Confi
 export function topicSettings(config: Config, topic: string): TopicSettings | undefined {
   const section = config.topics.find((candidate) => candidate.pattern === topic) ??
     config.topics.find((candidate) => candidate.matcher.test(topic));
-  if (!section) return undefined;
+  return section ? settingsOf(config, topic, section) : undefined;
+}
+
+/**
+ * The settings of a topic no section accepts but an operator created (the topic catalogue,
+ * lib/broker/topic_catalogue.ts): the `[system]` defaults.
+ */
+export function defaultTopicSettings(config: Config, topic: string): TopicSettings {
+  return settingsOf(config, topic, undefined);
+}
+
+function settingsOf(
+  config: Config,
+  topic: string,
+  section: TopicSection | undefined,
+): TopicSettings {
   const system = config.system;
   return {
     topic,
-    numPartitions: section.numPartitions ?? system.numPartitions,
-    stat: section.stat ?? system.stat,
-    deletePolicy: section.deletePolicy ?? system.deletePolicy,
-    deleteWhen: section.deleteWhen ?? system.deleteWhen,
-    dataPath: section.dataPath ?? system.dataPath,
-    unflushInterval: section.unflushInterval ?? system.unflushInterval,
-    unflushThreshold: section.unflushThreshold ?? system.unflushThreshold,
-    acceptPublish: section.acceptPublish ?? system.acceptPublish,
-    acceptSubscribe: section.acceptSubscribe ?? system.acceptSubscribe,
-    groupFilters: section.groupFilters,
+    numPartitions: section?.numPartitions ?? system.numPartitions,
+    stat: section?.stat ?? system.stat,
+    deletePolicy: section?.deletePolicy ?? system.deletePolicy,
+    deleteWhen: section?.deleteWhen ?? system.deleteWhen,
+    dataPath: section?.dataPath ?? system.dataPath,
+    unflushInterval: section?.unflushInterval ?? system.unflushInterval,
+    unflushThreshold: section?.unflushThreshold ?? system.unflushThreshold,
+    acceptPublish: section?.acceptPublish ?? system.acceptPublish,
+    acceptSubscribe: section?.acceptSubscribe ?? system.acceptSubscribe,
+    groupFilters: section?.groupFilters ?? new Map(),
   };
 }
 

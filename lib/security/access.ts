@@ -168,6 +168,8 @@ function extensionRequirement(verb: string, args: readonly string[]): Requiremen
       return { kind: "admin", what: "reset group offsets" };
     case "forget":
       return { kind: "admin", what: "delete consumer groups" };
+    case "forgettopic":
+      return { kind: "admin", what: "delete topics' group offsets" };
     case "heuristic":
       return { kind: "admin", what: "complete transactions heuristically" };
     case "cluster":

@@ -51,6 +51,26 @@ export class LocalLogs implements Logs {
     return entries;
   }
 
+  /**
+   * Closes `topic`'s partitions and deletes their files (a deleted topic), those refused as
+   * damaged at start-up too; returns how many.
+   */
+  async dropTopic(topic: string): Promise<number> {
+    const partitions = new Set<number>();
+    for (const { partition } of this.store.topics().get(topic) ?? []) partitions.add(partition);
+    for (const name of this.store.failures().keys()) {
+      if (name.slice(0, name.lastIndexOf("-")) === topic) {
+        partitions.add(Number(name.slice(name.lastIndexOf("-") + 1)));
+      }
+    }
+    for (const partition of partitions) {
+      const segments = this.store.get(topic, partition);
+      if (segments) this.#logs.delete(segments);
+      await this.store.drop(topic, partition);
+    }
+    return partitions.size;
+  }
+
   onOpen(listener: (entry: LogEntry) => void): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);

@@ -146,6 +146,7 @@ export class MessageStore {
     this.#failures.delete(key);
     const list = this.#byTopic.get(topic);
     if (list && list[partition] === log) delete list[partition];
+    if (list && !list.some((entry) => entry !== undefined)) this.#byTopic.delete(topic);
     await log?.close();
     const { storage } = this.options;
     const dir = this.#dirFor(topic, partition);

@@ -357,6 +357,25 @@ export class GroupCoordinator {
     return offsets;
   }
 
+  /**
+   * Removes every group's committed offsets of `topic` (an operator deleted it: a topic of the
+   * same name created later starts its partitions at 0, below those offsets). Returns them.
+   */
+  forgetTopic(topic: string): OffsetEntry[] {
+    const removed: OffsetEntry[] = [];
+    for (const [name, offsets] of this.#offsets) {
+      for (const [key, entry] of offsets) {
+        if (entry.topic !== topic) continue;
+        offsets.delete(key);
+        removed.push(entry);
+      }
+      if (offsets.size === 0) this.#offsets.delete(name);
+    }
+    removed.sort(compareEntries);
+    if (removed.length > 0) this.#effects.push({ kind: "forget", entries: removed });
+    return removed;
+  }
+
   /** Groups known from membership or offsets, sorted by name. */
   groupNames(): string[] {
     return [...new Set([...this.#groups.keys(), ...this.#offsets.keys()])].sort();

@@ -14,6 +14,7 @@
  * describe <group|*> <opaque>                                              -> JSON
  * adjust <group> <topic> <partition|*> <earliest|latest|offset> <safe|force> <opaque> -> JSON
  * forget <group> <opaque>              -> JSON {"group","offsets"} (deletes a group without members)
+ * forgettopic <topic> <opaque>         -> JSON {"topic","offsets"} (every group's offsets of a deleted topic)
  * ```
  */
 import { BrokerError, describeError } from "../../errors.ts";
@@ -43,6 +44,7 @@ export const GROUP_VERBS = [
   "describe",
   "adjust",
   "forget",
+  "forgettopic",
 ] as const;
 
 /**
@@ -125,6 +127,10 @@ export function groupCommands(
     forget: [
       1,
       ([group]) => service.deleteGroup(group).then((offsets) => JSON.stringify({ group, offsets })),
+    ],
+    forgettopic: [
+      1,
+      ([topic]) => service.forgetTopic(topic).then((offsets) => JSON.stringify({ topic, offsets })),
     ],
   };
   const table: Record<string, CommandTable[`ext:${string}`]> = {};

@@ -194,6 +194,13 @@ export class GroupService {
     return removed;
   }
 
+  /** Removes every group's committed offsets of a deleted topic (durably, before answering). */
+  async forgetTopic(topic: string): Promise<OffsetEntry[]> {
+    const removed = this.coordinator.forgetTopic(topic);
+    await this.#apply();
+    return removed;
+  }
+
   /** Groups (one, or all when `group` is undefined) with members, offsets, log ends and lag. */
   describe(group?: string): GroupReport[] {
     if (group !== undefined) checkGroupName(group);
