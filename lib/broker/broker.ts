@@ -221,6 +221,23 @@ export class Broker {
   }
 
   /**
+   * Topics there without any partition holding a log: those a section names exactly and those
+   * an operator created (the catalogue), deleted ones left out; sorted.
+   */
+  namedTopics(): string[] {
+    const names = new Set<string>();
+    for (const section of this.config.topics) {
+      if (!section.pattern.includes("*") && !isInternalTopic(section.pattern)) {
+        names.add(section.pattern);
+      }
+    }
+    for (const [name, entry] of this.#options.catalogue?.()?.entries() ?? []) {
+      if (entry.partitions !== undefined) names.add(name);
+    }
+    return [...names].filter((name) => this.topicSettings(name) !== undefined).sort();
+  }
+
+  /**
    * The partition a plain put will go to (partition -1 picked here, once), or undefined when
    * the put will be refused by its checks: the edge then lets this node answer it.
    */

@@ -98,6 +98,7 @@ function general(broker: Broker, add: Add): void {
 function topics(broker: Broker, add: Add): void {
   const stored = topicsOf(broker);
   for (const [name, partitions] of stored) {
+    if (broker.catalogueEntry(name)?.deleted) continue; // its copies are on their way out
     const settings = broker.topicSettings(name);
     let count = 0;
     let bytes = 0;
@@ -120,16 +121,14 @@ function topics(broker: Broker, add: Add): void {
       settings?.acceptSubscribe ?? broker.config.system.acceptSubscribe,
     );
   }
-  for (const section of broker.config.topics) {
-    if (!section.pattern.includes("*") && !stored.has(section.pattern)) {
-      add(section.pattern, "*Empty*");
-    }
+  for (const name of broker.namedTopics()) {
+    if (!stored.has(name)) add(name, "*Empty*");
   }
 }
 
 function topic(broker: Broker, name: string, add: Add): void {
   const partitions = topicsOf(broker).get(name);
-  const configured = broker.config.topics.some((section) => section.pattern === name);
+  const configured = broker.namedTopics().includes(name);
   const resultCode = partitions ? 0 : configured ? 2 : 1;
   let count = 0;
   let bytes = 0;

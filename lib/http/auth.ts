@@ -13,7 +13,7 @@
  * | GET /v1/schedules                                            | any user                |
  * | POST /v1/schedules..., DELETE /v1/schedules/NAME             | admin                   |
  * | GET /v1/topics                                               | any user                |
- * | POST /v1/topics (create)                                     | admin                   |
+ * | POST /v1/topics (create, grow), DELETE /v1/topics/T          | admin                   |
  * | GET /v1/topics/T                                             | produce or consume on T |
  * | POST /v1/topics/T/messages, MetaQ's /put                     | produce on T            |
  * | GET /v1/topics/T/partitions/..., /v1/topics/T/stream,        | consume on T            |
@@ -76,6 +76,9 @@ export function httpRequirement(method: string, url: URL): Requirement {
       return method === "POST" ? { kind: "admin", what: "create topics" } : { kind: "any" };
     }
     const topic = parts[1];
+    if (parts.length === 2 && method === "DELETE") {
+      return { kind: "admin", what: "delete topics" };
+    }
     if (parts.length === 2) return { kind: "produceOrConsume", topic };
     if (parts[2] === "messages" && method === "POST") return { kind: "produce", topics: [topic] };
     return { kind: "consume", topics: [topic] };

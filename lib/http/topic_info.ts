@@ -71,8 +71,8 @@ export function topicInfo(input: TopicsInput, topic: string): TopicInfo | undefi
   const { broker } = input;
   if (isInternalTopic(topic)) return undefined;
   const stored = input.facts.filter((fact) => fact.topic === topic);
-  const configured = broker.config.topics.some((section) => section.pattern === topic);
-  if (stored.length === 0 && !configured) return undefined;
+  const named = broker.namedTopics().includes(topic);
+  if (stored.length === 0 && !named) return undefined;
   const settings = broker.topicSettings(topic);
   const partitions = stored.map((fact) => partitionInfo(input, fact));
   const sum = (pick: (info: PartitionInfo) => number) =>
@@ -92,13 +92,14 @@ export function topicInfo(input: TopicsInput, topic: string): TopicInfo | undefi
   };
 }
 
-/** Every topic with a partition, then every exactly-named configured topic without one yet. */
+/**
+ * Every topic with a partition (but a deleted one whose copies are on their way out), then every
+ * topic a section names exactly or an operator created without one yet.
+ */
 export function topicNames(input: TopicsInput): string[] {
-  const names = [...new Set(input.facts.map((fact) => fact.topic))];
-  for (const section of input.broker.config.topics) {
-    const name = section.pattern;
-    if (!name.includes("*") && !isInternalTopic(name) && !names.includes(name)) names.push(name);
-  }
+  const names = [...new Set(input.facts.map((fact) => fact.topic))]
+    .filter((name) => !input.broker.catalogueEntry(name)?.deleted);
+  for (const name of input.broker.namedTopics()) if (!names.includes(name)) names.push(name);
   return names;
 }
 

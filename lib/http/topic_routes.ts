@@ -13,6 +13,9 @@ import { BrokerError } from "../errors.ts";
 import { HTTP_FETCH_MESSAGES_MAX } from "../limits.ts";
 import { groupNameProblem } from "../protocol/names.ts";
 import { isInternalTopic } from "../store/log.ts";
+import { TOPIC_VERB } from "../broker/topic_admin.ts";
+import { errorFromResult } from "../protocol/reply.ts";
+import { ask } from "./wire_reply.ts";
 import type { AdminContext } from "./context.ts";
 import { putAll, readMessages } from "./produce.ts";
 import { type PayloadEncoding, recordToJson } from "./records.ts";
@@ -50,6 +53,13 @@ export function registerTopicRoutes(app: Hono, context: AdminContext): void {
       created.count > 0 ? 201 : 200,
       topicInfo(sampleTopics(context), created.topic),
     );
+  });
+
+  app.delete("/v1/topics/:topic", async (c) => {
+    const topic = topicParam(c.req.param("topic"));
+    checkRunning(context);
+    const text = await catalogueCommand(context, ["delete", topic, "-"]);
+    return jsonResponse(200, JSON.parse(text));
   });
 
   app.get("/v1/topics/:topic", (c) => {
@@ -148,21 +158,35 @@ async function openStream(context: AdminContext, request: StreamRequest): Promis
   });
 }
 
+/**
+ * Creates or grows `topic` (the `catalogue` verb, through the edge: on a cluster it is served by
+ * the metadata group's leader), then opens the partitions this node holds.
+ */
 async function createTopic(
   context: AdminContext,
   topic: string,
   partitions: unknown,
 ): Promise<{ topic: string; count: number }> {
   const { broker } = context;
-  const settings = isInternalTopic(topic) ? undefined : broker.topicSettings(topic);
-  if (!settings) throw notAccepted(broker, topic);
-  if (partitions !== undefined && partitions !== settings.numPartitions) {
+  if (isInternalTopic(topic)) throw notAccepted(broker, topic);
+  if (
+    partitions !== undefined &&
+    (typeof partitions !== "number" || !Number.isInteger(partitions) || partitions < 1)
+  ) {
     throw new BrokerError(
       "badRequest",
       `Cannot create topic ${topic} with ${describe(partitions)} partitions: ` +
-        `the configuration gives it ${settings.numPartitions}`,
+        "give a whole number of at least 1",
     );
   }
+  checkRunning(context);
+  await catalogueCommand(context, [
+    "create",
+    topic,
+    partitions === undefined ? "-" : String(partitions),
+  ]);
+  const settings = broker.topicSettings(topic);
+  if (!settings) throw notAccepted(broker, topic);
   let count = 0;
   for (let partition = 0; partition < settings.numPartitions; partition++) {
     if (broker.logs.get(topic, partition)) continue;
@@ -180,6 +204,20 @@ async function createTopic(
     }
   }
   return { topic, count };
+}
+
+/** Sends a `catalogue` command; its reply text, or its refusal thrown. */
+async function catalogueCommand(context: AdminContext, args: string[]): Promise<string> {
+  const answer = await ask(context.dispatch, {
+    kind: "extension",
+    verb: TOPIC_VERB,
+    args,
+    opaque: 0,
+    body: new Uint8Array(0),
+  });
+  if (answer.kind !== "result") throw new BrokerError("internal", `${TOPIC_VERB}: a value`);
+  if (answer.code !== 200) throw errorFromResult(answer.code, answer.text);
+  return answer.text;
 }
 
 interface FetchRequest {

@@ -265,21 +265,12 @@ describe("topics: list, create, describe", () => {
     const invalid = await json(post("/v1/topics", { name: "../etc" }));
     expect(invalid.status).toBe(400);
     expect(invalid.body.error.kind).toBe("invalidName");
-    const refused = await json(post("/v1/topics", { name: "nope" }));
-    expect(refused).toEqual({
-      status: 500,
-      body: {
-        error: {
-          kind: "topicNotAccepted",
-          message: expect.stringContaining(
-            "The server do not accept topic nope: no [topic=...] section of the broker's configuration matches it",
-          ),
-        },
-      },
-    });
-    const mismatch = await json(post("/v1/topics", { name: "orders", partitions: 5 }));
-    expect(mismatch.status).toBe(400);
-    expect(mismatch.body.error.message).toContain("the configuration gives it 2");
+    const internal = await json(post("/v1/topics", { name: "__meta" }));
+    expect(internal.status).toBe(500);
+    expect(internal.body.error.message).toContain("topics starting with '__'");
+    const zero = await json(post("/v1/topics", { name: "orders", partitions: 0 }));
+    expect(zero.status).toBe(400);
+    expect(zero.body.error.message).toContain("give a whole number of at least 1");
     const extra = await json(post("/v1/topics", { name: "orders", replicas: 3 }));
     expect(extra.status).toBe(400);
     const notJson = await app.request("/v1/topics", {
@@ -288,8 +279,41 @@ describe("topics: list, create, describe", () => {
       body: "{nope",
     });
     expect((await json(notJson)).body.error.kind).toBe("badRequest");
-    expect(dirsOf("nope")).toEqual([]);
     expect(fs.readdirSync(path.dirname(temp.path)).includes("etc-0")).toBe(false);
+  });
+
+  test("a topic no section names is created with the partitions asked for; grown, never shrunk", async () => {
+    const created = await json(post("/v1/topics", { name: "clicks", partitions: 3 }));
+    expect(created.status).toBe(201);
+    expect(created.body).toMatchObject({ name: "clicks", numPartitions: 3 });
+    expect(dirsOf("clicks").sort()).toEqual(["clicks-0", "clicks-1", "clicks-2"]);
+    const grown = await json(post("/v1/topics", { name: "clicks", partitions: 5 }));
+    expect(grown.status).toBe(201);
+    expect(grown.body.numPartitions).toBe(5);
+    expect(dirsOf("clicks").length).toBe(5);
+    const shrink = await json(post("/v1/topics", { name: "clicks", partitions: 2 }));
+    expect(shrink.status).toBe(400);
+    expect(shrink.body.error.message).toContain("Cannot shrink topic clicks from 5 to 2");
+    expect((await json(app.request("/v1/topics/clicks"))).body.numPartitions).toBe(5);
+  });
+
+  test("DELETE removes a topic and its files; it is then unknown until created again", async () => {
+    await json(post("/v1/topics", { name: "doomed", partitions: 2 }));
+    expect(dirsOf("doomed").length).toBe(2);
+    const deleted = await json(app.request("/v1/topics/doomed", { method: "DELETE" }));
+    expect(deleted).toEqual({
+      status: 200,
+      body: { topic: "doomed", deleted: true, partitionsRemoved: 2, offsetsRemoved: 0 },
+    });
+    expect(dirsOf("doomed")).toEqual([]);
+    expect((await json(app.request("/v1/topics/doomed"))).status).toBe(404);
+    const again = await json(app.request("/v1/topics/doomed", { method: "DELETE" }));
+    expect(again.status).toBe(404);
+    expect(again.body.error.message).toBe("Cannot delete topic doomed: it is deleted already");
+    const unknown = await json(app.request("/v1/topics/never", { method: "DELETE" }));
+    expect(unknown.status).toBe(404);
+    const internal = await json(app.request("/v1/topics/__meta", { method: "DELETE" }));
+    expect(internal.status).toBe(400);
   });
 
   test("the list shows stored topics and configured ones without data", async () => {
@@ -888,7 +912,7 @@ describe("dashboard data", () => {
   test("a route used with a method it does not take is a 405 that names the methods it does", async () => {
     const cases: [string, string, string][] = [
       ["PUT", "/v1/topics", "GET, POST"],
-      ["DELETE", "/v1/topics/orders", "GET"],
+      ["PUT", "/v1/topics/orders", "DELETE, GET"],
       ["GET", "/v1/topics/orders/messages", "POST"],
       ["POST", "/v1/groups", "GET"],
       ["GET", "/v1/groups/g1/reset", "POST"],
