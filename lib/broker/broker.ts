@@ -32,7 +32,7 @@ import { errorReply, type Reply, type RequestContext, result } from "../protocol
 import { encodeRecord, walkRecords } from "../protocol/record.ts";
 import { type AppendOutcome, isInternalTopic, type Log, type Logs } from "../store/log.ts";
 import { BrokerStats } from "./stats.ts";
-import type { TopicCatalogue } from "./topic_catalogue.ts";
+import type { TopicCatalogue } from "../config/topic_catalogue.ts";
 
 /** How a forwarded put is appended at most once (see `fput` in commands.ts). */
 /** A batched put's request (`bput`, lib/protocol/batch_put.ts). */

@@ -30,7 +30,7 @@ import type { Logger } from "../log.ts";
 import { isInternalTopic } from "../store/log.ts";
 import type { Broker } from "./broker.ts";
 import type { CatalogueStore } from "./topic_catalogue_file.ts";
-import { shrinkRefusal, type TopicRecord } from "./topic_catalogue.ts";
+import { shrinkRefusal, type TopicRecord } from "../config/topic_catalogue.ts";
 
 export const TOPIC_VERB = "catalogue";
 

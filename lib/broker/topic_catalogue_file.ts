@@ -19,7 +19,7 @@
 import { crc32 } from "../crc32.ts";
 import { BrokerError } from "../errors.ts";
 import { joinPath, type Storage } from "../store/storage.ts";
-import { TopicCatalogue, type TopicRecord } from "./topic_catalogue.ts";
+import { TopicCatalogue, type TopicRecord } from "../config/topic_catalogue.ts";
 
 export const CATALOGUE_FILE = "topic-catalogue";
 const HEADER = "metaq-topic-catalogue 1";

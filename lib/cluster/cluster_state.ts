@@ -30,7 +30,7 @@ import {
   isTopicRecord,
   TopicCatalogue,
   type TopicRecord,
-} from "../broker/topic_catalogue.ts";
+} from "../config/topic_catalogue.ts";
 
 export interface Member {
   readonly id: number;

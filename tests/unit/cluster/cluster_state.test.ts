@@ -75,6 +75,46 @@ describe("cluster state", () => {
   });
 });
 
+describe("the topic catalogue in the cluster state", () => {
+  test("topic records apply in order; a deleted topic has no copies", () => {
+    const state = stateOf(
+      INIT,
+      { kind: "topic-create", name: "clicks", partitions: 6 },
+      { kind: "topic-create", name: "clicks", partitions: 2 }, // a shrink: skipped on every node
+      { kind: "topic-create", name: "gone", partitions: 1 },
+      { kind: "topic-delete", name: "gone" },
+    );
+    expect(state.topics.entries()).toEqual([
+      ["clicks", { partitions: 6 }],
+      ["gone", { deleted: true }],
+    ]);
+    expect(state.problemWith({ kind: "topic-create", name: "clicks", partitions: 3 })).toContain(
+      "Cannot shrink topic clicks from 6 to 3",
+    );
+    // New partitions are placed like configured ones: by hashing over the seed members.
+    expect(state.replicasOf("clicks", 5)).toEqual(replicasOf("clicks", 5, [1, 2, 3], 3));
+    expect(state.replicasOf("gone", 0)).toEqual([]);
+  });
+
+  test("the catalogue is in the snapshot; a snapshot written before it restores none", () => {
+    const state = stateOf(INIT, { kind: "topic-create", name: "clicks", partitions: 6 }, {
+      kind: "topic-delete",
+      name: "orders",
+    });
+    const copy = new ClusterState();
+    copy.apply(state.snapshot(10));
+    expect(copy.topics.entries()).toEqual(state.topics.entries());
+    const old = JSON.parse(new TextDecoder().decode(stateOf(INIT).snapshot(20)));
+    delete old.state.topics;
+    const fromOld = new ClusterState();
+    expect(fromOld.apply(new TextEncoder().encode(JSON.stringify(old)), 20)).toEqual({
+      snapshot: { base: 20 },
+    });
+    expect(fromOld.members().map((member) => member.id)).toEqual([1, 2, 3]);
+    expect(fromOld.topics.entries()).toEqual([]);
+  });
+});
+
 describe("placement plans", () => {
   const groups = (count: number) =>
     new Map(Array.from({ length: count }, (_, index) => [`t-${index}`, [1, 2, 3]]));

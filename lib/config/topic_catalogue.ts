@@ -6,8 +6,10 @@
  * names or matches it). A topic without an entry is as the configuration says.
  *
  * The catalogue changes by records, applied in order; every node applying the same records holds
- * the same catalogue (on a cluster they are records of `__cluster-0`, cluster_state.ts; a broker
- * that runs alone keeps the whole catalogue in one file, topic_catalogue_file.ts).
+ * the same catalogue (on a cluster they are records of `__cluster-0`, lib/cluster/cluster_state.ts;
+ * a broker that runs alone keeps the whole catalogue in one file,
+ * lib/broker/topic_catalogue_file.ts). It sits with the configuration it overrides, where both
+ * the broker and the cluster may read it.
  *
  * ```text
  * {"kind":"topic-create","name":"orders","partitions":8}   create, or grow to 8 partitions
@@ -18,9 +20,8 @@
  * their offsets per partition, so dropping partition 7 would lose its messages and strand the
  * offsets of every group reading it. Pure: no I/O, no time, no configuration.
  */
-import { topicNameProblem } from "../config/names.ts";
 import { PARTITIONS_PER_TOPIC_MAX } from "../limits.ts";
-import { isInternalTopic } from "../store/log.ts";
+import { topicNameProblem } from "./names.ts";
 
 /** What the catalogue says of one topic. */
 export type CatalogueEntry =
@@ -59,7 +60,8 @@ export class TopicCatalogue {
     if (!isTopicRecord(record)) return "not a topic record";
     const nameProblem = topicNameProblem(record.name);
     if (nameProblem) return nameProblem;
-    if (isInternalTopic(record.name)) {
+    // The broker's own logs (`__meta`, `__cluster`...) are not the catalogue's to change.
+    if (record.name.startsWith("__")) {
       return `topics starting with '__' hold the broker's own state`;
     }
     const entry = this.#entries.get(record.name);
