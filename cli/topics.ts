@@ -297,10 +297,16 @@ async function leaderFacts(
 function renderChange(outcome: Record<string, unknown>): string {
   const { topic, partitions, previous, changed } = outcome;
   if (outcome.deleted) {
-    return `Deleted topic ${topic} (${outcome.partitionsRemoved} partition(s) removed here)`;
+    const offsets = outcome.offsetsRemoved === null
+      ? "group offsets not removed: see the broker's log"
+      : `${outcome.offsetsRemoved} group offset(s)`;
+    const files = outcome.partitionsRemoved === null
+      ? "every node removes its copies and their files"
+      : `${outcome.partitionsRemoved} partition(s) and their files removed`;
+    return `Deleted topic ${topic} (${files}, ${offsets})`;
   }
   if (!changed) return `Topic ${topic} has ${partitions} partitions already: nothing changed`;
-  return previous === 0
+  return previous === 0 || previous === partitions
     ? `Created topic ${topic} with ${partitions} partitions`
     : `Grew topic ${topic} from ${previous} to ${partitions} partitions`;
 }

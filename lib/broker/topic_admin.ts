@@ -39,15 +39,18 @@ export interface TopicCreated {
   readonly partitions: number;
   /** Partitions it had before (0: it did not exist). */
   readonly previous: number;
-  /** Whether it came into being or grew (false: it had that many already). */
+  /** Whether it came into being, grew, or had partitions made (false: nothing to do). */
   readonly changed: boolean;
 }
 
 export interface TopicDeleted {
   readonly topic: string;
   readonly deleted: true;
-  /** Partitions whose logs and files this node removed. */
-  readonly partitionsRemoved: number;
+  /**
+   * Partitions whose logs and files were removed; null on a cluster, where every node removes
+   * its copies when it applies the delete (after this answer, on the other nodes).
+   */
+  readonly partitionsRemoved: number | null;
   /** Committed group offsets removed with it; null when they could not be (a warning says why). */
   readonly offsetsRemoved: number | null;
 }
@@ -101,7 +104,18 @@ export class TopicAdmin {
     if (entry?.partitions !== count) {
       await this.#commit({ kind: "topic-create", name: topic, partitions: count });
     }
-    return { topic, partitions: count, previous, changed: previous !== count };
+    // Alone, the partitions are made now (a cluster makes them where they are placed, on first
+    // use), so that a limit the store enforces (maxPartitions, maxTopics) shows here.
+    let opened = 0;
+    if (!this.#options.replicated) {
+      for (let partition = 0; partition < count; partition++) {
+        // One refused as damaged at start-up stays refused (HTTP's create reports it).
+        if (broker.logs.get(topic, partition) || broker.logs.failure(topic, partition)) continue;
+        await broker.logs.open(topic, partition);
+        opened++;
+      }
+    }
+    return { topic, partitions: count, previous, changed: previous !== count || opened > 0 };
   }
 
   async delete(topic: string): Promise<TopicDeleted> {
@@ -120,7 +134,8 @@ export class TopicAdmin {
       );
     }
     await this.#commit({ kind: "topic-delete", name: topic });
-    const partitionsRemoved = await this.#options.dropPartitions?.(topic) ?? 0;
+    const drop = this.#options.dropPartitions;
+    const partitionsRemoved = drop ? await drop(topic) : null;
     let offsetsRemoved: number | null = 0;
     try {
       offsetsRemoved = await this.#options.forgetOffsets?.(topic) ?? 0;

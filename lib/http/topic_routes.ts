@@ -50,7 +50,7 @@ export function registerTopicRoutes(app: Hono, context: AdminContext): void {
     if (unknown) throw new BrokerError("badRequest", `unknown field ${describe(unknown)}`);
     const created = await createTopic(context, topicParam(input.name), input.partitions);
     return jsonResponse(
-      created.count > 0 ? 201 : 200,
+      created.created ? 201 : 200,
       topicInfo(sampleTopics(context), created.topic),
     );
   });
@@ -166,7 +166,7 @@ async function createTopic(
   context: AdminContext,
   topic: string,
   partitions: unknown,
-): Promise<{ topic: string; count: number }> {
+): Promise<{ topic: string; created: boolean }> {
   const { broker } = context;
   if (isInternalTopic(topic)) throw notAccepted(broker, topic);
   if (
@@ -180,11 +180,12 @@ async function createTopic(
     );
   }
   checkRunning(context);
-  await catalogueCommand(context, [
+  const reply = await catalogueCommand(context, [
     "create",
     topic,
     partitions === undefined ? "-" : String(partitions),
   ]);
+  const changed = (JSON.parse(reply) as { changed: boolean }).changed;
   const settings = broker.topicSettings(topic);
   if (!settings) throw notAccepted(broker, topic);
   let count = 0;
@@ -203,7 +204,7 @@ async function createTopic(
       }
     }
   }
-  return { topic, count };
+  return { topic, created: changed || count > 0 };
 }
 
 /** Sends a `catalogue` command; its reply text, or its refusal thrown. */

@@ -128,7 +128,7 @@ describe("topic admin on one broker", () => {
     expect(deleted).toEqual({
       topic: "orders",
       deleted: true,
-      partitionsRemoved: 2,
+      partitionsRemoved: 4,
       offsetsRemoved: 4,
     });
     expect(fs.readdirSync(temp.path).filter((name) => name.startsWith("orders-"))).toEqual([]);
