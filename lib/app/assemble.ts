@@ -221,6 +221,8 @@ export async function assemble(options: AssembleOptions): Promise<App> {
     // file beside the partitions (topic_catalogue_file.ts says why a file).
     const catalogues: CatalogueStore = cluster
       ? {
+        // A new cluster writes its first metadata record just after its first election.
+        ready: () => cluster!.metadata?.whenInitialized(5_000) ?? Promise.resolve(false),
         catalogue: () => {
           const state = cluster!.metadata?.state;
           return state?.initialized ? state.topics : undefined;

@@ -80,6 +80,7 @@ export class TopicAdmin {
   async create(topic: string, partitions: number | undefined): Promise<TopicCreated> {
     const { broker, store } = this.#options;
     checkName(topic, "create");
+    await store.ready?.();
     const catalogue = store.catalogue();
     if (!catalogue) {
       throw new BrokerError("unavailable", "the topic catalogue is not read yet; try again");
@@ -101,7 +102,8 @@ export class TopicAdmin {
     if (settings && count < settings.numPartitions) {
       throw BrokerError.verbatim("badRequest", shrinkRefusal(topic, settings.numPartitions, count));
     }
-    if (entry?.partitions !== count) {
+    // A topic the configuration gives this count already needs no entry.
+    if (entry?.partitions !== count && count !== settings?.numPartitions) {
       await this.#commit({ kind: "topic-create", name: topic, partitions: count });
     }
     // Alone, the partitions are made now (a cluster makes them where they are placed, on first
@@ -121,6 +123,7 @@ export class TopicAdmin {
   async delete(topic: string): Promise<TopicDeleted> {
     const { broker, store } = this.#options;
     checkName(topic, "delete");
+    await store.ready?.();
     if (!store.catalogue()) {
       throw new BrokerError("unavailable", "the topic catalogue is not read yet; try again");
     }

@@ -28,6 +28,8 @@ const HEADER = "metaq-topic-catalogue 1";
 export interface CatalogueStore {
   /** The catalogue now; undefined while a cluster's metadata is not read yet. */
   catalogue(): TopicCatalogue | undefined;
+  /** Resolves once the catalogue can be read (a cluster's metadata initialized), bounded. */
+  ready?(): Promise<unknown>;
   /** Records and applies `record`; rejects with a BrokerError when it cannot apply. */
   commit(record: TopicRecord): Promise<void>;
 }

@@ -180,12 +180,18 @@ async function createTopic(
     );
   }
   checkRunning(context);
-  const reply = await catalogueCommand(context, [
-    "create",
-    topic,
-    partitions === undefined ? "-" : String(partitions),
-  ]);
-  const changed = (JSON.parse(reply) as { changed: boolean }).changed;
+  // A topic the broker accepts with this count already needs no catalogue change: its
+  // partitions are only opened here (on a cluster, without asking the metadata's leader).
+  const accepted = broker.topicSettings(topic);
+  let changed = false;
+  if (!accepted || (partitions !== undefined && partitions !== accepted.numPartitions)) {
+    const reply = await catalogueCommand(context, [
+      "create",
+      topic,
+      partitions === undefined ? "-" : String(partitions),
+    ]);
+    changed = (JSON.parse(reply) as { changed: boolean }).changed;
+  }
   const settings = broker.topicSettings(topic);
   if (!settings) throw notAccepted(broker, topic);
   let count = 0;
