@@ -18,6 +18,7 @@
  * | heartbeat, assignment, leave, describe           | consume on some topic               |
  * | stats, version                                   | any user                            |
  * | stats reset, stats config, sync, adjust, forget, | admin                               |
+ * | forgettopic, catalogue (topic create, delete),   |                                     |
  * | heuristic, cluster, any other extension verb     |                                     |
  *
  * An admin may do everything. Authentication is off when there are no users.
