@@ -442,7 +442,14 @@ export async function assemble(options: AssembleOptions): Promise<App> {
       stops.push(() => http!.stop());
     }
     // Registered once every port serves; unregistered first at shutdown (docs/zookeeper.md).
-    const registrar = await startZooKeeperPart({ config, logs, cluster, port, logger });
+    const registrar = await startZooKeeperPart({
+      config,
+      logs,
+      cluster,
+      port,
+      logger,
+      topicSettings: (topic) => broker.topicSettings(topic),
+    });
     if (registrar) stops.push(() => registrar.stop());
     const maintenance = new Maintenance({
       broker,

@@ -12,7 +12,7 @@
 import { crc32 } from "../crc32.ts";
 import type { ClusterNode } from "../cluster/cluster_node.ts";
 import { META_TOPIC } from "../cluster/placement.ts";
-import type { Config } from "../config/config.ts";
+import type { Config, TopicSettings } from "../config/config.ts";
 import { topicSettings } from "../config/config.ts";
 import { zooKeeperEnabled } from "../config/zookeeper_config.ts";
 import type { Logger } from "../log.ts";
@@ -28,6 +28,11 @@ export interface ZooKeeperPartOptions {
   /** The client port actually bound. */
   readonly port: number;
   readonly logger: Logger;
+  /**
+   * A topic's settings as the broker has them (the topic catalogue included: a grown count is
+   * registered at the next check, a deleted topic's nodes go); the configuration's by default.
+   */
+  readonly topicSettings?: (topic: string) => TopicSettings | undefined;
 }
 
 /** Registers this broker in ZooKeeper; undefined when ZooKeeper mode is off. */
@@ -58,7 +63,7 @@ export async function startZooKeeperPart(
     roleChanged: cluster ? (timeoutMs) => cluster.roleChanged(timeoutMs) : undefined,
     topics: () => registrableTopics(config, logs),
     onTopic: (listener) => logs.onOpen((entry) => listener(entry.topic)),
-    topicSettings: (topic) => topicSettings(config, topic),
+    topicSettings: options.topicSettings ?? ((topic) => topicSettings(config, topic)),
     exclusive: !cluster,
     checkEveryMs: zk.syncTimeMs,
     logger,

@@ -281,3 +281,43 @@ test("a second broker with the same id is refused with a clear error", async () 
   expect((await readTree(reader, "/dup/brokers/ids/5"))["/dup/brokers/ids/5/master"])
     .toEqual(ephemeral(`meta://127.0.0.1:${first.port}`));
 }, 60_000);
+
+test("topics created, grown and deleted with metaq topics are registered as such", async () => {
+  const ini = [
+    "[system]",
+    "brokerId=7",
+    "numPartitions=2",
+    "[zookeeper]",
+    `zk.zkConnect=${zk.connect}`,
+    "zk.zkRoot=/catalogue",
+    "zk.zkSyncTimeMs=200",
+    "[topic=orders]",
+    "",
+  ].join("\n");
+  const iniPath = path.join(temp.path, "catalogue.ini");
+  fs.writeFileSync(iniPath, ini);
+  await using broker = await BrokerProcess.start({
+    dataDir: path.join(temp.path, "catalogue"),
+    args: ["--config", iniPath],
+  });
+  const topics = (...args: string[]) => runMetaq(["topics", ...args, "--broker", broker.address]);
+  const node = (topic: string) => `/catalogue/brokers/topics/${topic}/7-m`;
+  const registered = async (topic: string) =>
+    (await readTree(reader, "/catalogue/brokers/topics"))[node(topic)]?.data;
+  expect((await topics("create", "clicks", "--partitions", "5")).code).toBe(0);
+  await waitFor(
+    "clicks registered with 5 partitions",
+    async () => await registered("clicks") === "5",
+  );
+  expect((await topics("create", "orders", "--partitions", "6")).code).toBe(0);
+  await waitFor(
+    "orders registered with 6 partitions",
+    async () => await registered("orders") === "6",
+  );
+  const pub = await readTree(reader, "/catalogue/brokers/topics-pub/orders");
+  expect(pub["/catalogue/brokers/topics-pub/orders/7-m"]?.data).toBe(
+    '{"numParts":6,"broker":"7-m"}',
+  );
+  expect((await topics("delete", "clicks")).code).toBe(0);
+  await waitFor("clicks unregistered", async () => await registered("clicks") === undefined);
+}, 60_000);
