@@ -221,8 +221,8 @@ export class Broker {
   }
 
   /**
-   * Topics there without any partition holding a log: those a section names exactly and those
-   * an operator created (the catalogue), deleted ones left out; sorted.
+   * Topics that are there by name, whether or not a partition holds a log: those a section names
+   * exactly and those an operator created (the catalogue), deleted ones left out; sorted.
    */
   namedTopics(): string[] {
     const names = new Set<string>();
@@ -235,6 +235,13 @@ export class Broker {
       if (entry.partitions !== undefined) names.add(name);
     }
     return [...names].filter((name) => this.topicSettings(name) !== undefined).sort();
+  }
+
+  /** Whether `topic` is one of namedTopics() (without listing them). */
+  isNamedTopic(topic: string): boolean {
+    if (isInternalTopic(topic) || !this.topicSettings(topic)) return false;
+    return this.catalogueEntry(topic)?.partitions !== undefined ||
+      this.config.topics.some((section) => section.pattern === topic);
   }
 
   /**

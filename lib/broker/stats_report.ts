@@ -128,7 +128,7 @@ function topics(broker: Broker, add: Add): void {
 
 function topic(broker: Broker, name: string, add: Add): void {
   const partitions = topicsOf(broker).get(name);
-  const configured = broker.namedTopics().includes(name);
+  const configured = broker.isNamedTopic(name);
   const resultCode = partitions ? 0 : configured ? 2 : 1;
   let count = 0;
   let bytes = 0;

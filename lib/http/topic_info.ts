@@ -71,7 +71,7 @@ export function topicInfo(input: TopicsInput, topic: string): TopicInfo | undefi
   const { broker } = input;
   if (isInternalTopic(topic)) return undefined;
   const stored = input.facts.filter((fact) => fact.topic === topic);
-  const named = broker.namedTopics().includes(topic);
+  const named = broker.isNamedTopic(topic);
   if (stored.length === 0 && !named) return undefined;
   const settings = broker.topicSettings(topic);
   const partitions = stored.map((fact) => partitionInfo(input, fact));
