@@ -16,6 +16,7 @@ import { silentLogger } from "../../lib/log.ts";
 import { decodeRecords } from "../../lib/protocol/record.ts";
 import { CATALOGUE_FILE } from "../../lib/broker/topic_catalogue_file.ts";
 import { type TempDir, tempDir } from "../support/temp_dir.ts";
+import { waitFor } from "../support/wait.ts";
 
 const CONFIG = (dataPath: string) => `
 [system]
@@ -103,9 +104,28 @@ describe("topic admin on one broker", () => {
     expect(await topicVerb("create", "orders", 4)).toMatchObject({ changed: false });
   });
 
+  test("a group reading a topic that grows balances over the new partitions", async () => {
+    const groups = new GroupClient(client);
+    await groups.join({
+      group: "readers",
+      memberId: "m1",
+      topics: ["clicks"],
+      strategy: "DEFAULT",
+    });
+    const before = await groups.assignment({ group: "readers", memberId: "m1" });
+    expect(before.partitions.map((p) => p.partition)).toEqual([0, 1, 2, 3, 4]);
+    await topicVerb("create", "clicks", 7);
+    await waitFor("the member to be given the new partitions", async () => {
+      await groups.heartbeat({ group: "readers", memberId: "m1", generation: before.generation });
+      const after = await groups.assignment({ group: "readers", memberId: "m1" });
+      return after.partitions.length === 7;
+    });
+    await groups.leave({ group: "readers", memberId: "m1" });
+  });
+
   test("counts and messages survive a restart on the same data directory", async () => {
     await restart();
-    expect((await client.topicMetadata("clicks")).partitions).toBe(5);
+    expect((await client.topicMetadata("clicks")).partitions).toBe(7);
     expect((await client.topicMetadata("orders")).partitions).toBe(4);
     const got = await client.get({
       topic: "clicks",
@@ -178,6 +198,6 @@ describe("topic admin on one broker", () => {
     bytes[30] ^= 1;
     fs.writeFileSync(file, bytes);
     await start();
-    expect((await client.topicMetadata("clicks")).partitions).toBe(5);
+    expect((await client.topicMetadata("clicks")).partitions).toBe(7);
   });
 });

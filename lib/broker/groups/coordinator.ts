@@ -376,6 +376,31 @@ export class GroupCoordinator {
     return removed;
   }
 
+  /** Topics groups with members read now, each with the partition count they balance over. */
+  subscribedTopics(): Map<string, number> {
+    const topics = new Map<string, number>();
+    for (const group of this.#groups.values()) {
+      if (group.members.size === 0) continue;
+      for (const [topic, state] of group.topics) {
+        topics.set(topic, Math.min(topics.get(topic) ?? state.partitions, state.partitions));
+      }
+    }
+    return topics;
+  }
+
+  /**
+   * `topic` has more partitions now (an operator grew it): every group reading it balances over
+   * them, so the new partitions get owners without waiting for a member to come or go.
+   */
+  partitionsGrew(topic: string, partitions: number): void {
+    for (const group of this.#groups.values()) {
+      const state = group.topics.get(topic);
+      if (!state || state.partitions >= partitions || group.members.size === 0) continue;
+      ensureTopic(group, topic, partitions);
+      this.#rebalance(group, `topic ${topic} grew to ${partitions} partitions`);
+    }
+  }
+
   /** Groups known from membership or offsets, sorted by name. */
   groupNames(): string[] {
     return [...new Set([...this.#groups.keys(), ...this.#offsets.keys()])].sort();

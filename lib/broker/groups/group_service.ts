@@ -88,6 +88,11 @@ export class GroupService {
 
   tick(): void {
     this.coordinator.tick(this.#now());
+    // A topic grown since its readers joined (metaq topics create): they balance over it now.
+    for (const [topic, partitions] of this.coordinator.subscribedTopics()) {
+      const now = this.options.partitionCount(topic);
+      if (now !== undefined && now > partitions) this.coordinator.partitionsGrew(topic, now);
+    }
     this.#apply().catch(() => {}); // logged in #run; a tick has no one to answer
   }
 
