@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import * as fs from "node:fs";
 import type { App } from "../../lib/app/assemble.ts";
 import { MetaqClient } from "../../lib/client/client.ts";
+import { GroupClient } from "../../lib/client/group_client.ts";
 import { CLUSTER_GROUP } from "../../lib/cluster/metadata.ts";
 import { BrokerError } from "../../lib/errors.ts";
 import { type InProcessCluster, startCluster } from "../support/cluster_in_process.ts";
@@ -120,12 +121,15 @@ describe("topic admin on a cluster", () => {
     const follower = await metadataFollower();
     const client = clientOf(follower);
     expect(nodes.every((node) => dirs(node, "clicks").length > 0)).toBe(true);
+    // A group's offset of the topic goes with it, wherever groups are coordinated.
+    const groups = new GroupClient(client);
+    await groups.reset({ group: "g", topic: "clicks", partition: 3, to: "latest", force: false });
     const deleted = JSON.parse(await client.extension("catalogue", ["delete", "clicks", "-"]));
     expect(deleted).toEqual({
       topic: "clicks",
       deleted: true,
       partitionsRemoved: null,
-      offsetsRemoved: 0,
+      offsetsRemoved: 1,
     });
     await waitFor(
       "every node to drop clicks",
@@ -140,6 +144,7 @@ describe("topic admin on a cluster", () => {
       const refusal = await clientOf(node).topicMetadata("clicks").catch((e) => e);
       expect(refusal.message).toContain("it was deleted");
     }
+    expect(await groups.describe("g")).toEqual([expect.objectContaining({ partitions: [] })]);
     const again = await client.extension("catalogue", ["create", "clicks", 1]).catch((e) => e);
     expect(again.message).toContain("a topic of that name was deleted on this cluster");
   });
