@@ -126,6 +126,13 @@ test("permissions follow topic patterns; admin may do everything", () => {
   expect(refusal(alice, extension("delayed", ["cancel", "12"]))).toBeUndefined();
   expect(refusal(alice, extension("cron", ["list", "-", "0"]))).toBeUndefined();
   expect(refusal(alice, extension("cron", ["add", "x", "10"]))).toContain("admin");
+  // A batch of puts is a put; a long poll is a get.
+  expect(refusal(alice, extension("bput", ["orders", "0", "3", "90"]))).toBeUndefined();
+  expect(refusal(alice, extension("bput", ["payments", "0", "3", "90"]))).toContain("payments");
+  expect(refusal(alice, extension("fetch", ["orders", "g", "0", "0", "1024", "500"])))
+    .toBeUndefined();
+  expect(refusal(alice, extension("fetch", ["logs-eu", "g", "0", "0", "1024", "500"])))
+    .toContain("logs-eu");
 });
 
 test("the gate answers 401 before auth, closes after the failure limit, and 403s what is not allowed", () => {
