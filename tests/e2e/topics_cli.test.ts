@@ -1,13 +1,17 @@
 /**
  * `metaq topics create|delete` through `dist/metaq` against a `metaq serve` child: counts that
  * server.ini does not give survive a SIGKILL and restart, shrinking and unknown topics are
- * one-line errors with exit 1, flag mistakes exit 2, and a delete removes the files.
+ * one-line errors with exit 1, flag mistakes exit 2, and a delete removes the files. On a
+ * three-node cluster: a count set through one node reaches every node and survives a node's
+ * SIGKILL and restart (its copy of the cluster's metadata), and a delete empties every node.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { startClusterProcesses } from "../support/cluster_process.ts";
 import { BrokerProcess, runMetaq, startWithConfig } from "../support/harness.ts";
 import { type TempDir, tempDir } from "../support/temp_dir.ts";
+import { waitFor } from "../support/wait.ts";
 
 const CONFIG = `[system]
 numPartitions=2
@@ -124,4 +128,58 @@ describe("metaq topics create and delete", () => {
     );
     expect(fs.existsSync(path.join(broker.options.dataDir, "topic-catalogue"))).toBe(true);
   });
+});
+
+describe("metaq topics create and delete on a cluster", () => {
+  test("a count set through one node is every node's, after a node's SIGKILL too", async () => {
+    await using clusterTemp = tempDir();
+    const nodes = await startClusterProcesses({ dataDir: clusterTemp.path, nodes: 3 });
+    try {
+      const on = (node: BrokerProcess, ...args: string[]) =>
+        runMetaq(["topics", ...args, "--broker", node.address], { timeoutMs: 30_000 });
+      const partitionsOn = async (node: BrokerProcess, topic: string) => {
+        const result = await on(node, "describe", topic, "--format", "json");
+        return result.code === 0 ? JSON.parse(result.stdout).numPartitions : undefined;
+      };
+      await waitFor("the cluster to take a topic", async () => {
+        const created = await on(nodes[1], "create", "clicks", "--partitions", "5");
+        // A first try may meet the cluster before its first metadata record: tried again.
+        return created.code === 0;
+      }, { timeoutMs: 30_000 });
+      await waitFor("every node to give clicks 5 partitions", async () => {
+        const counts = await Promise.all(nodes.map((node) => partitionsOn(node, "clicks")));
+        return counts.every((count) => count === 5);
+      }, { timeoutMs: 30_000 });
+      const produced = await runMetaq(
+        ["produce", "clicks", "--partition", "4", "--broker", nodes[0].address],
+        { input: "x\n", timeoutMs: 30_000 },
+      );
+      expect(produced.code).toBe(0);
+      await nodes[2].kill("SIGKILL");
+      await nodes[2].restart();
+      await waitFor(
+        "the restarted node to give clicks 5 partitions",
+        async () => await partitionsOn(nodes[2], "clicks") === 5,
+        { timeoutMs: 30_000 },
+      );
+      const deleted = await on(nodes[2], "delete", "clicks");
+      expect([deleted.code, deleted.stdout]).toEqual([
+        0,
+        "Deleted topic clicks (every node removes its copies and their files, 0 group offset(s))\n",
+      ]);
+      await waitFor(
+        "every node to remove clicks's files",
+        () =>
+          nodes.every((node) =>
+            fs.readdirSync(node.options.dataDir).every((name) => !name.startsWith("clicks-"))
+          ),
+        { timeoutMs: 30_000 },
+      );
+      const again = await on(nodes[0], "create", "clicks", "--partitions", "1");
+      expect(again.code).toBe(1);
+      expect(again.stderr).toContain("a topic of that name was deleted on this cluster");
+    } finally {
+      await Promise.all(nodes.map((node) => node.kill("SIGKILL")));
+    }
+  }, 180_000);
 });
