@@ -45,6 +45,7 @@ import { splitPartitionKey } from "../store/message_store.ts";
 import type { Storage } from "../store/storage.ts";
 import type { RepairState } from "./messages.ts";
 import { EPOCHS_FILE, readEpochs, readHardState, writeHardState } from "./state_files.ts";
+import { votersOf } from "./raft_log.ts";
 import { clearCleanStop, markCleanStop, type StartupState } from "./startup_state.ts";
 import type { Tracer } from "./trace.ts";
 
@@ -842,7 +843,13 @@ export class ClusterNode implements Logs {
     // The metadata group first: it says what else this node holds. A joining node opens it
     // when the group's leader first sends to it (or from disk after a restart).
     const store = this.#options.store;
-    if (!this.joining || store.get(CLUSTER_TOPIC, 0)) await this.#openMetadataGroup();
+    if (!this.joining) await this.#openMetadataGroup();
+    else if (store.get(CLUSTER_TOPIC, 0)) {
+      // A joined node restarting before it applied the metadata again: its copy's markers name
+      // the voters. Without any, it waits for the group's leader as a new joiner does.
+      const voters = this.#votersOnDisk(CLUSTER_TOPIC, 0);
+      if (voters) await this.#openMetadataGroup(voters);
+    }
     for (const topic of INTERNAL_TOPICS) await this.ensureReplica(topic, 0);
     const found = [...store.topics()].flatMap(([topic, partitions]) =>
       partitions.map(({ partition }) => ({ topic, partition }))
@@ -853,10 +860,46 @@ export class ClusterNode implements Logs {
       if (parts) found.push(parts);
     }
     for (const { topic, partition } of found) {
-      if (!INTERNAL_TOPICS.includes(topic) && this.hosts(topic, partition)) {
-        await this.ensureReplica(topic, partition);
-      }
+      if (topic === CLUSTER_TOPIC) continue;
+      if (this.hosts(topic, partition)) await this.ensureReplica(topic, partition);
+      else await this.#openLeftover(topic, partition);
     }
+  }
+
+  /** The voters the newest marker in the leader-epochs file on disk names, if it names any. */
+  #votersOnDisk(topic: string, partition: number): NodeId[] | undefined {
+    const store = this.#options.store;
+    try {
+      const epochs = readEpochs(store.options.storage, store.dirOf(topic, partition)) ?? [];
+      const voters = votersOf(epochs);
+      return voters && voters.length > 0 ? [...voters] : undefined;
+    } catch {
+      return undefined; // damaged: the group's leader sends to this node, as to a new joiner
+    }
+  }
+
+  /**
+   * Opens a copy found on disk of a group placed on other nodes: its node was down, cut off or
+   * not yet told the cluster's state when the group moved away (or its node was removed). Left
+   * closed it would never be deleted, and while its group's committed voters still count on it
+   * (a move not finished) it must take part. Opened, it goes as any moved copy does: at once if
+   * it never was a voter, else once the group's leader says its committed voters leave it out.
+   * Only with the cluster's state applied: before that, where a group belongs is not known.
+   */
+  async #openLeftover(topic: string, partition: number): Promise<void> {
+    const name = `${topic}-${partition}`;
+    if (!this.#metadata?.state.initialized || this.#closed) return;
+    if (this.#replicas.has(name) || !this.membership.identity.admitted) return;
+    let opening = this.#opening.get(name);
+    if (!opening) {
+      opening = this.#openReplica(topic, partition).finally(() => this.#opening.delete(name));
+      this.#opening.set(name, opening);
+    }
+    const replica = await opening;
+    if (replica && !replica.everVoter && !this.hosts(topic, partition)) {
+      await this.#dropReplica(name);
+    }
+    this.#infoDue = true;
   }
 
   /** Opens this node's copy of the metadata group, whatever the placement says. */
@@ -995,12 +1038,19 @@ export class ClusterNode implements Logs {
         const { topic, partition } = splitGroup(replica.name);
         if (replica.name === CLUSTER_GROUP || this.hosts(topic, partition)) continue;
         pending = true;
-        // A copy left out of its group hears no leader any more: ask whoever says it leads.
-        const leader = replica.leaderId || this.#leaderFromPeers(replica.name);
-        if (leader === undefined || leader === 0 || leader === this.nodeId) continue;
-        const voters = await this.ask(leader, { kind: "voters", group: replica.name });
-        if (Array.isArray(voters) && !voters.includes(this.nodeId)) {
-          await this.#dropReplica(replica.name);
+        // A copy left out of its group hears no leader any more: the leader it last knew may
+        // lead no longer (asleep, the copy keeps it), so whoever connected peers say leads is
+        // asked too (driver simulator seed 54: a removed node kept asking its old leader).
+        const leaders = new Set(
+          [replica.leaderId, this.#leaderFromPeers(replica.name)].filter((id): id is NodeId =>
+            id !== undefined && id !== 0 && id !== this.nodeId
+          ),
+        );
+        for (const leader of leaders) {
+          const voters = await this.ask(leader, { kind: "voters", group: replica.name });
+          if (!Array.isArray(voters)) continue; // not its leader (or not in its own term yet)
+          if (!voters.includes(this.nodeId)) await this.#dropReplica(replica.name);
+          break;
         }
       }
     } finally {

@@ -1,10 +1,11 @@
 /**
  * A 3-node cluster of `dist/metaq` grows to 4 nodes and shrinks back to 3 while a producer
- * keeps sending and a consumer group keeps reading, without restarting any node: node 4 starts
- * with `--join`, `metaq cluster add` makes it a member, `rebalance --apply` moves copies to it,
- * `remove --node-id 2` moves node 2's copies away. Afterwards every acknowledged message is in
- * its partition exactly once, the log holds no duplicate, the consumer group saw every
- * acknowledged message, and every copy of each partition is byte for byte the same.
+ * keeps sending and a consumer group keeps reading, without restarting any seed node: node 4
+ * starts with `--join`, `metaq cluster add` makes it a member (then it is SIGKILLed and restarted
+ * once), `rebalance --apply` moves copies to it, `remove --node-id 2` moves node 2's copies away.
+ * Afterwards every acknowledged message is in its partition exactly once, the log holds no
+ * duplicate, the consumer group saw every acknowledged message, and every copy of each partition
+ * is byte for byte the same.
  */
 import { expect, test } from "bun:test";
 import { Buffer } from "node:buffer";
@@ -135,6 +136,18 @@ test(
         status?.groups.some((group) => group.group === name && group.leader !== 0)
       ) ?? false;
     }, 30_000);
+    // A joined node that restarts opens its copy of the metadata from its disk (started with
+    // --join, it once failed to: 'Cannot open replica ... 0 voters', T19 seed 673642991).
+    await n4.kill("SIGKILL");
+    n4.stdout = n4.stderr = "";
+    await n4.restart();
+    await eventually("node 4 holding the broker's own logs after its restart", async () => {
+      const status = await clusterStatusOf(n4);
+      return ["__cluster-0", "__meta-0", "__tx-0"].every((name) =>
+        status?.groups.some((group) => group.group === name && group.leader !== 0)
+      ) ?? false;
+    }, 30_000);
+    expect(`${n4.stdout}${n4.stderr}`).not.toContain("Cannot open replica");
     const plan = await clusterCommand(n3, ["rebalance", "--apply"]);
     expect(plan).toContain("-> ");
     await eventually("copies moved to node 4", async () => {

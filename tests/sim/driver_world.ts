@@ -712,11 +712,32 @@ class DriverWorld {
         problems.push(`${group} behind: ${behind.map((copy) => copy.id).join(",")}`);
       }
     }
+    problems.push(...this.#leftovers());
     const clients = this.#clients.map((client) => `${client.id}:${client.okAfterHeal}`);
     if (problems.length === 0 && this.#clients.every((client) => client.okAfterHeal > 0)) {
       return "";
     }
     return `${problems.join("; ")}; puts ok after heal by client ${clients.join(" ")}`;
+  }
+
+  /**
+   * Copies a node still holds (open or only on its disk) of groups placed elsewhere: once the
+   * groups settled without them, each must be gone (a removed member's or a moved group's old
+   * copy left behind would be stale data for ever). The metadata group stays with every node.
+   */
+  #leftovers(): string[] {
+    const out: string[] = [];
+    for (const group of this.#groups().filter((name) => name !== CLUSTER_GROUP)) {
+      const holders = this.#holders(group);
+      for (const node of this.#nodes.values()) {
+        if (!node.up || holders.includes(node.id)) continue;
+        const open = node.cluster?.replicaNamed(group) !== undefined;
+        if (open || node.disk.memory.isDirectory(joinPath(DATA, group))) {
+          out.push(`node ${node.id} keeps a copy of ${group} (placed on ${holders.join(",")})`);
+        }
+      }
+    }
+    return out;
   }
 
   /** S5 and S9 on every copy once settled, and S9 on what the disks hold durably. */
