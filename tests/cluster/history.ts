@@ -99,6 +99,11 @@ export interface FaultEvent {
   readonly t: number;
   /** Set when healed; an instant fault (a kill) lasts until its node is back. */
   until?: number;
+  /**
+   * A fault that stops every node (a power cut of all): until when none ran, the first restart.
+   * What a client saw acknowledged by then its node sent before it stopped.
+   */
+  allDownUntil?: number;
   readonly kind: string;
   readonly nodes?: readonly number[];
   /** Raft groups the fault was aimed at (`<topic>-<partition>` or `meta`), for failover times. */

@@ -16,7 +16,10 @@ export interface LostPut {
 /**
  * Every acknowledged put of `topic` missing from the final log, with the time to the first fault
  * of a kind in `kinds` at or after its acknowledgement that concerns its partition (a fault with
- * no groups concerns all).
+ * no groups concerns all). A put whose acknowledgement reached its client while a fault had
+ * every node stopped was sent before the stop, so in the instant of the fault (0 ms): the
+ * fault's record is taken before its kills, and an acknowledgement still on the wire arrives
+ * after it (T05b seed 3366206478: 8 puts acknowledged 1-2 ms after the record of the cut).
  */
 export function lostPuts(run: FinishedRun, topic: string, kinds: readonly string[]): LostPut[] {
   const finals = new Map(
@@ -32,9 +35,14 @@ export function lostPuts(run: FinishedRun, topic: string, kinds: readonly string
     if (!final || final.has(op.value)) continue; // undrained: the checker reports that (I1)
     const group = `${topic}-${op.partition}`;
     const next = faults.find((fault) =>
-      fault.t >= op.t && (fault.groups === undefined || fault.groups.includes(group))
+      (fault.allDownUntil ?? fault.t) >= op.t &&
+      (fault.groups === undefined || fault.groups.includes(group))
     );
-    out.push({ value: op.value, partition: op.partition, msToFault: next ? next.t - op.t : null });
+    out.push({
+      value: op.value,
+      partition: op.partition,
+      msToFault: next ? Math.max(0, next.t - op.t) : null,
+    });
   }
   return out;
 }

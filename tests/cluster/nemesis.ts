@@ -86,6 +86,7 @@ export async function crashAll(
     await Promise.all(ids.map((id) => ctx.cluster.kill(id)));
   }
   await ctx.sleep(parts.downMs);
+  fault.allDownUntil = Date.now();
   for (const [index, id] of ctx.random.shuffle(ids).entries()) {
     if (index > 0) await ctx.sleep(ctx.random.int(0, parts.spacingMs));
     await ctx.cluster.start(id);
