@@ -859,8 +859,10 @@ export class ClusterNode implements Logs {
       const parts = splitPartitionKey(key);
       if (parts) found.push(parts);
     }
+    const catalogue = this.#metadata?.state.topics;
     for (const { topic, partition } of found) {
-      if (topic === CLUSTER_TOPIC) continue;
+      if (isInternalTopic(topic)) continue; // opened above when placed here (see #dropReplica)
+      if (catalogue?.entry(topic)?.deleted) continue; // its files go (#onMetadata)
       if (this.hosts(topic, partition)) await this.ensureReplica(topic, partition);
       else await this.#openLeftover(topic, partition);
     }
@@ -1001,11 +1003,14 @@ export class ClusterNode implements Logs {
    * the group's committed configuration no longer counts on it.
    */
   async #dropReplica(name: string, why = "Copy moved to other nodes: removed here"): Promise<void> {
-    // The metadata group stays with the node until it stops (an operator stops a removed node).
-    if (name === CLUSTER_GROUP) return;
+    // The broker's own logs (the metadata group, groups, transactions, delayed messages) stay
+    // with the node until it stops (an operator stops a removed node): the broker's parts read
+    // them for as long as it runs and do not expect them to vanish (T19: a removed node whose
+    // __tx-0 copy was deleted exited on the journal's next read).
+    const { topic, partition } = splitGroup(name);
+    if (isInternalTopic(topic)) return;
     const replica = this.#replicas.get(name);
     if (!replica || this.#opening.has(name)) return;
-    const { topic, partition } = splitGroup(name);
     const dropping = (async () => {
       this.#replicas.delete(name);
       this.#logs.delete(name);
@@ -1036,7 +1041,7 @@ export class ClusterNode implements Logs {
     try {
       for (const replica of this.replicas()) {
         const { topic, partition } = splitGroup(replica.name);
-        if (replica.name === CLUSTER_GROUP || this.hosts(topic, partition)) continue;
+        if (isInternalTopic(topic) || this.hosts(topic, partition)) continue; // see #dropReplica
         pending = true;
         // A copy left out of its group hears no leader any more: the leader it last knew may
         // lead no longer (asleep, the copy keeps it), so whoever connected peers say leads is
@@ -1292,10 +1297,20 @@ export class ClusterNode implements Logs {
   ): Promise<boolean> {
     const replica = this.#replicas.get(group);
     if (!replica) return false;
+    const repairing = replica.status().repair !== undefined;
     await this.#reopen(replica, async (log) => {
       await rewrite(log);
       return undefined;
     });
+    // A copy that force-recover takes out of repair mode starts without it: no Raft event says
+    // so, and the trace would show it in repair for good (T05b's repair periods, I12).
+    const reopened = this.#replicas.get(group);
+    if (repairing && reopened && reopened.status().repair === undefined) {
+      if (this.#options.tracer.enabled) {
+        this.#options.tracer.record(group, { event: "repair", enter: false });
+      }
+      this.logger.log("warn", "Replica left repair mode", { group, by: "force-recover" });
+    }
     this.#infoDue = true;
     return true;
   }

@@ -46,8 +46,10 @@ describe("membership changes in the driver simulator", () => {
             },
             { ...FAULT, atMs: 2200, kind: "crash", node: 3, durationMs: 200 },
           ],
+          // 2 s after the restart (its links come up after the transport's backoff, which took
+          // over a second in 2 of 40 seeds at 1 s, with and without the leftover-copy changes).
           looks: [{
-            atMs: 3400,
+            atMs: 4400,
             look: (node) => {
               const state = node(3)?.metadata?.state;
               if (!state?.initialized || state.member(3)?.leaving !== true) {
@@ -55,7 +57,7 @@ describe("membership changes in the driver simulator", () => {
               }
             },
           }],
-        })
+        }, 5000)
       ));
       expect(outcomes).toEqual(SEEDS.map(() => "ok"));
     },

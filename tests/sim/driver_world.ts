@@ -721,13 +721,14 @@ class DriverWorld {
   }
 
   /**
-   * Copies a node still holds (open or only on its disk) of groups placed elsewhere: once the
-   * groups settled without them, each must be gone (a removed member's or a moved group's old
-   * copy left behind would be stale data for ever). The metadata group stays with every node.
+   * Copies a node still holds (open or only on its disk) of user partitions placed elsewhere:
+   * once the groups settled without them, each must be gone (a removed member's or a moved
+   * group's old copy left behind would be stale data for ever). The broker's own logs stay with
+   * a node until it stops (ClusterNode's #dropReplica).
    */
   #leftovers(): string[] {
     const out: string[] = [];
-    for (const group of this.#groups().filter((name) => name !== CLUSTER_GROUP)) {
+    for (const group of this.#groups().filter((name) => splitGroup(name).topic === TOPIC)) {
       const holders = this.#holders(group);
       for (const node of this.#nodes.values()) {
         if (!node.up || holders.includes(node.id)) continue;
