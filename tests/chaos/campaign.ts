@@ -31,10 +31,7 @@ const LEAST_LEFT_S = 60;
  * kept in `npm run test:chaos`, which runs them and fails until they are fixed.
  */
 const OPEN_PROBLEMS: Readonly<Record<string, string>> = {
-  T05b: "force-recover after repeated whole-cluster power cuts under fsync=interval loses " +
-    "acknowledged puts beyond the documented bound (seed 3366206478; docs/reliability.md)",
-  T19: "a member removed under faults keeps stale copies of partitions it left, neither dropped " +
-    "nor caught up, at the convergence bound (I11; seed 673642991; docs/reliability.md)",
+  // None today (T05b and T19 were fixed: docs/reliability.md).
 };
 /** An entry of the order run with CHAOS_NET=netns. */
 const NETNS_PREFIX = "netns:";
