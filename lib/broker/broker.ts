@@ -301,12 +301,7 @@ export class Broker {
       else log.appendRecord(record, appended);
       this.countPut(topic, partition, command.body.length, settings);
     };
-    const log = this.logs.get(topic, partition);
-    if (log) return append(log);
-    this.logs.open(topic, partition).then(append, (error) => {
-      const failure = error instanceof BrokerError
-        ? error
-        : new BrokerError("storageFailed", describeError(error));
+    this.#withLog(topic, partition, append, (failure) => {
       done(this.#failedPut(command, failure.kind, describeError(failure), partition));
     });
   }
@@ -376,13 +371,26 @@ export class Broker {
         });
       }
     };
-    const log = this.logs.get(topic, partition);
-    if (log) return append(log);
-    this.logs.open(topic, partition).then(append, (error) => {
-      const failure = error instanceof BrokerError
-        ? error
-        : new BrokerError("storageFailed", describeError(error));
+    this.#withLog(topic, partition, append, (failure) => {
       fail(failure.kind, describeError(failure), partition);
+    });
+  }
+
+  /** Calls `use` with the partition's log, opening it first if needed; `fail` if it cannot. */
+  #withLog(
+    topic: string,
+    partition: number,
+    use: (log: Log) => void,
+    fail: (failure: BrokerError) => void,
+  ): void {
+    const log = this.logs.get(topic, partition);
+    if (log) return use(log);
+    this.logs.open(topic, partition).then(use, (error) => {
+      fail(
+        error instanceof BrokerError
+          ? error
+          : new BrokerError("storageFailed", describeError(error)),
+      );
     });
   }
 

@@ -3,7 +3,7 @@ import { MetaqClient } from "../../lib/client/client.ts";
 import { GroupClient } from "../../lib/client/group_client.ts";
 import { Producer } from "../../lib/client/producer.ts";
 import { buildConfig } from "../../lib/config/config.ts";
-import { BrokerError } from "../../lib/errors.ts";
+import { refusal } from "../support/refusal.ts";
 import { memoryLogger } from "../../lib/log.ts";
 import { type App, assemble } from "../../lib/app/assemble.ts";
 import { Consumer } from "../../lib/client/consumer.ts";
@@ -55,16 +55,6 @@ afterAll(async () => {
   await running.close();
   temp[Symbol.dispose]();
 });
-
-async function refusal(promise: Promise<unknown>): Promise<{ status: number; message: string }> {
-  try {
-    await promise;
-  } catch (error) {
-    if (error instanceof BrokerError) return { status: error.status, message: error.message };
-    throw error;
-  }
-  throw new Error("expected a refusal");
-}
 
 describe("group commands on the wire", () => {
   test("join, assignment and commit are one CRLF line each with result replies", async () => {

@@ -11,7 +11,7 @@ import { type App, assemble } from "../../lib/app/assemble.ts";
 import { MetaqClient } from "../../lib/client/client.ts";
 import { GroupClient } from "../../lib/client/group_client.ts";
 import { buildConfig } from "../../lib/config/config.ts";
-import { BrokerError } from "../../lib/errors.ts";
+import { refusal } from "../support/refusal.ts";
 import { silentLogger } from "../../lib/log.ts";
 import { decodeRecords } from "../../lib/protocol/record.ts";
 import { CATALOGUE_FILE } from "../../lib/broker/topic_catalogue_file.ts";
@@ -60,16 +60,6 @@ afterAll(async () => {
 
 const topicVerb = async (action: string, topic: string, count: number | "-" = "-") =>
   JSON.parse(await client.extension("catalogue", [action, topic, count]));
-
-async function refusal(promise: Promise<unknown>): Promise<{ status: number; message: string }> {
-  try {
-    await promise;
-  } catch (error) {
-    if (error instanceof BrokerError) return { status: error.status, message: error.message };
-    throw error;
-  }
-  throw new Error("expected a refusal");
-}
 
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
 
