@@ -48,6 +48,12 @@ export interface WorkloadOptions {
    * `js.publish()` per message (a request, an inbox entry and a timer each).
    */
   readonly natsApi: "async" | "jetstream";
+  /**
+   * metaq produce path: `connection` pipelines plain `put`s on a BrokerConnection; `producer`
+   * goes through MetaqClient + Producer.send, which sends the puts queued in one event-loop turn
+   * as one batched put (`bput`) per partition.
+   */
+  readonly metaqApi: "connection" | "producer";
   /** JetStream durable consumer name (a new one per repeated consume). */
   readonly consumer: string;
 }
@@ -93,6 +99,7 @@ async function main(): Promise<number> {
       rate: { type: "string" },
       replicas: { type: "string" },
       "nats-api": { type: "string" },
+      "metaq-api": { type: "string" },
       consumer: { type: "string" },
     },
   });
@@ -116,6 +123,7 @@ async function main(): Promise<number> {
     rate: Number(values.rate ?? 5000),
     replicas: Number(values.replicas ?? 1),
     natsApi: values["nats-api"] === "jetstream" ? "jetstream" : "async",
+    metaqApi: values["metaq-api"] === "producer" ? "producer" : "connection",
     consumer: values.consumer ?? "bench",
   };
   const result = await runWorkload(options);
@@ -151,7 +159,7 @@ async function metaqWorkload(options: WorkloadOptions): Promise<WorkloadResult> 
       sizeBytes: options.sizeBytes,
       connections: options.connections,
       pipeline: options.window,
-      api: "connection",
+      api: options.metaqApi,
     });
     return resultOf(result, result.seconds);
   }

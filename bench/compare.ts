@@ -99,6 +99,8 @@ interface Row {
   readonly better: "higher" | "lower";
   readonly perSize: boolean;
   readonly durability: Durability;
+  /** A metaq-only variant of another row: the peers' cells are that row's (same runs). */
+  readonly peersFrom?: string;
 }
 
 const ROWS: readonly Row[] = [
@@ -110,11 +112,27 @@ const ROWS: readonly Row[] = [
     durability: "fast",
   },
   {
+    id: "produceBatched",
+    label: "1p. the same, metaq through its Producer (batched put); peers as in row 1",
+    better: "higher",
+    perSize: true,
+    durability: "fast",
+    peersFrom: "produce",
+  },
+  {
     id: "durable",
     label: "2. produce, fsync before every ack, msgs/s",
     better: "higher",
     perSize: true,
     durability: "fsync",
+  },
+  {
+    id: "durableBatched",
+    label: "2p. the same, metaq through its Producer (batched put); peers as in row 2",
+    better: "higher",
+    perSize: true,
+    durability: "fsync",
+    peersFrom: "durable",
   },
   {
     id: "oneAtATime",
@@ -373,6 +391,7 @@ async function runSize(
         have: runs.find((run) => run.attempt === 0)?.messages ?? 0, // attempt 0 wrote the backlog
       });
     }
+    await metaqBatchedRow(plan, fast, size, cells, "produceBatched");
     await consumeWithMemory(plan, fast, size, cells);
     await latencyRows(plan, fast, size, cells, { e2e: "latency", ack: "ackLatency" });
   } finally {
@@ -403,6 +422,34 @@ async function latencyRows(
       latencyCell(medianBy(acked, (run) => run.ackLatency!), (run) => run.ackLatency!),
     );
   }
+}
+
+/**
+ * Rows 1p and 2p: metaq's produce through MetaqClient + Producer (puts queued in one turn leave as
+ * one batched put), to topics of its own that are not kept (the backlog is row 1's).
+ */
+async function metaqBatchedRow(
+  plan: Plan,
+  servers: Map<System, ServerHandle>,
+  size: number,
+  cells: Cells,
+  row: string,
+): Promise<void> {
+  const metaq = servers.get("metaq");
+  if (!metaq) return;
+  const runs = await interleaved(
+    plan,
+    new Map([["metaq" as System, metaq]]),
+    "produce",
+    (_system, attempt) => ({
+      target: `${row}${size}r${attempt}`,
+      size,
+      messages: plan.messages,
+      capMs: plan.produceMs,
+      metaqApi: "producer",
+    }),
+  );
+  cells.set(key(row, size, "metaq"), throughputCell(median(runs.get("metaq"))));
 }
 
 /** Row 5a: each server's resident memory a second after it started, before any load. */
@@ -474,6 +521,7 @@ async function runDurable(plan: Plan, size: number, cells: Cells): Promise<void>
     for (const [system, runs] of produced) {
       cells.set(key("durable", size, system), throughputCell(median(runs)));
     }
+    await metaqBatchedRow(plan, servers, size, cells, "durableBatched");
     if (size === plan.sizes[0]) {
       const single = await interleaved(plan, servers, "produce", (_system, attempt) => ({
         target: `single${size}r${attempt}`,
@@ -670,6 +718,8 @@ interface ClientFlags {
   readonly consumer?: string;
   /** Sends in flight (default: the plan's window of 1024). */
   readonly window?: number;
+  /** metaq's produce path (default `connection`: plain pipelined puts). */
+  readonly metaqApi?: "connection" | "producer";
 }
 
 /** Runs bench/client.ts in its own process (Bun), killed if it outlives its cap by 60 s. */
@@ -698,6 +748,8 @@ function runClient(
     flags.consumer ?? "bench",
     "--window",
     String(flags.window ?? 1024),
+    "--metaq-api",
+    flags.metaqApi ?? "connection",
   ];
   return new Promise((resolve, reject) => {
     const child = track(spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] }));
@@ -1090,7 +1142,8 @@ function renderTable(plan: Plan, cells: Cells): string {
   for (const row of ROWS) {
     const sizes: (number | string)[] = row.perSize ? [...plan.sizes] : ["-"];
     for (const size of sizes) {
-      const cellOf = (system: System) => cells.get(key(row.id, size, system));
+      const cellOf = (system: System) =>
+        cells.get(key(system !== "metaq" && row.peersFrom ? row.peersFrom : row.id, size, system));
       if (plan.systems.every((system) => !cellOf(system))) continue;
       const values = plan.systems.map((system) => cellOf(system)?.text ?? "-");
       const extra: string[] = [];
