@@ -76,6 +76,11 @@ export class BrokerError extends Error {
     return copy;
   }
 
+  /** `error` itself when it is a BrokerError, else one of `kind` describing it. */
+  static from(error: unknown, kind: ErrorKind = "internal"): BrokerError {
+    return error instanceof BrokerError ? error : new BrokerError(kind, describeError(error));
+  }
+
   /** A BrokerError whose message is given verbatim (MetaQ-compatible reply texts). */
   static verbatim(kind: ErrorKind, text: string, options?: ErrorOptions): BrokerError {
     const error = new BrokerError(kind, undefined, options);

@@ -34,7 +34,6 @@ import { type AppendOutcome, isInternalTopic, type Log, type Logs } from "../sto
 import { BrokerStats } from "./stats.ts";
 import type { TopicCatalogue } from "../config/topic_catalogue.ts";
 
-/** How a forwarded put is appended at most once (see `fput` in commands.ts). */
 /** A batched put's request (`bput`, lib/protocol/batch_put.ts). */
 export interface BatchPut {
   readonly topic: string;
@@ -51,6 +50,7 @@ const CHECKSUM_FAILURE =
   "Checksum failure,message may be corrupted when transfering on networking.";
 const EMPTY = new Uint8Array(0);
 
+/** How a forwarded put is appended at most once (see `fput` in commands.ts). */
 export interface PutOnce {
   /** The message id the forwarding node chose. */
   readonly id: bigint;
@@ -272,13 +272,8 @@ export class Broker {
   ): void {
     this.stats.counters.cmdPut += 1;
     const { topic } = command;
-    if (
-      this.closedPartitions.size > 0 && this.closedPartitions.has(`${topic}-${command.partition}`)
-    ) {
-      const detail =
-        `partition[${this.config.system.brokerId}-${command.partition}] has been closed`;
-      return done(this.#failedPut(command, "partitionClosed", detail, command.partition));
-    }
+    const closed = this.#closedRefusal(command);
+    if (closed) return done(closed);
     const checked = this.checkPut(command);
     if (!checked.ok) return done(checked.reply);
     const { partition, checksum, settings } = checked;
@@ -323,22 +318,17 @@ export class Broker {
       opaque: batch.opaque,
       body: EMPTY,
     };
-    const fail = (kind: BrokerError["kind"], detail: string, partition: number) => {
-      const reply = this.#failedPut(asPut, kind, detail, partition);
-      this.stats.counters.putFailed += count - 1; // #failedPut counted one
-      return done(reply);
-    };
-    if (
-      this.closedPartitions.size > 0 && this.closedPartitions.has(`${topic}-${batch.partition}`)
-    ) {
-      const detail = `partition[${this.config.system.brokerId}-${batch.partition}] has been closed`;
-      return fail("partitionClosed", detail, batch.partition);
-    }
-    const checked = this.checkPut(asPut);
-    if (!checked.ok) {
+    // A refusal of the batch counts each of its messages as a failed put (#failedPut: one).
+    const refuse = (reply: Reply) => {
       this.stats.counters.putFailed += count - 1;
-      return done(checked.reply);
-    }
+      done(reply);
+    };
+    const fail = (kind: BrokerError["kind"], detail: string, partition: number) =>
+      refuse(this.#failedPut(asPut, kind, detail, partition));
+    const closed = this.#closedRefusal(asPut);
+    if (closed) return refuse(closed);
+    const checked = this.checkPut(asPut);
+    if (!checked.ok) return refuse(checked.reply);
     const { partition, settings } = checked;
     const maxBytes = this.config.system.maxMessageSize;
     const records = checkBatch(body, count, maxBytes);
@@ -376,6 +366,16 @@ export class Broker {
     });
   }
 
+  /** MetaQ's first put check: the refusal of a put to a partition an operator closed. */
+  #closedRefusal(command: PutCommand): Reply | undefined {
+    const { topic, partition } = command;
+    if (this.closedPartitions.size === 0 || !this.closedPartitions.has(`${topic}-${partition}`)) {
+      return undefined;
+    }
+    const detail = `partition[${this.config.system.brokerId}-${partition}] has been closed`;
+    return this.#failedPut(command, "partitionClosed", detail, partition);
+  }
+
   /** Calls `use` with the partition's log, opening it first if needed; `fail` if it cannot. */
   #withLog(
     topic: string,
@@ -386,11 +386,7 @@ export class Broker {
     const log = this.logs.get(topic, partition);
     if (log) return use(log);
     this.logs.open(topic, partition).then(use, (error) => {
-      fail(
-        error instanceof BrokerError
-          ? error
-          : new BrokerError("storageFailed", describeError(error)),
-      );
+      fail(BrokerError.from(error, "storageFailed"));
     });
   }
 

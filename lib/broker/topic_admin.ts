@@ -183,12 +183,7 @@ export function topicCommands(admin: TopicAdmin, home: Home = HERE): CommandTabl
       handle(command: ExtensionCommand, _context: RequestContext, respond: Respond) {
         run(admin, command.args).then(
           (outcome) => respond(result(200, JSON.stringify(outcome))),
-          (error) =>
-            respond(errorReply(
-              error instanceof BrokerError
-                ? error
-                : new BrokerError("internal", describeError(error)),
-            )),
+          (error) => respond(errorReply(BrokerError.from(error))),
         );
       },
     },

@@ -6,7 +6,7 @@
  * force-recover's argument is a query string: `partition=T-P` or `all=1`, and optionally
  * `from=N`, `force=1`, and `apply=<fingerprint>` (without it the plan is only shown).
  */
-import { BrokerError, describeError } from "../errors.ts";
+import { BrokerError } from "../errors.ts";
 import type { ExtensionCommand } from "../protocol/commands.ts";
 import { type CommandTable, HERE, type Home } from "../protocol/command_table.ts";
 import { CLUSTER_TOPIC } from "./metadata.ts";
@@ -41,12 +41,7 @@ export function clusterCommands(
         const [action, arg] = command.args;
         run(node, offsets, partitionsOf, action, arg).then(
           (text) => respond(result(200, text)),
-          (error) =>
-            respond(errorReply(
-              error instanceof BrokerError
-                ? error
-                : new BrokerError("internal", describeError(error)),
-            )),
+          (error) => respond(errorReply(BrokerError.from(error))),
         );
       },
     },
