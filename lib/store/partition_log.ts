@@ -337,12 +337,25 @@ export class PartitionLog {
    */
   appendEncoded(bytes: Uint8Array, records: number): AppendTicket {
     assert(bytes.length > 0);
-    const split = records > 1 ? this.#segmentSplit(bytes) : undefined;
-    if (split) {
-      const first = this.appendEncoded(bytes.subarray(0, split.bytes), split.records);
-      this.appendEncoded(bytes.subarray(split.bytes), records - split.records);
-      return first;
+    // A batch that crosses the segment size goes in pieces, each ending where a segment rolls
+    // (a transaction's batch may span thousands of small segments: a loop, not recursion).
+    let first: AppendTicket | undefined;
+    let rest = bytes;
+    let restRecords = records;
+    while (true) {
+      const split = restRecords > 1 ? this.#segmentSplit(rest) : undefined;
+      const ticket = split
+        ? this.#appendPiece(rest.subarray(0, split.bytes), split.records)
+        : this.#appendPiece(rest, restRecords);
+      first ??= ticket;
+      if (!split) return first;
+      rest = rest.subarray(split.bytes);
+      restRecords -= split.records;
     }
+  }
+
+  /** Queues encoded records that fit the tail segment (or start the next one). */
+  #appendPiece(bytes: Uint8Array, records: number): AppendTicket {
     let offset: number;
     if (bytes.length >= FILL_BYTES) {
       // Large (a replicated 64 MiB record): written from the caller's buffer, never copied.
@@ -372,7 +385,9 @@ export class PartitionLog {
     let position = 0;
     let records = 0;
     while (position < room && position + RECORD_HEADER_BYTES <= bytes.length) {
-      position += RECORD_HEADER_BYTES + view.getInt32(position);
+      const length = view.getInt32(position);
+      assert(length >= 0, `${this.name}: a batch's record at ${position} has length ${length}`);
+      position += RECORD_HEADER_BYTES + length;
       records += 1;
     }
     return position < bytes.length ? { bytes: position, records } : undefined;
