@@ -170,6 +170,14 @@ export class Broker {
     return settings;
   }
 
+  /**
+   * Changes whenever the catalogue does (a topic created, grown or deleted); the configuration
+   * itself does not change while the broker runs.
+   */
+  get topicsVersion(): number {
+    return this.#options.catalogue?.()?.version ?? 0;
+  }
+
   /** What the catalogue says of `topic` (undefined without a catalogue or an entry). */
   catalogueEntry(topic: string): ReturnType<TopicCatalogue["entry"]> {
     return isInternalTopic(topic) ? undefined : this.#options.catalogue?.()?.entry(topic);

@@ -31,6 +31,11 @@ export interface GroupServiceOptions {
   readonly logger: Logger;
   /** Partition count of a topic this broker accepts, or undefined when it does not. */
   readonly partitionCount: (topic: string) => number | undefined;
+  /**
+   * A number that changes whenever a partition count may have (the topic catalogue's version):
+   * groups look for grown topics only then. Without it they look at every tick.
+   */
+  readonly partitionCountsVersion?: () => number;
   /** First offset and readable end of a partition, or undefined before its first write. */
   readonly logBounds: (
     topic: string,
@@ -62,6 +67,8 @@ export class GroupService {
   readonly options: GroupServiceOptions;
   readonly coordinator: GroupCoordinator;
   #timer: ReturnType<typeof setInterval> | undefined;
+  /** partitionCountsVersion when grown topics were last looked for. */
+  #countsVersion: number | undefined;
 
   constructor(options: GroupServiceOptions) {
     this.options = options;
@@ -88,11 +95,7 @@ export class GroupService {
 
   tick(): void {
     this.coordinator.tick(this.#now());
-    // A topic grown since its readers joined (metaq topics create): they balance over it now.
-    for (const [topic, partitions] of this.coordinator.subscribedTopics()) {
-      const now = this.options.partitionCount(topic);
-      if (now !== undefined && now > partitions) this.coordinator.partitionsGrew(topic, now);
-    }
+    this.#balanceGrownTopics();
     this.#apply().catch(() => {}); // logged in #run; a tick has no one to answer
   }
 
@@ -197,6 +200,21 @@ export class GroupService {
     const removed = this.coordinator.deleteGroup(group);
     await this.#apply();
     return removed;
+  }
+
+  /**
+   * A topic grown since its readers joined (metaq topics create): they balance over it now.
+   * Looked for when the counts' version moved (it rarely does), not by every tick over every
+   * group.
+   */
+  #balanceGrownTopics(): void {
+    const version = this.options.partitionCountsVersion?.();
+    if (version !== undefined && version === this.#countsVersion) return;
+    for (const [topic, partitions] of this.coordinator.subscribedTopics()) {
+      const now = this.options.partitionCount(topic);
+      if (now !== undefined && now > partitions) this.coordinator.partitionsGrew(topic, now);
+    }
+    this.#countsVersion = version;
   }
 
   /** Removes every group's committed offsets of a deleted topic (durably, before answering). */

@@ -182,6 +182,7 @@ export class GroupsPart {
       clock,
       logger,
       partitionCount: (topic) => broker.topicSettings(topic)?.numPartitions,
+      partitionCountsVersion: () => broker.topicsVersion,
       logBounds: (topic, partition) => {
         const partitionLog = broker.logs.get(topic, partition);
         if (!partitionLog) return this.#options.boundsElsewhere?.(topic, partition);
