@@ -5,12 +5,8 @@
 import { MetaqClient } from "../lib/client/client.ts";
 import { GroupClient } from "../lib/client/group_client.ts";
 import { BrokerError, describeError } from "../lib/errors.ts";
-import {
-  countRecords,
-  partitionBounds,
-  partitionBytes,
-  recordTimeMs,
-} from "../lib/client/partition_seek.ts";
+import { partitionBounds, partitionBytes } from "../lib/client/partition_seek.ts";
+import { countRecords, recordTimeMs } from "../lib/protocol/record_seek.ts";
 import type { GroupReport } from "../lib/protocol/group_wire.ts";
 import {
   brokerList,

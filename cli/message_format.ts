@@ -8,7 +8,7 @@ import { Buffer } from "node:buffer";
 import { payloadJson } from "../lib/http/records.ts";
 import { decodeMessageMeta } from "../lib/protocol/message_meta.ts";
 import type { ConsumedMessage } from "../lib/client/partition_reader.ts";
-import { recordTimeMs } from "../lib/client/partition_seek.ts";
+import { recordTimeMs } from "../lib/protocol/record_seek.ts";
 import { CliError } from "./common.ts";
 
 /** A message as every output needs it: what a consumer is handed, without its ack controls. */

@@ -5,13 +5,9 @@
  * written at or after it, by its message id). Resolved to byte offsets per partition.
  */
 import type { MetaqClient } from "../lib/client/client.ts";
-import {
-  type Bounds,
-  offsetForTime,
-  offsetOfLast,
-  partitionBounds,
-  partitionBytes,
-} from "../lib/client/partition_seek.ts";
+import { partitionBounds, partitionBytes } from "../lib/client/partition_seek.ts";
+import { type Bounds, offsetForTime, offsetOfLast } from "../lib/protocol/record_seek.ts";
+import { parseTimeText, TIME_TEXT_HINT } from "../lib/time_text.ts";
 import { CliError } from "./common.ts";
 
 export type Position =
@@ -43,23 +39,10 @@ export function offsetPosition(flag: string, text: string): Position {
   return { kind: "offset", offset: value };
 }
 
-/**
- * A time: ISO 8601 with a zone (`2026-12-06T10:00:00Z`, `2026-12-06T11:00:00+01:00`), a date
- * (`2026-12-06`, midnight UTC) or milliseconds since 1970.
- */
+/** A time as `parseTimeText` reads it (lib/time_text.ts), or a CLI error naming the flag. */
 export function parseTime(flag: string, text: string): number {
-  let ms = Number.NaN;
-  if (/^\d{10,}$/.test(text)) ms = Number(text);
-  else if (/^\d{4}-\d{2}-\d{2}$/.test(text)) ms = Date.parse(`${text}T00:00:00Z`);
-  else if (/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})$/i.test(text)) {
-    ms = Date.parse(text);
-  }
-  if (!Number.isFinite(ms)) {
-    throw new CliError(
-      `Cannot use --${flag} ${text}: expected a time such as 2026-12-06T10:00:00Z (with a ` +
-        "zone), a date such as 2026-12-06 (UTC), or milliseconds since 1970",
-    );
-  }
+  const ms = parseTimeText(text);
+  if (ms === undefined) throw new CliError(`Cannot use --${flag} ${text}: ${TIME_TEXT_HINT}`);
   return ms;
 }
 

@@ -24,6 +24,7 @@ import {
   RecordLengthError,
   walkRecords,
 } from "../protocol/record.ts";
+import type { PartitionBytes } from "../protocol/record_seek.ts";
 import { errorFromResult } from "../protocol/reply.ts";
 import { ask, type Dispatch, type WireAnswer } from "./wire_reply.ts";
 
@@ -89,6 +90,28 @@ export class PartitionReads {
       return remotePage(remote, request);
     }
     return localPage(this.#broker, request);
+  }
+
+  /**
+   * Raw bytes of a partition from any offset, record start or not (at most `maxSize`, at most
+   * to a segment's end; empty at or past the end), where it is read: what the position searches
+   * of record_seek.ts walk to find the last N records or the first one after a time.
+   */
+  reader(topic: string, partition: number): PartitionBytes {
+    return {
+      read: async (offset, maxSize) => {
+        const remote = this.#remote;
+        if (remote && !this.#broker.logs.get(topic, partition)) {
+          const answer = await ask(
+            remote,
+            getCommand({ topic, partition, offset, maxBytes: maxSize }),
+          );
+          return answer.kind === "value" ? answer.body : new Uint8Array(0);
+        }
+        const outcome = await this.#broker.read({ topic, partition, offset, maxBytes: maxSize });
+        return outcome.kind === "slice" ? copyOf(outcome) : new Uint8Array(0);
+      },
+    };
   }
 
   /**

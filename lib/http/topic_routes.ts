@@ -11,6 +11,8 @@ import type { Hono } from "hono";
 import type { Broker } from "../broker/broker.ts";
 import { BrokerError } from "../errors.ts";
 import { HTTP_FETCH_MESSAGES_MAX } from "../limits.ts";
+import { offsetForTime, offsetOfLast } from "../protocol/record_seek.ts";
+import { parseTimeText, TIME_TEXT_HINT } from "../time_text.ts";
 import { groupNameProblem } from "../protocol/names.ts";
 import { isInternalTopic } from "../store/log.ts";
 import { TOPIC_VERB } from "../broker/topic_admin.ts";
@@ -18,6 +20,7 @@ import { errorFromResult } from "../protocol/reply.ts";
 import { ask } from "./wire_reply.ts";
 import type { AdminContext } from "./context.ts";
 import { putAll, readMessages } from "./produce.ts";
+import type { PartitionReads } from "./reads.ts";
 import { type PayloadEncoding, recordToJson } from "./records.ts";
 import {
   describe,
@@ -87,15 +90,19 @@ export function registerTopicRoutes(app: Hono, context: AdminContext): void {
   app.get("/v1/topics/:topic/partitions/:partition/messages", (c) => {
     const topic = userTopicParam(c.req.param("topic"));
     const partition = partitionParam(c.req.param("partition"));
+    const start = fetchStartParam(
+      c.req.query("offset"),
+      c.req.query("last"),
+      c.req.query("fromTime"),
+    );
     const max = integerParam("max", c.req.query("max"), {
       min: 1,
       max: HTTP_FETCH_MESSAGES_MAX,
-      default: 100,
+      // The last N messages come as one page when the page may hold them.
+      default: start.kind === "last" ? Math.min(start.count, HTTP_FETCH_MESSAGES_MAX) : 100,
     });
     const encoding = encodingParam(c.req.query("encoding"));
-    const offsetText = c.req.query("offset");
-    const offset = offsetText === undefined ? undefined : offsetParam(offsetText);
-    return fetchMessages(context, { topic, partition, offset, max, encoding, url: c.req.url });
+    return fetchMessages(context, { topic, partition, start, max, encoding, url: c.req.url });
   });
 
   app.get("/v1/topics/:topic/stream", (c) =>
@@ -227,10 +234,63 @@ async function catalogueCommand(context: AdminContext, args: string[]): Promise<
   return answer.text;
 }
 
+/** Where a fetch starts: a byte offset, the first stored record, the last N, or a time. */
+type FetchStart =
+  | { readonly kind: "offset"; readonly offset: number }
+  | { readonly kind: "earliest" }
+  | { readonly kind: "last"; readonly count: number }
+  | { readonly kind: "time"; readonly timeMs: number };
+
+/** At most one of `offset`, `last` and `fromTime`; none starts at the first stored record. */
+function fetchStartParam(
+  offset: string | undefined,
+  last: string | undefined,
+  fromTime: string | undefined,
+): FetchStart {
+  const given = [["offset", offset], ["last", last], ["fromTime", fromTime]]
+    .filter(([, value]) => value !== undefined).map(([name]) => name);
+  if (given.length > 1) {
+    throw new BrokerError("badRequest", `give one of ${given.join(", ")}, not several`);
+  }
+  if (offset !== undefined) return { kind: "offset", offset: offsetParam(offset) };
+  if (last !== undefined) {
+    const count = integerParam("last", last, { min: 1, max: 2 ** 31 - 1, default: 0 });
+    if (count === 0) throw new BrokerError("badRequest", "last: give a number of messages");
+    return { kind: "last", count };
+  }
+  if (fromTime !== undefined) {
+    const timeMs = parseTimeText(fromTime);
+    if (timeMs === undefined) {
+      throw new BrokerError("badRequest", `fromTime ${describe(fromTime)}: ${TIME_TEXT_HINT}`);
+    }
+    return { kind: "time", timeMs };
+  }
+  return { kind: "earliest" };
+}
+
+/**
+ * The byte offset a fetch starts at: the last N records and a time are searched for in the
+ * partition's bytes (record_seek.ts), wherever the partition is read.
+ */
+async function startOffset(
+  reads: PartitionReads,
+  topic: string,
+  partition: number,
+  start: FetchStart,
+): Promise<number> {
+  if (start.kind === "offset") return start.offset;
+  const bounds = await reads.bounds(topic, partition) ?? { start: 0, end: 0 };
+  if (start.kind === "earliest") return bounds.start;
+  const reader = reads.reader(topic, partition);
+  return start.kind === "last"
+    ? await offsetOfLast(reader, bounds, start.count)
+    : await offsetForTime(reader, bounds, start.timeMs);
+}
+
 interface FetchRequest {
   readonly topic: string;
   readonly partition: number;
-  readonly offset: number | undefined;
+  readonly start: FetchStart;
   readonly max: number;
   readonly encoding: PayloadEncoding | "auto";
   readonly url: string;
@@ -245,7 +305,7 @@ async function fetchMessages(context: AdminContext, request: FetchRequest): Prom
     if (local) broker.stats.counters.getMiss += 1;
   };
   checkPartition(context, topic, partition);
-  const offset = request.offset ?? (await reads.bounds(topic, partition))?.start ?? 0;
+  const offset = await startOffset(reads, topic, partition, request.start);
   const page = await reads.page({
     topic,
     partition,
@@ -321,6 +381,9 @@ function readRefusal(topic: string, partition: number, error?: BrokerError): Bro
 function moved(request: FetchRequest, offset: number, reason: string): Response {
   const url = new URL(request.url);
   url.searchParams.set("offset", String(offset));
+  // The offset replaces a position by count or time (one start per request).
+  url.searchParams.delete("last");
+  url.searchParams.delete("fromTime");
   return jsonResponse(301, { offset, message: `Moved: ${reason}; use offset ${offset}` }, {
     location: `${url.pathname}${url.search}`,
   });

@@ -511,6 +511,66 @@ describe("produce and fetch", () => {
     expect(end.body).toMatchObject({ messages: [], nextOffset: offset, endOffset: offset });
   });
 
+  test("fetch by count and by time: last=N is the last N messages, fromTime the first at or after it", async () => {
+    // One message per request, so ids (and their times) grow; several may share a millisecond.
+    for (let index = 0; index < 8; index++) {
+      await produce("logs-seek", [{ payload: `s${index}`, partition: 0 }]);
+    }
+    const path = "/v1/topics/logs-seek/partitions/0/messages";
+    const all = (await json(app.request(path))).body.messages as {
+      offset: number;
+      payload: string;
+      timestamp: string;
+    }[];
+    expect(all.map((m) => m.payload)).toEqual(Array.from({ length: 8 }, (_, i) => `s${i}`));
+    const last3 = await json(app.request(`${path}?last=3`));
+    expect(last3.status).toBe(200);
+    expect(last3.body.offset).toBe(all[5].offset);
+    expect(last3.body.messages.map((m: { payload: string }) => m.payload)).toEqual([
+      "s5",
+      "s6",
+      "s7",
+    ]);
+    // max pages within the last N; more than stored starts at the first.
+    const paged = await json(app.request(`${path}?last=3&max=1`));
+    expect(paged.body.messages.map((m: { payload: string }) => m.payload)).toEqual(["s5"]);
+    expect((await json(app.request(`${path}?last=100`))).body.offset).toBe(all[0].offset);
+    for (const pick of [0, 3, 7]) {
+      const at = all[pick].timestamp;
+      const expected = all.find((m) => m.timestamp >= at)!;
+      const answer = await json(app.request(`${path}?fromTime=${encodeURIComponent(at)}&max=2`));
+      expect([at, answer.status, answer.body.offset]).toEqual([at, 200, expected.offset]);
+      expect(answer.body.messages[0].timestamp >= at).toBe(true);
+      // Milliseconds since 1970 are the same time.
+      const ms = await json(app.request(`${path}?fromTime=${Date.parse(at)}&max=2`));
+      expect(ms.body.offset).toBe(expected.offset);
+    }
+    const end = logOf("logs-seek", 0).endOffset;
+    const later = new Date(Date.parse(all[7].timestamp) + 1).toISOString();
+    const after = await json(app.request(`${path}?fromTime=${later}`));
+    expect(after.body).toMatchObject({ offset: end, nextOffset: end, messages: [] });
+    const before = await json(app.request(`${path}?fromTime=2020-01-01`));
+    expect(before.body.offset).toBe(all[0].offset);
+    const cases: [string, string][] = [
+      ["last=0", "badRequest"],
+      ["last=x", "badRequest"],
+      ["last=", "badRequest"],
+      ["fromTime=yesterday", "badRequest"],
+      ["fromTime=2026-12-06T10:00:00", "badRequest"], // no zone: refused, not guessed
+      ["last=2&offset=0", "badRequest"],
+      ["last=2&fromTime=2026-12-06", "badRequest"],
+    ];
+    for (const [query, kind] of cases) {
+      const answer = await json(app.request(`${path}?${query}`));
+      expect([query, answer.status, answer.body.error?.kind]).toEqual([query, 400, kind]);
+    }
+    // An empty configured partition: both land at its end.
+    for (const query of ["last=5", "fromTime=2026-01-01"]) {
+      const empty = await json(app.request(`/v1/topics/events/partitions/2/messages?${query}`));
+      expect([query, empty.status, empty.body.messages]).toEqual([query, 200, []]);
+    }
+  });
+
   test("fetch errors: bad offsets are 400, past the end 404, unknown partition 404", async () => {
     const cases: [string, number, string][] = [
       ["offset=-1", 400, "invalidOffset"],

@@ -228,6 +228,29 @@ describe("reads answer the same on every node", () => {
     }
   });
 
+  test("fetch by count and by time answers the same on every node", async () => {
+    const path = `/v1/topics/${TOPIC}/partitions/2/messages`;
+    const all = (await call(holderOf(2), path)).body.messages as {
+      offset: number;
+      timestamp: string;
+    }[];
+    expect(all.length).toBe(PER_PARTITION);
+    const last = await onEveryNode(`${path}?last=2`);
+    for (const answer of last) expect(answer).toEqual(last[0]);
+    expect(last[0].body.messages.map((m: { payload: string }) => m.payload)).toEqual([
+      "p2-m3",
+      "p2-m4",
+    ]);
+    const at = all[2].timestamp;
+    const expected = all.find((m) => m.timestamp >= at)!.offset;
+    const timed = await onEveryNode(`${path}?fromTime=${encodeURIComponent(at)}`);
+    for (const answer of timed) {
+      expect([answer.status, answer.body.offset]).toEqual([200, expected]);
+    }
+    // The nodes that do not hold the partition searched it through the edge.
+    expect(nodes.filter((node) => !node.logs.get(TOPIC, 2)).length).toBe(2);
+  });
+
   test("MetaQ's /get and /offset answer the same from every node", async () => {
     for (let partition = 0; partition < PARTITIONS; partition++) {
       const path = `/get?topic=${TOPIC}&partition=${partition}&group=g&offset=0&maxsize=4096`;

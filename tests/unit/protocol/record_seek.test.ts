@@ -11,7 +11,7 @@ import {
   offsetOfLast,
   type PartitionBytes,
   recordStartAtOrAfter,
-} from "../../../lib/client/partition_seek.ts";
+} from "../../../lib/protocol/record_seek.ts";
 import { ID_EPOCH_MS } from "../../../lib/protocol/message_id.ts";
 import { encodeRecord } from "../../../lib/protocol/record.ts";
 import { Prng } from "../../../lib/prng.ts";
@@ -71,7 +71,7 @@ function build(seed: number, count: number, segmentBytes: number): Built {
   return { reader, starts, times, end: offset };
 }
 
-describe("partition_seek", () => {
+describe("record_seek", () => {
   test("the first record at or after a time, against a full walk", async () => {
     for (const seed of [1, 2, 3]) {
       const p = build(seed, 3000, 16 * 1024);
