@@ -27,7 +27,7 @@ import type { AdminContext } from "./context.ts";
 import { DASHBOARD_HTML } from "./dashboard_page.ts";
 import { registerGroupRoutes } from "./group_routes.ts";
 import type { AccessControl } from "../security/access.ts";
-import { bearerAuth } from "./auth.ts";
+import { bearerAuth, identityOf } from "./auth.ts";
 import { handleMetaqPlugin } from "./metaq_plugin.ts";
 import { FsyncHistogram } from "./metrics.ts";
 import { registerOpsRoutes } from "./ops_routes.ts";
@@ -123,6 +123,10 @@ export function createAdminApp(broker: Broker, options: AdminOptions = {}): Hono
     new Response(DASHBOARD_HTML, {
       headers: { "content-type": "text/html; charset=utf-8", "cache-control": "no-cache" },
     }));
+  app.get(
+    "/v1/whoami",
+    (c) => jsonResponse(200, identityOf(options.access, c.req.header("authorization"))),
+  );
   app.get("/v1/overview", async () => jsonResponse(200, await buildSnapshot(context)));
   app.get("/v1/events", () => {
     const release = context.streams.acquire();

@@ -12,7 +12,7 @@
  * | DELETE /v1/delayed/ID (cancel a delayed message)             | produce on some topic   |
  * | GET /v1/schedules                                            | any user                |
  * | POST /v1/schedules..., DELETE /v1/schedules/NAME             | admin                   |
- * | GET /v1/topics                                               | any user                |
+ * | GET /v1/topics, /v1/whoami                                   | any user                |
  * | POST /v1/topics (create, grow), DELETE /v1/topics/T          | admin                   |
  * | GET /v1/topics/T                                             | produce or consume on T |
  * | POST /v1/topics/T/messages, MetaQ's /put                     | produce on T            |
@@ -111,6 +111,27 @@ function metaqPluginRequirement(path: string, url: URL): Requirement {
     default:
       return { kind: "any" };
   }
+}
+
+/** Who a request's token names, for the dashboard to show only what that user may do. */
+export interface Identity {
+  /** The user's name; null when the broker has no users. */
+  readonly user: string | null;
+  /** Whether the admin routes will accept this user (everyone, without users). */
+  readonly admin: boolean;
+  /** Whether the broker asks for tokens at all. */
+  readonly authentication: boolean;
+}
+
+/** The identity behind an Authorization header (already checked by `bearerAuth`). */
+export function identityOf(
+  access: AccessControl | undefined,
+  header: string | undefined,
+): Identity {
+  if (!access?.enabled) return { user: null, admin: true, authentication: false };
+  const token = bearerToken(header);
+  const principal = token === undefined ? undefined : access.authenticateToken(token);
+  return { user: principal?.name ?? null, admin: principal?.admin ?? false, authentication: true };
 }
 
 function bearerToken(header: string | undefined): string | undefined {

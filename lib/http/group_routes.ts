@@ -5,7 +5,9 @@
  */
 import type { Hono } from "hono";
 import { groupNameProblem } from "../protocol/names.ts";
+import { offsetForTime } from "../protocol/record_seek.ts";
 import { isInternalTopic } from "../store/log.ts";
+import { parseTimeText, TIME_TEXT_HINT } from "../time_text.ts";
 import { BrokerError } from "../errors.ts";
 import type { AdminContext } from "./context.ts";
 import { allGroups, groupInfo, partitionEnds } from "./group_info.ts";
@@ -20,7 +22,7 @@ import {
 import type { ClusterView, GroupOffsetReset, GroupsView } from "./views.ts";
 
 const RESET_BODY_BYTES_MAX = 64 * 1024;
-const RESET_FIELDS = ["topic", "partition", "to"];
+const RESET_FIELDS = ["topic", "partition", "to", "toTime", "dryRun"];
 
 export function registerGroupRoutes(app: Hono, context: AdminContext): void {
   app.get("/v1/groups", async () => {
@@ -46,10 +48,18 @@ export function registerGroupRoutes(app: Hono, context: AdminContext): void {
     const input = body as Record<string, unknown>;
     const unknown = Object.keys(input).find((key) => !RESET_FIELDS.includes(key));
     if (unknown) throw new BrokerError("badRequest", `unknown field ${describe(unknown)}`);
+    if (input.dryRun !== undefined && typeof input.dryRun !== "boolean") {
+      throw new BrokerError(
+        "badRequest",
+        `dryRun ${describe(input.dryRun)}: expected true or false`,
+      );
+    }
     const targets = await resetTargets(context, group, input);
     if (!await groups.describe(group)) {
       throw new BrokerError("notFound", `no consumer group ${group}`);
     }
+    // A dry run answers what a reset would set, and changes nothing.
+    if (input.dryRun === true) return jsonResponse(200, { group, reset: targets, dryRun: true });
     for (const target of targets) await groups.reset(target);
     return jsonResponse(200, { group, reset: targets });
   });
@@ -86,18 +96,18 @@ async function resetTargets(
       `${input.partition} (${topic} has ${settings.numPartitions})`,
     );
   }
-  // One spelling of positions across the CLI and HTTP: earliest|latest, beginning|end aliases.
-  const to = input.to === "earliest" ? "beginning" : input.to === "latest" ? "end" : input.to;
-  if (to !== "beginning" && to !== "end" && typeof to !== "number") {
-    throw new BrokerError(
-      "invalidOffset",
-      `to ${describe(to)}: expected "earliest", "latest" or an offset`,
-    );
-  }
+  const to = resetPosition(input);
   const targets: GroupOffsetReset[] = [];
   for (const partition of partitions) {
-    const { start, end } = await context.reads.bounds(topic, partition) ?? { start: 0, end: 0 };
-    const offset = to === "beginning" ? start : to === "end" ? end : offsetParam(to);
+    const bounds = await context.reads.bounds(topic, partition) ?? { start: 0, end: 0 };
+    const { start, end } = bounds;
+    const offset = to === "beginning"
+      ? start
+      : to === "end"
+      ? end
+      : typeof to === "number"
+      ? offsetParam(to)
+      : await offsetForTime(context.reads.reader(topic, partition), bounds, to.timeMs);
     if (offset < start || offset > end) {
       throw new BrokerError(
         "invalidOffset",
@@ -112,6 +122,32 @@ async function resetTargets(
     targets.push({ group, topic, partition, offset });
   }
   return targets;
+}
+
+/**
+ * Where a reset goes: `to` (one spelling of positions across the CLI and HTTP: earliest|latest,
+ * beginning|end as aliases, or a byte offset) or `toTime` (the first message written at or
+ * after it, per partition), exactly one of them.
+ */
+function resetPosition(
+  input: Record<string, unknown>,
+): "beginning" | "end" | number | { timeMs: number } {
+  if (input.toTime !== undefined) {
+    if (input.to !== undefined) throw new BrokerError("badRequest", "give to or toTime, not both");
+    const timeMs = typeof input.toTime === "string" ? parseTimeText(input.toTime) : undefined;
+    if (timeMs === undefined) {
+      throw new BrokerError("badRequest", `toTime ${describe(input.toTime)}: ${TIME_TEXT_HINT}`);
+    }
+    return { timeMs };
+  }
+  const to = input.to === "earliest" ? "beginning" : input.to === "latest" ? "end" : input.to;
+  if (to !== "beginning" && to !== "end" && typeof to !== "number") {
+    throw new BrokerError(
+      "invalidOffset",
+      `to ${describe(to)}: expected "earliest", "latest" or an offset (or toTime)`,
+    );
+  }
+  return to;
 }
 
 function groupParam(value: string): string {

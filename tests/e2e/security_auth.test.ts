@@ -148,6 +148,12 @@ test("on the HTTP port a bearer token is needed for everything but the page and 
   expect((await call("/v1/topics", ALICE, create)).status).toBe(403);
   expect((await call("/v1/topics", OPS, create)).status).toBe(201);
   expect((await call("/v1/stats/text/config", ALICE)).status).toBe(403);
+  // Who a token names, so the dashboard shows its admin forms to admins only.
+  expect((await call("/v1/whoami")).status).toBe(401);
+  expect(await (await call("/v1/whoami", ALICE)).json())
+    .toEqual({ user: "alice", admin: false, authentication: true });
+  expect(await (await call("/v1/whoami", OPS)).json())
+    .toEqual({ user: "ops", admin: true, authentication: true });
   const metrics = await (await call("/metrics", OPS)).text();
   expect(metrics).toMatch(/^metaq_auth_failures_total [2-9]\d*$/m);
   expect(metrics).toMatch(/^metaq_auth_denied_total [2-9]\d*$/m);

@@ -892,6 +892,40 @@ describe("consumer groups, as the group coordinator keeps them", () => {
     );
   });
 
+  test("reset by time moves to the first message at or after it; a dry run changes nothing", async () => {
+    const messages = (await json(app.request("/v1/topics/events/partitions/0/messages"))).body
+      .messages as { offset: number; timestamp: string }[];
+    const at = messages[messages.length - 1].timestamp;
+    const expected = messages.find((m) => m.timestamp >= at)!.offset;
+    const committed = async () =>
+      (await json(app.request("/v1/groups/shipping"))).body.partitions[0].committedOffset;
+    const before = await committed();
+    const dry = await json(post("/v1/groups/shipping/reset", {
+      topic: "events",
+      partition: 0,
+      toTime: at,
+      dryRun: true,
+    }));
+    expect(dry.body).toEqual({
+      group: "shipping",
+      reset: [{ group: "shipping", topic: "events", partition: 0, offset: expected }],
+      dryRun: true,
+    });
+    expect(await committed()).toBe(before);
+    const done = await json(
+      post("/v1/groups/shipping/reset", { topic: "events", partition: 0, toTime: at }),
+    );
+    expect(done.body.reset).toEqual(dry.body.reset);
+    expect(await committed()).toBe(expected);
+    // After every message: the end.
+    const later = await json(post("/v1/groups/shipping/reset", {
+      topic: "events",
+      partition: 0,
+      toTime: String(Date.parse(at) + 1),
+    }));
+    expect(later.body.reset[0].offset).toBe(logOf("events", 0).endOffset);
+  });
+
   test("invalid resets are refused and change nothing; active members refuse a reset", async () => {
     const before = (await json(app.request("/v1/groups/shipping"))).body;
     const cases: [unknown, number, string][] = [
@@ -902,6 +936,10 @@ describe("consumer groups, as the group coordinator keeps them", () => {
       [{ topic: "nope", to: "end" }, 404, "topicNotFound"],
       [{ topic: "__meta", to: "end" }, 404, "topicNotFound"],
       [{ topic: "events", to: "end", force: true }, 400, "badRequest"],
+      [{ topic: "events", toTime: "noon" }, 400, "badRequest"],
+      [{ topic: "events", toTime: 5 }, 400, "badRequest"],
+      [{ topic: "events", to: "end", toTime: "2026-12-06" }, 400, "badRequest"],
+      [{ topic: "events", to: "end", dryRun: "yes" }, 400, "badRequest"],
       [[], 400, "badRequest"],
     ];
     for (const [body, status, kind] of cases) {
@@ -957,6 +995,13 @@ describe("dashboard data", () => {
       level: "warn",
       message: "Disk is getting full",
       fields: { free: "2%" },
+    });
+  });
+
+  test("whoami: without users everyone may administer", async () => {
+    expect(await json(app.request("/v1/whoami"))).toEqual({
+      status: 200,
+      body: { user: null, admin: true, authentication: false },
     });
   });
 
