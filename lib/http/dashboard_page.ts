@@ -3,7 +3,11 @@
  * step), embedded as a string so `bun build --compile` carries it inside the binary. It renders
  * the snapshots that `/v1/events` pushes every second (topics, rates and partition leaders,
  * groups and lag, every cluster node with its role and health, an edge's uplink, delayed
- * messages, recent errors) and has a browse view that pages through a partition with the fetch API.
+ * messages, recent errors) and has a browse view that pages through a partition with the fetch API
+ * (by offset, from the first or the last messages, or from a time). An admin (every user of a
+ * broker without users) also gets two forms: produce a test message to the partition being
+ * browsed, and reset a consumer group's offsets (previewed as a dry run first). Others do not
+ * see them, and the broker refuses the routes to them anyway.
  *
  * The script avoids template literals and `${`, so the whole page fits in one String.raw.
  */
@@ -123,6 +127,8 @@ tr.part td:first-child { padding-left: 30px; }
 select, input, button { font: inherit; color: var(--text); background: var(--panel);
   border: 1px solid var(--line); border-radius: 8px; padding: 6px 10px; }
 input { width: 130px; }
+input.wide { width: min(420px, 80vw); }
+.admin-tag { color: var(--warn); }
 button { cursor: pointer; font-weight: 600; }
 button.primary { background: var(--accent); color: #fff; border-color: var(--accent); }
 button:disabled { opacity: .45; cursor: default; }
@@ -194,6 +200,23 @@ button:disabled { opacity: .45; cursor: default; }
     <section class="panel"><h2>Cluster <small id="cluster-note"></small></h2>
       <div id="cluster"></div></section>
   </div>
+  <section class="panel" id="reset-panel" hidden>
+    <h2>Reset a group's offsets <small class="admin-tag">admin</small>
+      <small>the group's consumers must be stopped</small></h2>
+    <form id="r-form" class="controls">
+      <label>Group <select id="r-group"></select></label>
+      <label>Topic <select id="r-topic"></select></label>
+      <label>Partition <select id="r-partition"><option value="">all</option></select></label>
+      <label>To <select id="r-to"><option value="earliest">earliest</option>
+        <option value="latest">latest</option><option value="offset">offset</option>
+        <option value="time">time</option></select></label>
+      <label>Offset or time <input id="r-value" placeholder="2026-12-06T10:00:00Z"></label>
+      <button type="button" id="r-preview">Preview</button>
+      <button class="primary" type="submit" id="r-apply">Reset offsets</button>
+    </form>
+    <div class="status" id="r-status">Preview shows where each partition would move; nothing
+      changes until you reset.</div>
+  </section>
   <section class="panel" id="delayed-panel" hidden><h2>Delayed messages
     <small id="delayed-note"></small></h2><div class="cards" id="delayed"></div>
     <div class="lateness" id="delayed-lateness"></div></section>
@@ -216,20 +239,35 @@ button:disabled { opacity: .45; cursor: default; }
       <button id="b-first">First</button>
       <button id="b-prev">Prev</button>
       <button id="b-next">Next</button>
+      <button id="b-last">Last</button>
+      <label>Time <input id="b-time" placeholder="2026-12-06T10:00:00Z"
+        title="ISO 8601 (without a zone: this browser's), a date, or ms since 1970"></label>
+      <button id="b-jump">Jump to time</button>
     </div>
     <div class="table-wrap"><table id="messages">
-      <thead><tr><th class="num">Offset</th><th>Id</th><th class="num">Flag</th>
+      <thead><tr><th class="num">Offset</th><th>Time</th><th class="hide-sm">Id</th>
+        <th class="num">Flag</th>
         <th>Attribute</th><th>Payload</th><th class="num hide-sm">Bytes</th></tr></thead>
       <tbody></tbody>
     </table></div>
     <div class="status" id="b-status">Pick a topic and a partition.</div>
+  </section>
+  <section class="panel" id="produce-panel" hidden>
+    <h2>Produce a test message <small class="admin-tag">admin</small>
+      <small id="p-target"></small></h2>
+    <form id="p-form" class="controls">
+      <label>Payload <input id="p-payload" class="wide" placeholder="hello"></label>
+      <label>Key <input id="p-key" placeholder="optional"></label>
+      <button class="primary" type="submit" id="p-send">Send</button>
+    </form>
+    <div class="status" id="p-status"></div>
   </section>
 </main>
 
 <script>
 (function () {
   'use strict';
-  var state = { snapshot: null, open: {}, browse: { offsets: [], page: null } };
+  var state = { snapshot: null, open: {}, browse: { page: null }, admin: false };
   function $(id) { return document.getElementById(id); }
   // A broker with users wants 'Authorization: Bearer <token>' on every request but the page.
   var token = '';
@@ -245,6 +283,29 @@ button:disabled { opacity: .45; cursor: default; }
       if (response.status === 401) askToken();
       return response;
     });
+  }
+  /** A JSON request with the token; resolves with { ok, status, body } (body parsed). */
+  function send(method, url, body) {
+    var headers = authHeaders();
+    headers['content-type'] = 'application/json';
+    return fetch(url, { method: method, headers: headers, body: JSON.stringify(body) })
+      .then(function (response) {
+        if (response.status === 401) askToken();
+        return response.json().then(function (json) {
+          return { ok: response.ok, status: response.status, body: json };
+        });
+      });
+  }
+  function failure(result) {
+    return result.body && result.body.error ? result.body.error.message : 'HTTP ' + result.status;
+  }
+  /** A time typed in the page: without a zone it is this browser's local time. */
+  function timeText(text) {
+    if (/^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?$/.test(text)) {
+      var local = new Date(text.replace(' ', 'T'));
+      if (!isNaN(local.getTime())) return local.toISOString();
+    }
+    return text;
   }
   function esc(value) {
     return String(value).replace(/[&<>"']/g, function (c) {
@@ -544,6 +605,7 @@ button:disabled { opacity: .45; cursor: default; }
     renderDelayed(s);
     renderErrors(s);
     fillTopicChoices(s);
+    fillResetChoices(s);
   }
 
   function setLive(on) {
@@ -630,19 +692,18 @@ button:disabled { opacity: .45; cursor: default; }
     }
   }
 
-  function load(offset, remember) {
+  /** Loads a page: where is '' (the first messages), 'offset=N', 'last=N...' or 'fromTime=T'. */
+  function load(where) {
     var topic = $('b-topic').value, partition = $('b-partition').value;
     if (!topic || partition === '') return;
     var url = '/v1/topics/' + encodeURIComponent(topic) + '/partitions/' + partition +
-      '/messages?max=' + $('b-max').value + (offset === '' || offset === null ? '' :
-      '&offset=' + encodeURIComponent(offset));
+      '/messages?max=' + $('b-max').value + (where ? '&' + where : '');
     $('b-status').textContent = 'Loading...';
     api(url).then(function (response) {
       return response.json().then(function (body) { return { ok: response.ok, body: body }; });
     }).then(function (result) {
       if (!result.ok) throw new Error(result.body.error ? result.body.error.message : 'failed');
       var page = result.body;
-      if (remember && state.browse.page) state.browse.offsets.push(state.browse.page.offset);
       state.browse.page = page;
       $('b-offset').value = page.offset;
       renderPage(page);
@@ -652,53 +713,178 @@ button:disabled { opacity: .45; cursor: default; }
       $('b-status').innerHTML = '<span class="error-text">' + esc(error.message) + '</span>';
     });
   }
+  function atOffset(offset) {
+    return offset === '' || offset === null || offset === undefined ? '' :
+      'offset=' + encodeURIComponent(offset);
+  }
+  function lastPage() { return 'last=' + $('b-max').value; }
+
+  /** A message's time, from its id: local date and time to the millisecond. */
+  function stamp(iso) {
+    if (!iso) return '<span class="meta">-</span>';
+    var d = new Date(iso);
+    function two(n) { return (n < 10 ? '0' : '') + n; }
+    var ms = String(d.getMilliseconds());
+    while (ms.length < 3) ms = '0' + ms;
+    return d.getFullYear() + '-' + two(d.getMonth() + 1) + '-' + two(d.getDate()) + ' ' +
+      two(d.getHours()) + ':' + two(d.getMinutes()) + ':' + two(d.getSeconds()) + '.' + ms;
+  }
 
   function renderPage(page) {
     $('messages').tBodies[0].innerHTML = page.messages.map(function (m) {
       var preview = m.payload.length > 300 ? m.payload.slice(0, 300) + '...' : m.payload;
+      var attribute = (m.key === null ? '' : 'key=' + m.key + (m.attribute === null ? '' : ' ')) +
+        (m.attribute === null ? '' : m.attribute);
       return '<tr data-offset="' + m.offset + '"><td class="num mono">' + num(m.offset) +
-        '</td><td class="mono">' + esc(m.id) + '</td><td class="num">' + m.flag + '</td><td>' +
-        (m.attribute === null ? '<span class="meta">-</span>' : esc(m.attribute)) +
+        '</td><td class="mono" data-time="' + esc(m.timestamp || '') + '" title="' +
+        esc(m.timestamp || 'no time: forwarded by an uplink') + '">' + stamp(m.timestamp) +
+        '</td><td class="mono hide-sm">' + esc(m.id) + '</td><td class="num">' + m.flag +
+        '</td><td>' + (attribute === '' ? '<span class="meta">-</span>' : esc(attribute)) +
         '</td><td class="payload" title="' + esc(m.payload.slice(0, 2000)) + '">' +
         (m.encoding === 'base64' ? '<span class="badge">base64</span> ' : '') + esc(preview) +
         '</td><td class="num hide-sm">' + num(m.bytes) + '</td></tr>';
-    }).join('') || '<tr><td colspan="6" class="empty">No messages at this offset: the ' +
+    }).join('') || '<tr><td colspan="7" class="empty">No messages at this offset: the ' +
       'partition ends here.</td></tr>';
     $('browse-range').textContent = 'offsets ' + num(page.startOffset) + ' .. ' +
       num(page.endOffset);
     $('b-status').textContent = page.messages.length + ' messages from offset ' +
       num(page.offset) + ', next ' + num(page.nextOffset);
-    $('b-prev').disabled = state.browse.offsets.length === 0;
+    $('b-first').disabled = page.offset <= page.startOffset;
+    $('b-prev').disabled = page.offset <= page.startOffset;
     $('b-next').disabled = page.nextOffset >= page.endOffset;
+    $('b-last').disabled = page.nextOffset >= page.endOffset;
+    $('p-target').textContent = 'to ' + page.topic + ' partition ' + page.partition +
+      ' (with a key: the partition the key picks)';
   }
 
   $('b-topic').addEventListener('change', function () {
     fillPartitions();
-    state.browse = { offsets: [], page: null };
-    load(null, false);
+    state.browse = { page: null };
+    load('');
   });
   $('b-partition').addEventListener('change', function () {
-    state.browse = { offsets: [], page: null };
-    load(null, false);
+    state.browse = { page: null };
+    load('');
   });
   $('b-max').addEventListener('change', function () {
-    load(state.browse.page ? state.browse.page.offset : null, false);
+    load(state.browse.page ? atOffset(state.browse.page.offset) : '');
   });
   $('b-go').addEventListener('click', function () {
-    state.browse.offsets = [];
-    load($('b-offset').value.trim(), false);
+    load(atOffset($('b-offset').value.trim()));
   });
-  $('b-first').addEventListener('click', function () {
-    state.browse = { offsets: [], page: null };
-    load(null, false);
-  });
+  $('b-first').addEventListener('click', function () { load(''); });
   $('b-next').addEventListener('click', function () {
-    if (state.browse.page) load(state.browse.page.nextOffset, true);
+    if (state.browse.page) load(atOffset(state.browse.page.nextOffset));
   });
+  // The page before this one: the last page's worth of messages before its first offset.
   $('b-prev').addEventListener('click', function () {
-    var previous = state.browse.offsets.pop();
-    if (previous !== undefined) load(previous, false);
+    if (state.browse.page) load(lastPage() + '&before=' + state.browse.page.offset);
   });
+  $('b-last').addEventListener('click', function () { load(lastPage()); });
+  $('b-jump').addEventListener('click', function () {
+    var text = $('b-time').value.trim();
+    if (text) load('fromTime=' + encodeURIComponent(timeText(text)));
+  });
+  $('b-time').addEventListener('keydown', function (event) {
+    if (event.key === 'Enter') $('b-jump').click();
+  });
+
+  // Admin: produce a test message to the partition being browsed, then show the last page.
+  $('p-form').addEventListener('submit', function (event) {
+    event.preventDefault();
+    var topic = $('b-topic').value, partition = Number($('b-partition').value);
+    if (!topic || $('b-partition').value === '') return;
+    // A key picks its partition (as every producer's does); without one, the browsed one.
+    var message = { payload: $('p-payload').value };
+    if ($('p-key').value) message.key = $('p-key').value;
+    else message.partition = partition;
+    $('p-status').textContent = 'Sending...';
+    send('POST', '/v1/topics/' + encodeURIComponent(topic) + '/messages',
+      { messages: [message] }).then(function (result) {
+      if (!result.ok) throw new Error(failure(result));
+      var stored = result.body.results[0];
+      $('p-status').innerHTML = 'Stored in ' + esc(topic) + '-<b id="p-partition">' +
+        stored.partition + '</b> at offset <b id="p-offset">' + stored.offset + '</b>.';
+      $('b-partition').value = String(stored.partition);
+      load(lastPage());
+    }).catch(function (error) {
+      $('p-status').innerHTML = '<span class="error-text">' + esc(error.message) + '</span>';
+    });
+  });
+
+  // Admin: reset a group's offsets, previewed first as a dry run.
+  function fillResetChoices(s) {
+    if (!state.admin || s.groups === null) return;
+    fillSelect($('r-group'), s.groups.map(function (g) { return g.group; }));
+    fillSelect($('r-topic'), s.topics.map(function (t) { return t.name; }));
+    var topic = s.topics.filter(function (t) { return t.name === $('r-topic').value; })[0];
+    var count = topic ? Math.max(topic.numPartitions, topic.partitions.length) : 0;
+    var partitions = [''];
+    for (var i = 0; i < count; i++) partitions.push(String(i));
+    fillSelect($('r-partition'), partitions, function (v) { return v === '' ? 'all' : v; });
+  }
+  /** Replaces a select's options only when they changed, keeping the choice. */
+  function fillSelect(select, values, label) {
+    var existing = Array.prototype.map.call(select.options, function (o) { return o.value; });
+    if (existing.join('\n') === values.join('\n')) return;
+    var current = select.value;
+    select.innerHTML = values.map(function (v) {
+      return '<option value="' + esc(v) + '">' + esc(label ? label(v) : v) + '</option>';
+    }).join('');
+    if (values.indexOf(current) >= 0) select.value = current;
+  }
+  function resetRequest(dryRun) {
+    var body = { topic: $('r-topic').value };
+    if ($('r-partition').value !== '') body.partition = Number($('r-partition').value);
+    var to = $('r-to').value, value = $('r-value').value.trim();
+    if (to === 'offset') body.to = /^\d+$/.test(value) ? Number(value) : value;
+    else if (to === 'time') body.toTime = timeText(value);
+    else body.to = to;
+    if (dryRun) body.dryRun = true;
+    return send('POST', '/v1/groups/' + encodeURIComponent($('r-group').value) + '/reset', body);
+  }
+  function committedOf(group, topic, partition) {
+    var g = (state.snapshot.groups || []).filter(function (x) { return x.group === group; })[0];
+    var p = g && g.partitions.filter(function (x) {
+      return x.topic === topic && x.partition === partition;
+    })[0];
+    return p ? num(p.committedOffset) : 'none';
+  }
+  function showReset(result, dryRun) {
+    if (!result.ok) throw new Error(failure(result));
+    var group = result.body.group;
+    $('r-status').innerHTML = (dryRun ? 'Would move ' : 'Moved ') + esc(group) + ': ' +
+      result.body.reset.map(function (r) {
+        return '<span data-reset="' + esc(r.topic + '/' + r.partition) + '" data-value="' +
+          r.offset + '">' + esc(r.topic) + '-' + r.partition + ' ' +
+          (dryRun ? committedOf(group, r.topic, r.partition) + ' &rarr; ' : 'to ') +
+          num(r.offset) + '</span>';
+      }).join(', ') + (dryRun ? '. Reset to apply.' : '.');
+  }
+  function resetFailed(error) {
+    $('r-status').innerHTML = '<span class="error-text">' + esc(error.message) + '</span>';
+  }
+  $('r-topic').addEventListener('change', function () {
+    if (state.snapshot) fillResetChoices(state.snapshot);
+  });
+  $('r-preview').addEventListener('click', function () {
+    resetRequest(true).then(function (r) { showReset(r, true); }).catch(resetFailed);
+  });
+  $('r-form').addEventListener('submit', function (event) {
+    event.preventDefault();
+    resetRequest(false).then(function (r) { showReset(r, false); }).catch(resetFailed);
+  });
+
+  /** Shows the admin forms when this token (or a broker without users) may use them. */
+  function checkAdmin() {
+    api('/v1/whoami').then(function (r) { return r.ok ? r.json() : null; }).then(function (me) {
+      state.admin = !!(me && me.admin);
+      document.body.setAttribute('data-role', state.admin ? 'admin' : 'user');
+      $('produce-panel').hidden = !state.admin;
+      $('reset-panel').hidden = !state.admin;
+      if (state.snapshot) fillResetChoices(state.snapshot);
+    }).catch(function () {});
+  }
 
   function route() {
     var hash = location.hash || '#/';
@@ -716,10 +902,10 @@ button:disabled { opacity: .45; cursor: default; }
       }
       if (query.get('partition')) $('b-partition').value = query.get('partition');
       if (!state.browse.page || String(state.browse.page.offset) !== query.get('offset')) {
-        load(query.get('offset'), false);
+        load(atOffset(query.get('offset')));
       }
     } else if (!state.browse.page && $('b-topic').value) {
-      load(null, false);
+      load('');
     }
   }
   window.addEventListener('hashchange', route);
@@ -735,6 +921,7 @@ button:disabled { opacity: .45; cursor: default; }
     }).catch(function () {});
     route();
     connect();
+    checkAdmin();
   }
   $('login').addEventListener('submit', function (event) {
     event.preventDefault();

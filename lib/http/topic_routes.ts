@@ -90,11 +90,7 @@ export function registerTopicRoutes(app: Hono, context: AdminContext): void {
   app.get("/v1/topics/:topic/partitions/:partition/messages", (c) => {
     const topic = userTopicParam(c.req.param("topic"));
     const partition = partitionParam(c.req.param("partition"));
-    const start = fetchStartParam(
-      c.req.query("offset"),
-      c.req.query("last"),
-      c.req.query("fromTime"),
-    );
+    const start = fetchStartParam(c.req.query());
     const max = integerParam("max", c.req.query("max"), {
       min: 1,
       max: HTTP_FETCH_MESSAGES_MAX,
@@ -238,15 +234,16 @@ async function catalogueCommand(context: AdminContext, args: string[]): Promise<
 type FetchStart =
   | { readonly kind: "offset"; readonly offset: number }
   | { readonly kind: "earliest" }
-  | { readonly kind: "last"; readonly count: number }
+  | { readonly kind: "last"; readonly count: number; readonly before?: number }
   | { readonly kind: "time"; readonly timeMs: number };
 
-/** At most one of `offset`, `last` and `fromTime`; none starts at the first stored record. */
-function fetchStartParam(
-  offset: string | undefined,
-  last: string | undefined,
-  fromTime: string | undefined,
-): FetchStart {
+/**
+ * At most one of `offset`, `last` and `fromTime`; none starts at the first stored record.
+ * `before=OFFSET` (with `last` only) counts the last N before that offset instead of the end:
+ * the page before a page.
+ */
+function fetchStartParam(query: Record<string, string>): FetchStart {
+  const { offset, last, fromTime, before } = query;
   const given = [["offset", offset], ["last", last], ["fromTime", fromTime]]
     .filter(([, value]) => value !== undefined).map(([name]) => name);
   if (given.length > 1) {
@@ -256,7 +253,7 @@ function fetchStartParam(
   if (last !== undefined) {
     const count = integerParam("last", last, { min: 1, max: 2 ** 31 - 1, default: 0 });
     if (count === 0) throw new BrokerError("badRequest", "last: give a number of messages");
-    return { kind: "last", count };
+    return { kind: "last", count, before: before === undefined ? undefined : offsetParam(before) };
   }
   if (fromTime !== undefined) {
     const timeMs = parseTimeText(fromTime);
@@ -265,6 +262,7 @@ function fetchStartParam(
     }
     return { kind: "time", timeMs };
   }
+  if (before !== undefined) throw new BrokerError("badRequest", "before goes with last=N only");
   return { kind: "earliest" };
 }
 
@@ -282,9 +280,28 @@ async function startOffset(
   const bounds = await reads.bounds(topic, partition) ?? { start: 0, end: 0 };
   if (start.kind === "earliest") return bounds.start;
   const reader = reads.reader(topic, partition);
-  return start.kind === "last"
-    ? await offsetOfLast(reader, bounds, start.count)
-    : await offsetForTime(reader, bounds, start.timeMs);
+  if (start.kind === "time") return await offsetForTime(reader, bounds, start.timeMs);
+  if (start.before === undefined) return await offsetOfLast(reader, bounds, start.count);
+  if (start.before < bounds.start || start.before > bounds.end) {
+    throw new BrokerError(
+      "invalidOffset",
+      `before ${start.before} is outside partition ${topic}-${partition} ` +
+        `(${bounds.start}..${bounds.end})`,
+    );
+  }
+  if (start.before < bounds.end) await checkRecordStart(reads, topic, partition, start.before);
+  return await offsetOfLast(reader, { start: bounds.start, end: start.before }, start.count);
+}
+
+/** Refuses an offset where no valid record starts (a page of one record reads it). */
+async function checkRecordStart(
+  reads: PartitionReads,
+  topic: string,
+  partition: number,
+  offset: number,
+): Promise<void> {
+  const page = await reads.page({ topic, partition, offset, countMax: 1, bytesMax: 1 });
+  if (page.kind === "refused") throw page.error;
 }
 
 interface FetchRequest {
@@ -339,7 +356,18 @@ async function fetchMessages(context: AdminContext, request: FetchRequest): Prom
   }
   const bounds = await reads.bounds(topic, partition);
   if (!bounds) throw readRefusal(topic, partition);
-  const nextOffset = page.kind === "records" ? page.nextOffset : offset;
+  // The page before a page ends where that page begins.
+  const until = request.start.kind === "last" ? request.start.before : undefined;
+  const records = page.kind !== "records"
+    ? []
+    : until === undefined
+    ? page.records
+    : page.records.filter((record) => record.offset < until);
+  const nextOffset = page.kind !== "records"
+    ? offset
+    : records.length === page.records.length
+    ? page.nextOffset
+    : until!;
   if (page.kind === "end" && offset > bounds.end) {
     miss();
     throw BrokerError.verbatim("notFound", `Could not find message at position ${offset}`);
@@ -351,9 +379,7 @@ async function fetchMessages(context: AdminContext, request: FetchRequest): Prom
     nextOffset,
     startOffset: bounds.start,
     endOffset: Math.max(bounds.end, nextOffset),
-    messages: page.kind === "records"
-      ? page.records.map((record) => recordToJson(record, request.encoding))
-      : [],
+    messages: records.map((record) => recordToJson(record, request.encoding)),
   });
 }
 

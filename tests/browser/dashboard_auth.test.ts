@@ -1,7 +1,7 @@
 /**
  * The dashboard of a broker with users, in headless Chromium: the page asks for a token, a wrong
  * one is refused, the right one (kept in the browser) brings the live view, and a reload goes
- * straight in with the kept token.
+ * straight in with the kept token. Only an admin's token brings the admin forms.
  */
 import { expect, test } from "bun:test";
 import * as fs from "node:fs";
@@ -16,6 +16,7 @@ import { requireChromium } from "./chromium.ts";
 
 const WAIT_MS = 10_000;
 const TOKEN = "viewer-token-0123456789";
+const ADMIN_TOKEN = "admin-token-0123456789";
 
 test("the dashboard asks for a token, refuses a wrong one, and goes live with the right one", async () => {
   const executablePath = requireChromium();
@@ -23,7 +24,8 @@ test("the dashboard asks for a token, refuses a wrong one, and goes live with th
   const running = await assemble({
     config: buildConfig({
       fileText: `[system]\ndataPath=${temp.path}\n[topic=*]\n` +
-        `[user=viewer]\ntoken=${TOKEN}\nconsume=*\nproduce=*\n`,
+        `[user=viewer]\ntoken=${TOKEN}\nconsume=*\nproduce=*\n` +
+        `[user=ops]\ntoken=${ADMIN_TOKEN}\nadmin=true\n`,
       overrides: { serverPort: "0", dashboardHttpPort: "0" },
     }),
     logger: silentLogger,
@@ -64,9 +66,18 @@ test("the dashboard asks for a token, refuses a wrong one, and goes live with th
     expect(await page.isHidden("#login")).toBe(true);
     await page.waitForFunction(() => document.querySelector("#live-text")?.textContent === "live");
     expect(await page.evaluate(() => localStorage.getItem("metaq.token"))).toBe(TOKEN);
+    // A user who is not an admin does not get the admin forms.
+    await page.waitForSelector('body[data-role="user"]', { timeout: WAIT_MS });
+    expect(await page.isHidden("#reset-panel")).toBe(true);
+    expect(await page.isHidden("#produce-panel")).toBe(true);
     await page.reload();
     await page.waitForSelector(messages, { timeout: WAIT_MS });
     expect(await page.isHidden("#login")).toBe(true);
+    // An admin's token does.
+    await page.evaluate((token) => localStorage.setItem("metaq.token", token), ADMIN_TOKEN);
+    await page.reload();
+    await page.waitForSelector('body[data-role="admin"]', { timeout: WAIT_MS });
+    expect(await page.isVisible("#reset-panel")).toBe(true);
     expect(pageErrors).toEqual([]);
   } finally {
     await context.close();

@@ -551,7 +551,17 @@ describe("produce and fetch", () => {
     expect(after.body).toMatchObject({ offset: end, nextOffset: end, messages: [] });
     const before = await json(app.request(`${path}?fromTime=2020-01-01`));
     expect(before.body.offset).toBe(all[0].offset);
+    // The page before a page: the last N before an offset, ending there.
+    const pageBefore = await json(app.request(`${path}?last=2&before=${all[4].offset}`));
+    expect(pageBefore.body.messages.map((m: { payload: string }) => m.payload))
+      .toEqual(["s2", "s3"]);
+    expect(pageBefore.body.nextOffset).toBe(all[4].offset);
+    const first = await json(app.request(`${path}?last=5&before=${all[2].offset}&max=10`));
+    expect(first.body.messages.map((m: { payload: string }) => m.payload)).toEqual(["s0", "s1"]);
     const cases: [string, string][] = [
+      ["last=2&before=3", "invalidOffset"],
+      ["last=2&before=999999", "invalidOffset"],
+      ["before=0", "badRequest"],
       ["last=0", "badRequest"],
       ["last=x", "badRequest"],
       ["last=", "badRequest"],
