@@ -219,6 +219,19 @@ test(
       await page.waitForSelector("#r-status .error-text", { timeout: WAIT_MS });
       expect(await committedOffset(base)).toBe(stored[2 * BATCH].offset);
       await page.screenshot({ path: path.join(OUTPUT, "dashboard-reset.png"), fullPage: true });
+      // Both views fit a phone's width (tables scroll inside their panels).
+      await page.setViewportSize({ width: 390, height: 844 });
+      for (const view of ["#nav-overview", "#nav-browse"]) {
+        await page.click(view);
+        const overflow = await page.evaluate(() =>
+          document.documentElement.scrollWidth - document.documentElement.clientWidth
+        );
+        expect([view, overflow]).toEqual([view, 0]);
+      }
+      await page.screenshot({
+        path: path.join(OUTPUT, "dashboard-browse-phone.png"),
+        fullPage: true,
+      });
       expect(pageErrors).toEqual([]);
     } finally {
       await context.close();
