@@ -832,8 +832,27 @@ export class Raft {
     this.#electionElapsed++;
     this.#leaderContactTicks++;
     if (this.#electionElapsed < this.#electionTimeoutTicks) return;
-    if (this.#mayCampaign()) this.#campaign(true, false);
-    else this.#resetElectionTimer();
+    if (this.#mayCampaign()) return this.#campaign(true, false);
+    this.#resetElectionTimer();
+    if (this.#repair && this.#isVoter()) this.#callLeader();
+  }
+
+  /**
+   * A copy in repair may not campaign, yet only its leader can repair it: a sleeping leader
+   * that missed its restart (the driver's peerChanged came before the copy was open here, or
+   * the heartbeat it woke for was lost) would sleep on and leave it in repair for good. So it
+   * asks the voters for pre-votes it will not follow up (it stays a follower, their replies
+   * are ignored): what any follower that lost patience sends, and what wakes a sleeping leader
+   * (#wakeFor). It changes no term, and a live leader refuses it.
+   */
+  #callLeader(): void {
+    const term = this.#campaignTerm();
+    const last = this.#lastPosition();
+    for (const peer of this.#voters) {
+      if (peer !== this.id) {
+        this.#send({ kind: "vote", to: peer, term, pre: true, transfer: false, last });
+      }
+    }
   }
 
   #tickLeader(): void {

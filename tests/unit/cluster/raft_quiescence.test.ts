@@ -163,3 +163,32 @@ test("a sleeping leader told that a copy's node changed finds the copy's lost ta
   expect(entryTexts(node3.log)).toEqual(["a", "b"]);
   expect(cluster.leaders()).toEqual([1]);
 });
+
+test("a copy restarted into repair that its sleeping leader never heard of wakes the leader and is repaired", () => {
+  const cluster = new TestCluster(3, QUIESCE);
+  cluster.elect(1);
+  cluster.node(1).raft.propose(bytesOf("a"), 1);
+  cluster.settle();
+  cluster.node(1).raft.propose(bytesOf("b"), 2);
+  cluster.settle();
+  cluster.tick(TIMING.heartbeatTicks * 3);
+  expect(quietNodes(cluster)).toEqual([1, 2, 3]);
+  const term = cluster.node(1).status.term;
+  // Node 3 comes back without its last record and in repair mode (its log was found damaged);
+  // the signal that wakes a sleeping leader for a changed copy (peerChanged) is lost.
+  const node3 = cluster.node(3);
+  const [, second] = node3.log.entries;
+  node3.log.truncate({ offset: second.offset, epoch: term });
+  node3.restart({ repair: {} });
+  expect(node3.status.repair).toBeDefined();
+  // A repairing copy may not campaign, but it tells the voters it lost its leader; the
+  // leader wakes, heartbeats, and refills the copy, which leaves repair. Nobody is deposed.
+  cluster.tick(TIMING.electionTicksMax * 3);
+  expect(entryTexts(node3.log)).toEqual(["a", "b"]);
+  expect(node3.status.repair).toBeUndefined();
+  expect(cluster.leaders()).toEqual([1]);
+  expect(cluster.node(1).status.term).toBe(term);
+  // Then the group sleeps again.
+  cluster.tick(TIMING.heartbeatTicks * 3);
+  expect(quietNodes(cluster)).toEqual([1, 2, 3]);
+});

@@ -1,5 +1,10 @@
 import { describe, expect, test } from "bun:test";
-import type { AppendReplyMessage, Message, NodeId } from "../../../lib/cluster/messages.ts";
+import type {
+  AppendReplyMessage,
+  Message,
+  NodeId,
+  VoteMessage,
+} from "../../../lib/cluster/messages.ts";
 import { MemoryRaftLog } from "../../../lib/cluster/raft_log.ts";
 import { bytesOf, entryTexts, TestCluster, type TestNode, TIMING } from "./harness.ts";
 
@@ -71,9 +76,27 @@ describe("repair mode", () => {
     expect(granted(answer(damaged, voteRequest(2, 3, 5, true)))).toBe(false);
     expect(granted(answer(damaged, voteRequest(2, 3, 5)))).toBe(false);
     cluster.isolate(3);
+    const term = damaged.status.term;
     for (let tick = 0; tick < 5 * TIMING.electionTicksMax; tick++) damaged.raft.tick();
     expect(damaged.status.role).toBe("follower");
-    expect(damaged.drain().some((m) => m.kind === "vote")).toBe(false);
+    expect(damaged.status.term).toBe(term);
+    // Hearing no leader, it only calls for one (pre-votes that wake a sleeping leader) ...
+    const sent = damaged.drain().filter((m): m is VoteMessage => m.kind === "vote");
+    expect(sent.length).toBeGreaterThan(0);
+    expect(sent.every((m) => m.pre && m.term === term + 1)).toBe(true);
+    // ... and never follows them up, even when they are granted.
+    for (const from of [1, 2]) {
+      damaged.raft.step({
+        kind: "voteReply",
+        from,
+        to: 3,
+        term: term + 1,
+        pre: true,
+        granted: true,
+      });
+    }
+    expect(damaged.status.role).toBe("follower");
+    expect(damaged.drain().some((m) => m.kind === "vote" && !m.pre)).toBe(false);
   });
 
   test("it leaves repair once it holds an own-term commit of the leader and its former end", () => {
@@ -251,10 +274,11 @@ describe("repair behind a base chosen by an operator (force-recover)", () => {
     // The base's request is granted although its log is shorter than ours.
     const base: Message = { ...voteRequest(2, 3, term + 1), last: { offset: 0, epoch: 0 } };
     expect(granted(answer(follower, base))).toBe(true);
-    // It never campaigns itself.
+    // It never campaigns itself (its calls for a leader are pre-votes it does not follow up).
     cluster.isolate(3);
     for (let tick = 0; tick < 5 * TIMING.electionTicksMax; tick++) follower.raft.tick();
-    expect(follower.drain().some((m) => m.kind === "vote")).toBe(false);
+    expect(follower.drain().some((m) => m.kind === "vote" && !m.pre)).toBe(false);
+    expect(follower.status.role).toBe("follower");
     // Its acks count for the base only: a heartbeat from anyone else hears "not counted".
     const heartbeat = (from: NodeId): Message => ({
       kind: "append",
