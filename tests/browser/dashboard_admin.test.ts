@@ -91,6 +91,8 @@ test(
       executablePath,
       args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"],
       viewport: { width: 1280, height: 1000 },
+      // The browser's zone is not the broker's: times are shown and typed in the browser's.
+      timezoneId: "Asia/Shanghai",
     });
     try {
       const page = context.pages()[0] ?? await context.newPage();
@@ -129,6 +131,19 @@ test(
 
       // Jump to the second batch's time: its first message comes first.
       await page.fill("#b-time", stored[BATCH].timestamp);
+      await page.click("#b-jump");
+      await waitForFirstRow(page, stored[BATCH].offset);
+      // The time column is in the browser's zone (UTC+8, no daylight saving), and a time typed
+      // without a zone is read in it too.
+      const local = new Date(Date.parse(stored[BATCH].timestamp) + 8 * 3600_000).toISOString()
+        .slice(0, 23);
+      expect(
+        await page.textContent(`#messages tr[data-offset="${stored[BATCH].offset}"] td[data-time]`),
+      )
+        .toBe(local.replace("T", " "));
+      await page.click("#b-first");
+      await waitForFirstRow(page, stored[0].offset);
+      await page.fill("#b-time", local);
       await page.click("#b-jump");
       await waitForFirstRow(page, stored[BATCH].offset);
       // A time after every message lands at the end, with nothing to show.
