@@ -76,7 +76,7 @@ interface Plan {
   readonly timeoutS: number;
   readonly binary: string;
   readonly work: string;
-  /** Only rows 7 and 7b (the 3-node runs). */
+  /** Only rows 7, 7b, 7p and 7c/7cp (the 3-node runs and the R=1 broker beside them). */
   readonly replicatedOnly: boolean;
 }
 
@@ -226,8 +226,23 @@ const ROWS: readonly Row[] = [
     durability: "fsyncR3",
   },
   {
+    id: "replicatedBatched",
+    label: "7p. the same, metaq through its Producer (batched put); peers as in row 7b",
+    better: "higher",
+    perSize: true,
+    durability: "fsyncR3",
+    peersFrom: "replicatedDurable",
+  },
+  {
     id: "replicationCost",
-    label: "7c. metaq R=3 (ack=quorum) / R=1 (row 2), fsync before ack",
+    label: "7c. metaq R=3 / R=1, fsync before ack, plain puts (7b / an R=1 broker taking turns)",
+    better: "higher",
+    perSize: true,
+    durability: "fsyncR3",
+  },
+  {
+    id: "replicationCostBatched",
+    label: "7cp. metaq R=3 / R=1, fsync before ack, through the Producer (7p / R=1 taking turns)",
     better: "higher",
     perSize: true,
     durability: "fsyncR3",
@@ -903,9 +918,10 @@ async function firstMessage(
 // ---------------------------------------------------------------- replication
 
 /**
- * Rows 7 and 7b: JetStream R=3 on a 3-node loopback cluster (default sync, then
- * `sync_interval: always`), metaq R=3 (`--fsync interval:1000`, then its defaults); row 7c is
- * metaq's R=3 fsync-before-ack rate over its R=1 one (row 2).
+ * Rows 7, 7b and 7p: JetStream R=3 on a 3-node loopback cluster (default sync, then
+ * `sync_interval: always`), metaq R=3 (`--fsync interval:1000`, then its defaults; 7p through
+ * the Producer). Rows 7c and 7cp are metaq's R=3 fsync-before-ack rates over those of an R=1
+ * broker measured in turn with the cluster (plain puts, then the Producer).
  */
 async function runReplicated(plan: Plan, cells: Cells, conditions: string[]): Promise<void> {
   if (plan.systems.includes("nats")) {
@@ -956,54 +972,128 @@ async function runReplicated(plan: Plan, cells: Cells, conditions: string[]): Pr
     );
     return;
   }
-  // Row 7 in the fastest mode (fsync once a second, as JetStream acks without fsync); row 7b
-  // with the defaults (a quorum has fsynced before the ack).
-  const modes = [
-    { row: "replicated", args: ["--fsync", "interval:1000"] },
-    { row: "replicatedDurable", args: [] },
-  ];
-  for (const mode of modes) {
-    const cluster = await startMetaqCluster({
-      binary: plan.binary,
-      dir: path.join(plan.work, `mq-r3-${mode.row}`),
-      args: mode.args,
-    });
-    try {
-      for (const size of replicatedSizes(plan)) {
-        const results = await interleaved(
-          plan,
-          new Map([["metaq" as System, cluster]]),
-          "produce",
-          (_system, attempt) => ({
-            target: `replicated${size}r${attempt}`,
-            size,
-            messages: plan.messages,
-            capMs: plan.produceMs,
-          }),
-          plan.repeat,
-          // Puts to a follower are forwarded: send straight to the partition's leader instead.
-          async (_system, run, flags) => run([await metaqLeaderPort(cluster.ports, flags.target)]),
-        );
-        cells.set(key(mode.row, size, "metaq"), throughputCell(median(results.get("metaq"))));
-      }
-    } catch (error) {
-      log(`metaq R=3 (${mode.row}) failed: ${describeError(error)}`);
-    } finally {
-      await cluster.stop();
+  // Row 7 in the fastest mode (fsync once a second, as JetStream acks without fsync).
+  await metaqReplicatedRows(plan, cells, {
+    label: "replicated",
+    args: ["--fsync", "interval:1000"],
+    r3: { connection: "replicated" },
+  });
+  // Rows 7b and 7p with the defaults (a quorum has fsynced before the ack), and beside the
+  // cluster an R=1 broker that fsyncs before its acks (row 2's), taking turns with it: 7c and
+  // 7cp compare like with like, plain puts with plain puts and batches with batches, measured
+  // under the same load.
+  const r1 = await metaqReplicatedRows(plan, cells, {
+    label: "replicatedDurable",
+    args: [],
+    r3: { connection: "replicatedDurable", producer: "replicatedBatched" },
+    withR1: true,
+  });
+  for (const size of replicatedSizes(plan)) {
+    const costs = [
+      { row: "replicationCost", r3: "replicatedDurable", r1: r1.get(`connection|${size}`) },
+      { row: "replicationCostBatched", r3: "replicatedBatched", r1: r1.get(`producer|${size}`) },
+    ];
+    for (const cost of costs) {
+      const r3 = cells.get(key(cost.r3, size, "metaq"))?.value;
+      if (r3 === undefined || cost.r1 === undefined || cost.r1 === 0) continue;
+      cells.set(key(cost.row, size, "metaq"), {
+        value: r3 / cost.r1,
+        text: `${(r3 / cost.r1).toFixed(2)}x (${rateText(r3)} / ${rateText(cost.r1)})`,
+      });
     }
-  }
-  for (const size of plan.sizes) {
-    const r3 = cells.get(key("replicatedDurable", size, "metaq"))?.value;
-    const r1 = cells.get(key("durable", size, "metaq"))?.value;
-    if (r3 === undefined || r1 === undefined || r1 === 0) continue;
-    cells.set(key("replicationCost", size, "metaq"), {
-      value: r3 / r1,
-      text: `${(r3 / r1).toFixed(2)}x (${rateText(r3)} / ${rateText(r1)})`,
-    });
   }
 }
 
-/** The sizes rows 7 and 7b run at: all of them, or the first one with --quick (time). */
+/**
+ * One metaq 3-node cluster (`args` added to each node's command line) and, with `withR1`, a
+ * single broker that fsyncs before its acks; every produce variant (plain puts, the Producer)
+ * runs on each of them in turn, the order rotated each repeat. The R=3 medians go to the rows
+ * named in `r3`; the R=1 medians are returned, keyed `api|size`.
+ */
+async function metaqReplicatedRows(
+  plan: Plan,
+  cells: Cells,
+  mode: {
+    label: string;
+    args: readonly string[];
+    r3: { connection: string; producer?: string };
+    withR1?: boolean;
+  },
+): Promise<Map<string, number>> {
+  const r1Rates = new Map<string, number>();
+  let cluster: ServerHandle | undefined;
+  let single: ServerHandle | undefined;
+  try {
+    cluster = await startMetaqCluster({
+      binary: plan.binary,
+      dir: path.join(plan.work, `mq-r3-${mode.label}`),
+      args: mode.args,
+    });
+    if (mode.withR1) {
+      single = await startMetaq({
+        binary: plan.binary,
+        dir: path.join(plan.work, `mq-r1-${mode.label}`),
+        flush: "group",
+      });
+    }
+    const apis = (mode.r3.producer ? ["connection", "producer"] : ["connection"]) as (
+      | "connection"
+      | "producer"
+    )[];
+    const variants = apis.flatMap((api) => [
+      { api, replicas: 3, server: cluster! },
+      ...(single ? [{ api, replicas: 1, server: single }] : []),
+    ]);
+    for (const size of replicatedSizes(plan)) {
+      const runs = new Map<string, Run[]>(variants.map((v) => [`${v.api}|${v.replicas}`, []]));
+      for (let attempt = 0; attempt < plan.repeat; attempt++) {
+        for (let index = 0; index < variants.length; index++) {
+          const variant = variants[(index + attempt) % variants.length];
+          const name = `${variant.api}|${variant.replicas}`;
+          const flags: ClientFlags = {
+            target: `r${variant.replicas}${variant.api}${size}r${attempt}`,
+            size,
+            messages: plan.messages,
+            capMs: plan.produceMs,
+            metaqApi: variant.api,
+          };
+          try {
+            // Puts to a follower are forwarded: send straight to the partition's leader instead.
+            const ports = variant.replicas === 3
+              ? [await metaqLeaderPort(variant.server.ports, flags.target)]
+              : variant.server.ports;
+            const result = await runClient("metaq", "produce", ports, flags);
+            log(
+              `  metaq R=${variant.replicas} ${variant.api} ${size} B: ${
+                summary("produce", result)
+              }`,
+            );
+            runs.get(name)!.push({ ...result, attempt });
+          } catch (error) {
+            log(
+              `  metaq R=${variant.replicas} ${variant.api} ${size} B failed: ${
+                describeError(error)
+              }`,
+            );
+          }
+        }
+      }
+      for (const api of apis) {
+        const row = api === "producer" ? mode.r3.producer! : mode.r3.connection;
+        cells.set(key(row, size, "metaq"), throughputCell(median(runs.get(`${api}|3`))));
+        const r1 = median(runs.get(`${api}|1`));
+        if (r1) r1Rates.set(`${api}|${size}`, r1.messagesPerSecond);
+      }
+    }
+  } catch (error) {
+    log(`metaq R=3 (${mode.label}) failed: ${describeError(error)}`);
+  } finally {
+    await Promise.all([cluster?.stop(), single?.stop()]);
+  }
+  return r1Rates;
+}
+
+/** The sizes rows 7, 7b and 7p run at: all of them, or the first one with --quick (time). */
 function replicatedSizes(plan: Plan): readonly number[] {
   return plan.quick ? plan.sizes.slice(0, 1) : plan.sizes;
 }
@@ -1277,9 +1367,10 @@ function renderReport(
     "unflushThreshold=1000000, unflushInterval=1000 ms; NATS JetStream file store with its default",
     "sync_interval (2 min); Redis AOF appendfsync everysec. Fsync before ack: metaq group commit (its",
     "default), NATS `sync_interval: always`, Redis `appendfsync always`. R=3: metaq ack=quorum with",
-    "`--fsync interval:1000` (7) or its default fsync=always (7b); NATS R=3 stream with the same two",
-    "sync settings. RSS is sampled every 50 ms during the consume; server CPU per message is the",
-    "server's user+system time over the consume (/proc/PID/stat, 10 ms ticks) divided by the messages.",
+    "`--fsync interval:1000` (7) or its default fsync=always (7b, 7p); NATS R=3 stream with the same",
+    "two sync settings; 7c/7cp divide by an R=1 broker (fsync before ack) run in turn with the",
+    "cluster. RSS is sampled every 50 ms during the consume; server CPU per message is the server's",
+    "user+system time over the consume (/proc/PID/stat, 10 ms ticks) divided by the messages.",
   ].join("\n");
 }
 
