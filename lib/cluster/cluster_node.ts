@@ -15,7 +15,7 @@ import { type CancelTimer, sleep, type Timers } from "../timers.ts";
 import type { ClusterSettings } from "./cluster_config.ts";
 import {
   decodeEnvelope,
-  encodeEnvelopeAfter,
+  encodeEnvelopeParts,
   type Envelope,
   type NodeInfo,
   type Question,
@@ -493,8 +493,8 @@ export class ClusterNode implements Logs {
     const transport = this.#transport;
     // Asked first: encoding a large append only to drop it would copy it for nothing.
     if (!transport?.canSend(to, mustDeliver)) return false;
-    const framed = encodeEnvelopeAfter(envelope, PEER_FRAME_HEADER_BYTES);
-    return transport.sendFramed(to, framed, mustDeliver);
+    const framed = encodeEnvelopeParts(envelope, PEER_FRAME_HEADER_BYTES);
+    return transport.sendFramed(to, framed.length === 1 ? framed[0] : framed, mustDeliver);
   }
 
   /** Hands leadership away (graceful stop), waits briefly, then stops everything. */

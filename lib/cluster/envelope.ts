@@ -16,7 +16,13 @@
  * beat      0x08 | (nothing): "this node is alive", once per heartbeat interval per peer
  * ```
  */
-import { decodeMessage, encodedMessageBytes, encodeMessageInto, type Message } from "./messages.ts";
+import {
+  decodeMessage,
+  encodedMessageBytes,
+  encodeMessageInto,
+  encodeMessageParts,
+  type Message,
+} from "./messages.ts";
 
 export interface NodeInfo {
   readonly nodeId: number;
@@ -152,6 +158,22 @@ export function encodeEnvelopeAfter(envelope: Envelope, headerBytes: number): Ui
       return out;
     }
   }
+}
+
+/**
+ * Like encodeEnvelopeAfter, as parts sent one after the other: a Raft message's large entries
+ * are the caller's buffers, not copies (see encodeMessageParts). The first part starts with
+ * `headerBytes` free bytes.
+ */
+export function encodeEnvelopeParts(envelope: Envelope, headerBytes: number): Uint8Array[] {
+  if (envelope.kind !== "raft") return [encodeEnvelopeAfter(envelope, headerBytes)];
+  const name = encoder.encode(envelope.group);
+  const parts = encodeMessageParts(0, envelope.message, headerBytes + 3 + name.length);
+  const first = parts[0];
+  first[headerBytes] = 1;
+  new DataView(first.buffer, first.byteOffset).setUint16(headerBytes + 1, name.length);
+  first.set(name, headerBytes + 3);
+  return parts;
 }
 
 /** Decodes a peer frame; a string says why it is malformed (the caller drops it). */

@@ -37,7 +37,7 @@
  * A position is (offset u64, epoch u64).
  */
 import { assert } from "../assert.ts";
-import { crc32 } from "../crc32.ts";
+import { crc32, crc32Continue } from "../crc32.ts";
 import { RAFT_ENTRY_BYTES_MAX, RAFT_MESSAGE_BODY_BYTES_MAX } from "../limits.ts";
 import { VOTERS_MAX } from "./quorum.ts";
 import type { EpochStart, Position } from "./raft_log.ts";
@@ -244,19 +244,84 @@ export function encodeMessageInto(
   groupId: number,
   message: Message,
 ): void {
+  const bodyBytes = checkedBodyBytes(groupId, message);
+  const frame = target.subarray(at, at + FRAME_HEADER_BYTES + bodyBytes);
+  assert(frame.length === FRAME_HEADER_BYTES + bodyBytes, "the target is too short");
+  const writer = new Writer(frame.subarray(FRAME_HEADER_BYTES));
+  const flags = writeBody(writer, message);
+  writeHeader(frame, groupId, message, flags, bodyBytes, crc32(writer.bytes));
+}
+
+/**
+ * Entries at least this long are referenced by encodeMessageParts, not copied: below it a
+ * separate part costs more than the copy.
+ */
+export const ENTRY_REFERENCED_BYTES_MIN = 16 * 1024;
+
+/**
+ * The frame of `message` as parts to be sent one after the other, the first starting with
+ * `headroom` free bytes (for the envelope and transport headers around it). Entries of at
+ * least ENTRY_REFERENCED_BYTES_MIN are parts of their own, the caller's buffers themselves:
+ * a batch sent to several followers is not copied once per follower into a new buffer. The
+ * entries must not change until the parts are sent.
+ */
+export function encodeMessageParts(
+  groupId: number,
+  message: Message,
+  headroom: number,
+): Uint8Array[] {
+  const bodyBytes = checkedBodyBytes(groupId, message);
+  let referenced = 0;
+  if (message.kind === "append") {
+    for (const entry of message.entries) {
+      if (entry.length >= ENTRY_REFERENCED_BYTES_MIN) referenced += entry.length;
+    }
+  }
+  const copied = new Uint8Array(headroom + FRAME_HEADER_BYTES + bodyBytes - referenced);
+  const bodyStart = headroom + FRAME_HEADER_BYTES;
+  const writer = new Writer(copied.subarray(bodyStart), ENTRY_REFERENCED_BYTES_MIN);
+  const flags = writeBody(writer, message);
+  // The body in order: the copied bytes between references, and the referenced entries.
+  const parts: Uint8Array[] = [];
+  let from = 0;
+  for (const reference of writer.references) {
+    parts.push(
+      parts.length === 0
+        ? copied.subarray(0, bodyStart + reference.at)
+        : writer.bytes.subarray(from, reference.at),
+      reference.bytes,
+    );
+    from = reference.at;
+  }
+  if (parts.length === 0) parts.push(copied);
+  else if (from < writer.bytes.length) parts.push(writer.bytes.subarray(from));
+  let crc = crc32(parts[0].subarray(bodyStart));
+  for (let index = 1; index < parts.length; index++) crc = crc32Continue(parts[index], crc);
+  writeHeader(copied.subarray(headroom), groupId, message, flags, bodyBytes, crc);
+  return parts;
+}
+
+function checkedBodyBytes(groupId: number, message: Message): number {
   checkId(groupId, "group id", true);
   checkId(message.from, "from");
   checkId(message.to, "to");
   const bodyBytes = bodyBytesOf(message);
   assert(bodyBytes <= FRAME_BODY_BYTES_MAX, `message body of ${bodyBytes} bytes`);
-  const frame = target.subarray(at, at + FRAME_HEADER_BYTES + bodyBytes);
-  assert(frame.length === FRAME_HEADER_BYTES + bodyBytes, "the target is too short");
-  const writer = new Writer(frame.subarray(FRAME_HEADER_BYTES));
-  const flags = writeBody(writer, message);
-  const body = writer.bytes;
-  const view = new DataView(frame.buffer, frame.byteOffset, frame.length);
-  view.setUint32(4, crc32(body));
-  view.setUint32(8, body.length);
+  return bodyBytes;
+}
+
+/** Fills in the FRAME_HEADER_BYTES at the start of `frame`. */
+function writeHeader(
+  frame: Uint8Array,
+  groupId: number,
+  message: Message,
+  flags: number,
+  bodyBytes: number,
+  bodyCrc: number,
+): void {
+  const view = new DataView(frame.buffer, frame.byteOffset, FRAME_HEADER_BYTES);
+  view.setUint32(4, bodyCrc);
+  view.setUint32(8, bodyBytes);
   view.setUint8(12, FORMAT_VERSION);
   view.setUint8(13, KIND_CODES[message.kind]);
   view.setUint16(14, flags);
@@ -264,6 +329,7 @@ export function encodeMessageInto(
   view.setUint32(20, message.from);
   view.setUint32(24, message.to);
   setU64(view, 28, message.term);
+  view.setUint32(36, 0);
   view.setUint32(0, crc32(frame.subarray(4, FRAME_HEADER_BYTES)));
 }
 
@@ -430,7 +496,7 @@ function writeBody(writer: Writer, message: Message): number {
       }
       for (const entry of message.entries) {
         writer.u32(entry.length);
-        writer.raw(entry);
+        writer.entry(entry);
       }
       return (message.reset ? FLAG_RESET : 0) | (message.quiet ? FLAG_QUIET : 0);
     }
@@ -560,13 +626,25 @@ class DecodeError extends Error {
 
 class Writer {
   readonly bytes: Uint8Array;
+  /** Entries left out of `bytes`: each belongs before the byte at `at`. */
+  readonly references: { readonly at: number; readonly bytes: Uint8Array }[] = [];
+  readonly #referencedBytesMin: number;
   #view: DataView;
   #at = 0;
 
-  /** Writes into `bytes` (exactly the body's size) from its start. */
-  constructor(bytes: Uint8Array) {
+  /**
+   * Writes into `bytes` (exactly the body's size, less the entries it references) from its
+   * start; entries of at least `referencedBytesMin` are referenced instead of copied.
+   */
+  constructor(bytes: Uint8Array, referencedBytesMin = Infinity) {
     this.bytes = bytes;
+    this.#referencedBytesMin = referencedBytesMin;
     this.#view = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
+  }
+
+  entry(bytes: Uint8Array): void {
+    if (bytes.length >= this.#referencedBytesMin) this.references.push({ at: this.#at, bytes });
+    else this.raw(bytes);
   }
 
   u32(value: number): void {

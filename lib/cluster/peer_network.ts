@@ -29,10 +29,15 @@ export interface PeerNetwork {
   canSend(peer: NodeId, mustDeliver?: boolean): boolean;
   /**
    * Queues a frame whose payload follows its first PEER_FRAME_HEADER_BYTES bytes (the header
-   * is the network's to fill in). False when it was dropped: the link is down or backed up,
-   * and only `mustDeliver` frames are kept past the usual backlog.
+   * is the network's to fill in), or a list of parts whose payload starts there and goes on
+   * through the others (unchanged until sent). False when it was dropped: the link is down or
+   * backed up, and only `mustDeliver` frames are kept past the usual backlog.
    */
-  sendFramed(peer: NodeId, framed: Uint8Array, mustDeliver?: boolean): boolean;
+  sendFramed(
+    peer: NodeId,
+    framed: Uint8Array | readonly Uint8Array[],
+    mustDeliver?: boolean,
+  ): boolean;
   /**
    * The nodes to link to from now on (the cluster's members changed): new ones are reached,
    * links to nodes no longer listed are closed. Any node may still send here.

@@ -12,7 +12,7 @@
  */
 import * as net from "node:net";
 import * as tls from "node:tls";
-import { crc32 } from "../crc32.ts";
+import { crc32, crc32Continue } from "../crc32.ts";
 import { describeError } from "../errors.ts";
 import { PEER_BUFFER_BYTES_MAX, PEER_FRAME_BYTES_MAX } from "../limits.ts";
 import type { Logger } from "../log.ts";
@@ -166,16 +166,27 @@ export class PeerTransport implements PeerNetwork {
 
   /**
    * Like send, for a payload already placed after PEER_FRAME_HEADER_BYTES free bytes of
-   * `framed` (the header is written in place): a large payload is not copied again.
+   * `framed` (the header is written in place): a large payload is not copied again. `framed`
+   * may be a list of parts, the payload continuing from the first into the others (large
+   * entries referenced, not copied: see encodeEnvelopeParts); they must not change until sent.
    */
-  sendFramed(peer: number, framed: Uint8Array, mustDeliver = false): boolean {
+  sendFramed(
+    peer: number,
+    framed: Uint8Array | readonly Uint8Array[],
+    mustDeliver = false,
+  ): boolean {
     const outgoing = this.#outgoing.get(peer);
     if (!outgoing || !this.canSend(peer, mustDeliver)) {
       if (outgoing) outgoing.dropped += 1;
       return false;
     }
-    writeFrameHeader(framed);
-    outgoing.queue.push(framed);
+    if (framed instanceof Uint8Array) {
+      writeFrameHeader(framed);
+      outgoing.queue.push(framed);
+    } else {
+      writeFrameHeader(framed[0], framed.slice(1));
+      outgoing.queue.push(...framed);
+    }
     if (!outgoing.flushScheduled) {
       outgoing.flushScheduled = true;
       queueMicrotask(() => this.#flush(outgoing));
@@ -197,23 +208,30 @@ export class PeerTransport implements PeerNetwork {
     outgoing.flushScheduled = false;
     const queue = outgoing.queue;
     outgoing.queue = [];
-    if (!outgoing.connected || !outgoing.socket || queue.length === 0) return;
-    // Small frames of one turn leave in one write; a large one alone, never copied again.
+    const socket = outgoing.socket;
+    if (!outgoing.connected || !socket || queue.length === 0) return;
+    // Small frames and parts of one turn are joined into one write; a large one is written
+    // alone, never copied in JavaScript. Corked, several writes still leave in one send: a
+    // frame's header part never travels as a packet of its own (a wake-up of the peer for
+    // nothing it can use).
+    const corked = queue.length > 1 && queue.some((part) => part.length >= LARGE_PART_BYTES);
+    if (corked) socket.cork();
     let small: Uint8Array[] = [];
     const writeSmall = () => {
       if (small.length === 0) return;
-      outgoing.socket!.write(small.length === 1 ? small[0] : concatBytes(small));
+      socket.write(small.length === 1 ? small[0] : concatBytes(small));
       small = [];
     };
-    for (const framed of queue) {
-      if (framed.length < LARGE_FRAME_BYTES) {
-        small.push(framed);
+    for (const part of queue) {
+      if (part.length < LARGE_PART_BYTES) {
+        small.push(part);
         continue;
       }
       writeSmall();
-      outgoing.socket.write(framed);
+      socket.write(part);
     }
     writeSmall();
+    if (corked) socket.uncork();
   }
 
   #dial(outgoing: Outgoing): void {
@@ -462,8 +480,8 @@ export class FrameReader {
   }
 }
 
-/** A frame this large is written on its own (joining it with others would copy it). */
-const LARGE_FRAME_BYTES = 256 * 1024;
+/** A frame or part this large is written on its own (joining it with others would copy it). */
+const LARGE_PART_BYTES = 16 * 1024;
 
 /** Bytes before a frame's payload: its length and the CRC-32 of the payload. */
 export const PEER_FRAME_HEADER_BYTES = 8;
@@ -475,12 +493,21 @@ export function frame(payload: Uint8Array): Uint8Array {
   return out;
 }
 
-/** Fills in the header of a frame whose payload follows its first PEER_FRAME_HEADER_BYTES. */
-function writeFrameHeader(framed: Uint8Array): void {
+/**
+ * Fills in the header of a frame whose payload follows its first PEER_FRAME_HEADER_BYTES and
+ * continues in `more`, if any.
+ */
+function writeFrameHeader(framed: Uint8Array, more: readonly Uint8Array[] = []): void {
   const payload = framed.subarray(PEER_FRAME_HEADER_BYTES);
+  let length = payload.length;
+  let crc = crc32(payload);
+  for (const part of more) {
+    length += part.length;
+    crc = crc32Continue(part, crc);
+  }
   const view = new DataView(framed.buffer, framed.byteOffset, PEER_FRAME_HEADER_BYTES);
-  view.setUint32(0, payload.length);
-  view.setUint32(4, crc32(payload));
+  view.setUint32(0, length);
+  view.setUint32(4, crc);
 }
 
 function newOutgoing(peer: PeerAddress): Outgoing {

@@ -355,19 +355,23 @@ export class Replica {
       this.#flushBatch();
       return;
     }
-    let batch = this.#batch;
+    const batch = this.#batch;
     if (!batch) {
-      batch = { bytes: new Uint8Array(Math.max(64 * 1024, record.length)), used: 0, records: [] };
-      this.#batch = batch;
+      // The first record of a turn is kept as it came, not copied: a batched put arrives as
+      // one already, and often nothing joins it. A second record copies both (below).
+      this.#batch = { bytes: record, used: record.length, records: [{ position: 0, callback }] };
+    } else {
+      if (batch.bytes.length - batch.used < record.length) {
+        const grown = new Uint8Array(
+          Math.max(64 * 1024, batch.bytes.length * 2, batch.used + record.length),
+        );
+        grown.set(batch.bytes.subarray(0, batch.used));
+        batch.bytes = grown;
+      }
+      batch.bytes.set(record, batch.used);
+      batch.records.push({ position: batch.used, callback });
+      batch.used += record.length;
     }
-    if (batch.bytes.length - batch.used < record.length) {
-      const grown = new Uint8Array(Math.max(batch.bytes.length * 2, batch.used + record.length));
-      grown.set(batch.bytes.subarray(0, batch.used));
-      batch.bytes = grown;
-    }
-    batch.bytes.set(record, batch.used);
-    batch.records.push({ position: batch.used, callback });
-    batch.used += record.length;
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
       queueMicrotask(() => this.#flushBatch());

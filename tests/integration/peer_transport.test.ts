@@ -1,7 +1,12 @@
 import { expect, test } from "bun:test";
 import * as net from "node:net";
 import type { PeerAddress } from "../../lib/cluster/cluster_config.ts";
-import { frame, FrameReader, PeerTransport } from "../../lib/cluster/peer_transport.ts";
+import {
+  frame,
+  FrameReader,
+  PEER_FRAME_HEADER_BYTES,
+  PeerTransport,
+} from "../../lib/cluster/peer_transport.ts";
 import { silentLogger } from "../../lib/log.ts";
 import { freePorts } from "../support/free_port.ts";
 
@@ -161,4 +166,41 @@ test("with a cluster secret only nodes that prove it connect; a stranger's frame
   await until(() => rawClosed);
   expect(received.length).toBe(2);
   await Promise.all([one.close(), two.close(), stranger.close()]);
+});
+
+test("a frame sent in parts arrives whole and verified, behind and ahead of ordinary frames", async () => {
+  const ports = await freePorts(2);
+  const peers: PeerAddress[] = ports.map((port, index) => ({
+    id: index + 1,
+    host: "127.0.0.1",
+    port,
+  }));
+  const received: Uint8Array[] = [];
+  const make = (id: number) =>
+    new PeerTransport({
+      nodeId: id,
+      host: "127.0.0.1",
+      port: ports[id - 1],
+      peers,
+      logger: silentLogger,
+      onFrame: (_from, payload) => received.push(payload.slice()),
+    });
+  const transports = [make(1), make(2)];
+  await Promise.all(transports.map((transport) => transport.listen()));
+  await until(() => transports[0].isConnected(2));
+  const large = new Uint8Array(200_000).map((_, index) => index * 7);
+  const head = new Uint8Array(PEER_FRAME_HEADER_BYTES + 3);
+  head.set([1, 2, 3], PEER_FRAME_HEADER_BYTES);
+  const tail = new Uint8Array([4, 5]);
+  transports[0].send(2, new Uint8Array([9]));
+  expect(transports[0].sendFramed(2, [head, large, tail])).toBe(true);
+  transports[0].send(2, new Uint8Array([8]));
+  await until(() => received.length === 3);
+  expect(received[0]).toEqual(new Uint8Array([9]));
+  expect(received[1].length).toBe(3 + large.length + 2);
+  expect(received[1].subarray(0, 3)).toEqual(new Uint8Array([1, 2, 3]));
+  expect(received[1].subarray(3, 3 + large.length)).toEqual(large);
+  expect(received[1].subarray(3 + large.length)).toEqual(tail);
+  expect(received[2]).toEqual(new Uint8Array([8]));
+  await Promise.all(transports.map((transport) => transport.close()));
 });

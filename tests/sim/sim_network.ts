@@ -15,6 +15,7 @@ import type { NodeId } from "../../lib/cluster/messages.ts";
 import type { PeerAddress } from "../../lib/cluster/cluster_config.ts";
 import type { PeerHandlers, PeerNetwork } from "../../lib/cluster/peer_network.ts";
 import { PEER_FRAME_HEADER_BYTES } from "../../lib/cluster/peer_transport.ts";
+import { concatBytes } from "../../lib/bytes.ts";
 import type { Prng } from "../../lib/prng.ts";
 import type { NodeTime, VirtualTime } from "./virtual_time.ts";
 
@@ -253,10 +254,11 @@ class Endpoint implements PeerNetwork {
     return this.isConnected(peer);
   }
 
-  sendFramed(peer: NodeId, framed: Uint8Array): boolean {
+  sendFramed(peer: NodeId, framed: Uint8Array | readonly Uint8Array[]): boolean {
     if (!this.listening || !this.process.alive) return false;
     // A copy: the wire does not share the sender's buffer.
-    return this.#network.send(this.id, peer, framed.slice(PEER_FRAME_HEADER_BYTES));
+    const whole = framed instanceof Uint8Array ? framed : concatBytes(framed);
+    return this.#network.send(this.id, peer, whole.slice(PEER_FRAME_HEADER_BYTES));
   }
 
   /**
