@@ -2,7 +2,8 @@
  * @module One workload against one system, run as its own process by bench/compare.ts, printing
  * one JSON line. The same shapes for every system: a windowed acknowledged produce, a backlog
  * consume, and a fixed-rate end-to-end latency run. Clients: `nats` (JetStream), `ioredis`
- * (Streams) and the project's own lib/client (metaq), each used as its documentation shows.
+ * (Streams) and the project's own lib/client (metaq, and the original MetaQ broker with MetaQ's
+ * own verbs only: `put`, `get`), each used as its documentation shows.
  *
  *   bun bench/client.ts SYSTEM WORKLOAD --port P --target NAME [--size B --messages N ...]
  */
@@ -22,7 +23,8 @@ import { Histogram, type LatencySummary } from "../lib/bench/histogram.ts";
 import { makePayload, runConsume, runLatency, runProduce, split } from "../lib/bench/load.ts";
 import { describeError } from "../lib/errors.ts";
 
-export const SYSTEMS = ["metaq", "nats", "redis"] as const;
+/** `metaq-java`: the original MetaQ broker, driven by metaq's own client (plain MetaQ verbs). */
+export const SYSTEMS = ["metaq", "nats", "redis", "metaq-java"] as const;
 export type System = typeof SYSTEMS[number];
 export const WORKLOADS = ["produce", "consume", "latency", "drop"] as const;
 export type Workload = typeof WORKLOADS[number];
@@ -106,7 +108,7 @@ async function main(): Promise<number> {
   const [system, workload] = positionals as [System, Workload];
   if (!SYSTEMS.includes(system) || !WORKLOADS.includes(workload)) {
     console.error(
-      "usage: bench/client.ts metaq|nats|redis produce|consume|latency|drop --port P ...",
+      "usage: bench/client.ts metaq|nats|redis|metaq-java produce|consume|latency|drop --port P ...",
     );
     return 2;
   }
@@ -134,6 +136,7 @@ async function main(): Promise<number> {
 export function runWorkload(options: WorkloadOptions): Promise<WorkloadResult> {
   switch (options.system) {
     case "metaq":
+    case "metaq-java":
       return metaqWorkload(options);
     case "nats":
       return natsWorkload(options);
@@ -146,6 +149,11 @@ export function runWorkload(options: WorkloadOptions): Promise<WorkloadResult> {
 
 async function metaqWorkload(options: WorkloadOptions): Promise<WorkloadResult> {
   if (options.workload === "drop") return resultOf(newTally(), 0); // on disk only: nothing held
+  // The Java broker knows neither metaq's batched put (`bput`) nor its long poll (`fetch`).
+  const original = options.system === "metaq-java";
+  if (original && options.metaqApi === "producer") {
+    throw new Error("The original MetaQ broker has no batched put: use --metaq-api connection");
+  }
   const common = {
     broker: options.servers[0],
     topic: options.target,
@@ -180,7 +188,9 @@ async function metaqWorkload(options: WorkloadOptions): Promise<WorkloadResult> 
     rate: options.rate,
     sizeBytes: options.sizeBytes,
     pollDelayMs: 0,
-    longPollMs: 1000, // metaq's fetch: the follower hears of each message without polling
+    // metaq's fetch: the follower hears of each message without polling. MetaQ's client polls
+    // with `get`, asking again at once after an empty answer.
+    longPollMs: original ? 0 : 1000,
   });
   return {
     ...resultOf(result, result.seconds),

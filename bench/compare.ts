@@ -1,12 +1,13 @@
 /**
  * @module Side by side (issues #8 and #20): the same workloads against `dist/metaq`, NATS
- * JetStream 2.10 and Redis Streams on this machine, one table with absolute figures, each row's
+ * JetStream 2.10, Redis Streams and the original MetaQ broker (Java, when
+ * bench/install_metaq_java.sh built it) on this machine, one table with absolute figures, each row's
  * durability, the best peer and the ratio metaq/best per row. Each workload runs in its own client process (bench/client.ts) against a fresh server
  * in a temp dir; every run has a message cap and a time cap, and the whole comparison has a
  * global timeout. Only processes started here are stopped, by PID. `bench/run.sh` installs the
  * peers and builds metaq first; this file expects them.
  *
- *   bun bench/compare.ts [--quick] [--only metaq,nats,redis] [--sizes 100,1024] [--repeat N]
+ *   bun bench/compare.ts [--quick] [--only metaq,nats,redis,metaq-java] [--sizes 100,1024] [--repeat N]
  *                        [--timeout SECONDS] [--out FILE.md] [--json FILE.json]
  */
 import { spawn, spawnSync } from "node:child_process";
@@ -38,14 +39,18 @@ import {
   freePort,
   killAllNow,
   metaqHasReplication,
+  metaqJavaHome,
   natsBinary,
   type ServerHandle,
+  spawnMetaqJava,
   spawnTracked,
   startMetaq,
   startMetaqCluster,
+  startMetaqJava,
   startNats,
   startNatsCluster,
   startRedis,
+  startZooKeeper,
   stopAll,
   stopChild,
   track,
@@ -251,11 +256,14 @@ const ROWS: readonly Row[] = [
 
 /** The durability each row's servers run with, per system. */
 const DURABILITY: Record<Durability, string> = {
-  fast: "ack before fsync: metaq fsync every 1 s, NATS default sync (2 min), Redis everysec",
-  fsync: "fsync before ack: metaq group commit, NATS sync_interval always, Redis always",
+  fast:
+    "ack before fsync: metaq and MetaQ (Java) fsync every 1 s, NATS default sync (2 min), Redis everysec",
+  fsync:
+    "fsync before ack: metaq and MetaQ (Java) group commit, NATS sync_interval always, Redis always",
   fastR3: "R=3, ack before fsync: metaq ack=quorum + fsync every 1 s, NATS default sync",
   fsyncR3: "R=3, fsync before ack: metaq ack=quorum + fsync=always, NATS sync_interval always",
-  defaults: "each server's defaults: metaq fsync before ack, NATS default sync, Redis everysec",
+  defaults:
+    "each server's defaults: metaq and MetaQ (Java) fsync before ack, NATS default sync, Redis everysec",
   none: "-",
 };
 
@@ -263,6 +271,7 @@ const SYSTEM_NAMES: Record<System, string> = {
   metaq: "metaq",
   nats: "NATS JetStream",
   redis: "Redis Streams",
+  "metaq-java": "original MetaQ (Java)",
 };
 
 const log = (line: string) => process.stderr.write(`[bench ${clock()}] ${line}\n`);
@@ -340,9 +349,16 @@ function readPlan(): Plan {
   const { values } = parseArgs({ args: process.argv.slice(2), options: OPTIONS });
   const quick = values.quick === true;
   const messages = values.messages ? Number(values.messages) : quick ? 200_000 : 1_000_000;
-  const systems = (values.only ?? "metaq,nats,redis").split(",") as System[];
+  const everyone = `metaq,nats,redis${metaqJavaHome() ? ",metaq-java" : ""}`;
+  const systems = (values.only ?? everyone).split(",") as System[];
   for (const system of systems) {
     if (!(system in SYSTEM_NAMES)) throw new Error(`Cannot bench unknown system '${system}'`);
+  }
+  if (systems.includes("metaq-java") && !metaqJavaHome()) {
+    throw new Error(
+      "Cannot bench metaq-java: METAQ_JAVA_HOME does not name a build of " +
+        "bench/install_metaq_java.sh (bench/run.sh sets it)",
+    );
   }
   return {
     quick,
@@ -392,6 +408,7 @@ async function runSize(
   );
   try {
     if (size === plan.sizes[0]) await recordIdleMemory(fast, cells);
+    await warmUp(fast, size);
     const produced = await interleaved(plan, fast, "produce", (_system, attempt) => ({
       target: attempt === 0 ? `backlog${size}` : `produce${size}r${attempt}`,
       size,
@@ -503,12 +520,14 @@ async function othersBusyPercent(): Promise<number> {
 
 function startFastest(plan: Plan, system: System, dir: string): Promise<ServerHandle> {
   if (system === "metaq") return startMetaq({ binary: plan.binary, dir, flush: "threshold" });
+  if (system === "metaq-java") return startMetaqJava({ home: javaHome(), dir, flush: "threshold" });
   if (system === "nats") return startNats({ dir, sync: "default" });
   return startRedis({ dir, fsync: "everysec" });
 }
 
 function startDurable(plan: Plan, system: System, dir: string): Promise<ServerHandle> {
   if (system === "metaq") return startMetaq({ binary: plan.binary, dir, flush: "group" });
+  if (system === "metaq-java") return startMetaqJava({ home: javaHome(), dir, flush: "group" });
   if (system === "nats") return startNats({ dir, sync: "always" });
   return startRedis({ dir, fsync: "always" });
 }
@@ -527,6 +546,7 @@ async function runDurable(plan: Plan, size: number, cells: Cells): Promise<void>
     `durable-${size}`,
   );
   try {
+    await warmUp(servers, size);
     const produced = await interleaved(plan, servers, "produce", (_system, attempt) => ({
       target: `durable${size}r${attempt}`,
       size,
@@ -555,6 +575,27 @@ async function runDurable(plan: Plan, size: number, cells: Cells): Promise<void>
     });
   } finally {
     await Promise.all([...servers.values()].map((server) => server.stop()));
+  }
+}
+
+/** Messages (and time cap) of the unmeasured produce each fresh server gets before its rows. */
+const WARM_UP = { messages: 50_000, capMs: 5_000 };
+
+/**
+ * Puts `WARM_UP.messages` to a topic of their own on every server, unmeasured, then drops it: a
+ * server that has just started runs its put path interpreted (the Java broker until HotSpot's
+ * compilers have seen ~10k calls; Bun's JavaScriptCore tiers up too), which the first measured
+ * run would otherwise pay alone. Failures are logged; the rows run anyway.
+ */
+async function warmUp(servers: Map<System, ServerHandle>, size: number): Promise<void> {
+  for (const [system, server] of servers) {
+    const flags = { target: `warmup${size}`, size, ...WARM_UP };
+    try {
+      await runClient(system, "produce", server.ports, flags);
+      await runClient(system, "drop", server.ports, { ...flags, capMs: 10_000 });
+    } catch (error) {
+      log(`  ${system} warm-up ${size} B failed: ${describeError(error)}`);
+    }
   }
 }
 
@@ -815,7 +856,12 @@ async function runStartup(plan: Plan, system: System, cells: Cells): Promise<voi
   log(`startup ${system}: ${times.map((ms) => `${ms.toFixed(1)} ms`).join(", ")}`);
   cells.set(
     key("startup", "-", system),
-    median === undefined ? { text: "failed" } : { value: median, text: `${median.toFixed(0)} ms` },
+    median === undefined ? { text: "failed" } : {
+      value: median,
+      text: `${median.toFixed(0)} ms${
+        system === "metaq-java" ? " (its ZooKeeper started before, not timed)" : ""
+      }`,
+    },
   );
 }
 
@@ -824,8 +870,15 @@ async function startOnce(plan: Plan, system: System, dir: string): Promise<numbe
   const port = await freePort();
   const logPath = path.join(dir, "server.log");
   const body = makePayload(100);
+  // The Java broker needs a ZooKeeper before it starts: one is started first and not timed (a
+  // MetaQ deployment has its ZooKeeper running already).
+  const zk = system === "metaq-java"
+    ? await startZooKeeper(path.join(dir, "zookeeper"))
+    : undefined;
   const t0 = performance.now();
-  const child = system === "metaq"
+  const child = system === "metaq-java"
+    ? spawnMetaqJava({ home: javaHome(), dir, port, zkPort: zk!.port, flush: "group" })
+    : system === "metaq"
     ? spawnTracked(plan.binary, [
       "serve",
       "--port",
@@ -853,11 +906,12 @@ async function startOnce(plan: Plan, system: System, dir: string): Promise<numbe
       "",
     ], logPath);
   try {
-    await waitForPort(port, 20_000);
+    await waitForPort(port, system === "metaq-java" ? 60_000 : 20_000);
     await firstMessage(system, port, body);
     return performance.now() - t0;
   } finally {
     await stopChild(child);
+    if (zk) await stopChild(zk.child);
   }
 }
 
@@ -867,7 +921,7 @@ async function firstMessage(
   body: Uint8Array,
   topic = "startup",
 ): Promise<void> {
-  if (system === "metaq") {
+  if (system === "metaq" || system === "metaq-java") {
     const connection = await BrokerConnection.connect({ host: "127.0.0.1", port });
     try {
       const opaque = connection.nextOpaque();
@@ -1270,7 +1324,15 @@ function renderTable(plan: Plan, cells: Cells): string {
 function systemTitle(system: System): string {
   if (system === "nats") return `NATS JetStream ${shortVersion(natsBinary())}`;
   if (system === "redis") return `Redis ${shortVersion("redis-server")} Streams`;
+  if (system === "metaq-java") return "original MetaQ 1.4.6 (Java)";
   return "metaq";
+}
+
+/** The directory bench/install_metaq_java.sh built (readPlan checked it is there). */
+function javaHome(): string {
+  const home = metaqJavaHome();
+  if (!home) throw new Error("METAQ_JAVA_HOME names no build of bench/install_metaq_java.sh");
+  return home;
 }
 
 /** "2.10.27" from `nats-server: v2.10.27`, "7.0.15" from `Redis server v=7.0.15 ...`. */
@@ -1278,20 +1340,41 @@ function shortVersion(command: string): string {
   return /v=?(\d+\.\d+(?:\.\d+)?)/.exec(versionOf(command))?.[1] ?? "?";
 }
 
-/** Row 6b: the size of each server's executable (metaq's is the whole runtime, compiled in). */
+/**
+ * Row 6b: the size of each server's executable (metaq's is the whole runtime, compiled in; the
+ * Java broker's is its classpath, the broker's jar and Debian's jars, without the JVM).
+ */
 function recordBinarySizes(plan: Plan, cells: Cells): void {
-  const executables: Record<System, string> = {
-    metaq: plan.binary,
-    nats: commandPath(natsBinary()),
-    redis: commandPath("redis-server"),
-  };
   for (const system of plan.systems) {
-    const bytes = fileBytes(executables[system]);
+    const bytes = system === "metaq-java"
+      ? classpathBytes()
+      : fileBytes(executableOf(plan, system));
+    const note = system === "metaq-java" ? " (jars; the JVM not counted)" : "";
     cells.set(
       key("binary", "-", system),
-      bytes === undefined ? { text: "?" } : { value: bytes, text: mebibytes(bytes / 1024, 1) },
+      bytes === undefined
+        ? { text: "?" }
+        : { value: bytes, text: `${mebibytes(bytes / 1024, 1)}${note}` },
     );
   }
+}
+
+function executableOf(plan: Plan, system: System): string {
+  if (system === "nats") return commandPath(natsBinary());
+  if (system === "redis") return commandPath("redis-server");
+  return plan.binary;
+}
+
+/** The bytes of every jar on the Java broker's classpath (symbolic links followed). */
+function classpathBytes(): number | undefined {
+  const entries = fs.readFileSync(path.join(javaHome(), "classpath"), "utf8").trim().split(":");
+  let total = 0;
+  for (const entry of entries) {
+    const bytes = fileBytes(entry);
+    if (bytes === undefined) return undefined;
+    total += bytes;
+  }
+  return total;
 }
 
 function commandPath(command: string): string {
@@ -1303,15 +1386,20 @@ function commandPath(command: string): string {
   return command;
 }
 
-/**
- * The original MetaQ (Java) broker as a fourth system is not wired into this harness: the run
- * says so, with what a reader would need to add it.
- */
-function javaMetaqNote(): string {
-  const home = process.env.METAQ_JAVA_HOME;
-  return home
-    ? `original MetaQ (Java): METAQ_JAVA_HOME=${home} is set, but this harness cannot start it yet; skipped`
-    : "original MetaQ (Java): skipped (METAQ_JAVA_HOME not set, and this harness cannot start it yet)";
+/** The versions line of the original MetaQ broker, or why it did not run. */
+function javaMetaqNote(plan: Plan): string {
+  const home = metaqJavaHome();
+  if (home && plan.systems.includes("metaq-java")) {
+    const version = fs.readFileSync(path.join(home, "VERSION"), "utf8").trim();
+    return `original MetaQ (Java): ${version}; built from source by bench/install_metaq_java.sh, ` +
+      "run with MetaQ's JVM flags (-Xmx512m -Xms512m), a ZooKeeper 3.8 (Debian) of its own per " +
+      "broker; client lib/client with MetaQ's verbs only (put, get)";
+  }
+  if (home) return "original MetaQ (Java): built, but not in --only";
+  const why = process.env.METAQ_JAVA_SKIPPED;
+  return `original MetaQ (Java): skipped: ${
+    why || "METAQ_JAVA_HOME not set (bench/run.sh builds it with bench/install_metaq_java.sh)"
+  }`;
 }
 
 function renderReport(
@@ -1336,7 +1424,7 @@ function renderReport(
         : "Debian trixie package, unpacked by bench/install_peers.sh"
     }), client nats (npm) ${packageVersion("nats")}`,
     `Redis: ${versionOf("redis-server")}, client ioredis (npm) ${packageVersion("ioredis")}`,
-    javaMetaqNote(),
+    javaMetaqNote(plan),
   ];
   return [
     `## Comparison run ${facts.started.toISOString()}${plan.quick ? " (--quick)" : ""}`,
@@ -1369,8 +1457,11 @@ function renderReport(
     "default), NATS `sync_interval: always`, Redis `appendfsync always`. R=3: metaq ack=quorum with",
     "`--fsync interval:1000` (7) or its default fsync=always (7b, 7p); NATS R=3 stream with the same",
     "two sync settings; 7c/7cp divide by an R=1 broker (fsync before ack) run in turn with the",
-    "cluster. RSS is sampled every 50 ms during the consume; server CPU per message is the server's",
-    "user+system time over the consume (/proc/PID/stat, 10 ms ticks) divided by the messages.",
+    "cluster. The original MetaQ (Java): unflushThreshold=1000000, unflushInterval=1000 ms (fastest)",
+    "or unflushThreshold=0, its group commit (fsync before ack; its shipped server.ini); its latency",
+    "follower polls with `get` (no long poll). RSS is sampled every 50 ms during the consume; server",
+    "CPU per message is the server's user+system time over the consume (/proc/PID/stat, 10 ms ticks)",
+    "divided by the messages.",
   ].join("\n");
 }
 

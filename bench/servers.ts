@@ -2,8 +2,10 @@
  * @module Starts and stops the servers the comparison runs against, each on 127.0.0.1 with its
  * data in a temp dir: `dist/metaq serve`, `nats-server` with JetStream on file storage (one node
  * or a 3-node cluster; the binary bench/install_peers.sh unpacked, named by METAQ_BENCH_NATS),
- * `redis-server` with `appendonly yes`. Every process started is tracked
- * by PID, and only those PIDs are ever signalled (stopAll on exit, timeout or Ctrl-C).
+ * `redis-server` with `appendonly yes`, and the original MetaQ (Java) broker that
+ * bench/install_metaq_java.sh built (METAQ_JAVA_HOME), with a ZooKeeper of its own. Every
+ * process started is tracked by PID, and only those PIDs are ever signalled (stopAll on exit,
+ * timeout or Ctrl-C).
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
@@ -277,6 +279,176 @@ export async function startRedis(
   ], path.join(options.dir, "redis.log"));
   await waitForPort(port, options.waitMs ?? 20_000);
   return handle(`redis (${options.fsync})`, [child], [port]);
+}
+
+/**
+ * The original MetaQ (Java) broker that bench/install_metaq_java.sh built: its directory
+ * (METAQ_JAVA_HOME, holding `classpath` and `VERSION`), or undefined when it is not installed.
+ */
+export function metaqJavaHome(): string | undefined {
+  const home = process.env.METAQ_JAVA_HOME;
+  return home && fs.existsSync(path.join(home, "classpath")) ? home : undefined;
+}
+
+/** ZooKeeper's jar (Debian's libzookeeper-java; its manifest names the jars it needs). */
+const ZOOKEEPER_JAR = process.env.ZOOKEEPER_JAR ?? "/usr/share/java/zookeeper.jar";
+
+/**
+ * MetaQ's brokers register in ZooKeeper and will not start without one (its ZkClient connects in
+ * the broker's constructor): a ZooKeeper server on a free port with its data in `dir`, as the
+ * Java broker's own "local" mode would start in-process. A process of its own, so the broker's
+ * RSS and CPU rows count the broker alone.
+ */
+export async function startZooKeeper(dir: string): Promise<{ port: number; child: ChildProcess }> {
+  fs.mkdirSync(path.join(dir, "data"), { recursive: true });
+  const port = await freePort();
+  const config = path.join(dir, "zoo.cfg");
+  fs.writeFileSync(
+    config,
+    [
+      "tickTime=2000",
+      `dataDir=${path.join(dir, "data")}`,
+      `clientPort=${port}`,
+      "clientPortAddress=127.0.0.1",
+      "admin.enableServer=false",
+      "maxClientCnxns=0",
+      "",
+    ].join("\n"),
+  );
+  const child = spawnTracked("java", [
+    "-Xmx128m",
+    "-XX:+UseSerialGC",
+    "-Dzookeeper.jmx.log4j.disable=true",
+    "-cp",
+    ZOOKEEPER_JAR,
+    "org.apache.zookeeper.server.ZooKeeperServerMain",
+    config,
+  ], path.join(dir, "zookeeper.log"));
+  try {
+    await waitForPort(port, 60_000);
+  } catch (error) {
+    await stopChild(child);
+    throw error;
+  }
+  return { port, child };
+}
+
+/**
+ * The Java broker's server.ini: the values of the `conf/server.ini` MetaQ ships (group commit:
+ * unflushThreshold=0; stat=true; 1 GiB segments; 1 MiB transfers) with this run's port, data
+ * dir and ZooKeeper, one pattern topic `.*` (MetaQ serves only topics its config names, as
+ * regular expressions), and in `threshold` mode metaq's fastest-mode settings
+ * (unflushThreshold=1000000, unflushInterval=1000: ack after the write, fsync once a second).
+ * MetaQ's unflushThreshold=1 is not "fsync before every ack": its store fsyncs when more than
+ * the threshold are unflushed, that is every second put, and acks the first one unflushed;
+ * values <= 0 select its group commit, where every ack waits for the fsync that covers it.
+ */
+export function metaqJavaConfig(
+  options: { port: number; dataDir: string; zkPort: number; flush: MetaqFlush },
+): string {
+  const flush = options.flush === "threshold"
+    ? ["unflushThreshold=1000000", "unflushInterval=1000"]
+    : ["unflushThreshold=0", "unflushInterval=10000"];
+  return [
+    "[system]",
+    "brokerId=0",
+    "hostName=127.0.0.1",
+    `serverPort=${options.port}`,
+    `dataPath=${options.dataDir}`,
+    "numPartitions=1",
+    ...flush,
+    "maxSegmentSize=1073741824",
+    "maxTransferSize=1048576",
+    "deletePolicy=delete,168",
+    "deleteWhen=0 0 6,18 * * ?",
+    "flushTxLogAtCommit=1",
+    "stat=true",
+    "updateConsumerOffsets=true",
+    "",
+    "[zookeeper]",
+    `zk.zkConnect=127.0.0.1:${options.zkPort}`,
+    "zk.zkSessionTimeoutMs=30000",
+    "zk.zkConnectionTimeoutMs=30000",
+    "zk.zkSyncTimeMs=5000",
+    "",
+    "[topic=.*]",
+    "",
+  ].join("\n");
+}
+
+/**
+ * Spawns the Java broker (untracked until it has a PID) with MetaQ's own JVM settings from its
+ * bin/env.sh (`-Xmx512m -Xms512m -server`); its log goes to `dir`.
+ */
+export function spawnMetaqJava(
+  options: { home: string; dir: string; port: number; zkPort: number; flush: MetaqFlush },
+): ChildProcess {
+  fs.mkdirSync(path.join(options.dir, "data"), { recursive: true });
+  // MetaConfig looks for ../provided next to the file, so the path must have two parents.
+  const config = path.resolve(options.dir, "server.ini");
+  fs.writeFileSync(
+    config,
+    metaqJavaConfig({
+      port: options.port,
+      dataDir: path.resolve(options.dir, "data"),
+      zkPort: options.zkPort,
+      flush: options.flush,
+    }),
+  );
+  const log4j = path.resolve(options.dir, "log4j.properties");
+  fs.writeFileSync(
+    log4j,
+    [
+      "log4j.rootLogger=WARN, out",
+      "log4j.appender.out=org.apache.log4j.ConsoleAppender",
+      "log4j.appender.out.layout=org.apache.log4j.PatternLayout",
+      "log4j.appender.out.layout.ConversionPattern=[%d] %p %m (%c)%n",
+      "",
+    ].join("\n"),
+  );
+  const classpath = fs.readFileSync(path.join(options.home, "classpath"), "utf8").trim();
+  return spawnTracked("java", [
+    "-Xmx512m",
+    "-Xms512m",
+    "-server",
+    `-Dlog4j.configuration=file:${log4j}`,
+    "-cp",
+    classpath,
+    "com.taobao.metamorphosis.server.MetamorphosisStartup",
+    "-f",
+    config,
+  ], path.join(options.dir, "broker.log"));
+}
+
+/**
+ * The original MetaQ broker on a free port, with a ZooKeeper of its own. The handle's `pid` is
+ * the broker's (the rows that read a server's memory and CPU read the broker's); `stop` stops
+ * the broker, then its ZooKeeper.
+ */
+export async function startMetaqJava(
+  options: { home: string; dir: string; flush: MetaqFlush; waitMs?: number },
+): Promise<ServerHandle> {
+  fs.mkdirSync(options.dir, { recursive: true });
+  const zk = await startZooKeeper(path.join(options.dir, "zookeeper"));
+  const port = await freePort();
+  const broker = spawnMetaqJava({ ...options, port, zkPort: zk.port });
+  try {
+    await waitForPort(port, options.waitMs ?? 60_000);
+  } catch (error) {
+    await stopChild(broker);
+    await stopChild(zk.child);
+    throw error;
+  }
+  return {
+    name: `metaq-java (${options.flush})`,
+    pid: broker.pid!,
+    pids: [broker.pid!],
+    ports: [port],
+    stop: async () => {
+      await stopChild(broker);
+      await stopChild(zk.child);
+    },
+  };
 }
 
 /** First line of `command --version` (or "?"). */
