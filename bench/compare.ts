@@ -845,7 +845,7 @@ async function runStartup(plan: Plan, system: System, cells: Cells): Promise<voi
   for (let attempt = 0; attempt < plan.startupRuns; attempt++) {
     const dir = path.join(plan.work, `startup-${system}-${attempt}`);
     try {
-      times.push(await startOnce(plan, system, dir));
+      times.push(await startOnce(plan.binary, system, dir));
     } catch (error) {
       log(`startup of ${system} failed: ${describeError(error)}`);
     }
@@ -865,7 +865,11 @@ async function runStartup(plan: Plan, system: System, cells: Cells): Promise<voi
   );
 }
 
-async function startOnce(plan: Plan, system: System, dir: string): Promise<number> {
+/**
+ * Milliseconds from spawning `system` on the empty directory `dir` to the acknowledgement of its
+ * first 100 B message (row 6; bench/startup.ts runs it alone). `binary` is metaq's.
+ */
+export async function startOnce(binary: string, system: System, dir: string): Promise<number> {
   fs.mkdirSync(dir, { recursive: true });
   const port = await freePort();
   const logPath = path.join(dir, "server.log");
@@ -879,7 +883,7 @@ async function startOnce(plan: Plan, system: System, dir: string): Promise<numbe
   const child = system === "metaq-java"
     ? spawnMetaqJava({ home: javaHome(), dir, port, zkPort: zk!.port, flush: "group" })
     : system === "metaq"
-    ? spawnTracked(plan.binary, [
+    ? spawnTracked(binary, [
       "serve",
       "--port",
       String(port),

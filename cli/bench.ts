@@ -118,7 +118,6 @@ interface Settings {
 
 export const bench: CommandSpec = {
   name: "bench",
-  summary: "measure a broker: produce, consume, latency",
   usage: USAGE,
   async run(args) {
     const { values, positionals } = parseFlags("bench", args, FLAGS, 1);

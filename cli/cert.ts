@@ -30,7 +30,6 @@ const FLAGS = {
 
 export const cert: CommandSpec = {
   name: "cert",
-  summary: "make a self-signed TLS certificate and key",
   usage: USAGE,
   run(args) {
     const { values } = parseFlags("cert", args, FLAGS);

@@ -72,7 +72,6 @@ const ACTIONS = ["status", "scrub", "replace", "force-recover", ...MEMBERSHIP_AC
 
 export const cluster: CommandSpec = {
   name: "cluster",
-  summary: "cluster status, scrub, membership, rebalancing, node replacement and force-recover",
   usage: USAGE,
   async run(args) {
     const { values, positionals } = parseFlags("cluster", args, {

@@ -27,9 +27,9 @@ export class CliError extends Error {
   }
 }
 
+/** A command's module exports one of these (its one-line summary is in cli/mod.ts's table). */
 export interface CommandSpec {
   readonly name: string;
-  readonly summary: string;
   readonly usage: string;
   readonly run: (args: string[]) => Promise<number>;
 }

@@ -151,7 +151,6 @@ const IDLE_DELAYS_MS = [50, 100, 200, 400, 800, 1000];
 
 export const consume: CommandSpec = {
   name: "consume",
-  summary: "print messages of a topic",
   usage: USAGE,
   async run(args) {
     const { values, positionals } = parseFlags("consume", args, FLAGS, 1);

@@ -84,7 +84,6 @@ const FLAGS = {
 
 export const groups: CommandSpec = {
   name: "groups",
-  summary: "list consumer groups; reset their offsets; delete them",
   usage: USAGE,
   async run(args) {
     const { values, positionals } = parseFlags("groups", args, FLAGS, 3);

@@ -1,37 +1,91 @@
-/** @module The command table and top-level help; `main.ts` hands argv here. */
+/**
+ * @module The command table and top-level help; `main.ts` hands argv here. Each command's module
+ * is imported only when that command runs (or its help is asked for): `metaq serve` does not
+ * load the HTTP client, the bench or readline, and `metaq --version` loads none of them (the
+ * start-up time of a broker is mostly module loading; bench/README.md "Start-up").
+ */
 import process from "node:process";
 import { describeError } from "../lib/errors.ts";
-import { bench } from "./bench.ts";
-import { cert } from "./cert.ts";
 import { CLI_VERSION, CliError, type CommandSpec, didYouMean } from "./common.ts";
-import { cluster } from "./cluster.ts";
-import { consume } from "./consume.ts";
-import { groups } from "./groups.ts";
-import { produce } from "./produce.ts";
-import { schedule } from "./schedule.ts";
-import { serve } from "./serve.ts";
-import { stats } from "./stats.ts";
-import { topics } from "./topics.ts";
-import { tx } from "./tx.ts";
-import { verify } from "./verify.ts";
-import { version } from "./version.ts";
-import { zk } from "./zk.ts";
 
-export const COMMANDS: readonly CommandSpec[] = [
-  serve,
-  produce,
-  consume,
-  groups,
-  topics,
-  stats,
-  tx,
-  schedule,
-  cluster,
-  zk,
-  verify,
-  version,
-  bench,
-  cert,
+/** A command as the table lists it: its name, its one-line summary, and how to load it. */
+export interface CommandEntry {
+  readonly name: string;
+  readonly summary: string;
+  readonly load: () => Promise<CommandSpec>;
+}
+
+export const COMMANDS: readonly CommandEntry[] = [
+  {
+    name: "serve",
+    summary: "run a broker",
+    load: async () => (await import("./serve.ts")).serve,
+  },
+  {
+    name: "produce",
+    summary: "send messages, one per line",
+    load: async () => (await import("./produce.ts")).produce,
+  },
+  {
+    name: "consume",
+    summary: "print messages of a topic",
+    load: async () => (await import("./consume.ts")).consume,
+  },
+  {
+    name: "groups",
+    summary: "list consumer groups; reset their offsets; delete them",
+    load: async () => (await import("./groups.ts")).groups,
+  },
+  {
+    name: "topics",
+    summary: "list topics; describe one's partitions",
+    load: async () => (await import("./topics.ts")).topics,
+  },
+  {
+    name: "stats",
+    summary: "print broker statistics",
+    load: async () => (await import("./stats.ts")).stats,
+  },
+  {
+    name: "tx",
+    summary: "list, commit or roll back prepared XA transactions",
+    load: async () => (await import("./tx.ts")).tx,
+  },
+  {
+    name: "schedule",
+    summary: "list, add, pause, resume or remove cron schedules",
+    load: async () => (await import("./schedule.ts")).schedule,
+  },
+  {
+    name: "cluster",
+    summary: "cluster status, scrub, membership, rebalancing, node replacement and force-recover",
+    load: async () => (await import("./cluster.ts")).cluster,
+  },
+  {
+    name: "zk",
+    summary: "a MetaQ fleet as ZooKeeper sees it (brokers, topics, groups)",
+    load: async () => (await import("./zk.ts")).zk,
+  },
+  {
+    name: "verify",
+    summary: "check (and repair) the data on disk",
+    load: async () => (await import("./verify.ts")).verify,
+  },
+  {
+    name: "version",
+    summary: "print the version",
+    load: async () => (await import("./version.ts")).version,
+  },
+  {
+    name: "bench",
+    summary: "measure a broker: produce, consume, latency",
+    load: async () => (await import("./bench.ts")).bench,
+  },
+  {
+    name: "cert",
+    summary: "make a self-signed TLS certificate and key",
+    load: async () => (await import("./cert.ts")).cert,
+  },
 ];
 
 function help(): string {
@@ -82,25 +136,25 @@ export async function runCli(args: string[]): Promise<number> {
       console.log(help());
       return 0;
     }
-    const command = findCommand(rest[0]);
-    if (typeof command === "string") {
-      console.error(command);
+    const entry = findCommand(rest[0]);
+    if (typeof entry === "string") {
+      console.error(entry);
       return 2;
     }
-    console.log(command.usage);
+    console.log((await entry.load()).usage);
     return 0;
   }
   if (name === "--version" || name === "-V") {
     console.log(`metaq ${CLI_VERSION}`);
     return 0;
   }
-  const command = findCommand(name);
-  if (typeof command === "string") {
-    console.error(command);
+  const entry = findCommand(name);
+  if (typeof entry === "string") {
+    console.error(entry);
     return 2;
   }
   try {
-    return await command.run(rest);
+    return await (await entry.load()).run(rest);
   } catch (error) {
     if (error instanceof CliError) {
       console.error(`metaq ${name}: ${error.message}`);
@@ -121,7 +175,7 @@ export async function runCli(args: string[]): Promise<number> {
 }
 
 /** The command named `name`, or the one-line error for a name that is none. */
-function findCommand(name: string): CommandSpec | string {
+function findCommand(name: string): CommandEntry | string {
   const command = COMMANDS.find((candidate) => candidate.name === name);
   if (command) return command;
   const suggestion = didYouMean(name, COMMANDS.map((candidate) => candidate.name));

@@ -126,7 +126,6 @@ const RETRY_DELAYS_MS = [100, 250, 500, 1000, 2000, 4000];
 
 export const produce: CommandSpec = {
   name: "produce",
-  summary: "send messages, one per line",
   usage: USAGE,
   async run(args) {
     const { values, positionals } = parseFlags("produce", args, FLAGS, 1);

@@ -63,7 +63,6 @@ const ACTIONS = ["list", "add", "pause", "resume", "rm"] as const;
 
 export const schedule: CommandSpec = {
   name: "schedule",
-  summary: "list, add, pause, resume or remove cron schedules",
   usage: USAGE,
   async run(args) {
     const { values, positionals } = parseFlags("schedule", args, FLAGS, 2);

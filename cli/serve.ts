@@ -4,14 +4,12 @@ import process from "node:process";
 import { assemble } from "../lib/app/assemble.ts";
 import { ConfigError, withZooKeeperFlags } from "../lib/config/config.ts";
 import { uplinkWithHubs } from "../lib/config/uplink_config.ts";
-import { HttpPortInUseError } from "../lib/http/http_part.ts";
 import { LOG_RING_ENTRIES_MAX } from "../lib/limits.ts";
 import type { Config } from "../lib/config/config.ts";
 import { consoleLogger, type Logger, type LogLevel } from "../lib/log.ts";
 import { LogRing, ringLogger } from "../lib/log_ring.ts";
 import { TlsConfigError } from "../lib/security/tls.ts";
 import { DataDirLockedError } from "../lib/store/message_store.ts";
-import { BrokerIdTakenError } from "../lib/zk/registrar.ts";
 import { CLI_VERSION, CliError, type CommandSpec, parseFlags } from "./common.ts";
 import { loadConfig } from "./load_config.ts";
 
@@ -101,9 +99,11 @@ const FLAGS = {
   uplink: { type: "string" },
 } as const;
 
+/** Start-up failures an operator fixes (lib/http/http_part.ts, lib/zk/registrar.ts). */
+const OPERATOR_ERRORS = new Set(["HttpPortInUseError", "BrokerIdTakenError"]);
+
 export const serve: CommandSpec = {
   name: "serve",
-  summary: "run a broker",
   usage: USAGE,
   async run(args) {
     const { values } = parseFlags("serve", args, FLAGS);
@@ -132,9 +132,11 @@ export const serve: CommandSpec = {
     } catch (error) {
       if (error instanceof ConfigError) throw new CliError(error.message);
       if (error instanceof DataDirLockedError) throw new CliError(error.message, 1);
-      if (error instanceof HttpPortInUseError) throw new CliError(error.message, 1);
       if (error instanceof TlsConfigError) throw new CliError(error.message, 1);
-      if (error instanceof BrokerIdTakenError) throw new CliError(error.message, 1);
+      // By name: their modules (HTTP, ZooKeeper) load only when the config turns them on.
+      if (OPERATOR_ERRORS.has((error as Error).name)) {
+        throw new CliError((error as Error).message, 1);
+      }
       if ((error as { code?: string }).code === "EADDRINUSE") {
         throw new CliError(
           `Cannot listen on ${config.system.host}:${config.system.serverPort}: the address is in use; pick another --port`,

@@ -37,7 +37,6 @@ const ITEMS = ["topics", "offsets", "realtime", "security", "help", "reset", "co
 
 export const stats: CommandSpec = {
   name: "stats",
-  summary: "print broker statistics",
   usage: USAGE,
   async run(args) {
     const { values, positionals } = parseFlags("stats", args, {

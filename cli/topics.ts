@@ -78,7 +78,6 @@ interface TopicRow {
 
 export const topics: CommandSpec = {
   name: "topics",
-  summary: "list topics; describe one's partitions",
   usage: USAGE,
   async run(args) {
     const { values, positionals } = parseFlags("topics", args, {

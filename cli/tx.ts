@@ -42,7 +42,6 @@ const FLAGS = {
 
 export const tx: CommandSpec = {
   name: "tx",
-  summary: "list, commit or roll back prepared XA transactions",
   usage: USAGE,
   async run(args) {
     const { values, positionals } = parseFlags("tx", args, FLAGS, 2);

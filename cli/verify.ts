@@ -45,7 +45,6 @@ interface PartitionReport {
 
 export const verify: CommandSpec = {
   name: "verify",
-  summary: "check (and repair) the data on disk",
   usage: USAGE,
   async run(args) {
     const { values } = parseFlags("verify", args, {

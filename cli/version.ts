@@ -20,7 +20,6 @@ ${CONNECTION_USAGE}`;
 
 export const version: CommandSpec = {
   name: "version",
-  summary: "print the version",
   usage: USAGE,
   async run(args) {
     const { values } = parseFlags("version", args, {

@@ -41,7 +41,6 @@ const MOVED = new Map([
 
 export const zk: CommandSpec = {
   name: "zk",
-  summary: "a MetaQ fleet as ZooKeeper sees it (brokers, topics, groups)",
   usage: USAGE,
   async run(args) {
     // Before the flags: their flags are not ours.

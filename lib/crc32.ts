@@ -1,13 +1,11 @@
 /**
- * @module CRC-32 (IEEE/zlib), as MetaQ computes message checksums. Uses node:zlib's native
- * crc32 where the runtime has it (Bun, Deno, Node >= 20.15) and a table-driven fallback
- * otherwise; both give identical results.
+ * @module CRC-32 (IEEE/zlib), as MetaQ computes message checksums. Uses the runtime's native
+ * crc32 where it has one (lib/runtime/native_crc32.ts: Bun.hash.crc32, or node:zlib's on Deno
+ * and Node) and a table-driven fallback otherwise; both give identical results.
  */
-import * as zlib from "node:zlib";
+import { nativeCrc32 as findNativeCrc32 } from "./runtime/native_crc32.ts";
 
-type Crc32 = (data: Uint8Array, initial?: number) => number;
-
-const nativeCrc32 = (zlib as unknown as { crc32?: Crc32 }).crc32;
+const nativeCrc32 = findNativeCrc32();
 
 const TABLE = (() => {
   const table = new Uint32Array(256);

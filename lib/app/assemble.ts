@@ -29,19 +29,11 @@ import { type CatalogueStore, TopicCatalogueFile } from "../broker/topic_catalog
 import { DelayedPart } from "../broker/delayed/delayed_part.ts";
 import type { Clock } from "../clock.ts";
 import { clockFromEnv } from "../clock_offset.ts";
-import { clusterCommands, clusterStatsLines } from "../cluster/cluster_commands.ts";
 import { clusterSettings } from "../cluster/cluster_config.ts";
-import { ClusterNode, INTERNAL_TOPICS } from "../cluster/cluster_node.ts";
-import { loadMembership } from "../cluster/membership.ts";
-import { CLUSTER_TOPIC } from "../cluster/metadata.ts";
-import { PeerTransport } from "../cluster/peer_transport.ts";
-import { readStartupState } from "../cluster/startup_state.ts";
-import { fileTracer, NO_TRACE } from "../cluster/trace.ts";
+import type { ClusterNode } from "../cluster/cluster_node.ts";
+import { zooKeeperEnabled } from "../config/zookeeper_config.ts";
 import { type Config, ConfigError, topicSettings } from "../config/config.ts";
-import { clusterView } from "../http/cluster_view.ts";
-import { decodeFigures, groupFigures } from "../http/cluster_figures.ts";
-import { groupsOverWire } from "../http/groups_over_wire.ts";
-import { HttpPart } from "../http/http_part.ts";
+import type { HttpPart } from "../http/http_part.ts";
 import { ask, HTTP_REQUEST_CONTEXT } from "../http/wire_reply.ts";
 import { errorFromResult } from "../protocol/reply.ts";
 import { BrokerError } from "../errors.ts";
@@ -53,7 +45,7 @@ import { MessageIdGenerator } from "../protocol/message_id.ts";
 import { AccessControl } from "../security/access.ts";
 import { clusterSecretOf, tlsFor } from "../security/tls.ts";
 import { Edge } from "../server/edge.ts";
-import { Forwarder } from "../server/forwarder.ts";
+import type { Forwarder } from "../server/forwarder.ts";
 import { Router } from "../server/router.ts";
 import { TcpServer } from "../server/tcp_server.ts";
 import { LocalLogs } from "../store/local_logs.ts";
@@ -65,9 +57,9 @@ import { FileStorage } from "../store/storage_file.ts";
 import { systemTimers, type Timers } from "../timers.ts";
 import { instrumentationFromEnv, instrumentStorage } from "../store/storage_journal.ts";
 import { uplinkHubCommands } from "../uplink/hub_commands.ts";
-import { UplinkPart } from "../uplink/uplink_part.ts";
+import type { UplinkPart } from "../uplink/uplink_part.ts";
+import type * as ClusterImports from "./cluster_imports.ts";
 import { migrateGroupOffsets } from "./migrate.ts";
-import { startZooKeeperPart } from "./zookeeper_part.ts";
 import { edgeWriter } from "./partition_writer.ts";
 
 export interface AssembleOptions {
@@ -179,7 +171,11 @@ export async function assemble(options: AssembleOptions): Promise<App> {
     // The Logs: local segment logs, or this node's copies in a Raft-lite cluster.
     let cluster: ClusterNode | undefined;
     let logs: Logs;
-    if (settings) {
+    // Loaded only on a cluster node (start-up time: a broker alone never loads Raft).
+    const clusterLib = settings ? await import("./cluster_imports.ts") : undefined;
+    if (settings && clusterLib) {
+      const { ClusterNode, fileTracer, loadMembership, NO_TRACE, PeerTransport, readStartupState } =
+        clusterLib;
       const traceFile = process.env.METAQ_TEST_TRACE;
       const self = settings.peers.find((peer) => peer.id === settings.nodeId)!;
       cluster = new ClusterNode({
@@ -211,7 +207,7 @@ export async function assemble(options: AssembleOptions): Promise<App> {
         httpPort: () => late.http?.port,
         onForwarded: (from, frame) => late.forwarder?.receive(from, frame),
         onPeerGone: (node) => late.forwarder?.peerGone(node),
-        figuresOf: (group) => groupFigures(broker, clock, group),
+        figuresOf: (group) => clusterLib.groupFigures(broker, clock, group),
       });
       logs = cluster;
     } else {
@@ -284,8 +280,8 @@ export async function assemble(options: AssembleOptions): Promise<App> {
       logger,
       waitForLog: !cluster,
       replicated: cluster !== undefined,
-      boundsElsewhere: cluster
-        ? (topic, partition) => leaderBounds(cluster!, topic, partition)
+      boundsElsewhere: cluster && clusterLib
+        ? (topic, partition) => leaderBounds(cluster!, clusterLib.decodeFigures, topic, partition)
         : undefined,
       askBounds: cluster ? (topic, partition) => cluster!.askBounds(topic, partition) : undefined,
       migrate: cluster
@@ -318,7 +314,7 @@ export async function assemble(options: AssembleOptions): Promise<App> {
       crash: options.crash,
     });
     const uplink = config.uplink
-      ? new UplinkPart({
+      ? new (await import("../uplink/uplink_part.ts")).UplinkPart({
         uplink: config.uplink,
         logs,
         partitionsOf: (topic) => broker.topicSettings(topic)?.numPartitions ?? 0,
@@ -333,8 +329,13 @@ export async function assemble(options: AssembleOptions): Promise<App> {
       ["transactions", () => transactions.statsLines()],
       ["delayed", () => delayed.statsLines()],
       ...(uplink ? [["uplink", () => uplink.statsLines()] as const] : []),
-      ...(cluster
-        ? [["cluster", () => clusterStatsLines(cluster!, () => groups.offsetsSummary())] as const]
+      ...(cluster && clusterLib
+        ? [
+          [
+            "cluster",
+            () => clusterLib.clusterStatsLines(cluster!, () => groups.offsetsSummary()),
+          ] as const,
+        ]
         : []),
     ]);
     const tables: CommandTable[] = [
@@ -350,10 +351,11 @@ export async function assemble(options: AssembleOptions): Promise<App> {
       uplinkHubCommands(broker),
       topicCommands(
         topicAdmin,
-        cluster ? { kind: "leader", topic: CLUSTER_TOPIC, partition: 0 } : undefined,
+        clusterLib ? { kind: "leader", topic: clusterLib.CLUSTER_TOPIC, partition: 0 } : undefined,
       ),
     ];
-    if (cluster) {
+    if (cluster && clusterLib) {
+      const { clusterCommands, INTERNAL_TOPICS } = clusterLib;
       tables.push(clusterCommands(
         cluster,
         () => groups.offsetsSummary(),
@@ -364,8 +366,8 @@ export async function assemble(options: AssembleOptions): Promise<App> {
     const router = new Router(tables, [(context) => transactions.connectionClosed(context)]);
 
     // The edge: every request passes here; in a cluster it forwards to the serving node.
-    const forwarder = cluster
-      ? new Forwarder({
+    const forwarder = cluster && clusterLib
+      ? new clusterLib.Forwarder({
         link: cluster,
         placement: cluster,
         serve: (command, context, respond) => late.edge!.dispatch(command, context, respond),
@@ -422,6 +424,8 @@ export async function assemble(options: AssembleOptions): Promise<App> {
     broker.listening(system.host, port);
     let http: HttpPart | undefined;
     if (system.httpEnabled) {
+      // Loaded only when HTTP is on (Hono and the dashboard page are a large part of the code).
+      const { clusterView, groupsOverWire, HttpPart } = await import("./http_imports.ts");
       http = late.http = new HttpPart({
         broker,
         requests: edge,
@@ -442,14 +446,16 @@ export async function assemble(options: AssembleOptions): Promise<App> {
       stops.push(() => http!.stop());
     }
     // Registered once every port serves; unregistered first at shutdown (docs/zookeeper.md).
-    const registrar = await startZooKeeperPart({
-      config,
-      logs,
-      cluster,
-      port,
-      logger,
-      topicSettings: (topic) => broker.topicSettings(topic),
-    });
+    const registrar = zooKeeperEnabled(config.zookeeper)
+      ? await (await import("./zookeeper_part.ts")).startZooKeeperPart({
+        config,
+        logs,
+        cluster,
+        port,
+        logger,
+        topicSettings: (topic) => broker.topicSettings(topic),
+      })
+      : undefined;
     if (registrar) stops.push(() => registrar.stop());
     const maintenance = new Maintenance({
       broker,
@@ -505,6 +511,7 @@ function leadersOf(node: ClusterNode, topic: string, partitions: number): Record
 /** A partition's bounds as its leader last shared them (NodeInfo figures), if it did. */
 function leaderBounds(
   node: ClusterNode,
+  decodeFigures: typeof ClusterImports.decodeFigures,
   topic: string,
   partition: number,
 ): { start: number; end: number } | undefined {

@@ -4,7 +4,6 @@
  * effective settings are resolved. Pure: `buildConfig(fileText, overrides)` returns a frozen
  * Config or throws ConfigError; reading the file is the caller's business (load.ts).
  */
-import { createHash } from "node:crypto";
 import {
   AUTH_FAILURES_MAX,
   BROKER_ID_MAX,
@@ -40,6 +39,7 @@ import {
   type ZooKeeperKey,
 } from "./zookeeper_config.ts";
 import { buildUplinkConfig, UPLINK_KEYS, type UplinkConfig } from "./uplink_config.ts";
+import { nodeCrypto } from "../runtime/node_crypto.ts";
 
 export class ConfigError extends Error {
   override readonly name = "ConfigError";
@@ -559,7 +559,7 @@ function buildUserSection(
     throw new ConfigError(`Cannot use tokenSha256 of [user=${name}]: expected 64 hex digits`);
   }
   const tokenSha256 = token !== undefined
-    ? new Uint8Array(createHash("sha256").update(token).digest())
+    ? new Uint8Array(nodeCrypto().createHash("sha256").update(token).digest())
     : Uint8Array.from(digestHex!.match(/../g)!.map((pair) => parseInt(pair, 16)));
   const patterns = (key: string) =>
     (values.get(key) ?? "").split(",").map((part) => part.trim()).filter(Boolean);

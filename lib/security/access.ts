@@ -23,9 +23,9 @@
  *
  * An admin may do everything. Authentication is off when there are no users.
  */
-import { createHash, timingSafeEqual } from "node:crypto";
 import { topicMatches, type UserSection } from "../config/config.ts";
 import type { Command } from "../protocol/commands.ts";
+import { nodeCrypto } from "../runtime/node_crypto.ts";
 
 /** An authenticated user. */
 export interface Principal {
@@ -62,20 +62,20 @@ export class AccessControl {
   /** The user whose token this is, or undefined (wrong user and wrong token look the same). */
   authenticate(name: string, token: string): Principal | undefined {
     const user = this.#users.get(name);
-    const presented = createHash("sha256").update(token).digest();
+    const presented = nodeCrypto().createHash("sha256").update(token).digest();
     const expected = user?.tokenSha256 ?? NOBODY_DIGEST;
-    const equal = timingSafeEqual(presented, expected);
+    const equal = nodeCrypto().timingSafeEqual(presented, expected);
     if (!user || !equal) return undefined;
     return { name: user.name, produce: user.produce, consume: user.consume, admin: user.admin };
   }
 
   /** The user of a bearer token (HTTP), whoever it belongs to; undefined when none. */
   authenticateToken(token: string): Principal | undefined {
-    const presented = createHash("sha256").update(token).digest();
+    const presented = nodeCrypto().createHash("sha256").update(token).digest();
     let found: UserSection | undefined;
     // Every user is compared, so the time does not depend on which one (if any) matches.
     for (const user of this.#users.values()) {
-      if (timingSafeEqual(presented, user.tokenSha256) && !found) found = user;
+      if (nodeCrypto().timingSafeEqual(presented, user.tokenSha256) && !found) found = user;
     }
     if (!found) return undefined;
     return { name: found.name, produce: found.produce, consume: found.consume, admin: found.admin };

@@ -15,7 +15,7 @@
  * Every request passes the connection's Gate (authentication, permissions) first.
  */
 import * as net from "node:net";
-import * as tls from "node:tls";
+import type * as tls from "node:tls";
 import type { RequestContext } from "../protocol/reply.ts";
 import { printable } from "../protocol/names.ts";
 import {
@@ -77,7 +77,7 @@ const TIMER_MS_MAX = 1000;
 
 export class TcpServer {
   readonly #options: TcpServerOptions;
-  readonly #server: net.Server;
+  #server: net.Server | undefined;
   readonly #tracked = new Map<net.Socket, Tracked>();
   readonly #perIp = new Map<string, number>();
   readonly #access: AccessControl;
@@ -88,7 +88,16 @@ export class TcpServer {
   constructor(options: TcpServerOptions) {
     this.#options = options;
     this.#access = options.access ?? new AccessControl([]);
+  }
+
+  /**
+   * The listener: node:tls is imported only when a certificate is given (on Bun, loading it
+   * costs a broker ~20 ms of start-up, more than the rest of the client port together).
+   */
+  async #createServer(): Promise<net.Server> {
+    const options = this.#options;
     if (options.tls) {
+      const tls = await import("node:tls");
       const server = tls.createServer({
         cert: options.tls.cert,
         key: options.tls.key,
@@ -97,12 +106,11 @@ export class TcpServer {
       }, (socket) => this.#secured(socket));
       server.on("connection", (socket: net.Socket) => this.#admit(socket, true));
       server.on("tlsClientError", () => {}); // a failed handshake closes that socket only
-      this.#server = server;
-    } else {
-      this.#server = net.createServer({ noDelay: true }, (socket) => {
-        if (this.#admit(socket, false)) this.#serve(socket, socket);
-      });
+      return server;
     }
+    return net.createServer({ noDelay: true }, (socket) => {
+      if (this.#admit(socket, false)) this.#serve(socket, socket);
+    });
   }
 
   get connectionCount(): number {
@@ -110,13 +118,14 @@ export class TcpServer {
   }
 
   /** Starts listening; resolves with the bound port (useful with port 0). */
-  listen(): Promise<number> {
-    return new Promise((resolve, reject) => {
-      this.#server.once("error", reject);
-      this.#server.listen(this.#options.port, this.#options.host, () => {
-        this.#server.off("error", reject);
+  async listen(): Promise<number> {
+    const server = this.#server ??= await this.#createServer();
+    return await new Promise((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(this.#options.port, this.#options.host, () => {
+        server.off("error", reject);
         this.#startTimer();
-        resolve((this.#server.address() as net.AddressInfo).port);
+        resolve((server.address() as net.AddressInfo).port);
       });
     });
   }
@@ -128,7 +137,10 @@ export class TcpServer {
    */
   async close(drainMs = SHUTDOWN_DRAIN_MS): Promise<void> {
     if (this.#timer) clearInterval(this.#timer);
-    const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    const server = this.#server;
+    const closed = server
+      ? new Promise<void>((resolve) => server.close(() => resolve()))
+      : Promise.resolve();
     this.#draining = true;
     for (const tracked of this.#tracked.values()) tracked.connection?.drain(SHUTTING_DOWN);
     const deadline = performance.now() + drainMs;

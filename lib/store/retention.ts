@@ -8,7 +8,6 @@ import type { DeletePolicy } from "../config/retention_policy.ts";
 import type { Logger } from "../log.ts";
 import type { PartitionLog } from "./partition_log.ts";
 import type { Storage } from "./storage.ts";
-import { zipFile } from "./zip.ts";
 
 export interface RetentionResult {
   readonly removedSegments: number;
@@ -41,7 +40,11 @@ export async function applyRetention(
   for (const path of detached) {
     if (policy.kind === "delete") {
       storage.remove(path);
-    } else if (policy.compress && await zipFile(storage, path, `${path}.zip`, baseName(path))) {
+    } else if (
+      // Loaded when first needed: node:zlib is slow to load, and most brokers never archive.
+      policy.compress &&
+      await (await import("./zip.ts")).zipFile(storage, path, `${path}.zip`, baseName(path))
+    ) {
       storage.remove(path);
     } else {
       storage.rename(path, `${path}.arc`);

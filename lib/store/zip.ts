@@ -5,15 +5,11 @@
  */
 import * as zlib from "node:zlib";
 import { assert } from "../assert.ts";
-import { crc32Portable } from "../crc32.ts";
+import { crc32Continue } from "../crc32.ts";
 import type { Storage } from "./storage.ts";
 
 const ZIP_BYTES_MAX = 0xffffffff;
 const READ_BYTES = 1024 * 1024;
-
-type Crc32 = (data: Uint8Array, initial?: number) => number;
-const nativeCrc32 = (zlib as unknown as { crc32?: Crc32 }).crc32;
-const crc32Update: Crc32 = nativeCrc32 ?? crc32Portable;
 
 /** Archives `source` into `target` (a new file); returns false when the file is too large. */
 export async function zipFile(
@@ -71,7 +67,7 @@ async function deflateInto(
     const chunk = new Uint8Array(Math.min(READ_BYTES, size - position));
     const count = input.read(chunk, 0, chunk.length, position);
     assert(count === chunk.length);
-    crc = crc32Update(chunk, crc) >>> 0;
+    crc = crc32Continue(chunk, crc);
     if (!deflate.write(chunk)) await new Promise((resolve) => deflate.once("drain", resolve));
   }
   deflate.end();

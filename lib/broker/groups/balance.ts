@@ -14,9 +14,9 @@
  *   four digest bytes of the MD5 of its name, little-endian; it belongs to the consumer at the
  *   first ring point at or after it, wrapping to the lowest.
  */
-import { createHash } from "node:crypto";
 import { assert } from "../../assert.ts";
 import type { Strategy } from "../../protocol/group_wire.ts";
+import { nodeCrypto } from "../../runtime/node_crypto.ts";
 
 /** Ring points per consumer in CONSIST (MetaQ's NUM_REPS). */
 const RING_POINTS_PER_CONSUMER = 160;
@@ -97,7 +97,7 @@ function ringOwner(ring: Ring, partition: string): string {
 }
 
 function md5(text: string): Uint8Array {
-  return createHash("md5").update(text, "utf8").digest();
+  return nodeCrypto().createHash("md5").update(text, "utf8").digest();
 }
 
 function littleEndian32(bytes: Uint8Array, at: number): number {
