@@ -1,5 +1,11 @@
 import { expect, test } from "bun:test";
-import { crc32, crc32Portable, metaqChecksum } from "../../../lib/crc32.ts";
+import {
+  crc32,
+  crc32Continue,
+  crc32IsNative,
+  crc32Portable,
+  metaqChecksum,
+} from "../../../lib/crc32.ts";
 import { ascii } from "../../support/bytes.ts";
 
 test("crc32 of 'hello' is MetaQ's reference checksum 907060870", () => {
@@ -22,4 +28,21 @@ test("metaq checksum masks the top bit so it is never negative", () => {
   // crc32("a") = 0xE8B7BE43 has the top bit set.
   expect(crc32(ascii("a"))).toBe(0xe8b7be43);
   expect(metaqChecksum(ascii("a"))).toBe(0x68b7be43);
+});
+
+test("the native crc32 is in use, and chained over chunks it equals the crc32 of the whole", () => {
+  // Found without node:zlib (Bun.hash.crc32, or process.getBuiltinModule elsewhere): were it
+  // missing, every checksum would take the slow table.
+  expect(crc32IsNative).toBe(true);
+  let seed = 11;
+  for (let round = 1; round < 50; round++) {
+    const bytes = new Uint8Array(round * 97);
+    for (let i = 0; i < bytes.length; i++) {
+      bytes[i] = (seed = (seed * 1103515245 + 12345) >>> 0) >>> 24;
+    }
+    const cut = (round * 31) % bytes.length;
+    const chained = crc32Continue(bytes.subarray(cut), crc32(bytes.subarray(0, cut)));
+    expect(chained).toBe(crc32(bytes));
+    expect(chained).toBe(crc32Portable(bytes.subarray(cut), crc32Portable(bytes.subarray(0, cut))));
+  }
 });
