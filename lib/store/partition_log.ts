@@ -20,6 +20,7 @@ import { type RecordInput, writeRecord } from "../protocol/record.ts";
 import { scanSegment, type ScanVerdict } from "./recovery.ts";
 import { parseSegmentFileName, Segment, segmentFileName } from "./segment.ts";
 import { joinPath, makeDirDurably, type Storage } from "./storage.ts";
+import { type SyncMode, SyncModeChooser } from "./sync_mode.ts";
 
 export type FlushPolicy =
   | { readonly kind: "group" }
@@ -111,6 +112,15 @@ interface Run {
 }
 
 const FILL_BYTES = 256 * 1024;
+
+/**
+ * Writers of every log in this process scheduled for the next turn and not started yet: one
+ * event loop runs them all, so a writer that sees others waiting leaves its fsync to the pool.
+ */
+let writersWaiting = 0;
+
+/** One chooser for the process: what makes either mode slow (CPU contention, the disk) is shared. */
+const syncModes = new SyncModeChooser();
 
 export class PartitionLog {
   readonly options: PartitionLogOptions;
@@ -650,7 +660,12 @@ export class PartitionLog {
   #scheduleDrain(): void {
     if (this.#writing || this.#holds > 0) return;
     this.#writing = true;
-    setImmediate(() => void this.#drain());
+    // The next turn, not now: the puts of every connection read in this turn join the batch.
+    writersWaiting += 1;
+    setImmediate(() => {
+      writersWaiting -= 1;
+      void this.#drain();
+    });
   }
 
   async #drain(): Promise<void> {
@@ -675,7 +690,7 @@ export class PartitionLog {
             }
           }
           assert(this.#writtenEnd === batchEnd);
-          await this.#acknowledge(batchEnd, records);
+          await this.#acknowledge(batchEnd, records, batchEnd - batchStart);
           batch.settle();
         } catch (error) {
           this.#failBatch(error, batchStart, batch);
@@ -711,10 +726,18 @@ export class PartitionLog {
     await storage.syncDir(dir);
   }
 
-  async #acknowledge(batchEnd: number, records: number): Promise<void> {
+  async #acknowledge(batchEnd: number, records: number, bytes: number): Promise<void> {
     const policy = this.options.flush;
     if (policy.kind === "group") {
-      await this.#syncActive();
+      const choice = syncModes.choose({
+        inlineAvailable: this.#segments[this.#segments.length - 1].file.syncNow !== undefined,
+        records,
+        bytes,
+        lastSyncLatencyMs: this.#lastSyncLatencyMs,
+        otherWritersWaiting: writersWaiting,
+      });
+      const synced = await this.#syncActive(choice.mode);
+      if (choice.measured && synced) syncModes.record(choice.mode, this.#lastSyncLatencyMs);
     } else {
       this.#unflushedMessages += records;
       const overdue = this.options.clock.monotonicMs() - this.#lastSyncMs >= policy.intervalMs;
@@ -732,7 +755,7 @@ export class PartitionLog {
 
   #startTimedSync(): void {
     if (this.#timedSync) return;
-    this.#timedSync = this.#syncActive().catch((error) => {
+    this.#timedSync = this.#syncActive().then(() => {}, (error) => {
       // Nothing waited on this sync: the next batch syncs in line, so its puts see the error.
       this.#timedSyncFailed = true;
       this.options.logger.log("error", "Cannot sync partition", {
@@ -766,13 +789,16 @@ export class PartitionLog {
     (this.#syncTimer as { unref?: () => void }).unref?.();
   }
 
-  async #syncActive(): Promise<void> {
+  /** Syncs the active segment (sync_mode.ts: where); false when nothing needed it. */
+  async #syncActive(mode: SyncMode = "pool"): Promise<boolean> {
     const target = this.#writtenEnd;
-    if (this.#durableEnd >= target) return;
+    if (this.#durableEnd >= target) return false;
     const messages = this.#unflushedMessages;
     const cuts = this.#cuts;
     const started = this.options.clock.monotonicMs();
-    await this.#segments[this.#segments.length - 1].file.sync();
+    const file = this.#segments[this.#segments.length - 1].file;
+    if (mode === "inline" && file.syncNow) file.syncNow();
+    else await file.sync();
     this.#lastSyncMs = this.options.clock.monotonicMs();
     this.#lastSyncLatencyMs = this.#lastSyncMs - started;
     this.#syncCount += 1;
@@ -781,6 +807,7 @@ export class PartitionLog {
     this.#unflushedMessages = Math.max(0, this.#unflushedMessages - messages);
     if (this.#cuts === cuts) this.#durableEnd = Math.max(this.#durableEnd, target);
     this.#timedSyncFailed = false;
+    return true;
   }
 
   /**

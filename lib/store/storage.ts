@@ -2,7 +2,8 @@
  * @module The file-system operations the store needs, as an interface, so the same store runs
  * on real files (storage_file.ts) or in memory with crash emulation (storage_memory.ts), and so
  * test builds can wrap it with fault injection. Writes and reads are synchronous (they hit the
- * page cache); anything that waits for the disk (sync, syncDir) is asynchronous.
+ * page cache); anything that waits for the disk (sync, syncDir) is asynchronous, except the
+ * optional syncNow for small group commits.
  */
 
 export interface FileStat {
@@ -18,6 +19,12 @@ export interface FileHandle {
   read(target: Uint8Array, targetOffset: number, length: number, position: number): number;
   /** Makes every byte written so far durable (fdatasync). */
   sync(): Promise<void>;
+  /**
+   * The same on the calling thread, blocking it until the disk answers; absent where a storage
+   * cannot (then callers use sync()). For small group commits, where handing the wait to a
+   * thread pool costs as much as the wait itself (see sync_mode.ts).
+   */
+  syncNow?(): void;
   truncate(size: number): void;
   size(): number;
   close(): void;

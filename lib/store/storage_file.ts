@@ -1,6 +1,7 @@
 /**
  * @module Storage on real files through node:fs (works on Bun, Deno and Node). Durability
- * waits (fdatasync, directory fsync) use the callback API so they run off the event loop.
+ * waits (fdatasync, directory fsync) use the callback API so they run off the event loop;
+ * syncNow is the one synchronous fdatasync, for small group commits (see sync_mode.ts).
  */
 import * as fs from "node:fs";
 import { type FileHandle, type FileStat, parentDir, type Storage } from "./storage.ts";
@@ -57,6 +58,10 @@ class RealFile implements FileHandle {
     return new Promise((resolve, reject) => {
       fs.fdatasync(this.#fd, (error) => (error ? reject(error) : resolve()));
     });
+  }
+
+  syncNow(): void {
+    fs.fdatasyncSync(this.#fd);
   }
 
   truncate(size: number): void {

@@ -6,8 +6,9 @@
  *   `{"op":"syncdir","path"}`, `{"op":"create"|"rename"|"remove","path","to"?}`) with a plain
  *   write, before anything covered by it is acknowledged. The fault harness reads it after a
  *   SIGKILL to emulate a power cut: it keeps exactly what was made durable.
- * - `METAQ_TEST_FSYNC_CONTROL=<file>`: read before each sync; `delay <ms>` adds latency,
- *   `eio` makes the next sync fail with EIO (then the line is consumed), absent = normal.
+ * - `METAQ_TEST_FSYNC_CONTROL=<file>`: read before each sync; `delay <ms>` adds latency (an
+ *   inline sync blocks for it), `eio` makes the next sync fail with EIO (then the line is
+ *   consumed), absent = normal.
  *
  * Production runs never set these; without them `instrumentStorage` returns its input.
  */
@@ -36,19 +37,34 @@ export function instrumentStorage(inner: Storage, options: StorageInstrumentatio
     fs.writeSync(journalFd, `${JSON.stringify(entry)}\n`);
   };
   const absolute = (file: string) => path.resolve(file);
-  const beforeSync = async () => {
-    if (!options.fsyncControl) return;
+  /** The control file's instruction for the next sync: a delay in ms, an injected EIO, or none. */
+  const nextFault = (): { delayMs: number } | "eio" | undefined => {
+    if (!options.fsyncControl) return undefined;
     let control = "";
     try {
       control = fs.readFileSync(options.fsyncControl, "utf8").trim();
     } catch {
-      return;
+      return undefined;
     }
-    if (control.startsWith("delay ")) {
-      await new Promise((resolve) => setTimeout(resolve, Number(control.slice(6)) || 0));
-    } else if (control === "eio") {
-      fs.writeFileSync(options.fsyncControl, "");
-      throw Object.assign(new Error("EIO: i/o error, fdatasync (injected)"), { code: "EIO" });
+    if (control.startsWith("delay ")) return { delayMs: Number(control.slice(6)) || 0 };
+    if (control !== "eio") return undefined;
+    fs.writeFileSync(options.fsyncControl, "");
+    return "eio";
+  };
+  const injectedEio = () =>
+    Object.assign(new Error("EIO: i/o error, fdatasync (injected)"), { code: "EIO" });
+  const beforeSync = async () => {
+    const fault = nextFault();
+    if (fault === "eio") throw injectedEio();
+    if (fault) await new Promise((resolve) => setTimeout(resolve, fault.delayMs));
+  };
+  // An inline sync blocks its thread for the whole delay, as a slow fdatasync on the event loop
+  // would: the slow-disk tests see what a slow disk does to it.
+  const beforeSyncNow = () => {
+    const fault = nextFault();
+    if (fault === "eio") throw injectedEio();
+    if (fault && fault.delayMs > 0) {
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, fault.delayMs);
     }
   };
   const wrapFile = (file: FileHandle): FileHandle => ({
@@ -65,6 +81,14 @@ export function instrumentStorage(inner: Storage, options: StorageInstrumentatio
       await file.sync();
       record({ op: "sync", path: absolute(file.path), length });
     },
+    syncNow: file.syncNow
+      ? () => {
+        beforeSyncNow();
+        const length = file.size();
+        file.syncNow!();
+        record({ op: "sync", path: absolute(file.path), length });
+      }
+      : undefined,
   });
   return {
     open(file, openOptions) {

@@ -53,9 +53,13 @@ class MemoryFile implements FileHandle {
   }
 
   sync(): Promise<void> {
+    this.syncNow();
+    return Promise.resolve();
+  }
+
+  syncNow(): void {
     this.#checkOpen();
     this.#inode.durable = this.#inode.data.slice(0, this.#inode.length);
-    return Promise.resolve();
   }
 
   truncate(size: number): void {
