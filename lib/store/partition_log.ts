@@ -45,6 +45,8 @@ export interface PartitionLogOptions {
   readonly flush: FlushPolicy;
   readonly clock: Clock;
   readonly logger: Logger;
+  /** Where small group commits sync (default: one chooser shared by the process's logs). */
+  readonly syncModes?: SyncModeChooser;
 }
 
 export interface OpenOptions {
@@ -120,7 +122,7 @@ const FILL_BYTES = 256 * 1024;
 let writersWaiting = 0;
 
 /** One chooser for the process: what makes either mode slow (CPU contention, the disk) is shared. */
-const syncModes = new SyncModeChooser();
+const processSyncModes = new SyncModeChooser();
 
 export class PartitionLog {
   readonly options: PartitionLogOptions;
@@ -729,6 +731,7 @@ export class PartitionLog {
   async #acknowledge(batchEnd: number, records: number, bytes: number): Promise<void> {
     const policy = this.options.flush;
     if (policy.kind === "group") {
+      const syncModes = this.options.syncModes ?? processSyncModes;
       const choice = syncModes.choose({
         inlineAvailable: this.#segments[this.#segments.length - 1].file.syncNow !== undefined,
         records,
