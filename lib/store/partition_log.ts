@@ -10,6 +10,7 @@
  *
  * Not here: topics, message ids, protocol. Recovery rules live in recovery.ts.
  */
+import * as os from "node:os";
 import { setImmediate } from "node:timers";
 import { assert } from "../assert.ts";
 import type { Clock } from "../clock.ts";
@@ -20,7 +21,7 @@ import { type RecordInput, writeRecord } from "../protocol/record.ts";
 import { scanSegment, type ScanVerdict } from "./recovery.ts";
 import { parseSegmentFileName, Segment, segmentFileName } from "./segment.ts";
 import { joinPath, makeDirDurably, type Storage } from "./storage.ts";
-import { type SyncMode, SyncModeChooser } from "./sync_mode.ts";
+import { loadAverageProbe, type SyncMode, SyncModeChooser } from "./sync_mode.ts";
 
 export type FlushPolicy =
   | { readonly kind: "group" }
@@ -122,7 +123,13 @@ const FILL_BYTES = 256 * 1024;
 let writersWaiting = 0;
 
 /** One chooser for the process: what makes either mode slow (CPU contention, the disk) is shared. */
-const processSyncModes = new SyncModeChooser();
+const processSyncModes = new SyncModeChooser({
+  busy: loadAverageProbe({
+    nowMs: () => performance.now(),
+    loadAverage: () => os.loadavg()[0],
+    cpus: os.availableParallelism?.() ?? os.cpus().length,
+  }),
+});
 
 export class PartitionLog {
   readonly options: PartitionLogOptions;

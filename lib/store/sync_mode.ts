@@ -1,6 +1,7 @@
 /**
  * @module Where a group commit's fdatasync runs: on the event loop ("inline") or on the runtime's
- * thread pool. Pure: the partition log asks, does the sync, and reports how long it waited.
+ * thread pool. The partition log asks, does the sync, and reports how long it waited; the one
+ * outside input is whether the machine's CPUs are oversubscribed (a parameter, for tests).
  *
  * Handing an fdatasync to the pool costs two thread hand-offs (wake a pool thread, then wake the
  * event loop with the result: 100-200 us on this 2-core machine, as much as a quiet disk's
@@ -8,9 +9,11 @@
  * `appendfsync always`, saves them on a quiet machine; but measured under CPU contention
  * (load 5-12, other test suites on both cores) an fdatasync called from the busy event-loop
  * thread took 2-5 ms at p90 where the pool's, hops included, took 0.6-3 ms: the loop thread
- * waits longer to be scheduled again once the disk answers. So neither wins everywhere, and the
- * chooser measures both: it keeps a moving average of what each mode cost small batches, uses
- * the cheaper one, and tries the other one batch in EXPLORE_EVERY to notice when that changes.
+ * waits longer to be scheduled again once the disk answers, and window-1 producers got up to 2x
+ * fewer puts/s inline than on the pool (Redis `always`, inline too, fell as far). So inline is
+ * only tried while the load average is below the CPU count, and then the chooser measures both
+ * modes: it keeps a moving average of what each cost small batches, uses the cheaper one, and
+ * tries the other one batch in EXPLORE_EVERY to notice when that changes.
  *
  * Only small batches are candidates (a producer that waits for each ack). A large one (a
  * pipelined producer, a busy broker) always syncs on the pool, where its fsync overlaps the next
@@ -38,6 +41,9 @@ const SAMPLE_MS_MAX = 10;
 
 export type SyncMode = "inline" | "pool";
 
+/** Whether the machine's CPUs are oversubscribed now (inline syncs then lose: see above). */
+export type BusyProbe = () => boolean;
+
 export interface SyncCandidate {
   /** Whether the file can sync on the calling thread at all. */
   readonly inlineAvailable: boolean;
@@ -63,10 +69,15 @@ export function mayInline(candidate: SyncCandidate): boolean {
 export class SyncModeChooser {
   #averageMs: Record<SyncMode, number | undefined> = { inline: undefined, pool: undefined };
   #smallBatches = 0;
+  readonly #busy: BusyProbe;
+
+  constructor(options: { busy: BusyProbe }) {
+    this.#busy = options.busy;
+  }
 
   /** The mode for this sync; `measured` says whether to report its latency with record(). */
   choose(candidate: SyncCandidate): { mode: SyncMode; measured: boolean } {
-    if (!mayInline(candidate)) return { mode: "pool", measured: false };
+    if (!mayInline(candidate) || this.#busy()) return { mode: "pool", measured: false };
     this.#smallBatches += 1;
     const { inline, pool } = this.#averageMs;
     if (inline === undefined) return { mode: "inline", measured: true };
@@ -89,6 +100,30 @@ export class SyncModeChooser {
   get averagesMs(): Readonly<Record<SyncMode, number | undefined>> {
     return { ...this.#averageMs };
   }
+}
+
+/**
+ * The load average (1 minute) at or above the CPU count, read at most once a second (`nowMs` is
+ * monotonic): reading it costs syscalls, and load moves slowly. Where the runtime reports no load
+ * (all zeros), never busy.
+ */
+export function loadAverageProbe(
+  options: {
+    nowMs: () => number;
+    loadAverage: () => number;
+    cpus: number;
+  },
+): BusyProbe {
+  let checkedMs = -Infinity;
+  let busy = false;
+  return () => {
+    const now = options.nowMs();
+    if (now - checkedMs >= 1000) {
+      checkedMs = now;
+      busy = options.loadAverage() >= options.cpus;
+    }
+    return busy;
+  };
 }
 
 function other(mode: SyncMode): SyncMode {

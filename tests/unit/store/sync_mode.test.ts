@@ -9,6 +9,7 @@ import {
   INLINE_SYNC_BYTES_MAX,
   INLINE_SYNC_LATENCY_MAX_MS,
   INLINE_SYNC_RECORDS_MAX,
+  loadAverageProbe,
   mayInline,
   type SyncCandidate,
   SyncModeChooser,
@@ -37,7 +38,7 @@ describe("sync mode chooser", () => {
   });
 
   test("a large batch always goes to the pool and teaches the chooser nothing", () => {
-    const chooser = new SyncModeChooser();
+    const chooser = new SyncModeChooser({ busy: () => false });
     expect(chooser.choose({ ...small, records: 1000, bytes: 120_000 })).toEqual({
       mode: "pool",
       measured: false,
@@ -46,7 +47,7 @@ describe("sync mode chooser", () => {
   });
 
   test("tries both modes, keeps the cheaper, and tries the other one batch in EXPLORE_EVERY", () => {
-    const chooser = new SyncModeChooser();
+    const chooser = new SyncModeChooser({ busy: () => false });
     const cost = { inline: 0.5, pool: 0.3 };
     const modes: string[] = [];
     for (let i = 0; i < 4 * EXPLORE_EVERY; i++) {
@@ -71,8 +72,39 @@ describe("sync mode chooser", () => {
     expect(tail.filter((mode) => mode === "pool").length).toBe(4); // explorations only
   });
 
+  test("while the machine is busy every sync goes to the pool, unmeasured", () => {
+    let busy = true;
+    const chooser = new SyncModeChooser({ busy: () => busy });
+    for (let i = 0; i < 2 * EXPLORE_EVERY; i++) {
+      expect(chooser.choose(small)).toEqual({ mode: "pool", measured: false });
+    }
+    busy = false;
+    expect(chooser.choose(small)).toEqual({ mode: "inline", measured: true });
+  });
+
+  test("the load probe calls the machine busy at a load of one per CPU, and reads it once a second", () => {
+    let nowMs = 0;
+    let load = 0.5;
+    let reads = 0;
+    const busy = loadAverageProbe({
+      nowMs: () => nowMs,
+      loadAverage: () => (reads += 1, load),
+      cpus: 2,
+    });
+    expect(busy()).toBe(false);
+    load = 2;
+    nowMs = 999;
+    expect(busy()).toBe(false); // not read again yet
+    nowMs = 1000;
+    expect(busy()).toBe(true);
+    load = 1.9;
+    nowMs = 2500;
+    expect(busy()).toBe(false);
+    expect(reads).toBe(3);
+  });
+
   test("one stall counts as 10 ms, not as its full length", () => {
-    const chooser = new SyncModeChooser();
+    const chooser = new SyncModeChooser({ busy: () => false });
     chooser.record("inline", 0.2);
     chooser.record("inline", 5_000);
     expect(chooser.averagesMs.inline).toBeLessThan(0.2 + 10 / 32 + 1e-9);
@@ -127,7 +159,7 @@ async function openRecordedLog(dir: string, events: Event[], failNextSyncNow = {
     flush: { kind: "group" },
     clock: systemClock,
     logger: silentLogger,
-    syncModes: new SyncModeChooser(),
+    syncModes: new SyncModeChooser({ busy: () => false }),
   }, { verifyAll: true, repair: false });
   events.length = 0; // what open did is not under test
   return log;
