@@ -9,7 +9,7 @@
  * `appendfsync always`, saves them on a quiet machine; but measured under CPU contention
  * (load 5-12, other test suites on both cores) an fdatasync called from the busy event-loop
  * thread took 2-5 ms at p90 where the pool's, hops included, took 0.6-3 ms: the loop thread
- * waits longer to be scheduled again once the disk answers, and window-1 producers got up to 2x
+ * waits longer to be scheduled again once the disk answers (probably), and window-1 producers got up to 2x
  * fewer puts/s inline than on the pool (Redis `always`, inline too, fell as far). So inline is
  * only tried while the load average is below the CPU count, and then the chooser measures both
  * modes: it keeps a moving average of what each cost small batches, uses the cheaper one, and
