@@ -4,16 +4,16 @@
  * outside input is whether the machine's CPUs are oversubscribed (a parameter, for tests).
  *
  * Handing an fdatasync to the pool costs two thread hand-offs (wake a pool thread, then wake the
- * event loop with the result: 100-200 us on this 2-core machine, as much as a quiet disk's
- * fdatasync), and a put that waits for its ack pays them. Inline, as Redis does with
- * `appendfsync always`, saves them on a quiet machine; but measured under CPU contention
- * (load 5-12, other test suites on both cores) an fdatasync called from the busy event-loop
- * thread took 2-5 ms at p90 where the pool's, hops included, took 0.6-3 ms: the loop thread
- * waits longer to be scheduled again once the disk answers (probably), and window-1 producers got up to 2x
- * fewer puts/s inline than on the pool (Redis `always`, inline too, fell as far). So inline is
- * only tried while the load average is below the CPU count, and then the chooser measures both
- * modes: it keeps a moving average of what each cost small batches, uses the cheaper one, and
- * tries the other one batch in EXPLORE_EVERY to notice when that changes.
+ * event loop with the result: 150-190 us per put under `perf trace` on this 2-core machine, as much
+ * as a quiet disk's fdatasync), and a put that waits for its ack pays them. Inline, as Redis does
+ * with `appendfsync always`, saves them. But with the CPUs oversubscribed (load 3-12: other test
+ * suites on both cores) an fdatasync called from the busy event-loop thread took 2-5 ms at p90
+ * where the pool's, hand-offs included, took 0.6-3 ms (probably because that thread is slower to
+ * be scheduled again once the disk answers), and window-1 producers got up to 2-4x fewer puts/s
+ * inline than on the pool (Redis `always`, inline too, fell as far). So inline is only tried while
+ * the load average is below the CPU count, and then the chooser measures both modes: it keeps a
+ * moving average of what each cost small batches, uses the cheaper one, and tries the other one
+ * batch in EXPLORE_EVERY to notice when that changes. (bench/README.md, row 2w, has the figures.)
  *
  * Only small batches are candidates (a producer that waits for each ack). A large one (a
  * pipelined producer, a busy broker) always syncs on the pool, where its fsync overlaps the next
