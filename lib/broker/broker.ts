@@ -9,7 +9,6 @@
  * log that cannot take an append refuses it with a typed error, and the edge (lib/server) has
  * already sent the request to the node that should serve it.
  */
-import { Buffer } from "node:buffer";
 import process from "node:process";
 import type { Clock } from "../clock.ts";
 import {
@@ -60,6 +59,7 @@ export interface PutOnce {
   readonly retry: boolean;
 }
 import { renderStats, type StatsItems } from "./stats_report.ts";
+import { FramePool } from "./frame_pool.ts";
 
 export const METAQ_VERSION = "metaq-0.1.0";
 
@@ -117,6 +117,8 @@ export class Broker {
   readonly closedPartitions = new Set<string>();
   /** Long polls (`fetch`) waiting for records: each answers when called. */
   readonly #waiting = new Set<() => void>();
+  /** Buffers of `get` answers, reused once a connection wrote them (frame_pool.ts). */
+  readonly #frames = new FramePool();
   #stopWaiting = false;
   readonly #options: BrokerOptions;
   #brokerUrl = "meta://127.0.0.1:8123";
@@ -646,11 +648,11 @@ export class Broker {
     const { log, offset, length } = outcome;
     const header = encodeValueHeader(length, command.opaque);
     // Not zero-filled: every byte is overwritten by the header and the read below.
-    const frame: Uint8Array = Buffer.allocUnsafe(header.length + length);
+    const { frame, release } = this.#frames.take(header.length + length);
     frame.set(header, 0);
     log.readInto(frame, header.length, offset, length);
     this.stats.served(topic, partition, length);
-    return { kind: "frame", bytes: frame };
+    return { kind: "frame", bytes: frame, release };
   }
 
   #filtered(

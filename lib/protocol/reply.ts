@@ -16,7 +16,16 @@ export type Reply =
     /** The text is known to be ASCII (put acknowledgements): its length is its byte count. */
     readonly ascii?: boolean;
   }
-  | { readonly kind: "frame"; readonly bytes: Uint8Array };
+  | {
+    readonly kind: "frame";
+    readonly bytes: Uint8Array;
+    /**
+     * Called (at most once) by whoever writes `bytes` to a socket, once the socket no longer
+     * needs them: the buffer goes back to its pool (lib/broker/frame_pool.ts). Never called for
+     * bytes kept or passed on; those are collected as usual.
+     */
+    readonly release?: () => void;
+  };
 
 /** Called with the reply to a request, once (or never: MetaQ answers no END and no quit). */
 export type Respond = (reply: Reply) => void;

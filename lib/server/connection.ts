@@ -13,8 +13,11 @@ import { AUTH_SPEC, AUTH_VERB, type Gate } from "../security/gate.ts";
 import type { Requests } from "./edge.ts";
 
 export interface Transport {
-  /** Queues bytes for the peer. */
-  send(bytes: Uint8Array): void;
+  /**
+   * Queues bytes for the peer. Returns true when the transport is already done with `bytes`
+   * (handed to the kernel in full, nothing of it kept), so their buffer may be reused.
+   */
+  send(bytes: Uint8Array): boolean | void;
   /** Sends what is queued, then closes. */
   end(): void;
   /** Closes at once. */
@@ -54,8 +57,11 @@ export class Connection {
   #paused = false;
   #closed = false;
   #received = false;
-  /** Replies gathered this turn: result lines as text (encoded together), value frames as bytes. */
-  #output: (string | Uint8Array)[] = [];
+  /**
+   * Replies gathered this turn: result lines as text (encoded together), value frames as bytes
+   * (with their pool's release, called once the transport is done with them).
+   */
+  #output: (string | Uint8Array | { bytes: Uint8Array; release: () => void })[] = [];
   #outputBytes = 0;
   #flushScheduled = false;
   /**
@@ -226,7 +232,8 @@ export class Connection {
       : reply.ascii && typeof reply.text === "string"
       ? `result ${reply.code} ${reply.text.length} ${opaque}\r\n${reply.text}`
       : resultText(reply.code, reply.text, opaque);
-    this.#output.push(bytes);
+    const release = reply.kind === "frame" ? reply.release : undefined;
+    this.#output.push(release ? { bytes: bytes as Uint8Array, release } : bytes);
     this.#outputBytes += bytes.length;
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
@@ -251,7 +258,11 @@ export class Connection {
       }
       if (text !== "") this.#options.transport.send(encoder.encode(text));
       text = "";
-      this.#options.transport.send(part);
+      if (part instanceof Uint8Array) {
+        this.#options.transport.send(part);
+      } else if (this.#options.transport.send(part.bytes) === true) {
+        part.release();
+      }
     }
     if (text !== "") this.#options.transport.send(encoder.encode(text));
     // Replies held here counted against the bound; now the socket holds them (and says

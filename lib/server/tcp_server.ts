@@ -251,9 +251,12 @@ export class TcpServer {
       gate,
       transport: {
         send: (bytes) => {
-          if (socket.destroyed) return;
+          if (socket.destroyed) return false;
           socket.write(bytes);
           tracked.lastActivityMs = performance.now();
+          // Nothing left in the socket's own buffer: the kernel took every byte (a write that
+          // did not finish leaves the rest, `bytes` itself, queued there).
+          return socket.writableLength === 0;
         },
         end: () => socket.end(),
         destroy: () => socket.destroy(),
