@@ -374,7 +374,7 @@ function readPlan(): Plan {
     window: 1024,
     repeat: Number(values.repeat ?? 3),
     startupRuns: 3,
-    timeoutS: Number(values.timeout ?? (quick ? 900 : 3600)),
+    timeoutS: Number(values.timeout ?? (quick ? 1500 : 5400)),
     binary: values.binary ?? path.join(ROOT, "dist", "metaq"),
     replicatedOnly: values["replicated-only"] === true,
     work: fs.mkdtempSync(path.join(os.tmpdir(), "metaq-compare-")),

@@ -39,7 +39,7 @@ if [[ ! -x dist/metaq ]]; then
   npm run --silent build >/dev/null
 fi
 
-# A hard stop beyond compare.ts's own global timeout (3600 s, quick 900 s), in case it hangs.
-limit=3900
-for arg in "$@"; do [[ $arg == --quick ]] && limit=1000; done
+# A hard stop beyond compare.ts's own global timeout (5400 s, quick 1500 s), in case it hangs.
+limit=5700
+for arg in "$@"; do [[ $arg == --quick ]] && limit=1600; done
 exec timeout --kill-after=30 "$limit" "$bun" bench/compare.ts "$@"
