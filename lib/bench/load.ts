@@ -364,8 +364,13 @@ async function consumePartition(
       state.live.bytes += walk.bytes - walk.records * 20;
       continue;
     }
-    if (reply.code === 301) offset = Number(decoder.decode(reply.body));
-    else if (reply.code === 404) return; // this partition is read to its end
+    if (reply.code === 301) {
+      const moved = Number(decoder.decode(reply.body));
+      // A move back is MetaQ's (Java) flushed end: it serves bytes past it, then sends a get
+      // beyond it back there. Those records were read once already: the partition is read.
+      if (moved < offset) return;
+      offset = moved;
+    } else if (reply.code === 404) return; // this partition is read to its end
     else throw new Error(`Cannot consume ${options.topic}-${partition}: ${replyText(reply)}`);
   }
 }
@@ -501,7 +506,12 @@ async function followPartition(
     } else if (reply.code === 404) {
       await (options.pollDelayMs > 0 ? sleep(options.pollDelayMs) : nextTurn());
     } else if (reply.code === 301) {
-      offset = Number(decoder.decode(reply.body));
+      const moved = Number(decoder.decode(reply.body));
+      // The original MetaQ (Java) serves bytes past its last fsync, then answers a get beyond
+      // that point with a 301 back to it: following it would count those records twice, so
+      // a move back is an empty answer until the fsync catches up.
+      if (moved >= offset) offset = moved;
+      else await (options.pollDelayMs > 0 ? sleep(options.pollDelayMs) : nextTurn());
     } else {
       throw new Error(`Cannot follow ${options.topic}: ${replyText(reply)}`);
     }
