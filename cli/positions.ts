@@ -62,9 +62,19 @@ export async function resolvePosition(
     case "latest":
       return bounds.end;
     case "last":
-      return await offsetOfLast(partitionBytes(client, topic, partition), bounds, position.count);
+      return await offsetOfLast(
+        partitionBytes(client, topic, partition),
+        bounds,
+        position.count,
+        Date.now(),
+      );
     case "time":
-      return await offsetForTime(partitionBytes(client, topic, partition), bounds, position.timeMs);
+      return await offsetForTime(
+        partitionBytes(client, topic, partition),
+        bounds,
+        position.timeMs,
+        Date.now(),
+      );
   }
 }
 

@@ -107,7 +107,12 @@ async function resetTargets(
       ? end
       : typeof to === "number"
       ? offsetParam(to)
-      : await offsetForTime(context.reads.reader(topic, partition), bounds, to.timeMs);
+      : await offsetForTime(
+        context.reads.reader(topic, partition),
+        bounds,
+        to.timeMs,
+        context.clock.wallMs(),
+      );
     if (offset < start || offset > end) {
       throw new BrokerError(
         "invalidOffset",

@@ -275,13 +275,14 @@ async function startOffset(
   topic: string,
   partition: number,
   start: FetchStart,
+  nowMs: number,
 ): Promise<number> {
   if (start.kind === "offset") return start.offset;
   const bounds = await reads.bounds(topic, partition) ?? { start: 0, end: 0 };
   if (start.kind === "earliest") return bounds.start;
   const reader = reads.reader(topic, partition);
-  if (start.kind === "time") return await offsetForTime(reader, bounds, start.timeMs);
-  if (start.before === undefined) return await offsetOfLast(reader, bounds, start.count);
+  if (start.kind === "time") return await offsetForTime(reader, bounds, start.timeMs, nowMs);
+  if (start.before === undefined) return await offsetOfLast(reader, bounds, start.count, nowMs);
   if (start.before < bounds.start || start.before > bounds.end) {
     throw new BrokerError(
       "invalidOffset",
@@ -290,7 +291,8 @@ async function startOffset(
     );
   }
   if (start.before < bounds.end) await checkRecordStart(reads, topic, partition, start.before);
-  return await offsetOfLast(reader, { start: bounds.start, end: start.before }, start.count);
+  const before = { start: bounds.start, end: start.before };
+  return await offsetOfLast(reader, before, start.count, nowMs);
 }
 
 /** Refuses an offset where no valid record starts (a page of one record reads it). */
@@ -322,7 +324,7 @@ async function fetchMessages(context: AdminContext, request: FetchRequest): Prom
     if (local) broker.stats.counters.getMiss += 1;
   };
   checkPartition(context, topic, partition);
-  const offset = await startOffset(reads, topic, partition, request.start);
+  const offset = await startOffset(reads, topic, partition, request.start, context.clock.wallMs());
   const page = await reads.page({
     topic,
     partition,

@@ -53,7 +53,7 @@ export async function recordStartAtOrAfter(
   reader: PartitionBytes,
   offset: number,
   end: number,
-  nowMs = Date.now(),
+  nowMs: number,
 ): Promise<RecordStart | undefined> {
   let size = PROBE_BYTES;
   for (let round = 0; offset < end && round < 1_000_000; round++) {
@@ -173,18 +173,20 @@ export async function* walkFrom(
 
 /**
  * The offset of the first record written at or after `timeMs` (by its message id), or the end
- * when every record is older.
+ * when every record is older. `nowMs` is the caller's clock: ids further ahead of it are not
+ * believed when a probe resynchronises.
  */
 export async function offsetForTime(
   reader: PartitionBytes,
   bounds: Bounds,
   timeMs: number,
+  nowMs: number,
 ): Promise<number> {
   let low = bounds.start; // a record start older than timeMs (or the start)
   let high = bounds.end; // a record start at or after timeMs (or the end)
   for (let round = 0; round < 64 && high - low > WALK_BYTES; round++) {
     const middle = low + Math.floor((high - low) / 2);
-    const found = await recordStartAtOrAfter(reader, middle, high);
+    const found = await recordStartAtOrAfter(reader, middle, high, nowMs);
     if (!found) high = middle; // nothing starts in [middle, high): the answer is before
     else if (found.timeMs < timeMs) low = found.offset;
     else high = found.offset;
@@ -195,11 +197,12 @@ export async function offsetForTime(
   return high;
 }
 
-/** The offset of the last `count` records (the start when it holds fewer). */
+/** The offset of the last `count` records (the start when it holds fewer); `nowMs` as above. */
 export async function offsetOfLast(
   reader: PartitionBytes,
   bounds: Bounds,
   count: number,
+  nowMs: number,
 ): Promise<number> {
   if (count <= 0 || bounds.end <= bounds.start) return bounds.end;
   let span = count * 128;
@@ -207,7 +210,7 @@ export async function offsetOfLast(
     const from = Math.max(bounds.start, bounds.end - span);
     const first = from === bounds.start
       ? { offset: bounds.start }
-      : await recordStartAtOrAfter(reader, from, bounds.end);
+      : await recordStartAtOrAfter(reader, from, bounds.end, nowMs);
     const starts: number[] = [];
     if (first) {
       for await (const record of walkFrom(reader, first.offset, bounds.end)) {

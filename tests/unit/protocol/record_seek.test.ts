@@ -16,6 +16,9 @@ import { ID_EPOCH_MS } from "../../../lib/protocol/message_id.ts";
 import { encodeRecord } from "../../../lib/protocol/record.ts";
 import { Prng } from "../../../lib/prng.ts";
 
+/** The searches' clock: a day after the records were written. */
+const NOW = Date.parse("2026-12-07T10:00:00Z");
+
 interface Built {
   readonly reader: PartitionBytes;
   readonly starts: number[];
@@ -80,10 +83,12 @@ describe("record_seek", () => {
         const index = Math.floor((k / 40) * p.times.length);
         const time = p.times[index] + (k % 2); // on a record's time, and a millisecond after
         const expected = p.starts[p.times.findIndex((t) => t >= time)] ?? p.end;
-        expect(await offsetForTime(p.reader, bounds, time)).toBe(expected);
+        expect(await offsetForTime(p.reader, bounds, time, NOW)).toBe(expected);
       }
-      expect(await offsetForTime(p.reader, bounds, 0)).toBe(0);
-      expect(await offsetForTime(p.reader, bounds, p.times[p.times.length - 1] + 1)).toBe(p.end);
+      expect(await offsetForTime(p.reader, bounds, 0, NOW)).toBe(0);
+      expect(await offsetForTime(p.reader, bounds, p.times[p.times.length - 1] + 1, NOW)).toBe(
+        p.end,
+      );
     }
   });
 
@@ -91,7 +96,7 @@ describe("record_seek", () => {
     const p = build(7, 2500, 8 * 1024);
     const bounds = { start: 0, end: p.end };
     for (const count of [1, 2, 17, 600, 2499, 2500, 9999]) {
-      expect(await offsetOfLast(p.reader, bounds, count)).toBe(
+      expect(await offsetOfLast(p.reader, bounds, count, NOW)).toBe(
         p.starts[Math.max(0, p.starts.length - count)],
       );
     }
@@ -102,7 +107,7 @@ describe("record_seek", () => {
     const random = new Prng(5);
     for (let k = 0; k < 200; k++) {
       const at = random.int(0, p.end - 1);
-      const found = await recordStartAtOrAfter(p.reader, at, p.end);
+      const found = await recordStartAtOrAfter(p.reader, at, p.end, NOW);
       expect(found?.offset).toBe(p.starts.find((start) => start >= at));
     }
   });
