@@ -255,8 +255,10 @@ export class TcpServer {
           socket.write(bytes);
           tracked.lastActivityMs = performance.now();
           // Nothing left in the socket's own buffer: the kernel took every byte (a write that
-          // did not finish leaves the rest, `bytes` itself, queued there).
-          return socket.writableLength === 0;
+          // did not finish leaves the rest, `bytes` itself, queued there). Only on a plain
+          // socket: what a TLS layer keeps while it encrypts was not checked, so its frames are
+          // never reused (they are collected as before).
+          return !this.#options.tls && socket.writableLength === 0;
         },
         end: () => socket.end(),
         destroy: () => socket.destroy(),
