@@ -15,6 +15,7 @@ import { parseArgs } from "node:util";
 import type { WorkloadResult } from "./client.ts";
 import { loadAverage, memoryOf } from "./machine.ts";
 import { startMetaq, stopAll, track } from "./servers.ts";
+import { median } from "./stats.ts";
 
 const CLIENT = path.join(import.meta.dirname ?? ".", "client.ts");
 
@@ -77,11 +78,6 @@ async function once(binary: string, dir: string, size: number, messages: number)
   } finally {
     await server.stop();
   }
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)];
 }
 
 async function main(): Promise<void> {

@@ -18,11 +18,7 @@ import type { System } from "./client.ts";
 import { startOnce } from "./compare.ts";
 import { loadAverage } from "./machine.ts";
 import { natsBinary, stopAll } from "./servers.ts";
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)];
-}
+import { median } from "./stats.ts";
 
 async function main(): Promise<void> {
   const { values } = parseArgs({

@@ -846,12 +846,14 @@ export class Raft {
    * (#wakeFor). It changes no term, and a live leader refuses it.
    */
   #callLeader(): void {
-    const term = this.#campaignTerm();
+    this.#askVotes(this.#campaignTerm(), true, false);
+  }
+
+  /** Sends a vote request for `term` to every other voter. */
+  #askVotes(term: number, pre: boolean, transfer: boolean): void {
     const last = this.#lastPosition();
     for (const peer of this.#voters) {
-      if (peer !== this.id) {
-        this.#send({ kind: "vote", to: peer, term, pre: true, transfer: false, last });
-      }
+      if (peer !== this.id) this.#send({ kind: "vote", to: peer, term, pre, transfer, last });
     }
   }
 
@@ -1106,10 +1108,7 @@ export class Raft {
     this.#resetElectionTimer();
     this.#events.push({ kind: "campaign", term, pre });
     if (!pre) this.#events.push({ kind: "role", role: "candidate", term, leaderId: 0 });
-    const last = this.#lastPosition();
-    for (const peer of this.#voters) {
-      if (peer !== this.id) this.#send({ kind: "vote", to: peer, term, pre, transfer, last });
-    }
+    this.#askVotes(term, pre, transfer);
     if (!hasQuorum(1, this.#voters.length)) return;
     if (pre) this.#campaign(false, transfer);
     else this.#becomeLeader();

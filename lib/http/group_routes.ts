@@ -7,7 +7,6 @@ import type { Hono } from "hono";
 import { groupNameProblem } from "../protocol/names.ts";
 import { offsetForTime } from "../protocol/record_seek.ts";
 import { isInternalTopic } from "../store/log.ts";
-import { parseTimeText, TIME_TEXT_HINT } from "../time_text.ts";
 import { BrokerError } from "../errors.ts";
 import type { AdminContext } from "./context.ts";
 import { allGroups, groupInfo, partitionEnds } from "./group_info.ts";
@@ -17,6 +16,7 @@ import {
   offsetParam,
   partitionParam,
   readJson,
+  timeParam,
   topicParam,
 } from "./respond.ts";
 import type { ClusterView, GroupOffsetReset, GroupsView } from "./views.ts";
@@ -100,11 +100,10 @@ async function resetTargets(
   const targets: GroupOffsetReset[] = [];
   for (const partition of partitions) {
     const bounds = await context.reads.bounds(topic, partition) ?? { start: 0, end: 0 };
-    const { start, end } = bounds;
     const offset = to === "beginning"
-      ? start
+      ? bounds.start
       : to === "end"
-      ? end
+      ? bounds.end
       : typeof to === "number"
       ? offsetParam(to)
       : await offsetForTime(
@@ -113,17 +112,8 @@ async function resetTargets(
         to.timeMs,
         context.clock.wallMs(),
       );
-    if (offset < start || offset > end) {
-      throw new BrokerError(
-        "invalidOffset",
-        `offset ${offset} is outside partition ${topic}-${partition} (${start}..${end})`,
-      );
-    }
-    // A committed offset must be a record boundary: check that a valid record starts there.
-    if (offset < end) {
-      const page = await context.reads.page({ topic, partition, offset, countMax: 1, bytesMax: 1 });
-      if (page.kind === "refused") throw page.error;
-    }
+    // A committed offset must be a record boundary.
+    await context.reads.checkBoundary(topic, partition, offset, bounds);
     targets.push({ group, topic, partition, offset });
   }
   return targets;
@@ -139,11 +129,7 @@ function resetPosition(
 ): "beginning" | "end" | number | { timeMs: number } {
   if (input.toTime !== undefined) {
     if (input.to !== undefined) throw new BrokerError("badRequest", "give to or toTime, not both");
-    const timeMs = typeof input.toTime === "string" ? parseTimeText(input.toTime) : undefined;
-    if (timeMs === undefined) {
-      throw new BrokerError("badRequest", `toTime ${describe(input.toTime)}: ${TIME_TEXT_HINT}`);
-    }
-    return { timeMs };
+    return { timeMs: timeParam("toTime", input.toTime) };
   }
   const to = input.to === "earliest" ? "beginning" : input.to === "latest" ? "end" : input.to;
   if (to !== "beginning" && to !== "end" && typeof to !== "number") {

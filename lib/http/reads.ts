@@ -115,6 +115,29 @@ export class PartitionReads {
   }
 
   /**
+   * Refuses `offset` (named `what` in the error) unless it lies within `bounds` at a record
+   * start or at the end: what a committed offset or the end of a page must be.
+   */
+  async checkBoundary(
+    topic: string,
+    partition: number,
+    offset: number,
+    bounds: PartitionBounds,
+    what = "offset",
+  ): Promise<void> {
+    if (offset < bounds.start || offset > bounds.end) {
+      throw new BrokerError(
+        "invalidOffset",
+        `${what} ${offset} is outside partition ${topic}-${partition} ` +
+          `(${bounds.start}..${bounds.end})`,
+      );
+    }
+    if (offset === bounds.end) return;
+    const page = await this.page({ topic, partition, offset, countMax: 1, bytesMax: 1 });
+    if (page.kind === "refused") throw page.error;
+  }
+
+  /**
    * The partition's bounds where it is read, or undefined when it does not exist there. Over
    * the wire they are MetaQ's own answers: `get` at Long.MAX_VALUE is a 301 to the end, and
    * `offset 0` is the first stored offset.

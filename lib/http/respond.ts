@@ -7,6 +7,7 @@ import { topicNameProblem } from "../config/names.ts";
 import { printable } from "../protocol/names.ts";
 import { BrokerError, type ErrorKind, ERRORS } from "../errors.ts";
 import { concatBytes } from "../bytes.ts";
+import { parseTimeText, TIME_TEXT_HINT } from "../time_text.ts";
 
 export const JSON_HEADERS = { "content-type": "application/json; charset=utf-8" } as const;
 export const TEXT_HEADERS = { "content-type": "text/plain; charset=utf-8" } as const;
@@ -134,6 +135,15 @@ export function offsetParam(value: unknown): number {
     );
   }
   return number;
+}
+
+/** A time as lib/time_text.ts spells it, named `name`; anything else is a 400 `badRequest`. */
+export function timeParam(name: string, value: unknown): number {
+  const ms = typeof value === "string" ? parseTimeText(value) : undefined;
+  if (ms === undefined) {
+    throw new BrokerError("badRequest", `${name} ${describe(value)}: ${TIME_TEXT_HINT}`);
+  }
+  return ms;
 }
 
 /** An integer in [min, max] from a query string; anything else is a 400 `badRequest`. */

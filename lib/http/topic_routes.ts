@@ -12,7 +12,6 @@ import type { Broker } from "../broker/broker.ts";
 import { BrokerError } from "../errors.ts";
 import { HTTP_FETCH_MESSAGES_MAX } from "../limits.ts";
 import { offsetForTime, offsetOfLast } from "../protocol/record_seek.ts";
-import { parseTimeText, TIME_TEXT_HINT } from "../time_text.ts";
 import { groupNameProblem } from "../protocol/names.ts";
 import { isInternalTopic } from "../store/log.ts";
 import { TOPIC_VERB } from "../broker/topic_admin.ts";
@@ -29,6 +28,7 @@ import {
   offsetParam,
   partitionParam,
   readJson,
+  timeParam,
   topicParam,
 } from "./respond.ts";
 import { sseResponse } from "./sse.ts";
@@ -255,13 +255,7 @@ function fetchStartParam(query: Record<string, string>): FetchStart {
     if (count === 0) throw new BrokerError("badRequest", "last: give a number of messages");
     return { kind: "last", count, before: before === undefined ? undefined : offsetParam(before) };
   }
-  if (fromTime !== undefined) {
-    const timeMs = parseTimeText(fromTime);
-    if (timeMs === undefined) {
-      throw new BrokerError("badRequest", `fromTime ${describe(fromTime)}: ${TIME_TEXT_HINT}`);
-    }
-    return { kind: "time", timeMs };
-  }
+  if (fromTime !== undefined) return { kind: "time", timeMs: timeParam("fromTime", fromTime) };
   if (before !== undefined) throw new BrokerError("badRequest", "before goes with last=N only");
   return { kind: "earliest" };
 }
@@ -283,27 +277,9 @@ async function startOffset(
   const reader = reads.reader(topic, partition);
   if (start.kind === "time") return await offsetForTime(reader, bounds, start.timeMs, nowMs);
   if (start.before === undefined) return await offsetOfLast(reader, bounds, start.count, nowMs);
-  if (start.before < bounds.start || start.before > bounds.end) {
-    throw new BrokerError(
-      "invalidOffset",
-      `before ${start.before} is outside partition ${topic}-${partition} ` +
-        `(${bounds.start}..${bounds.end})`,
-    );
-  }
-  if (start.before < bounds.end) await checkRecordStart(reads, topic, partition, start.before);
+  await reads.checkBoundary(topic, partition, start.before, bounds, "before");
   const before = { start: bounds.start, end: start.before };
   return await offsetOfLast(reader, before, start.count, nowMs);
-}
-
-/** Refuses an offset where no valid record starts (a page of one record reads it). */
-async function checkRecordStart(
-  reads: PartitionReads,
-  topic: string,
-  partition: number,
-  offset: number,
-): Promise<void> {
-  const page = await reads.page({ topic, partition, offset, countMax: 1, bytesMax: 1 });
-  if (page.kind === "refused") throw page.error;
 }
 
 interface FetchRequest {

@@ -18,14 +18,20 @@ async function until(condition: () => boolean, timeoutMs = 5000): Promise<void> 
   }
 }
 
-test("three transports exchange verified frames in both directions and reconnect after a restart", async () => {
-  const ports = await freePorts(3);
+/**
+ * `count` peers on free ports, and a maker of the transport of each id (on the same port each
+ * time, so a test can restart one); frames received are handed to `onFrame` with both ids.
+ */
+async function transportsOnFreePorts(
+  count: number,
+  onFrame: (from: number, to: number, payload: Uint8Array) => void,
+): Promise<{ peers: PeerAddress[]; make: (id: number) => PeerTransport }> {
+  const ports = await freePorts(count);
   const peers: PeerAddress[] = ports.map((port, index) => ({
     id: index + 1,
     host: "127.0.0.1",
     port,
   }));
-  const received: string[] = [];
   const make = (id: number) =>
     new PeerTransport({
       nodeId: id,
@@ -33,9 +39,17 @@ test("three transports exchange verified frames in both directions and reconnect
       port: ports[id - 1],
       peers,
       logger: silentLogger,
-      onFrame: (from, payload) =>
-        received.push(`${from}->${id}:${new TextDecoder().decode(payload)}`),
+      onFrame: (from, payload) => onFrame(from, id, payload),
     });
+  return { peers, make };
+}
+
+test("three transports exchange verified frames in both directions and reconnect after a restart", async () => {
+  const received: string[] = [];
+  const { peers, make } = await transportsOnFreePorts(
+    3,
+    (from, to, payload) => received.push(`${from}->${to}:${new TextDecoder().decode(payload)}`),
+  );
   const transports = [make(1), make(2), make(3)];
   await Promise.all(transports.map((transport) => transport.listen()));
   await until(() =>
@@ -169,22 +183,11 @@ test("with a cluster secret only nodes that prove it connect; a stranger's frame
 });
 
 test("a frame sent in parts arrives whole and verified, behind and ahead of ordinary frames", async () => {
-  const ports = await freePorts(2);
-  const peers: PeerAddress[] = ports.map((port, index) => ({
-    id: index + 1,
-    host: "127.0.0.1",
-    port,
-  }));
   const received: Uint8Array[] = [];
-  const make = (id: number) =>
-    new PeerTransport({
-      nodeId: id,
-      host: "127.0.0.1",
-      port: ports[id - 1],
-      peers,
-      logger: silentLogger,
-      onFrame: (_from, payload) => received.push(payload.slice()),
-    });
+  const { make } = await transportsOnFreePorts(
+    2,
+    (_from, _to, payload) => received.push(payload.slice()),
+  );
   const transports = [make(1), make(2)];
   await Promise.all(transports.map((transport) => transport.listen()));
   await until(() => transports[0].isConnected(2));

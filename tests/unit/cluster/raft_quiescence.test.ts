@@ -12,6 +12,19 @@ function quietNodes(cluster: TestCluster): number[] {
   return [...cluster.nodes.values()].filter((node) => node.raft.quiet).map((node) => node.id);
 }
 
+/** Three copies led by node 1, holding records "a" and "b", the group asleep. */
+function asleepWithTwoRecords(): TestCluster {
+  const cluster = new TestCluster(3, QUIESCE);
+  cluster.elect(1);
+  cluster.node(1).raft.propose(bytesOf("a"), 1);
+  cluster.settle();
+  cluster.node(1).raft.propose(bytesOf("b"), 2);
+  cluster.settle();
+  cluster.tick(TIMING.heartbeatTicks * 3);
+  expect(quietNodes(cluster)).toEqual([1, 2, 3]);
+  return cluster;
+}
+
 describe("quiescence", () => {
   test("an idle group goes to sleep and sends nothing more", () => {
     const cluster = new TestCluster(3, QUIESCE);
@@ -138,14 +151,7 @@ test("a sleeping follower asked for its vote by its own leader (restarted) wakes
 });
 
 test("a sleeping leader told that a copy's node changed finds the copy's lost tail and refills it", () => {
-  const cluster = new TestCluster(3, QUIESCE);
-  cluster.elect(1);
-  cluster.node(1).raft.propose(bytesOf("a"), 1);
-  cluster.settle();
-  cluster.node(1).raft.propose(bytesOf("b"), 2);
-  cluster.settle();
-  cluster.tick(TIMING.heartbeatTicks * 3);
-  expect(quietNodes(cluster)).toEqual([1, 2, 3]);
+  const cluster = asleepWithTwoRecords();
   // Node 3 comes back without its last record (a power cut under fsync=interval).
   const node3 = cluster.node(3);
   const [, second] = node3.log.entries;
@@ -165,14 +171,7 @@ test("a sleeping leader told that a copy's node changed finds the copy's lost ta
 });
 
 test("a copy restarted into repair that its sleeping leader never heard of wakes the leader and is repaired", () => {
-  const cluster = new TestCluster(3, QUIESCE);
-  cluster.elect(1);
-  cluster.node(1).raft.propose(bytesOf("a"), 1);
-  cluster.settle();
-  cluster.node(1).raft.propose(bytesOf("b"), 2);
-  cluster.settle();
-  cluster.tick(TIMING.heartbeatTicks * 3);
-  expect(quietNodes(cluster)).toEqual([1, 2, 3]);
+  const cluster = asleepWithTwoRecords();
   const term = cluster.node(1).status.term;
   // Node 3 comes back without its last record and in repair mode (its log was found damaged);
   // the signal that wakes a sleeping leader for a changed copy (peerChanged) is lost.
