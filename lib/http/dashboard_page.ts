@@ -665,31 +665,23 @@ button:disabled { opacity: .45; cursor: default; }
 
   // Browse view
   function fillTopicChoices(s) {
-    var select = $('b-topic');
-    var current = select.value;
-    var names = s.topics.map(function (t) { return t.name; });
-    var existing = Array.prototype.map.call(select.options, function (o) { return o.value; });
-    if (existing.join('\n') !== names.join('\n')) {
-      select.innerHTML = names.map(function (n) {
-        return '<option>' + esc(n) + '</option>';
-      }).join('');
-      if (names.indexOf(current) >= 0) select.value = current;
+    if (fillSelect($('b-topic'), s.topics.map(function (t) { return t.name; }))) {
       fillPartitions();
     }
   }
 
   function fillPartitions() {
+    fillSelect($('b-partition'), partitionsOf($('b-topic').value));
+  }
+
+  /** The partition numbers (as text) of a topic in the snapshot; none for one it lacks. */
+  function partitionsOf(name) {
     var s = state.snapshot;
-    var topic = s && s.topics.filter(function (t) { return t.name === $('b-topic').value; })[0];
-    var select = $('b-partition');
-    var current = select.value;
+    var topic = s && s.topics.filter(function (t) { return t.name === name; })[0];
     var count = topic ? Math.max(topic.numPartitions, topic.partitions.length) : 0;
-    var html = '';
-    for (var i = 0; i < count; i++) html += '<option>' + i + '</option>';
-    if (select.innerHTML !== html) {
-      select.innerHTML = html;
-      if (current !== '' && Number(current) < count) select.value = current;
-    }
+    var list = [];
+    for (var i = 0; i < count; i++) list.push(String(i));
+    return list;
   }
 
   /** Loads a page: where is '' (the first messages), 'offset=N', 'last=N...' or 'fromTime=T'. */
@@ -817,21 +809,20 @@ button:disabled { opacity: .45; cursor: default; }
     if (!state.admin || s.groups === null) return;
     fillSelect($('r-group'), s.groups.map(function (g) { return g.group; }));
     fillSelect($('r-topic'), s.topics.map(function (t) { return t.name; }));
-    var topic = s.topics.filter(function (t) { return t.name === $('r-topic').value; })[0];
-    var count = topic ? Math.max(topic.numPartitions, topic.partitions.length) : 0;
-    var partitions = [''];
-    for (var i = 0; i < count; i++) partitions.push(String(i));
-    fillSelect($('r-partition'), partitions, function (v) { return v === '' ? 'all' : v; });
+    fillSelect($('r-partition'), [''].concat(partitionsOf($('r-topic').value)), function (v) {
+      return v === '' ? 'all' : v;
+    });
   }
-  /** Replaces a select's options only when they changed, keeping the choice. */
+  /** Replaces a select's options only when they changed, keeping the choice; true if changed. */
   function fillSelect(select, values, label) {
     var existing = Array.prototype.map.call(select.options, function (o) { return o.value; });
-    if (existing.join('\n') === values.join('\n')) return;
+    if (existing.join('\n') === values.join('\n')) return false;
     var current = select.value;
     select.innerHTML = values.map(function (v) {
       return '<option value="' + esc(v) + '">' + esc(label ? label(v) : v) + '</option>';
     }).join('');
     if (values.indexOf(current) >= 0) select.value = current;
+    return true;
   }
   function resetRequest(dryRun) {
     var body = { topic: $('r-topic').value };
