@@ -6,14 +6,18 @@ import * as net from "node:net";
 
 export class RawSocket implements Disposable {
   readonly socket: net.Socket;
-  #received: Buffer = Buffer.alloc(0);
+  // Chunks as they arrived, joined only when a reader looks at them: joining on every chunk
+  // copied a 64 MiB frame hundreds of times (tests of the largest message spent seconds here).
+  #chunks: Buffer[] = [];
+  #length = 0;
   #waiters: (() => void)[] = [];
   closed = false;
 
   private constructor(socket: net.Socket) {
     this.socket = socket;
     socket.on("data", (chunk: Buffer) => {
-      this.#received = Buffer.concat([this.#received, chunk]);
+      this.#chunks.push(chunk);
+      this.#length += chunk.length;
       for (const wake of this.#waiters.splice(0)) wake();
     });
     socket.on("close", () => {
@@ -48,29 +52,31 @@ export class RawSocket implements Disposable {
   /** Waits until at least `count` bytes arrived (or the socket closed, or the time ran out). */
   async read(count: number, timeoutMs = 5000): Promise<Buffer> {
     const deadline = Date.now() + timeoutMs;
-    while (this.#received.length < count && !this.closed && Date.now() < deadline) {
+    while (this.#length < count && !this.closed && Date.now() < deadline) {
       await new Promise<void>((resolve) => {
         this.#waiters.push(resolve);
         setTimeout(resolve, Math.max(1, deadline - Date.now()));
       });
     }
-    const taken = this.#received.subarray(0, count);
-    this.#received = this.#received.subarray(taken.length);
+    const received = this.#joined();
+    const taken = received.subarray(0, count);
+    this.#keep(received.subarray(taken.length));
     return Buffer.from(taken);
   }
 
   /** Reads one `result`/`value` frame: header line plus its body. */
   async readFrame(timeoutMs = 5000): Promise<{ header: string; body: Buffer }> {
     const deadline = Date.now() + timeoutMs;
-    while (!this.#received.includes("\r\n") && !this.closed && Date.now() < deadline) {
+    while (!this.#joined().includes("\r\n") && !this.closed && Date.now() < deadline) {
       await this.#wait(deadline);
     }
-    const end = this.#received.indexOf("\r\n");
+    const received = this.#joined();
+    const end = received.indexOf("\r\n");
     if (end < 0) throw new Error(`no frame received (closed=${this.closed})`);
-    const header = this.#received.subarray(0, end).toString();
+    const header = received.subarray(0, end).toString();
     const tokens = header.split(" ");
     const length = Number(tokens[0] === "value" ? tokens[1] : tokens[2]);
-    this.#received = this.#received.subarray(end + 2);
+    this.#keep(received.subarray(end + 2));
     return { header, body: await this.read(length, Math.max(1, deadline - Date.now())) };
   }
 
@@ -79,6 +85,17 @@ export class RawSocket implements Disposable {
     const deadline = Date.now() + timeoutMs;
     while (!this.closed && Date.now() < deadline) await this.#wait(deadline);
     return this.closed;
+  }
+
+  /** Everything received and not yet read, as one buffer. */
+  #joined(): Buffer {
+    if (this.#chunks.length !== 1) this.#keep(Buffer.concat(this.#chunks, this.#length));
+    return this.#chunks[0];
+  }
+
+  #keep(rest: Buffer): void {
+    this.#chunks = [rest];
+    this.#length = rest.length;
   }
 
   #wait(deadline: number): Promise<void> {
