@@ -647,12 +647,14 @@ export class Broker {
     if (filter) return this.#filtered(command, outcome, filter);
     const { log, offset, length } = outcome;
     const header = encodeValueHeader(length, command.opaque);
-    // Not zero-filled: every byte is overwritten by the header and the read below.
-    const { frame, release } = this.#frames.take(header.length + length);
-    frame.set(header, 0);
-    log.readInto(frame, header.length, offset, length);
+    // Pooled buffers, not zero-filled: the header and the reads overwrite every byte.
+    const frame = this.#frames.frame(
+      header,
+      length,
+      (target, at, from, bytes) => log.readInto(target, at, offset + from, bytes),
+    );
     this.stats.served(topic, partition, length);
-    return { kind: "frame", bytes: frame, release };
+    return { kind: "frame", ...frame };
   }
 
   #filtered(

@@ -6,7 +6,17 @@
  * comes back through its reply's `release` once the connection handed every byte to the kernel
  * (lib/server/connection.ts); one that never comes back (a slow socket kept it, a forwarded or
  * HTTP reply) is simply collected. Only buffers of exactly FRAME_BYTES are pooled.
+ *
+ * A frame larger than one buffer (a `get` of a message over 1 MiB, up to 64 MiB) is not read
+ * into one fresh array: its first buffer goes out at once and the rest is read a buffer at a time
+ * as the socket takes it (`rest`, lib/protocol/reply.ts). A fresh 64 MiB array, then the copy the
+ * socket keeps of what it could not write at once, cost ~1 s per such `get` on this machine (page
+ * faults), and a few slow readers of large messages held that much memory each.
  */
+import type { FrameRest } from "../protocol/reply.ts";
+
+/** Reads `bytes` of a frame's body, from `from` bytes into it, into `target` at `at`. */
+export type BodyReader = (target: Uint8Array, at: number, from: number, bytes: number) => void;
 
 /** Pooled capacity: a 1 MiB read (what MetaQ's clients ask for) and its `value` header. */
 export const FRAME_BYTES = 1024 * 1024 + 64;
@@ -30,6 +40,36 @@ export class FramePool {
         if (this.#idle.length < IDLE_FRAMES_MAX) this.#idle.push(buffer);
       },
     };
+  }
+
+  /**
+   * A frame of `header` then a body of `bodyBytes` read by `read`: in one buffer when it fits,
+   * else its first buffer and the rest to be read piece by piece.
+   */
+  frame(
+    header: Uint8Array,
+    bodyBytes: number,
+    read: BodyReader,
+  ): { bytes: Uint8Array; release?: () => void; rest?: FrameRest } {
+    const firstBytes = Math.min(header.length + bodyBytes, FRAME_BYTES);
+    const { frame, release } = this.take(firstBytes);
+    frame.set(header, 0);
+    let sent = firstBytes - header.length;
+    read(frame, header.length, 0, sent);
+    if (sent === bodyBytes) return { bytes: frame, release };
+    const rest: FrameRest = {
+      get remaining() {
+        return bodyBytes - sent;
+      },
+      next: () => {
+        const bytes = Math.min(FRAME_BYTES, bodyBytes - sent);
+        const piece = this.take(bytes);
+        read(piece.frame, 0, sent, bytes);
+        sent += bytes;
+        return { bytes: piece.frame, release: piece.release };
+      },
+    };
+    return { bytes: frame, release, rest };
   }
 
   /** Idle buffers held (tests). */

@@ -9,7 +9,7 @@
 import { BrokerError } from "../errors.ts";
 import type { Command } from "../protocol/commands.ts";
 import { Parser } from "../protocol/parser.ts";
-import type { Reply, RequestContext, Respond } from "../protocol/reply.ts";
+import { type Reply, type RequestContext, type Respond, wholeFrame } from "../protocol/reply.ts";
 
 /** Requests over HTTP have no connection of their own (no per-connection transactions). */
 export const HTTP_REQUEST_CONTEXT: RequestContext = { connectionId: 0, peer: "http" };
@@ -35,7 +35,8 @@ export function decodeReply(reply: Reply): WireAnswer {
     const text = typeof reply.text === "string" ? reply.text : utf8.decode(reply.text);
     return { kind: "result", code: reply.code, text };
   }
-  const { commands } = new Parser({ bodyBytesMax: reply.bytes.length }).push(reply.bytes);
+  const bytes = wholeFrame(reply);
+  const { commands } = new Parser({ bodyBytesMax: bytes.length }).push(bytes);
   const first = commands[0];
   if (first?.kind === "value") return { kind: "value", body: first.body };
   if (first?.kind === "result") {

@@ -4,13 +4,14 @@
  * replies as code and text, so they decode those bytes first.
  */
 import { BrokerError } from "../errors.ts";
-import { errorReply, type Reply, result } from "./reply.ts";
+import { errorReply, type Reply, result, wholeFrame } from "./reply.ts";
 import { Parser } from "./parser.ts";
 
 /** `reply` as a `result` with a code and text; wire bytes are decoded. */
 export function plainReply(reply: Reply): Reply {
   if (reply.kind !== "frame") return reply;
-  const { commands } = new Parser({ bodyBytesMax: reply.bytes.length }).push(reply.bytes);
+  const bytes = wholeFrame(reply);
+  const { commands } = new Parser({ bodyBytesMax: bytes.length }).push(bytes);
   const first = commands[0];
   if (first?.kind !== "result") {
     return errorReply(

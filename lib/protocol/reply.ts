@@ -25,7 +25,42 @@ export type Reply =
      * bytes kept or passed on; those are collected as usual.
      */
     readonly release?: () => void;
+    /**
+     * The rest of a frame too large for one buffer (a `get` of a message over 1 MiB): `bytes`
+     * holds its start, and the socket's writer reads the rest piece by piece as the socket takes
+     * them, so the whole frame is never in memory at once. Parts that keep or forward a reply
+     * take it whole with `wholeFrame`.
+     */
+    readonly rest?: FrameRest;
   };
+
+/** The bytes of a frame after its first part, read from their source on demand. */
+export interface FrameRest {
+  /** Bytes still to come. */
+  readonly remaining: number;
+  /**
+   * The next piece (at most 1 MiB), with how to give its buffer back once the socket no longer
+   * needs it. Throws if the source went away (a deleted segment): the frame cannot be finished.
+   */
+  next(): { bytes: Uint8Array; release?: () => void };
+}
+
+/** A frame's bytes in one array: its first part and whatever its rest still has to read. */
+export function wholeFrame(reply: Extract<Reply, { kind: "frame" }>): Uint8Array {
+  const rest = reply.rest;
+  if (!rest) return reply.bytes;
+  const whole = new Uint8Array(reply.bytes.length + rest.remaining);
+  whole.set(reply.bytes, 0);
+  reply.release?.();
+  let at = reply.bytes.length;
+  while (rest.remaining > 0) {
+    const piece = rest.next();
+    whole.set(piece.bytes, at);
+    at += piece.bytes.length;
+    piece.release?.();
+  }
+  return whole;
+}
 
 /** Called with the reply to a request, once (or never: MetaQ answers no END and no quit). */
 export type Respond = (reply: Reply) => void;

@@ -5,7 +5,7 @@
  * error, quit). No socket here: the transport gives `send`, `close` and `pause/resume`.
  */
 import { BrokerError } from "../errors.ts";
-import { errorReply, type Reply, type RequestContext } from "../protocol/reply.ts";
+import { errorReply, type FrameRest, type Reply, type RequestContext } from "../protocol/reply.ts";
 import type { Command } from "../protocol/commands.ts";
 import { encodeResult } from "../protocol/encoder.ts";
 import { Parser } from "../protocol/parser.ts";
@@ -18,6 +18,12 @@ export interface Transport {
    * (handed to the kernel in full, nothing of it kept), so their buffer may be reused.
    */
   send(bytes: Uint8Array): boolean | void;
+  /**
+   * Queues bytes and calls `done` once the peer's socket took them (not before, so a caller
+   * can wait for it); `reusable` says whether the transport kept nothing of `bytes`. Never
+   * called if the connection breaks first.
+   */
+  sendThen(bytes: Uint8Array, done: (reusable: boolean) => void): void;
   /** Sends what is queued, then closes. */
   end(): void;
   /** Closes at once. */
@@ -61,9 +67,16 @@ export class Connection {
    * Replies gathered this turn: result lines as text (encoded together), value frames as bytes
    * (with their pool's release, called once the transport is done with them).
    */
-  #output: (string | Uint8Array | { bytes: Uint8Array; release: () => void })[] = [];
+  #output: OutputPart[] = [];
+  /** Reply bytes not yet handed to the transport (the rest of a large frame included). */
   #outputBytes = 0;
   #flushScheduled = false;
+  /** The rest of a large frame being written; later replies wait in #output behind it. */
+  #streaming: FrameRest | undefined;
+  /** Pieces of a large frame handed to the transport and not yet taken by the socket. */
+  #piecesInFlight = 0;
+  /** Closed while a large frame was being written: end the transport once it is. */
+  #endAfterStream = false;
   /**
    * Requests decoded and not yet dispatched because the connection is backed up. One chunk read
    * from the socket may hold thousands of small requests; they wait here instead of each
@@ -221,20 +234,26 @@ export class Connection {
   close(_reason: string): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#options.transport.end();
+    // A large frame half written is finished first (with the replies queued behind it): the
+    // peer could not tell a cut frame from the end of the stream.
+    if (this.#streaming) this.#endAfterStream = true;
+    else this.#options.transport.end();
   }
 
   #reply(reply: Reply, opaque: number): void {
     this.#pending -= 1;
     if (this.#closed) return;
-    const bytes = reply.kind === "frame"
-      ? reply.bytes
-      : reply.ascii && typeof reply.text === "string"
-      ? `result ${reply.code} ${reply.text.length} ${opaque}\r\n${reply.text}`
-      : resultText(reply.code, reply.text, opaque);
-    const release = reply.kind === "frame" ? reply.release : undefined;
-    this.#output.push(release ? { bytes: bytes as Uint8Array, release } : bytes);
-    this.#outputBytes += bytes.length;
+    if (reply.kind === "frame") {
+      const { bytes, release, rest } = reply;
+      this.#output.push(release || rest ? { bytes, release, rest } : bytes);
+      this.#outputBytes += bytes.length + (rest?.remaining ?? 0);
+    } else {
+      const text = reply.ascii && typeof reply.text === "string"
+        ? `result ${reply.code} ${reply.text.length} ${opaque}\r\n${reply.text}`
+        : resultText(reply.code, reply.text, opaque);
+      this.#output.push(text);
+      this.#outputBytes += text.length;
+    }
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
       queueMicrotask(() => this.#flush());
@@ -246,28 +265,86 @@ export class Connection {
   /** Sends replies gathered in this turn as one write: acks of a group commit go out together. */
   #flush(): void {
     this.#flushScheduled = false;
-    if (this.#output.length === 0 || this.#closed) return;
+    if (this.#streaming || this.#closed) return;
+    this.#write();
+    // Replies held here counted against the bound; now the socket holds them (and says
+    // `drain` if it is full), so waiting requests may go on.
+    if (this.#backlog.length > 0) this.unblock();
+  }
+
+  /** Hands every queued reply to the transport, up to and including a large frame's start. */
+  #write(): void {
+    if (this.#output.length === 0) return;
     const output = this.#output;
     this.#output = [];
     this.#outputBytes = 0;
+    const transport = this.#options.transport;
     let text = "";
-    for (const part of output) {
+    for (let index = 0; index < output.length; index++) {
+      const part = output[index];
       if (typeof part === "string") {
         text += part;
         continue;
       }
-      if (text !== "") this.#options.transport.send(encoder.encode(text));
+      if (text !== "") transport.send(encoder.encode(text));
       text = "";
       if (part instanceof Uint8Array) {
-        this.#options.transport.send(part);
-      } else if (this.#options.transport.send(part.bytes) === true) {
-        part.release();
+        transport.send(part);
+        continue;
+      }
+      if (transport.send(part.bytes) === true) part.release?.();
+      if (part.rest && part.rest.remaining > 0) {
+        // A large frame: its rest goes out as the socket takes it, and the replies after it
+        // wait here (in order) until it is all handed over.
+        this.#output = output.slice(index + 1);
+        this.#outputBytes = part.rest.remaining + partsBytes(this.#output);
+        this.#streaming = part.rest;
+        this.#pump();
+        return;
       }
     }
-    if (text !== "") this.#options.transport.send(encoder.encode(text));
-    // Replies held here counted against the bound; now the socket holds them (and says
-    // `drain` if it is full), so waiting requests may go on.
-    if (this.#backlog.length > 0) this.unblock();
+    if (text !== "") transport.send(encoder.encode(text));
+  }
+
+  /**
+   * Hands the next pieces of a large frame to the transport, two ahead of what the socket took
+   * (one piece being read while the other is sent), so a slow reader holds at most two pieces.
+   */
+  #pump(): void {
+    const rest = this.#streaming;
+    if (!rest) return;
+    const transport = this.#options.transport;
+    // A socket may call back at once: a nested call can finish this frame (and start the next),
+    // so each step checks that this frame is still the one being written.
+    while (
+      this.#streaming === rest && this.#piecesInFlight < PIECES_IN_FLIGHT && rest.remaining > 0
+    ) {
+      let piece: ReturnType<FrameRest["next"]>;
+      try {
+        piece = rest.next();
+      } catch {
+        // The frame's source went away (its segment deleted): it cannot be finished, and the
+        // peer could not tell a cut frame from the next reply.
+        this.#closed = true;
+        this.#streaming = undefined;
+        transport.destroy();
+        return;
+      }
+      this.#outputBytes -= piece.bytes.length;
+      this.#piecesInFlight += 1;
+      transport.sendThen(piece.bytes, (reusable) => {
+        this.#piecesInFlight -= 1;
+        if (reusable) piece.release?.();
+        this.#pump();
+      });
+    }
+    if (this.#streaming !== rest || rest.remaining > 0) return;
+    this.#streaming = undefined;
+    if (this.#closed && !this.#endAfterStream) return;
+    this.#write();
+    if (this.#streaming) return; // another large frame began; this runs again after it
+    if (this.#endAfterStream) this.#options.transport.end();
+    else this.unblock();
   }
 
   /** Reading stops while requests wait in the backlog or too many are unanswered. */
@@ -286,6 +363,25 @@ export class Connection {
 }
 
 const encoder = new TextEncoder();
+
+/** A reply waiting to be written: result text, frame bytes, or a frame from a pool or a source. */
+type OutputPart =
+  | string
+  | Uint8Array
+  | { bytes: Uint8Array; release?: () => void; rest?: FrameRest };
+
+/** Pieces of a large frame handed to the socket ahead of what it took. */
+const PIECES_IN_FLIGHT = 2;
+
+function partsBytes(parts: OutputPart[]): number {
+  let bytes = 0;
+  for (const part of parts) {
+    bytes += typeof part === "string" || part instanceof Uint8Array
+      ? part.length
+      : part.bytes.length + (part.rest?.remaining ?? 0);
+  }
+  return bytes;
+}
 
 /** `result <code> <bytes> <opaque>\r\n<text>` as a string; binary texts are rare and decoded. */
 function resultText(

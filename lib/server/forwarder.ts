@@ -32,6 +32,7 @@ import {
   type Reply,
   type RequestContext,
   type Respond,
+  wholeFrame,
 } from "../protocol/reply.ts";
 import type { CancelTimer, Timers } from "../timers.ts";
 import type { Placement } from "./edge.ts";
@@ -409,7 +410,7 @@ export class Forwarder {
     const opaque = command.opaque;
     this.#options.serve(command, context, (reply) => {
       const bytes = reply.kind === "frame"
-        ? reply.bytes
+        ? wholeFrame(reply)
         : encodeResult(reply.code, reply.text, opaque);
       this.#options.link.sendReply(from, requestId, bytes);
     });

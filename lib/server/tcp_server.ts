@@ -260,6 +260,14 @@ export class TcpServer {
           // never reused (they are collected as before).
           return !this.#options.tls && socket.writableLength === 0;
         },
+        sendThen: (bytes, done) => {
+          if (socket.destroyed) return;
+          // The callback runs once the socket handed the bytes on (an error: never).
+          socket.write(bytes, (error) => {
+            if (!error) done(!this.#options.tls);
+          });
+          tracked.lastActivityMs = performance.now();
+        },
         end: () => socket.end(),
         destroy: () => socket.destroy(),
         pause: () => socket.pause(),

@@ -1,5 +1,6 @@
 import { expect, test } from "bun:test";
 import { FRAME_BYTES, FramePool } from "../../../lib/broker/frame_pool.ts";
+import { wholeFrame } from "../../../lib/protocol/reply.ts";
 
 test("a released frame's buffer serves the next take; a second release is ignored", () => {
   const pool = new FramePool();
@@ -25,4 +26,64 @@ test("frames above the pooled size are plain buffers; at most four idle ones are
   const taken = Array.from({ length: 6 }, () => pool.take(100));
   for (const { release } of taken) release!();
   expect(pool.idle).toBe(4);
+});
+
+/** A body source whose byte at position p is p mod 251, recording each read. */
+function source(reads: [number, number][]) {
+  return (target: Uint8Array, at: number, from: number, bytes: number) => {
+    reads.push([from, bytes]);
+    for (let index = 0; index < bytes; index++) target[at + index] = (from + index) % 251;
+  };
+}
+
+test("a frame that fits one buffer is read at once, header first", () => {
+  const pool = new FramePool();
+  const reads: [number, number][] = [];
+  const header = new TextEncoder().encode("value 300 7\r\n");
+  const frame = pool.frame(header, 300, source(reads));
+  expect(frame.rest).toBeUndefined();
+  expect(frame.bytes.length).toBe(header.length + 300);
+  expect(frame.bytes.subarray(0, header.length)).toEqual(header);
+  expect(frame.bytes[header.length + 299]).toBe(299 % 251);
+  expect(reads).toEqual([[0, 300]]);
+});
+
+test("a larger frame reads its rest a buffer at a time, only when asked, in order", () => {
+  const pool = new FramePool();
+  const reads: [number, number][] = [];
+  const header = new TextEncoder().encode("value 3000000 7\r\n");
+  const body = 3_000_000;
+  const frame = pool.frame(header, body, source(reads));
+  const first = FRAME_BYTES - header.length;
+  expect(frame.bytes.length).toBe(FRAME_BYTES);
+  expect(reads).toEqual([[0, first]]);
+  const rest = frame.rest!;
+  expect(rest.remaining).toBe(body - first);
+  // The pieces join into the whole body; a released piece's buffer serves the next one.
+  const whole = new Uint8Array(body);
+  whole.set(frame.bytes.subarray(header.length), 0);
+  let at = first;
+  let previous: ArrayBufferLike | undefined;
+  while (rest.remaining > 0) {
+    const piece = rest.next();
+    if (previous) expect(piece.bytes.buffer).toBe(previous);
+    whole.set(piece.bytes, at);
+    at += piece.bytes.length;
+    piece.release?.();
+    previous = piece.bytes.buffer;
+  }
+  expect(at).toBe(body);
+  expect(reads).toEqual([[0, first], [first, FRAME_BYTES], [
+    first + FRAME_BYTES,
+    body - first - FRAME_BYTES,
+  ]]);
+  expect(whole.every((byte, index) => byte === index % 251)).toBe(true);
+});
+
+test("wholeFrame joins a frame's first part and its rest", () => {
+  const pool = new FramePool();
+  const header = new TextEncoder().encode("value 2500000 1\r\n");
+  const whole = wholeFrame({ kind: "frame", ...pool.frame(header, 2_500_000, source([])) });
+  expect(whole.length).toBe(header.length + 2_500_000);
+  expect(whole.subarray(header.length).every((byte, index) => byte === index % 251)).toBe(true);
 });
