@@ -21,7 +21,7 @@ import { type RecordInput, writeRecord } from "../protocol/record.ts";
 import { scanSegment, type ScanVerdict } from "./recovery.ts";
 import { parseSegmentFileName, Segment, segmentFileName } from "./segment.ts";
 import { joinPath, makeDirDurably, type Storage } from "./storage.ts";
-import { loadAverageProbe, type SyncMode, SyncModeChooser } from "./sync_mode.ts";
+import { cpuBusyProbe, type SyncMode, SyncModeChooser } from "./sync_mode.ts";
 
 export type FlushPolicy =
   | { readonly kind: "group" }
@@ -124,10 +124,17 @@ let writersWaiting = 0;
 
 /** One chooser for the process: what makes either mode slow (CPU contention, the disk) is shared. */
 const processSyncModes = new SyncModeChooser({
-  busy: loadAverageProbe({
+  busy: cpuBusyProbe({
     nowMs: () => performance.now(),
-    loadAverage: () => os.loadavg()[0],
-    cpus: os.availableParallelism?.() ?? os.cpus().length,
+    cpuTimes: () => {
+      let idle = 0;
+      let total = 0;
+      for (const { times } of os.cpus()) {
+        idle += times.idle;
+        total += times.user + times.nice + times.sys + times.idle + times.irq;
+      }
+      return { idle, total };
+    },
   }),
 });
 

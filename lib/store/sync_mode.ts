@@ -11,7 +11,8 @@
  * where the pool's, hand-offs included, took 0.6-3 ms (probably because that thread is slower to
  * be scheduled again once the disk answers), and window-1 producers got up to 2-4x fewer puts/s
  * inline than on the pool (Redis `always`, inline too, fell as far). So inline is only tried while
- * the load average is below the CPU count, and then the chooser measures both modes: it keeps a
+ * the machine's CPUs have room (less than BUSY_CPU_FRACTION busy over the last second), and then
+ * the chooser measures both modes: it keeps a
  * moving average of what each cost small batches, uses the cheaper one, and tries the other one
  * batch in EXPLORE_EVERY to notice when that changes. (bench/README.md, row 2w, has the figures.)
  *
@@ -26,6 +27,14 @@
 export const INLINE_SYNC_RECORDS_MAX = 16;
 /** Bytes above which a batch's fsync goes to the pool. */
 export const INLINE_SYNC_BYTES_MAX = 64 * 1024;
+/**
+ * Share of the machine's CPU time in use (every process, this one included) from which inline
+ * syncs are not tried. Measured over the last second, not by the load average: that one trails by
+ * a minute, so right after a burst of work it still read ~2 on this 2-core machine while a window-1
+ * producer and its broker left most of both cores idle (the benchmark's row 2w, which then ran on
+ * the pool where inline would have won).
+ */
+export const BUSY_CPU_FRACTION = 0.9;
 /** A sync slower than this sends the next ones to the pool until one is fast again. */
 export const INLINE_SYNC_LATENCY_MAX_MS = 2;
 /** One small batch in this many tries the mode the averages do not prefer. */
@@ -102,25 +111,28 @@ export class SyncModeChooser {
   }
 }
 
+/** The machine's CPU time so far, all CPUs together: idle and in all (any unit, both the same). */
+export type CpuTimes = () => { idle: number; total: number };
+
 /**
- * The load average (1 minute) at or above the CPU count, read at most once a second (`nowMs` is
- * monotonic): reading it costs syscalls, and load moves slowly. Where the runtime reports no load
- * (all zeros), never busy.
+ * Busy while the CPUs were at least BUSY_CPU_FRACTION busy between two readings, read at most once
+ * a second (`nowMs` is monotonic; reading costs a few syscalls). Where the runtime reports no CPU
+ * times (all zeros), never busy.
  */
-export function loadAverageProbe(
-  options: {
-    nowMs: () => number;
-    loadAverage: () => number;
-    cpus: number;
-  },
-): BusyProbe {
+export function cpuBusyProbe(options: { nowMs: () => number; cpuTimes: CpuTimes }): BusyProbe {
   let checkedMs = -Infinity;
+  let last: { idle: number; total: number } | undefined;
   let busy = false;
   return () => {
     const now = options.nowMs();
     if (now - checkedMs >= 1000) {
       checkedMs = now;
-      busy = options.loadAverage() >= options.cpus;
+      const times = options.cpuTimes();
+      if (last && times.total > last.total) {
+        const idleShare = (times.idle - last.idle) / (times.total - last.total);
+        busy = 1 - idleShare >= BUSY_CPU_FRACTION;
+      }
+      last = times;
     }
     return busy;
   };

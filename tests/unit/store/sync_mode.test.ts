@@ -5,11 +5,11 @@ import { PartitionLog } from "../../../lib/store/partition_log.ts";
 import type { FileHandle, Storage } from "../../../lib/store/storage.ts";
 import { FileStorage } from "../../../lib/store/storage_file.ts";
 import {
+  cpuBusyProbe,
   EXPLORE_EVERY,
   INLINE_SYNC_BYTES_MAX,
   INLINE_SYNC_LATENCY_MAX_MS,
   INLINE_SYNC_RECORDS_MAX,
-  loadAverageProbe,
   mayInline,
   type SyncCandidate,
   SyncModeChooser,
@@ -82,25 +82,35 @@ describe("sync mode chooser", () => {
     expect(chooser.choose(small)).toEqual({ mode: "inline", measured: true });
   });
 
-  test("the load probe calls the machine busy at a load of one per CPU, and reads it once a second", () => {
+  test("the CPU probe calls the machine busy from 90 % busy between readings, read once a second", () => {
     let nowMs = 0;
-    let load = 0.5;
+    let idle = 0;
+    let total = 0;
     let reads = 0;
-    const busy = loadAverageProbe({
+    const busy = cpuBusyProbe({
       nowMs: () => nowMs,
-      loadAverage: () => (reads += 1, load),
-      cpus: 2,
+      cpuTimes: () => (reads += 1, { idle, total }),
     });
-    expect(busy()).toBe(false);
-    load = 2;
-    nowMs = 999;
-    expect(busy()).toBe(false); // not read again yet
+    expect(busy()).toBe(false); // one reading: nothing to compare yet
+    idle += 100; // 0 % busy
+    total += 100;
     nowMs = 1000;
-    expect(busy()).toBe(true);
-    load = 1.9;
-    nowMs = 2500;
     expect(busy()).toBe(false);
-    expect(reads).toBe(3);
+    idle += 5; // 95 % busy
+    total += 100;
+    nowMs = 1999;
+    expect(busy()).toBe(false); // not read again yet
+    nowMs = 2000;
+    expect(busy()).toBe(true);
+    nowMs = 2500;
+    expect(busy()).toBe(true); // holds until the next reading
+    idle += 20; // 80 % busy
+    total += 100;
+    nowMs = 3000;
+    expect(busy()).toBe(false);
+    nowMs = 4000; // no CPU time passed (or none reported): the last verdict stands
+    expect(busy()).toBe(false);
+    expect(reads).toBe(5);
   });
 
   test("one stall counts as 10 ms, not as its full length", () => {
