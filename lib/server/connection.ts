@@ -308,7 +308,7 @@ export class Connection {
 
   /**
    * Hands the next pieces of a large frame to the transport, two ahead of what the socket took
-   * (one piece being read while the other is sent), so a slow reader holds at most two pieces.
+   * (the next piece is queued when the kernel takes one), so a slow reader holds at most two.
    */
   #pump(): void {
     const rest = this.#streaming;
