@@ -3,8 +3,8 @@
  * the socket takes it (lib/broker/frame_pool.ts, `Connection.#pump`), never read whole into one
  * array. Through the compiled binary: every answer comes back byte for byte and in the order of
  * its request, to a client that reads slowly (so pieces wait in the socket while later ones are
- * read into reused buffers), and a `quit` right behind a large `get` ends the connection only
- * once the whole frame was written.
+ * read into reused buffers), a `quit` right behind a large `get` ends the connection only once
+ * the whole frame was written, and the CLI gets such a message whole over TLS.
  */
 import { expect, test } from "bun:test";
 import * as fs from "node:fs";
@@ -12,7 +12,7 @@ import * as net from "node:net";
 import * as path from "node:path";
 import { metaqChecksum } from "../../lib/crc32.ts";
 import { decodeRecords, RECORD_HEADER_BYTES } from "../../lib/protocol/record.ts";
-import { BrokerProcess } from "../support/harness.ts";
+import { BrokerProcess, runMetaq } from "../support/harness.ts";
 import { RawSocket } from "../support/raw_socket.ts";
 import { tempDir } from "../support/temp_dir.ts";
 
@@ -27,13 +27,16 @@ function payload(size: number, seed: number): Uint8Array {
   return bytes;
 }
 
-async function startBroker(dir: string): Promise<BrokerProcess> {
+async function startBroker(dir: string, args: string[] = []): Promise<BrokerProcess> {
   const config = path.join(dir, "server.ini");
   fs.writeFileSync(
     config,
     `[system]\nmaxMessageSize=${MESSAGE_MAX}\nmaxTransferSize=${MESSAGE_MAX + 1024}\n`,
   );
-  return await BrokerProcess.start({ dataDir: path.join(dir, "data"), args: ["--config", config] });
+  return await BrokerProcess.start({
+    dataDir: path.join(dir, "data"),
+    args: ["--config", config, ...args],
+  });
 }
 
 /** Puts each payload to `topic` partition 0; returns each record's offset. */
@@ -158,4 +161,34 @@ test("a quit right behind a large get closes the connection after the whole fram
   const [record] = decodeRecords(new Uint8Array(reply.body), offset, MESSAGE_MAX);
   expect(Buffer.from(record.data).equals(Buffer.from(body))).toBe(true);
   expect(await socket.waitClosed(10_000)).toBe(true);
+});
+
+test("over TLS the CLI produces and consumes a message larger than one buffer", async () => {
+  await using temp = tempDir("metaq-get-large-tls-");
+  const tlsDir = path.join(temp.path, "tls");
+  expect((await runMetaq(["cert", "--out", tlsDir, "--host", "127.0.0.1"])).code).toBe(0);
+  const ca = path.join(tlsDir, "cert.pem");
+  await using broker = await startBroker(temp.path, [
+    "--tls-cert",
+    ca,
+    "--tls-key",
+    path.join(tlsDir, "key.pem"),
+  ]);
+  // Text, so the CLI's output compares as a string: 3 MiB of letters that differ along the way.
+  const letters = Array.from(
+    { length: 3 * 1024 * 1024 + 3 },
+    (_, index) => String.fromCharCode(97 + ((index * 7 + (index >> 14)) % 26)),
+  ).join("");
+  const file = path.join(temp.path, "big.txt");
+  fs.writeFileSync(file, letters);
+  const secure = ["--broker", broker.address, "--ca", ca];
+  const produced = await runMetaq(["produce", "large", "--whole-file", "--file", file, ...secure]);
+  expect(produced.code).toBe(0);
+  const consumed = await runMetaq(
+    ["consume", "large", "--from-beginning", "--max", "1", ...secure],
+    { timeoutMs: 60_000 },
+  );
+  expect(consumed.code).toBe(0);
+  expect(consumed.stdout.length).toBe(letters.length + 1);
+  expect(consumed.stdout === `${letters}\n`).toBe(true);
 });
