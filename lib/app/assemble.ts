@@ -52,6 +52,7 @@ import { LocalLogs } from "../store/local_logs.ts";
 import type { Logs } from "../store/log.ts";
 import { MessageStore } from "../store/message_store.ts";
 import { flushPolicyOf } from "../store/partition_log.ts";
+import { SyncModeChooser } from "../store/sync_mode.ts";
 import type { Storage } from "../store/storage.ts";
 import { FileStorage } from "../store/storage_file.ts";
 import { systemTimers, type Timers } from "../timers.ts";
@@ -154,6 +155,12 @@ export async function assemble(options: AssembleOptions): Promise<App> {
           : settings
           ? { kind: "group" }
           : undefined,
+      // A cluster node never fsyncs on its event loop: that loop also sends every group's
+      // heartbeats, and one fsync stalled by the disk would stall them all, long enough for
+      // followers to elect new leaders. (A chaos run of T09 saw every group elect at once after
+      // inline syncs were allowed more often; that this was the cause is likely, not proven.)
+      // A single broker's inline sync only delays its own clients, as Redis's does.
+      syncModes: settings ? new SyncModeChooser({ busy: () => true }) : undefined,
     });
     stops.push(() => store.close());
     const ids = new MessageIdGenerator({ brokerId: system.brokerId, clock });

@@ -15,6 +15,7 @@ import { RECORD_DATA_BYTES_MAX } from "../limits.ts";
 import { isInternalTopic } from "./log.ts";
 import type { Logger } from "../log.ts";
 import { CorruptLogError, type FlushPolicy, flushPolicyOf, PartitionLog } from "./partition_log.ts";
+import type { SyncModeChooser } from "./sync_mode.ts";
 import { parseSegmentFileName } from "./segment.ts";
 import { joinPath, makeDirDurably, parentDir, type Storage } from "./storage.ts";
 
@@ -29,6 +30,8 @@ export interface MessageStoreOptions {
   readonly flushFor?: (topic: string) => FlushPolicy | undefined;
   /** Cut damaged logs at the damage instead of refusing them. */
   readonly repair: boolean;
+  /** Where group commits sync (lib/store/sync_mode.ts); default: the process's chooser. */
+  readonly syncModes?: SyncModeChooser;
 }
 
 export class DataDirLockedError extends Error {
@@ -319,6 +322,7 @@ export class MessageStore {
       ),
       clock,
       logger,
+      syncModes: this.options.syncModes,
     }, { verifyAll: this.options.verifyAll, repair, initialOffset });
     this.#logs.set(partitionKey(topic, partition), log);
     let partitions = this.#byTopic.get(topic);

@@ -20,7 +20,8 @@
  * pipelined producer, a busy broker) always syncs on the pool, where its fsync overlaps the next
  * batch's CPU work. Not inline either after a slow sync (an inline sync stalls every connection
  * for as long as it takes), or when another partition's writer waits to run in this turn (two
- * inline syncs would run one after the other, where the pool runs them side by side).
+ * inline syncs would run one after the other, where the pool runs them side by side). A cluster
+ * node is given a chooser that never syncs inline (lib/app/assemble.ts says why).
  */
 
 /** Records above which a batch's fsync goes to the pool (its CPU work is worth overlapping). */
