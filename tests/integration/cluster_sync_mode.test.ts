@@ -11,7 +11,7 @@ import { FileStorage } from "../../lib/store/storage_file.ts";
 import { startCluster } from "../support/cluster_in_process.ts";
 import { RawSocket } from "../support/raw_socket.ts";
 import { tempDir } from "../support/temp_dir.ts";
-import { wrapStorage } from "../support/wrap_storage.ts";
+import { wrapFile, wrapStorage } from "../support/wrap_storage.ts";
 
 interface SyncCounts {
   pool: number;
@@ -24,10 +24,7 @@ function countingStorage(counts: SyncCounts): Storage {
   return wrapStorage(inner, {
     open(path: string, options: { create: boolean }): FileHandle {
       const file = inner.open(path, options);
-      return {
-        path: file.path,
-        write: (chunks, position) => file.write(chunks, position),
-        read: (...args) => file.read(...args),
+      return wrapFile(file, {
         async sync() {
           counts.pool += 1;
           await file.sync();
@@ -36,10 +33,7 @@ function countingStorage(counts: SyncCounts): Storage {
           counts.inline += 1;
           file.syncNow!();
         },
-        truncate: (size) => file.truncate(size),
-        size: () => file.size(),
-        close: () => file.close(),
-      };
+      });
     },
   });
 }

@@ -16,7 +16,7 @@ import {
 } from "../../../lib/store/sync_mode.ts";
 import { ascii } from "../../support/bytes.ts";
 import { tempDir } from "../../support/temp_dir.ts";
-import { wrapStorage } from "../../support/wrap_storage.ts";
+import { wrapFile, wrapStorage } from "../../support/wrap_storage.ts";
 
 const small: SyncCandidate = {
   inlineAvailable: true,
@@ -129,14 +129,12 @@ function recordingStorage(events: Event[], failNextSyncNow: { value: boolean }):
   return wrapStorage(inner, {
     open(path: string, options: { create: boolean }): FileHandle {
       const file = inner.open(path, options);
-      return {
-        path: file.path,
+      return wrapFile(file, {
         write(chunks, position) {
           const bytes = chunks.reduce((sum, chunk) => sum + chunk.length, 0);
           events.push(`write ${bytes}`);
           file.write(chunks, position);
         },
-        read: (...args) => file.read(...args),
         async sync() {
           events.push("pool sync");
           await file.sync();
@@ -151,10 +149,7 @@ function recordingStorage(events: Event[], failNextSyncNow: { value: boolean }):
           file.syncNow!();
           events.push("inline synced");
         },
-        truncate: (size) => file.truncate(size),
-        size: () => file.size(),
-        close: () => file.close(),
-      };
+      });
     },
   });
 }
