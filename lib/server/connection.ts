@@ -4,7 +4,7 @@
  * transport when to stop reading (too many unanswered requests) and when to close (decode
  * error, quit). No socket here: the transport gives `send`, `close` and `pause/resume`.
  */
-import { BrokerError } from "../errors.ts";
+import { BrokerError, describeError } from "../errors.ts";
 import { errorReply, type FrameRest, type Reply, type RequestContext } from "../protocol/reply.ts";
 import type { Command } from "../protocol/commands.ts";
 import { encodeResult } from "../protocol/encoder.ts";
@@ -51,6 +51,8 @@ export interface ConnectionOptions {
   /** Authentication and permissions; every request passes it before the router. */
   readonly gate?: Gate;
   readonly onDecodeError: (reason: string) => void;
+  /** A reply could not be finished (its source went away): the connection is closed. */
+  readonly onWriteError?: (reason: string) => void;
 }
 
 export class Connection {
@@ -322,9 +324,10 @@ export class Connection {
       let piece: ReturnType<FrameRest["next"]>;
       try {
         piece = rest.next();
-      } catch {
+      } catch (error) {
         // The frame's source went away (its segment deleted): it cannot be finished, and the
         // peer could not tell a cut frame from the next reply.
+        this.#options.onWriteError?.(describeError(error));
         this.#closed = true;
         this.#streaming = undefined;
         transport.destroy();

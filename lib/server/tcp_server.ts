@@ -274,6 +274,11 @@ export class TcpServer {
         resume: () => socket.resume(),
         bufferedBytes: () => socket.writableLength,
       },
+      onWriteError: (reason) =>
+        logger.log("warn", "Closing connection: a reply could not be finished", {
+          peer,
+          reason: printable(reason, 120),
+        }),
       onDecodeError: (reason) =>
         logger.log("warn", "Closing connection: malformed request", {
           peer,
