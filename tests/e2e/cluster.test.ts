@@ -188,7 +188,16 @@ test("a node back with an empty disk stays out until replaced, then catches up",
     ]);
     expect(replaced.code).toBe(0);
     await eventually(async () => (await status(nodes[2])).admitted);
-    await eventually(() => converged(nodes, "wiped-0"), 30_000);
+    try {
+      await eventually(() => converged(nodes, "wiped-0"), 30_000);
+    } catch (error) {
+      // Seen in 2 of 3 whole-suite runs, never alone: what each node says when the copy stalls.
+      for (const node of nodes) {
+        console.error(node.options.dataDir, JSON.stringify(await status(node)).slice(0, 3000));
+        console.error(node.stderr.slice(-3000));
+      }
+      throw error;
+    }
     const copy = readPartitionBytes(`${temp.path}/n3`, "wiped", 0);
     expect(Buffer.from(copy).equals(Buffer.from(readPartitionBytes(`${temp.path}/n1`, "wiped", 0))))
       .toBe(true);
