@@ -707,7 +707,10 @@ export class PartitionLog {
           }
           assert(this.#writtenEnd === batchEnd);
           await this.#acknowledge(batchEnd, records, batchEnd - batchStart);
+          // Acknowledgements first, then the readers waiting for data (long polls): a producer
+          // waits on its ack, while a reader's reply can follow a few microseconds later.
           batch.settle();
+          for (const listener of this.#listeners) listener(batchEnd);
         } catch (error) {
           this.#failBatch(error, batchStart, batch);
         }
@@ -767,7 +770,6 @@ export class PartitionLog {
       else this.#armSyncTimer(policy.intervalMs);
     }
     this.#ackedEnd = batchEnd;
-    for (const listener of this.#listeners) listener(batchEnd);
   }
 
   #startTimedSync(): void {

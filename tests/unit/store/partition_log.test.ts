@@ -168,6 +168,38 @@ for (const [kind, make] of Object.entries(kinds)) {
       }
     });
 
+    for (const flush of [
+      { kind: "group" },
+      { kind: "threshold", messages: 1000, intervalMs: 60_000 },
+    ] as FlushPolicy[]) {
+      test(`a batch's appenders hear before the readers waiting for data (${flush.kind} flush)`, async () => {
+        // A producer waits on its ack; a long-polling reader's answer can follow it. Readers told
+        // first sent their (larger) answers ahead of every ack of the batch.
+        const fixture = make();
+        try {
+          const { log } = await openLog(fixture, { flush });
+          const heard: string[] = [];
+          const stop = log.onAppend((end) => heard.push(`reader sees ${end}`));
+          const done = Promise.all([0, 1].map((i) =>
+            new Promise<void>((resolve, reject) =>
+              log.append(message(i), (error) => {
+                heard.push(`appender ${i}`);
+                if (error) reject(error);
+                else resolve();
+              })
+            )
+          ));
+          await done;
+          await log.flush();
+          stop();
+          expect(heard).toEqual(["appender 0", "appender 1", `reader sees ${2 * RECORD_BYTES}`]);
+          await log.close();
+        } finally {
+          fixture.cleanup();
+        }
+      });
+    }
+
     test("group commit acknowledges a burst of appends with few syncs", async () => {
       const fixture = make();
       try {
