@@ -168,10 +168,12 @@ for (const [kind, make] of Object.entries(kinds)) {
       }
     });
 
-    for (const flush of [
-      { kind: "group" },
-      { kind: "threshold", messages: 1000, intervalMs: 60_000 },
-    ] as FlushPolicy[]) {
+    for (
+      const flush of [
+        { kind: "group" },
+        { kind: "threshold", messages: 1000, intervalMs: 60_000 },
+      ] as FlushPolicy[]
+    ) {
       test(`a batch's appenders hear before the readers waiting for data (${flush.kind} flush)`, async () => {
         // A producer waits on its ack; a long-polling reader's answer can follow it. Readers told
         // first sent their (larger) answers ahead of every ack of the batch.
@@ -180,15 +182,17 @@ for (const [kind, make] of Object.entries(kinds)) {
           const { log } = await openLog(fixture, { flush });
           const heard: string[] = [];
           const stop = log.onAppend((end) => heard.push(`reader sees ${end}`));
-          const done = Promise.all([0, 1].map((i) =>
-            new Promise<void>((resolve, reject) =>
-              log.append(message(i), (error) => {
-                heard.push(`appender ${i}`);
-                if (error) reject(error);
-                else resolve();
-              })
-            )
-          ));
+          const done = Promise.all(
+            [0, 1].map((i) =>
+              new Promise<void>((resolve, reject) =>
+                log.append(message(i), (error) => {
+                  heard.push(`appender ${i}`);
+                  if (error) reject(error);
+                  else resolve();
+                })
+              )
+            ),
+          );
           await done;
           await log.flush();
           stop();
