@@ -428,6 +428,7 @@ async function runSize(
     await latencyRows(plan, fast, size, cells, { e2e: "latency", ack: "ackLatency" });
   } finally {
     await Promise.all([...fast.values()].map((server) => server.stop()));
+    removeServerData(plan, `fast-${size}`);
   }
   await runDurable(plan, size, cells);
 }
@@ -511,6 +512,21 @@ async function startServers(
   return servers;
 }
 
+/**
+ * Deletes the data of servers that have stopped: directories named `label` or `label-...` under
+ * the run's work dir. A full run writes ~50 GB otherwise (1M messages per run, three copies at
+ * R=3), and a disk that fills fails the last rows (it did once, 2026-12-07). METAQ_BENCH_KEEP=1
+ * keeps everything, as it keeps the work dir.
+ */
+function removeServerData(plan: Plan, label: string): void {
+  if (process.env.METAQ_BENCH_KEEP) return;
+  for (const entry of fs.readdirSync(plan.work)) {
+    if (entry === label || entry.startsWith(`${label}-`)) {
+      fs.rmSync(path.join(plan.work, entry), { recursive: true, force: true });
+    }
+  }
+}
+
 /** Share of the CPUs busy during one second in which this run does nothing: the others' load. */
 async function othersBusyPercent(): Promise<number> {
   const from = cpuTicks();
@@ -583,6 +599,7 @@ async function runDurable(plan: Plan, size: number, cells: Cells): Promise<void>
     });
   } finally {
     await Promise.all([...servers.values()].map((server) => server.stop()));
+    removeServerData(plan, `durable-${size}`);
   }
 }
 
@@ -1028,6 +1045,7 @@ async function runReplicated(plan: Plan, cells: Cells, conditions: string[]): Pr
         log(`nats R=3 (sync ${mode.sync}) failed: ${describeError(error)}`);
       } finally {
         await cluster.stop();
+        removeServerData(plan, `nats-r3-${mode.sync}`);
       }
     }
   }
@@ -1160,6 +1178,8 @@ async function metaqReplicatedRows(
     log(`metaq R=3 (${mode.label}) failed: ${describeError(error)}`);
   } finally {
     await Promise.all([cluster?.stop(), single?.stop()]);
+    removeServerData(plan, `mq-r3-${mode.label}`);
+    removeServerData(plan, `mq-r1-${mode.label}`);
   }
   return r1Rates;
 }
