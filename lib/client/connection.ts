@@ -12,6 +12,7 @@ import { Parser } from "../protocol/parser.ts";
 import { ConnectionError, errorFromResult, TimeoutError, unsentError } from "./errors.ts";
 import { CLIENT_REPLY_BYTES_MAX } from "../limits.ts";
 import { concatBytes } from "../bytes.ts";
+import { SHUTTING_DOWN_REASON } from "../protocol/shutdown.ts";
 
 export type Reply = Extract<Command, { kind: "result" } | { kind: "value" }>;
 
@@ -19,6 +20,8 @@ interface PendingRequest {
   resolve(reply: Reply): void;
   reject(error: Error): void;
   deadlineMs: number;
+  /** Written after the broker said on this connection that it is shutting down. */
+  afterShutdown: boolean;
 }
 
 export interface ConnectionOptions {
@@ -65,6 +68,8 @@ export class BrokerConnection {
   #closed: ConnectionError | undefined;
   #timer: ReturnType<typeof setInterval> | undefined;
   #closeListeners: ((error: ConnectionError) => void)[] = [];
+  /** The broker answered a request here with its shutting-down 503. */
+  #toldShutdown = false;
   #lastActivityMs = performance.now();
   #receivedAny = false;
 
@@ -163,7 +168,12 @@ export class BrokerConnection {
     timeoutMs = this.#requestTimeoutMs,
   ): void {
     if (this.#closed) return reject(unsentError(this.#closed) as Error);
-    this.#pending.set(opaque, { resolve, reject, deadlineMs: performance.now() + timeoutMs });
+    this.#pending.set(opaque, {
+      resolve,
+      reject,
+      deadlineMs: performance.now() + timeoutMs,
+      afterShutdown: this.#toldShutdown,
+    });
     this.send(bytes);
   }
 
@@ -217,6 +227,9 @@ export class BrokerConnection {
     const { commands, error } = this.#parser.push(chunk);
     for (const command of commands) {
       if (command.kind !== "result" && command.kind !== "value") continue;
+      if (command.kind === "result" && command.code === 503 && !this.#toldShutdown) {
+        this.#toldShutdown = new TextDecoder().decode(command.body) === SHUTTING_DOWN_REASON;
+      }
       const pending = this.#pending.get(command.opaque);
       if (!pending) continue; // late reply to a request that already timed out
       this.#pending.delete(command.opaque);
@@ -241,7 +254,17 @@ export class BrokerConnection {
     if (this.#closed) return;
     this.#closed = error;
     if (this.#timer) clearInterval(this.#timer);
-    for (const pending of this.#pending.values()) pending.reject(error);
+    // A draining broker answers what it read before its shutdown and refuses, unserved, all it
+    // reads after. A request written after it said so here had no effect: a definite failure
+    // its caller may send elsewhere, not an unknown outcome (found by chaos T17: a client that
+    // wrote again just as the drained connection closed recorded an indeterminate put).
+    const unserved = error.unsent ? error : new ConnectionError(
+      `${error.message}: the broker was shutting down and did not serve this request`,
+      { cause: error, unsent: true },
+    );
+    for (const pending of this.#pending.values()) {
+      pending.reject(pending.afterShutdown ? unserved : error);
+    }
     this.#pending.clear();
     for (const listener of this.#closeListeners) listener(error);
   }

@@ -31,6 +31,7 @@ import type { TlsFiles } from "../security/tls.ts";
 import { Connection } from "./connection.ts";
 import type { Counters } from "../broker/stats.ts";
 import type { Requests } from "./edge.ts";
+import { SHUTTING_DOWN_REASON } from "../protocol/shutdown.ts";
 
 export interface TcpServerOptions {
   /** Where decoded requests go (the edge). */
@@ -64,8 +65,6 @@ interface Tracked {
   /** When the current unfinished frame (or the TLS handshake) began. */
   frameStartedMs: number | undefined;
 }
-
-const SHUTTING_DOWN = "Cannot serve request: this broker is shutting down; retry on another broker";
 
 /** At shutdown, the quiet (nothing read or written) after which a told connection closes. */
 const DRAIN_QUIET_MS = 50;
@@ -142,7 +141,7 @@ export class TcpServer {
       ? new Promise<void>((resolve) => server.close(() => resolve()))
       : Promise.resolve();
     this.#draining = true;
-    for (const tracked of this.#tracked.values()) tracked.connection?.drain(SHUTTING_DOWN);
+    for (const tracked of this.#tracked.values()) tracked.connection?.drain(SHUTTING_DOWN_REASON);
     const deadline = performance.now() + drainMs;
     // A connection may close once everything it sent is answered and it is quiet: briefly after
     // it was told (a 503: its client knows this broker is going), longer when it was not (a
@@ -286,7 +285,7 @@ export class TcpServer {
         }),
     });
     tracked.connection = connection;
-    if (this.#draining) connection.drain(SHUTTING_DOWN);
+    if (this.#draining) connection.drain(SHUTTING_DOWN_REASON);
     socket.on("data", (chunk: Uint8Array) => {
       const now = performance.now();
       tracked.lastActivityMs = now;

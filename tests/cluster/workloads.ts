@@ -19,7 +19,7 @@
 import * as fs from "node:fs";
 import { MetaqClient } from "../../lib/client/client.ts";
 import type { BrokerConnection } from "../../lib/client/connection.ts";
-import { BrokerError } from "../../lib/client/errors.ts";
+import { BrokerError, ConnectionError } from "../../lib/client/errors.ts";
 import { crc32 } from "../../lib/crc32.ts";
 import { decodeRecords } from "../../lib/protocol/record.ts";
 import { MESSAGE_BYTES_LIMIT_MAX, RECORD_HEADER_BYTES } from "../../lib/limits.ts";
@@ -148,7 +148,10 @@ export async function produceOnce(
     return { kind: "ok", offset: result.offset };
   } catch (error) {
     const status = error instanceof BrokerError ? error.status : undefined;
-    return { kind: status === 503 ? "fail" : "info", error: describe(error) };
+    // The client marks a request it knows had no effect (never written, or written after the
+    // broker said it was shutting down) `unsent`: a definite failure, like a 503.
+    const unsent = error instanceof ConnectionError && error.unsent;
+    return { kind: status === 503 || unsent ? "fail" : "info", error: describe(error) };
   }
 }
 

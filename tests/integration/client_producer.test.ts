@@ -7,7 +7,10 @@ import type { PutResult } from "../../lib/client/client.ts";
 import { buildConfig } from "../../lib/config/config.ts";
 import { silentLogger } from "../../lib/log.ts";
 import { type App, assemble } from "../../lib/app/assemble.ts";
+import { metaqChecksum } from "../../lib/crc32.ts";
+import { encodePut } from "../../lib/protocol/encoder.ts";
 import { Parser } from "../../lib/protocol/parser.ts";
+import { SHUTTING_DOWN_REASON } from "../../lib/protocol/shutdown.ts";
 import { decodeRecords, splitAttribute } from "../../lib/protocol/record.ts";
 import { type TempDir, tempDir } from "../support/temp_dir.ts";
 import { waitFor } from "../support/wait.ts";
@@ -298,4 +301,126 @@ test("a heartbeat that gets no answer closes the connection; the next request re
     for (const socket of sockets) socket.destroy();
     await new Promise((resolve) => silent.close(resolve));
   }
+});
+
+/**
+ * A TCP relay to a broker that passes bytes both ways until told to hold what its client sends
+ * (those bytes then never reach the broker: a request "on the wire" when the connection goes).
+ */
+async function holdingRelay(port: number) {
+  const sockets = new Set<net.Socket>();
+  let holding = false;
+  const server = net.createServer((inbound) => {
+    const outbound = net.connect(port, "127.0.0.1");
+    sockets.add(inbound).add(outbound);
+    inbound.on("data", (chunk) => {
+      if (!holding) outbound.write(chunk);
+    });
+    outbound.on("data", (chunk) => inbound.write(chunk));
+    inbound.on("close", () => outbound.destroy());
+    outbound.on("close", () => inbound.destroy());
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    hold: () => (holding = true),
+    cut: () => {
+      for (const socket of sockets) socket.destroy();
+    },
+    close() {
+      for (const socket of sockets) socket.destroy();
+      server.close();
+    },
+  };
+}
+
+describe("a broker that shuts down", () => {
+  test("a put written after its shutting-down 503 fails as unsent when the connection closes; one written before stays unknown", async () => {
+    await using own = tempDir();
+    const broker = await assemble({
+      config: buildConfig({
+        fileText: `[system]\nnumPartitions=1\ndataPath=${own.path}\n[topic=orders]\n`,
+        overrides: { serverPort: "0", httpEnabled: "false" },
+      }),
+      logger: silentLogger,
+    });
+    const relay = await holdingRelay(broker.port);
+    const relayed = new MetaqClient({
+      brokers: [`127.0.0.1:${relay.port}`],
+      routeToLeaders: false,
+    });
+    try {
+      const connection = await relayed.connection();
+      const put = (text: string) => {
+        const body = new TextEncoder().encode(text);
+        const opaque = connection.nextOpaque();
+        return connection.request(
+          encodePut({
+            topic: "orders",
+            partition: 0,
+            flag: 0,
+            checksum: metaqChecksum(body),
+            opaque,
+            body,
+          }),
+          opaque,
+        );
+      };
+      const first = await put("before");
+      expect(first.kind === "result" ? first.code : 0).toBe(200);
+      const closing = broker.close();
+      // The drain starts once the parts before the server have stopped: puts are served until
+      // then, and refused with the shutting-down 503 from then on.
+      let refused: { code: number; body: Uint8Array } | undefined;
+      for (let attempt = 0; attempt < 200 && !refused; attempt++) {
+        const reply = await put(`during ${attempt}`);
+        if (reply.kind === "result" && reply.code === 503) refused = reply;
+      }
+      expect(new TextDecoder().decode(refused!.body)).toBe(SHUTTING_DOWN_REASON);
+      relay.hold(); // the next put is written but never reaches the broker
+      const after = await put("after").then(() => undefined, (error) => error);
+      await closing;
+      expect(after).toBeInstanceOf(ConnectionError);
+      expect((after as ConnectionError).unsent).toBe(true);
+      expect(failureOutcome(after)).toBe("notWritten");
+    } finally {
+      relayed.close();
+      relay.close();
+      await broker.close();
+    }
+
+    // Control: a put written with no shutdown announced, cut off before its answer, may have
+    // been stored for all the client knows.
+    const cutRelay = await holdingRelay(running.port);
+    const cutClient = new MetaqClient({
+      brokers: [`127.0.0.1:${cutRelay.port}`],
+      routeToLeaders: false,
+    });
+    try {
+      const connection = await cutClient.connection();
+      cutRelay.hold();
+      const opaque = connection.nextOpaque();
+      const body = new TextEncoder().encode("cut");
+      const pending = connection.request(
+        encodePut({
+          topic: "orders",
+          partition: 0,
+          flag: 0,
+          checksum: metaqChecksum(body),
+          opaque,
+          body,
+        }),
+        opaque,
+      ).then(() => undefined, (error) => error);
+      await new Promise((resolve) => setImmediate(resolve)); // written to the relay
+      cutRelay.cut();
+      const error = await pending;
+      expect(error).toBeInstanceOf(ConnectionError);
+      expect((error as ConnectionError).unsent).toBe(false);
+      expect(failureOutcome(error)).toBe("unknown");
+    } finally {
+      cutClient.close();
+      cutRelay.close();
+    }
+  });
 });
