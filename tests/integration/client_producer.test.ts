@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import * as net from "node:net";
 import { MetaqClient } from "../../lib/client/client.ts";
+import type { BrokerConnection } from "../../lib/client/connection.ts";
 import { BrokerError, ConnectionError, TimeoutError } from "../../lib/client/errors.ts";
 import { failureOutcome, Producer } from "../../lib/client/producer.ts";
 import type { PutResult } from "../../lib/client/client.ts";
@@ -334,6 +335,14 @@ async function holdingRelay(port: number) {
   };
 }
 
+/** A plain `put` of `text` to orders-0 on `connection`: the broker's answer, as it came. */
+function plainPut(connection: BrokerConnection, text: string) {
+  const body = new TextEncoder().encode(text);
+  const opaque = connection.nextOpaque();
+  const request = { topic: "orders", partition: 0, flag: 0, opaque, body };
+  return connection.request(encodePut({ ...request, checksum: metaqChecksum(body) }), opaque);
+}
+
 describe("a broker that shuts down", () => {
   test("a put written after its shutting-down 503 fails as unsent when the connection closes; one written before stays unknown", async () => {
     await using own = tempDir();
@@ -351,21 +360,7 @@ describe("a broker that shuts down", () => {
     });
     try {
       const connection = await relayed.connection();
-      const put = (text: string) => {
-        const body = new TextEncoder().encode(text);
-        const opaque = connection.nextOpaque();
-        return connection.request(
-          encodePut({
-            topic: "orders",
-            partition: 0,
-            flag: 0,
-            checksum: metaqChecksum(body),
-            opaque,
-            body,
-          }),
-          opaque,
-        );
-      };
+      const put = (text: string) => plainPut(connection, text);
       const first = await put("before");
       expect(first.kind === "result" ? first.code : 0).toBe(200);
       const closing = broker.close();
@@ -399,19 +394,7 @@ describe("a broker that shuts down", () => {
     try {
       const connection = await cutClient.connection();
       cutRelay.hold();
-      const opaque = connection.nextOpaque();
-      const body = new TextEncoder().encode("cut");
-      const pending = connection.request(
-        encodePut({
-          topic: "orders",
-          partition: 0,
-          flag: 0,
-          checksum: metaqChecksum(body),
-          opaque,
-          body,
-        }),
-        opaque,
-      ).then(() => undefined, (error) => error);
+      const pending = plainPut(connection, "cut").then(() => undefined, (error) => error);
       await new Promise((resolve) => setImmediate(resolve)); // written to the relay
       cutRelay.cut();
       const error = await pending;
