@@ -111,11 +111,13 @@ describe("Producer", () => {
 
 /**
  * A TCP relay to the broker that decodes what its clients send with the protocol's parser, so
- * a test can see which commands went over the wire.
+ * a test can see which commands went over the wire. Told to `hold`, it stops passing on what its
+ * clients send (those bytes never reach the broker: a request "on the wire" when it goes).
  */
 async function decodingRelay(port: number) {
   const sent: { verb: string; count: number }[] = [];
   const sockets = new Set<net.Socket>();
+  let holding = false;
   const server = net.createServer((inbound) => {
     const outbound = net.connect(port, "127.0.0.1");
     sockets.add(inbound).add(outbound);
@@ -133,7 +135,7 @@ async function decodingRelay(port: number) {
           sent.push({ verb: "bput", count: Number(command.args[2]) });
         }
       }
-      outbound.write(chunk);
+      if (!holding) outbound.write(chunk);
     });
     outbound.on("data", (chunk) => inbound.write(chunk));
     inbound.on("close", () => outbound.destroy());
@@ -143,6 +145,10 @@ async function decodingRelay(port: number) {
   return {
     port: (server.address() as net.AddressInfo).port,
     sent,
+    hold: () => (holding = true),
+    cut: () => {
+      for (const socket of sockets) socket.destroy();
+    },
     close() {
       for (const socket of sockets) socket.destroy();
       server.close();
@@ -304,37 +310,6 @@ test("a heartbeat that gets no answer closes the connection; the next request re
   }
 });
 
-/**
- * A TCP relay to a broker that passes bytes both ways until told to hold what its client sends
- * (those bytes then never reach the broker: a request "on the wire" when the connection goes).
- */
-async function holdingRelay(port: number) {
-  const sockets = new Set<net.Socket>();
-  let holding = false;
-  const server = net.createServer((inbound) => {
-    const outbound = net.connect(port, "127.0.0.1");
-    sockets.add(inbound).add(outbound);
-    inbound.on("data", (chunk) => {
-      if (!holding) outbound.write(chunk);
-    });
-    outbound.on("data", (chunk) => inbound.write(chunk));
-    inbound.on("close", () => outbound.destroy());
-    outbound.on("close", () => inbound.destroy());
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return {
-    port: (server.address() as net.AddressInfo).port,
-    hold: () => (holding = true),
-    cut: () => {
-      for (const socket of sockets) socket.destroy();
-    },
-    close() {
-      for (const socket of sockets) socket.destroy();
-      server.close();
-    },
-  };
-}
-
 /** A plain `put` of `text` to orders-0 on `connection`: the broker's answer, as it came. */
 function plainPut(connection: BrokerConnection, text: string) {
   const body = new TextEncoder().encode(text);
@@ -353,7 +328,7 @@ describe("a broker that shuts down", () => {
       }),
       logger: silentLogger,
     });
-    const relay = await holdingRelay(broker.port);
+    const relay = await decodingRelay(broker.port);
     const relayed = new MetaqClient({
       brokers: [`127.0.0.1:${relay.port}`],
       routeToLeaders: false,
@@ -386,7 +361,7 @@ describe("a broker that shuts down", () => {
 
     // Control: a put written with no shutdown announced, cut off before its answer, may have
     // been stored for all the client knows.
-    const cutRelay = await holdingRelay(running.port);
+    const cutRelay = await decodingRelay(running.port);
     const cutClient = new MetaqClient({
       brokers: [`127.0.0.1:${cutRelay.port}`],
       routeToLeaders: false,
