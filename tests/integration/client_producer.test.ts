@@ -310,6 +310,13 @@ test("a heartbeat that gets no answer closes the connection; the next request re
   }
 });
 
+/** A client whose one broker is a decoding relay in front of `port`, and its connection. */
+async function throughRelay(port: number) {
+  const relay = await decodingRelay(port);
+  const client = new MetaqClient({ brokers: [`127.0.0.1:${relay.port}`], routeToLeaders: false });
+  return { relay, client, connection: await client.connection() };
+}
+
 /** A plain `put` of `text` to orders-0 on `connection`: the broker's answer, as it came. */
 function plainPut(connection: BrokerConnection, text: string) {
   const body = new TextEncoder().encode(text);
@@ -328,13 +335,8 @@ describe("a broker that shuts down", () => {
       }),
       logger: silentLogger,
     });
-    const relay = await decodingRelay(broker.port);
-    const relayed = new MetaqClient({
-      brokers: [`127.0.0.1:${relay.port}`],
-      routeToLeaders: false,
-    });
+    const { relay, client: relayed, connection } = await throughRelay(broker.port);
     try {
-      const connection = await relayed.connection();
       const put = (text: string) => plainPut(connection, text);
       const first = await put("before");
       expect(first.kind === "result" ? first.code : 0).toBe(200);
@@ -361,15 +363,11 @@ describe("a broker that shuts down", () => {
 
     // Control: a put written with no shutdown announced, cut off before its answer, may have
     // been stored for all the client knows.
-    const cutRelay = await decodingRelay(running.port);
-    const cutClient = new MetaqClient({
-      brokers: [`127.0.0.1:${cutRelay.port}`],
-      routeToLeaders: false,
-    });
+    const cut = await throughRelay(running.port);
+    const { relay: cutRelay, client: cutClient, connection: cutConnection } = cut;
     try {
-      const connection = await cutClient.connection();
       cutRelay.hold();
-      const pending = plainPut(connection, "cut").then(() => undefined, (error) => error);
+      const pending = plainPut(cutConnection, "cut").then(() => undefined, (error) => error);
       await new Promise((resolve) => setImmediate(resolve)); // written to the relay
       cutRelay.cut();
       const error = await pending;
