@@ -310,6 +310,12 @@ test("a heartbeat that gets no answer closes the connection; the next request re
   }
 });
 
+/** What a failed request's error says of it, when it is a ConnectionError (else undefined). */
+function connectionFailure(error: unknown) {
+  if (!(error instanceof ConnectionError)) return undefined;
+  return { unsent: error.unsent, outcome: failureOutcome(error) };
+}
+
 /** A client whose one broker is a decoding relay in front of `port`, and its connection. */
 async function throughRelay(port: number) {
   const relay = await decodingRelay(port);
@@ -352,9 +358,7 @@ describe("a broker that shuts down", () => {
       relay.hold(); // the next put is written but never reaches the broker
       const after = await put("after").then(() => undefined, (error) => error);
       await closing;
-      expect(after).toBeInstanceOf(ConnectionError);
-      expect((after as ConnectionError).unsent).toBe(true);
-      expect(failureOutcome(after)).toBe("notWritten");
+      expect(connectionFailure(after)).toEqual({ unsent: true, outcome: "notWritten" });
     } finally {
       relayed.close();
       relay.close();
@@ -371,9 +375,7 @@ describe("a broker that shuts down", () => {
       await new Promise((resolve) => setImmediate(resolve)); // written to the relay
       cutRelay.cut();
       const error = await pending;
-      expect(error).toBeInstanceOf(ConnectionError);
-      expect((error as ConnectionError).unsent).toBe(false);
-      expect(failureOutcome(error)).toBe("unknown");
+      expect(connectionFailure(error)).toEqual({ unsent: false, outcome: "unknown" });
     } finally {
       cutClient.close();
       cutRelay.close();
