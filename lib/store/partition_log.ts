@@ -697,6 +697,7 @@ export class PartitionLog {
         const fills = this.#fillBuffers;
         this.#resetQueue(batchEnd);
         this.#tailSegmentStart = tailSegmentStart;
+        let acknowledged = false;
         try {
           await this.#writeRuns(runs);
           // The bytes are in the file now: their buffers can take the next appends.
@@ -707,12 +708,16 @@ export class PartitionLog {
           }
           assert(this.#writtenEnd === batchEnd);
           await this.#acknowledge(batchEnd, records, batchEnd - batchStart);
-          // Acknowledgements first, then the readers waiting for data (long polls): a producer
-          // waits on its ack, while a reader's reply can follow a few microseconds later.
-          batch.settle();
-          for (const listener of this.#listeners) listener(batchEnd);
+          acknowledged = true;
         } catch (error) {
           this.#failBatch(error, batchStart, batch);
+        }
+        // Outside the try: only a failed write or sync may fail the batch, never a caller's
+        // callback or a reader. Acknowledgements first, then the readers waiting for data (long
+        // polls): a producer waits on its ack, a reader's reply can follow microseconds later.
+        if (acknowledged) {
+          batch.settle();
+          for (const listener of this.#listeners) listener(batchEnd);
         }
       }
     } finally {
