@@ -35,6 +35,9 @@ export interface ReplicatedLogParts {
 /** How long an append that needs a ready leader waits for a new leader to become ready. */
 const READY_WAIT_MS = 4000;
 
+/** How many times a follower's read asks the leader for its commit before it answers anyway. */
+const LEADER_ASKS_MAX = 8;
+
 export class ReplicatedLog implements Log {
   readonly name: string;
   readonly #parts: ReplicatedLogParts;
@@ -191,13 +194,52 @@ export class ReplicatedLog implements Log {
     // Here already, or committed by a quorum that did not wait for this copy (a leader's own
     // fsync may finish after two followers acknowledged): readable in a moment.
     if (offset < replica.log.writtenEnd || offset < replica.status().commit.offset) {
-      return this.#waitEnd(offset + 1, timeoutMs);
+      if (this.endOffset > offset) return Promise.resolve();
+      const { promise: expired, resolve: expire } = Promise.withResolvers<"expired">();
+      const cancel = this.#parts.timers.after(timeoutMs, () => expire("expired"));
+      return this.#waitEnd(offset + 1, expired).finally(cancel);
     }
     if (replica.isLeader) return undefined; // nothing anywhere past a leader's log
-    // Nothing here yet: ask the leader whether anything was committed there at all.
-    return this.#parts.askLeaderCommit().then((leaderCommit) => {
-      if (leaderCommit === undefined || leaderCommit <= offset) return;
-      return this.#waitEnd(offset + 1, timeoutMs);
+    return this.#waitLeaderCommit(offset, timeoutMs);
+  }
+
+  /**
+   * Nothing here yet: asks the leader whether anything was committed there at all, and waits
+   * for this copy to reach it. A copy that cannot ask yet (just opened, or its leader not known
+   * or not ready) waits for the group to change and asks again, within the same bound.
+   * Answering "nothing" at once would hide a write another node already acknowledged: a
+   * topic's first put through one node, read at once through another, found nothing there.
+   */
+  async #waitLeaderCommit(offset: number, timeoutMs: number): Promise<void> {
+    const { promise: expired, resolve: expire } = Promise.withResolvers<"expired">();
+    const cancel = this.#parts.timers.after(timeoutMs, () => expire("expired"));
+    try {
+      for (let round = 0; round < LEADER_ASKS_MAX; round++) {
+        const asked = await Promise.race([this.#parts.askLeaderCommit(), expired]);
+        if (asked === "expired") return;
+        if (asked !== undefined) {
+          if (asked > offset) await this.#waitEnd(offset + 1, expired);
+          return;
+        }
+        if (this.endOffset > offset) return;
+        if (await this.#nextChange(expired) === "expired") return;
+      }
+    } finally {
+      cancel();
+    }
+  }
+
+  /** Resolves at the group's next commit advance or role change, or once `expired` settles. */
+  #nextChange(expired: Promise<"expired">): Promise<"changed" | "expired"> {
+    return new Promise((resolve) => {
+      const stop = this.onChange(() => {
+        stop();
+        resolve("changed");
+      });
+      void expired.then((why) => {
+        stop();
+        resolve(why);
+      });
     });
   }
 
@@ -279,19 +321,18 @@ export class ReplicatedLog implements Log {
     });
   }
 
-  /** Resolves once the readable end passes `end`, or after `timeoutMs` (whichever is first). */
-  #waitEnd(end: number, timeoutMs: number): Promise<void> {
+  /** Resolves once the readable end passes `end`, or once `expired` settles (whichever is first). */
+  #waitEnd(end: number, expired: Promise<unknown>): Promise<void> {
     if (this.endOffset >= end) return Promise.resolve();
     const { promise, resolve } = Promise.withResolvers<void>();
     const finish = () => {
-      cancel();
       stop();
       resolve();
     };
-    const cancel = this.#parts.timers.after(timeoutMs, finish);
     const stop = this.onChange(() => {
       if (this.endOffset >= end) finish();
     });
+    void expired.then(finish);
     return promise;
   }
 
