@@ -504,8 +504,11 @@ export class Replica {
     if (ready.truncateTo) await this.#truncateTo(ready.truncateTo);
     await this.#append(ready);
     if (!early) this.#sendMessages(ready);
-    if (ready.commit) this.#advanceCommit(ready.commit.offset);
+    // The proposers hear first, then the readers: a client that both produces and follows
+    // (a long poll on the same connection) gets its ack before the data it just wrote.
+    if (ready.commit) this.#moveCommit(ready.commit.offset);
     for (const outcome of ready.outcomes) this.#onOutcome(outcome);
+    if (ready.commit) this.#notifyCommit();
     this.#onEvents(ready);
   }
 
@@ -543,9 +546,9 @@ export class Replica {
       if (this.#closed) return;
       this.#reportedDurable = Math.max(this.#reportedDurable, end.offset);
       this.raft.persisted(end);
+      this.#answerLeaderAcks();
       // A follower may learn a commit before its own copy is durable: readers see it only now.
       if (this.commitOffset > this.#notifiedCommit) this.#notifyCommit();
-      this.#answerLeaderAcks();
       this.#schedule();
     };
     if (lastDone && this.options.canary === "persistedBeforeSync") {
@@ -623,15 +626,17 @@ export class Replica {
     }
   }
 
-  /** A new commit position; listeners hear every one (an epoch change matters too, not only the offset). */
-  #advanceCommit(offset: number): void {
+  /**
+   * A new commit position, not yet told: #notifyCommit tells the listeners of every one (an epoch
+   * change matters too, not only the offset).
+   */
+  #moveCommit(offset: number): void {
     if (offset > this.#commitOffset) {
       this.#commitOffset = offset;
       if (this.options.tracer.enabled) {
         this.options.tracer.record(this.name, { event: "commit", offset });
       }
     }
-    this.#notifyCommit();
   }
 
   #notifyCommit(): void {
