@@ -38,8 +38,13 @@ export const INLINE_SYNC_BYTES_MAX = 64 * 1024;
 export const BUSY_CPU_FRACTION = 0.9;
 /** A sync slower than this sends the next ones to the pool until one is fast again. */
 export const INLINE_SYNC_LATENCY_MAX_MS = 2;
-/** One small batch in this many tries the mode the averages do not prefer. */
-export const EXPLORE_EVERY = 8;
+/**
+ * One small batch in this many tries the mode the averages do not prefer. A try of the pool costs
+ * its batch ~200 us more than inline on a quiet machine, so one in 8 cost a window-1 producer ~10 %
+ * of its puts (bench/README.md, row 2w); at one in 64 a producer at 3k puts/s still tries the
+ * other mode ~50 times a second.
+ */
+export const EXPLORE_EVERY = 64;
 /**
  * Weight of a new sample in the moving averages: small, because sync latencies have a heavy
  * tail (p99 10-20x the median on a shared machine) and a few samples would make the choice flip
