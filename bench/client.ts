@@ -16,6 +16,7 @@ import {
   createInbox,
   DeliverPolicy,
   type JetStreamClient,
+  type JetStreamManager,
   type NatsConnection,
   StorageType,
 } from "nats";
@@ -201,6 +202,45 @@ async function metaqWorkload(options: WorkloadOptions): Promise<WorkloadResult> 
 
 // ---------------------------------------------------------------- NATS JetStream (nats)
 
+/** How long a stream's creation is retried (an R=3 cluster may be placing peers again). */
+const NATS_STREAM_WAIT_MS = 30_000;
+
+/**
+ * The run's stream, created when missing. On three nodes the creation is retried for a bounded
+ * time: a node that missed heartbeats during the previous run (two cores, three servers) counts as
+ * offline for a moment, and the stream then fails with "no suitable peers for placement".
+ */
+async function natsStream(
+  manager: JetStreamManager,
+  options: WorkloadOptions,
+  subject: string,
+): Promise<void> {
+  const deadline = performance.now() + NATS_STREAM_WAIT_MS;
+  // Bounded by the deadline; the count is a second bound (a retry sleeps 500 ms).
+  for (let attempt = 1; attempt <= NATS_STREAM_WAIT_MS / 500 + 1; attempt++) {
+    try {
+      await manager.streams.info(options.target);
+      return;
+    } catch {
+      // Not there yet: create it.
+    }
+    try {
+      await manager.streams.add({
+        name: options.target,
+        subjects: [subject],
+        storage: StorageType.File,
+        num_replicas: options.replicas,
+      });
+      return;
+    } catch (error) {
+      if (options.replicas === 1 || performance.now() > deadline) throw error;
+      console.error(`bench: stream ${options.target}, attempt ${attempt}: ${describeError(error)}`);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+  }
+  throw new Error(`bench: stream ${options.target} could not be created`);
+}
+
 async function natsWorkload(options: WorkloadOptions): Promise<WorkloadResult> {
   const connection = await natsConnect({ servers: options.servers, noEcho: true });
   try {
@@ -210,16 +250,7 @@ async function natsWorkload(options: WorkloadOptions): Promise<WorkloadResult> {
       await manager.streams.delete(options.target);
       return resultOf(newTally(), 0);
     }
-    try {
-      await manager.streams.info(options.target);
-    } catch {
-      await manager.streams.add({
-        name: options.target,
-        subjects: [subject],
-        storage: StorageType.File,
-        num_replicas: options.replicas,
-      });
-    }
+    await natsStream(manager, options, subject);
     const js = connection.jetstream();
     if (options.workload === "produce") {
       return options.natsApi === "jetstream"
