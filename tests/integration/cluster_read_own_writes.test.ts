@@ -5,32 +5,21 @@
  * in twenty right after a topic's first put found nothing (the same race failed any_node's XA
  * commit read once, under load). Three in-process nodes over real TCP on 127.0.0.1.
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
-import { type InProcessCluster, startCluster } from "../support/cluster_in_process.ts";
+import { expect, test } from "bun:test";
+import { startCluster } from "../support/cluster_in_process.ts";
 import { messagesThrough } from "../support/partition_reads.ts";
 import { RawSocket } from "../support/raw_socket.ts";
-import { type TempDir, tempDir } from "../support/temp_dir.ts";
+import { tempDir } from "../support/temp_dir.ts";
 
 const PARTITIONS = 8;
 const TOPICS = 6;
 
-let temp: TempDir;
-let cluster: InProcessCluster;
-
-beforeAll(async () => {
-  temp = tempDir();
-  cluster = await startCluster({
+test("a new topic's first put through one node is read at once through the other two", async () => {
+  using temp = tempDir();
+  await using cluster = await startCluster({
     dataPath: temp.path,
     configText: `[system]\nnumPartitions=${PARTITIONS}\n`,
   });
-});
-
-afterAll(async () => {
-  await cluster?.close();
-  temp[Symbol.dispose]();
-});
-
-test("a new topic's first put through one node is read at once through the other two", async () => {
   const missed: string[] = [];
   let reads = 0;
   for (let round = 0; round < TOPICS; round++) {
