@@ -559,6 +559,7 @@ export class ClusterNode implements Logs {
         node: this.nodeId,
         replaced: this.membership.identity.replaced,
       });
+      this.#infoDue = true; // the peers' sleeping groups wake for it (#onInfo)
       void this.#openHostedReplicas();
     }
   }
@@ -725,12 +726,16 @@ export class ClusterNode implements Logs {
       this.#options.onPeerGone(from);
     }
     // Sleeping groups (quiescence) hear nothing from a copy that restarted, lost its data or was
-    // replaced: wake the ones this node leads so their heartbeats find out.
+    // replaced: wake the ones this node leads so their heartbeats find out. Its admission counts
+    // too: a replaced node drops what it is sent until it learns it was admitted, which may be
+    // after this node accepted it and woke its groups once already (they slept on with a stale
+    // view of its copies, and a copy it never had on disk was never opened there).
     const signature = [
       info.incarnation,
       info.uuid,
       this.membership.accepts(from, info.uuid),
       info.repairing?.join(","),
+      info.admitted,
     ].join("|");
     if (this.#peerSignatures.get(from) !== signature) {
       this.#peerSignatures.set(from, signature);
@@ -814,6 +819,7 @@ export class ClusterNode implements Logs {
       figures,
       ...(complete ? {} : { figuresChangedOnly: true }),
       repairing: replicas.filter(waitsInRepair).map((replica) => replica.name),
+      admitted: this.membership.identity.admitted,
     };
     for (const peer of this.#peerAddresses()) this.send(peer.id, { kind: "info", info });
   }

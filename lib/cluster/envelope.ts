@@ -50,6 +50,11 @@ export interface NodeInfo {
   readonly figuresChangedOnly?: boolean;
   /** Groups whose copy here is in repair mode waiting for a leader (votes for nobody). */
   readonly repairing?: readonly string[];
+  /**
+   * Whether this node is admitted. Before, it opens no copy and drops what its peers' groups
+   * send it, so a change here must wake their sleeping groups again (cluster_node.ts #onInfo).
+   */
+  readonly admitted?: boolean;
 }
 
 /** A group whose copies are moving, as its leader sees it. */

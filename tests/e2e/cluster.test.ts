@@ -191,7 +191,8 @@ test("a node back with an empty disk stays out until replaced, then catches up",
     try {
       await eventually(() => converged(nodes, "wiped-0"), 30_000);
     } catch (error) {
-      // Seen in 2 of 3 whole-suite runs, never alone: what each node says when the copy stalls.
+      // What each node says if the copy stalls (it did, under load, until a replaced node's
+      // admission woke its peers' sleeping groups again: docs/reliability.md).
       for (const node of nodes) {
         console.error(node.options.dataDir, JSON.stringify(await status(node)).slice(0, 3000));
         console.error(node.stderr.slice(-3000));
