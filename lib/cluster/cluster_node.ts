@@ -559,7 +559,6 @@ export class ClusterNode implements Logs {
         node: this.nodeId,
         replaced: this.membership.identity.replaced,
       });
-      this.#infoDue = true; // the peers' sleeping groups wake for it (#onInfo)
       void this.#openHostedReplicas();
     }
   }
