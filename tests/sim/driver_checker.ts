@@ -22,6 +22,7 @@ import type { TraceEvent } from "../../lib/cluster/trace.ts";
 import { RECORD_DATA_BYTES_MAX, RECORD_HEADER_BYTES } from "../../lib/limits.ts";
 import { walkRecords } from "../../lib/protocol/record.ts";
 import type { Log } from "../../lib/store/log.ts";
+import { idsOf } from "../../lib/store/missing_records.ts";
 import { parseSegmentFileName } from "../../lib/store/segment.ts";
 import type { MemoryStorage } from "../../lib/store/storage_memory.ts";
 import { joinPath } from "../../lib/store/storage.ts";
@@ -37,6 +38,7 @@ export const DRIVER_INVARIANTS = {
   S9: "an acknowledged record is committed and stays durable on a majority of its holders",
   S10: "readers see committed records only (applied <= commit)",
   S11: "a node removed from a group never votes in it",
+  S12: "an atomic batch is one run in every log: all of its records or none, nothing between",
 } as const;
 
 export type DriverInvariant = keyof typeof DRIVER_INVARIANTS;
@@ -98,6 +100,8 @@ export class DriverChecker {
   readonly #copies = new Map<string, CopyView>();
   /** Acknowledged records by group: offset -> CRC. */
   readonly #acked = new Map<string, Map<number, RecordMark>>();
+  /** Atomic batches by group: the message ids of each, in order. */
+  readonly #batches = new Map<string, bigint[][]>();
   readonly #hardStates = new WeakMap<Uint8Array, HardState | undefined>();
   readonly #hardStatePaths = new Map<string, string>();
   /** Per group, where the chain's last record began when S6 last looked. */
@@ -209,6 +213,14 @@ export class DriverChecker {
     this.acks++;
   }
 
+  /** A client made an atomic batch for `group` (whole encoded records); S12 follows it. */
+  onBatch(group: string, bytes: Uint8Array): void {
+    const ids = idsOf(bytes);
+    let batches = this.#batches.get(group);
+    if (!batches) this.#batches.set(group, batches = []);
+    batches.push(ids);
+  }
+
   /**
    * S10: everything a reader of node `id` can read in `group` now (below `log.endOffset`) is a
    * committed record; checked from where the last look ended.
@@ -286,6 +298,32 @@ export class DriverChecker {
     for (const [offset, mark] of this.#acked.get(group) ?? []) {
       if (offset >= start && found.get(offset) !== mark.crc) {
         fail("S9", `node ${id} lost the record of ${group} acknowledged at ${offset}`);
+      }
+    }
+    this.#checkBatches(id, group, bytes);
+  }
+
+  /** S12 on one copy's whole log: each batch's ids appear once each, in order, side by side. */
+  #checkBatches(id: NodeId, group: string, bytes: Uint8Array): void {
+    const batches = this.#batches.get(group);
+    if (!batches) return;
+    const ids = idsOf(bytes);
+    const indexes = new Map<bigint, number[]>();
+    ids.forEach((each, index) => indexes.set(each, [...(indexes.get(each) ?? []), index]));
+    for (const batch of batches) {
+      const found = batch.map((each) => indexes.get(each) ?? []);
+      if (found.every((places) => places.length === 0)) continue;
+      const first = found[0][0];
+      const whole = found.every((places, index) =>
+        places.length === 1 && first !== undefined && places[0] === first + index
+      );
+      if (!whole) {
+        fail(
+          "S12",
+          `node ${id}'s log of ${group} holds the batch ${batch.join(",")} as records ${
+            found.map((places) => `[${places.join(",")}]`).join(" ")
+          } (one run expected)`,
+        );
       }
     }
   }

@@ -60,6 +60,8 @@ const ELECTION_MS = "300-600";
 const CHECK_QUORUM_MS = 250;
 const WALL_BASE_MS = Date.UTC(2026, 0, 1);
 const CLIENT_TIMEOUT_MS = 2000;
+/** The share of a client's puts that are an atomic batch of 2-4 records (a commit's batch). */
+const BATCH_SHARE = 0.2;
 const DURATION_MS_DEFAULT = 3500;
 /** How often a reader looks at what each copy serves (S10). */
 const READ_CHECK_MS = 40;
@@ -93,6 +95,8 @@ export interface DriverSimOptions {
   };
   /** Receives every trace line as it happens. */
   readonly trace?: (line: string) => void;
+  /** The share of puts that are atomic batches (default BATCH_SHARE). */
+  readonly batchShare?: number;
 }
 
 export type DriverFaultKind =
@@ -160,6 +164,12 @@ interface SimClient {
   waiting: number;
   sequence: number;
   okAfterHeal: number;
+  /**
+   * An atomic batch not yet known to have landed: sent again (the same records, through
+   * `appendMissing`) until one answer says it is in, as a transaction's coordinator completes
+   * a journalled commit.
+   */
+  batch?: { readonly group: string; readonly bytes: Uint8Array };
 }
 
 class LivenessFailure extends Error {
@@ -579,7 +589,7 @@ class DriverWorld {
   #onClient(client: SimClient): void {
     // After heal each client needs one put through; then it stops, so the cluster can go quiet.
     if (client.waiting !== 0 || this.#done || client.okAfterHeal > 0) return;
-    const group = this.#random.pick(this.#written());
+    const group = client.batch?.group ?? this.#random.pick(this.#written());
     const { topic, partition } = splitGroup(group);
     const holders = this.#holders(group);
     if (!holders.includes(client.guess)) client.guess = this.#random.pick(holders);
@@ -601,14 +611,14 @@ class DriverWorld {
       client.guess = hint !== undefined && hint !== node.id ? hint : this.#random.pick(holders);
       return this.#clientAgain(client, this.#random.int(20, 150));
     }
+    const batchShare = this.#options.batchShare ?? BATCH_SHARE;
+    if (!client.batch && topic === TOPIC && this.#random.chance(batchShare)) {
+      client.batch = { group, bytes: this.#batch(client, group) };
+    }
     const put = this.#nextPut++;
-    const record = this.#record(client, put);
-    const bytes = new Uint8Array(RECORD_HEADER_BYTES + record.data.length);
-    writeRecord(bytes, 0, record);
     client.waiting = put;
     const healed = this.#healed;
-    log.appendRecord(record, (result) => {
-      if (result.ok) this.#check(() => this.#checker.onAck(group, result.offset, bytes));
+    const answered = (result: { ok: true; offset: number } | { ok: false }) => {
       if (client.waiting !== put) return;
       client.waiting = 0;
       if (result.ok) {
@@ -618,7 +628,23 @@ class DriverWorld {
         client.guess = this.#random.pick(holders);
         this.#clientAgain(client, this.#random.int(10, 100));
       }
-    });
+    };
+    const batch = client.batch;
+    if (batch) {
+      // From the log's start: the batch may have landed, whole or in part, anywhere in it.
+      log.appendMissing(batch.bytes, 0, (result) => {
+        if (result.ok && client.batch === batch) client.batch = undefined;
+        answered(result);
+      });
+    } else {
+      const record = this.#record(client, put);
+      const bytes = new Uint8Array(RECORD_HEADER_BYTES + record.data.length);
+      writeRecord(bytes, 0, record);
+      log.appendRecord(record, (result) => {
+        if (result.ok) this.#check(() => this.#checker.onAck(group, result.offset, bytes));
+        answered(result);
+      });
+    }
     this.#time.after(CLIENT_TIMEOUT_MS, () => {
       if (client.waiting !== put) return;
       // No answer in time: the put's fate is unknown; go on with the next one elsewhere.
@@ -636,6 +662,26 @@ class DriverWorld {
       data[index] = this.#random.nextU32() & 0xff;
     }
     return { id: BigInt(put), flag: 0, data };
+  }
+
+  /** A new atomic batch of 2-4 records with fresh ids, made known to the checker. */
+  #batch(client: SimClient, group: string): Uint8Array {
+    const records: Uint8Array[] = [];
+    const count = this.#random.int(2, 5);
+    for (let index = 0; index < count; index++) {
+      const record = this.#record(client, this.#nextPut++);
+      const bytes = new Uint8Array(RECORD_HEADER_BYTES + record.data.length);
+      writeRecord(bytes, 0, record);
+      records.push(bytes);
+    }
+    const out = new Uint8Array(records.reduce((sum, each) => sum + each.length, 0));
+    let at = 0;
+    for (const record of records) {
+      out.set(record, at);
+      at += record.length;
+    }
+    this.#checker.onBatch(group, out);
+    return out;
   }
 
   #clientAgain(client: SimClient, ms: number): void {
