@@ -44,7 +44,14 @@ import type { PartitionLog } from "../store/partition_log.ts";
 import { splitPartitionKey } from "../store/message_store.ts";
 import type { Storage } from "../store/storage.ts";
 import type { RepairState } from "./messages.ts";
-import { EPOCHS_FILE, readEpochs, readHardState, writeHardState } from "./state_files.ts";
+import {
+  type ByteRange,
+  EPOCHS_FILE,
+  readEpochs,
+  readHardState,
+  writeHardState,
+} from "./state_files.ts";
+import { settleAtomicEntries } from "./atomic_entries.ts";
 import { votersOf } from "./raft_log.ts";
 import { clearCleanStop, markCleanStop, type StartupState } from "./startup_state.ts";
 import type { Tracer } from "./trace.ts";
@@ -1126,7 +1133,15 @@ export class ClusterNode implements Logs {
           (await this.#repairLostPrefix(log)) ?? this.#repairAfterStart(log);
         if (repair) await persistRepair(storage, log.options.dir, repair);
       }
-      const replica = this.#createReplica(topic, partition, log, repair, seedVoters);
+      const atomicEntries = await settleAtomicEntries(storage, log, this.logger);
+      const replica = this.#createReplica(
+        topic,
+        partition,
+        log,
+        repair,
+        atomicEntries,
+        seedVoters,
+      );
       this.#replicas.set(name, replica);
       this.#tickAt(this.tickMs); // a new copy is awake
       const replicated = new ReplicatedLog(replica, {
@@ -1162,6 +1177,7 @@ export class ClusterNode implements Logs {
     partition: number,
     log: PartitionLog,
     repair: RepairState | undefined,
+    atomicEntries: readonly ByteRange[],
     seedVoters?: readonly NodeId[],
   ): Replica {
     const name = `${topic}-${partition}`;
@@ -1185,6 +1201,7 @@ export class ClusterNode implements Logs {
       tracer: this.#options.tracer,
       send: (to, message) => this.send(to, { kind: "raft", group: name, message }),
       repair,
+      atomicEntries,
       canary: this.#options.canary,
       quiesce: true,
       onQuiet: (quiet) => {
@@ -1365,7 +1382,9 @@ export class ClusterNode implements Logs {
     const reopened = (async () => {
       await replica.close();
       const repair = await prepare(log);
-      const next = this.#createReplica(topic, partition, log, repair);
+      const storage = this.#options.store.options.storage;
+      const atomicEntries = await settleAtomicEntries(storage, log, this.logger);
+      const next = this.#createReplica(topic, partition, log, repair, atomicEntries);
       this.#replicas.set(name, next);
       this.#tickAt(this.tickMs);
       this.#logs.get(name)?.replaceReplica(next);

@@ -26,7 +26,9 @@
  * - append: prev position, commit position, leader log start (u64), marker count, entry count,
  *   base voter count and voters (u32 each; only with a reset: the voters in force at prev),
  *   markers (epoch u64, start u64, voter count u32, voters u32 each), entries (length u32,
- *   bytes). Flag 1: reset; flag 2: quiet (the group goes quiet: see Raft's quiescence).
+ *   bytes; the length's top bit marks an atomic entry, which a format-2 reader that predates
+ *   it refuses as too long). Flag 1: reset; flag 2: quiet (the group goes quiet: see Raft's
+ *   quiescence).
  * - appendReply: match and appended positions (zero unless flag 1, ok), hint end offset, hint
  *   epoch count, hint epochs. Flags: 1 ok, 2 counted, 4 has hint, 8 hint is partial.
  * - vote: last position (end offset, last epoch). Flags: 1 pre-vote, 2 leadership transfer.
@@ -57,8 +59,11 @@ export const ENTRIES_PER_APPEND_MAX = 64 * 1024;
 /** Epochs a reject hint may carry; an older divergence takes another round trip. */
 export const HINT_EPOCHS_MAX = 64;
 export const HARD_STATE_BYTES = 40;
+assert(ENTRY_BYTES_MAX < 0x8000_0000, "an entry's length leaves its top bit for the atomic flag");
 
 const FORMAT_VERSION = 2;
+/** The top bit of an entry's length: the entry is atomic. Entries are far below 2^31 bytes. */
+const ATOMIC_ENTRY_BIT = 0x8000_0000;
 /** Hard state keeps its own version: frames changed format, hard state on disk did not. */
 const HARD_STATE_VERSION = 1;
 const NODE_ID_MAX = 0xffff_ffff;
@@ -80,6 +85,8 @@ export interface AppendMessage extends MessageBase {
   readonly kind: "append";
   readonly prev: Position;
   readonly entries: readonly Uint8Array[];
+  /** Indexes (ascending) of the entries that are atomic (see LogItem); absent: none. */
+  readonly atomicEntries?: readonly number[];
   readonly markers: readonly EpochStart[];
   readonly commit: Position;
   readonly leaderStartOffset: number;
@@ -494,10 +501,11 @@ function writeBody(writer: Writer, message: Message): number {
         writer.u64(marker.startOffset);
         writer.ids(marker.voters);
       }
-      for (const entry of message.entries) {
-        writer.u32(entry.length);
+      const atomic = new Set(message.atomicEntries ?? []);
+      message.entries.forEach((entry, index) => {
+        writer.u32(atomic.has(index) ? (entry.length | ATOMIC_ENTRY_BIT) >>> 0 : entry.length);
         writer.entry(entry);
-      }
+      });
       return (message.reset ? FLAG_RESET : 0) | (message.quiet ? FLAG_QUIET : 0);
     }
     case "appendReply":
@@ -580,7 +588,12 @@ function readAppend(reader: Reader, flags: number, base: MessageBase): AppendMes
     markers.push({ epoch, startOffset, ...(voters ? { voters } : {}) });
   }
   const entries: Uint8Array[] = [];
-  for (let index = 0; index < entryCount; index++) entries.push(reader.raw(reader.u32()));
+  const atomicEntries: number[] = [];
+  for (let index = 0; index < entryCount; index++) {
+    const word = reader.u32();
+    if (word & ATOMIC_ENTRY_BIT) atomicEntries.push(index);
+    entries.push(reader.raw(word & ~ATOMIC_ENTRY_BIT));
+  }
   const reset = (flags & FLAG_RESET) !== 0;
   if (baseVoters && !reset) throw new DecodeError("base voters without a reset");
   return {
@@ -588,6 +601,7 @@ function readAppend(reader: Reader, flags: number, base: MessageBase): AppendMes
     ...base,
     prev,
     entries,
+    ...(atomicEntries.length > 0 ? { atomicEntries } : {}),
     markers,
     commit,
     leaderStartOffset,

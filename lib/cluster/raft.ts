@@ -426,7 +426,7 @@ export class Raft {
    * Appends `bytes` (one whole entry) if this node leads and is not handing leadership over.
    * The outcome arrives later in a Ready, keyed by `clientTag`.
    */
-  propose(bytes: Uint8Array, clientTag: number): ProposeResult {
+  propose(bytes: Uint8Array, clientTag: number, atomic = false): ProposeResult {
     if (this.#role !== "leader") return { kind: "notLeader", leaderId: this.#leaderId };
     this.#wake();
     if (this.#transfer) {
@@ -437,7 +437,13 @@ export class Raft {
     if (this.#proposals.length >= this.#proposalsMax) return { kind: "busy" };
     assert(bytes.length > 0 && bytes.length <= ENTRY_BYTES_MAX, `entry of ${bytes.length} bytes`);
     const offset = this.#log.endOffset;
-    this.#appendItem({ kind: "entry", offset, epoch: this.#term, bytes });
+    this.#appendItem({
+      kind: "entry",
+      offset,
+      epoch: this.#term,
+      bytes,
+      ...(atomic ? { atomic: true } : {}),
+    });
     const endOffset = this.#log.endOffset;
     this.#proposals.push({ clientTag, offset, endOffset });
     for (const peer of this.#replicas) this.#replicate(peer, false);
@@ -1487,14 +1493,15 @@ export class Raft {
     withItems = true,
     quiet = false,
   ): Position {
-    const { entries, markers, end } = withItems
+    const { entries, atomicEntries, markers, end } = withItems
       ? this.#log.itemsAfter(prev, this.#appendBytesMax)
-      : { entries: [], markers: [], end: prev };
+      : { entries: [], atomicEntries: [], markers: [], end: prev };
     this.#send({
       kind: "append",
       to: peer,
       prev,
       entries,
+      ...(atomicEntries.length > 0 ? { atomicEntries } : {}),
       markers,
       commit: this.#commit,
       leaderStartOffset: this.#log.startOffset,
@@ -1689,11 +1696,13 @@ export function appendItems(message: AppendMessage): LogItem[] {
       marker++;
     }
   };
-  for (const bytes of message.entries) {
+  const atomicIndexes = new Set(message.atomicEntries ?? []);
+  message.entries.forEach((bytes, index) => {
     takeMarkers();
-    items.push({ kind: "entry", offset, epoch, bytes });
+    const atomic = atomicIndexes.has(index);
+    items.push({ kind: "entry", offset, epoch, bytes, ...(atomic ? { atomic } : {}) });
     offset += bytes.length;
-  }
+  });
   takeMarkers();
   assert(marker === message.markers.length, "append markers outside its entries");
   return items;

@@ -39,13 +39,19 @@ export interface EpochStart {
   readonly voters?: readonly number[];
 }
 
-/** An entry (opaque whole bytes of one append) or an epoch marker. */
+/**
+ * An entry (opaque whole bytes of one append) or an epoch marker. An `atomic` entry (a
+ * transaction's batch for one partition) must never be kept in part: the driver notes it
+ * durably before writing it and cuts a part of it that a crash left (replication.md, "Atomic
+ * entries"); the core only carries the flag from the proposer to every copy.
+ */
 export type LogItem =
   | {
     readonly kind: "entry";
     readonly offset: number;
     readonly epoch: number;
     readonly bytes: Uint8Array;
+    readonly atomic?: boolean;
   }
   | {
     readonly kind: "marker";
@@ -86,6 +92,11 @@ export interface RaftLogView extends LogShape {
    * `bytesMax` bytes, but at least one entry when `offset` is below the end.
    */
   read(offset: number, bytesMax: number): readonly Uint8Array[];
+  /**
+   * Whether the durable entry `read` returns at `offset` is atomic (sent with the flag, so the
+   * follower keeps it whole too). Absent: none is.
+   */
+  atomicAt?(offset: number): boolean;
 }
 
 /** Orders two positions of the same log: by offset, then by epoch. */

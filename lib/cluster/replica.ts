@@ -36,10 +36,19 @@ import {
   type EpochStart,
   epochStartOf,
   epochThrough,
+  type LogItem,
   type Position,
   type RaftLogView,
 } from "./raft_log.ts";
-import { readEpochs, readHardState, writeEpochs, writeHardState } from "./state_files.ts";
+import { rangesWithin } from "./atomic_entries.ts";
+import {
+  type ByteRange,
+  readEpochs,
+  readHardState,
+  writeAtomicEntries,
+  writeEpochs,
+  writeHardState,
+} from "./state_files.ts";
 import type { Tracer } from "./trace.ts";
 
 /** When a put is answered: after a quorum stored it, or after the leader alone did. */
@@ -84,6 +93,8 @@ export interface ReplicaOptions {
   readonly nonVoting?: boolean;
   /** Set when the log was found damaged and cut at this start: repair mode. */
   readonly repair?: { formerEndOffset?: number };
+  /** The atomic entries noted on disk that the log holds (settleAtomicEntries). */
+  readonly atomicEntries: readonly ByteRange[];
   /** Called after the readable (committed) end moved forward. */
   readonly onCommit?: (commitOffset: number) => void;
   /** Called on every role change. */
@@ -134,7 +145,18 @@ export class Replica {
   #notifiedCommit = 0;
   /** Batches appended by this leader, oldest first, for `ack=leader` answers. */
   #unacked: number[] = [];
-  #batch: { bytes: Uint8Array; used: number; records: PendingBatch["records"] } | undefined;
+  #batch: {
+    bytes: Uint8Array;
+    used: number;
+    records: PendingBatch["records"];
+    atomic?: boolean;
+  } | undefined;
+  /**
+   * Atomic entries noted on disk and still of use: not yet both committed and durable here (a
+   * crash may leave part of one; a follower catching up must get one whole).
+   */
+  #atomic: ByteRange[];
+  #atomicWrites: Promise<void> = Promise.resolve();
   #flushScheduled = false;
   #role = "follower";
   /** When this replica started real (not pre-vote) campaigns, for "elections in the last minute". */
@@ -148,6 +170,7 @@ export class Replica {
     this.log = options.log;
     this.raft = raft;
     this.#epochs = epochs;
+    this.#atomic = [...options.atomicEntries];
     this.#reportedDurable = options.log.writtenEnd;
     this.#commitOffset = options.log.startOffset;
   }
@@ -166,6 +189,7 @@ export class Replica {
       endOffset: log.writtenEnd,
       epochs,
       read: (offset, bytesMax) => holder.replica!.#readEntries(offset, bytesMax),
+      atomicAt: (offset) => holder.replica!.#atomic.some((range) => range.start === offset),
     };
     const raft = new Raft({
       id: options.nodeId,
@@ -379,6 +403,26 @@ export class Replica {
   }
 
   /**
+   * Proposes `records` (whole encoded records) as one atomic entry of its own: no copy keeps a
+   * part of it, even through a crash (atomic_entries.ts). A transaction's batch goes this way.
+   * The callback hears the offset of its first record, as with `propose`.
+   */
+  proposeAtomic(records: Uint8Array, callback: ProposeCallback): void {
+    if (!this.isLeader) {
+      callback({ ok: false, error: notLeaderError(this.name, this.#leaderId) });
+      return;
+    }
+    this.#flushBatch();
+    this.#batch = {
+      bytes: records,
+      used: records.length,
+      records: [{ position: 0, callback }],
+      atomic: true,
+    };
+    this.#flushBatch();
+  }
+
+  /**
    * A brand-new group (term 0, no leader heard) that a client is waiting for campaigns at once
    * instead of after a full election timeout: the same as letting that much time pass.
    */
@@ -438,7 +482,7 @@ export class Replica {
     const tag = this.#nextTag++;
     const result = this.#closed
       ? { kind: "notLeader" as const, leaderId: 0 }
-      : this.raft.propose(batch.bytes.subarray(0, batch.used), tag);
+      : this.raft.propose(batch.bytes.subarray(0, batch.used), tag, batch.atomic === true);
     if (result.kind !== "appended") {
       const error = result.kind === "busy"
         ? new BrokerError(
@@ -517,6 +561,7 @@ export class Replica {
   }
 
   async #append(ready: Ready): Promise<void> {
+    await this.#noteAtomicEntries(ready.appends);
     let epochsDirty = false;
     let lastDone: Promise<void> | undefined;
     for (const item of ready.appends) {
@@ -569,6 +614,43 @@ export class Replica {
   }
 
   /**
+   * Notes the atomic entries among `items` (those of more than one record: one record is never
+   * kept in part) durably, before their bytes are written; forgets the notes no longer of use.
+   */
+  async #noteAtomicEntries(items: readonly LogItem[]): Promise<void> {
+    const added: ByteRange[] = [];
+    for (const item of items) {
+      if (item.kind !== "entry" || !item.atomic) continue;
+      if (walkRecords(item.bytes, RECORD_DATA_BYTES_MAX).records < 2) continue;
+      added.push({ start: item.offset, end: item.offset + item.bytes.length });
+    }
+    if (added.length === 0) return;
+    const settled = Math.min(this.#commitOffset, this.#reportedDurable);
+    const kept = this.#atomic.filter((range) =>
+      range.end > settled && range.start >= this.log.startOffset
+    );
+    this.#atomic = [...kept, ...added];
+    await this.#saveAtomicEntries();
+  }
+
+  /** After a cut or reset to [start, end): forgets the notes of bytes gone, durably. */
+  async #forgetAtomicEntriesBeyond(end: number): Promise<void> {
+    const kept = rangesWithin(this.#atomic, this.log.startOffset, end);
+    if (kept.length === this.#atomic.length) return;
+    this.#atomic = kept;
+    await this.#saveAtomicEntries();
+  }
+
+  #saveAtomicEntries(): Promise<void> {
+    const ranges = [...this.#atomic];
+    const write = this.#atomicWrites.then(() =>
+      writeAtomicEntries(this.options.storage, this.log.options.dir, ranges)
+    );
+    this.#atomicWrites = write.catch(() => {});
+    return write;
+  }
+
+  /**
    * Writes the epoch list as it is now. Writes are chained: two at once would race on the
    * same temporary file.
    */
@@ -600,6 +682,7 @@ export class Replica {
 
   async #resetTo(position: Position, voters: readonly NodeId[] | undefined): Promise<void> {
     await this.log.resetTo(position.offset);
+    await this.#forgetAtomicEntriesBeyond(position.offset);
     this.#epochs = [epochStartOf({ offset: position.offset, epoch: position.epoch, voters })];
     await this.#saveEpochs();
     this.#reportedDurable = position.offset;
@@ -615,6 +698,7 @@ export class Replica {
       `${this.name}: truncation to ${position.offset} below commit ${this.#commitOffset}`,
     );
     await this.log.truncate(position.offset);
+    await this.#forgetAtomicEntriesBeyond(position.offset);
     this.#epochs = this.#epochs.filter((epoch) =>
       epoch.startOffset < position.offset ||
       (epoch.startOffset === position.offset && epoch.epoch <= position.epoch)
@@ -745,12 +829,28 @@ export class Replica {
       if (epoch.startOffset > offset && epoch.startOffset < limit) limit = epoch.startOffset;
     }
     if (offset >= limit) return [];
+    // A noted atomic entry goes whole, as one entry (atomicAt flags it), never split.
+    const atomic = this.#atomic.find((range) => range.start >= offset && range.start < limit);
+    if (atomic?.start === offset) return [this.#readRange(atomic)];
+    if (atomic) limit = atomic.start;
     let slice = this.log.read(offset, Math.max(bytesMax, RECORD_HEADER_BYTES), limit);
     if (walkRecords(slice, RECORD_DATA_BYTES_MAX).records === 0) {
       // The first record is larger than bytesMax: send it alone.
       slice = this.log.read(offset, recordBytesAt(slice) ?? RECORD_HEADER_BYTES, limit);
     }
     return splitRecords(slice);
+  }
+
+  /** The bytes of `range` in one buffer (a long batch may span segments). */
+  #readRange(range: ByteRange): Uint8Array {
+    const out = new Uint8Array(range.end - range.start);
+    // Each read returns at least one byte, so this ends within range.end - range.start rounds.
+    for (let at = range.start; at < range.end;) {
+      const piece = this.log.read(at, range.end - at, range.end);
+      out.set(piece, at - range.start);
+      at += piece.length;
+    }
+    return out;
   }
 }
 

@@ -15,6 +15,17 @@
  * crc 987654321
  * ```
  *
+ * `atomic-entries` is text in the same shape: the byte ranges of the atomic entries this copy
+ * wrote (a transaction's batch for one partition), noted before their bytes, so that a crash
+ * that kept a part of one is found at start (replication.md, "Atomic entries"):
+ *
+ * ```text
+ * metaq-atomic-entries 1
+ * count 1
+ * 1048576 1049200   <- start and end offset
+ * crc 123456789
+ * ```
+ *
  * The CRC covers every line before it. Files names have no `.meta` suffix, so MetaQ tools and
  * the segment loader ignore them.
  */
@@ -24,6 +35,13 @@ import { joinPath, type Storage } from "../store/storage.ts";
 
 export const HARD_STATE_FILE = "raft-state";
 export const EPOCHS_FILE = "leader-epochs";
+export const ATOMIC_ENTRIES_FILE = "atomic-entries";
+
+/** The bytes [start, end) of a log. */
+export interface ByteRange {
+  readonly start: number;
+  readonly end: number;
+}
 
 export interface EpochStartRecord {
   readonly epoch: number;
@@ -88,6 +106,40 @@ export function readEpochs(storage: Storage, dir: string): EpochStartRecord[] | 
       throw new StateFileError(`${EPOCHS_FILE}: bad line '${line}'`);
     }
     return { epoch, startOffset, ...(voters ? { voters } : {}) };
+  });
+}
+
+export async function writeAtomicEntries(
+  storage: Storage,
+  dir: string,
+  ranges: readonly ByteRange[],
+): Promise<void> {
+  const lines = [
+    "metaq-atomic-entries 1",
+    `count ${ranges.length}`,
+    ...ranges.map((range) => `${range.start} ${range.end}`),
+  ];
+  await storage.writeFileAtomic(joinPath(dir, ATOMIC_ENTRIES_FILE), sealed(lines));
+}
+
+/** The noted atomic entries, oldest first; none when the file does not exist. */
+export function readAtomicEntries(storage: Storage, dir: string): ByteRange[] {
+  const path = joinPath(dir, ATOMIC_ENTRIES_FILE);
+  const lines = unsealed(storage, path, "metaq-atomic-entries 1");
+  if (!lines) return [];
+  const count = field(lines[0], "count");
+  if (lines.length !== count + 1) {
+    throw new StateFileError(`${path}: expected ${count} ranges, found ${lines.length - 1}`);
+  }
+  return lines.slice(1).map((line) => {
+    const [start, end, extra] = line.split(" ").map(Number);
+    if (
+      !Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end <= start ||
+      extra !== undefined
+    ) {
+      throw new StateFileError(`${path}: bad line '${line}'`);
+    }
+    return { start, end };
   });
 }
 

@@ -45,6 +45,8 @@ export interface LogOutput {
 /** Items after a position, as an append message carries them. */
 export interface ItemsAfter {
   readonly entries: Uint8Array[];
+  /** Indexes (ascending) of the atomic entries among `entries`. */
+  readonly atomicEntries: number[];
   readonly markers: EpochStart[];
   /** The position after the last item (the prev position itself when there are none). */
   readonly end: Position;
@@ -202,7 +204,9 @@ export class UnstableLog implements LogShape {
   /** Whole entries after `prev` up to `bytesMax` (at least one), and the markers among them. */
   itemsAfter(prev: Position, bytesMax: number): ItemsAfter {
     assert(this.holds(prev), "items after a position the log does not hold");
-    let entries = this.#readEntries(prev.offset, bytesMax);
+    const read = this.#readEntries(prev.offset, bytesMax);
+    let entries = read.entries;
+    let atomicEntries = read.atomicEntries;
     let endOffset = prev.offset + byteLength(entries);
     const markers: EpochStart[] = [];
     const first = epochIndex(this.#epochs, prev.epoch) + 1;
@@ -215,9 +219,10 @@ export class UnstableLog implements LogShape {
       markers.length = MARKERS_PER_APPEND_MAX;
       endOffset = markers[markers.length - 1].startOffset;
       entries = takeBytes(entries, endOffset - prev.offset);
+      atomicEntries = atomicEntries.filter((index) => index < entries.length);
     }
     const epoch = markers.length > 0 ? markers[markers.length - 1].epoch : prev.epoch;
-    return { entries, markers, end: { offset: endOffset, epoch } };
+    return { entries, atomicEntries, markers, end: { offset: endOffset, epoch } };
   }
 
   /** Where the driver's log ends once it has applied every Ready taken so far. */
@@ -226,8 +231,12 @@ export class UnstableLog implements LogShape {
   }
 
   /** Entries from `fromOffset`: durable ones from the driver's log, newer ones from memory. */
-  #readEntries(fromOffset: number, bytesMax: number): Uint8Array[] {
+  #readEntries(
+    fromOffset: number,
+    bytesMax: number,
+  ): Pick<ItemsAfter, "entries" | "atomicEntries"> {
     const out: Uint8Array[] = [];
+    const atomicEntries: number[] = [];
     let offset = fromOffset;
     let bytes = 0;
     const fits = (length: number) =>
@@ -235,21 +244,23 @@ export class UnstableLog implements LogShape {
     if (offset < this.#durable.offset) {
       for (const entry of this.#view.read(offset, bytesMax)) {
         if (offset >= this.#durable.offset || !fits(entry.length)) break;
+        if (this.#view.atomicAt?.(offset)) atomicEntries.push(out.length);
         out.push(entry);
         offset += entry.length;
         bytes += entry.length;
       }
-      if (offset < this.#durable.offset) return out;
+      if (offset < this.#durable.offset) return { entries: out, atomicEntries };
     }
     for (const item of this.#unstable) {
       if (item.kind !== "entry" || item.offset < offset) continue;
       assert(item.offset === offset, "unstable entries are not contiguous");
       if (!fits(item.bytes.length)) break;
+      if (item.atomic) atomicEntries.push(out.length);
       out.push(item.bytes);
       offset += item.bytes.length;
       bytes += item.bytes.length;
     }
-    return out;
+    return { entries: out, atomicEntries };
   }
 }
 

@@ -27,6 +27,19 @@ const SAMPLES: readonly Message[] = [
   },
   {
     kind: "append",
+    from: 1,
+    to: 3,
+    term: 7,
+    prev: { offset: 100, epoch: 7 },
+    entries: [bytesOf("put"), bytesOf("tx batch"), bytesOf("put"), bytesOf("tx batch 2")],
+    atomicEntries: [1, 3],
+    markers: [],
+    commit: { offset: 100, epoch: 7 },
+    leaderStartOffset: 0,
+    reset: false,
+  },
+  {
+    kind: "append",
     from: 3,
     to: 1,
     term: 2 ** 40,
@@ -94,8 +107,22 @@ describe("message codec", () => {
     }
   });
 
+  test("an atomic entry's flag rides on the top bit of its length", () => {
+    const frame = encodeMessage(1, SAMPLES[1]);
+    const view = new DataView(frame.buffer, frame.byteOffset);
+    // After the header: prev, commit (16 each), leader start (8), three counts (4 each).
+    let at = FRAME_HEADER_BYTES + 16 + 16 + 8 + 12;
+    const words: number[] = [];
+    for (const entry of (SAMPLES[1] as { entries: Uint8Array[] }).entries) {
+      words.push(view.getUint32(at));
+      at += 4 + entry.length;
+    }
+    expect(words.map((word) => word >>> 31)).toEqual([0, 1, 0, 1]);
+    expect(words.map((word) => word & 0x7fff_ffff)).toEqual([3, 8, 3, 10]);
+  });
+
   test("any single flipped bit is detected, in the header or the body", () => {
-    for (const message of [SAMPLES[0], SAMPLES[3], SAMPLES[5]]) {
+    for (const message of [SAMPLES[0], SAMPLES[1], SAMPLES[4], SAMPLES[6]]) {
       const frame = encodeMessage(3, message);
       for (let bit = 0; bit < frame.length * 8; bit++) {
         const damaged = frame.slice();

@@ -32,6 +32,28 @@ describe("replication", () => {
     }
   });
 
+  test("an atomic proposal reaches every copy as one entry flagged atomic", () => {
+    const cluster = clusterWith(3, ["a"]);
+    cluster.node(1).raft.propose(bytesOf("tx-batch"), 7, true);
+    cluster.node(1).raft.propose(bytesOf("plain"), 8);
+    cluster.settle();
+    const sent = cluster.node(1).readies.flatMap((ready) => ready.messages)
+      .filter((message) => message.kind === "append" && message.entries.length > 0);
+    expect(sent.length).toBeGreaterThan(0);
+    for (const message of sent) {
+      if (message.kind !== "append") continue;
+      const texts = message.entries.map((entry) => new TextDecoder().decode(entry));
+      const flagged = (message.atomicEntries ?? []).map((index) => texts[index]);
+      expect(flagged).toEqual(texts.includes("tx-batch") ? ["tx-batch"] : []);
+    }
+    for (const id of [1, 2, 3]) {
+      const written = cluster.node(id).readies.flatMap((ready) => ready.appends)
+        .filter((item) => item.kind === "entry")
+        .map((item) => [new TextDecoder().decode(item.bytes), item.atomic === true]);
+      expect(written).toEqual([["a", false], ["tx-batch", true], ["plain", false]]);
+    }
+  });
+
   test("propose answers not-leader with the known leader on a follower", () => {
     const cluster = clusterWith(3, []);
     expect(cluster.node(2).raft.propose(bytesOf("x"), 1)).toEqual({

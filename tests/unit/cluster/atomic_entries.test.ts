@@ -1,0 +1,159 @@
+import { expect, test } from "bun:test";
+import * as fs from "node:fs";
+import {
+  partialEntryStart,
+  rangesWithin,
+  settleAtomicEntries,
+} from "../../../lib/cluster/atomic_entries.ts";
+import {
+  ATOMIC_ENTRIES_FILE,
+  readAtomicEntries,
+  StateFileError,
+  writeAtomicEntries,
+} from "../../../lib/cluster/state_files.ts";
+import { systemClock } from "../../../lib/clock.ts";
+import { crc32 } from "../../../lib/crc32.ts";
+import { memoryLogger } from "../../../lib/log.ts";
+import { encodeRecord } from "../../../lib/protocol/record.ts";
+import { PartitionLog } from "../../../lib/store/partition_log.ts";
+import { segmentFileName } from "../../../lib/store/segment.ts";
+import { FileStorage } from "../../../lib/store/storage_file.ts";
+import { MemoryStorage } from "../../../lib/store/storage_memory.ts";
+import { ascii } from "../../support/bytes.ts";
+import { tempDir } from "../../support/temp_dir.ts";
+
+const storage = new FileStorage();
+
+function openLog(dir: string) {
+  return PartitionLog.open({
+    storage,
+    dir,
+    name: "orders-0",
+    segmentBytesMax: 1024 * 1024,
+    recordDataBytesMax: 1024 * 1024,
+    flush: { kind: "group" },
+    clock: systemClock,
+    logger: memoryLogger(),
+  }, { verifyAll: true, repair: false });
+}
+
+function record(index: number): Uint8Array {
+  return encodeRecord({ id: BigInt(index), flag: 0, data: ascii(`message-${index}`) });
+}
+
+function concat(parts: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.length;
+  }
+  return out;
+}
+
+/**
+ * A log of two plain records and a batch of three noted as atomic, written and synced; then
+ * its segment file is cut to `keep` bytes, as a power cut that kept part of the batch leaves it.
+ */
+async function logWithBatch(dir: string) {
+  const log = await openLog(dir);
+  for (const index of [1, 2]) await log.appendEncoded(record(index), 1).done;
+  const start = log.writtenEnd;
+  const batch = [record(3), record(4), record(5)];
+  const end = start + concat(batch).length;
+  await writeAtomicEntries(storage, dir, [{ start, end }]);
+  await log.appendEncoded(concat(batch), 3).done;
+  await log.close();
+  return { start, end, first: batch[0].length };
+}
+
+test("a log that a crash left inside a noted atomic entry is cut back to the entry's start", async () => {
+  using temp = tempDir();
+  const dir = `${temp.path}/orders-0`;
+  const { start, first } = await logWithBatch(dir);
+  // The first record of the batch whole, and 7 bytes of the second: recovery keeps the first.
+  fs.truncateSync(`${dir}/${segmentFileName(0)}`, start + first + 7);
+  const log = await openLog(dir);
+  expect(log.writtenEnd).toBe(start + first);
+  const logger = memoryLogger();
+  const kept = await settleAtomicEntries(storage, log, logger);
+  expect(log.writtenEnd).toBe(start);
+  expect(kept).toEqual([]);
+  expect(readAtomicEntries(storage, dir)).toEqual([]);
+  expect(logger.lines.filter((line) => line.includes("Cut the part of an atomic entry")))
+    .toHaveLength(1);
+  await log.close();
+  // The cut is durable: the log opens at the entry's start.
+  const reopened = await openLog(dir);
+  expect(reopened.writtenEnd).toBe(start);
+  await reopened.close();
+});
+
+test("a whole atomic entry is kept with its note; a log cut before it loses only the note", async () => {
+  using temp = tempDir();
+  const dir = `${temp.path}/orders-0`;
+  const { start, end } = await logWithBatch(dir);
+  const log = await openLog(dir);
+  const logger = memoryLogger();
+  expect(await settleAtomicEntries(storage, log, logger)).toEqual([{ start, end }]);
+  expect(log.writtenEnd).toBe(end);
+  expect(logger.lines).toEqual([]);
+  // Cut exactly at the entry's start (the batch never reached this disk): nothing to cut, and
+  // the note of bytes the log does not hold goes before new bytes land there.
+  await log.truncate(start);
+  expect(await settleAtomicEntries(storage, log, logger)).toEqual([]);
+  expect(log.writtenEnd).toBe(start);
+  expect(readAtomicEntries(storage, dir)).toEqual([]);
+  expect(logger.lines).toEqual([]);
+  await log.close();
+});
+
+test("an unreadable note file is reported and replaced, and the log is left as it is", async () => {
+  using temp = tempDir();
+  const dir = `${temp.path}/orders-0`;
+  const { end } = await logWithBatch(dir);
+  fs.writeFileSync(`${dir}/${ATOMIC_ENTRIES_FILE}`, "metaq-atomic-entries 1\ncount 1\n");
+  expect(() => readAtomicEntries(storage, dir)).toThrow(StateFileError);
+  const log = await openLog(dir);
+  const logger = memoryLogger();
+  expect(await settleAtomicEntries(storage, log, logger)).toEqual([]);
+  expect(log.writtenEnd).toBe(end);
+  expect(logger.lines[0]).toContain("Cannot read the atomic entries of a replica");
+  expect(readAtomicEntries(storage, dir)).toEqual([]);
+  await log.close();
+});
+
+test("notes round-trip, survive a power cut once written, and refuse bad lines", async () => {
+  const memory = new MemoryStorage();
+  memory.makeDir("/d");
+  await memory.syncDir("/");
+  expect(readAtomicEntries(memory, "/d")).toEqual([]);
+  await writeAtomicEntries(memory, "/d", [{ start: 0, end: 90 }, { start: 2 ** 40, end: 2 ** 41 }]);
+  memory.crash();
+  expect(readAtomicEntries(memory, "/d")).toEqual([
+    { start: 0, end: 90 },
+    { start: 2 ** 40, end: 2 ** 41 },
+  ]);
+  for (const line of ["5 5", "9 3", "1 2 3", "-1 4", "x 4"]) {
+    const body = `metaq-atomic-entries 1\ncount 1\n${line}\n`;
+    const file = memory.open("/d/atomic-entries", { create: true });
+    file.truncate(0);
+    file.write([ascii(`${body}crc ${crc32(ascii(body))}\n`)], 0);
+    file.close();
+    expect(() => readAtomicEntries(memory, "/d"), line).toThrow(StateFileError);
+  }
+});
+
+test("the cut and the notes kept follow the log's start and end", () => {
+  const ranges = [{ start: 100, end: 200 }, { start: 300, end: 450 }];
+  expect(partialEntryStart(ranges, 0, 150)).toBe(100);
+  expect(partialEntryStart(ranges, 0, 449)).toBe(300);
+  // At a boundary, between entries, or before the log's start: nothing is cut.
+  for (const end of [100, 200, 250, 300, 450, 500]) {
+    expect(partialEntryStart(ranges, 0, end)).toBeUndefined();
+  }
+  expect(partialEntryStart(ranges, 120, 150)).toBeUndefined();
+  expect(rangesWithin(ranges, 0, 450)).toEqual(ranges);
+  expect(rangesWithin(ranges, 0, 449)).toEqual([{ start: 100, end: 200 }]);
+  expect(rangesWithin(ranges, 150, 450)).toEqual([{ start: 300, end: 450 }]);
+});
