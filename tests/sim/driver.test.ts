@@ -49,7 +49,7 @@ describe(
       );
     }, driverBudgetMs(fixed.length + fresh.length));
 
-    test("no seed breaks a driver invariant (S1, S4-S7, S9-S11) or an assertion", () => {
+    test("no seed breaks a driver invariant (S1, S4-S7, S9-S12) or an assertion", () => {
       const failed = outcomes.filter((outcome) =>
         outcome.failure && outcome.failure.kind !== "liveness"
       );
