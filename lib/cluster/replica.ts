@@ -157,6 +157,8 @@ export class Replica {
    */
   #atomic: ByteRange[];
   #atomicWrites: Promise<void> = Promise.resolve();
+  /** Readies' items written in order behind an atomic entry's note (see #append). */
+  #queuedAppends: Promise<void> | undefined;
   #flushScheduled = false;
   #role = "follower";
   /** When this replica started real (not pre-vote) campaigns, for "elections in the last minute". */
@@ -467,6 +469,7 @@ export class Replica {
   async close(): Promise<void> {
     this.#closed = true;
     await this.#inFlight;
+    await this.#appendsWritten();
     this.#flushBatch();
     for (const batch of this.#pending.values()) {
       this.#answer(batch, { ok: false, error: indeterminate(this.name) });
@@ -560,8 +563,49 @@ export class Replica {
     for (const message of ready.messages) this.options.send(message.to, message);
   }
 
+  /**
+   * Writes the Ready's items. An atomic entry's note must be durable before its bytes are
+   * written, and the entries after it follow it in the log: then this Ready's items (and those
+   * of later Readies until the queue drains) are written in order behind the note, while
+   * messages, commits and heartbeats go on. Awaiting the note here would hold every message of
+   * the group for an fsync; a slow disk would cost it its leader.
+   */
   async #append(ready: Ready): Promise<void> {
-    await this.#noteAtomicEntries(ready.appends);
+    const notes = atomicRangesOf(ready.appends);
+    if (this.options.tracer.enabled) {
+      // Traced as they join the log (in order, before any later cut), written or queued.
+      for (const item of ready.appends) {
+        if (item.kind === "entry") this.#traceRecords(item.offset, item.epoch, item.bytes);
+      }
+    }
+    if (notes.length === 0 && !this.#queuedAppends) return await this.#writeItems(ready);
+    const run = (this.#queuedAppends ?? Promise.resolve()).then(async () => {
+      if (this.#closed) return;
+      if (notes.length > 0) await this.#noteAtomicEntries(notes);
+      await this.#writeItems(ready);
+    });
+    this.#queuedAppends = run;
+    run.then(
+      () => {
+        if (this.#queuedAppends === run) this.#queuedAppends = undefined;
+      },
+      (error) => {
+        if (this.#closed) return;
+        this.options.logger.log("error", "Replica stopped: cannot store replicated entries", {
+          group: this.name,
+          reason: describeError(error),
+        });
+        this.#closed = true;
+      },
+    );
+  }
+
+  /** Waits for the appends queued behind a note (before a cut, a reset or a close). */
+  async #appendsWritten(): Promise<void> {
+    await this.#queuedAppends?.catch(() => {});
+  }
+
+  async #writeItems(ready: Ready): Promise<void> {
     let epochsDirty = false;
     let lastDone: Promise<void> | undefined;
     for (const item of ready.appends) {
@@ -582,7 +626,6 @@ export class Replica {
         item.bytes,
         walkRecords(item.bytes, RECORD_DATA_BYTES_MAX).records,
       ).done;
-      if (this.options.tracer.enabled) this.#traceRecords(item.offset, item.epoch, item.bytes);
     }
     if (epochsDirty) await this.#saveEpochs();
     const end = ready.appendsEnd;
@@ -613,18 +656,8 @@ export class Replica {
     }
   }
 
-  /**
-   * Notes the atomic entries among `items` (those of more than one record: one record is never
-   * kept in part) durably, before their bytes are written; forgets the notes no longer of use.
-   */
-  async #noteAtomicEntries(items: readonly LogItem[]): Promise<void> {
-    const added: ByteRange[] = [];
-    for (const item of items) {
-      if (item.kind !== "entry" || !item.atomic) continue;
-      if (walkRecords(item.bytes, RECORD_DATA_BYTES_MAX).records < 2) continue;
-      added.push({ start: item.offset, end: item.offset + item.bytes.length });
-    }
-    if (added.length === 0) return;
+  /** Notes `added` durably, and forgets the notes no longer of use. */
+  async #noteAtomicEntries(added: readonly ByteRange[]): Promise<void> {
     const settled = Math.min(this.#commitOffset, this.#reportedDurable);
     const kept = this.#atomic.filter((range) =>
       range.end > settled && range.start >= this.log.startOffset
@@ -681,6 +714,7 @@ export class Replica {
   }
 
   async #resetTo(position: Position, voters: readonly NodeId[] | undefined): Promise<void> {
+    await this.#appendsWritten();
     await this.log.resetTo(position.offset);
     await this.#forgetAtomicEntriesBeyond(position.offset);
     this.#epochs = [epochStartOf({ offset: position.offset, epoch: position.epoch, voters })];
@@ -697,6 +731,7 @@ export class Replica {
       position.offset >= this.#commitOffset || this.#commitOffset === this.log.startOffset,
       `${this.name}: truncation to ${position.offset} below commit ${this.#commitOffset}`,
     );
+    await this.#appendsWritten();
     await this.log.truncate(position.offset);
     await this.#forgetAtomicEntriesBeyond(position.offset);
     this.#epochs = this.#epochs.filter((epoch) =>
@@ -830,7 +865,9 @@ export class Replica {
     }
     if (offset >= limit) return [];
     // A noted atomic entry goes whole, as one entry (atomicAt flags it), never split.
-    const atomic = this.#atomic.find((range) => range.start >= offset && range.start < limit);
+    const atomic = this.#atomic.find((range) =>
+      range.start >= offset && range.start < limit && range.end <= limit
+    );
     if (atomic?.start === offset) return [this.#readRange(atomic)];
     if (atomic) limit = atomic.start;
     let slice = this.log.read(offset, Math.max(bytesMax, RECORD_HEADER_BYTES), limit);
@@ -852,6 +889,20 @@ export class Replica {
     }
     return out;
   }
+}
+
+/**
+ * The ranges of the atomic entries among `items` that must be noted: those of more than one
+ * record (recovery never keeps part of a record).
+ */
+function atomicRangesOf(items: readonly LogItem[]): ByteRange[] {
+  const ranges: ByteRange[] = [];
+  for (const item of items) {
+    if (item.kind !== "entry" || !item.atomic) continue;
+    if (walkRecords(item.bytes, RECORD_DATA_BYTES_MAX).records < 2) continue;
+    ranges.push({ start: item.offset, end: item.offset + item.bytes.length });
+  }
+  return ranges;
 }
 
 /** Each complete record of `bytes` as its own view. */
