@@ -15,10 +15,11 @@
  */
 import type { Logger } from "../log.ts";
 import type { PartitionLog } from "../store/partition_log.ts";
-import type { Storage } from "../store/storage.ts";
+import { joinPath, type Storage } from "../store/storage.ts";
 import {
   ATOMIC_ENTRIES_FILE,
   type ByteRange,
+  encodeAtomicEntries,
   readAtomicEntries,
   StateFileError,
   writeAtomicEntries,
@@ -62,6 +63,7 @@ export async function settleAtomicEntries(
   const dir = log.options.dir;
   let noted: ByteRange[];
   let unreadable = false;
+  const fileBytes = storage.stat(joinPath(dir, ATOMIC_ENTRIES_FILE))?.size;
   try {
     noted = readAtomicEntries(storage, dir);
   } catch (error) {
@@ -84,7 +86,9 @@ export async function settleAtomicEntries(
     await log.truncate(cut);
   }
   const kept = rangesWithin(noted, log.startOffset, log.writtenEnd);
-  if (kept.length !== noted.length || cut !== undefined || unreadable) {
+  // A torn last note (its fsync never finished) must go before anything is appended after it.
+  const torn = fileBytes !== undefined && fileBytes !== encodeAtomicEntries(noted).length;
+  if (kept.length !== noted.length || cut !== undefined || unreadable || torn) {
     await writeAtomicEntries(storage, dir, kept);
   }
   return kept;

@@ -42,6 +42,7 @@ import {
 } from "./raft_log.ts";
 import { rangesWithin } from "./atomic_entries.ts";
 import {
+  appendAtomicEntries,
   type ByteRange,
   readEpochs,
   readHardState,
@@ -50,6 +51,9 @@ import {
   writeHardState,
 } from "./state_files.ts";
 import type { Tracer } from "./trace.ts";
+
+/** Old notes the note file may hold before it is rewritten without them. */
+const ATOMIC_NOTES_STALE_MAX = 256;
 
 /** When a put is answered: after a quorum stored it, or after the leader alone did. */
 export type AckMode = "quorum" | "leader";
@@ -156,9 +160,12 @@ export class Replica {
    * crash may leave part of one; a follower catching up must get one whole).
    */
   #atomic: ByteRange[];
-  #atomicWrites: Promise<void> = Promise.resolve();
-  /** Readies' items written in order behind an atomic entry's note (see #append). */
-  #queuedAppends: Promise<void> | undefined;
+  /** Lines in the note file: it is rewritten without the old notes once they pile up. */
+  #atomicFileLines: number;
+  /** Readies whose items wait, in order, behind an atomic entry's note (see #append). */
+  #queued: Ready[] = [];
+  /** Writes #queued while it has anything (undefined: nothing is queued). */
+  #queueWriter: Promise<void> | undefined;
   #flushScheduled = false;
   #role = "follower";
   /** When this replica started real (not pre-vote) campaigns, for "elections in the last minute". */
@@ -173,6 +180,7 @@ export class Replica {
     this.raft = raft;
     this.#epochs = epochs;
     this.#atomic = [...options.atomicEntries];
+    this.#atomicFileLines = options.atomicEntries.length;
     this.#reportedDurable = options.log.writtenEnd;
     this.#commitOffset = options.log.startOffset;
   }
@@ -578,31 +586,50 @@ export class Replica {
         if (item.kind === "entry") this.#traceRecords(item.offset, item.epoch, item.bytes);
       }
     }
-    if (notes.length === 0 && !this.#queuedAppends) return await this.#writeItems(ready);
-    const run = (this.#queuedAppends ?? Promise.resolve()).then(async () => {
+    if (notes.length === 0 && !this.#queueWriter) return await this.#writeItems(ready);
+    this.#queued.push(ready);
+    if (!this.#queueWriter) this.#startQueueWriter();
+  }
+
+  #startQueueWriter(): void {
+    const writer: Promise<void> = this.#writeQueued().catch((error) => {
       if (this.#closed) return;
-      if (notes.length > 0) await this.#noteAtomicEntries(notes);
-      await this.#writeItems(ready);
+      this.options.logger.log("error", "Replica stopped: cannot store replicated entries", {
+        group: this.name,
+        reason: describeError(error),
+      });
+      this.#closed = true;
+    }).finally(() => {
+      if (this.#queueWriter === writer) this.#queueWriter = undefined;
+      // A Ready queued after the last round looked, before this ran, still needs a writer.
+      if (this.#queued.length > 0 && !this.#closed && !this.#queueWriter) {
+        this.#startQueueWriter();
+      }
     });
-    this.#queuedAppends = run;
-    run.then(
-      () => {
-        if (this.#queuedAppends === run) this.#queuedAppends = undefined;
-      },
-      (error) => {
+    this.#queueWriter = writer;
+  }
+
+  /**
+   * Writes the queued Readies in order. The notes of every Ready queued so far go in one fsync
+   * (several commits arriving during a note share the next one), then their items.
+   */
+  async #writeQueued(): Promise<void> {
+    // Each round takes every Ready queued so far; Readies arrive only while the group runs.
+    while (this.#queued.length > 0 && !this.#closed) {
+      const readies = this.#queued.splice(0);
+      const notes = readies.flatMap((ready) => atomicRangesOf(ready.appends));
+      if (notes.length > 0) await this.#noteAtomicEntries(notes);
+      for (const ready of readies) {
         if (this.#closed) return;
-        this.options.logger.log("error", "Replica stopped: cannot store replicated entries", {
-          group: this.name,
-          reason: describeError(error),
-        });
-        this.#closed = true;
-      },
-    );
+        await this.#writeItems(ready);
+      }
+    }
   }
 
   /** Waits for the appends queued behind a note (before a cut, a reset or a close). */
   async #appendsWritten(): Promise<void> {
-    await this.#queuedAppends?.catch(() => {});
+    // Callers hold the Ready loop, so nothing new is queued meanwhile: this ends.
+    while (this.#queueWriter) await this.#queueWriter;
   }
 
   async #writeItems(ready: Ready): Promise<void> {
@@ -656,14 +683,26 @@ export class Replica {
     }
   }
 
-  /** Notes `added` durably, and forgets the notes no longer of use. */
+  /**
+   * Notes `added` durably: appended to the note file (one fsync), which is rewritten with only
+   * the notes still of use (not yet both committed and durable here) once old ones pile up.
+   * Only #writeQueued calls this, one call at a time.
+   */
   async #noteAtomicEntries(added: readonly ByteRange[]): Promise<void> {
     const settled = Math.min(this.#commitOffset, this.#reportedDurable);
     const kept = this.#atomic.filter((range) =>
       range.end > settled && range.start >= this.log.startOffset
     );
     this.#atomic = [...kept, ...added];
-    await this.#saveAtomicEntries();
+    const { storage } = this.options;
+    const dir = this.log.options.dir;
+    if (this.#atomicFileLines - kept.length > ATOMIC_NOTES_STALE_MAX) {
+      await writeAtomicEntries(storage, dir, this.#atomic);
+      this.#atomicFileLines = this.#atomic.length;
+    } else {
+      await appendAtomicEntries(storage, dir, added);
+      this.#atomicFileLines += added.length;
+    }
   }
 
   /** After a cut or reset to [start, end): forgets the notes of bytes gone, durably. */
@@ -671,16 +710,8 @@ export class Replica {
     const kept = rangesWithin(this.#atomic, this.log.startOffset, end);
     if (kept.length === this.#atomic.length) return;
     this.#atomic = kept;
-    await this.#saveAtomicEntries();
-  }
-
-  #saveAtomicEntries(): Promise<void> {
-    const ranges = [...this.#atomic];
-    const write = this.#atomicWrites.then(() =>
-      writeAtomicEntries(this.options.storage, this.log.options.dir, ranges)
-    );
-    this.#atomicWrites = write.catch(() => {});
-    return write;
+    await writeAtomicEntries(this.options.storage, this.log.options.dir, kept);
+    this.#atomicFileLines = kept.length;
   }
 
   /**

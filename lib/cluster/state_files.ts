@@ -15,18 +15,18 @@
  * crc 987654321
  * ```
  *
- * `atomic-entries` is text in the same shape: the byte ranges of the atomic entries this copy
- * wrote (a transaction's batch for one partition), noted before their bytes, so that a crash
- * that kept a part of one is found at start (replication.md, "Atomic entries"):
+ * `atomic-entries` holds the byte ranges of the atomic entries this copy wrote (a transaction's
+ * batch for one partition), each noted before its bytes, so that a crash that kept a part of one
+ * is found at start (replication.md, "Atomic entries"). Notes are appended (one fsync each
+ * time) and the file is rewritten atomically without the old ones now and then; each line
+ * carries the CRC of its own text:
  *
  * ```text
- * metaq-atomic-entries 1
- * count 1
- * 1048576 1049200   <- start and end offset
- * crc 123456789
+ * metaq-atomic-entries 2
+ * 1048576 1049200 2914788141   <- start, end offset, CRC-32 of "1048576 1049200"
  * ```
  *
- * The CRC covers every line before it. Files names have no `.meta` suffix, so MetaQ tools and
+ * The other two files' CRC covers every line before it. Files names have no `.meta` suffix, so MetaQ tools and
  * the segment loader ignore them.
  */
 import { crc32 } from "../crc32.ts";
@@ -109,38 +109,98 @@ export function readEpochs(storage: Storage, dir: string): EpochStartRecord[] | 
   });
 }
 
+const ATOMIC_ENTRIES_HEADER = "metaq-atomic-entries 2";
+
+/** One note line: the range and a CRC of its text, so a torn or damaged line is told apart. */
+function atomicEntryLine(range: ByteRange): string {
+  const text = `${range.start} ${range.end}`;
+  return `${text} ${crc32(new TextEncoder().encode(text))}\n`;
+}
+
+/** The note file holding exactly `ranges`. */
+export function encodeAtomicEntries(ranges: readonly ByteRange[]): Uint8Array {
+  return new TextEncoder().encode(
+    `${ATOMIC_ENTRIES_HEADER}\n${ranges.map(atomicEntryLine).join("")}`,
+  );
+}
+
+/** Replaces the note file with `ranges` (atomically: temp file, fsync, rename). */
 export async function writeAtomicEntries(
   storage: Storage,
   dir: string,
   ranges: readonly ByteRange[],
 ): Promise<void> {
-  const lines = [
-    "metaq-atomic-entries 1",
-    `count ${ranges.length}`,
-    ...ranges.map((range) => `${range.start} ${range.end}`),
-  ];
-  await storage.writeFileAtomic(joinPath(dir, ATOMIC_ENTRIES_FILE), sealed(lines));
+  await storage.writeFileAtomic(joinPath(dir, ATOMIC_ENTRIES_FILE), encodeAtomicEntries(ranges));
 }
 
-/** The noted atomic entries, oldest first; none when the file does not exist. */
+/**
+ * Adds `ranges` at the end of the note file (created if needed) and waits for its fsync. The
+ * file must end with a whole line: settleAtomicEntries rewrites a torn one at start.
+ */
+export async function appendAtomicEntries(
+  storage: Storage,
+  dir: string,
+  ranges: readonly ByteRange[],
+): Promise<void> {
+  const path = joinPath(dir, ATOMIC_ENTRIES_FILE);
+  const created = storage.stat(path) === undefined;
+  const file = storage.open(path, { create: true });
+  try {
+    const size = file.size();
+    const head = size === 0 ? `${ATOMIC_ENTRIES_HEADER}\n` : "";
+    file.write([new TextEncoder().encode(head + ranges.map(atomicEntryLine).join(""))], size);
+    await file.sync();
+  } finally {
+    file.close();
+  }
+  if (created) await storage.syncDir(dir);
+}
+
+/**
+ * The noted atomic entries, oldest first; none when the file does not exist. Lines after the
+ * last good one that are cut short or fail their CRC are a tail whose fsync never finished (a
+ * torn write, or junk a power cut left): their entries were never written, and they are left
+ * out. A good line after a bad one is damage (StateFileError).
+ */
 export function readAtomicEntries(storage: Storage, dir: string): ByteRange[] {
   const path = joinPath(dir, ATOMIC_ENTRIES_FILE);
-  const lines = unsealed(storage, path, "metaq-atomic-entries 1");
-  if (!lines) return [];
-  const count = field(lines[0], "count");
-  if (lines.length !== count + 1) {
-    throw new StateFileError(`${path}: expected ${count} ranges, found ${lines.length - 1}`);
+  const bytes = storage.readFile(path);
+  if (bytes === undefined || bytes.length === 0) return [];
+  const lines = new TextDecoder().decode(bytes).split("\n");
+  // The text after the last newline is an unfinished line (empty when the file ends whole).
+  const unfinished = lines.pop()!;
+  if (lines.length === 0) {
+    if (ATOMIC_ENTRIES_HEADER.startsWith(unfinished)) return []; // the header, cut short
+    throw new StateFileError(`${path}: unknown format '${unfinished.slice(0, 40)}'`);
   }
-  return lines.slice(1).map((line) => {
-    const [start, end, extra] = line.split(" ").map(Number);
-    if (
-      !Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end <= start ||
-      extra !== undefined
-    ) {
-      throw new StateFileError(`${path}: bad line '${line}'`);
+  if (lines[0] !== ATOMIC_ENTRIES_HEADER) {
+    throw new StateFileError(`${path}: unknown format '${lines[0].slice(0, 40)}'`);
+  }
+  const ranges: ByteRange[] = [];
+  let bad: string | undefined;
+  for (const line of lines.slice(1)) {
+    const range = parseAtomicEntryLine(line);
+    if (!range) {
+      bad ??= line;
+      continue;
     }
-    return { start, end };
-  });
+    if (bad !== undefined) {
+      throw new StateFileError(`${path}: bad line '${bad.slice(0, 60)}' before good ones`);
+    }
+    ranges.push(range);
+  }
+  return ranges;
+}
+
+function parseAtomicEntryLine(line: string): ByteRange | undefined {
+  const parts = line.split(" ");
+  if (parts.length !== 3) return undefined;
+  const [start, end, crc] = parts.map(Number);
+  if (crc !== crc32(new TextEncoder().encode(`${parts[0]} ${parts[1]}`))) return undefined;
+  if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end <= start) {
+    return undefined;
+  }
+  return { start, end };
 }
 
 function sealed(lines: string[]): Uint8Array {

@@ -6,6 +6,7 @@ import {
   settleAtomicEntries,
 } from "../../../lib/cluster/atomic_entries.ts";
 import {
+  appendAtomicEntries,
   ATOMIC_ENTRIES_FILE,
   readAtomicEntries,
   StateFileError,
@@ -123,25 +124,76 @@ test("an unreadable note file is reported and replaced, and the log is left as i
   await log.close();
 });
 
-test("notes round-trip, survive a power cut once written, and refuse bad lines", async () => {
+test("a torn last note is gone before the next note is appended", async () => {
+  using temp = tempDir();
+  const dir = `${temp.path}/orders-0`;
+  const { start, end } = await logWithBatch(dir);
+  fs.appendFileSync(`${dir}/${ATOMIC_ENTRIES_FILE}`, `${end} ${end + 50} 12`); // cut short
+  const log = await openLog(dir);
+  expect(await settleAtomicEntries(storage, log, memoryLogger())).toEqual([{ start, end }]);
+  await appendAtomicEntries(storage, dir, [{ start: end, end: end + 80 }]);
+  expect(readAtomicEntries(storage, dir)).toEqual([{ start, end }, { start: end, end: end + 80 }]);
+  await log.close();
+});
+
+test("notes round-trip and survive a power cut once their fsync returned", async () => {
   const memory = new MemoryStorage();
   memory.makeDir("/d");
   await memory.syncDir("/");
   expect(readAtomicEntries(memory, "/d")).toEqual([]);
-  await writeAtomicEntries(memory, "/d", [{ start: 0, end: 90 }, { start: 2 ** 40, end: 2 ** 41 }]);
+  await appendAtomicEntries(memory, "/d", [{ start: 0, end: 90 }]);
+  await appendAtomicEntries(memory, "/d", [{ start: 2 ** 40, end: 2 ** 41 }]);
   memory.crash();
   expect(readAtomicEntries(memory, "/d")).toEqual([
     { start: 0, end: 90 },
     { start: 2 ** 40, end: 2 ** 41 },
   ]);
-  for (const line of ["5 5", "9 3", "1 2 3", "-1 4", "x 4"]) {
-    const body = `metaq-atomic-entries 1\ncount 1\n${line}\n`;
+  await writeAtomicEntries(memory, "/d", [{ start: 7, end: 9 }]);
+  memory.crash();
+  expect(readAtomicEntries(memory, "/d")).toEqual([{ start: 7, end: 9 }]);
+});
+
+test("a note whose fsync never finished is left out, whatever the power cut left of it", async () => {
+  const tails = [
+    (unsynced: Uint8Array) => unsynced.subarray(0, unsynced.length - 1), // cut before its newline
+    (unsynced: Uint8Array) => unsynced.subarray(0, 5),
+    (unsynced: Uint8Array) => new Uint8Array(unsynced.length), // zeros
+    () => ascii("12 40 77\n3 x\n\n junk"), // lines that fail their CRC
+  ];
+  for (const tail of tails) {
+    const memory = new MemoryStorage();
+    memory.makeDir("/d");
+    await memory.syncDir("/");
+    await appendAtomicEntries(memory, "/d", [{ start: 0, end: 90 }]);
+    const file = memory.open("/d/atomic-entries", { create: false });
+    file.write([ascii(`100 200 ${crc32(ascii("100 200"))}\n`)], file.size());
+    file.close();
+    memory.crash((_path, _bytes, unsynced) => tail(unsynced));
+    expect(readAtomicEntries(memory, "/d")).toEqual([{ start: 0, end: 90 }]);
+  }
+});
+
+test("a bad line before good ones, or another format, is damage", () => {
+  const memory = new MemoryStorage();
+  memory.makeDir("/d");
+  const put = (text: string) => {
     const file = memory.open("/d/atomic-entries", { create: true });
     file.truncate(0);
-    file.write([ascii(`${body}crc ${crc32(ascii(body))}\n`)], 0);
+    file.write([ascii(text)], 0);
     file.close();
-    expect(() => readAtomicEntries(memory, "/d"), line).toThrow(StateFileError);
+  };
+  const line = (text: string) => `${text} ${crc32(ascii(text))}\n`;
+  for (const bad of ["5 5", "9 3", "-1 4", "x 4"]) {
+    put(`metaq-atomic-entries 2\n${line(bad)}${line("10 20")}`);
+    expect(() => readAtomicEntries(memory, "/d"), bad).toThrow(StateFileError);
+    // Last, the same line is a torn tail and is left out.
+    put(`metaq-atomic-entries 2\n${line("10 20")}${line(bad)}`);
+    expect(readAtomicEntries(memory, "/d"), bad).toEqual([{ start: 10, end: 20 }]);
   }
+  put(`metaq-atomic-entries 1\ncount 0\n`);
+  expect(() => readAtomicEntries(memory, "/d")).toThrow(StateFileError);
+  put(`metaq-atom`); // the header of a first note, cut short
+  expect(readAtomicEntries(memory, "/d")).toEqual([]);
 });
 
 test("the cut and the notes kept follow the log's start and end", () => {
