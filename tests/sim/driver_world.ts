@@ -17,6 +17,7 @@
  * its voters, and every client must get a put through.
  */
 import { AssertionError } from "../../lib/assert.ts";
+import { concatBytes } from "../../lib/bytes.ts";
 import { clusterSettings } from "../../lib/cluster/cluster_config.ts";
 import { ClusterNode, INTERNAL_TOPICS } from "../../lib/cluster/cluster_node.ts";
 import type { ClusterRecord, ClusterState } from "../../lib/cluster/cluster_state.ts";
@@ -674,14 +675,9 @@ class DriverWorld {
       writeRecord(bytes, 0, record);
       records.push(bytes);
     }
-    const out = new Uint8Array(records.reduce((sum, each) => sum + each.length, 0));
-    let at = 0;
-    for (const record of records) {
-      out.set(record, at);
-      at += record.length;
-    }
-    this.#checker.onBatch(group, out);
-    return out;
+    const batch = concatBytes(records);
+    this.#checker.onBatch(group, batch);
+    return batch;
   }
 
   #clientAgain(client: SimClient, ms: number): void {

@@ -12,6 +12,7 @@ import {
   StateFileError,
   writeAtomicEntries,
 } from "../../../lib/cluster/state_files.ts";
+import { concatBytes } from "../../../lib/bytes.ts";
 import { systemClock } from "../../../lib/clock.ts";
 import { crc32 } from "../../../lib/crc32.ts";
 import { memoryLogger } from "../../../lib/log.ts";
@@ -42,16 +43,6 @@ function record(index: number): Uint8Array {
   return encodeRecord({ id: BigInt(index), flag: 0, data: ascii(`message-${index}`) });
 }
 
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
-}
-
 /**
  * A log of two plain records and a batch of three noted as atomic, written and synced; then
  * its segment file is cut to `keep` bytes, as a power cut that kept part of the batch leaves it.
@@ -61,9 +52,9 @@ async function logWithBatch(dir: string) {
   for (const index of [1, 2]) await log.appendEncoded(record(index), 1).done;
   const start = log.writtenEnd;
   const batch = [record(3), record(4), record(5)];
-  const end = start + concat(batch).length;
+  const end = start + concatBytes(batch).length;
   await writeAtomicEntries(storage, dir, [{ start, end }]);
-  await log.appendEncoded(concat(batch), 3).done;
+  await log.appendEncoded(concatBytes(batch), 3).done;
   await log.close();
   return { start, end, first: batch[0].length };
 }
