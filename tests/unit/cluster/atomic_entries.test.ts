@@ -13,30 +13,20 @@ import {
   writeAtomicEntries,
 } from "../../../lib/cluster/state_files.ts";
 import { concatBytes } from "../../../lib/bytes.ts";
-import { systemClock } from "../../../lib/clock.ts";
 import { crc32 } from "../../../lib/crc32.ts";
 import { memoryLogger } from "../../../lib/log.ts";
 import { encodeRecord } from "../../../lib/protocol/record.ts";
-import { PartitionLog } from "../../../lib/store/partition_log.ts";
 import { segmentFileName } from "../../../lib/store/segment.ts";
 import { FileStorage } from "../../../lib/store/storage_file.ts";
 import { MemoryStorage } from "../../../lib/store/storage_memory.ts";
 import { ascii } from "../../support/bytes.ts";
 import { tempDir } from "../../support/temp_dir.ts";
+import { openTestLog } from "../../support/test_log.ts";
 
 const storage = new FileStorage();
 
 function openLog(dir: string) {
-  return PartitionLog.open({
-    storage,
-    dir,
-    name: "orders-0",
-    segmentBytesMax: 1024 * 1024,
-    recordDataBytesMax: 1024 * 1024,
-    flush: { kind: "group" },
-    clock: systemClock,
-    logger: memoryLogger(),
-  }, { verifyAll: true, repair: false });
+  return openTestLog(storage, dir);
 }
 
 function record(index: number): Uint8Array {

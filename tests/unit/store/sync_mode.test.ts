@@ -1,7 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { systemClock } from "../../../lib/clock.ts";
-import { silentLogger } from "../../../lib/log.ts";
-import { PartitionLog } from "../../../lib/store/partition_log.ts";
+import type { PartitionLog } from "../../../lib/store/partition_log.ts";
 import type { FileHandle, Storage } from "../../../lib/store/storage.ts";
 import { FileStorage } from "../../../lib/store/storage_file.ts";
 import {
@@ -16,6 +14,7 @@ import {
 } from "../../../lib/store/sync_mode.ts";
 import { ascii } from "../../support/bytes.ts";
 import { tempDir } from "../../support/temp_dir.ts";
+import { openTestLog } from "../../support/test_log.ts";
 import { wrapFile, wrapStorage } from "../../support/wrap_storage.ts";
 
 const small: SyncCandidate = {
@@ -155,17 +154,9 @@ function recordingStorage(events: Event[], failNextSyncNow: { value: boolean }):
 }
 
 async function openRecordedLog(dir: string, events: Event[], failNextSyncNow = { value: false }) {
-  const log = await PartitionLog.open({
-    storage: recordingStorage(events, failNextSyncNow),
-    dir,
-    name: "orders-0",
-    segmentBytesMax: 1024 * 1024,
-    recordDataBytesMax: 1024 * 1024,
-    flush: { kind: "group" },
-    clock: systemClock,
-    logger: silentLogger,
+  const log = await openTestLog(recordingStorage(events, failNextSyncNow), dir, {
     syncModes: new SyncModeChooser({ busy: () => false }),
-  }, { verifyAll: true, repair: false });
+  });
   events.length = 0; // what open did is not under test
   return log;
 }
