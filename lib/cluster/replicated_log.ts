@@ -196,8 +196,7 @@ export class ReplicatedLog implements Log {
     // fsync may finish after two followers acknowledged): readable in a moment.
     if (offset < replica.log.writtenEnd || offset < replica.status().commit.offset) {
       if (this.endOffset > offset) return Promise.resolve();
-      const { promise: expired, resolve: expire } = Promise.withResolvers<"expired">();
-      const cancel = this.#parts.timers.after(timeoutMs, () => expire("expired"));
+      const { expired, cancel } = this.#deadline(timeoutMs);
       return this.#waitEnd(offset + 1, expired).finally(cancel);
     }
     if (replica.isLeader) return undefined; // nothing anywhere past a leader's log
@@ -212,8 +211,7 @@ export class ReplicatedLog implements Log {
    * topic's first put through one node, read at once through another, found nothing there.
    */
   async #waitLeaderCommit(offset: number, timeoutMs: number): Promise<void> {
-    const { promise: expired, resolve: expire } = Promise.withResolvers<"expired">();
-    const cancel = this.#parts.timers.after(timeoutMs, () => expire("expired"));
+    const { expired, cancel } = this.#deadline(timeoutMs);
     try {
       for (let round = 0; round < LEADER_ASKS_MAX; round++) {
         const asked = await Promise.race([this.#parts.askLeaderCommit(), expired]);
@@ -228,6 +226,13 @@ export class ReplicatedLog implements Log {
     } finally {
       cancel();
     }
+  }
+
+  /** A promise that settles as "expired" in `timeoutMs` (unless cancelled first). */
+  #deadline(timeoutMs: number): { expired: Promise<"expired">; cancel: () => void } {
+    const { promise: expired, resolve: expire } = Promise.withResolvers<"expired">();
+    const cancel = this.#parts.timers.after(timeoutMs, () => expire("expired"));
+    return { expired, cancel };
   }
 
   /** Resolves at the group's next commit advance or role change, or once `expired` settles. */
