@@ -168,13 +168,12 @@ export function readAtomicEntries(storage: Storage, dir: string): ByteRange[] {
   if (bytes === undefined || bytes.length === 0) return [];
   const lines = new TextDecoder().decode(bytes).split("\n");
   // The text after the last newline is an unfinished line (empty when the file ends whole).
-  const unfinished = lines.pop()!;
-  if (lines.length === 0) {
-    if (ATOMIC_ENTRIES_HEADER.startsWith(unfinished)) return []; // the header, cut short
-    throw new StateFileError(`${path}: unknown format '${unfinished.slice(0, 40)}'`);
-  }
+  lines.pop();
   if (lines[0] !== ATOMIC_ENTRIES_HEADER) {
-    throw new StateFileError(`${path}: unknown format '${lines[0].slice(0, 40)}'`);
+    // The file's first write never finished (what a power cut left of it, or nothing): none of
+    // its notes was durable, so none of their entries was written. Another format has notes.
+    if (lines.every((line) => !parseAtomicEntryLine(line))) return [];
+    throw new StateFileError(`${path}: unknown format '${(lines[0] ?? "").slice(0, 40)}'`);
   }
   const ranges: ByteRange[] = [];
   let bad: string | undefined;

@@ -93,8 +93,13 @@ test("a whole atomic entry is kept with its note; a log cut before it loses only
 test("an unreadable note file is reported and replaced, and the log is left as it is", async () => {
   using temp = tempDir();
   const dir = `${temp.path}/orders-0`;
-  const { end } = await logWithBatch(dir);
-  fs.writeFileSync(`${dir}/${ATOMIC_ENTRIES_FILE}`, "metaq-atomic-entries 1\ncount 1\n");
+  const { start, end } = await logWithBatch(dir);
+  // Damage: a bad line before a good one.
+  const good = `${start} ${end}`;
+  fs.writeFileSync(
+    `${dir}/${ATOMIC_ENTRIES_FILE}`,
+    `metaq-atomic-entries 2\n0 9 123\n${good} ${crc32(ascii(good))}\n`,
+  );
   expect(() => readAtomicEntries(storage, dir)).toThrow(StateFileError);
   const log = await openLog(dir);
   const logger = memoryLogger();
@@ -171,10 +176,13 @@ test("a bad line before good ones, or another format, is damage", () => {
     put(`metaq-atomic-entries 2\n${line("10 20")}${line(bad)}`);
     expect(readAtomicEntries(memory, "/d"), bad).toEqual([{ start: 10, end: 20 }]);
   }
-  put(`metaq-atomic-entries 1\ncount 0\n`);
+  put(`metaq-atomic-entries 1\n${line("10 20")}`);
   expect(() => readAtomicEntries(memory, "/d")).toThrow(StateFileError);
-  put(`metaq-atom`); // the header of a first note, cut short
-  expect(readAtomicEntries(memory, "/d")).toEqual([]);
+  // A first write a power cut left cut short or as junk: no note of it was ever durable.
+  for (const first of ["metaq-atom", `\u0000\u0000\u0000`, `x7#\n${line("10 20").slice(0, 6)}`]) {
+    put(first);
+    expect(readAtomicEntries(memory, "/d"), first).toEqual([]);
+  }
 });
 
 test("the cut and the notes kept follow the log's start and end", () => {
