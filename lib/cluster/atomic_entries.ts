@@ -61,9 +61,10 @@ export async function settleAtomicEntries(
   logger: Logger,
 ): Promise<ByteRange[]> {
   const dir = log.options.dir;
+  const fileBytes = storage.stat(joinPath(dir, ATOMIC_ENTRIES_FILE))?.size;
+  if (fileBytes === undefined) return []; // most partitions never held an atomic entry
   let noted: ByteRange[];
   let unreadable = false;
-  const fileBytes = storage.stat(joinPath(dir, ATOMIC_ENTRIES_FILE))?.size;
   try {
     noted = readAtomicEntries(storage, dir);
   } catch (error) {
@@ -87,7 +88,7 @@ export async function settleAtomicEntries(
   }
   const kept = rangesWithin(noted, log.startOffset, log.writtenEnd);
   // A torn last note (its fsync never finished) must go before anything is appended after it.
-  const torn = fileBytes !== undefined && fileBytes !== encodeAtomicEntries(noted).length;
+  const torn = fileBytes !== encodeAtomicEntries(noted).length;
   if (kept.length !== noted.length || cut !== undefined || unreadable || torn) {
     await writeAtomicEntries(storage, dir, kept);
   }

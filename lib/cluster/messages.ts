@@ -501,9 +501,13 @@ function writeBody(writer: Writer, message: Message): number {
         writer.u64(marker.startOffset);
         writer.ids(marker.voters);
       }
-      const atomic = new Set(message.atomicEntries ?? []);
+      // The atomic indexes ascend: one cursor walks them beside the entries (no set per frame).
+      const atomic = message.atomicEntries ?? [];
+      let next = 0;
       message.entries.forEach((entry, index) => {
-        writer.u32(atomic.has(index) ? (entry.length | ATOMIC_ENTRY_BIT) >>> 0 : entry.length);
+        const flagged = atomic[next] === index;
+        if (flagged) next++;
+        writer.u32(flagged ? (entry.length | ATOMIC_ENTRY_BIT) >>> 0 : entry.length);
         writer.entry(entry);
       });
       return (message.reset ? FLAG_RESET : 0) | (message.quiet ? FLAG_QUIET : 0);

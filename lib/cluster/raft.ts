@@ -1696,10 +1696,12 @@ export function appendItems(message: AppendMessage): LogItem[] {
       marker++;
     }
   };
-  const atomicIndexes = new Set(message.atomicEntries ?? []);
+  const atomicIndexes = message.atomicEntries ?? []; // ascending
+  let nextAtomic = 0;
   message.entries.forEach((bytes, index) => {
     takeMarkers();
-    const atomic = atomicIndexes.has(index);
+    const atomic = atomicIndexes[nextAtomic] === index;
+    if (atomic) nextAtomic++;
     items.push({ kind: "entry", offset, epoch, bytes, ...(atomic ? { atomic } : {}) });
     offset += bytes.length;
   });

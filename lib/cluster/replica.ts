@@ -153,7 +153,7 @@ export class Replica {
     bytes: Uint8Array;
     used: number;
     records: PendingBatch["records"];
-    atomic?: boolean;
+    atomic: boolean;
   } | undefined;
   /**
    * Atomic entries noted on disk and still of use: not yet both committed and durable here (a
@@ -163,7 +163,7 @@ export class Replica {
   /** Lines in the note file: it is rewritten without the old notes once they pile up. */
   #atomicFileLines: number;
   /** Readies whose items wait, in order, behind an atomic entry's note (see #append). */
-  #queued: Ready[] = [];
+  #queued: { ready: Ready; notes: ByteRange[] }[] = [];
   /** Writes #queued while it has anything (undefined: nothing is queued). */
   #queueWriter: Promise<void> | undefined;
   #flushScheduled = false;
@@ -374,18 +374,25 @@ export class Replica {
    * The callback hears the record's offset once it is committed (or stored by the leader with
    * `ack=leader`), or an error: `notLeader`/`queueFull` (nothing was appended) or `internal`
    * with an "indeterminate" text (leadership was lost first: it may or may not survive).
+   *
+   * With `atomic`, `record` may be several whole records (a transaction's batch): they go as one
+   * atomic entry of their own, which no copy keeps in part, even through a crash
+   * (atomic_entries.ts); the callback hears the offset of the first.
    */
-  propose(record: Uint8Array, callback: ProposeCallback): void {
+  propose(record: Uint8Array, callback: ProposeCallback, atomic = false): void {
     if (!this.isLeader) {
       callback({ ok: false, error: notLeaderError(this.name, this.#leaderId) });
       return;
     }
-    if (this.#batch && this.#batch.used + record.length > RAFT_PROPOSAL_BATCH_BYTES_MAX) {
+    if (
+      this.#batch && (atomic || this.#batch.used + record.length > RAFT_PROPOSAL_BATCH_BYTES_MAX)
+    ) {
       this.#flushBatch();
     }
-    if (!this.#batch && record.length >= RAFT_PROPOSAL_BATCH_BYTES_MAX) {
-      // A large record is an entry of its own, proposed from the caller's buffer (no copy).
-      this.#batch = { bytes: record, used: record.length, records: [{ position: 0, callback }] };
+    if (atomic || (!this.#batch && record.length >= RAFT_PROPOSAL_BATCH_BYTES_MAX)) {
+      // An entry of its own, proposed from the caller's buffer (no copy).
+      const records = [{ position: 0, callback }];
+      this.#batch = { bytes: record, used: record.length, records, atomic };
       this.#flushBatch();
       return;
     }
@@ -393,7 +400,12 @@ export class Replica {
     if (!batch) {
       // The first record of a turn is kept as it came, not copied: a batched put arrives as
       // one already, and often nothing joins it. A second record copies both (below).
-      this.#batch = { bytes: record, used: record.length, records: [{ position: 0, callback }] };
+      this.#batch = {
+        bytes: record,
+        used: record.length,
+        records: [{ position: 0, callback }],
+        atomic: false,
+      };
     } else {
       if (batch.bytes.length - batch.used < record.length) {
         const grown = new Uint8Array(
@@ -410,26 +422,6 @@ export class Replica {
       this.#flushScheduled = true;
       queueMicrotask(() => this.#flushBatch());
     }
-  }
-
-  /**
-   * Proposes `records` (whole encoded records) as one atomic entry of its own: no copy keeps a
-   * part of it, even through a crash (atomic_entries.ts). A transaction's batch goes this way.
-   * The callback hears the offset of its first record, as with `propose`.
-   */
-  proposeAtomic(records: Uint8Array, callback: ProposeCallback): void {
-    if (!this.isLeader) {
-      callback({ ok: false, error: notLeaderError(this.name, this.#leaderId) });
-      return;
-    }
-    this.#flushBatch();
-    this.#batch = {
-      bytes: records,
-      used: records.length,
-      records: [{ position: 0, callback }],
-      atomic: true,
-    };
-    this.#flushBatch();
   }
 
   /**
@@ -493,7 +485,7 @@ export class Replica {
     const tag = this.#nextTag++;
     const result = this.#closed
       ? { kind: "notLeader" as const, leaderId: 0 }
-      : this.raft.propose(batch.bytes.subarray(0, batch.used), tag, batch.atomic === true);
+      : this.raft.propose(batch.bytes.subarray(0, batch.used), tag, batch.atomic);
     if (result.kind !== "appended") {
       const error = result.kind === "busy"
         ? new BrokerError(
@@ -587,7 +579,7 @@ export class Replica {
       }
     }
     if (notes.length === 0 && !this.#queueWriter) return await this.#writeItems(ready);
-    this.#queued.push(ready);
+    this.#queued.push({ ready, notes });
     if (!this.#queueWriter) this.#startQueueWriter();
   }
 
@@ -616,10 +608,10 @@ export class Replica {
   async #writeQueued(): Promise<void> {
     // Each round takes every Ready queued so far; Readies arrive only while the group runs.
     while (this.#queued.length > 0 && !this.#closed) {
-      const readies = this.#queued.splice(0);
-      const notes = readies.flatMap((ready) => atomicRangesOf(ready.appends));
+      const queued = this.#queued.splice(0);
+      const notes = queued.flatMap((each) => each.notes);
       if (notes.length > 0) await this.#noteAtomicEntries(notes);
-      for (const ready of readies) {
+      for (const { ready } of queued) {
         if (this.#closed) return;
         await this.#writeItems(ready);
       }

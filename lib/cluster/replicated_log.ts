@@ -154,12 +154,12 @@ export class ReplicatedLog implements Log {
     if (missing.records === 0) return afterFound(-1);
     for (const id of ids) if (!found.has(id)) this.#arriving.add(id);
     // One atomic entry: no copy keeps a part of it through a crash (atomic_entries.ts).
-    this.#replica.proposeAtomic(missing.bytes, (outcome) => {
+    this.#replica.propose(missing.bytes, (outcome) => {
       for (const id of ids) this.#arriving.delete(id);
       if (!outcome.ok) return done(outcome);
       this.#rememberLanding(missing.bytes, outcome.offset);
       afterFound(outcome.offset);
-    });
+    }, true);
   }
 
   /** Notes the committed records of `bytes` (at `offset`) that the files do not hold yet. */
