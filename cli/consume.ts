@@ -4,7 +4,11 @@ import process from "node:process";
 import { MetaqClient } from "../lib/client/client.ts";
 import { describeError } from "../lib/errors.ts";
 import { FETCH_BYTES_MAX, RECORD_HEADER_BYTES } from "../lib/limits.ts";
-import { type DecodedRecord, decodeRecords, splitAttribute } from "../lib/protocol/record.ts";
+import {
+  type DecodedRecord,
+  decodeRecordChunks,
+  splitAttribute,
+} from "../lib/protocol/record.ts";
 import { FORMAT_FIELDS, messagePrinter, type PrintedMessage } from "./message_format.ts";
 import { offsetPosition, parseTime, type Position, resolvePosition } from "./positions.ts";
 import {
@@ -383,7 +387,7 @@ async function readPartitions(client: MetaqClient, options: ReadOptions): Promis
         if (!options.follow) cursor.done = true;
         continue;
       }
-      const records = decodeRecords(reply.bytes, cursor.offset, FETCH_BYTES_MAX);
+      const records = decodeRecordChunks(reply.chunks, cursor.offset, FETCH_BYTES_MAX);
       if (records.length === 0) {
         // A record larger than maxSize: grow the fetch, as MetaQ's consumer does.
         if (cursor.maxSize >= FETCH_BYTES_MAX) {

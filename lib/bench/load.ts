@@ -23,7 +23,7 @@ import { FETCH_BYTES_MAX, MESSAGE_BYTES_LIMIT_MAX, RECORD_HEADER_BYTES } from ".
 import { encodeExtension, encodeGet, encodePut } from "../protocol/encoder.ts";
 import { FETCH_VERB } from "../protocol/commands.ts";
 import { Histogram } from "./histogram.ts";
-import { walkRecords } from "../protocol/record.ts";
+import { walkRecordChunks, walkRecords } from "../protocol/record.ts";
 
 export type ProduceApi = "connection" | "producer";
 
@@ -352,7 +352,7 @@ async function consumePartition(
     const reply = await connection.request(request, opaque);
     state.latency.recordMs(performance.now() - askedAt);
     if (reply.kind === "value") {
-      const walk = walkRecords(reply.body, MESSAGE_BYTES_LIMIT_MAX);
+      const walk = walkRecordChunks(reply.chunks ?? [reply.body], MESSAGE_BYTES_LIMIT_MAX);
       if (walk.records === 0) {
         // One record larger than maxSize: ask for more, as MetaQ's consumer does (bounded).
         if (maxSize >= FETCH_BYTES_MAX) throw new Error(`Cannot fetch record at ${offset}`);

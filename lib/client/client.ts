@@ -16,7 +16,7 @@ import {
   encodeTransaction,
   encodeVersion,
 } from "../protocol/encoder.ts";
-import { FLAG_HAS_ATTRIBUTE, joinAttribute } from "../protocol/record.ts";
+import { type ByteChunks, FLAG_HAS_ATTRIBUTE, joinAttribute } from "../protocol/record.ts";
 import { type BatchAck, type BatchPutBuilder, parseBatchReply } from "../protocol/batch_put.ts";
 import {
   CRON_VERB,
@@ -67,7 +67,15 @@ export interface DelayedPutResult extends PutResult {
 }
 
 export type GetResult =
-  | { readonly kind: "records"; readonly bytes: Uint8Array }
+  | {
+    readonly kind: "records";
+    /** The records' bytes as the pieces they arrived in: walk these (`decodeRecordChunks`). */
+    readonly chunks: ByteChunks;
+    /** Bytes in all the pieces. */
+    readonly byteLength: number;
+    /** The same bytes in one array, joined on first use. */
+    readonly bytes: Uint8Array;
+  }
   | { readonly kind: "moved"; readonly offset: number }
   | { readonly kind: "none"; readonly code: number; readonly text: string };
 
@@ -346,7 +354,7 @@ export class MetaqClient {
       : encodeGet({ ...request, opaque });
     const timeoutMs = (this.options.requestTimeoutMs ?? 10_000) + waitMs;
     const reply = await connection.request(bytes, opaque, timeoutMs);
-    if (reply.kind === "value") return { kind: "records", bytes: reply.body };
+    if (reply.kind === "value") return recordsOf(reply);
     const text = decoder.decode(reply.body);
     if (reply.code === 301) return { kind: "moved", offset: Number(text) };
     if (reply.code === 404 || reply.code === 403) return { kind: "none", code: reply.code, text };
@@ -570,4 +578,19 @@ function parsePutReply(reply: Reply): PutResult {
   }
   const [id, partition, offset] = text.split(" ");
   return { id: BigInt(id), partition: Number(partition), offset: Number(offset) };
+}
+
+/** A `value` reply as records: its pieces as they arrived, joined only when asked. */
+function recordsOf(reply: Extract<Reply, { kind: "value" }>): GetResult {
+  const chunks = reply.chunks ?? [reply.body];
+  let byteLength = 0;
+  for (const chunk of chunks) byteLength += chunk.length;
+  return {
+    kind: "records",
+    chunks,
+    byteLength,
+    get bytes() {
+      return reply.body;
+    },
+  };
 }

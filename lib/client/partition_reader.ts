@@ -23,11 +23,11 @@ import type { Logger } from "../log.ts";
 import { LONG_MAX_TEXT } from "../protocol/commands.ts";
 import {
   type DecodedRecord,
-  decodeRecords,
+  decodeRecordChunks,
   RECORD_HEADER_BYTES,
   splitAttribute,
 } from "../protocol/record.ts";
-import type { MetaqClient } from "./client.ts";
+import type { GetResult, MetaqClient } from "./client.ts";
 
 /**
  * Longest a reader's fetch waits at the end of the partition on a metaq broker (a long poll,
@@ -204,18 +204,21 @@ export class PartitionReader {
       return this.#nextEmptyDelay();
     }
     assert(typeof position === "number");
-    return await this.#deliverAll(reply.bytes, position);
+    return await this.#deliverAll(reply, position);
   }
 
-  async #deliverAll(bytes: Uint8Array, position: number): Promise<number> {
+  async #deliverAll(
+    reply: Extract<GetResult, { kind: "records" }>,
+    position: number,
+  ): Promise<number> {
     let records: DecodedRecord[];
     try {
-      records = decodeRecords(bytes, position, FETCH_BYTES_MAX);
+      records = decodeRecordChunks(reply.chunks, position, FETCH_BYTES_MAX);
     } catch (error) {
       return await this.#skipInvalid(position, error);
     }
-    if (records.length === 0) return this.#grow(bytes);
-    if (bytes.length < this.#maxSize / 2 && this.#maxSize > this.options.maxSize) {
+    if (records.length === 0) return this.#grow(reply.bytes);
+    if (reply.byteLength < this.#maxSize / 2 && this.#maxSize > this.options.maxSize) {
       this.#maxSize = Math.max(this.options.maxSize, this.#maxSize / 2);
     }
     this.#emptyDelayMs = 0;

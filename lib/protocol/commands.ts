@@ -145,6 +145,11 @@ export interface ValueCommand {
   readonly kind: "value";
   readonly opaque: number;
   readonly body: Uint8Array;
+  /**
+   * The body as the pieces it arrived in, when it arrived in more than one (a large `get`
+   * reply): walk these to spare the copy; `body` then joins them on first use.
+   */
+  readonly chunks?: readonly Uint8Array[];
 }
 
 /**

@@ -56,6 +56,8 @@ type Pending =
     readonly kind: "body";
     readonly length: number;
     readonly build: (body: Uint8Array) => Command;
+    /** Builds from the pieces the body arrived in, when the command can keep them apart. */
+    readonly buildFromChunks?: (chunks: Uint8Array[]) => Command;
   }
   | { readonly kind: "skip"; remaining: number };
 
@@ -100,8 +102,8 @@ export class Parser {
   /** Feeds bytes; returns every command completed by them. After an error, returns it again. */
   push(chunk: Uint8Array): ParseResult {
     if (this.#failed) return { commands: [], error: this.#failed };
-    if (this.#waitingForBody(chunk)) return { commands: [] };
     const commands: Command[] = [];
+    if (this.#waitingForBody(chunk, commands)) return { commands };
     let position = 0;
     try {
       while (true) {
@@ -144,14 +146,29 @@ export class Parser {
 
   /**
    * While a large body is still incomplete, keeps chunks in a list instead of copying the
-   * buffer on every push; joins them once when the body is complete.
+   * buffer on every push. When it is complete, a command that takes its body in pieces (a
+   * `value`) gets them as they are, and `commands` gets it; any other body is joined once.
    */
-  #waitingForBody(chunk: Uint8Array): boolean {
+  #waitingForBody(chunk: Uint8Array, commands: Command[]): boolean {
     const pending = this.#pending;
     if (pending?.kind === "body") {
       this.#parts.push(chunk);
       this.#partsBytes += chunk.length;
-      if (this.#buffer.length + this.#partsBytes < pending.length) return true;
+      const held = this.#buffer.length + this.#partsBytes;
+      if (held < pending.length) return true;
+      if (pending.buildFromChunks) {
+        const pieces = this.#buffer.length > 0 ? [this.#buffer, ...this.#parts] : this.#parts;
+        // The last piece may hold the start of the next frame: that part stays buffered.
+        const last = pieces[pieces.length - 1];
+        const beyond = held - pending.length;
+        pieces[pieces.length - 1] = last.subarray(0, last.length - beyond);
+        this.#pending = undefined;
+        this.#parts = [];
+        this.#partsBytes = 0;
+        this.#buffer = beyond > 0 ? last.subarray(last.length - beyond) : EMPTY;
+        commands.push(pending.buildFromChunks(pieces));
+        return false;
+      }
       this.#buffer = concatBytes([this.#buffer, ...this.#parts]);
       this.#parts = [];
       this.#partsBytes = 0;
@@ -423,7 +440,11 @@ export class Parser {
     const opaque = int32(token(tokens, 2));
     if (length < 0) throw new DecodeError(`negative body length ${length}`);
     this.#checkBodyLength(length);
-    return this.#bodyOrNow(length, (body) => ({ kind: "value", opaque, body }));
+    return this.#bodyOrNow(
+      length,
+      (body) => ({ kind: "value", opaque, body }),
+      (chunks) => valueFromChunks(opaque, chunks, length),
+    );
   }
 
   #decodeExtension(tokens: string[], spec: ExtensionSpec): Command | undefined {
@@ -452,11 +473,31 @@ export class Parser {
     }
   }
 
-  #bodyOrNow(length: number, build: (body: Uint8Array) => Command): Command | undefined {
+  #bodyOrNow(
+    length: number,
+    build: (body: Uint8Array) => Command,
+    buildFromChunks?: (chunks: Uint8Array[]) => Command,
+  ): Command | undefined {
     if (length === 0) return build(EMPTY);
-    this.#pending = { kind: "body", length, build };
+    this.#pending = { kind: "body", length, build, buildFromChunks };
     return undefined;
   }
+}
+
+/**
+ * A `value` whose body arrived in pieces: a consumer walks `chunks` in place; `body` joins them
+ * on first use, for callers that want one array.
+ */
+function valueFromChunks(opaque: number, chunks: Uint8Array[], length: number): Command {
+  let joined: Uint8Array | undefined;
+  return {
+    kind: "value",
+    opaque,
+    chunks,
+    get body() {
+      return joined ??= concatBytes(chunks, length);
+    },
+  };
 }
 
 function decodeGet(tokens: string[]): Command {

@@ -110,6 +110,13 @@ export interface RecordWalk {
 }
 
 /**
+ * Bytes kept as the pieces they arrived in: a large `get` body read off a socket. Walking them
+ * in place spares joining a megabyte per `get` into a fresh array (a page-faulting allocation and
+ * a copy) only to read views of it.
+ */
+export type ByteChunks = readonly Uint8Array[];
+
+/**
  * The one walk over records laid end to end (a `get` body, a segment slice, a replicated
  * entry), as MetaQ's MessageIterator walks them: read the 20-byte header, skip `length` bytes,
  * stop at the first partial record. `visit` gets each record's start and data length and may
@@ -121,20 +128,67 @@ export function walkRecords(
   lengthMax: number,
   visit?: (position: number, length: number) => boolean | void,
 ): RecordWalk {
-  const size = bytes.byteLength;
+  return walkRecordChunks([bytes], lengthMax, visit);
+}
+
+/**
+ * `walkRecords` over bytes kept in pieces. `visit` also gets an array holding the whole record
+ * from index `at`: the piece it lies in, or, for a record that straddles pieces (a few per
+ * `get`), a copy of that record alone. Positions count from the first piece's first byte.
+ */
+export function walkRecordChunks(
+  chunks: ByteChunks,
+  lengthMax: number,
+  visit?: (position: number, length: number, bytes: Uint8Array, at: number) => boolean | void,
+): RecordWalk {
+  let size = 0;
+  for (const chunk of chunks) size += chunk.length;
+  let index = 0;
+  let chunkStart = 0; // position of chunks[index][0]
   let position = 0;
   let records = 0;
   while (size - position >= RECORD_HEADER_BYTES) {
-    const length = (bytes[position] << 24) | (bytes[position + 1] << 16) |
-      (bytes[position + 2] << 8) | bytes[position + 3];
+    while (position - chunkStart >= chunks[index].length) {
+      chunkStart += chunks[index].length;
+      index += 1;
+    }
+    const chunk = chunks[index];
+    const at = position - chunkStart;
+    const length = at + 4 <= chunk.length
+      ? (chunk[at] << 24) | (chunk[at + 1] << 16) | (chunk[at + 2] << 8) | chunk[at + 3]
+      : int32Across(chunks, index, at);
     if (length < 0 || length > lengthMax) throw new RecordLengthError(position, length);
-    const end = position + RECORD_HEADER_BYTES + length;
-    if (end > size) break;
-    if (visit?.(position, length) === false) break;
+    const recordBytes = RECORD_HEADER_BYTES + length;
+    if (position + recordBytes > size) break;
+    if (visit) {
+      const inOnePiece = at + recordBytes <= chunk.length;
+      const stop = inOnePiece
+        ? visit(position, length, chunk, at)
+        : visit(position, length, copyAcross(chunks, index, at, recordBytes), 0);
+      if (stop === false) break;
+    }
     records += 1;
-    position = end;
+    position += recordBytes;
   }
   return { records, bytes: position };
+}
+
+/** The big-endian int32 whose bytes start at chunks[index][at] and run into the next pieces. */
+function int32Across(chunks: ByteChunks, index: number, at: number): number {
+  const four = copyAcross(chunks, index, at, 4);
+  return (four[0] << 24) | (four[1] << 16) | (four[2] << 8) | four[3];
+}
+
+/** `count` bytes from chunks[index][at] on, across pieces, in a new array. */
+function copyAcross(chunks: ByteChunks, index: number, at: number, count: number): Uint8Array {
+  const out = new Uint8Array(count);
+  let filled = 0;
+  for (let i = index; filled < count; i++) {
+    const piece = chunks[i].subarray(i === index ? at : 0, (i === index ? at : 0) + count - filled);
+    out.set(piece, filled);
+    filled += piece.length;
+  }
+  return out;
 }
 
 /** Bytes of the whole record starting at `position`, or undefined when its header is not all there. */
@@ -155,14 +209,23 @@ export function decodeRecords(
   baseOffset = 0,
   lengthMax = 2 * 1024 * 1024,
 ): DecodedRecord[] {
+  return decodeRecordChunks([bytes], baseOffset, lengthMax);
+}
+
+/**
+ * `decodeRecords` over a body kept in pieces: each record's data is a view of the piece it lies
+ * in, or of a copy of the record when it straddles two.
+ */
+export function decodeRecordChunks(
+  chunks: ByteChunks,
+  baseOffset = 0,
+  lengthMax = 2 * 1024 * 1024,
+): DecodedRecord[] {
   const records: DecodedRecord[] = [];
   try {
-    walkRecords(bytes, lengthMax, (position, length) => {
-      const header = readHeader(bytes, position);
-      const data = bytes.subarray(
-        position + RECORD_HEADER_BYTES,
-        position + RECORD_HEADER_BYTES + length,
-      );
+    walkRecordChunks(chunks, lengthMax, (position, length, bytes, at) => {
+      const header = readHeader(bytes, at);
+      const data = bytes.subarray(at + RECORD_HEADER_BYTES, at + RECORD_HEADER_BYTES + length);
       if (metaqChecksum(data) !== header.checksum) {
         throw new Error(
           `Cannot decode record at offset ${baseOffset + position}: checksum mismatch`,

@@ -23,6 +23,7 @@ import {
 import { type ExtensionSpec, Parser } from "../../../lib/protocol/parser.ts";
 import { decodeRecords, encodeRecord, RECORD_HEADER_BYTES } from "../../../lib/protocol/record.ts";
 import { concatBytes } from "../../../lib/bytes.ts";
+import { withoutChunks } from "../../support/commands.ts";
 
 const BODY_BYTES_MAX = 4096;
 const LINE_BYTES_MAX = 512;
@@ -140,7 +141,7 @@ function parseInPieces(wire: Uint8Array, cuts: number[]) {
 
 /** Commands with bodies as plain arrays, so equal bytes compare equal whatever their buffer. */
 function plain(commands: Command[]) {
-  return commands.map((command) =>
+  return commands.map(withoutChunks).map((command) =>
     "body" in command ? { ...command, body: [...command.body] } : command
   );
 }

@@ -11,6 +11,7 @@ import {
 } from "../../../lib/protocol/encoder.ts";
 import { type ExtensionSpec, Parser } from "../../../lib/protocol/parser.ts";
 import { ascii, concat, text } from "../../support/bytes.ts";
+import { withoutChunks } from "../../support/commands.ts";
 
 const extensions = new Map<string, ExtensionSpec>([["join", { args: 2 }], ["blob", {
   args: 1,
@@ -24,7 +25,7 @@ function parseAll(wire: Uint8Array, parser = newParser()) {
 
 /** Normalises commands so bodies compare as text. */
 function plain(commands: Command[]) {
-  return commands.map((command) =>
+  return commands.map(withoutChunks).map((command) =>
     "body" in command ? { ...command, body: text(command.body) } : command
   );
 }
@@ -282,16 +283,41 @@ test("a header line without CRLF longer than the limit is an error, not unbounde
   expect(parser.push(ascii("g".repeat(60))).error?.message).toContain("longer than 100");
 });
 
-test("a large body arriving in many chunks is joined once", () => {
+test("a large put body arriving in many chunks is joined once", () => {
   const parser = newParser(4 * 1024 * 1024);
   const body = new Uint8Array(3 * 1024 * 1024).map((_, i) => i & 0xff);
-  const wire = encodeValue(body, 9);
+  const wire = encodePut({ topic: "t", partition: 0, flag: 0, checksum: 1, opaque: 9, body });
   let result: Command[] = [];
   for (let at = 0; at < wire.length; at += 65536) {
     result = result.concat(parser.push(wire.subarray(at, at + 65536)).commands);
   }
   expect(result.length).toBe(1);
   expect((result[0] as { body: Uint8Array }).body).toEqual(body);
+});
+
+test("a value body arriving in pieces is handed over as those pieces, not copied", () => {
+  const parser = newParser(4 * 1024 * 1024);
+  const body = new Uint8Array(200_000).map((_, i) => (i * 7) & 0xff);
+  // The last piece also carries the next reply, which must still be decoded.
+  const wire = concat(encodeValue(body, 9), encodeResult(200, ascii("ok"), 10));
+  const pieces = [0, 65536, 131072, 196608].map((at, index, starts) =>
+    wire.slice(at, starts[index + 1] ?? wire.length)
+  );
+  const commands = pieces.flatMap((piece) => parser.push(piece).commands);
+  expect(commands.map((command) => command.kind)).toEqual(["value", "result"]);
+  const value = commands[0] as Extract<Command, { kind: "value" }>;
+  const header = wire.indexOf(10) + 1; // the body starts after the header's LF
+  expect(value.chunks!.map((chunk) => chunk.length)).toEqual([
+    65536 - header,
+    65536,
+    65536,
+    body.length + header - 3 * 65536,
+  ]);
+  value.chunks!.forEach((chunk, index) => expect(chunk.buffer).toBe(pieces[index].buffer));
+  expect(value.body).toEqual(body);
+  expect(value.body).toBe(value.body); // joined once, on first use
+  expect(text((commands[1] as { body: Uint8Array }).body)).toBe("ok");
+  expect(parser.bufferedBytes).toBe(0);
 });
 
 test("random garbage never throws and never yields a command it cannot describe", () => {
