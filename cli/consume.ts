@@ -4,11 +4,7 @@ import process from "node:process";
 import { MetaqClient } from "../lib/client/client.ts";
 import { describeError } from "../lib/errors.ts";
 import { FETCH_BYTES_MAX, RECORD_HEADER_BYTES } from "../lib/limits.ts";
-import {
-  type DecodedRecord,
-  decodeRecordChunks,
-  splitAttribute,
-} from "../lib/protocol/record.ts";
+import { type DecodedRecord, decodeRecordChunks, splitAttribute } from "../lib/protocol/record.ts";
 import { FORMAT_FIELDS, messagePrinter, type PrintedMessage } from "./message_format.ts";
 import { offsetPosition, parseTime, type Position, resolvePosition } from "./positions.ts";
 import {
