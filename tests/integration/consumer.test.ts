@@ -11,6 +11,7 @@ import {
 import { GroupClient } from "../../lib/client/group_client.ts";
 import { Producer } from "../../lib/client/producer.ts";
 import { buildConfig } from "../../lib/config/config.ts";
+import { decodeRecordChunks, decodeRecords } from "../../lib/protocol/record.ts";
 import { silentLogger } from "../../lib/log.ts";
 import { type App, assemble } from "../../lib/app/assemble.ts";
 import { type TempDir, tempDir } from "../support/temp_dir.ts";
@@ -58,6 +59,16 @@ async function produce(topic: string, count: number, prefix = topic): Promise<st
   const sent = Array.from({ length: count }, (_, i) => `${prefix}-${i}`);
   await Promise.all(sent.map((value) => producer.send(topic, value)));
   return sent;
+}
+
+const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+
+/** The payloads of a partition in the order its segment files on disk hold them. */
+function readOrder(topic: string, partition: number): string[] {
+  const dir = path.join(temp.path, "data", `${topic}-${partition}`);
+  const segments = fs.readdirSync(dir).filter((name) => name.endsWith(".meta")).sort();
+  const bytes = Buffer.concat(segments.map((name) => fs.readFileSync(path.join(dir, name))));
+  return decodeRecords(bytes).map((record) => decode(record.data));
 }
 
 /** Records who read each partition when: [start, stop) intervals per consumer. */
@@ -383,6 +394,41 @@ describe("delivery details", () => {
     await waitFor("the big record", () => seen.length === 1);
     await c.close();
     expect(seen).toEqual([100_000]);
+  });
+
+  test("1 MiB gets that arrive in many socket reads deliver every message whole and in order", async () => {
+    // 1,000-byte messages: about one in 64 straddles two of the socket's reads of a reply.
+    const sent = Array.from(
+      { length: 3000 },
+      (_, i) => `wide-${i}-`.padEnd(1000, String.fromCharCode(97 + (i % 26))),
+    );
+    for (let from = 0; from < sent.length; from += 500) {
+      await Promise.all(
+        sent.slice(from, from + 500).map((value) => producer.send("wide", value, { partition: 1 })),
+      );
+    }
+    const ordered = await readOrder("wide", 1);
+    // The premise: one reply came in pieces, and the pieces hold the records the broker wrote.
+    const reply = await client.get({
+      topic: "wide",
+      group: "g-wide",
+      partition: 1,
+      offset: 0,
+      maxSize: 1024 * 1024,
+    });
+    if (reply.kind !== "records") throw new Error(`expected records, got ${reply.kind}`);
+    expect(reply.chunks.length).toBeGreaterThan(1);
+    const first = decodeRecordChunks(reply.chunks).map((record) => decode(record.data));
+    expect(first.length).toBeGreaterThan(900);
+    expect(first).toEqual(ordered.slice(0, first.length));
+
+    const seen: string[] = [];
+    const c = consumer({ group: "g-wide" }).subscribe("wide", (m) => void seen.push(text(m)));
+    await c.start();
+    await waitFor("every wide message", () => seen.length >= sent.length);
+    await c.close();
+    expect(seen).toEqual(ordered);
+    expect(new Set(seen)).toEqual(new Set(sent));
   });
 
   test("a client-side filter skips messages and still moves the offset", async () => {
