@@ -183,8 +183,9 @@ function int32Across(chunks: ByteChunks, index: number, at: number): number {
 function copyAcross(chunks: ByteChunks, index: number, at: number, count: number): Uint8Array {
   const out = new Uint8Array(count);
   let filled = 0;
-  for (let i = index; filled < count; i++) {
-    const piece = chunks[i].subarray(i === index ? at : 0, (i === index ? at : 0) + count - filled);
+  // The first piece is read from `at`, every later one from its start.
+  for (let i = index, from = at; filled < count; i++, from = 0) {
+    const piece = chunks[i].subarray(from, from + count - filled);
     out.set(piece, filled);
     filled += piece.length;
   }
