@@ -57,6 +57,12 @@ export interface PutOnce {
   readonly since: number;
   /** An earlier attempt went to another leader: look for the id before appending. */
   readonly retry: boolean;
+  /**
+   * The term in which the forwarding node saw this node lead (0: it did not know). A first
+   * attempt served in another term may be a late copy: a link that stalled can deliver it long
+   * after the forwarder gave up and sent it again elsewhere, so it is looked for too.
+   */
+  readonly epoch: number;
 }
 import { renderStats, type StatsItems } from "./stats_report.ts";
 import { FramePool } from "./frame_pool.ts";
@@ -302,8 +308,13 @@ export class Broker {
         done(errorReply(this.#putError(outcome.error, topic, partition)));
       };
       const record = { id, flag: command.flag, data: command.body, checksum };
-      if (once?.retry) log.appendMissing(encodeRecord(record), once.since, appended);
-      else log.appendRecord(record, appended);
+      if (once && (once.retry || once.epoch !== log.writer.epoch)) {
+        const late = lateForwardRefusal(once, log);
+        if (late) return done(errorReply(late));
+        log.appendMissing(encodeRecord(record), once.since, appended);
+      } else {
+        log.appendRecord(record, appended);
+      }
       this.countPut(topic, partition, command.body.length, settings);
     };
     this.#withLog(topic, partition, append, (failure) => {
@@ -700,4 +711,27 @@ export class Broker {
       `Put message to [broker '${this.#brokerUrl}'] [partition '${topic}-${partition}'] failed.`;
     return detail ? `${base}Detail:${detail}` : base;
   }
+}
+
+/**
+ * A late first attempt's lookup covers the log from where the forwarder said it could lie; past
+ * this much (a copy that waited minutes on a stalled link) the lookup would read a large part
+ * of the log for a request nobody waits for any more, so it is refused instead.
+ */
+const LATE_FORWARD_LOOKUP_BYTES_MAX = 64 * 1024 * 1024;
+
+/**
+ * Why a forwarded put that must be looked for (see PutOnce) is refused unappended: the part of
+ * the log where an earlier attempt could lie is gone (retention) or too long to search.
+ */
+function lateForwardRefusal(once: PutOnce, log: Log): BrokerError | undefined {
+  if (once.retry) return undefined; // a retry's lookup is as it always was
+  const gone = once.since < log.startOffset;
+  if (!gone && log.endOffset - once.since <= LATE_FORWARD_LOOKUP_BYTES_MAX) return undefined;
+  return new BrokerError(
+    "unavailable",
+    `a forwarded put sent in term ${once.epoch} arrived in term ${log.writer.epoch}, and the log ` +
+      `since offset ${once.since} is ${gone ? "gone" : "too long to search"} for an earlier ` +
+      "copy of it; not appended",
+  );
 }

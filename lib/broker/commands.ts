@@ -52,9 +52,13 @@ export interface TopicMetadata {
 
 /**
  * The verb a node sends to a partition's leader in place of a client's put: the put with the
- * message id this node chose for it, and a log offset the message cannot lie before. Sent
- * again to a new leader when the first stops leading before it answered, it is appended only
- * if no record with that id is in the log since that offset: never twice.
+ * message id this node chose for it, a log offset the message cannot lie before, the attempt,
+ * and the term in which this node saw the leader lead. Sent again to a new leader when the
+ * first stops leading before it answered, it is appended only if no record with that id is in
+ * the log since that offset: never twice. A first attempt is looked for in the same way when
+ * it arrives in another term than the one it was sent in: a stalled link can hand it over long
+ * after a retry was appended elsewhere (T09 over netns, CI campaign seed 4233699396). Nodes of
+ * one cluster speak the same version of it (9 arguments since the term was added).
  */
 export const FORWARDED_PUT_VERB = "fput";
 
@@ -64,8 +68,11 @@ export const FORWARDED_PUT_VERB = "fput";
  * for it; as the plain put otherwise, which is never sent twice.
  */
 function forwardedPut(broker: Broker, command: PutCommand): ForwardPlan {
-  const since = broker.logs.get(command.topic, command.partition)?.endOffset;
-  if (since === undefined || command.oversizedBytes !== undefined) return { command };
+  const copy = broker.logs.get(command.topic, command.partition);
+  if (copy === undefined || command.oversizedBytes !== undefined) return { command };
+  const since = copy.endOffset;
+  // The term this node's copy is in: the one in which it saw the leader it forwards to lead.
+  const epoch = copy.writer.epoch;
   const id = broker.ids.nextId();
   const fput = (attempt: number): ExtensionCommand => ({
     kind: "extension",
@@ -78,6 +85,7 @@ function forwardedPut(broker: Broker, command: PutCommand): ForwardPlan {
       String(id),
       String(since),
       String(attempt),
+      String(epoch),
       String(command.body.length),
     ],
     opaque: command.opaque,
@@ -90,12 +98,14 @@ function forwardedPut(broker: Broker, command: PutCommand): ForwardPlan {
 function parseForwardedPut(
   command: ExtensionCommand,
 ): { command: PutCommand; once: PutOnce } | undefined {
-  const [topic, partitionText, flagText, checksumText, idText, sinceText, attemptText] =
+  const [topic, partitionText, flagText, checksumText, idText, sinceText, attemptText, epochText] =
     command.args;
-  const numbers = [partitionText, flagText, checksumText, sinceText, attemptText].map(Number);
+  const numbers = [partitionText, flagText, checksumText, sinceText, attemptText, epochText].map(
+    Number,
+  );
   if (!numbers.every(Number.isSafeInteger) || !/^-?\d{1,20}$/.test(idText)) return undefined;
-  const [partition, flag, checksum, since, attempt] = numbers;
-  if (partition < 0 || since < 0 || attempt < 1) return undefined;
+  const [partition, flag, checksum, since, attempt, epoch] = numbers;
+  if (partition < 0 || since < 0 || attempt < 1 || epoch < 0) return undefined;
   return {
     command: {
       kind: "put",
@@ -106,7 +116,7 @@ function parseForwardedPut(
       opaque: command.opaque,
       body: command.body,
     },
-    once: { id: BigInt.asIntN(64, BigInt(idText)), since, retry: attempt > 1 },
+    once: { id: BigInt.asIntN(64, BigInt(idText)), since, retry: attempt > 1, epoch },
   };
 }
 
@@ -171,7 +181,7 @@ export function brokerCommands(broker: Broker, options: BrokerCommandsOptions): 
         broker.put(command, context, respond),
     },
     [`ext:${FORWARDED_PUT_VERB}`]: {
-      spec: { args: 8, bodyLengthArg: 7 },
+      spec: { args: 9, bodyLengthArg: 8 },
       nodesOnly: true,
       home(command: ExtensionCommand): Home {
         const put = parseForwardedPut(command);
