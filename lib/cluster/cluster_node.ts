@@ -55,6 +55,7 @@ import { settleAtomicEntries } from "./atomic_entries.ts";
 import { votersOf } from "./raft_log.ts";
 import { clearCleanStop, markCleanStop, type StartupState } from "./startup_state.ts";
 import type { Tracer } from "./trace.ts";
+import { silentRedialMs, StalledLinks } from "./stalled_links.ts";
 
 /** How often the node tells its peers about itself even when nothing changed. */
 const INFO_INTERVAL_MS = 1000;
@@ -171,6 +172,8 @@ export class ClusterNode implements Logs {
   #figuresRefreshDue = true;
   /** What each peer last said of itself that matters to a sleeping leader (see #onInfo). */
   readonly #peerSignatures = new Map<NodeId, string>();
+  /** Outgoing links that look up but carry nothing, to be dialed again (stalled_links.ts). */
+  readonly #stalledLinks: StalledLinks;
   #lastBeatAt = 0;
   readonly #groupListeners = new Map<string, (() => void)[]>();
   peerPort = 0;
@@ -181,6 +184,10 @@ export class ClusterNode implements Logs {
     this.membership = options.membership;
     this.logger = options.logger;
     this.#timers = options.timers;
+    this.#stalledLinks = new StalledLinks({
+      silenceMs: options.settings.electionMinMs,
+      silentRedialMs: silentRedialMs(options.settings.electionMaxMs),
+    });
     this.tickMs = Math.max(5, Math.round(options.settings.heartbeatMs / 3));
     this.timing = {
       heartbeatTicks: Math.max(1, Math.round(options.settings.heartbeatMs / this.tickMs)),
@@ -244,10 +251,11 @@ export class ClusterNode implements Logs {
   async start(): Promise<void> {
     this.#transport = this.#options.network({
       onFrame: (from, payload) => this.#receive(from, payload),
-      onConnected: () => {
+      onConnected: (peer) => {
         // A peer that (re)connects knows nothing of our figures: the next info has them all.
         this.#infoDue = true;
         this.#figuresRefreshDue = true;
+        this.#stalledLinks.connected(peer, this.#options.clock.monotonicMs());
       },
       onFrameProgress: (from) => {
         for (const replica of this.#replicas.values()) {
@@ -536,7 +544,11 @@ export class ClusterNode implements Logs {
     const linked = new Set<NodeId>();
     for (const peer of peers) {
       linked.add(peer.id);
-      if (this.#silent(peer.id, now)) silent.add(peer.id);
+      if (!this.#silent(peer.id, now)) continue;
+      silent.add(peer.id);
+      if (this.#stalledLinks.peerSilent(peer.id, now, this.isConnected(peer.id))) {
+        this.#redial(peer.id, "nothing heard from the peer");
+      }
     }
     for (const replica of this.#replicas.values()) {
       if (!replica.quiet) {
@@ -717,6 +729,12 @@ export class ClusterNode implements Logs {
 
   #onInfo(from: NodeId, received: NodeInfo): void {
     if (received.nodeId !== from) return;
+    if (Array.isArray(received.unheard) && received.unheard.includes(this.nodeId)) {
+      const now = this.#options.clock.monotonicMs();
+      if (this.#stalledLinks.peerHearsNothing(from, now, this.isConnected(from))) {
+        this.#redial(from, "the peer hears nothing on it");
+      }
+    }
     const previous = this.#peers.get(from);
     const info = withFiguresOf(previous, received);
     this.#peers.set(from, info);
@@ -826,6 +844,7 @@ export class ClusterNode implements Logs {
       ...(complete ? {} : { figuresChangedOnly: true }),
       repairing: replicas.filter(waitsInRepair).map((replica) => replica.name),
       admitted: this.membership.identity.admitted,
+      unheard: this.#peerAddresses().map((peer) => peer.id).filter((id) => this.#silent(id, now)),
     };
     for (const peer of this.#peerAddresses()) this.send(peer.id, { kind: "info", info });
   }
@@ -1089,6 +1108,17 @@ export class ClusterNode implements Logs {
   #allQuiet(): boolean {
     for (const replica of this.#replicas.values()) if (!replica.quiet) return false;
     return true;
+  }
+
+  /** Drops the outgoing link to `peer`, which looks up but carries nothing, and dials again. */
+  #redial(peer: NodeId, why: string): void {
+    const transport = this.#transport;
+    if (!transport?.redial) return; // a network without such links (the simulator's)
+    this.logger.log("info", "Dialing a peer again: its link looks up but carries nothing", {
+      peer,
+      why,
+    });
+    transport.redial(peer);
   }
 
   /** Whether `peer` has been silent for longer than an election timeout (or never heard). */

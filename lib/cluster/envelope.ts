@@ -55,6 +55,12 @@ export interface NodeInfo {
    * send it, so a change here must wake their sleeping groups again (cluster_node.ts #onInfo).
    */
   readonly admitted?: boolean;
+  /**
+   * Peers this node has heard nothing from for an election timeout. A node listed here whose
+   * link to this node has been up that long has a stalled link and dials it again
+   * (stalled_links.ts). Older nodes send none.
+   */
+  readonly unheard?: readonly number[];
 }
 
 /** A group whose copies are moving, as its leader sees it. */

@@ -43,6 +43,12 @@ export interface PeerNetwork {
    * links to nodes no longer listed are closed. Any node may still send here.
    */
   setPeers(peers: readonly PeerAddress[]): void;
+  /**
+   * Drops the outgoing link to `peer`, discarding what it holds, and dials it again: the link
+   * looks up but carries nothing (a connection left in retransmission backoff by a network
+   * fault that has healed). Networks without such links need not offer it.
+   */
+  redial?(peer: NodeId): void;
   close(): Promise<void>;
 }
 

@@ -68,7 +68,8 @@ export class PeerTransport implements PeerNetwork {
   readonly #options: PeerTransportOptions;
   readonly #server: net.Server;
   readonly #outgoing = new Map<number, Outgoing>();
-  readonly #incoming = new Set<net.Socket>();
+  /** Incoming links, with the node each one proved to be (undefined during its handshake). */
+  readonly #incoming = new Map<net.Socket, number | undefined>();
   #closed = false;
 
   constructor(options: PeerTransportOptions) {
@@ -194,13 +195,23 @@ export class PeerTransport implements PeerNetwork {
     return true;
   }
 
+  /** Drops the outgoing link to `peer` and dials it again (see PeerNetwork.redial). */
+  redial(peer: number): void {
+    const outgoing = this.#outgoing.get(peer);
+    if (this.#closed || !outgoing?.connected || !outgoing.socket) return;
+    // A reset, not a close: the kernel drops the bytes it still holds for the old connection
+    // instead of retransmitting them to the peer later (a forwarded request the forwarder has
+    // given up on and sent elsewhere). Its 'close' dials again.
+    resetAndDestroy(outgoing.socket);
+  }
+
   async close(): Promise<void> {
     this.#closed = true;
     for (const outgoing of this.#outgoing.values()) {
       if (outgoing.timer) clearTimeout(outgoing.timer);
       outgoing.socket?.destroy();
     }
-    for (const socket of this.#incoming) socket.destroy();
+    for (const socket of this.#incoming.keys()) socket.destroy();
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));
   }
 
@@ -303,12 +314,27 @@ export class PeerTransport implements PeerNetwork {
     });
   }
 
+  /**
+   * `socket` is now node `from`'s link here: an older one from that node is gone on its side
+   * (it dials one link per peer), so it is closed here too, and bytes a stalled connection
+   * still had on their way are not read after the new link's.
+   */
+  #supersede(socket: net.Socket, from: number): void {
+    for (const [other, node] of this.#incoming) {
+      if (other !== socket && node === from) {
+        this.#incoming.delete(other);
+        other.destroy();
+      }
+    }
+    this.#incoming.set(socket, from);
+  }
+
   #accept(socket: net.Socket): void {
     if (this.#closed) {
       socket.destroy();
       return;
     }
-    this.#incoming.add(socket);
+    this.#incoming.set(socket, undefined);
     socket.setNoDelay(true);
     let from: number | undefined;
     let hello: Hello | undefined;
@@ -369,6 +395,7 @@ export class PeerTransport implements PeerNetwork {
         }
         from = hello.from;
         clearTimeout(timer);
+        this.#supersede(socket, from);
       }
     });
     socket.on("error", () => {});
@@ -478,6 +505,19 @@ export class FrameReader {
       this.#position = 0;
     }
   }
+}
+
+/** Closes `socket` with a reset where the runtime offers one (a plain close otherwise). */
+function resetAndDestroy(socket: net.Socket): void {
+  try {
+    if (typeof socket.resetAndDestroy === "function" && !(socket instanceof tls.TLSSocket)) {
+      socket.resetAndDestroy();
+      return;
+    }
+  } catch {
+    // fall through to a plain close
+  }
+  socket.destroy();
 }
 
 /** A frame or part this large is written on its own (joining it with others would copy it). */
