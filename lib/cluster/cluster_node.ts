@@ -258,6 +258,8 @@ export class ClusterNode implements Logs {
         this.#stalledLinks.connected(peer, this.#options.clock.monotonicMs());
       },
       onFrameProgress: (from) => {
+        // Heard: a large frame on a slow link is on its way (not a stalled link, stalled_links.ts).
+        this.#lastHeard.set(from, this.#options.clock.monotonicMs());
         for (const replica of this.#replicas.values()) {
           if (replica.leaderId === from) replica.leaderAlive(from);
         }

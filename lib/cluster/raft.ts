@@ -950,6 +950,13 @@ export class Raft {
     if (message.kind === "termQuery") return;
     if (message.kind === "append" && message.quiet && message.entries.length === 0) return;
     this.#wake();
+    // The leader sleeps too and did not hear the candidate (its link from the candidate may
+    // still be down when ours is back): ask it something, which wakes it, so that a live one
+    // heartbeats before our lease runs out. A term query changes nobody's term; a gone leader
+    // does not answer, and the lease lapses as it should.
+    if (message.kind === "vote" && this.#leaderId !== 0) {
+      this.#send({ kind: "termQuery", to: this.#leaderId });
+    }
   }
 
   #wake(): void {

@@ -191,3 +191,24 @@ test("a copy restarted into repair that its sleeping leader never heard of wakes
   cluster.tick(TIMING.heartbeatTicks * 3);
   expect(quietNodes(cluster)).toEqual([1, 2, 3]);
 });
+
+test("a sleeping follower woken by another copy's vote request wakes its sleeping leader and keeps refusing", () => {
+  // T09 over netns: a follower cut off from the leader pre-votes once its links come back, but
+  // its link to the leader is still stalled. The other follower wakes on the request and counts
+  // time; unless the leader, asleep, learns of it and heartbeats, its lease runs out and the
+  // healthy group elects (every group did, in the CI campaign).
+  const cluster = asleepWithTwoRecords();
+  const term = cluster.node(1).status.term;
+  cluster.cut.add("1>3");
+  cluster.cut.add("3>1");
+  cluster.node(3).raft.leaderUnreachable();
+  cluster.tick(TIMING.electionTicksMax * 6);
+  expect(cluster.leaders()).toEqual([1]);
+  for (const id of [1, 2]) expect(cluster.node(id).status.term).toBe(term);
+  // Back to normal once node 3 hears its leader again: it follows, the group sleeps.
+  cluster.heal();
+  cluster.tick(TIMING.electionTicksMax * 2);
+  expect(cluster.leaders()).toEqual([1]);
+  cluster.tick(TIMING.heartbeatTicks * 3);
+  expect(quietNodes(cluster)).toEqual([1, 2, 3]);
+});
