@@ -174,6 +174,9 @@ export class ClusterNode implements Logs {
   readonly #peerSignatures = new Map<NodeId, string>();
   /** Outgoing links that look up but carry nothing, to be dialed again (stalled_links.ts). */
   readonly #stalledLinks: StalledLinks;
+  /** When the tick last ran, and since when it has run without a stall (see #unheard). */
+  #lastTickAt = 0;
+  #runningSince = 0;
   #lastBeatAt = 0;
   readonly #groupListeners = new Map<string, (() => void)[]>();
   peerPort = 0;
@@ -534,6 +537,10 @@ export class ClusterNode implements Logs {
 
   #tick(): void {
     const now = this.#options.clock.monotonicMs();
+    // A late tick means this process stood still (a pause, a long collection): what it did not
+    // hear meanwhile may be waiting in its own sockets, so silence counts from now (#unheard).
+    if (now - this.#lastTickAt > this.settings.electionMinMs / 2) this.#runningSince = now;
+    this.#lastTickAt = now;
     this.#restartStopped(now);
     const peers = this.#peerAddresses();
     if (now - this.#lastBeatAt >= this.settings.heartbeatMs) {
@@ -546,9 +553,11 @@ export class ClusterNode implements Logs {
     const linked = new Set<NodeId>();
     for (const peer of peers) {
       linked.add(peer.id);
-      if (!this.#silent(peer.id, now)) continue;
-      silent.add(peer.id);
-      if (this.#stalledLinks.peerSilent(peer.id, now, this.isConnected(peer.id))) {
+      if (this.#silent(peer.id, now)) silent.add(peer.id);
+      if (
+        this.#unheard(peer.id, now) &&
+        this.#stalledLinks.peerSilent(peer.id, now, this.isConnected(peer.id))
+      ) {
         this.#redial(peer.id, "nothing heard from the peer");
       }
     }
@@ -846,7 +855,7 @@ export class ClusterNode implements Logs {
       ...(complete ? {} : { figuresChangedOnly: true }),
       repairing: replicas.filter(waitsInRepair).map((replica) => replica.name),
       admitted: this.membership.identity.admitted,
-      unheard: this.#peerAddresses().map((peer) => peer.id).filter((id) => this.#silent(id, now)),
+      unheard: this.#peerAddresses().map((peer) => peer.id).filter((id) => this.#unheard(id, now)),
     };
     for (const peer of this.#peerAddresses()) this.send(peer.id, { kind: "info", info });
   }
@@ -1121,6 +1130,18 @@ export class ClusterNode implements Logs {
       why,
     });
     transport.redial(peer);
+  }
+
+  /**
+   * Whether this node, running without a stall, has heard nothing from `peer` for an election
+   * timeout: the sign of a stalled link (stalled_links.ts). Unlike #silent, a stall of this
+   * process does not count: frames that came meanwhile are still in its sockets.
+   */
+  #unheard(peer: NodeId, now: number): boolean {
+    // The tick is late: this process is only now resuming (the info timer can run first).
+    if (now - this.#lastTickAt > this.settings.electionMinMs / 2) return false;
+    const heard = Math.max(this.#lastHeard.get(peer) ?? -Infinity, this.#runningSince);
+    return now - heard > this.settings.electionMinMs;
   }
 
   /** Whether `peer` has been silent for longer than an election timeout (or never heard). */
