@@ -742,7 +742,12 @@ export class ClusterNode implements Logs {
     if (received.nodeId !== from) return;
     if (Array.isArray(received.unheard) && received.unheard.includes(this.nodeId)) {
       const now = this.#options.clock.monotonicMs();
-      if (this.#stalledLinks.peerHearsNothing(from, now, this.isConnected(from))) {
+      // Not while this process may itself have stood still: then it sent nothing, whatever the
+      // link (a 64 MiB put's checks held a node's loop past an election timeout).
+      if (
+        this.#steadyFor(now, this.settings.electionMinMs) &&
+        this.#stalledLinks.peerHearsNothing(from, now, this.isConnected(from))
+      ) {
         this.#redial(from, "the peer hears nothing on it");
       }
     }
@@ -1138,10 +1143,18 @@ export class ClusterNode implements Logs {
    * process does not count: frames that came meanwhile are still in its sockets.
    */
   #unheard(peer: NodeId, now: number): boolean {
-    // The tick is late: this process is only now resuming (the info timer can run first).
-    if (now - this.#lastTickAt > this.settings.electionMinMs / 2) return false;
+    if (!this.#steadyFor(now, 0)) return false;
     const heard = Math.max(this.#lastHeard.get(peer) ?? -Infinity, this.#runningSince);
     return now - heard > this.settings.electionMinMs;
+  }
+
+  /**
+   * Whether this process has run without standing still for the last `ms`: its tick is not late
+   * now (a timer or a socket can run before the late tick after a pause) and was not since.
+   */
+  #steadyFor(now: number, ms: number): boolean {
+    if (now - this.#lastTickAt > this.settings.electionMinMs / 2) return false;
+    return now - this.#runningSince >= ms;
   }
 
   /** Whether `peer` has been silent for longer than an election timeout (or never heard). */
