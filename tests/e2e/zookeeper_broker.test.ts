@@ -314,9 +314,14 @@ test("topics created, grown and deleted with metaq topics are registered as such
     "orders registered with 6 partitions",
     async () => await registered("orders") === "6",
   );
-  const pub = await readTree(reader, "/catalogue/brokers/topics-pub/orders");
-  expect(pub["/catalogue/brokers/topics-pub/orders/7-m"]?.data).toBe(
-    '{"numParts":6,"broker":"7-m"}',
+  // The registrar writes the legacy node first, then topics-pub: wait for the second too.
+  const published = async () =>
+    (await readTree(reader, "/catalogue/brokers/topics-pub/orders"))[
+      "/catalogue/brokers/topics-pub/orders/7-m"
+    ]?.data;
+  await waitFor(
+    "orders published with 6 partitions",
+    async () => await published() === '{"numParts":6,"broker":"7-m"}',
   );
   expect((await topics("delete", "clicks")).code).toBe(0);
   await waitFor("clicks unregistered", async () => await registered("clicks") === undefined);
