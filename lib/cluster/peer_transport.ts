@@ -507,7 +507,10 @@ export class FrameReader {
   }
 }
 
-/** Closes `socket` with a reset where the runtime offers one (a plain close otherwise). */
+/**
+ * Closes `socket` with a reset where the runtime offers one, else with a plain close. TLS links
+ * close plainly: the reset was only tried here on plain TCP sockets (under Bun).
+ */
 function resetAndDestroy(socket: net.Socket): void {
   try {
     if (typeof socket.resetAndDestroy === "function" && !(socket instanceof tls.TLSSocket)) {
