@@ -65,7 +65,7 @@ export interface PutOnce {
   readonly epoch: number;
 }
 import { renderStats, type StatsItems } from "./stats_report.ts";
-import { FramePool } from "./frame_pool.ts";
+import { type BodyReader, FILE_FRAME_BYTES_MIN, FramePool } from "./frame_pool.ts";
 
 export const METAQ_VERSION = "metaq-0.1.0";
 
@@ -508,8 +508,15 @@ export class Broker {
    * `waitMs` (metaq's `fetch`, a long poll): when nothing is at or after the offset yet, the
    * answer waits up to that long for records to become readable, so a consumer at the end
    * hears of a new message as soon as it is stored instead of polling.
+   * `fromFiles` (the asker's socket can take bytes straight from a file, RequestContext
+   * `sendsFromFiles`): the answer's body is left in the segment file for it to send.
    */
-  get(command: GetCommand, respond: (reply: Reply) => void, waitMs = 0): void {
+  get(
+    command: GetCommand,
+    respond: (reply: Reply) => void,
+    waitMs = 0,
+    fromFiles = false,
+  ): void {
     this.stats.counters.cmdGet += 1;
     const { topic, group } = command;
     const stat = this.topicSettings(topic)?.stat === true;
@@ -530,7 +537,7 @@ export class Broker {
           else answer(again, false);
         });
       }
-      respond(this.#getReply(command, settled, stat));
+      respond(this.#getReply(command, settled, stat, fromFiles));
     };
     if (outcome instanceof Promise) outcome.then((settled) => answer(settled, true));
     else answer(outcome, true);
@@ -632,7 +639,7 @@ export class Broker {
     return { kind: "slice", log, offset, length: log.readableAt(offset, request.maxBytes) };
   }
 
-  #getReply(command: GetCommand, outcome: ReadOutcome, stat: boolean): Reply {
+  #getReply(command: GetCommand, outcome: ReadOutcome, stat: boolean, fromFiles: boolean): Reply {
     const { topic, partition, group } = command;
     const miss = () => {
       this.stats.counters.getMiss += 1;
@@ -658,12 +665,18 @@ export class Broker {
     if (filter) return this.#filtered(command, outcome, filter);
     const { log, offset, length } = outcome;
     const header = encodeValueHeader(length, command.opaque);
+    const read: BodyReader = (target, at, from, bytes) =>
+      log.readInto(target, at, offset + from, bytes);
+    const sendInto = log.sendInto;
     // Pooled buffers, not zero-filled: the header and the reads overwrite every byte.
-    const frame = this.#frames.frame(
-      header,
-      length,
-      (target, at, from, bytes) => log.readInto(target, at, offset + from, bytes),
-    );
+    const frame = fromFiles && sendInto && length >= FILE_FRAME_BYTES_MIN
+      ? this.#frames.fileFrame(
+        header,
+        length,
+        read,
+        (socketFd, from, bytes) => sendInto.call(log, socketFd, offset + from, bytes),
+      )
+      : this.#frames.frame(header, length, read);
     this.stats.served(topic, partition, length);
     return { kind: "frame", ...frame };
   }

@@ -226,8 +226,8 @@ export function brokerCommands(broker: Broker, options: BrokerCommandsOptions): 
     },
     get: {
       home: holder,
-      handle: (command: GetCommand, _context: RequestContext, respond: Respond) =>
-        broker.get(command, respond),
+      handle: (command: GetCommand, context: RequestContext, respond: Respond) =>
+        broker.get(command, respond, 0, context.sendsFromFiles === true),
     },
     [`ext:${FETCH_VERB}`]: {
       spec: { args: 6 },
@@ -235,14 +235,14 @@ export function brokerCommands(broker: Broker, options: BrokerCommandsOptions): 
         const fetch = parseFetch(command);
         return fetch ? holder(fetch.get) : HERE;
       },
-      handle(command: ExtensionCommand, _context: RequestContext, respond: Respond) {
+      handle(command: ExtensionCommand, context: RequestContext, respond: Respond) {
         const fetch = parseFetch(command);
         if (!fetch) {
           const detail = `bad ${FETCH_VERB} arguments: ${command.args.join(" ")} (expected ` +
             "topic, group, partition, offset, maxSize, waitMs)";
           return respond(errorReply(new BrokerError("badRequest", detail)));
         }
-        broker.get(fetch.get, respond, fetch.waitMs);
+        broker.get(fetch.get, respond, fetch.waitMs, context.sendsFromFiles === true);
       },
     },
     offset: {

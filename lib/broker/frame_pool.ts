@@ -18,8 +18,20 @@ import type { FrameRest } from "../protocol/reply.ts";
 /** Reads `bytes` of a frame's body, from `from` bytes into it, into `target` at `at`. */
 export type BodyReader = (target: Uint8Array, at: number, from: number, bytes: number) => void;
 
+/**
+ * Sends up to `bytes` of a frame's body, from `from` bytes into it, straight from its file into
+ * the socket `socketFd`; returns the bytes the socket took.
+ */
+export type BodySender = (socketFd: number, from: number, bytes: number) => number;
+
 /** Pooled capacity: a 1 MiB read (what MetaQ's clients ask for) and its `value` header. */
 export const FRAME_BYTES = 1024 * 1024 + 64;
+
+/**
+ * Smallest body left in its file for the socket to send (`fileFrame`). Below it a copy costs
+ * less than the extra system call, and the header and body go out as one write, one packet.
+ */
+export const FILE_FRAME_BYTES_MIN = 64 * 1024;
 
 /** Idle frames kept; a consumer has one `get` in flight, a few consumers a few. */
 const IDLE_FRAMES_MAX = 4;
@@ -70,6 +82,39 @@ export class FramePool {
       },
     };
     return { bytes: frame, release, rest };
+  }
+
+  /**
+   * A frame whose body stays in its file until the socket's writer asks for it: `bytes` is the
+   * header alone, and `rest` both sends the body straight from the file (`sendTo`, when the
+   * writer's socket can) and reads it piece by piece into pooled buffers (when it cannot, or the
+   * socket is full). Nothing is read before the writer knows which.
+   */
+  fileFrame(
+    header: Uint8Array,
+    bodyBytes: number,
+    read: BodyReader,
+    send: BodySender,
+  ): { bytes: Uint8Array; rest: FrameRest } {
+    let sent = 0;
+    const rest: FrameRest = {
+      get remaining() {
+        return bodyBytes - sent;
+      },
+      next: () => {
+        const bytes = Math.min(FRAME_BYTES, bodyBytes - sent);
+        const piece = this.take(bytes);
+        read(piece.frame, 0, sent, bytes);
+        sent += bytes;
+        return { bytes: piece.frame, release: piece.release };
+      },
+      sendTo: (socketFd) => {
+        const taken = send(socketFd, sent, bodyBytes - sent);
+        sent += taken;
+        return taken;
+      },
+    };
+    return { bytes: header, rest };
   }
 
   /** Idle buffers held (tests). */

@@ -186,6 +186,10 @@ export class ReplicatedLog implements Log {
     this.#replica.log.readInto(target, targetOffset, offset, length);
   }
 
+  sendInto(socketFd: number, offset: number, length: number): number {
+    return this.#replica.log.sendInto(socketFd, offset, length);
+  }
+
   segmentStartFor(offset: number): number {
     return this.#replica.log.segmentStartFor(offset, this.endOffset);
   }

@@ -43,6 +43,13 @@ export interface FrameRest {
    * needs it. Throws if the source went away (a deleted segment): the frame cannot be finished.
    */
   next(): { bytes: Uint8Array; release?: () => void };
+  /**
+   * Where the rest is still in a file: sends as much of it as the socket `socketFd` takes at
+   * once straight from the file (sendfile), without reading it into this process, and returns
+   * the bytes taken (0: the socket is full). Throws as `next` does. Only a writer whose socket
+   * holds nothing queued of its own may call it, or the bytes would overtake what is queued.
+   */
+  sendTo?(socketFd: number): number;
 }
 
 /** A frame's bytes in one array: its first part and whatever its rest still has to read. */
@@ -97,6 +104,12 @@ export interface RequestContext {
    * also when another node forwarded them; never on a client's. Internal commands need it.
    */
   readonly internal?: true;
+  /**
+   * Set by the TCP edge on a plain socket whose bytes this runtime can send straight from a
+   * file (lib/runtime/file_to_socket.ts): a `get` may then leave its body in the segment file,
+   * for the connection to send without reading it (FrameRest.sendTo).
+   */
+  readonly sendsFromFiles?: true;
 }
 
 /** The connection id a forwarded internal request carries (no client connection has it). */

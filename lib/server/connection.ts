@@ -33,6 +33,12 @@ export interface Transport {
   resume(): void;
   /** Reply bytes sent and not yet taken by the peer. */
   bufferedBytes?(): number;
+  /**
+   * Present where the socket can take bytes straight from a file: calls `send` with the socket's
+   * descriptor, but only while nothing of its own is queued (or the file's bytes would overtake
+   * it), and returns what `send` returned (bytes the socket took); 0 when it did not call it.
+   */
+  sendFromFile?(send: (socketFd: number) => number): number;
 }
 
 export interface ConnectionOptions {
@@ -323,6 +329,15 @@ export class Connection {
     ) {
       let piece: ReturnType<FrameRest["next"]>;
       try {
+        // Straight from the file while the socket takes it; once it is full, a piece read into
+        // a buffer waits in the socket and calls back when taken, which brings this back here.
+        const direct = rest.sendTo && this.#piecesInFlight === 0 && transport.sendFromFile
+          ? transport.sendFromFile((socketFd) => rest.sendTo!(socketFd))
+          : 0;
+        if (direct > 0) {
+          this.#outputBytes -= direct;
+          continue;
+        }
         piece = rest.next();
       } catch (error) {
         // The frame's source went away (its segment deleted): it cannot be finished, and the

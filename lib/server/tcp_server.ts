@@ -32,6 +32,7 @@ import { Connection } from "./connection.ts";
 import type { Counters } from "../broker/stats.ts";
 import type { Requests } from "./edge.ts";
 import { SHUTTING_DOWN_REASON } from "../protocol/shutdown.ts";
+import { fileToSocket, socketDescriptor } from "../runtime/file_to_socket.ts";
 
 export interface TcpServerOptions {
   /** Where decoded requests go (the edge). */
@@ -221,8 +222,14 @@ export class TcpServer {
     const peer = `${tracked.ip}:${socket.remotePort}`;
     socket.setNoDelay(true);
     tracked.frameStartedMs = undefined;
+    // A plain socket on a runtime that can send file bytes into it: `get` bodies go out
+    // straight from the segment files (lib/runtime/file_to_socket.ts).
+    const fromFiles = !this.#options.tls && fileToSocket !== undefined &&
+      socketDescriptor(socket) !== undefined;
     // Connection ids stay below 2^32 - 1, which names the broker's own forwarded requests.
-    const context: RequestContext = { connectionId: this.#nextConnectionId(), peer };
+    const context: RequestContext = !fromFiles
+      ? { connectionId: this.#nextConnectionId(), peer }
+      : { connectionId: this.#nextConnectionId(), peer, sendsFromFiles: true };
     const outputMax = this.#options.outputBytesMax ?? OUTPUT_BYTES_PER_CONNECTION_MAX;
     const counters = this.#options.counters;
     const gate = new Gate(this.#access, {
@@ -272,6 +279,15 @@ export class TcpServer {
         pause: () => socket.pause(),
         resume: () => socket.resume(),
         bufferedBytes: () => socket.writableLength,
+        sendFromFile: !fromFiles ? undefined : (send) => {
+          if (socket.destroyed || socket.writableLength !== 0) return 0;
+          // Asked each time: a closed socket has none (its number may already be another
+          // file's), where a copy kept from the start would still name it.
+          const socketFd = socketDescriptor(socket);
+          if (socketFd === undefined) return 0;
+          tracked.lastActivityMs = performance.now();
+          return send(socketFd);
+        },
       },
       onWriteError: (reason) =>
         logger.log("warn", "Closing connection: a reply could not be finished", {

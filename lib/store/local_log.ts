@@ -99,6 +99,10 @@ export class LocalLog implements Log {
     this.segments.readInto(target, targetOffset, offset, length);
   }
 
+  sendInto(socketFd: number, offset: number, length: number): number {
+    return this.segments.sendInto(socketFd, offset, length);
+  }
+
   segmentStartFor(offset: number): number {
     return this.segments.segmentStartFor(offset);
   }

@@ -80,6 +80,13 @@ export interface Log {
   readableAt(offset: number, maxBytes: number): number;
   /** Copies `length` readable bytes at `offset` into `target` at `targetOffset`. */
   readInto(target: Uint8Array, targetOffset: number, offset: number, length: number): void;
+  /**
+   * Sends up to `length` readable bytes at `offset` straight from the segment file into the
+   * socket `socketFd` (sendfile); returns the bytes the socket took at once (0: it is full, or
+   * the storage cannot). Throws, as readInto does, when the bytes are gone (a deleted segment).
+   * Absent where a log has no files (test fakes).
+   */
+  sendInto?(socketFd: number, offset: number, length: number): number;
   /** MetaQ's `offset` answer: the start of the segment holding `offset`, clamped to the log. */
   segmentStartFor(offset: number): number;
   /**

@@ -460,6 +460,14 @@ export class PartitionLog {
     segment.readInto(target, targetOffset, offset, length);
   }
 
+  /** Like readInto(), straight into a socket; returns the bytes it took (see Log.sendInto). */
+  sendInto(socketFd: number, offset: number, length: number): number {
+    const segment = this.#segmentFor(offset);
+    assert(offset + length <= segment.endOffset);
+    assert(offset + length <= this.#writtenEnd);
+    return segment.sendInto(socketFd, offset, length);
+  }
+
   /** Bytes readable at `offset` in one read (bounded by its segment and `limit`). */
   readableAt(offset: number, maxBytes: number, limit = this.#ackedEnd): number {
     const segment = this.#segmentFor(offset);

@@ -53,6 +53,12 @@ export class Segment {
     assert(count === length, `Segment ${this.file.path} returned ${count} of ${length} bytes`);
   }
 
+  /** Sends up to `length` bytes at partition `offset` into a socket; returns the bytes it took. */
+  sendInto(socketFd: number, offset: number, length: number): number {
+    assert(offset >= this.startOffset && offset + length <= this.endOffset);
+    return this.file.sendTo?.(socketFd, length, offset - this.startOffset) ?? 0;
+  }
+
   truncate(size: number): void {
     assert(size >= 0 && size <= this.size);
     this.file.truncate(size);

@@ -17,6 +17,12 @@ export interface FileHandle {
   write(chunks: readonly Uint8Array[], position: number): void;
   /** Reads up to `length` bytes at `position` into `target` at `targetOffset`; returns bytes read. */
   read(target: Uint8Array, targetOffset: number, length: number, position: number): number;
+  /**
+   * Copies up to `length` bytes at `position` straight into the socket `socketFd` (sendfile),
+   * without passing them through this process; returns the bytes the socket took at once (0 when
+   * it is full, or where the runtime cannot). Absent where a storage has no real file.
+   */
+  sendTo?(socketFd: number, length: number, position: number): number;
   /** Makes every byte written so far durable (fdatasync). */
   sync(): Promise<void>;
   /**

@@ -4,6 +4,7 @@
  * syncNow is the one synchronous fdatasync, for small group commits (see sync_mode.ts).
  */
 import * as fs from "node:fs";
+import { fileToSocket } from "../runtime/file_to_socket.ts";
 import { type FileHandle, type FileStat, parentDir, type Storage } from "./storage.ts";
 
 const OPEN_FLAGS = fs.constants.O_RDWR;
@@ -12,6 +13,7 @@ const CREATE_FLAGS = fs.constants.O_RDWR | fs.constants.O_CREAT;
 class RealFile implements FileHandle {
   readonly path: string;
   #fd: number;
+  #closed = false;
 
   constructor(path: string, fd: number) {
     this.path = path;
@@ -54,6 +56,12 @@ class RealFile implements FileHandle {
     return total;
   }
 
+  sendTo(socketFd: number, length: number, position: number): number {
+    // A closed file's number may already name another file: never hand it to the kernel.
+    if (this.#closed) throw new Error(`${this.path} is closed`);
+    return fileToSocket?.(socketFd, this.#fd, position, length) ?? 0;
+  }
+
   sync(): Promise<void> {
     return new Promise((resolve, reject) => {
       fs.fdatasync(this.#fd, (error) => (error ? reject(error) : resolve()));
@@ -73,6 +81,7 @@ class RealFile implements FileHandle {
   }
 
   close(): void {
+    this.#closed = true;
     fs.closeSync(this.#fd);
   }
 }

@@ -72,6 +72,10 @@ export function instrumentStorage(inner: Storage, options: StorageInstrumentatio
     write: (chunks, position) => file.write(chunks, position),
     read: (target, targetOffset, length, position) =>
       file.read(target, targetOffset, length, position),
+    // Reads are not journaled; a test build sends `get` bodies as a release build does.
+    sendTo: file.sendTo
+      ? (socketFd, length, position) => file.sendTo!(socketFd, length, position)
+      : undefined,
     truncate: (size) => file.truncate(size),
     size: () => file.size(),
     close: () => file.close(),

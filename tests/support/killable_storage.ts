@@ -30,6 +30,7 @@ export function killableStorage(inner: Storage): KillableStorage {
       file.write(chunks, position);
     },
     read: (...args) => (alive(), file.read(...args)),
+    sendTo: file.sendTo ? (...args) => (alive(), file.sendTo!(...args)) : undefined,
     sync: () => dead ? new Promise<void>(() => {}) : file.sync(),
     truncate: (size) => (alive(), file.truncate(size)),
     size: () => (alive(), file.size()),

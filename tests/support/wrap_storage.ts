@@ -29,6 +29,7 @@ export function wrapFile(file: FileHandle, overrides: Partial<FileHandle>): File
     path: file.path,
     write: (chunks, position) => file.write(chunks, position),
     read: (...args) => file.read(...args),
+    sendTo: file.sendTo ? (...args) => file.sendTo!(...args) : undefined,
     sync: () => file.sync(),
     syncNow: file.syncNow ? () => file.syncNow!() : undefined,
     truncate: (size) => file.truncate(size),
