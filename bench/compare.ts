@@ -795,7 +795,7 @@ function summary(workload: Workload, result: WorkloadResult): string {
 
 // ---------------------------------------------------------------- client processes
 
-interface ClientFlags {
+export interface ClientFlags {
   readonly target: string;
   readonly size: number;
   readonly messages?: number;
@@ -809,7 +809,7 @@ interface ClientFlags {
 }
 
 /** Runs bench/client.ts in its own process (Bun), killed if it outlives its cap by 60 s. */
-function runClient(
+export function runClient(
   system: System,
   workload: Workload,
   ports: number[],
