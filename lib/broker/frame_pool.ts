@@ -66,22 +66,10 @@ export class FramePool {
     const firstBytes = Math.min(header.length + bodyBytes, FRAME_BYTES);
     const { frame, release } = this.take(firstBytes);
     frame.set(header, 0);
-    let sent = firstBytes - header.length;
-    read(frame, header.length, 0, sent);
-    if (sent === bodyBytes) return { bytes: frame, release };
-    const rest: FrameRest = {
-      get remaining() {
-        return bodyBytes - sent;
-      },
-      next: () => {
-        const bytes = Math.min(FRAME_BYTES, bodyBytes - sent);
-        const piece = this.take(bytes);
-        read(piece.frame, 0, sent, bytes);
-        sent += bytes;
-        return { bytes: piece.frame, release: piece.release };
-      },
-    };
-    return { bytes: frame, release, rest };
+    const first = firstBytes - header.length;
+    read(frame, header.length, 0, first);
+    if (first === bodyBytes) return { bytes: frame, release };
+    return { bytes: frame, release, rest: this.#rest(bodyBytes, first, read) };
   }
 
   /**
@@ -96,8 +84,15 @@ export class FramePool {
     read: BodyReader,
     send: BodySender,
   ): { bytes: Uint8Array; rest: FrameRest } {
-    let sent = 0;
-    const rest: FrameRest = {
+    return { bytes: header, rest: this.#rest(bodyBytes, 0, read, send) };
+  }
+
+  /**
+   * The body of a frame from `sent` bytes on: read a pooled buffer at a time (`next`) and, given
+   * `send`, sent straight from its file (`sendTo`); both move the same position.
+   */
+  #rest(bodyBytes: number, sent: number, read: BodyReader, send?: BodySender): FrameRest {
+    return {
       get remaining() {
         return bodyBytes - sent;
       },
@@ -108,13 +103,12 @@ export class FramePool {
         sent += bytes;
         return { bytes: piece.frame, release: piece.release };
       },
-      sendTo: (socketFd) => {
+      sendTo: send && ((socketFd) => {
         const taken = send(socketFd, sent, bodyBytes - sent);
         sent += taken;
         return taken;
-      },
+      }),
     };
-    return { bytes: header, rest };
   }
 
   /** Idle buffers held (tests). */

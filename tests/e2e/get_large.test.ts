@@ -14,6 +14,7 @@ import { metaqChecksum } from "../../lib/crc32.ts";
 import { decodeRecords, RECORD_HEADER_BYTES } from "../../lib/protocol/record.ts";
 import { BrokerProcess, runMetaq } from "../support/harness.ts";
 import { RawSocket } from "../support/raw_socket.ts";
+import { splitReplyFrames } from "../support/reply_frames.ts";
 import { tempDir } from "../support/temp_dir.ts";
 
 const MESSAGE_MAX = 8 * 1024 * 1024;
@@ -51,24 +52,6 @@ async function putAll(port: number, topic: string, payloads: Uint8Array[]): Prom
     offsets.push(Number(reply.body.toString().split(" ")[2]));
   }
   return offsets;
-}
-
-/** Splits `bytes` into reply frames: header line and body. */
-function frames(bytes: Buffer): { header: string; body: Buffer }[] {
-  const found: { header: string; body: Buffer }[] = [];
-  let at = 0;
-  while (at < bytes.length) {
-    const end = bytes.indexOf("\r\n", at);
-    if (end < 0) throw new Error(`a cut header at byte ${at}`);
-    const header = bytes.subarray(at, end).toString();
-    const tokens = header.split(" ");
-    const length = Number(tokens[0] === "value" ? tokens[1] : tokens[2]);
-    const body = bytes.subarray(end + 2, end + 2 + length);
-    if (body.length < length) throw new Error(`a cut body: ${header}, ${body.length} bytes`);
-    found.push({ header, body });
-    at = end + 2 + length;
-  }
-  return found;
 }
 
 test(
@@ -128,7 +111,7 @@ test(
     }
     socket.destroy();
 
-    const replies = frames(Buffer.concat(chunks, received));
+    const replies = splitReplyFrames(Buffer.concat(chunks, received));
     expect(replies.map((reply) => Number(reply.header.split(" ").at(-1)))).toEqual([
       ...order.keys(),
       30,

@@ -16,6 +16,7 @@ import { RECORD_HEADER_BYTES } from "../../lib/protocol/record.ts";
 import { fileToSocket } from "../../lib/runtime/file_to_socket.ts";
 import { FileStorage } from "../../lib/store/storage_file.ts";
 import { RawSocket } from "../support/raw_socket.ts";
+import { splitReplyFrames } from "../support/reply_frames.ts";
 import { type TempDir, tempDir } from "../support/temp_dir.ts";
 import { wrapFile, wrapStorage } from "../support/wrap_storage.ts";
 
@@ -93,24 +94,6 @@ function payloadsOf(body: Uint8Array): Uint8Array[] {
   return found;
 }
 
-/** Splits a reply stream into frames (header line and body). */
-function frames(bytes: Buffer): { header: string; body: Buffer }[] {
-  const found: { header: string; body: Buffer }[] = [];
-  let at = 0;
-  while (at < bytes.length) {
-    const end = bytes.indexOf("\r\n", at);
-    if (end < 0) throw new Error(`a cut header at byte ${at}`);
-    const header = bytes.subarray(at, end).toString();
-    const tokens = header.split(" ");
-    const length = Number(tokens[0] === "value" ? tokens[1] : tokens[2]);
-    const body = bytes.subarray(end + 2, end + 2 + length);
-    if (body.length < length) throw new Error(`a cut body: ${header}, ${body.length} bytes`);
-    found.push({ header, body });
-    at = end + 2 + length;
-  }
-  return found;
-}
-
 /**
  * Sends every request in one write: for each record a `get` of it and the one after (a body of
  * ~400 KiB), with a `version` between, and reads until the last reply, slowly when asked.
@@ -150,7 +133,7 @@ async function getAll(slow: boolean): Promise<void> {
   clearTimeout(timeout);
   socket.destroy();
 
-  const replies = frames(Buffer.concat(chunks, received));
+  const replies = splitReplyFrames(Buffer.concat(chunks, received));
   expect(replies.map((reply) => Number(reply.header.split(" ").at(-1)))).toEqual(
     [...Array(2 * MESSAGES).keys()],
   );

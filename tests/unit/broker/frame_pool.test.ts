@@ -87,3 +87,40 @@ test("wholeFrame joins a frame's first part and its rest", () => {
   expect(whole.length).toBe(header.length + 2_500_000);
   expect(whole.subarray(header.length).every((byte, index) => byte === index % 251)).toBe(true);
 });
+
+test("a file frame reads nothing up front; sending and reading move one position", () => {
+  const pool = new FramePool();
+  const reads: [number, number][] = [];
+  const header = new TextEncoder().encode("value 2621440 9\r\n");
+  const bodyBytes = 2.5 * 1024 * 1024;
+  // The socket takes 700,000 bytes, then is full, then takes whatever is asked.
+  const takes = [700_000, 0];
+  const sends: [number, number][] = [];
+  const { bytes, rest } = pool.fileFrame(header, bodyBytes, source(reads), (fd, from, count) => {
+    expect(fd).toBe(17);
+    const taken = Math.min(count, takes.shift() ?? count);
+    sends.push([from, taken]);
+    return taken;
+  });
+  expect(bytes).toEqual(header);
+  expect(reads).toEqual([]);
+  expect(rest.remaining).toBe(bodyBytes);
+  expect(rest.sendTo!(17)).toBe(700_000);
+  expect(rest.sendTo!(17)).toBe(0);
+  // Full socket: the next piece is read into a pooled buffer from where the send stopped.
+  const piece = rest.next();
+  expect(piece.bytes.length).toBe(FRAME_BYTES);
+  expect(piece.bytes[0]).toBe(700_000 % 251);
+  expect(reads).toEqual([[700_000, FRAME_BYTES]]);
+  expect(rest.sendTo!(17)).toBe(bodyBytes - 700_000 - FRAME_BYTES);
+  expect(rest.remaining).toBe(0);
+  expect(sends.map(([from]) => from)).toEqual([0, 700_000, 700_000 + FRAME_BYTES]);
+});
+
+test("a frame read into buffers offers no send from a file", () => {
+  const pool = new FramePool();
+  const header = new TextEncoder().encode("value 2097152 1\r\n");
+  const frame = pool.frame(header, 2 * 1024 * 1024, source([]));
+  expect(frame.rest).toBeDefined();
+  expect(frame.rest!.sendTo).toBeUndefined();
+});
