@@ -235,6 +235,11 @@ export class PartitionLog {
     // as durable (a replica counts them toward a commit) only once synced. Sealed segments were
     // synced before the next one started.
     await segments[segments.length - 1].file.sync();
+    // The same for the last segment's directory entry: a process killed in the middle of a roll
+    // created the file and never synced the directory. Appends go into that file now, so a power
+    // cut would take acknowledged records with the entry (the uplink e2e test's power cuts
+    // found this).
+    await options.storage.syncDir(options.dir);
     return new PartitionLog(options, segments, report);
   }
 

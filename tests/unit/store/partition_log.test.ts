@@ -13,6 +13,7 @@ import { findIds } from "../../../lib/store/missing_records.ts";
 import { applyRetention } from "../../../lib/store/retention.ts";
 import type { FileHandle, Storage } from "../../../lib/store/storage.ts";
 import { FileStorage } from "../../../lib/store/storage_file.ts";
+import { segmentFileName } from "../../../lib/store/segment.ts";
 import { MemoryStorage } from "../../../lib/store/storage_memory.ts";
 import { ascii, text } from "../../support/bytes.ts";
 import { tempDir } from "../../support/temp_dir.ts";
@@ -604,6 +605,26 @@ describe("partition log crash recovery (memory storage power-cut model)", () => 
     const { log: reopened } = await openLog({ ...fixture, storage: memory });
     expect(reopened.ackedEnd).toBe(perSegment * RECORD_BYTES);
     expect(readAll(reopened).length).toBe(perSegment);
+  });
+
+  test("a segment a killed roll left unsynced is made durable at reopen, before appends into it count", async () => {
+    const memory = new MemoryStorage();
+    const fixture: Fixture = { storage: memory, dir: "/data/orders-0", cleanup() {} };
+    const { log } = await openLog(fixture, { segmentBytesMax: 2048 });
+    await appendMany(log, 10);
+    const end = 10 * RECORD_BYTES;
+    // The process is killed in the middle of a roll: the next segment's file exists (the page
+    // cache keeps it), its directory entry was never synced.
+    memory.open(`/data/orders-0/${segmentFileName(end)}`, { create: true });
+    const { log: reopened } = await openLog(fixture, { segmentBytesMax: 2048 });
+    await appendMany(reopened, 5, 10);
+    expect(reopened.ackedEnd).toBe(15 * RECORD_BYTES);
+    // Then the power goes: the five acknowledged records must still be there.
+    memory.crash();
+    const { log: afterPowerCut } = await openLog(fixture, { segmentBytesMax: 2048 });
+    expect(readAll(afterPowerCut)).toEqual(
+      Array.from({ length: 15 }, (_, i) => text(message(i).data)),
+    );
   });
 
   test("a failed write is refused, cut back, and later appends succeed when space returns", async () => {
