@@ -899,7 +899,12 @@ async function runStartup(plan: Plan, system: System, cells: Cells): Promise<voi
  * Milliseconds from spawning `system` on the empty directory `dir` to the acknowledgement of its
  * first 100 B message (row 6; bench/startup.ts runs it alone). `binary` is metaq's.
  */
-export async function startOnce(binary: string, system: System, dir: string): Promise<number> {
+export async function startOnce(
+  binary: string,
+  system: System,
+  dir: string,
+  metaqArgs: readonly string[] = [],
+): Promise<number> {
   fs.mkdirSync(dir, { recursive: true });
   const port = await freePort();
   const logPath = path.join(dir, "server.log");
@@ -920,6 +925,7 @@ export async function startOnce(binary: string, system: System, dir: string): Pr
       "--data",
       path.join(dir, "data"),
       "--no-http",
+      ...metaqArgs,
     ], logPath)
     : system === "nats"
     ? spawnTracked(

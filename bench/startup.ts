@@ -6,6 +6,11 @@
  *
  *   bun bench/startup.ts [--rounds 7] [--binary dist/metaq]... [--nats] [--redis]
  *
+ * With `--restart-partitions N` the metaq contenders start instead on a copy of a data directory
+ * whose topic holds one record in each of N partitions (written once, by the first binary), so
+ * the time includes recovery: each partition's last segment and directory are synced before the
+ * port serves. The peers still start empty.
+ *
  * Every process started is stopped (by PID) before the next one starts.
  */
 import * as fs from "node:fs";
@@ -13,11 +18,15 @@ import * as os from "node:os";
 import * as path from "node:path";
 import process from "node:process";
 import { parseArgs } from "node:util";
+import { makePayload } from "../lib/bench/load.ts";
+import { BrokerConnection } from "../lib/client/connection.ts";
+import { metaqChecksum } from "../lib/crc32.ts";
 import { describeError } from "../lib/errors.ts";
+import { encodePut } from "../lib/protocol/encoder.ts";
 import type { System } from "./client.ts";
 import { startOnce } from "./compare.ts";
 import { loadAverage } from "./machine.ts";
-import { natsBinary, stopAll } from "./servers.ts";
+import { freePort, natsBinary, spawnTracked, stopAll, stopChild, waitForPort } from "./servers.ts";
 import { median } from "./stats.ts";
 
 async function main(): Promise<void> {
@@ -28,11 +37,16 @@ async function main(): Promise<void> {
       binary: { type: "string", multiple: true },
       nats: { type: "boolean", default: false },
       redis: { type: "boolean", default: false },
+      "restart-partitions": { type: "string", default: "0" },
     },
   });
   const rounds = Number(values.rounds);
   if (!Number.isInteger(rounds) || rounds < 1 || rounds > 100) {
     throw new Error(`--rounds takes 1..100, not '${values.rounds}'`);
+  }
+  const partitions = Number(values["restart-partitions"]);
+  if (!Number.isInteger(partitions) || partitions < 0 || partitions > 4096) {
+    throw new Error(`--restart-partitions takes 0..4096, not '${values["restart-partitions"]}'`);
   }
   const contenders: { label: string; system: System; binary: string }[] = [];
   for (const binary of values.binary ?? ["dist/metaq"]) {
@@ -42,16 +56,24 @@ async function main(): Promise<void> {
   if (values.redis) contenders.push({ label: "redis-server", system: "redis", binary: "" });
   const work = fs.mkdtempSync(path.join(os.tmpdir(), "metaq-startup-"));
   const times = contenders.map(() => [] as number[]);
-  console.log(`load average before: ${loadAverage()}`);
+  const seed = path.join(work, "seed");
+  const metaqArgs = partitions > 0 ? ["--partitions", String(partitions)] : [];
   try {
+    if (partitions > 0) {
+      await seedPartitions(contenders[0].binary, seed, partitions);
+      console.log(`seeded ${partitions} partitions with one record each`);
+    }
+    console.log(`load average before: ${loadAverage()}`);
     for (let round = 0; round < rounds; round++) {
       // Rotate who goes first, so no contender always runs right after the same other one.
       for (let turn = 0; turn < contenders.length; turn++) {
         const index = (turn + round) % contenders.length;
         const dir = path.join(work, `${index}-${round}`);
+        const { binary, system } = contenders[index];
         try {
+          if (partitions > 0 && system === "metaq") fs.cpSync(seed, dir, { recursive: true });
           times[index].push(
-            await startOnce(contenders[index].binary, contenders[index].system, dir),
+            await startOnce(binary, system, dir, system === "metaq" ? metaqArgs : []),
           );
         } catch (error) {
           console.log(`${contenders[index].label}: failed: ${describeError(error)}`);
@@ -69,6 +91,51 @@ async function main(): Promise<void> {
     const mid = times[index].length ? `${median(times[index]).toFixed(1)} ms` : "-";
     console.log(`${contender.label}: median ${mid} (runs: ${runs})`);
   });
+}
+
+/** A data directory (`dir/data`) whose topic `restart` holds one 100 B record per partition. */
+async function seedPartitions(binary: string, dir: string, partitions: number): Promise<void> {
+  fs.mkdirSync(dir, { recursive: true });
+  const port = await freePort();
+  const child = spawnTracked(binary, [
+    "serve",
+    "--port",
+    String(port),
+    "--data",
+    path.join(dir, "data"),
+    "--no-http",
+    "--partitions",
+    String(partitions),
+  ], path.join(dir, "seed.log"));
+  try {
+    await waitForPort(port, 20_000);
+    const connection = await BrokerConnection.connect({ host: "127.0.0.1", port });
+    try {
+      const body = makePayload(100);
+      for (let partition = 0; partition < partitions; partition++) {
+        const opaque = connection.nextOpaque();
+        const reply = await connection.request(
+          encodePut({
+            topic: "restart",
+            partition,
+            flag: 0,
+            checksum: metaqChecksum(body),
+            opaque,
+            body,
+          }),
+          opaque,
+        );
+        if (reply.kind !== "result" || reply.code !== 200) {
+          throw new Error(`seeding partition ${partition}: put refused`);
+        }
+      }
+    } finally {
+      connection.close();
+    }
+  } finally {
+    await stopChild(child); // a graceful stop: the seed is whole on disk
+  }
+  fs.rmSync(path.join(dir, "seed.log"), { force: true });
 }
 
 if (import.meta.main) await main();
