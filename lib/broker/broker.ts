@@ -667,15 +667,14 @@ export class Broker {
     const header = encodeValueHeader(length, command.opaque);
     const read: BodyReader = (target, at, from, bytes) =>
       log.readInto(target, at, offset + from, bytes);
-    const sendInto = log.sendInto;
+    // A body left in its file is sent when the socket gets to it, maybe after retention has
+    // deleted its segment: the range is held (its file kept open) until then.
+    const held = fromFiles && length >= FILE_FRAME_BYTES_MIN
+      ? log.holdRange?.(offset, length)
+      : undefined;
     // Pooled buffers, not zero-filled: the header and the reads overwrite every byte.
-    const frame = fromFiles && sendInto && length >= FILE_FRAME_BYTES_MIN
-      ? this.#frames.fileFrame(
-        header,
-        length,
-        read,
-        (socketFd, from, bytes) => sendInto.call(log, socketFd, offset + from, bytes),
-      )
+    const frame = held
+      ? this.#frames.fileFrame(header, length, held)
       : this.#frames.frame(header, length, read);
     this.stats.served(topic, partition, length);
     return { kind: "frame", ...frame };

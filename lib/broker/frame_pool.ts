@@ -24,6 +24,13 @@ export type BodyReader = (target: Uint8Array, at: number, from: number, bytes: n
  */
 export type BodySender = (socketFd: number, from: number, bytes: number) => number;
 
+/** A body left in its file for a file frame: read or sent by position, and let go when done. */
+export interface FileBody {
+  readonly readInto: BodyReader;
+  readonly sendInto: BodySender;
+  release(): void;
+}
+
 /** Pooled capacity: a 1 MiB read (what MetaQ's clients ask for) and its `value` header. */
 export const FRAME_BYTES = 1024 * 1024 + 64;
 
@@ -76,22 +83,33 @@ export class FramePool {
    * A frame whose body stays in its file until the socket's writer asks for it: `bytes` is the
    * header alone, and `rest` both sends the body straight from the file (`sendTo`, when the
    * writer's socket can) and reads it piece by piece into pooled buffers (when it cannot, or the
-   * socket is full). Nothing is read before the writer knows which.
+   * socket is full). Nothing is read before the writer knows which. The body's file is held
+   * until the rest is handed over or abandoned, then `body.release` lets it go.
    */
   fileFrame(
     header: Uint8Array,
     bodyBytes: number,
-    read: BodyReader,
-    send: BodySender,
+    body: FileBody,
   ): { bytes: Uint8Array; rest: FrameRest } {
-    return { bytes: header, rest: this.#rest(bodyBytes, 0, read, send) };
+    return { bytes: header, rest: this.#rest(bodyBytes, 0, body.readInto, body) };
   }
 
   /**
    * The body of a frame from `sent` bytes on: read a pooled buffer at a time (`next`) and, given
-   * `send`, sent straight from its file (`sendTo`); both move the same position.
+   * a file body, sent straight from its file (`sendTo`); both move the same position. A file
+   * body is released once the last byte is handed over, or when the writer abandons the rest.
    */
-  #rest(bodyBytes: number, sent: number, read: BodyReader, send?: BodySender): FrameRest {
+  #rest(bodyBytes: number, sent: number, read: BodyReader, file?: FileBody): FrameRest {
+    let released = false;
+    const releaseFile = () => {
+      if (released || !file) return;
+      released = true;
+      file.release();
+    };
+    const moved = (bytes: number) => {
+      sent += bytes;
+      if (sent === bodyBytes) releaseFile();
+    };
     return {
       get remaining() {
         return bodyBytes - sent;
@@ -100,14 +118,15 @@ export class FramePool {
         const bytes = Math.min(FRAME_BYTES, bodyBytes - sent);
         const piece = this.take(bytes);
         read(piece.frame, 0, sent, bytes);
-        sent += bytes;
+        moved(bytes);
         return { bytes: piece.frame, release: piece.release };
       },
-      sendTo: send && ((socketFd) => {
-        const taken = send(socketFd, sent, bodyBytes - sent);
-        sent += taken;
+      sendTo: file && ((socketFd) => {
+        const taken = file.sendInto(socketFd, sent, bodyBytes - sent);
+        moved(taken);
         return taken;
       }),
+      abandon: file && releaseFile,
     };
   }
 

@@ -11,7 +11,14 @@ import { BrokerError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { type RecordInput, walkRecords, writeRecord } from "../protocol/record.ts";
 import { RECORD_DATA_BYTES_MAX, RECORD_HEADER_BYTES } from "../limits.ts";
-import type { AppendDone, AppendOutcome, Log, LogFacts, LogWriter } from "../store/log.ts";
+import type {
+  AppendDone,
+  AppendOutcome,
+  HeldRange,
+  Log,
+  LogFacts,
+  LogWriter,
+} from "../store/log.ts";
 import { findIds, idsOf, recordIdAt, withoutIds } from "../store/missing_records.ts";
 import { applyRetention } from "../store/retention.ts";
 import type { Storage } from "../store/storage.ts";
@@ -186,8 +193,8 @@ export class ReplicatedLog implements Log {
     this.#replica.log.readInto(target, targetOffset, offset, length);
   }
 
-  sendInto(socketFd: number, offset: number, length: number): number {
-    return this.#replica.log.sendInto(socketFd, offset, length);
+  holdRange(offset: number, length: number): HeldRange {
+    return this.#replica.log.holdRange(offset, length);
   }
 
   segmentStartFor(offset: number): number {

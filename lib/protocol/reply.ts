@@ -50,6 +50,11 @@ export interface FrameRest {
    * holds nothing queued of its own may call it, or the bytes would overtake what is queued.
    */
   sendTo?(socketFd: number): number;
+  /**
+   * The writer drops the frame before its end (its connection closed): what the rest holds (a
+   * segment file kept open for it) is let go. Idempotent, and a no-op once the rest is sent.
+   */
+  abandon?(): void;
 }
 
 /** A frame's bytes in one array: its first part and whatever its rest still has to read. */

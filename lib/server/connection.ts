@@ -245,12 +245,40 @@ export class Connection {
     // A large frame half written is finished first (with the replies queued behind it): the
     // peer could not tell a cut frame from the end of the stream.
     if (this.#streaming) this.#endAfterStream = true;
-    else this.#options.transport.end();
+    else {
+      this.#dropOutput();
+      this.#options.transport.end();
+    }
+  }
+
+  /**
+   * The transport is gone (the socket closed): nothing more can be written, so the frames still
+   * queued, the one being written included, let go of what they hold (segment files kept open
+   * for them).
+   */
+  transportClosed(): void {
+    this.#closed = true;
+    this.#endAfterStream = false;
+    this.#streaming?.abandon?.();
+    this.#streaming = undefined;
+    this.#dropOutput();
+  }
+
+  /** Drops the replies not yet handed to the transport. */
+  #dropOutput(): void {
+    for (const part of this.#output) {
+      if (typeof part !== "string" && !(part instanceof Uint8Array)) part.rest?.abandon?.();
+    }
+    this.#output = [];
+    this.#outputBytes = 0;
   }
 
   #reply(reply: Reply, opaque: number): void {
     this.#pending -= 1;
-    if (this.#closed) return;
+    if (this.#closed) {
+      if (reply.kind === "frame") reply.rest?.abandon?.();
+      return;
+    }
     if (reply.kind === "frame") {
       const { bytes, release, rest } = reply;
       this.#output.push(release || rest ? { bytes, release, rest } : bytes);
@@ -343,8 +371,8 @@ export class Connection {
         // The frame's source went away (its segment deleted): it cannot be finished, and the
         // peer could not tell a cut frame from the next reply.
         this.#options.onWriteError?.(describeError(error));
-        this.#closed = true;
-        this.#streaming = undefined;
+        rest.abandon?.();
+        this.transportClosed();
         transport.destroy();
         return;
       }

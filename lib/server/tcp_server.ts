@@ -314,6 +314,7 @@ export class TcpServer {
     socket.on("close", () => {
       if (socket !== key) key.destroy();
       connection.close("peer closed");
+      connection.transportClosed();
       requests.connectionClosed(context);
     });
   }

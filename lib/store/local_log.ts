@@ -7,7 +7,7 @@
 import type { DeletePolicy } from "../config/retention_policy.ts";
 import type { Logger } from "../log.ts";
 import type { RecordInput } from "../protocol/record.ts";
-import type { AppendDone, Log, LogFacts, LogWriter } from "./log.ts";
+import type { AppendDone, HeldRange, Log, LogFacts, LogWriter } from "./log.ts";
 import { findIds, idsOf, withoutIds } from "./missing_records.ts";
 import type { PartitionLog } from "./partition_log.ts";
 import { applyRetention } from "./retention.ts";
@@ -99,8 +99,8 @@ export class LocalLog implements Log {
     this.segments.readInto(target, targetOffset, offset, length);
   }
 
-  sendInto(socketFd: number, offset: number, length: number): number {
-    return this.segments.sendInto(socketFd, offset, length);
+  holdRange(offset: number, length: number): HeldRange {
+    return this.segments.holdRange(offset, length);
   }
 
   segmentStartFor(offset: number): number {

@@ -13,6 +13,20 @@ import type { BrokerError } from "../errors.ts";
 import type { DeletePolicy } from "../config/retention_policy.ts";
 import type { RecordInput } from "../protocol/record.ts";
 
+/** Bytes of a log held for a reply (Log.holdRange); positions count from the range's start. */
+export interface HeldRange {
+  /** Copies `bytes` of the range, from `from` on, into `target` at `targetOffset`. */
+  readInto(target: Uint8Array, targetOffset: number, from: number, bytes: number): void;
+  /**
+   * Sends up to `bytes` of the range, from `from` on, straight from the segment file into the
+   * socket `socketFd` (sendfile); returns the bytes the socket took at once (0: it is full, or
+   * the storage cannot).
+   */
+  sendInto(socketFd: number, from: number, bytes: number): number;
+  /** The reply is done with the range (sent, or dropped); idempotent. */
+  release(): void;
+}
+
 /** What an append hears back: where the batch starts, or why it was not stored. */
 export type AppendOutcome =
   | { readonly ok: true; readonly offset: number }
@@ -81,12 +95,12 @@ export interface Log {
   /** Copies `length` readable bytes at `offset` into `target` at `targetOffset`. */
   readInto(target: Uint8Array, targetOffset: number, offset: number, length: number): void;
   /**
-   * Sends up to `length` readable bytes at `offset` straight from the segment file into the
-   * socket `socketFd` (sendfile); returns the bytes the socket took at once (0: it is full, or
-   * the storage cannot). Throws, as readInto does, when the bytes are gone (a deleted segment).
-   * Absent where a log has no files (test fakes).
+   * `length` readable bytes at `offset` (within one segment, as readableAt gives them), held
+   * for a reply sent later from the file: they stay readable and sendable until `release`, even
+   * if retention, a cut or a close lets their segment go meanwhile. Absent where a log has no
+   * files (test fakes).
    */
-  sendInto?(socketFd: number, offset: number, length: number): number;
+  holdRange?(offset: number, length: number): HeldRange;
   /** MetaQ's `offset` answer: the start of the segment holding `offset`, clamped to the log. */
   segmentStartFor(offset: number): number;
   /**

@@ -20,6 +20,7 @@ import type { Logger } from "../log.ts";
 import { type RecordInput, writeRecord } from "../protocol/record.ts";
 import { scanSegment, type ScanVerdict } from "./recovery.ts";
 import { parseSegmentFileName, Segment, segmentFileName } from "./segment.ts";
+import type { HeldRange } from "./log.ts";
 import { joinPath, makeDirDurably, type Storage } from "./storage.ts";
 import { cpuBusyProbe, type SyncMode, SyncModeChooser } from "./sync_mode.ts";
 
@@ -464,9 +465,33 @@ export class PartitionLog {
     this.#segmentHolding(offset, length).readInto(target, targetOffset, offset, length);
   }
 
-  /** Like readInto(), straight into a socket; returns the bytes it took (see Log.sendInto). */
-  sendInto(socketFd: number, offset: number, length: number): number {
-    return this.#segmentHolding(offset, length).sendInto(socketFd, offset, length);
+  /**
+   * The `length` bytes at `offset` for a reply sent later: they stay readable and sendable until
+   * `release`, even if retention, a cut or a close lets their segment go meanwhile (its file is
+   * closed at the last release instead). Positions given to the hold count from `offset`.
+   */
+  holdRange(offset: number, length: number): HeldRange {
+    const segment = this.#segmentHolding(offset, length);
+    const letGo = segment.hold();
+    let held = true;
+    const check = (from: number, bytes: number) => {
+      assert(held, `${this.name}: a released range was read`);
+      assert(from >= 0 && from + bytes <= length);
+    };
+    return {
+      readInto: (target, targetOffset, from, bytes) => {
+        check(from, bytes);
+        segment.readInto(target, targetOffset, offset + from, bytes);
+      },
+      sendInto: (socketFd, from, bytes) => {
+        check(from, bytes);
+        return segment.sendInto(socketFd, offset + from, bytes);
+      },
+      release: () => {
+        held = false;
+        letGo();
+      },
+    };
   }
 
   /** The segment holding `length` written bytes at `offset`, all of them. */
@@ -516,7 +541,7 @@ export class PartitionLog {
       this.#segments.length > 1 && this.#segments[this.#segments.length - 1].startOffset > offset
     ) {
       const segment = this.#segments.pop()!;
-      segment.file.close();
+      segment.retire();
       storage.remove(segment.file.path);
     }
     const active = this.#segments[this.#segments.length - 1];
@@ -545,7 +570,7 @@ export class PartitionLog {
     await storage.syncDir(dir);
     for (const segment of this.#segments) {
       if (segment.startOffset === offset) continue;
-      segment.file.close();
+      segment.retire();
       storage.remove(segment.file.path);
     }
     await storage.syncDir(dir);
@@ -567,7 +592,7 @@ export class PartitionLog {
     while (this.#segments.length > 1) {
       const oldest = this.#segments[0];
       if (!shouldRemove(oldest.file.path, oldest.endOffset)) break;
-      oldest.file.close();
+      oldest.retire();
       this.#segments.shift();
       removed.push(oldest.file.path);
     }
@@ -580,7 +605,7 @@ export class PartitionLog {
     await this.flush();
     this.#closed = true;
     clearTimeout(this.#syncTimer);
-    for (const segment of this.#segments) segment.file.close();
+    for (const segment of this.#segments) segment.retire();
   }
 
   /** Called by the owner's timer in threshold mode; syncs if the interval has passed. */
@@ -877,7 +902,7 @@ export class PartitionLog {
         this.#segments.length > 1 && this.#segments[this.#segments.length - 1].startOffset > cutTo
       ) {
         const segment = this.#segments.pop()!;
-        segment.file.close();
+        segment.retire();
         this.options.storage.remove(segment.file.path);
       }
       const active = this.#segments[this.#segments.length - 1];

@@ -26,6 +26,10 @@ export class Segment {
   readonly file: FileHandle;
   /** Bytes written to the file (not necessarily synced). */
   size: number;
+  /** Replies still to be sent from this file (`hold`). */
+  #holds = 0;
+  /** The log let this segment go: the file closes once no reply holds it. */
+  #retired = false;
 
   constructor(startOffset: number, file: FileHandle, size: number) {
     this.startOffset = startOffset;
@@ -57,6 +61,31 @@ export class Segment {
   sendInto(socketFd: number, offset: number, length: number): number {
     assert(offset >= this.startOffset && offset + length <= this.endOffset);
     return this.file.sendTo?.(socketFd, length, offset - this.startOffset) ?? 0;
+  }
+
+  /**
+   * Keeps the file open for a reply whose bytes are sent from it later, after the log may have
+   * let the segment go (retention, a cut, a close). A deleted file stays readable through an
+   * open descriptor, so such a reply is finished as it was promised. Returns the release
+   * (idempotent).
+   */
+  hold(): () => void {
+    assert(!this.#retired, `Segment ${this.file.path} is no longer in its log`);
+    this.#holds += 1;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.#holds -= 1;
+      if (this.#holds === 0 && this.#retired) this.file.close();
+    };
+  }
+
+  /** The log no longer reads this segment: its file closes now, or at the last hold's release. */
+  retire(): void {
+    if (this.#retired) return;
+    this.#retired = true;
+    if (this.#holds === 0) this.file.close();
   }
 
   truncate(size: number): void {

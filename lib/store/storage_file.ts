@@ -41,6 +41,7 @@ class RealFile implements FileHandle {
   }
 
   read(target: Uint8Array, targetOffset: number, length: number, position: number): number {
+    if (this.#closed) throw new Error(`${this.path} is closed`); // (see sendTo)
     let total = 0;
     while (total < length) {
       const count = fs.readSync(

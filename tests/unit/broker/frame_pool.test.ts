@@ -96,11 +96,16 @@ test("a file frame reads nothing up front; sending and reading move one position
   // The socket takes 700,000 bytes, then is full, then takes whatever is asked.
   const takes = [700_000, 0];
   const sends: [number, number][] = [];
-  const { bytes, rest } = pool.fileFrame(header, bodyBytes, source(reads), (fd, from, count) => {
-    expect(fd).toBe(17);
-    const taken = Math.min(count, takes.shift() ?? count);
-    sends.push([from, taken]);
-    return taken;
+  let releases = 0;
+  const { bytes, rest } = pool.fileFrame(header, bodyBytes, {
+    readInto: source(reads),
+    sendInto: (fd, from, count) => {
+      expect(fd).toBe(17);
+      const taken = Math.min(count, takes.shift() ?? count);
+      sends.push([from, taken]);
+      return taken;
+    },
+    release: () => (releases += 1),
   });
   expect(bytes).toEqual(header);
   expect(reads).toEqual([]);
@@ -112,9 +117,45 @@ test("a file frame reads nothing up front; sending and reading move one position
   expect(piece.bytes.length).toBe(FRAME_BYTES);
   expect(piece.bytes[0]).toBe(700_000 % 251);
   expect(reads).toEqual([[700_000, FRAME_BYTES]]);
+  expect(releases).toBe(0); // the file is still needed
   expect(rest.sendTo!(17)).toBe(bodyBytes - 700_000 - FRAME_BYTES);
   expect(rest.remaining).toBe(0);
   expect(sends.map(([from]) => from)).toEqual([0, 700_000, 700_000 + FRAME_BYTES]);
+  // Sent whole: the file is let go once, and abandoning the finished rest changes nothing.
+  expect(releases).toBe(1);
+  rest.abandon!();
+  expect(releases).toBe(1);
+});
+
+test("a file frame abandoned half sent lets its file go once", () => {
+  const pool = new FramePool();
+  let releases = 0;
+  const header = new TextEncoder().encode("value 1048576 3\r\n");
+  const { rest } = pool.fileFrame(header, 1024 * 1024, {
+    readInto: source([]),
+    sendInto: (_fd, _from, count) => Math.min(count, 4096),
+    release: () => (releases += 1),
+  });
+  expect(rest.sendTo!(5)).toBe(4096);
+  rest.abandon!();
+  rest.abandon!();
+  expect(releases).toBe(1);
+});
+
+test("a file frame whose last bytes are read into a buffer lets its file go", () => {
+  const pool = new FramePool();
+  let releases = 0;
+  const header = new TextEncoder().encode("value 100000 4\r\n");
+  const { rest } = pool.fileFrame(header, 100_000, {
+    readInto: source([]),
+    sendInto: () => 0, // the socket is full
+    release: () => (releases += 1),
+  });
+  expect(rest.sendTo!(5)).toBe(0);
+  const piece = rest.next();
+  expect(piece.bytes.length).toBe(100_000);
+  expect(rest.remaining).toBe(0);
+  expect(releases).toBe(1);
 });
 
 test("a frame read into buffers offers no send from a file", () => {
@@ -123,4 +164,5 @@ test("a frame read into buffers offers no send from a file", () => {
   const frame = pool.frame(header, 2 * 1024 * 1024, source([]));
   expect(frame.rest).toBeDefined();
   expect(frame.rest!.sendTo).toBeUndefined();
+  expect(frame.rest!.abandon).toBeUndefined();
 });

@@ -522,6 +522,45 @@ for (const [kind, make] of Object.entries(kinds)) {
       }
     });
 
+    test("a held range stays readable after retention deletes its segment, until released", async () => {
+      const fixture = make();
+      try {
+        const { log } = await openLog(fixture, { segmentBytesMax: 4096 });
+        await appendMany(log, 400);
+        const starts = log.segmentStarts;
+        const length = log.readableAt(0, 64 * 1024);
+        const expected = log.read(0, length);
+        const held = log.holdRange(0, length);
+        const other = log.holdRange(starts[1], RECORD_BYTES);
+        const result = await applyRetention(log, {
+          policy: parseDeletePolicy("delete,0s"),
+          nowMs: Date.now() + 1000,
+          storage: fixture.storage,
+          logger: silentLogger,
+        });
+        expect(result.removedSegments).toBe(starts.length - 1);
+        expect(fixture.storage.stat(`${fixture.dir}/${segmentFileName(0)}`)).toBeUndefined();
+        // The log no longer reads there; the held range still does, from its deleted file.
+        expect(() => log.readInto(new Uint8Array(length), 0, 0, length)).toThrow();
+        const bytes = new Uint8Array(length);
+        held.readInto(bytes, 0, 0, length);
+        expect(bytes).toEqual(expected);
+        const tail = new Uint8Array(RECORD_BYTES);
+        held.readInto(tail, 0, length - RECORD_BYTES, RECORD_BYTES);
+        expect(tail).toEqual(expected.subarray(length - RECORD_BYTES));
+        held.release();
+        held.release(); // idempotent: the other segment's hold is not touched
+        expect(() => held.readInto(bytes, 0, 0, length)).toThrow(/released/);
+        const first = new Uint8Array(RECORD_BYTES);
+        other.readInto(first, 0, 0, RECORD_BYTES);
+        expect(decodeRecords(first, starts[1])).toHaveLength(1);
+        other.release();
+        await log.close();
+      } finally {
+        fixture.cleanup();
+      }
+    });
+
     test("archive retention keeps segments as .arc files that reopening ignores", async () => {
       const fixture = make();
       try {
