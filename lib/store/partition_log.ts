@@ -569,9 +569,10 @@ export class PartitionLog {
     file.truncate(0);
     await storage.syncDir(dir);
     for (const segment of this.#segments) {
-      if (segment.startOffset === offset) continue;
+      // A segment already named for `offset` is the file just emptied: its old handle closes,
+      // the file stays.
       segment.retire();
-      storage.remove(segment.file.path);
+      if (segment.startOffset !== offset) storage.remove(segment.file.path);
     }
     await storage.syncDir(dir);
     this.#segments = [new Segment(offset, file, 0)];

@@ -453,6 +453,33 @@ for (const [kind, make] of Object.entries(kinds)) {
       }
     });
 
+    test("resetTo at the log's own start empties it and keeps one handle on its file", async () => {
+      const fixture = make();
+      try {
+        const { log } = await openLog(fixture);
+        await appendMany(log, 10);
+        await log.resetTo(0);
+        expect([log.startOffset, log.ackedEnd]).toEqual([0, 0]);
+        await appendMany(log, 3, 20);
+        expect(readAll(log)).toEqual(["message-0020", "message-0021", "message-0022"]);
+        if (kind === "file") {
+          // The handle opened before the reset closed: one descriptor names the file.
+          const path = `${fixture.dir}/${segmentFileName(0)}`;
+          const open = fs.readdirSync("/proc/self/fd").filter((fd) => {
+            try {
+              return fs.readlinkSync(`/proc/self/fd/${fd}`) === path;
+            } catch {
+              return false;
+            }
+          });
+          expect(open).toHaveLength(1);
+        }
+        await log.close();
+      } finally {
+        fixture.cleanup();
+      }
+    });
+
     test("resetTo starts an empty log at a later offset", async () => {
       const fixture = make();
       try {
