@@ -113,7 +113,14 @@ export type MetaqFlush = "threshold" | "group";
  * every ack (metaq's default).
  */
 export async function startMetaq(
-  options: { binary: string; dir: string; flush: MetaqFlush; waitMs?: number },
+  options: {
+    binary: string;
+    dir: string;
+    flush: MetaqFlush;
+    waitMs?: number;
+    /** More `serve` flags (`--partitions N`, say). */
+    args?: readonly string[];
+  },
 ): Promise<ServerHandle> {
   fs.mkdirSync(options.dir, { recursive: true });
   const config = path.join(options.dir, "server.ini");
@@ -135,6 +142,7 @@ export async function startMetaq(
     "--no-http",
     "--log-level",
     "warn",
+    ...(options.args ?? []),
   ], path.join(options.dir, "metaq.log"));
   await waitForPort(port, options.waitMs ?? 20_000);
   return handle(`metaq (${options.flush})`, [child], [port]);

@@ -26,7 +26,7 @@ import { encodePut } from "../lib/protocol/encoder.ts";
 import type { System } from "./client.ts";
 import { startOnce } from "./compare.ts";
 import { loadAverage } from "./machine.ts";
-import { freePort, natsBinary, spawnTracked, stopAll, stopChild, waitForPort } from "./servers.ts";
+import { natsBinary, startMetaq, stopAll } from "./servers.ts";
 import { median } from "./stats.ts";
 
 async function main(): Promise<void> {
@@ -95,21 +95,17 @@ async function main(): Promise<void> {
 
 /** A data directory (`dir/data`) whose topic `restart` holds one 100 B record per partition. */
 async function seedPartitions(binary: string, dir: string, partitions: number): Promise<void> {
-  fs.mkdirSync(dir, { recursive: true });
-  const port = await freePort();
-  const child = spawnTracked(binary, [
-    "serve",
-    "--port",
-    String(port),
-    "--data",
-    path.join(dir, "data"),
-    "--no-http",
-    "--partitions",
-    String(partitions),
-  ], path.join(dir, "seed.log"));
+  const server = await startMetaq({
+    binary,
+    dir,
+    flush: "group",
+    args: ["--partitions", String(partitions)],
+  });
   try {
-    await waitForPort(port, 20_000);
-    const connection = await BrokerConnection.connect({ host: "127.0.0.1", port });
+    const connection = await BrokerConnection.connect({
+      host: "127.0.0.1",
+      port: server.ports[0],
+    });
     try {
       const body = makePayload(100);
       for (let partition = 0; partition < partitions; partition++) {
@@ -133,9 +129,8 @@ async function seedPartitions(binary: string, dir: string, partitions: number): 
       connection.close();
     }
   } finally {
-    await stopChild(child); // a graceful stop: the seed is whole on disk
+    await server.stop(); // a graceful stop: the seed is whole on disk
   }
-  fs.rmSync(path.join(dir, "seed.log"), { force: true });
 }
 
 if (import.meta.main) await main();

@@ -15,6 +15,7 @@ import { silentLogger } from "../../lib/log.ts";
 import { RECORD_HEADER_BYTES } from "../../lib/protocol/record.ts";
 import { fileToSocket } from "../../lib/runtime/file_to_socket.ts";
 import { FileStorage } from "../../lib/store/storage_file.ts";
+import { patterned } from "../support/bytes.ts";
 import { RawSocket } from "../support/raw_socket.ts";
 import { splitReplyFrames } from "../support/reply_frames.ts";
 import { type TempDir, tempDir } from "../support/temp_dir.ts";
@@ -29,12 +30,6 @@ let app: App;
 const sent = { calls: 0, bytes: 0, refused: 0 };
 /** Each record's offset and its bytes as stored (header and payload). */
 const records: { offset: number; payload: Uint8Array }[] = [];
-
-function payload(size: number, seed: number): Uint8Array {
-  const bytes = new Uint8Array(size);
-  for (let index = 0; index < size; index++) bytes[index] = (index * 31 + seed * 7) & 0xff;
-  return bytes;
-}
 
 beforeAll(async () => {
   temp = tempDir("metaq-get-from-file-");
@@ -66,7 +61,7 @@ beforeAll(async () => {
   });
   using socket = await RawSocket.connect(app.port);
   for (let index = 0; index < MESSAGES; index++) {
-    const body = payload(MESSAGE_BYTES - index * 1000, index);
+    const body = patterned(MESSAGE_BYTES - index * 1000, index);
     socket.write(`put big 0 ${body.length} 0 ${metaqChecksum(body)} ${index}\r\n`);
     socket.write(body);
     const reply = await socket.readFrame(10_000);

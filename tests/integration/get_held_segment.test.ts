@@ -16,6 +16,7 @@ import { RECORD_HEADER_BYTES } from "../../lib/protocol/record.ts";
 import { fileToSocket } from "../../lib/runtime/file_to_socket.ts";
 import { segmentFileName } from "../../lib/store/segment.ts";
 import { FileStorage } from "../../lib/store/storage_file.ts";
+import { patterned } from "../support/bytes.ts";
 import { RawSocket } from "../support/raw_socket.ts";
 import { splitReplyFrames } from "../support/reply_frames.ts";
 import { type TempDir, tempDir } from "../support/temp_dir.ts";
@@ -45,12 +46,6 @@ let app: App;
 const touched = new Map<string, number>();
 const old: { offset: number; payload: Uint8Array }[] = [];
 let blocker: { offset: number; bytes: number };
-
-function payload(size: number, seed: number): Uint8Array {
-  const bytes = new Uint8Array(size);
-  for (let index = 0; index < size; index++) bytes[index] = (index * 13 + seed * 29) & 0xff;
-  return bytes;
-}
 
 beforeEach(async () => {
   temp = tempDir("metaq-get-held-");
@@ -105,11 +100,11 @@ deletePolicy=delete,0s
     return Number(reply.body.toString().split(" ")[2]);
   };
   blocker = {
-    offset: await put("blocker", payload(BLOCKER_BYTES, 99), 1),
+    offset: await put("blocker", patterned(BLOCKER_BYTES, 99), 1),
     bytes: RECORD_HEADER_BYTES + BLOCKER_BYTES,
   };
   for (let index = 0; index < OLD_RECORDS; index++) {
-    const body = payload(OLD_BYTES, index);
+    const body = patterned(OLD_BYTES, index);
     old.push({ offset: await put("old", body, 10 + index), payload: body });
   }
 });
