@@ -14,22 +14,10 @@
  * faults), and a few slow readers of large messages held that much memory each.
  */
 import type { FrameRest } from "../protocol/reply.ts";
+import type { HeldRange } from "../store/log.ts";
 
 /** Reads `bytes` of a frame's body, from `from` bytes into it, into `target` at `at`. */
 export type BodyReader = (target: Uint8Array, at: number, from: number, bytes: number) => void;
-
-/**
- * Sends up to `bytes` of a frame's body, from `from` bytes into it, straight from its file into
- * the socket `socketFd`; returns the bytes the socket took.
- */
-export type BodySender = (socketFd: number, from: number, bytes: number) => number;
-
-/** A body left in its file for a file frame: read or sent by position, and let go when done. */
-export interface FileBody {
-  readonly readInto: BodyReader;
-  readonly sendInto: BodySender;
-  release(): void;
-}
 
 /** Pooled capacity: a 1 MiB read (what MetaQ's clients ask for) and its `value` header. */
 export const FRAME_BYTES = 1024 * 1024 + 64;
@@ -89,7 +77,7 @@ export class FramePool {
   fileFrame(
     header: Uint8Array,
     bodyBytes: number,
-    body: FileBody,
+    body: HeldRange,
   ): { bytes: Uint8Array; rest: FrameRest } {
     return { bytes: header, rest: this.#rest(bodyBytes, 0, body.readInto, body) };
   }
@@ -97,18 +85,13 @@ export class FramePool {
   /**
    * The body of a frame from `sent` bytes on: read a pooled buffer at a time (`next`) and, given
    * a file body, sent straight from its file (`sendTo`); both move the same position. A file
-   * body is released once the last byte is handed over, or when the writer abandons the rest.
+   * body is released (idempotent) once the last byte is handed over, or when the writer abandons
+   * the rest.
    */
-  #rest(bodyBytes: number, sent: number, read: BodyReader, file?: FileBody): FrameRest {
-    let released = false;
-    const releaseFile = () => {
-      if (released || !file) return;
-      released = true;
-      file.release();
-    };
+  #rest(bodyBytes: number, sent: number, read: BodyReader, file?: HeldRange): FrameRest {
     const moved = (bytes: number) => {
       sent += bytes;
-      if (sent === bodyBytes) releaseFile();
+      if (sent === bodyBytes) file?.release();
     };
     return {
       get remaining() {
@@ -126,7 +109,7 @@ export class FramePool {
         moved(taken);
         return taken;
       }),
-      abandon: file && releaseFile,
+      abandon: file && (() => file.release()),
     };
   }
 

@@ -252,9 +252,9 @@ export class Connection {
   }
 
   /**
-   * The transport is gone (the socket closed): nothing more can be written, so the frames still
-   * queued, the one being written included, let go of what they hold (segment files kept open
-   * for them).
+   * The transport is gone (the socket closed, or destroyed here): the connection is closed, and
+   * as nothing more can be written, the frames still queued, the one being written included, let
+   * go of what they hold (segment files kept open for them).
    */
   transportClosed(): void {
     this.#closed = true;
@@ -371,7 +371,6 @@ export class Connection {
         // The frame's source went away (its segment deleted): it cannot be finished, and the
         // peer could not tell a cut frame from the next reply.
         this.#options.onWriteError?.(describeError(error));
-        rest.abandon?.();
         this.transportClosed();
         transport.destroy();
         return;

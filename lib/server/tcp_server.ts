@@ -313,7 +313,6 @@ export class TcpServer {
     if (socket !== key) socket.on("error", () => {});
     socket.on("close", () => {
       if (socket !== key) key.destroy();
-      connection.close("peer closed");
       connection.transportClosed();
       requests.connectionClosed(context);
     });

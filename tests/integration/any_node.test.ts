@@ -190,7 +190,7 @@ for (const [index, target] of TARGETS.entries()) {
       // election of `__tx-0`, which a loaded machine can cause) its next put answers "has not
       // been started" and the client starts again (docs/transactions.md). Only then is the
       // transaction begun again, at most twice more; with the same coordinator it must hold.
-      for (let attempt = 1;; attempt++) {
+      for (let attempt = 1; attempt <= 3; attempt++) {
         const key = `TX:a:1${attempt}`;
         const termBefore = coordinatorTerm();
         expect((await ask(socket, `transaction ${key} a BEGIN 1\r\n`)).header).toBe(
