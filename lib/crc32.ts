@@ -57,3 +57,49 @@ export const crc32Continue: (data: Uint8Array, previous: number) => number = nat
 export function metaqChecksum(data: Uint8Array): number {
   return (crc32(data) & 0x7fffffff) >>> 0;
 }
+
+// CRC-32 combination. A CRC is the remainder of the message (as a polynomial over GF(2)) modulo
+// the generator; appending n zero bytes to A multiplies its remainder by x^(8n). So the CRC of A
+// then B follows from CRC(A), CRC(B) and B's length alone: CRC(A) times x^(8 len B), plus CRC(B)
+// (the initial and final inversions cancel in that sum). Polynomials are stored reflected, as
+// the table above: bit 31 is x^0 and bit 0 is x^31.
+
+const REFLECTED_POLY = 0xedb88320;
+/** x^0 in the reflected layout. */
+const X_POWER_0 = 0x80000000;
+
+/** a times b, modulo the CRC-32 generator. */
+function multiplyModPoly(a: number, b: number): number {
+  let product = 0;
+  for (let term = X_POWER_0; term !== 0; term >>>= 1) {
+    if (a & term) product ^= b;
+    b = b & 1 ? (b >>> 1) ^ REFLECTED_POLY : b >>> 1; // b times x
+  }
+  return product >>> 0;
+}
+
+/** x^(2^k) modulo the generator, for k = 0..34 (enough for lengths below 2^32 bytes). */
+const X_POWER_TWO_POWERS = (() => {
+  const powers = new Uint32Array(35);
+  powers[0] = X_POWER_0 >>> 1; // x^1
+  for (let k = 1; k < powers.length; k++) {
+    powers[k] = multiplyModPoly(powers[k - 1], powers[k - 1]);
+  }
+  return powers;
+})();
+
+/**
+ * CRC-32 of A followed by B, from `crcA`, `crcB` and B's length in bytes: lets a large buffer's
+ * CRC be computed once and joined to different prefixes, without reading its bytes again.
+ */
+export function crc32Combine(crcA: number, crcB: number, lengthB: number): number {
+  if (!Number.isInteger(lengthB) || lengthB < 0 || lengthB > 0xffffffff) {
+    throw new RangeError(`cannot combine a CRC-32 over ${lengthB} bytes`);
+  }
+  // x^(8 lengthB): multiply the powers x^(2^(k+3)) for the bits k set in lengthB.
+  let shift = X_POWER_0;
+  for (let rest = lengthB, k = 3; rest !== 0; rest = Math.floor(rest / 2), k++) {
+    if (rest % 2 === 1) shift = multiplyModPoly(X_POWER_TWO_POWERS[k], shift);
+  }
+  return (multiplyModPoly(shift, crcA) ^ crcB) >>> 0;
+}

@@ -594,7 +594,7 @@ export class ClusterNode implements Logs {
   }
 
   #receive(from: NodeId, payload: Uint8Array): void {
-    const envelope = decodeEnvelope(payload);
+    const envelope = decodeEnvelope(payload, { bodyVerified: true }); // PeerHandlers.onFrame
     if (typeof envelope === "string") {
       this.logger.log("warn", "Dropping malformed peer message", { peer: from, reason: envelope });
       return;

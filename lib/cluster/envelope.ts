@@ -18,6 +18,7 @@
  */
 import {
   decodeMessage,
+  type DecodeOptions,
   encodedMessageBytes,
   encodeMessageInto,
   encodeMessageParts,
@@ -187,8 +188,11 @@ export function encodeEnvelopeParts(envelope: Envelope, headerBytes: number): Ui
   return parts;
 }
 
-/** Decodes a peer frame; a string says why it is malformed (the caller drops it). */
-export function decodeEnvelope(bytes: Uint8Array): Envelope | string {
+/**
+ * Decodes a peer frame; a string says why it is malformed (the caller drops it). `options`
+ * passes on how far the bytes are trusted (see DecodeOptions).
+ */
+export function decodeEnvelope(bytes: Uint8Array, options: DecodeOptions = {}): Envelope | string {
   if (bytes.length < 1) return "empty frame";
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
   switch (bytes[0]) {
@@ -196,7 +200,7 @@ export function decodeEnvelope(bytes: Uint8Array): Envelope | string {
       if (bytes.length < 3) return "short raft frame";
       const nameLength = view.getUint16(1);
       if (bytes.length < 3 + nameLength) return "short group name";
-      const decoded = decodeMessage(bytes.subarray(3 + nameLength));
+      const decoded = decodeMessage(bytes.subarray(3 + nameLength), options);
       if (!decoded.ok) return decoded.reason;
       return {
         kind: "raft",

@@ -9,7 +9,11 @@ import type { NodeId } from "./messages.ts";
 
 /** What the network tells the node it belongs to. */
 export interface PeerHandlers {
-  /** A whole frame's payload arrived from `from`. */
+  /**
+   * A whole frame's payload arrived from `from`, exactly as it was sent: a network checks each
+   * frame's integrity itself (PeerTransport: a CRC-32 over the payload), so the node does not
+   * check the Raft message's own body checksum again.
+   */
   readonly onFrame: (from: NodeId, payload: Uint8Array) => void;
   /** The outgoing link to `peer` came up (for example to resend state). */
   readonly onConnected?: (peer: NodeId) => void;

@@ -12,7 +12,8 @@
  */
 import * as net from "node:net";
 import * as tls from "node:tls";
-import { crc32, crc32Continue } from "../crc32.ts";
+import { crc32 } from "../crc32.ts";
+import { crc32ContinueParts } from "./referenced_crc.ts";
 import { describeError } from "../errors.ts";
 import { PEER_BUFFER_BYTES_MAX, PEER_FRAME_BYTES_MAX } from "../limits.ts";
 import type { Logger } from "../log.ts";
@@ -222,10 +223,16 @@ export class PeerTransport implements PeerNetwork {
     const socket = outgoing.socket;
     if (!outgoing.connected || !socket || queue.length === 0) return;
     // Small frames and parts of one turn are joined into one write; a large one is written
-    // alone, never copied in JavaScript. Corked, several writes still leave in one send: a
-    // frame's header part never travels as a packet of its own (a wake-up of the peer for
-    // nothing it can use).
-    const corked = queue.length > 1 && queue.some((part) => part.length >= LARGE_PART_BYTES);
+    // alone, never copied in JavaScript. Corked, several writes leave in one send, so a frame's
+    // header part does not travel as a packet of its own (a wake-up of the peer for nothing it
+    // can use); but the runtime joins corked writes into one new buffer (Bun's net: a
+    // Buffer.concat in _writev), which for a 1 MiB entry costs ~90 us per follower and an
+    // allocation of its size: more than the peer's extra wake-up. So a turn's writes are corked
+    // only while they are small enough to copy cheaply.
+    let queuedBytes = 0;
+    for (const part of queue) queuedBytes += part.length;
+    const corked = queue.length > 1 && queuedBytes <= CORKED_BYTES_MAX &&
+      queue.some((part) => part.length >= LARGE_PART_BYTES);
     if (corked) socket.cork();
     let small: Uint8Array[] = [];
     const writeSmall = () => {
@@ -525,6 +532,8 @@ function resetAndDestroy(socket: net.Socket): void {
 
 /** A frame or part this large is written on its own (joining it with others would copy it). */
 const LARGE_PART_BYTES = 16 * 1024;
+/** Most bytes of one turn's writes that are corked (joined by the runtime: see #flush). */
+const CORKED_BYTES_MAX = 256 * 1024;
 
 /** Bytes before a frame's payload: its length and the CRC-32 of the payload. */
 export const PEER_FRAME_HEADER_BYTES = 8;
@@ -543,11 +552,8 @@ export function frame(payload: Uint8Array): Uint8Array {
 function writeFrameHeader(framed: Uint8Array, more: readonly Uint8Array[] = []): void {
   const payload = framed.subarray(PEER_FRAME_HEADER_BYTES);
   let length = payload.length;
-  let crc = crc32(payload);
-  for (const part of more) {
-    length += part.length;
-    crc = crc32Continue(part, crc);
-  }
+  for (const part of more) length += part.length;
+  const crc = crc32ContinueParts(more, crc32(payload));
   const view = new DataView(framed.buffer, framed.byteOffset, PEER_FRAME_HEADER_BYTES);
   view.setUint32(0, length);
   view.setUint32(4, crc);

@@ -1,6 +1,7 @@
 import { expect, test } from "bun:test";
 import {
   crc32,
+  crc32Combine,
   crc32Continue,
   crc32IsNative,
   crc32Portable,
@@ -45,4 +46,26 @@ test("the native crc32 is in use, and chained over chunks it equals the crc32 of
     expect(chained).toBe(crc32(bytes));
     expect(chained).toBe(crc32Portable(bytes.subarray(cut), crc32Portable(bytes.subarray(0, cut))));
   }
+});
+
+test("crc32Combine gives the crc32 of the concatenation, from the two parts' crc32s and length", () => {
+  let seed = 5;
+  const random = (length: number) => {
+    const bytes = new Uint8Array(length);
+    for (let i = 0; i < length; i++) bytes[i] = (seed = (seed * 1103515245 + 12345) >>> 0) >>> 24;
+    return bytes;
+  };
+  const lengths = [0, 1, 2, 3, 7, 8, 100, 4095, 4096, 65_537, 1 << 20, (1 << 20) + 13];
+  for (const lengthA of [0, 1, 17, 4096]) {
+    for (const lengthB of lengths) {
+      const a = random(lengthA);
+      const b = random(lengthB);
+      const whole = new Uint8Array(lengthA + lengthB);
+      whole.set(a);
+      whole.set(b, lengthA);
+      expect(crc32Combine(crc32(a), crc32(b), lengthB)).toBe(crc32(whole));
+    }
+  }
+  expect(() => crc32Combine(1, 2, -1)).toThrow(RangeError);
+  expect(() => crc32Combine(1, 2, 2 ** 32)).toThrow(RangeError);
 });
