@@ -182,28 +182,40 @@ test("with a cluster secret only nodes that prove it connect; a stranger's frame
   await Promise.all([one.close(), two.close(), stranger.close()]);
 });
 
-test("a frame sent in parts arrives whole and verified, behind and ahead of ordinary frames", async () => {
-  const received: Uint8Array[] = [];
-  const { make } = await transportsOnFreePorts(
-    2,
-    (_from, _to, payload) => received.push(payload.slice()),
-  );
-  const transports = [make(1), make(2)];
-  await Promise.all(transports.map((transport) => transport.listen()));
-  await until(() => transports[0].isConnected(2));
-  const large = new Uint8Array(200_000).map((_, index) => index * 7);
-  const head = new Uint8Array(PEER_FRAME_HEADER_BYTES + 3);
-  head.set([1, 2, 3], PEER_FRAME_HEADER_BYTES);
-  const tail = new Uint8Array([4, 5]);
-  transports[0].send(2, new Uint8Array([9]));
-  expect(transports[0].sendFramed(2, [head, large, tail])).toBe(true);
-  transports[0].send(2, new Uint8Array([8]));
-  await until(() => received.length === 3);
-  expect(received[0]).toEqual(new Uint8Array([9]));
-  expect(received[1].length).toBe(3 + large.length + 2);
-  expect(received[1].subarray(0, 3)).toEqual(new Uint8Array([1, 2, 3]));
-  expect(received[1].subarray(3, 3 + large.length)).toEqual(large);
-  expect(received[1].subarray(3 + large.length)).toEqual(tail);
-  expect(received[2]).toEqual(new Uint8Array([8]));
-  await Promise.all(transports.map((transport) => transport.close()));
-});
+// 200 kB: the turn's writes are corked (joined by the runtime). 1.2 MB: past CORKED_BYTES_MAX
+// they are not, so the header parts leave as writes of their own; the large parts' CRCs are
+// remembered (REMEMBERED_CRC_BYTES_MIN) and the second frame reuses the first's entry.
+for (const largeBytes of [200_000, 1_200_000]) {
+  test(`frames sent in parts arrive whole and verified, between ordinary frames (${largeBytes} B)`, async () => {
+    const received: Uint8Array[] = [];
+    const { make } = await transportsOnFreePorts(
+      2,
+      (_from, _to, payload) => received.push(payload.slice()),
+    );
+    const transports = [make(1), make(2)];
+    await Promise.all(transports.map((transport) => transport.listen()));
+    await until(() => transports[0].isConnected(2));
+    const large = new Uint8Array(largeBytes).map((_, index) => index * 7);
+    const headed = (bytes: number[]) => {
+      const head = new Uint8Array(PEER_FRAME_HEADER_BYTES + bytes.length);
+      head.set(bytes, PEER_FRAME_HEADER_BYTES);
+      return head;
+    };
+    const tail = new Uint8Array([4, 5]);
+    transports[0].send(2, new Uint8Array([9]));
+    expect(transports[0].sendFramed(2, [headed([1, 2, 3]), large, tail])).toBe(true);
+    transports[0].send(2, new Uint8Array([8]));
+    expect(transports[0].sendFramed(2, [headed([6]), large])).toBe(true);
+    await until(() => received.length === 4);
+    expect(received[0]).toEqual(new Uint8Array([9]));
+    expect(received[1].length).toBe(3 + large.length + 2);
+    expect(received[1].subarray(0, 3)).toEqual(new Uint8Array([1, 2, 3]));
+    expect(received[1].subarray(3, 3 + large.length)).toEqual(large);
+    expect(received[1].subarray(3 + large.length)).toEqual(tail);
+    expect(received[2]).toEqual(new Uint8Array([8]));
+    expect(received[3].length).toBe(1 + large.length);
+    expect(received[3][0]).toBe(6);
+    expect(received[3].subarray(1)).toEqual(large);
+    await Promise.all(transports.map((transport) => transport.close()));
+  });
+}

@@ -1,5 +1,10 @@
 import { expect, test } from "bun:test";
 import { concatBytes } from "../../../lib/bytes.ts";
+import { crc32 } from "../../../lib/crc32.ts";
+import {
+  crc32ContinueParts,
+  REMEMBERED_CRC_BYTES_MIN,
+} from "../../../lib/cluster/referenced_crc.ts";
 import {
   decodeEnvelope,
   encodeEnvelopeAfter,
@@ -81,4 +86,40 @@ test("a damaged referenced entry fails the body checksum", () => {
   joined[joined.length - 5] ^= 0x40;
   const decoded = decodeMessage(joined);
   expect(decoded.ok).toBe(false);
+});
+
+test("a large entry sent to two followers decodes for each; its CRC, remembered, is joined to each frame", () => {
+  const large = filled(REMEMBERED_CRC_BYTES_MIN + 5, 12);
+  for (const to of [2, 3]) {
+    const message = { ...append([filled(7, 13), large]), to };
+    const joined = concatBytes(encodeMessageParts(0, message, 0));
+    expect(joined).toEqual(encodeMessage(0, message));
+    const decoded = decodeMessage(joined);
+    expect(decoded.ok && decoded.message).toEqual(message);
+  }
+  // The remembered CRC over parts agrees with hashing the bytes themselves.
+  const prefix = filled(33, 14);
+  expect(crc32ContinueParts([large, prefix, large], crc32(prefix))).toBe(
+    crc32(concatBytes([prefix, large, prefix, large])),
+  );
+});
+
+test("an entry changed after its CRC was remembered fails the receiver's check, never passes", () => {
+  const large = filled(REMEMBERED_CRC_BYTES_MIN, 15);
+  encodeMessageParts(0, append([large]), 0); // remembers the entry's CRC
+  large[100] ^= 0x01; // breaks the contract: referenced parts must not change until sent
+  const joined = concatBytes(encodeMessageParts(0, append([large]), 0));
+  const decoded = decodeMessage(joined);
+  expect(decoded.ok || decoded.reason).toBe("body checksum mismatch");
+});
+
+test("bodyVerified skips only the body's CRC: a damaged header is still refused", () => {
+  const message = append([filled(LARGE, 16)]);
+  const joined = concatBytes(encodeMessageParts(0, message, 0));
+  const verified = decodeMessage(joined, { bodyVerified: true });
+  expect(verified.ok && verified.message).toEqual(message);
+  const damagedHeader = joined.slice();
+  damagedHeader[20] ^= 0x01; // the sender's id
+  const refused = decodeMessage(damagedHeader, { bodyVerified: true });
+  expect(refused.ok || refused.reason).toBe("header checksum mismatch");
 });
