@@ -129,6 +129,25 @@ interface PendingBatch {
   answered: boolean;
 }
 
+/** Records proposed this turn, to become one entry at its end. */
+interface OpenBatch {
+  /** The entry's bytes so far: `used` of them; the first record's own buffer until another joins. */
+  bytes: Uint8Array;
+  used: number;
+  records: PendingBatch["records"];
+  atomic: boolean;
+}
+
+/** Makes room for `length` more bytes in `batch` (doubling, so a turn's copies stay linear). */
+function reserve(batch: OpenBatch, length: number): void {
+  if (batch.bytes.length - batch.used >= length) return;
+  const grown = new Uint8Array(
+    Math.max(64 * 1024, batch.bytes.length * 2, batch.used + length),
+  );
+  grown.set(batch.bytes.subarray(0, batch.used));
+  batch.bytes = grown;
+}
+
 export class Replica {
   readonly name: string;
   readonly options: ReplicaOptions;
@@ -149,12 +168,7 @@ export class Replica {
   #notifiedCommit = 0;
   /** Batches appended by this leader, oldest first, for `ack=leader` answers. */
   #unacked: number[] = [];
-  #batch: {
-    bytes: Uint8Array;
-    used: number;
-    records: PendingBatch["records"];
-    atomic: boolean;
-  } | undefined;
+  #batch: OpenBatch | undefined;
   /**
    * Atomic entries noted on disk and still of use: not yet both committed and durable here (a
    * crash may leave part of one; a follower catching up must get one whole).
@@ -407,13 +421,7 @@ export class Replica {
         atomic: false,
       };
     } else {
-      if (batch.bytes.length - batch.used < record.length) {
-        const grown = new Uint8Array(
-          Math.max(64 * 1024, batch.bytes.length * 2, batch.used + record.length),
-        );
-        grown.set(batch.bytes.subarray(0, batch.used));
-        batch.bytes = grown;
-      }
+      reserve(batch, record.length);
       batch.bytes.set(record, batch.used);
       batch.records.push({ position: batch.used, callback });
       batch.used += record.length;
@@ -422,6 +430,31 @@ export class Replica {
       this.#flushScheduled = true;
       queueMicrotask(() => this.#flushBatch());
     }
+  }
+
+  /**
+   * Like propose, for one record of `length` bytes that `write` puts into the buffer it is given
+   * at `at`. A record after the turn's first is written straight into the turn's entry instead
+   * of a buffer of its own that the entry would copy (a plain put: ReplicatedLog.appendRecord;
+   * at 1 KiB that was an allocation and a copy per put on the leader).
+   */
+  proposeWritten(
+    length: number,
+    write: (into: Uint8Array, at: number) => void,
+    callback: ProposeCallback,
+  ): void {
+    const batch = this.#batch;
+    // A batch at rest is never atomic (an atomic one is flushed at once) and its flush is
+    // already scheduled; anything else goes through propose.
+    if (!this.isLeader || !batch || batch.used + length > RAFT_PROPOSAL_BATCH_BYTES_MAX) {
+      const bytes = new Uint8Array(length);
+      write(bytes, 0);
+      return this.propose(bytes, callback);
+    }
+    reserve(batch, length);
+    write(batch.bytes, batch.used);
+    batch.records.push({ position: batch.used, callback });
+    batch.used += length;
   }
 
   /**

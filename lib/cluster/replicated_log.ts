@@ -99,9 +99,11 @@ export class ReplicatedLog implements Log {
   }
 
   appendRecord(record: RecordInput, done: AppendDone): void {
-    const bytes = new Uint8Array(RECORD_HEADER_BYTES + record.data.length);
-    writeRecord(bytes, 0, record);
-    this.#replica.propose(bytes, done);
+    this.#replica.proposeWritten(
+      RECORD_HEADER_BYTES + record.data.length,
+      (into, at) => writeRecord(into, at, record),
+      done,
+    );
   }
 
   appendBatch(batch: Uint8Array, _records: number, done: AppendDone): void {
