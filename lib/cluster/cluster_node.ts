@@ -136,6 +136,8 @@ export class ClusterNode implements Logs {
   readonly #options: ClusterNodeOptions;
   readonly #replicas = new Map<string, Replica>();
   readonly #logs = new Map<string, ReplicatedLog>();
+  /** Group names of held partitions, by topic and partition (see #groupName). */
+  readonly #groupNames = new Map<string, string[]>();
   /** `list()`'s answer, until #logs changes. */
   #listed: readonly LogEntry[] | undefined;
   readonly #opening = new Map<string, Promise<Replica | undefined>>();
@@ -279,7 +281,25 @@ export class ClusterNode implements Logs {
   // The Logs port: the partitions this node holds, each a ReplicatedLog.
 
   get(topic: string, partition: number): Log | undefined {
-    return this.#logs.get(`${topic}-${partition}`);
+    return this.#logs.get(this.#groupName(topic, partition));
+  }
+
+  /**
+   * `${topic}-${partition}`, remembered for the partitions this node holds: a put looks its
+   * group up three times (the checks, the log, the leader), and a string made anew is hashed
+   * anew each time. Only partitions this node has held are remembered (a dropped one's name
+   * stays), so requests for made-up names cannot grow it.
+   */
+  #groupName(topic: string, partition: number): string {
+    const known = this.#groupNames.get(topic)?.[partition];
+    if (known !== undefined) return known;
+    const name = `${topic}-${partition}`;
+    if (this.#replicas.has(name)) {
+      let names = this.#groupNames.get(topic);
+      if (!names) this.#groupNames.set(topic, names = []);
+      names[partition] = name;
+    }
+    return name;
   }
 
   async open(topic: string, partition: number): Promise<Log> {
@@ -446,6 +466,9 @@ export class ClusterNode implements Logs {
 
   /** The node that leads `topic`-`partition` as far as this node knows (Placement, for the edge). */
   leaderNodeOf(topic: string, partition: number): NodeId | undefined {
+    const local = this.#replicas.get(this.#groupName(topic, partition));
+    // Asked for every request a client sends: no LeaderInfo (and client address) is made.
+    if (local?.isLeader) return this.nodeId;
     return this.leaderOf(`${topic}-${partition}`)?.nodeId;
   }
 
