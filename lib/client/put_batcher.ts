@@ -7,7 +7,7 @@
  * and plain puts of one partition leave on one connection in the order they were made.
  */
 import { setImmediate } from "node:timers";
-import { BATCH_PUT_BYTES_MAX, RECORD_HEADER_BYTES } from "../limits.ts";
+import { BATCH_PUT_BYTES_MAX, BATCH_PUT_RECORDS_MAX, RECORD_HEADER_BYTES } from "../limits.ts";
 import { type BatchAck, BatchPutBuilder, idInBatch } from "../protocol/batch_put.ts";
 import type { Message, MetaqClient, PutResult } from "./client.ts";
 
@@ -17,6 +17,11 @@ export type BatchedPutDone = (error: Error | undefined, result: PutResult | unde
 export interface PutBatcherOptions {
   /** Largest body of one batch (bytes of records); at most BATCH_PUT_BYTES_MAX. */
   readonly batchBytesMax?: number;
+  /**
+   * Most records in one batch; at most (and by default) BATCH_PUT_RECORDS_MAX, the most a
+   * broker takes. A batch that reaches it leaves at once, before the turn ends (see Producer).
+   */
+  readonly batchRecordsMax?: number;
   /**
    * Hand each message's id and offset to its callback (Producer does); without it callbacks
    * get only the outcome, which saves an object per message (`metaq produce`).
@@ -36,11 +41,14 @@ interface Queued {
 export class PutBatcher {
   readonly #client: MetaqClient;
   readonly #batchBytesMax: number;
+  readonly #batchRecordsMax: number;
   readonly #results: boolean;
   readonly #queued = new Map<string, Queued>();
   /** The queue `add` used last (still queued: cleared whenever queues leave). */
   #last: Queued | undefined;
   #flushScheduled = false;
+  /** Batches that filled up while the broker's answer to "batches?" was awaited (#ask). */
+  #full: Queued[] = [];
   /** Whether the broker takes batches: unknown until asked (once, at the first batch). */
   #batches: boolean | undefined;
   #asking = false;
@@ -50,6 +58,10 @@ export class PutBatcher {
     this.#batchBytesMax = Math.min(
       options.batchBytesMax ?? BATCH_PUT_BYTES_MAX,
       BATCH_PUT_BYTES_MAX,
+    );
+    this.#batchRecordsMax = Math.max(
+      1,
+      Math.min(options.batchRecordsMax ?? BATCH_PUT_RECORDS_MAX, BATCH_PUT_RECORDS_MAX),
     );
     this.#results = options.results ?? false;
   }
@@ -64,9 +76,20 @@ export class PutBatcher {
         this.#last.topic === topic
       ? this.#last
       : this.#queued.get(`${partition}\u0000${topic}`);
-    if (queued && queued.bytes + bytes > this.#batchBytesMax) {
+    if (
+      queued &&
+      (queued.bytes + bytes > this.#batchBytesMax ||
+        queued.messages.length >= this.#batchRecordsMax)
+    ) {
       this.#queued.delete(`${partition}\u0000${topic}`);
-      this.#send(queued);
+      if (this.#batches === undefined) {
+        // Whether the broker takes batches is not known yet: a full batch waits for the answer
+        // with the rest (#ask), instead of leaving as plain puts.
+        this.#full.push(queued);
+        this.#ask();
+      } else {
+        this.#send(queued);
+      }
       queued = undefined;
     }
     if (!queued) {
@@ -86,7 +109,8 @@ export class PutBatcher {
   #flush(): void {
     this.#flushScheduled = false;
     const batching = [...this.#queued.values()].some((queued) => queued.messages.length > 1);
-    if (batching && this.#batches === undefined) return this.#ask();
+    // While full batches wait for the answer, what follows them waits too (a partition's order).
+    if ((batching || this.#full.length > 0) && this.#batches === undefined) return this.#ask();
     const all = [...this.#queued.values()];
     this.#queued.clear();
     this.#last = undefined;
@@ -102,7 +126,9 @@ export class PutBatcher {
       () => {}, // unreachable: this turn's puts go one by one and fail as plain puts do
     ).finally(() => {
       this.#asking = false;
-      const all = [...this.#queued.values()];
+      // Full batches first: they were queued before what is still in #queued (same partition).
+      const all = [...this.#full, ...this.#queued.values()];
+      this.#full = [];
       this.#queued.clear();
       this.#last = undefined;
       for (const queued of all) this.#send(queued);

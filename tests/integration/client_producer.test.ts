@@ -4,6 +4,7 @@ import { MetaqClient } from "../../lib/client/client.ts";
 import type { BrokerConnection } from "../../lib/client/connection.ts";
 import { BrokerError, ConnectionError, TimeoutError } from "../../lib/client/errors.ts";
 import { failureOutcome, Producer } from "../../lib/client/producer.ts";
+import { PutBatcher } from "../../lib/client/put_batcher.ts";
 import type { PutResult } from "../../lib/client/client.ts";
 import { buildConfig } from "../../lib/config/config.ts";
 import { silentLogger } from "../../lib/log.ts";
@@ -17,6 +18,7 @@ import { type TempDir, tempDir } from "../support/temp_dir.ts";
 import { waitFor } from "../support/wait.ts";
 
 let temp: TempDir;
+const encoder = new TextEncoder();
 let running: App;
 let client: MetaqClient;
 
@@ -202,6 +204,85 @@ describe("batched puts", () => {
       relayed.close();
       relay.close();
     }
+  });
+
+  test("a full window sent in one turn leaves as batches of half the window, in order", async () => {
+    const relay = await decodingRelay(running.port);
+    const relayed = new MetaqClient({ brokers: [`127.0.0.1:${relay.port}`] });
+    try {
+      const producer = new Producer(relayed, { windowMax: 100 });
+      await producer.send("other", "warm-up", { partition: 1 }); // learns the partition count
+      const sent = relay.sent.length;
+      const sends: Promise<PutResult>[] = [];
+      // The first batch fills before this client knows whether the broker takes batches: it
+      // waits for the answer instead of leaving as plain puts.
+      for (let i = 0; i < 100; i++) sends.push(producer.send("other", `h-${i}`, { partition: 1 }));
+      const results = await Promise.all(sends);
+      const batches = relay.sent.slice(sent).filter((command) => command.verb === "bput");
+      expect(batches.map((batch) => batch.count)).toEqual([50, 50]);
+      expect(relay.sent.slice(sent).filter((command) => command.verb === "put")).toHaveLength(0);
+      const offsets = results.map((result) => result.offset);
+      expect(offsets).toEqual([...offsets].sort((a, b) => a - b));
+    } finally {
+      relayed.close();
+      relay.close();
+    }
+  });
+
+  test("full batches and a message left over keep their order while the broker is asked about batches", async () => {
+    const relay = await decodingRelay(running.port);
+    const relayed = new MetaqClient({ brokers: [`127.0.0.1:${relay.port}`] });
+    try {
+      const before = (await partitionTexts("other", 0)).length;
+      const batcher = new PutBatcher(relayed, { batchRecordsMax: 2 });
+      const outcomes: Promise<void>[] = [];
+      for (let i = 0; i < 5; i++) {
+        outcomes.push(
+          new Promise((resolve, reject) =>
+            batcher.add(
+              "other",
+              0,
+              { payload: encoder.encode(`o-${i}`) },
+              (error) => error ? reject(error) : resolve(),
+            )
+          ),
+        );
+      }
+      await Promise.all(outcomes);
+      expect(relay.sent.map((command) => `${command.verb}:${command.count}`)).toEqual([
+        "bput:2",
+        "bput:2",
+        "put:1",
+      ]);
+      expect((await partitionTexts("other", 0)).slice(before)).toEqual([
+        "o-0",
+        "o-1",
+        "o-2",
+        "o-3",
+        "o-4",
+      ]);
+    } finally {
+      relayed.close();
+      relay.close();
+    }
+  });
+
+  test("tiny messages sent in one turn, more than a batch may carry, are all stored", async () => {
+    // 20,000 one-byte messages fit in 1 MiB of records (21 bytes each) but not in one batched
+    // put: a batch carries at most BATCH_PUT_RECORDS_MAX (16,384) records.
+    const producer = new Producer(client, { windowMax: 20_000 });
+    await producer.send("other", "warm-up", { partition: 2 });
+    const before = (await partitionTexts("other", 2)).length;
+    const sends: Promise<PutResult>[] = [];
+    for (let i = 0; i < 20_000; i++) {
+      sends.push(producer.send("other", String.fromCharCode(97 + (i % 26)), { partition: 2 }));
+    }
+    const settled = await Promise.allSettled(sends);
+    expect(settled.filter((outcome) => outcome.status === "rejected")).toHaveLength(0);
+    const stored = (await partitionTexts("other", 2)).slice(before);
+    expect(stored).toHaveLength(20_000);
+    expect(stored.slice(0, 3)).toEqual(["a", "b", "c"]);
+    expect(stored[19_999]).toBe(String.fromCharCode(97 + (19_999 % 26)));
   });
 
   test("a batch with a record the broker refuses fails every message of it, storing none", async () => {
