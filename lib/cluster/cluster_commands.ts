@@ -75,18 +75,12 @@ async function run(
       return JSON.stringify(await node.scrub());
     case "replace": {
       const id = Number(arg);
-      const peer = node.peerInfos().find((info) => info.nodeId === id);
       if (!Number.isInteger(id) || !node.voters.includes(id)) {
         throw new BrokerError("badRequest", `node ${arg} is not a voter`);
       }
-      if (!peer) {
-        throw new BrokerError(
-          "unavailable",
-          `node ${id} has not introduced itself to node ${node.nodeId}; start it first`,
-        );
-      }
-      node.membership.replace(id, peer.uuid);
-      return JSON.stringify({ replaced: id, uuid: peer.uuid });
+      const uuid = await newIdentityOf(node, id);
+      node.membership.replace(id, uuid);
+      return JSON.stringify({ replaced: id, uuid });
     }
     case "force-recover": {
       const params = new URLSearchParams(arg);
@@ -103,6 +97,37 @@ async function run(
         "badRequest",
         `unknown cluster action '${action}' (expected status, scrub, replace, force-recover, add, remove or rebalance)`,
       );
+  }
+}
+
+/** How long `cluster replace` waits for the new node to introduce itself. */
+const REPLACE_WAIT_MS = 5000;
+const REPLACE_POLL_MS = 50;
+
+/**
+ * The identity node `id` introduced itself with, once it is not the one this node's registry
+ * holds. A node started on an empty disk introduces itself when its link to this node comes up
+ * (and again every second); until then the last introduction heard is the old incarnation's, and
+ * a replacement with that identity would change nothing and leave the new node out for good,
+ * while the command answered success. Waits up to REPLACE_WAIT_MS, then says why it cannot.
+ */
+async function newIdentityOf(node: ClusterNode, id: number): Promise<string> {
+  const deadline = Date.now() + REPLACE_WAIT_MS;
+  // Bounded: one check per REPLACE_POLL_MS until the deadline.
+  for (;;) {
+    const peer = node.peerInfos().find((info) => info.nodeId === id);
+    const registered = node.membership.members[String(id)]?.uuid;
+    if (peer && peer.uuid !== registered) return peer.uuid;
+    if (Date.now() >= deadline) {
+      throw new BrokerError(
+        "unavailable",
+        peer
+          ? `node ${id} introduces itself to node ${node.nodeId} with the identity the cluster ` +
+            `already has for it (${registered}): start the new node, on an empty data directory, first`
+          : `node ${id} has not introduced itself to node ${node.nodeId}; start it first`,
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, REPLACE_POLL_MS));
   }
 }
 

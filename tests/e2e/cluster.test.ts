@@ -166,6 +166,18 @@ test("a node back with an empty disk stays out until replaced, then catches up",
     const termOf = async () =>
       (await status(nodes[0])).groups.find((group) => group.group === "wiped-0")!.term;
     const termBefore = await termOf();
+    // Replacing a node that still runs as itself would record the identity the cluster already
+    // has: refused (after waiting for a new introduction), not answered as done.
+    const premature = await runMetaq([
+      "cluster",
+      "replace",
+      "--node-id",
+      "3",
+      "--broker",
+      nodes[0].address,
+    ]);
+    expect(premature.code).not.toBe(0);
+    expect(premature.stderr).toContain("with the identity the cluster already has for it");
     await nodes[2].kill("SIGKILL");
     fs.rmSync(`${temp.path}/n3`, { recursive: true, force: true });
     await nodes[2].restart();
