@@ -123,6 +123,12 @@ test(
           .code,
       ).toBe(0);
     }
+    // A broker registers a new topic in ZooKeeper just after it stores the topic's first message,
+    // and a consumer started before that finds no broker offering it and exits.
+    await waitFor(
+      "both brokers' registrations of orders",
+      async () => (await childrenOf(reader, "/meta/brokers/topics-sub/orders")).length === 2,
+    );
     await using a = new ConsumerProcess("a");
     await using b = new ConsumerProcess("b");
     // DEFAULT over the sorted ids g_a, g_b and names 1-0, 1-1, 2-0, 2-1: contiguous halves.
