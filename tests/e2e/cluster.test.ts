@@ -178,14 +178,9 @@ test("a node back with an empty disk stays out until replaced, then catches up",
     expect(await termOf()).toBe(termBefore); // the stranger started no election
     expect((await status(nodes[2])).admitted).toBe(false);
 
-    const replaced = await runMetaq([
-      "cluster",
-      "replace",
-      "--node-id",
-      "3",
-      "--broker",
-      nodes[0].address,
-    ]);
+    const replaceNode3 = () =>
+      runMetaq(["cluster", "replace", "--node-id", "3", "--broker", nodes[0].address]);
+    const replaced = await replaceNode3();
     expect(replaced.code).toBe(0);
     await eventually(async () => (await status(nodes[2])).admitted);
     try {
@@ -206,14 +201,7 @@ test("a node back with an empty disk stays out until replaced, then catches up",
     // refused (after waiting for a new introduction), not answered as done. (Asked at the end: asked
     // before the wipe, its 5 s wait came before the term check above, and in one CI run the
     // group's term had risen by then, cause not found.)
-    const again = await runMetaq([
-      "cluster",
-      "replace",
-      "--node-id",
-      "3",
-      "--broker",
-      nodes[0].address,
-    ]);
+    const again = await replaceNode3();
     expect(again.code).not.toBe(0);
     expect(again.stderr).toContain("with the identity the cluster already has for it");
   } finally {
