@@ -123,7 +123,7 @@ export class Producer {
     // A batch leaves once it holds half the window, so that a full window is at least two
     // batches: the broker stores one while this client builds the next and takes the acks of
     // the one before. One batch per window made them take turns, each idle while the other
-    // worked (window 1024, fsync before ack, one broker: +38 % at 100 B, +47 % at 1 KiB;
+    // worked (window 1024, fsync before ack, one broker: +22 % at 100 B, +26 % at 1 KiB;
     // bench/README.md, "Batched produce").
     this.#batcher = new PutBatcher(client, {
       results: true,

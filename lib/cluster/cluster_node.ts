@@ -466,10 +466,10 @@ export class ClusterNode implements Logs {
 
   /** The node that leads `topic`-`partition` as far as this node knows (Placement, for the edge). */
   leaderNodeOf(topic: string, partition: number): NodeId | undefined {
-    const local = this.#replicas.get(this.#groupName(topic, partition));
+    const name = this.#groupName(topic, partition);
     // Asked for every request a client sends: no LeaderInfo (and client address) is made.
-    if (local?.isLeader) return this.nodeId;
-    return this.leaderOf(`${topic}-${partition}`)?.nodeId;
+    if (this.#replicas.get(name)?.isLeader) return this.nodeId;
+    return this.leaderOf(name)?.nodeId;
   }
 
   /** Nodes holding `topic`-`partition` (Placement). */

@@ -7,7 +7,7 @@
  * `crc32Combine`. Referenced parts must not change while they are sent; one that changed anyway
  * would fail the receiver's check (computed over the bytes it got), never pass as good.
  */
-import { crc32Combine, crc32Continue } from "../crc32.ts";
+import { crc32, crc32Combine, crc32Continue } from "../crc32.ts";
 
 /** Parts at least this large have their CRC-32 remembered (below it, hashing is as cheap). */
 export const REMEMBERED_CRC_BYTES_MIN = 64 * 1024;
@@ -18,7 +18,7 @@ const remembered = new WeakMap<Uint8Array, number>();
 function crc32OfLargePart(part: Uint8Array): number {
   let crc = remembered.get(part);
   if (crc === undefined) {
-    crc = crc32Continue(part, 0);
+    crc = crc32(part);
     remembered.set(part, crc);
   }
   return crc;

@@ -116,6 +116,20 @@ describe("Producer", () => {
  * a test can see which commands went over the wire. Told to `hold`, it stops passing on what its
  * clients send (those bytes never reach the broker: a request "on the wire" when it goes).
  */
+/** Runs `use` with a client whose requests pass through a decodingRelay; closes both after. */
+async function withRelayedClient(
+  use: (relayed: MetaqClient, relay: Awaited<ReturnType<typeof decodingRelay>>) => Promise<void>,
+): Promise<void> {
+  const relay = await decodingRelay(running.port);
+  const relayed = new MetaqClient({ brokers: [`127.0.0.1:${relay.port}`] });
+  try {
+    await use(relayed, relay);
+  } finally {
+    relayed.close();
+    relay.close();
+  }
+}
+
 async function decodingRelay(port: number) {
   const sent: { verb: string; count: number }[] = [];
   const sockets = new Set<net.Socket>();
@@ -160,9 +174,7 @@ async function decodingRelay(port: number) {
 
 describe("batched puts", () => {
   test("messages sent in one turn leave as one batched put per partition; each gets its id and offset", async () => {
-    const relay = await decodingRelay(running.port);
-    const relayed = new MetaqClient({ brokers: [`127.0.0.1:${relay.port}`] });
-    try {
+    await withRelayedClient(async (relayed, relay) => {
       const producer = new Producer(relayed, { windowMax: 4096 });
       await producer.send("other", "warm-up", { partition: 0 }); // learns the partition count
       const sends: Promise<PutResult>[] = [];
@@ -200,16 +212,11 @@ describe("batched puts", () => {
         const offsets = results.filter((_, i) => i % 2 === partition).map((r) => r.offset);
         expect(offsets).toEqual([...offsets].sort((a, b) => a - b));
       }
-    } finally {
-      relayed.close();
-      relay.close();
-    }
+    });
   });
 
   test("a full window sent in one turn leaves as batches of half the window, in order", async () => {
-    const relay = await decodingRelay(running.port);
-    const relayed = new MetaqClient({ brokers: [`127.0.0.1:${relay.port}`] });
-    try {
+    await withRelayedClient(async (relayed, relay) => {
       const producer = new Producer(relayed, { windowMax: 100 });
       await producer.send("other", "warm-up", { partition: 1 }); // learns the partition count
       const sent = relay.sent.length;
@@ -223,16 +230,11 @@ describe("batched puts", () => {
       expect(relay.sent.slice(sent).filter((command) => command.verb === "put")).toHaveLength(0);
       const offsets = results.map((result) => result.offset);
       expect(offsets).toEqual([...offsets].sort((a, b) => a - b));
-    } finally {
-      relayed.close();
-      relay.close();
-    }
+    });
   });
 
   test("full batches and a message left over keep their order while the broker is asked about batches", async () => {
-    const relay = await decodingRelay(running.port);
-    const relayed = new MetaqClient({ brokers: [`127.0.0.1:${relay.port}`] });
-    try {
+    await withRelayedClient(async (relayed, relay) => {
       const before = (await partitionTexts("other", 0)).length;
       const batcher = new PutBatcher(relayed, { batchRecordsMax: 2 });
       const outcomes: Promise<void>[] = [];
@@ -261,10 +263,7 @@ describe("batched puts", () => {
         "o-3",
         "o-4",
       ]);
-    } finally {
-      relayed.close();
-      relay.close();
-    }
+    });
   });
 
   test("tiny messages sent in one turn, more than a batch may carry, are all stored", async () => {
